@@ -1,0 +1,48 @@
+# The two commands of the quick start: `make demo` and `make test`. Both create .venv when missing.
+PY      ?= python3
+VENV    := .venv
+BIN     := $(VENV)/bin
+STAMP   := $(VENV)/.installed
+export MALLOC_MMAP_THRESHOLD_ ?= 1048576
+export MALLOC_TRIM_THRESHOLD_ ?= 268435456
+export MALLOC_TOP_PAD_ ?= 67108864
+
+.PHONY: venv demo test test-slow bench lint fmt clean chromium
+
+venv: $(STAMP)
+
+# torch first and pinned: an unpinned torch (asked for by any dependency) pulls gigabytes of CUDA wheels.
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check torch==2.13.0
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test,train]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/wiseft demo
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+test-slow: $(STAMP) chromium
+	$(BIN)/python -m pytest -q -m slow
+
+bench: $(STAMP)
+	$(BIN)/python bench/merge.py
+	$(BIN)/python bench/grade.py
+	$(BIN)/python bench/sweep.py
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+fmt: $(STAMP)
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+# Headless Chromium for the report's screenshot test (Debian package).
+chromium:
+	command -v chromium >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null)
+
+clean:
+	rm -rf $(VENV) build *.egg-info src/*.egg-info .pytest_cache .ruff_cache

@@ -1,0 +1,5 @@
+import sys
+
+from wiseft.cli import main
+
+sys.exit(main())

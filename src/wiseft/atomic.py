@@ -1,0 +1,141 @@
+"""Outputs appear whole or not at all.
+
+Directories are built in a temporary sibling (`.NAME.wiseft-tmp-PID`) and renamed into place only when
+complete; files are written to a temporary sibling, fsynced and `os.replace`d. A temporary sibling left by a
+killed process (its PID no longer alive) is removed by the next run that writes the same output.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from wiseft.errors import OutputError
+
+TMP_TAG = ".wiseft-tmp-"
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def temp_sibling(path: Path) -> Path:
+    return path.parent / f".{path.name}{TMP_TAG}{os.getpid()}"
+
+
+def clean_stale_temps(path: Path) -> list[Path]:
+    """Remove temporary siblings of `path` whose writer process is gone; return what was removed."""
+    removed = []
+    prefix = f".{path.name}{TMP_TAG}"
+    if not path.parent.is_dir():
+        return removed
+    for entry in path.parent.iterdir():
+        if not entry.name.startswith(prefix):
+            continue
+        try:
+            pid = int(entry.name[len(prefix) :])
+        except ValueError:
+            continue
+        if _pid_alive(pid):
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            entry.unlink(missing_ok=True)
+        removed.append(entry)
+    return removed
+
+
+def check_output_dir(out: Path, force: bool, flag: str = "-o/--output") -> None:
+    """Fail early (before any work) when `out` cannot be written."""
+    if out.exists() and not force:
+        raise OutputError(f"output {out} already exists; choose another {flag} or pass --force to replace it")
+    if out.exists() and not out.is_dir():
+        raise OutputError(f"output {out} exists and is not a directory; remove it or choose another {flag}")
+    parent = out.parent if str(out.parent) else Path(".")
+    if parent.exists() and not os.access(parent, os.W_OK):
+        raise OutputError(f"cannot write into {parent} (permission denied); choose another {flag}")
+
+
+@contextlib.contextmanager
+def atomic_dir(out: str | os.PathLike, force: bool = False, flag: str = "-o/--output") -> Iterator[Path]:
+    """Yield a fresh temporary directory that becomes `out` when the block finishes without error."""
+    out = Path(out)
+    check_output_dir(out, force, flag)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    clean_stale_temps(out)
+    tmp = temp_sibling(out)
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir()
+    try:
+        yield tmp
+        _fsync_dir(tmp)
+        if out.exists():
+            old = out.parent / f".{out.name}.wiseft-old-{os.getpid()}"
+            os.replace(out, old)
+            os.replace(tmp, out)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, out)
+        _fsync_dir(out.parent)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temp_sibling(path)
+    try:
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def write_json(path: str | os.PathLike, obj: Any) -> None:
+    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n")
+
+
+def _json_default(obj: Any) -> Any:
+    if hasattr(obj, "tolist"):
+        return obj.tolist()
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"cannot serialise {type(obj).__name__} to JSON")

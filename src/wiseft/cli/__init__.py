@@ -1,0 +1,62 @@
+"""The `wiseft` command. It parses and calls; the work happens in the library.
+
+Each subcommand lives in its own module under `wiseft.cli` and exposes `register(subparsers)`, which adds
+its parser and sets `func` to a callable taking the parsed namespace and returning an exit status.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+from wiseft import __version__
+from wiseft.errors import WiseftError
+
+# Order is the order shown in `wiseft --help`.
+COMMANDS = ["merge", "grade", "score", "eval", "sweep", "trajectory", "train", "report", "demo"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="wiseft",
+        description="Weight ensembling of LM checkpoints and its effect on reasoning under test-time scaling.",
+    )
+    parser.add_argument("--version", action="version", version=f"wiseft {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="show debug logs and full tracebacks")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMANDS:
+        try:
+            module = importlib.import_module(f"wiseft.cli.{name}")
+        except ModuleNotFoundError as exc:  # a subcommand not built yet
+            if exc.name != f"wiseft.cli.{name}":
+                raise
+            continue
+        module.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s %(message)s"
+    )
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except WiseftError as exc:
+        if args.verbose:
+            raise
+        print(f"wiseft {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"wiseft {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,75 @@
+"""Tiny, locally built Hugging Face checkpoints for tests and benchmarks (nothing is downloaded).
+
+`save_tiny_model(path, arch="llama"|"qwen2"|"gemma", ...)` writes a random-init causal LM of a few layers
+with a character-level tokenizer: a normal HF directory that transformers and every wiseft command load.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+from transformers import AutoModelForCausalLM, GemmaConfig, LlamaConfig, Qwen2Config
+
+from wiseft.chartok import save_char_tokenizer
+
+ALPHABET = "0123456789+-*/=,.$ ()abcdefghijklmnopqrstuvwxyz\\{}#:\n"
+ARCHES = {"llama": LlamaConfig, "qwen2": Qwen2Config, "gemma": GemmaConfig}
+
+
+def tiny_config(
+    arch: str = "llama",
+    hidden: int = 32,
+    layers: int = 2,
+    heads: int = 4,
+    kv_heads: int = 2,
+    intermediate: int = 64,
+    vocab: int = 64,
+    tied: bool = False,
+    max_pos: int = 256,
+):
+    if arch not in ARCHES:
+        raise ValueError(f"unknown arch {arch!r}; choose one of {sorted(ARCHES)}")
+    kwargs = dict(
+        hidden_size=hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        num_key_value_heads=kv_heads,
+        intermediate_size=intermediate,
+        vocab_size=vocab,
+        tie_word_embeddings=tied,
+        max_position_embeddings=max_pos,
+        bos_token_id=1,
+        eos_token_id=2,
+        pad_token_id=0,
+    )
+    if arch == "gemma":
+        kwargs["head_dim"] = hidden // heads
+    return ARCHES[arch](**kwargs)
+
+
+def save_tiny_model(
+    path: str | os.PathLike,
+    arch: str = "llama",
+    seed: int = 0,
+    dtype: torch.dtype = torch.float32,
+    tied: bool = False,
+    shard_size: str | None = None,
+    tokenizer: bool = True,
+    **config_kwargs,
+) -> Path:
+    """Build a random tiny model and save it as a Hugging Face directory; return the path."""
+    path = Path(path)
+    config = tiny_config(arch, tied=tied, **config_kwargs)
+    torch.manual_seed(seed)
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    with torch.no_grad():  # random init is tiny-std; make weights sizeable so merges are not trivially equal
+        for p in model.parameters():
+            p.normal_(0.0, 0.5)
+    model = model.to(dtype)
+    kwargs = {"max_shard_size": shard_size} if shard_size else {}
+    model.save_pretrained(str(path), **kwargs)
+    if tokenizer:
+        save_char_tokenizer(path, ALPHABET)
+    return path

@@ -1,0 +1,102 @@
+"""The skeleton: atomic outputs, frozen configs, the CLI's error contract."""
+
+import dataclasses
+import os
+import subprocess
+import sys
+
+import pytest
+
+from wiseft import atomic, config
+from wiseft.cli import main
+from wiseft.errors import ConfigError, OutputError
+
+
+def test_atomic_dir_renames_only_when_complete(tmp_path):
+    out = tmp_path / "out"
+    with atomic.atomic_dir(out) as tmp:
+        (tmp / "a.txt").write_text("x")
+        assert not out.exists()
+    assert (out / "a.txt").read_text() == "x"
+    assert [p.name for p in tmp_path.iterdir()] == ["out"]
+
+
+def test_atomic_dir_failure_leaves_nothing(tmp_path):
+    out = tmp_path / "out"
+    with pytest.raises(OSError, match="disk full"):
+        with atomic.atomic_dir(out) as tmp:
+            (tmp / "a.txt").write_text("x")
+            raise OSError(28, "disk full")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_atomic_dir_refuses_existing_without_force(tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "keep").write_text("old")
+    with pytest.raises(OutputError, match="already exists.*--force"):
+        with atomic.atomic_dir(out):
+            pass
+    with atomic.atomic_dir(out, force=True) as tmp:
+        (tmp / "new").write_text("new")
+    assert sorted(p.name for p in out.iterdir()) == ["new"]
+
+
+def test_stale_temp_of_dead_process_is_cleaned(tmp_path):
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    stale = tmp_path / f".out{atomic.TMP_TAG}{proc.pid}"
+    stale.mkdir()
+    (stale / "half.safetensors").write_bytes(b"\0" * 10)
+    live = tmp_path / f".out{atomic.TMP_TAG}{os.getpid() + 10**7}"  # no such pid either
+    with atomic.atomic_dir(tmp_path / "out"):
+        pass
+    assert not stale.exists() and not live.exists()
+
+
+def test_atomic_write_text_replaces_whole_file(tmp_path):
+    p = tmp_path / "f.json"
+    atomic.write_json(p, {"a": 1})
+    atomic.write_json(p, {"b": 2})
+    assert p.read_text().strip().startswith("{") and '"b": 2' in p.read_text()
+    assert [x.name for x in tmp_path.iterdir()] == ["f.json"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Inner:
+    x: float = 1.0
+
+
+@dataclasses.dataclass(frozen=True)
+class Outer:
+    name: str = "a"
+    ks: tuple[int, ...] = (1,)
+    inner: Inner = Inner()
+
+
+def test_config_yaml_then_flags(tmp_path):
+    p = tmp_path / "c.yaml"
+    p.write_text("name: b\nks: [1, 2]\ninner: {x: 3}\n")
+    cfg = config.load(Outer, p, {"name": "c", "ks": None})
+    assert cfg == Outer(name="c", ks=(1, 2), inner=Inner(x=3.0))
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cfg.name = "d"  # type: ignore[misc]
+    config.write_resolved(tmp_path, cfg)
+    assert "wiseft_version" in (tmp_path / "config.yaml").read_text()
+
+
+def test_config_unknown_key_names_file_and_key(tmp_path):
+    p = tmp_path / "c.yaml"
+    p.write_text("nmae: b\n")
+    with pytest.raises(ConfigError, match=r"c.yaml.*unknown key\(s\) nmae"):
+        config.load(Outer, p)
+    with pytest.raises(ConfigError, match="does not exist"):
+        config.load(Outer, tmp_path / "missing.yaml")
+
+
+def test_cli_help_and_version(capsys):
+    assert main([]) == 2
+    with pytest.raises(SystemExit) as exc:
+        main(["--version"])
+    assert exc.value.code == 0
+    assert "wiseft" in capsys.readouterr().out

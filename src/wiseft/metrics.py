@@ -1,0 +1,408 @@
+"""Metrics over graded samples, exactly as DESIGN §4 defines them. Pure functions, no I/O.
+
+Input is one `ProblemSamples` per problem: per-sample correctness, the answer equivalence class of each
+sample (−1 when no answer was extracted), and optionally reward-model scores, token counts and whether the
+length limit cut the sample. `summarize` turns a list of them into the dictionary every consumer (CLI,
+sweep, report) reads; its shape is fixed in docs/ARCHITECTURE.md.
+
+Why the estimators look the way they do:
+- Pass@k uses the product form of 1 − C(n−c, k)/C(n, k): no huge binomials, no cancellation.
+- maj@k is an expectation over all k-subsets. Enumerating them is hopeless for n = 64, so it is counted:
+  for the correct class at count j, a small dynamic programme over the other classes counts the subsets
+  in which no class exceeds j and t classes tie at j (credit 1/(t+1)). Exact in float64 up to n = 1000;
+  beyond that (binomials overflow) a fixed-seed Monte Carlo over subsets is used.
+- best@k is the closed form of Σ_i correct_(i)·C(n−i, k−1)/C(n, k) over samples sorted by score; tied
+  scores get their group's mean correctness, which is the exact expectation over random tie-breaking.
+- Intervals: one bootstrap over problems (a fixed-seed multinomial resample matrix) shared by all
+  metrics, so a whole summary costs one small matrix product.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from wiseft.errors import MetricError
+
+# Fixed edges for the histogram of per-problem Pass@1 (ρ): ten bins of width 0.1, the last one closed.
+RHO_EDGES = tuple(float(x) for x in np.linspace(0.0, 1.0, 11))
+# Exact maj@k counting runs in float64; C(n, k) stays finite for every k up to this n.
+MAJ_EXACT_MAX_N = 1000
+MAJ_MC_SUBSETS = 2000
+
+
+@dataclass(frozen=True)
+class ProblemSamples:
+    """The graded samples of one problem (arrays of length n; converted to numpy on construction)."""
+
+    correct: np.ndarray
+    classes: np.ndarray
+    scores: np.ndarray | None = None
+    n_tokens: np.ndarray | None = None
+    truncated: np.ndarray | None = None
+    problem_id: str | None = None
+
+    def __post_init__(self) -> None:
+        correct = np.asarray(self.correct, dtype=bool).reshape(-1)
+        n = correct.shape[0]
+        object.__setattr__(self, "correct", correct)
+        object.__setattr__(self, "classes", _vector(self.classes, np.int64, n, "classes", self.problem_id))
+        for name, dtype in (("scores", np.float64), ("n_tokens", np.int64), ("truncated", bool)):
+            value = getattr(self, name)
+            if value is not None:
+                object.__setattr__(self, name, _vector(value, dtype, n, name, self.problem_id))
+        if self.scores is not None and not np.all(np.isfinite(self.scores)):
+            raise MetricError(
+                f"problem {self.problem_id or '?'}: scores must be finite numbers (found NaN/inf)"
+            )
+        if np.any((self.classes < 0) & self.correct):
+            raise MetricError(
+                f"problem {self.problem_id or '?'}: a sample is marked correct but has no answer class (−1)"
+            )
+
+    @property
+    def n(self) -> int:
+        return int(self.correct.shape[0])
+
+    @property
+    def c(self) -> int:
+        return int(self.correct.sum())
+
+
+def _vector(value, dtype, n: int, name: str, pid: str | None) -> np.ndarray:
+    arr = np.asarray(value, dtype=dtype).reshape(-1)
+    if arr.shape[0] != n:
+        raise MetricError(
+            f"problem {pid or '?'}: field {name!r} has {arr.shape[0]} entries but there are {n} samples"
+        )
+    return arr
+
+
+def _check_k(n: int, k: int, where: str = "") -> None:
+    if not isinstance(k, (int, np.integer)) or k < 1:
+        raise MetricError(f"k must be a positive integer, got {k!r}")
+    if k > n:
+        raise MetricError(
+            f"k={k} is larger than n={n} samples{where}; ask only for k ≤ n (or sample more with a larger --n)"
+        )
+
+
+# ----------------------------------------------------------------------------------------------- Pass@k
+
+
+def pass_at_k(n: int, c: int, k: int) -> float:
+    """Unbiased Pass@k of one problem: 1 − C(n−c, k)/C(n, k), in the stable product form."""
+    _check_k(n, k)
+    if not 0 <= c <= n:
+        raise MetricError(f"number correct c={c} must lie between 0 and n={n}")
+    if n - c < k:
+        return 1.0
+    return 1.0 - float(np.prod(1.0 - k / np.arange(n - c + 1, n + 1, dtype=np.float64)))
+
+
+# ------------------------------------------------------------------------------------------------ maj@k
+
+
+def _class_counts(classes: np.ndarray, correct: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
+    """Sizes of the answer classes, whether each class is correct, and the number of unparseable samples."""
+    valid = classes >= 0
+    labels, inverse = np.unique(classes[valid], return_inverse=True)
+    counts = np.bincount(inverse, minlength=labels.shape[0])
+    is_correct = np.zeros(labels.shape[0], dtype=bool)
+    np.logical_or.at(is_correct, inverse, correct[valid])
+    return counts, is_correct, int((~valid).sum())
+
+
+def maj_at_k(
+    classes: Sequence[int] | np.ndarray,
+    correct: Sequence[bool] | np.ndarray,
+    k: int,
+    *,
+    method: str = "auto",
+    seed: int = 0,
+    n_subsets: int = MAJ_MC_SUBSETS,
+) -> float:
+    """Expected majority-vote accuracy of one problem over k-subsets drawn without replacement.
+
+    Samples with class −1 (no answer) never vote. A class counts as correct when any of its samples is.
+    When m classes tie for the most votes, the subset earns (correct classes among them)/m. `method` is
+    "exact" (counting), "mc" (fixed-seed Monte Carlo over `n_subsets` subsets) or "auto" (exact for
+    n ≤ 1000).
+    """
+    classes = np.asarray(classes, dtype=np.int64).reshape(-1)
+    correct = np.asarray(correct, dtype=bool).reshape(-1)
+    n = classes.shape[0]
+    if correct.shape[0] != n:
+        raise MetricError(f"maj@k: {n} classes but {correct.shape[0]} correctness flags")
+    _check_k(n, k)
+    if method == "auto":
+        method = "exact" if n <= MAJ_EXACT_MAX_N else "mc"
+    counts, is_correct, unparsed = _class_counts(classes, correct)
+    if not is_correct.any():
+        return 0.0
+    if method == "exact":
+        if n > MAJ_EXACT_MAX_N:
+            raise MetricError(f"exact maj@k counts in float64 and supports n ≤ {MAJ_EXACT_MAX_N}, got n={n}")
+        return _maj_exact(counts, is_correct, unparsed, [k])[0]
+    if method == "mc":
+        return _maj_monte_carlo(classes, correct, k, seed, n_subsets)
+    raise MetricError(f"maj@k method must be 'auto', 'exact' or 'mc', got {method!r}")
+
+
+def _maj_exact(counts: np.ndarray, is_correct: np.ndarray, unparsed: int, ks: Sequence[int]) -> list[float]:
+    """Exact maj@k of one problem for every k in `ks`, by counting subsets (see the module docstring).
+
+    For the correct class with a samples drawing j of them, the other classes must each draw at most j;
+    the subset earns 1/(1+t) when t of them draw exactly j. One dynamic programme per j serves every k.
+    """
+    n = int(counts.sum()) + unparsed
+    ks_arr = np.asarray(ks, dtype=np.int64)
+    k_max = int(ks_arr.max())
+    totals = np.zeros(len(ks))
+    for ci in np.flatnonzero(is_correct):
+        a = int(counts[ci])
+        others = [int(b) for i, b in enumerate(counts) if i != ci]
+        for j in range(1, min(a, k_max) + 1):
+            ways, free = _votes_below(others, unparsed, j, k_max - j)
+            by_size = ways @ (1.0 / np.arange(1, ways.shape[1] + 1))  # credit-weighted, by subset size s
+            # The free pool fills the other k − j − s slots: C(free, k − j − s) ways (0 when impossible).
+            fill_count = (ks_arr - j)[:, None] - np.arange(k_max - j + 1)[None, :]
+            fillable = (fill_count >= 0) & (fill_count <= free)
+            fill = np.where(fillable, _binomials(free)[np.clip(fill_count, 0, free)], 0.0)
+            totals += float(math.comb(a, j)) * (fill @ by_size)
+    return [float(t) / float(math.comb(n, k)) for t, k in zip(totals, ks, strict=True)]
+
+
+def _votes_below(others: list[int], unparsed: int, j: int, rest: int) -> tuple[np.ndarray, int]:
+    """ways[s, t]: subsets of s samples from the classes of size ≥ j in which each draws at most j and t
+    draw exactly j; and the size of the free pool.
+
+    Classes with fewer than j samples can never reach j, so they join the unparseable samples in one free
+    pool that is filled by a single binomial; only classes of size ≥ j go through the programme.
+    """
+    contenders = [b for b in others if b >= j]
+    free = unparsed + sum(b for b in others if b < j)
+    max_ties = min(len(contenders), rest // j)
+    ways = np.zeros((rest + 1, max_ties + 1))
+    ways[0, 0] = 1.0
+    for b in contenders:
+        binom = _binomials(b)
+        new = ways.copy()  # i = 0
+        for i in range(1, min(j, rest) + 1):
+            if i < j:
+                new[i:, :] += binom[i] * ways[: rest + 1 - i, :]
+            elif max_ties > 0:
+                new[i:, 1:] += binom[i] * ways[: rest + 1 - i, :-1]
+        ways = new
+    return ways, free
+
+
+@functools.lru_cache(maxsize=4096)
+def _binomials(b: int) -> np.ndarray:
+    """C(b, i) for i = 0..b as float64 (read-only: shared by every caller)."""
+    out = np.array([float(math.comb(b, i)) for i in range(b + 1)])
+    out.setflags(write=False)
+    return out
+
+
+def _maj_monte_carlo(classes: np.ndarray, correct: np.ndarray, k: int, seed: int, n_subsets: int) -> float:
+    if n_subsets < 1000:
+        raise MetricError(f"maj@k Monte Carlo needs at least 1000 subsets, got {n_subsets}")
+    n = classes.shape[0]
+    rng = np.random.default_rng(seed)
+    labels, inverse = np.unique(classes, return_inverse=True)
+    class_correct = np.zeros(labels.shape[0], dtype=bool)
+    np.logical_or.at(class_correct, inverse, correct)
+    voting = labels >= 0
+    picks = np.argsort(rng.random((n_subsets, n)), axis=1)[:, :k]
+    votes = np.zeros((n_subsets, labels.shape[0]), dtype=np.int64)
+    np.add.at(votes, (np.arange(n_subsets)[:, None], inverse[picks]), 1)
+    votes[:, ~voting] = 0
+    top = votes.max(axis=1, keepdims=True)
+    tied = (votes == top) & (top > 0)
+    m = tied.sum(axis=1)
+    hits = (tied & class_correct[None, :]).sum(axis=1)
+    return float(np.mean(np.where(m > 0, hits / np.maximum(m, 1), 0.0)))
+
+
+# ----------------------------------------------------------------------------------------------- best@k
+
+
+def best_at_k(scores: Sequence[float] | np.ndarray, correct: Sequence[bool] | np.ndarray, k: int) -> float:
+    """Expected correctness of the top-scored sample among k drawn without replacement (ties averaged)."""
+    scores = np.asarray(scores, dtype=np.float64).reshape(-1)
+    correct = np.asarray(correct, dtype=np.float64).reshape(-1)
+    n = scores.shape[0]
+    if correct.shape[0] != n:
+        raise MetricError(f"best@k: {n} scores but {correct.shape[0]} correctness flags")
+    if not np.all(np.isfinite(scores)):
+        raise MetricError("best@k: scores must be finite numbers (found NaN/inf)")
+    _check_k(n, k)
+    order = np.argsort(-scores, kind="stable")
+    s, c = scores[order], correct[order]
+    # Replace each sample's correctness by the mean over its group of equal scores.
+    starts = np.flatnonzero(np.r_[True, s[1:] != s[:-1]])
+    sizes = np.diff(np.r_[starts, n])
+    c = np.repeat(np.add.reduceat(c, starts) / sizes, sizes)
+    return float(c @ _best_weights(n, k))
+
+
+def _best_weights(n: int, k: int) -> np.ndarray:
+    """w_i = C(n−i, k−1)/C(n, k) for i = 1..n, by the ratio w_{i+1}/w_i = (n−i−k+1)/(n−i)."""
+    i = np.arange(1, n, dtype=np.float64)
+    ratios = np.clip((n - i - k + 1) / (n - i), 0.0, None)
+    return (k / n) * np.concatenate(([1.0], np.cumprod(ratios)))
+
+
+# -------------------------------------------------------------------------------------------- summaries
+
+
+def bootstrap_ci(
+    values: np.ndarray, seed: int = 0, n_boot: int = 1000, level: float = 0.95
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Means and percentile intervals of per-problem values (shape P or P×M) under a bootstrap over problems.
+
+    Every column shares the same resamples (drawn once as multinomial counts), so intervals of metrics
+    computed from one summary are paired. Returns (mean, lo, hi), each of shape M (or scalars for 1-D).
+    """
+    v = np.asarray(values, dtype=np.float64)
+    one_d = v.ndim == 1
+    if one_d:
+        v = v[:, None]
+    p = v.shape[0]
+    if p == 0:
+        raise MetricError("bootstrap over problems needs at least one problem")
+    if n_boot < 1:
+        raise MetricError(f"n_boot must be at least 1, got {n_boot}")
+    rng = np.random.default_rng(seed)
+    weights = rng.multinomial(p, np.full(p, 1.0 / p), size=n_boot).astype(np.float64)
+    boots = weights @ v / p
+    alpha = (1.0 - level) / 2.0
+    lo, hi = np.quantile(boots, [alpha, 1.0 - alpha], axis=0)
+    mean = v.mean(axis=0)
+    if one_d:
+        return mean[0], lo[0], hi[0]
+    return mean, lo, hi
+
+
+def bias_variance(rho: np.ndarray, ks: Sequence[int], pass_k: dict[int, float] | None = None) -> dict:
+    """E[ρ], bias² = (1−E[ρ])², Var[ρ] (over problems) and the Jensen bound (bias²+Var)^{k/2} per k.
+
+    The bound is a lower bound on E[(1−ρ)^k] (reported as `one_minus_pass_plugin`) for k ≥ 2, and an
+    equality at k = 2. `one_minus_pass` is 1 − the unbiased Pass@k when `pass_k` is given.
+    """
+    rho = np.asarray(rho, dtype=np.float64)
+    mean = float(rho.mean())
+    bias2 = (1.0 - mean) ** 2
+    var = float(rho.var())
+    out = {
+        "mean_rho": mean,
+        "bias2": bias2,
+        "var": var,
+        "bound": {str(k): float((bias2 + var) ** (k / 2.0)) for k in ks},
+        "one_minus_pass_plugin": {str(k): float(np.mean((1.0 - rho) ** k)) for k in ks},
+    }
+    if pass_k is not None:
+        out["one_minus_pass"] = {str(k): 1.0 - float(pass_k[k]) for k in ks}
+    return out
+
+
+def diversity(problems: Sequence[ProblemSamples]) -> dict:
+    """Mean number and fraction of distinct answer classes per problem, and the histogram of ρ."""
+    distinct = np.array([np.unique(p.classes[p.classes >= 0]).shape[0] for p in problems], dtype=np.float64)
+    ns = np.array([p.n for p in problems], dtype=np.float64)
+    rho = np.array([p.c / p.n for p in problems])
+    hist, _ = np.histogram(rho, bins=np.asarray(RHO_EDGES))
+    return {
+        "mean_distinct": float(distinct.mean()),
+        "frac_distinct": float((distinct / ns).mean()),
+        "rho_hist": [int(x) for x in hist],
+        "rho_edges": list(RHO_EDGES),
+    }
+
+
+def token_stats(problems: Sequence[ProblemSamples]) -> dict:
+    """Mean and median completion length and the share of samples cut by the length limit (None if unknown)."""
+    out: dict = {"mean": None, "median": None, "truncated_frac": None}
+    if all(p.n_tokens is not None for p in problems):
+        tokens = np.concatenate([p.n_tokens for p in problems])
+        out["mean"] = float(tokens.mean())
+        out["median"] = float(np.median(tokens))
+    if all(p.truncated is not None for p in problems):
+        out["truncated_frac"] = float(np.concatenate([p.truncated for p in problems]).mean())
+    return out
+
+
+def per_problem_values(
+    problems: Sequence[ProblemSamples], ks: Sequence[int], seed: int = 0
+) -> tuple[list[str], np.ndarray]:
+    """The per-problem value of every metric (columns named like "pass@4"); summaries average these."""
+    if not problems:
+        raise MetricError("no problems to score: the graded input is empty")
+    ks = _normalise_ks(ks)
+    n_min = min(p.n for p in problems)
+    worst = min(problems, key=lambda p: p.n)
+    for k in ks:
+        _check_k(n_min, k, f" for problem {worst.problem_id or '?'}" if worst.problem_id else "")
+    with_scores = all(p.scores is not None for p in problems)
+    names = ["pass@1"] + [f"pass@{k}" for k in ks if k != 1] + [f"maj@{k}" for k in ks]
+    if with_scores:
+        names += [f"best@{k}" for k in ks]
+    table = np.empty((len(problems), len(names)))
+    for row, p in enumerate(problems):
+        counts, is_correct, unparsed = _class_counts(p.classes, p.correct)
+        values = [p.c / p.n] + [pass_at_k(p.n, p.c, k) for k in ks if k != 1]
+        if not is_correct.any():
+            values += [0.0] * len(ks)
+        elif p.n <= MAJ_EXACT_MAX_N:
+            values += _maj_exact(counts, is_correct, unparsed, ks)
+        else:
+            values += [_maj_monte_carlo(p.classes, p.correct, k, seed, MAJ_MC_SUBSETS) for k in ks]
+        if with_scores:
+            values += [best_at_k(p.scores, p.correct, k) for k in ks]
+        table[row] = values
+    return names, table
+
+
+def _normalise_ks(ks: Sequence[int]) -> list[int]:
+    out = []
+    for k in ks:
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+            raise MetricError(f"k values must be positive integers, got {k!r}")
+        if int(k) not in out:
+            out.append(int(k))
+    if not out:
+        raise MetricError("give at least one k (e.g. --k 1,2,4)")
+    return sorted(out)
+
+
+def summarize(
+    problems: Sequence[ProblemSamples], ks: Sequence[int], seed: int = 0, n_boot: int = 1000
+) -> dict:
+    """Every metric of DESIGN §4 with bootstrap 95% intervals, in the shape of docs/ARCHITECTURE.md."""
+    ks = _normalise_ks(ks)
+    names, table = per_problem_values(problems, ks, seed=seed)
+    mean, lo, hi = bootstrap_ci(table, seed=seed, n_boot=n_boot)
+    metrics = {
+        name: {"value": float(mean[i]), "lo": float(lo[i]), "hi": float(hi[i])}
+        for i, name in enumerate(names)
+    }
+    rho = table[:, names.index("pass@1")]
+    pass_k = {k: metrics[f"pass@{k}"]["value"] for k in ks}
+    ns = sorted({p.n for p in problems})
+    return {
+        "n_problems": len(problems),
+        "n": ns[0],
+        "n_max": ns[-1],
+        "ks": ks,
+        "seed": seed,
+        "n_boot": n_boot,
+        "metrics": metrics,
+        "bias_variance": bias_variance(rho, ks, pass_k),
+        "diversity": diversity(problems),
+        "tokens": token_stats(problems),
+    }

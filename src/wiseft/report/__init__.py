@@ -1,0 +1,122 @@
+"""The report: results (docs/ARCHITECTURE.md, "Sweep and report") → report.md, report.html and PNG plots.
+
+`build(results, out_dir)` is what `wiseft report`, `wiseft sweep`, `wiseft trajectory` and `wiseft demo`
+call; `load_results(path)` reads a run directory, a results.json or a sample store. The report directory
+is written atomically: it appears complete or not at all.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable
+from pathlib import Path
+
+from matplotlib.figure import Figure
+
+from wiseft.atomic import atomic_dir, check_output_dir, write_json
+from wiseft.errors import ConfigError
+from wiseft.report.data import Results
+from wiseft.report.plots import PLOTS, make_figures, render_png
+from wiseft.report.render import html_doc, markdown
+
+__all__ = ["build", "figures", "load_results", "resolve_ks", "REPORT_FILES"]
+
+REPORT_FILES = ("report.md", "report.html", "results.json")
+SQLITE_MAGIC = b"SQLite format 3\x00"
+
+
+def resolve_ks(res: Results, ks: Iterable[int] | None) -> tuple[list[int], list[int]]:
+    """(headline ks, ks for the Pass@k-against-k curves).
+
+    Without `ks` the plots show Pass@1 and the largest k of the run, and the Pass@k curves every k.
+    With `ks` (the CLI's --k) exactly those; each must be present in the results.
+    """
+    available = sorted(set(res.ks("pass")) | set(res.ks("maj")) | set(res.ks("best")))
+    if ks is None:
+        big = [k for k in available if k > 1]
+        return ([max(big)] if big else []), res.ks("pass")
+    chosen = sorted(set(ks))
+    bad = [k for k in chosen if not isinstance(k, int) or isinstance(k, bool) or k < 1]
+    if bad or not chosen:
+        raise ConfigError(f"--k must be a list of positive integers such as 1,4,16; got {list(ks)!r}")
+    missing = [k for k in chosen if k not in available]
+    if missing:
+        raise ConfigError(
+            f"--k {','.join(map(str, missing))}: not computed in {res.source}; "
+            f"available k: {', '.join(map(str, available)) or 'none'}"
+        )
+    curve_ks = [k for k in res.ks("pass") if k in chosen]
+    return chosen, (curve_ks if len(curve_ks) >= 2 else res.ks("pass"))
+
+
+def figures(results: dict | Results, *, ks: Iterable[int] | None = None) -> dict[str, Figure]:
+    """Every plot that has data, as matplotlib Figures by name (report order); nothing is written."""
+    res = results if isinstance(results, Results) else Results(results)
+    headline, curve_ks = resolve_ks(res, ks)
+    return make_figures(res, headline, curve_ks)
+
+
+def build(
+    results: dict,
+    out_dir: str | os.PathLike,
+    *,
+    ks: Iterable[int] | None = None,
+    force: bool = False,
+    dpi: int = 110,
+    source: str | None = None,
+) -> Path:
+    """Write report.md, report.html (self-contained), the PNG plots and a copy of results.json into
+    `out_dir` (atomically; an existing `out_dir` needs `force`). Returns `out_dir`."""
+    out = Path(out_dir)
+    check_output_dir(out, force)  # before the slow part
+    res = Results(results, source or "results")
+    headline, curve_ks = resolve_ks(res, ks)
+    figs = make_figures(res, headline, curve_ks)
+    meta = {name: (title, caption) for name, title, caption, _ in PLOTS}
+    rendered = [(f"{name}.png", *meta[name], render_png(fig, dpi)) for name, fig in figs.items()]
+    metric_names = res.metric_names(None if ks is None else headline)
+    with atomic_dir(out, force) as tmp:
+        for fname, _title, _caption, png in rendered:
+            (tmp / fname).write_bytes(png)
+        (tmp / "report.md").write_text(
+            markdown(res, [r[:3] for r in rendered], metric_names), encoding="utf-8"
+        )
+        (tmp / "report.html").write_text(html_doc(res, rendered, metric_names), encoding="utf-8")
+        write_json(tmp / "results.json", results)
+    return out
+
+
+def load_results(path: str | os.PathLike) -> dict:
+    """A run directory holding results.json, a results.json file, or a sample store → the results dict."""
+    p = Path(path)
+    if p.is_dir():
+        candidate = p / "results.json"
+        if candidate.is_file():
+            return _read_json(candidate)
+        raise ConfigError(
+            f"{p} holds no results.json; give a run directory written by wiseft sweep/trajectory/demo, "
+            "a results.json file or a sample store"
+        )
+    if not p.is_file():
+        raise ConfigError(f"{p} does not exist; give a run directory, a results.json file or a sample store")
+    with open(p, "rb") as fh:
+        head = fh.read(len(SQLITE_MAGIC))
+    if head == SQLITE_MAGIC:
+        from wiseft.report.from_store import results_from_store
+
+        return results_from_store(p)
+    return _read_json(p)
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path} is neither a results.json (not UTF-8 text) nor a sample store") from exc
+    except json.JSONDecodeError as exc:
+        raise ConfigError(
+            f"{path} is not valid JSON (line {exc.lineno}, column {exc.colno}): {exc.msg}"
+        ) from exc
+    Results(data, str(path))  # validate now, naming the file
+    return data

@@ -1,0 +1,295 @@
+"""A read-only view of `results.json` that the plots and tables share.
+
+The results dict (docs/ARCHITECTURE.md, "Sweep and report") is a flat list of variants, each with a
+`summarize()` dict. Plots need it grouped differently: the training trajectory (checkpoints by step, raw
+and mixed), curves over δ, the temperatures of the final model. This module does that grouping once, checks
+the shape on the way in, and names the field at fault when something is missing, so the plotting code can
+stay short and assume well-formed input.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from wiseft.errors import ConfigError
+
+KINDS = ("checkpoint", "mix", "temperature", "base")
+METRIC_RE = re.compile(r"^(pass|maj|best)@(\d+)$")
+METRIC_LABEL = {"pass": "Pass", "maj": "maj", "best": "best"}
+
+
+@dataclass(frozen=True)
+class Stat:
+    """One number with its 95% bootstrap interval (lo/hi are None when the summary has no interval)."""
+
+    value: float
+    lo: float | None = None
+    hi: float | None = None
+
+    @property
+    def has_interval(self) -> bool:
+        return self.lo is not None and self.hi is not None
+
+
+def as_stat(obj: Any) -> Stat | None:
+    """Read `{"value", "lo", "hi"}` or a bare number; None for missing or non-finite values."""
+    if obj is None:
+        return None
+    if isinstance(obj, dict):
+        value = obj.get("value")
+        if not _finite(value):
+            return None
+        lo, hi = obj.get("lo"), obj.get("hi")
+        if _finite(lo) and _finite(hi):
+            return Stat(float(value), float(lo), float(hi))
+        return Stat(float(value))
+    if _finite(obj):
+        return Stat(float(obj))
+    return None
+
+
+def _finite(x: Any) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def metric_label(name: str) -> str:
+    """`pass@16` → `Pass@16`, `maj@8` → `maj@8` (the spelling the papers use)."""
+    m = METRIC_RE.match(name)
+    return f"{METRIC_LABEL[m.group(1)]}@{m.group(2)}" if m else name
+
+
+@dataclass(frozen=True)
+class Variant:
+    name: str
+    kind: str
+    delta: float | None
+    temperature: float | None
+    step: int | None
+    summary: dict = field(repr=False, compare=False)
+
+    def metric(self, name: str) -> Stat | None:
+        return as_stat(self.summary.get("metrics", {}).get(name))
+
+    def ks(self, family: str = "pass") -> list[int]:
+        out = []
+        for key in self.summary.get("metrics", {}):
+            m = METRIC_RE.match(key)
+            if m and m.group(1) == family and self.metric(key) is not None:
+                out.append(int(m.group(2)))
+        return sorted(out)
+
+    def section(self, name: str) -> dict:
+        value = self.summary.get(name)
+        return value if isinstance(value, dict) else {}
+
+    def bv(self, key: str) -> Stat | None:
+        return as_stat(self.section("bias_variance").get(key))
+
+    def bv_at(self, key: str, k: int) -> Stat | None:
+        """`bias_variance[key][k]`; JSON turns the int k into a string, so accept both."""
+        table = self.section("bias_variance").get(key)
+        if not isinstance(table, dict):
+            return None
+        return as_stat(table.get(str(k), table.get(k)))
+
+    def diversity(self, key: str) -> Stat | None:
+        return as_stat(self.section("diversity").get(key))
+
+    def tokens(self, key: str) -> Stat | None:
+        return as_stat(self.section("tokens").get(key))
+
+    def rho_hist(self) -> tuple[list[float], list[float]] | None:
+        div = self.section("diversity")
+        counts, edges = div.get("rho_hist"), div.get("rho_edges")
+        if not isinstance(counts, list) or not isinstance(edges, list) or not counts:
+            return None
+        if len(edges) != len(counts) + 1:
+            return None
+        return [float(c) for c in counts], [float(e) for e in edges]
+
+    @property
+    def short(self) -> str:
+        """A compact legend label: `δ=0.25`, `T=1.2`, `step 400`, else the name."""
+        if self.kind == "temperature" and self.temperature is not None:
+            return f"T={self.temperature:g}"
+        if self.kind == "mix" and self.delta is not None:
+            return f"δ={self.delta:g}" + (f", step {self.step}" if self.step is not None else "")
+        if self.kind == "checkpoint" and self.step is not None:
+            return f"step {self.step}"
+        return self.name
+
+
+@dataclass(frozen=True)
+class Curve:
+    """Variants along one axis (δ, step or temperature), sorted, with a legend label."""
+
+    label: str
+    axis: str  # "delta" | "step" | "temperature"
+    variants: tuple[Variant, ...]
+
+    def xs(self) -> list[float]:
+        return [float(getattr(v, self.axis)) for v in self.variants]
+
+
+class Results:
+    """The validated results dict plus the groupings the report draws."""
+
+    def __init__(self, results: dict, source: str = "results"):
+        if not isinstance(results, dict):
+            raise ConfigError(f"{source}: expected a JSON object, got {type(results).__name__}")
+        raw = results.get("variants")
+        if not isinstance(raw, list):
+            raise ConfigError(
+                f"{source}: field 'variants' must be a list of variants (see docs/ARCHITECTURE.md)"
+            )
+        self.source = source
+        self.config = results.get("config") if isinstance(results.get("config"), dict) else {}
+        self.versions = results.get("versions") if isinstance(results.get("versions"), dict) else {}
+        self.best = results.get("best") if isinstance(results.get("best"), dict) else None
+        self.variants = [_parse_variant(v, i, source) for i, v in enumerate(raw)]
+        names = [v.name for v in self.variants]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ConfigError(f"{source}: variant name(s) {', '.join(dupes)} appear more than once")
+
+    # --- what is available -------------------------------------------------------------------------
+    def ks(self, family: str = "pass") -> list[int]:
+        return sorted({k for v in self.variants for k in v.ks(family)})
+
+    def has_metric(self, name: str) -> bool:
+        return any(v.metric(name) is not None for v in self.variants)
+
+    def metric_names(self, ks: Iterable[int] | None = None) -> list[str]:
+        """Every metric present, ordered pass@1, then per k: pass@k, maj@k, best@k."""
+        wanted = set(ks) if ks is not None else None
+        names = []
+        all_ks = sorted(set(self.ks("pass")) | set(self.ks("maj")) | set(self.ks("best")))
+        if self.has_metric("pass@1"):
+            names.append("pass@1")
+        for k in all_ks:
+            if wanted is not None and k not in wanted:
+                continue
+            for fam in ("pass", "maj", "best"):
+                name = f"{fam}@{k}"
+                if name != "pass@1" and self.has_metric(name):
+                    names.append(name)
+        return names
+
+    @property
+    def best_variant(self) -> Variant | None:
+        if not self.best:
+            return None
+        return next((v for v in self.variants if v.name == self.best.get("variant")), None)
+
+    # --- groupings -----------------------------------------------------------------------------------
+    def of_kind(self, kind: str) -> list[Variant]:
+        return [v for v in self.variants if v.kind == kind]
+
+    def raw_trajectory(self) -> Curve | None:
+        """The checkpoints of a training run, by step (raw, not mixed)."""
+        pts = sorted((v for v in self.of_kind("checkpoint") if v.step is not None), key=lambda v: v.step)
+        return Curve("raw", "step", tuple(pts)) if len({v.step for v in pts}) >= 2 else None
+
+    def mixed_trajectories(self) -> list[Curve]:
+        """Mixes over training steps, one curve per (δ, temperature): the WiSE-FT'd trajectory."""
+        groups: dict[tuple, list[Variant]] = {}
+        for v in self.of_kind("mix"):
+            if v.step is not None and v.delta is not None:
+                groups.setdefault((v.delta, v.temperature), []).append(v)
+        temps = {key[1] for key in groups}
+        curves = []
+        for (delta, temp), vs in sorted(groups.items(), key=lambda kv: (kv[0][0], _num(kv[0][1]))):
+            if len({v.step for v in vs}) < 2:
+                continue
+            label = f"mixed δ={delta:g}" + (f", T={temp:g}" if len(temps) > 1 and temp is not None else "")
+            curves.append(Curve(label, "step", tuple(sorted(vs, key=lambda v: v.step))))
+        return curves
+
+    def delta_curves(self) -> list[Curve]:
+        """Variants over δ at a fixed step and temperature (a sweep of the mixing coefficient).
+
+        A checkpoint or base variant that carries a δ (the endpoints δ=0 final, δ=1 early) joins the curve
+        of its step and temperature, so the endpoints are drawn where the sweep recorded them.
+        """
+        groups: dict[tuple, list[Variant]] = {}
+        for v in self.variants:
+            if v.delta is None or v.kind == "temperature":
+                continue
+            groups.setdefault((v.step, v.temperature), []).append(v)
+        steps = {key[0] for key in groups}
+        temps = {key[1] for key in groups}
+        curves = []
+        for (step, temp), vs in sorted(groups.items(), key=lambda kv: (_num(kv[0][0]), _num(kv[0][1]))):
+            by_delta: dict[float, Variant] = {}
+            for v in sorted(vs, key=lambda v: (v.kind != "mix", v.name)):
+                by_delta.setdefault(v.delta, v)  # prefer the mix when two variants share a δ
+            if len({d for d, v in by_delta.items() if v.kind == "mix"}) < 2:
+                continue  # one mix beside its raw checkpoint is a trajectory point, not a δ sweep
+            parts = []
+            if len(steps) > 1 and step is not None:
+                parts.append(f"step {step}")
+            if len(temps) > 1 and temp is not None:
+                parts.append(f"T={temp:g}")
+            label = "mixes over δ" + (f" ({', '.join(parts)})" if parts else "")
+            curves.append(Curve(label, "delta", tuple(by_delta[d] for d in sorted(by_delta))))
+        return curves
+
+    def temperature_curve(self) -> Curve | None:
+        pts = sorted(
+            (v for v in self.of_kind("temperature") if v.temperature is not None), key=lambda v: v.temperature
+        )
+        return Curve("temperatures (final model)", "temperature", tuple(pts)) if len(pts) >= 2 else None
+
+    def curves(self) -> list[tuple[str, Curve]]:
+        """Every curve with its role, in report order: "raw" and "mixed" trajectories over steps,
+        "delta" sweeps, the "temperature" curve. A variant may sit on two curves (an endpoint)."""
+        out: list[tuple[str, Curve]] = []
+        raw = self.raw_trajectory()
+        if raw:
+            out.append(("raw", raw))
+        out += [("mixed", c) for c in self.mixed_trajectories()]
+        out += [("delta", c) for c in self.delta_curves()]
+        temp = self.temperature_curve()
+        if temp:
+            out.append(("temperature", temp))
+        return out
+
+    def loose(self) -> list[Variant]:
+        """Variants on no curve (a base model, a lone checkpoint), drawn as single points."""
+        on_curve = {v.name for _, c in self.curves() for v in c.variants}
+        return [v for v in self.variants if v.name not in on_curve]
+
+
+def _num(x: Any) -> float:
+    return float("-inf") if x is None else float(x)
+
+
+def _parse_variant(obj: Any, i: int, source: str) -> Variant:
+    where = f"{source}: variants[{i}]"
+    if not isinstance(obj, dict):
+        raise ConfigError(f"{where} must be an object, got {type(obj).__name__}")
+    name = obj.get("name")
+    if not isinstance(name, str) or not name:
+        raise ConfigError(f"{where}: field 'name' must be a non-empty string")
+    kind = obj.get("kind")
+    if kind not in KINDS:
+        raise ConfigError(f"{where} ({name}): field 'kind' is {kind!r}; expected one of {', '.join(KINDS)}")
+    summary = obj.get("summary")
+    if not isinstance(summary, dict) or not isinstance(summary.get("metrics"), dict):
+        raise ConfigError(f"{where} ({name}): field 'summary' must be a summarize() dict with 'metrics'")
+    delta = _opt_number(obj.get("delta"), f"{where} ({name}): field 'delta'")
+    temp = _opt_number(obj.get("temperature"), f"{where} ({name}): field 'temperature'")
+    step = _opt_number(obj.get("step"), f"{where} ({name}): field 'step'")
+    return Variant(name, kind, delta, temp, None if step is None else int(step), summary)
+
+
+def _opt_number(x: Any, where: str) -> float | None:
+    if x is None:
+        return None
+    if not _finite(x):
+        raise ConfigError(f"{where} must be a finite number or null, got {x!r}")
+    return float(x)

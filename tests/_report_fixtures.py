@@ -1,0 +1,186 @@
+"""Realistic results dicts for the report tests, in exactly the shape of docs/ARCHITECTURE.md.
+
+Each variant is simulated: per-problem success rates ρ_x drawn from a Beta distribution whose mean is the
+variant's accuracy and whose concentration is its diversity (a small concentration piles ρ at 0 and 1:
+collapse), correct counts c_x ~ Binomial(n, ρ_x), and then the summary computed from those counts with the
+DESIGN §4 formulas in float64 (pass@k by the product form, a percentile bootstrap over problems). The story
+is the paper's: over SFT, Pass@1 rises while Pass@k falls; the δ=0.5 mix recovers Pass@k; temperatures of
+the final model trade one for the other.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+
+import numpy as np
+
+
+def _pass_at_k(n: int, c: np.ndarray, k: int) -> np.ndarray:
+    out = np.ones(len(c))
+    for j, cj in enumerate(c):
+        if n - cj >= k:
+            out[j] = 1.0 - math.prod(1.0 - k / i for i in range(n - cj + 1, n + 1))
+    return out
+
+
+def _maj_at_k(n: int, c: np.ndarray, k: int) -> np.ndarray:
+    """P(correct answers are a strict majority of k draws without replacement) — a fixture proxy."""
+    out = np.zeros(len(c))
+    for j, cj in enumerate(c):
+        total = math.comb(n, k)
+        out[j] = sum(math.comb(cj, m) * math.comb(n - cj, k - m) for m in range(k // 2 + 1, k + 1)) / total
+    return out
+
+
+def _stat(per_problem: np.ndarray, rng: np.random.Generator, n_boot: int = 200) -> dict:
+    idx = rng.integers(0, len(per_problem), size=(n_boot, len(per_problem)))
+    boots = per_problem[idx].mean(axis=1)
+    return {
+        "value": float(per_problem.mean()),
+        "lo": float(np.percentile(boots, 2.5)),
+        "hi": float(np.percentile(boots, 97.5)),
+    }
+
+
+def make_summary(
+    acc: float,
+    conc: float,
+    *,
+    seed: int,
+    n_problems: int = 40,
+    n: int = 16,
+    ks: tuple[int, ...] = (1, 2, 4, 8, 16),
+    scores: bool = True,
+    tokens: float | None = 120.0,
+) -> dict:
+    rng = np.random.default_rng(seed)
+    rho = rng.beta(acc * conc, (1 - acc) * conc, size=n_problems)
+    c = rng.binomial(n, rho)
+    r = c / n
+    metrics = {}
+    for k in ks:
+        if k > n:
+            continue
+        metrics[f"pass@{k}"] = _stat(_pass_at_k(n, c, k), rng)
+    for k in ks:
+        if 1 < k <= n:
+            metrics[f"maj@{k}"] = _stat(_maj_at_k(n, c, k), rng)
+            if scores:  # a scorer that is right a bit more often than chance: between pass@1 and pass@k
+                metrics[f"best@{k}"] = _stat(0.5 * (_pass_at_k(n, c, 1) + _pass_at_k(n, c, k)), rng)
+    mean_rho, var = float(r.mean()), float(r.var())
+    bias2 = (1 - mean_rho) ** 2
+    bv = {
+        "mean_rho": mean_rho,
+        "bias2": bias2,
+        "var": var,
+        "bound": {str(k): (bias2 + var) ** (k / 2) for k in ks if k <= n},
+        "one_minus_pass": {str(k): 1 - metrics[f"pass@{k}"]["value"] for k in ks if k <= n},
+    }
+    # Distinct answers: wrong samples spread over a few answers, more so when the model is diverse.
+    spread = min(1.0, 2.0 / max(conc, 0.2))
+    distinct = 1 + (n - 1) * (1 - r) * (1 - spread) * 0.6 + rng.uniform(0, 0.3, n_problems)
+    hist, edges = np.histogram(r, bins=10, range=(0.0, 1.0))
+    summary = {
+        "n_problems": n_problems,
+        "n": n,
+        "metrics": metrics,
+        "bias_variance": bv,
+        "diversity": {
+            "mean_distinct": float(distinct.mean()),
+            "frac_distinct": float(distinct.mean() / n),
+            "rho_hist": hist.tolist(),
+            "rho_edges": edges.tolist(),
+        },
+    }
+    if tokens is not None:
+        summary["tokens"] = {"mean": float(tokens), "median": float(tokens) * 0.95, "truncated_frac": 0.02}
+    return summary
+
+
+STEPS = (50, 100, 200, 400, 800)
+DELTAS = (0.0, 0.25, 0.5, 0.75, 1.0)
+TEMPS = (0.7, 1.0, 1.3, 1.6)
+
+
+def make_results(
+    *,
+    trajectory: bool = True,
+    sweep: bool = True,
+    temperatures: bool = True,
+    scores: bool = True,
+    tokens: bool = True,
+    ks: tuple[int, ...] = (1, 2, 4, 8, 16),
+    best: bool = True,
+) -> dict:
+    """A results dict with any of: the trajectory (raw + mixed δ=0.5), a δ sweep, temperatures."""
+    variants = []
+    seed = 0
+
+    def add(name, kind, acc, conc, delta=None, temperature=1.0, step=None, tok=120.0):
+        nonlocal seed
+        seed += 1
+        summary = make_summary(acc, conc, seed=seed, ks=ks, scores=scores, tokens=tok if tokens else None)
+        variants.append(
+            {
+                "name": name,
+                "kind": kind,
+                "delta": delta,
+                "temperature": temperature,
+                "step": step,
+                "summary": summary,
+            }
+        )
+
+    if trajectory:
+        for i, step in enumerate(STEPS):
+            t = i / (len(STEPS) - 1)
+            add(
+                f"checkpoint-{step}",
+                "checkpoint",
+                0.30 + 0.30 * t,
+                4.0 - 3.6 * t,
+                step=step,
+                tok=150 - 40 * t,
+            )
+        for i, step in enumerate(STEPS):
+            t = i / (len(STEPS) - 1)
+            add(f"delta=0.500,step={step}", "mix", 0.33 + 0.32 * t, 4.0 - 1.8 * t, delta=0.5, step=step)
+    if sweep:
+        for d in DELTAS:
+            acc = 0.60 - 0.30 * d + 0.8 * d * (1 - d)  # final 0.60, early 0.30, the middle higher
+            conc = 0.4 + 3.6 * d + 2.0 * d * (1 - d)
+            add(f"delta={d:.3f},T=1.0", "mix", acc, conc, delta=d, tok=110 + 50 * d)
+    if temperatures:
+        for j, temp in enumerate(TEMPS):
+            add(f"final,T={temp:g}", "temperature", 0.66 - 0.09 * j, 0.3 + 0.9 * j, delta=None,
+                temperature=temp, tok=105 + 12 * j)  # fmt: skip
+    results = {
+        "config": {
+            "task": "toy",
+            "n": 16,
+            "k": list(ks),
+            "seed": 0,
+            "delta": list(DELTAS),
+            "temperature": list(TEMPS),
+            "anchors": {"early": "run/checkpoint-50", "final": "run/checkpoint-800"},
+        },
+        "versions": {"wiseft": "0.1.0", "grader": "math-verify==0.9.0", "torch": "2.13.0"},
+        "variants": variants,
+        "best": None,
+    }
+    if best and sweep:
+        results["best"] = {
+            "metric": f"pass@{max(ks)}",
+            "variant": "delta=0.500,T=1.0",
+            "how": "highest Pass@16 on the validation split (20 problems); reported on the test split",
+        }
+    return results
+
+
+def drop(results: dict, section: str) -> dict:
+    """A copy with one summary section (e.g. 'tokens', 'bias_variance') removed from every variant."""
+    out = copy.deepcopy(results)
+    for v in out["variants"]:
+        v["summary"].pop(section, None)
+    return out

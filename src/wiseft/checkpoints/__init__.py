@@ -1,0 +1,19 @@
+"""Checkpoint I/O: safetensors headers, lazy per-tensor reads, the sharded atomic writer, provenance."""
+
+from wiseft.checkpoints.checkpoint import TOKENIZER_FILES, Checkpoint
+from wiseft.checkpoints.hub import resolve
+from wiseft.checkpoints.safetensors_format import DTYPES, TensorInfo, read_header
+from wiseft.checkpoints.writer import DEFAULT_SHARD_SIZE, ShardWriter, parse_size, plan_shards
+
+__all__ = [
+    "DEFAULT_SHARD_SIZE",
+    "DTYPES",
+    "TOKENIZER_FILES",
+    "Checkpoint",
+    "ShardWriter",
+    "TensorInfo",
+    "parse_size",
+    "plan_shards",
+    "read_header",
+    "resolve",
+]

@@ -1,0 +1,71 @@
+"""Turn what the user typed into a local model directory: a path, or a Hub name fetched once.
+
+A name that is not an existing directory and looks like `org/model` is resolved with
+`huggingface_hub.snapshot_download`, restricted to safetensors, JSON and tokenizer files (never pickles).
+Offline (`HF_HUB_OFFLINE=1`) or unknown names fail with a HubError that says what to do.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+from wiseft.errors import CheckpointError, HubError
+
+ALLOW_PATTERNS = ["*.safetensors", "*.json", "tokenizer.model", "*.txt", "*.jinja"]
+_HUB_NAME = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+
+def looks_like_hub_name(name: str) -> bool:
+    return bool(_HUB_NAME.match(name)) and not name.startswith((".", "/", "~"))
+
+
+def resolve(name: str) -> Path:
+    """Local directory for `name`; Hub names are downloaded (or taken from the local HF cache)."""
+    path = Path(name).expanduser()
+    if path.is_dir():
+        return path.resolve()
+    if path.exists():
+        raise CheckpointError(
+            f"{name} is a file, not a model directory; pass the directory holding config.json"
+        )
+    if not looks_like_hub_name(name):
+        raise CheckpointError(f"model directory {name} does not exist; check the path")
+    return _download(name)
+
+
+def _offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _download(repo_id: str) -> Path:
+    try:
+        from huggingface_hub import snapshot_download
+        from huggingface_hub.errors import (
+            GatedRepoError,
+            LocalEntryNotFoundError,
+            RepositoryNotFoundError,
+            RevisionNotFoundError,
+        )
+    except ImportError as exc:  # pragma: no cover - a pinned dependency
+        raise HubError(f"{repo_id} is not a local directory and huggingface_hub is not installed") from exc
+    offline = _offline()
+    try:
+        local = snapshot_download(repo_id, allow_patterns=ALLOW_PATTERNS, local_files_only=offline)
+    except LocalEntryNotFoundError as exc:
+        why = "the Hub is offline (HF_HUB_OFFLINE=1)" if offline else "the Hub could not be reached"
+        raise HubError(
+            f"{repo_id} is not a local directory and {why}, and it is not in the local Hugging Face cache; "
+            "download it first (huggingface-cli download) or pass a local path"
+        ) from exc
+    except (RepositoryNotFoundError, GatedRepoError, RevisionNotFoundError) as exc:
+        raise HubError(f"{repo_id}: not found on the Hub or access denied ({type(exc).__name__})") from exc
+    except OSError as exc:
+        raise HubError(f"{repo_id}: could not be fetched from the Hub: {exc}") from exc
+    except Exception as exc:  # network stacks raise many types; keep the one-line contract
+        raise HubError(f"{repo_id}: could not be fetched from the Hub: {type(exc).__name__}: {exc}") from exc
+    path = Path(local)
+    if not any(path.glob("*.safetensors")):
+        raise HubError(f"{repo_id} has no safetensors weights on the Hub; wiseft reads safetensors only")
+    return path

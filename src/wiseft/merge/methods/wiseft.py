@@ -1,0 +1,33 @@
+"""`wise-ft`: two anchors, θ(δ) = δ·θ_early + (1−δ)·θ_final (DESIGN §4; δ=0 final, δ=1 early)."""
+
+from __future__ import annotations
+
+from wiseft.merge.methods import Method, register
+from wiseft.merge.methods.linear import weighted_sum
+
+
+def _kernel(xs, coeffs, acc, tmp, aux) -> None:
+    (delta,) = coeffs
+    # The weights are exactly δ and 1−δ as Python computes them, so δ=0 and δ=1 copy an anchor.
+    weighted_sum(xs, (delta, 1.0 - delta), acc, tmp)
+
+
+def _check(coeffs: tuple[float, ...], extrapolate: bool) -> str | None:
+    (delta,) = coeffs
+    if not extrapolate and not 0.0 <= delta <= 1.0:
+        return f"delta {delta:g} is outside [0, 1]; pass --extrapolate to extrapolate beyond the anchors"
+    return None
+
+
+WISEFT = register(
+    Method(
+        name="wise-ft",
+        summary="two anchors EARLY FINAL: δ·EARLY + (1−δ)·FINAL (--delta)",
+        coefficient="delta",
+        needs_base=False,
+        min_models=2,
+        max_models=2,
+        kernel=_kernel,
+        check=_check,
+    )
+)

@@ -1,0 +1,164 @@
+"""The weight space: anchors held once in memory, any mix materialised in place into a live model.
+
+A sweep evaluates many mixes of the same checkpoints. Writing a checkpoint per mix (or reloading one) costs
+seconds of I/O and gigabytes of allocation each time; here the anchors are read once, and each variant is
+computed straight into the model's existing parameter storage with the very kernels `wiseft merge` uses
+(`wiseft.merge.compute.combine_into`), so a variant is bit-identical to the checkpoint `wiseft merge` would
+write for the same recipe and output dtype (the model's dtype). A switch allocates nothing (one reusable
+float64 scratch of a few MiB) and reads nothing from disk.
+
+Usage (the API the sweep codes against)::
+
+    ws = WeightSpace.load([early_dir, final_dir])          # builds the model from FINAL's config
+    ws.set_delta(0.25)          # θ = 0.25·early + 0.75·final, written into ws.model's parameters
+    sample(ws.model, ...)       # ws.model is an ordinary transformers model (eval mode)
+    ws.apply(0.5)               # a float is δ (two anchors)
+    ws.apply([0.2, 0.3, 0.5])   # a sequence is linear weights (or task-arithmetic λ when base= was given)
+    ws.apply(recipe)            # any wiseft.merge.Recipe, schedules included (its models are not re-read)
+
+    ws = WeightSpace.load([early, final], model=my_model)   # or reuse a model you already built
+    ws = WeightSpace.load([m1, m2], base=base_dir)          # task arithmetic: apply([λ1, λ2])
+
+`load(anchors, model=None, device="cpu", dtype=None, base=None)`: anchors are model directories or Hub
+names (the same inputs as `wiseft merge`; for two anchors the order is EARLY, FINAL as in DESIGN §4).
+`dtype` is the model's dtype when `model` is None (default: float32 on CPU, bfloat16 on CUDA); the
+anchors stay in their stored dtype on `device`. `ws.variant` is the recipe last applied.
+Errors: CheckpointError/MergeError (anchors incompatible with each other or with `model`), ConfigError
+(bad coefficients, e.g. δ outside [0, 1] without extrapolate=True).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+from wiseft.checkpoints import Checkpoint
+from wiseft.errors import ConfigError, MergeError
+from wiseft.merge.compute import CHUNK, Scratch, combine_into
+from wiseft.merge.methods import get_method
+from wiseft.merge.plan import check_compatible
+from wiseft.merge.recipe import Recipe
+
+
+class WeightSpace:
+    """Anchors in memory + one live model whose parameters are overwritten per variant."""
+
+    def __init__(
+        self,
+        anchors: Sequence[Checkpoint],
+        model: torch.nn.Module,
+        device: str | torch.device = "cpu",
+        base: Checkpoint | None = None,
+    ):
+        self.anchors = tuple(anchors)
+        self.base = base
+        self.model = model
+        self.device = torch.device(device)
+        inputs = ([base] if base is not None else []) + list(self.anchors)
+        reference = base if base is not None else self.anchors[-1]
+        check_compatible(inputs)
+        self.n_layers = reference.num_layers or 1
+        self._slots: list[tuple[str, torch.Tensor, tuple[torch.Tensor, ...]]] = []
+        self._load_slots(inputs)
+        largest = max((p.numel() for _, p, _ in self._slots), default=1)
+        self._scratch = Scratch(min(CHUNK if self.device.type == "cpu" else 1 << 24, largest), self.device)
+        self.variant: Recipe | None = None
+
+    # --- construction --------------------------------------------------------------------------------
+    @classmethod
+    def load(
+        cls,
+        anchors: Sequence[str | os.PathLike],
+        model: torch.nn.Module | None = None,
+        device: str | torch.device = "cpu",
+        dtype: torch.dtype | str | None = None,
+        base: str | os.PathLike | None = None,
+    ) -> WeightSpace:
+        """Read the anchors once and (when `model` is None) build the model from the final anchor."""
+        if not anchors:
+            raise ConfigError("WeightSpace needs at least one anchor model")
+        checkpoints = [Checkpoint.open(a) for a in anchors]
+        base_ckpt = Checkpoint.open(base) if base is not None else None
+        device = torch.device(device)
+        if model is None:
+            from transformers import AutoModelForCausalLM
+
+            if dtype is None:
+                dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+            source = base_ckpt if base_ckpt is not None else checkpoints[-1]
+            model = AutoModelForCausalLM.from_pretrained(str(source.path), dtype=_dtype(dtype))
+            model.to(device)
+        model.eval()
+        return cls(checkpoints, model, device, base_ckpt)
+
+    def _load_slots(self, inputs: list[Checkpoint]) -> None:
+        names = inputs[0].tensors
+        for pname, param in self.model.named_parameters():
+            if pname not in names:
+                raise MergeError(
+                    f"model parameter {pname!r} is not in the anchor {inputs[0].path}; the model and the "
+                    "anchors are different architectures"
+                )
+            if tuple(param.shape) != names[pname].shape:
+                raise MergeError(
+                    f"model parameter {pname!r} has shape {list(param.shape)} but the anchors store "
+                    f"{list(names[pname].shape)}; the model does not match the anchors"
+                )
+            if not param.dtype.is_floating_point:
+                raise MergeError(
+                    f"model parameter {pname!r} is {param.dtype}; only float parameters can be mixed"
+                )
+            flats = tuple(ck.load(pname).reshape(-1).to(self.device) for ck in inputs)
+            self._slots.append((pname, param, flats))
+
+    # --- variants ------------------------------------------------------------------------------------
+    def set_delta(self, delta: float, extrapolate: bool = False) -> None:
+        """θ = δ·early + (1−δ)·final (two anchors; DESIGN §4)."""
+        if len(self.anchors) != 2 or self.base is not None:
+            raise ConfigError(f"set_delta needs exactly two anchors (EARLY, FINAL), have {len(self.anchors)}")
+        self.apply(self._recipe("wise-ft", delta=float(delta), extrapolate=extrapolate))
+
+    def apply(self, variant: float | Sequence[float] | Recipe, extrapolate: bool = False) -> None:
+        """Materialise `variant` into the model's parameters (see the module docstring)."""
+        if isinstance(variant, Recipe):
+            recipe = variant
+        elif isinstance(variant, (int, float)) and not isinstance(variant, bool):
+            return self.set_delta(float(variant), extrapolate)
+        elif isinstance(variant, Sequence):
+            method = "task_arithmetic" if self.base is not None else "linear"
+            recipe = self._recipe(method, weights=tuple(float(w) for w in variant), extrapolate=extrapolate)
+        else:
+            raise ConfigError(f"cannot apply {variant!r}: give δ (float), weights (list) or a Recipe")
+        method = get_method(recipe.method)
+        if len(recipe.models) != len(self.anchors) or method.needs_base != (self.base is not None):
+            raise ConfigError(
+                f"recipe ({recipe.method}, {len(recipe.models)} model(s)) does not fit this weight space "
+                f"({len(self.anchors)} anchor(s){', with base' if self.base else ''})"
+            )
+        resolved = [
+            (recipe.coefficients(name, self.n_layers), param, flats) for name, param, flats in self._slots
+        ]
+        for ((coeffs, source), _, _), (name, _, _) in zip(resolved, self._slots, strict=True):
+            problem = method.check(coeffs, recipe.extrapolate)
+            if problem:
+                raise ConfigError(f"tensor {name} ({source}): {problem}")
+        with torch.no_grad():
+            for (coeffs, _), param, flats in resolved:
+                combine_into(param.data.view(-1), flats, method, coeffs, self._scratch)
+        self.variant = recipe
+
+    def _recipe(self, method: str, **kwargs: Any) -> Recipe:
+        models = tuple(str(a.path) for a in self.anchors)
+        base = str(self.base.path) if self.base is not None else None
+        return Recipe(method=method, models=models, base=base, **kwargs)
+
+
+def _dtype(dtype: torch.dtype | str) -> torch.dtype:
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    from wiseft.merge.plan import parse_dtype
+
+    return parse_dtype(dtype)

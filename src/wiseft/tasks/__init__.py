@@ -1,0 +1,27 @@
+"""Tasks: problems, gold answers and prompts (gsm8k, math, math500, aime24, aime25, jsonl, toy).
+
+`get_task(name, data=None, **options)` builds one; `register_task(name)` adds a factory;
+`split_problems(problems, val_fraction, seed)` gives the validation/test split.
+"""
+
+from wiseft.tasks.base import (
+    INSTRUCTION,
+    PLAIN_TEMPLATE,
+    Problem,
+    Task,
+    get_task,
+    register_task,
+    split_problems,
+    task_names,
+)
+
+__all__ = [
+    "INSTRUCTION",
+    "PLAIN_TEMPLATE",
+    "Problem",
+    "Task",
+    "get_task",
+    "register_task",
+    "split_problems",
+    "task_names",
+]

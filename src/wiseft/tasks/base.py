@@ -1,0 +1,166 @@
+"""Problems, tasks, the task registry, prompts and the validation split.
+
+A `Task` knows its problems (id, question, gold answer), how to prompt for them, which grader kind
+verifies them ("math" = Math-Verify, "int" = exact integers), its stop strings, and optionally its own
+answer extractor (`extract_answer(completion) -> (answer, rule) | None`), which then replaces the
+generic rules (the toy task writes its numbers digit-reversed).
+
+Tasks are made by factories registered with `@register_task(name)`; `get_task(name, data=None,
+**options)` calls the factory. Built-in tasks live in `builtin.py`; the toy task registers itself from
+`toy.py`.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from wiseft.errors import TaskError
+
+INSTRUCTION = "Please reason step by step, and put your final answer within \\boxed{}."
+PLAIN_TEMPLATE = "Problem: {question}\n" + INSTRUCTION + "\n\nSolution:"
+PROMPT_STYLES = ("plain", "chat")
+
+
+@dataclass(frozen=True)
+class Problem:
+    id: str
+    question: str
+    gold: str
+    meta: dict = field(default_factory=dict, compare=False, hash=False)
+
+
+@dataclass(frozen=True)
+class Task:
+    """A set of problems with their grader kind, prompts and stop strings."""
+
+    name: str
+    problems: list[Problem]
+    grader: str = "math"
+    stop: tuple[str, ...] = ("\nProblem:",)
+    template: str = PLAIN_TEMPLATE
+    instruction: str = INSTRUCTION
+    last_number_fallback: bool = False
+    extract_answer: Callable[[str], tuple[str, str] | None] | None = None
+    source: str = ""
+    options: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.grader not in ("math", "int"):
+            raise TaskError(f"task {self.name}: grader must be 'math' or 'int', not {self.grader!r}")
+        if not self.problems:
+            raise TaskError(f"task {self.name}: no problems were loaded from {self.source or 'its source'}")
+        seen: set[str] = set()
+        for p in self.problems:
+            if p.id in seen:
+                raise TaskError(f"task {self.name}: problem id {p.id!r} appears twice in {self.source}")
+            seen.add(p.id)
+
+    def __len__(self) -> int:
+        return len(self.problems)
+
+    def by_id(self) -> dict[str, Problem]:
+        return {p.id: p for p in self.problems}
+
+    def prompt(self, problem: Problem, style: str = "plain", tokenizer: Any = None) -> str:
+        """The exact text given to the model: the plain template, or the tokenizer's chat template."""
+        if style == "plain":
+            return self.template.replace("{question}", problem.question)
+        if style == "chat":
+            if tokenizer is None or not getattr(tokenizer, "chat_template", None):
+                raise TaskError(
+                    f"task {self.name}: --prompt chat needs a tokenizer with a chat template; this model has "
+                    "none, use --prompt plain"
+                )
+            content = problem.question + "\n" + self.instruction if self.instruction else problem.question
+            return tokenizer.apply_chat_template(
+                [{"role": "user", "content": content}], tokenize=False, add_generation_prompt=True
+            )
+        raise TaskError(f"prompt style must be one of {', '.join(PROMPT_STYLES)}, got {style!r}")
+
+    def subset(self, ids: Sequence[str]) -> Task:
+        """The same task restricted to `ids` (in that order)."""
+        index = self.by_id()
+        missing = [i for i in ids if i not in index]
+        if missing:
+            raise TaskError(f"task {self.name}: unknown problem id(s) {', '.join(missing[:5])}")
+        return _replace(self, problems=[index[i] for i in ids])
+
+
+def _replace(task: Task, **changes) -> Task:
+    import dataclasses
+
+    return dataclasses.replace(task, **changes)
+
+
+# ------------------------------------------------------------------------------------------- registry
+
+_REGISTRY: dict[str, Callable[..., Task]] = {}
+# Modules that register tasks when imported; get_task imports them on first use.
+_PROVIDERS = ("wiseft.tasks.builtin", "wiseft.tasks.toy")
+
+
+def register_task(name: str) -> Callable[[Callable[..., Task]], Callable[..., Task]]:
+    """Decorator: `@register_task("toy") def make(data=None, **options) -> Task`."""
+
+    def deco(factory: Callable[..., Task]) -> Callable[..., Task]:
+        _REGISTRY[name] = factory
+        return factory
+
+    return deco
+
+
+def _load_providers() -> None:
+    for module in _PROVIDERS:
+        try:
+            importlib.import_module(module)
+        except ModuleNotFoundError as exc:
+            if exc.name != module:
+                raise
+
+
+def task_names() -> list[str]:
+    _load_providers()
+    return sorted(_REGISTRY)
+
+
+def get_task(name: str, data: Any = None, **options: Any) -> Task:
+    """Build task `name`, from local `data` (file or directory) or, when it is None, from the Hub."""
+    _load_providers()
+    if name not in _REGISTRY:
+        raise TaskError(f"unknown task {name!r} (--task); known tasks: {', '.join(sorted(_REGISTRY))}")
+    task = _REGISTRY[name](data=data, **options)
+    if not isinstance(task, Task):
+        raise TaskError(f"task factory for {name!r} returned {type(task).__name__}, not a Task")
+    return task
+
+
+# ---------------------------------------------------------------------------------------------- split
+
+
+def split_problems(
+    problems: Sequence[Problem], val_fraction: float, seed: int
+) -> tuple[list[Problem], list[Problem]]:
+    """A seeded random split into (validation, test), each in the original order.
+
+    The validation part chooses δ; the test part reports it, so the choice is not graded on itself.
+    """
+    if not 0.0 < val_fraction < 1.0:
+        raise TaskError(f"--val-fraction must lie strictly between 0 and 1, got {val_fraction}")
+    n = len(problems)
+    n_val = int(round(n * val_fraction))
+    if n_val < 1 or n_val >= n:
+        raise TaskError(
+            f"--val-fraction {val_fraction} of {n} problems leaves an empty validation or test split; "
+            "use more problems or another fraction"
+        )
+    chosen = np.random.default_rng(seed).permutation(n)[:n_val]
+    mask = np.zeros(n, dtype=bool)
+    mask[chosen] = True
+    return [p for p, m in zip(problems, mask, strict=True) if m], [
+        p for p, m in zip(problems, mask, strict=True) if not m
+    ]

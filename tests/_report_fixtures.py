@@ -98,6 +98,46 @@ def make_summary(
     return summary
 
 
+def make_problems(
+    acc: float,
+    conc: float,
+    *,
+    seed: int,
+    n_problems: int = 40,
+    n: int = 16,
+    scores: bool = True,
+    tokens: float | None = 120.0,
+) -> list:
+    """Graded samples for `metrics.summarize` (or a store), simulated like `make_summary`.
+
+    Correct samples share answer class 0; a wrong sample picks one of a few wrong classes (more of them
+    for a diverse model) or no answer at all (−1).
+    """
+    from wiseft.metrics import ProblemSamples
+
+    rng = np.random.default_rng(seed)
+    rho = rng.beta(acc * conc, (1 - acc) * conc, size=n_problems)
+    n_wrong = max(1, round(6 / max(conc, 0.5)))
+    out = []
+    for x, r in enumerate(rho):
+        correct = rng.random(n) < r
+        wrong = rng.integers(1, n_wrong + 1, size=n)
+        wrong[rng.random(n) < 0.1] = -1
+        classes = np.where(correct, 0, wrong)
+        length = rng.poisson(tokens, size=n) if tokens is not None else None
+        out.append(
+            ProblemSamples(
+                correct=correct,
+                classes=classes,
+                scores=(correct + rng.normal(0, 0.8, size=n)) if scores else None,
+                n_tokens=length,
+                truncated=(length > 1.4 * tokens) if tokens is not None else None,
+                problem_id=f"p{x}",
+            )
+        )
+    return out
+
+
 STEPS = (50, 100, 200, 400, 800)
 DELTAS = (0.0, 0.25, 0.5, 0.75, 1.0)
 TEMPS = (0.7, 1.0, 1.3, 1.6)
@@ -112,15 +152,26 @@ def make_results(
     tokens: bool = True,
     ks: tuple[int, ...] = (1, 2, 4, 8, 16),
     best: bool = True,
+    real_summaries: bool = False,
 ) -> dict:
-    """A results dict with any of: the trajectory (raw + mixed δ=0.5), a δ sweep, temperatures."""
+    """A results dict with any of: the trajectory (raw + mixed δ=0.5), a δ sweep, temperatures.
+
+    `real_summaries` computes each summary with `wiseft.metrics.summarize` (n_boot=200) from simulated
+    graded samples instead of the fixture's own float64 formulas.
+    """
     variants = []
     seed = 0
 
     def add(name, kind, acc, conc, delta=None, temperature=1.0, step=None, tok=120.0):
         nonlocal seed
         seed += 1
-        summary = make_summary(acc, conc, seed=seed, ks=ks, scores=scores, tokens=tok if tokens else None)
+        if real_summaries:
+            from wiseft.metrics import summarize
+
+            problems = make_problems(acc, conc, seed=seed, scores=scores, tokens=tok if tokens else None)
+            summary = summarize(problems, ks, seed=0, n_boot=200)
+        else:
+            summary = make_summary(acc, conc, seed=seed, ks=ks, scores=scores, tokens=tok if tokens else None)
         variants.append(
             {
                 "name": name,

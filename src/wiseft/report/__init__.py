@@ -20,7 +20,7 @@ from wiseft.report.data import Results
 from wiseft.report.plots import PLOTS, make_figures, render_png
 from wiseft.report.render import html_doc, markdown
 
-__all__ = ["build", "figures", "load_results", "resolve_ks", "REPORT_FILES"]
+__all__ = ["PLOTS", "REPORT_FILES", "build", "figures", "load_results", "resolve_ks"]
 
 REPORT_FILES = ("report.md", "report.html", "results.json")
 SQLITE_MAGIC = b"SQLite format 3\x00"

@@ -37,7 +37,6 @@ STYLE = {
     "lines.linewidth": 1.6,
     "lines.markersize": 4.5,
     "legend.frameon": False,
-    "savefig.bbox": "tight",
 }
 
 # One colour per role, the same in every plot: raw SFT checkpoints blue, WiSE-FT mixes orange (over δ) and

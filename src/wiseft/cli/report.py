@@ -1,0 +1,71 @@
+"""`wiseft report STORE_OR_RUN -o DIR`: results (a run directory, results.json or a sample store) → report."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from wiseft.errors import ConfigError
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "report",
+        help="write report.md, a self-contained report.html and PNG plots from a run or a sample store",
+        description=(
+            "Turn a run directory (with results.json), a results.json file or a sample store into "
+            "report.md, report.html (images embedded; opens offline) and the PNG plots."
+        ),
+    )
+    p.add_argument("source", metavar="STORE_OR_RUN", help="run directory, results.json or sample store")
+    p.add_argument("-o", "--output", required=True, metavar="DIR", help="report directory to write")
+    p.add_argument("--force", action="store_true", help="replace DIR if it exists")
+    p.add_argument(
+        "--k",
+        metavar="K,K,…",
+        help="the k values to plot and tabulate, e.g. 1,4,16 (default: Pass@1 and the largest k of the run)",
+    )
+    p.set_defaults(func=run)
+
+
+def parse_ks(text: str | None) -> list[int] | None:
+    if text is None:
+        return None
+    try:
+        ks = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise ConfigError(
+            f"--k must be comma-separated positive integers such as 1,4,16; got {text!r}"
+        ) from None
+    if not ks or any(k < 1 for k in ks):
+        raise ConfigError(f"--k must be comma-separated positive integers such as 1,4,16; got {text!r}")
+    return ks
+
+
+def run(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from wiseft import report
+    from wiseft.atomic import check_output_dir
+
+    ks = parse_ks(args.k)
+    out = Path(args.output)
+    check_output_dir(out, args.force)
+    console = Console()
+    with console.status(f"reading {args.source}"):
+        results = report.load_results(args.source)
+    with console.status(f"drawing the plots and writing {out}"):
+        path = report.build(results, out, ks=ks, force=args.force, source=str(args.source))
+    files = sorted(path.iterdir(), key=lambda f: (f.suffix != ".html", f.suffix != ".md", f.name))
+    for f in files:  # the full paths, one per line, never cut to the terminal width
+        console.print(str(f), soft_wrap=True, highlight=False)
+    titles = {f"{name}.png": title for name, title, _caption, _fn in report.PLOTS}
+    table = Table(title=f"wiseft report: {len(results['variants'])} variants → {path}")
+    table.add_column("file")
+    table.add_column("size", justify="right")
+    table.add_column("shows")
+    for f in files:
+        table.add_row(f.name, f"{f.stat().st_size / 1024:.0f} KiB", titles.get(f.name, ""))
+    console.print(table)
+    return 0

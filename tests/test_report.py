@@ -1,0 +1,370 @@
+"""The report: every plot from results dicts (figure objects checked, not only files), the
+self-contained HTML, plots left out when there is no data, bad input, the CLI."""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+from html.parser import HTMLParser
+
+import pytest
+from _report_fixtures import DELTAS, STEPS, TEMPS, drop, make_results
+from matplotlib.collections import PolyCollection
+
+from wiseft import report
+from wiseft.cli import main
+from wiseft.errors import ConfigError, OutputError
+
+ALL_PLOTS = {
+    "pass_at_k",
+    "metrics_vs_delta",
+    "trajectory",
+    "frontier",
+    "rho_hist",
+    "bias_variance",
+    "distinct_answers",
+    "tokens_vs_accuracy",
+}
+DPI = 40  # small images keep the tests fast; the plots are the same
+
+
+def series(ax) -> list[str]:
+    """Labels of the data lines of an axis (helper artists are unlabelled, '_…')."""
+    return [line.get_label() for line in ax.get_lines() if not line.get_label().startswith("_")]
+
+
+def bands(ax) -> int:
+    return sum(isinstance(c, PolyCollection) for c in ax.collections)
+
+
+def visible_axes(fig):
+    return [ax for ax in fig.axes if ax.get_visible()]
+
+
+@pytest.fixture(scope="module")
+def full():
+    return make_results()
+
+
+@pytest.fixture(scope="module")
+def figs(full):
+    return report.figures(full)
+
+
+@pytest.fixture(scope="module")
+def built(full, tmp_path_factory):
+    out = tmp_path_factory.mktemp("rep") / "report"
+    return report.build(full, out, dpi=DPI)
+
+
+# --- each plot holds the expected series ---------------------------------------------------------------------
+def test_all_eight_plots_present_for_a_full_run(figs):
+    assert list(figs) == [name for name, *_ in report.PLOTS]
+    assert set(figs) == ALL_PLOTS
+
+
+def test_pass_at_k_one_curve_per_variant_per_panel_with_bands(figs):
+    axs = visible_axes(figs["pass_at_k"])
+    assert [ax.get_title() for ax in axs] == [
+        "SFT checkpoints (raw)",
+        "WiSE-FT mixes over training",
+        "WiSE-FT mixes over δ",
+        "final model at temperature T",
+    ]
+    counts = [len(series(ax)) for ax in axs]
+    assert counts == [len(STEPS), len(STEPS), len(DELTAS), len(TEMPS)]
+    assert [bands(ax) for ax in axs] == counts  # a 95% band under every curve
+    assert axs[0].get_xscale() == "log"
+    assert [round(x) for x in axs[0].get_lines()[0].get_xdata()] == [1, 2, 4, 8, 16]
+    assert series(axs[3]) == [f"T={t:g}" for t in TEMPS]
+    assert axs[0].get_ylabel() == "Pass@k (%)"
+
+
+def test_metrics_vs_delta_panels_endpoints_and_choice(figs):
+    axs = visible_axes(figs["metrics_vs_delta"])
+    assert [ax.get_title() for ax in axs] == ["Pass@1", "Pass@16", "maj@16", "best@16"]
+    for ax in axs:
+        assert series(ax) == [
+            "mixes over δ",
+            "δ=0: final checkpoint",
+            "δ=1: early checkpoint",
+            "chosen: δ=0.5",
+        ]
+        assert bands(ax) == 1
+        curve = ax.get_lines()[0]
+        assert list(curve.get_xdata()) == list(DELTAS)
+        assert ax.get_ylabel().endswith("(%)")
+
+
+def test_metric_values_are_drawn_in_percent(full, figs):
+    ax = visible_axes(figs["metrics_vs_delta"])[0]
+    want = [
+        100 * v["summary"]["metrics"]["pass@1"]["value"]
+        for v in full["variants"]
+        if v["kind"] == "mix" and v["step"] is None
+    ]
+    assert list(ax.get_lines()[0].get_ydata()) == pytest.approx(want)
+
+
+def test_trajectory_raw_and_mixed(figs):
+    axs = visible_axes(figs["trajectory"])
+    assert [ax.get_title() for ax in axs] == ["Pass@1", "Pass@16"]
+    for ax in axs:
+        assert series(ax) == ["raw SFT checkpoints", "mixed δ=0.5"]
+        assert bands(ax) == 2
+        assert list(ax.get_lines()[0].get_xdata()) == list(STEPS)
+
+
+def test_frontier_mixes_and_temperatures(figs):
+    (ax,) = visible_axes(figs["frontier"])
+    assert series(ax) == ["mixes over δ", "temperatures (final model)", "chosen: δ=0.5"]
+    assert ax.get_xlabel() == "Pass@16 (%)" and ax.get_ylabel() == "Pass@1 (%)"
+    assert len(ax.get_lines()[0].get_xdata()) == len(DELTAS)
+    assert len(ax.get_lines()[1].get_xdata()) == len(TEMPS)
+
+
+def test_rho_histograms_one_panel_per_variant(full, figs):
+    axs = visible_axes(figs["rho_hist"])
+    assert len(axs) == len(full["variants"])
+    for ax in axs:
+        assert len(ax.patches) == 10  # ten bins of ρ
+        assert sum(p.get_height() for p in ax.patches) == pytest.approx(100.0)
+
+
+def test_bias_variance_with_jensen_bound(figs):
+    left, right = visible_axes(figs["bias_variance"])
+    expected = ["SFT checkpoints", "mixed δ=0.5", "mixes over δ", "final model at T"]
+    assert series(left) == expected
+    assert series(right) == expected + ["bound = empirical"]
+    dotted = [ln for ln in left.get_lines() if ln.get_label().startswith("_") and ln.get_linestyle() == ":"]
+    assert dotted  # iso-bound lines
+    assert right.get_xscale() == "log" and "16" in right.get_title()
+    # The bound holds on the fixture's numbers: every point on or above the diagonal.
+    for line in right.get_lines()[:-1]:
+        assert all(y >= x for x, y in zip(line.get_xdata(), line.get_ydata(), strict=True))
+
+
+def test_distinct_answers_against_step_delta_temperature(figs):
+    axs = visible_axes(figs["distinct_answers"])
+    assert [ax.get_xlabel().split(" ")[0] for ax in axs] == ["training", "δ", "sampling"]
+    assert [len(series(ax)) for ax in axs] == [2, 1, 1]
+    assert "of n=16" in axs[0].get_ylabel()
+
+
+def test_tokens_against_accuracy(figs):
+    (ax,) = visible_axes(figs["tokens_vs_accuracy"])
+    assert series(ax) == ["SFT checkpoints", "mixed δ=0.5", "mixes over δ", "final model at T"]
+    assert ax.get_xlabel() == "mean completion length (tokens)"
+
+
+def test_chosen_ks_pick_the_panels():
+    figs = report.figures(make_results(), ks=[1, 4])
+    titles = [ax.get_title() for ax in visible_axes(figs["metrics_vs_delta"])]
+    assert titles == ["Pass@1", "Pass@4", "maj@4", "best@4"]
+    line = visible_axes(figs["pass_at_k"])[0].get_lines()[0]
+    assert [round(x) for x in line.get_xdata()] == [1, 4]
+
+
+# --- plots without data are left out ------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "kwargs, absent",
+    [
+        (dict(trajectory=False), {"trajectory"}),
+        (dict(sweep=False, temperatures=False), {"metrics_vs_delta", "frontier"}),
+        (dict(trajectory=False, sweep=False), {"trajectory", "metrics_vs_delta"}),
+        (dict(tokens=False), {"tokens_vs_accuracy"}),
+        (dict(ks=(1,)), {"pass_at_k", "frontier"}),
+    ],
+)
+def test_plots_without_data_are_absent(kwargs, absent):
+    figs = report.figures(make_results(**kwargs))
+    assert set(figs) == ALL_PLOTS - absent
+
+
+def test_sections_missing_from_summaries_drop_their_plots():
+    res = drop(drop(drop(make_results(), "bias_variance"), "diversity"), "tokens")
+    figs = report.figures(res)
+    assert set(figs) == ALL_PLOTS - {"bias_variance", "rho_hist", "distinct_answers", "tokens_vs_accuracy"}
+
+
+def test_no_scores_no_best_panel():
+    figs = report.figures(make_results(scores=False))
+    titles = [ax.get_title() for ax in visible_axes(figs["metrics_vs_delta"])]
+    assert titles == ["Pass@1", "Pass@16", "maj@16"]
+
+
+def test_a_lone_variant_gets_only_what_it_can_show(tmp_path):
+    one = make_results(trajectory=False, sweep=False, temperatures=True)
+    one["variants"] = one["variants"][:1]
+    figs = report.figures(one)
+    assert set(figs) == {"pass_at_k", "rho_hist", "bias_variance"}
+    (ax,) = visible_axes(figs["pass_at_k"])
+    assert ax.get_title() == "other variants" and len(series(ax)) == 1
+    out = report.build(one, tmp_path / "r", dpi=DPI)
+    assert sorted(p.name for p in out.glob("*.png")) == ["bias_variance.png", "pass_at_k.png", "rho_hist.png"]
+
+
+def test_summaries_from_metrics_summarize_draw_the_same_plots():
+    figs = report.figures(make_results(real_summaries=True))
+    assert set(figs) == ALL_PLOTS
+    axs = visible_axes(figs["pass_at_k"])
+    assert [len(series(ax)) for ax in axs] == [len(STEPS), len(STEPS), len(DELTAS), len(TEMPS)]
+    titles = [ax.get_title() for ax in visible_axes(figs["metrics_vs_delta"])]
+    assert titles == ["Pass@1", "Pass@16", "maj@16", "best@16"]
+
+
+# --- the written report -------------------------------------------------------------------------------------
+class _Collect(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.tags: list[tuple[str, dict]] = []
+        self.text: list[str] = []
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append((tag, dict(attrs)))
+
+    def handle_data(self, data):
+        self.text.append(data)
+
+
+def test_build_writes_report_files_and_every_png(built):
+    names = sorted(p.name for p in built.iterdir())
+    assert names == sorted([f"{p}.png" for p in ALL_PLOTS] + ["report.md", "report.html", "results.json"])
+    for png in built.glob("*.png"):
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert [p.name for p in built.parent.iterdir()] == ["report"]  # no temporary left beside it
+
+
+def test_html_is_self_contained_and_embeds_every_plot(built):
+    text = (built / "report.html").read_text(encoding="utf-8")
+    parser = _Collect()
+    parser.feed(text)
+    parser.close()
+    tags = [t for t, _ in parser.tags]
+    assert "link" not in tags and "script" not in tags and "iframe" not in tags
+    for _tag, attrs in parser.tags:
+        for key in ("src", "href", "srcset", "data"):
+            value = attrs.get(key)
+            assert value is None or value.startswith("data:"), (key, value[:60])
+    assert not re.search(r"url\(|@import|https?://", text.split("<body>")[0])  # CSS fetches nothing
+    imgs = [attrs["src"] for tag, attrs in parser.tags if tag == "img"]
+    assert len(imgs) == len(ALL_PLOTS)
+    embedded = {base64.b64decode(src.split(",", 1)[1]) for src in imgs}
+    assert embedded == {p.read_bytes() for p in built.glob("*.png")}
+
+
+def test_html_holds_table_best_versions_and_config(built, full):
+    parser = _Collect()
+    parser.feed((built / "report.html").read_text(encoding="utf-8"))
+    text = "".join(parser.text)
+    for v in full["variants"]:
+        assert v["name"] in text
+    rows = [t for t, _ in parser.tags if t == "tr"]
+    assert len(rows) >= len(full["variants"]) + 1
+    assert "Chosen: delta=0.500,T=1.0" in text
+    assert "highest Pass@16 on the validation split" in text
+    assert "math-verify==0.9.0" in text and "torch" in text
+    assert "run/checkpoint-800" in text  # the resolved config
+    chosen = [a for t, a in parser.tags if t == "tr" and a.get("class") == "chosen"]
+    assert len(chosen) == 1
+    # The interval of every metric is in the table: value [lo, hi] in percent.
+    p1 = full["variants"][0]["summary"]["metrics"]["pass@1"]
+    assert f"{100 * p1['value']:.1f} [{100 * p1['lo']:.1f}, {100 * p1['hi']:.1f}]" in text
+
+
+def test_markdown_links_every_png_and_has_the_table(built, full):
+    md = (built / "report.md").read_text(encoding="utf-8")
+    linked = set(re.findall(r"\]\(([a-z_]+\.png)\)", md))
+    assert linked == {p.name for p in built.glob("*.png")}
+    table_rows = [ln for ln in md.splitlines() if ln.startswith("| ")]
+    assert len(table_rows) == len(full["variants"]) + 1
+    assert not re.search(r"maj@1\b", md)  # identical to Pass@1 by definition, not repeated
+
+
+def test_same_results_give_the_same_bytes(tmp_path):
+    res = make_results(trajectory=False, temperatures=False)
+    one = report.build(res, tmp_path / "one", dpi=DPI)
+    two = report.build(res, tmp_path / "two", dpi=DPI)
+    for name in ("report.html", "report.md", "pass_at_k.png", "metrics_vs_delta.png"):
+        assert (one / name).read_bytes() == (two / name).read_bytes()
+
+
+def test_report_dir_roundtrips_through_load_results(built, full):
+    assert report.load_results(built) == json.loads(json.dumps(full))
+    assert report.load_results(built / "results.json")["best"] == full["best"]
+
+
+# --- bad input: a clear message and nothing written ----------------------------------------------------------
+@pytest.mark.parametrize(
+    "mutate, message",
+    [
+        (lambda r: r.pop("variants"), "field 'variants' must be a list"),
+        (lambda r: r["variants"][2].update(kind="soup"), r"variants\[2\] \(checkpoint-200\): field 'kind'"),
+        (lambda r: r["variants"][0].pop("summary"), r"variants\[0\] \(checkpoint-50\): field 'summary'"),
+        (lambda r: r["variants"][1].update(delta="half"), "field 'delta' must be a finite number"),
+        (lambda r: r["variants"][1].update(name="checkpoint-50"), "checkpoint-50 appear more than once"),
+    ],
+)
+def test_malformed_results_name_the_field_and_write_nothing(tmp_path, mutate, message):
+    res = make_results(sweep=False, temperatures=False)
+    mutate(res)
+    with pytest.raises(ConfigError, match=message):
+        report.build(res, tmp_path / "out", dpi=DPI)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_unknown_k_names_the_flag_and_what_exists(tmp_path):
+    with pytest.raises(ConfigError, match=r"--k 32: not computed.*available k: 1, 2, 4, 8, 16"):
+        report.build(make_results(trajectory=False), tmp_path / "out", ks=[4, 32], dpi=DPI)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_existing_output_needs_force(tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "keep.txt").write_text("old")
+    res = make_results(trajectory=False, temperatures=False)
+    with pytest.raises(OutputError, match="already exists.*--force"):
+        report.build(res, out, dpi=DPI)
+    assert [p.name for p in out.iterdir()] == ["keep.txt"]
+    report.build(res, out, force=True, dpi=DPI)
+    assert not (out / "keep.txt").exists() and (out / "report.html").is_file()
+
+
+def test_load_results_errors(tmp_path):
+    with pytest.raises(ConfigError, match="does not exist"):
+        report.load_results(tmp_path / "missing")
+    with pytest.raises(ConfigError, match="holds no results.json"):
+        report.load_results(tmp_path)
+    bad = tmp_path / "results.json"
+    bad.write_text('{"variants": [\n  oops ]}')
+    with pytest.raises(ConfigError, match=r"results.json is not valid JSON \(line 2"):
+        report.load_results(bad)
+    bad.write_text('{"variants": 3}')
+    with pytest.raises(ConfigError, match="results.json: field 'variants'"):
+        report.load_results(tmp_path)
+
+
+# --- the CLI ------------------------------------------------------------------------------------------------
+def test_cli_writes_the_report_and_prints_its_paths(tmp_path, capsys):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "results.json").write_text(json.dumps(make_results(trajectory=False, temperatures=False)))
+    out = tmp_path / "rep"
+    assert main(["report", str(run), "-o", str(out), "--k", "1,4"]) == 0
+    shown = capsys.readouterr().out.splitlines()
+    assert str(out / "report.html") in shown and str(out / "metrics_vs_delta.png") in shown
+    assert (out / "report.html").is_file()
+    titles = re.findall(r"<h3>([^<]+)</h3>", (out / "report.html").read_text(encoding="utf-8"))
+    assert titles[0] == "Pass@k against k"
+    assert main(["report", str(run), "-o", str(out)]) == 2
+    assert "already exists" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("flag, message", [("1,x", "--k must be comma-separated"), ("0", "--k must be")])
+def test_cli_bad_k(tmp_path, capsys, flag, message):
+    (tmp_path / "results.json").write_text(json.dumps(make_results(trajectory=False, temperatures=False)))
+    assert main(["report", str(tmp_path / "results.json"), "-o", str(tmp_path / "rep"), "--k", flag]) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "rep").exists()

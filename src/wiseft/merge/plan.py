@@ -100,9 +100,12 @@ class Plan:
 
     @property
     def buffer_bytes(self) -> int:
-        """Memory the driver allocates: double-buffered input and output chunks + 3 float64 buffers."""
-        per_chunk_in = sum(8 for _ in self.inputs) * self.chunk  # at most 8 bytes per element per input
-        return 2 * per_chunk_in + 2 * 8 * self.chunk + 3 * 8 * self.chunk
+        """Memory the driver allocates: double-buffered input and output chunks (8 bytes per element
+        at most), 3 float64 buffers, and for sums of 3+ terms a sorted stack (2 float64 + 1 int64 rows
+        per term)."""
+        n = len(self.inputs)
+        stack = 3 * 8 * n * self.chunk if n >= 3 else 0
+        return 2 * 8 * n * self.chunk + 2 * 8 * self.chunk + 3 * 8 * self.chunk + stack
 
     @property
     def peak_memory_bytes(self) -> int:

@@ -10,13 +10,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
 from wiseft.errors import ConfigError
 
-# kernel(xs, coeffs, acc, tmp, aux): xs are same-length 1-D chunks; acc/tmp/aux float64 buffers of that length.
-Kernel = Callable[[Sequence[torch.Tensor], tuple[float, ...], torch.Tensor, torch.Tensor, torch.Tensor], None]
+# kernel(xs, coeffs, acc, scratch): xs are same-length 1-D chunks; acc a float64 buffer of that length;
+# scratch a merge.compute.Scratch with more reusable float64 buffers.
+Kernel = Callable[[Sequence[torch.Tensor], tuple[float, ...], torch.Tensor, Any], None]
 
 
 @dataclass(frozen=True)

@@ -11,35 +11,39 @@ from wiseft.merge.methods import Method, register
 SUM_TOLERANCE = 1e-6
 
 
-def weighted_sum(
-    xs: Sequence[torch.Tensor], weights: Sequence[float], acc: torch.Tensor, tmp: torch.Tensor
-) -> None:
-    """acc ← Σ w_i·x_i in float64, left to right in input order, skipping zero weights.
+def weighted_sum(xs: Sequence[torch.Tensor], weights: Sequence[float], acc: torch.Tensor, scratch) -> None:
+    """acc ← Σ w_i·x_i in float64, skipping zero weights.
 
-    Each product is one IEEE multiply and each step one IEEE add (no fused multiply-add), so the result is
-    exactly what `w_0*x_0 + w_1*x_1 + …` gives on float64 tensors. Starting from the first non-zero term
-    (instead of from 0) keeps a weight of exactly 1 bit-exact, signed zeros included.
+    Each product is one IEEE multiply (no fused multiply-add), so with one or two terms the result is
+    exactly `w_0*x_0 + w_1*x_1` on float64 tensors; a weight of exactly 1 copies its input bit for bit
+    (signed zeros included). Three or more terms are added smallest value first (`canonical_sum`), so the
+    result does not depend on the order of the models.
     """
-    first = True
-    for x, w in zip(xs, weights, strict=True):
-        if w == 0.0:
-            continue
-        if first:
-            acc.copy_(x)
-            if w != 1.0:
-                acc.mul_(w)
-            first = False
-        else:
-            tmp.copy_(x)
-            if w != 1.0:
-                tmp.mul_(w)
-            acc.add_(tmp)
-    if first:
+    terms = [(x, w) for x, w in zip(xs, weights, strict=True) if w != 0.0]
+    m = acc.numel()
+    if not terms:
         acc.zero_()
+    elif len(terms) <= 2:
+        _product(acc, *terms[0])
+        if len(terms) == 2:
+            tmp = scratch.tmp[:m]
+            _product(tmp, *terms[1])
+            acc.add_(tmp)
+    else:
+        stack = scratch.stack(len(terms), m)
+        for row, (x, w) in zip(stack, terms, strict=True):
+            _product(row, x, w)
+        scratch.canonical_sum(stack, acc)
 
 
-def _kernel(xs, coeffs, acc, tmp, aux) -> None:
-    weighted_sum(xs, coeffs, acc, tmp)
+def _product(dst: torch.Tensor, x: torch.Tensor, w: float) -> None:
+    dst.copy_(x)
+    if w != 1.0:
+        dst.mul_(w)
+
+
+def _kernel(xs, coeffs, acc, scratch) -> None:
+    weighted_sum(xs, coeffs, acc, scratch)
 
 
 def check_weights(weights: tuple[float, ...], extrapolate: bool) -> str | None:

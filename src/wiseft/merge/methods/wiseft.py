@@ -6,10 +6,11 @@ from wiseft.merge.methods import Method, register
 from wiseft.merge.methods.linear import weighted_sum
 
 
-def _kernel(xs, coeffs, acc, tmp, aux) -> None:
+def _kernel(xs, coeffs, acc, scratch) -> None:
     (delta,) = coeffs
-    # The weights are exactly δ and 1−δ as Python computes them, so δ=0 and δ=1 copy an anchor.
-    weighted_sum(xs, (delta, 1.0 - delta), acc, tmp)
+    # The weights are exactly δ and 1−δ as Python computes them; at δ=0 or δ=1 one weight is 0 (skipped)
+    # and the other 1 (a plain copy), so the endpoints return an anchor bit for bit.
+    weighted_sum(xs, (delta, 1.0 - delta), acc, scratch)
 
 
 def _check(coeffs: tuple[float, ...], extrapolate: bool) -> str | None:

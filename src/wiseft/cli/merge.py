@@ -1,0 +1,241 @@
+"""`wiseft merge`: parse flags into a Recipe, show the plan or run the streaming merge with a progress bar."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from wiseft.errors import ConfigError
+
+EPILOG = """examples:
+  wiseft merge EARLY FINAL --delta 0.25 -o mix                     # WiSE-FT: 0.25·EARLY + 0.75·FINAL
+  wiseft merge A B C --method linear --weights 0.2,0.3,0.5 -o soup
+  wiseft merge A B --base BASE --weights 0.7,0.7 -o ta             # task arithmetic
+  wiseft merge --config recipe.yaml -o out --dry-run               # schedules; show the plan only
+"""
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "merge",
+        help="merge checkpoints (WiSE-FT, linear, task arithmetic, schedules), streaming and atomic",
+        description="Merge Hugging Face safetensors checkpoints tensor by tensor into a new model directory.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("models", nargs="*", help="input model directories or Hub names (wise-ft: EARLY FINAL)")
+    p.add_argument(
+        "--method", help="merge method (default: wise-ft; linear with --weights; task_arithmetic with --base)"
+    )
+    p.add_argument("--delta", type=float, help="wise-ft: weight of EARLY, θ = δ·EARLY + (1−δ)·FINAL")
+    p.add_argument("--weights", help="comma-separated weights: linear w_i (sum 1) or task-arithmetic λ_i")
+    p.add_argument("--base", help="task_arithmetic: the base model")
+    p.add_argument(
+        "--config", help="YAML recipe (method, models, coefficients, schedules); flags override it"
+    )
+    p.add_argument("--extrapolate", action="store_true", help="allow δ / linear weights outside [0, 1]")
+    p.add_argument("-o", "--output", help="output model directory (written atomically)")
+    p.add_argument("--force", action="store_true", help="replace an existing output directory")
+    p.add_argument("--shard-size", default="5GB", help="maximum shard size (default 5GB)")
+    p.add_argument("--dtype", help="output dtype: bfloat16, float16, float32, float64 (default: the inputs')")
+    p.add_argument(
+        "--dry-run", action="store_true", help="check the inputs and print the plan; write nothing"
+    )
+    p.add_argument("--allow-nonfinite", action="store_true", help="merge even if values are nan/inf")
+    p.add_argument(
+        "--copy-tokenizer-from", help="input (path or index) whose tokenizer/generation files are copied"
+    )
+    p.add_argument("--list", action="store_true", help="list the merge methods and exit")
+    p.set_defaults(func=run)
+
+
+def build_recipe(args):
+    from wiseft.merge import Recipe, load_recipe
+
+    weights = _weights(args.weights) if args.weights is not None else None
+    if args.config:
+        overrides = {
+            "models": list(args.models) if args.models else None,
+            "method": args.method,
+            "base": args.base,
+            "delta": args.delta,
+            "weights": weights,
+            "extrapolate": True if args.extrapolate else None,
+        }
+        return load_recipe(args.config, overrides)
+    method = args.method or (
+        "task_arithmetic" if args.base else "linear" if weights is not None else "wise-ft"
+    )
+    if not args.models:
+        raise ConfigError(
+            "give the input models (e.g. wiseft merge EARLY FINAL --delta 0.25 -o OUT) or --config"
+        )
+    return Recipe(
+        method=method,
+        models=tuple(args.models),
+        base=args.base,
+        delta=args.delta,
+        weights=weights,
+        extrapolate=args.extrapolate,
+    )
+
+
+def _weights(text: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(x) for x in text.replace(",", " ").split())
+    except ValueError as exc:
+        raise ConfigError(f"--weights {text!r}: expected comma-separated numbers, e.g. 0.5,0.5") from exc
+
+
+def run(args) -> int:
+    from rich.console import Console
+
+    console = Console(stderr=True)
+    if args.list:
+        return _list_methods(Console())
+    from wiseft.atomic import check_output_dir
+    from wiseft.checkpoints import parse_size
+    from wiseft.merge.plan import plan as make_plan
+
+    recipe = build_recipe(args)
+    shard_size = parse_size(args.shard_size)
+    if not args.dry_run:
+        if not args.output:
+            raise ConfigError("-o/--output is required (or use --dry-run to only see the plan)")
+        check_output_dir(Path(args.output), args.force)
+    plan = make_plan(recipe, out_dtype=args.dtype, tokenizer_from=args.copy_tokenizer_from)
+    for warning in plan.warnings:
+        console.print(f"[yellow]warning:[/] {warning}")
+    if args.dry_run:
+        if args.output:
+            from wiseft.merge.driver import check_output_location
+
+            check_output_location(plan, Path(args.output))
+        _show_plan(Console(), plan, args)
+        return 0
+    return _run_merge(console, plan, args, shard_size)
+
+
+def _run_merge(console, plan, args, shard_size: int) -> int:
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+        TransferSpeedColumn,
+    )
+
+    from wiseft.merge.driver import merge
+
+    columns = (
+        TextColumn("merging"),
+        BarColumn(),
+        DownloadColumn(binary_units=False),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=console, transient=True) as bar:
+        task = bar.add_task("merge", total=plan.bytes_read + plan.bytes_written)
+        result = merge(
+            plan,
+            args.output,
+            force=args.force,
+            shard_size=shard_size,
+            allow_nonfinite=args.allow_nonfinite,
+            progress=lambda done, total: bar.update(task, completed=done),
+        )
+    for name in result.nonfinite:
+        console.print(f"[yellow]warning:[/] tensor {name} has non-finite values (--allow-nonfinite)")
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"wiseft merge → {result.out}")
+    table.add_column("what")
+    table.add_column("value", justify="right")
+    table.add_row("method", plan.method.name)
+    table.add_row("tensors", str(result.n_tensors))
+    table.add_row("shards", str(result.shards))
+    table.add_row("read", _gb(result.bytes_read))
+    table.add_row("written", _gb(result.bytes_written))
+    table.add_row("time", f"{result.seconds:.2f} s")
+    rate = (result.bytes_read + result.bytes_written) / max(result.seconds, 1e-9)
+    table.add_row("throughput", f"{rate / 1e9:.2f} GB/s")
+    Console().print(table)
+    return 0
+
+
+def _show_plan(console, plan, args) -> None:
+    from collections import defaultdict
+
+    from rich.table import Table
+
+    from wiseft.merge.plan import ST_NAMES
+
+    table = Table(title="wiseft merge plan (dry run: nothing read or written)")
+    table.add_column("what")
+    table.add_column("value")
+    table.add_row("method", f"{plan.method.name}: {plan.method.summary}")
+    for i, ck in enumerate(plan.inputs):
+        role = _role(plan, i)
+        table.add_row(f"input {i} ({role})", f"{ck.path}  [{ck.architecture}, {_gb(ck.total_bytes)}]")
+    table.add_row("output", str(args.output or "(none given)"))
+    dtype = ST_NAMES.get(plan.out_dtype, "same as inputs") if plan.out_dtype else "same as inputs"
+    table.add_row("output dtype", dtype)
+    n_copy = sum(t.kind == "copy" for t in plan.tensors)
+    table.add_row("tensors", f"{len(plan.tensors)} ({n_copy} integer/bool copied)")
+    if plan.dropped:
+        table.add_row("not written", ", ".join(plan.dropped) + " (tied to the input embeddings)")
+    table.add_row("bytes to read", _gb(plan.bytes_read))
+    table.add_row("bytes to write", _gb(plan.bytes_written))
+    table.add_row("estimated time", f"{plan.estimated_seconds:.1f} s")
+    table.add_row(
+        "peak memory",
+        f"{plan.peak_memory_bytes / 2**20:.0f} MiB (buffers {plan.buffer_bytes / 2**20:.0f} MiB)",
+    )
+    console.print(table)
+    by_rule: dict[str, list] = defaultdict(list)
+    for t in plan.tensors:
+        if t.kind == "merge":
+            by_rule[t.rule].append(t.coeffs)
+    rules = Table(title=f"coefficients ({plan.method.coefficient}) by rule")
+    rules.add_column("rule")
+    rules.add_column("tensors", justify="right")
+    rules.add_column("min")
+    rules.add_column("max")
+    for rule, coeffs in by_rule.items():
+        lo = tuple(min(c[i] for c in coeffs) for i in range(len(coeffs[0])))
+        hi = tuple(max(c[i] for c in coeffs) for i in range(len(coeffs[0])))
+        rules.add_row(rule, str(len(coeffs)), _fmt(lo), _fmt(hi))
+    console.print(rules)
+
+
+def _role(plan, i: int) -> str:
+    if plan.method.name == "wise-ft":
+        return ("early", "final")[i]
+    if plan.method.needs_base:
+        return "base" if i == 0 else f"model {i}"
+    return f"model {i + 1}"
+
+
+def _fmt(values) -> str:
+    return ", ".join(f"{v:.4g}" for v in values)
+
+
+def _gb(n: int) -> str:
+    return f"{n / 1e9:.3f} GB" if n >= 1e8 else f"{n / 1e6:.3f} MB"
+
+
+def _list_methods(console) -> int:
+    from rich.table import Table
+
+    from wiseft.merge.methods import all_methods
+
+    table = Table(title="merge methods")
+    table.add_column("method")
+    table.add_column("coefficients")
+    table.add_column("what it computes")
+    for m in all_methods():
+        table.add_row(m.name, f"--{m.coefficient}", m.summary)
+    console.print(table)
+    return 0

@@ -1,0 +1,251 @@
+"""The streaming merge driver: read chunk, compute, round, write — through reused buffers.
+
+Every output tensor is produced in chunks of `plan.chunk` elements. Per chunk, each input's bytes are read
+with `pread` into a preallocated buffer, the method's kernel computes in float64 (`combine_into`), and the
+rounded bytes go to the sharded writer, whose headers were computed before the first byte. A reader thread
+prefetches the next chunk and a writer thread writes the previous one while the main thread computes, so
+disk copies and arithmetic overlap on two cores; file I/O and torch kernels release the GIL. Memory is a
+few fixed buffers, whatever the model size.
+
+Everything is written into a temporary sibling of OUT (`wiseft.atomic.atomic_dir`) and renamed into place
+only when complete; on any error (a full disk included) the temporary directory is removed.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from wiseft import __version__
+from wiseft.atomic import atomic_dir, write_json
+from wiseft.checkpoints import TOKENIZER_FILES, ShardWriter, plan_shards
+from wiseft.checkpoints.safetensors_format import DTYPES
+from wiseft.config import write_resolved
+from wiseft.errors import MergeError, OutputError, WiseftError
+from wiseft.merge.compute import Scratch, combine_into
+from wiseft.merge.plan import ST_NAMES, Plan, TensorPlan
+from wiseft.merge.recipe import recipe_to_dict
+
+Progress = Callable[[int, int], None]  # (bytes done, bytes total); bytes = read + written
+
+
+@dataclass(frozen=True)
+class MergeResult:
+    out: Path
+    n_tensors: int
+    bytes_read: int
+    bytes_written: int
+    seconds: float
+    shards: int
+    nonfinite: tuple[str, ...]  # tensors with non-finite output values (only with allow_nonfinite)
+
+
+def check_output_location(plan: Plan, out: Path) -> None:
+    """OUT must not be (inside) an input directory, nor contain one (a --force would delete it)."""
+    target = out.resolve()
+    for ck in plan.inputs:
+        src = ck.path.resolve()
+        if target == src or src in target.parents:
+            raise OutputError(
+                f"output {out} is inside the input directory {ck.path}; choose an -o outside it"
+            )
+        if target in src.parents:
+            raise OutputError(f"output {out} contains the input {ck.path}; choose another -o")
+
+
+def provenance(plan: Plan, shard_size: int) -> dict:
+    return {
+        "wiseft_version": __version__,
+        "recipe": recipe_to_dict(plan.recipe),
+        "out_dtype": ST_NAMES.get(plan.out_dtype, plan.out_dtype) if plan.out_dtype else "inputs",
+        "inputs": [ck.identity() for ck in plan.inputs],
+        "config_from": plan.inputs[plan.config_from].name,
+        "tokenizer_from": plan.inputs[plan.tokenizer_from].name,
+        "dropped": list(plan.dropped),
+        "n_tensors": len(plan.tensors),
+        "tensor_bytes": plan.bytes_written,
+        "shard_size": shard_size,
+    }
+
+
+def merge(
+    plan: Plan,
+    out: str | Path,
+    force: bool = False,
+    shard_size: int = 5 * 10**9,
+    allow_nonfinite: bool = False,
+    progress: Progress | None = None,
+) -> MergeResult:
+    """Write the merge described by `plan` into the model directory `out` (atomically)."""
+    out = Path(out)
+    check_output_location(plan, out)
+    start = time.perf_counter()
+    prov = provenance(plan, shard_size)
+    metadata = {
+        "format": "pt",
+        "wiseft_version": __version__,
+        "wiseft_recipe": json.dumps(prov["recipe"], sort_keys=True),
+        "wiseft_inputs": json.dumps([{"name": i["name"], "sha256": i["sha256"]} for i in prov["inputs"]]),
+    }
+    shards = plan_shards([(t.name, t.out_dtype, t.shape) for t in plan.tensors], shard_size, metadata)
+    try:
+        with atomic_dir(out, force=force) as tmp:
+            writer = ShardWriter(tmp, shards)
+            try:
+                nonfinite = _stream(plan, writer, allow_nonfinite, progress)
+            finally:
+                writer.abort()
+            writer.close(index_metadata={"wiseft_version": __version__})
+            _write_side_files(plan, tmp, prov)
+    except WiseftError:
+        raise
+    except OSError as exc:
+        raise OutputError(
+            f"writing {out} failed: {exc.strerror or exc}; nothing was written (free space or choose another -o)"
+        ) from exc
+    return MergeResult(
+        out=out,
+        n_tensors=len(plan.tensors),
+        bytes_read=plan.bytes_read,
+        bytes_written=plan.bytes_written,
+        seconds=time.perf_counter() - start,
+        shards=len(shards),
+        nonfinite=tuple(nonfinite),
+    )
+
+
+def _write_side_files(plan: Plan, tmp: Path, prov: dict) -> None:
+    config = dict(plan.inputs[plan.config_from].config)
+    if plan.out_dtype is not None:
+        config["dtype"] = ST_NAMES[plan.out_dtype]
+        if "torch_dtype" in config:
+            config["torch_dtype"] = ST_NAMES[plan.out_dtype]
+    write_json(tmp / "config.json", config)
+    source = plan.inputs[plan.tokenizer_from].path
+    for name in TOKENIZER_FILES:
+        if (source / name).is_file():
+            shutil.copyfile(source / name, tmp / name)
+    write_json(tmp / "wiseft.json", prov)
+    write_resolved(tmp, prov["recipe"], name="recipe.yaml")
+
+
+# --- the streaming loop ----------------------------------------------------------------------------------
+
+
+@dataclass
+class _Buffers:
+    inputs: list[torch.Tensor]  # uint8, one per input
+    views: list[memoryview]
+    out: torch.Tensor  # uint8 staging for rounded output bytes
+    out_view: memoryview
+
+
+def _chunks(plan: Plan):
+    for t in plan.tensors:
+        for start in range(0, t.numel, plan.chunk):
+            yield t, start, min(plan.chunk, t.numel - start)
+
+
+def _stream(plan: Plan, writer: ShardWriter, allow_nonfinite: bool, progress: Progress | None) -> list[str]:
+    n_in = len(plan.inputs)
+    sets = []
+    for _ in range(2):  # double buffering: one set is being read/written while the other is computed
+        ins = [torch.empty(plan.chunk * 8, dtype=torch.uint8) for _ in range(n_in)]
+        outb = torch.empty(plan.chunk * 8, dtype=torch.uint8)
+        sets.append(_Buffers(ins, [memoryview(b.numpy()) for b in ins], outb, memoryview(outb.numpy())))
+    scratch = Scratch(plan.chunk)
+    total = plan.bytes_read + plan.bytes_written
+    done = 0
+    nonfinite: list[str] = []
+    chunks = list(_chunks(plan))
+    reader = ThreadPoolExecutor(1, thread_name_prefix="wiseft-read")
+    writer_pool = ThreadPoolExecutor(1, thread_name_prefix="wiseft-write")
+    pending_writes: list[Future | None] = [None, None]
+    try:
+        next_read = reader.submit(_read, plan, chunks[0], sets[0]) if chunks else None
+        for k, chunk in enumerate(chunks):
+            buf = sets[k % 2]
+            next_read.result()
+            if k + 1 < len(chunks):
+                next_read = reader.submit(_read, plan, chunks[k + 1], sets[(k + 1) % 2])
+            if pending_writes[k % 2] is not None:
+                pending_writes[k % 2].result()  # the staging buffer we are about to fill is free again
+            nbytes = _compute(plan, chunk, buf, scratch, allow_nonfinite, nonfinite)
+            pending_writes[k % 2] = writer_pool.submit(writer.write, buf.out_view[:nbytes])
+            t, _, n = chunk
+            done += n * _itemsizes(t)
+            if progress is not None:
+                progress(done, total)
+        for fut in pending_writes:
+            if fut is not None:
+                fut.result()
+    finally:
+        reader.shutdown(wait=True, cancel_futures=True)
+        writer_pool.shutdown(wait=True, cancel_futures=True)
+    return nonfinite
+
+
+def _itemsizes(t: TensorPlan) -> int:
+    """Bytes read and written per element of `t`."""
+    return sum(s.nbytes // max(t.numel, 1) for s in t.sources) + t.out_bytes // max(t.numel, 1)
+
+
+def _read(plan: Plan, chunk: tuple[TensorPlan, int, int], buf: _Buffers) -> None:
+    t, start, n = chunk
+    for ck, src, view in zip(plan.inputs, t.sources, buf.views, strict=True):
+        size = src.nbytes // t.numel
+        ck.read_into(src, view[: n * size], start * size)
+
+
+def _compute(
+    plan: Plan,
+    chunk: tuple[TensorPlan, int, int],
+    buf: _Buffers,
+    scratch: Scratch,
+    allow_nonfinite: bool,
+    nonfinite: list[str],
+) -> int:
+    t, start, n = chunk
+    xs = [
+        b[: n * (s.nbytes // t.numel)].view(DTYPES[s.dtype])
+        for b, s in zip(buf.inputs, t.sources, strict=True)
+    ]
+    out_dtype = DTYPES[t.out_dtype]
+    out_bytes = n * (t.out_bytes // t.numel)
+    out = buf.out[:out_bytes].view(out_dtype)
+    if t.kind == "copy":
+        for x, ck in zip(xs[1:], plan.inputs[1:], strict=True):
+            if not torch.equal(x, xs[0]):
+                raise MergeError(
+                    f"{t.sources[0].dtype} tensor {t.name} differs between {plan.inputs[0].path} and {ck.path}; "
+                    "integer/bool tensors are copied, so they must be identical in every input"
+                )
+        out.copy_(xs[0])
+        return out_bytes
+    combine_into(out, xs, plan.method, t.coeffs, scratch)
+    if not bool(torch.isfinite(out).all()):
+        if not allow_nonfinite:
+            raise MergeError(_nonfinite_message(plan, t, xs))
+        if not nonfinite or nonfinite[-1] != t.name:
+            nonfinite.append(t.name)
+    return out_bytes
+
+
+def _nonfinite_message(plan: Plan, t: TensorPlan, xs: list[torch.Tensor]) -> str:
+    for x, ck in zip(xs, plan.inputs, strict=True):
+        if not bool(torch.isfinite(x).all()):
+            return (
+                f"tensor {t.name} of {ck.path} contains non-finite values (nan/inf); fix the input or pass "
+                "--allow-nonfinite to merge anyway"
+            )
+    return (
+        f"tensor {t.name}: the merged values overflow {t.out_dtype} (inf); use a wider --dtype, smaller "
+        "coefficients, or pass --allow-nonfinite"
+    )

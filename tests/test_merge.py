@@ -1,0 +1,220 @@
+"""The merge engine: golden numerics against float64, identities, schedules, real model round trips."""
+
+import json
+
+import pytest
+import torch
+from _merge_fixtures import bits_equal, float64_sum, load_dir, reference, shared_factory
+from transformers import AutoModelForCausalLM
+
+from wiseft.checkpoints import Checkpoint
+from wiseft.merge import Recipe
+from wiseft.merge.driver import merge
+from wiseft.merge.plan import plan
+
+
+@pytest.fixture(scope="session")
+def models(tmp_path_factory):
+    return shared_factory(tmp_path_factory)
+
+
+def run(recipe, out, **kwargs):
+    plan_kwargs = {k: kwargs.pop(k) for k in ("out_dtype", "tokenizer_from", "chunk") if k in kwargs}
+    return merge(plan(recipe, **plan_kwargs), out, **kwargs)
+
+
+CASES = [
+    ("llama", torch.bfloat16, False, False),
+    ("qwen2", torch.bfloat16, True, True),
+    ("gemma", torch.float32, True, False),
+    ("llama", torch.float32, False, True),
+]
+
+
+@pytest.mark.parametrize("arch,dtype,tied,sharded", CASES)
+def test_wiseft_equals_float64_reference(models, tmp_path, arch, dtype, tied, sharded):
+    early = models.get(arch, 1, dtype, tied, sharded)
+    final = models.get(arch, 2, dtype, tied, sharded)
+    delta = 0.3
+    out = tmp_path / "out"
+    # a small chunk makes tensors span several chunks, exercising the chunked path
+    run(Recipe(models=(str(early), str(final)), delta=delta), out, chunk=1000, shard_size=20_000)
+    got, e, f = load_dir(out), load_dir(early), load_dir(final)
+    assert set(got) == set(e) - ({"lm_head.weight"} if tied else set())
+    assert ("lm_head.weight" in got) is (not tied)
+    for name, t in got.items():
+        assert t.dtype == dtype
+        ref = reference([delta, 1 - delta], [e[name], f[name]], dtype)
+        assert torch.equal(t, ref), name
+    config = json.loads((out / "config.json").read_text())
+    assert config["tie_word_embeddings"] is tied
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32])
+def test_endpoints_and_self_merge_are_bit_exact(models, tmp_path, dtype):
+    early, final = models.get("qwen2", 1, dtype), models.get("qwen2", 2, dtype)
+    e, f = load_dir(early), load_dir(final)
+    for delta, expect in ((0.0, f), (1.0, e)):
+        out = tmp_path / f"d{delta}"
+        run(Recipe(models=(str(early), str(final)), delta=delta), out)
+        got = load_dir(out)
+        assert all(bits_equal(got[n], expect[n]) for n in expect), delta
+    out = tmp_path / "self"
+    run(Recipe(models=(str(final), str(final)), delta=0.37), out)
+    got = load_dir(out)
+    assert all(bits_equal(got[n], f[n]) for n in f)
+
+
+def test_output_dtype_is_rounded_once_from_float64(models, tmp_path):
+    early, final = models.get("llama", 1, torch.float32), models.get("llama", 2, torch.float32)
+    out = tmp_path / "bf16"
+    run(Recipe(models=(str(early), str(final)), delta=0.6), out, out_dtype="bfloat16")
+    got, e, f = load_dir(out), load_dir(early), load_dir(final)
+    for name, t in got.items():
+        assert torch.equal(t, reference([0.6, 0.4], [e[name], f[name]], torch.bfloat16)), name
+    assert json.loads((out / "config.json").read_text())["dtype"] == "bfloat16"
+
+
+def test_linear_matches_reference_and_is_permutation_invariant(models, tmp_path):
+    paths = [models.get("llama", s, torch.bfloat16) for s in (1, 2, 3)]
+    weights = [0.2, 0.3, 0.5]
+    run(Recipe(method="linear", models=tuple(map(str, paths)), weights=weights), tmp_path / "a")
+    order = [2, 0, 1]
+    run(
+        Recipe(
+            method="linear", models=tuple(str(paths[i]) for i in order), weights=[weights[i] for i in order]
+        ),
+        tmp_path / "b",
+    )
+    a, b = load_dir(tmp_path / "a"), load_dir(tmp_path / "b")
+    ins = [load_dir(p) for p in paths]
+    for name in a:
+        assert torch.equal(a[name], reference(weights, [i[name] for i in ins], torch.bfloat16)), name
+        assert bits_equal(a[name], b[name]), name
+
+
+def test_task_arithmetic_matches_reference_and_base_identity(models, tmp_path):
+    base, m1, m2 = (models.get("qwen2", s, torch.float32) for s in (1, 2, 3))
+    lams = [0.7, -0.4]
+    run(
+        Recipe(method="task_arithmetic", models=(str(m1), str(m2)), base=str(base), weights=lams),
+        tmp_path / "ta",
+    )
+    got, b, x1, x2 = load_dir(tmp_path / "ta"), load_dir(base), load_dir(m1), load_dir(m2)
+    for name, t in got.items():
+        bb = b[name].double()
+        terms = [bb, lams[0] * (x1[name].double() - bb), lams[1] * (x2[name].double() - bb)]
+        ref = float64_sum(terms).to(torch.float32)
+        assert torch.equal(t, ref), name
+    # task vectors of the base itself are zero: the base comes back unchanged
+    run(Recipe(method="task_arithmetic", models=(str(base),), base=str(base), weights=[3.0]), tmp_path / "id")
+    got = load_dir(tmp_path / "id")
+    assert all(bits_equal(got[n], b[n]) for n in b)
+
+
+def test_schedule_rules_and_gradient(models, tmp_path):
+    early = models.get("llama", 1, torch.float32, layers=3)
+    final = models.get("llama", 2, torch.float32, layers=3)
+    recipe = Recipe(
+        models=(str(early), str(final)),
+        delta=0.5,
+        rules=(
+            {"match": r"model\.embed_tokens\.weight", "delta": 0.0},
+            {"match": r"model\.layers\.\d+\.mlp\..*", "delta": {"gradient": [0.0, 1.0]}},
+            {
+                "match": r"model\.layers\.1\..*",
+                "delta": 0.9,
+            },  # never reached for mlp tensors: first match wins
+            {"match": r"lm_head\.weight|model\.norm\.weight", "delta": {"gradient": [0.2, 0.8]}},
+        ),
+    )
+    run(recipe, tmp_path / "out")
+    got, e, f = load_dir(tmp_path / "out"), load_dir(early), load_dir(final)
+
+    def delta_of(name):
+        if name == "model.embed_tokens.weight":
+            return 0.0
+        if ".mlp." in name:
+            return int(name.split(".")[2]) / 2  # layers 0,1,2 -> 0, 0.5, 1
+        if name.startswith("model.layers.1."):
+            return 0.9
+        if name in ("lm_head.weight", "model.norm.weight"):
+            return 0.8  # outside the layers and not an embedding: the gradient's last value
+        return 0.5
+
+    for name, t in got.items():
+        d = delta_of(name)
+        assert torch.equal(t, reference([d, 1 - d], [e[name], f[name]], torch.float32)), name
+    resolved = json.loads((tmp_path / "out" / "wiseft.json").read_text())["recipe"]
+    assert resolved["rules"][1]["delta"] == {"gradient": [0.0, 1.0]}
+
+
+def test_tied_embeddings_follow_the_embedding_rule(models, tmp_path):
+    early, final = models.get("gemma", 1, torch.float32, True), models.get("gemma", 2, torch.float32, True)
+    recipe = Recipe(models=(str(early), str(final)), delta={"gradient": [0.1, 0.9]})
+    p = plan(recipe)
+    by_name = {t.name: t.coeffs for t in p.tensors}
+    assert "lm_head.weight" not in by_name
+    assert by_name["model.embed_tokens.weight"] == (0.1,)
+    assert by_name["model.norm.weight"] == (0.9,)
+
+
+@pytest.mark.parametrize("arch,tied", [("qwen2", False), ("gemma", True)])
+def test_output_loads_and_gives_reference_logits(models, tmp_path, arch, tied):
+    early, final = models.get(arch, 1, torch.bfloat16, tied), models.get(arch, 2, torch.bfloat16, tied)
+    out = tmp_path / "out"
+    run(Recipe(models=(str(early), str(final)), delta=0.4), out)
+    merged = AutoModelForCausalLM.from_pretrained(str(out)).eval()
+    ref_model = AutoModelForCausalLM.from_pretrained(str(final)).eval()
+    e, f = Checkpoint.open(early), Checkpoint.open(final)
+    with torch.no_grad():
+        for name, p in ref_model.named_parameters():
+            p.copy_(reference([0.4, 0.6], [e.load(name), f.load(name)], p.dtype))
+        ids = torch.arange(1, 17).reshape(2, 8)
+        assert torch.equal(merged(ids).logits, ref_model(ids).logits)
+        assert not torch.equal(
+            merged(ids).logits, AutoModelForCausalLM.from_pretrained(str(final))(ids).logits
+        )
+    assert merged.config.tie_word_embeddings is tied
+
+
+def test_provenance_in_wiseft_json_and_safetensors_metadata(models, tmp_path):
+    early, final = (
+        models.get("llama", 1, torch.bfloat16, sharded=True),
+        models.get("llama", 2, torch.bfloat16, sharded=True),
+    )
+    out = tmp_path / "out"
+    run(Recipe(models=(str(early), str(final)), delta=0.25), out, shard_size=30_000)
+    prov = json.loads((out / "wiseft.json").read_text())
+    assert prov["recipe"]["delta"] == 0.25 and prov["recipe"]["method"] == "wise-ft"
+    assert [i["path"] for i in prov["inputs"]] == [str(early), str(final)]
+    assert all(
+        "config.json" in i["sha256"] and "model.safetensors.index.json" in i["sha256"] for i in prov["inputs"]
+    )
+    assert prov["inputs"][0]["tensor_bytes"] > 0
+    from safetensors import safe_open
+
+    shard = sorted(out.glob("model-*.safetensors"))[0]
+    with safe_open(str(shard), "pt") as fh:
+        meta = fh.metadata()
+    assert json.loads(meta["wiseft_recipe"])["delta"] == 0.25
+    assert meta["wiseft_version"] == prov["wiseft_version"]
+    assert (out / "tokenizer.json").read_bytes() == (final / "tokenizer.json").read_bytes()
+    assert (out / "recipe.yaml").is_file()
+
+
+def test_integer_tensors_are_copied(models, tmp_path):
+    from safetensors.torch import save_file
+
+    dirs = []
+    for seed in (1, 2):
+        src = models.get("llama", seed, torch.float32)
+        d = tmp_path / f"m{seed}"
+        d.mkdir()
+        (d / "config.json").write_bytes((src / "config.json").read_bytes())
+        tensors = load_dir(src)
+        tensors["extra.position_ids"] = torch.arange(10, dtype=torch.int64)
+        save_file(tensors, str(d / "model.safetensors"), metadata={"format": "pt"})
+        dirs.append(d)
+    run(Recipe(models=tuple(map(str, dirs)), delta=0.5), tmp_path / "out")
+    assert torch.equal(load_dir(tmp_path / "out")["extra.position_ids"], torch.arange(10))

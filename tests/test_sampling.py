@@ -1,0 +1,251 @@
+"""Sampling: parameters, the scripted fake, inverse-CDF token choice, and the transformers backend."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from _sampling_fixtures import forbid_tokens, tiny_model_dir
+from transformers import AutoTokenizer
+
+from wiseft.errors import SamplingError
+from wiseft.sampling import Completion, Sampler, SamplingParams
+from wiseft.sampling.fake import ScriptedSampler
+from wiseft.sampling.hf import HFSampler, pick_tokens
+
+PROMPTS = ["12+34=", "7+8=", "99+1+2=", "5=", "31+13+55+4="]
+
+
+# ---- parameters ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"temperature": -0.1}, "temperature must be >= 0"),
+        ({"top_p": 0.0}, "top_p must be in (0, 1]"),
+        ({"top_p": 1.5}, "top_p must be in (0, 1]"),
+        ({"top_k": -1}, "top_k must be >= 0"),
+        ({"max_new_tokens": 0}, "max_new_tokens must be >= 1"),
+        ({"stop": ("",)}, "stop strings must be non-empty"),
+    ],
+)
+def test_bad_params_are_rejected(kwargs, message):
+    with pytest.raises(SamplingError) as err:
+        SamplingParams(**kwargs)
+    assert message in str(err.value)
+
+
+def test_bare_stop_string_is_one_stop_string():
+    assert SamplingParams(stop="$").stop == ("$",)
+
+
+# ---- scripted fake ---------------------------------------------------------------------------------
+
+
+def test_scripted_sampler_applies_stop_and_length():
+    s = ScriptedSampler({"a": ["12$34", "abcdefgh", "xy"]})
+    assert isinstance(s, Sampler)
+    out = s.generate(["a"], 4, SamplingParams(max_new_tokens=5, stop=("$",)))
+    assert out == [
+        [
+            Completion("12", 3, "stop"),
+            Completion("abcde", 5, "length"),
+            Completion("xy", 3, "stop"),
+            Completion("12", 3, "stop"),
+        ]
+    ]
+    assert s.calls == ["a"]
+
+
+def test_scripted_sampler_callable_and_unknown_prompt():
+    s = ScriptedSampler(lambda p, i, params: f"{p}{i}")
+    assert [c.text for c in s.generate(["q"], 3, SamplingParams())[0]] == ["q0", "q1", "q2"]
+    with pytest.raises(SamplingError, match="no script for prompt 'zz'"):
+        ScriptedSampler({"a": ["x"]}).generate(["zz"], 1, SamplingParams())
+    with pytest.raises(SamplingError, match="n \\(samples per prompt\\) must be >= 1"):
+        s.generate(["q"], 0, SamplingParams())
+
+
+# ---- token choice ----------------------------------------------------------------------------------
+
+
+def _reference_choice(logits: torch.Tensor, u: float, temperature: float, top_k: int, top_p: float) -> int:
+    """Brute force in float64: filter, renormalise, walk the tokens in order until the mass exceeds u."""
+    x = logits.double() / temperature
+    order = sorted(range(len(x)), key=lambda i: -x[i].item())
+    keep = set(order[:top_k]) if top_k else set(order)
+    p = torch.softmax(x, 0)
+    p = {i: p[i].item() / sum(p[j].item() for j in keep) for i in keep}  # renormalised after top-k
+    if top_p < 1:
+        mass, nucleus = 0.0, set()
+        for i in order:
+            if i in keep and mass < top_p:
+                nucleus.add(i)
+                mass += p[i]
+        keep = nucleus
+        walk = order  # the nucleus is walked most likely first
+    else:
+        walk = range(len(x))
+    z = sum(p[i] for i in keep)
+    acc = 0.0
+    last = None
+    for i in walk:
+        if i not in keep:
+            continue
+        acc += p[i] / z
+        last = i
+        if u < acc:
+            return i
+    return last
+
+
+@pytest.mark.parametrize(
+    "temperature, top_k, top_p", [(1.0, 0, 1.0), (0.7, 5, 1.0), (1.3, 0, 0.8), (1.0, 8, 0.6)]
+)
+def test_pick_tokens_matches_brute_force(temperature, top_k, top_p):
+    g = torch.Generator().manual_seed(3)
+    logits = torch.randn(40, 17, generator=g) * 2
+    u = torch.rand(40, generator=g)
+    params = SamplingParams(temperature=temperature, top_k=top_k, top_p=top_p)
+    got = pick_tokens(logits, u, params).tolist()
+    want = [_reference_choice(logits[r], u[r].item(), temperature, top_k, top_p) for r in range(40)]
+    # float32 vs float64 can disagree only when u sits on an interval boundary; none does here.
+    assert got == want
+
+
+def test_pick_tokens_greedy_and_distribution():
+    logits = torch.tensor([[0.0, 1.0, 2.0, -1.0]])
+    assert pick_tokens(logits, torch.tensor([0.99]), SamplingParams(temperature=0)).item() == 2
+    # A fine grid of u reproduces the probabilities exactly (up to the grid step).
+    grid = (torch.arange(20000) + 0.5) / 20000
+    picks = pick_tokens(logits.expand(20000, 4), grid, SamplingParams())
+    freq = torch.bincount(picks, minlength=4).double() / 20000
+    assert torch.allclose(freq, torch.softmax(logits[0].double(), 0), atol=1e-3)
+    # u at (or rounding to) the top of the CDF never lands on a token with no mass.
+    filtered = pick_tokens(logits, torch.tensor([1.0]), SamplingParams(top_k=2))
+    assert filtered.item() in (1, 2)
+
+
+# ---- transformers backend --------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    path = tiny_model_dir(tmp_path_factory.mktemp("sampling"))
+    return path, HFSampler.from_pretrained(path, device="cpu")
+
+
+def test_greedy_matches_transformers_generate_per_prompt(tiny):
+    """Left padding, position ids, the prefill copy and the preallocated cache must not change the
+    model's greedy output: compare with `generate` run on each prompt alone."""
+    path, sampler = tiny
+    params = SamplingParams(temperature=0, max_new_tokens=12)
+    ours = sampler.generate(PROMPTS, 2, params)
+    tok = AutoTokenizer.from_pretrained(path)
+    for prompt, comps in zip(PROMPTS, ours, strict=True):
+        ids = torch.tensor([tok(prompt)["input_ids"]])
+        ref = sampler.model.generate(
+            ids, attention_mask=torch.ones_like(ids), do_sample=False, max_new_tokens=12, pad_token_id=0
+        )[0, ids.shape[1] :].tolist()
+        eos = tok.eos_token_id
+        if eos in ref:
+            ref = ref[: ref.index(eos) + 1]
+        want_text = tok.decode([t for t in ref if t != eos], skip_special_tokens=True)
+        assert comps[0] == comps[1]
+        assert comps[0].text == want_text
+        assert comps[0].n_tokens == len(ref)
+        assert comps[0].finish_reason == ("stop" if ref[-1] == eos else "length")
+
+
+def test_first_token_distribution_matches_model(tiny):
+    """At T=1 the first sampled token follows softmax(logits) of a float64 forward pass."""
+    _, sampler = tiny
+    n = 3000
+    comps = sampler.generate(["12+34="], n, SamplingParams(max_new_tokens=1, seed=7))[0]
+    tok = sampler.tokenizer
+    ids = tok("12+34=")["input_ids"]
+    with torch.no_grad():
+        probs = torch.softmax(sampler.model.double()(torch.tensor([ids])).logits[0, -1], 0)
+    sampler.model.float()
+    # Special tokens (ids 0-3) and the model's ids beyond the tokenizer decode to nothing: one "" bucket.
+    counts: dict[str, int] = {}
+    for c in comps:
+        counts[c.text[:1]] = counts.get(c.text[:1], 0) + 1
+    assert len(counts) > 5
+    for piece, count in counts.items():
+        silent = probs[:4].sum() + probs[len(tok) :].sum()
+        p = silent.item() if piece == "" else probs[tok.convert_tokens_to_ids(piece)].item()
+        sd = math.sqrt(p * (1 - p) / n)
+        assert abs(count / n - p) < 5 * sd + 1e-3, piece
+
+
+def test_same_seed_same_completions_regardless_of_batching(tiny):
+    path, sampler = tiny
+    params = SamplingParams(temperature=1.0, max_new_tokens=10, seed=11)
+    full = sampler.generate(PROMPTS, 4, params)
+    again = sampler.generate(PROMPTS, 4, params)
+    assert full == again
+    # A resumed run that samples only some prompts, in another order and in tiny batches, draws the same.
+    small = HFSampler(sampler.model, sampler.tokenizer, max_rows=4)
+    part = small.generate([PROMPTS[3], PROMPTS[1]], 4, params)
+    assert part == [full[3], full[1]]
+    other_seed = sampler.generate(PROMPTS, 4, SamplingParams(temperature=1.0, max_new_tokens=10, seed=12))
+    assert other_seed != full
+
+
+def test_stop_string_cuts_what_the_unstopped_run_produced(tiny):
+    """The random stream does not depend on when a row stops, so a stop string must cut exactly the text
+    the same seed produces without it (char tokenizer: one token per character)."""
+    _, sampler = tiny
+    base = SamplingParams(temperature=1.0, max_new_tokens=16, seed=5)
+    stop = ("1",)
+    tok = sampler.tokenizer
+    silent = [i for i in range(sampler.model.config.vocab_size) if i >= len(tok) or i in (0, 1, 3)]
+    handle = forbid_tokens(sampler.model, silent)  # every token but EOS is then exactly one character
+    try:
+        free = sampler.generate(PROMPTS, 8, base)
+        cut = sampler.generate(
+            PROMPTS, 8, SamplingParams(temperature=1.0, max_new_tokens=16, seed=5, stop=stop)
+        )
+    finally:
+        handle.remove()
+    seen_stop = 0
+    for free_row, cut_row in zip(free, cut, strict=True):
+        for f, c in zip(free_row, cut_row, strict=True):
+            if "1" in f.text:
+                seen_stop += 1
+                idx = f.text.index("1")
+                assert c == Completion(f.text[:idx], idx + 1, "stop")
+            else:
+                assert c == f
+    assert seen_stop > 0
+
+
+def test_model_that_never_stops_ends_at_length(tiny):
+    _, sampler = tiny
+    handle = forbid_tokens(sampler.model, [sampler.tokenizer.eos_token_id])
+    try:
+        out = sampler.generate(PROMPTS[:2], 3, SamplingParams(max_new_tokens=7, seed=1))
+    finally:
+        handle.remove()
+    for row in out:
+        for c in row:
+            assert c.finish_reason == "length"
+            assert c.n_tokens == 7
+
+
+def test_batch_plan_respects_budget(tiny):
+    _, sampler = tiny
+    capped = HFSampler(sampler.model, sampler.tokenizer, max_rows=6)
+    batches = capped._plan_batches([5, 5, 4, 4, 3], 3, SamplingParams(max_new_tokens=4))
+    assert batches == [[0, 1], [2, 3], [4]]
+    one_row = sampler.row_bytes(9)
+    tight = HFSampler(sampler.model, sampler.tokenizer, cpu_budget_bytes=one_row * 7)
+    assert tight._plan_batches([5, 5, 5], 3, SamplingParams(max_new_tokens=4)) == [[0, 1], [2]]
+
+
+def test_bad_model_path_is_a_sampling_error(tmp_path):
+    with pytest.raises(SamplingError, match=f"model {tmp_path} has no config.json"):
+        HFSampler.from_pretrained(tmp_path, device="cpu")

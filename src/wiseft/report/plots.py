@@ -172,8 +172,9 @@ def plot_pass_at_k(res: Results, ks: Sequence[int], all_ks: Sequence[int]) -> Fi
             panels.setdefault(role, []).append(v)
     if not panels:
         return None
-    fig = _figure(len(panels), width=4.4, height=3.4)
-    axs = _axes(fig, len(panels), sharey=True)
+    ncols = min(len(panels), 2)  # a 2×2 grid keeps the legends and ticks readable in the HTML
+    fig = _figure(ncols, math.ceil(len(panels) / ncols), width=4.8, height=3.3)
+    axs = _axes(fig, len(panels), ncols=ncols, sharey=True)
     for ax, (role, vs) in zip(axs, panels.items(), strict=True):
         for v, color in zip(vs, _ramp(role, len(vs)), strict=True):
             kk = [k for k in all_ks if v.metric(f"pass@{k}") is not None]
@@ -182,7 +183,8 @@ def plot_pass_at_k(res: Results, ks: Sequence[int], all_ks: Sequence[int]) -> Fi
         ax.set_title(ROLE_TITLE[role])
         ax.set_xlabel("k (samples per problem, log₂ scale)")
         _legend(ax, len(vs))
-    _pct_axis(axs[0], "Pass@k")
+    for ax in axs[::ncols]:
+        _pct_axis(ax, "Pass@k")
     fig.suptitle("Pass@k against k (bands: 95% bootstrap intervals)")
     return fig
 

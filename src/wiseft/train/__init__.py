@@ -1,0 +1,1 @@
+"""Training: `sft` (supervised fine-tuning with a checkpoint schedule) and `toy` (the demo's toy world)."""

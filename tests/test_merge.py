@@ -218,3 +218,54 @@ def test_integer_tensors_are_copied(models, tmp_path):
         dirs.append(d)
     run(Recipe(models=tuple(map(str, dirs)), delta=0.5), tmp_path / "out")
     assert torch.equal(load_dir(tmp_path / "out")["extra.position_ids"], torch.arange(10))
+
+
+def test_cli_recipe_yaml_dry_run_and_list(models, tmp_path, capsys):
+    from wiseft.cli import main
+
+    early, final = models.get("qwen2", 1, torch.bfloat16), models.get("qwen2", 2, torch.bfloat16)
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(
+        f"method: wise-ft\nmodels: [{early}, {final}]\ndelta: 0.5\n"
+        "rules:\n  - match: 'model\\.layers\\.\\d+\\.self_attn\\..*'\n    delta: {gradient: [0.0, 1.0]}\n"
+    )
+    out = tmp_path / "out"
+    capsys.readouterr()
+    assert main(["merge", "--config", str(recipe), "-o", str(out), "--dry-run"]) == 0
+    shown = capsys.readouterr().out
+    assert "bytes to read" in shown and "estimated time" in shown and "peak memory" in shown
+    assert "rules[0]" in shown and not out.exists()
+    assert main(["merge", "--config", str(recipe), "-o", str(out), "--dtype", "float32"]) == 0
+    got, e, f = load_dir(out), load_dir(early), load_dir(final)
+    for name, t in got.items():
+        d = (0.0 if ".layers.0." in name else 1.0) if ".self_attn." in name else 0.5
+        assert torch.equal(t, reference([d, 1 - d], [e[name], f[name]], torch.float32)), name
+    # flags override the file: --delta replaces the default, the rules stay
+    assert main(["merge", "--config", str(recipe), "--delta", "0.25", "-o", str(tmp_path / "o2")]) == 0
+    name = "model.norm.weight"
+    assert torch.equal(
+        load_dir(tmp_path / "o2")[name], reference([0.25, 0.75], [e[name], f[name]], torch.bfloat16)
+    )
+    assert main(["merge", "--list"]) == 0
+    listed = capsys.readouterr().out
+    assert all(m in listed for m in ("wise-ft", "linear", "task_arithmetic"))
+
+
+def test_recipe_validation_messages(tmp_path):
+    from wiseft.errors import ConfigError
+    from wiseft.merge import load_recipe
+
+    with pytest.raises(ConfigError, match="unknown merge method 'slerpy'"):
+        Recipe(method="slerpy", models=("a", "b"), delta=0.5)
+    with pytest.raises(ConfigError, match="2 value\\(s\\) given for 3 model"):
+        Recipe(method="linear", models=("a", "b", "c"), weights=[0.5, 0.5])
+    with pytest.raises(ConfigError, match="needs a base model"):
+        Recipe(method="task_arithmetic", models=("a",), weights=[1.0])
+    with pytest.raises(ConfigError, match="not a valid regular expression"):
+        Recipe(models=("a", "b"), delta=0.5, rules=({"match": "(", "delta": 0.1},))
+    with pytest.raises(ConfigError, match="must set delta"):
+        Recipe(models=("a", "b"), delta=0.5, rules=({"match": "x", "weights": [0.1]},))
+    bad = tmp_path / "r.yaml"
+    bad.write_text("method: wise-ft\nmodels: [a, b]\ndelta: 0.5\nmix: 3\n")
+    with pytest.raises(ConfigError, match="unknown key\\(s\\) mix"):
+        load_recipe(str(bad))

@@ -1,0 +1,320 @@
+"""Every bad input of `wiseft merge`: a one-line error naming the culprit, exit 2, and no OUT afterwards."""
+
+import errno
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from _merge_fixtures import load_dir, shared_factory
+from safetensors.torch import save_file
+
+from wiseft.atomic import TMP_TAG
+from wiseft.cli import main
+
+
+@pytest.fixture(scope="session")
+def models(tmp_path_factory):
+    return shared_factory(tmp_path_factory)
+
+
+@pytest.fixture
+def pair(models):
+    return models.get("llama", 1, torch.bfloat16), models.get("llama", 2, torch.bfloat16)
+
+
+def fails(capsys, argv, pattern, out: Path):
+    capsys.readouterr()  # drop what building the fixtures printed
+    code = main(argv)
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert len(err.strip().splitlines()) == 1, err
+    assert pattern in err or re.search(pattern, err), err
+    assert not out.exists()
+    assert not list(out.parent.glob(f".{out.name}{TMP_TAG}*"))
+    return err
+
+
+def copy_with(src: Path, dst: Path, edit=None, config_edit=None) -> Path:
+    """A copy of model `src` with its tensors and/or config changed."""
+    shutil.copytree(src, dst)
+    if edit is not None:
+        tensors = load_dir(src)
+        edit(tensors)
+        for f in dst.glob("*.safetensors"):
+            f.unlink()
+        (dst / "model.safetensors.index.json").unlink(missing_ok=True)
+        save_file(tensors, str(dst / "model.safetensors"), metadata={"format": "pt"})
+    if config_edit is not None:
+        config = json.loads((dst / "config.json").read_text())
+        config_edit(config)
+        (dst / "config.json").write_text(json.dumps(config))
+    return dst
+
+
+def test_missing_directory(capsys, pair, tmp_path):
+    out = tmp_path / "out"
+    fails(
+        capsys,
+        ["merge", str(tmp_path / "nope"), str(pair[1]), "--delta", "0.5", "-o", str(out)],
+        "does not exist",
+        out,
+    )
+
+
+def test_directory_without_safetensors(capsys, pair, tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    shutil.copy(pair[0] / "config.json", empty / "config.json")
+    (empty / "pytorch_model.bin").write_bytes(b"pickle")
+    out = tmp_path / "out"
+    err = fails(
+        capsys,
+        ["merge", str(empty), str(pair[1]), "--delta", "0.5", "-o", str(out)],
+        "contains no safetensors",
+        out,
+    )
+    assert "pytorch_model.bin" in err
+
+
+def test_truncated_safetensors(capsys, pair, tmp_path):
+    bad = copy_with(pair[0], tmp_path / "trunc")
+    f = bad / "model.safetensors"
+    f.write_bytes(f.read_bytes()[:-100])
+    out = tmp_path / "out"
+    fails(capsys, ["merge", str(bad), str(pair[1]), "--delta", "0.5", "-o", str(out)], "is truncated", out)
+
+
+def test_corrupted_header(capsys, pair, tmp_path):
+    bad = copy_with(pair[0], tmp_path / "corrupt")
+    f = bad / "model.safetensors"
+    data = bytearray(f.read_bytes())
+    data[8:20] = b"\xff" * 12
+    f.write_bytes(bytes(data))
+    out = tmp_path / "out"
+    fails(capsys, ["merge", str(bad), str(pair[1]), "--delta", "0.5", "-o", str(out)], "is corrupt", out)
+
+
+def test_header_offsets_that_do_not_match_the_shape(capsys, pair, tmp_path):
+    bad = copy_with(pair[0], tmp_path / "offsets")
+    f = bad / "model.safetensors"
+    raw = f.read_bytes()
+    n = int.from_bytes(raw[:8], "little")
+    header = json.loads(raw[8 : 8 + n])
+    name = "model.norm.weight"
+    header[name]["shape"] = [header[name]["shape"][0] * 2]
+    new = json.dumps(header, separators=(",", ":")).encode()
+    new += b" " * (n - len(new))
+    assert len(new) == n
+    f.write_bytes(raw[:8] + new + raw[8 + n :])
+    out = tmp_path / "out"
+    fails(
+        capsys, ["merge", str(bad), str(pair[1]), "--delta", "0.5", "-o", str(out)], "model.norm.weight", out
+    )
+
+
+def test_shape_mismatch(capsys, pair, tmp_path):
+    bad = copy_with(
+        pair[0],
+        tmp_path / "shape",
+        edit=lambda t: t.update({"model.norm.weight": t["model.norm.weight"][:-1]}),
+    )
+    out = tmp_path / "out"
+    fails(
+        capsys,
+        ["merge", str(bad), str(pair[1]), "--delta", "0.5", "-o", str(out)],
+        r"tensor model.norm.weight has shape \[31\]",
+        out,
+    )
+
+
+def test_missing_tensor(capsys, pair, tmp_path):
+    bad = copy_with(pair[1], tmp_path / "missing", edit=lambda t: t.pop("model.layers.1.mlp.up_proj.weight"))
+    out = tmp_path / "out"
+    err = fails(
+        capsys,
+        ["merge", str(pair[0]), str(bad), "--delta", "0.5", "-o", str(out)],
+        "does not have the same tensors",
+        out,
+    )
+    assert "missing 1 tensor(s)" in err and "model.layers.1.mlp.up_proj.weight" in err
+
+
+def test_different_architectures(capsys, pair, tmp_path):
+    bad = copy_with(
+        pair[1], tmp_path / "arch", config_edit=lambda c: c.update(architectures=["Qwen2ForCausalLM"])
+    )
+    out = tmp_path / "out"
+    fails(
+        capsys,
+        ["merge", str(pair[0]), str(bad), "--delta", "0.5", "-o", str(out)],
+        "different architectures",
+        out,
+    )
+
+
+def test_different_vocab_sizes(capsys, pair, models, tmp_path):
+    other = models.get("llama", 3, torch.bfloat16, vocab=80)
+    out = tmp_path / "out"
+    fails(
+        capsys,
+        ["merge", str(pair[0]), str(other), "--delta", "0.5", "-o", str(out)],
+        "different vocab sizes: .* 64 .* 80",
+        out,
+    )
+
+
+def test_nonfinite_input_is_an_error_unless_allowed(capsys, pair, tmp_path):
+    def poison(t):
+        t["model.layers.0.self_attn.q_proj.weight"][3, 5] = float("nan")
+
+    bad = copy_with(pair[0], tmp_path / "nan", edit=poison)
+    out = tmp_path / "out"
+    argv = ["merge", str(bad), str(pair[1]), "--delta", "0.5", "-o", str(out)]
+    err = fails(capsys, argv, "non-finite", out)
+    assert "model.layers.0.self_attn.q_proj.weight" in err and "--allow-nonfinite" in err
+    assert main([*argv, "--allow-nonfinite"]) == 0
+    assert "non-finite" in capsys.readouterr().err
+    assert load_dir(out)["model.layers.0.self_attn.q_proj.weight"].isnan().sum() == 1
+
+
+def test_weights_not_summing_to_one(capsys, pair, tmp_path):
+    out = tmp_path / "out"
+    fails(
+        capsys,
+        ["merge", str(pair[0]), str(pair[1]), "--weights", "0.5,0.4", "-o", str(out)],
+        "sum to 0.9,",
+        out,
+    )
+
+
+def test_delta_out_of_range_needs_extrapolate(capsys, pair, tmp_path):
+    out = tmp_path / "out"
+    argv = ["merge", str(pair[0]), str(pair[1]), "--delta", "1.5", "-o", str(out)]
+    fails(capsys, argv, r"delta 1.5 is outside \[0, 1\]; pass --extrapolate", out)
+    assert main([*argv, "--extrapolate"]) == 0
+    e, f, got = load_dir(pair[0]), load_dir(pair[1]), load_dir(out)
+    name = "model.norm.weight"
+    assert torch.equal(got[name], (1.5 * e[name].double() - 0.5 * f[name].double()).to(torch.bfloat16))
+
+
+def test_same_model_twice_is_a_warning(capsys, pair, tmp_path):
+    out = tmp_path / "out"
+    assert main(["merge", str(pair[0]), str(pair[0]), "--delta", "0.5", "-o", str(out)]) == 0
+    assert "warning: the same model is given twice" in capsys.readouterr().err
+    assert out.is_dir()
+
+
+def test_output_inside_an_input(capsys, pair, tmp_path):
+    src = copy_with(pair[0], tmp_path / "src")
+    out = src / "merged"
+    fails(
+        capsys,
+        ["merge", str(src), str(pair[1]), "--delta", "0.5", "-o", str(out)],
+        "is inside the input directory",
+        out,
+    )
+
+
+def test_existing_output_needs_force(capsys, pair, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "keep").write_text("x")
+    assert main(["merge", str(pair[0]), str(pair[1]), "--delta", "0.5", "-o", str(out)]) == 2
+    assert "already exists" in capsys.readouterr().err and (out / "keep").exists()
+    assert main(["merge", str(pair[0]), str(pair[1]), "--delta", "0.5", "-o", str(out), "--force"]) == 0
+    assert not (out / "keep").exists() and (out / "config.json").exists()
+
+
+def test_integer_tensor_that_differs(capsys, pair, tmp_path):
+    a = copy_with(pair[0], tmp_path / "a", edit=lambda t: t.update(ids=torch.arange(4)))
+    b = copy_with(pair[1], tmp_path / "b", edit=lambda t: t.update(ids=torch.arange(4) + 1))
+    out = tmp_path / "out"
+    fails(capsys, ["merge", str(a), str(b), "--delta", "0.5", "-o", str(out)], "I64 tensor ids differs", out)
+
+
+def test_disk_full_during_write_leaves_nothing(capsys, pair, tmp_path, monkeypatch):
+    import wiseft.checkpoints.writer as writer
+
+    real_write = os.write
+    written = [0]
+
+    def full_disk(fd, data):
+        written[0] += len(data)
+        if written[0] > 20_000:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_write(fd, data)
+
+    monkeypatch.setattr(writer.os, "write", full_disk)
+    out = tmp_path / "out"
+    err = fails(
+        capsys,
+        ["merge", str(pair[0]), str(pair[1]), "--delta", "0.5", "-o", str(out)],
+        "No space left on device",
+        out,
+    )
+    assert "nothing was written" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+def test_hub_name_offline(capsys, pair, tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf-cache"))
+    out = tmp_path / "out"
+    err = fails(
+        capsys,
+        ["merge", "no-such-org/no-such-model", str(pair[1]), "--delta", "0.5", "-o", str(out)],
+        "HF_HUB_OFFLINE",
+        out,
+    )
+    assert "no-such-org/no-such-model" in err
+
+
+def test_missing_output_flag_and_bad_weights(capsys, pair, tmp_path):
+    assert main(["merge", str(pair[0]), str(pair[1]), "--delta", "0.5"]) == 2
+    assert "-o/--output is required" in capsys.readouterr().err
+    out = tmp_path / "out"
+    fails(
+        capsys,
+        ["merge", str(pair[0]), str(pair[1]), "--weights", "a,b", "-o", str(out)],
+        "expected comma-separated",
+        out,
+    )
+    fails(capsys, ["merge", str(pair[0]), "--delta", "0.5", "-o", str(out)], "needs exactly 2 model", out)
+
+
+KILL_SCRIPT = """
+import sys, time
+import wiseft.checkpoints.writer as writer
+real = writer.ShardWriter.write
+def slow(self, data):
+    real(self, data)
+    print("WRITING", flush=True)
+    time.sleep(60)
+writer.ShardWriter.write = slow
+from wiseft.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_killed_run_leaves_no_output_and_next_run_cleans_up(pair, tmp_path):
+    out = tmp_path / "out"
+    argv = ["merge", str(pair[0]), str(pair[1]), "--delta", "0.5", "-o", str(out)]
+    proc = subprocess.Popen([sys.executable, "-c", KILL_SCRIPT, *argv], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "WRITING"  # some shard bytes are on disk now
+        stale = list(tmp_path.glob(f".out{TMP_TAG}*"))
+        assert len(stale) == 1 and any(stale[0].glob("*.safetensors"))
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    assert not out.exists()
+    assert main(argv) == 0
+    assert out.is_dir()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]

@@ -5,6 +5,7 @@ import torch
 
 from wiseft.checkpoints import Checkpoint
 from wiseft.errors import ConfigError, MergeError
+from wiseft.merge import Recipe
 from wiseft.testing import save_tiny_model
 from wiseft.weightspace import WeightSpace
 
@@ -31,6 +32,50 @@ def test_set_delta_equals_float64_reference(pair, dtype):
         for name, p in ws.model.named_parameters():
             assert p.dtype == dtype
             assert torch.equal(p.data, _reference(early, final, delta, name, dtype)), (delta, name)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32])
+def test_variants_are_bit_identical_to_wiseft_merge_output(pair, tmp_path, dtype):
+    """The same recipe through `wiseft merge --dtype D` and through WeightSpace gives the same bits."""
+    from _merge_fixtures import bits_equal, load_dir
+
+    from wiseft.merge.driver import merge
+    from wiseft.merge.plan import plan
+
+    early, final = pair
+    scheduled = Recipe(
+        models=(str(early), str(final)),
+        delta=0.35,
+        rules=(
+            {"match": r"model\.embed_tokens\.weight", "delta": 0.9},
+            {"match": r".*\.mlp\..*", "delta": {"gradient": [0.1, 0.6]}},
+        ),
+    )
+    ws = WeightSpace.load([early, final], dtype=dtype)
+    for i, recipe in enumerate([scheduled, Recipe(models=(str(early), str(final)), delta=0.6)]):
+        out = tmp_path / f"m{i}"
+        merge(plan(recipe, out_dtype=dtype), out)
+        written = load_dir(out)
+        ws.apply(recipe)
+        for name, p in ws.model.named_parameters():
+            assert bits_equal(p.data, written[name]), (i, name)
+
+
+def test_linear_and_task_arithmetic_variants(pair, tmp_path):
+    from _merge_fixtures import float64_sum
+
+    early, final = pair
+    third = save_tiny_model(tmp_path / "third", arch="qwen2", seed=5, dtype=torch.bfloat16, tokenizer=False)
+    ws = WeightSpace.load([early, final, third], dtype=torch.float32)
+    cks = [Checkpoint.open(p) for p in (early, final, third)]
+    ws.apply([0.2, 0.3, 0.5])
+    for name, p in ws.model.named_parameters():
+        terms = [w * ck.load(name).double() for w, ck in zip((0.2, 0.3, 0.5), cks, strict=True)]
+        assert torch.equal(p.data, float64_sum(terms).to(torch.float32)), name
+    ta = WeightSpace.load([early, third], base=final, dtype=torch.float32)
+    ta.apply([1.0, 0.0])
+    for name, p in ta.model.named_parameters():
+        assert torch.equal(p.data, cks[0].load(name).float()), name
 
 
 def test_switch_reuses_parameter_storage(pair):

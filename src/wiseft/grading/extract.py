@@ -19,7 +19,7 @@ _ANSWER_IS = re.compile(r"(?:the\s+)?(?:final\s+)?answer\s*(?:is|:)\s*:?\s*", re
 _NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?|-?\.\d+")
 _THOUSANDS = re.compile(r"-?\d{1,3}(?:,\d{3})+(?:\.\d+)?")
 _SPACES = re.compile(r"\s+")
-_SPACING_COMMANDS = re.compile(r"\\[,!;: ]|\\q?quad\b|~")
+_SPACING_COMMANDS = re.compile(r"\\\\|\\[,!;: ]|\\q?quad\b|~")
 RULES = ("boxed", "hash", "answer_is", "last_number")
 
 
@@ -117,10 +117,10 @@ def normalise(answer: str) -> str:
     ``\\dfrac``/``\\tfrac``, a trailing period, thousands separators of a plain number, and whitespace
     (kept only between two letters or digits, where it separates tokens).
     """
-    s = answer.strip()
+    s = answer.strip().rstrip(".").strip()
     while len(s) >= 2 and s.startswith("$") and s.endswith("$"):
-        s = s[1:-1].strip()
-    s = _SPACING_COMMANDS.sub(" ", s)
+        s = s[1:-1].strip().rstrip(".").strip()
+    s = _SPACING_COMMANDS.sub(lambda m: m.group(0) if m.group(0) == "\\\\" else " ", s)
     s = (
         s.replace("\\left", "")
         .replace("\\right", "")

@@ -246,10 +246,17 @@ def list_checkpoints(out_dir: str | os.PathLike) -> dict[int, Path]:
 def save_checkpoint(model, tokenizer, out_dir: Path, step: int, state: dict, optimizer=None) -> Path:
     """Write `checkpoint-STEP/` atomically: it appears complete or not at all."""
     import torch
+    from transformers.utils import logging as hf_logging
 
     target = Path(out_dir) / f"checkpoint-{step}"
+    bar_was_on = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()  # transformers' own "Writing model shards" bar would break ours
     with atomic_dir(target, force=True) as tmp:
-        model.save_pretrained(str(tmp), safe_serialization=True)
+        try:
+            model.save_pretrained(str(tmp), safe_serialization=True)
+        finally:
+            if bar_was_on:
+                hf_logging.enable_progress_bar()
         tokenizer.save_pretrained(str(tmp))
         if optimizer is not None:
             torch.save(optimizer.state_dict(), tmp / OPTIMIZER_FILE)

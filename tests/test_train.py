@@ -1,0 +1,282 @@
+"""SFT: schedule, completion-only loss, atomic HF checkpoints, exact resume, the toy recipe, the CLI."""
+
+import json
+import math
+
+import pytest
+import torch
+
+from wiseft.cli import main
+from wiseft.errors import ConfigError, TrainError
+from wiseft.train import sft, toy
+
+SMALL = toy.ToyModelConfig(hidden=32, layers=1, heads=2, intermediate=64, max_positions=64)
+
+
+def _pairs(n=12, seed=0):
+    return [(p.prompt, p.completion) for p in toy.make_splits(seed, n_sft=n, n_test=4).sft]
+
+
+def _model(seed=0):
+    tok = toy.toy_tokenizer()
+    return toy.toy_model(SMALL, tok, seed), tok
+
+
+def _cfg(**kw):
+    base = dict(steps=6, batch_size=4, lr=3e-3, min_lr=3e-4, warmup_steps=2, save_every=0, seed=1, threads=1)
+    base.update(kw)
+    return sft.SFTConfig(**base)
+
+
+# ---------------------------------------------------------------------------------------------- config
+
+
+def test_checkpoint_schedule_combines_every_n_explicit_steps_and_the_last():
+    assert _cfg(steps=10, save_every=4).checkpoint_steps() == [4, 8, 10]
+    assert _cfg(steps=10, save_steps=(1, 3)).checkpoint_steps() == [1, 3, 10]
+    assert _cfg(steps=10, save_every=5, save_steps=(5, 7)).checkpoint_steps() == [5, 7, 10]
+
+
+def test_learning_rate_schedule_against_closed_form():
+    cfg = _cfg(steps=100, warmup_steps=10, lr=1e-3, min_lr=1e-4)
+    assert cfg.lr_at(5) == pytest.approx(5e-4)
+    assert cfg.lr_at(10) == pytest.approx(1e-3)
+    for s in (11, 40, 77, 100):
+        ref = 1e-4 + 0.5 * (1e-3 - 1e-4) * (1 + math.cos(math.pi * (s - 10) / 90))
+        assert cfg.lr_at(s) == pytest.approx(ref)
+    assert cfg.lr_at(100) == pytest.approx(1e-4)
+    const = _cfg(steps=100, warmup_steps=10, schedule="constant")
+    assert const.lr_at(60) == const.lr
+
+
+@pytest.mark.parametrize(
+    "kw, message",
+    [
+        (dict(steps=0), "--steps must be at least 1"),
+        (dict(batch_size=0), "--batch-size"),
+        (dict(schedule="linear"), "--schedule must be"),
+        (dict(save_steps=(7,)), r"--save-steps \[7\] lie outside 1..6"),
+        (dict(lr=0.0), "--lr must be > 0"),
+    ],
+)
+def test_bad_config_is_rejected_with_the_flag_named(kw, message):
+    with pytest.raises(ConfigError, match=message):
+        _cfg(**kw)
+
+
+# ------------------------------------------------------------------------------------------------ data
+
+
+def test_collator_labels_only_completion_tokens_and_appends_eos():
+    tok = toy.toy_tokenizer()
+    col = sft.Collator(tok)
+    ids, mask, labels = col([("12+3=", "31$"), ("1+1=", "2$")])
+    first = tok("12+3=31$", add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
+    assert ids[0].tolist() == first
+    assert labels[0].tolist() == [-100] * 5 + first[5:]
+    second = tok("1+1=2$", add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
+    assert ids[1].tolist() == second + [tok.pad_token_id] * 2  # right-padded
+    assert labels[1].tolist() == [-100] * 4 + second[4:] + [-100] * 2
+    assert mask[1].tolist() == [1] * 7 + [0] * 2
+
+
+def test_completion_loss_matches_a_float64_reference():
+    torch.manual_seed(0)
+    logits = torch.randn(2, 5, 7)
+    labels = torch.tensor([[-100, -100, 3, 4, 1], [-100, 2, 6, -100, -100]])
+    got = sft._completion_loss(logits, labels)
+    terms = []
+    for b in range(2):
+        for t in range(4):
+            y = int(labels[b, t + 1])
+            if y != -100:
+                lp = torch.log_softmax(logits[b, t].double(), -1)[y]
+                terms.append(-float(lp))
+    assert float(got) == pytest.approx(sum(terms) / len(terms), rel=1e-6)
+
+
+def test_epoch_batches_cover_every_example_once_per_epoch_and_are_seeded():
+    pairs = _pairs(10)
+    batch_at = sft.epoch_batches(pairs, 4, seed=3)
+    seen = [p for s in range(1, 6) for p in batch_at(s)]  # 20 = two epochs
+    assert sorted(seen[:10]) == sorted(pairs) and sorted(seen[10:]) == sorted(pairs)
+    assert seen != pairs + pairs  # shuffled
+    assert batch_at(4) == sft.epoch_batches(pairs, 4, seed=3)(4)
+
+
+def test_jsonl_reader_names_the_line_and_field(tmp_path):
+    good = tmp_path / "d.jsonl"
+    good.write_text('{"prompt": "1+1=", "completion": "2$"}\n\n{"prompt": "2+2=", "completion": "4$"}\n')
+    assert sft.read_jsonl_pairs(good) == [("1+1=", "2$"), ("2+2=", "4$")]
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"prompt": "1+1=", "completion": "2$"}\n{"prompt": "x"}\n')
+    with pytest.raises(TrainError, match=r"bad.jsonl:2: field 'completion' is missing"):
+        sft.read_jsonl_pairs(bad)
+    (tmp_path / "nojson.jsonl").write_text("{oops\n")
+    with pytest.raises(TrainError, match=r"nojson.jsonl:1: not valid JSON"):
+        sft.read_jsonl_pairs(tmp_path / "nojson.jsonl")
+    with pytest.raises(TrainError, match="does not exist"):
+        sft.read_jsonl_pairs(tmp_path / "missing.jsonl")
+
+
+# ------------------------------------------------------------------------------------ training, resume
+
+
+def test_training_writes_loadable_hf_checkpoints_and_lowers_the_loss(tmp_path):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model, tok = _model()
+    cfg = _cfg(steps=30, save_every=10, lr=1e-2)
+    result = sft.train(model, tok, sft.epoch_batches(_pairs(), 4, 1), cfg, tmp_path / "run")
+    assert list(result.checkpoints) == [10, 20, 30]
+    assert sum(result.losses[-5:]) < sum(result.losses[:5])
+    last = result.checkpoints[30]
+    assert {"config.json", "model.safetensors", "tokenizer.json", "trainer_state.json"} <= {
+        p.name for p in last.iterdir()
+    }
+    assert not (last / sft.OPTIMIZER_FILE).exists()  # only with save_optimizer
+    loaded = AutoModelForCausalLM.from_pretrained(last)
+    for (name, a), b in zip(model.state_dict().items(), loaded.state_dict().values(), strict=True):
+        assert torch.equal(a, b), name
+    assert AutoTokenizer.from_pretrained(last).decode([7, 6]) == tok.decode([7, 6])
+    state = json.loads((last / "trainer_state.json").read_text())
+    assert state["step"] == 30 and state["seed"] == 1 and len(state["loss_history"]) == 30
+    assert [p.name for p in (tmp_path / "run").iterdir() if "tmp" in p.name] == []
+
+
+class _Stop(Exception):
+    pass
+
+
+def _interrupt_at(step):
+    def on_step(p):
+        if p.step == step:
+            raise _Stop
+
+    return on_step
+
+
+def test_resume_with_optimizer_state_is_identical_to_an_uninterrupted_run(tmp_path):
+    pairs = _pairs()
+    cfg = _cfg(steps=6, save_steps=(3,), save_optimizer=True)
+    model, tok = _model()
+    full = sft.train(model, tok, sft.epoch_batches(pairs, 4, 1), cfg, tmp_path / "full")
+
+    model2, _ = _model()
+    with pytest.raises(_Stop):
+        sft.train(model2, tok, sft.epoch_batches(pairs, 4, 1), cfg, tmp_path / "cut", on_step=_interrupt_at(4))
+    assert list(sft.list_checkpoints(tmp_path / "cut")) == [3]
+    fresh, _ = _model(seed=99)  # the weights come from the checkpoint, not from this init
+    resumed = sft.train(fresh, tok, sft.epoch_batches(pairs, 4, 1), cfg, tmp_path / "cut")
+    assert resumed.resumed_from == 3 and len(resumed.losses) == 3
+    assert resumed.losses == full.losses[3:]
+    for a, b in zip(model.state_dict().values(), fresh.state_dict().values(), strict=True):
+        assert torch.equal(a, b)
+    state = json.loads((tmp_path / "cut" / "checkpoint-6" / "trainer_state.json").read_text())
+    assert state["optimizer_restored"] is True and state["loss_history"] == list(full.losses)
+
+
+def test_resume_without_optimizer_state_continues_and_says_so(tmp_path):
+    cfg = _cfg(steps=6, save_steps=(3,))
+    model, tok = _model()
+    with pytest.raises(_Stop):
+        sft.train(model, tok, sft.epoch_batches(_pairs(), 4, 1), cfg, tmp_path / "r", on_step=_interrupt_at(5))
+    model2, _ = _model()
+    result = sft.train(model2, tok, sft.epoch_batches(_pairs(), 4, 1), cfg, tmp_path / "r")
+    assert result.resumed_from == 3 and list(result.checkpoints) == [3, 6]
+    state = json.loads((tmp_path / "r" / "checkpoint-6" / "trainer_state.json").read_text())
+    assert state["optimizer_restored"] is False
+    # a finished run has nothing left to do
+    again = sft.train(model2, tok, sft.epoch_batches(_pairs(), 4, 1), cfg, tmp_path / "r")
+    assert again.losses == () and again.resumed_from == 6
+
+
+def test_existing_checkpoints_without_resume_are_refused_untouched(tmp_path):
+    model, tok = _model()
+    sft.train(model, tok, sft.epoch_batches(_pairs(), 4, 1), _cfg(steps=2), tmp_path / "r")
+    before = sorted(p.name for p in (tmp_path / "r").rglob("*"))
+    with pytest.raises(TrainError, match="already holds checkpoints.*--resume"):
+        sft.train(model, tok, sft.epoch_batches(_pairs(), 4, 1), _cfg(steps=4), tmp_path / "r", resume=False)
+    assert sorted(p.name for p in (tmp_path / "r").rglob("*")) == before
+
+
+def test_toy_recipe_on_a_tiny_budget_gives_a_base_and_an_sft_trajectory(tmp_path):
+    from transformers import AutoModelForCausalLM
+
+    from wiseft.sampling.base import SamplingParams
+    from wiseft.sampling.hf import HFSampler
+
+    recipe = toy.ToyRecipe(
+        n_sft=8,
+        n_test=16,
+        model=SMALL,
+        pretrain_steps=4,
+        pretrain_batch=16,
+        sft_steps=6,
+        sft_batch=4,
+        sft_save_every=2,
+        warmup_steps=1,
+        threads=1,
+    )
+    pre = toy.pretrain(recipe, tmp_path / "pre")
+    assert list(pre.checkpoints) == [4]
+    run = toy.finetune(recipe, pre.checkpoints[4], tmp_path / "sft")
+    assert list(run.checkpoints) == [2, 4, 6]
+    model = AutoModelForCausalLM.from_pretrained(run.checkpoints[6])
+    assert type(model).__name__ == "LlamaForCausalLM"
+    sampler = HFSampler.from_pretrained(run.checkpoints[6], device="cpu")
+    out = sampler.generate(["12+34="], 2, SamplingParams(max_new_tokens=8, stop=("$",)))
+    assert len(out[0]) == 2 and all(set(c.text) <= set(toy.ALPHABET) for c in out[0])
+    # the base key changes with anything that changes the base, and only with that
+    assert recipe.base_key() != toy.ToyRecipe(pretrain_seed=1).base_key()
+    assert recipe.base_key() == toy.ToyRecipe(**{**recipe.__dict__, "sft_steps": 99}).base_key()
+
+
+# ------------------------------------------------------------------------------------------------- CLI
+
+
+def _cli_model(tmp_path):
+    model, tok = _model()
+    model.save_pretrained(tmp_path / "m")
+    tok.save_pretrained(tmp_path / "m")
+    data = tmp_path / "d.jsonl"
+    data.write_text("".join(json.dumps({"prompt": p, "completion": c}) + "\n" for p, c in _pairs(8)))
+    return tmp_path / "m", data
+
+
+def test_cli_train_sft_writes_the_schedule_and_refuses_to_overwrite(tmp_path, capsys):
+    model_dir, data = _cli_model(tmp_path)
+    out = tmp_path / "run"
+    args = ["train", "sft", "--model", str(model_dir), "--data", str(data), "-o", str(out)]
+    args += ["--steps", "4", "--batch-size", "4", "--save-steps", "1,3", "--threads", "1", "--warmup-steps", "1"]
+    assert main(args) == 0
+    assert list(sft.list_checkpoints(out)) == [1, 3, 4]
+    assert (out / "train_config.yaml").is_file()
+    assert main(args) == 2
+    assert "already holds checkpoints; pass --resume" in capsys.readouterr().err
+    assert main(args + ["--resume"]) == 0
+    assert "nothing to do" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--save-steps", "2,x"], "--save-steps must be comma-separated integers"),
+        (["--save-steps", "9"], "--save-steps [9] lie outside 1..4"),
+        (["--prompt-field", "question"], "field 'question' is missing"),
+    ],
+)
+def test_cli_train_sft_bad_input_writes_nothing(tmp_path, capsys, extra, message):
+    model_dir, data = _cli_model(tmp_path)
+    out = tmp_path / "run"
+    args = ["train", "sft", "--model", str(model_dir), "--data", str(data), "-o", str(out), "--steps", "4"]
+    assert main(args + extra) == 2
+    assert message in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_cli_train_sft_needs_a_model_directory(tmp_path, capsys):
+    _, data = _cli_model(tmp_path)
+    assert main(["train", "sft", "--model", str(tmp_path), "--data", str(data), "-o", str(tmp_path / "o")]) == 2
+    assert "is not a Hugging Face model directory (no config.json)" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()

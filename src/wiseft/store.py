@@ -1,0 +1,528 @@
+"""The sample store: every sample and grade of a sweep, in one SQLite file, safe to kill at any moment.
+
+Why SQLite: samples arrive in batches over minutes or hours, and a sweep must survive being killed. Each
+batch is one transaction, so after a SIGKILL the store holds every batch committed before and nothing of
+the one in flight; primary keys on (variant, problem, sample) make a duplicate impossible, and
+`missing()` tells a restarted sweep exactly what is left. WAL mode lets readers (export, report) look
+while a sweep writes.
+
+Tables (schema version `SCHEMA_VERSION`, kept in `meta`):
+- `runs`: one row per invocation (its resolved config, start and end time);
+- `variants`: what was sampled — name, kind, recipe (JSON), temperature, seed, model fingerprints,
+  sampling parameters, task. A variant is identified by `key`, a hash of everything that changes the
+  samples, so a rerun with the same settings reuses its samples and a changed setting never does;
+- `problems`: (task, problem id) → gold answer and prompt;
+- `samples`: (variant, problem, sample_idx) → completion, n_tokens, finish_reason, score;
+- `grades`: (variant, problem, sample_idx) → answer, extraction, verdict, correct, answer_class, grader.
+
+One writer at a time: opening for writing takes an exclusive `fcntl` lock on `PATH.lock` (released by
+the OS when the process dies, so a killed sweep never leaves a stale lock); a second writer gets a
+StoreError naming the store and the holder's PID. Opening with `writer=False` reads without the lock.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import sqlite3
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from wiseft import __version__
+from wiseft.errors import StoreError
+from wiseft.metrics import ProblemSamples
+
+SCHEMA_VERSION = 1
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS runs (
+    id INTEGER PRIMARY KEY,
+    command TEXT NOT NULL,
+    config TEXT NOT NULL,
+    wiseft_version TEXT NOT NULL,
+    started REAL NOT NULL,
+    finished REAL
+);
+CREATE TABLE IF NOT EXISTS variants (
+    id INTEGER PRIMARY KEY,
+    key TEXT NOT NULL UNIQUE,
+    run_id INTEGER REFERENCES runs(id),
+    name TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    task TEXT NOT NULL,
+    recipe TEXT,
+    temperature REAL,
+    seed INTEGER,
+    step INTEGER,
+    model_hashes TEXT NOT NULL,
+    sampling TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS problems (
+    task TEXT NOT NULL,
+    problem_id TEXT NOT NULL,
+    gold TEXT,
+    prompt TEXT,
+    PRIMARY KEY (task, problem_id)
+);
+CREATE TABLE IF NOT EXISTS samples (
+    variant_id INTEGER NOT NULL REFERENCES variants(id),
+    problem_id TEXT NOT NULL,
+    sample_idx INTEGER NOT NULL CHECK (sample_idx >= 0),
+    completion TEXT NOT NULL,
+    n_tokens INTEGER,
+    finish_reason TEXT CHECK (finish_reason IN ('stop', 'length')),
+    score REAL,
+    PRIMARY KEY (variant_id, problem_id, sample_idx)
+);
+CREATE TABLE IF NOT EXISTS grades (
+    variant_id INTEGER NOT NULL,
+    problem_id TEXT NOT NULL,
+    sample_idx INTEGER NOT NULL,
+    answer TEXT,
+    extraction TEXT,
+    verdict TEXT NOT NULL,
+    correct INTEGER NOT NULL,
+    answer_class INTEGER NOT NULL,
+    grader TEXT NOT NULL,
+    reason TEXT,
+    PRIMARY KEY (variant_id, problem_id, sample_idx),
+    FOREIGN KEY (variant_id, problem_id, sample_idx) REFERENCES samples(variant_id, problem_id, sample_idx)
+);
+"""
+
+SAMPLE_FIELDS = ("problem_id", "sample_idx", "completion", "n_tokens", "finish_reason", "score")
+GRADE_FIELDS = ("answer", "extraction", "verdict", "correct", "answer_class", "grader", "reason")
+
+
+@dataclass(frozen=True)
+class Variant:
+    """A row of `variants`: what one set of samples was drawn from."""
+
+    id: int
+    key: str
+    name: str
+    kind: str
+    task: str
+    recipe: dict | None
+    temperature: float | None
+    seed: int | None
+    step: int | None
+    model_hashes: dict
+    sampling: dict
+
+
+def variant_key(**fields: Any) -> str:
+    """A stable hash of everything that determines a variant's samples."""
+    text = json.dumps(fields, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def model_fingerprint(path: str | os.PathLike, block: int = 1 << 16, blocks: int = 16) -> str:
+    """A content fingerprint of a model directory: config.json, and each weight file's size plus
+    `blocks` evenly spaced blocks of its bytes (whole files when small). Cheap on a 15 GB model, yet two
+    checkpoints of one training run (same shapes, different weights) never collide in practice."""
+    path = Path(path)
+    h = hashlib.sha256()
+    files = sorted(path.glob("*.safetensors")) + [p for p in (path / "config.json",) if p.is_file()]
+    if not files:
+        raise StoreError(f"model {path} has no *.safetensors files to fingerprint")
+    for f in files:
+        size = f.stat().st_size
+        h.update(f"{f.name}\0{size}\0".encode())
+        with open(f, "rb") as fh:
+            if size <= block * blocks:
+                h.update(fh.read())
+                continue
+            for i in range(blocks):
+                fh.seek((size - block) * i // (blocks - 1))
+                h.update(fh.read(block))
+    return h.hexdigest()[:32]
+
+
+class SampleStore:
+    """Open (creating when absent) the store at `path`. Use as a context manager, or call `close()`."""
+
+    def __init__(self, path: str | os.PathLike, writer: bool = True):
+        self.path = Path(path)
+        self.writer = writer
+        self._lock_fd: int | None = None
+        if not writer and not self.path.is_file():
+            raise StoreError(f"sample store {self.path} does not exist")
+        if writer:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._lock()
+        try:
+            self.db = sqlite3.connect(str(self.path), isolation_level=None, timeout=30.0)
+            self.db.execute("PRAGMA foreign_keys = ON")
+            if writer:
+                self.db.execute("PRAGMA journal_mode = WAL")
+                # NORMAL in WAL mode: a killed process loses nothing committed (only power loss could).
+                self.db.execute("PRAGMA synchronous = NORMAL")
+            self._check_schema()
+        except sqlite3.DatabaseError as exc:
+            self.close()
+            raise StoreError(
+                f"sample store {self.path} is not a readable SQLite database ({exc}); "
+                "point --store at a wiseft store or a new path"
+            ) from exc
+        except BaseException:
+            self.close()
+            raise
+
+    # ---- lifecycle ---------------------------------------------------------------------------------
+
+    def _lock(self) -> None:
+        lock_path = self.path.with_name(self.path.name + ".lock")
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+            os.close(fd)
+            raise StoreError(
+                f"sample store {self.path} is in use by another wiseft process (pid {holder}); wait for it "
+                "to finish or use another --store"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        self._lock_fd = fd
+
+    def close(self) -> None:
+        db = getattr(self, "db", None)
+        if db is not None:
+            db.close()
+            self.db = None
+        if self._lock_fd is not None:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    def __enter__(self) -> SampleStore:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def _check_schema(self) -> None:
+        has_meta = self.db.execute(
+            "SELECT 1 FROM sqlite_master WHERE type='table' AND name='meta'"
+        ).fetchone()
+        if has_meta:
+            row = self.db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+            written_by = self.db.execute("SELECT value FROM meta WHERE key='wiseft_version'").fetchone()
+            version = int(row[0]) if row else None
+            if version != SCHEMA_VERSION:
+                by = f" by wiseft {written_by[0]}" if written_by else ""
+                raise StoreError(
+                    f"sample store {self.path} has schema version {version}{by}; this wiseft "
+                    f"({__version__}) reads version {SCHEMA_VERSION}. Use a new --store path, or the "
+                    "wiseft version that wrote it"
+                )
+            return
+        tables = self.db.execute("SELECT name FROM sqlite_master WHERE type='table'").fetchall()
+        if tables:
+            raise StoreError(
+                f"{self.path} is an SQLite database but not a wiseft sample store (tables: "
+                f"{', '.join(t[0] for t in tables[:5])}); use another --store path"
+            )
+        if not self.writer:
+            raise StoreError(f"sample store {self.path} is empty")
+        with self.transaction():
+            for statement in SCHEMA.split(";"):  # not executescript: it would commit mid-transaction
+                if statement.strip():
+                    self.db.execute(statement)
+            self.db.executemany(
+                "INSERT INTO meta(key, value) VALUES (?, ?)",
+                [("schema_version", str(SCHEMA_VERSION)), ("wiseft_version", __version__)],
+            )
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """One atomic write: everything in the block is committed together, or nothing is.
+
+        A full disk (SQLITE_FULL, or ENOSPC from the OS) rolls the block back and raises StoreError;
+        every earlier transaction is already safe on disk."""
+        if not self.writer:
+            raise StoreError(f"sample store {self.path} was opened read-only")
+        try:
+            self.db.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            raise self._error(exc, "start a transaction") from exc
+        try:
+            yield self.db
+            self.db.execute("COMMIT")
+        except BaseException as exc:
+            with contextlib.suppress(sqlite3.Error):
+                self.db.execute("ROLLBACK")
+            if isinstance(exc, (sqlite3.OperationalError, OSError)):
+                raise self._error(exc, "commit") from exc
+            raise
+
+    def _error(self, exc: BaseException, what: str) -> StoreError:
+        text = str(exc)
+        if "full" in text.lower() or getattr(exc, "errno", None) == 28:
+            return StoreError(
+                f"sample store {self.path}: disk full during {what}; the batch in flight was not written, "
+                "everything committed before is safe. Free space and run again to resume"
+            )
+        if "locked" in text.lower():
+            return StoreError(f"sample store {self.path} is locked by another process ({text})")
+        return StoreError(f"sample store {self.path}: cannot {what}: {text}")
+
+    # ---- runs, variants, problems ------------------------------------------------------------------
+
+    def begin_run(self, command: str, config: dict) -> int:
+        with self.transaction() as db:
+            cur = db.execute(
+                "INSERT INTO runs(command, config, wiseft_version, started) VALUES (?, ?, ?, ?)",
+                (command, json.dumps(config, default=str), __version__, time.time()),
+            )
+            return int(cur.lastrowid)
+
+    def end_run(self, run_id: int) -> None:
+        with self.transaction() as db:
+            db.execute("UPDATE runs SET finished=? WHERE id=?", (time.time(), run_id))
+
+    def variant(
+        self,
+        name: str,
+        kind: str,
+        task: str,
+        model_hashes: dict,
+        sampling: dict,
+        recipe: dict | None = None,
+        temperature: float | None = None,
+        seed: int | None = None,
+        step: int | None = None,
+        run_id: int | None = None,
+    ) -> Variant:
+        """The variant with these settings, created when the store has none yet."""
+        key = variant_key(
+            kind=kind, task=task, models=model_hashes, sampling=sampling, recipe=recipe,
+            temperature=temperature, seed=seed,
+        )  # fmt: skip
+        found = self._variant_row("key", key)
+        if found is not None:
+            return found
+        with self.transaction() as db:
+            db.execute(
+                "INSERT OR IGNORE INTO variants(key, run_id, name, kind, task, recipe, temperature, seed, step, "
+                "model_hashes, sampling) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    key, run_id, name, kind, task, json.dumps(recipe) if recipe is not None else None,
+                    temperature, seed, step, json.dumps(model_hashes), json.dumps(sampling),
+                ),
+            )  # fmt: skip
+        return self._variant_row("key", key)  # type: ignore[return-value]
+
+    def variants(self) -> list[Variant]:
+        rows = self.db.execute("SELECT id FROM variants ORDER BY id").fetchall()
+        return [self._variant_row("id", r[0]) for r in rows]  # type: ignore[misc]
+
+    def find_variant(self, name: str) -> Variant:
+        rows = self.db.execute("SELECT id FROM variants WHERE name=? ORDER BY id", (name,)).fetchall()
+        if not rows:
+            names = [v.name for v in self.variants()]
+            raise StoreError(
+                f"sample store {self.path} has no variant {name!r}; it has: {', '.join(names[:10]) or 'none'}"
+            )
+        return self._variant_row("id", rows[-1][0])  # type: ignore[return-value]
+
+    def _variant_row(self, column: str, value: Any) -> Variant | None:
+        row = self.db.execute(
+            "SELECT id, key, name, kind, task, recipe, temperature, seed, step, model_hashes, sampling "
+            f"FROM variants WHERE {column}=?",
+            (value,),
+        ).fetchone()
+        if row is None:
+            return None
+        return Variant(
+            id=row[0], key=row[1], name=row[2], kind=row[3], task=row[4],
+            recipe=json.loads(row[5]) if row[5] else None, temperature=row[6], seed=row[7], step=row[8],
+            model_hashes=json.loads(row[9]), sampling=json.loads(row[10]),
+        )  # fmt: skip
+
+    def add_problems(self, task: str, problems: Iterable[tuple[str, str | None, str | None]]) -> None:
+        """Record (problem_id, gold, prompt) of `task`; existing rows are kept."""
+        with self.transaction() as db:
+            db.executemany(
+                "INSERT OR IGNORE INTO problems(task, problem_id, gold, prompt) VALUES (?, ?, ?, ?)",
+                [(task, pid, gold, prompt) for pid, gold, prompt in problems],
+            )
+
+    # ---- samples -----------------------------------------------------------------------------------
+
+    def add_samples(self, variant: Variant | int, records: Sequence[dict]) -> int:
+        """Commit sample records (`problem_id`, `sample_idx`, `completion`, `n_tokens`, `finish_reason`,
+        optional `score`) as one transaction; samples already stored are left as they are. Returns how
+        many were new."""
+        vid = _vid(variant)
+        rows = [(vid, *(r.get(f) for f in SAMPLE_FIELDS)) for r in records]
+        with self.transaction() as db:
+            before = db.total_changes
+            db.executemany(
+                "INSERT OR IGNORE INTO samples(variant_id, problem_id, sample_idx, completion, n_tokens, "
+                "finish_reason, score) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                rows,
+            )
+            return db.total_changes - before
+
+    def sample_counts(self, variant: Variant | int, n: int) -> dict[str, int]:
+        """problem_id → how many of the samples 0..n-1 are stored."""
+        rows = self.db.execute(
+            "SELECT problem_id, COUNT(*) FROM samples WHERE variant_id=? AND sample_idx<? GROUP BY problem_id",
+            (_vid(variant), n),
+        ).fetchall()
+        return dict(rows)
+
+    def missing(self, variant: Variant | int, problem_ids: Sequence[str], n: int) -> list[str]:
+        """The problems (in the given order) that lack any of the samples 0..n-1."""
+        counts = self.sample_counts(variant, n)
+        return [pid for pid in problem_ids if counts.get(pid, 0) < n]
+
+    def records(
+        self, variant: Variant | int, problem_ids: Sequence[str] | None = None, n: int | None = None,
+        graded: bool = False,
+    ) -> list[dict]:  # fmt: skip
+        """Sample records (the JSONL schema) of a variant, ordered by problem then sample index; with
+        `graded`, only graded samples, with their grade fields."""
+        v = self._variant_row("id", _vid(variant))
+        if v is None:
+            raise StoreError(f"sample store {self.path} has no variant with id {_vid(variant)}")
+        join = "JOIN" if graded else "LEFT JOIN"
+        sql = (
+            "SELECT s.problem_id, s.sample_idx, s.completion, s.n_tokens, s.finish_reason, s.score, "
+            "g.answer, g.extraction, g.verdict, g.correct, g.answer_class, g.grader, g.reason "
+            f"FROM samples s {join} grades g ON g.variant_id=s.variant_id AND g.problem_id=s.problem_id "
+            "AND g.sample_idx=s.sample_idx WHERE s.variant_id=?"
+        )
+        args: list[Any] = [v.id]
+        if n is not None:
+            sql += " AND s.sample_idx<?"
+            args.append(n)
+        rows = self.db.execute(sql + " ORDER BY s.problem_id, s.sample_idx", args).fetchall()
+        wanted = None if problem_ids is None else {pid: i for i, pid in enumerate(problem_ids)}
+        out = []
+        for row in rows:
+            if wanted is not None and row[0] not in wanted:
+                continue
+            rec = {"problem_id": row[0], "sample_idx": row[1], "completion": row[2], "n_tokens": row[3],
+                   "finish_reason": row[4], "variant": v.name}  # fmt: skip
+            if row[5] is not None:
+                rec["score"] = row[5]
+            if row[8] is not None:
+                rec.update(zip(GRADE_FIELDS, (row[6], row[7], row[8], bool(row[9]), row[10], row[11], row[12]),
+                               strict=True))  # fmt: skip
+            out.append(rec)
+        if wanted is not None:
+            out.sort(key=lambda r: (wanted[r["problem_id"]], r["sample_idx"]))
+        return out
+
+    # ---- grades ------------------------------------------------------------------------------------
+
+    def ungraded_problems(
+        self, variant: Variant | int, problem_ids: Sequence[str], n: int, grader: str
+    ) -> list[str]:
+        """Problems whose samples 0..n-1 are not all graded by `grader` (answer classes are per problem,
+        so a problem is graded whole)."""
+        rows = self.db.execute(
+            "SELECT problem_id, COUNT(*) FROM grades WHERE variant_id=? AND sample_idx<? AND grader=? "
+            "GROUP BY problem_id",
+            (_vid(variant), n, grader),
+        ).fetchall()
+        counts = dict(rows)
+        return [pid for pid in problem_ids if counts.get(pid, 0) < n]
+
+    def add_grades(self, variant: Variant | int, graded: Sequence[dict]) -> None:
+        """Store grade fields of graded records, replacing older grades of the same samples."""
+        vid = _vid(variant)
+        rows = [
+            (vid, r["problem_id"], r["sample_idx"], r.get("answer"), r.get("extraction"), r["verdict"],
+             int(bool(r["correct"])), int(r["answer_class"]), r.get("grader") or "", r.get("reason"))
+            for r in graded
+        ]  # fmt: skip
+        with self.transaction() as db:
+            db.executemany(
+                "INSERT OR REPLACE INTO grades(variant_id, problem_id, sample_idx, answer, extraction, "
+                "verdict, correct, answer_class, grader, reason) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                rows,
+            )
+
+    def problem_samples(
+        self, variant: Variant | int, problem_ids: Sequence[str] | None = None, n: int | None = None
+    ) -> list[ProblemSamples]:
+        """One `metrics.ProblemSamples` per problem (in `problem_ids` order, else by id), from samples
+        0..n-1 and their grades. Every such sample must be graded."""
+        recs = self.records(variant, problem_ids, n)
+        by_problem: dict[str, list[dict]] = {}
+        for r in recs:
+            if "verdict" not in r:
+                raise StoreError(
+                    f"sample store {self.path}: sample {r['sample_idx']} of problem {r['problem_id']!r} "
+                    f"(variant {r['variant']!r}) is not graded yet; grade before scoring"
+                )
+            by_problem.setdefault(r["problem_id"], []).append(r)
+        if problem_ids is not None:
+            absent = [pid for pid in problem_ids if pid not in by_problem]
+            if absent:
+                raise StoreError(
+                    f"sample store {self.path}: no samples for problem(s) {', '.join(absent[:5])}; "
+                    "sample them first"
+                )
+        out = []
+        for pid, rs in by_problem.items():
+            scores = [r.get("score") for r in rs]
+            out.append(
+                ProblemSamples(
+                    correct=np.array([r["correct"] for r in rs], dtype=bool),
+                    classes=np.array([r["answer_class"] for r in rs], dtype=np.int64),
+                    scores=np.array(scores, dtype=np.float64) if all(s is not None for s in scores) else None,
+                    n_tokens=np.array([r["n_tokens"] or 0 for r in rs], dtype=np.int64),
+                    truncated=np.array([r["finish_reason"] == "length" for r in rs], dtype=bool),
+                    problem_id=pid,
+                )
+            )
+        return out
+
+    # ---- JSONL export / import ---------------------------------------------------------------------
+
+    def export_jsonl(self, path: str | os.PathLike, variants: Sequence[Variant | int] | None = None) -> int:
+        """Write the sample records (with grades where present) of `variants` (default all) as JSONL,
+        atomically. Returns the number of records."""
+        from wiseft.atomic import atomic_write_text
+
+        chosen = list(variants) if variants is not None else self.variants()
+        lines = [json.dumps(r, ensure_ascii=False) for v in chosen for r in self.records(v)]
+        atomic_write_text(path, "".join(line + "\n" for line in lines))
+        return len(lines)
+
+    def import_jsonl(self, path: str | os.PathLike, task: str, default_variant: str = "imported") -> dict:
+        """Read sample records (graded or not) into variants named by their `variant` field (else
+        `default_variant`), kind "imported". Returns {variant name: records added}."""
+        from wiseft.grading.records import read_records
+
+        records = read_records(path)
+        by_name: dict[str, list[dict]] = {}
+        for r in records:
+            by_name.setdefault(r.get("variant") or default_variant, []).append(r)
+        added = {}
+        for name, recs in by_name.items():
+            v = self.variant(name, "imported", task, {"source": str(Path(path).resolve())}, {"name": name})
+            added[name] = self.add_samples(v, recs)
+            graded = [r for r in recs if "verdict" in r and "correct" in r and "answer_class" in r]
+            if graded:
+                self.add_grades(v, graded)
+        return added
+
+
+def _vid(variant: Variant | int) -> int:
+    return variant.id if isinstance(variant, Variant) else int(variant)

@@ -36,3 +36,24 @@ def reference_logits(model, tokenizer, prompt: str, continuation_ids: list[int])
         out = model.double()(torch.tensor([ids])).logits[0, -1]
     model.float()
     return out
+
+
+def run_cli(argv: list[str], capsys=None) -> tuple[int, str]:
+    """Run `wiseft ARGV` in-process; return (exit status, stderr) when capsys is given."""
+    from wiseft.cli import main
+
+    code = main(argv)
+    err = capsys.readouterr().err if capsys is not None else ""
+    return code, err
+
+
+class CountingSampler:
+    """Wraps a sampler and records which prompts it was asked for (to check what a resume redoes)."""
+
+    def __init__(self, inner):
+        self.inner = inner
+        self.prompts: list[str] = []
+
+    def generate(self, prompts, n, params):
+        self.prompts.extend(prompts)
+        return self.inner.generate(prompts, n, params)

@@ -95,6 +95,7 @@ class EvalConfig:
     max_new_tokens: int = 512
     seed: int = 0
     device: str | None = None
+    threads: int | None = None
     chunk: int = 64
     workers: int | None = None
     n_boot: int = 1000
@@ -476,7 +477,7 @@ def run_sweep(
     ws = WeightSpace.load(list(anchors), device=device, base=recipe.base if recipe else None)
     tokenizer = _tokenizer(ws.anchors[-1].path, AutoTokenizer)
     hashes = _fingerprints([a.path for a in ws.anchors] + ([ws.base.path] if ws.base is not None else []))
-    sampler = (sampler_factory or _hf_sampler)(ws.model, tokenizer)
+    sampler = (sampler_factory or _hf_sampler(cfg))(ws.model, tokenizer)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     with open_store(cfg, out) as store, Grader(task.grader, workers=cfg.workers) as grader:
@@ -519,7 +520,7 @@ def run_trajectory(
     model = AutoModelForCausalLM.from_pretrained(str(early), dtype=dtype)
     model.to(device).eval()
     tokenizer = _tokenizer(early, AutoTokenizer, fallback=Path(cfg.run_dir))
-    sampler = (sampler_factory or _hf_sampler)(model, tokenizer)
+    sampler = (sampler_factory or _hf_sampler(cfg))(model, tokenizer)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     with open_store(cfg, out) as store, Grader(task.grader, workers=cfg.workers) as grader:
@@ -570,7 +571,7 @@ def run_eval(
 
     task = load_task(cfg, task)
     model, tokenizer = load_model_and_tokenizer(model_path, cfg.device)
-    sampler = (sampler_factory or _hf_sampler)(model, tokenizer)
+    sampler = (sampler_factory or _hf_sampler(cfg))(model, tokenizer)
     hashes = _fingerprints([model_path])
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -601,10 +602,10 @@ def _default_device() -> str:
     return default_device()
 
 
-def _hf_sampler(model, tokenizer):
+def _hf_sampler(cfg: EvalConfig):
     from wiseft.sampling.hf import HFSampler
 
-    return HFSampler(model, tokenizer)
+    return lambda model, tokenizer: HFSampler(model, tokenizer, threads=cfg.threads)
 
 
 def _tokenizer(path: Path, auto, fallback: Path | None = None):

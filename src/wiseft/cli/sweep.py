@@ -15,7 +15,7 @@ from wiseft.errors import OutputError
 
 COMMON = (
     "task", "data", "limit", "prompt", "n", "k", "temperature", "top_p", "top_k", "max_new_tokens", "seed",
-    "device", "chunk", "workers", "n_boot", "store",
+    "device", "threads", "chunk", "workers", "n_boot", "store",
 )  # fmt: skip
 
 
@@ -36,6 +36,11 @@ def add_common_args(p: argparse.ArgumentParser, default_out: str) -> None:
     p.add_argument("--max-new-tokens", type=int, help="length limit per completion (default 512)")
     p.add_argument("--seed", type=int, help="sampling, split and bootstrap seed (default 0)")
     p.add_argument("--device", help="cpu or cuda (default: cuda when available)")
+    p.add_argument(
+        "--threads",
+        type=int,
+        help="CPU threads for sampling (default: torch's; 1 is best for tiny models on a busy machine)",
+    )
     p.add_argument("--chunk", type=int, help="problems sampled and committed together (default 64)")
     p.add_argument("--workers", type=int, help="grader worker processes (default: automatic)")
     p.add_argument("--n-boot", type=int, help="bootstrap resamples for the intervals (default 1000)")
@@ -92,7 +97,7 @@ class ProgressView:
 def interval(m: dict | None) -> str:
     if not m:
         return "-"
-    return f"{m['value']:.3f} [{m['lo']:.3f}, {m['hi']:.3f}]"
+    return f"{m['value']:.3f} [{m['lo']:.2f},{m['hi']:.2f}]"
 
 
 def results_table(console, results: dict, title: str) -> None:
@@ -103,9 +108,9 @@ def results_table(console, results: dict, title: str) -> None:
     ks = results["config"]["k"]
     names = [f"pass@{k}" for k in ks] + [f"maj@{k}" for k in ks if k > 1]
     table = Table(title=title, caption="value [95% bootstrap interval over problems]")
-    table.add_column("variant")
+    table.add_column("variant", no_wrap=True)
     for name in names:
-        table.add_column(name, justify="right")
+        table.add_column(name, justify="right", no_wrap=True)
     table.add_column("distinct", justify="right")
     table.add_column("tokens", justify="right")
     best = (results.get("best") or {}).get("variant")

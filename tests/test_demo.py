@@ -1,0 +1,160 @@
+"""`wiseft demo`: the claims logic on constructed samples, the pipeline on a tiny budget, the full demo (slow)."""
+
+import json
+
+import numpy as np
+import pytest
+
+from wiseft.cli import main
+from wiseft.metrics import ProblemSamples
+from wiseft.train import claims, toy
+from wiseft.train.demo import DemoConfig, run_demo
+
+N = 32
+
+
+def _problems(rhos, distinct_wrong=1):
+    """One ProblemSamples per ρ: round(ρ·N) correct samples (class 0), the rest spread over wrong classes."""
+    out = []
+    for i, rho in enumerate(rhos):
+        c = int(round(rho * N))
+        correct = np.array([True] * c + [False] * (N - c))
+        wrong = [1 + (j % distinct_wrong) for j in range(N - c)]
+        out.append(ProblemSamples(correct=correct, classes=np.array([0] * c + wrong), problem_id=f"p{i}"))
+    return out
+
+
+def _tables(**variants):
+    return claims.PairedTables({k: _problems(v) for k, v in variants.items()}, ks=(1, 8, 16, 32), n_boot=300)
+
+
+# 200 problems: "diverse" is right a fifth of the time everywhere (Pass@32 ≈ 1); "collapsed" is always
+# right on 70% of problems and never on the rest (Pass@1 0.7 > 0.2, Pass@32 0.7 < 1).
+DIVERSE = [0.2] * 200
+COLLAPSED = [1.0] * 140 + [0.0] * 60
+MIXED = [1.0] * 140 + [0.25] * 60  # Pass@1 0.775, Pass@32 ≈ 1
+
+
+def test_claim_a_holds_only_when_pass1_rises_and_pass_k_falls():
+    t = _tables(early=DIVERSE, final=COLLAPSED)
+    assert claims.claim_sft_collapse(t, "early", "final").held
+    # reversed roles: Pass@1 fell and Pass@k rose
+    assert not claims.claim_sft_collapse(t, "final", "early").held
+    # identical models: no significant change either way
+    same = _tables(early=COLLAPSED, final=COLLAPSED)
+    assert not claims.claim_sft_collapse(same, "early", "final").held
+
+
+def test_claim_b_needs_pass_k_recovered_and_pass1_kept():
+    t = _tables(final=COLLAPSED, mix=MIXED, weak=DIVERSE)
+    held = claims.claim_mix_recovers(t, "mix", "final")
+    assert held.held and held.numbers["pass@k_recovered"] and held.numbers["pass@1_kept"]
+    # a "mix" that recovers Pass@k by giving up Pass@1 (0.2 vs 0.7) fails on Pass@1
+    lost = claims.claim_mix_recovers(t, "weak", "final")
+    assert not lost.held and lost.numbers["pass@k_recovered"] and not lost.numbers["pass@1_kept"]
+    # no recovery at all
+    assert not claims.claim_mix_recovers(t, "final", "final").held
+
+
+def test_claim_c_fails_when_a_temperature_matches_the_mix():
+    t = _tables(mix=MIXED, hot=DIVERSE, cold=COLLAPSED, twin=MIXED)
+    ok = claims.claim_temperature_cannot(t, "mix", {"hot": 1.6, "cold": 0.7})
+    assert ok.held and ok.numbers["reached_by"] == []
+    bad = claims.claim_temperature_cannot(t, "mix", {"hot": 1.6, "twin": 1.3})
+    assert not bad.held and bad.numbers["reached_by"] == ["T=1.3 (k=8,16,32)"]
+
+
+def test_paired_difference_matches_a_direct_computation():
+    t = _tables(a=MIXED, b=COLLAPSED)
+    d = t.diff("a", "b", "pass@1")
+    assert d.value == pytest.approx(np.mean(MIXED) - np.mean(COLLAPSED), abs=1e-3)
+    assert d.lo <= d.value <= d.hi
+
+
+TINY = toy.ToyRecipe(
+    n_sft=8,
+    n_test=12,
+    model=toy.ToyModelConfig(hidden=32, layers=1, heads=2, intermediate=64),
+    pretrain_steps=6,
+    pretrain_batch=16,
+    sft_steps=4,
+    sft_batch=4,
+    sft_save_every=2,
+    warmup_steps=1,
+    threads=1,
+)
+TINY_DEMO = DemoConfig(
+    recipe=TINY, n=8, ks=(1, 2, 8), deltas=(0.5,), temperatures=(1.5,), early_step=2, n_boot=50
+)
+
+
+def test_demo_pipeline_on_a_tiny_budget_writes_results_and_reuses_the_cached_base(tmp_path):
+    events = []
+    results = run_demo(
+        TINY_DEMO,
+        tmp_path / "out",
+        cache_dir=tmp_path / "cache",
+        report=False,
+        progress=lambda *e: events.append(e[0]),
+    )
+    assert {"pretrain", "sft", "eval"} <= set(events)
+    written = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert written["claims"] == results["claims"]
+    kinds = [(v["kind"], v["step"], v["delta"], v["temperature"]) for v in written["variants"]]
+    assert kinds == [
+        ("base", None, None, 1.0),
+        ("checkpoint", 2, None, 1.0),
+        ("checkpoint", 4, None, 1.0),
+        ("mix", 4, 0.5, 1.0),
+        ("temperature", 4, None, 1.5),
+    ]
+    for v in written["variants"]:
+        m = v["summary"]["metrics"]
+        assert v["summary"]["n_problems"] == 12 and v["summary"]["n"] == 8
+        assert m["pass@1"]["lo"] <= m["pass@1"]["value"] <= m["pass@1"]["hi"]
+    assert [c["key"] for c in written["claims"]] == ["a", "b", "c"]
+    assert all(isinstance(c["held"], bool) and c["evidence"] for c in written["claims"])
+    assert written["base"]["cached"] is False
+    assert (tmp_path / "out" / "sft" / "checkpoint-4" / "model.safetensors").is_file()
+    assert (tmp_path / "out" / "samples.db").is_file()
+
+    # second run: the base comes from the cache, and identical seeds give identical numbers
+    again = run_demo(TINY_DEMO, tmp_path / "out2", cache_dir=tmp_path / "cache", report=False)
+    assert again["base"]["cached"] is True
+    assert [v["summary"]["metrics"] for v in again["variants"]] == [
+        v["summary"]["metrics"] for v in written["variants"]
+    ]
+
+
+def test_demo_refuses_an_existing_output_before_any_work(tmp_path, capsys):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "keep").write_text("x")
+    assert main(["demo", "-o", str(out), "--cache-dir", str(tmp_path / "cache")]) == 2
+    assert "already exists" in capsys.readouterr().err
+    assert [p.name for p in out.iterdir()] == ["keep"]
+    assert not (tmp_path / "cache").exists()
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--delta", "0.5,x"], "--delta must be comma-separated numbers"),
+        (["--delta", "1.5"], "--delta values must lie strictly between 0 and 1"),
+        (["--n", "16"], "--n 16 is smaller than the largest k 32"),
+    ],
+)
+def test_demo_bad_flags_are_named(tmp_path, capsys, flags, message):
+    assert main(["demo", "-o", str(tmp_path / "o"), "--cache-dir", str(tmp_path / "c"), *flags]) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.slow
+def test_full_demo_shows_all_three_claims_with_the_default_seeds(tmp_path):
+    out = tmp_path / "demo"
+    assert main(["demo", "-o", str(out), "--cache-dir", str(tmp_path / "cache")]) == 0
+    results = json.loads((out / "results.json").read_text())
+    held = {c["key"]: c["held"] for c in results["claims"]}
+    assert held == {"a": True, "b": True, "c": True}, [c["evidence"] for c in results["claims"]]
+    assert (out / "report" / "report.html").is_file()

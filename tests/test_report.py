@@ -8,8 +8,9 @@ import json
 import re
 from html.parser import HTMLParser
 
+import numpy as np
 import pytest
-from _report_fixtures import DELTAS, STEPS, TEMPS, drop, make_results
+from _report_fixtures import DELTAS, STEPS, TEMPS, drop, make_results, make_summary
 from matplotlib.collections import PolyCollection
 
 from wiseft import report
@@ -214,6 +215,38 @@ def test_summaries_from_metrics_summarize_draw_the_same_plots():
     assert titles == ["Pass@1", "Pass@16", "maj@16", "best@16"]
 
 
+def test_empty_results_give_a_report_without_plots(tmp_path):
+    out = report.build({"variants": []}, tmp_path / "r", dpi=DPI)
+    assert sorted(p.name for p in out.iterdir()) == ["report.html", "report.md", "results.json"]
+    assert "No plot has data" in (out / "report.html").read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_any_subset_of_variants_and_sections_draws_without_error(seed):
+    """Random subsets of the variants, with sections, metrics and fields knocked out: every plot either
+    draws something or is left out (None) — never a crash, never an empty figure."""
+    rng = np.random.default_rng(seed)
+    res = make_results(real_summaries=bool(seed % 2))
+    keep = rng.random(len(res["variants"])) < 0.4
+    res["variants"] = [v for v, k in zip(res["variants"], keep, strict=True) if k]
+    for v in res["variants"]:
+        s = v["summary"]
+        for section in ("bias_variance", "diversity", "tokens"):
+            if rng.random() < 0.2:
+                s.pop(section, None)
+        for name in list(s["metrics"]):
+            if rng.random() < 0.15:
+                del s["metrics"][name]
+        if "tokens" in s and rng.random() < 0.3:
+            s["tokens"] = {"mean": None, "median": None, "truncated_frac": None}
+        for key in ("step", "delta", "temperature"):
+            if rng.random() < 0.1:
+                v[key] = None
+    for name, fig in report.figures(res).items():
+        drawn = [ax for ax in visible_axes(fig) if series(ax) or ax.patches]
+        assert drawn, name
+
+
 # --- the written report -------------------------------------------------------------------------------------
 class _Collect(HTMLParser):
     def __init__(self):
@@ -295,6 +328,41 @@ def test_report_dir_roundtrips_through_load_results(built, full):
     assert report.load_results(built / "results.json")["best"] == full["best"]
 
 
+# --- metrics.json of wiseft score / eval ---------------------------------------------------------------------
+def test_metrics_json_of_one_model(tmp_path):
+    summary = make_summary(0.5, 1.0, seed=3)
+    (tmp_path / "metrics.json").write_text(
+        json.dumps({"variant": None, "grader": "math-verify==0.9.0", **summary})
+    )
+    res = report.load_results(tmp_path)
+    assert [(v["name"], v["kind"]) for v in res["variants"]] == [("model", "base")]
+    assert res["variants"][0]["summary"]["metrics"] == summary["metrics"]
+    assert res["versions"] == {"grader": "math-verify==0.9.0"}
+    assert set(report.figures(res)) == {"pass_at_k", "rho_hist", "bias_variance"}
+
+
+def test_metrics_json_of_several_variants_reads_delta_t_step_from_names(tmp_path):
+    names = ["delta=0.000,T=1.0", "delta=0.500,T=1.0", "delta=1.000,T=1.0", "T=0.7", "step=400", "base"]
+    body = {
+        "variants": [{"name": n, "summary": make_summary(0.5, 1.0, seed=i)} for i, n in enumerate(names)],
+        "grader": "int",
+    }
+    path = tmp_path / "m.json"
+    path.write_text(json.dumps(body))
+    res = report.load_results(path)
+    got = [(v["kind"], v["delta"], v["temperature"], v["step"]) for v in res["variants"]]
+    assert got == [
+        ("mix", 0.0, 1.0, None),
+        ("mix", 0.5, 1.0, None),
+        ("mix", 1.0, 1.0, None),
+        ("temperature", None, 0.7, None),
+        ("checkpoint", None, None, 400),
+        ("base", None, None, None),
+    ]
+    figs = report.figures(res)
+    assert [ax.get_title() for ax in visible_axes(figs["metrics_vs_delta"])][:2] == ["Pass@1", "Pass@16"]
+
+
 # --- bad input: a clear message and nothing written ----------------------------------------------------------
 @pytest.mark.parametrize(
     "mutate, message",
@@ -335,7 +403,7 @@ def test_existing_output_needs_force(tmp_path):
 def test_load_results_errors(tmp_path):
     with pytest.raises(ConfigError, match="does not exist"):
         report.load_results(tmp_path / "missing")
-    with pytest.raises(ConfigError, match="holds no results.json"):
+    with pytest.raises(ConfigError, match="holds no results.json or metrics.json"):
         report.load_results(tmp_path)
     bad = tmp_path / "results.json"
     bad.write_text('{"variants": [\n  oops ]}')

@@ -19,6 +19,7 @@ from wiseft.errors import ConfigError
 from wiseft.report.data import Results
 from wiseft.report.plots import PLOTS, make_figures, render_png
 from wiseft.report.render import html_doc, markdown
+from wiseft.report.sources import is_metrics_json, results_from_metrics
 
 __all__ = ["PLOTS", "REPORT_FILES", "build", "figures", "load_results", "resolve_ks"]
 
@@ -88,15 +89,16 @@ def build(
 
 
 def load_results(path: str | os.PathLike) -> dict:
-    """A run directory holding results.json, a results.json file, or a sample store → the results dict."""
+    """A run directory holding results.json, a results.json file, a sample store, or the metrics.json of
+    `wiseft score`/`wiseft eval` → the results dict."""
     p = Path(path)
     if p.is_dir():
-        candidate = p / "results.json"
-        if candidate.is_file():
-            return _read_json(candidate)
+        for name in ("results.json", "metrics.json"):
+            if (p / name).is_file():
+                return _read_json(p / name)
         raise ConfigError(
-            f"{p} holds no results.json; give a run directory written by wiseft sweep/trajectory/demo, "
-            "a results.json file or a sample store"
+            f"{p} holds no results.json or metrics.json; give a run directory written by wiseft "
+            "sweep/trajectory/demo/eval, a results.json or metrics.json file, or a sample store"
         )
     if not p.is_file():
         raise ConfigError(f"{p} does not exist; give a run directory, a results.json file or a sample store")
@@ -118,5 +120,7 @@ def _read_json(path: Path) -> dict:
         raise ConfigError(
             f"{path} is not valid JSON (line {exc.lineno}, column {exc.colno}): {exc.msg}"
         ) from exc
+    if is_metrics_json(data):
+        data = results_from_metrics(data, str(path))
     Results(data, str(path))  # validate now, naming the file
     return data

@@ -379,8 +379,14 @@ def _series_color(role: str, i: int) -> str:
 
 
 def _tag(role: str, v: Variant) -> str:
-    return {"raw": f"step {v.step}", "mixed": f"step {v.step}", "delta": f"δ={v.delta:g}" if v.delta is not None else "",
-            "temperature": f"T={v.temperature:g}"}.get(role, v.name)  # fmt: skip
+    """The point label along a curve: the step, δ or T that distinguishes it."""
+    if role in ("raw", "mixed") and v.step is not None:
+        return f"step {v.step}"
+    if role == "delta" and v.delta is not None:
+        return f"δ={v.delta:g}"
+    if role == "temperature" and v.temperature is not None:
+        return f"T={v.temperature:g}"
+    return v.short
 
 
 def plot_bias_variance(res: Results, ks: Sequence[int], all_ks: Sequence[int]) -> Figure | None:

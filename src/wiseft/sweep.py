@@ -514,6 +514,12 @@ def run_trajectory(
     if early_step not in steps:
         raise ConfigError(f"--early {early_step}: {cfg.run_dir} has checkpoints at steps {steps}")
     early = dict(checkpoints)[early_step]
+    # Pre-flight on headers only: a checkpoint that cannot be mixed with the early one fails before any
+    # sampling, so nothing is written.
+    from wiseft.checkpoints import Checkpoint
+    from wiseft.merge.plan import check_compatible
+
+    check_compatible([Checkpoint.open(early)] + [Checkpoint.open(p) for _, p in checkpoints if p != early])
     task = load_task(cfg, task)
     device = cfg.device or _default_device()
     dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32

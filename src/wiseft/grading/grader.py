@@ -62,6 +62,7 @@ class GradingStats:
     string_equal: int = 0  # decided by equal normal forms
     numeric: int = 0  # decided by exact fraction comparison
     verifier_calls: int = 0  # Math-Verify calls (verdicts and class comparisons)
+    class_calls: int = 0  # of which class comparisons
     class_comparisons: int = 0  # answer-vs-answer tests (cached or not)
     timeouts: int = 0
     errors: int = 0
@@ -153,58 +154,60 @@ class Grader:
 
     def verify_many(self, pairs: Sequence[tuple[str, str]], task: Any = None) -> list[str]:
         """Verdicts of (gold, normalised answer) pairs, from the cache or one verification per new pair."""
-        tname = _task_name(task)
         out: list[str | None] = [None] * len(pairs)
-        todo: dict[tuple[str, str, str], list[int]] = {}
-        for i, (gold, answer) in enumerate(pairs):
-            self.stats.pairs_seen += 1
-            key = (tname, gold, answer)
-            if key in self._verdicts:
-                out[i] = self._verdicts[key]
-            elif key in todo:
-                todo[key].append(i)
-            else:
-                self.stats.distinct_pairs += 1
-                quick = self._quick(gold, answer)
-                if quick is not None:
-                    self._verdicts[key] = out[i] = "correct" if quick else "incorrect"
-                else:
-                    todo[key] = [i]
-        if todo:
-            keys = list(todo)
-            results = self._call([(k[1], k[2]) for k in keys])
+        fresh = self._lookup(pairs, task, self._verdicts, out, counts_as_pair=True)
+        if fresh:
+            keys = list(fresh)
+            results = self._call([(k[1], k[2]) for k in keys], [k[1] for k in keys])
             for key, result in zip(keys, results, strict=True):
                 verdict = TIMEOUT if result in (TIMEOUT, ERROR) else ("correct" if result else "incorrect")
                 self._verdicts[key] = verdict
-                for i in todo[key]:
+                for i in fresh[key]:
                     out[i] = verdict
         return out  # type: ignore[return-value]
 
-    def same_answer(self, pairs: Sequence[tuple[str, str]], task: Any = None) -> list[bool]:
-        """Whether each pair of normalised answers is equivalent (first one read as the reference)."""
-        tname = _task_name(task)
+    def same_answer(
+        self, pairs: Sequence[tuple[str, str]], task: Any = None, affinity: Sequence[str] | None = None
+    ) -> list[bool]:
+        """Whether each pair of normalised answers is equivalent (first one read as the reference).
+
+        `affinity` (e.g. each pair's gold) sends pairs of one problem to the same worker."""
         out: list[bool | None] = [None] * len(pairs)
-        todo: dict[tuple[str, str, str], list[int]] = {}
-        for i, (a, b) in enumerate(pairs):
-            self.stats.class_comparisons += 1
-            key = (tname, a, b)
-            if key in self._same:
-                out[i] = self._same[key]
-            elif key in todo:
-                todo[key].append(i)
-            else:
-                quick = self._quick(a, b)
-                if quick is not None:
-                    self._same[key] = out[i] = quick
-                else:
-                    todo[key] = [i]
-        if todo:
-            keys = list(todo)
-            for key, result in zip(keys, self._call([(k[1], k[2]) for k in keys]), strict=True):
+        fresh = self._lookup(pairs, task, self._same, out, counts_as_pair=False)
+        if fresh:
+            keys = list(fresh)
+            route = [affinity[fresh[k][0]] if affinity is not None else k[1] for k in keys]
+            self.stats.class_calls += sum(len(b) <= MAX_ANSWER_CHARS for _, _, b in keys)
+            for key, result in zip(keys, self._call([(k[1], k[2]) for k in keys], route), strict=True):
                 self._same[key] = result is True
-                for i in todo[key]:
+                for i in fresh[key]:
                     out[i] = result is True
         return out  # type: ignore[return-value]
+
+    def _lookup(self, pairs, task, cache: dict, out: list, counts_as_pair: bool) -> dict:
+        """Fill `out` from the cache and the shortcuts; return the pairs left for the verifier."""
+        tname = _task_name(task)
+        quick_value = (lambda q: "correct" if q else "incorrect") if counts_as_pair else (lambda q: q)
+        fresh: dict[tuple[str, str, str], list[int]] = {}
+        for i, (a, b) in enumerate(pairs):
+            if counts_as_pair:
+                self.stats.pairs_seen += 1
+            else:
+                self.stats.class_comparisons += 1
+            key = (tname, a, b)
+            if key in cache:
+                out[i] = cache[key]
+            elif key in fresh:
+                fresh[key].append(i)
+            else:
+                if counts_as_pair:
+                    self.stats.distinct_pairs += 1
+                quick = self._quick(a, b)
+                if quick is not None:
+                    cache[key] = out[i] = quick_value(quick)
+                else:
+                    fresh[key] = [i]
+        return fresh
 
     def _quick(self, a: str, b: str) -> bool | None:
         """A verdict without the verifier where one is certain, else None."""
@@ -227,13 +230,14 @@ class Grader:
                 return False
         return None
 
-    def _call(self, pairs: list[tuple[str, str]]) -> list:
+    def _call(self, pairs: list[tuple[str, str]], affinity: list[str]) -> list:
         """Math-Verify on pairs that no shortcut decided; overlong answers are not sent at all."""
         results: list = [TIMEOUT] * len(pairs)
         send = [i for i, (_, b) in enumerate(pairs) if len(b) <= MAX_ANSWER_CHARS]
         if send:
             self.stats.verifier_calls += len(send)
-            for i, r in zip(send, self.pool.run([pairs[i] for i in send]), strict=True):
+            answers = self.pool.run([pairs[i] for i in send], keys=[affinity[i] for i in send])
+            for i, r in zip(send, answers, strict=True):
                 results[i] = r
             self.stats.worker_restarts = self.pool.restarts
         self.stats.timeouts += sum(r == TIMEOUT for r in results)
@@ -252,38 +256,60 @@ class Grader:
         verdicts = (
             dict(zip(distinct, self.verify(gold, distinct, task), strict=True)) if gold is not None else {}
         )
-        return self._classes(forms, distinct, verdicts, task)
+        return self._classes([(gold or "", forms, distinct, verdicts)], task)[0]
 
-    def _classes(self, forms, distinct, verdicts, task) -> list[int]:
-        rep_of: dict[str, str] = {}
-        gold_rep = None
-        for f in distinct:
-            if verdicts.get(f) == "correct":
-                gold_rep = gold_rep or f
-                rep_of[f] = gold_rep
-        # Answers the verifier could not handle (timeouts) stay alone: comparing them would time out too.
-        for f in distinct:
-            if verdicts.get(f) == TIMEOUT or len(f) > MAX_ANSWER_CHARS:
-                rep_of.setdefault(f, f)
-        reps: list[str] = []
-        for f in distinct:
-            if f in rep_of:
-                continue
-            matches = self.same_answer([(r, f) for r in reps], task) if reps else []
-            hit = next((r for r, same in zip(reps, matches, strict=True) if same), None)
-            rep_of[f] = hit or f
-            if hit is None:
-                reps.append(f)
-        numbering: dict[str, int] = {}
+    def _classes(self, problems: list[tuple], task) -> list[list[int]]:
+        """Answer classes for many problems at once: (affinity, forms, distinct forms, verdicts) each.
+
+        Greedy, in order of first appearance: each answer not yet placed is compared with the
+        representatives of the wrong-answer classes so far. The problems advance in lockstep rounds so
+        that every round's comparisons, across all problems, go to the workers as one batch.
+        """
+        states = []
+        for affinity, _forms, distinct, verdicts in problems:
+            rep_of: dict[str, str] = {}
+            gold_rep = None
+            for f in distinct:
+                if verdicts.get(f) == "correct":
+                    gold_rep = gold_rep or f
+                    rep_of[f] = gold_rep
+                elif verdicts.get(f) == TIMEOUT or len(f) > MAX_ANSWER_CHARS:
+                    rep_of[f] = f  # unverifiable: alone (comparing it would time out again)
+            pending = [f for f in distinct if f not in rep_of]
+            states.append({"affinity": affinity, "rep_of": rep_of, "reps": [], "pending": pending})
+        while any(st["pending"] for st in states):
+            pairs, owner, route = [], [], []
+            for n, st in enumerate(states):
+                if st["pending"]:
+                    f = st["pending"][0]
+                    for r in st["reps"]:
+                        pairs.append((r, f))
+                        owner.append(n)
+                        route.append(st["affinity"])
+            same = self.same_answer(pairs, task, affinity=route) if pairs else []
+            hits: dict[int, str] = {}
+            for (r, _), n, eq in zip(pairs, owner, same, strict=True):
+                if eq and n not in hits:
+                    hits[n] = r
+            for n, st in enumerate(states):
+                if st["pending"]:
+                    f = st["pending"].pop(0)
+                    st["rep_of"][f] = hits.get(n, f)
+                    if n not in hits:
+                        st["reps"].append(f)
         out = []
-        for f in forms:
-            if f is None:
-                out.append(-1)
-                continue
-            rep = rep_of[f]
-            if rep not in numbering:
-                numbering[rep] = len(numbering)
-            out.append(numbering[rep])
+        for (_, forms, _, _), st in zip(problems, states, strict=True):
+            numbering: dict[str, int] = {}
+            classes = []
+            for f in forms:
+                if f is None:
+                    classes.append(-1)
+                    continue
+                rep = st["rep_of"][f]
+                if rep not in numbering:
+                    numbering[rep] = len(numbering)
+                classes.append(numbering[rep])
+            out.append(classes)
         return out
 
     # ------------------------------------------------------------------------------------------ grade
@@ -321,12 +347,14 @@ class Grader:
         for i, key in enumerate(groups):
             by_group.setdefault(key, []).append(i)
         classes = [-1] * len(items)
+        problems = []
         for idx in by_group.values():
             gold = golds[items[idx[0]][0]]
             f_list = [forms[i] for i in idx]
             distinct = list(dict.fromkeys(f for f in f_list if f is not None))
-            verdicts = {f: verdict_of[(gold, f)] for f in distinct}
-            for i, c in zip(idx, self._classes(f_list, distinct, verdicts, task), strict=True):
+            problems.append((gold, f_list, distinct, {f: verdict_of[(gold, f)] for f in distinct}))
+        for idx, found in zip(by_group.values(), self._classes(problems, task), strict=True):
+            for i, c in zip(idx, found, strict=True):
                 classes[i] = c
         out = []
         for i, ((gold, _), found) in enumerate(zip(items, extracted, strict=True)):

@@ -22,11 +22,13 @@ import selectors
 import subprocess
 import sys
 import time
+import zlib
 from pathlib import Path
 
 from wiseft.errors import GradingError
 
 MEMORY_LIMIT_BYTES = 4 * 1024**3
+START_TIMEOUT = 120.0  # seconds for a worker to import Math-Verify and warm up, even on a loaded machine
 TIMEOUT, ERROR = "timeout", "error"
 # A result is True / False (equivalent or not), TIMEOUT, or ERROR (the call raised or the worker died).
 
@@ -45,6 +47,8 @@ class _Worker:
         self.fd = self.process.stdout.fileno()
         os.set_blocking(self.fd, False)
         self.buffer = b""
+        self.ready = False
+        self.started = time.monotonic()
         self.queue: collections.deque = collections.deque()  # calls sent and not yet answered
         self.deadline = 0.0
 
@@ -62,7 +66,16 @@ class _Worker:
             return None
         self.buffer += data
         *lines, self.buffer = self.buffer.split(b"\n")
-        return [json.loads(line) for line in lines if line]
+        answers = []
+        for line in lines:
+            if not line:
+                continue
+            message = json.loads(line)
+            if message == ["ready"]:
+                self.ready = True
+            else:
+                answers.append(message)
+        return answers
 
     def kill(self) -> None:
         try:
@@ -105,31 +118,49 @@ class VerifierPool:
         while len(self._workers) < n:
             self._workers.append(_Worker(self.memory_limit))
 
-    def run(self, pairs: list[tuple[str, str]], chunk_size: int | None = None) -> list:
-        """Results in the order of `pairs`: True, False, "timeout" or "error"."""
+    def run(self, pairs: list[tuple[str, str]], keys: list[str] | None = None, chunk_size: int = 16) -> list:
+        """Results in the order of `pairs`: True, False, "timeout" or "error".
+
+        Pairs with the same affinity key (e.g. the gold answer of a problem) go to the same worker when
+        it is free, so its parse cache serves them; an idle worker takes work from the busiest one.
+        """
         results: list = [None] * len(pairs)
         if not pairs:
             return results
-        n_workers = min(self.n_workers, len(pairs))
-        self._start(n_workers)
-        if chunk_size is None:
-            chunk_size = max(1, min(64, len(pairs) // (4 * n_workers) or 1))
-        todo = collections.deque(
-            [[i, *pairs[i]] for i in range(s, min(s + chunk_size, len(pairs)))]
-            for s in range(0, len(pairs), chunk_size)
-        )
-        workers = self._workers[:n_workers]
+        self._start(self.n_workers)
+        workers = self._workers
+        slots: list[list[int]] = [[] for _ in workers]
+        for i in range(len(pairs)):
+            key = keys[i] if keys is not None else str(i // chunk_size)
+            slots[zlib.crc32(key.encode()) % len(workers)].append(i)
+        todo = [
+            collections.deque(
+                [[i, *pairs[i]] for i in slot[s : s + chunk_size]] for s in range(0, len(slot), chunk_size)
+            )
+            for slot in slots
+        ]
         selector = selectors.DefaultSelector()
         try:
-            while todo or any(w.queue for w in workers):
+            while any(todo) or any(w.queue for w in workers):
                 now = time.monotonic()
+                for n, w in enumerate(workers):
+                    if w.queue or not w.ready:
+                        continue
+                    if todo[n]:
+                        chunk = todo[n].popleft()
+                    elif any(todo):
+                        chunk = max(todo, key=len).pop()  # steal from the busiest
+                    else:
+                        continue
+                    w.queue.extend(chunk)
+                    w.deadline = now + self.timeout
+                    w.send(chunk)
                 for w in workers:
-                    if not w.queue and todo:
-                        chunk = todo.popleft()
-                        w.queue.extend(chunk)
-                        w.deadline = now + self.timeout
-                        w.send(chunk)
-                busy = [w for w in workers if w.queue]
+                    if not w.ready and not w.queue:
+                        w.deadline = w.started + START_TIMEOUT
+                busy = [w for w in workers if w.queue or not w.ready]
+                if not busy:
+                    continue
                 for w in busy:
                     selector.register(w.fd, selectors.EVENT_READ, w)
                 events = selector.select(timeout=max(0.0, min(w.deadline for w in busy) - now))
@@ -139,30 +170,40 @@ class VerifierPool:
                 now = time.monotonic()
                 for w in busy:
                     answers = w.read() if w in ready else []
+                    n = workers.index(w)
                     if answers is None:
-                        self._replace(w, workers, ERROR, results, todo)
+                        if not w.queue:
+                            raise GradingError(
+                                f"a Math-Verify worker exited while starting; check that "
+                                f"`{sys.executable} -m wiseft.grading.worker` runs"
+                            )
+                        self._replace(n, ERROR, results, todo[n])
                         continue
                     for index, result in answers:
                         results[index] = result
                         w.queue.popleft()
                         w.deadline = now + self.timeout
                     if w.queue and now >= w.deadline:
-                        self._replace(w, workers, TIMEOUT, results, todo)
+                        self._replace(n, TIMEOUT, results, todo[n])
+                    elif not w.ready and now >= w.deadline:
+                        raise GradingError(
+                            f"a Math-Verify worker did not start within {START_TIMEOUT:g} s; check that "
+                            f"`{sys.executable} -m wiseft.grading.worker` runs"
+                        )
         finally:
             selector.close()
         return results
 
-    def _replace(self, w: _Worker, workers: list[_Worker], verdict: str, results: list, todo) -> None:
+    def _replace(self, n: int, verdict: str, results: list, todo: collections.deque) -> None:
         """Kill a stuck or dead worker: its current call gets `verdict`, the rest of its chunk is requeued."""
+        w = self._workers[n]
         stuck = w.queue.popleft()
         results[stuck[0]] = verdict
         if w.queue:
             todo.appendleft(list(w.queue))
         w.kill()
         self.restarts += 1
-        fresh = _Worker(self.memory_limit)
-        workers[workers.index(w)] = fresh
-        self._workers[self._workers.index(w)] = fresh
+        self._workers[n] = _Worker(self.memory_limit)
 
     def close(self) -> None:
         for w in self._workers:

@@ -1,6 +1,6 @@
 """A verification worker: `python -m wiseft.grading.worker [MEMORY_LIMIT_BYTES]`.
 
-Reads JSON lines from stdin, each a chunk `[[index, gold, answer], …]`, and writes one JSON line
+Writes `["ready"]` once warmed up, then reads JSON lines from stdin, each a chunk `[[index, gold, answer], …]`, and writes one JSON line
 `[index, result]` per call as soon as it is done (result: true, false or "error"). Exits at end of input.
 The parent (`wiseft.grading.pool`) owns timeouts: it kills this process when a call takes too long.
 """
@@ -23,6 +23,12 @@ def main(argv: list[str]) -> int:
     from wiseft.grading import mathverify
 
     out = sys.stdout
+    # Warm up (the first parse loads the LaTeX grammar), then tell the parent: its per-call timeout
+    # starts only once this process is ready, so start-up never counts as a slow call.
+    mathverify.equivalent("\\frac{1}{2}", "0.5")
+    mathverify.parsed.cache_clear()
+    out.write('["ready"]\n')
+    out.flush()
     for line in sys.stdin:
         for index, gold, answer in json.loads(line):
             try:

@@ -153,6 +153,19 @@ def maj_at_k(
     raise MetricError(f"maj@k method must be 'auto', 'exact' or 'mc', got {method!r}")
 
 
+def _pattern(counts: np.ndarray, is_correct: np.ndarray) -> tuple:
+    """The class sizes and correctness, sorted: maj@k depends on nothing else (not on class labels)."""
+    return tuple(sorted(zip(counts.tolist(), is_correct.tolist(), strict=True)))
+
+
+@functools.lru_cache(maxsize=65536)
+def _maj_exact_memo(pattern: tuple, unparsed: int, ks: tuple[int, ...]) -> list[float]:
+    """`_maj_exact` cached by pattern: collapsed models repeat the same few patterns across problems."""
+    counts = np.array([c for c, _ in pattern], dtype=np.int64)
+    is_correct = np.array([ok for _, ok in pattern], dtype=bool)
+    return _maj_exact(counts, is_correct, unparsed, ks)
+
+
 def _maj_exact(counts: np.ndarray, is_correct: np.ndarray, unparsed: int, ks: Sequence[int]) -> list[float]:
     """Exact maj@k of one problem for every k in `ks`, by counting subsets (see the module docstring).
 
@@ -359,7 +372,7 @@ def per_problem_values(
         if not is_correct.any():
             values += [0.0] * len(ks)
         elif p.n <= MAJ_EXACT_MAX_N:
-            values += _maj_exact(counts, is_correct, unparsed, ks)
+            values += _maj_exact_memo(_pattern(counts, is_correct), unparsed, tuple(ks))
         else:
             values += [_maj_monte_carlo(p.classes, p.correct, k, seed, MAJ_MC_SUBSETS) for k in ks]
         if with_scores:

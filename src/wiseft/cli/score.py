@@ -119,10 +119,13 @@ def _single_table(console, s: dict, ks: list[int]) -> None:
     kinds = [m for m in ("pass", "maj", "best") if f"{m}@{ks[0]}" in s["metrics"]]
     for m in kinds:
         table.add_column(f"{m}@k", justify="right")
-    table.add_column("Jensen bound", justify="right")
+    table.add_column("E[(1−ρ)^k]", justify="right")
+    table.add_column("≥ Jensen bound", justify="right")
+    bv = s["bias_variance"]
     for k in ks:
         row = [str(k)] + [_interval(s["metrics"][f"{m}@{k}"]) for m in kinds]
-        row.append(f"{s['bias_variance']['bound'][str(k)]:.3f}")
+        row.append(f"{bv['one_minus_pass_plugin'][str(k)]:.3f}")
+        row.append(f"{bv['bound'][str(k)]:.3f}" if k >= 2 else "-")  # a lower bound only for k ≥ 2
         table.add_row(*row)
     console.print(table)
     bv, div, tok = s["bias_variance"], s["diversity"], s["tokens"]

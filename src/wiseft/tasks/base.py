@@ -114,8 +114,15 @@ def register_task(name: str) -> Callable[[Callable[..., Task]], Callable[..., Ta
     return deco
 
 
-def _load_providers() -> None:
-    for module in _PROVIDERS:
+def _load_providers(name: str | None = None) -> None:
+    """Import the modules that register tasks: the built-ins always, `wiseft.tasks.<name>` when a task
+    of that name is not registered yet (so asking for gsm8k never imports the toy world), or all."""
+    modules = ["wiseft.tasks.builtin"]
+    if name is None:
+        modules += [m for m in _PROVIDERS if m not in modules]
+    elif name not in _REGISTRY and name.isidentifier():
+        modules.append(f"wiseft.tasks.{name}")
+    for module in modules:
         try:
             importlib.import_module(module)
         except ModuleNotFoundError as exc:
@@ -130,9 +137,9 @@ def task_names() -> list[str]:
 
 def get_task(name: str, data: Any = None, **options: Any) -> Task:
     """Build task `name`, from local `data` (file or directory) or, when it is None, from the Hub."""
-    _load_providers()
+    _load_providers(name)
     if name not in _REGISTRY:
-        raise TaskError(f"unknown task {name!r} (--task); known tasks: {', '.join(sorted(_REGISTRY))}")
+        raise TaskError(f"unknown task {name!r} (--task); known tasks: {', '.join(task_names())}")
     task = _REGISTRY[name](data=data, **options)
     if not isinstance(task, Task):
         raise TaskError(f"task factory for {name!r} returned {type(task).__name__}, not a Task")

@@ -235,3 +235,56 @@ def drop(results: dict, section: str) -> dict:
     for v in out["variants"]:
         v["summary"].pop(section, None)
     return out
+
+
+def make_demo_like_results(ks: tuple[int, ...] = (1, 2, 4, 8, 16)) -> dict:
+    """The shape `wiseft demo` writes: a base, checkpoints by step (T=1), mixes strictly inside (0, 1) at
+    the final step, temperatures of the final model, `roles` naming early and final, and claims."""
+    steps = (25, 75, 150, 300)
+    variants = []
+
+    def add(name, kind, acc, conc, seed, delta=None, temperature=1.0, step=None):
+        summary = make_summary(acc, conc, seed=seed, ks=ks)
+        variants.append(
+            {
+                "name": name,
+                "kind": kind,
+                "delta": delta,
+                "temperature": temperature,
+                "step": step,
+                "summary": summary,
+            }
+        )
+
+    add("base,T=1", "base", 0.1, 3.0, 100)
+    for i, step in enumerate(steps):
+        add(f"step={step},T=1", "checkpoint", 0.3 + 0.1 * i, 3.0 - 0.8 * i, 101 + i, step=step)
+    for j, d in enumerate((0.25, 0.5, 0.75)):
+        add(f"delta={d:.3f},T=1", "mix", 0.62 - 0.05 * j, 1.5 + j, 110 + j, delta=d, step=steps[-1])
+    for j, t in enumerate((0.7, 1.3, 1.6)):
+        add(f"step={steps[-1]},final,T={t:g}", "temperature", 0.6 - 0.1 * j, 0.5 + j, 120 + j, temperature=t,
+            step=steps[-1])  # fmt: skip
+    return {
+        "config": {"n": 16},
+        "versions": {"grader": "int"},
+        "task": {"name": "toy", "n_problems": 40, "source": "toy generator seed 5"},
+        "variants": variants,
+        "best": {"metric": "pass@16", "variant": "delta=0.500,T=1", "how": "highest pass@16 among the mixes"},
+        "roles": {"early": "step=75,T=1", "final": "step=300,T=1", "mix": "delta=0.500,T=1"},
+        "claims": [
+            {
+                "key": "a",
+                "statement": "Pass@1 rose while Pass@k fell over SFT",
+                "held": True,
+                "evidence": "pass@1 +0.10 [+0.05, +0.15]",
+                "numbers": {},
+            },
+            {
+                "key": "b",
+                "statement": "the best mix recovered Pass@k",
+                "held": False,
+                "evidence": "pass@16 +0.01 [-0.02, +0.04]",
+                "numbers": {},
+            },
+        ],  # fmt: skip
+    }

@@ -10,7 +10,7 @@ from html.parser import HTMLParser
 
 import numpy as np
 import pytest
-from _report_fixtures import DELTAS, STEPS, TEMPS, drop, make_results, make_summary
+from _report_fixtures import DELTAS, STEPS, TEMPS, drop, make_demo_like_results, make_results, make_summary
 from matplotlib.collections import PolyCollection
 
 from wiseft import report
@@ -112,14 +112,14 @@ def test_trajectory_raw_and_mixed(figs):
     axs = visible_axes(figs["trajectory"])
     assert [ax.get_title() for ax in axs] == ["Pass@1", "Pass@16"]
     for ax in axs:
-        assert series(ax) == ["raw SFT checkpoints", "mixed δ=0.5"]
+        assert series(ax) == ["SFT checkpoints (raw)", "mixed δ=0.5"]
         assert bands(ax) == 2
         assert list(ax.get_lines()[0].get_xdata()) == list(STEPS)
 
 
 def test_frontier_mixes_and_temperatures(figs):
     (ax,) = visible_axes(figs["frontier"])
-    assert series(ax) == ["mixes over δ", "temperatures (final model)", "chosen: δ=0.5"]
+    assert series(ax) == ["mixes over δ", "final model at temperature T", "chosen: δ=0.5"]
     assert ax.get_xlabel() == "Pass@16 (%)" and ax.get_ylabel() == "Pass@1 (%)"
     assert len(ax.get_lines()[0].get_xdata()) == len(DELTAS)
     assert len(ax.get_lines()[1].get_xdata()) == len(TEMPS)
@@ -135,7 +135,7 @@ def test_rho_histograms_one_panel_per_variant(full, figs):
 
 def test_bias_variance_with_jensen_bound(figs):
     left, right = visible_axes(figs["bias_variance"])
-    expected = ["SFT checkpoints", "mixed δ=0.5", "mixes over δ", "final model at T"]
+    expected = ["SFT checkpoints (raw)", "mixed δ=0.5", "mixes over δ", "final model at temperature T"]
     assert series(left) == expected
     assert series(right) == expected + ["bound = empirical"]
     dotted = [ln for ln in left.get_lines() if ln.get_label().startswith("_") and ln.get_linestyle() == ":"]
@@ -155,7 +155,12 @@ def test_distinct_answers_against_step_delta_temperature(figs):
 
 def test_tokens_against_accuracy(figs):
     (ax,) = visible_axes(figs["tokens_vs_accuracy"])
-    assert series(ax) == ["SFT checkpoints", "mixed δ=0.5", "mixes over δ", "final model at T"]
+    assert series(ax) == [
+        "SFT checkpoints (raw)",
+        "mixed δ=0.5",
+        "mixes over δ",
+        "final model at temperature T",
+    ]
     assert ax.get_xlabel() == "mean completion length (tokens)"
 
 
@@ -165,6 +170,79 @@ def test_chosen_ks_pick_the_panels():
     assert titles == ["Pass@1", "Pass@4", "maj@4", "best@4"]
     line = visible_axes(figs["pass_at_k"])[0].get_lines()[0]
     assert [round(x) for x in line.get_xdata()] == [1, 4]
+
+
+# --- how the variants of real runs are put on curves ----------------------------------------------------------
+def test_demo_shape_endpoints_and_temperatures_come_from_the_checkpoints():
+    """The demo samples δ strictly inside (0, 1); the raw final (δ=0) and early (δ=1, `roles.early`)
+    checkpoints are those ends, and the final checkpoint at T=1 joins its temperatures."""
+    from wiseft.report.data import Results
+
+    res = Results(make_demo_like_results())
+    (curve,) = res.delta_curves()
+    assert curve.xs() == [0.0, 0.25, 0.5, 0.75, 1.0]
+    assert [v.name for v in curve.variants][0] == "step=300,T=1"
+    assert [v.name for v in curve.variants][-1] == "step=75,T=1"
+    temp = res.temperature_curve()
+    assert temp.xs() == [0.7, 1.0, 1.3, 1.6]
+    assert temp.variants[1].name == "step=300,T=1"
+    assert [v.name for v in res.loose()] == ["base,T=1"]
+    figs = report.figures(make_demo_like_results())
+    ax = visible_axes(figs["metrics_vs_delta"])[0]
+    assert series(ax) == ["mixes over δ", "δ=0: final checkpoint", "δ=1: early checkpoint", "chosen: δ=0.5"]
+    (fr,) = visible_axes(figs["frontier"])
+    assert [len(ln.get_xdata()) for ln in fr.get_lines()[:2]] == [5, 4]
+    assert [ax.get_title() for ax in visible_axes(figs["pass_at_k"])][-1] == "other variants"
+
+
+def test_claims_split_scores_and_task_are_in_the_documents(tmp_path):
+    res = make_demo_like_results()
+    res["best"]["validation"] = {"value": 0.8, "lo": 0.7, "hi": 0.9}
+    res["best"]["test"] = {"value": 0.75, "lo": 0.6, "hi": 0.85}
+    out = report.build(res, tmp_path / "r", dpi=DPI)
+    parser = _Collect()
+    parser.feed((out / "report.html").read_text(encoding="utf-8"))
+    text = "".join(parser.text)
+    assert "HELD: Pass@1 rose while Pass@k fell over SFT — pass@1 +0.10 [+0.05, +0.15]" in text
+    assert "DID NOT HOLD: the best mix recovered Pass@k" in text
+    assert "Pass@16 on the validation split: 80.0 [70.0, 90.0] %" in text
+    assert "Pass@16 on the test split: 75.0 [60.0, 85.0] %" in text
+    assert "task toy · 40 problems · n = 16 samples per problem · 11 variants" in text
+    md = (out / "report.md").read_text(encoding="utf-8")
+    assert "- DID NOT HOLD: the best mix recovered Pass@k" in md
+
+
+def test_sweep_over_delta_and_temperature():
+    """A sweep of δ × T with no step: one δ curve per temperature, and the δ=0 mixes are the final model
+    at each temperature."""
+    from wiseft.report.data import Results
+
+    res = make_results(trajectory=False, sweep=False, temperatures=False)
+    for t in (0.7, 1.0, 1.3):
+        for d in (0.0, 0.5, 1.0):
+            res["variants"].append({"name": f"delta={d:.3f},T={t:g}", "kind": "mix", "delta": d, "temperature": t,
+                                    "step": None, "summary": make_summary(0.5, 1.0, seed=int(10 * t + d))})  # fmt: skip
+    view = Results(res)
+    assert [c.label for c in view.delta_curves()] == [f"mixes over δ (T={t:g})" for t in (0.7, 1.0, 1.3)]
+    temp = view.temperature_curve()
+    assert temp.xs() == [0.7, 1.0, 1.3] and all(v.delta == 0.0 for v in temp.variants)
+    figs = report.figures(res)
+    assert len(series(visible_axes(figs["frontier"])[0])) == 4  # three δ curves and the temperatures
+
+
+def test_trajectory_at_two_temperatures_gives_one_raw_curve_each():
+    from wiseft.report.data import Results
+
+    res = make_results(sweep=False, temperatures=False)
+    extra = [
+        dict(v, name=v["name"] + ",T=0.7", temperature=0.7)
+        for v in res["variants"]
+        if v["kind"] == "checkpoint"
+    ]
+    res["variants"] += extra
+    raws = Results(res).raw_trajectories()
+    assert [c.label for c in raws] == ["SFT checkpoints (raw), T=0.7", "SFT checkpoints (raw), T=1"]
+    assert all(c.xs() == list(STEPS) for c in raws)
 
 
 # --- plots without data are left out ------------------------------------------------------------------------

@@ -125,14 +125,27 @@ class Variant:
 
 @dataclass(frozen=True)
 class Curve:
-    """Variants along one axis (δ, step or temperature), sorted, with a legend label."""
+    """Variants along one axis (δ, step or temperature) at positions `x`, sorted, with a legend label.
+
+    The position is explicit because an endpoint may be a variant that does not carry the axis value
+    itself: the raw final checkpoint is δ=0 of a sweep, the early checkpoint δ=1.
+    """
 
     label: str
     axis: str  # "delta" | "step" | "temperature"
     variants: tuple[Variant, ...]
+    x: tuple[float, ...]
 
     def xs(self) -> list[float]:
-        return [float(getattr(v, self.axis)) for v in self.variants]
+        return list(self.x)
+
+    def points(self) -> list[tuple[float, Variant]]:
+        return list(zip(self.x, self.variants, strict=True))
+
+
+def _curve(label: str, axis: str, pts: Iterable[tuple[float, Variant]]) -> Curve:
+    pts = sorted(pts, key=lambda p: p[0])
+    return Curve(label, axis, tuple(v for _, v in pts), tuple(float(x) for x, _ in pts))
 
 
 class Results:
@@ -150,6 +163,11 @@ class Results:
         self.config = results.get("config") if isinstance(results.get("config"), dict) else {}
         self.versions = results.get("versions") if isinstance(results.get("versions"), dict) else {}
         self.best = results.get("best") if isinstance(results.get("best"), dict) else None
+        self.roles = results.get("roles") if isinstance(results.get("roles"), dict) else {}
+        early = results.get("early_step")
+        self.early_step = int(early) if _finite(early) else None
+        self.task = results.get("task") if isinstance(results.get("task"), dict) else {}
+        self.claims = [c for c in results.get("claims") or [] if isinstance(c, dict)]
         self.variants = [_parse_variant(v, i, source) for i, v in enumerate(raw)]
         names = [v.name for v in self.variants]
         dupes = sorted({n for n in names if names.count(n) > 1})
@@ -189,10 +207,52 @@ class Results:
     def of_kind(self, kind: str) -> list[Variant]:
         return [v for v in self.variants if v.kind == kind]
 
+    def _named(self, name: Any) -> Variant | None:
+        return next((v for v in self.variants if v.name == name), None) if isinstance(name, str) else None
+
+    def final_model(self, step: int | None, temperature: float | None) -> Variant | None:
+        """The raw final checkpoint at `temperature`: the δ=0 end of a sweep at `step`.
+
+        Found as the checkpoint variant of that step (no δ), or the `roles.final` of the results (demo)."""
+        for v in self.variants:
+            if v.kind == "checkpoint" and v.delta is None and step is not None and v.step == step:
+                if v.temperature == temperature:
+                    return v
+        v = self._named(self.roles.get("final"))
+        if v is not None and v.delta is None and v.temperature == temperature:
+            return v
+        return None
+
+    def early_model(self, temperature: float | None) -> Variant | None:
+        """The early checkpoint (δ=1 end): `roles.early` (demo) or the checkpoint at `early_step`."""
+        v = self._named(self.roles.get("early"))
+        if v is None and self.early_step is not None:
+            v = next(
+                (c for c in self.of_kind("checkpoint") if c.step == self.early_step and c.delta is None
+                 and c.temperature == temperature),
+                None,
+            )  # fmt: skip
+        return v if v is not None and v.delta is None and v.temperature == temperature else None
+
+    def raw_trajectories(self) -> list[Curve]:
+        """The checkpoints of a training run by step (raw, not mixed), one curve per temperature."""
+        groups: dict[Any, list[Variant]] = {}
+        for v in self.of_kind("checkpoint"):
+            if v.step is not None and v.delta is None:
+                groups.setdefault(v.temperature, []).append(v)
+        curves = []
+        for temp, vs in sorted(groups.items(), key=lambda kv: _num(kv[0])):
+            if len({v.step for v in vs}) < 2:
+                continue
+            label = "SFT checkpoints (raw)" + (
+                f", T={temp:g}" if len(groups) > 1 and temp is not None else ""
+            )
+            curves.append(_curve(label, "step", ((v.step, v) for v in vs)))
+        return curves
+
     def raw_trajectory(self) -> Curve | None:
-        """The checkpoints of a training run, by step (raw, not mixed)."""
-        pts = sorted((v for v in self.of_kind("checkpoint") if v.step is not None), key=lambda v: v.step)
-        return Curve("raw", "step", tuple(pts)) if len({v.step for v in pts}) >= 2 else None
+        raws = self.raw_trajectories()
+        return raws[0] if raws else None
 
     def mixed_trajectories(self) -> list[Curve]:
         """Mixes over training steps, one curve per (δ, temperature): the WiSE-FT'd trajectory."""
@@ -206,51 +266,65 @@ class Results:
             if len({v.step for v in vs}) < 2:
                 continue
             label = f"mixed δ={delta:g}" + (f", T={temp:g}" if len(temps) > 1 and temp is not None else "")
-            curves.append(Curve(label, "step", tuple(sorted(vs, key=lambda v: v.step))))
+            curves.append(_curve(label, "step", ((v.step, v) for v in vs)))
         return curves
 
     def delta_curves(self) -> list[Curve]:
-        """Variants over δ at a fixed step and temperature (a sweep of the mixing coefficient).
+        """Mixes over δ at a fixed step and temperature (a sweep of the mixing coefficient).
 
-        A checkpoint or base variant that carries a δ (the endpoints δ=0 final, δ=1 early) joins the curve
-        of its step and temperature, so the endpoints are drawn where the sweep recorded them.
+        Where the sweep did not sample δ=0 or δ=1 itself, the raw final and early checkpoints (same
+        temperature) stand at those ends, as they are the same models.
         """
         groups: dict[tuple, list[Variant]] = {}
-        for v in self.variants:
-            if v.delta is None or v.kind == "temperature":
-                continue
-            groups.setdefault((v.step, v.temperature), []).append(v)
+        for v in self.of_kind("mix"):
+            if v.delta is not None:
+                groups.setdefault((v.step, v.temperature), []).append(v)
         steps = {key[0] for key in groups}
         temps = {key[1] for key in groups}
         curves = []
         for (step, temp), vs in sorted(groups.items(), key=lambda kv: (_num(kv[0][0]), _num(kv[0][1]))):
-            by_delta: dict[float, Variant] = {}
-            for v in sorted(vs, key=lambda v: (v.kind != "mix", v.name)):
-                by_delta.setdefault(v.delta, v)  # prefer the mix when two variants share a δ
-            if len({d for d, v in by_delta.items() if v.kind == "mix"}) < 2:
-                continue  # one mix beside its raw checkpoint is a trajectory point, not a δ sweep
+            by_delta = {}
+            for v in sorted(vs, key=lambda v: v.name):
+                by_delta.setdefault(v.delta, v)
+            if len(by_delta) < 2:
+                continue  # one mix per step is a point of a mixed trajectory, not a δ sweep
+            if 0.0 not in by_delta and (final := self.final_model(step, temp)) is not None:
+                by_delta[0.0] = final
+            if 1.0 not in by_delta and (early := self.early_model(temp)) is not None:
+                by_delta[1.0] = early
             parts = []
             if len(steps) > 1 and step is not None:
                 parts.append(f"step {step}")
             if len(temps) > 1 and temp is not None:
                 parts.append(f"T={temp:g}")
             label = "mixes over δ" + (f" ({', '.join(parts)})" if parts else "")
-            curves.append(Curve(label, "delta", tuple(by_delta[d] for d in sorted(by_delta))))
+            curves.append(_curve(label, "delta", by_delta.items()))
         return curves
 
     def temperature_curve(self) -> Curve | None:
-        pts = sorted(
-            (v for v in self.of_kind("temperature") if v.temperature is not None), key=lambda v: v.temperature
-        )
-        return Curve("temperatures (final model)", "temperature", tuple(pts)) if len(pts) >= 2 else None
+        """The final model at several temperatures: the `temperature` variants plus the final checkpoint at
+        its own temperature; in a sweep without them, the δ=0 mixes at each temperature."""
+        pts = {v.temperature: v for v in self.of_kind("temperature") if v.temperature is not None}
+        if pts:
+            steps = {v.step for v in pts.values()}
+            step = steps.pop() if len(steps) == 1 else None
+            finals = [self._named(self.roles.get("final"))]
+            finals += [v for v in self.of_kind("checkpoint") if step is not None and v.step == step]
+            for v in finals:
+                if v is not None and v.delta is None and v.temperature is not None:
+                    pts.setdefault(v.temperature, v)
+        else:
+            zero = [v for v in self.of_kind("mix") if v.delta == 0.0 and v.temperature is not None]
+            if len({v.step for v in zero}) == 1:
+                pts = {v.temperature: v for v in zero}
+        if len(pts) < 2:
+            return None
+        return _curve("final model at temperature T", "temperature", pts.items())
 
     def curves(self) -> list[tuple[str, Curve]]:
         """Every curve with its role, in report order: "raw" and "mixed" trajectories over steps,
         "delta" sweeps, the "temperature" curve. A variant may sit on two curves (an endpoint)."""
-        out: list[tuple[str, Curve]] = []
-        raw = self.raw_trajectory()
-        if raw:
-            out.append(("raw", raw))
+        out: list[tuple[str, Curve]] = [("raw", c) for c in self.raw_trajectories()]
         out += [("mixed", c) for c in self.mixed_trajectories()]
         out += [("delta", c) for c in self.delta_curves()]
         temp = self.temperature_curve()

@@ -210,10 +210,11 @@ def plot_metrics_vs_delta(res: Results, ks: Sequence[int], all_ks: Sequence[int]
         for i, curve in enumerate(curves):
             _line(ax, curve.xs(), [v.metric(name) for v in curve.variants], _shade("delta", i), curve.label)
             _mark_endpoints(ax, curve, name, first=(i == 0))
-        if best is not None and any(best in c.variants for c in curves) and best.metric(name):
+        best_x = next((x for c in curves for x, v in c.points() if v is best), None)
+        if best is not None and best_x is not None and best.metric(name):
             ax.plot(
-                [best.delta], [pct(best.metric(name))[0]], marker="*", markersize=13, color="#f2c200",
-                markeredgecolor="black", linestyle="none", label=f"chosen: {best.short}", zorder=5,
+                [best_x], [pct(best.metric(name))[0]], marker="*", markersize=13, color="#f2c200",
+                markeredgecolor="black", linestyle="none", label=f"chosen: δ={best_x:g}", zorder=5,
             )  # fmt: skip
         ax.set_title(metric_label(name))
         ax.set_xlabel("δ (0 = final, 1 = early)")
@@ -224,12 +225,12 @@ def plot_metrics_vs_delta(res: Results, ks: Sequence[int], all_ks: Sequence[int]
 
 
 def _mark_endpoints(ax: Axes, curve: Curve, name: str, first: bool) -> None:
-    for v in curve.variants:
-        if v.delta not in (0.0, 1.0) or v.metric(name) is None:
+    for x, v in curve.points():
+        if x not in (0.0, 1.0) or v.metric(name) is None:
             continue
-        is_final = v.delta == 0.0
+        is_final = x == 0.0
         ax.plot(
-            [v.delta], [pct(v.metric(name))[0]], linestyle="none", markersize=9, markerfacecolor="none",
+            [x], [pct(v.metric(name))[0]], linestyle="none", markersize=9, markerfacecolor="none",
             markeredgewidth=1.6, marker="s" if is_final else "^", color="black",
             label=("δ=0: final checkpoint" if is_final else "δ=1: early checkpoint") if first else "_nolegend_",
         )  # fmt: skip
@@ -251,8 +252,7 @@ def plot_trajectory(res: Results, ks: Sequence[int], all_ks: Sequence[int]) -> F
         n_role: dict[str, int] = {}
         for role, curve in curves:
             i = n_role[role] = n_role.get(role, -1) + 1
-            label = "raw SFT checkpoints" if role == "raw" else curve.label
-            _line(ax, curve.xs(), [v.metric(name) for v in curve.variants], _shade(role, i), label,
+            _line(ax, curve.xs(), [v.metric(name) for v in curve.variants], _shade(role, i), curve.label,
                   marker=ROLE[role][1])  # fmt: skip
         ax.set_title(metric_label(name))
         ax.set_xlabel("training step")
@@ -277,9 +277,9 @@ def plot_frontier(res: Results, ks: Sequence[int], all_ks: Sequence[int]) -> Fig
     fig = _figure(1, width=5.6, height=4.3)
     (ax,) = _axes(fig, 1)
     for i, (role, curve) in enumerate(curves):
-        pts = [v for v in curve.variants if v.metric("pass@1") and v.metric(f"pass@{k}")]
-        x = np.array([pct(v.metric(f"pass@{k}")) for v in pts])
-        y = np.array([pct(v.metric("pass@1")) for v in pts])
+        pts = [(pos, v) for pos, v in curve.points() if v.metric("pass@1") and v.metric(f"pass@{k}")]
+        x = np.array([pct(v.metric(f"pass@{k}")) for _, v in pts])
+        y = np.array([pct(v.metric("pass@1")) for _, v in pts])
         color, marker, _ = ROLE[role]
         color = _shade(role, i) if role == "delta" else color
         ax.plot(x[:, 0], y[:, 0], marker=marker, color=color, label=curve.label)
@@ -290,19 +290,34 @@ def plot_frontier(res: Results, ks: Sequence[int], all_ks: Sequence[int]) -> Fig
                 elinewidth=0.8, capsize=0,
             )  # fmt: skip
         offset = (5, 5) if role == "delta" else (5, -11)
-        for v, xi, yi in zip(pts, x[:, 0], y[:, 0], strict=True):
-            text = f"δ={v.delta:g}" if role == "delta" else f"T={v.temperature:g}"
-            ax.annotate(text, (xi, yi), textcoords="offset points", xytext=offset, fontsize=7, color=color)
+        for (pos, v), xi, yi in zip(pts, x[:, 0], y[:, 0], strict=True):
+            ax.annotate(
+                _tag(role, pos, v),
+                (xi, yi),
+                textcoords="offset points",
+                xytext=offset,
+                fontsize=7,
+                color=color,
+            )
     best = res.best_variant
     if best is not None and best.metric("pass@1") and best.metric(f"pass@{k}"):
         ax.plot([pct(best.metric(f"pass@{k}"))[0]], [pct(best.metric("pass@1"))[0]], marker="*",
                 markersize=14, color="#f2c200", markeredgecolor="black", linestyle="none",
-                label=f"chosen: {best.short}", zorder=5)  # fmt: skip
+                label=f"chosen: {_best_tag(best, curves)}", zorder=5)  # fmt: skip
     ax.set_xlabel(f"Pass@{k} (%)")
     ax.set_ylabel("Pass@1 (%)")
     ax.set_title(f"Pass@1 against Pass@{k}: up and right is better (bars: 95% CI)")
     ax.legend(loc="best")
     return fig
+
+
+def _best_tag(best: Variant, curves: Sequence[tuple[str, Curve]]) -> str:
+    """How the chosen variant is named on the plot: by its position on a curve (δ=0.5), else its label."""
+    for role, curve in curves:
+        for x, v in curve.points():
+            if v is best:
+                return _tag(role, x, v)
+    return best.short
 
 
 def _both(vs: Sequence[Variant], k: int) -> bool:
@@ -359,16 +374,19 @@ def plot_rho_hist(res: Results, ks: Sequence[int], all_ks: Sequence[int]) -> Fig
 
 
 # --- 6. bias² against variance ----------------------------------------------------------------------------
-def _series(res: Results, ok: Callable[[Variant], bool]) -> list[tuple[str, str, list[Variant], int]]:
-    """(label, role, variants, index within role) for connected scatter plots; single points last."""
+Points = list[tuple[float | None, Variant]]
+
+
+def _series(res: Results, ok: Callable[[Variant], bool]) -> list[tuple[str, str, Points, int]]:
+    """(label, role, [(position, variant)], index within role) for connected scatter plots; variants on
+    no curve come last as single points (position None)."""
     out, n_role = [], {}
     for role, curve in res.curves():
-        vs = [v for v in curve.variants if ok(v)]
-        if vs:
+        pts = [(x, v) for x, v in curve.points() if ok(v)]
+        if pts:
             i = n_role[role] = n_role.get(role, -1) + 1
-            label = {"raw": "SFT checkpoints", "temperature": "final model at T"}.get(role, curve.label)
-            out.append((label, role, vs, i))
-    loose = [v for v in res.loose() if ok(v)]
+            out.append((curve.label, role, pts, i))
+    loose = [(None, v) for v in res.loose() if ok(v)]
     if loose:
         out.append(("other variants", "loose", loose, 0))
     return out
@@ -378,15 +396,13 @@ def _series_color(role: str, i: int) -> str:
     return _shade(role, i) if role in SHADES else COLORS["base"]
 
 
-def _tag(role: str, v: Variant) -> str:
-    """The point label along a curve: the step, δ or T that distinguishes it."""
-    if role in ("raw", "mixed") and v.step is not None:
-        return f"step {v.step}"
-    if role == "delta" and v.delta is not None:
-        return f"δ={v.delta:g}"
-    if role == "temperature" and v.temperature is not None:
-        return f"T={v.temperature:g}"
-    return v.short
+def _tag(role: str, x: float | None, v: Variant) -> str:
+    """The point label along a curve: the step, δ or T (its position) that distinguishes it."""
+    if x is None:
+        return v.short
+    return {"raw": f"step {x:g}", "mixed": f"step {x:g}", "delta": f"δ={x:g}", "temperature": f"T={x:g}"}.get(
+        role, v.short
+    )
 
 
 def plot_bias_variance(res: Results, ks: Sequence[int], all_ks: Sequence[int]) -> Figure | None:
@@ -399,7 +415,7 @@ def plot_bias_variance(res: Results, ks: Sequence[int], all_ks: Sequence[int]) -
     series = _series(res, lambda v: v.bv("bias2") is not None and v.bv("var") is not None)
     if not series:
         return None
-    allv = [v for s in series for v in s[2]]
+    allv = [v for s in series for _, v in s[2]]
     big = [k for k in ks if k > 1 and any(v.bv_at("bound", k) and v.bv_at("one_minus_pass", k) for v in allv)]
     k = max(big) if big else None
     fig = _figure(2 if k else 1, width=4.7, height=3.9)
@@ -411,7 +427,8 @@ def plot_bias_variance(res: Results, ks: Sequence[int], all_ks: Sequence[int]) -
         ax.plot([0, c], [c, 0], color="#9a9a9a", linestyle=":", linewidth=0.9, label="_nolegend_")
         if c < 1.9 * lim:
             ax.annotate(f"{c:g}", (c / 2, c / 2), fontsize=6.5, color="#777777", ha="left", va="bottom")
-    for label, role, vs, i in series:
+    for label, role, pts, i in series:
+        vs = [v for _, v in pts]
         color = _series_color(role, i)
         x = [v.bv("var").value for v in vs]
         y = [v.bv("bias2").value for v in vs]
@@ -419,7 +436,7 @@ def plot_bias_variance(res: Results, ks: Sequence[int], all_ks: Sequence[int]) -
         ax.plot(x, y, marker=marker, color=color, label=label, linestyle="-" if role != "loose" else "none")
         ends = range(len(vs)) if role in ("delta", "temperature", "loose") else (0, len(vs) - 1)
         for j in sorted(set(ends)):
-            ax.annotate(_tag(role, vs[j]), (x[j], y[j]), textcoords="offset points", xytext=(3, 3),
+            ax.annotate(_tag(role, *pts[j]), (x[j], y[j]), textcoords="offset points", xytext=(3, 3),
                         fontsize=6.5, color=color)  # fmt: skip
     ax.set_xlim(0, lim)
     ax.set_ylim(0, lim)
@@ -433,8 +450,8 @@ def plot_bias_variance(res: Results, ks: Sequence[int], all_ks: Sequence[int]) -
     if k:
         ax2 = axs[1]
         vals = []
-        for label, role, vs, i in series:
-            pts = [(v.bv_at("bound", k), v.bv_at("one_minus_pass", k)) for v in vs]
+        for label, role, members, i in series:
+            pts = [(v.bv_at("bound", k), v.bv_at("one_minus_pass", k)) for _, v in members]
             pts = [(b.value, e.value) for b, e in pts if b is not None and e is not None and b.value > 0]
             pts = [(b, e) for b, e in pts if e > 0]  # log axes: a variant that solved everything has no point
             if not pts:
@@ -489,7 +506,7 @@ def plot_distinct(res: Results, ks: Sequence[int], all_ks: Sequence[int]) -> Fig
     n = max((int(v.summary.get("n", 0) or 0) for v in res.variants), default=0)
     for ax, (axis, entries) in zip(axs, panels.items(), strict=True):
         for role, curve, i in entries:
-            label = {"raw": "raw SFT checkpoints"}.get(role, curve.label)
+            label = curve.label
             stats = [v.diversity("mean_distinct") for v in curve.variants]
             vals = np.array([(s.value, s.lo, s.hi) if s and s.has_interval else
                              ((s.value if s else math.nan), math.nan, math.nan) for s in stats], dtype=float)  # fmt: skip
@@ -513,7 +530,8 @@ def plot_tokens(res: Results, ks: Sequence[int], all_ks: Sequence[int]) -> Figur
         return None
     fig = _figure(1, width=5.6, height=4.0)
     (ax,) = _axes(fig, 1)
-    for label, role, vs, i in series:
+    for label, role, pts, i in series:
+        vs = [v for _, v in pts]
         color = _series_color(role, i)
         x = [v.tokens("mean").value for v in vs]
         y = np.array([pct(v.metric("pass@1")) for v in vs])
@@ -527,7 +545,7 @@ def plot_tokens(res: Results, ks: Sequence[int], all_ks: Sequence[int]) -> Figur
         ends = range(len(vs)) if role in ("delta", "temperature", "loose") else (0, len(vs) - 1)
         for j in sorted(set(ends)):
             ax.annotate(
-                _tag(role, vs[j]),
+                _tag(role, *pts[j]),
                 (x[j], y[j, 0]),
                 textcoords="offset points",
                 xytext=(4, 3),

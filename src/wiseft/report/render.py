@@ -16,7 +16,7 @@ from collections.abc import Sequence
 import yaml
 
 from wiseft import __version__
-from wiseft.report.data import Results, Stat, Variant, metric_label
+from wiseft.report.data import Results, Stat, Variant, as_stat, metric_label
 
 TITLE = "wiseft report"
 
@@ -75,9 +75,42 @@ def best_lines(res: Results) -> list[str]:
     v = res.best_variant
     lines = [f"Chosen: {name}" + (f" ({_describe(v)})" if v else " (not among the variants below)")]
     lines.append(f"Chosen by: {metric_label(metric)}" + (f" — {how}" if how else ""))
+    for split in ("validation", "test"):
+        stat = as_stat(res.best.get(split))
+        if stat is not None:
+            lines.append(f"{metric_label(metric)} on the {split} split: {fmt_pct(stat)} %")
     if v is not None and v.metric(metric) is not None:
-        lines.append(f"{metric_label(metric)} of the chosen variant: {fmt_pct(v.metric(metric))} %")
+        lines.append(f"{metric_label(metric)} on all problems: {fmt_pct(v.metric(metric))} %")
     return lines
+
+
+def meta_line(res: Results) -> str:
+    """Task, problems and sample count, when the results say them."""
+    parts = []
+    if res.task.get("name"):
+        parts.append(f"task {res.task['name']}")
+    ns = sorted({v.summary.get("n") for v in res.variants if isinstance(v.summary.get("n"), int)})
+    probs = sorted(
+        {v.summary.get("n_problems") for v in res.variants if isinstance(v.summary.get("n_problems"), int)}
+    )
+    if probs:
+        parts.append(f"{'/'.join(map(str, probs))} problems")
+    if ns:
+        parts.append(f"n = {'/'.join(map(str, ns))} samples per problem")
+    parts.append(f"{len(res.variants)} variants")
+    return " · ".join(parts)
+
+
+def claim_lines(res: Results) -> list[tuple[bool, str]]:
+    """(held, sentence) per claim the run checked (the demo's three claims)."""
+    out = []
+    for c in res.claims:
+        held = bool(c.get("held"))
+        text = f"{'HELD' if held else 'DID NOT HOLD'}: {c.get('statement', c.get('key', '?'))}"
+        if c.get("evidence"):
+            text += f" — {c['evidence']}"
+        out.append((held, text))
+    return out
 
 
 def _describe(v: Variant) -> str:
@@ -109,8 +142,10 @@ def _md_cell(s: str) -> str:
 
 def markdown(res: Results, plots: Sequence[tuple[str, str, str]], metric_names: Sequence[str]) -> str:
     """`plots`: (file name, title, caption) of each PNG written beside the report."""
-    out = [f"# {TITLE}", "", f"Source: `{res.source}` · {len(res.variants)} variants", ""]
+    out = [f"# {TITLE}", "", f"Source: `{res.source}` · {meta_line(res)}", ""]
     out += ["## Best variant", ""] + [f"- {line}" for line in best_lines(res)] + [""]
+    if res.claims:
+        out += ["## Claims checked on this run", ""] + [f"- {text}" for _, text in claim_lines(res)] + [""]
     out += ["## Plots", ""]
     if not plots:
         out += ["No plot has data in these results.", ""]
@@ -138,6 +173,7 @@ table{border-collapse:collapse;font-size:.8rem;white-space:nowrap}th,td{border:1
 padding:.25rem .5rem;text-align:right}th{background:#f4f4f6;position:sticky;top:0}
 td:first-child,td:nth-child(2),th:first-child{text-align:left}tr.chosen td{background:#fff3c4;font-weight:600}
 pre{background:#f6f8fa;padding:.8rem;overflow-x:auto;font-size:.8rem}
+li.held{color:#1b6e33}li.failed{color:#a4161a;font-weight:600}
 """
 
 
@@ -150,11 +186,16 @@ def html_doc(res: Results, plots: Sequence[tuple[str, str, str, bytes]], metric_
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
         f"<title>{e(TITLE)}</title><style>{CSS}</style></head><body>",
         f"<h1>{e(TITLE)}</h1>",
-        f'<p class="meta">Source: <code>{e(res.source)}</code> · {len(res.variants)} variants</p>',
+        f'<p class="meta">Source: <code>{e(res.source)}</code> · {e(meta_line(res))}</p>',
         "<h2>Best variant</h2>",
         '<div class="best">' + "<br>".join(e(line) for line in best_lines(res)) + "</div>",
-        "<h2>Plots</h2>",
     ]
+    if res.claims:
+        parts += ["<h2>Claims checked on this run</h2>", "<ul>"]
+        for held, text in claim_lines(res):
+            parts.append(f'<li class="{"held" if held else "failed"}">{e(text)}</li>')
+        parts.append("</ul>")
+    parts.append("<h2>Plots</h2>")
     if not plots:
         parts.append("<p>No plot has data in these results.</p>")
     for fname, title, caption, png in plots:

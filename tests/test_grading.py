@@ -37,6 +37,8 @@ def grader():
         ),  # an unclosed box (cut by the limit) is skipped
         ("\\boxed{}", False, None),  # an empty box is no answer
         ("18 - 3 = 15\n#### 1,234\n", False, ("1,234", "hash")),
+        ("#### Step 2: add\nthen 5", False, None),  # a markdown heading is not an answer line
+        ("#### Step 2\n#### $-7.5", False, ("-7.5", "hash")),
         ("So the answer is 42. Done.", False, ("42", "answer_is")),
         ("The final answer is $\\frac{1}{2}$.", False, ("\\frac{1}{2}", "answer_is")),
         ("Final Answer: 7", False, ("7", "answer_is")),
@@ -55,6 +57,7 @@ def test_extraction_of_huge_completion_is_linear():
     text = "x" * 100_000 + "\\boxed{" + "{" * 1000 + "1" + "}" * 1000 + "}"
     assert last_boxed(text).startswith("{")
     assert extract_answer("(" * 100_000, last_number=True) is None
+    assert last_boxed("\\boxed{3}" + "\\boxed{" * 20_000) == "3"  # many unclosed boxes: one pass, not n²
 
 
 @pytest.mark.parametrize(

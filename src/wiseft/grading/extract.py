@@ -5,7 +5,7 @@ even on pathological 100 kB completions. Rules, tried in this order; the first t
 
 - ``boxed``: the content of the last ``\\boxed{…}`` or ``\\fbox{…}`` with balanced braces (nested braces
   handled; an unclosed box, e.g. a completion cut by the length limit, is skipped), or ``\\boxed 5``;
-- ``hash``: the rest of the line after the last ``#### `` (GSM8K style);
+- ``hash``: the number after the last ``####`` (GSM8K style; a markdown "#### Step 2" is not an answer);
 - ``answer_is``: what follows the last "the answer is" / "final answer:" up to the end of the sentence;
 - ``last_number``: the last number in the text, only for tasks that allow it (GSM8K, AIME).
 """
@@ -23,48 +23,75 @@ _SPACING_COMMANDS = re.compile(r"\\\\|\\[,!;: ]|\\q?quad\b|~")
 RULES = ("boxed", "hash", "answer_is", "last_number")
 
 
-def braced(text: str, start: int) -> tuple[str, int] | None:
-    """The content of the brace group opening at text[start] == "{", and the index after it; None if unclosed."""
+_BRACE_TOKENS = re.compile(r"\\.|[{}]", re.S)  # an escaped character, or a brace
+
+
+def closing_braces(text: str, start: int = 0) -> dict[int, int]:
+    """For every unescaped "{" at or after `start` that is closed, the index of its "}"."""
+    stack: list[int] = []
+    match: dict[int, int] = {}
+    for m in _BRACE_TOKENS.finditer(text, start):
+        ch = m.group()
+        if ch == "{":
+            stack.append(m.start())
+        elif ch == "}" and stack:
+            match[stack.pop()] = m.start()
+    return match
+
+
+def braced(text: str, start: int) -> int | None:
+    """The index of the "}" closing the "{" at text[start], or None when it is never closed."""
     depth = 0
-    for i in range(start, len(text)):
-        ch = text[i]
-        if ch == "\\":
-            continue
-        if ch == "{" and (i == 0 or text[i - 1] != "\\"):
+    for m in _BRACE_TOKENS.finditer(text, start):
+        ch = m.group()
+        if ch == "{":
             depth += 1
-        elif ch == "}" and (i == 0 or text[i - 1] != "\\"):
+        elif ch == "}":
             depth -= 1
             if depth == 0:
-                return text[start + 1 : i], i + 1
+                return m.start()
     return None
 
 
 def last_boxed(text: str) -> str | None:
-    """The content of the last complete ``\\boxed{…}`` / ``\\fbox{…}`` (or ``\\boxed X``) in `text`."""
+    """The content of the last complete ``\\boxed{…}`` / ``\\fbox{…}`` (or ``\\boxed X``) in `text`.
+
+    The last box is usually complete and closes soon, so it is scanned alone; only when it is not (a
+    completion cut by the length limit) are all braces matched, in one pass, for the earlier boxes.
+    """
     positions = sorted(
         (m.start(), len(cmd)) for cmd in BOX_COMMANDS for m in re.finditer(re.escape(cmd), text)
     )
-    for pos, length in reversed(positions):
+    match: dict[int, int] | None = None
+    for n, (pos, length) in enumerate(reversed(positions)):
         after = pos + length
         rest = text[after : after + 1]
         if rest == "{":
-            group = braced(text, after)
-            if group is not None:
-                return group[0].strip()
+            if n == 0:
+                close = braced(text, after)
+            else:
+                if match is None:
+                    match = closing_braces(text, positions[0][0])
+                close = match.get(after)
+            if close is not None:
+                return text[after + 1 : close].strip()
         elif rest == " ":
-            # "\boxed 5": the command takes the next token.
+            # "\\boxed 5": the command takes the next token.
             m = re.match(r" +([^\s$\\{}]+)", text[after : after + 200])
             if m:
                 return m.group(1).rstrip(".")
     return None
 
 
+_HASH = re.compile(r"####[ \t]*\$?[ \t]*(-?[\d.,]*\d)")
+
+
 def _after_hash(text: str) -> str | None:
-    pos = text.rfind("####")
-    if pos < 0:
-        return None
-    line = text[pos + 4 :].split("\n", 1)[0].strip()
-    return line or None
+    """The number after the last "#### " (GSM8K's answer line); markdown headings do not count."""
+    last = None
+    for m in _HASH.finditer(text):
+        last = m
+    return last.group(1) if last else None
 
 
 def _after_answer_is(text: str) -> str | None:

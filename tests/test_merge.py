@@ -19,7 +19,9 @@ def models(tmp_path_factory):
 
 
 def run(recipe, out, **kwargs):
-    plan_kwargs = {k: kwargs.pop(k) for k in ("out_dtype", "tokenizer_from", "chunk") if k in kwargs}
+    plan_kwargs = {
+        k: kwargs.pop(k) for k in ("out_dtype", "tokenizer_from", "chunk", "io_chunk") if k in kwargs
+    }
     return merge(plan(recipe, **plan_kwargs), out, **kwargs)
 
 
@@ -37,8 +39,14 @@ def test_wiseft_equals_float64_reference(models, tmp_path, arch, dtype, tied, sh
     final = models.get(arch, 2, dtype, tied, sharded)
     delta = 0.3
     out = tmp_path / "out"
-    # a small chunk makes tensors span several chunks, exercising the chunked path
-    run(Recipe(models=(str(early), str(final)), delta=delta), out, chunk=1000, shard_size=20_000)
+    # small chunks make tensors span several reads and several kernel calls per read
+    run(
+        Recipe(models=(str(early), str(final)), delta=delta),
+        out,
+        chunk=1000,
+        io_chunk=3000,
+        shard_size=20_000,
+    )
     got, e, f = load_dir(out), load_dir(early), load_dir(final)
     assert set(got) == set(e) - ({"lm_head.weight"} if tied else set())
     assert ("lm_head.weight" in got) is (not tied)

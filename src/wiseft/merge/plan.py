@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 
@@ -20,6 +20,8 @@ from wiseft.errors import ConfigError, MergeError
 from wiseft.merge.compute import CHUNK
 from wiseft.merge.methods import Method, get_method
 from wiseft.merge.recipe import Recipe
+
+IO_CHUNK = 1 << 22  # elements per read/write: 8 MiB of bf16 per input
 
 _DTYPE_NAMES = {
     "bfloat16": torch.bfloat16,
@@ -83,8 +85,8 @@ class Plan:
     tokenizer_from: int  # index into inputs: whose tokenizer/generation files are copied
     dropped: tuple[str, ...] = ()
     warnings: tuple[str, ...] = ()
-    chunk: int = CHUNK
-    notes: dict = field(default_factory=dict)
+    chunk: int = CHUNK  # elements per kernel call (float64 scratch size)
+    io_chunk: int = IO_CHUNK  # elements per read/write (bigger: fewer thread hand-offs)
 
     @property
     def bytes_read(self) -> int:
@@ -100,12 +102,17 @@ class Plan:
 
     @property
     def buffer_bytes(self) -> int:
-        """Memory the driver allocates: double-buffered input and output chunks (8 bytes per element
-        at most), 3 float64 buffers, and for sums of 3+ terms a sorted stack (2 float64 + 1 int64 rows
-        per term)."""
+        """Memory the driver allocates: double-buffered input and output chunks of `io_chunk` elements,
+        3 float64 kernel buffers of `chunk`, and for sums of 3+ terms a sorted stack (2 float64 + 1 int64
+        rows per term)."""
         n = len(self.inputs)
+        per_element_in = sum(self._max_itemsize(i) for i in range(n))
+        out = max((t.out_bytes // max(t.numel, 1) for t in self.tensors), default=1)
         stack = 3 * 8 * n * self.chunk if n >= 3 else 0
-        return 2 * 8 * n * self.chunk + 2 * 8 * self.chunk + 3 * 8 * self.chunk + stack
+        return 2 * (per_element_in + out) * self.io_chunk + 3 * 8 * self.chunk + stack
+
+    def _max_itemsize(self, i: int) -> int:
+        return max((t.sources[i].nbytes // max(t.numel, 1) for t in self.tensors), default=1)
 
     @property
     def peak_memory_bytes(self) -> int:
@@ -176,6 +183,7 @@ def plan(
     out_dtype: str | torch.dtype | None = None,
     tokenizer_from: str | int | None = None,
     chunk: int = CHUNK,
+    io_chunk: int | None = None,
 ) -> Plan:
     """Open the inputs of `recipe` and resolve the whole merge without reading tensor data."""
     method = get_method(recipe.method)
@@ -239,6 +247,7 @@ def plan(
         dropped=dropped,
         warnings=tuple(warnings),
         chunk=chunk,
+        io_chunk=max(chunk, io_chunk or IO_CHUNK),
     )
 
 

@@ -288,3 +288,50 @@ def make_demo_like_results(ks: tuple[int, ...] = (1, 2, 4, 8, 16)) -> dict:
             },
         ],  # fmt: skip
     }
+
+
+def make_store(path, *, ungraded: bool = False, n_problems: int = 12, n: int = 8) -> None:
+    """A small sample store as a δ sweep writes it (mixes with wise-ft recipes at δ 0, 0.5, 1 and the
+    final model at another temperature), plus an imported variant named in the record convention, with
+    simulated samples and grades. `ungraded` adds one variant whose samples are not graded yet."""
+    from wiseft.store import SampleStore
+
+    def samples_of(acc, conc, seed):
+        problems = make_problems(acc, conc, seed=seed, n_problems=n_problems, n=n, scores=False, tokens=50.0)
+        samples, grades = [], []
+        for p in problems:
+            for i in range(p.n):
+                samples.append({"problem_id": p.problem_id, "sample_idx": i, "completion": f"answer {p.classes[i]}",
+                                "n_tokens": int(p.n_tokens[i]),
+                                "finish_reason": "length" if p.truncated[i] else "stop"})  # fmt: skip
+                grades.append({"problem_id": p.problem_id, "sample_idx": i, "verdict":
+                               "correct" if p.correct[i] else "incorrect", "correct": bool(p.correct[i]),
+                               "answer_class": int(p.classes[i]), "grader": "int"})  # fmt: skip
+        return samples, grades
+
+    with SampleStore(path) as store:
+        store.add_problems("toy", [(f"p{x}", str(x), f"q{x}") for x in range(n_problems)])
+        run = store.begin_run("sweep", {"task": "toy", "n": n, "delta": [0.0, 0.5, 1.0]})
+        specs = [
+            (
+                f"delta={d:.3f},T=1",
+                "mix",
+                {"method": "wise-ft", "models": ["early", "final"], "delta": d},
+                1.0,
+                None,
+            )
+            for d in (0.0, 0.5, 1.0)
+        ]
+        specs.append(("final,T=1.5", "temperature", None, 1.5, None))
+        specs.append(("delta=0.250,T=1", "imported", None, None, None))
+        for j, (name, kind, recipe, temp, step) in enumerate(specs):
+            v = store.variant(name, kind, "toy", {"m": "hash"}, {"n": n, "j": j}, recipe=recipe,
+                              temperature=temp, seed=0, step=step, run_id=run)  # fmt: skip
+            samples, grades = samples_of(0.4 + 0.1 * j, 1.0 + j, seed=200 + j)
+            store.add_samples(v, samples)
+            store.add_grades(v, grades)
+        if ungraded:
+            v = store.variant("delta=0.750,T=1", "mix", "toy", {"m": "hash"}, {"n": n, "j": 99},
+                              recipe={"method": "wise-ft", "models": ["e", "f"], "delta": 0.75}, temperature=1.0)  # fmt: skip
+            store.add_samples(v, samples_of(0.5, 1.0, seed=299)[0])
+        store.end_run(run)

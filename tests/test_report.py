@@ -10,12 +10,21 @@ from html.parser import HTMLParser
 
 import numpy as np
 import pytest
-from _report_fixtures import DELTAS, STEPS, TEMPS, drop, make_demo_like_results, make_results, make_summary
+from _report_fixtures import (
+    DELTAS,
+    STEPS,
+    TEMPS,
+    drop,
+    make_demo_like_results,
+    make_results,
+    make_store,
+    make_summary,
+)
 from matplotlib.collections import PolyCollection
 
 from wiseft import report
 from wiseft.cli import main
-from wiseft.errors import ConfigError, OutputError
+from wiseft.errors import ConfigError, OutputError, StoreError
 
 ALL_PLOTS = {
     "pass_at_k",
@@ -441,6 +450,65 @@ def test_metrics_json_of_several_variants_reads_delta_t_step_from_names(tmp_path
     assert [ax.get_title() for ax in visible_axes(figs["metrics_vs_delta"])][:2] == ["Pass@1", "Pass@16"]
 
 
+# --- a sample store --------------------------------------------------------------------------------------------
+def test_store_variants_are_summarised_into_results(tmp_path):
+    from wiseft.metrics import summarize
+    from wiseft.store import SampleStore
+
+    make_store(tmp_path / "samples.db")
+    res = report.load_results(tmp_path / "samples.db")
+    got = [(v["name"], v["kind"], v["delta"], v["temperature"], v["step"]) for v in res["variants"]]
+    assert got == [
+        ("delta=0.000,T=1", "mix", 0.0, 1.0, None),
+        ("delta=0.500,T=1", "mix", 0.5, 1.0, None),
+        ("delta=1.000,T=1", "mix", 1.0, 1.0, None),
+        ("final,T=1.5", "temperature", None, 1.5, None),
+        ("delta=0.250,T=1", "mix", 0.25, 1.0, None),  # imported: δ and T read from its name
+    ]
+    with SampleStore(tmp_path / "samples.db", writer=False) as store:
+        want = summarize(store.problem_samples(store.find_variant("delta=0.500,T=1")), [1, 2, 4, 8])
+    assert res["variants"][1]["summary"]["metrics"] == want["metrics"]
+    assert res["versions"]["grader"] == "int"
+    assert res["config"]["command"] == "sweep" and res["config"]["delta"] == [0.0, 0.5, 1.0]
+    pass8 = {
+        v["name"]: v["summary"]["metrics"]["pass@8"]["value"] for v in res["variants"] if v["kind"] == "mix"
+    }
+    assert res["best"]["variant"] == max(pass8, key=pass8.get) and "in-sample" in res["best"]["how"]
+    # The same store through a run directory that holds only samples.db, and through the CLI.
+    assert report.load_results(tmp_path)["variants"] == res["variants"]
+    out = tmp_path / "rep"
+    assert main(["report", str(tmp_path / "samples.db"), "-o", str(out), "--k", "1,8"]) == 0
+    figs = report.figures(res)
+    first = visible_axes(figs["metrics_vs_delta"])[0]
+    assert list(first.get_lines()[0].get_xdata()) == [0.0, 0.25, 0.5, 1.0]
+    assert {"pass_at_k", "metrics_vs_delta", "frontier", "rho_hist", "bias_variance"} <= set(figs)
+
+
+def test_store_with_ungraded_variant_reports_the_rest_and_says_so(tmp_path):
+    make_store(tmp_path / "s.db", ungraded=True)
+    res = report.load_results(tmp_path / "s.db")
+    assert "delta=0.750,T=1" not in [v["name"] for v in res["variants"]]
+    (note,) = res["config"]["skipped_variants"]
+    assert note.startswith("delta=0.750,T=1: ") and "not graded yet" in note
+
+
+def test_store_errors(tmp_path):
+    from wiseft.store import SampleStore
+
+    with SampleStore(tmp_path / "empty.db"):
+        pass
+    with pytest.raises(ConfigError, match="empty.db holds no graded variant"):
+        report.load_results(tmp_path / "empty.db")
+    import sqlite3
+
+    con = sqlite3.connect(tmp_path / "other.db")
+    con.execute("CREATE TABLE t (x)")
+    con.commit()
+    con.close()
+    with pytest.raises(StoreError, match="not a wiseft sample store"):
+        report.load_results(tmp_path / "other.db")
+
+
 # --- bad input: a clear message and nothing written ----------------------------------------------------------
 @pytest.mark.parametrize(
     "mutate, message",
@@ -481,7 +549,7 @@ def test_existing_output_needs_force(tmp_path):
 def test_load_results_errors(tmp_path):
     with pytest.raises(ConfigError, match="does not exist"):
         report.load_results(tmp_path / "missing")
-    with pytest.raises(ConfigError, match="holds no results.json or metrics.json"):
+    with pytest.raises(ConfigError, match="holds no results.json, metrics.json or samples.db"):
         report.load_results(tmp_path)
     bad = tmp_path / "results.json"
     bad.write_text('{"variants": [\n  oops ]}')

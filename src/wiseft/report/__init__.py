@@ -96,8 +96,10 @@ def load_results(path: str | os.PathLike) -> dict:
         for name in ("results.json", "metrics.json"):
             if (p / name).is_file():
                 return _read_json(p / name)
+        if (p / "samples.db").is_file():  # a run that was killed before it wrote results.json
+            return load_results(p / "samples.db")
         raise ConfigError(
-            f"{p} holds no results.json or metrics.json; give a run directory written by wiseft "
+            f"{p} holds no results.json, metrics.json or samples.db; give a run directory written by wiseft "
             "sweep/trajectory/demo/eval, a results.json or metrics.json file, or a sample store"
         )
     if not p.is_file():

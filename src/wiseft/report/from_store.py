@@ -1,0 +1,119 @@
+"""A report straight from a sample store: every graded variant → `metrics.summarize` → results dict.
+
+This is for a store without its run directory (copied from a cluster, or a sweep still running: WAL
+lets us read while it writes). The store knows each variant's kind, temperature, step and recipe, but
+not which variant its sweep chose, so the best variant here is the highest Pass@k among the mixes on all
+problems, and "how" says that this is in-sample.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from wiseft.errors import ConfigError, StoreError
+from wiseft.report.data import KINDS
+from wiseft.report.sources import variant_from_name
+
+
+def default_ks(n: int) -> list[int]:
+    """1, 2, 4, … up to n: the Pass@k curve of a run that did not say which k it wanted."""
+    ks, k = [], 1
+    while k <= n:
+        ks.append(k)
+        k *= 2
+    return ks
+
+
+def results_from_store(path: str | os.PathLike, *, seed: int = 0, n_boot: int = 1000) -> dict:
+    from wiseft.metrics import summarize
+    from wiseft.store import SampleStore
+
+    path = Path(path)
+    with SampleStore(path, writer=False) as store:
+        latest = {}
+        for v in store.variants():  # a name sampled again with other settings: the latest one counts
+            latest[v.name] = v
+        variants, skipped = [], []
+        for v in latest.values():
+            try:
+                problems = store.problem_samples(v)
+            except StoreError as exc:  # samples not graded yet (a sweep still running)
+                skipped.append(f"{v.name}: {exc}")
+                continue
+            if not problems:
+                skipped.append(f"{v.name}: no samples")
+                continue
+            n = min(p.n for p in problems)
+            summary = summarize(problems, default_ks(n), seed=seed, n_boot=n_boot)
+            variants.append(_entry(v, summary))
+        config, graders = _run_info(store)
+    if not variants:
+        raise ConfigError(
+            f"sample store {path} holds no graded variant to report on"
+            + (f" ({len(skipped)} not graded yet; run `wiseft grade` or finish the sweep)" if skipped else "")
+        )
+    if skipped:
+        config = {**config, "skipped_variants": skipped}
+    return {
+        "config": config,
+        "versions": {"grader": ", ".join(graders) or None, "store": str(path)},
+        "variants": variants,
+        "best": _best(variants),
+    }
+
+
+def _entry(v, summary: dict) -> dict:
+    """A results variant from a store variant (kind, T, step stored; δ from the recipe)."""
+    delta = (v.recipe or {}).get("delta")
+    entry = {
+        "name": v.name,
+        "kind": v.kind,
+        "delta": float(delta) if isinstance(delta, (int, float)) and not isinstance(delta, bool) else None,
+        "temperature": v.temperature,
+        "step": v.step,
+        "summary": summary,
+    }
+    if v.kind not in KINDS:  # e.g. "imported" from JSONL: read what the name says
+        guess = variant_from_name(v.name, summary)
+        entry["kind"] = guess["kind"]
+        for key in ("delta", "temperature", "step"):
+            if entry[key] is None:
+                entry[key] = guess[key]
+    return entry
+
+
+def _run_info(store) -> tuple[dict, list[str]]:
+    """The resolved config of the latest run and the graders used (read-only queries on the store)."""
+    try:
+        row = store.db.execute(
+            "SELECT command, config, wiseft_version FROM runs ORDER BY id DESC LIMIT 1"
+        ).fetchone()
+        graders = [
+            r[0] for r in store.db.execute("SELECT DISTINCT grader FROM grades ORDER BY grader") if r[0]
+        ]
+    except Exception as exc:  # sqlite3.Error: an older or damaged store
+        raise StoreError(f"sample store {store.path}: cannot read its runs or grades ({exc})") from exc
+    config = {}
+    if row is not None:
+        try:
+            config = {"command": row[0], "wiseft_version": row[2], **json.loads(row[1])}
+        except (TypeError, ValueError):
+            config = {"command": row[0], "wiseft_version": row[2]}
+    return config, graders
+
+
+def _best(variants: list[dict]) -> dict | None:
+    mixes = [v for v in variants if v["kind"] == "mix"]
+    if not mixes:
+        return None
+    k = min(max(v["summary"]["ks"]) for v in mixes)
+    metric = f"pass@{k}"
+    best = max(mixes, key=lambda v: v["summary"]["metrics"][metric]["value"])
+    return {
+        "metric": metric,
+        "variant": best["name"],
+        "how": f"highest {metric} among the {len(mixes)} mixes on all problems in the store "
+        "(in-sample: the store records no validation split; a sweep's results.json does)",
+    }

@@ -283,8 +283,10 @@ class Workload:
     cfg: EvalConfig
     run_id: int | None = None
     progress: Progress | None = None
-    timings: dict[str, float] = field(default_factory=lambda: {"switch": 0.0, "sample": 0.0, "grade": 0.0,
-                                                               "score": 0.0})  # fmt: skip
+    # Seconds spent in: weight switches, the sampler, the grader, store reads/writes, summaries.
+    timings: dict[str, float] = field(
+        default_factory=lambda: dict.fromkeys(("switch", "sample", "grade", "store", "score"), 0.0)
+    )
 
     @property
     def ids(self) -> list[str]:
@@ -325,16 +327,18 @@ def evaluate(work: Workload, spec: VariantSpec, sampler, model_hashes: dict) -> 
     todo = store.missing(v, ids, cfg.n)
     done = len(ids) - len(todo)
     _tick(work, spec.name, "sample", done, len(ids))
-    t0 = time.perf_counter()
+    clock = work.timings
     for start in range(0, len(todo), cfg.chunk):
         chunk = todo[start : start + cfg.chunk]
+        t0 = time.perf_counter()
         completions = sampler.generate([work.prompts[pid] for pid in chunk], cfg.n, params)
+        t1 = time.perf_counter()
         store.add_samples(v, _records(chunk, completions))
+        clock["sample"] += t1 - t0
+        clock["store"] += time.perf_counter() - t1
         done += len(chunk)
         _tick(work, spec.name, "sample", done, len(ids))
-    work.timings["sample"] += time.perf_counter() - t0
 
-    t0 = time.perf_counter()
     ungraded = store.ungraded_problems(v, ids, cfg.n, work.grader.name)
     graded_done = len(ids) - len(ungraded)
     _tick(work, spec.name, "grade", graded_done, len(ids))
@@ -342,15 +346,19 @@ def evaluate(work: Workload, spec: VariantSpec, sampler, model_hashes: dict) -> 
     for start in range(0, len(ungraded), step):
         chunk = ungraded[start : start + step]
         records = store.records(v, chunk, cfg.n)
-        store.add_grades(v, grade_records(records, work.task, work.grader))
+        t0 = time.perf_counter()
+        graded = grade_records(records, work.task, work.grader)
+        t1 = time.perf_counter()
+        store.add_grades(v, graded)
+        clock["grade"] += t1 - t0
+        clock["store"] += time.perf_counter() - t1
         graded_done += len(chunk)
         _tick(work, spec.name, "grade", graded_done, len(ids))
-    work.timings["grade"] += time.perf_counter() - t0
 
     t0 = time.perf_counter()
     per_problem = store.problem_samples(v, ids, cfg.n)
     summary = summarize(per_problem, cfg.k, seed=cfg.seed, n_boot=cfg.n_boot)
-    work.timings["score"] += time.perf_counter() - t0
+    clock["score"] += time.perf_counter() - t0
     return {
         "name": spec.name, "kind": spec.kind, "delta": spec.delta, "temperature": spec.temperature,
         "step": spec.step, "summary": summary, "_per_problem": per_problem,

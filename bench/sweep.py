@@ -1,0 +1,206 @@
+"""Benchmarks of the in-memory sweep, each against a floor measured in the same run (median of ≥3).
+
+1. Variant switch on a Qwen2.5-0.5B-shaped model on CPU (random bf16 anchors, built once and cached in
+   ~/.cache/wiseft-bench by bench/merge.py's builder): median `WeightSpace.set_delta` time versus one
+   plain `torch.lerp` pass over float32 copies of the anchors into a reused buffer (target ≤ 2×), and
+   resident memory over 10 switches (target: flat).
+2. Sampling throughput on the demo's model shape (Llama, width 128, 3 layers, 4 heads, char vocabulary)
+   with toy prompts, n=32, T=1, ≤26 new tokens, stop "$": tokens/s of `HFSampler` versus a loop calling
+   `model.generate` per prompt with `num_return_sequences=n` (target ≥ 5×).
+3. An 11-point δ sweep (toy task) on that shape: wall time beyond the sum of sampling and grading
+   (target ≤ 10%).
+
+Usage: python bench/sweep.py [--runs 3] [--threads 2] [--skip-switch]
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import psutil
+import torch
+from rich.console import Console
+from rich.table import Table
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from merge import CACHE  # noqa: E402  (bench/merge.py: cache location and the Qwen-shaped builder)
+from merge import build as build_qwen  # noqa: E402
+
+TOY_SHAPE = dict(hidden=128, layers=3, heads=4, kv_heads=4, intermediate=512, vocab=64)
+
+
+def toy_models() -> tuple[Path, Path]:
+    from wiseft.testing import save_tiny_model
+
+    out = []
+    for which, seed in (("early", 1), ("final", 2)):
+        path = CACHE / f"toy-shape-{which}"
+        if not (path / "config.json").is_file():
+            save_tiny_model(path, seed=seed, **TOY_SHAPE)
+        out.append(path)
+    return out[0], out[1]
+
+
+# ---- 1. variant switch ---------------------------------------------------------------------------------
+
+
+def bench_switch(runs: int) -> dict:
+    from wiseft.weightspace import WeightSpace
+
+    early, final = build_qwen("0.5b", "early", 1), build_qwen("0.5b", "final", 2)
+    ws = WeightSpace.load([str(early), str(final)], device="cpu")
+    proc = psutil.Process()
+    ws.set_delta(0.5)  # first touch of every page and of the scratch, not timed
+    times, rss = [], []
+    for i in range(max(10, runs)):
+        t0 = time.perf_counter()
+        ws.set_delta(0.1 * (i % 9 + 1))
+        times.append(time.perf_counter() - t0)
+        rss.append(proc.memory_info().rss)
+    # Floor: float32 copies of the anchors, lerped tensor by tensor into one reused buffer.
+    pairs = [(f.float(), e.float()) for _, _, (e, f) in ws._slots]
+    buf = torch.empty(max(e.numel() for e, _ in pairs))
+    floors = []
+    for i in range(max(3, runs)):
+        t0 = time.perf_counter()
+        for final_t, early_t in pairs:
+            torch.lerp(final_t, early_t, 0.1 * (i + 1), out=buf[: final_t.numel()])
+        floors.append(time.perf_counter() - t0)
+    n_params = sum(e.numel() for e, _ in pairs)
+    del pairs, buf, ws
+    gc.collect()
+    return {
+        "switch": statistics.median(times),
+        "floor": statistics.median(floors),
+        "rss_growth_mb": (max(rss[1:]) - rss[0]) / 2**20,
+        "rss_mb": rss[-1] / 2**20,
+        "params": n_params,
+    }
+
+
+# ---- 2. sampler throughput -------------------------------------------------------------------------------
+
+
+def toy_prompts(count: int) -> tuple[list[str], tuple[str, ...]]:
+    from wiseft.tasks import get_task
+
+    task = get_task("toy")
+    return [task.prompt(p) for p in task.problems[:count]], task.stop
+
+
+def bench_sampler(runs: int, threads: int, n: int = 32, prompts_ours: int = 128, prompts_base: int = 12):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from wiseft.sampling import SamplingParams
+    from wiseft.sampling.hf import HFSampler
+
+    _, final = toy_models()
+    model = AutoModelForCausalLM.from_pretrained(str(final), dtype=torch.float32).eval()
+    tok = AutoTokenizer.from_pretrained(str(final))
+    prompts, stop = toy_prompts(prompts_ours)
+    params = SamplingParams(temperature=1.0, max_new_tokens=26, stop=stop, seed=0)
+    sampler = HFSampler(model, tok, threads=threads)
+    sampler.generate(prompts[:4], n, params)  # warm-up
+    ours = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        out = sampler.generate(prompts, n, params)
+        elapsed = time.perf_counter() - t0
+        ours.append(sum(c.n_tokens for row in out for c in row) / elapsed)
+
+    torch.set_num_threads(threads)
+    eos = tok.eos_token_id
+    base = []
+    for r in range(runs):
+        tokens, elapsed = 0, 0.0
+        for p in prompts[:prompts_base]:
+            ids = torch.tensor([tok(p)["input_ids"]])
+            torch.manual_seed(r)
+            t0 = time.perf_counter()
+            with torch.inference_mode():
+                seqs = model.generate(
+                    ids, attention_mask=torch.ones_like(ids), do_sample=True, temperature=1.0, top_k=0,
+                    top_p=1.0, num_return_sequences=n, max_new_tokens=26, stop_strings=list(stop),
+                    tokenizer=tok, pad_token_id=eos, eos_token_id=eos,
+                )  # fmt: skip
+            elapsed += time.perf_counter() - t0
+            for row in seqs[:, ids.shape[1] :].tolist():  # finished rows are padded with EOS
+                tokens += row.index(eos) + 1 if eos in row else len(row)
+        base.append(tokens / elapsed)
+    return {"ours": statistics.median(ours), "base": statistics.median(base)}
+
+
+# ---- 3. sweep overhead -------------------------------------------------------------------------------------
+
+
+def bench_sweep(runs: int, threads: int) -> dict:
+    from wiseft.sweep import SweepConfig, run_sweep
+
+    early, final = toy_models()
+    ratios, totals, parts = [], [], []
+    for _ in range(runs):
+        with tempfile.TemporaryDirectory() as tmp:
+            cfg = SweepConfig(
+                anchors=(str(early), str(final)), task="toy", limit=100, n=8, k=(1, 8), delta="0:1:0.1",
+                max_new_tokens=26, threads=threads, n_boot=200, device="cpu", chunk=100,
+            )  # fmt: skip
+            t0 = time.perf_counter()
+            res = run_sweep(cfg, Path(tmp) / "out")
+            total = time.perf_counter() - t0
+        work = res["timings"]["sample"] + res["timings"]["grade"]
+        totals.append(total)
+        parts.append(res["timings"])
+        ratios.append((total - work) / work)
+    i = sorted(range(runs), key=lambda j: ratios[j])[runs // 2]
+    return {"ratio": ratios[i], "total": totals[i], "timings": parts[i]}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=2, help="torch CPU threads for sampling (default 2)")
+    ap.add_argument("--skip-switch", action="store_true", help="skip the 0.5B switch benchmark (needs ~9 GB)")
+    args = ap.parse_args()
+    if args.runs < 3:
+        ap.error("--runs must be at least 3 (medians of ≥3)")
+    console = Console()
+    table = Table(title=f"bench/sweep.py — median of {args.runs} runs, {args.threads} sampling thread(s)")
+    for col in ("measure", "wiseft", "floor / baseline", "ratio", "target"):
+        table.add_column(col, justify="right" if col != "measure" else "left")
+
+    if not args.skip_switch:
+        console.print("1/3 variant switch on a Qwen2.5-0.5B-shaped model (CPU)…")
+        s = bench_switch(args.runs)
+        gbps = s["params"] * 4 * 3 / s["floor"] / 1e9
+        table.add_row(
+            f"δ switch, {s['params'] / 1e6:.0f}M params", f"{s['switch'] * 1e3:.0f} ms",
+            f"{s['floor'] * 1e3:.0f} ms (lerp, {gbps:.0f} GB/s)", f"{s['switch'] / s['floor']:.2f}×", "≤ 2×",
+        )  # fmt: skip
+        table.add_row("RSS growth over 10 switches", f"{s['rss_growth_mb']:+.1f} MB", f"RSS {s['rss_mb']:.0f} MB",
+                      "", "flat")  # fmt: skip
+    console.print("2/3 sampler throughput (toy shape, n=32)…")
+    t = bench_sampler(args.runs, args.threads)
+    table.add_row("sampling tokens/s", f"{t['ours']:,.0f}", f"{t['base']:,.0f} (generate per prompt)",
+                  f"{t['ours'] / t['base']:.1f}×", "≥ 5×")  # fmt: skip
+    console.print("3/3 11-point δ sweep (toy task, 100 problems × n=8)…")
+    w = bench_sweep(args.runs, args.threads)
+    tm = w["timings"]
+    table.add_row(
+        "11-point sweep, time beyond sampling+grading", f"{w['total']:.1f} s total",
+        f"sample {tm['sample']:.1f} s + grade {tm['grade']:.1f} s", f"{w['ratio']:.1%}", "≤ 10%",
+    )  # fmt: skip
+    table.add_row("  of which", f"switch {tm['switch']:.2f} s", f"store {tm['store']:.2f} s",
+                  f"score {tm['score']:.2f} s", "")  # fmt: skip
+    console.print(table)
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("MALLOC_MMAP_THRESHOLD_", "1048576")
+    main()

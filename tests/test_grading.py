@@ -71,6 +71,8 @@ def test_extraction_of_huge_completion_is_linear():
         ("\\begin{pmatrix} 1 \\\\ 2 \\end{pmatrix}", "\\begin{pmatrix}1\\\\2\\end{pmatrix}"),
         ("\\pi r", "\\pi r"),  # a space between two letters separates tokens: kept
         ("(1, 2)", "(1,2)"),  # a tuple's comma is not a thousands separator
+        ("\\$1,000", "1000"),  # currency sign
+        ("\\leftarrow", "\\leftarrow"),  # only the sizing commands \\left and \\right go
     ],
 )
 def test_normalise_is_cosmetic(raw, expected):

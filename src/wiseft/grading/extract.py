@@ -19,6 +19,7 @@ _ANSWER_IS = re.compile(r"(?:the\s+)?(?:final\s+)?answer\s*(?:is|:)\s*:?\s*", re
 _NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?|-?\.\d+")
 _THOUSANDS = re.compile(r"-?\d{1,3}(?:,\d{3})+(?:\.\d+)?")
 _SPACES = re.compile(r"\s+")
+_SIZING = re.compile(r"\\(?:left|right)(?![A-Za-z])")
 _SPACING_COMMANDS = re.compile(r"\\\\|\\[,!;: ]|\\q?quad\b|~")
 RULES = ("boxed", "hash", "answer_is", "last_number")
 
@@ -141,19 +142,14 @@ def normalise(answer: str) -> str:
     """A cosmetic normal form used as the cache key: two answers with the same form are the same answer.
 
     Only changes that cannot alter the meaning: outer ``$``, spacing commands, ``\\left``/``\\right``,
-    ``\\dfrac``/``\\tfrac``, a trailing period, thousands separators of a plain number, and whitespace
+    ``\\dfrac``/``\\tfrac``, a currency sign ``\\$``, a trailing period, thousands separators of a plain number, and whitespace
     (kept only between two letters or digits, where it separates tokens).
     """
     s = answer.strip().rstrip(".").strip()
     while len(s) >= 2 and s.startswith("$") and s.endswith("$"):
         s = s[1:-1].strip().rstrip(".").strip()
     s = _SPACING_COMMANDS.sub(lambda m: m.group(0) if m.group(0) == "\\\\" else " ", s)
-    s = (
-        s.replace("\\left", "")
-        .replace("\\right", "")
-        .replace("\\dfrac", "\\frac")
-        .replace("\\tfrac", "\\frac")
-    )
+    s = _SIZING.sub("", s).replace("\\dfrac", "\\frac").replace("\\tfrac", "\\frac").replace("\\$", "")
     s = _SPACES.sub(" ", s).strip().rstrip(".").strip()
     s = re.sub(r"(?<=[^0-9A-Za-z]) | (?=[^0-9A-Za-z])", "", s)
     if _THOUSANDS.fullmatch(s):

@@ -277,3 +277,20 @@ def test_recipe_validation_messages(tmp_path):
     bad.write_text("method: wise-ft\nmodels: [a, b]\ndelta: 0.5\nmix: 3\n")
     with pytest.raises(ConfigError, match="unknown key\\(s\\) mix"):
         load_recipe(str(bad))
+
+
+def test_no_spurious_lm_head_when_an_input_stores_a_tied_one(models, tmp_path):
+    from safetensors.torch import save_file
+
+    src = models.get("qwen2", 1, torch.float32, True)
+    copy = tmp_path / "with-head"
+    copy.mkdir()
+    (copy / "config.json").write_bytes((src / "config.json").read_bytes())
+    tensors = load_dir(src)
+    tensors["lm_head.weight"] = tensors["model.embed_tokens.weight"].clone()
+    save_file(tensors, str(copy / "model.safetensors"), metadata={"format": "pt"})
+    final = models.get("qwen2", 2, torch.float32, True)
+    p = plan(Recipe(models=(str(copy), str(final)), delta=0.5))
+    assert p.dropped == ("lm_head.weight",)
+    merge(p, tmp_path / "out")
+    assert "lm_head.weight" not in load_dir(tmp_path / "out")

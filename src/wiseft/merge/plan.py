@@ -204,11 +204,10 @@ def plan(
     dropped = ()
     if ref.tied_embeddings and any("lm_head.weight" in ck.tensors for ck in inputs):
         dropped = ("lm_head.weight",)
-    out_st = (
-        TORCH_TO_ST[parse_dtype(out_dtype)]
-        if out_dtype is not None and not isinstance(out_dtype, torch.dtype)
-        else (TORCH_TO_ST[out_dtype] if isinstance(out_dtype, torch.dtype) else None)
-    )
+    if out_dtype is None:
+        out_st = None
+    else:
+        out_st = TORCH_TO_ST[out_dtype if isinstance(out_dtype, torch.dtype) else parse_dtype(out_dtype)]
     n_layers = ref.num_layers or 1
     tensors = []
     for name in tensor_names:

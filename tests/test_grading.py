@@ -115,6 +115,15 @@ def test_pathological_answers_time_out_and_the_grader_recovers():
         assert g.grade([("\\frac{1}{2}", "\\boxed{0.5}")], task="patho")[0].correct
 
 
+def test_a_worker_that_died_is_replaced():
+    with Grader(kind="math", workers=1) as g:
+        assert g.grade([("\\sqrt{4}", "\\boxed{2}")], task="dead")[0].correct
+        g.pool._workers[0].process.kill()  # dies while idle, between two batches
+        g.pool._workers[0].process.wait()
+        assert g.grade([("\\sqrt{9}", "\\boxed{3}")], task="dead")[0].correct
+        assert g.pool.restarts == 1
+
+
 def test_model_text_never_reaches_eval(grader, tmp_path):
     marker = tmp_path / "pwned"
     evil = f"__import__('os').system('touch {marker}')"

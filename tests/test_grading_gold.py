@@ -8,6 +8,7 @@ Measured counts (kept exact by the assertions below):
   calls equal because its numeric comparison rounds both to 0. 88 golds have no digit (words, letters,
   \\pi, \\sqrt{x}, …); they are changed by appending "+1" and all 88 are graded incorrect.
 - MATH-500's answer field against its reference solutions: 500/500 correct.
+- Math-Verify alone (no string shortcut), every MATH gold against itself: 5000/5000 (slow test).
 
 Changed MATH golds that are not plain numbers go through Math-Verify (~900 calls, about a minute on two
 busy cores), so the full MATH run is marked slow; the normal suite checks a fixed random 300.
@@ -18,7 +19,8 @@ import random
 import pytest
 from _grading_fixtures import CHANGED_EXCEPTIONS, DATA, change_number
 
-from wiseft.grading import Grader
+from wiseft.grading import Grader, normalise
+from wiseft.grading.pool import VerifierPool
 from wiseft.tasks import get_task
 
 
@@ -81,3 +83,13 @@ def test_math_changed_golds_all(grader):
     task = get_task("math", data=DATA)
     assert check_changed(grader, task, task.problems) == 4999
     assert sum(not any(c.isdigit() for c in p.gold) for p in task.problems) == 88
+
+
+@pytest.mark.slow
+def test_math_verify_accepts_every_math_gold_against_itself():
+    """Without the identical-string shortcut: Math-Verify itself parses every gold and accepts it
+    (5000/5000 measured, about 35 s on two cores)."""
+    golds = [normalise(p.gold) for p in get_task("math", data=DATA).problems]
+    with VerifierPool(workers=2, timeout=10.0) as pool:
+        results = pool.run([(g, g) for g in golds], keys=golds)
+    assert [g for g, r in zip(golds, results, strict=True) if r is not True] == []

@@ -142,8 +142,8 @@ def normalise(answer: str) -> str:
     """A cosmetic normal form used as the cache key: two answers with the same form are the same answer.
 
     Only changes that cannot alter the meaning: outer ``$``, spacing commands, ``\\left``/``\\right``,
-    ``\\dfrac``/``\\tfrac``, a currency sign ``\\$``, a trailing period, thousands separators of a plain number, and whitespace
-    (kept only between two letters or digits, where it separates tokens).
+    ``\\dfrac``/``\\tfrac``, a currency sign ``\\$``, a trailing period, thousands separators of a plain
+    number, and whitespace (kept only between two letters or digits, where it separates tokens).
     """
     s = answer.strip().rstrip(".").strip()
     while len(s) >= 2 and s.startswith("$") and s.endswith("$"):

@@ -152,9 +152,16 @@ class VerifierPool:
                         chunk = max(todo, key=len).pop()  # steal from the busiest
                     else:
                         continue
+                    try:
+                        w.send(chunk)
+                    except OSError:  # the worker died while idle: replace it, keep the chunk
+                        todo[n].appendleft(chunk)
+                        w.kill()
+                        self.restarts += 1
+                        self._workers[n] = _Worker(self.memory_limit)
+                        continue
                     w.queue.extend(chunk)
                     w.deadline = now + self.timeout
-                    w.send(chunk)
                 for w in workers:
                     if not w.ready and not w.queue:
                         w.deadline = w.started + START_TIMEOUT

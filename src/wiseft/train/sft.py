@@ -1,11 +1,16 @@
 """Supervised fine-tuning of a causal LM on prompt/completion pairs, with a checkpoint schedule.
 
-Why a plain loop and not `transformers.Trainer`/TRL's `SFTTrainer`: on the toy model (0.6 M parameters)
-a training step is a few milliseconds of arithmetic, and the measured per-step overhead of `Trainer`
-dominated it (numbers in `train/README` of the project note and `bench/`); the demo has a time budget.
-The loop below is the whole algorithm: AdamW, warm-up then cosine (or constant) learning rate, loss on
-completion tokens only, gradient clipping, and checkpoints written atomically as standard Hugging Face
-directories (`checkpoint-STEP/`: safetensors, config, generation config, tokenizer, `trainer_state.json`;
+Why a plain loop and not `transformers.Trainer`/TRL's `SFTTrainer`. Per-step cost is NOT the reason: on
+the toy SFT (0.6 M parameters, batch 32, one thread) both spend the same CPU time per step (measured
+0.086-0.097 s for this loop, 0.087-0.090 s for `Trainer` with the same collator and no attention mask).
+The loop is kept because it does three things the demo and the CLI need that `Trainer` does not do as
+written: (1) checkpoints appear atomically (built in a temporary sibling, renamed when complete;
+`Trainer` writes `checkpoint-N/` in place); (2) resuming *without* optimizer state keeps the learning-rate
+schedule and the data order (the batch of step s is a pure function of (seed, s); `Trainer` restarts its
+scheduler when `scheduler.pt` is absent); (3) the pretraining stage draws fresh data per step from the
+same function. The loop below is the whole algorithm: AdamW, warm-up then cosine (or constant) learning
+rate, loss on completion tokens only, gradient clipping, and standard Hugging Face checkpoint directories
+(`checkpoint-STEP/`: safetensors, config, generation config, tokenizer, `trainer_state.json`;
 `optimizer.pt` only when asked).
 
 Determinism and resume: the batch of step s is a pure function of (seed, s), so a run resumed from

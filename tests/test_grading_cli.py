@@ -151,3 +151,33 @@ def test_score_needs_a_graded_file(tmp_path, capsys):
         "missing field 'verdict'; is this a graded file? run `wiseft grade` first" in capsys.readouterr().err
     )
     assert not (tmp_path / "metrics.json").exists()
+
+
+def test_grade_jsonl_task_with_field_options(tmp_path, capsys):
+    data = tmp_path / "mine.jsonl"
+    data.write_text(json.dumps({"uid": "q1", "prompt": "2+2?", "target": "4"}) + "\n")
+    samples = tmp_path / "s.jsonl"
+    samples.write_text(
+        "".join(
+            json.dumps({"problem_id": "q1", "sample_idx": i, "completion": f"\\boxed{{{a}}}"}) + "\n"
+            for i, a in enumerate(["4", "4.0", "5"])
+        )
+    )
+    flags = ["--task-option", "question_field=prompt", "--task-option", "answer_field=target"]
+    args = [
+        "grade",
+        str(samples),
+        "--task",
+        "jsonl",
+        "--data",
+        str(data),
+        *flags,
+        "--task-option",
+        "id_field=uid",
+    ]
+    assert main(args) == 0
+    graded = [json.loads(line) for line in (tmp_path / "s.graded.jsonl").read_text().splitlines()]
+    assert [g["correct"] for g in graded] == [True, True, False]
+    assert main([*args[:6], "--task-option", "oops", "-o", str(tmp_path / "x.jsonl")]) == 2
+    assert "--task-option must look like KEY=VALUE" in capsys.readouterr().err
+    assert not (tmp_path / "x.jsonl").exists()

@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from wiseft.errors import OutputError
+from wiseft.errors import ConfigError, OutputError
 
 
 class JsonlSource:
@@ -42,6 +42,23 @@ def open_source(args) -> JsonlSource:
     return JsonlSource(args.samples, args.output, args.force)
 
 
+def parse_task_options(items: list[str]) -> dict:
+    """--task-option KEY=VALUE pairs; true/false and integers are converted, the rest stay strings."""
+    options = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--task-option must look like KEY=VALUE, got {item!r}")
+        low = value.strip().lower()
+        if low in ("true", "false"):
+            options[key.strip()] = low == "true"
+        elif low.lstrip("-").isdigit():
+            options[key.strip()] = int(low)
+        else:
+            options[key.strip()] = value
+    return options
+
+
 def register(subparsers) -> None:
     p = subparsers.add_parser(
         "grade",
@@ -52,6 +69,13 @@ def register(subparsers) -> None:
     p.add_argument("samples", help="JSONL of sample records (problem_id, sample_idx, completion, …)")
     p.add_argument("--task", required=True, help="task the samples answer: gsm8k, math, math500, aime24, …")
     p.add_argument("--data", help="local data: a JSONL file or a directory such as ../shared/data")
+    p.add_argument(
+        "--task-option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="task option, repeatable (jsonl: question_field=, answer_field=, id_field=, grader=int)",
+    )
     p.add_argument("-o", "--output", help="graded JSONL to write (default: SAMPLES.graded.jsonl)")
     p.add_argument("--force", action="store_true", help="replace an existing output file")
     p.add_argument("--workers", type=int, help="verifier processes (default: number of cores)")
@@ -69,7 +93,7 @@ def run(args) -> int:
 
     console = Console(stderr=True)
     source = open_source(args)  # output checked before any work
-    task = get_task(args.task, data=args.data)
+    task = get_task(args.task, data=args.data, **parse_task_options(args.task_option))
     records = source.records()
     start = time.perf_counter()
     columns = [TextColumn("grading"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]

@@ -318,3 +318,25 @@ def test_killed_run_leaves_no_output_and_next_run_cleans_up(pair, tmp_path):
     assert main(argv) == 0
     assert out.is_dir()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
+def test_nonfinite_input_with_zero_weight_and_output_overflow(capsys, pair, models, tmp_path):
+    def poison(t):
+        t["model.norm.weight"][0] = float("inf")
+
+    bad = copy_with(pair[0], tmp_path / "inf", edit=poison)
+    out = tmp_path / "out"
+    fails(
+        capsys,
+        ["merge", str(bad), str(pair[1]), "--delta", "0", "-o", str(out)],
+        "model.norm.weight of .* non-finite",
+        out,
+    )
+
+    def huge(t):
+        t["model.norm.weight"].mul_(1e6)
+
+    big = copy_with(models.get("llama", 1, torch.float32), tmp_path / "big", edit=huge)
+    final = models.get("llama", 2, torch.float32)
+    argv = ["merge", str(big), str(final), "--delta", "0.5", "--dtype", "float16", "-o", str(out)]
+    fails(capsys, argv, "model.norm.weight: the merged values overflow float16", out)

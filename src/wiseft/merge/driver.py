@@ -242,12 +242,26 @@ def _compute(
                 )
         out.copy_(xs[0])
         return out_bytes
+    # Inputs are checked even where their coefficient is 0 (a NaN there is still a broken checkpoint),
+    # the output for overflow of the output dtype (extrapolation, or float32 inputs to float16).
+    for x, ck in zip(xs, plan.inputs, strict=True):
+        if not _all_finite(x):
+            _nonfinite(
+                f"tensor {t.name} of {ck.path} contains non-finite values (nan/inf); fix the input or pass "
+                "--allow-nonfinite to merge anyway",
+                t.name,
+                allow_nonfinite,
+                nonfinite,
+            )
     combine_into(out, xs, plan.method, t.coeffs, scratch)
     if not _all_finite(out):
-        if not allow_nonfinite:
-            raise MergeError(_nonfinite_message(plan, t, xs))
-        if not nonfinite or nonfinite[-1] != t.name:
-            nonfinite.append(t.name)
+        _nonfinite(
+            f"tensor {t.name}: the merged values overflow {ST_NAMES[t.out_dtype]} (inf); use a wider --dtype, "
+            "smaller coefficients, or pass --allow-nonfinite",
+            t.name,
+            allow_nonfinite,
+            nonfinite,
+        )
     return out_bytes
 
 
@@ -260,14 +274,8 @@ def _all_finite(x: torch.Tensor) -> bool:
     return math.isfinite(float(lo)) and math.isfinite(float(hi))
 
 
-def _nonfinite_message(plan: Plan, t: TensorPlan, xs: list[torch.Tensor]) -> str:
-    for x, ck in zip(xs, plan.inputs, strict=True):
-        if not _all_finite(x):
-            return (
-                f"tensor {t.name} of {ck.path} contains non-finite values (nan/inf); fix the input or pass "
-                "--allow-nonfinite to merge anyway"
-            )
-    return (
-        f"tensor {t.name}: the merged values overflow {t.out_dtype} (inf); use a wider --dtype, smaller "
-        "coefficients, or pass --allow-nonfinite"
-    )
+def _nonfinite(message: str, name: str, allowed: bool, seen: list[str]) -> None:
+    if not allowed:
+        raise MergeError(message)
+    if name not in seen:
+        seen.append(name)

@@ -146,3 +146,23 @@ def test_best_is_chosen_on_validation_and_reported_on_test():
     assert best["variant"] == "A"
     assert best["validation"]["value"] == 1.0 and best["test"]["value"] == 0.0
     assert entries[1]["splits"]["test"]["pass@1"]["value"] == 1.0
+
+
+def test_plan_sweep_over_a_recipe(tmp_path):
+    from wiseft.merge.recipe import load_recipe
+    from wiseft.sweep import plan_sweep
+
+    path = tmp_path / "r.yaml"
+    path.write_text(
+        "method: wise-ft\nmodels: [e, f]\ndelta: 0.3\nrules:\n  - {match: '.*mlp.*', delta: 0.6}\n"
+    )
+    recipe = load_recipe(str(path))
+    grid = plan_sweep(SweepConfig(recipe=str(path), delta="0,0.5", temperature="0.7,1", n=2), recipe)
+    assert [(s.name, s.delta, s.temperature) for s in grid] == [
+        ("delta=0.000,T=0.7", 0.0, 0.7), ("delta=0.500,T=0.7", 0.5, 0.7),
+        ("delta=0.000,T=1", 0.0, 1.0), ("delta=0.500,T=1", 0.5, 1.0),
+    ]  # fmt: skip
+    assert all(s.weights.rules == recipe.rules for s in grid)  # the schedule is kept, δ replaced
+    assert grid[1].recipe["delta"] == 0.5
+    single = plan_sweep(SweepConfig(recipe=str(path), delta="0.3", n=2), recipe)
+    assert [(s.name, s.weights) for s in single] == [("wise-ft,delta=0.300,T=1", recipe)]

@@ -409,6 +409,9 @@ class SampleStore:
         if n is not None:
             sql += " AND s.sample_idx<?"
             args.append(n)
+        if problem_ids is not None and len(problem_ids) <= 900:  # else filtered below (SQL variable limit)
+            sql += f" AND s.problem_id IN ({','.join('?' * len(problem_ids))})"
+            args.extend(problem_ids)
         rows = self.db.execute(sql + " ORDER BY s.problem_id, s.sample_idx", args).fetchall()
         wanted = None if problem_ids is None else {pid: i for i, pid in enumerate(problem_ids)}
         out = []

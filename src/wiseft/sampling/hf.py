@@ -232,8 +232,9 @@ class HFSampler:
     # ---- batching ---------------------------------------------------------------------------------
 
     def row_bytes(self, seq_len: int) -> int:
-        """Estimated bytes one sampled row needs at `seq_len` tokens: the KV cache (twice, as growing it
-        by concatenation briefly holds two copies) and float32 work buffers over the vocabulary."""
+        """Estimated bytes one sampled row needs at `seq_len` tokens: the KV cache (twice, since copying
+        it for the n samples or dropping finished rows briefly holds two copies) and float32 work
+        buffers over the vocabulary."""
         cfg = self.model.config.get_text_config()
         heads = cfg.num_attention_heads
         kv_heads = getattr(cfg, "num_key_value_heads", None) or heads

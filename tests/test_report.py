@@ -403,6 +403,26 @@ def test_markdown_links_every_png_and_has_the_table(built, full):
     table_rows = [ln for ln in md.splitlines() if ln.startswith("| ")]
     assert len(table_rows) == len(full["variants"]) + 1
     assert not re.search(r"maj@1\b", md)  # identical to Pass@1 by definition, not repeated
+    header = [c.strip() for c in table_rows[0].strip("| ").split(" | ")]
+    metrics = [c for c in header if "@" in c]
+    assert metrics == ["Pass@1 (%)", "Pass@2 (%)", "Pass@4 (%)", "Pass@8 (%)", "Pass@16 (%)", "maj@16 (%)",
+                       "best@16 (%)"]  # fmt: skip
+
+
+def test_chosen_ks_pick_the_table_columns():
+    from wiseft.report.data import Results
+
+    view = Results(make_results(trajectory=False))
+    assert view.metric_names([1, 4]) == ["pass@1", "pass@4", "maj@4", "best@4"]
+    assert view.metric_names(vote_ks=[8]) == [
+        "pass@1",
+        "pass@2",
+        "pass@4",
+        "pass@8",
+        "maj@8",
+        "best@8",
+        "pass@16",
+    ]
 
 
 def lone() -> dict:

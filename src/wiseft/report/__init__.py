@@ -76,7 +76,7 @@ def build(
     figs = make_figures(res, headline, curve_ks)
     meta = {name: (title, caption) for name, title, caption, _ in PLOTS}
     rendered = [(f"{name}.png", *meta[name], render_png(fig, dpi)) for name, fig in figs.items()]
-    metric_names = res.metric_names(None if ks is None else headline)
+    metric_names = res.metric_names(headline) if ks is not None else res.metric_names(vote_ks=headline)
     with atomic_dir(out, force) as tmp:
         for fname, _title, _caption, png in rendered:
             (tmp / fname).write_bytes(png)

@@ -181,18 +181,25 @@ class Results:
     def has_metric(self, name: str) -> bool:
         return any(v.metric(name) is not None for v in self.variants)
 
-    def metric_names(self, ks: Iterable[int] | None = None) -> list[str]:
-        """Every metric present, ordered pass@1, then per k: pass@k, maj@k, best@k."""
+    def metric_names(
+        self, ks: Iterable[int] | None = None, *, vote_ks: Iterable[int] | None = None
+    ) -> list[str]:
+        """The table's metrics, present in the results: Pass@1, then per k Pass@k, maj@k and best@k.
+
+        `ks` limits every family to those k; `vote_ks` (used when `ks` is None) limits maj@k and best@k
+        only, so the default table has the whole Pass@k curve but not a vote column per k.
+        """
         wanted = set(ks) if ks is not None else None
-        names = []
+        votes = set(vote_ks) if vote_ks is not None else None
+        names = ["pass@1"] if self.has_metric("pass@1") else []
         all_ks = sorted(set(self.ks("pass")) | set(self.ks("maj")) | set(self.ks("best")))
-        if self.has_metric("pass@1"):
-            names.append("pass@1")
         for k in all_ks:
             if wanted is not None and k not in wanted:
                 continue
             for fam in ("pass", "maj", "best"):
                 name = f"{fam}@{k}"
+                if fam != "pass" and votes is not None and k not in votes:
+                    continue
                 if name not in ("pass@1", "maj@1") and self.has_metric(name):  # maj@1 ≡ pass@1
                     names.append(name)
         return names

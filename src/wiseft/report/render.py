@@ -127,7 +127,9 @@ def _describe(v: Variant) -> str:
 def config_text(res: Results) -> str:
     if not res.config:
         return "(no config recorded in the results)"
-    return yaml.safe_dump(res.config, sort_keys=False, allow_unicode=True).rstrip()
+    return yaml.safe_dump(
+        res.config, sort_keys=False, allow_unicode=True, default_flow_style=None, width=100
+    ).rstrip()
 
 
 def versions(res: Results) -> list[tuple[str, str]]:
@@ -171,7 +173,7 @@ border-radius:6px}figure{margin:1.2rem 0}figure img{max-width:100%;height:auto;b
 figcaption{color:#555;font-size:.9rem}.scroll{overflow-x:auto}
 table{border-collapse:collapse;font-size:.8rem;white-space:nowrap}th,td{border:1px solid #ddd;
 padding:.25rem .5rem;text-align:right}th{background:#f4f4f6;position:sticky;top:0}
-td:first-child,td:nth-child(2),th:first-child{text-align:left}tr.chosen td{background:#fff3c4;font-weight:600}
+td:first-child,td:nth-child(2),th:first-child,th:nth-child(2){text-align:left}tr.chosen td{background:#fff3c4;font-weight:600}
 pre{background:#f6f8fa;padding:.8rem;overflow-x:auto;font-size:.8rem}
 li.held{color:#1b6e33}li.failed{color:#a4161a;font-weight:600}
 """

@@ -179,13 +179,21 @@ def _maj_exact(counts: np.ndarray, is_correct: np.ndarray, unparsed: int, ks: Se
     for ci in np.flatnonzero(is_correct):
         a = int(counts[ci])
         others = [int(b) for i, b in enumerate(counts) if i != ci]
+        biggest = max(others, default=0)
         for j in range(1, min(a, k_max) + 1):
+            if j > biggest:
+                # No other class can reach j votes: every completion of the subset wins outright.
+                rest_pool = n - a
+                for col, k in enumerate(ks):
+                    if 0 <= k - j <= rest_pool:
+                        totals[col] += float(math.comb(a, j)) * float(math.comb(rest_pool, k - j))
+                continue
             ways, free = _votes_below(others, unparsed, j, k_max - j)
             by_size = ways @ (1.0 / np.arange(1, ways.shape[1] + 1))  # credit-weighted, by subset size s
             # The free pool fills the other k − j − s slots: C(free, k − j − s) ways (0 when impossible).
             fill_count = (ks_arr - j)[:, None] - np.arange(k_max - j + 1)[None, :]
             fillable = (fill_count >= 0) & (fill_count <= free)
-            fill = np.where(fillable, _binomials(free)[np.clip(fill_count, 0, free)], 0.0)
+            fill = np.where(fillable, _binomials(free)[np.minimum(np.maximum(fill_count, 0), free)], 0.0)
             totals += float(math.comb(a, j)) * (fill @ by_size)
     return [float(t) / float(math.comb(n, k)) for t, k in zip(totals, ks, strict=True)]
 

@@ -159,6 +159,8 @@ def test_answer_classes_use_the_verifier(grader):
     assert [x.answer_class for x in grades] == [0, 0, 1, -1, 1, 2, 2, 3]
     assert [x.correct for x in grades] == [True, True, False, False, False, False, False, False]
     assert grader.classify(answers) == [0, 0, 1, -1, 1, 2, 2, 3]
+    assert grader.classify(answers, gold="$\\dfrac{1}{2}$") == [0, 0, 1, -1, 1, 2, 2, 3]
+    assert grader.verify(" \\frac{1}{2} ", ["$0.5$", "\\frac13"]) == ["correct", "incorrect"]
 
 
 def test_classes_are_per_problem(grader):

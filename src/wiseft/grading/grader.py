@@ -149,8 +149,9 @@ class Grader:
     # ---------------------------------------------------------------------------------- verification
 
     def verify(self, gold: str, answers: Sequence[str], task: Any = None) -> list[str]:
-        """Verdicts ("correct" / "incorrect" / "timeout") of normalised answers against one gold."""
-        return self.verify_many([(gold, a) for a in answers], task)
+        """Verdicts ("correct" / "incorrect" / "timeout") of extracted answers against one gold."""
+        g = normalise(gold)
+        return self.verify_many([(g, normalise(a)) for a in answers], task)
 
     def verify_many(self, pairs: Sequence[tuple[str, str]], task: Any = None) -> list[str]:
         """Verdicts of (gold, normalised answer) pairs, from the cache or one verification per new pair."""

@@ -239,6 +239,8 @@ def main() -> None:
         "floor: plain read of inputs + write of output", f"{f:.2f}", f"{total / f / 1e6:.0f}", "1.00×"
     )
     table.add_row("wiseft merge (whole process)", f"{m:.2f}", f"{total / m / 1e6:.0f}", f"{m / f:.2f}×")
+    paired = statistics.median(a / b for a, b in zip(merges, floors, strict=True))
+    table.add_row("  median of per-run ratios (paired)", "", "", f"{paired:.2f}×")
     table.add_row("python start-up (imports of a merge)", f"{start:.2f}", "", "")
     table.add_row(
         "merge − start-up", f"{m - start:.2f}", f"{total / (m - start) / 1e6:.0f}", f"{(m - start) / f:.2f}×"

@@ -93,7 +93,9 @@ def merge(
         "format": "pt",
         "wiseft_version": __version__,
         "wiseft_recipe": json.dumps(prov["recipe"], sort_keys=True),
-        "wiseft_inputs": json.dumps([{"name": i["name"], "sha256": i["sha256"]} for i in prov["inputs"]]),
+        "wiseft_inputs": json.dumps(
+            [{k: i[k] for k in ("name", "tensor_bytes", "sha256")} for i in prov["inputs"]]
+        ),
     }
     shards = plan_shards([(t.name, t.out_dtype, t.shape) for t in plan.tensors], shard_size, metadata)
     try:

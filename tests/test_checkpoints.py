@@ -137,3 +137,25 @@ def test_hub_name_detection():
     assert not looks_like_hub_name("./local/dir")
     assert not looks_like_hub_name("/abs/path")
     assert not looks_like_hub_name("a/b/c")
+
+
+def test_hub_name_is_fetched_with_safe_patterns(tmp_path, monkeypatch):
+    import huggingface_hub
+
+    from wiseft.checkpoints import resolve
+
+    (tmp_path / "snap").mkdir()
+    save_file({"a": torch.zeros(2)}, str(tmp_path / "snap" / "model.safetensors"))
+    calls = []
+
+    def fake_snapshot_download(repo_id, **kwargs):
+        calls.append((repo_id, kwargs))
+        return str(tmp_path / "snap")
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", fake_snapshot_download)
+    assert resolve("some-org/some-model") == tmp_path / "snap"
+    ((repo_id, kwargs),) = calls
+    assert repo_id == "some-org/some-model"
+    assert "*.safetensors" in kwargs["allow_patterns"]
+    assert not any("bin" in p or "pt" == p.rsplit(".", 1)[-1] for p in kwargs["allow_patterns"])

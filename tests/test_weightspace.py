@@ -103,3 +103,15 @@ def test_model_that_does_not_match_is_rejected(pair, tmp_path):
     model = AutoModelForCausalLM.from_pretrained(str(other))
     with pytest.raises(MergeError, match="has shape .* but the anchors store"):
         WeightSpace.load(list(pair), model=model)
+
+
+def test_switching_reads_nothing_from_disk(pair, monkeypatch):
+    ws = WeightSpace.load(list(pair), dtype=torch.float32)
+
+    def no_reads(*args, **kwargs):
+        raise AssertionError("a variant switch read from disk")
+
+    monkeypatch.setattr(Checkpoint, "read_into", no_reads)
+    monkeypatch.setattr(Checkpoint, "load", no_reads)
+    ws.set_delta(0.4)
+    ws.apply([0.1, 0.9])

@@ -254,6 +254,15 @@ def test_cli_recipe_yaml_dry_run_and_list(models, tmp_path, capsys):
     assert torch.equal(
         load_dir(tmp_path / "o2")[name], reference([0.25, 0.75], [e[name], f[name]], torch.bfloat16)
     )
+    # the recipe written into an output reproduces it
+    assert (
+        main(
+            ["merge", "--config", str(out / "recipe.yaml"), "--dtype", "float32", "-o", str(tmp_path / "o3")]
+        )
+        == 0
+    )
+    again = load_dir(tmp_path / "o3")
+    assert all(bits_equal(again[n], got[n]) for n in got)
     assert main(["merge", "--list"]) == 0
     listed = capsys.readouterr().out
     assert all(m in listed for m in ("wise-ft", "linear", "task_arithmetic"))

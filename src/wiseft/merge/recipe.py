@@ -247,6 +247,7 @@ def load_recipe(path: str, overrides: dict[str, Any] | None = None) -> Recipe:
     from wiseft.config import load_yaml
 
     data = load_yaml(path)
+    data.pop("wiseft_version", None)  # written beside the recipe in a merge output; informational
     for key, value in (overrides or {}).items():
         if value is not None:
             data[key] = value

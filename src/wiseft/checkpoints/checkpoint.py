@@ -152,7 +152,12 @@ class Checkpoint:
         pos = info.offset + start
         view = memoryview(buf).cast("B")
         while len(view):
-            got = os.preadv(fd, [view], pos)
+            try:
+                got = os.preadv(fd, [view], pos)
+            except OSError as exc:
+                raise CheckpointError(
+                    f"cannot read tensor {info.name!r} from {info.file}: {exc.strerror}"
+                ) from exc
             if got <= 0:
                 raise CheckpointError(
                     f"{info.file} ended early while reading tensor {info.name!r}; the file changed or is "

@@ -190,8 +190,9 @@ def _show_plan(console, plan, args) -> None:
     table.add_row("bytes to write", _gb(plan.bytes_written))
     table.add_row("estimated time", f"{plan.estimated_seconds:.1f} s")
     table.add_row(
-        "peak memory",
-        f"{plan.peak_memory_bytes / 2**20:.0f} MiB (buffers {plan.buffer_bytes / 2**20:.0f} MiB)",
+        "peak memory (anonymous)",
+        f"{plan.peak_memory_bytes / 2**20:.0f} MiB: ~{(plan.peak_memory_bytes - plan.buffer_bytes) / 2**20:.0f} "
+        f"MiB interpreter and torch + {plan.buffer_bytes / 2**20:.0f} MiB buffers, whatever the model size",
     )
     console.print(table)
     by_rule: dict[str, list] = defaultdict(list)

@@ -1,8 +1,9 @@
 """The streaming merge driver: read chunk, compute, round, write — through reused buffers.
 
-Every output tensor is produced in chunks of `plan.chunk` elements. Per chunk, each input's bytes are read
-with `pread` into a preallocated buffer, the method's kernel computes in float64 (`combine_into`), and the
-rounded bytes go to the sharded writer, whose headers were computed before the first byte. A reader thread
+Every output tensor is produced in pieces of `plan.io_chunk` elements. Per piece, each input's bytes are
+read with `pread` into a preallocated buffer, the method's kernel computes in float64 (`combine_into`, in
+cache-sized runs of `plan.chunk`), and the rounded bytes go to the sharded writer, whose headers were
+computed before the first byte. A reader thread
 prefetches the next chunk and a writer thread writes the previous one while the main thread computes, so
 disk copies and arithmetic overlap on two cores; file I/O and torch kernels release the GIL. Memory is a
 few fixed buffers, whatever the model size.

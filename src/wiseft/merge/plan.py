@@ -38,7 +38,7 @@ _DTYPE_NAMES = {
 ST_NAMES = {"BF16": "bfloat16", "F16": "float16", "F32": "float32", "F64": "float64"}
 # Rates used for the dry-run time estimate (DESIGN §5, this project's 2-core machine, warm page cache).
 READ_RATE, WRITE_RATE, COMPUTE_NS_PER_ELEMENT, STARTUP_S = 4.0e9, 2.5e9, 1.2, 1.5
-PROCESS_BASE_BYTES = 350 * 2**20  # Python + torch after import, measured
+PROCESS_BASE_BYTES = 160 * 2**20  # anonymous memory of Python + torch + wiseft after import (measured)
 
 
 def parse_dtype(name: str) -> torch.dtype:

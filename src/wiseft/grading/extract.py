@@ -15,6 +15,7 @@ from __future__ import annotations
 import re
 
 BOX_COMMANDS = ("\\boxed", "\\fbox")
+_BOX = re.compile("|".join(re.escape(c) for c in BOX_COMMANDS))
 _ANSWER_IS = re.compile(r"(?:the\s+)?(?:final\s+)?answer\s*(?:is|:)\s*:?\s*", re.IGNORECASE)
 _NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?|-?\.\d+")
 _THOUSANDS = re.compile(r"-?\d{1,3}(?:,\d{3})+(?:\.\d+)?")
@@ -60,9 +61,7 @@ def last_boxed(text: str) -> str | None:
     The last box is usually complete and closes soon, so it is scanned alone; only when it is not (a
     completion cut by the length limit) are all braces matched, in one pass, for the earlier boxes.
     """
-    positions = sorted(
-        (m.start(), len(cmd)) for cmd in BOX_COMMANDS for m in re.finditer(re.escape(cmd), text)
-    )
+    positions = [(m.start(), m.end() - m.start()) for m in _BOX.finditer(text)]
     match: dict[int, int] | None = None
     for n, (pos, length) in enumerate(reversed(positions)):
         after = pos + length

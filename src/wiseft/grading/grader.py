@@ -337,8 +337,10 @@ class Grader:
                 self.stats.no_answer += 1
             else:
                 self.stats.rules[found[1]] = self.stats.rules.get(found[1], 0) + 1
-        forms = [normalise(f[0]) if f else None for f in extracted]
-        golds = {g: normalise(g) for g, _ in items}
+        # Answers repeat heavily: normalise each distinct string once.
+        form_of = {a: normalise(a) for a in {f[0] for f in extracted if f}}
+        forms = [form_of[f[0]] if f else None for f in extracted]
+        golds = {g: normalise(g) for g in {g for g, _ in items}}
         # One verification per distinct (gold, answer) of the whole batch, so workers see it all at once.
         pairs = list(
             dict.fromkeys((golds[g], f) for (g, _), f in zip(items, forms, strict=True) if f is not None)

@@ -115,3 +115,18 @@ def test_switching_reads_nothing_from_disk(pair, monkeypatch):
     monkeypatch.setattr(Checkpoint, "load", no_reads)
     ws.set_delta(0.4)
     ws.apply([0.1, 0.9])
+
+
+def test_nonfinite_anchor_is_rejected_at_load(pair, tmp_path):
+    import shutil
+
+    from _merge_fixtures import load_dir
+    from safetensors.torch import save_file
+
+    bad = tmp_path / "bad"
+    shutil.copytree(pair[0], bad)
+    tensors = load_dir(pair[0])
+    tensors["model.norm.weight"][1] = float("nan")
+    save_file(tensors, str(bad / "model.safetensors"), metadata={"format": "pt"})
+    with pytest.raises(MergeError, match="model.norm.weight of .*bad contains non-finite"):
+        WeightSpace.load([bad, pair[1]], dtype=torch.float32)

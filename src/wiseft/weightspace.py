@@ -23,8 +23,10 @@ Usage (the API the sweep codes against)::
 names (the same inputs as `wiseft merge`; for two anchors the order is EARLY, FINAL as in DESIGN §4).
 `dtype` is the model's dtype when `model` is None (default: float32 on CPU, bfloat16 on CUDA); the
 anchors stay in their stored dtype on `device`. `ws.variant` is the recipe last applied.
-Errors: CheckpointError/MergeError (anchors incompatible with each other or with `model`), ConfigError
-(bad coefficients, e.g. δ outside [0, 1] without extrapolate=True).
+Errors: CheckpointError/MergeError (anchors incompatible with each other or with `model`, or holding
+nan/inf), ConfigError (bad coefficients, e.g. δ outside [0, 1] without extrapolate=True). Coefficients are
+validated exactly as `wiseft merge` validates them; tensors not among the model's parameters (e.g. a
+stored lm_head of a tied model) are ignored.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ import torch
 
 from wiseft.checkpoints import Checkpoint
 from wiseft.errors import ConfigError, MergeError
-from wiseft.merge.compute import CHUNK, Scratch, combine_into
+from wiseft.merge.compute import CHUNK, Scratch, all_finite, combine_into
 from wiseft.merge.methods import get_method
 from wiseft.merge.plan import check_compatible
 from wiseft.merge.recipe import Recipe
@@ -112,6 +114,9 @@ class WeightSpace:
                     f"model parameter {pname!r} is {param.dtype}; only float parameters can be mixed"
                 )
             flats = tuple(ck.load(pname).reshape(-1).to(self.device) for ck in inputs)
+            for ck, flat in zip(inputs, flats, strict=True):
+                if not all_finite(flat):
+                    raise MergeError(f"tensor {pname} of {ck.path} contains non-finite values (nan/inf)")
             self._slots.append((pname, param, flats))
 
     # --- variants ------------------------------------------------------------------------------------

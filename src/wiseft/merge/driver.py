@@ -15,7 +15,6 @@ only when complete; on any error (a full disk included) the temporary directory 
 from __future__ import annotations
 
 import json
-import math
 import shutil
 import time
 from collections.abc import Callable
@@ -31,7 +30,7 @@ from wiseft.checkpoints import TOKENIZER_FILES, ShardWriter, plan_shards
 from wiseft.checkpoints.safetensors_format import DTYPES
 from wiseft.config import write_resolved
 from wiseft.errors import MergeError, OutputError, WiseftError
-from wiseft.merge.compute import Scratch, combine_into
+from wiseft.merge.compute import Scratch, all_finite, combine_into
 from wiseft.merge.plan import ST_NAMES, Plan, TensorPlan
 from wiseft.merge.recipe import recipe_to_dict
 
@@ -248,7 +247,7 @@ def _compute(
     # Inputs are checked even where their coefficient is 0 (a NaN there is still a broken checkpoint),
     # the output for overflow of the output dtype (extrapolation, or float32 inputs to float16).
     for x, ck in zip(xs, plan.inputs, strict=True):
-        if not _all_finite(x):
+        if not all_finite(x):
             _nonfinite(
                 f"tensor {t.name} of {ck.path} contains non-finite values (nan/inf); fix the input or pass "
                 "--allow-nonfinite to merge anyway",
@@ -257,7 +256,7 @@ def _compute(
                 nonfinite,
             )
     combine_into(out, xs, plan.method, t.coeffs, scratch)
-    if not _all_finite(out):
+    if not all_finite(out):
         _nonfinite(
             f"tensor {t.name}: the merged values overflow {ST_NAMES[t.out_dtype]} (inf); use a wider --dtype, "
             "smaller coefficients, or pass --allow-nonfinite",
@@ -266,15 +265,6 @@ def _compute(
             nonfinite,
         )
     return out_bytes
-
-
-def _all_finite(x: torch.Tensor) -> bool:
-    """min and max propagate nan and show ±inf: one cheap reduction instead of `isfinite(x).all()`,
-    which materialises a bool tensor and is 40× slower on bfloat16."""
-    if x.numel() == 0:
-        return True
-    lo, hi = torch.aminmax(x)
-    return math.isfinite(float(lo)) and math.isfinite(float(hi))
 
 
 def _nonfinite(message: str, name: str, allowed: bool, seen: list[str]) -> None:

@@ -249,3 +249,22 @@ def test_batch_plan_respects_budget(tiny):
 def test_bad_model_path_is_a_sampling_error(tmp_path):
     with pytest.raises(SamplingError, match=f"model {tmp_path} has no config.json"):
         HFSampler.from_pretrained(tmp_path, device="cpu")
+
+
+@pytest.mark.parametrize("arch", ["qwen2", "gemma"])
+def test_greedy_matches_generate_on_other_architectures(arch, tmp_path):
+    """The preallocated cache and left padding work for Qwen2 (biases, GQA) and Gemma (tied
+    embeddings, scaled embeddings) as for Llama."""
+    path = tiny_model_dir(tmp_path, arch=arch, tied=arch == "gemma")
+    sampler = HFSampler.from_pretrained(path, device="cpu")
+    prompts = ["12+34=", "99+1+2="]
+    ours = sampler.generate(prompts, 1, SamplingParams(temperature=0, max_new_tokens=8))
+    tok = sampler.tokenizer
+    for prompt, comps in zip(prompts, ours, strict=True):
+        ids = torch.tensor([tok(prompt)["input_ids"]])
+        ref = sampler.model.generate(
+            ids, attention_mask=torch.ones_like(ids), do_sample=False, max_new_tokens=8, pad_token_id=0
+        )[0, ids.shape[1] :].tolist()
+        if tok.eos_token_id in ref:
+            ref = ref[: ref.index(tok.eos_token_id)]
+        assert comps[0].text == tok.decode(ref, skip_special_tokens=True)

@@ -65,3 +65,37 @@ def test_eval_yaml_config_with_flags_overriding(tmp_path, capsys):
     cfg.write_text("task: toy\nbogus: 1\n")
     code, err = run_cli(["eval", str(model), "--config", str(cfg), "-o", str(tmp_path / "o2")], capsys)
     assert code == 2 and "unknown key(s) bogus" in err
+
+
+def test_model_that_never_stops_is_recorded_as_length(tmp_path):
+    from wiseft.sampling.fake import ScriptedSampler
+    from wiseft.store import SampleStore
+    from wiseft.sweep import ModelEvalConfig, run_eval
+
+    model = tiny_model_dir(tmp_path, "m")
+    cfg = ModelEvalConfig(model=str(model), task="toy", limit=4, n=2, k=(1, 2), max_new_tokens=12, n_boot=10,
+                          device="cpu")  # fmt: skip
+    never = ScriptedSampler(lambda prompt, i, params: "12," * 50)  # no "$", no end of sequence
+    entries = run_eval(cfg, model, tmp_path / "out", sampler_factory=lambda m, t: never)
+    assert entries[0]["summary"]["tokens"]["truncated_frac"] == 1.0
+    with SampleStore(tmp_path / "out" / "samples.db", writer=False) as store:
+        recs = store.records(store.variants()[0])
+    assert len(recs) == 8
+    assert all(r["finish_reason"] == "length" and r["n_tokens"] == 12 for r in recs)
+
+
+def test_store_of_another_version_is_refused(tmp_path, capsys):
+    import sqlite3
+
+    from wiseft.store import SampleStore
+
+    model = tiny_model_dir(tmp_path, "m")
+    out = tmp_path / "out"
+    SampleStore(out / "samples.db").close()
+    db = sqlite3.connect(out / "samples.db")
+    db.execute("UPDATE meta SET value='0' WHERE key='schema_version'")
+    db.commit()
+    db.close()
+    code, err = run_cli(_args(model, out), capsys)
+    assert code == 2 and "has schema version 0" in err and str(out / "samples.db") in err
+    assert sorted(p.name for p in out.iterdir()) == ["samples.db", "samples.db.lock"]

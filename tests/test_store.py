@@ -172,3 +172,19 @@ def test_export_import_round_trip(tmp_path):
         assert other.import_jsonl(tmp_path / "out.jsonl", "toy") == {"v": 0}  # no duplicates
         with pytest.raises(StoreError, match="has no variant 'nope'"):
             other.find_variant("nope")
+
+
+def test_os_error_during_a_transaction_is_a_store_error(tmp_path):
+    """ENOSPC from the OS (not only SQLite's own SQLITE_FULL) rolls the batch back with the same message."""
+    with SampleStore(tmp_path / "s.db") as store:
+        v = _variant(store)
+        store.add_samples(v, _samples(["a"], 2))
+        with pytest.raises(StoreError, match="disk full during commit"):
+            with store.transaction() as db:
+                db.execute(
+                    "INSERT INTO samples(variant_id, problem_id, sample_idx, completion) VALUES (?, 'b', 0, 'x')",
+                    (v.id,),
+                )
+                raise OSError(28, "No space left on device")
+        assert store.missing(v, ["a", "b"], 2) == ["b"]
+        assert len(store.records(v)) == 2

@@ -104,7 +104,14 @@ def _line(ax: Axes, xs, stats: Sequence[Stat | None], color: str, label: str, ma
 
 
 def _pct_axis(ax: Axes, label: str) -> None:
+    """Label a percent axis and keep it within [0, 100] (plus room for markers), at least 5 points tall."""
     ax.set_ylabel(f"{label} (%)")
+    lo, hi = ax.get_ylim()
+    lo, hi = max(lo, -2.0), min(hi, 102.0)
+    if hi - lo < 5:
+        mid = min(max((lo + hi) / 2, 2.5), 97.5)
+        lo, hi = mid - 3, mid + 3
+    ax.set_ylim(lo, hi)
 
 
 def _log2_axis(ax: Axes, ks: Sequence[int]) -> None:
@@ -460,17 +467,21 @@ def plot_bias_variance(res: Results, ks: Sequence[int], all_ks: Sequence[int]) -
             vals += [*b, *e]
             ax2.plot(b, e, marker=ROLE[role][1] if role in ROLE else "o", linestyle="none",
                      color=_series_color(role, i), label=label)  # fmt: skip
+        # Log axes when the values span orders of magnitude (the bound shrinks like c^{k/2}); else linear.
+        log = bool(vals) and max(vals) / min(vals) > 20
         if vals:
-            lo, hi = min(vals) / 2, min(1.0, max(vals) * 2)
+            lo, hi = (min(vals) / 2, min(1.0, max(vals) * 2)) if log else (0.0, min(1.0, 1.1 * max(vals)))
             ax2.plot(
                 [lo, hi], [lo, hi], color="black", linewidth=0.9, linestyle="--", label="bound = empirical"
             )
-            ax2.set_xscale("log")
-            ax2.set_yscale("log")
+            if log:
+                ax2.set_xscale("log")
+                ax2.set_yscale("log")
             ax2.set_xlim(lo, hi)
             ax2.set_ylim(lo, hi)
-        ax2.set_xlabel(f"Jensen bound (bias² + Var)$^{{{k / 2:g}}}$ (log)")
-        ax2.set_ylabel(f"empirical 1 − Pass@{k} (log)")
+        scale = " (log)" if log else ""
+        ax2.set_xlabel(f"Jensen bound (bias² + Var)$^{{{k / 2:g}}}$" + scale)
+        ax2.set_ylabel(f"empirical 1 − Pass@{k}" + scale)
         ax2.set_title(f"The bound at k={k}: every point on or above the diagonal", fontsize=9)
         ax2.legend(loc="lower right")
     return fig

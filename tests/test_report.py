@@ -202,6 +202,8 @@ def test_demo_shape_endpoints_and_temperatures_come_from_the_checkpoints():
     (fr,) = visible_axes(figs["frontier"])
     assert [len(ln.get_xdata()) for ln in fr.get_lines()[:2]] == [5, 4]
     assert [ax.get_title() for ax in visible_axes(figs["pass_at_k"])][-1] == "other variants"
+    traj = visible_axes(figs["trajectory"])[1]
+    assert traj.get_legend_handles_labels()[1] == ["SFT checkpoints (raw)", "chosen mix δ=0.5"]
 
 
 def test_claims_split_scores_and_task_are_in_the_documents():

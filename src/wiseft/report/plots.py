@@ -261,6 +261,16 @@ def plot_trajectory(res: Results, ks: Sequence[int], all_ks: Sequence[int]) -> F
             i = n_role[role] = n_role.get(role, -1) + 1
             _line(ax, curve.xs(), [v.metric(name) for v in curve.variants], _shade(role, i), curve.label,
                   marker=ROLE[role][1])  # fmt: skip
+        best = res.best_variant
+        on_mixed = any(best in c.variants for role, c in curves if role == "mixed")
+        if best is not None and best.kind == "mix" and best.step is not None and not on_mixed:
+            stat = best.metric(name)
+            if stat is not None:  # the chosen mix of the final step, beside the checkpoint it rescues
+                v, lo, hi = pct(stat)
+                err = [[v - lo], [hi - v]] if stat.has_interval else None
+                ax.errorbar([best.step], [v], yerr=err, fmt="*", markersize=13, color="#f2c200",
+                            markeredgecolor="black", ecolor="#b08a00", elinewidth=1, capsize=3,
+                            label=f"chosen mix {best.short.split(',')[0]}", zorder=5)  # fmt: skip
         ax.set_title(metric_label(name))
         ax.set_xlabel("training step")
         _pct_axis(ax, metric_label(name))

@@ -253,7 +253,7 @@ def test_bad_model_path_is_a_sampling_error(tmp_path):
 
 @pytest.mark.parametrize("arch", ["qwen2", "gemma"])
 def test_greedy_matches_generate_on_other_architectures(arch, tmp_path):
-    """The preallocated cache and left padding work for Qwen2 (biases, GQA) and Gemma (tied
+    """The block-grown cache and left padding work for Qwen2 (biases, GQA) and Gemma (tied
     embeddings, scaled embeddings) as for Llama."""
     path = tiny_model_dir(tmp_path, arch=arch, tied=arch == "gemma")
     sampler = HFSampler.from_pretrained(path, device="cpu")

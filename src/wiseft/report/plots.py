@@ -152,6 +152,52 @@ def _shared_legend(fig: Figure, ax: Axes) -> None:
         fig.legend(handles, labels, loc="outside lower center", ncol=min(len(handles), 5))
 
 
+class PointLabels:
+    """Text labels beside points, placed after the data so they do not sit on one another.
+
+    Each label tries a few offsets around its point and takes the first whose box (estimated from the
+    font size and text length, in points) overlaps no label placed before; a variant on two curves (the
+    final checkpoint is δ=0 and T=1) gets one label that names both.
+    """
+
+    OFFSETS = ((4, 3), (4, -10), (-4, 3), (-4, -10), (4, 11), (4, -18))
+
+    def __init__(self, fontsize: float = 7):
+        self.fontsize = fontsize
+        self.items: dict[str, list] = {}
+
+    def add(self, key: str, x: float, y: float, text: str, color) -> None:
+        if key in self.items:
+            if text not in self.items[key][2].split(" · "):
+                self.items[key][2] += f" · {text}"
+            return
+        self.items[key] = [x, y, text, color]
+
+    def place(self, ax: Axes) -> None:
+        ax.autoscale_view()  # the limits the labels will be drawn against
+        fig = ax.get_figure()
+        to_points = 72.0 / fig.dpi
+        placed: list[tuple[float, float, float, float]] = []
+        h = self.fontsize * 1.2
+        for x, y, text, color in self.items.values():
+            if not (np.isfinite(x) and np.isfinite(y)):
+                continue
+            px, py = ax.transData.transform((x, y)) * to_points
+            w = 0.6 * self.fontsize * len(text)
+            for dx, dy in self.OFFSETS:
+                x0 = px + dx if dx > 0 else px + dx - w
+                box = (x0, py + dy, x0 + w, py + dy + h)
+                if not any(_overlap(box, other) for other in placed):
+                    break
+            placed.append(box)
+            ax.annotate(text, (x, y), textcoords="offset points", xytext=(dx, dy), fontsize=self.fontsize,
+                        color=color, ha="left" if dx > 0 else "right")  # fmt: skip
+
+
+def _overlap(a: tuple[float, ...], b: tuple[float, ...]) -> bool:
+    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+
+
 def headline_metrics(res: Results, ks: Sequence[int]) -> list[str]:
     """Pass@1, then pass/maj/best at the chosen ks (best only when scores exist), in that order."""
     names = ["pass@1"] if res.has_metric("pass@1") else []
@@ -293,6 +339,7 @@ def plot_frontier(res: Results, ks: Sequence[int], all_ks: Sequence[int]) -> Fig
         return None
     fig = _figure(1, width=5.6, height=4.3)
     (ax,) = _axes(fig, 1)
+    labels = PointLabels()
     for i, (role, curve) in enumerate(curves):
         pts = [(pos, v) for pos, v in curve.points() if v.metric("pass@1") and v.metric(f"pass@{k}")]
         x = np.array([pct(v.metric(f"pass@{k}")) for _, v in pts])
@@ -306,21 +353,14 @@ def plot_frontier(res: Results, ks: Sequence[int], all_ks: Sequence[int]) -> Fig
                 yerr=[y[:, 0] - y[:, 1], y[:, 2] - y[:, 0]], fmt="none", ecolor=color, alpha=0.25,
                 elinewidth=0.8, capsize=0,
             )  # fmt: skip
-        offset = (5, 5) if role == "delta" else (5, -11)
         for (pos, v), xi, yi in zip(pts, x[:, 0], y[:, 0], strict=True):
-            ax.annotate(
-                _tag(role, pos, v),
-                (xi, yi),
-                textcoords="offset points",
-                xytext=offset,
-                fontsize=7,
-                color=color,
-            )
+            labels.add(v.name, xi, yi, _tag(role, pos, v), color)
     best = res.best_variant
     if best is not None and best.metric("pass@1") and best.metric(f"pass@{k}"):
         ax.plot([pct(best.metric(f"pass@{k}"))[0]], [pct(best.metric("pass@1"))[0]], marker="*",
                 markersize=14, color="#f2c200", markeredgecolor="black", linestyle="none",
                 label=f"chosen: {_best_tag(best, curves)}", zorder=5)  # fmt: skip
+    labels.place(ax)
     ax.set_xlabel(f"Pass@{k} (%)")
     ax.set_ylabel("Pass@1 (%)")
     ax.set_title(f"Pass@1 against Pass@{k}: up and right is better (bars: 95% CI)")
@@ -444,6 +484,7 @@ def plot_bias_variance(res: Results, ks: Sequence[int], all_ks: Sequence[int]) -
         ax.plot([0, c], [c, 0], color="#9a9a9a", linestyle=":", linewidth=0.9, label="_nolegend_")
         if c < 1.9 * lim:
             ax.annotate(f"{c:g}", (c / 2, c / 2), fontsize=6.5, color="#777777", ha="left", va="bottom")
+    labels = PointLabels(fontsize=6.5)
     for label, role, pts, i in series:
         vs = [v for _, v in pts]
         color = _series_color(role, i)
@@ -453,10 +494,10 @@ def plot_bias_variance(res: Results, ks: Sequence[int], all_ks: Sequence[int]) -
         ax.plot(x, y, marker=marker, color=color, label=label, linestyle="-" if role != "loose" else "none")
         ends = range(len(vs)) if role in ("delta", "temperature", "loose") else (0, len(vs) - 1)
         for j in sorted(set(ends)):
-            ax.annotate(_tag(role, *pts[j]), (x[j], y[j]), textcoords="offset points", xytext=(3, 3),
-                        fontsize=6.5, color=color)  # fmt: skip
+            labels.add(vs[j].name, x[j], y[j], _tag(role, *pts[j]), color)
     ax.set_xlim(0, lim)
     ax.set_ylim(0, lim)
+    labels.place(ax)
     ax.set_xlabel("Var[ρ] over problems")
     ax.set_ylabel("bias² = (1 − E[ρ])²")
     ax.set_title(
@@ -551,6 +592,7 @@ def plot_tokens(res: Results, ks: Sequence[int], all_ks: Sequence[int]) -> Figur
         return None
     fig = _figure(1, width=5.6, height=4.0)
     (ax,) = _axes(fig, 1)
+    labels = PointLabels()
     for label, role, pts, i in series:
         vs = [v for _, v in pts]
         color = _series_color(role, i)
@@ -565,14 +607,8 @@ def plot_tokens(res: Results, ks: Sequence[int], all_ks: Sequence[int]) -> Figur
                         alpha=0.35, elinewidth=0.9)  # fmt: skip
         ends = range(len(vs)) if role in ("delta", "temperature", "loose") else (0, len(vs) - 1)
         for j in sorted(set(ends)):
-            ax.annotate(
-                _tag(role, *pts[j]),
-                (x[j], y[j, 0]),
-                textcoords="offset points",
-                xytext=(4, 3),
-                fontsize=7,
-                color=color,
-            )
+            labels.add(vs[j].name, x[j], y[j, 0], _tag(role, *pts[j]), color)
+    labels.place(ax)
     ax.set_xlabel("mean completion length (tokens)")
     ax.set_ylabel("Pass@1 (%)")
     ax.set_title("Accuracy against length (bars: 95% CI)")

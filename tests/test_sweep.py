@@ -39,6 +39,7 @@ def test_parse_grid():
         ({"metric": "pass@4"}, "--metric 'pass@4' must be pass@k, maj@k or best@k with k among --k [1]"),
         ({"anchors": ("a",)}, "needs two anchors EARLY FINAL"),
         ({"temperature": "-1"}, "--temperature must be >= 0"),
+        ({"metric": "best@1"}, "best@k needs reward-model scores"),
     ],
 )
 def test_bad_sweep_config(kwargs, message):
@@ -119,6 +120,8 @@ def test_bad_inputs_write_nothing(anchors, tmp_path):
     early, final = anchors
     with pytest.raises(TaskError, match="unknown task 'nope'"):
         run_sweep(_cfg((str(early), str(final)), tmp_path / "o" / "s.db", task="nope"), tmp_path / "o")
+    with pytest.raises(ConfigError, match="leaves an empty validation or test split"):
+        run_sweep(_cfg((str(early), str(final)), tmp_path / "o" / "s.db", limit=1), tmp_path / "o")
     other = tiny_model_dir(tmp_path, "wide", hidden=48)
     with pytest.raises(MergeError) as err:
         run_sweep(_cfg((str(early), str(other)), tmp_path / "o" / "s.db"), tmp_path / "o")

@@ -184,6 +184,23 @@ def check_metric(metric: str, ks: Sequence[int]) -> None:
     m = re.fullmatch(r"(pass|maj|best)@(\d+)", metric)
     if not m or int(m.group(2)) not in ks:
         raise ConfigError(f"--metric {metric!r} must be pass@k, maj@k or best@k with k among --k {list(ks)}")
+    if m.group(1) == "best":
+        raise ConfigError(
+            f"--metric {metric}: best@k needs reward-model scores, which a sweep does not produce; "
+            "choose pass@k or maj@k"
+        )
+
+
+def check_split(cfg, task) -> None:
+    """Fail before any sampling when the validation split cannot be made (too few problems)."""
+    from wiseft.errors import TaskError
+    from wiseft.tasks import split_problems
+
+    if getattr(cfg, "val_fraction", 0):
+        try:
+            split_problems(task.problems, cfg.val_fraction, cfg.seed)
+        except TaskError as exc:
+            raise ConfigError(str(exc)) from exc
 
 
 def sampling_params(cfg: EvalConfig, temperature: float, stop: tuple[str, ...]) -> SamplingParams:
@@ -393,10 +410,7 @@ def choose_best(entries: list[dict], problems: list, cfg, ids_order: list[str]) 
         return {"metric": metric, "variant": best["name"],
                 "how": f"highest {metric} on all {len(problems)} problems (no validation split: in-sample)",
                 "value": best["summary"]["metrics"][metric]}  # fmt: skip
-    try:
-        val, test = split_problems(problems, cfg.val_fraction, cfg.seed)
-    except Exception as exc:  # TaskError: too few problems for a split
-        raise ConfigError(str(exc)) from exc
+    val, test = split_problems(problems, cfg.val_fraction, cfg.seed)  # feasibility checked up front
     pos = {pid: i for i, pid in enumerate(ids_order)}
     k = int(metric.split("@")[1])
     for e in entries:
@@ -480,6 +494,7 @@ def run_sweep(
     recipe = load_recipe(cfg.recipe) if cfg.recipe else None
     anchors = tuple(recipe.models) if recipe is not None else cfg.anchors
     task = load_task(cfg, task)
+    check_split(cfg, task)
     specs = plan_sweep(cfg, recipe)
     device = cfg.device or _default_device()
     ws = WeightSpace.load(list(anchors), device=device, base=recipe.base if recipe else None)
@@ -529,6 +544,7 @@ def run_trajectory(
 
     check_compatible([Checkpoint.open(early)] + [Checkpoint.open(p) for _, p in checkpoints if p != early])
     task = load_task(cfg, task)
+    check_split(cfg, task)
     device = cfg.device or _default_device()
     dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
     model = AutoModelForCausalLM.from_pretrained(str(early), dtype=dtype)

@@ -68,10 +68,14 @@ def prepare_output(args: argparse.Namespace, result_file: str) -> Path:
 
 
 class ProgressView:
-    """A rich progress display with one bar per (variant, stage): the library's progress callback."""
+    """A rich progress display with one bar per (variant, stage): the library's progress callback.
+    transformers' own per-load bars are switched off for the command (they would interleave)."""
 
     def __init__(self, console):
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
 
         self.progress = Progress(
             TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),

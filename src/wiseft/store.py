@@ -484,13 +484,15 @@ class SampleStore:
         out = []
         for pid, rs in by_problem.items():
             scores = [r.get("score") for r in rs]
-            out.append(
+            tokens = [r["n_tokens"] for r in rs]
+            finish = [r["finish_reason"] for r in rs]
+            out.append(  # optional fields go in only when every sample has them (imports may lack them)
                 ProblemSamples(
                     correct=np.array([r["correct"] for r in rs], dtype=bool),
                     classes=np.array([r["answer_class"] for r in rs], dtype=np.int64),
-                    scores=np.array(scores, dtype=np.float64) if all(s is not None for s in scores) else None,
-                    n_tokens=np.array([r["n_tokens"] or 0 for r in rs], dtype=np.int64),
-                    truncated=np.array([r["finish_reason"] == "length" for r in rs], dtype=bool),
+                    scores=np.array(scores, dtype=np.float64) if None not in scores else None,
+                    n_tokens=np.array(tokens, dtype=np.int64) if None not in tokens else None,
+                    truncated=np.array([f == "length" for f in finish]) if None not in finish else None,
                     problem_id=pid,
                 )
             )

@@ -109,6 +109,10 @@ class WeightSpace:
                     f"model parameter {pname!r} has shape {list(param.shape)} but the anchors store "
                     f"{list(names[pname].shape)}; the model does not match the anchors"
                 )
+            if not param.is_contiguous():
+                raise MergeError(
+                    f"model parameter {pname!r} is not contiguous; call .contiguous() on the model first"
+                )
             if not param.dtype.is_floating_point:
                 raise MergeError(
                     f"model parameter {pname!r} is {param.dtype}; only float parameters can be mixed"

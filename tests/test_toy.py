@@ -133,13 +133,17 @@ def test_tokenizer_round_trips_every_toy_string(tmp_path):
     assert len(tok) == 4 + len(toy.ALPHABET)
 
 
-def test_toy_model_is_a_standard_llama_of_about_0_6m_parameters():
+@pytest.mark.parametrize("arch, cls", [("gpt2", "GPT2LMHeadModel"), ("llama", "LlamaForCausalLM")])
+def test_toy_model_is_a_standard_hf_model_of_about_0_6m_parameters(arch, cls):
     tok = toy.toy_tokenizer()
-    model = toy.toy_model(toy.ToyModelConfig(), tok, seed=0)
-    assert type(model).__name__ == "LlamaForCausalLM"
+    cfg = toy.ToyModelConfig(arch=arch, intermediate=512 if arch == "gpt2" else 352)
+    model = toy.toy_model(cfg, tok, seed=0)
+    assert type(model).__name__ == cls
     n = sum(p.numel() for p in model.parameters())
     assert 550_000 < n < 650_000
-    again = toy.toy_model(toy.ToyModelConfig(), tok, seed=0)
+    again = toy.toy_model(cfg, tok, seed=0)
     assert all((a == b).all() for a, b in zip(model.parameters(), again.parameters(), strict=True))
     dollar = tok.convert_tokens_to_ids("$")
     assert model.generation_config.eos_token_id == [tok.eos_token_id, dollar]
+    with pytest.raises(ConfigError, match="arch must be"):
+        toy.ToyModelConfig(arch="rnn")

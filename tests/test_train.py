@@ -164,7 +164,9 @@ def test_resume_with_optimizer_state_is_identical_to_an_uninterrupted_run(tmp_pa
 
     model2, _ = _model()
     with pytest.raises(_Stop):
-        sft.train(model2, tok, sft.epoch_batches(pairs, 4, 1), cfg, tmp_path / "cut", on_step=_interrupt_at(4))
+        sft.train(
+            model2, tok, sft.epoch_batches(pairs, 4, 1), cfg, tmp_path / "cut", on_step=_interrupt_at(4)
+        )
     assert list(sft.list_checkpoints(tmp_path / "cut")) == [3]
     fresh, _ = _model(seed=99)  # the weights come from the checkpoint, not from this init
     resumed = sft.train(fresh, tok, sft.epoch_batches(pairs, 4, 1), cfg, tmp_path / "cut")
@@ -180,7 +182,9 @@ def test_resume_without_optimizer_state_continues_and_says_so(tmp_path):
     cfg = _cfg(steps=6, save_steps=(3,))
     model, tok = _model()
     with pytest.raises(_Stop):
-        sft.train(model, tok, sft.epoch_batches(_pairs(), 4, 1), cfg, tmp_path / "r", on_step=_interrupt_at(5))
+        sft.train(
+            model, tok, sft.epoch_batches(_pairs(), 4, 1), cfg, tmp_path / "r", on_step=_interrupt_at(5)
+        )
     model2, _ = _model()
     result = sft.train(model2, tok, sft.epoch_batches(_pairs(), 4, 1), cfg, tmp_path / "r")
     assert result.resumed_from == 3 and list(result.checkpoints) == [3, 6]
@@ -223,7 +227,7 @@ def test_toy_recipe_on_a_tiny_budget_gives_a_base_and_an_sft_trajectory(tmp_path
     run = toy.finetune(recipe, pre.checkpoints[4], tmp_path / "sft")
     assert list(run.checkpoints) == [2, 4, 6]
     model = AutoModelForCausalLM.from_pretrained(run.checkpoints[6])
-    assert type(model).__name__ == "LlamaForCausalLM"
+    assert type(model).__name__ == "GPT2LMHeadModel"
     sampler = HFSampler.from_pretrained(run.checkpoints[6], device="cpu")
     out = sampler.generate(["12+34="], 2, SamplingParams(max_new_tokens=8, stop=("$",)))
     assert len(out[0]) == 2 and all(set(c.text) <= set(toy.ALPHABET) for c in out[0])
@@ -235,23 +239,39 @@ def test_toy_recipe_on_a_tiny_budget_gives_a_base_and_an_sft_trajectory(tmp_path
 # ------------------------------------------------------------------------------------------------- CLI
 
 
-def _cli_model(tmp_path):
-    model, tok = _model()
-    model.save_pretrained(tmp_path / "m")
-    tok.save_pretrained(tmp_path / "m")
+def _cli_model(tmp_path, arch="llama"):
+    """Any causal LM: the shared tiny test checkpoints (Llama, Qwen2), not the toy model."""
+    from wiseft.testing import save_tiny_model
+
+    save_tiny_model(tmp_path / "m", arch=arch)
     data = tmp_path / "d.jsonl"
     data.write_text("".join(json.dumps({"prompt": p, "completion": c}) + "\n" for p, c in _pairs(8)))
     return tmp_path / "m", data
 
 
-def test_cli_train_sft_writes_the_schedule_and_refuses_to_overwrite(tmp_path, capsys):
-    model_dir, data = _cli_model(tmp_path)
+@pytest.mark.parametrize("arch", ["llama", "qwen2"])
+def test_cli_train_sft_writes_the_schedule_and_refuses_to_overwrite(tmp_path, capsys, arch):
+    from transformers import AutoModelForCausalLM
+
+    model_dir, data = _cli_model(tmp_path, arch)
     out = tmp_path / "run"
     args = ["train", "sft", "--model", str(model_dir), "--data", str(data), "-o", str(out)]
-    args += ["--steps", "4", "--batch-size", "4", "--save-steps", "1,3", "--threads", "1", "--warmup-steps", "1"]
+    args += [
+        "--steps",
+        "4",
+        "--batch-size",
+        "4",
+        "--save-steps",
+        "1,3",
+        "--threads",
+        "1",
+        "--warmup-steps",
+        "1",
+    ]
     assert main(args) == 0
     assert list(sft.list_checkpoints(out)) == [1, 3, 4]
     assert (out / "train_config.yaml").is_file()
+    assert AutoModelForCausalLM.from_pretrained(out / "checkpoint-4").config.model_type == arch
     assert main(args) == 2
     assert "already holds checkpoints; pass --resume" in capsys.readouterr().err
     assert main(args + ["--resume"]) == 0
@@ -277,6 +297,8 @@ def test_cli_train_sft_bad_input_writes_nothing(tmp_path, capsys, extra, message
 
 def test_cli_train_sft_needs_a_model_directory(tmp_path, capsys):
     _, data = _cli_model(tmp_path)
-    assert main(["train", "sft", "--model", str(tmp_path), "--data", str(data), "-o", str(tmp_path / "o")]) == 2
+    assert (
+        main(["train", "sft", "--model", str(tmp_path), "--data", str(data), "-o", str(tmp_path / "o")]) == 2
+    )
     assert "is not a Hugging Face model directory (no config.json)" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()

@@ -88,6 +88,7 @@ def run(args) -> int:
     from wiseft.train.demo import base_path, default_cache_dir, run_demo
 
     hf_logging.disable_progress_bar()  # transformers' per-load bars would interleave with ours
+    hf_logging.set_verbosity_error()  # training feeds right-padded rows without a mask on purpose
     console = Console(stderr=True)
     cfg = build_config(args)
     out = Path(args.output or f"wiseft-out/demo-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}")
@@ -183,26 +184,35 @@ def show(results, console, out: Path, report: bool) -> None:
         mark = "[green]held[/]" if c["held"] else "[red]did not hold[/]"
         claims.add_row(mark, f"({c['key']}) {c['statement']}", c["evidence"])
     console.print(claims)
-    t = results["timings"]
+    t, cpu = results["timings"], results.get("cpu_seconds", {})
     timing = Table(title="where the time went (seconds)")
     timing.add_column("stage")
-    timing.add_column("s", justify="right")
+    timing.add_column("wall", justify="right")
+    timing.add_column("CPU", justify="right")
     base_label = "base (cached)" if results["base"]["cached"] else "base (pretraining)"
     rows = [
-        (base_label, t.get("base")),
-        ("SFT", t.get("sft")),
-        ("switch weights", t.get("eval.switch")),
-        ("sample", t.get("eval.sample")),
-        ("grade", t.get("eval.grade")),
-        ("summarise", t.get("eval.score")),
-        ("claims", t.get("claims")),
-        ("report", t.get("report")),
-        ("total", t.get("total")),
+        (base_label, "base"),
+        ("SFT", "sft"),
+        ("evaluation", "eval"),
+        ("  switch weights", "eval.switch"),
+        ("  sample", "eval.sample"),
+        ("  grade", "eval.grade"),
+        ("  summarise", "eval.score"),
+        ("claims", "claims"),
+        ("report", "report"),
+        ("total", "total"),
     ]
-    for name, value in rows:
-        if value is not None:
-            timing.add_row(name, f"{value:.1f}")
+    for name, key in rows:
+        if key in t:
+            c = cpu.get(key)
+            timing.add_row(name, f"{t[key]:.1f}", "" if c is None else f"{c:.1f}")
     console.print(timing)
+    m = results.get("machine", {})
+    if m:
+        console.print(
+            f"{m['torch_threads']} torch thread(s) on {m['cpu_count']} CPUs; load average "
+            f"{m['loadavg_1min_before']} before, {m['loadavg_1min_after']} after (other processes slow the demo)"
+        )
     held = sum(c["held"] for c in results["claims"])
     console.print(f"{held}/3 claims held. Results: [bold]{out / 'results.json'}[/]")
     if report:

@@ -120,6 +120,9 @@ def _progress(description: str):
 def _train_with_progress(description: str, steps: int, fn):
     """Run `fn(on_step)` under a rich progress bar; return its result."""
     from rich.console import Console
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()  # rows are right-padded without a mask on purpose (see train.sft)
 
     console = Console(stderr=True)
     with _progress(description) as bar:

@@ -16,6 +16,7 @@ output directory is written atomically.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import shutil
@@ -160,48 +161,75 @@ def run_demo(
     from wiseft.atomic import atomic_dir, write_json
     from wiseft.config import write_resolved
 
-    t_start = time.perf_counter()
-    timings: dict[str, float] = {}
+    clock = _Clock()
+    load_before = os.getloadavg()[0]
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     cache = Path(cache_dir) if cache_dir else default_cache_dir()
     with atomic_dir(out_dir, force=force) as tmp:
-        t0 = time.perf_counter()
-        base, cached = ensure_base(cfg, cache, fresh, progress)
-        timings["base"] = time.perf_counter() - t0
+        with clock.stage("base"):
+            base, cached = ensure_base(cfg, cache, fresh, progress)
 
-        t0 = time.perf_counter()
         steps = cfg.recipe.sft_steps
 
         def on_sft(p):
             if progress:
                 progress("sft", p.step, steps, f"loss {p.loss:.3f}")
 
-        run = toy.finetune(cfg.recipe, base, tmp / "sft", on_step=on_sft)
-        timings["sft"] = time.perf_counter() - t0
+        with clock.stage("sft"):
+            run = toy.finetune(cfg.recipe, base, tmp / "sft", on_step=on_sft)
 
-        entries, eval_timings = _evaluate_all(cfg, base, run.checkpoints, tmp, progress)
-        timings.update({f"eval.{k}": v for k, v in eval_timings.items()})
+        with clock.stage("eval"):
+            entries, eval_timings = _evaluate_all(cfg, base, run.checkpoints, tmp, progress)
 
-        t0 = time.perf_counter()
-        results = _results(cfg, entries, base, cached, run.checkpoints)
-        timings["claims"] = time.perf_counter() - t0
+        with clock.stage("claims"):
+            results = _results(cfg, entries, base, cached, run.checkpoints)
         results["paths"] = {"base": str(base), "sft": str(Path(out_dir) / "sft")}
         write_resolved(tmp, cfg, name="demo_config.yaml")
         if report:
             from wiseft.report import build
 
-            t0 = time.perf_counter()
             if progress:
                 progress("report", 0, 1, "plots")
-            build(_public(results), tmp / "report")
+            with clock.stage("report"):
+                build(_public(results), tmp / "report")
             if progress:
                 progress("report", 1, 1, "done")
-            timings["report"] = time.perf_counter() - t0
-        timings["total"] = time.perf_counter() - t_start
+        timings = dict(clock.wall)
+        timings.update({f"eval.{k}": v for k, v in eval_timings.items()})
+        timings["total"] = clock.total()
         results["timings"] = {k: round(v, 2) for k, v in timings.items()}
+        # CPU seconds of this process per stage: on a busy machine they show what an idle one would take.
+        results["cpu_seconds"] = {k: round(v, 2) for k, v in clock.cpu.items()}
+        results["machine"] = {
+            "torch_threads": torch.get_num_threads(),
+            "cpu_count": os.cpu_count(),
+            "loadavg_1min_before": round(load_before, 2),
+            "loadavg_1min_after": round(os.getloadavg()[0], 2),
+        }
         write_json(tmp / "results.json", _public(results))
     return _public(results)
+
+
+class _Clock:
+    """Wall and CPU seconds per named stage."""
+
+    def __init__(self):
+        self.start = time.perf_counter()
+        self.wall: dict[str, float] = {}
+        self.cpu: dict[str, float] = {}
+
+    @contextlib.contextmanager
+    def stage(self, name: str):
+        wall, cpu = time.perf_counter(), time.process_time()
+        try:
+            yield
+        finally:
+            self.wall[name] = time.perf_counter() - wall
+            self.cpu[name] = time.process_time() - cpu
+
+    def total(self) -> float:
+        return time.perf_counter() - self.start
 
 
 def _public(results: dict) -> dict:

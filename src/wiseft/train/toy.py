@@ -210,39 +210,61 @@ def toy_tokenizer():
 
 @dataclasses.dataclass(frozen=True)
 class ToyModelConfig:
-    """A standard Llama of ~0.6 M parameters: width 128, 3 layers, 4 heads.
+    """A standard transformers causal LM of ~0.6 M parameters: width 128, 3 layers, 4 heads, MLP 4x.
 
-    The SwiGLU MLP has three matrices, so intermediate 352 (about 8/3 of the width) gives the parameter
-    count of a classic 4x two-matrix MLP. Width 128 ran faster than 64 or 96 on 2 CPU threads.
+    `arch` "gpt2" (learned absolute positions, GELU MLP of 4x width) or "llama" (RoPE, SwiGLU; its MLP has
+    three matrices, so `intermediate` 352, about 8/3 of the width, matches the parameter count of a 4x
+    two-matrix MLP). Width 128 ran faster than 64 or 96 on 2 CPU threads.
     """
 
+    arch: str = "gpt2"
     hidden: int = 128
     layers: int = 3
     heads: int = 4
-    intermediate: int = 352
+    intermediate: int = 512
     max_positions: int = 64
+
+    def __post_init__(self):
+        if self.arch not in ("gpt2", "llama"):
+            raise ConfigError(f"toy model arch must be 'gpt2' or 'llama', got {self.arch!r}")
 
 
 def toy_model(cfg: ToyModelConfig, tokenizer, seed: int):
-    """A freshly initialised LlamaForCausalLM for the toy vocabulary (seeded)."""
+    """A freshly initialised causal LM for the toy vocabulary (seeded), with no dropout."""
     import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
+    from transformers import AutoModelForCausalLM, GPT2Config, LlamaConfig
 
-    config = LlamaConfig(
+    special = dict(
         vocab_size=len(tokenizer),
-        hidden_size=cfg.hidden,
-        intermediate_size=cfg.intermediate,
-        num_hidden_layers=cfg.layers,
-        num_attention_heads=cfg.heads,
-        num_key_value_heads=cfg.heads,
-        max_position_embeddings=cfg.max_positions,
-        tie_word_embeddings=True,
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
+        tie_word_embeddings=True,
     )
+    if cfg.arch == "gpt2":
+        config = GPT2Config(
+            n_embd=cfg.hidden,
+            n_layer=cfg.layers,
+            n_head=cfg.heads,
+            n_inner=cfg.intermediate,
+            n_positions=cfg.max_positions,
+            resid_pdrop=0.0,
+            embd_pdrop=0.0,
+            attn_pdrop=0.0,
+            **special,
+        )
+    else:
+        config = LlamaConfig(
+            hidden_size=cfg.hidden,
+            intermediate_size=cfg.intermediate,
+            num_hidden_layers=cfg.layers,
+            num_attention_heads=cfg.heads,
+            num_key_value_heads=cfg.heads,
+            max_position_embeddings=cfg.max_positions,
+            **special,
+        )
     torch.manual_seed(seed)
-    model = LlamaForCausalLM(config)
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
     # Generation stops at the end marker as well as at EOS, so plain `generate` needs no stop strings.
     model.generation_config.eos_token_id = [tokenizer.eos_token_id, tokenizer.convert_tokens_to_ids(END)]
     model.generation_config.pad_token_id = tokenizer.pad_token_id

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import torch
@@ -43,6 +44,8 @@ from wiseft.merge.compute import CHUNK, Scratch, all_finite, combine_into
 from wiseft.merge.methods import get_method
 from wiseft.merge.plan import check_compatible
 from wiseft.merge.recipe import Recipe
+
+PIECE = 1 << 22  # elements per work item handed to a worker
 
 
 class WeightSpace:
@@ -66,7 +69,13 @@ class WeightSpace:
         self._slots: list[tuple[str, torch.Tensor, tuple[torch.Tensor, ...]]] = []
         self._load_slots(inputs)
         largest = max((p.numel() for _, p, _ in self._slots), default=1)
-        self._scratch = Scratch(min(CHUNK if self.device.type == "cpu" else 1 << 24, largest), self.device)
+        size = min(CHUNK if self.device.type == "cpu" else 1 << 24, largest)
+        # On CPU, one worker (with its own scratch) per torch thread, each running single-threaded torch
+        # ops on its share of the parameters: torch's own threads spin on chunk-sized ops, and under load
+        # that made a switch several times slower. On CUDA the device parallelises; one stream suffices.
+        workers = torch.get_num_threads() if self.device.type == "cpu" else 1
+        self._scratches = [Scratch(size, self.device) for _ in range(max(1, workers))]
+        self._pool = ThreadPoolExecutor(len(self._scratches)) if len(self._scratches) > 1 else None
         self.variant: Recipe | None = None
 
     # --- construction --------------------------------------------------------------------------------
@@ -154,15 +163,36 @@ class WeightSpace:
             problem = method.check(coeffs, recipe.extrapolate)
             if problem:
                 raise ConfigError(f"tensor {name} ({source}): {problem}")
-        with torch.no_grad():
-            for (coeffs, _), param, flats in resolved:
-                combine_into(param.data.view(-1), flats, method, coeffs, self._scratch)
+        pieces = []  # (out, inputs, coeffs) in slices of at most PIECE elements, for the workers
+        for (coeffs, _), param, flats in resolved:
+            out = param.data.view(-1)
+            for start in range(0, out.numel(), PIECE):
+                end = min(start + PIECE, out.numel())
+                pieces.append((out[start:end], [f[start:end] for f in flats], coeffs))
+        if self._pool is None:
+            _run(pieces, method, self._scratches[0])
+        else:
+            threads = torch.get_num_threads()
+            torch.set_num_threads(1)
+            try:
+                n = len(self._scratches)
+                jobs = [self._pool.submit(_run, pieces[i::n], method, self._scratches[i]) for i in range(n)]
+                for job in jobs:
+                    job.result()
+            finally:
+                torch.set_num_threads(threads)
         self.variant = recipe
 
     def _recipe(self, method: str, **kwargs: Any) -> Recipe:
         models = tuple(str(a.path) for a in self.anchors)
         base = str(self.base.path) if self.base is not None else None
         return Recipe(method=method, models=models, base=base, **kwargs)
+
+
+def _run(pieces, method, scratch: Scratch) -> None:
+    with torch.no_grad():
+        for out, xs, coeffs in pieces:
+            combine_into(out, xs, method, coeffs, scratch)
 
 
 def _dtype(dtype: torch.dtype | str) -> torch.dtype:

@@ -303,3 +303,46 @@ def test_no_spurious_lm_head_when_an_input_stores_a_tied_one(models, tmp_path):
     assert p.dropped == ("lm_head.weight",)
     merge(p, tmp_path / "out")
     assert "lm_head.weight" not in load_dir(tmp_path / "out")
+
+
+def test_copy_tokenizer_from_a_stated_input(models, tmp_path, capsys):
+    import shutil
+
+    from wiseft.cli import main
+
+    early = tmp_path / "early"
+    shutil.copytree(models.get("llama", 1, torch.bfloat16), early)
+    (early / "generation_config.json").write_text('{"marker": "early"}')
+    final = models.get("llama", 2, torch.bfloat16)
+    out = tmp_path / "out"
+    assert (
+        main(
+            ["merge", str(early), str(final), "--delta", "0.5", "-o", str(out), "--copy-tokenizer-from", "0"]
+        )
+        == 0
+    )
+    assert json.loads((out / "generation_config.json").read_text()) == {"marker": "early"}
+    assert json.loads((out / "wiseft.json").read_text())["tokenizer_from"] == str(early)
+    assert main(["merge", str(early), str(final), "--delta", "0.5", "-o", str(tmp_path / "o2")]) == 0
+    assert (tmp_path / "o2" / "generation_config.json").read_bytes() == (
+        final / "generation_config.json"
+    ).read_bytes()
+    capsys.readouterr()
+    assert (
+        main(
+            [
+                "merge",
+                str(early),
+                str(final),
+                "--delta",
+                "0.5",
+                "-o",
+                str(tmp_path / "o3"),
+                "--copy-tokenizer-from",
+                "7",
+            ]
+        )
+        == 2
+    )
+    assert "--copy-tokenizer-from 7: there are 2 inputs" in capsys.readouterr().err
+    assert not (tmp_path / "o3").exists()

@@ -346,3 +346,42 @@ def test_copy_tokenizer_from_a_stated_input(models, tmp_path, capsys):
     )
     assert "--copy-tokenizer-from 7: there are 2 inputs" in capsys.readouterr().err
     assert not (tmp_path / "o3").exists()
+
+
+def _tiny_gpt2(path, seed):
+    from transformers import GPT2Config
+
+    config = GPT2Config(
+        n_layer=3, n_embd=16, n_head=2, vocab_size=32, n_positions=16, bos_token_id=1, eos_token_id=2
+    )
+    torch.manual_seed(seed)
+    model = AutoModelForCausalLM.from_config(config)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.normal_(0.0, 0.5)
+    model.save_pretrained(str(path))
+    return path
+
+
+def test_gpt2_style_names_schedule_and_weightspace(tmp_path):
+    from wiseft.weightspace import WeightSpace
+
+    early, final = _tiny_gpt2(tmp_path / "e", 1), _tiny_gpt2(tmp_path / "f", 2)
+    recipe = Recipe(models=(str(early), str(final)), delta={"gradient": [0.0, 1.0]})
+    out = tmp_path / "out"
+    run(recipe, out)
+    got, e, f = load_dir(out), load_dir(early), load_dir(final)
+    assert "lm_head.weight" not in got  # GPT-2 ties lm_head to wte
+
+    def delta_of(name):
+        if name.startswith("transformer.h."):
+            return int(name.split(".")[2]) / 2  # 3 layers: 0, 0.5, 1
+        return 0.0 if name in ("transformer.wte.weight", "transformer.wpe.weight") else 1.0
+
+    for name, t in got.items():
+        d = delta_of(name)
+        assert torch.equal(t, reference([d, 1 - d], [e[name], f[name]], torch.float32)), name
+    ws = WeightSpace.load([early, final], dtype=torch.float32)
+    ws.apply(recipe)
+    for name, p in ws.model.named_parameters():
+        assert bits_equal(p.data, got[name]), name

@@ -43,7 +43,7 @@ from wiseft.errors import ConfigError, MergeError
 from wiseft.merge.compute import CHUNK, Scratch, all_finite, combine_into
 from wiseft.merge.methods import get_method
 from wiseft.merge.plan import check_compatible
-from wiseft.merge.recipe import Recipe
+from wiseft.merge.recipe import Recipe, layer_count
 
 PIECE = 1 << 22  # elements per work item handed to a worker
 
@@ -64,8 +64,8 @@ class WeightSpace:
         self.device = torch.device(device)
         inputs = ([base] if base is not None else []) + list(self.anchors)
         reference = base if base is not None else self.anchors[-1]
-        check_compatible(inputs)
-        self.n_layers = reference.num_layers or 1
+        names = check_compatible(inputs)
+        self.n_layers = layer_count(names, reference.config)
         self._slots: list[tuple[str, torch.Tensor, tuple[torch.Tensor, ...]]] = []
         self._load_slots(inputs)
         largest = max((p.numel() for _, p, _ in self._slots), default=1)

@@ -122,7 +122,7 @@ class Checkpoint:
 
     @property
     def num_layers(self) -> int | None:
-        return self.config.get("num_hidden_layers")
+        return self.config.get("num_hidden_layers") or self.config.get("n_layer")
 
     @property
     def total_bytes(self) -> int:

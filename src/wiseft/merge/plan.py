@@ -19,7 +19,7 @@ from wiseft.checkpoints.safetensors_format import TORCH_TO_ST, itemsize
 from wiseft.errors import ConfigError, MergeError
 from wiseft.merge.compute import CHUNK
 from wiseft.merge.methods import Method, get_method
-from wiseft.merge.recipe import Recipe
+from wiseft.merge.recipe import Recipe, layer_count
 
 IO_CHUNK = 1 << 22  # elements per read/write: 8 MiB of bf16 per input
 
@@ -208,7 +208,7 @@ def plan(
         out_st = None
     else:
         out_st = TORCH_TO_ST[out_dtype if isinstance(out_dtype, torch.dtype) else parse_dtype(out_dtype)]
-    n_layers = ref.num_layers or 1
+    n_layers = layer_count(tensor_names, ref.config)
     tensors = []
     for name in tensor_names:
         sources = tuple(ck.tensors[name] for ck in inputs)

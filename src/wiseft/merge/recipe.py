@@ -16,15 +16,16 @@ A recipe is a frozen dataclass, written as YAML (`wiseft merge --config recipe.y
 
 A value is a number or `{gradient: [v_0, …, v_m]}`. A gradient is evaluated at t = L/(n_layers−1) for a
 tensor of layer L (`…layers.L.…`), by linear interpolation between its evenly spaced points. Tensors outside
-the layers: a name containing `embed` (the input embeddings, and with tied embeddings the shared lm_head)
-takes t = 0 (the first value); everything else outside the layers (final norm, untied `lm_head`) takes
-t = 1 (the last value). For `weights`, each model's entry is a value (number or gradient).
+the layers: the input embeddings (a name containing `embed`, or GPT-2's `wte`/`wpe`; with tied embeddings
+also the shared lm_head) take t = 0 (the first value); everything else outside the layers (final norm,
+untied `lm_head`) takes t = 1 (the last value). The number of layers is counted from the tensor names. For `weights`, each model's entry is a value (number or gradient).
 """
 
 from __future__ import annotations
 
 import math
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -140,13 +141,26 @@ class Recipe:
         return bool(self.rules) or any(isinstance(v, Gradient) for v in _flat(self.delta, self.weights))
 
 
+_EMBEDDING = re.compile(r"embed|(?:^|\.)(?:wte|wpe)\.")  # Llama/Qwen2/Gemma embed_tokens; GPT-2 wte, wpe
+
+
 def layer_position(name: str, n_layers: int) -> float:
     """Where tensor `name` sits along the depth, in [0, 1] (see the module docstring)."""
     m = _LAYER.search(name)
     if m:
         layer = int(m.group(1))
         return 0.0 if n_layers <= 1 else min(layer / (n_layers - 1), 1.0)
-    return 0.0 if "embed" in name else 1.0
+    return 0.0 if _EMBEDDING.search(name) else 1.0
+
+
+def layer_count(names: Iterable[str], config: dict | None = None) -> int:
+    """Number of layers gradients are spread over: from the tensor names (`…layers.L.…`, `…h.L.…`), else
+    from the config (num_hidden_layers, or GPT-2's n_layer), else 1."""
+    indices = [int(m.group(1)) for m in map(_LAYER.search, names) if m]
+    if indices:
+        return max(indices) + 1
+    config = config or {}
+    return int(config.get("num_hidden_layers") or config.get("n_layer") or 1)
 
 
 def _eval(v: Value, t: float) -> float:

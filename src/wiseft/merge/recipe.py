@@ -136,10 +136,6 @@ class Recipe:
             return tuple(_eval(v, t) for v in spec), source
         return (_eval(spec, t),), source
 
-    @property
-    def is_scheduled(self) -> bool:
-        return bool(self.rules) or any(isinstance(v, Gradient) for v in _flat(self.delta, self.weights))
-
 
 _EMBEDDING = re.compile(r"embed|(?:^|\.)(?:wte|wpe)\.")  # Llama/Qwen2/Gemma embed_tokens; GPT-2 wte, wpe
 
@@ -165,13 +161,6 @@ def layer_count(names: Iterable[str], config: dict | None = None) -> int:
 
 def _eval(v: Value, t: float) -> float:
     return v.at(t) if isinstance(v, Gradient) else v
-
-
-def _flat(*specs: Any) -> list[Any]:
-    out: list[Any] = []
-    for s in specs:
-        out.extend(s if isinstance(s, tuple) else [s])
-    return out
 
 
 def _value(raw: Any, where: str) -> Value:

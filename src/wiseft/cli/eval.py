@@ -7,7 +7,7 @@ config.yaml the resolved settings, samples.db the store (a rerun resumes from it
 
 from __future__ import annotations
 
-from wiseft.cli.sweep import COMMON, ProgressView, add_common_args, overrides, prepare_output
+from wiseft.cli.sweep import COMMON, ProgressView, add_common_args, overrides, prepare_output, table_console
 
 
 def register(subparsers) -> None:
@@ -48,7 +48,7 @@ def run(args) -> int:
     write_records(out / "samples.jsonl", [r for e in entries for r in e["records"]])
     write_resolved(out, cfg)
     write_json(out / "metrics.json", body)
-    show = Console()
+    show = table_console()
     if "variants" in body:
         _variants_table(show, body, list(cfg.k))
     else:

@@ -98,6 +98,16 @@ class ProgressView:
         self.progress.update(self.tasks[key], completed=done, total=total)
 
 
+def table_console():
+    """The console for final tables: the terminal's width, or 140 columns when output is piped (a log
+    file should keep every column rather than squeeze them to 80)."""
+    import sys
+
+    from rich.console import Console
+
+    return Console() if sys.stdout.isatty() else Console(width=140)
+
+
 def interval(m: dict | None) -> str:
     if not m:
         return "-"
@@ -105,12 +115,13 @@ def interval(m: dict | None) -> str:
 
 
 def results_table(console, results: dict, title: str) -> None:
-    """One row per variant: Pass@k / maj@k with intervals, distinct answers, mean tokens."""
+    """One row per variant: Pass@1, Pass@k and maj@k at the largest k (with intervals), distinct answers
+    and mean tokens. Every k is in results.json and the report; the terminal gets the headline."""
     from rich.table import Table
 
     variants = results["variants"]
-    ks = results["config"]["k"]
-    names = [f"pass@{k}" for k in ks] + [f"maj@{k}" for k in ks if k > 1]
+    top = max(results["config"]["k"])
+    names = ["pass@1"] + ([f"pass@{top}", f"maj@{top}"] if top > 1 else [])
     table = Table(title=title, caption="value [95% bootstrap interval over problems]")
     table.add_column("variant", no_wrap=True)
     for name in names:
@@ -182,6 +193,7 @@ def run(args) -> int:
     with ProgressView(console) as view:
         results = run_sweep(cfg, out, progress=view)
     write_results(out, results, cfg, args.no_report, console)
-    results_table(Console(), results, f"sweep: {results['task']['n_problems']} problems × n={cfg.n}")
-    Console().print(f"results written to {out / 'results.json'}")
+    show = table_console()
+    results_table(show, results, f"sweep: {results['task']['n_problems']} problems × n={cfg.n}")
+    show.print(f"results written to {out / 'results.json'}")
     return 0

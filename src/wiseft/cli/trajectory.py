@@ -10,6 +10,7 @@ from wiseft.cli.sweep import (
     overrides,
     prepare_output,
     results_table,
+    table_console,
     write_results,
 )
 
@@ -47,6 +48,7 @@ def run(args) -> int:
     results["variants"].sort(key=lambda v: (v["step"] if v["step"] is not None else -1, v["delta"] or 0.0))
     write_results(out, results, cfg, args.no_report, console)
     title = f"trajectory: {results['task']['n_problems']} problems × n={cfg.n}, early = step {results['early_step']}"
-    results_table(Console(), results, title)
-    Console().print(f"results written to {out / 'results.json'}")
+    show = table_console()
+    results_table(show, results, title)
+    show.print(f"results written to {out / 'results.json'}")
     return 0

@@ -15,7 +15,7 @@ import math
 from collections.abc import Callable, Sequence
 
 import numpy as np
-from matplotlib import rc_context
+from matplotlib import colormaps, rc_context
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
@@ -42,11 +42,11 @@ STYLE = {
 # One colour per role, the same in every plot: raw SFT checkpoints blue, WiSE-FT mixes orange (over δ) and
 # brown (over training), temperatures of the final model green, anything else grey.
 COLORS = {"checkpoint": "#1f5fa8", "mix": "#e8710a", "temperature": "#2a9d4b", "base": "#6b6b6b"}
-ROLE = {  # role of a curve → (colour, marker, line style)
-    "raw": ("#1f5fa8", "o", "-"),
-    "mixed": ("#a33a06", "D", "-"),
-    "delta": ("#e8710a", "o", "-"),
-    "temperature": ("#2a9d4b", "s", "-"),
+ROLE = {  # role of a curve → (colour, marker)
+    "raw": ("#1f5fa8", "o"),
+    "mixed": ("#a33a06", "D"),
+    "delta": ("#e8710a", "o"),
+    "temperature": ("#2a9d4b", "s"),
 }
 SHADES = {  # further curves of the same role
     "raw": ["#1f5fa8", "#5b8fd1", "#0b3463"],
@@ -137,8 +137,6 @@ def _shade(role: str, i: int) -> str:
 
 def _ramp(role: str, n: int) -> list:
     """n colours from light to dark in the role's hue, so order (step, δ, T) reads as shade."""
-    from matplotlib import colormaps
-
     name = {"raw": "Blues", "mixed": "OrRd", "delta": "Oranges", "temperature": "Greens"}.get(role, "Greys")
     if n == 1:
         return [ROLE.get(role, ("#6b6b6b",))[0]]
@@ -344,7 +342,7 @@ def plot_frontier(res: Results, ks: Sequence[int], all_ks: Sequence[int]) -> Fig
         pts = [(pos, v) for pos, v in curve.points() if v.metric("pass@1") and v.metric(f"pass@{k}")]
         x = np.array([pct(v.metric(f"pass@{k}")) for _, v in pts])
         y = np.array([pct(v.metric("pass@1")) for _, v in pts])
-        color, marker, _ = ROLE[role]
+        color, marker = ROLE[role]
         color = _shade(role, i) if role == "delta" else color
         ax.plot(x[:, 0], y[:, 0], marker=marker, color=color, label=curve.label)
         if np.isfinite(x[:, 1:]).all() and np.isfinite(y[:, 1:]).all():

@@ -100,7 +100,7 @@ def run(args) -> int:
     )
     labels = {
         "pretrain": "1/4 pretrain the sloppy base",
-        "sft": "2/4 SFT on 32 clean problems",
+        "sft": f"2/4 SFT on {cfg.recipe.n_sft} clean problems",
         "eval": "3/4 sample, grade, summarise",
         "report": "4/4 report",
     }

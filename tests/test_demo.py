@@ -150,6 +150,25 @@ def test_demo_bad_flags_are_named(tmp_path, capsys, flags, message):
     assert not (tmp_path / "o").exists()
 
 
+def test_threads_are_all_cores_when_idle_and_one_when_busy():
+    import os
+
+    from wiseft.train.demo import choose_threads
+
+    assert choose_threads(3, 9.0) == 3
+    assert choose_threads(0, 0.2) == (os.cpu_count() or 1)
+    assert choose_threads(0, 1.5) == 1
+
+
+def test_demo_config_rejects_an_unknown_selection_metric():
+    from wiseft.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="select_metric 'best@4'"):
+        DemoConfig(select_metric="best@4")
+    with pytest.raises(ConfigError, match="--early-step 70 is not a checkpoint step"):
+        DemoConfig(early_step=70)
+
+
 @pytest.mark.slow
 def test_full_demo_shows_all_three_claims_with_the_default_seeds(tmp_path):
     out = tmp_path / "demo"

@@ -10,7 +10,7 @@ def register(subparsers) -> None:
     p = subparsers.add_parser(
         "demo",
         help="the whole effect end to end on a tiny model (a few minutes on a CPU)",
-        description="Pretrain a tiny sloppy base (cached), fine-tune it on 32 clean problems with checkpoints, "
+        description="Pretrain a tiny sloppy base (cached), fine-tune it on 96 clean problems with checkpoints, "
         "evaluate the trajectory, early⊕final mixes and temperatures of the final model (Pass@1…Pass@32, "
         "maj@32, distinct answers, bootstrap intervals), check the paper's three claims on this run, and "
         "write results.json and the report.",

@@ -302,3 +302,29 @@ def test_cli_train_sft_needs_a_model_directory(tmp_path, capsys):
     )
     assert "is not a Hugging Face model directory (no config.json)" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
+
+
+def test_cli_toy_base_then_sft_on_its_data(tmp_path):
+    out = tmp_path / "toy"
+    args = ["train", "toy-base", "-o", str(out), "--steps", "2", "--batch-size", "8", "--n-sft", "4"]
+    assert main(args + ["--n-test", "8", "--threads", "1"]) == 0
+    assert (out / "base" / "model.safetensors").is_file()
+    rows = [json.loads(line) for line in (out / "sft.jsonl").read_text().splitlines()]
+    assert len(rows) == 4 and all(toy.extract_answer(r["completion"]) == r["answer"] for r in rows)
+    assert len((out / "test.jsonl").read_text().splitlines()) == 8
+    run = tmp_path / "run"
+    sft_args = [
+        "train",
+        "sft",
+        "--model",
+        str(out / "base"),
+        "--data",
+        str(out / "sft.jsonl"),
+        "-o",
+        str(run),
+    ]
+    assert (
+        main(sft_args + ["--steps", "2", "--batch-size", "2", "--warmup-steps", "1", "--threads", "1"]) == 0
+    )
+    assert list(sft.list_checkpoints(run)) == [2]
+    assert main(args + ["--n-test", "8"]) == 2  # exists, no --force

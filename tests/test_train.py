@@ -233,7 +233,8 @@ def test_toy_recipe_on_a_tiny_budget_gives_a_base_and_an_sft_trajectory(tmp_path
     assert len(out[0]) == 2 and all(set(c.text) <= set(toy.ALPHABET) for c in out[0])
     # the base key changes with anything that changes the base, and only with that
     assert recipe.base_key() != toy.ToyRecipe(pretrain_seed=1).base_key()
-    assert recipe.base_key() == toy.ToyRecipe(**{**recipe.__dict__, "sft_steps": 99}).base_key()
+    assert recipe.base_key() == toy.ToyRecipe(**{**recipe.__dict__, "sft_steps": 99, "n_sft": 5}).base_key()
+    assert recipe.base_key() != toy.ToyRecipe(**{**recipe.__dict__, "n_test": 17}).base_key()
 
 
 # ------------------------------------------------------------------------------------------------- CLI

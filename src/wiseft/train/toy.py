@@ -346,8 +346,7 @@ class ToyRecipe:
         from wiseft.config import to_dict
 
         parts = {
-            "data_seed": self.data_seed,
-            "n_sft": self.n_sft,
+            "data_seed": self.data_seed,  # with n_test: the test problems kept out of pretraining
             "n_test": self.n_test,
             "model": to_dict(self.model),
             "sloppy": to_dict(self.sloppy),

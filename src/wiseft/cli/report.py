@@ -13,11 +13,14 @@ def register(subparsers) -> None:
         "report",
         help="write report.md, a self-contained report.html and PNG plots from a run or a sample store",
         description=(
-            "Turn a run directory (with results.json), a results.json file or a sample store into "
-            "report.md, report.html (images embedded; opens offline) and the PNG plots."
+            "Turn a run directory (with results.json), a results.json file, a sample store or the "
+            "metrics.json of wiseft score/eval into report.md, report.html (images embedded; opens "
+            "offline) and the PNG plots."
         ),
     )
-    p.add_argument("source", metavar="STORE_OR_RUN", help="run directory, results.json or sample store")
+    p.add_argument(
+        "source", metavar="STORE_OR_RUN", help="run directory, results.json, sample store or metrics.json"
+    )
     p.add_argument("-o", "--output", required=True, metavar="DIR", help="report directory to write")
     p.add_argument("--force", action="store_true", help="replace DIR if it exists")
     p.add_argument(

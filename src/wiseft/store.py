@@ -41,6 +41,17 @@ from wiseft.errors import StoreError
 from wiseft.metrics import ProblemSamples
 
 SCHEMA_VERSION = 1
+SQLITE_MAGIC = b"SQLite format 3\x00"
+
+
+def is_store(path: str | os.PathLike) -> bool:
+    """True when `path` is an SQLite file (a sample store, or something `SampleStore` will name as not one)."""
+    try:
+        with open(path, "rb") as fh:
+            return fh.read(len(SQLITE_MAGIC)) == SQLITE_MAGIC
+    except (IsADirectoryError, FileNotFoundError, PermissionError):
+        return False
+
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -327,6 +338,24 @@ class SampleStore:
     def variants(self) -> list[Variant]:
         rows = self.db.execute("SELECT id FROM variants ORDER BY id").fetchall()
         return [self._variant_row("id", r[0]) for r in rows]  # type: ignore[misc]
+
+    def summary(self) -> list[dict]:
+        """One row per variant: its settings and how many problems, samples, grades and correct grades."""
+        counts = {
+            row[0]: row[1:]
+            for row in self.db.execute(
+                "SELECT s.variant_id, COUNT(DISTINCT s.problem_id), COUNT(*), COUNT(g.verdict), "
+                "COALESCE(SUM(g.correct), 0) FROM samples s LEFT JOIN grades g ON g.variant_id=s.variant_id "
+                "AND g.problem_id=s.problem_id AND g.sample_idx=s.sample_idx GROUP BY s.variant_id"
+            )
+        }
+        rows = []
+        for v in self.variants():
+            problems, samples, graded, correct = counts.get(v.id, (0, 0, 0, 0))
+            rows.append({"id": v.id, "name": v.name, "kind": v.kind, "task": v.task, "temperature": v.temperature,
+                         "step": v.step, "problems": problems, "samples": samples, "graded": graded,
+                         "correct": correct})  # fmt: skip
+        return rows
 
     def find_variant(self, name: str) -> Variant:
         rows = self.db.execute("SELECT id FROM variants WHERE name=? ORDER BY id", (name,)).fetchall()

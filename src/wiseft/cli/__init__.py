@@ -15,7 +15,7 @@ from wiseft import __version__
 from wiseft.errors import WiseftError
 
 # Order is the order shown in `wiseft --help`.
-COMMANDS = ["merge", "grade", "score", "eval", "sweep", "trajectory", "train", "report", "demo"]
+COMMANDS = ["merge", "grade", "score", "eval", "sweep", "trajectory", "train", "report", "store", "demo"]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,8 +1,8 @@
 """`wiseft grade SAMPLES.jsonl --task T`: add extracted answer, verdict and answer class to each sample.
 
-Samples come from a *source* and graded records go back to it. Today the source is a JSONL file
-(`JsonlSource`); a store-backed source only needs the same two methods (`records()`, `write(graded)`),
-so `open_source` is the one place to extend.
+Samples come from a *source* and graded records go back to it: a JSONL file (`JsonlSource`, graded
+records written to another JSONL file) or a sample store (`StoreSource`, grades written into the store
+beside its samples). `open_source` picks one from the path.
 """
 
 from __future__ import annotations
@@ -38,7 +38,53 @@ class JsonlSource:
         return str(self.output)
 
 
-def open_source(args) -> JsonlSource:
+class StoreSource:
+    """The samples of every variant in a sample store; grades are written back into the store.
+
+    Records carry "#<variant id>" in "variant" while they are graded (names need not be unique), and the
+    variant's own task is used unless --task names one.
+    """
+
+    def __init__(self, path: str, output: str | None):
+        from wiseft.store import SampleStore
+
+        if output:
+            raise OutputError(
+                f"-o/--output does not apply to a sample store ({path}): grades are written into the store; "
+                "use `wiseft store export` for a JSONL copy"
+            )
+        self.path = Path(path)
+        self.store = SampleStore(self.path)
+        self.variants = {v.id: v for v in self.store.variants()}
+
+    def task_names(self) -> dict[str, str]:
+        return {f"#{vid}": v.task for vid, v in self.variants.items()}
+
+    def records(self) -> list[dict]:
+        out = []
+        for vid in self.variants:
+            for rec in self.store.records(vid):
+                out.append({**{k: v for k, v in rec.items() if k not in GRADE_KEYS}, "variant": f"#{vid}"})
+        return out
+
+    def write(self, graded: list[dict]) -> str:
+        by_variant: dict[int, list[dict]] = {}
+        for rec in graded:
+            by_variant.setdefault(int(rec["variant"][1:]), []).append(rec)
+        for vid, recs in by_variant.items():
+            self.store.add_grades(vid, recs)
+        self.store.close()
+        return str(self.path)
+
+
+GRADE_KEYS = ("answer", "extraction", "verdict", "correct", "answer_class", "grader", "reason")
+
+
+def open_source(args) -> JsonlSource | StoreSource:
+    from wiseft.store import is_store
+
+    if is_store(args.samples):
+        return StoreSource(args.samples, args.output)
     return JsonlSource(args.samples, args.output, args.force)
 
 
@@ -66,8 +112,14 @@ def register(subparsers) -> None:
         description="Add answer, extraction, verdict, correct, answer_class and grader to every sample "
         "record of SAMPLES.jsonl (schema in the README) and write the graded records as JSONL.",
     )
-    p.add_argument("samples", help="JSONL of sample records (problem_id, sample_idx, completion, …)")
-    p.add_argument("--task", required=True, help="task the samples answer: gsm8k, math, math500, aime24, …")
+    p.add_argument(
+        "samples", help="JSONL of sample records (problem_id, sample_idx, completion, …) or a sample store"
+    )
+    p.add_argument(
+        "--task",
+        help="task the samples answer: gsm8k, math, math500, aime24, … (required for JSONL; a store's "
+        "variants know their task)",
+    )
     p.add_argument("--data", help="local data: a JSONL file or a directory such as ../shared/data")
     p.add_argument(
         "--task-option",
@@ -93,16 +145,31 @@ def run(args) -> int:
 
     console = Console(stderr=True)
     source = open_source(args)  # output checked before any work
-    task = get_task(args.task, data=args.data, **parse_task_options(args.task_option))
+    options = parse_task_options(args.task_option)
     records = source.records()
+    # Which task each record belongs to: --task for all, else (a store) each variant's own task.
+    if args.task:
+        task_of = {None: args.task}
+    elif isinstance(source, StoreSource):
+        task_of = source.task_names()
+    else:
+        raise ConfigError("--task is required when grading a JSONL file (e.g. --task gsm8k --data PATH)")
+    groups: dict[str, list[dict]] = {}
+    for rec in records:
+        name = task_of.get(rec.get("variant"), task_of.get(None))
+        groups.setdefault(name, []).append(rec)
     start = time.perf_counter()
     columns = [TextColumn("grading"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
-    with Grader(kind=task.grader, workers=args.workers, timeout=args.timeout) as grader:
-        with Progress(*columns, console=console, transient=True) as bar:
-            bar_task = bar.add_task("grade", total=len(records))
-            graded = grade_records(
-                records, task, grader, progress=lambda n: bar.update(bar_task, completed=n)
-            )
+    graded: list[dict] = []
+    with Progress(*columns, console=console, transient=True) as bar:
+        bar_task = bar.add_task("grade", total=len(records))
+        for name, recs in groups.items():
+            task = get_task(name, data=args.data, **options)
+            done = len(graded)
+            with Grader(kind=task.grader, workers=args.workers, timeout=args.timeout) as grader:
+                graded += grade_records(
+                    recs, task, grader, progress=lambda n, d=done: bar.update(bar_task, completed=d + n)
+                )
     elapsed = time.perf_counter() - start
     written = source.write(graded)
     _summary_table(Console(), graded, grader, elapsed, written)

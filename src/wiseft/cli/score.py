@@ -1,6 +1,7 @@
 """`wiseft score GRADED.jsonl --k 1,2,4,…`: metrics with bootstrap intervals, a table and metrics.json.
 
-Graded records come from a source (today a JSONL file; a store-backed source only needs `records()`).
+Graded records come from a source: a graded JSONL file, or a sample store (its graded samples, every
+variant under its own name).
 One variant: metrics.json is the `metrics.summarize` dictionary plus "variant", "grader" and "source".
 Several variants in one file: {"variants": [{"name", "summary"}, …], "grader", "source"}.
 """
@@ -22,7 +23,34 @@ class GradedJsonlSource:
         return read_records(self.path, graded=True)
 
 
-def open_source(args) -> GradedJsonlSource:
+class StoreGradedSource:
+    """The graded samples of every variant in a sample store (read-only)."""
+
+    def __init__(self, path: str):
+        self.path = Path(path)
+
+    def records(self) -> list[dict]:
+        from wiseft.store import SampleStore
+
+        with SampleStore(self.path, writer=False) as store:
+            variants = store.variants()
+            names = [v.name for v in variants]
+            out = []
+            for v in variants:
+                name = v.name if names.count(v.name) == 1 else f"{v.name}#{v.id}"
+                out += [{**r, "variant": name} for r in store.records(v, graded=True)]
+        if not out:
+            raise ConfigError(
+                f"sample store {self.path} holds no graded samples; run `wiseft grade` on it first"
+            )
+        return out
+
+
+def open_source(args) -> GradedJsonlSource | StoreGradedSource:
+    from wiseft.store import is_store
+
+    if is_store(args.graded):
+        return StoreGradedSource(args.graded)
     return GradedJsonlSource(args.graded)
 
 
@@ -45,7 +73,7 @@ def register(subparsers) -> None:
         description="Score a graded JSONL (from `wiseft grade`): print a table with 95%% bootstrap intervals "
         "and write metrics.json.",
     )
-    p.add_argument("graded", help="graded JSONL (output of `wiseft grade`)")
+    p.add_argument("graded", help="graded JSONL (output of `wiseft grade`) or a graded sample store")
     p.add_argument("--k", default="1", help="comma-separated k values, each ≤ n (default 1)")
     p.add_argument("-o", "--output", help="metrics JSON to write (default: metrics.json beside GRADED)")
     p.add_argument("--force", action="store_true", help="replace an existing output file")

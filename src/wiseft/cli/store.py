@@ -1,0 +1,95 @@
+"""`wiseft store info|export|import STORE`: look into a sample store and move samples in and out as JSONL.
+
+The JSONL is the sample-record schema of `wiseft grade` (README), so a store's samples can be graded or
+scored elsewhere, and samples produced by another tool (vLLM, an API) can be brought into a store.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from wiseft.errors import OutputError, StoreError
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("store", help="inspect a sample store; export or import its samples as JSONL")
+    sub = p.add_subparsers(dest="store_command", metavar="ACTION", required=True)
+
+    info = sub.add_parser("info", help="variants in the store with their sample and grade counts")
+    info.add_argument("store", help="sample store (samples.db)")
+    info.set_defaults(func=run_info)
+
+    exp = sub.add_parser("export", help="write sample records (with grades where present) as JSONL")
+    exp.add_argument("store", help="sample store (samples.db)")
+    exp.add_argument("-o", "--output", required=True, help="JSONL file to write")
+    exp.add_argument("--variant", action="append", help="only this variant (repeatable; default: all)")
+    exp.add_argument("--force", action="store_true", help="replace an existing output file")
+    exp.set_defaults(func=run_export)
+
+    imp = sub.add_parser("import", help="add JSONL sample records (graded or not) to a store")
+    imp.add_argument("store", help="sample store (created when absent)")
+    imp.add_argument("samples", help="JSONL of sample records")
+    imp.add_argument("--task", required=True, help="task the samples answer (recorded with each variant)")
+    imp.add_argument("--variant", default="imported", help="variant name for records without one")
+    imp.set_defaults(func=run_import)
+
+
+def run_info(args) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from wiseft.store import SampleStore
+
+    _check_exists(args.store)
+    with SampleStore(args.store, writer=False) as store:
+        rows = store.summary()
+    table = Table(title=f"sample store {args.store}")
+    for col in ("variant", "kind", "task", "T", "step", "problems", "samples", "graded", "correct"):
+        table.add_column(col, justify="left" if col in ("variant", "kind", "task") else "right")
+    for r in rows:
+        acc = f"{r['correct'] / r['graded']:.3f}" if r["graded"] else "-"
+        table.add_row(
+            r["name"], r["kind"], r["task"], _fmt(r["temperature"]), _fmt(r["step"]),
+            str(r["problems"]), str(r["samples"]), str(r["graded"]), acc,
+        )  # fmt: skip
+    Console().print(table)
+    return 0
+
+
+def run_export(args) -> int:
+    from rich.console import Console
+
+    from wiseft.store import SampleStore
+
+    _check_exists(args.store)
+    out = Path(args.output)
+    if out.exists() and not args.force:
+        raise OutputError(f"output {out} already exists; choose another -o/--output or pass --force")
+    with SampleStore(args.store, writer=False) as store:
+        variants = [store.find_variant(name) for name in args.variant] if args.variant else None
+        n = store.export_jsonl(out, variants)
+    Console().print(f"exported {n} sample records to {out}")
+    return 0
+
+
+def run_import(args) -> int:
+    from rich.console import Console
+
+    from wiseft.store import SampleStore
+
+    if not Path(args.samples).is_file():
+        raise StoreError(f"samples file {args.samples} does not exist")
+    with SampleStore(args.store) as store:
+        added = store.import_jsonl(args.samples, args.task, default_variant=args.variant)
+    for name, n in added.items():
+        Console().print(f"variant {name}: {n} new sample records")
+    return 0
+
+
+def _check_exists(path: str) -> None:
+    if not Path(path).is_file():
+        raise StoreError(f"sample store {path} does not exist; give the samples.db of a sweep, eval or demo")
+
+
+def _fmt(value) -> str:
+    return "-" if value is None else f"{value:g}"

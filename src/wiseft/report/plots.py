@@ -189,7 +189,8 @@ class PointLabels:
                     break
             placed.append(box)
             ax.annotate(text, (x, y), textcoords="offset points", xytext=(dx, dy), fontsize=self.fontsize,
-                        color=color, ha="left" if dx > 0 else "right")  # fmt: skip
+                        color=color, ha="left" if dx > 0 else "right",
+                        bbox={"boxstyle": "square,pad=0.05", "fc": "white", "ec": "none", "alpha": 0.75})  # fmt: skip
 
 
 def _overlap(a: tuple[float, ...], b: tuple[float, ...]) -> bool:
@@ -476,12 +477,15 @@ def plot_bias_variance(res: Results, ks: Sequence[int], all_ks: Sequence[int]) -
     fig = _figure(2 if k else 1, width=4.7, height=3.9)
     axs = _axes(fig, 2 if k else 1)
     ax = axs[0]
-    sums = [v.bv("bias2").value + v.bv("var").value for v in allv]
-    lim = 1.08 * max(max(v.bv("var").value for v in allv), max(v.bv("bias2").value for v in allv), 1e-3)
-    for c in _iso_levels(sums):
+    xlim = _padded([v.bv("var").value for v in allv])
+    ylim = _padded([v.bv("bias2").value for v in allv])
+    corners = [xlim[0] + ylim[0], xlim[1] + ylim[1]]
+    for c in _iso_levels(corners):  # iso-bound lines x + y = c across the visible box
         ax.plot([0, c], [c, 0], color="#9a9a9a", linestyle=":", linewidth=0.9, label="_nolegend_")
-        if c < 1.9 * lim:
-            ax.annotate(f"{c:g}", (c / 2, c / 2), fontsize=6.5, color="#777777", ha="left", va="bottom")
+        x0, x1 = max(xlim[0], c - ylim[1]), min(xlim[1], c - ylim[0])
+        if x0 < x1:
+            xm = (x0 + x1) / 2
+            ax.annotate(f"{c:g}", (xm, c - xm), fontsize=6.5, color="#777777", ha="left", va="bottom")
     labels = PointLabels(fontsize=6.5)
     for label, role, pts, i in series:
         vs = [v for _, v in pts]
@@ -493,13 +497,13 @@ def plot_bias_variance(res: Results, ks: Sequence[int], all_ks: Sequence[int]) -
         ends = range(len(vs)) if role in ("delta", "temperature", "loose") else (0, len(vs) - 1)
         for j in sorted(set(ends)):
             labels.add(vs[j].name, x[j], y[j], _tag(role, *pts[j]), color)
-    ax.set_xlim(0, lim)
-    ax.set_ylim(0, lim)
+    ax.set_xlim(*xlim)
+    ax.set_ylim(*ylim)
     labels.place(ax)
     ax.set_xlabel("Var[ρ] over problems")
     ax.set_ylabel("bias² = (1 − E[ρ])²")
     ax.set_title(
-        "bias² against variance\n(dotted: bias² + Var = c, along which the Jensen bound $c^{k/2}$ is equal)",
+        "bias² against variance; lower left is better\n(dotted: bias² + Var = c, the Jensen bound $c^{k/2}$ is equal along each)",
         fontsize=9,
     )
     ax.legend(loc="upper right")
@@ -534,6 +538,15 @@ def plot_bias_variance(res: Results, ks: Sequence[int], all_ks: Sequence[int]) -
         ax2.set_title(f"The bound at k={k}: every point on or above the diagonal", fontsize=9)
         ax2.legend(loc="lower right")
     return fig
+
+
+def _padded(values: Sequence[float], pad: float = 0.12, least: float = 0.02) -> tuple[float, float]:
+    """Axis limits around the values (never below 0), at least `least` wide, so a cluster is readable."""
+    lo, hi = min(values), max(values)
+    span = max(hi - lo, least)
+    mid = (lo + hi) / 2
+    lo, hi = mid - span * (0.5 + pad), mid + span * (0.5 + pad)
+    return max(lo, 0.0), hi
 
 
 def _iso_levels(sums: Sequence[float]) -> list[float]:
@@ -606,6 +619,12 @@ def plot_tokens(res: Results, ks: Sequence[int], all_ks: Sequence[int]) -> Figur
         ends = range(len(vs)) if role in ("delta", "temperature", "loose") else (0, len(vs) - 1)
         for j in sorted(set(ends)):
             labels.add(vs[j].name, x[j], y[j, 0], _tag(role, *pts[j]), color)
+    # At least ±5% of the mean length wide: lengths that barely move (a toy task) should look flat, not
+    # be stretched over the whole axis as if length were the story.
+    lo, hi = ax.get_xlim()
+    mid = (lo + hi) / 2
+    half = max((hi - lo) / 2, 0.05 * abs(mid), 0.5)
+    ax.set_xlim(mid - half, mid + half)
     labels.place(ax)
     ax.set_xlabel("mean completion length (tokens)")
     ax.set_ylabel("Pass@1 (%)")

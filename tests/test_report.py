@@ -259,6 +259,34 @@ def test_trajectory_at_two_temperatures_gives_one_raw_curve_each():
     assert all(c.xs() == list(STEPS) for c in raws)
 
 
+def test_point_labels_do_not_stack_and_shared_points_get_one_label():
+    from matplotlib.figure import Figure
+
+    from wiseft.report.plots import PointLabels
+
+    ax = Figure(figsize=(4, 3)).subplots()
+    ax.plot([0, 1], [0, 1])
+    labels = PointLabels()
+    labels.add("a", 0.5, 0.5, "δ=0", "k")
+    labels.add("a", 0.5, 0.5, "T=1", "k")  # the same variant on a second curve
+    labels.add("b", 0.5, 0.5, "δ=0.25", "k")
+    labels.add("c", 0.5, 0.5, "δ=0.5", "k")
+    labels.place(ax)
+    texts = [t.get_text() for t in ax.texts]
+    assert texts == ["δ=0 · T=1", "δ=0.25", "δ=0.5"]
+    assert len({t.xyann for t in ax.texts}) == 3
+
+
+def test_percent_axes_stay_within_0_and_100(tmp_path):
+    res = make_results(trajectory=False, temperatures=False)
+    for v in res["variants"]:  # a task nobody solves: every metric 0
+        for m in v["summary"]["metrics"].values():
+            m.update(value=0.0, lo=0.0, hi=0.0)
+    for ax in visible_axes(report.figures(res)["metrics_vs_delta"]):
+        lo, hi = ax.get_ylim()
+        assert -2 <= lo < 0.0 < hi <= 102 and hi - lo >= 5
+
+
 # --- plots without data are left out ------------------------------------------------------------------------
 @pytest.mark.parametrize(
     "kwargs, absent",

@@ -84,7 +84,15 @@ TINY = toy.ToyRecipe(
     threads=1,
 )
 TINY_DEMO = DemoConfig(
-    recipe=TINY, n=8, ks=(1, 2, 8), deltas=(0.5,), temperatures=(1.5,), early_step=2, n_boot=50
+    recipe=TINY,
+    n=8,
+    ks=(1, 2, 8),
+    deltas=(0.5,),
+    temperatures=(1.5,),
+    early_step=2,
+    eval_steps=(2,),
+    n_eval=10,
+    n_boot=50,
 )
 
 
@@ -110,7 +118,7 @@ def test_demo_pipeline_on_a_tiny_budget_writes_results_and_reuses_the_cached_bas
     ]
     for v in written["variants"]:
         m = v["summary"]["metrics"]
-        assert v["summary"]["n_problems"] == 12 and v["summary"]["n"] == 8
+        assert v["summary"]["n_problems"] == 10 and v["summary"]["n"] == 8
         assert m["pass@1"]["lo"] <= m["pass@1"]["value"] <= m["pass@1"]["hi"]
     assert [c["key"] for c in written["claims"]] == ["a", "b", "c"]
     assert all(isinstance(c["held"], bool) and c["evidence"] for c in written["claims"])
@@ -167,6 +175,10 @@ def test_demo_config_rejects_an_unknown_selection_metric():
         DemoConfig(select_metric="best@4")
     with pytest.raises(ConfigError, match="--early-step 70 is not a checkpoint step"):
         DemoConfig(early_step=70)
+    with pytest.raises(ConfigError, match=r"eval steps \[80\] are not checkpoint steps"):
+        DemoConfig(eval_steps=(75, 80))
+    with pytest.raises(ConfigError, match="--n-eval must lie in 1..400"):
+        DemoConfig(n_eval=401)
 
 
 @pytest.mark.slow

@@ -25,6 +25,7 @@ def register(subparsers) -> None:
     p.add_argument("--sft-seed", type=int, default=None, help="seed of SFT batches (default 0)")
     p.add_argument("--sample-seed", type=int, default=None, help="seed of sampling and bootstrap (default 0)")
     p.add_argument("--n-test", type=int, default=None, help="test problems (default 400)")
+    p.add_argument("--n-eval", type=int, default=None, help="test problems evaluated (default 300)")
     p.add_argument("--n", type=int, default=None, help="samples per problem (default 32)")
     p.add_argument("--delta", default=None, help="δ grid of the early⊕final mixes, e.g. 0.25,0.5,0.75")
     p.add_argument("--temperature", default=None, help="temperatures of the final model, e.g. 0.7,1.3,1.6")
@@ -69,6 +70,7 @@ def build_config(args):
         for k, v in {
             "recipe": recipe,
             "n": args.n,
+            "n_eval": args.n_eval if args.n_eval is not None else min(DemoConfig.n_eval, recipe.n_test),
             "sample_seed": args.sample_seed,
             "deltas": _floats(args.delta, "--delta"),
             "temperatures": _floats(args.temperature, "--temperature"),
@@ -140,7 +142,7 @@ def headline_table(results):
     from rich.table import Table
 
     roles = results["roles"]
-    table = Table(title="wiseft demo: the toy world (400 held-out problems, n=32 samples each)")
+    table = Table()
     for col in ("model", "Pass@1", "Pass@8", "Pass@32", "maj@32", "distinct"):
         table.add_column(col, justify="left" if col == "model" else "right")
     for v in results["variants"]:

@@ -24,7 +24,6 @@ from wiseft.report.sources import is_metrics_json, results_from_metrics
 __all__ = ["PLOTS", "REPORT_FILES", "build", "figures", "load_results", "resolve_ks"]
 
 REPORT_FILES = ("report.md", "report.html", "results.json")
-SQLITE_MAGIC = b"SQLite format 3\x00"
 
 
 def resolve_ks(res: Results, ks: Iterable[int] | None) -> tuple[list[int], list[int]]:
@@ -104,9 +103,9 @@ def load_results(path: str | os.PathLike) -> dict:
         )
     if not p.is_file():
         raise ConfigError(f"{p} does not exist; give a run directory, a results.json file or a sample store")
-    with open(p, "rb") as fh:
-        head = fh.read(len(SQLITE_MAGIC))
-    if head == SQLITE_MAGIC:
+    from wiseft.store import is_store
+
+    if is_store(p):
         from wiseft.report.from_store import results_from_store
 
         return results_from_store(p)

@@ -121,6 +121,7 @@ def test_demo_pipeline_on_a_tiny_budget_writes_results_and_reuses_the_cached_bas
         assert v["summary"]["n_problems"] == 10 and v["summary"]["n"] == 8
         assert m["pass@1"]["lo"] <= m["pass@1"]["value"] <= m["pass@1"]["hi"]
     assert [c["key"] for c in written["claims"]] == ["a", "b", "c"]
+    assert written["early_step"] == 2 and written["roles"]["early"] == "step=2,T=1"
     assert all(isinstance(c["held"], bool) and c["evidence"] for c in written["claims"])
     assert written["base"]["cached"] is False
     assert (tmp_path / "out" / "sft" / "checkpoint-4" / "model.safetensors").is_file()

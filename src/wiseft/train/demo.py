@@ -389,6 +389,7 @@ def _results(
         },
         "base": {"path": str(base), "cached": cached, "key": cfg.recipe.base_key()},
         "roles": {"early": early, "final": final, "mix": best["name"], "temperatures": list(temps)},
+        "early_step": cfg.early_step,
         "claims": [c.as_dict() for c in claims],
         "_by_name": by_name,
     }

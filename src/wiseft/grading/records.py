@@ -19,6 +19,7 @@ import numpy as np
 
 from wiseft.atomic import atomic_write_text
 from wiseft.errors import GradingError
+from wiseft.jsonl import iter_objects
 from wiseft.metrics import ProblemSamples
 
 REQUIRED = {"problem_id": str, "sample_idx": int, "completion": str}
@@ -75,16 +76,7 @@ def read_records(path: str | os.PathLike, graded: bool = False) -> list[dict]:
     path = Path(path)
     if not path.is_file():
         raise GradingError(f"samples file {path} does not exist")
-    records = []
-    with open(path, encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise GradingError(f"{path}:{lineno}: not valid JSON ({exc.msg})") from exc
-            records.append(check_record(rec, f"{path}:{lineno}", graded))
+    records = [check_record(rec, where, graded) for where, rec in iter_objects(path, GradingError)]
     if not records:
         raise GradingError(f"{path} holds no sample records")
     _check_unique(records, str(path))

@@ -8,6 +8,7 @@ sources, the bytes to read and write, an estimated time and the peak memory. `--
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -64,10 +65,7 @@ class TensorPlan:
 
     @property
     def numel(self) -> int:
-        n = 1
-        for s in self.shape:
-            n *= s
-        return n
+        return math.prod(self.shape)
 
     @property
     def out_bytes(self) -> int:

@@ -10,7 +10,6 @@ the record's answer field where there is one, else the last \\boxed{} of the ref
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -19,6 +18,7 @@ from typing import Any
 
 from wiseft.errors import TaskError
 from wiseft.grading.extract import last_boxed
+from wiseft.jsonl import iter_objects
 from wiseft.tasks.base import Problem, Task, register_task
 
 DATA_ENV = "WISEFT_DATA"
@@ -45,26 +45,7 @@ HUB = {
 
 
 def read_jsonl(path: Path) -> list[dict]:
-    rows = []
-    try:
-        with open(path, encoding="utf-8") as fh:
-            for lineno, line in enumerate(fh, 1):
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise TaskError(
-                        f"{path}:{lineno}: not valid JSON ({exc.msg}); fix or remove that line"
-                    ) from exc
-                if not isinstance(row, dict):
-                    raise TaskError(
-                        f"{path}:{lineno}: expected a JSON object per line, got {type(row).__name__}"
-                    )
-                rows.append(row)
-    except OSError as exc:
-        raise TaskError(f"cannot read data file {path}: {exc.strerror or exc}") from exc
-    return rows
+    return [row for _, row in iter_objects(path, TaskError)]
 
 
 def resolve_local(name: str, data: Any, split: str = "test") -> Path | None:

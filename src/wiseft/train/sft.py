@@ -35,6 +35,7 @@ from typing import Any
 from wiseft.atomic import atomic_dir, write_json
 from wiseft.config import to_dict
 from wiseft.errors import ConfigError, TrainError
+from wiseft.jsonl import iter_objects
 
 CKPT_RE = re.compile(r"^checkpoint-(\d+)$")
 STATE_FILE = "trainer_state.json"
@@ -109,23 +110,14 @@ def read_jsonl_pairs(
     if not path.is_file():
         raise TrainError(f"training data {path} does not exist; pass a JSONL file of prompt/completion lines")
     pairs = []
-    with open(path, encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise TrainError(f"{path}:{lineno}: not valid JSON ({exc.msg})") from exc
-            if not isinstance(row, dict):
-                raise TrainError(f"{path}:{lineno}: expected a JSON object, got {type(row).__name__}")
-            for field in (prompt_field, completion_field):
-                if not isinstance(row.get(field), str):
-                    raise TrainError(
-                        f"{path}:{lineno}: field {field!r} is missing or not a string; "
-                        f"set --prompt-field/--completion-field to the names your file uses"
-                    )
-            pairs.append((row[prompt_field], row[completion_field]))
+    for where, row in iter_objects(path, TrainError):
+        for field in (prompt_field, completion_field):
+            if not isinstance(row.get(field), str):
+                raise TrainError(
+                    f"{where}: field {field!r} is missing or not a string; "
+                    f"set --prompt-field/--completion-field to the names your file uses"
+                )
+        pairs.append((row[prompt_field], row[completion_field]))
     if not pairs:
         raise TrainError(f"training data {path} holds no examples")
     return pairs

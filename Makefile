@@ -3,9 +3,6 @@ PY      ?= python3
 VENV    := .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
-export MALLOC_MMAP_THRESHOLD_ ?= 1048576
-export MALLOC_TRIM_THRESHOLD_ ?= 268435456
-export MALLOC_TOP_PAD_ ?= 67108864
 
 .PHONY: venv demo test test-slow bench lint fmt clean chromium
 

@@ -100,3 +100,16 @@ def test_cli_help_and_version(capsys):
         main(["--version"])
     assert exc.value.code == 0
     assert "wiseft" in capsys.readouterr().out
+
+
+def test_allocator_tuning_respects_the_users_malloc_settings():
+    code = "from wiseft.memory import tune_allocator; print(tune_allocator())"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MALLOC_", "WISEFT_NO_MALLOC"))}
+    run = lambda extra: subprocess.run(  # noqa: E731
+        [sys.executable, "-c", code], env={**env, **extra}, capture_output=True, text=True, check=True
+    ).stdout.strip()
+    import platform
+
+    assert run({}) == ("True" if platform.libc_ver()[0] == "glibc" else "False")
+    assert run({"MALLOC_TOP_PAD_": "0"}) == "False"
+    assert run({"WISEFT_NO_MALLOC_TUNING": "1"}) == "False"

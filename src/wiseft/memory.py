@@ -1,0 +1,44 @@
+"""Allocator settings for this kind of VM, where freshly mapped memory is expensive.
+
+glibc serves large allocations (above a dynamic threshold that starts at 128 KiB) with fresh `mmap`
+pages and returns them on `free`; every new tensor of a sampling or training step then page-faults
+anew. Raising the mmap threshold to its maximum (32 MiB on 64-bit) and keeping freed heap memory
+(large trim threshold and top pad) lets torch reuse the same pages step after step. Measured on the
+project's 2-core VM: the toy sampler ran 1.37x faster (13.1k -> 18.0k tokens/s); a training step was
+unchanged. (Setting only MALLOC_TRIM_THRESHOLD_/MALLOC_TOP_PAD_ fixes the threshold at 128 KiB and made
+a training step 1.65x slower: these settings go together.)
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import os
+
+M_TRIM_THRESHOLD = -1
+M_TOP_PAD = -2
+M_MMAP_THRESHOLD = -3
+
+SETTINGS = {M_MMAP_THRESHOLD: 32 << 20, M_TRIM_THRESHOLD: 1 << 30, M_TOP_PAD: 256 << 20}
+ENV = ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "MALLOC_TOP_PAD_")
+
+
+def tune_allocator() -> bool:
+    """Apply SETTINGS through glibc's `mallopt`; return whether it was applied.
+
+    Does nothing when the user set any MALLOC_* variable of ours (their choice wins), on a libc other
+    than glibc, or when WISEFT_NO_MALLOC_TUNING is set.
+    """
+    if os.environ.get("WISEFT_NO_MALLOC_TUNING") or any(v in os.environ for v in ENV):
+        return False
+    name = ctypes.util.find_library("c")
+    if not name:
+        return False
+    try:
+        libc = ctypes.CDLL(name)
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return False
+    mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
+    mallopt.restype = ctypes.c_int
+    return all(mallopt(param, value) == 1 for param, value in SETTINGS.items())

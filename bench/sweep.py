@@ -197,6 +197,9 @@ def main() -> None:
     args = ap.parse_args()
     if args.runs < 3:
         ap.error("--runs must be at least 3 (medians of ≥3)")
+    from wiseft.memory import tune_allocator
+
+    tune_allocator()  # as the `wiseft` command does at start-up
     console = Console()
     load = os.getloadavg()[0]
     table = Table(title=f"bench/sweep.py — median of {args.runs} runs, {args.threads} sampling thread(s), "

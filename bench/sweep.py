@@ -65,7 +65,7 @@ def bench_switch(runs: int) -> dict:
         times.append(time.perf_counter() - t0)
         rss.append(proc.memory_info().rss)
     # Floor: float32 copies of the anchors, lerped tensor by tensor into one reused buffer.
-    pairs = [(f.float(), e.float()) for _, _, (e, f) in ws._slots]
+    pairs = [(f.float(), e.float()) for _, (e, f) in ws.anchor_tensors()]
     buf = torch.empty(max(e.numel() for e, _ in pairs))
     floors = []
     for i in range(max(3, runs)):

@@ -84,3 +84,18 @@ def test_store_errors_name_the_problem(store_with_samples, tmp_path, capsys):
     write_samples(samples)
     assert main(["grade", str(samples), "--data", str(DATA)]) == 2
     assert "--task is required when grading a JSONL file" in capsys.readouterr().err
+
+
+def test_store_read_accessors(store_with_samples, tmp_path):
+    store, _ = store_with_samples
+    with SampleStore(store) as db:
+        assert db.latest_run() is None and db.graders() == []  # imported samples: no run, no grades
+        run_id = db.begin_run("sweep", {"n": 4, "task": "math500"})
+        db.end_run(run_id)
+        run = db.latest_run()
+    assert (
+        run["command"] == "sweep" and run["config"] == {"n": 4, "task": "math500"} and run["wiseft_version"]
+    )
+    assert main(["grade", str(store), "--data", str(DATA), "--workers", "1"]) == 0
+    with SampleStore(store, writer=False) as db:
+        assert db.graders() == ["math-verify==0.9.0"]

@@ -339,6 +339,28 @@ class SampleStore:
         rows = self.db.execute("SELECT id FROM variants ORDER BY id").fetchall()
         return [self._variant_row("id", r[0]) for r in rows]  # type: ignore[misc]
 
+    def latest_run(self) -> dict | None:
+        """The newest run: its command, resolved config (a dict) and the wiseft version that ran it."""
+        row = self.db.execute(
+            "SELECT command, config, wiseft_version FROM runs ORDER BY id DESC LIMIT 1"
+        ).fetchone()
+        if row is None:
+            return None
+        try:
+            config = json.loads(row[1])
+        except (TypeError, ValueError):
+            config = {}
+        return {
+            "command": row[0],
+            "config": config if isinstance(config, dict) else {},
+            "wiseft_version": row[2],
+        }
+
+    def graders(self) -> list[str]:
+        """The graders (name==version) whose verdicts the store holds."""
+        rows = self.db.execute("SELECT DISTINCT grader FROM grades ORDER BY grader")
+        return [r[0] for r in rows if r[0]]
+
     def summary(self) -> list[dict]:
         """One row per variant: its settings and how many problems, samples, grades and correct grades."""
         counts = {

@@ -132,6 +132,11 @@ class WeightSpace:
                     raise MergeError(f"tensor {pname} of {ck.path} contains non-finite values (nan/inf)")
             self._slots.append((pname, param, flats))
 
+    def anchor_tensors(self) -> list[tuple[str, tuple[torch.Tensor, ...]]]:
+        """(parameter name, its flat anchor tensors in anchor order) for every mixed parameter; read-only
+        views of what the weight space holds (benchmarks compare a switch with a plain pass over these)."""
+        return [(name, flats) for name, _, flats in self._slots]
+
     # --- variants ------------------------------------------------------------------------------------
     def set_delta(self, delta: float, extrapolate: bool = False) -> None:
         """θ = δ·early + (1−δ)·final (two anchors; DESIGN §4)."""

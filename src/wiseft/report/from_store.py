@@ -8,8 +8,8 @@ problems, and "how" says that this is in-sample.
 
 from __future__ import annotations
 
-import json
 import os
+import sqlite3
 from pathlib import Path
 
 from wiseft.errors import ConfigError, StoreError
@@ -87,20 +87,13 @@ def _entry(v, summary: dict) -> dict:
 def _run_info(store) -> tuple[dict, list[str]]:
     """The resolved config of the latest run and the graders used (read-only queries on the store)."""
     try:
-        row = store.db.execute(
-            "SELECT command, config, wiseft_version FROM runs ORDER BY id DESC LIMIT 1"
-        ).fetchone()
-        graders = [
-            r[0] for r in store.db.execute("SELECT DISTINCT grader FROM grades ORDER BY grader") if r[0]
-        ]
-    except Exception as exc:  # sqlite3.Error: an older or damaged store
+        run = store.latest_run()
+        graders = store.graders()
+    except sqlite3.Error as exc:  # an older or damaged store
         raise StoreError(f"sample store {store.path}: cannot read its runs or grades ({exc})") from exc
     config = {}
-    if row is not None:
-        try:
-            config = {"command": row[0], "wiseft_version": row[2], **json.loads(row[1])}
-        except (TypeError, ValueError):
-            config = {"command": row[0], "wiseft_version": row[2]}
+    if run is not None:
+        config = {"command": run["command"], "wiseft_version": run["wiseft_version"], **run["config"]}
     return config, graders
 
 

@@ -113,3 +113,21 @@ def test_allocator_tuning_respects_the_users_malloc_settings():
     assert run({}) == ("True" if platform.libc_ver()[0] == "glibc" else "False")
     assert run({"MALLOC_TOP_PAD_": "0"}) == "False"
     assert run({"WISEFT_NO_MALLOC_TUNING": "1"}) == "False"
+
+
+def test_progress_lines_only_when_not_a_terminal():
+    import io
+
+    from rich.console import Console
+
+    from wiseft.cli.progress import LogLines
+
+    piped = Console(file=io.StringIO(), force_terminal=False)
+    lines = LogLines(piped)
+    for done in range(0, 101):
+        lines.update("s", "sampling x", done, 100)
+    out = piped.file.getvalue().splitlines()
+    assert out == [f"sampling x: {d}/100" for d in (0, 25, 50, 75, 100)]
+    tty = Console(file=io.StringIO(), force_terminal=True)
+    LogLines(tty).update("s", "sampling x", 1, 2)
+    assert tty.file.getvalue() == ""

@@ -5,6 +5,8 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from wiseft.cli.progress import LogLines
+
 
 def register(subparsers) -> None:
     p = subparsers.add_parser(
@@ -115,11 +117,13 @@ def run(args) -> int:
         console=console,
     ) as bar:
         tasks: dict[str, int] = {}
+        lines = LogLines(console)
 
         def progress(stage, done, total, detail):
             if stage not in tasks:
                 tasks[stage] = bar.add_task(labels.get(stage, stage), total=total, detail="")
             bar.update(tasks[stage], completed=done, total=total, detail=detail)
+            lines.update(stage, labels.get(stage, stage), done, total, detail)
 
         results = run_demo(
             cfg,

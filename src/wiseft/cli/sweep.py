@@ -11,6 +11,7 @@ import importlib.util
 from pathlib import Path
 from typing import Any
 
+from wiseft.cli.progress import LogLines
 from wiseft.errors import OutputError
 
 COMMON = (
@@ -82,6 +83,7 @@ class ProgressView:
             console=console, transient=False,
         )  # fmt: skip
         self.tasks: dict[tuple[str, str], Any] = {}
+        self.lines = LogLines(console)
 
     def __enter__(self):
         self.progress.__enter__()
@@ -92,10 +94,11 @@ class ProgressView:
 
     def __call__(self, variant: str, stage: str, done: int, total: int) -> None:
         key = (variant, stage)
+        verb = {"sample": "sampling", "grade": "grading"}.get(stage, stage)
         if key not in self.tasks:
-            verb = {"sample": "sampling", "grade": "grading"}.get(stage, stage)
             self.tasks[key] = self.progress.add_task(f"{verb} {variant}", total=total)
         self.progress.update(self.tasks[key], completed=done, total=total)
+        self.lines.update(key, f"{verb} {variant}", done, total)
 
 
 def table_console():

@@ -243,5 +243,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    os.environ.setdefault("MALLOC_MMAP_THRESHOLD_", "1048576")
     main()

@@ -251,14 +251,17 @@ def test_bad_model_path_is_a_sampling_error(tmp_path):
         HFSampler.from_pretrained(tmp_path, device="cpu")
 
 
-@pytest.mark.parametrize("arch", ["qwen2", "gemma"])
-def test_greedy_matches_generate_on_other_architectures(arch, tmp_path):
-    """The block-grown cache and left padding work for Qwen2 (biases, GQA) and Gemma (tied
-    embeddings, scaled embeddings) as for Llama."""
+@pytest.mark.parametrize("shared", [False, True, None], ids=["plain-cache", "shared-prompt", "auto"])
+@pytest.mark.parametrize("arch", ["llama", "qwen2", "gemma", "gpt2"])
+def test_greedy_matches_generate_on_every_architecture(arch, shared, tmp_path):
+    """Both caches (the block-grown one and the shared-prompt one) with left padding work for Llama,
+    Qwen2 (biases, grouped-query attention), Gemma (tied and scaled embeddings) and GPT-2 (learned
+    positions): greedy output equals `generate` on each prompt alone. Prompts differ in length, so the
+    shorter ones are left-padded, and the long one makes the automatic choice the shared cache."""
     path = tiny_model_dir(tmp_path, arch=arch, tied=arch == "gemma")
-    sampler = HFSampler.from_pretrained(path, device="cpu")
-    prompts = ["12+34=", "99+1+2="]
-    ours = sampler.generate(prompts, 1, SamplingParams(temperature=0, max_new_tokens=8))
+    sampler = HFSampler.from_pretrained(path, device="cpu", shared_prompt=shared)
+    prompts = ["12+34=", "99+1+2=", "5=", "1+2+3+4+5+6+7+8+9+10+11+12+13="]
+    ours = sampler.generate(prompts, 2, SamplingParams(temperature=0, max_new_tokens=8))
     tok = sampler.tokenizer
     for prompt, comps in zip(prompts, ours, strict=True):
         ids = torch.tensor([tok(prompt)["input_ids"]])
@@ -267,4 +270,96 @@ def test_greedy_matches_generate_on_other_architectures(arch, tmp_path):
         )[0, ids.shape[1] :].tolist()
         if tok.eos_token_id in ref:
             ref = ref[: ref.index(tok.eos_token_id)]
+        assert comps[0] == comps[1]
         assert comps[0].text == tok.decode(ref, skip_special_tokens=True)
+    assert sampler.model.config._attn_implementation == "sdpa"  # restored after sampling
+
+
+def test_shared_prompt_attention_equals_attention_over_the_whole_cache():
+    """One decode step of shared-prompt attention, after some rows were dropped, equals float64 softmax
+    attention over each row's prompt (padding excluded) followed by its generated tokens."""
+    from types import SimpleNamespace
+
+    from wiseft.sampling.shared_kv import SharedPrompt, _layer_class, shared_prompt_attention
+
+    g = torch.Generator().manual_seed(0)
+    prompts, n, kv_heads, group, dim, width, steps = 3, 4, 2, 3, 8, 5, 6
+    layer = _layer_class()(capacity=10)
+    cache = SimpleNamespace(layers=[layer])
+    mask = torch.ones(prompts, width, dtype=torch.long)
+    mask[1, :2] = 0  # left padding of prompt 1
+    mask[2, :4] = 0
+    layer.update(
+        torch.randn(prompts, kv_heads, width, dim, generator=g),
+        torch.randn(prompts, kv_heads, width, dim, generator=g),
+    )
+    shared = SharedPrompt(cache, mask, n)
+    rows = prompts * n
+    for step in range(steps):
+        layer.update(
+            torch.randn(rows, kv_heads, 1, dim, generator=g), torch.randn(rows, kv_heads, 1, dim, generator=g)
+        )
+        if step == 2:  # drop some rows, as finished rows are dropped
+            keep = torch.tensor([0, 2, 3, 5, 8, 9, 11])
+            layer.batch_select_indices(keep)
+            shared.select(keep)
+            rows = len(keep)
+    query = torch.randn(rows, kv_heads * group, 1, dim, generator=g)
+    scaling = 0.3
+    out, _ = shared_prompt_attention(
+        SimpleNamespace(layer_idx=0), query, None, None, None, scaling=scaling, wiseft_shared=shared
+    )
+    assert out.shape == (rows, 1, kv_heads * group, dim)
+    for r in range(rows):
+        p = int(shared.row_prompt[r])
+        valid = mask[p].bool()
+        for h in range(kv_heads * group):
+            keys = torch.cat(
+                [layer.prompt_keys[p, h // group][valid], layer.keys[r, h // group, :steps]]
+            ).double()
+            values = torch.cat(
+                [layer.prompt_values[p, h // group][valid], layer.values[r, h // group, :steps]]
+            ).double()
+            weights = torch.softmax(keys @ query[r, h, 0].double() * scaling, dim=0)
+            torch.testing.assert_close(out[r, 0, h].double(), weights @ values, rtol=1e-5, atol=1e-6)
+
+
+def test_parallel_workers_give_the_same_completions(tiny):
+    """On CPU, `threads` batches are decoded side by side (one core each); for the same batch plan the
+    completions are those of one worker, in prompt order, with progress reported per batch."""
+    _, sampler = tiny
+    params = SamplingParams(temperature=1.0, max_new_tokens=10, seed=3, stop=("1",))
+    one = HFSampler(sampler.model, sampler.tokenizer, max_rows=8, threads=1)
+    two = HFSampler(sampler.model, sampler.tokenizer, max_rows=8, threads=2)
+    assert two.workers() == 2
+    seen: list[int] = []
+    assert two.generate(PROMPTS, 4, params, progress=seen.append) == one.generate(PROMPTS, 4, params)
+    assert sorted(seen) == [1, 2, 2]
+
+
+def test_batches_split_evenly_among_workers(tiny):
+    _, sampler = tiny
+    params = SamplingParams(max_new_tokens=4)
+    assert sampler._plan_batches([5] * 6, 2, params, parts=2) == [[0, 1, 2], [3, 4, 5]]
+    assert sampler._plan_batches([5] * 6, 2, params, parts=1) == [[0, 1, 2, 3, 4, 5]]
+    capped = HFSampler(sampler.model, sampler.tokenizer, max_rows=4)
+    plan = capped._plan_batches([5] * 7, 2, params, parts=2)  # 4 batches: a multiple of the workers
+    assert plan == [[0, 1], [2, 3], [4, 5], [6]]
+
+
+def test_a_failing_worker_fails_the_call_and_restores_the_model(tiny, monkeypatch):
+    _, sampler = tiny
+    two = HFSampler(sampler.model, sampler.tokenizer, max_rows=4, threads=2)
+    original = two._generate_batch
+
+    def flaky(ids_list, *args):
+        if len(ids_list) == 1:
+            raise SamplingError("boom")
+        return original(ids_list, *args)
+
+    monkeypatch.setattr(two, "_generate_batch", flaky)
+    threads = torch.get_num_threads()
+    with pytest.raises(SamplingError, match="boom"):
+        two.generate(PROMPTS, 2, SamplingParams(max_new_tokens=4, seed=1))
+    assert torch.get_num_threads() == threads
+    assert sampler.model.config._attn_implementation == "sdpa"

@@ -1,6 +1,6 @@
 """Tiny, locally built Hugging Face checkpoints for tests and benchmarks (nothing is downloaded).
 
-`save_tiny_model(path, arch="llama"|"qwen2"|"gemma", ...)` writes a random-init causal LM of a few layers
+`save_tiny_model(path, arch="llama"|"qwen2"|"gemma"|"gpt2", ...)` writes a random-init causal LM of a few layers
 with a character-level tokenizer: a normal HF directory that transformers and every wiseft command load.
 """
 
@@ -10,12 +10,12 @@ import os
 from pathlib import Path
 
 import torch
-from transformers import AutoModelForCausalLM, GemmaConfig, LlamaConfig, Qwen2Config
+from transformers import AutoModelForCausalLM, GemmaConfig, GPT2Config, LlamaConfig, Qwen2Config
 
 from wiseft.chartok import save_char_tokenizer
 
 ALPHABET = "0123456789+-*/=,.$ ()abcdefghijklmnopqrstuvwxyz\\{}#:\n"
-ARCHES = {"llama": LlamaConfig, "qwen2": Qwen2Config, "gemma": GemmaConfig}
+ARCHES = {"llama": LlamaConfig, "qwen2": Qwen2Config, "gemma": GemmaConfig, "gpt2": GPT2Config}
 
 
 def tiny_config(
@@ -46,6 +46,10 @@ def tiny_config(
     )
     if arch == "gemma":
         kwargs["head_dim"] = hidden // heads
+    if arch == "gpt2":  # GPT-2's own names; no grouped-query attention
+        renames = dict(hidden_size="n_embd", num_hidden_layers="n_layer", num_attention_heads="n_head",
+                       intermediate_size="n_inner", max_position_embeddings="n_positions")  # fmt: skip
+        kwargs = {renames.get(k, k): v for k, v in kwargs.items() if k != "num_key_value_heads"}
     return ARCHES[arch](**kwargs)
 
 

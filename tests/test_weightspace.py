@@ -130,3 +130,75 @@ def test_nonfinite_anchor_is_rejected_at_load(pair, tmp_path):
     save_file(tensors, str(bad / "model.safetensors"), metadata={"format": "pt"})
     with pytest.raises(MergeError, match="model.norm.weight of .*bad contains non-finite"):
         WeightSpace.load([bad, pair[1]], dtype=torch.float32)
+
+
+# --- the exact float32 shortcut (merge/compute.py) ----------------------------------------------------
+
+
+def _spread(n, dtype, seed):
+    """Values over a wide exponent range (2^-120 … 2^60, float16 its own: products stay normal for
+    weights ≥ 2^-6), both signs, some zeros and exact ties."""
+    g = torch.Generator().manual_seed(seed)
+    mant = torch.rand(n, generator=g, dtype=torch.float64) + 0.5
+    lo, hi = (-14, 15) if dtype == torch.float16 else (-120, 60)
+    exps = torch.randint(lo, hi, (n,), generator=g).double()
+    x = mant * torch.pow(2.0, exps) * torch.where(torch.rand(n, generator=g) < 0.5, -1.0, 1.0).double()
+    x[::97] = 0.0
+    x[1::89] = 1.0  # with a tiny partner below: sums on a float32 rounding midpoint
+    return x.to(dtype)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.float32])
+@pytest.mark.parametrize("delta", [0.0, 0.125, 0.25, 0.5, 0.625, 0.875, 1.0, 0.3, 2**-20])
+def test_float32_shortcut_has_the_bits_of_the_float64_kernel(dtype, delta):
+    from wiseft.merge.compute import Scratch, combine_float32, combine_into, exact_in_float32, magnitude_range
+    from wiseft.merge.methods import get_method
+
+    n = 300_000
+    a, b = _spread(n, dtype, 1), _spread(n, dtype, 2)
+    if dtype == torch.bfloat16:
+        b[1::89] = 2.0**-24  # 1.0·w0 + 2^-24·w1 lands on ties for many δ
+    method = get_method("wise-ft")
+    weights = method.weights((delta,))
+    ranges = [magnitude_range(a), magnitude_range(b)]
+    exact = exact_in_float32(weights, [dtype, dtype], ranges)
+    reference = torch.empty(n, dtype=torch.float32)
+    combine_into(reference, [a, b], method, (delta,), Scratch(1 << 14))
+    fast = torch.empty(n, dtype=torch.float32)
+    combine_float32(fast, [a, b], weights)
+    if exact:
+        assert torch.equal(fast, reference)
+    few_bits = delta in (0.0, 0.125, 0.25, 0.5, 0.625, 0.875, 1.0)
+    assert exact == (few_bits if dtype != torch.float32 else delta in (0.0, 0.5, 1.0))
+
+
+def test_float32_shortcut_is_taken_for_a_dyadic_grid_only():
+    from wiseft.merge.compute import exact_in_float32
+
+    bf = [torch.bfloat16] * 2
+    normal = [(1e-8, 10.0)] * 2
+    for delta in (0.0, 0.125, 0.25, 0.375, 0.5, 0.75, 1.0):
+        assert exact_in_float32((delta, 1.0 - delta), bf, normal)
+    assert not exact_in_float32((0.3, 0.7), bf, normal)  # 53-bit weights
+    assert not exact_in_float32((0.25, 0.75), [torch.float32] * 2, normal)  # 24 + 2 bits
+    assert exact_in_float32((0.5, 0.5), [torch.float32] * 2, normal)  # powers of two scale exactly
+    assert not exact_in_float32((0.25, 0.75), bf, [(2.0**-125, 1.0)] * 2)  # subnormal product
+    assert not exact_in_float32((0.2, 0.3, 0.5), [torch.bfloat16] * 3, [(1e-8, 1.0)] * 3)  # three terms
+
+
+def test_switching_on_a_dyadic_grid_takes_the_shortcut_with_the_same_bits(pair, monkeypatch):
+    import wiseft.weightspace as wsm
+
+    early, final = pair
+    calls = []
+    original = wsm.combine_float32
+    monkeypatch.setattr(wsm, "combine_float32", lambda *a: calls.append(1) or original(*a))
+    ws = WeightSpace.load([early, final], dtype=torch.float32)
+    for delta in (0.125, 0.25, 0.5, 0.875):
+        ws.set_delta(delta)
+        for name, p in ws.model.named_parameters():
+            assert torch.equal(p.data, _reference(early, final, delta, name, torch.float32)), (delta, name)
+    assert calls
+    calls.clear()
+    ws.set_delta(0.3)
+    assert not calls

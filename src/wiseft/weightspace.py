@@ -40,7 +40,15 @@ import torch
 
 from wiseft.checkpoints import Checkpoint
 from wiseft.errors import ConfigError, MergeError
-from wiseft.merge.compute import CHUNK, Scratch, all_finite, combine_into
+from wiseft.merge.compute import (
+    CHUNK,
+    Scratch,
+    all_finite,
+    combine_float32,
+    combine_into,
+    exact_in_float32,
+    magnitude_range,
+)
 from wiseft.merge.methods import get_method
 from wiseft.merge.plan import check_compatible
 from wiseft.merge.recipe import Recipe, layer_count
@@ -67,6 +75,7 @@ class WeightSpace:
         names = check_compatible(inputs)
         self.n_layers = layer_count(names, reference.config)
         self._slots: list[tuple[str, torch.Tensor, tuple[torch.Tensor, ...]]] = []
+        self._ranges: dict[int, tuple[tuple[float, float], ...]] = {}  # slot -> magnitude_range per input
         self._load_slots(inputs)
         largest = max((p.numel() for _, p, _ in self._slots), default=1)
         size = min(CHUNK if self.device.type == "cpu" else 1 << 24, largest)
@@ -168,12 +177,13 @@ class WeightSpace:
             problem = method.check(coeffs, recipe.extrapolate)
             if problem:
                 raise ConfigError(f"tensor {name} ({source}): {problem}")
-        pieces = []  # (out, inputs, coeffs) in slices of at most PIECE elements, for the workers
-        for (coeffs, _), param, flats in resolved:
+        pieces = []  # (out, inputs, coeffs, float32 shortcut?) in slices of ≤ PIECE elements, for the workers
+        for i, ((coeffs, _), param, flats) in enumerate(resolved):
             out = param.data.view(-1)
+            shortcut = self._float32_shortcut(i, method, coeffs, out.dtype)
             for start in range(0, out.numel(), PIECE):
                 end = min(start + PIECE, out.numel())
-                pieces.append((out[start:end], [f[start:end] for f in flats], coeffs))
+                pieces.append((out[start:end], [f[start:end] for f in flats], coeffs, shortcut))
         if self._pool is None:
             _run(pieces, method, self._scratches[0])
         else:
@@ -188,6 +198,16 @@ class WeightSpace:
                 torch.set_num_threads(threads)
         self.variant = recipe
 
+    def _float32_shortcut(self, slot: int, method, coeffs, out_dtype) -> bool:
+        """Whether slot `slot` can be mixed in float32 with the same bits as the float64 kernel
+        (merge/compute.py: a float32 output, a plain weighted sum, few-bit weights)."""
+        if out_dtype != torch.float32 or method.weights is None:
+            return False
+        _, _, flats = self._slots[slot]
+        if slot not in self._ranges:  # measured once, on first need
+            self._ranges[slot] = tuple(magnitude_range(f) for f in flats)
+        return exact_in_float32(method.weights(coeffs), [f.dtype for f in flats], self._ranges[slot])
+
     def _recipe(self, method: str, **kwargs: Any) -> Recipe:
         models = tuple(str(a.path) for a in self.anchors)
         base = str(self.base.path) if self.base is not None else None
@@ -196,8 +216,11 @@ class WeightSpace:
 
 def _run(pieces, method, scratch: Scratch) -> None:
     with torch.no_grad():
-        for out, xs, coeffs in pieces:
-            combine_into(out, xs, method, coeffs, scratch)
+        for out, xs, coeffs, shortcut in pieces:
+            if shortcut:
+                combine_float32(out, xs, method.weights(coeffs))
+            else:
+                combine_into(out, xs, method, coeffs, scratch)
 
 
 def _dtype(dtype: torch.dtype | str) -> torch.dtype:

@@ -34,6 +34,9 @@ class Method:
     kernel: Kernel
     # check(coeffs, extrapolate) -> None or an error message (without the tensor name)
     check: Callable[[tuple[float, ...], bool], str | None]
+    # For a method that is a plain weighted sum Σ w_i·x_i computed by `linear.weighted_sum`: the weights
+    # its kernel uses for `coeffs` (lets WeightSpace take the exact float32 shortcut, merge/compute.py).
+    weights: Callable[[tuple[float, ...]], tuple[float, ...]] | None = None
 
 
 _REGISTRY: dict[str, Method] = {}

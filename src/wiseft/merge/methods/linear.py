@@ -65,5 +65,6 @@ LINEAR = register(
         max_models=None,
         kernel=_kernel,
         check=check_weights,
+        weights=tuple,
     )
 )

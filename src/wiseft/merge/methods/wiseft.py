@@ -6,11 +6,15 @@ from wiseft.merge.methods import Method, register
 from wiseft.merge.methods.linear import weighted_sum
 
 
-def _kernel(xs, coeffs, acc, scratch) -> None:
-    (delta,) = coeffs
+def _weights(coeffs: tuple[float, ...]) -> tuple[float, float]:
     # The weights are exactly δ and 1−δ as Python computes them; at δ=0 or δ=1 one weight is 0 (skipped)
     # and the other 1 (a plain copy), so the endpoints return an anchor bit for bit.
-    weighted_sum(xs, (delta, 1.0 - delta), acc, scratch)
+    (delta,) = coeffs
+    return delta, 1.0 - delta
+
+
+def _kernel(xs, coeffs, acc, scratch) -> None:
+    weighted_sum(xs, _weights(coeffs), acc, scratch)
 
 
 def _check(coeffs: tuple[float, ...], extrapolate: bool) -> str | None:
@@ -30,5 +34,6 @@ WISEFT = register(
         max_models=2,
         kernel=_kernel,
         check=_check,
+        weights=_weights,
     )
 )

@@ -57,6 +57,8 @@ def test_learning_rate_schedule_against_closed_form():
         (dict(schedule="linear"), "--schedule must be"),
         (dict(save_steps=(7,)), r"--save-steps \[7\] lie outside 1..6"),
         (dict(lr=0.0), "--lr must be > 0"),
+        (dict(micro_batches=5), r"--micro-batches must be between 1 and --batch-size \(4\)"),
+        (dict(micro_batches=0), "--micro-batches"),
     ],
 )
 def test_bad_config_is_rejected_with_the_flag_named(kw, message):
@@ -142,6 +144,27 @@ def test_training_writes_loadable_hf_checkpoints_and_lowers_the_loss(tmp_path):
     state = json.loads((last / "trainer_state.json").read_text())
     assert state["step"] == 30 and state["seed"] == 1 and len(state["loss_history"]) == 30
     assert [p.name for p in (tmp_path / "run").iterdir() if "tmp" in p.name] == []
+
+
+def test_micro_batches_give_the_same_weights_for_any_thread_count(tmp_path):
+    """Two micro-batches run side by side on two threads, or one after the other on one: the weights are
+    the same bytes. And the summed micro-batch gradient is the batch's gradient (to rounding), so the
+    run follows the plain one closely."""
+    pairs = _pairs()
+    runs = {}
+    for name, kw in (
+        ("plain", {}),
+        ("one", dict(micro_batches=2)),
+        ("two", dict(micro_batches=2, threads=2)),
+    ):
+        model, tok = _model()
+        result = sft.train(model, tok, sft.epoch_batches(pairs, 4, 1), _cfg(steps=4, **kw), tmp_path / name)
+        runs[name] = (model.state_dict(), result.losses)
+    for key, value in runs["one"][0].items():
+        assert torch.equal(value, runs["two"][0][key]), key
+        torch.testing.assert_close(value, runs["plain"][0][key], rtol=1e-4, atol=1e-5)
+    assert runs["one"][1] == runs["two"][1]
+    assert runs["one"][1] == pytest.approx(runs["plain"][1], rel=1e-5)
 
 
 class _Stop(Exception):

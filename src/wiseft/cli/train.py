@@ -72,6 +72,13 @@ def _training_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--threads", type=int, default=0, help="CPU threads (0: torch's default)")
+    p.add_argument(
+        "--micro-batches",
+        type=int,
+        default=1,
+        help="split each batch into N parts, gradients summed in a fixed order; on CPU the parts run "
+        "side by side, one core each, with the same result for any --threads (default 1)",
+    )
 
 
 def _parse_steps(text: str) -> tuple[int, ...]:
@@ -102,6 +109,7 @@ def _sft_config(args):
         seed=args.seed,
         device=args.device,
         threads=args.threads,
+        micro_batches=args.micro_batches,
     )
 
 

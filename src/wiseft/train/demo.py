@@ -36,7 +36,6 @@ from wiseft.train.claims import (
 )
 
 Progress = Callable[[str, int, int, str], None]
-BASE_THREADS = 1
 
 
 @dataclasses.dataclass(frozen=True)
@@ -96,7 +95,7 @@ def default_cache_dir() -> Path:
 
 
 def base_path(cfg: DemoConfig, cache_dir: Path) -> Path:
-    return Path(cache_dir) / f"toy-base-{cfg.recipe.base_key()}-t{BASE_THREADS}"
+    return Path(cache_dir) / f"toy-base-{cfg.recipe.base_key()}"
 
 
 def ensure_base(cfg: DemoConfig, cache_dir: Path, fresh: bool = False, progress: Progress | None = None):
@@ -112,25 +111,15 @@ def ensure_base(cfg: DemoConfig, cache_dir: Path, fresh: bool = False, progress:
         if progress:
             progress("pretrain", p.step, steps, f"loss {p.loss:.3f}")
 
-    import torch
-
-    # Always one thread: the base must be the same bytes on every run. Two threads sum in another order,
-    # and that alone flipped the outcome (measured, default seeds): the one-thread base reaches Pass@1
-    # 0.11 on the test problems and the demo shows all three claims; the two-thread base (pretraining
-    # loss 0.534 vs 0.524) stays at 0.03, SFT lifts Pass@1 only to 0.10, and claim (a) fails. 800 steps
-    # sit at the edge of the model learning to carry; see the project note.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(BASE_THREADS)
-    try:
-        with atomic_dir(target, force=True) as tmp:
-            recipe = dataclasses.replace(cfg.recipe, threads=BASE_THREADS)
-            result = toy.pretrain(recipe, tmp / "run", on_step=on_step)
-            last = result.checkpoints[max(result.checkpoints)]
-            for entry in last.iterdir():
-                shutil.move(str(entry), str(tmp / entry.name))
-            shutil.rmtree(tmp / "run")
-    finally:
-        torch.set_num_threads(threads)
+    # The recipe's micro-batches make the base the same bytes for any thread count (sft._MicroBatches),
+    # which matters: 800 steps sit near the edge of the model learning to carry, and before micro-batches
+    # a base pretrained on two threads instead of one (another summation order) flipped claim (a).
+    with atomic_dir(target, force=True) as tmp:
+        result = toy.pretrain(cfg.recipe, tmp / "run", on_step=on_step)
+        last = result.checkpoints[max(result.checkpoints)]
+        for entry in last.iterdir():
+            shutil.move(str(entry), str(tmp / entry.name))
+        shutil.rmtree(tmp / "run")
     return target, False
 
 
@@ -233,7 +222,7 @@ def run_demo(
         results["cpu_seconds"] = {k: round(v, 2) for k, v in clock.cpu.items()}
         results["machine"] = {
             "torch_threads": torch.get_num_threads(),
-            "base_threads": BASE_THREADS,
+            "micro_batches": cfg.recipe.micro_batches,
             "cpu_count": os.cpu_count(),
             "loadavg_1min_before": round(load_before, 2),
             "loadavg_1min_after": round(os.getloadavg()[0], 2),

@@ -214,7 +214,10 @@ class ToyModelConfig:
 
     `arch` "gpt2" (learned absolute positions, GELU MLP of 4x width) or "llama" (RoPE, SwiGLU; its MLP has
     three matrices, so `intermediate` 352, about 8/3 of the width, matches the parameter count of a 4x
-    two-matrix MLP). Width 128 ran faster than 64 or 96 on 2 CPU threads.
+    two-matrix MLP). Width 128 ran faster than 64 or 96 on 2 CPU threads. GPT-2's activation is
+    `gelu_pytorch_tanh`, the same tanh approximation as GPT-2's `gelu_new` in one fused op: `gelu_new` is
+    eight element-wise passes and cost more than the largest matrix product of a decode step (measured
+    8.0 ms vs 2.7 ms on a 2400x512 activation); pretraining steps ran 1.2x faster.
     """
 
     arch: str = "gpt2"
@@ -223,6 +226,7 @@ class ToyModelConfig:
     heads: int = 4
     intermediate: int = 512
     max_positions: int = 64
+    activation: str = "gelu_pytorch_tanh"  # GPT-2 only
 
     def __post_init__(self):
         if self.arch not in ("gpt2", "llama"):
@@ -248,6 +252,7 @@ def toy_model(cfg: ToyModelConfig, tokenizer, seed: int):
             n_head=cfg.heads,
             n_inner=cfg.intermediate,
             n_positions=cfg.max_positions,
+            activation_function=cfg.activation,
             resid_pdrop=0.0,
             embd_pdrop=0.0,
             attn_pdrop=0.0,
@@ -304,6 +309,9 @@ class ToyRecipe:
     sft_save_every: int = 75
     warmup_steps: int = 50
     threads: int = 0
+    # Both stages split each batch in two whose gradients are summed in a fixed order: the two halves run
+    # on two cores, and the weights are the same bytes whatever the thread count (sft._MicroBatches).
+    micro_batches: int = 2
 
     def splits(self) -> ToySplits:
         return make_splits(self.data_seed, n_sft=self.n_sft, n_test=self.n_test)
@@ -320,6 +328,7 @@ class ToyRecipe:
             seed=self.pretrain_seed,
             device="cpu",
             threads=self.threads,
+            micro_batches=self.micro_batches,
         )
 
     def sft_config(self):
@@ -336,6 +345,7 @@ class ToyRecipe:
             seed=self.sft_seed,
             device="cpu",
             threads=self.threads,
+            micro_batches=self.micro_batches,
         )
 
     def base_key(self) -> str:
@@ -351,6 +361,7 @@ class ToyRecipe:
             "model": to_dict(self.model),
             "sloppy": to_dict(self.sloppy),
             "pretrain": [self.pretrain_seed, self.pretrain_steps, self.pretrain_batch, self.pretrain_lr],
+            "micro_batches": self.micro_batches,
             "warmup": self.warmup_steps,
         }
         return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:12]

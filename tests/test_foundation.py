@@ -21,6 +21,41 @@ def test_atomic_dir_renames_only_when_complete(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["out"]
 
 
+def test_atomic_dir_flushes_every_file_before_the_rename(tmp_path, monkeypatch):
+    """The rename that publishes a directory must not expose data still only in the page cache."""
+    synced = []
+    real_fsync = os.fsync
+
+    def record(fd):
+        path = os.readlink(f"/proc/self/fd/{fd}")
+        synced.append((path, (tmp_path / "out").exists()))
+        return real_fsync(fd)
+
+    monkeypatch.setattr(atomic.os, "fsync", record)
+    with atomic.atomic_dir(tmp_path / "out") as tmp:
+        (tmp / "sub").mkdir()
+        (tmp / "a.bin").write_bytes(b"x" * 10)
+        (tmp / "sub" / "b.bin").write_bytes(b"y")
+    files = {os.path.basename(p) for p, _ in synced}
+    assert {"a.bin", "b.bin"} <= files
+    assert all(not published for p, published in synced if p.endswith(".bin"))
+
+
+def test_shard_writer_flushes_each_shard(tmp_path, monkeypatch):
+    from wiseft.checkpoints import ShardWriter, plan_shards
+
+    shards = plan_shards([("a", "F32", (4,)), ("b", "F32", (4,))], shard_size=16)
+    synced = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(
+        os, "fsync", lambda fd: synced.append(os.readlink(f"/proc/self/fd/{fd}")) or real_fsync(fd)
+    )
+    writer = ShardWriter(tmp_path, shards)
+    writer.write(bytes(32))
+    writer.close()
+    assert sorted(os.path.basename(p) for p in synced) == sorted(s.filename for s in shards)
+
+
 def test_atomic_dir_failure_leaves_nothing(tmp_path):
     out = tmp_path / "out"
     with pytest.raises(OSError, match="disk full"):

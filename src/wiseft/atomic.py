@@ -1,7 +1,7 @@
 """Outputs appear whole or not at all.
 
-Directories are built in a temporary sibling (`.NAME.wiseft-tmp-PID`) and renamed into place only when
-complete; files are written to a temporary sibling, fsynced and `os.replace`d. A temporary sibling left by a
+Directories are built in a temporary sibling (`.NAME.wiseft-tmp-PID`), every file in them fsynced, and
+renamed into place only when complete; files are written to a temporary sibling, fsynced and `os.replace`d. A temporary sibling left by a
 killed process (its PID no longer alive) is removed by the next run that writes the same output.
 """
 
@@ -83,7 +83,7 @@ def atomic_dir(out: str | os.PathLike, force: bool = False, flag: str = "-o/--ou
     tmp.mkdir()
     try:
         yield tmp
-        _fsync_dir(tmp)
+        _fsync_tree(tmp)
         if out.exists():
             old = out.parent / f".{out.name}.wiseft-old-{os.getpid()}"
             os.replace(out, old)
@@ -95,6 +95,31 @@ def atomic_dir(out: str | os.PathLike, force: bool = False, flag: str = "-o/--ou
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def _fsync_tree(root: Path) -> None:
+    """Flush every file and directory under `root` to disk (files first), so that the rename that
+    publishes `root` never exposes a file whose data is still only in the page cache."""
+    dirs = []
+    for dirpath, _, filenames in os.walk(root):
+        dirs.append(Path(dirpath))
+        for name in filenames:
+            _fsync_file(Path(dirpath) / name)
+    for d in reversed(dirs):
+        _fsync_dir(d)
+
+
+def _fsync_file(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def _fsync_dir(path: Path) -> None:

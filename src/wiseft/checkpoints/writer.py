@@ -126,9 +126,13 @@ class ShardWriter:
             n = os.write(self._fd, view)
             view = view[n:]
 
-    def _close_fd(self) -> None:
+    def _close_fd(self, sync: bool = True) -> None:
         fd, self._fd = self._fd, None
-        os.close(fd)
+        try:
+            if sync:  # a finished shard goes to disk while the next one is written
+                os.fsync(fd)
+        finally:
+            os.close(fd)
 
     def close(self, index_metadata: dict | None = None) -> None:
         """Check completeness; write `model.safetensors.index.json` when there is more than one shard."""
@@ -144,4 +148,4 @@ class ShardWriter:
 
     def abort(self) -> None:
         if self._fd is not None:
-            self._close_fd()
+            self._close_fd(sync=False)

@@ -223,6 +223,38 @@ def test_jensen_bound_holds_and_is_tight_at_k2(seed):
     assert bv["bound"]["2"] == pytest.approx(bv["one_minus_pass_plugin"]["2"], rel=1e-12, abs=1e-15)
 
 
+def test_bias_variance_and_diversity_intervals_match_a_direct_bootstrap():
+    """The intervals of E[ρ], bias², Var[ρ] and distinct answers come from the same resamples as
+    `bootstrap_ci`: recompute them resample by resample."""
+    from wiseft.metrics import _resample_weights, diversity
+
+    rng = np.random.default_rng(7)
+    rho = rng.beta(0.5, 0.5, size=200)
+    bv = bias_variance(rho, [2], seed=3, n_boot=400)
+    weights = _resample_weights(len(rho), 3, 400)
+    direct = []
+    for w in weights:
+        sample = np.repeat(rho, w.astype(int))
+        direct.append([sample.mean(), (1 - sample.mean()) ** 2, sample.var()])
+    lo, hi = np.quantile(np.array(direct), [0.025, 0.975], axis=0)
+    for i, key in enumerate(("mean_rho", "bias2", "var")):
+        assert bv["ci"][key] == pytest.approx([lo[i], hi[i]], rel=1e-9, abs=1e-12)
+        assert bv["ci"][key][0] <= bv[key] <= bv["ci"][key][1]
+
+    problems = [
+        ProblemSamples(
+            correct=[True] * (i % 4) + [False] * (4 - i % 4),
+            classes=list(range(i % 3 + 1)) + [0] * (3 - i % 3),
+        )
+        for i in range(60)
+    ]
+    div = diversity(problems, seed=1, n_boot=300)
+    lo, hi = div["ci"]["mean_distinct"]
+    assert lo <= div["mean_distinct"] <= hi and lo < hi
+    distinct = np.array([i % 3 + 1 for i in range(60)], dtype=float)
+    assert [lo, hi] == pytest.approx(list(bootstrap_ci(distinct, seed=1, n_boot=300)[1:]))
+
+
 # ---------------------------------------------------------------------------------------------- bootstrap
 
 

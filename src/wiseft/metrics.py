@@ -299,31 +299,55 @@ def bootstrap_ci(
         raise MetricError("bootstrap over problems needs at least one problem")
     if n_boot < 1:
         raise MetricError(f"n_boot must be at least 1, got {n_boot}")
-    rng = np.random.default_rng(seed)
-    weights = rng.multinomial(p, np.full(p, 1.0 / p), size=n_boot).astype(np.float64)
-    boots = weights @ v / p
-    alpha = (1.0 - level) / 2.0
-    lo, hi = np.quantile(boots, [alpha, 1.0 - alpha], axis=0)
+    boots = _resample_weights(p, seed, n_boot) @ v / p
+    lo, hi = _percentiles(boots, level)
     mean = v.mean(axis=0)
     if one_d:
         return mean[0], lo[0], hi[0]
     return mean, lo, hi
 
 
-def bias_variance(rho: np.ndarray, ks: Sequence[int], pass_k: dict[int, float] | None = None) -> dict:
+def _resample_weights(p: int, seed: int, n_boot: int) -> np.ndarray:
+    """n_boot × p multinomial counts: how often each problem is drawn in each bootstrap resample. The
+    same (p, seed, n_boot) gives the same resamples, so every interval of one summary is paired."""
+    rng = np.random.default_rng(seed)
+    return rng.multinomial(p, np.full(p, 1.0 / p), size=n_boot).astype(np.float64)
+
+
+def _percentiles(boots: np.ndarray, level: float) -> tuple[np.ndarray, np.ndarray]:
+    alpha = (1.0 - level) / 2.0
+    lo, hi = np.quantile(boots, [alpha, 1.0 - alpha], axis=0)
+    return lo, hi
+
+
+def bias_variance(
+    rho: np.ndarray,
+    ks: Sequence[int],
+    pass_k: dict[int, float] | None = None,
+    seed: int = 0,
+    n_boot: int = 1000,
+) -> dict:
     """E[ρ], bias² = (1−E[ρ])², Var[ρ] (over problems) and the Jensen bound (bias²+Var)^{k/2} per k.
 
     The bound is a lower bound on E[(1−ρ)^k] (reported as `one_minus_pass_plugin`) for k ≥ 2, and an
-    equality at k = 2. `one_minus_pass` is 1 − the unbiased Pass@k when `pass_k` is given.
+    equality at k = 2. `one_minus_pass` is 1 − the unbiased Pass@k when `pass_k` is given. `ci` holds
+    95% bootstrap intervals over problems of E[ρ], bias² and Var[ρ] (the same resamples as
+    `bootstrap_ci` with this seed).
     """
     rho = np.asarray(rho, dtype=np.float64)
     mean = float(rho.mean())
     bias2 = (1.0 - mean) ** 2
     var = float(rho.var())
+    weights = _resample_weights(rho.shape[0], seed, n_boot) / rho.shape[0]
+    boot_mean = weights @ rho
+    boot_var = np.maximum(weights @ (rho * rho) - boot_mean**2, 0.0)
+    columns = np.stack([boot_mean, (1.0 - boot_mean) ** 2, boot_var], axis=1)
+    lo, hi = _percentiles(columns, 0.95)
     out = {
         "mean_rho": mean,
         "bias2": bias2,
         "var": var,
+        "ci": {name: [float(lo[i]), float(hi[i])] for i, name in enumerate(("mean_rho", "bias2", "var"))},
         "bound": {str(k): float((bias2 + var) ** (k / 2.0)) for k in ks},
         "one_minus_pass_plugin": {str(k): float(np.mean((1.0 - rho) ** k)) for k in ks},
     }
@@ -332,15 +356,18 @@ def bias_variance(rho: np.ndarray, ks: Sequence[int], pass_k: dict[int, float] |
     return out
 
 
-def diversity(problems: Sequence[ProblemSamples]) -> dict:
-    """Mean number and fraction of distinct answer classes per problem, and the histogram of ρ."""
+def diversity(problems: Sequence[ProblemSamples], seed: int = 0, n_boot: int = 1000) -> dict:
+    """Mean number and fraction of distinct answer classes per problem (with 95% bootstrap intervals
+    over problems, `ci`), and the histogram of ρ."""
     distinct = np.array([np.unique(p.classes[p.classes >= 0]).shape[0] for p in problems], dtype=np.float64)
     ns = np.array([p.n for p in problems], dtype=np.float64)
     rho = np.array([p.c / p.n for p in problems])
     hist, _ = np.histogram(rho, bins=np.asarray(RHO_EDGES))
+    _, lo, hi = bootstrap_ci(np.stack([distinct, distinct / ns], axis=1), seed=seed, n_boot=n_boot)
     return {
         "mean_distinct": float(distinct.mean()),
         "frac_distinct": float((distinct / ns).mean()),
+        "ci": {"mean_distinct": [float(lo[0]), float(hi[0])], "frac_distinct": [float(lo[1]), float(hi[1])]},
         "rho_hist": [int(x) for x in hist],
         "rho_edges": list(RHO_EDGES),
     }
@@ -423,7 +450,7 @@ def summarize(
         "seed": seed,
         "n_boot": n_boot,
         "metrics": metrics,
-        "bias_variance": bias_variance(rho, ks, pass_k),
-        "diversity": diversity(problems),
+        "bias_variance": bias_variance(rho, ks, pass_k, seed=seed, n_boot=n_boot),
+        "diversity": diversity(problems, seed=seed, n_boot=n_boot),
         "tokens": token_stats(problems),
     }

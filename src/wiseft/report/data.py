@@ -52,6 +52,17 @@ def as_stat(obj: Any) -> Stat | None:
     return None
 
 
+def _with_interval(section: dict, key: str) -> Stat | None:
+    """`section[key]` as a Stat, with the interval `section["ci"][key]` when the summary has one."""
+    stat = as_stat(section.get(key))
+    ci = section.get("ci")
+    interval = ci.get(key) if isinstance(ci, dict) else None
+    if stat is not None and isinstance(interval, list) and len(interval) == 2:
+        if all(_finite(x) for x in interval):
+            return Stat(stat.value, float(interval[0]), float(interval[1]))
+    return stat
+
+
 def _finite(x: Any) -> bool:
     return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
 
@@ -87,7 +98,7 @@ class Variant:
         return value if isinstance(value, dict) else {}
 
     def bv(self, key: str) -> Stat | None:
-        return as_stat(self.section("bias_variance").get(key))
+        return _with_interval(self.section("bias_variance"), key)
 
     def bv_at(self, key: str, k: int) -> Stat | None:
         """`bias_variance[key][k]`; JSON turns the int k into a string, so accept both."""
@@ -97,7 +108,7 @@ class Variant:
         return as_stat(table.get(str(k), table.get(k)))
 
     def diversity(self, key: str) -> Stat | None:
-        return as_stat(self.section("diversity").get(key))
+        return _with_interval(self.section("diversity"), key)
 
     def tokens(self, key: str) -> Stat | None:
         return as_stat(self.section("tokens").get(key))

@@ -246,6 +246,19 @@ def test_batch_plan_respects_budget(tiny):
     assert tight._plan_batches([5, 5, 5], 3, SamplingParams(max_new_tokens=4)) == [[0, 1], [2]]
 
 
+def test_shared_prompts_let_more_rows_into_a_batch(tiny):
+    """With shared-prompt attention a long prompt is held once for its n samples, so a memory budget fits
+    more rows of it than with a copied cache."""
+    _, sampler = tiny
+    params = SamplingParams(max_new_tokens=4)
+    n, long_prompt = 8, 200
+    budget = sampler.row_bytes(long_prompt + 4) * n * 2  # two prompts' rows with copied caches
+    plain = HFSampler(sampler.model, sampler.tokenizer, cpu_budget_bytes=budget, shared_prompt=False)
+    shared = HFSampler(sampler.model, sampler.tokenizer, cpu_budget_bytes=budget, shared_prompt=True)
+    assert plain._plan_batches([long_prompt] * 6, n, params) == [[0, 1], [2, 3], [4, 5]]
+    assert shared._plan_batches([long_prompt] * 6, n, params) == [[0, 1, 2, 3, 4, 5]]
+
+
 def test_bad_model_path_is_a_sampling_error(tmp_path):
     with pytest.raises(SamplingError, match=f"model {tmp_path} has no config.json"):
         HFSampler.from_pretrained(tmp_path, device="cpu")

@@ -368,7 +368,9 @@ class HFSampler:
         for j, length in enumerate(lengths):
             longest = lengths[current[0]] if current else length
             rows = (len(current) + 1) * n
-            fits = rows <= max_rows and rows * self.row_bytes(longest + params.max_new_tokens) <= budget
+            # A row's cache: its generated tokens, plus the prompt (shared by the n samples, or copied).
+            prompt = -(-longest // n) if self._use_shared(longest) else longest
+            fits = rows <= max_rows and rows * self.row_bytes(prompt + params.max_new_tokens) <= budget
             if current and not fits:
                 batches.append(current)
                 current = []

@@ -358,6 +358,10 @@ def test_batches_split_evenly_among_workers(tiny):
     capped = HFSampler(sampler.model, sampler.tokenizer, max_rows=4)
     plan = capped._plan_batches([5] * 7, 2, params, parts=2)  # 4 batches: a multiple of the workers
     assert plan == [[0, 1], [2, 3], [4, 5], [6]]
+    # The memory budget is shared by the batches in flight at once.
+    tight = HFSampler(sampler.model, sampler.tokenizer, cpu_budget_bytes=sampler.row_bytes(9) * 4)
+    assert tight._plan_batches([5] * 4, 2, params, parts=1) == [[0, 1], [2, 3]]
+    assert tight._plan_batches([5] * 4, 2, params, parts=2) == [[0], [1], [2], [3]]
 
 
 def test_a_failing_worker_fails_the_call_and_restores_the_model(tiny, monkeypatch):

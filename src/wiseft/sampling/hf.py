@@ -356,6 +356,7 @@ class HFSampler:
         `parts` > 1 the rows are split into a multiple of `parts` batches of similar size, so that
         `parts` workers finish together."""
         budget, max_rows = self._budget()
+        budget //= max(1, parts)  # `parts` batches are in memory at once
         if self.max_rows:
             max_rows = self.max_rows
         if parts > 1 and len(lengths) > 1:

@@ -1,5 +1,6 @@
 """SFT: schedule, completion-only loss, atomic HF checkpoints, exact resume, the toy recipe, the CLI."""
 
+import dataclasses
 import json
 import math
 
@@ -258,6 +259,9 @@ def test_toy_recipe_on_a_tiny_budget_gives_a_base_and_an_sft_trajectory(tmp_path
     assert recipe.base_key() != toy.ToyRecipe(pretrain_seed=1).base_key()
     assert recipe.base_key() == toy.ToyRecipe(**{**recipe.__dict__, "sft_steps": 99, "n_sft": 5}).base_key()
     assert recipe.base_key() != toy.ToyRecipe(**{**recipe.__dict__, "n_test": 17}).base_key()
+    assert recipe.base_key() != toy.ToyRecipe(**{**recipe.__dict__, "micro_batches": 1}).base_key()
+    gelu_new = dataclasses.replace(SMALL, activation="gelu_new")
+    assert recipe.base_key() != toy.ToyRecipe(**{**recipe.__dict__, "model": gelu_new}).base_key()
 
 
 # ------------------------------------------------------------------------------------------------- CLI

@@ -23,7 +23,7 @@ def register(subparsers) -> None:
     p.add_argument("--no-report", action="store_true", help="skip report.md/report.html and the plots")
     p.add_argument("--cache-dir", help="where the base model is cached (default: ~/.cache/wiseft)")
     p.add_argument("--data-seed", type=int, default=None, help="seed of the SFT/test problems (default 5)")
-    p.add_argument("--pretrain-seed", type=int, default=None, help="seed of pretraining (default 0)")
+    p.add_argument("--pretrain-seed", type=int, default=None, help="seed of pretraining (default 2)")
     p.add_argument("--sft-seed", type=int, default=None, help="seed of SFT batches (default 0)")
     p.add_argument("--sample-seed", type=int, default=None, help="seed of sampling and bootstrap (default 0)")
     p.add_argument("--n-test", type=int, default=None, help="test problems (default 400)")

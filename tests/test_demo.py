@@ -159,14 +159,17 @@ def test_demo_bad_flags_are_named(tmp_path, capsys, flags, message):
     assert not (tmp_path / "o").exists()
 
 
-def test_threads_are_all_cores_when_idle_and_one_when_busy():
-    import os
+def test_threads_are_the_cores_other_work_leaves_free(monkeypatch):
+    from wiseft.train import demo
 
-    from wiseft.train.demo import choose_threads
-
-    assert choose_threads(3, 9.0) == 3
-    assert choose_threads(0, 0.2) == (os.cpu_count() or 1)
-    assert choose_threads(0, 1.5) == 1
+    monkeypatch.setattr(demo.os, "cpu_count", lambda: 2)
+    assert demo.choose_threads(3, 9.0) == 3  # asked for: no second-guessing
+    assert demo.choose_threads(0, 0.2) == 2
+    assert demo.choose_threads(0, 0.9) == 1
+    assert demo.choose_threads(0, 2.0) == 1
+    monkeypatch.setattr(demo.os, "cpu_count", lambda: 16)
+    assert demo.choose_threads(0, 3.2) == 13
+    assert 0.0 <= demo.busy_cores_now(0.05) <= 16
 
 
 def test_demo_config_rejects_an_unknown_selection_metric():

@@ -216,8 +216,9 @@ def show(results, console, out: Path, report: bool) -> None:
     m = results.get("machine", {})
     if m:
         console.print(
-            f"{m['torch_threads']} torch thread(s) on {m['cpu_count']} CPUs; load average "
-            f"{m['loadavg_1min_before']} before, {m['loadavg_1min_after']} after (other processes slow the demo)"
+            f"{m['torch_threads']} thread(s) on {m['cpu_count']} CPUs ({m.get('busy_cores_before', '?')} busy at "
+            f"the start); load average {m['loadavg_1min_before']} before, {m['loadavg_1min_after']} after "
+            "(other processes slow the demo)"
         )
     held = sum(c["held"] for c in results["claims"])
     console.print(f"{held}/3 claims held. Results: [bold]{out / 'results.json'}[/]")

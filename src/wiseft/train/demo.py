@@ -183,7 +183,8 @@ def run_demo(
 
     clock = _Clock()
     load_before = os.getloadavg()[0]
-    torch.set_num_threads(choose_threads(cfg.threads, load_before))
+    busy_before = busy_cores_now()
+    torch.set_num_threads(choose_threads(cfg.threads, busy_before))
     cache = Path(cache_dir) if cache_dir else default_cache_dir()
     with atomic_dir(out_dir, force=force) as tmp:
         with clock.stage("base"):
@@ -224,6 +225,7 @@ def run_demo(
             "torch_threads": torch.get_num_threads(),
             "micro_batches": cfg.recipe.micro_batches,
             "cpu_count": os.cpu_count(),
+            "busy_cores_before": round(busy_before, 2),
             "loadavg_1min_before": round(load_before, 2),
             "loadavg_1min_after": round(os.getloadavg()[0], 2),
         }
@@ -231,17 +233,26 @@ def run_demo(
     return _public(results)
 
 
-def choose_threads(asked: int, load: float) -> int:
-    """`asked` when given; else every core on an idle machine, one thread on a busy one.
+def choose_threads(asked: int, busy_cores: float) -> int:
+    """`asked` when given; else the cores that other processes leave free (at least one).
 
-    Measured on the project's 2-core VM with other jobs running: a pretraining step took ~1.3 s with one
-    thread and 4-12 s with two (the threads wait on each other while the cores are taken), so when the
-    1-minute load average is already at least one, the demo runs single-threaded.
+    `busy_cores` is how many cores other work occupies right now (`busy_cores_now`). Measured on the
+    project's 2-core VM with other jobs running: a pretraining step with two intra-op threads took 4-12 s
+    against ~1.3 s with one (the threads wait on each other while a core is taken), so a busy core is not
+    counted. The 1-minute load average is no guide here: right after another run it still reads ~2 on an
+    idle machine, which made back-to-back demos run single-threaded.
     """
     if asked:
         return asked
     cores = os.cpu_count() or 1
-    return 1 if load >= 1.0 else cores
+    return max(1, min(cores, int(cores - busy_cores + 0.5)))
+
+
+def busy_cores_now(seconds: float = 0.5) -> float:
+    """Cores in use by all processes over the next `seconds` (from /proc/stat via psutil)."""
+    import psutil
+
+    return psutil.cpu_percent(interval=seconds) / 100.0 * (os.cpu_count() or 1)
 
 
 class _Clock:

@@ -35,11 +35,6 @@ SHAPES = {
     "0.5b": dict(hidden=896, layers=24, intermediate=4864, heads=14, kv_heads=2, vocab=151936),
     "1.5b": dict(hidden=1536, layers=28, intermediate=8960, heads=12, kv_heads=2, vocab=151936),
 }
-MALLOC_ENV = {
-    "MALLOC_MMAP_THRESHOLD_": "1048576",
-    "MALLOC_TRIM_THRESHOLD_": "268435456",
-    "MALLOC_TOP_PAD_": "67108864",
-}
 
 
 def qwen2_tensors(s: dict) -> list[tuple[str, tuple[int, ...]]]:
@@ -155,7 +150,7 @@ def rss_anon(pid: int) -> int:
 
 def run_merge(early: Path, final: Path, out: Path) -> tuple[float, int]:
     """Seconds for the whole `wiseft merge` process, and its peak anonymous memory (bytes)."""
-    env = {**os.environ, **{k: os.environ.get(k, v) for k, v in MALLOC_ENV.items()}}
+    env = dict(os.environ)  # as a user runs it: wiseft tunes its own allocator at start-up
     cmd = [
         sys.executable,
         "-m",

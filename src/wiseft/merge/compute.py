@@ -155,7 +155,7 @@ def combine_float32(out: torch.Tensor, xs: Sequence[torch.Tensor], weights: Sequ
             dst.add_(x[start:end], alpha=w)
 
 
-FLOAT32_CHUNK = 1 << 16  # 256 KiB of float32: stays in L2 between the two passes
+FLOAT32_CHUNK = 1 << 18  # 1 MiB of float32 (measured: 1<<16 and 1<<14 pay more in per-op overhead than they win in cache)
 
 
 def magnitude_range(x: torch.Tensor) -> tuple[float, float]:

@@ -91,7 +91,7 @@ def atomic_dir(out: str | os.PathLike, force: bool = False, flag: str = "-o/--ou
             shutil.rmtree(old, ignore_errors=True)
         else:
             os.replace(tmp, out)
-        _fsync_dir(out.parent)
+        _fsync(out.parent)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -104,25 +104,13 @@ def _fsync_tree(root: Path) -> None:
     for dirpath, _, filenames in os.walk(root):
         dirs.append(Path(dirpath))
         for name in filenames:
-            _fsync_file(Path(dirpath) / name)
+            _fsync(Path(dirpath) / name)
     for d in reversed(dirs):
-        _fsync_dir(d)
+        _fsync(d)
 
 
-def _fsync_file(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def _fsync_dir(path: Path) -> None:
+def _fsync(path: Path) -> None:
+    """fsync a file or a directory; best effort (some filesystems refuse directory fsync)."""
     try:
         fd = os.open(path, os.O_RDONLY)
     except OSError:

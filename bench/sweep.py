@@ -3,7 +3,8 @@
 1. Variant switch on a Qwen2.5-0.5B-shaped model on CPU (random bf16 anchors, built once and cached in
    ~/.cache/wiseft-bench by bench/merge.py's builder): median `WeightSpace.set_delta` time versus one
    plain `torch.lerp` pass over float32 copies of the anchors into a reused buffer (target ≤ 2×), on the
-   sweep's usual grid δ = k/8 (the exact float32 shortcut) and on δ = k/10 (the float64 kernel), and
+   sweep's usual grid δ = k/8 and on δ = k/10 (see WeightSpace._kernel_for; WISEFT_NO_FUSED=1 measures
+   the kernels used without numba), and
    resident memory over 20 switches (target: flat).
 2. Sampling throughput on a model of the toy size (Llama, width 128, 3 layers, 4 heads, char vocabulary)
    with toy prompts, n=32, T=1, ≤26 new tokens, stop "$": tokens/s of `HFSampler` versus a loop calling
@@ -60,8 +61,9 @@ def bench_switch(runs: int) -> dict:
     proc = psutil.Process()
     ws.set_delta(0.5)  # first touch of every page, the scratch and the magnitude scan, not timed
     ws.set_delta(0.3)
-    # Two grids: the sweep's usual δ = k/8 (few-bit weights: the exact float32 shortcut) and δ = k/10
-    # (53-bit weights: the float64 kernel).
+    # Two grids: the sweep's usual δ = k/8 (few-bit weights) and δ = k/10 (53-bit weights). With numba
+    # both take the fused kernel; without it, k/8 takes the float32 shortcut and k/10 the torch float64
+    # kernel (WISEFT_NO_FUSED=1 shows that case).
     times, rss = {"k/8": [], "k/10": []}, []
     for i in range(max(10, runs)):
         for grid, delta in (("k/8", (i % 7 + 1) / 8), ("k/10", 0.1 * (i % 9 + 1))):
@@ -225,7 +227,7 @@ def main() -> None:
             f"{s['floor'] * 1e3:.0f} ms (lerp, {gbps:.0f} GB/s)", f"{s['switch'] / s['floor']:.2f}×", "≤ 2×",
         )  # fmt: skip
         table.add_row(
-            "  δ = k/10 (float64 kernel)", f"{s['switch64'] * 1e3:.0f} ms", f"{s['floor'] * 1e3:.0f} ms",
+            "  δ = k/10", f"{s['switch64'] * 1e3:.0f} ms", f"{s['floor'] * 1e3:.0f} ms",
             f"{s['switch64'] / s['floor']:.2f}×", "≤ 2×",
         )  # fmt: skip
         table.add_row("RSS growth over 20 switches", f"{s['rss_growth_mb']:+.1f} MB", f"RSS {s['rss_mb']:.0f} MB",

@@ -187,8 +187,11 @@ def test_float32_shortcut_is_taken_for_a_dyadic_grid_only():
 
 
 def test_switching_on_a_dyadic_grid_takes_the_shortcut_with_the_same_bits(pair, monkeypatch):
+    """Without the compiled kernel (no numba), a k/8 grid takes the float32 shortcut."""
     import wiseft.weightspace as wsm
+    from wiseft.merge import fused
 
+    monkeypatch.setattr(fused, "_KERNELS", False)
     early, final = pair
     calls = []
     original = wsm.combine_float32
@@ -202,3 +205,60 @@ def test_switching_on_a_dyadic_grid_takes_the_shortcut_with_the_same_bits(pair, 
     calls.clear()
     ws.set_delta(0.3)
     assert not calls
+
+
+# --- the compiled one-pass float64 kernel (merge/fused.py) --------------------------------------------
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32])
+@pytest.mark.parametrize(
+    "weights", [(0.3, 0.7), (0.123456789, 1 - 0.123456789), (1.5, -0.5), (0.0, 1.0), (0.7, 0.0)]
+)
+def test_fused_kernel_has_the_bits_of_the_float64_kernel(dtype, weights):
+    from wiseft.merge import fused
+    from wiseft.merge.compute import Scratch, combine_into
+    from wiseft.merge.methods import get_method
+
+    if not fused.available():
+        pytest.skip("numba is not installed")
+    n = 200_003
+    a, b = _spread(n, dtype, 3), _spread(n, dtype, 4)
+    a[:4] = torch.tensor(
+        [0.0, -0.0, -0.0, 1.0], dtype=dtype
+    )  # signed zeros survive as the reference has them
+    b[:4] = torch.tensor([-0.0, -0.0, 0.0, -1.0], dtype=dtype)
+    assert fused.supports([a, b], weights, torch.float32)
+    reference = torch.empty(n)
+    combine_into(reference, [a, b], get_method("linear"), weights, Scratch(1 << 14))
+    out = torch.empty(n)
+    fused.combine(out, [a, b], weights)
+    assert torch.equal(out, reference)
+    assert torch.equal(torch.signbit(out), torch.signbit(reference))
+
+
+def test_switch_uses_the_fused_kernel_for_any_delta_and_the_torch_kernel_without_numba(pair, monkeypatch):
+    import wiseft.weightspace as wsm
+    from wiseft.merge import fused
+
+    early, final = pair
+    ws = WeightSpace.load([early, final], dtype=torch.float32)
+    if fused.available():
+        calls = []
+        original = fused.combine
+        monkeypatch.setattr(fused, "combine", lambda *a: calls.append(1) or original(*a))
+        ws.set_delta(0.3)
+        assert calls
+    monkeypatch.setattr(fused, "_KERNELS", False)  # as on a machine without numba
+    monkeypatch.setattr(wsm, "combine_into", _counting(wsm.combine_into, seen := []))
+    ws.set_delta(0.71)
+    assert seen
+    for name, p in ws.model.named_parameters():
+        assert torch.equal(p.data, _reference(early, final, 0.71, name, torch.float32)), name
+
+
+def _counting(fn, seen):
+    def wrapper(*args):
+        seen.append(1)
+        return fn(*args)
+
+    return wrapper

@@ -40,6 +40,7 @@ import torch
 
 from wiseft.checkpoints import Checkpoint
 from wiseft.errors import ConfigError, MergeError
+from wiseft.merge import fused
 from wiseft.merge.compute import (
     CHUNK,
     Scratch,
@@ -180,10 +181,10 @@ class WeightSpace:
         pieces = []  # (out, inputs, coeffs, float32 shortcut?) in slices of ≤ PIECE elements, for the workers
         for i, ((coeffs, _), param, flats) in enumerate(resolved):
             out = param.data.view(-1)
-            shortcut = self._float32_shortcut(i, method, coeffs, out.dtype)
+            kernel = self._kernel_for(i, method, coeffs, out.dtype)
             for start in range(0, out.numel(), PIECE):
                 end = min(start + PIECE, out.numel())
-                pieces.append((out[start:end], [f[start:end] for f in flats], coeffs, shortcut))
+                pieces.append((out[start:end], [f[start:end] for f in flats], coeffs, kernel))
         if self._pool is None:
             _run(pieces, method, self._scratches[0])
         else:
@@ -198,15 +199,23 @@ class WeightSpace:
                 torch.set_num_threads(threads)
         self.variant = recipe
 
-    def _float32_shortcut(self, slot: int, method, coeffs, out_dtype) -> bool:
-        """Whether slot `slot` can be mixed in float32 with the same bits as the float64 kernel
-        (merge/compute.py: a float32 output, a plain weighted sum, few-bit weights)."""
+    def _kernel_for(self, slot: int, method, coeffs, out_dtype) -> str:
+        """Which kernel mixes slot `slot`; all three give the same bits as `wiseft merge`:
+        "fused" (one compiled float64 pass, merge/fused.py; needs numba), "float32" (few-bit weights
+        such as δ = k/8, merge/compute.py) or "float64" (the torch kernel every method has).
+        Measured on the 0.5B shape (2 cores): fused 0.79x a plain lerp pass, float32 1.3-1.5x,
+        float64 2.4x."""
         if out_dtype != torch.float32 or method.weights is None:
-            return False
+            return "float64"
         _, _, flats = self._slots[slot]
+        weights = method.weights(coeffs)
+        if fused.supports(flats, weights, out_dtype):
+            return "fused"
         if slot not in self._ranges:  # measured once, on first need
             self._ranges[slot] = tuple(magnitude_range(f) for f in flats)
-        return exact_in_float32(method.weights(coeffs), [f.dtype for f in flats], self._ranges[slot])
+        if exact_in_float32(weights, [f.dtype for f in flats], self._ranges[slot]):
+            return "float32"
+        return "float64"
 
     def _recipe(self, method: str, **kwargs: Any) -> Recipe:
         models = tuple(str(a.path) for a in self.anchors)
@@ -216,9 +225,11 @@ class WeightSpace:
 
 def _run(pieces, method, scratch: Scratch) -> None:
     with torch.no_grad():
-        for out, xs, coeffs, shortcut in pieces:
-            if shortcut:
+        for out, xs, coeffs, kernel in pieces:
+            if kernel == "float32":
                 combine_float32(out, xs, method.weights(coeffs))
+            elif kernel == "fused":
+                fused.combine(out, xs, method.weights(coeffs))
             else:
                 combine_into(out, xs, method, coeffs, scratch)
 

@@ -155,7 +155,9 @@ def combine_float32(out: torch.Tensor, xs: Sequence[torch.Tensor], weights: Sequ
             dst.add_(x[start:end], alpha=w)
 
 
-FLOAT32_CHUNK = 1 << 18  # 1 MiB of float32 (measured: 1<<16 and 1<<14 pay more in per-op overhead than they win in cache)
+FLOAT32_CHUNK = (
+    1 << 18
+)  # 1 MiB of float32 (measured: 1<<16 and 1<<14 pay more in per-op overhead than they win in cache)
 
 
 def magnitude_range(x: torch.Tensor) -> tuple[float, float]:

@@ -17,8 +17,9 @@ the order a reader expects:
    the batch, and feed the rest back.
 
 On CPU, `threads` batches are decoded side by side, each on one core (`HFSampler.workers`); on CUDA one
-batch at a time. Measured with bench/sweep.py on the toy shape (2 cores, n=32): 7.0x the tokens/s of a
-`generate` call per prompt with num_return_sequences=n, 2.3x batched `generate` over the same rows.
+batch at a time. Measured with bench/sweep.py on the toy shape (2 cores, n=32): 5.4-7.1x the tokens/s of
+a `generate` call per prompt with num_return_sequences=n (four runs; that baseline itself varies by half),
+2.1-2.3x batched `generate` over the same rows.
 
 Reproducibility: each prompt has its own CPU `torch.Generator`, seeded from (seed, prompt text)
 (`base.prompt_seed`), that draws a fixed block of uniforms per step for all `n` samples whether or not

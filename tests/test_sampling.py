@@ -350,6 +350,30 @@ def test_parallel_workers_give_the_same_completions(tiny):
     assert sorted(seen) == [1, 2, 2]
 
 
+def test_one_to_four_threads_draw_the_same_samples(tiny):
+    """The CPU batch plan does not depend on the thread count (up to CPU_PLAN_PARTS), so neither do the
+    samples: here with the automatic plan, no row cap."""
+    _, sampler = tiny
+    params = SamplingParams(temperature=1.0, max_new_tokens=10, seed=9, stop=("1",))
+    prompts = [p + str(i) for i in range(3) for p in PROMPTS]
+    runs, plans = [], []
+    for threads in (1, 2, 4):
+        s = HFSampler(sampler.model, sampler.tokenizer, threads=threads)
+        plan: list[tuple] = []
+        original = s._generate_batch
+
+        def record(ids, *args, _original=original, _plan=plan):
+            _plan.append(tuple(map(tuple, ids)))
+            return _original(ids, *args)
+
+        s._generate_batch = record
+        runs.append(s.generate(prompts, 4, params))
+        plans.append(sorted(plan))
+    assert len(plans[0]) == 4  # split for four workers even on one thread
+    assert plans[0] == plans[1] == plans[2]
+    assert runs[0] == runs[1] == runs[2]
+
+
 def test_batches_split_evenly_among_workers(tiny):
     _, sampler = tiny
     params = SamplingParams(max_new_tokens=4)

@@ -143,6 +143,18 @@ DELTAS = (0.0, 0.25, 0.5, 0.75, 1.0)
 TEMPS = (0.7, 1.0, 1.3, 1.6)
 
 
+def variant(name, kind, summary, delta=None, temperature=1.0, step=None) -> dict:
+    """One entry of results["variants"], as sweeps and the demo write it."""
+    return {
+        "name": name,
+        "kind": kind,
+        "delta": delta,
+        "temperature": temperature,
+        "step": step,
+        "summary": summary,
+    }
+
+
 def make_results(
     *,
     trajectory: bool = True,
@@ -172,16 +184,7 @@ def make_results(
             summary = summarize(problems, ks, seed=0, n_boot=200)
         else:
             summary = make_summary(acc, conc, seed=seed, ks=ks, scores=scores, tokens=tok if tokens else None)
-        variants.append(
-            {
-                "name": name,
-                "kind": kind,
-                "delta": delta,
-                "temperature": temperature,
-                "step": step,
-                "summary": summary,
-            }
-        )
+        variants.append(variant(name, kind, summary, delta, temperature, step))
 
     if trajectory:
         for i, step in enumerate(STEPS):
@@ -245,16 +248,7 @@ def make_demo_like_results(ks: tuple[int, ...] = (1, 2, 4, 8, 16)) -> dict:
 
     def add(name, kind, acc, conc, seed, delta=None, temperature=1.0, step=None):
         summary = make_summary(acc, conc, seed=seed, ks=ks)
-        variants.append(
-            {
-                "name": name,
-                "kind": kind,
-                "delta": delta,
-                "temperature": temperature,
-                "step": step,
-                "summary": summary,
-            }
-        )
+        variants.append(variant(name, kind, summary, delta, temperature, step))
 
     add("base,T=1", "base", 0.1, 3.0, 100)
     for i, step in enumerate(steps):

@@ -172,6 +172,23 @@ class _Stop(Exception):
     pass
 
 
+def test_an_interrupted_micro_batch_run_leaves_no_worker_threads(tmp_path):
+    import threading
+
+    model, tok = _model()
+    before = {t.ident for t in threading.enumerate()}
+    with pytest.raises(_Stop):
+        sft.train(
+            model,
+            tok,
+            sft.epoch_batches(_pairs(), 4, 1),
+            _cfg(steps=4, micro_batches=2, threads=2),
+            tmp_path / "r",
+            on_step=_interrupt_at(2),
+        )
+    assert {t.ident for t in threading.enumerate() if t.is_alive()} <= before
+
+
 def _interrupt_at(step):
     def on_step(p):
         if p.step == step:

@@ -31,13 +31,14 @@ those are fixed for a given device and batch plan. On CPU the plan is the same f
 Batch size is automatic: rows (prompts x n) per batch are sized from an estimate of the bytes one row
 needs (KV cache for prompt + max_new_tokens, the logits work buffers) against free CUDA memory, or on
 CPU against a byte budget (at most a quarter of available RAM, 1 GiB by default) and a row cap beyond
-which bigger batches stop paying; with several workers the rows are split into a multiple of their
-number of batches.
+which bigger batches stop paying. On CPU the rows are split into a multiple of CPU_PLAN_PARTS batches
+(or of the worker count, if larger), each budgeted as if that many were in memory at once.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -81,6 +82,7 @@ CPU_PLAN_PARTS = 4
 KV_BLOCK = 16  # the KV cache grows this many positions at a time
 
 
+@functools.cache
 def _block_layer_class():
     """A `DynamicLayer` whose keys/values live in one contiguous buffer that grows `KV_BLOCK` positions
     at a time, instead of growing by `torch.cat` every step (which copies the whole cache per token).
@@ -214,13 +216,14 @@ class HFSampler:
         pad = tokenizer.pad_token_id
         self.pad_id = pad if pad is not None else min(self.eos_ids)
         self._pieces: list[str] | None = None
-        if shared_prompt and not supports_shared_prompt(model):
+        supported = supports_shared_prompt(model)
+        if shared_prompt and not supported:
             raise SamplingError(
                 f"shared-prompt attention does not support this model ({model.config.model_type}: "
                 "sliding-window or soft-capped attention); leave shared_prompt unset"
             )
         self.shared_prompt = shared_prompt
-        self._shared_supported = shared_prompt is not False and supports_shared_prompt(model)
+        self._shared_supported = shared_prompt is not False and supported
 
     def _use_shared(self, prompt_width: int) -> bool:
         """Whether a batch whose prompts are `prompt_width` tokens wide decodes with shared-prompt
@@ -279,8 +282,9 @@ class HFSampler:
         # Longest first, so each batch pads little and the first (largest) batch fails fast if too big.
         order = sorted(range(len(prompts)), key=lambda i: -len(encoded[i]))
         results: list[list[Completion] | None] = [None] * len(prompts)
-        shared = self._shared_supported
-        attention = _attention(self.model, IMPLEMENTATION) if shared else contextlib.nullcontext()
+        attention = (
+            _attention(self.model, IMPLEMENTATION) if self._shared_supported else contextlib.nullcontext()
+        )
         with _threads(self.threads), attention:
             self._run_batches(prompts, encoded, order, n, params, results, progress)
         return results  # type: ignore[return-value]
@@ -364,7 +368,9 @@ class HFSampler:
         `parts` > 1 the rows are split into a multiple of `parts` batches of similar size, so that
         `parts` workers finish together."""
         budget, max_rows = self._budget()
-        budget //= max(1, parts)  # `parts` batches are in memory at once
+        # Budgeted as if `parts` batches were in memory at once (at most that many are), so that the plan
+        # does not depend on how many workers actually run.
+        budget //= max(1, parts)
         if self.max_rows:
             max_rows = self.max_rows
         if parts > 1 and len(lengths) > 1:
@@ -417,7 +423,7 @@ class HFSampler:
             use_cache=True,
             logits_to_keep=1,
         )
-        # One prefill per prompt; its cache is copied for the n samples.
+        # One prefill per prompt; its samples share its cache, or get copies of it (short prompts).
         logits = out.logits[:, -1, :].float().repeat_interleave(n, dim=0)
         if use_shared:  # the samples share the prompt's cache; no attention mask from here on
             shared = SharedPrompt(cache, mask, n)

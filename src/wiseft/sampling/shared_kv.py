@@ -33,6 +33,8 @@ and other models keep the plain cache.
 
 from __future__ import annotations
 
+import functools
+
 import torch
 
 IMPLEMENTATION = "wiseft_shared_prompt"
@@ -60,12 +62,13 @@ def supports_shared_prompt(model) -> bool:
     cfg = model.config.get_text_config()
     if getattr(cfg, "attn_logit_softcapping", None) or getattr(model.config, "is_encoder_decoder", False):
         return False
-    if not getattr(model, "_supports_attention_backend", False) and model.config.model_type != "gpt2":
+    if not getattr(model, "_supports_attention_backend", False):
         return False
     layers = DynamicCache(config=model.config).layers
     return bool(layers) and all(type(layer) is DynamicLayer for layer in layers)
 
 
+@functools.cache
 def _layer_class():
     from transformers.cache_utils import DynamicLayer
 

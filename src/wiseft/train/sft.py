@@ -365,46 +365,48 @@ def train(
     history = _read_history(existing[start]) if existing else []
     losses = []
     t0 = time.perf_counter()
-    for step in range(start + 1, cfg.steps + 1):
-        input_ids, mask, labels = (t.to(device) for t in collate(batch_at(step)))
-        lr = cfg.lr_at(step)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
-        optimizer.zero_grad(set_to_none=True)
-        if micro is None:
-            # Rows are right-padded, and causal attention never lets a real token see the pads after it,
-            # so no attention mask is needed; without one, attention takes its fast causal path (~30%).
-            loss = _completion_loss(model(input_ids=input_ids).logits, labels)
-            loss.backward()
-            if cfg.grad_clip:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-            optimizer.step()
-        else:
-            loss = micro.step(input_ids, mask, labels, optimizer)
-        value = float(loss.detach())
-        if not math.isfinite(value):
-            raise TrainError(f"loss became {value} at step {step}; lower --lr or check the data")
-        losses.append(value)
-        history.append(value)
-        saved = None
-        if step in schedule:
-            state = {
-                "step": step,
-                "config": to_dict(cfg),
-                "seed": cfg.seed,
-                "loss_history": history,
-                "resumed_from": start,
-                "optimizer_restored": optimizer_restored,
-                "meta": meta or {},
-            }
-            saved = save_checkpoint(
-                model, tokenizer, out, step, state, optimizer if cfg.save_optimizer else None
-            )
-        if on_step:
-            on_step(Progress(step, cfg.steps, value, lr, time.perf_counter() - t0, saved))
+    try:
+        for step in range(start + 1, cfg.steps + 1):
+            input_ids, mask, labels = (t.to(device) for t in collate(batch_at(step)))
+            lr = cfg.lr_at(step)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            optimizer.zero_grad(set_to_none=True)
+            if micro is None:
+                # Rows are right-padded, and causal attention never lets a real token see the pads after it,
+                # so no attention mask is needed; without one, attention takes its fast causal path (~30%).
+                loss = _completion_loss(model(input_ids=input_ids).logits, labels)
+                loss.backward()
+                if cfg.grad_clip:
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+                optimizer.step()
+            else:
+                loss = micro.step(input_ids, mask, labels, optimizer)
+            value = float(loss.detach())
+            if not math.isfinite(value):
+                raise TrainError(f"loss became {value} at step {step}; lower --lr or check the data")
+            losses.append(value)
+            history.append(value)
+            saved = None
+            if step in schedule:
+                state = {
+                    "step": step,
+                    "config": to_dict(cfg),
+                    "seed": cfg.seed,
+                    "loss_history": history,
+                    "resumed_from": start,
+                    "optimizer_restored": optimizer_restored,
+                    "meta": meta or {},
+                }
+                saved = save_checkpoint(
+                    model, tokenizer, out, step, state, optimizer if cfg.save_optimizer else None
+                )
+            if on_step:
+                on_step(Progress(step, cfg.steps, value, lr, time.perf_counter() - t0, saved))
+    finally:  # the micro-batch pool's threads end with the run, also when it fails
+        if micro is not None:
+            micro.close()
     model.eval()
-    if micro is not None:
-        micro.close()
     return TrainResult(out, list_checkpoints(out), start, tuple(losses), time.perf_counter() - t0)
 
 

@@ -28,7 +28,7 @@ from rich.console import Console
 from rich.table import Table
 
 from wiseft.grading import Grader, extract_answer
-from wiseft.grading.records import grade_records
+from wiseft.grading.apply import grade_records
 from wiseft.tasks import get_task
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -5,10 +5,12 @@ import json
 import numpy as np
 import pytest
 
-from wiseft.cli import main
-from wiseft.metrics import ProblemSamples
-from wiseft.train import claims, toy
-from wiseft.train.demo import DemoConfig, run_demo
+from wiseft import claims, demo
+from wiseft.demo import DemoConfig, run_demo
+from wiseft.errors import ConfigError
+from wiseft.paired import PairedTables
+from wiseft.records import ProblemSamples
+from wiseft.train import toy
 
 N = 32
 
@@ -25,7 +27,7 @@ def _problems(rhos, distinct_wrong=1):
 
 
 def _tables(**variants):
-    return claims.PairedTables({k: _problems(v) for k, v in variants.items()}, ks=(1, 8, 16, 32), n_boot=300)
+    return PairedTables({k: _problems(v) for k, v in variants.items()}, ks=(1, 8, 16, 32), n_boot=300)
 
 
 # 200 problems: "diverse" is right a fifth of the time everywhere (Pass@32 ≈ 1); "collapsed" is always
@@ -107,7 +109,7 @@ def test_demo_pipeline_on_a_tiny_budget_writes_results_and_reuses_the_cached_bas
     )
     assert {"pretrain", "sft", "eval"} <= set(events)
     written = json.loads((tmp_path / "out" / "results.json").read_text())
-    assert written["claims"] == results["claims"]
+    assert written["claims"] == [c.as_dict() for c in results.claims]
     kinds = [(v["kind"], v["step"], v["delta"], v["temperature"]) for v in written["variants"]]
     assert kinds == [
         ("base", None, None, 1.0),
@@ -129,18 +131,18 @@ def test_demo_pipeline_on_a_tiny_budget_writes_results_and_reuses_the_cached_bas
 
     # second run: the base comes from the cache, and identical seeds give identical numbers
     again = run_demo(TINY_DEMO, tmp_path / "out2", cache_dir=tmp_path / "cache", report=False)
-    assert again["base"]["cached"] is True
-    assert [v["summary"]["metrics"] for v in again["variants"]] == [
+    assert again.base["cached"] is True
+    assert [v.summary["metrics"] for v in again.variants] == [
         v["summary"]["metrics"] for v in written["variants"]
     ]
 
 
-def test_demo_refuses_an_existing_output_before_any_work(tmp_path, capsys):
+def test_demo_refuses_an_existing_output_before_any_work(tmp_path, cli):
     out = tmp_path / "out"
     out.mkdir()
     (out / "keep").write_text("x")
-    assert main(["demo", "-o", str(out), "--cache-dir", str(tmp_path / "cache")]) == 2
-    assert "already exists" in capsys.readouterr().err
+    code, err = cli(["demo", "-o", out, "--cache-dir", tmp_path / "cache"])
+    assert code == 2 and "already exists" in err
     assert [p.name for p in out.iterdir()] == ["keep"]
     assert not (tmp_path / "cache").exists()
 
@@ -153,15 +155,13 @@ def test_demo_refuses_an_existing_output_before_any_work(tmp_path, capsys):
         (["--n", "16"], "--n 16 is smaller than the largest k 32"),
     ],
 )
-def test_demo_bad_flags_are_named(tmp_path, capsys, flags, message):
-    assert main(["demo", "-o", str(tmp_path / "o"), "--cache-dir", str(tmp_path / "c"), *flags]) == 2
-    assert message in capsys.readouterr().err
+def test_demo_bad_flags_are_named(tmp_path, cli, flags, message):
+    code, err = cli(["demo", "-o", tmp_path / "o", "--cache-dir", tmp_path / "c", *flags])
+    assert code == 2 and message in err
     assert not (tmp_path / "o").exists()
 
 
 def test_threads_are_the_cores_other_work_leaves_free(monkeypatch):
-    from wiseft.train import demo
-
     monkeypatch.setattr(demo.os, "cpu_count", lambda: 2)
     assert demo.choose_threads(3, 9.0) == 3  # asked for: no second-guessing
     assert demo.choose_threads(0, 0.2) == 2
@@ -169,26 +169,35 @@ def test_threads_are_the_cores_other_work_leaves_free(monkeypatch):
     assert demo.choose_threads(0, 2.0) == 1
     monkeypatch.setattr(demo.os, "cpu_count", lambda: 16)
     assert demo.choose_threads(0, 3.2) == 13
-    assert 0.0 <= demo.busy_cores_now(0.05) <= 16
 
 
-def test_demo_config_rejects_an_unknown_selection_metric():
-    from wiseft.errors import ConfigError
+def test_busy_cores_are_read_from_the_cpu_counters(monkeypatch):
+    import psutil
 
-    with pytest.raises(ConfigError, match="select_metric 'best@4'"):
-        DemoConfig(select_metric="best@4")
-    with pytest.raises(ConfigError, match="--early-step 70 is not a checkpoint step"):
-        DemoConfig(early_step=70)
-    with pytest.raises(ConfigError, match=r"eval steps \[80\] are not checkpoint steps"):
-        DemoConfig(eval_steps=(75, 80))
-    with pytest.raises(ConfigError, match="--n-eval must lie in 1..400"):
-        DemoConfig(n_eval=401)
+    monkeypatch.setattr(demo.os, "cpu_count", lambda: 4)
+    monkeypatch.setattr(psutil, "cpu_percent", lambda interval: 37.5)
+    assert demo.busy_cores_now(0.01) == pytest.approx(1.5)
+
+
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"select_metric": "best@4"}, "select_metric 'best@4'"),
+        ({"early_step": 70}, "--early-step 70 is not a checkpoint step"),
+        ({"eval_steps": (75, 80)}, "eval steps [80] are not checkpoint steps"),
+        ({"n_eval": 401}, "--n-eval must lie in 1..400"),
+    ],
+)
+def test_demo_config_names_the_bad_setting(changes, message):
+    with pytest.raises(ConfigError) as err:
+        DemoConfig(**changes)
+    assert message in str(err.value)
 
 
 @pytest.mark.slow
-def test_full_demo_shows_all_three_claims_with_the_default_seeds(tmp_path):
+def test_full_demo_shows_all_three_claims_with_the_default_seeds(tmp_path, cli):
     out = tmp_path / "demo"
-    assert main(["demo", "-o", str(out), "--cache-dir", str(tmp_path / "cache")]) == 0
+    assert cli(["demo", "-o", out, "--cache-dir", tmp_path / "cache"])[0] == 0
     results = json.loads((out / "results.json").read_text())
     held = {c["key"]: c["held"] for c in results["claims"]}
     assert held == {"a": True, "b": True, "c": True}, [c["evidence"] for c in results["claims"]]

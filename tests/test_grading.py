@@ -4,11 +4,13 @@ import json
 
 import numpy as np
 import pytest
-from _grading_fixtures import PAIRS
+from support.grading import PAIRS
 
 from wiseft.errors import GradingError
 from wiseft.grading import Grader, extract_answer, last_boxed, normalise
-from wiseft.grading.records import by_variant, grade_records, problem_samples, read_records
+from wiseft.grading.apply import grade_records
+from wiseft.records import by_variant, read_records
+from wiseft.records import to_problem_samples as problem_samples
 from wiseft.tasks import Problem, Task
 
 
@@ -193,7 +195,7 @@ def test_task_extract_hook_overrides_generic_rules():
         tail = text.rsplit("=", 1)[-1].strip().rstrip("$")
         return (tail[::-1], "toy") if tail.isdigit() else None
 
-    task = Task("toy", [Problem("0", "q", "123")], grader="int", extract_answer=reversed_digits)
+    task = Task("toy", [Problem("0", "q", "123")], grader_kind="int", extract_answer=reversed_digits)
     with Grader(kind="int") as g:
         grades = g.grade([("123", "12,=321$"), ("123", "\\boxed{123}")], task=task, problem_ids=["0", "0"])
     assert (grades[0].answer, grades[0].extraction, grades[0].correct) == ("123", "toy", True)

@@ -3,11 +3,11 @@
 import json
 
 import pytest
-from _grading_fixtures import DATA
+from support.grading import DATA
 
 from wiseft.cli import main
-from wiseft.grading.records import problem_samples
 from wiseft.metrics import summarize
+from wiseft.records import to_problem_samples as problem_samples
 
 ANSWERS = {  # problem index in MATH-500 → answers of the samples (None: no answer)
     0: ["\\left( 3, \\frac{\\pi}{2} \\right)", "(3, \\frac{\\pi}{2})", "(3, \\pi)", None],
@@ -131,8 +131,8 @@ def test_score_several_variants(graded_file, capsys):
     "flags,message",
     [
         (["--k", "1,16"], "k=16 is larger than n=4 samples"),
-        (["--k", "one,two"], "--k must be comma-separated positive integers"),
-        (["--k", "0"], "--k must be comma-separated positive integers"),
+        (["--k", "one,two"], "--k must be positive integers such as 1,4,16"),
+        (["--k", "0"], "--k must be positive integers such as 1,4,16"),
         (["--variant", "delta=9"], "--variant 'delta=9' is not in the file"),
         (["--n-boot", "0"], "--n-boot must be at least 1"),
     ],

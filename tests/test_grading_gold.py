@@ -17,7 +17,7 @@ busy cores), so the full MATH run is marked slow; the normal suite checks a fixe
 import random
 
 import pytest
-from _grading_fixtures import CHANGED_EXCEPTIONS, DATA, change_number
+from support.grading import CHANGED_EXCEPTIONS, DATA, change_number
 
 from wiseft.grading import Grader, normalise
 from wiseft.grading.pool import VerifierPool

@@ -4,18 +4,13 @@ import json
 
 import pytest
 import torch
-from _merge_fixtures import bits_equal, float64_sum, load_dir, reference, shared_factory
+from support.merge import bits_equal, float64_sum, load_dir, reference
 from transformers import AutoModelForCausalLM
 
 from wiseft.checkpoints import Checkpoint
 from wiseft.merge import Recipe
 from wiseft.merge.driver import merge
 from wiseft.merge.plan import plan
-
-
-@pytest.fixture(scope="session")
-def models(tmp_path_factory):
-    return shared_factory(tmp_path_factory)
 
 
 def run(recipe, out, **kwargs):

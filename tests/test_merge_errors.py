@@ -12,16 +12,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from _merge_fixtures import load_dir, shared_factory
 from safetensors.torch import save_file
+from support.merge import load_dir
 
 from wiseft.atomic import TMP_TAG
 from wiseft.cli import main
-
-
-@pytest.fixture(scope="session")
-def models(tmp_path_factory):
-    return shared_factory(tmp_path_factory)
 
 
 @pytest.fixture

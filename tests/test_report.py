@@ -10,7 +10,8 @@ from html.parser import HTMLParser
 
 import numpy as np
 import pytest
-from _report_fixtures import (
+from matplotlib.collections import PolyCollection
+from support.report import (
     DELTAS,
     STEPS,
     TEMPS,
@@ -20,7 +21,6 @@ from _report_fixtures import (
     make_store,
     make_summary,
 )
-from matplotlib.collections import PolyCollection
 
 from wiseft import report
 from wiseft.cli import main
@@ -471,8 +471,8 @@ def test_same_results_give_the_same_bytes(tmp_path):
 
 
 def test_report_dir_roundtrips_through_load_results(built, full):
-    assert report.load_results(built) == json.loads(json.dumps(full))
-    assert report.load_results(built / "results.json")["best"] == full["best"]
+    assert report.load_results(built).to_json() == json.loads(json.dumps(full))
+    assert report.load_results(built / "results.json").to_json()["best"] == full["best"]
 
 
 # --- metrics.json of wiseft score / eval ---------------------------------------------------------------------
@@ -481,7 +481,7 @@ def test_metrics_json_of_one_model(tmp_path):
     (tmp_path / "metrics.json").write_text(
         json.dumps({"variant": None, "grader": "math-verify==0.9.0", **summary})
     )
-    res = report.load_results(tmp_path)
+    res = report.load_results(tmp_path).to_json()
     assert [(v["name"], v["kind"]) for v in res["variants"]] == [("model", "base")]
     assert res["variants"][0]["summary"]["metrics"] == summary["metrics"]
     assert res["versions"] == {"grader": "math-verify==0.9.0"}
@@ -496,7 +496,7 @@ def test_metrics_json_of_several_variants_reads_delta_t_step_from_names(tmp_path
     }
     path = tmp_path / "m.json"
     path.write_text(json.dumps(body))
-    res = report.load_results(path)
+    res = report.load_results(path).to_json()
     got = [(v["kind"], v["delta"], v["temperature"], v["step"]) for v in res["variants"]]
     assert got == [
         ("mix", 0.0, 1.0, None),
@@ -516,7 +516,7 @@ def test_store_variants_are_summarised_into_results(tmp_path):
     from wiseft.store import SampleStore
 
     make_store(tmp_path / "samples.db")
-    res = report.load_results(tmp_path / "samples.db")
+    res = report.load_results(tmp_path / "samples.db").to_json()
     got = [(v["name"], v["kind"], v["delta"], v["temperature"], v["step"]) for v in res["variants"]]
     assert got == [
         ("delta=0.000,T=1", "mix", 0.0, 1.0, None),
@@ -535,7 +535,7 @@ def test_store_variants_are_summarised_into_results(tmp_path):
     }
     assert res["best"]["variant"] == max(pass8, key=pass8.get) and "in-sample" in res["best"]["how"]
     # The same store through a run directory that holds only samples.db, and through the CLI.
-    assert report.load_results(tmp_path)["variants"] == res["variants"]
+    assert report.load_results(tmp_path).to_json()["variants"] == res["variants"]
     out = tmp_path / "rep"
     assert main(["report", str(tmp_path / "samples.db"), "-o", str(out), "--k", "1,8"]) == 0
     figs = report.figures(res)
@@ -546,7 +546,7 @@ def test_store_variants_are_summarised_into_results(tmp_path):
 
 def test_store_with_ungraded_variant_reports_the_rest_and_says_so(tmp_path):
     make_store(tmp_path / "s.db", ungraded=True)
-    res = report.load_results(tmp_path / "s.db")
+    res = report.load_results(tmp_path / "s.db").to_json()
     assert "delta=0.750,T=1" not in [v["name"] for v in res["variants"]]
     (note,) = res["config"]["skipped_variants"]
     assert note.startswith("delta=0.750,T=1: ") and "not graded yet" in note
@@ -636,7 +636,7 @@ def test_cli_writes_the_report_and_prints_its_paths(tmp_path, capsys):
     assert "already exists" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("flag, message", [("1,x", "--k must be comma-separated"), ("0", "--k must be")])
+@pytest.mark.parametrize("flag, message", [("1,x", "--k must be positive integers"), ("0", "--k must be")])
 def test_cli_bad_k(tmp_path, capsys, flag, message):
     (tmp_path / "results.json").write_text(json.dumps(make_results(trajectory=False, temperatures=False)))
     assert main(["report", str(tmp_path / "results.json"), "-o", str(tmp_path / "rep"), "--k", flag]) == 2

@@ -8,8 +8,8 @@ import subprocess
 
 import numpy as np
 import pytest
-from _report_fixtures import make_results
 from matplotlib.image import imread
+from support.report import make_results
 
 from wiseft import report
 

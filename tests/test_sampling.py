@@ -6,7 +6,7 @@ import math
 
 import pytest
 import torch
-from _sampling_fixtures import forbid_tokens, tiny_model_dir
+from support.sampling import forbid_tokens, tiny_model_dir
 from transformers import AutoTokenizer
 
 from wiseft.errors import SamplingError

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from wiseft.errors import StoreError
-from wiseft.grading.records import problem_samples as records_problem_samples
-from wiseft.grading.records import read_records
+from wiseft.records import read_records
+from wiseft.records import to_problem_samples as records_problem_samples
 from wiseft.store import SampleStore
 
 

@@ -3,7 +3,7 @@
 import json
 
 import pytest
-from _grading_fixtures import DATA
+from support.grading import DATA
 from test_grading_cli import write_samples
 
 from wiseft.cli import main

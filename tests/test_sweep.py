@@ -1,4 +1,4 @@
-"""Sweeps: grids, configs, variants materialised in place, resume from the store, best-δ selection."""
+"""Sweeps: configs, variants materialised in place, resume from the store, best-δ selection."""
 
 from __future__ import annotations
 
@@ -6,48 +6,46 @@ import sqlite3
 
 import numpy as np
 import pytest
-from _sampling_fixtures import CountingSampler, tiny_model_dir
+from support.sampling import CountingSampler, tiny_model_dir
 
+from wiseft.config import from_dict
 from wiseft.errors import ConfigError, MergeError, TaskError
-from wiseft.metrics import ProblemSamples
+from wiseft.evaluate import SweepConfig, choose_best, plan_sweep, run_sweep
+from wiseft.merge.recipe import load_recipe
+from wiseft.records import ProblemSamples
+from wiseft.results import VariantResult
 from wiseft.sampling import SamplingParams
 from wiseft.sampling.hf import HFSampler
 from wiseft.store import SampleStore
-from wiseft.sweep import SweepConfig, choose_best, parse_grid, run_sweep
-from wiseft.tasks import get_task
-
-
-def test_parse_grid():
-    assert parse_grid("0:1:0.125") == tuple(i / 8 for i in range(9))
-    assert parse_grid("0:1:0.1")[-1] == 1.0 and len(parse_grid("0:1:0.1")) == 11
-    assert parse_grid("0.25, 0.5") == (0.25, 0.5)
-    assert parse_grid([0, 1]) == (0.0, 1.0)
-    assert parse_grid(0.3) == (0.3,)
-    with pytest.raises(ConfigError, match="give start:stop:step"):
-        parse_grid("0:1")
-    with pytest.raises(ConfigError, match="positive step"):
-        parse_grid("1:0:0.1")
-    with pytest.raises(ConfigError, match="give start:stop:step"):
-        parse_grid("a,b")
+from wiseft.tasks import Problem, get_task, split_problems
 
 
 @pytest.mark.parametrize(
     "kwargs, message",
     [
-        ({"n": 4, "k": (1, 8)}, "--k 8 is larger than --n 4"),
+        ({"n": 4, "k": "1,8"}, "--k 8 is larger than --n 4"),
         ({"delta": "0,1.5"}, "--delta values must lie in [0, 1]"),
         ({"metric": "pass@4"}, "--metric 'pass@4' must be pass@k, maj@k or best@k with k among --k [1]"),
-        ({"anchors": ("a",)}, "needs two anchors EARLY FINAL"),
+        ({"anchors": ["a"]}, "needs two anchors EARLY FINAL"),
         ({"temperature": "-1"}, "--temperature must be >= 0"),
         ({"metric": "best@1"}, "best@k needs reward-model scores"),
+        ({"n": 0}, "--n must lie in 1.."),
+        ({"n_boot": 10**9}, "--n-boot must lie in 1.."),
     ],
 )
 def test_bad_sweep_config(kwargs, message):
-    base = {"anchors": ("a", "b"), "n": 4, "k": (1,)}
-    base.update(kwargs)
+    data = {"anchors": ["a", "b"], "n": 4, "k": [1]}
+    data.update(kwargs)
     with pytest.raises(ConfigError) as err:
-        SweepConfig(**base)
+        from_dict(SweepConfig, data)
     assert message in str(err.value)
+
+
+def test_config_fields_are_typed_and_text_is_parsed_at_the_boundary():
+    cfg = from_dict(SweepConfig, {"anchors": ["a", "b"], "n": 4, "k": "1,4", "delta": "0:1:0.5"})
+    assert cfg.k == (1, 4) and cfg.delta == (0.0, 0.5, 1.0) and cfg.anchors == ("a", "b")
+    with pytest.raises(ConfigError, match="--delta must be a tuple of float"):
+        SweepConfig(anchors=("a", "b"), delta="0,1")
 
 
 @pytest.fixture(scope="module")
@@ -57,50 +55,67 @@ def anchors(tmp_path_factory):
 
 
 def _cfg(anchors, store, **kw):
-    base = dict(anchors=anchors, task="toy", limit=12, n=3, k=(1, 3), delta="0,0.5,1", max_new_tokens=10,
+    base = dict(anchors=anchors, task="toy", limit=12, n=3, k=(1, 3), delta=(0.0, 0.5, 1.0), max_new_tokens=10,
                 seed=3, threads=1, chunk=5, n_boot=50, store=str(store), device="cpu")  # fmt: skip
     base.update(kw)
     return SweepConfig(**base)
 
 
-def test_sweep_matches_direct_sampling_and_resumes(anchors, tmp_path):
+@pytest.fixture(scope="module")
+def swept(anchors, tmp_path_factory):
+    """One finished sweep: (its config, its results, the progress events, the directory)."""
     early, final = anchors
-    cfg = _cfg((str(early), str(final)), tmp_path / "s.db")
+    root = tmp_path_factory.mktemp("swept")
+    cfg = _cfg((str(early), str(final)), root / "s.db")
     seen = []
-    res = run_sweep(cfg, tmp_path / "out", progress=lambda *a: seen.append(a))
-    assert [v["name"] for v in res["variants"]] == ["delta=0.000,T=1", "delta=0.500,T=1", "delta=1.000,T=1"]
-    assert {v["kind"] for v in res["variants"]} == {"mix"}
-    assert res["best"]["metric"] == "pass@1" and res["best"]["variant"] in {
-        v["name"] for v in res["variants"]
-    }
-    assert set(res) >= {"config", "versions", "variants", "best"}
+    res = run_sweep(cfg, root / "out", progress=lambda *a: seen.append(a), report=False)
+    return cfg, res, seen, root
+
+
+def test_sweep_reports_every_variant_and_a_best_one(swept):
+    _, res, seen, _ = swept
+    assert [v.name for v in res.variants] == ["delta=0.000,T=1", "delta=0.500,T=1", "delta=1.000,T=1"]
+    assert {v.kind for v in res.variants} == {"mix"}
+    assert res.best.metric == "pass@1" and res.best.variant in {v.name for v in res.variants}
     assert ("delta=0.500,T=1", "sample", 12, 12) in seen and ("delta=0.500,T=1", "grade", 12, 12) in seen
 
-    # δ=0 is the final model and δ=1 the early one: the same samples as sampling the saved models directly.
+
+def test_sweep_endpoints_are_the_anchors_sampled_directly(swept, anchors):
+    """δ=0 is the final model and δ=1 the early one: the same samples as sampling the saved models."""
+    _, _, _, root = swept
+    early, final = anchors
     task = get_task("toy")
     prompts = [task.prompt(p) for p in task.problems[:12]]
     params = SamplingParams(temperature=1.0, max_new_tokens=10, stop=task.stop, seed=3)
-    with SampleStore(tmp_path / "s.db", writer=False) as store:
+    with SampleStore(root / "s.db", writer=False) as store:
         for name, path in (("delta=0.000,T=1", final), ("delta=1.000,T=1", early)):
             direct = HFSampler.from_pretrained(path, device="cpu").generate(prompts, 3, params)
             stored = store.records(store.find_variant(name), [p.id for p in task.problems[:12]], 3)
             assert [r["completion"] for r in stored] == [c.text for row in direct for c in row]
-        # The summary is the store's grades, recomputed by hand here.
-        v = store.find_variant("delta=0.500,T=1")
-        recs = store.records(v, graded=True)
-        per_problem = {}
-        for r in recs:
-            per_problem.setdefault(r["problem_id"], []).append(r["correct"])
-        want = np.mean([np.mean(c) for c in per_problem.values()])
-        got = res["variants"][1]["summary"]["metrics"]["pass@1"]["value"]
-        assert got == pytest.approx(want)
-        before = {x.name: store.records(x) for x in store.variants()}
 
-    # Lose two problems of one variant: a rerun samples exactly those, and gets the same text back.
-    db = sqlite3.connect(tmp_path / "s.db")
+
+def test_sweep_summary_is_the_stores_grades(swept):
+    _, res, _, root = swept
+    with SampleStore(root / "s.db", writer=False) as store:
+        recs = store.records(store.find_variant("delta=0.500,T=1"), graded=True)
+    per_problem = {}
+    for r in recs:
+        per_problem.setdefault(r["problem_id"], []).append(r["correct"])
+    want = np.mean([np.mean(c) for c in per_problem.values()])
+    assert res.variant("delta=0.500,T=1").summary["metrics"]["pass@1"]["value"] == pytest.approx(want)
+
+
+def test_sweep_resumes_exactly_what_was_lost(swept, tmp_path):
+    """Lose two problems of one variant: a rerun samples exactly those, and gets the same text back."""
+    cfg, res, _, root = swept
+    task = get_task("toy")
+    with SampleStore(root / "s.db", writer=False) as store:
+        before = {x.name: store.records(x) for x in store.variants()}
+        lost = store.find_variant("delta=0.500,T=1").id
     gone = [p.id for p in task.problems[3:5]]
-    db.execute("DELETE FROM grades WHERE problem_id IN (?, ?)", gone)
-    db.execute("DELETE FROM samples WHERE variant_id=2 AND problem_id IN (?, ?)", gone)
+    db = sqlite3.connect(root / "s.db")
+    db.execute("DELETE FROM grades WHERE variant_id=? AND problem_id IN (?, ?)", (lost, *gone))
+    db.execute("DELETE FROM samples WHERE variant_id=? AND problem_id IN (?, ?)", (lost, *gone))
     db.commit()
     db.close()
     counting = []
@@ -109,11 +124,12 @@ def test_sweep_matches_direct_sampling_and_resumes(anchors, tmp_path):
         counting.append(CountingSampler(HFSampler(model, tok, threads=1)))
         return counting[-1]
 
-    again = run_sweep(cfg, tmp_path / "out", sampler_factory=factory)
+    again = run_sweep(cfg, tmp_path / "out", sampler_factory=factory, report=False)
     assert counting[0].prompts == [task.prompt(p) for p in task.problems[3:5]]
-    with SampleStore(tmp_path / "s.db", writer=False) as store:
+    with SampleStore(root / "s.db", writer=False) as store:
         assert {x.name: store.records(x) for x in store.variants()} == before
-    assert again["variants"][1]["summary"]["metrics"] == res["variants"][1]["summary"]["metrics"]
+    name = "delta=0.500,T=1"
+    assert again.variant(name).summary["metrics"] == res.variant(name).summary["metrics"]
 
 
 def test_bad_inputs_write_nothing(anchors, tmp_path):
@@ -132,40 +148,36 @@ def test_bad_inputs_write_nothing(anchors, tmp_path):
 def test_best_is_chosen_on_validation_and_reported_on_test():
     """Variant A is perfect on the validation split only, B on the test split only: A must win, and its
     reported value must be its (poor) test value."""
-    from wiseft.tasks import Problem, split_problems
-
     problems = [Problem(str(i), "q", "1") for i in range(20)]
     val, test = split_problems(problems, 0.5, 0)
-    val_ids = {p.id for p in val}
 
-    def entry(name, good_ids):
-        per = [ProblemSamples(correct=[p.id in good_ids] * 2, classes=[0] * 2) for p in problems]
-        return {"name": name, "summary": {"metrics": {}}, "_per_problem": per}
+    def variant(name, good_ids):
+        per = tuple(ProblemSamples(correct=[p.id in good_ids] * 2, classes=[0] * 2) for p in problems)
+        return VariantResult(name, "mix", None, 1.0, None, {"metrics": {}}, per_problem=per)
 
     cfg = SweepConfig(anchors=("a", "b"), n=2, k=(1,), val_fraction=0.5, seed=0, n_boot=20)
-    test_ids = {p.id for p in test}
-    entries = [entry("A", val_ids), entry("B", test_ids)]
-    best = choose_best(entries, problems, cfg, [p.id for p in problems])
-    assert best["variant"] == "A"
-    assert best["validation"]["value"] == 1.0 and best["test"]["value"] == 0.0
-    assert entries[1]["splits"]["test"]["pass@1"]["value"] == 1.0
+    variants = [variant("A", {p.id for p in val}), variant("B", {p.id for p in test})]
+    best, splits = choose_best(variants, problems, cfg)
+    assert best.variant == "A" and not best.in_sample
+    assert best.validation["value"] == 1.0 and best.test["value"] == 0.0
+    assert splits["B"]["test"]["pass@1"]["value"] == 1.0
 
 
 def test_plan_sweep_over_a_recipe(tmp_path):
-    from wiseft.merge.recipe import load_recipe
-    from wiseft.sweep import plan_sweep
-
     path = tmp_path / "r.yaml"
     path.write_text(
         "method: wise-ft\nmodels: [e, f]\ndelta: 0.3\nrules:\n  - {match: '.*mlp.*', delta: 0.6}\n"
     )
     recipe = load_recipe(str(path))
-    grid = plan_sweep(SweepConfig(recipe=str(path), delta="0,0.5", temperature="0.7,1", n=2), recipe)
+    grid = plan_sweep(
+        from_dict(SweepConfig, {"recipe": str(path), "delta": "0,0.5", "temperature": "0.7,1", "n": 2}),
+        recipe,
+    )
     assert [(s.name, s.delta, s.temperature) for s in grid] == [
         ("delta=0.000,T=0.7", 0.0, 0.7), ("delta=0.500,T=0.7", 0.5, 0.7),
         ("delta=0.000,T=1", 0.0, 1.0), ("delta=0.500,T=1", 0.5, 1.0),
     ]  # fmt: skip
-    assert all(s.weights.rules == recipe.rules for s in grid)  # the schedule is kept, δ replaced
-    assert grid[1].recipe["delta"] == 0.5
-    single = plan_sweep(SweepConfig(recipe=str(path), delta="0.3", n=2), recipe)
-    assert [(s.name, s.weights) for s in single] == [("wise-ft,delta=0.300,T=1", recipe)]
+    assert all(s.mix.rules == recipe.rules for s in grid)  # the schedule is kept, δ replaced
+    assert grid[1].recipe["delta"] == 0.5 and grid[1].anchors == ("e", "f")
+    single = plan_sweep(from_dict(SweepConfig, {"recipe": str(path), "delta": "0.3", "n": 2}), recipe)
+    assert [(s.name, s.mix) for s in single] == [("wise-ft,delta=0.300,T=1", recipe)]

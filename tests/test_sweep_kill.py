@@ -10,11 +10,12 @@ import subprocess
 import sys
 import time
 
-from _sampling_fixtures import tiny_model_dir
+from support.sampling import tiny_model_dir
 
-from wiseft.sweep import SweepConfig, run_sweep
+from wiseft.evaluate import SweepConfig, run_sweep
 
 N, LIMIT, DELTAS = 3, 16, "0,0.5,1"
+DELTA_VALUES = (0.0, 0.5, 1.0)
 
 
 def _sweep_cmd(early, final, out):
@@ -77,8 +78,8 @@ def test_sigkill_mid_sweep_then_resume(tmp_path):
 
     # The same sweep uninterrupted (in this process, to save an interpreter start) draws the same samples.
     clean = tmp_path / "clean"
-    cfg = SweepConfig(anchors=(str(early), str(final)), task="toy", limit=LIMIT, n=N, k=(1, 3), delta=DELTAS,
+    cfg = SweepConfig(anchors=(str(early), str(final)), task="toy", limit=LIMIT, n=N, k=(1, 3), delta=DELTA_VALUES,
                       max_new_tokens=10, chunk=LIMIT, threads=1, n_boot=20, device="cpu")  # fmt: skip
-    run_sweep(cfg, clean)
+    run_sweep(cfg, clean, report=False)
     assert _rows(clean / "samples.db") == rows
     assert (out / "results.json").is_file() and (out / "config.yaml").is_file()

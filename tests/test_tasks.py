@@ -3,7 +3,7 @@
 import json
 
 import pytest
-from _grading_fixtures import DATA
+from support.grading import DATA
 
 from wiseft.errors import TaskError
 from wiseft.tasks import INSTRUCTION, Problem, Task, get_task, register_task, split_problems, task_names
@@ -26,7 +26,7 @@ def test_builtin_tasks_load_from_shared_data(name, count, first_id, first_gold):
         assert len(task) == count
         assert len({p.id for p in task.problems}) == count
         assert (task.problems[0].id, task.problems[0].gold) == (first_id, first_gold)
-        assert task.grader == "math" and task.source.endswith("test.jsonl")
+        assert task.grader_kind == "math" and task.source.endswith("test.jsonl")
 
 
 def test_gsm8k_golds_drop_thousands_separators():
@@ -163,7 +163,7 @@ def test_prompts_plain_and_chat():
 def test_register_task_adds_a_factory():
     @register_task("unit-test-task")
     def make(data=None, n=3):
-        return Task("unit-test-task", [Problem(str(i), f"q{i}", str(i)) for i in range(n)], grader="int")
+        return Task("unit-test-task", [Problem(str(i), f"q{i}", str(i)) for i in range(n)], grader_kind="int")
 
     assert "unit-test-task" in task_names()
     assert len(get_task("unit-test-task", n=5)) == 5
@@ -172,8 +172,8 @@ def test_register_task_adds_a_factory():
 def test_task_rejects_duplicate_ids_and_bad_grader():
     with pytest.raises(TaskError, match="problem id '1' appears twice"):
         Task("t", [Problem("1", "a", "1"), Problem("1", "b", "2")])
-    with pytest.raises(TaskError, match="grader must be 'math' or 'int'"):
-        Task("t", [Problem("1", "a", "1")], grader="regex")
+    with pytest.raises(TaskError, match="grader_kind must be one of math, int"):
+        Task("t", [Problem("1", "a", "1")], grader_kind="regex")
     with pytest.raises(TaskError, match="no problems"):
         Task("t", [])
 

@@ -5,33 +5,34 @@ import random
 import pytest
 
 from wiseft.errors import ConfigError
+from wiseft.tasks import toy as world
 from wiseft.train import toy
 
 
 def test_reversal_and_partial_sums_match_the_documented_example():
     # docs/TOY.md: `32+85+19+71=` means 23+58+91+17, completion `18,271,981$` (81, 172, 189).
     nums = (23, 58, 91, 17)
-    assert toy.prompt_text(nums) == "32+85+19+71="
-    assert toy.partial_sums(nums) == [81, 172, 189]
-    assert toy.completion_text(toy.partial_sums(nums)) == "18,271,981$"
-    assert toy.parse_prompt("32+85+19+71=") == list(nums)
-    p = toy.ToyProblem("x", nums)
+    assert world.prompt_text(nums) == "32+85+19+71="
+    assert world.partial_sums(nums) == [81, 172, 189]
+    assert world.completion_text(world.partial_sums(nums)) == "18,271,981$"
+    assert world.parse_prompt("32+85+19+71=") == list(nums)
+    p = world.ToyProblem("x", nums)
     assert (p.prompt, p.completion, p.answer) == ("32+85+19+71=", "18,271,981$", "189")
 
 
 def test_reversal_round_trips_on_every_number_up_to_ten_thousand():
     for n in range(10_000):
-        assert toy.unrev(toy.rev(n)) == n
-        assert toy.rev(n) == "".join(reversed(str(n)))
+        assert world.unrev(world.rev(n)) == n
+        assert world.rev(n) == "".join(reversed(str(n)))
     with pytest.raises(ValueError, match="non-negative"):
-        toy.rev(-1)
+        world.rev(-1)
 
 
 def test_partial_sums_against_brute_force():
     rng = random.Random(1)
     for _ in range(200):
         nums = [rng.randint(1, 99) for _ in range(rng.randint(2, 6))]
-        sums = toy.partial_sums(nums)
+        sums = world.partial_sums(nums)
         assert sums == [sum(nums[: i + 1]) for i in range(1, len(nums))]
         assert sums[-1] == sum(nums)
 
@@ -50,13 +51,13 @@ def test_partial_sums_against_brute_force():
     ],
 )
 def test_extract_answer_reads_the_last_partial_sum_unreversed(completion, answer):
-    assert toy.extract_answer(completion) == answer
+    assert world.extract_answer(completion) == answer
 
 
 def test_splits_are_seeded_disjoint_and_sized():
-    a = toy.make_splits(5, n_sft=32, n_test=400)
-    b = toy.make_splits(5, n_sft=32, n_test=400)
-    c = toy.make_splits(6, n_sft=32, n_test=400)
+    a = world.make_splits(5, n_sft=32, n_test=400)
+    b = world.make_splits(5, n_sft=32, n_test=400)
+    c = world.make_splits(6, n_sft=32, n_test=400)
     assert a == b
     assert a.test != c.test
     assert len(a.sft) == 32 and len(a.test) == 400
@@ -66,55 +67,55 @@ def test_splits_are_seeded_disjoint_and_sized():
     for p in a.sft + a.test:
         assert len(p.numbers) == 4 and all(10 <= x <= 99 for x in p.numbers)
         assert int(p.answer) == sum(p.numbers)
-        assert toy.extract_answer(p.completion) == p.answer
+        assert world.extract_answer(p.completion) == p.answer
     assert len({p.id for p in a.sft + a.test}) == 432
 
 
 def test_splits_reject_impossible_sizes():
     with pytest.raises(ConfigError, match="only 100 exist"):
-        toy.make_splits(0, n_sft=30, n_test=30, n_numbers=2, lo=1, hi=10)
+        world.make_splits(0, n_sft=30, n_test=30, n_numbers=2, lo=1, hi=10)
     with pytest.raises(ConfigError, match="non-negative"):
-        toy.make_splits(0, n_sft=-1)
+        world.make_splits(0, n_sft=-1)
 
 
 def test_sloppy_text_is_seeded_slips_carry_forward_and_test_problems_are_excluded():
-    cfg = toy.SloppyConfig()
-    batch_at = toy.sloppy_batches(3, 64, cfg)
-    assert batch_at(7) == toy.sloppy_batches(3, 64, cfg)(7)
+    cfg = world.SloppyConfig()
+    batch_at = world.sloppy_batches(3, 64, cfg)
+    assert batch_at(7) == world.sloppy_batches(3, 64, cfg)(7)
     assert batch_at(7) != batch_at(8)
     slipped, steps = 0, 0
     for step in range(1, 40):
         for prompt, completion in batch_at(step):
-            nums = toy.parse_prompt(prompt)
+            nums = world.parse_prompt(prompt)
             assert 2 <= len(nums) <= 4 and all(1 <= x <= 99 for x in nums)
             assert completion.endswith("$")
-            written = [toy.unrev(s) for s in completion[:-1].split(",")]
+            written = [world.unrev(s) for s in completion[:-1].split(",")]
             assert len(written) == len(nums) - 1
             prev = nums[0]
             for x, w in zip(nums[1:], written, strict=True):
                 # each written sum is the previous *written* sum plus the number, up to one slip
-                assert w - (prev + x) in (0, *toy.SLIPS)
+                assert w - (prev + x) in (0, *world.SLIPS)
                 slipped += w != prev + x
                 steps += 1
                 prev = w
     assert 0.25 < slipped / steps < 0.35  # 30% slip rate
 
     # Exclusion: a problem in `exclude` is never emitted.
-    small = toy.SloppyConfig(min_numbers=2, max_numbers=2, lo=1, hi=3)
+    small = world.SloppyConfig(min_numbers=2, max_numbers=2, lo=1, hi=3)
     exclude = {(1, 1), (2, 3)}
     seen = {
-        tuple(toy.parse_prompt(p))
+        tuple(world.parse_prompt(p))
         for s in range(1, 30)
-        for p, _ in toy.sloppy_batches(0, 32, small, exclude)(s)
+        for p, _ in world.sloppy_batches(0, 32, small, exclude)(s)
     }
     assert seen and not seen & exclude
 
 
 def test_clean_sloppy_config_writes_exact_sums():
-    cfg = toy.SloppyConfig(slip_prob=0.0)
-    for prompt, completion in toy.sloppy_batches(0, 100, cfg)(1):
-        nums = toy.parse_prompt(prompt)
-        assert completion == toy.completion_text(toy.partial_sums(nums))
+    cfg = world.SloppyConfig(slip_prob=0.0)
+    for prompt, completion in world.sloppy_batches(0, 100, cfg)(1):
+        nums = world.parse_prompt(prompt)
+        assert completion == world.completion_text(world.partial_sums(nums))
 
 
 def test_tokenizer_round_trips_every_toy_string(tmp_path):
@@ -123,14 +124,14 @@ def test_tokenizer_round_trips_every_toy_string(tmp_path):
     tok = toy.toy_tokenizer()
     tok.save_pretrained(tmp_path)
     loaded = AutoTokenizer.from_pretrained(tmp_path)
-    split = toy.make_splits(1, n_sft=8, n_test=8)
+    split = world.make_splits(1, n_sft=8, n_test=8)
     for p in split.sft + split.test:
         text = p.prompt + p.completion
         ids = loaded(text, add_special_tokens=False)["input_ids"]
         assert len(ids) == len(text)  # one token per character
         assert loaded.decode(ids) == text
         assert ids == tok(text, add_special_tokens=False)["input_ids"]
-    assert len(tok) == 4 + len(toy.ALPHABET)
+    assert len(tok) == 4 + len(world.ALPHABET)
 
 
 @pytest.mark.parametrize("arch, cls", [("gpt2", "GPT2LMHeadModel"), ("llama", "LlamaForCausalLM")])

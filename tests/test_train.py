@@ -7,15 +7,17 @@ import math
 import pytest
 import torch
 
+from wiseft.checkpoints import find_checkpoints
 from wiseft.cli import main
 from wiseft.errors import ConfigError, TrainError
-from wiseft.train import sft, toy
+from wiseft.tasks import toy as world
+from wiseft.train import checkpoints, data, sft, toy
 
 SMALL = toy.ToyModelConfig(hidden=32, layers=1, heads=2, intermediate=64, max_positions=64)
 
 
 def _pairs(n=12, seed=0):
-    return [(p.prompt, p.completion) for p in toy.make_splits(seed, n_sft=n, n_test=4).sft]
+    return [(p.prompt, p.completion) for p in world.make_splits(seed, n_sft=n, n_test=4).sft]
 
 
 def _model(seed=0):
@@ -72,7 +74,7 @@ def test_bad_config_is_rejected_with_the_flag_named(kw, message):
 
 def test_collator_labels_only_completion_tokens_and_appends_eos():
     tok = toy.toy_tokenizer()
-    col = sft.Collator(tok)
+    col = data.Collator(tok)
     ids, mask, labels = col([("12+3=", "31$"), ("1+1=", "2$")])
     first = tok("12+3=31$", add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
     assert ids[0].tolist() == first
@@ -87,7 +89,7 @@ def test_completion_loss_matches_a_float64_reference():
     torch.manual_seed(0)
     logits = torch.randn(2, 5, 7)
     labels = torch.tensor([[-100, -100, 3, 4, 1], [-100, 2, 6, -100, -100]])
-    got = sft._completion_loss(logits, labels)
+    got = sft.completion_loss(logits, labels)
     terms = []
     for b in range(2):
         for t in range(4):
@@ -100,26 +102,26 @@ def test_completion_loss_matches_a_float64_reference():
 
 def test_epoch_batches_cover_every_example_once_per_epoch_and_are_seeded():
     pairs = _pairs(10)
-    batch_at = sft.epoch_batches(pairs, 4, seed=3)
+    batch_at = data.epoch_batches(pairs, 4, seed=3)
     seen = [p for s in range(1, 6) for p in batch_at(s)]  # 20 = two epochs
     assert sorted(seen[:10]) == sorted(pairs) and sorted(seen[10:]) == sorted(pairs)
     assert seen != pairs + pairs  # shuffled
-    assert batch_at(4) == sft.epoch_batches(pairs, 4, seed=3)(4)
+    assert batch_at(4) == data.epoch_batches(pairs, 4, seed=3)(4)
 
 
 def test_jsonl_reader_names_the_line_and_field(tmp_path):
     good = tmp_path / "d.jsonl"
     good.write_text('{"prompt": "1+1=", "completion": "2$"}\n\n{"prompt": "2+2=", "completion": "4$"}\n')
-    assert sft.read_jsonl_pairs(good) == [("1+1=", "2$"), ("2+2=", "4$")]
+    assert data.read_jsonl_pairs(good) == [("1+1=", "2$"), ("2+2=", "4$")]
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"prompt": "1+1=", "completion": "2$"}\n{"prompt": "x"}\n')
     with pytest.raises(TrainError, match=r"bad.jsonl:2: field 'completion' is missing"):
-        sft.read_jsonl_pairs(bad)
+        data.read_jsonl_pairs(bad)
     (tmp_path / "nojson.jsonl").write_text("{oops\n")
     with pytest.raises(TrainError, match=r"nojson.jsonl:1: not valid JSON"):
-        sft.read_jsonl_pairs(tmp_path / "nojson.jsonl")
+        data.read_jsonl_pairs(tmp_path / "nojson.jsonl")
     with pytest.raises(TrainError, match="does not exist"):
-        sft.read_jsonl_pairs(tmp_path / "missing.jsonl")
+        data.read_jsonl_pairs(tmp_path / "missing.jsonl")
 
 
 # ------------------------------------------------------------------------------------ training, resume
@@ -130,14 +132,14 @@ def test_training_writes_loadable_hf_checkpoints_and_lowers_the_loss(tmp_path):
 
     model, tok = _model()
     cfg = _cfg(steps=30, save_every=10, lr=1e-2)
-    result = sft.train(model, tok, sft.epoch_batches(_pairs(), 4, 1), cfg, tmp_path / "run")
+    result = sft.train(model, tok, data.epoch_batches(_pairs(), 4, 1), cfg, tmp_path / "run")
     assert list(result.checkpoints) == [10, 20, 30]
     assert sum(result.losses[-5:]) < sum(result.losses[:5])
     last = result.checkpoints[30]
     assert {"config.json", "model.safetensors", "tokenizer.json", "trainer_state.json"} <= {
         p.name for p in last.iterdir()
     }
-    assert not (last / sft.OPTIMIZER_FILE).exists()  # only with save_optimizer
+    assert not (last / checkpoints.OPTIMIZER_FILE).exists()  # only with save_optimizer
     loaded = AutoModelForCausalLM.from_pretrained(last)
     for (name, a), b in zip(model.state_dict().items(), loaded.state_dict().values(), strict=True):
         assert torch.equal(a, b), name
@@ -159,7 +161,7 @@ def test_micro_batches_give_the_same_weights_for_any_thread_count(tmp_path):
         ("two", dict(micro_batches=2, threads=2)),
     ):
         model, tok = _model()
-        result = sft.train(model, tok, sft.epoch_batches(pairs, 4, 1), _cfg(steps=4, **kw), tmp_path / name)
+        result = sft.train(model, tok, data.epoch_batches(pairs, 4, 1), _cfg(steps=4, **kw), tmp_path / name)
         runs[name] = (model.state_dict(), result.losses)
     for key, value in runs["one"][0].items():
         assert torch.equal(value, runs["two"][0][key]), key
@@ -181,7 +183,7 @@ def test_an_interrupted_micro_batch_run_leaves_no_worker_threads(tmp_path):
         sft.train(
             model,
             tok,
-            sft.epoch_batches(_pairs(), 4, 1),
+            data.epoch_batches(_pairs(), 4, 1),
             _cfg(steps=4, micro_batches=2, threads=2),
             tmp_path / "r",
             on_step=_interrupt_at(2),
@@ -201,16 +203,16 @@ def test_resume_with_optimizer_state_is_identical_to_an_uninterrupted_run(tmp_pa
     pairs = _pairs()
     cfg = _cfg(steps=6, save_steps=(3,), save_optimizer=True)
     model, tok = _model()
-    full = sft.train(model, tok, sft.epoch_batches(pairs, 4, 1), cfg, tmp_path / "full")
+    full = sft.train(model, tok, data.epoch_batches(pairs, 4, 1), cfg, tmp_path / "full")
 
     model2, _ = _model()
     with pytest.raises(_Stop):
         sft.train(
-            model2, tok, sft.epoch_batches(pairs, 4, 1), cfg, tmp_path / "cut", on_step=_interrupt_at(4)
+            model2, tok, data.epoch_batches(pairs, 4, 1), cfg, tmp_path / "cut", on_step=_interrupt_at(4)
         )
-    assert list(sft.list_checkpoints(tmp_path / "cut")) == [3]
+    assert list(find_checkpoints(tmp_path / "cut", strict=False)) == [3]
     fresh, _ = _model(seed=99)  # the weights come from the checkpoint, not from this init
-    resumed = sft.train(fresh, tok, sft.epoch_batches(pairs, 4, 1), cfg, tmp_path / "cut")
+    resumed = sft.train(fresh, tok, data.epoch_batches(pairs, 4, 1), cfg, tmp_path / "cut")
     assert resumed.resumed_from == 3 and len(resumed.losses) == 3
     assert resumed.losses == full.losses[3:]
     for a, b in zip(model.state_dict().values(), fresh.state_dict().values(), strict=True):
@@ -224,24 +226,24 @@ def test_resume_without_optimizer_state_continues_and_says_so(tmp_path):
     model, tok = _model()
     with pytest.raises(_Stop):
         sft.train(
-            model, tok, sft.epoch_batches(_pairs(), 4, 1), cfg, tmp_path / "r", on_step=_interrupt_at(5)
+            model, tok, data.epoch_batches(_pairs(), 4, 1), cfg, tmp_path / "r", on_step=_interrupt_at(5)
         )
     model2, _ = _model()
-    result = sft.train(model2, tok, sft.epoch_batches(_pairs(), 4, 1), cfg, tmp_path / "r")
+    result = sft.train(model2, tok, data.epoch_batches(_pairs(), 4, 1), cfg, tmp_path / "r")
     assert result.resumed_from == 3 and list(result.checkpoints) == [3, 6]
     state = json.loads((tmp_path / "r" / "checkpoint-6" / "trainer_state.json").read_text())
     assert state["optimizer_restored"] is False
     # a finished run has nothing left to do
-    again = sft.train(model2, tok, sft.epoch_batches(_pairs(), 4, 1), cfg, tmp_path / "r")
+    again = sft.train(model2, tok, data.epoch_batches(_pairs(), 4, 1), cfg, tmp_path / "r")
     assert again.losses == () and again.resumed_from == 6
 
 
 def test_existing_checkpoints_without_resume_are_refused_untouched(tmp_path):
     model, tok = _model()
-    sft.train(model, tok, sft.epoch_batches(_pairs(), 4, 1), _cfg(steps=2), tmp_path / "r")
+    sft.train(model, tok, data.epoch_batches(_pairs(), 4, 1), _cfg(steps=2), tmp_path / "r")
     before = sorted(p.name for p in (tmp_path / "r").rglob("*"))
     with pytest.raises(TrainError, match="already holds checkpoints.*--resume"):
-        sft.train(model, tok, sft.epoch_batches(_pairs(), 4, 1), _cfg(steps=4), tmp_path / "r", resume=False)
+        sft.train(model, tok, data.epoch_batches(_pairs(), 4, 1), _cfg(steps=4), tmp_path / "r", resume=False)
     assert sorted(p.name for p in (tmp_path / "r").rglob("*")) == before
 
 
@@ -271,7 +273,7 @@ def test_toy_recipe_on_a_tiny_budget_gives_a_base_and_an_sft_trajectory(tmp_path
     assert type(model).__name__ == "GPT2LMHeadModel"
     sampler = HFSampler.from_pretrained(run.checkpoints[6], device="cpu")
     out = sampler.generate(["12+34="], 2, SamplingParams(max_new_tokens=8, stop=("$",)))
-    assert len(out[0]) == 2 and all(set(c.text) <= set(toy.ALPHABET) for c in out[0])
+    assert len(out[0]) == 2 and all(set(c.text) <= set(world.ALPHABET) for c in out[0])
     # the base key changes with anything that changes the base, and only with that
     assert recipe.base_key() != toy.ToyRecipe(pretrain_seed=1).base_key()
     assert recipe.base_key() == toy.ToyRecipe(**{**recipe.__dict__, "sft_steps": 99, "n_sft": 5}).base_key()
@@ -314,7 +316,7 @@ def test_cli_train_sft_writes_the_schedule_and_refuses_to_overwrite(tmp_path, ca
         "1",
     ]
     assert main(args) == 0
-    assert list(sft.list_checkpoints(out)) == [1, 3, 4]
+    assert list(find_checkpoints(out, strict=False)) == [1, 3, 4]
     assert (out / "train_config.yaml").is_file()
     assert AutoModelForCausalLM.from_pretrained(out / "checkpoint-4").config.model_type == arch
     assert main(args) == 2
@@ -355,7 +357,7 @@ def test_cli_toy_base_then_sft_on_its_data(tmp_path):
     assert main(args + ["--n-test", "8", "--threads", "1"]) == 0
     assert (out / "base" / "model.safetensors").is_file()
     rows = [json.loads(line) for line in (out / "sft.jsonl").read_text().splitlines()]
-    assert len(rows) == 4 and all(toy.extract_answer(r["completion"]) == r["answer"] for r in rows)
+    assert len(rows) == 4 and all(world.extract_answer(r["completion"]) == r["answer"] for r in rows)
     assert len((out / "test.jsonl").read_text().splitlines()) == 8
     run = tmp_path / "run"
     sft_args = [
@@ -371,5 +373,5 @@ def test_cli_toy_base_then_sft_on_its_data(tmp_path):
     assert (
         main(sft_args + ["--steps", "2", "--batch-size", "2", "--warmup-steps", "1", "--threads", "1"]) == 0
     )
-    assert list(sft.list_checkpoints(run)) == [2]
+    assert list(find_checkpoints(run, strict=False)) == [2]
     assert main(args + ["--n-test", "8"]) == 2  # exists, no --force

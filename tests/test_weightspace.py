@@ -37,7 +37,7 @@ def test_set_delta_equals_float64_reference(pair, dtype):
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32])
 def test_variants_are_bit_identical_to_wiseft_merge_output(pair, tmp_path, dtype):
     """The same recipe through `wiseft merge --dtype D` and through WeightSpace gives the same bits."""
-    from _merge_fixtures import bits_equal, load_dir
+    from support.merge import bits_equal, load_dir
 
     from wiseft.merge.driver import merge
     from wiseft.merge.plan import plan
@@ -62,7 +62,7 @@ def test_variants_are_bit_identical_to_wiseft_merge_output(pair, tmp_path, dtype
 
 
 def test_linear_and_task_arithmetic_variants(pair, tmp_path):
-    from _merge_fixtures import float64_sum
+    from support.merge import float64_sum
 
     early, final = pair
     third = save_tiny_model(tmp_path / "third", arch="qwen2", seed=5, dtype=torch.bfloat16, tokenizer=False)
@@ -120,8 +120,8 @@ def test_switching_reads_nothing_from_disk(pair, monkeypatch):
 def test_nonfinite_anchor_is_rejected_at_load(pair, tmp_path):
     import shutil
 
-    from _merge_fixtures import load_dir
     from safetensors.torch import save_file
+    from support.merge import load_dir
 
     bad = tmp_path / "bad"
     shutil.copytree(pair[0], bad)

@@ -1,16 +1,23 @@
 """Configuration is frozen dataclasses; YAML files and CLI flags are projections of them.
 
-`load(cls, yaml_path, overrides)` reads a YAML mapping, lets every non-None override win, checks that
-every key is a field of `cls` (recursively for nested dataclasses) and returns the frozen instance.
-`write_resolved(dir, cfg)` writes what was actually run, with the package version, beside the results.
+- `option(default, help, parse=...)` declares a field with its help text and, for fields whose text form
+  needs parsing (a grid such as `0:1:0.125`), the parser; defaults live in the dataclass alone.
+- `add_options(parser, cls)` adds one flag per declared field, its help showing the dataclass default;
+  flags default to None so that a YAML `--config` fills in what the command line leaves out.
+- `load(cls, yaml_path, overrides)` reads a YAML mapping, lets every non-None override win, parses text
+  values with the field's parser, checks that every key is a field of `cls` (recursively for nested
+  dataclasses) and returns the frozen instance.
+- `write_resolved(dir, cfg)` writes what was actually run, with the package version, beside the results.
 """
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import os
 import types
 import typing
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -21,6 +28,67 @@ from wiseft.atomic import atomic_write_text
 from wiseft.errors import ConfigError
 
 T = TypeVar("T")
+
+
+def option(
+    default: Any,
+    help: str,
+    *,
+    parse: Callable[[Any], Any] | None = None,
+    flag: str | None = None,
+    choices: tuple[str, ...] | None = None,
+    metavar: str | None = None,
+    shown: str | None = None,
+) -> Any:
+    """A dataclass field with its command-line help (and parser for text values such as grids).
+
+    The help gets "(default …)" from `default` (or `shown`); a None default ("automatic") adds nothing,
+    so its help text says what happens."""
+    meta = {
+        "help": help,
+        "parse": parse,
+        "flag": flag,
+        "choices": choices,
+        "metavar": metavar,
+        "shown": shown,
+    }
+    return dataclasses.field(default=default, metadata=meta)
+
+
+def add_options(parser: argparse.ArgumentParser, cls: type, names: Iterable[str] | None = None) -> None:
+    """One flag per field of `cls` declared with `option` (or only `names`), in field order."""
+    hints = typing.get_type_hints(cls)
+    wanted = set(names) if names is not None else None
+    for f in dataclasses.fields(cls):
+        meta = f.metadata
+        if "help" not in meta or (wanted is not None and f.name not in wanted):
+            continue
+        flag = meta["flag"] or "--" + f.name.replace("_", "-")
+        shown = meta["shown"] or _describe(f.default)
+        text = (meta["help"] + (f" (default {shown})" if shown else "")).replace("%", "%%")
+        kwargs: dict[str, Any] = {"dest": f.name, "default": None, "help": text}
+        base = _base_type(hints[f.name])
+        if base is bool:
+            kwargs["action"] = "store_true"
+        else:
+            kwargs["type"] = str if meta["parse"] or base not in (int, float) else base
+            for key in ("choices", "metavar"):
+                if meta[key]:
+                    kwargs[key] = meta[key]
+        parser.add_argument(flag, **kwargs)
+
+
+def _base_type(tp: Any) -> Any:
+    args = [a for a in typing.get_args(tp) if a is not type(None)]
+    return args[0] if typing.get_origin(tp) in (typing.Union, types.UnionType) and len(args) == 1 else tp
+
+
+def _describe(default: Any) -> str:
+    if default is None:
+        return ""
+    if isinstance(default, tuple):
+        return ",".join(f"{x:g}" if isinstance(x, float) else str(x) for x in default)
+    return str(default)
 
 
 def load_yaml(path: str | os.PathLike) -> dict[str, Any]:
@@ -53,6 +121,9 @@ def from_dict(cls: type[T], data: dict[str, Any], source: str = "config") -> T:
     hints = typing.get_type_hints(cls)
     kwargs = {}
     for name, value in data.items():
+        parse = fields[name].metadata.get("parse")
+        if parse is not None and value is not None and not isinstance(value, tuple):
+            value = parse(value)
         kwargs[name] = _coerce(hints.get(name), value, f"{source}.{name}")
     try:
         return cls(**kwargs)

@@ -22,64 +22,17 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import numpy as np
 
 from wiseft.errors import MetricError
+from wiseft.records import ProblemSamples, by_variant, to_problem_samples
 
 # Fixed edges for the histogram of per-problem Pass@1 (ρ): ten bins of width 0.1, the last one closed.
 RHO_EDGES = tuple(float(x) for x in np.linspace(0.0, 1.0, 11))
 # Exact maj@k counting runs in float64; C(n, k) stays finite for every k up to this n.
 MAJ_EXACT_MAX_N = 1000
 MAJ_MC_SUBSETS = 2000
-
-
-@dataclass(frozen=True)
-class ProblemSamples:
-    """The graded samples of one problem (arrays of length n; converted to numpy on construction)."""
-
-    correct: np.ndarray
-    classes: np.ndarray
-    scores: np.ndarray | None = None
-    n_tokens: np.ndarray | None = None
-    truncated: np.ndarray | None = None
-    problem_id: str | None = None
-
-    def __post_init__(self) -> None:
-        correct = np.asarray(self.correct, dtype=bool).reshape(-1)
-        n = correct.shape[0]
-        object.__setattr__(self, "correct", correct)
-        object.__setattr__(self, "classes", _vector(self.classes, np.int64, n, "classes", self.problem_id))
-        for name, dtype in (("scores", np.float64), ("n_tokens", np.int64), ("truncated", bool)):
-            value = getattr(self, name)
-            if value is not None:
-                object.__setattr__(self, name, _vector(value, dtype, n, name, self.problem_id))
-        if self.scores is not None and not np.all(np.isfinite(self.scores)):
-            raise MetricError(
-                f"problem {self.problem_id or '?'}: scores must be finite numbers (found NaN/inf)"
-            )
-        if np.any((self.classes < 0) & self.correct):
-            raise MetricError(
-                f"problem {self.problem_id or '?'}: a sample is marked correct but has no answer class (−1)"
-            )
-
-    @property
-    def n(self) -> int:
-        return int(self.correct.shape[0])
-
-    @property
-    def c(self) -> int:
-        return int(self.correct.sum())
-
-
-def _vector(value, dtype, n: int, name: str, pid: str | None) -> np.ndarray:
-    arr = np.asarray(value, dtype=dtype).reshape(-1)
-    if arr.shape[0] != n:
-        raise MetricError(
-            f"problem {pid or '?'}: field {name!r} has {arr.shape[0]} entries but there are {n} samples"
-        )
-    return arr
 
 
 def _check_k(n: int, k: int, where: str = "") -> None:
@@ -454,3 +407,22 @@ def summarize(
         "diversity": diversity(problems, seed=seed, n_boot=n_boot),
         "tokens": token_stats(problems),
     }
+
+
+def score_records(
+    records: Sequence[dict], ks: Sequence[int], seed: int = 0, n_boot: int = 1000, variant: str | None = None
+) -> tuple[list[tuple[str | None, dict]], list[str]]:
+    """Summaries of graded records, one per variant (`variant` picks one), and the graders that graded them."""
+    groups = by_variant(records)
+    if variant is not None:
+        if variant not in groups:
+            raise MetricError(
+                f"--variant {variant!r} is not in the file; it holds {', '.join(map(str, groups)) or 'none'}"
+            )
+        groups = {variant: groups[variant]}
+    graders = sorted({str(r.get("grader")) for r in records if r.get("grader")})
+    summaries = []
+    for name, recs in groups.items():
+        where = f"variant {name!r}" if name is not None else "graded records"
+        summaries.append((name, summarize(to_problem_samples(recs, where), ks, seed=seed, n_boot=n_boot)))
+    return summaries, graders

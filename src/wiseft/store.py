@@ -34,11 +34,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from wiseft import __version__
 from wiseft.errors import StoreError
-from wiseft.metrics import ProblemSamples
+from wiseft.records import GRADE_FIELDS, SAMPLE_FIELDS, ProblemSamples, read_records, to_problem_samples
 
 SCHEMA_VERSION = 1
 SQLITE_MAGIC = b"SQLite format 3\x00"
@@ -110,12 +108,9 @@ CREATE TABLE IF NOT EXISTS grades (
 );
 """
 
-SAMPLE_FIELDS = ("problem_id", "sample_idx", "completion", "n_tokens", "finish_reason", "score")
-GRADE_FIELDS = ("answer", "extraction", "verdict", "correct", "answer_class", "grader", "reason")
-
 
 @dataclass(frozen=True)
-class Variant:
+class VariantRow:
     """A row of `variants`: what one set of samples was drawn from."""
 
     id: int
@@ -135,28 +130,6 @@ def variant_key(**fields: Any) -> str:
     """A stable hash of everything that determines a variant's samples."""
     text = json.dumps(fields, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:32]
-
-
-def model_fingerprint(path: str | os.PathLike, block: int = 1 << 16, blocks: int = 16) -> str:
-    """A content fingerprint of a model directory: config.json, and each weight file's size plus
-    `blocks` evenly spaced blocks of its bytes (whole files when small). Cheap on a 15 GB model, yet two
-    checkpoints of one training run (same shapes, different weights) never collide in practice."""
-    path = Path(path)
-    h = hashlib.sha256()
-    files = sorted(path.glob("*.safetensors")) + [p for p in (path / "config.json",) if p.is_file()]
-    if not files:
-        raise StoreError(f"model {path} has no *.safetensors files to fingerprint")
-    for f in files:
-        size = f.stat().st_size
-        h.update(f"{f.name}\0{size}\0".encode())
-        with open(f, "rb") as fh:
-            if size <= block * blocks:
-                h.update(fh.read())
-                continue
-            for i in range(blocks):
-                fh.seek((size - block) * i // (blocks - 1))
-                h.update(fh.read(block))
-    return h.hexdigest()[:32]
 
 
 class SampleStore:
@@ -315,7 +288,7 @@ class SampleStore:
         seed: int | None = None,
         step: int | None = None,
         run_id: int | None = None,
-    ) -> Variant:
+    ) -> VariantRow:
         """The variant with these settings, created when the store has none yet."""
         key = variant_key(
             kind=kind, task=task, models=model_hashes, sampling=sampling, recipe=recipe,
@@ -335,7 +308,7 @@ class SampleStore:
             )  # fmt: skip
         return self._variant_row("key", key)  # type: ignore[return-value]
 
-    def variants(self) -> list[Variant]:
+    def variants(self) -> list[VariantRow]:
         rows = self.db.execute("SELECT id FROM variants ORDER BY id").fetchall()
         return [self._variant_row("id", r[0]) for r in rows]  # type: ignore[misc]
 
@@ -379,7 +352,7 @@ class SampleStore:
                          "correct": correct})  # fmt: skip
         return rows
 
-    def find_variant(self, name: str) -> Variant:
+    def find_variant(self, name: str) -> VariantRow:
         rows = self.db.execute("SELECT id FROM variants WHERE name=? ORDER BY id", (name,)).fetchall()
         if not rows:
             names = [v.name for v in self.variants()]
@@ -388,7 +361,7 @@ class SampleStore:
             )
         return self._variant_row("id", rows[-1][0])  # type: ignore[return-value]
 
-    def _variant_row(self, column: str, value: Any) -> Variant | None:
+    def _variant_row(self, column: str, value: Any) -> VariantRow | None:
         row = self.db.execute(
             "SELECT id, key, name, kind, task, recipe, temperature, seed, step, model_hashes, sampling "
             f"FROM variants WHERE {column}=?",
@@ -396,7 +369,7 @@ class SampleStore:
         ).fetchone()
         if row is None:
             return None
-        return Variant(
+        return VariantRow(
             id=row[0], key=row[1], name=row[2], kind=row[3], task=row[4],
             recipe=json.loads(row[5]) if row[5] else None, temperature=row[6], seed=row[7], step=row[8],
             model_hashes=json.loads(row[9]), sampling=json.loads(row[10]),
@@ -412,7 +385,7 @@ class SampleStore:
 
     # ---- samples -----------------------------------------------------------------------------------
 
-    def add_samples(self, variant: Variant | int, records: Sequence[dict]) -> int:
+    def add_samples(self, variant: VariantRow | int, records: Sequence[dict]) -> int:
         """Commit sample records (`problem_id`, `sample_idx`, `completion`, `n_tokens`, `finish_reason`,
         optional `score`) as one transaction; samples already stored are left as they are. Returns how
         many were new."""
@@ -427,7 +400,7 @@ class SampleStore:
             )
             return db.total_changes - before
 
-    def sample_counts(self, variant: Variant | int, n: int) -> dict[str, int]:
+    def sample_counts(self, variant: VariantRow | int, n: int) -> dict[str, int]:
         """problem_id → how many of the samples 0..n-1 are stored."""
         rows = self.db.execute(
             "SELECT problem_id, COUNT(*) FROM samples WHERE variant_id=? AND sample_idx<? GROUP BY problem_id",
@@ -435,13 +408,13 @@ class SampleStore:
         ).fetchall()
         return dict(rows)
 
-    def missing(self, variant: Variant | int, problem_ids: Sequence[str], n: int) -> list[str]:
+    def missing(self, variant: VariantRow | int, problem_ids: Sequence[str], n: int) -> list[str]:
         """The problems (in the given order) that lack any of the samples 0..n-1."""
         counts = self.sample_counts(variant, n)
         return [pid for pid in problem_ids if counts.get(pid, 0) < n]
 
     def records(
-        self, variant: Variant | int, problem_ids: Sequence[str] | None = None, n: int | None = None,
+        self, variant: VariantRow | int, problem_ids: Sequence[str] | None = None, n: int | None = None,
         graded: bool = False,
     ) -> list[dict]:  # fmt: skip
         """Sample records (the JSONL schema) of a variant, ordered by problem then sample index; with
@@ -484,7 +457,7 @@ class SampleStore:
     # ---- grades ------------------------------------------------------------------------------------
 
     def ungraded_problems(
-        self, variant: Variant | int, problem_ids: Sequence[str], n: int, grader: str
+        self, variant: VariantRow | int, problem_ids: Sequence[str], n: int, grader: str
     ) -> list[str]:
         """Problems whose samples 0..n-1 are not all graded by `grader` (answer classes are per problem,
         so a problem is graded whole)."""
@@ -496,7 +469,7 @@ class SampleStore:
         counts = dict(rows)
         return [pid for pid in problem_ids if counts.get(pid, 0) < n]
 
-    def add_grades(self, variant: Variant | int, graded: Sequence[dict]) -> None:
+    def add_grades(self, variant: VariantRow | int, graded: Sequence[dict]) -> None:
         """Store grade fields of graded records, replacing older grades of the same samples."""
         vid = _vid(variant)
         rows = [
@@ -512,46 +485,32 @@ class SampleStore:
             )
 
     def problem_samples(
-        self, variant: Variant | int, problem_ids: Sequence[str] | None = None, n: int | None = None
+        self, variant: VariantRow | int, problem_ids: Sequence[str] | None = None, n: int | None = None
     ) -> list[ProblemSamples]:
-        """One `metrics.ProblemSamples` per problem (in `problem_ids` order, else by id), from samples
-        0..n-1 and their grades. Every such sample must be graded."""
+        """One `ProblemSamples` per problem (in `problem_ids` order, else by id), from samples 0..n-1 and
+        their grades. Every such sample must be graded."""
         recs = self.records(variant, problem_ids, n)
-        by_problem: dict[str, list[dict]] = {}
         for r in recs:
             if "verdict" not in r:
                 raise StoreError(
                     f"sample store {self.path}: sample {r['sample_idx']} of problem {r['problem_id']!r} "
                     f"(variant {r['variant']!r}) is not graded yet; grade before scoring"
                 )
-            by_problem.setdefault(r["problem_id"], []).append(r)
         if problem_ids is not None:
-            absent = [pid for pid in problem_ids if pid not in by_problem]
+            present = {r["problem_id"] for r in recs}
+            absent = [pid for pid in problem_ids if pid not in present]
             if absent:
                 raise StoreError(
                     f"sample store {self.path}: no samples for problem(s) {', '.join(absent[:5])}; "
                     "sample them first"
                 )
-        out = []
-        for pid, rs in by_problem.items():
-            scores = [r.get("score") for r in rs]
-            tokens = [r["n_tokens"] for r in rs]
-            finish = [r["finish_reason"] for r in rs]
-            out.append(  # optional fields go in only when every sample has them (imports may lack them)
-                ProblemSamples(
-                    correct=np.array([r["correct"] for r in rs], dtype=bool),
-                    classes=np.array([r["answer_class"] for r in rs], dtype=np.int64),
-                    scores=np.array(scores, dtype=np.float64) if None not in scores else None,
-                    n_tokens=np.array(tokens, dtype=np.int64) if None not in tokens else None,
-                    truncated=np.array([f == "length" for f in finish]) if None not in finish else None,
-                    problem_id=pid,
-                )
-            )
-        return out
+        return to_problem_samples(recs, f"sample store {self.path}") if recs else []
 
     # ---- JSONL export / import ---------------------------------------------------------------------
 
-    def export_jsonl(self, path: str | os.PathLike, variants: Sequence[Variant | int] | None = None) -> int:
+    def export_jsonl(
+        self, path: str | os.PathLike, variants: Sequence[VariantRow | int] | None = None
+    ) -> int:
         """Write the sample records (with grades where present) of `variants` (default all) as JSONL,
         atomically. Returns the number of records."""
         from wiseft.atomic import atomic_write_text
@@ -564,8 +523,6 @@ class SampleStore:
     def import_jsonl(self, path: str | os.PathLike, task: str, default_variant: str = "imported") -> dict:
         """Read sample records (graded or not) into variants named by their `variant` field (else
         `default_variant`), kind "imported". Returns {variant name: records added}."""
-        from wiseft.grading.records import read_records
-
         records = read_records(path)
         by_name: dict[str, list[dict]] = {}
         for r in records:
@@ -580,5 +537,5 @@ class SampleStore:
         return added
 
 
-def _vid(variant: Variant | int) -> int:
-    return variant.id if isinstance(variant, Variant) else int(variant)
+def _vid(variant: VariantRow | int) -> int:
+    return variant.id if isinstance(variant, VariantRow) else int(variant)

@@ -1,6 +1,7 @@
 """Checkpoint I/O: safetensors headers, lazy per-tensor reads, the sharded atomic writer, provenance."""
 
 from wiseft.checkpoints.checkpoint import TOKENIZER_FILES, Checkpoint
+from wiseft.checkpoints.discovery import find_checkpoints, is_complete, model_fingerprint
 from wiseft.checkpoints.hub import resolve
 from wiseft.checkpoints.safetensors_format import DTYPES, TensorInfo, read_header
 from wiseft.checkpoints.writer import DEFAULT_SHARD_SIZE, ShardWriter, parse_size, plan_shards
@@ -12,6 +13,9 @@ __all__ = [
     "Checkpoint",
     "ShardWriter",
     "TensorInfo",
+    "find_checkpoints",
+    "is_complete",
+    "model_fingerprint",
     "parse_size",
     "plan_shards",
     "read_header",

@@ -13,9 +13,12 @@ import sys
 
 from wiseft import __version__
 from wiseft.errors import WiseftError
+from wiseft.memory import tune_allocator
 
 # Order is the order shown in `wiseft --help`.
 COMMANDS = ["merge", "grade", "score", "eval", "sweep", "trajectory", "train", "report", "store", "demo"]
+# Commands that move model-sized memory get the allocator tuning of `wiseft.memory`.
+HEAVY = {"merge", "eval", "sweep", "trajectory", "train", "demo"}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -27,22 +30,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="show debug logs and full tracebacks")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
-        try:
-            module = importlib.import_module(f"wiseft.cli.{name}")
-        except ModuleNotFoundError as exc:  # a subcommand not built yet
-            if exc.name != f"wiseft.cli.{name}":
-                raise
-            continue
-        module.register(sub)
+        importlib.import_module(f"wiseft.cli.{name}").register(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    from wiseft.memory import tune_allocator
-
-    tune_allocator()
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command in HEAVY:
+        tune_allocator()
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s %(message)s"
     )

@@ -52,7 +52,7 @@ def _floats(text: str | None, flag: str) -> tuple[float, ...] | None:
 def build_config(args):
     import dataclasses
 
-    from wiseft.train.demo import DemoConfig
+    from wiseft.demo import DemoConfig
     from wiseft.train.toy import ToyRecipe
 
     recipe_changes = {
@@ -89,7 +89,7 @@ def run(args) -> int:
     from transformers.utils import logging as hf_logging
 
     from wiseft.atomic import check_output_dir
-    from wiseft.train.demo import base_path, default_cache_dir, run_demo
+    from wiseft.demo import base_path, default_cache_dir, run_demo
 
     hf_logging.disable_progress_bar()  # transformers' per-load bars would interleave with ours
     hf_logging.set_verbosity_error()  # training feeds right-padded rows without a mask on purpose
@@ -145,37 +145,37 @@ def _cell(metric) -> str:
 def headline_table(results):
     from rich.table import Table
 
-    roles = results["roles"]
+    roles = results.roles
     table = Table()
     for col in ("model", "Pass@1", "Pass@8", "Pass@32", "maj@32", "distinct"):
         table.add_column(col, justify="left" if col == "model" else "right")
-    for v in results["variants"]:
-        m = v["summary"]["metrics"]
-        label = _label(v, roles)
-        style = "bold" if v["name"] in (roles["mix"], roles["final"], roles["early"]) else None
+    for v in results.variants:
+        m = v.summary["metrics"]
+        style = "bold" if v.name in (roles["mix"], roles["final"], roles["early"]) else None
         table.add_row(
-            label,
+            _label(v, roles),
             _cell(m["pass@1"]),
             f"{m['pass@8']['value']:.3f}",
             _cell(m["pass@32"]),
             f"{m['maj@32']['value']:.3f}",
-            f"{v['summary']['diversity']['mean_distinct']:.1f}",
+            f"{v.summary['diversity']['mean_distinct']:.1f}",
             style=style,
         )
-    table.title = f"wiseft demo: {results['task']['n_problems']} held-out toy problems, n={v['summary']['n']} samples each"
+    n = results.variants[-1].summary["n"]
+    table.title = f"wiseft demo: {results.task['n_problems']} held-out toy problems, n={n} samples each"
     return table
 
 
 def _label(v, roles) -> str:
-    if v["kind"] == "base":
+    if v.kind == "base":
         return "base (sloppy pretraining)"
-    if v["kind"] == "checkpoint":
-        tag = " (early)" if v["name"] == roles["early"] else " (final)" if v["name"] == roles["final"] else ""
-        return f"SFT step {v['step']}{tag}"
-    if v["kind"] == "mix":
-        star = "  ← best mix" if v["name"] == roles["mix"] else ""
-        return f"{v['delta']:g}·early + {1 - v['delta']:g}·final{star}"
-    return f"final at T={v['temperature']:g}"
+    if v.kind == "checkpoint":
+        tag = " (early)" if v.name == roles["early"] else " (final)" if v.name == roles["final"] else ""
+        return f"SFT step {v.step}{tag}"
+    if v.kind == "mix":
+        star = "  ← best mix" if v.name == roles["mix"] else ""
+        return f"{v.delta:g}·early + {1 - v.delta:g}·final{star}"
+    return f"final at T={v.temperature:g}"
 
 
 def show(results, console, out: Path, report: bool) -> None:
@@ -186,16 +186,16 @@ def show(results, console, out: Path, report: bool) -> None:
     claims.add_column("", justify="center")
     claims.add_column("claim")
     claims.add_column("evidence (paired 95% bootstrap intervals)")
-    for c in results["claims"]:
-        mark = "[green]held[/]" if c["held"] else "[red]did not hold[/]"
-        claims.add_row(mark, f"({c['key']}) {c['statement']}", c["evidence"])
+    for c in results.claims:
+        mark = "[green]held[/]" if c.held else "[red]did not hold[/]"
+        claims.add_row(mark, f"({c.key}) {c.statement}", c.evidence)
     console.print(claims)
-    t, cpu = results["timings"], results.get("cpu_seconds", {})
+    t, cpu = results.timings, results.cpu_seconds or {}
     timing = Table(title="where the time went (seconds)")
     timing.add_column("stage")
     timing.add_column("wall", justify="right")
     timing.add_column("CPU", justify="right")
-    base_label = "base (cached)" if results["base"]["cached"] else "base (pretraining)"
+    base_label = "base (cached)" if results.base["cached"] else "base (pretraining)"
     rows = [
         (base_label, "base"),
         ("SFT", "sft"),
@@ -213,15 +213,15 @@ def show(results, console, out: Path, report: bool) -> None:
             c = cpu.get(key)
             timing.add_row(name, f"{t[key]:.1f}", "" if c is None else f"{c:.1f}")
     console.print(timing)
-    m = results.get("machine", {})
+    m = results.machine or {}
     if m:
         console.print(
             f"{m['torch_threads']} thread(s) on {m['cpu_count']} CPUs ({m.get('busy_cores_before', '?')} busy at "
             f"the start); load average {m['loadavg_1min_before']} before, {m['loadavg_1min_after']} after "
             "(other processes slow the demo)"
         )
-    held = sum(c["held"] for c in results["claims"])
-    console.print(f"{held}/3 claims held. Results: [bold]{out / 'results.json'}[/]")
+    held = sum(c.held for c in results.claims)
+    console.print(f"{held}/{len(results.claims)} claims held. Results: [bold]{out / 'results.json'}[/]")
     if report:
         console.print(f"Report: [bold]{out / 'report' / 'report.html'}[/] (and report.md)")
     console.print(f"Output directory: [bold]{out}[/]")

@@ -5,8 +5,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from wiseft.errors import ConfigError
-
 
 def register(subparsers) -> None:
     p = subparsers.add_parser(
@@ -31,28 +29,15 @@ def register(subparsers) -> None:
     p.set_defaults(func=run)
 
 
-def parse_ks(text: str | None) -> list[int] | None:
-    if text is None:
-        return None
-    try:
-        ks = [int(part) for part in text.split(",") if part.strip()]
-    except ValueError:
-        raise ConfigError(
-            f"--k must be comma-separated positive integers such as 1,4,16; got {text!r}"
-        ) from None
-    if not ks or any(k < 1 for k in ks):
-        raise ConfigError(f"--k must be comma-separated positive integers such as 1,4,16; got {text!r}")
-    return ks
-
-
 def run(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
     from wiseft import report
     from wiseft.atomic import check_output_dir
+    from wiseft.grids import parse_ks
 
-    ks = parse_ks(args.k)
+    ks = list(parse_ks(args.k)) if args.k is not None else None
     out = Path(args.output)
     check_output_dir(out, args.force)
     console = Console()
@@ -64,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
     for f in files:  # the full paths, one per line, never cut to the terminal width
         console.print(str(f), soft_wrap=True, highlight=False)
     titles = {f"{name}.png": title for name, title, _caption, _fn in report.PLOTS}
-    table = Table(title=f"wiseft report: {len(results['variants'])} variants → {path}")
+    table = Table(title=f"wiseft report: {len(results.variants)} variants → {path}")
     table.add_column("file")
     table.add_column("size", justify="right")
     table.add_column("shows")

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
+from wiseft.cli.progress import LogLines
 from wiseft.errors import ConfigError
 
 
 def register(subparsers) -> None:
+    from wiseft.tasks.toy import DATA_SEED, N_SFT, N_TEST
+    from wiseft.train.toy import ToyRecipe
+
     parser = subparsers.add_parser("train", help="fine-tune a causal LM; build the toy base model")
     sub = parser.add_subparsers(dest="train_command", metavar="STAGE")
 
@@ -32,20 +35,38 @@ def register(subparsers) -> None:
     )
     sft.set_defaults(func=run_sft)
 
+    recipe = ToyRecipe()
     toy = sub.add_parser(
         "toy-base",
         help="pretrain the toy world's sloppy base model and write its SFT/test data as JSONL",
-        description="Stage 1 of the demo's recipe: a fresh ~0.6 M-parameter Llama trained on sloppy "
-        "running-sum text. Writes OUT/base (HF directory), OUT/sft.jsonl and OUT/test.jsonl.",
+        description="Stage 1 of the demo's recipe: a fresh ~0.6 M-parameter GPT-2-style model trained on "
+        "sloppy running-sum text. Writes OUT/base (HF directory), OUT/sft.jsonl and OUT/test.jsonl (the "
+        "demo's problems; `--task toy --data OUT/test.jsonl` evaluates on them).",
     )
     toy.add_argument("-o", "--output", required=True)
-    toy.add_argument("--steps", type=int, default=800)
-    toy.add_argument("--batch-size", type=int, default=128)
-    toy.add_argument("--lr", type=float, default=2e-3)
-    toy.add_argument("--seed", type=int, default=2, help="pretraining seed (weights and text; default 2)")
-    toy.add_argument("--data-seed", type=int, default=5, help="seed of the SFT/test problems")
-    toy.add_argument("--n-sft", type=int, default=32)
-    toy.add_argument("--n-test", type=int, default=400)
+    toy.add_argument(
+        "--steps", type=int, default=recipe.pretrain_steps, help=f"(default {recipe.pretrain_steps})"
+    )
+    toy.add_argument(
+        "--batch-size", type=int, default=recipe.pretrain_batch, help=f"(default {recipe.pretrain_batch})"
+    )
+    toy.add_argument("--lr", type=float, default=recipe.pretrain_lr, help=f"(default {recipe.pretrain_lr:g})")
+    toy.add_argument(
+        "--seed",
+        type=int,
+        default=recipe.pretrain_seed,
+        help=f"pretraining seed (default {recipe.pretrain_seed})",
+    )
+    toy.add_argument(
+        "--data-seed",
+        type=int,
+        default=DATA_SEED,
+        help=f"seed of the SFT/test problems (default {DATA_SEED})",
+    )
+    toy.add_argument(
+        "--n-sft", type=int, default=N_SFT, help=f"SFT problems written (default {N_SFT}, as the demo)"
+    )
+    toy.add_argument("--n-test", type=int, default=N_TEST, help=f"test problems written (default {N_TEST})")
     toy.add_argument("--threads", type=int, default=0, help="CPU threads (0: torch's default)")
     toy.add_argument("--force", action="store_true", help="replace --output if it exists")
     toy.set_defaults(func=run_toy_base)
@@ -67,11 +88,13 @@ def _training_flags(p: argparse.ArgumentParser) -> None:
         default="",
         help="comma-separated steps to checkpoint at, e.g. 10,25,50 (the last step is always saved)",
     )
-    p.add_argument("--save-optimizer", action="store_true", help="also save optimizer.pt (exact resume)")
+    p.add_argument(
+        "--save-optimizer", action="store_true", help="also save the optimizer state (exact resume)"
+    )
     p.add_argument("--max-length", type=int, default=0, help="truncate examples to N tokens (0: never)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    p.add_argument("--threads", type=int, default=0, help="CPU threads (0: torch's default)")
+    p.add_argument("--device", default=None, help="auto, cpu, cuda or cuda:N (default auto)")
+    p.add_argument("--threads", type=int, default=None, help="CPU threads (default: torch's)")
     p.add_argument(
         "--micro-batches",
         type=int,
@@ -93,144 +116,81 @@ def _parse_steps(text: str) -> tuple[int, ...]:
 def _sft_config(args):
     from wiseft.train.sft import SFTConfig
 
-    return SFTConfig(
-        steps=args.steps,
-        batch_size=args.batch_size,
-        lr=args.lr,
-        min_lr=args.min_lr,
-        schedule=args.schedule,
-        warmup_steps=args.warmup_steps,
-        weight_decay=args.weight_decay,
-        grad_clip=args.grad_clip,
-        save_every=args.save_every,
-        save_steps=_parse_steps(args.save_steps),
-        save_optimizer=args.save_optimizer,
-        max_length=args.max_length,
-        seed=args.seed,
-        device=args.device,
-        threads=args.threads,
-        micro_batches=args.micro_batches,
-    )
-
-
-def _progress(description: str):
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-    return Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("loss {task.fields[loss]:.4f}  lr {task.fields[lr]:.2e}"),
-        TimeRemainingColumn(),
-    )
+    names = ("steps", "batch_size", "lr", "min_lr", "schedule", "warmup_steps", "weight_decay", "grad_clip",
+             "save_every", "save_optimizer", "max_length", "seed", "device", "threads", "micro_batches")  # fmt: skip
+    device = None if args.device == "auto" else args.device
+    return SFTConfig(**{n: getattr(args, n) for n in names if n != "device"}, device=device,
+                     save_steps=_parse_steps(args.save_steps))  # fmt: skip
 
 
 def _train_with_progress(description: str, steps: int, fn):
-    """Run `fn(on_step)` under a rich progress bar; return its result."""
+    """Run `fn(on_step)` under a progress bar (plain lines when output is piped); return its result."""
     from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
     from transformers.utils import logging as hf_logging
 
     hf_logging.set_verbosity_error()  # rows are right-padded without a mask on purpose (see train.sft)
-
     console = Console(stderr=True)
-    with _progress(description) as bar:
+    columns = (
+        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+        TextColumn("loss {task.fields[loss]:.4f}  lr {task.fields[lr]:.2e}"), TimeRemainingColumn(),
+    )  # fmt: skip
+    lines = LogLines(console)
+    with Progress(*columns, console=console, disable=not console.is_terminal) as bar:
         task = bar.add_task(description, total=steps, loss=float("nan"), lr=0.0)
 
         def on_step(p):
             bar.update(task, completed=p.step, loss=p.loss, lr=p.lr)
+            lines.update(description, description, p.step, steps, f"loss {p.loss:.4f}")
             if p.saved is not None:
-                bar.console.print(f"  saved {p.saved}  (step {p.step}, loss {p.loss:.4f})")
+                console.print(f"  saved {p.saved}  (step {p.step}, loss {p.loss:.4f})", highlight=False)
 
         result = fn(on_step)
     return result, console
 
 
-def _summary_table(result, title: str):
+def run_sft(args) -> int:
     from rich.table import Table
 
-    table = Table(title=title)
+    from wiseft.train.sft import finetune_from_files
+
+    cfg = _sft_config(args)
+    result, console = _train_with_progress(
+        "sft",
+        cfg.steps,
+        lambda on_step: finetune_from_files(
+            args.model, args.data, args.output, cfg, split=args.split, prompt_field=args.prompt_field,
+            completion_field=args.completion_field, resume=args.resume, on_step=on_step,
+        ),
+    )  # fmt: skip
+    table = Table(title=f"wiseft train sft: {len(result.checkpoints)} checkpoints in {args.output}")
     table.add_column("checkpoint")
     table.add_column("step", justify="right")
     for step, path in result.checkpoints.items():
         table.add_row(str(path), str(step))
-    return table
-
-
-def run_sft(args) -> int:
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from wiseft.config import write_resolved
-    from wiseft.errors import TrainError
-    from wiseft.train.sft import epoch_batches, list_checkpoints, load_dataset_pairs, read_jsonl_pairs, train
-
-    cfg = _sft_config(args)
-    out = Path(args.output)
-    if list_checkpoints(out) and not args.resume:
-        raise TrainError(
-            f"output {out} already holds checkpoints; pass --resume to continue or choose another -o/--output"
-        )
-    model_dir = Path(args.model)
-    if not (model_dir / "config.json").is_file():
-        raise TrainError(f"--model {model_dir} is not a Hugging Face model directory (no config.json)")
-    data = Path(args.data)
-    if data.exists() or args.data.endswith((".jsonl", ".json")):
-        pairs = read_jsonl_pairs(data, args.prompt_field, args.completion_field)
-    else:
-        pairs = load_dataset_pairs(args.data, args.split, args.prompt_field, args.completion_field)
-    tok = AutoTokenizer.from_pretrained(str(model_dir))
-    model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype="float32")
-    out.mkdir(parents=True, exist_ok=True)
-    write_resolved(out, cfg, name="train_config.yaml")
-    meta = {"stage": "sft", "model": str(model_dir), "data": args.data, "n_examples": len(pairs)}
-    result, console = _train_with_progress(
-        "sft",
-        cfg.steps,
-        lambda on_step: train(
-            model,
-            tok,
-            epoch_batches(pairs, cfg.batch_size, cfg.seed),
-            cfg,
-            out,
-            resume=args.resume,
-            meta=meta,
-            on_step=on_step,
-        ),
-    )
-    console.print(_summary_table(result, f"wiseft train sft: {len(result.checkpoints)} checkpoints in {out}"))
+    console.print(table)
     if result.losses:
         console.print(
             f"final loss {result.losses[-1]:.4f}; {len(result.losses)} steps in {result.seconds:.1f} s"
         )
     else:
-        console.print(f"nothing to do: {out} already holds step {cfg.steps}")
+        console.print(f"nothing to do: {args.output} already holds step {cfg.steps}")
     return 0
 
 
 def run_toy_base(args) -> int:
-    import shutil
+    import dataclasses
 
-    from wiseft.atomic import atomic_dir
     from wiseft.train import toy
 
-    recipe = toy.ToyRecipe(
-        data_seed=args.data_seed,
-        n_sft=args.n_sft,
-        n_test=args.n_test,
-        pretrain_seed=args.seed,
-        pretrain_steps=args.steps,
-        pretrain_batch=args.batch_size,
-        pretrain_lr=args.lr,
-        threads=args.threads,
+    recipe = dataclasses.replace(
+        toy.ToyRecipe(), data_seed=args.data_seed, n_sft=args.n_sft, n_test=args.n_test, pretrain_seed=args.seed,
+        pretrain_steps=args.steps, pretrain_batch=args.batch_size, pretrain_lr=args.lr, threads=args.threads,
+    )  # fmt: skip
+    _, console = _train_with_progress(
+        "pretrain",
+        recipe.pretrain_steps,
+        lambda on_step: toy.write_toy_world(recipe, args.output, on_step, args.force),
     )
-    with atomic_dir(args.output, force=args.force) as tmp:
-        result, console = _train_with_progress(
-            "pretrain", recipe.pretrain_steps, lambda on_step: toy.pretrain(recipe, tmp / "pretrain", on_step)
-        )
-        last = result.checkpoints[max(result.checkpoints)]
-        shutil.move(str(last), str(tmp / "base"))
-        shutil.rmtree(tmp / "pretrain")
-        toy.write_split_jsonl(recipe.splits(), tmp)
-    console.print(
-        f"toy base model in {Path(args.output) / 'base'}; SFT data in {Path(args.output) / 'sft.jsonl'}"
-    )
+    console.print(f"toy base model in {args.output}/base; SFT data in {args.output}/sft.jsonl")
     return 0

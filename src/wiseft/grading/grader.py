@@ -72,6 +72,15 @@ class GradingStats:
     def as_dict(self) -> dict:
         return dict(self.__dict__)
 
+    def add(self, other: GradingStats) -> None:
+        """Add another grader's counters to these (one summary over several graders)."""
+        for name, value in other.__dict__.items():
+            if name == "rules":
+                for rule, count in value.items():
+                    self.rules[rule] = self.rules.get(rule, 0) + count
+            else:
+                setattr(self, name, getattr(self, name) + value)
+
 
 def _exact_number(s: str) -> tuple[Fraction, bool] | None:
     """(value, is_short) for a plain exact number, else None. Long decimals are left to the verifier,

@@ -1,7 +1,8 @@
 """The report: results (docs/ARCHITECTURE.md, "Sweep and report") → report.md, report.html and PNG plots.
 
 `build(results, out_dir)` is what `wiseft report`, `wiseft sweep`, `wiseft trajectory` and `wiseft demo`
-call; `load_results(path)` reads a run directory, a results.json or a sample store. The report directory
+call (`results` a `RunResults`, or its JSON); `load_results(path)` reads a run directory, a results.json,
+a metrics.json or a sample store into a `RunResults`. The report directory
 is written atomically: it appears complete or not at all.
 """
 
@@ -17,9 +18,12 @@ from matplotlib.figure import Figure
 from wiseft.atomic import atomic_dir, check_output_dir, write_json
 from wiseft.errors import ConfigError
 from wiseft.report.data import Results
+from wiseft.report.from_store import results_from_store
 from wiseft.report.plots import PLOTS, make_figures, render_png
 from wiseft.report.render import html_doc, markdown
 from wiseft.report.sources import is_metrics_json, results_from_metrics
+from wiseft.results import RunResults
+from wiseft.store import is_store
 
 __all__ = ["PLOTS", "REPORT_FILES", "build", "figures", "load_results", "resolve_ks"]
 
@@ -50,7 +54,7 @@ def resolve_ks(res: Results, ks: Iterable[int] | None) -> tuple[list[int], list[
     return chosen, (curve_ks if len(curve_ks) >= 2 else res.ks("pass"))
 
 
-def figures(results: dict | Results, *, ks: Iterable[int] | None = None) -> dict[str, Figure]:
+def figures(results: RunResults | dict | Results, *, ks: Iterable[int] | None = None) -> dict[str, Figure]:
     """Every plot that has data, as matplotlib Figures by name (report order); nothing is written."""
     res = results if isinstance(results, Results) else Results(results)
     headline, curve_ks = resolve_ks(res, ks)
@@ -58,7 +62,7 @@ def figures(results: dict | Results, *, ks: Iterable[int] | None = None) -> dict
 
 
 def build(
-    results: dict,
+    results: RunResults | dict,
     out_dir: str | os.PathLike,
     *,
     ks: Iterable[int] | None = None,
@@ -83,13 +87,13 @@ def build(
             markdown(res, [r[:3] for r in rendered], metric_names), encoding="utf-8"
         )
         (tmp / "report.html").write_text(html_doc(res, rendered, metric_names), encoding="utf-8")
-        write_json(tmp / "results.json", results)
+        write_json(tmp / "results.json", res.run.to_json())
     return out
 
 
-def load_results(path: str | os.PathLike) -> dict:
+def load_results(path: str | os.PathLike) -> RunResults:
     """A run directory holding results.json, a results.json file, a sample store, or the metrics.json of
-    `wiseft score`/`wiseft eval` → the results dict."""
+    `wiseft score`/`wiseft eval` → its `RunResults`."""
     p = Path(path)
     if p.is_dir():
         for name in ("results.json", "metrics.json"):
@@ -103,16 +107,12 @@ def load_results(path: str | os.PathLike) -> dict:
         )
     if not p.is_file():
         raise ConfigError(f"{p} does not exist; give a run directory, a results.json file or a sample store")
-    from wiseft.store import is_store
-
     if is_store(p):
-        from wiseft.report.from_store import results_from_store
-
         return results_from_store(p)
     return _read_json(p)
 
 
-def _read_json(path: Path) -> dict:
+def _read_json(path: Path) -> RunResults:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except UnicodeDecodeError as exc:
@@ -122,6 +122,5 @@ def _read_json(path: Path) -> dict:
             f"{path} is not valid JSON (line {exc.lineno}, column {exc.colno}): {exc.msg}"
         ) from exc
     if is_metrics_json(data):
-        data = results_from_metrics(data, str(path))
-    Results(data, str(path))  # validate now, naming the file
-    return data
+        return results_from_metrics(data, str(path))
+    return RunResults.from_json(data, str(path))

@@ -15,9 +15,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from wiseft.errors import ConfigError
+from wiseft.results import RunResults
 
-KINDS = ("checkpoint", "mix", "temperature", "base")
 METRIC_RE = re.compile(r"^(pass|maj|best)@(\d+)$")
 METRIC_LABEL = {"pass": "Pass", "maj": "maj", "best": "best"}
 
@@ -74,7 +73,7 @@ def metric_label(name: str) -> str:
 
 
 @dataclass(frozen=True)
-class Variant:
+class VariantView:
     name: str
     kind: str
     delta: float | None
@@ -144,46 +143,38 @@ class Curve:
 
     label: str
     axis: str  # "delta" | "step" | "temperature"
-    variants: tuple[Variant, ...]
+    variants: tuple[VariantView, ...]
     x: tuple[float, ...]
 
     def xs(self) -> list[float]:
         return list(self.x)
 
-    def points(self) -> list[tuple[float, Variant]]:
+    def points(self) -> list[tuple[float, VariantView]]:
         return list(zip(self.x, self.variants, strict=True))
 
 
-def _curve(label: str, axis: str, pts: Iterable[tuple[float, Variant]]) -> Curve:
+def _curve(label: str, axis: str, pts: Iterable[tuple[float, VariantView]]) -> Curve:
     pts = sorted(pts, key=lambda p: p[0])
     return Curve(label, axis, tuple(v for _, v in pts), tuple(float(x) for x, _ in pts))
 
 
 class Results:
-    """The validated results dict plus the groupings the report draws."""
+    """A `RunResults` (typed results, validated on the way in) plus the groupings the report draws."""
 
-    def __init__(self, results: dict, source: str = "results"):
-        if not isinstance(results, dict):
-            raise ConfigError(f"{source}: expected a JSON object, got {type(results).__name__}")
-        raw = results.get("variants")
-        if not isinstance(raw, list):
-            raise ConfigError(
-                f"{source}: field 'variants' must be a list of variants (see docs/ARCHITECTURE.md)"
-            )
+    def __init__(self, results: RunResults | dict, source: str = "results"):
+        run = results if isinstance(results, RunResults) else RunResults.from_json(results, source)
+        self.run = run
         self.source = source
-        self.config = results.get("config") if isinstance(results.get("config"), dict) else {}
-        self.versions = results.get("versions") if isinstance(results.get("versions"), dict) else {}
-        self.best = results.get("best") if isinstance(results.get("best"), dict) else None
-        self.roles = results.get("roles") if isinstance(results.get("roles"), dict) else {}
-        early = results.get("early_step")
-        self.early_step = int(early) if _finite(early) else None
-        self.task = results.get("task") if isinstance(results.get("task"), dict) else {}
-        self.claims = [c for c in results.get("claims") or [] if isinstance(c, dict)]
-        self.variants = [_parse_variant(v, i, source) for i, v in enumerate(raw)]
-        names = [v.name for v in self.variants]
-        dupes = sorted({n for n in names if names.count(n) > 1})
-        if dupes:
-            raise ConfigError(f"{source}: variant name(s) {', '.join(dupes)} appear more than once")
+        self.config = run.config
+        self.versions = run.versions
+        self.best = run.best
+        self.roles = run.roles or {}
+        self.early_step = run.early_step
+        self.task = run.task or {}
+        self.claims = run.claims or []
+        self.variants = [
+            VariantView(v.name, v.kind, v.delta, v.temperature, v.step, v.summary) for v in run.variants
+        ]
 
     # --- what is available -------------------------------------------------------------------------
     def ks(self, family: str = "pass") -> list[int]:
@@ -216,19 +207,19 @@ class Results:
         return names
 
     @property
-    def best_variant(self) -> Variant | None:
+    def best_variant(self) -> VariantView | None:
         if not self.best:
             return None
-        return next((v for v in self.variants if v.name == self.best.get("variant")), None)
+        return next((v for v in self.variants if v.name == self.best.variant), None)
 
     # --- groupings -----------------------------------------------------------------------------------
-    def of_kind(self, kind: str) -> list[Variant]:
+    def of_kind(self, kind: str) -> list[VariantView]:
         return [v for v in self.variants if v.kind == kind]
 
-    def _named(self, name: Any) -> Variant | None:
+    def _named(self, name: Any) -> VariantView | None:
         return next((v for v in self.variants if v.name == name), None) if isinstance(name, str) else None
 
-    def final_model(self, step: int | None, temperature: float | None) -> Variant | None:
+    def final_model(self, step: int | None, temperature: float | None) -> VariantView | None:
         """The raw final checkpoint at `temperature`: the δ=0 end of a sweep at `step`.
 
         Found as the checkpoint variant of that step (no δ), or the `roles.final` of the results (demo)."""
@@ -241,7 +232,7 @@ class Results:
             return v
         return None
 
-    def early_model(self, temperature: float | None) -> Variant | None:
+    def early_model(self, temperature: float | None) -> VariantView | None:
         """The early checkpoint (δ=1 end): `roles.early` (demo) or the checkpoint at `early_step`."""
         v = self._named(self.roles.get("early"))
         if v is None and self.early_step is not None:
@@ -254,7 +245,7 @@ class Results:
 
     def raw_trajectories(self) -> list[Curve]:
         """The checkpoints of a training run by step (raw, not mixed), one curve per temperature."""
-        groups: dict[Any, list[Variant]] = {}
+        groups: dict[Any, list[VariantView]] = {}
         for v in self.of_kind("checkpoint"):
             if v.step is not None and v.delta is None:
                 groups.setdefault(v.temperature, []).append(v)
@@ -274,7 +265,7 @@ class Results:
 
     def mixed_trajectories(self) -> list[Curve]:
         """Mixes over training steps, one curve per (δ, temperature): the WiSE-FT'd trajectory."""
-        groups: dict[tuple, list[Variant]] = {}
+        groups: dict[tuple, list[VariantView]] = {}
         for v in self.of_kind("mix"):
             if v.step is not None and v.delta is not None:
                 groups.setdefault((v.delta, v.temperature), []).append(v)
@@ -293,7 +284,7 @@ class Results:
         Where the sweep did not sample δ=0 or δ=1 itself, the raw final and early checkpoints (same
         temperature) stand at those ends, as they are the same models.
         """
-        groups: dict[tuple, list[Variant]] = {}
+        groups: dict[tuple, list[VariantView]] = {}
         for v in self.of_kind("mix"):
             if v.delta is not None:
                 groups.setdefault((v.step, v.temperature), []).append(v)
@@ -350,7 +341,7 @@ class Results:
             out.append(("temperature", temp))
         return out
 
-    def loose(self) -> list[Variant]:
+    def loose(self) -> list[VariantView]:
         """Variants on no curve (a base model, a lone checkpoint), drawn as single points."""
         on_curve = {v.name for _, c in self.curves() for v in c.variants}
         return [v for v in self.variants if v.name not in on_curve]
@@ -358,30 +349,3 @@ class Results:
 
 def _num(x: Any) -> float:
     return float("-inf") if x is None else float(x)
-
-
-def _parse_variant(obj: Any, i: int, source: str) -> Variant:
-    where = f"{source}: variants[{i}]"
-    if not isinstance(obj, dict):
-        raise ConfigError(f"{where} must be an object, got {type(obj).__name__}")
-    name = obj.get("name")
-    if not isinstance(name, str) or not name:
-        raise ConfigError(f"{where}: field 'name' must be a non-empty string")
-    kind = obj.get("kind")
-    if kind not in KINDS:
-        raise ConfigError(f"{where} ({name}): field 'kind' is {kind!r}; expected one of {', '.join(KINDS)}")
-    summary = obj.get("summary")
-    if not isinstance(summary, dict) or not isinstance(summary.get("metrics"), dict):
-        raise ConfigError(f"{where} ({name}): field 'summary' must be a summarize() dict with 'metrics'")
-    delta = _opt_number(obj.get("delta"), f"{where} ({name}): field 'delta'")
-    temp = _opt_number(obj.get("temperature"), f"{where} ({name}): field 'temperature'")
-    step = _opt_number(obj.get("step"), f"{where} ({name}): field 'step'")
-    return Variant(name, kind, delta, temp, None if step is None else int(step), summary)
-
-
-def _opt_number(x: Any, where: str) -> float | None:
-    if x is None:
-        return None
-    if not _finite(x):
-        raise ConfigError(f"{where} must be a finite number or null, got {x!r}")
-    return float(x)

@@ -13,23 +13,14 @@ import sqlite3
 from pathlib import Path
 
 from wiseft.errors import ConfigError, StoreError
-from wiseft.report.data import KINDS
+from wiseft.grids import powers_of_two
+from wiseft.metrics import summarize
 from wiseft.report.sources import variant_from_name
+from wiseft.results import KINDS, RunResults, Selection, VariantResult
+from wiseft.store import SampleStore
 
 
-def default_ks(n: int) -> list[int]:
-    """1, 2, 4, … up to n: the Pass@k curve of a run that did not say which k it wanted."""
-    ks, k = [], 1
-    while k <= n:
-        ks.append(k)
-        k *= 2
-    return ks
-
-
-def results_from_store(path: str | os.PathLike, *, seed: int = 0, n_boot: int = 1000) -> dict:
-    from wiseft.metrics import summarize
-    from wiseft.store import SampleStore
-
+def results_from_store(path: str | os.PathLike, *, seed: int = 0, n_boot: int = 1000) -> RunResults:
     path = Path(path)
     with SampleStore(path, writer=False) as store:
         latest = {}
@@ -46,7 +37,7 @@ def results_from_store(path: str | os.PathLike, *, seed: int = 0, n_boot: int = 
                 skipped.append(f"{v.name}: no samples")
                 continue
             n = min(p.n for p in problems)
-            summary = summarize(problems, default_ks(n), seed=seed, n_boot=n_boot)
+            summary = summarize(problems, powers_of_two(n), seed=seed, n_boot=n_boot)
             variants.append(_entry(v, summary))
         config, graders = _run_info(store)
     if not variants:
@@ -56,15 +47,11 @@ def results_from_store(path: str | os.PathLike, *, seed: int = 0, n_boot: int = 
         )
     if skipped:
         config = {**config, "skipped_variants": skipped}
-    return {
-        "config": config,
-        "versions": {"grader": ", ".join(graders) or None, "store": str(path)},
-        "variants": variants,
-        "best": _best(variants),
-    }
+    versions = {"grader": ", ".join(graders) or None, "store": str(path)}
+    return RunResults(config, versions, variants, _best(variants))
 
 
-def _entry(v, summary: dict) -> dict:
+def _entry(v, summary: dict) -> VariantResult:
     """A results variant from a store variant (kind, T, step stored; δ from the recipe)."""
     delta = (v.recipe or {}).get("delta")
     entry = {
@@ -81,7 +68,7 @@ def _entry(v, summary: dict) -> dict:
         for key in ("delta", "temperature", "step"):
             if entry[key] is None:
                 entry[key] = guess[key]
-    return entry
+    return VariantResult(**entry)
 
 
 def _run_info(store) -> tuple[dict, list[str]]:
@@ -97,16 +84,13 @@ def _run_info(store) -> tuple[dict, list[str]]:
     return config, graders
 
 
-def _best(variants: list[dict]) -> dict | None:
-    mixes = [v for v in variants if v["kind"] == "mix"]
+def _best(variants: list[VariantResult]) -> Selection | None:
+    mixes = [v for v in variants if v.kind == "mix"]
     if not mixes:
         return None
-    k = min(max(v["summary"]["ks"]) for v in mixes)
-    metric = f"pass@{k}"
-    best = max(mixes, key=lambda v: v["summary"]["metrics"][metric]["value"])
-    return {
-        "metric": metric,
-        "variant": best["name"],
-        "how": f"highest {metric} among the {len(mixes)} mixes on all problems in the store "
-        "(in-sample: the store records no validation split; a sweep's results.json does)",
-    }
+    metric = f"pass@{min(max(v.summary['ks']) for v in mixes)}"
+    how = (
+        f"highest {metric} among the {len(mixes)} mixes on all problems in the store "
+        "(in-sample: the store records no validation split; a sweep's results.json does)"
+    )
+    return Selection.highest(mixes, metric, how)

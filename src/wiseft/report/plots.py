@@ -20,7 +20,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
 
-from wiseft.report.data import Curve, Results, Stat, Variant, metric_label
+from wiseft.report.data import Curve, Results, Stat, VariantView, metric_label
 
 STYLE = {
     "font.size": 9,
@@ -213,7 +213,7 @@ def plot_pass_at_k(res: Results, ks: Sequence[int], all_ks: Sequence[int]) -> Fi
     """Pass@k against k (log₂), one curve per variant; one panel per role (checkpoints, mixes, T)."""
     if len(all_ks) < 2:
         return None
-    panels: dict[str, list[Variant]] = {}
+    panels: dict[str, list[VariantView]] = {}
     seen: set[str] = set()
     groups = [(role, c.variants) for role, c in res.curves()] + [("loose", tuple(res.loose()))]
     for role, variants in groups:
@@ -367,7 +367,7 @@ def plot_frontier(res: Results, ks: Sequence[int], all_ks: Sequence[int]) -> Fig
     return fig
 
 
-def _best_tag(best: Variant, curves: Sequence[tuple[str, Curve]]) -> str:
+def _best_tag(best: VariantView, curves: Sequence[tuple[str, Curve]]) -> str:
     """How the chosen variant is named on the plot: by its position on a curve (δ=0.5), else its label."""
     for role, curve in curves:
         for x, v in curve.points():
@@ -376,7 +376,7 @@ def _best_tag(best: Variant, curves: Sequence[tuple[str, Curve]]) -> str:
     return best.short
 
 
-def _both(vs: Sequence[Variant], k: int) -> bool:
+def _both(vs: Sequence[VariantView], k: int) -> bool:
     return sum(1 for v in vs if v.metric("pass@1") and v.metric(f"pass@{k}")) >= 2
 
 
@@ -384,7 +384,7 @@ def _both(vs: Sequence[Variant], k: int) -> bool:
 MAX_HISTS = 24
 
 
-def _once(res: Results) -> list[tuple[str, Variant]]:
+def _once(res: Results) -> list[tuple[str, VariantView]]:
     """Every variant once with the role of the first curve it sits on ("loose" for none), report order."""
     out, seen = [], set()
     for role, curve in res.curves():
@@ -395,7 +395,7 @@ def _once(res: Results) -> list[tuple[str, Variant]]:
     return out + [("loose", v) for v in res.loose()]
 
 
-def _color(role: str, v: Variant) -> str:
+def _color(role: str, v: VariantView) -> str:
     return ROLE[role][0] if role in ROLE else COLORS[v.kind]
 
 
@@ -430,10 +430,10 @@ def plot_rho_hist(res: Results, ks: Sequence[int], all_ks: Sequence[int]) -> Fig
 
 
 # --- 6. bias² against variance ----------------------------------------------------------------------------
-Points = list[tuple[float | None, Variant]]
+Points = list[tuple[float | None, VariantView]]
 
 
-def _series(res: Results, ok: Callable[[Variant], bool]) -> list[tuple[str, str, Points, int]]:
+def _series(res: Results, ok: Callable[[VariantView], bool]) -> list[tuple[str, str, Points, int]]:
     """(label, role, [(position, variant)], index within role) for connected scatter plots; variants on
     no curve come last as single points (position None)."""
     out, n_role = [], {}
@@ -452,7 +452,7 @@ def _series_color(role: str, i: int) -> str:
     return _shade(role, i) if role in SHADES else COLORS["base"]
 
 
-def _tag(role: str, x: float | None, v: Variant) -> str:
+def _tag(role: str, x: float | None, v: VariantView) -> str:
     """The point label along a curve: the step, δ or T (its position) that distinguishes it."""
     if x is None:
         return v.short

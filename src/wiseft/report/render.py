@@ -16,7 +16,7 @@ from collections.abc import Sequence
 import yaml
 
 from wiseft import __version__
-from wiseft.report.data import Results, Stat, Variant, as_stat, metric_label
+from wiseft.report.data import Results, Stat, VariantView, as_stat, metric_label
 
 TITLE = "wiseft report"
 
@@ -69,14 +69,12 @@ def best_lines(res: Results) -> list[str]:
     """Plain sentences about the chosen variant (shared by markdown and HTML)."""
     if not res.best:
         return ["This run chose no best variant."]
-    metric = str(res.best.get("metric", "?"))
-    name = str(res.best.get("variant", "?"))
-    how = res.best.get("how")
+    metric, name, how = res.best.metric, res.best.variant, res.best.how
     v = res.best_variant
     lines = [f"Chosen: {name}" + (f" ({_describe(v)})" if v else " (not among the variants below)")]
     lines.append(f"Chosen by: {metric_label(metric)}" + (f" — {how}" if how else ""))
     for split in ("validation", "test"):
-        stat = as_stat(res.best.get(split))
+        stat = as_stat(getattr(res.best, split))
         if stat is not None:
             lines.append(f"{metric_label(metric)} on the {split} split: {fmt_pct(stat)} %")
     if v is not None and v.metric(metric) is not None:
@@ -105,15 +103,14 @@ def claim_lines(res: Results) -> list[tuple[bool, str]]:
     """(held, sentence) per claim the run checked (the demo's three claims)."""
     out = []
     for c in res.claims:
-        held = bool(c.get("held"))
-        text = f"{'HELD' if held else 'DID NOT HOLD'}: {c.get('statement', c.get('key', '?'))}"
-        if c.get("evidence"):
-            text += f" — {c['evidence']}"
-        out.append((held, text))
+        text = f"{'HELD' if c.held else 'DID NOT HOLD'}: {c.statement or c.key or '?'}"
+        if c.evidence:
+            text += f" — {c.evidence}"
+        out.append((c.held, text))
     return out
 
 
-def _describe(v: Variant) -> str:
+def _describe(v: VariantView) -> str:
     parts = [v.kind]
     if v.delta is not None:
         parts.append(f"δ={v.delta:g}")

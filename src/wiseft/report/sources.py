@@ -12,6 +12,7 @@ import re
 from typing import Any
 
 from wiseft.errors import ConfigError
+from wiseft.results import RunResults
 
 _FIELD = {
     "delta": re.compile(r"(?:^|[,;\s])delta=([-+]?\d+(?:\.\d*)?(?:[eE][-+]?\d+)?)"),
@@ -58,8 +59,8 @@ def is_metrics_json(data: Any) -> bool:
     )
 
 
-def results_from_metrics(data: dict, source: str) -> dict:
-    """The results dict of a `wiseft score` / `wiseft eval` metrics.json."""
+def results_from_metrics(data: dict, source: str) -> RunResults:
+    """The results of a `wiseft score` / `wiseft eval` metrics.json."""
     versions = {"grader": data["grader"]} if data.get("grader") else {}
     config = {"source": data["source"]} if data.get("source") else {}
     if "variants" in data:
@@ -74,4 +75,4 @@ def results_from_metrics(data: dict, source: str) -> dict:
         summary = {k: v for k, v in data.items() if k not in ("variant", "grader", "source")}
         name = data.get("variant")
         variants = [variant_from_name(str(name) if name is not None else "model", summary)]
-    return {"config": config, "versions": versions, "variants": variants, "best": None}
+    return RunResults.from_json({"config": config, "versions": versions, "variants": variants}, source)

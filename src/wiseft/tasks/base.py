@@ -1,7 +1,7 @@
 """Problems, tasks, the task registry, prompts and the validation split.
 
-A `Task` knows its problems (id, question, gold answer), how to prompt for them, which grader kind
-verifies them ("math" = Math-Verify, "int" = exact integers), its stop strings, and optionally its own
+A `Task` knows its problems (id, question, gold answer), how to prompt for them, which kind of grader
+verifies them (`grader_kind`: "math" = Math-Verify, "int" = exact integers), its stop strings, and optionally its own
 answer extractor (`extract_answer(completion) -> (answer, rule) | None`), which then replaces the
 generic rules (the toy task writes its numbers digit-reversed).
 
@@ -12,6 +12,7 @@ Tasks are made by factories registered with `@register_task(name)`; `get_task(na
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -24,6 +25,7 @@ from wiseft.errors import TaskError
 INSTRUCTION = "Please reason step by step, and put your final answer within \\boxed{}."
 PLAIN_TEMPLATE = "Problem: {question}\n" + INSTRUCTION + "\n\nSolution:"
 PROMPT_STYLES = ("plain", "chat")
+GRADER_KINDS = ("math", "int")  # Math-Verify; exact integers
 
 
 @dataclass(frozen=True)
@@ -40,7 +42,7 @@ class Task:
 
     name: str
     problems: list[Problem]
-    grader: str = "math"
+    grader_kind: str = "math"
     stop: tuple[str, ...] = ("\nProblem:",)
     template: str = PLAIN_TEMPLATE
     instruction: str = INSTRUCTION
@@ -50,8 +52,10 @@ class Task:
     options: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if self.grader not in ("math", "int"):
-            raise TaskError(f"task {self.name}: grader must be 'math' or 'int', not {self.grader!r}")
+        if self.grader_kind not in GRADER_KINDS:
+            raise TaskError(
+                f"task {self.name}: grader_kind must be one of {', '.join(GRADER_KINDS)}, not {self.grader_kind!r}"
+            )
         if not self.problems:
             raise TaskError(f"task {self.name}: no problems were loaded from {self.source or 'its source'}")
         seen: set[str] = set()
@@ -92,8 +96,6 @@ class Task:
 
 
 def _replace(task: Task, **changes) -> Task:
-    import dataclasses
-
     return dataclasses.replace(task, **changes)
 
 

@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from wiseft.errors import TaskError
-from wiseft.grading.extract import last_boxed
 from wiseft.jsonl import iter_objects
+from wiseft.latex import last_boxed
 from wiseft.tasks.base import Problem, Task, register_task
 
 DATA_ENV = "WISEFT_DATA"
@@ -145,7 +145,7 @@ def _math_style(name: str, data: Any, last_number: bool, ids: tuple[str, ...], *
         problems.append(Problem(pid, str(question), math_gold(row, where), meta))
     if limit is not None:
         problems = problems[: int(limit)]
-    return Task(name, problems, grader="math", last_number_fallback=last_number, source=source)
+    return Task(name, problems, grader_kind="math", last_number_fallback=last_number, source=source)
 
 
 @register_task("gsm8k")
@@ -162,7 +162,7 @@ def gsm8k(data: Any = None, split: str = "test", limit: int | None = None) -> Ta
         problems.append(Problem(str(i), str(_field(row, ("question",), where)), gold, {"solution": answer}))
     if limit is not None:
         problems = problems[: int(limit)]
-    return Task("gsm8k", problems, grader="math", last_number_fallback=True, source=source)
+    return Task("gsm8k", problems, grader_kind="math", last_number_fallback=True, source=source)
 
 
 @register_task("math")
@@ -222,4 +222,4 @@ def jsonl(
             gold = last_boxed(answer) or answer.strip()
         pid = str(row[id_field]) if id_field and row.get(id_field) is not None else str(i)
         problems.append(Problem(pid, str(row[question_field]), gold, {}))
-    return Task(name, problems, grader=grader, last_number_fallback=last_number, source=str(path))
+    return Task(name, problems, grader_kind=grader, last_number_fallback=last_number, source=str(path))

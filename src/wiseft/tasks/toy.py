@@ -1,62 +1,287 @@
-"""The toy task of the demo as a task of the registry: `get_task("toy", seed=5, split="test")`.
+"""The toy world's task: summing a list of numbers with a written chain of thought.
 
-Problems, prompts and gold answers come from `wiseft.train.toy` (the generator); this module only
-presents them as a `Task`: the prompt is the problem text itself (e.g. ``32+85+19+71=``), the grader is
-exact integer comparison ("int"), generation stops at the end marker ``$``, and the answer is read by the
-task's own extractor (the last partial sum, un-reversed), since the generic rules would read the digits
-backwards.
+A problem is a list of numbers written least-significant digit first, e.g. ``32+85+19+71=`` means
+23+58+91+17. The completion is the running partial sums (from the second number on), also reversed and
+comma-separated, ending with the end marker ``$``: ``18,271,981$`` (81, 172, 189). The answer is the last
+partial sum. Reversed digits let a tiny model add left to right, the way it writes.
+
+Two kinds of data come out of this module:
+- *sloppy* pretraining text: fresh random problems whose partial sums slip now and then (±1, ±2 or ±10),
+  the slip carrying forward like a careless solver's. It gives a broad, diverse, imperfect base model.
+- *clean* problems for SFT and test, from a seeded generator, with the test problems disjoint from the SFT
+  ones and filtered out of pretraining.
+
+As a task of the registry (`get_task("toy", seed=5, split="test")`, or `--data test.jsonl` as written by
+`wiseft train toy-base`): the prompt is the problem text itself, the grader is exact integer comparison
+("int"), generation stops at the end marker ``$``, and the answer is read by the task's own extractor (the
+last partial sum, un-reversed), since the generic rules would read the digits backwards. The model and
+the two training stages that use this data live in `wiseft.train.toy`.
 """
 
 from __future__ import annotations
 
-from wiseft.errors import TaskError
-from wiseft.tasks.base import Problem, Task, register_task
-from wiseft.train import toy as world
+import dataclasses
+import json
+import random
+from collections.abc import Iterable, Sequence
+from pathlib import Path
 
+from wiseft.atomic import atomic_write_text
+from wiseft.errors import ConfigError, TaskError
+from wiseft.jsonl import iter_objects
+from wiseft.tasks.base import Problem, Task, register_task
+
+# The problems of the demo's recipe (`wiseft.train.toy.ToyRecipe` uses these defaults too).
+DATA_SEED = 5
+N_SFT = 96
+N_TEST = 400
 SPLITS = ("test", "sft")
 
+ALPHABET = "0123456789+=,$"
+END = "$"
+SEP = ","
 
-def extract_answer(completion: str) -> tuple[str, str] | None:
+
+def rev(n: int) -> str:
+    """The decimal digits of a non-negative integer, least significant first: 172 -> '271'."""
+    if n < 0:
+        raise ValueError(f"toy numbers are non-negative, got {n}")
+    return str(n)[::-1]
+
+
+def unrev(text: str) -> int:
+    """Inverse of `rev`: '271' -> 172."""
+    if not text or not text.isdigit():
+        raise ValueError(f"not a reversed number: {text!r}")
+    return int(text[::-1])
+
+
+def partial_sums(numbers: Sequence[int]) -> list[int]:
+    """Running sums from the second number on: [23, 58, 91, 17] -> [81, 172, 189]."""
+    if len(numbers) < 2:
+        raise ValueError("a toy problem has at least two numbers")
+    out, acc = [], numbers[0]
+    for x in numbers[1:]:
+        acc += x
+        out.append(acc)
+    return out
+
+
+def prompt_text(numbers: Sequence[int]) -> str:
+    """'32+85+19+71=' for [23, 58, 91, 17]."""
+    return "+".join(rev(x) for x in numbers) + "="
+
+
+def completion_text(sums: Sequence[int]) -> str:
+    """'18,271,981$' for [81, 172, 189]."""
+    return SEP.join(rev(s) for s in sums) + END
+
+
+def parse_prompt(prompt: str) -> list[int]:
+    """Inverse of `prompt_text` (used to filter test problems out of pretraining text)."""
+    body = prompt[:-1] if prompt.endswith("=") else prompt
+    return [unrev(part) for part in body.split("+")]
+
+
+def extract_answer(completion: str) -> str | None:
+    """The final answer of a completion, in ordinary digit order, or None when there is none.
+
+    Reads up to the end marker (or the whole text when the model never wrote it), takes the last
+    comma-separated field, and un-reverses it. '18,271,981$' -> '189'.
+    """
+    text = completion.split(END, 1)[0].strip()
+    if not text:
+        return None
+    last = text.split(SEP)[-1].strip()
+    if not last.isdigit():
+        return None
+    return str(unrev(last))
+
+
+@dataclasses.dataclass(frozen=True)
+class ToyProblem:
+    """One clean problem: its numbers (ordinary order), prompt, gold completion and gold answer."""
+
+    id: str
+    numbers: tuple[int, ...]
+
+    @property
+    def prompt(self) -> str:
+        return prompt_text(self.numbers)
+
+    @property
+    def completion(self) -> str:
+        return completion_text(partial_sums(self.numbers))
+
+    @property
+    def answer(self) -> str:
+        return str(sum(self.numbers))
+
+
+@dataclasses.dataclass(frozen=True)
+class ToySplits:
+    """The SFT problems and the held-out test problems; disjoint by construction."""
+
+    sft: tuple[ToyProblem, ...]
+    test: tuple[ToyProblem, ...]
+    seed: int
+
+    @property
+    def test_keys(self) -> frozenset[tuple[int, ...]]:
+        return frozenset(p.numbers for p in self.test)
+
+
+def make_splits(
+    seed: int, n_sft: int = N_SFT, n_test: int = N_TEST, n_numbers: int = 4, lo: int = 10, hi: int = 99
+):
+    """Draw `n_test` test problems, then `n_sft` SFT problems not among them; all numbers distinct tuples.
+
+    Four two-digit numbers by default (answers 40..396, so guessing is negligible even at k = 32).
+    """
+    if n_sft < 0 or n_test < 0:
+        raise ConfigError(f"toy split sizes must be non-negative (n_sft={n_sft}, n_test={n_test})")
+    if not 1 <= lo <= hi:
+        raise ConfigError(f"toy numbers need 1 <= lo <= hi, got lo={lo}, hi={hi}")
+    space = (hi - lo + 1) ** n_numbers
+    if n_sft + n_test > space // 2:
+        raise ConfigError(
+            f"asked for {n_sft + n_test} distinct toy problems but only {space} exist with "
+            f"{n_numbers} numbers in {lo}..{hi}; lower --n-sft/--n-test"
+        )
+    rng = random.Random(f"toy-splits-{seed}")
+    seen: set[tuple[int, ...]] = set()
+    drawn: list[tuple[int, ...]] = []
+    while len(drawn) < n_test + n_sft:
+        nums = tuple(rng.randint(lo, hi) for _ in range(n_numbers))
+        if nums in seen:
+            continue
+        seen.add(nums)
+        drawn.append(nums)
+    test = tuple(ToyProblem(f"toy-{seed}-test-{i:04d}", nums) for i, nums in enumerate(drawn[:n_test]))
+    sft = tuple(ToyProblem(f"toy-{seed}-sft-{i:04d}", nums) for i, nums in enumerate(drawn[n_test:]))
+    return ToySplits(sft=sft, test=test, seed=seed)
+
+
+SLIPS = (-10, -2, -1, 1, 2, 10)
+
+
+@dataclasses.dataclass(frozen=True)
+class SloppyConfig:
+    """How pretraining text is drawn: 2-4 numbers in 1..99, each partial sum slipping with `slip_prob`."""
+
+    min_numbers: int = 2
+    max_numbers: int = 4
+    lo: int = 1
+    hi: int = 99
+    slip_prob: float = 0.3
+
+
+def sloppy_example(
+    rng: random.Random, cfg: SloppyConfig, exclude: frozenset = frozenset()
+) -> tuple[str, str]:
+    """One (prompt, completion) pair of pretraining text; problems in `exclude` are redrawn.
+
+    A slip changes the running sum by one of ±1, ±2, ±10 and the error carries into later sums, as when a
+    person miscarries a digit. Slips that would make a sum negative are not drawn.
+    """
+    while True:
+        count = rng.randint(cfg.min_numbers, cfg.max_numbers)
+        nums = tuple(rng.randint(cfg.lo, cfg.hi) for _ in range(count))
+        if nums not in exclude:
+            break
+    sums, acc = [], nums[0]
+    for x in nums[1:]:
+        acc += x
+        if rng.random() < cfg.slip_prob:
+            acc += rng.choice([s for s in SLIPS if acc + s >= 0])
+        sums.append(acc)
+    return prompt_text(nums), completion_text(sums)
+
+
+def sloppy_batches(seed: int, batch_size: int, cfg: SloppyConfig, exclude: Iterable[tuple[int, ...]] = ()):
+    """Batch source for pretraining: `batch_at(step)` is a fresh batch of sloppy pairs fixed by (seed, step).
+
+    Fixing each batch by its step (not by a running stream) makes an interrupted run resume exactly.
+    """
+    excluded = frozenset(tuple(x) for x in exclude)
+
+    def batch_at(step: int) -> list[tuple[str, str]]:
+        rng = random.Random(f"toy-pretrain-{seed}-{step}")
+        return [sloppy_example(rng, cfg, excluded) for _ in range(batch_size)]
+
+    return batch_at
+
+
+def sft_pairs(splits: ToySplits) -> list[tuple[str, str]]:
+    return [(p.prompt, p.completion) for p in splits.sft]
+
+
+def write_split_jsonl(splits: ToySplits, directory) -> dict[str, str]:
+    """Write `sft.jsonl` and `test.jsonl` (id, prompt, completion, answer per line) into `directory`."""
+    paths = {}
+    for name, problems in (("sft", splits.sft), ("test", splits.test)):
+        lines = [
+            json.dumps({"id": p.id, "prompt": p.prompt, "completion": p.completion, "answer": p.answer})
+            for p in problems
+        ]
+        path = Path(directory) / f"{name}.jsonl"
+        atomic_write_text(path, "\n".join(lines) + "\n")
+        paths[name] = str(path)
+    return paths
+
+
+def task_answer(completion: str) -> tuple[str, str] | None:
     """(answer, rule) for the grader: the last partial sum of the completion, in ordinary digit order."""
-    answer = world.extract_answer(completion)
+    answer = extract_answer(completion)
     return None if answer is None else (answer, "toy-last-partial-sum")
 
 
-def problems_of(split: world.ToySplits, which: str = "test") -> list[Problem]:
+def problems_of(splits: ToySplits, which: str = "test") -> list[Problem]:
     if which not in SPLITS:
         raise TaskError(f"toy task: split must be one of {', '.join(SPLITS)}, got {which!r}")
-    source = split.test if which == "test" else split.sft
+    source = splits.test if which == "test" else splits.sft
     return [
-        Problem(
-            id=p.id,
-            question=p.prompt,
-            gold=p.answer,
-            meta={"numbers": list(p.numbers), "completion": p.completion},
-        )
+        Problem(id=p.id, question=p.prompt, gold=p.answer,
+                meta={"numbers": list(p.numbers), "completion": p.completion})
         for p in source
-    ]
+    ]  # fmt: skip
+
+
+def problems_from_jsonl(path: str | Path) -> list[Problem]:
+    """Problems from a JSONL file as `write_split_jsonl` writes it (`id`, `prompt`, `answer` per line)."""
+    out = []
+    for where, row in iter_objects(path, TaskError):
+        if not all(isinstance(row.get(k), str) for k in ("id", "prompt", "answer")):
+            raise TaskError(f"{where}: a toy problem needs string fields 'id', 'prompt' and 'answer'")
+        out.append(Problem(id=row["id"], question=row["prompt"], gold=row["answer"],
+                           meta={"completion": row.get("completion")}))  # fmt: skip
+    return out
 
 
 @register_task("toy")
 def make_toy_task(
-    data=None, seed: int = 5, n_sft: int = 32, n_test: int = 400, split: str = "test", **options
+    data=None, seed: int = DATA_SEED, n_sft: int = N_SFT, n_test: int = N_TEST, split: str = "test", **options
 ) -> Task:
-    """The toy task; `seed`, `n_sft`, `n_test` fix the problems (as in `ToyRecipe`), `split` picks them."""
-    if data is not None:
-        raise TaskError("toy task: problems are generated from --seed; it takes no data file")
+    """The toy task: generated from (`seed`, `n_sft`, `n_test`) and cut to `split` (the demo's problems by
+    default), or read from `data`, a JSONL file written by `wiseft train toy-base`."""
     if options:
         raise TaskError(
             f"toy task: unknown option(s) {', '.join(sorted(options))}; known: seed, n_sft, n_test, split"
         )
-    splits = world.make_splits(int(seed), n_sft=int(n_sft), n_test=int(n_test))
+    if data is not None:
+        problems, source = problems_from_jsonl(data), f"toy problems from {data}"
+    else:
+        splits = make_splits(int(seed), n_sft=int(n_sft), n_test=int(n_test))
+        problems = problems_of(splits, split)
+        source = f"toy generator (seed {seed}, {n_sft} SFT / {n_test} test problems)"
     return Task(
         name="toy",
-        problems=problems_of(splits, split),
-        grader="int",
-        stop=(world.END,),
+        problems=problems,
+        grader_kind="int",
+        stop=(END,),
         template="{question}",
         instruction="",
-        extract_answer=extract_answer,
-        source=f"toy generator (seed {seed}, {n_sft} SFT / {n_test} test problems)",
+        extract_answer=task_answer,
+        source=source,
         options={"seed": int(seed), "n_sft": int(n_sft), "n_test": int(n_test), "split": split},
     )

@@ -1,29 +1,33 @@
-"""Sample records (the JSONL schema of `wiseft grade`, see docs/ARCHITECTURE.md) and their grading.
+"""The sample record: the one schema every stage reads and writes (docs/ARCHITECTURE.md, "Sample record").
 
-- `read_records(path)` / `write_records(path, records)`: JSONL in and (atomically) out, checked
-  against the schema with errors naming the file, line and field;
-- `grade_records(records, task, grader)`: adds answer, extraction, verdict, correct, answer_class,
-  grader (and reason) to each record; answer classes are per (variant, problem);
-- `problem_samples(records)` / `by_variant(records)`: graded records → `metrics.ProblemSamples`.
+A sample record is one JSON object per sample (`problem_id`, `sample_idx`, `completion`, optional
+`n_tokens`, `finish_reason`, `variant`, `score`; after grading also the `GRADE_FIELDS`). This module is at
+the bottom of the package: the store, the grader, the metrics and the CLI all read records through it.
+
+- `check_record` / `read_records` / `write_records`: validation (errors name the file, line and field),
+  JSONL in and (atomically) out;
+- `ProblemSamples`: the graded samples of one problem as arrays, the input of `wiseft.metrics`;
+- `to_problem_samples(records)` / `by_variant(records)`: graded records → `ProblemSamples`.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from wiseft.atomic import atomic_write_text
-from wiseft.errors import GradingError
+from wiseft.errors import GradingError, MetricError
 from wiseft.jsonl import iter_objects
-from wiseft.metrics import ProblemSamples
 
 REQUIRED = {"problem_id": str, "sample_idx": int, "completion": str}
 OPTIONAL = {"n_tokens": int, "finish_reason": str, "variant": str, "score": float}
+SAMPLE_FIELDS = ("problem_id", "sample_idx", "completion", "n_tokens", "finish_reason", "score")
 GRADE_FIELDS = ("answer", "extraction", "verdict", "correct", "answer_class", "grader", "reason")
 FINISH_REASONS = ("stop", "length")
 
@@ -79,7 +83,7 @@ def read_records(path: str | os.PathLike, graded: bool = False) -> list[dict]:
     records = [check_record(rec, where, graded) for where, rec in iter_objects(path, GradingError)]
     if not records:
         raise GradingError(f"{path} holds no sample records")
-    _check_unique(records, str(path))
+    check_unique(records, str(path))
     return records
 
 
@@ -89,7 +93,7 @@ def write_records(path: str | os.PathLike, records: Iterable[dict]) -> None:
     atomic_write_text(path, text)
 
 
-def _check_unique(records: Sequence[dict], where: str) -> None:
+def check_unique(records: Sequence[dict], where: str) -> None:
     seen: set[tuple] = set()
     for rec in records:
         key = (rec.get("variant"), rec["problem_id"], rec["sample_idx"])
@@ -99,63 +103,51 @@ def _check_unique(records: Sequence[dict], where: str) -> None:
         seen.add(key)
 
 
-def grade_records(
-    records: Sequence[dict],
-    task: Any,
-    grader: Any,
-    progress: Callable[[int], None] | None = None,
-    chunk: int = 4096,
-) -> list[dict]:
-    """New records with the grade fields added. Unknown problem ids are an error naming the id.
+@dataclass(frozen=True)
+class ProblemSamples:
+    """The graded samples of one problem (arrays of length n; converted to numpy on construction)."""
 
-    Work goes in chunks of whole problems (so answer classes stay per problem) and `progress(n)` is
-    called with the number of records done after each.
-    """
-    for i, rec in enumerate(records):
-        check_record(rec, f"record {i + 1}")
-    _check_unique(records, "samples")
-    gold_of = {p.id: p.gold for p in task.problems}
-    unknown = sorted({r["problem_id"] for r in records} - set(gold_of))
-    if unknown:
-        raise GradingError(
-            f"problem id(s) {', '.join(map(repr, unknown[:5]))} are not in task {task.name} "
-            f"({task.source or 'its data'}); grade with the task the samples were drawn from (--task/--data)"
-        )
-    groups: dict[tuple, list[int]] = {}
-    for i, rec in enumerate(records):
-        groups.setdefault((rec.get("variant"), rec["problem_id"]), []).append(i)
-    out: list[dict | None] = [None] * len(records)
-    batch: list[int] = []
-    done = 0
+    correct: np.ndarray
+    classes: np.ndarray
+    scores: np.ndarray | None = None
+    n_tokens: np.ndarray | None = None
+    truncated: np.ndarray | None = None
+    problem_id: str | None = None
 
-    def flush() -> None:
-        nonlocal done
-        items = [(gold_of[records[i]["problem_id"]], records[i]["completion"]) for i in batch]
-        keys = [f"{records[i].get('variant')}\x00{records[i]['problem_id']}" for i in batch]
-        for i, g in zip(batch, grader.grade(items, task=task, problem_ids=keys), strict=True):
-            rec = dict(records[i])
-            rec.update(
-                answer=g.answer,
-                extraction=g.extraction,
-                verdict=g.verdict,
-                correct=g.correct,
-                answer_class=g.answer_class,
-                grader=grader.name,
-                reason=g.reason,
+    def __post_init__(self) -> None:
+        correct = np.asarray(self.correct, dtype=bool).reshape(-1)
+        n = correct.shape[0]
+        object.__setattr__(self, "correct", correct)
+        object.__setattr__(self, "classes", _vector(self.classes, np.int64, n, "classes", self.problem_id))
+        for name, dtype in (("scores", np.float64), ("n_tokens", np.int64), ("truncated", bool)):
+            value = getattr(self, name)
+            if value is not None:
+                object.__setattr__(self, name, _vector(value, dtype, n, name, self.problem_id))
+        if self.scores is not None and not np.all(np.isfinite(self.scores)):
+            raise MetricError(
+                f"problem {self.problem_id or '?'}: scores must be finite numbers (found NaN/inf)"
             )
-            out[i] = rec
-        done += len(batch)
-        batch.clear()
-        if progress is not None:
-            progress(done)
+        if np.any((self.classes < 0) & self.correct):
+            raise MetricError(
+                f"problem {self.problem_id or '?'}: a sample is marked correct but has no answer class (−1)"
+            )
 
-    for idx in groups.values():
-        batch.extend(idx)
-        if len(batch) >= chunk:
-            flush()
-    if batch:
-        flush()
-    return out  # type: ignore[return-value]
+    @property
+    def n(self) -> int:
+        return int(self.correct.shape[0])
+
+    @property
+    def c(self) -> int:
+        return int(self.correct.sum())
+
+
+def _vector(value, dtype, n: int, name: str, pid: str | None) -> np.ndarray:
+    arr = np.asarray(value, dtype=dtype).reshape(-1)
+    if arr.shape[0] != n:
+        raise MetricError(
+            f"problem {pid or '?'}: field {name!r} has {arr.shape[0]} entries but there are {n} samples"
+        )
+    return arr
 
 
 def by_variant(records: Sequence[dict]) -> dict[str | None, list[dict]]:
@@ -166,7 +158,7 @@ def by_variant(records: Sequence[dict]) -> dict[str | None, list[dict]]:
     return out
 
 
-def problem_samples(records: Sequence[dict], where: str = "graded records") -> list[ProblemSamples]:
+def to_problem_samples(records: Sequence[dict], where: str = "graded records") -> list[ProblemSamples]:
     """One `ProblemSamples` per problem (first-seen order), samples sorted by sample_idx.
 
     Scores go in only when every sample of every problem has one; token counts likewise; a sample is
@@ -200,4 +192,15 @@ def problem_samples(records: Sequence[dict], where: str = "graded records") -> l
                 problem_id=pid,
             )
         )
+    return out
+
+
+def sample_records(problem_ids: Sequence[str], completions: Sequence[Sequence[Any]]) -> list[dict]:
+    """Sample records of freshly drawn completions (objects with `text`, `n_tokens`, `finish_reason`),
+    one list of n per problem, in problem order."""
+    out = []
+    for pid, row in zip(problem_ids, completions, strict=True):
+        for i, c in enumerate(row):
+            out.append({"problem_id": pid, "sample_idx": i, "completion": c.text, "n_tokens": c.n_tokens,
+                        "finish_reason": c.finish_reason})  # fmt: skip
     return out

@@ -1,4 +1,4 @@
-"""The demo's three claims, checked on this run's numbers (never bent to hold).
+"""The paper's claims, checked on this run's numbers (never bent to hold).
 
 (a) Over SFT, Pass@1 rose while Pass@k (every k >= 8 that was measured) fell: from the early checkpoint
     (the mix's anchor) to the final one. Held when the paired 95% bootstrap interval of each difference
@@ -16,30 +16,9 @@ common random numbers), which is far tighter than comparing two separate interva
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-import numpy as np
-
-from wiseft.metrics import ProblemSamples, bootstrap_ci, per_problem_values
-
-BIG_K_MIN = 8
-
-
-@dataclass(frozen=True)
-class Diff:
-    """A paired difference (a − b) of one metric, with its 95% bootstrap interval."""
-
-    metric: str
-    value: float
-    lo: float
-    hi: float
-
-    def as_dict(self) -> dict:
-        return {"metric": self.metric, "value": self.value, "lo": self.lo, "hi": self.hi}
-
-    def text(self) -> str:
-        return f"{self.metric} {self.value:+.3f} [{self.lo:+.3f}, {self.hi:+.3f}]"
+from wiseft.paired import PairedTables
 
 
 @dataclass(frozen=True)
@@ -50,6 +29,16 @@ class Claim:
     evidence: str
     numbers: dict = field(default_factory=dict)
 
+    @classmethod
+    def from_dict(cls, obj: dict) -> Claim:
+        return cls(
+            str(obj.get("key", "")),
+            str(obj.get("statement", "")),
+            bool(obj.get("held")),
+            str(obj.get("evidence", "")),
+            obj.get("numbers") if isinstance(obj.get("numbers"), dict) else {},
+        )
+
     def as_dict(self) -> dict:
         return {
             "key": self.key,
@@ -58,41 +47,6 @@ class Claim:
             "evidence": self.evidence,
             "numbers": self.numbers,
         }
-
-
-class PairedTables:
-    """Per-problem metric values of each variant, for paired bootstrap differences."""
-
-    def __init__(
-        self, samples: dict[str, Sequence[ProblemSamples]], ks: Sequence[int], seed: int = 0, n_boot=1000
-    ):
-        self.ks = sorted(set(ks))
-        self.seed = seed
-        self.n_boot = n_boot
-        self.tables: dict[str, tuple[list[str], np.ndarray]] = {
-            name: per_problem_values(list(problems), self.ks, seed=seed) for name, problems in samples.items()
-        }
-
-    def value(self, variant: str, metric: str) -> float:
-        names, table = self.tables[variant]
-        return float(table[:, names.index(metric)].mean())
-
-    def interval(self, variant: str, metric: str) -> tuple[float, float, float]:
-        names, table = self.tables[variant]
-        mean, lo, hi = bootstrap_ci(table[:, names.index(metric)], seed=self.seed, n_boot=self.n_boot)
-        return float(mean), float(lo), float(hi)
-
-    def diff(self, a: str, b: str, metric: str) -> Diff:
-        names_a, ta = self.tables[a]
-        names_b, tb = self.tables[b]
-        if ta.shape[0] != tb.shape[0]:
-            raise ValueError(f"variants {a} and {b} cover different numbers of problems")
-        d = ta[:, names_a.index(metric)] - tb[:, names_b.index(metric)]
-        mean, lo, hi = bootstrap_ci(d, seed=self.seed, n_boot=self.n_boot)
-        return Diff(metric, float(mean), float(lo), float(hi))
-
-    def big_ks(self) -> list[int]:
-        return [k for k in self.ks if k >= BIG_K_MIN]
 
 
 def claim_sft_collapse(t: PairedTables, early: str, final: str) -> Claim:

@@ -1,4 +1,5 @@
-"""Tiny checkpoints for the merge/checkpoint tests, built once per session and shared (never downloaded)."""
+"""Tiny checkpoints for the merge/checkpoint tests (the `models` fixture builds each once per session)
+and the float64 references the merge tests compare against."""
 
 from __future__ import annotations
 
@@ -35,17 +36,6 @@ class ModelFactory:
                 **kwargs,
             )
         return self._cache[key]
-
-
-_FACTORY: list[ModelFactory] = []
-
-
-def shared_factory(tmp_path_factory) -> ModelFactory:
-    """One factory per test session, shared by every merge test module (each declares a `models`
-    fixture calling this), so each tiny model is built once."""
-    if not _FACTORY:
-        _FACTORY.append(ModelFactory(tmp_path_factory.mktemp("tiny-models")))
-    return _FACTORY[0]
 
 
 def load_dir(path: Path) -> dict[str, torch.Tensor]:

@@ -1,4 +1,4 @@
-"""Shared helpers for the sampling, store, sweep and CLI tests (not a conftest: imported explicitly)."""
+"""Helpers for the sampling, store, sweep and CLI tests."""
 
 from __future__ import annotations
 
@@ -36,15 +36,6 @@ def reference_logits(model, tokenizer, prompt: str, continuation_ids: list[int])
         out = model.double()(torch.tensor([ids])).logits[0, -1]
     model.float()
     return out
-
-
-def run_cli(argv: list[str], capsys=None) -> tuple[int, str]:
-    """Run `wiseft ARGV` in-process; return (exit status, stderr) when capsys is given."""
-    from wiseft.cli import main
-
-    code = main(argv)
-    err = capsys.readouterr().err if capsys is not None else ""
-    return code, err
 
 
 class CountingSampler:

@@ -3,7 +3,7 @@
 import re
 from pathlib import Path
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+DATA = Path(__file__).resolve().parents[3] / "shared" / "data"  # ../shared/data beside the project
 
 # (gold, answer, equivalent?) — written by hand; each group exercises one kind of answer.
 PAIRS = [

@@ -1,0 +1,166 @@
+"""What the evaluating commands share: their flags (generated from the configs), the progress display,
+and the closing table."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from wiseft.cli.progress import LogLines
+from wiseft.config import add_options, load
+from wiseft.results import RunResults
+
+
+def add_eval_args(p: argparse.ArgumentParser, cls: type, default_out: str) -> None:
+    """`--config`, one flag per option of `cls` (help and default from the dataclass), -o and --force."""
+    p.add_argument("--config", help="YAML file with any of the settings below (flags override it)")
+    add_options(p, cls)
+    p.add_argument("-o", "--output", default=default_out, help=f"output directory (default {default_out})")
+    p.add_argument("--force", action="store_true", help="recompute results in an output that has them")
+
+
+def load_config(cls: type, args: argparse.Namespace, **fixed: Any):
+    """The frozen config of `cls`: the YAML `--config`, then every flag given, then `fixed` values."""
+    import dataclasses
+
+    names = {f.name for f in dataclasses.fields(cls)}
+    flags = {name: getattr(args, name) for name in names if getattr(args, name, None) is not None}
+    flags.update({k: v for k, v in fixed.items() if v is not None})
+    return load(cls, args.config, flags)
+
+
+class ProgressView:
+    """A rich progress display with one bar per (variant, stage): the library's progress callback.
+    transformers' own per-load bars are switched off for the command (they would interleave)."""
+
+    def __init__(self, console):
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+        self.progress = Progress(
+            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+            console=console, transient=False, disable=not console.is_terminal,
+        )  # fmt: skip
+        self.tasks: dict[tuple[str, str], Any] = {}
+        self.lines = LogLines(console)
+
+    def __enter__(self):
+        self.progress.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        return self.progress.__exit__(*exc)
+
+    def __call__(self, variant: str, stage: str, done: int, total: int) -> None:
+        key = (variant, stage)
+        verb = {"sample": "sampling", "grade": "grading"}.get(stage, stage)
+        if key not in self.tasks:
+            self.tasks[key] = self.progress.add_task(f"{verb} {variant}", total=total)
+        self.progress.update(self.tasks[key], completed=done, total=total)
+        self.lines.update(key, f"{verb} {variant}", done, total)
+
+
+def table_console():
+    """The console for final tables: the terminal's width, or 140 columns when output is piped (a log
+    file should keep every column rather than squeeze them to 80)."""
+    from rich.console import Console
+
+    return Console() if sys.stdout.isatty() else Console(width=140)
+
+
+def interval(m: dict | None, digits: int = 2) -> str:
+    if not m:
+        return "-"
+    return f"{m['value']:.3f} [{m['lo']:.{digits}f},{m['hi']:.{digits}f}]"
+
+
+def results_table(console, results: RunResults, title: str) -> None:
+    """One row per variant: Pass@1, Pass@k and maj@k at the largest k (with intervals), distinct answers
+    and mean tokens. Every k is in results.json and the report; the terminal gets the headline."""
+    from rich.table import Table
+
+    top = max(results.config["k"])
+    names = ["pass@1"] + ([f"pass@{top}", f"maj@{top}"] if top > 1 else [])
+    table = Table(title=title, caption="value [95% bootstrap interval over problems]")
+    table.add_column("variant", no_wrap=True)
+    for name in names:
+        table.add_column(name, justify="right", no_wrap=True)
+    table.add_column("distinct", justify="right")
+    table.add_column("tokens", justify="right")
+    best = results.best.variant if results.best else None
+    for v in results.variants:
+        s = v.summary
+        tok = s["tokens"]["mean"]
+        row = [("★ " if v.name == best else "") + v.name]
+        row += [interval(s["metrics"].get(n)) for n in names]
+        row += [f"{s['diversity']['mean_distinct']:.2f}", f"{tok:.1f}" if tok is not None else "-"]
+        table.add_row(*row)
+    console.print(table)
+    if results.best:
+        b = results.best
+        shown = interval(b.test or b.value)
+        console.print(f"best by {b.metric}: [bold]{b.variant}[/bold] — {b.how}: {shown}")
+
+
+def metrics_tables(console, body: dict, ks: list[int]) -> None:
+    """The tables of a metrics.json body: per k for one variant, per variant for several."""
+    if "variants" in body:
+        _variants_table(console, body, ks)
+    else:
+        _single_table(console, body, ks)
+
+
+def _interval(m: dict) -> str:
+    return f"{m['value']:.3f} [{m['lo']:.3f}, {m['hi']:.3f}]"
+
+
+def _single_table(console, s: dict, ks: list[int]) -> None:
+    from rich.table import Table
+
+    title = f"{s['n_problems']} problems × n={s['n']}" + (f" — {s['variant']}" if s.get("variant") else "")
+    table = Table(title=title, caption="value [95% bootstrap interval over problems]")
+    table.add_column("k", justify="right")
+    kinds = [m for m in ("pass", "maj", "best") if f"{m}@{ks[0]}" in s["metrics"]]
+    for m in kinds:
+        table.add_column(f"{m}@k", justify="right")
+    table.add_column("E[(1−ρ)^k]", justify="right")
+    table.add_column("≥ Jensen bound", justify="right")
+    bv = s["bias_variance"]
+    for k in ks:
+        row = [str(k)] + [_interval(s["metrics"][f"{m}@{k}"]) for m in kinds]
+        row.append(f"{bv['one_minus_pass_plugin'][str(k)]:.3f}")
+        row.append(f"{bv['bound'][str(k)]:.3f}" if k >= 2 else "-")  # a lower bound only for k ≥ 2
+        table.add_row(*row)
+    console.print(table)
+    bv, div, tok = s["bias_variance"], s["diversity"], s["tokens"]
+    extra = Table(show_header=False)
+    extra.add_row("E[ρ] / bias² / Var[ρ]", f"{bv['mean_rho']:.3f} / {bv['bias2']:.3f} / {bv['var']:.3f}")
+    extra.add_row(
+        "distinct answers", f"{div['mean_distinct']:.2f} per problem ({div['frac_distinct']:.1%} of samples)"
+    )
+    extra.add_row("ρ histogram (0→1)", " ".join(str(c) for c in div["rho_hist"]))
+    if tok["mean"] is not None:
+        trunc = (
+            f", {tok['truncated_frac']:.1%} hit the length limit" if tok["truncated_frac"] is not None else ""
+        )
+        extra.add_row("tokens", f"mean {tok['mean']:.1f}, median {tok['median']:.0f}{trunc}")
+    console.print(extra)
+
+
+def _variants_table(console, body: dict, ks: list[int]) -> None:
+    from rich.table import Table
+
+    table = Table(title="metrics by variant", caption="value [95% bootstrap interval over problems]")
+    table.add_column("variant")
+    first = body["variants"][0]["summary"]["metrics"]
+    names = [f"{m}@{k}" for m in ("pass", "maj", "best") for k in ks if f"{m}@{k}" in first]
+    for name in names:
+        table.add_column(name, justify="right")
+    for v in body["variants"]:
+        table.add_row(
+            str(v["name"]),
+            *[_interval(v["summary"]["metrics"][n]) if n in v["summary"]["metrics"] else "-" for n in names],
+        )
+    console.print(table)

@@ -1,0 +1,304 @@
+"""`wiseft demo`: the paper's whole effect on a tiny model, end to end, from the project's real pieces.
+
+1. base: the toy world's sloppy pretraining (`train.toy.build_base`), cached under the user cache directory
+   by a key of everything that decides it, so a second run skips it;
+2. SFT with a checkpoint schedule (`train.toy.finetune`, standard HF checkpoints);
+3. evaluation of every variant through the evaluation engine (`evaluate.EvalSession` with the
+   transformers engine): the base, the SFT checkpoints, early⊕final mixes over a δ grid (weights
+   materialised in place), and the final model at several temperatures;
+4. the paper's claims (`wiseft.claims`), checked on this run's numbers;
+5. `results.json` and the report, written with the evaluation's own outputs (`evaluate.outputs`).
+
+The library reports progress through `progress(stage, done, total, detail)` and never prints; the whole
+output directory is written atomically.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from wiseft.atomic import atomic_dir
+from wiseft.claims import claim_mix_recovers, claim_sft_collapse, claim_temperature_cannot
+from wiseft.config import to_dict, write_resolved
+from wiseft.errors import ConfigError
+from wiseft.evaluate import EvalConfig, EvalSession, VariantSpec, hf_engine, variant_name
+from wiseft.evaluate.outputs import write_report, write_results
+from wiseft.merge.recipe import Recipe
+from wiseft.paired import PairedTables
+from wiseft.results import RunResults, Selection
+from wiseft.tasks import get_task
+from wiseft.train import toy
+
+DemoProgress = Callable[[str, int, int, str], None]
+
+
+@dataclasses.dataclass(frozen=True)
+class DemoConfig:
+    """What the demo runs: the toy recipe, and how its variants are evaluated (seeds pinned)."""
+
+    recipe: toy.ToyRecipe = toy.ToyRecipe()
+    n: int = 32
+    ks: tuple[int, ...] = (1, 2, 4, 8, 16, 32)
+    deltas: tuple[float, ...] = (0.25, 0.5, 0.75)
+    temperatures: tuple[float, ...] = (0.7, 1.3, 1.6)
+    early_step: int = 75
+    eval_steps: tuple[int, ...] = (75, 150, 300, 450, 600)  # SFT checkpoints evaluated (+ early, final)
+    n_eval: int = 300  # held-out problems evaluated (docs/TOY-LOG.md)
+    sample_seed: int = 0
+    n_boot: int = 1000
+    max_new_tokens: int = 16
+    select_metric: str = "pass@1"  # how the best mix is chosen (the sweep's default)
+    threads: int = 0
+
+    def __post_init__(self):
+        if self.select_metric not in [f"pass@{k}" for k in self.ks] + [f"maj@{k}" for k in self.ks]:
+            raise ConfigError(
+                f"select_metric {self.select_metric!r} must be pass@k or maj@k with k in {self.ks}"
+            )
+        if self.n < max(self.ks):
+            raise ConfigError(f"--n {self.n} is smaller than the largest k {max(self.ks)}; raise --n")
+        if not 1 <= self.n_eval <= self.recipe.n_test:
+            raise ConfigError(
+                f"--n-eval must lie in 1..{self.recipe.n_test} (the test problems), got {self.n_eval}"
+            )
+        if not self.deltas:
+            raise ConfigError("give at least one --delta")
+        if any(not 0 < d < 1 for d in self.deltas):
+            raise ConfigError(f"--delta values must lie strictly between 0 and 1, got {self.deltas}")
+        self._check_steps()
+
+    def _check_steps(self) -> None:
+        steps = self.recipe.sft_config().checkpoint_steps()
+        if self.early_step not in steps:
+            raise ConfigError(
+                f"--early-step {self.early_step} is not a checkpoint step; choose one of {steps}"
+            )
+        if self.early_step == self.recipe.sft_steps:
+            raise ConfigError("--early-step must come before the last SFT step")
+        missing = [s for s in self.eval_steps if s not in steps]
+        if missing:
+            raise ConfigError(f"eval steps {missing} are not checkpoint steps; choose among {steps}")
+
+    def eval_config(self) -> EvalConfig:
+        """How each variant is sampled, graded and scored (one chunk per variant: the sampler batches it)."""
+        return EvalConfig(
+            task="toy", n=self.n, k=self.ks, temperature=(1.0,), max_new_tokens=self.max_new_tokens,
+            seed=self.sample_seed, device="cpu", chunk=self.n_eval, n_boot=self.n_boot,
+        )  # fmt: skip
+
+
+def default_cache_dir() -> Path:
+    """$WISEFT_CACHE, else $XDG_CACHE_HOME/wiseft, else ~/.cache/wiseft."""
+    if os.environ.get("WISEFT_CACHE"):
+        return Path(os.environ["WISEFT_CACHE"])
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "wiseft"
+
+
+def base_path(cfg: DemoConfig, cache_dir: Path) -> Path:
+    return Path(cache_dir) / f"toy-base-{cfg.recipe.base_key()}"
+
+
+def ensure_base(cfg: DemoConfig, cache_dir: Path, fresh: bool = False, progress: DemoProgress | None = None):
+    """The base model directory, built (atomically) unless a cached one exists; (path, was_cached)."""
+    target = base_path(cfg, cache_dir)
+    if not fresh and (target / "config.json").is_file() and (target / "model.safetensors").is_file():
+        return target, True
+    steps = cfg.recipe.pretrain_steps
+
+    def on_step(p):
+        if progress:
+            progress("pretrain", p.step, steps, f"loss {p.loss:.3f}")
+
+    return toy.build_base(cfg.recipe, target, on_step), False
+
+
+def plan_demo(cfg: DemoConfig, checkpoints: dict[int, Path], base: Path) -> list[VariantSpec]:
+    """In evaluation order: the base, the SFT checkpoints, the early⊕final mixes, the final model's
+    temperatures. Models evaluated as they are use linear weights (1.0,) over themselves."""
+    final_step = max(checkpoints)
+    early, final = str(checkpoints[cfg.early_step]), str(checkpoints[final_step])
+    specs = [VariantSpec("base,T=1", "base", 1.0, mix=(1.0,), anchors=(str(base),))]
+    wanted = set(cfg.eval_steps) | {cfg.early_step, final_step}
+    for step, path in checkpoints.items():
+        if step in wanted:
+            specs.append(VariantSpec(variant_name(None, 1.0, step), "checkpoint", 1.0, step=step, mix=(1.0,),
+                                     anchors=(str(path),)))  # fmt: skip
+    for d in cfg.deltas:
+        mix = Recipe(method="wise-ft", models=(early, final), delta=d)
+        specs.append(VariantSpec(variant_name(d, 1.0), "mix", 1.0, delta=d, step=final_step, mix=mix,
+                                 anchors=(early, final)))  # fmt: skip
+    for t in cfg.temperatures:
+        specs.append(VariantSpec(variant_name(None, t, final_step, label="final"), "temperature", t,
+                                 step=final_step, mix=(1.0,), anchors=(final,)))  # fmt: skip
+    return specs
+
+
+def run_demo(
+    cfg: DemoConfig,
+    out_dir: str | os.PathLike,
+    *,
+    cache_dir: str | os.PathLike | None = None,
+    fresh: bool = False,
+    report: bool = True,
+    force: bool = False,
+    progress: DemoProgress | None = None,
+) -> RunResults:
+    """Run the demo into `out_dir` (atomically) and return its results (claims and timings included)."""
+    import torch
+
+    clock = Clock()
+    load_before = os.getloadavg()[0]
+    busy_before = busy_cores_now()
+    torch.set_num_threads(choose_threads(cfg.threads, busy_before))
+    cache = Path(cache_dir) if cache_dir else default_cache_dir()
+    with atomic_dir(out_dir, force=force) as tmp:
+        with clock.stage("base"):
+            base, cached = ensure_base(cfg, cache, fresh, progress)
+        with clock.stage("sft"):
+            run = toy.finetune(cfg.recipe, base, tmp / "sft", on_step=_sft_ticks(cfg, progress))
+        with clock.stage("eval"):
+            final = run.checkpoints[max(run.checkpoints)]
+            results = _evaluate(cfg, plan_demo(cfg, run.checkpoints, base), final, tmp, progress)
+        with clock.stage("claims"):
+            _add_claims(cfg, results, base, cached, run.checkpoints)
+        results.paths = {"base": str(base), "sft": str(Path(out_dir) / "sft")}
+        write_resolved(tmp, cfg, name="demo_config.yaml")
+        if report:
+            if progress:
+                progress("report", 0, 1, "plots")
+            with clock.stage("report"):
+                write_report(tmp, results)
+            if progress:
+                progress("report", 1, 1, "done")
+        _add_machine(cfg, results, clock, busy_before, load_before)
+        write_results(tmp, results)
+    return results
+
+
+def _sft_ticks(cfg: DemoConfig, progress: DemoProgress | None):
+    steps = cfg.recipe.sft_steps
+
+    def on_sft(p):
+        if progress:
+            progress("sft", p.step, steps, f"loss {p.loss:.3f}")
+
+    return on_sft
+
+
+def _evaluate(
+    cfg: DemoConfig, specs: list[VariantSpec], final: Path, out: Path, progress: DemoProgress | None
+) -> RunResults:
+    """Sample, grade and summarise every variant with one model (built from the final checkpoint), one
+    store and one grader."""
+    r = cfg.recipe
+    task = get_task("toy", seed=r.data_seed, n_sft=r.n_sft, n_test=r.n_test)
+    task = task.subset([p.id for p in task.problems[: cfg.n_eval]])
+    engine = hf_engine(final, "cpu", threads=None)
+    order = {s.name: i for i, s in enumerate(specs)}
+    total = len(specs) * len(task.problems)
+
+    def tick(name, stage, done, n_problems):
+        if progress and stage == "sample":
+            progress("eval", order[name] * n_problems + done, total, name)
+
+    ecfg = cfg.eval_config()
+    with EvalSession.open(ecfg, task, engine, out, "demo", tick, run_config=to_dict(cfg)) as session:
+        variants = session.evaluate_all(specs)
+        results = session.results(variants, None)
+    results.config = to_dict(cfg)
+    results.task = {"name": "toy", "n_problems": cfg.n_eval, "source": f"toy generator seed {r.data_seed}"}
+    results.timings = {f"eval.{k}": v for k, v in session.timings.as_dict().items()}
+    return results
+
+
+def _add_claims(cfg: DemoConfig, results: RunResults, base: Path, cached: bool, checkpoints: dict) -> None:
+    """The best mix (in-sample, among the mixes), the roles of the variants and the paper's claims."""
+    variants = results.variants
+    final_step = max(checkpoints)
+    ckpt = {v.step: v.name for v in variants if v.kind == "checkpoint"}
+    mixes = [v for v in variants if v.kind == "mix"]
+    temps = {v.name: v.temperature for v in variants if v.kind == "temperature"}
+    tables = PairedTables(
+        {v.name: v.per_problem for v in variants}, cfg.ks, seed=cfg.sample_seed, n_boot=cfg.n_boot
+    )
+    metric = cfg.select_metric
+    early, final = ckpt[cfg.early_step], ckpt[final_step]
+    how = (
+        f"highest {metric} among the mixes δ ∈ {list(cfg.deltas)}, on all {cfg.n_eval} evaluated test problems "
+        "(in-sample: the demo's claims use the same problems)"
+    )
+    results.best = best = Selection.highest(mixes, metric, how)
+    results.base = {"path": str(base), "cached": cached, "key": cfg.recipe.base_key()}
+    results.roles = {"early": early, "final": final, "mix": best.variant, "temperatures": list(temps)}
+    results.early_step = cfg.early_step
+    results.claims = [  # the final model at T=1 is a temperature of the final model too
+        claim_sft_collapse(tables, early, final),
+        claim_mix_recovers(tables, best.variant, final),
+        claim_temperature_cannot(tables, best.variant, {final: 1.0, **temps}),
+    ]
+
+
+def _add_machine(cfg: DemoConfig, results: RunResults, clock: Clock, busy_before: float, load_before: float):
+    import torch
+
+    timings = dict(clock.wall)
+    timings.update(results.timings or {})
+    timings["total"] = clock.total()
+    results.timings = {k: round(v, 2) for k, v in timings.items()}
+    # CPU seconds of this process per stage: on a busy machine they show what an idle one would take.
+    results.cpu_seconds = {k: round(v, 2) for k, v in clock.cpu.items()}
+    results.machine = {
+        "torch_threads": torch.get_num_threads(),
+        "micro_batches": cfg.recipe.micro_batches,
+        "cpu_count": os.cpu_count(),
+        "busy_cores_before": round(busy_before, 2),
+        "loadavg_1min_before": round(load_before, 2),
+        "loadavg_1min_after": round(os.getloadavg()[0], 2),
+    }
+
+
+def choose_threads(asked: int, busy_cores: float) -> int:
+    """`asked` when given; else the cores that other processes leave free (at least one).
+
+    `busy_cores` is how many cores other work occupies right now (`busy_cores_now`): two intra-op threads
+    wait on each other while a core is taken, so a busy core is not counted. The 1-minute load average is
+    no guide here: right after another run it still reads high on an idle machine.
+    """
+    if asked:
+        return asked
+    cores = os.cpu_count() or 1
+    return max(1, min(cores, int(cores - busy_cores + 0.5)))
+
+
+def busy_cores_now(seconds: float = 0.5) -> float:
+    """Cores in use by all processes over the next `seconds` (from /proc/stat via psutil)."""
+    import psutil
+
+    return psutil.cpu_percent(interval=seconds) / 100.0 * (os.cpu_count() or 1)
+
+
+class Clock:
+    """Wall and CPU seconds per named stage."""
+
+    def __init__(self):
+        self.start = time.perf_counter()
+        self.wall: dict[str, float] = {}
+        self.cpu: dict[str, float] = {}
+
+    @contextlib.contextmanager
+    def stage(self, name: str):
+        wall, cpu = time.perf_counter(), time.process_time()
+        try:
+            yield
+        finally:
+            self.wall[name] = time.perf_counter() - wall
+            self.cpu[name] = time.process_time() - cpu
+
+    def total(self) -> float:
+        return time.perf_counter() - self.start

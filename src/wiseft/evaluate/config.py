@@ -1,0 +1,172 @@
+"""What an evaluation run is asked to do: frozen, honestly typed configs, one per command.
+
+YAML files (`--config`) and flags are projections of these dataclasses (`wiseft.config`): each field's
+`option` carries its help text and, for grids, the parser that turns `0:1:0.125` or `1,4,16` into a tuple;
+the defaults live here and nowhere else. `__post_init__` validates the values together (k ≤ n, δ in
+[0, 1], ...) with one-line errors that name the flag.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from wiseft.config import option
+from wiseft.errors import ConfigError
+from wiseft.grids import check_ks_fit, parse_grid, parse_ks
+from wiseft.sampling import SamplingParams
+
+PROMPT_STYLES = ("plain", "chat")
+MAX_N = 65536  # samples per problem
+MAX_N_BOOT = 100_000  # bootstrap resamples
+TASK_HELP = "task: gsm8k, math, math500, aime24, aime25, jsonl, toy"
+
+
+def _temperatures(value) -> tuple[float, ...]:
+    return parse_grid(value, "--temperature")
+
+
+def _deltas(value) -> tuple[float, ...]:
+    return parse_grid(value, "--delta")
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """What every evaluation shares: the task, how many samples, how to sample, grade and score."""
+
+    task: str = option("gsm8k", TASK_HELP)
+    data: str | None = option(None, "local data file or directory of the task (default: the Hub)")
+    limit: int | None = option(None, "use only the first N problems (default: all)")
+    prompt: str = option("plain", "prompt style", choices=PROMPT_STYLES)
+    n: int = option(16, "samples per problem")
+    k: tuple[int, ...] = option((1,), "k values for Pass@k/maj@k, each <= n, e.g. 1,4,16", parse=parse_ks)
+    temperature: tuple[float, ...] = option(
+        (1.0,), "sampling temperature(s), comma-separated", parse=_temperatures
+    )
+    top_p: float = option(1.0, "nucleus sampling (1: off)")
+    top_k: int = option(0, "top-k sampling (0: off)")
+    max_new_tokens: int = option(512, "length limit per completion")
+    seed: int = option(0, "sampling, split and bootstrap seed")
+    device: str | None = option(None, "cpu, cuda or cuda:N (default: cuda when available)")
+    threads: int | None = option(None, "CPU threads for sampling (default: torch's)")
+    chunk: int = option(64, "problems sampled and committed together")
+    workers: int | None = option(None, "grader worker processes (default: from the cores)")
+    n_boot: int = option(1000, "bootstrap resamples for the intervals")
+    store: str | None = option(
+        None, "sample store (SQLite; default OUTPUT/samples.db); reruns resume from it"
+    )
+
+    def __post_init__(self) -> None:
+        _check_tuple(self.k, int, "--k")
+        _check_tuple(self.temperature, float, "--temperature")
+        if not 1 <= self.n <= MAX_N:
+            raise ConfigError(f"--n must lie in 1..{MAX_N}, got {self.n}")
+        check_ks_fit(self.k, self.n)
+        if any(t < 0 for t in self.temperature):
+            raise ConfigError(f"--temperature must be >= 0, got {self.temperature}")
+        if self.chunk < 1:
+            raise ConfigError(f"--chunk must be at least 1, got {self.chunk}")
+        if self.prompt not in PROMPT_STYLES:
+            raise ConfigError(f"--prompt must be plain or chat, got {self.prompt!r}")
+        if self.limit is not None and self.limit < 1:
+            raise ConfigError(f"--limit must be at least 1, got {self.limit}")
+        if not 1 <= self.n_boot <= MAX_N_BOOT:
+            raise ConfigError(f"--n-boot must lie in 1..{MAX_N_BOOT}, got {self.n_boot}")
+        SamplingParams(top_p=self.top_p, top_k=self.top_k, max_new_tokens=self.max_new_tokens)
+
+    def sampling_params(self, temperature: float, stop: Sequence[str]) -> SamplingParams:
+        return SamplingParams(
+            temperature=temperature, top_p=self.top_p, top_k=self.top_k,
+            max_new_tokens=self.max_new_tokens, stop=tuple(stop), seed=self.seed,
+        )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class ModelEvalConfig(EvalConfig):
+    """`wiseft eval MODEL`: one model, each temperature."""
+
+    model: str = ""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not self.model:
+            raise ConfigError("wiseft eval needs a MODEL directory")
+
+
+@dataclass(frozen=True)
+class SelectConfig(EvalConfig):
+    """Evaluations that choose a best variant: on a validation split of the problems (reported on the
+    rest), or in-sample with `val_fraction` 0."""
+
+    val_fraction: float = option(0.5, "share of problems that choose the best variant (0: in-sample)")
+    metric: str = option("pass@1", "metric that chooses the best variant, e.g. pass@1, pass@16, maj@16")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_metric(self.metric, self.k)
+        if not 0 <= self.val_fraction < 1:
+            raise ConfigError(f"--val-fraction must be in [0, 1) (0: no split), got {self.val_fraction}")
+
+
+@dataclass(frozen=True)
+class SweepConfig(SelectConfig):
+    """`wiseft sweep`: anchors EARLY FINAL (or a recipe) × a δ grid × temperatures."""
+
+    anchors: tuple[str, ...] = ()
+    recipe: str | None = option(None, "a merge recipe YAML (wiseft merge) instead of two anchors")
+    delta: tuple[float, ...] = option(
+        tuple(i / 8 for i in range(9)), "δ grid: start:stop:step or comma-separated", parse=_deltas,
+        shown="0:1:0.125",
+    )  # fmt: skip
+    extrapolate: bool = option(False, "allow δ outside [0, 1]")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _check_tuple(self.delta, float, "--delta")
+        _check_tuple(self.anchors, str, "anchors")
+        if self.recipe is None and len(self.anchors) != 2:
+            raise ConfigError(
+                f"wiseft sweep needs two anchors EARLY FINAL (or --recipe), got {len(self.anchors)}"
+            )
+        if not self.extrapolate and any(not 0 <= d <= 1 for d in self.delta):
+            raise ConfigError(f"--delta values must lie in [0, 1] (or pass --extrapolate), got {self.delta}")
+
+
+@dataclass(frozen=True)
+class TrajectoryConfig(SelectConfig):
+    """`wiseft trajectory RUN_DIR`: each checkpoint raw, and mixed with the early checkpoint at each δ."""
+
+    run_dir: str = ""
+    early: int | None = option(None, "step of the early checkpoint to mix with (default: the first)")
+    delta: tuple[float, ...] = option((0.5,), "δ value(s) of the mixes, comma-separated", parse=_deltas)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _check_tuple(self.delta, float, "--delta")
+        if not self.run_dir:
+            raise ConfigError("wiseft trajectory needs a RUN_DIR holding checkpoint-STEP directories")
+        if any(not 0 <= d <= 1 for d in self.delta):
+            raise ConfigError(f"--delta values must lie in [0, 1], got {self.delta}")
+
+
+def check_metric(metric: str, ks: Sequence[int]) -> None:
+    m = re.fullmatch(r"(pass|maj|best)@(\d+)", metric)
+    if not m or int(m.group(2)) not in ks:
+        raise ConfigError(f"--metric {metric!r} must be pass@k, maj@k or best@k with k among --k {list(ks)}")
+    if m.group(1) == "best":
+        raise ConfigError(
+            f"--metric {metric}: best@k needs reward-model scores, which a sweep does not produce; "
+            "choose pass@k or maj@k"
+        )
+
+
+def _check_tuple(value, tp: type, flag: str) -> None:
+    ok = isinstance(value, tuple) and all(
+        isinstance(v, tp) and not isinstance(v, bool) or (tp is float and isinstance(v, int)) for v in value
+    )
+    if not ok:
+        raise ConfigError(
+            f"{flag} must be a tuple of {tp.__name__} (text such as '0,0.5,1' is parsed by wiseft.config.load "
+            f"or wiseft.grids), got {value!r}"
+        )

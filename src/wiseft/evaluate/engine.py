@@ -1,0 +1,137 @@
+"""The engine seam: a sampler and a weight source, the two things an evaluation session drives.
+
+- `Sampler` (`wiseft.sampling.Sampler`): `generate(prompts, n, params) -> list[list[Completion]]`.
+  An engine that finishes work out of order (remote workers) may also offer
+  `stream(prompts, n, params, unit) -> Iterator[(indices, completions)]`: the session then commits each
+  finished unit as it arrives instead of waiting for a whole chunk.
+- `WeightSource`: `materialise(spec)` puts a variant's weights into the model the sampler samples from;
+  `fingerprints(spec)` names the content of the models that identify the variant in the store.
+
+`Engine` bundles a sampler, a weight source and the tokenizer the prompts are rendered with.
+`AnchorWeights` is the in-process weight source: anchors held in memory by `WeightSpace`, each variant
+written into the live model in place (bit-identical to `wiseft merge` output). `hf_engine` builds the
+transformers engine of a run.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+from wiseft.checkpoints import model_fingerprint
+from wiseft.devices import resolve_device
+from wiseft.errors import SamplingError
+from wiseft.evaluate.plan import VariantSpec
+from wiseft.sampling import Completion, Sampler, SamplingParams
+from wiseft.weightspace import WeightSpace
+
+
+@runtime_checkable
+class WeightSource(Protocol):
+    """Puts the weights of a variant into the model an engine samples from."""
+
+    def materialise(self, spec: VariantSpec) -> None: ...
+
+    def fingerprints(self, spec: VariantSpec) -> dict[str, str]: ...
+
+
+@runtime_checkable
+class StreamingSampler(Protocol):
+    """A sampler that yields finished units (prompt indices, their completions) in any order."""
+
+    def stream(
+        self, prompts: list[str], n: int, params: SamplingParams, unit: int
+    ) -> Iterator[tuple[list[int], list[list[Completion]]]]: ...
+
+
+@dataclass
+class Engine:
+    sampler: Sampler
+    weights: WeightSource
+    tokenizer: Any
+
+
+class AnchorWeights:
+    """Variants from checkpoint directories, written in place into one live model.
+
+    One `WeightSpace` is held at a time, for the anchors of the current variant; a variant with other
+    anchors replaces it (the trajectory moves from checkpoint to checkpoint, the demo from model to
+    model). `loaded_from` names the directory whose weights the model already holds, so a variant that is
+    that model as it is needs no switch."""
+
+    def __init__(self, model, device: str = "cpu", loaded_from: str | os.PathLike | None = None):
+        self.model = model
+        self.device = device
+        self._current = str(loaded_from) if loaded_from is not None else None
+        self._space: WeightSpace | None = None
+        self._key: tuple | None = None
+        self._fingerprints: dict[str, str] = {}
+
+    def materialise(self, spec: VariantSpec) -> None:
+        if spec.mix is None:
+            if spec.anchors[0] == self._current:
+                return
+            self._space_for((spec.anchors[0],), None).apply([1.0])
+        else:
+            self._space_for(spec.anchors, spec.base).apply(spec.mix)
+        self._current = spec.anchors[0] if spec.mix is None else None
+
+    def _space_for(self, anchors: Sequence[str], base: str | None) -> WeightSpace:
+        key = (tuple(anchors), base)
+        if key != self._key:
+            self._space = None  # release the previous anchors before reading the next ones
+            self._space = WeightSpace.load(list(anchors), model=self.model, device=self.device, base=base)
+            self._key = key
+        return self._space  # type: ignore[return-value]
+
+    def fingerprints(self, spec: VariantSpec) -> dict[str, str]:
+        for path in spec.identity:
+            if path not in self._fingerprints:
+                self._fingerprints[path] = model_fingerprint(path)
+        return {path: self._fingerprints[path] for path in spec.identity}
+
+
+SamplerFactory = Callable[[Any, Any], Sampler]
+
+
+def hf_engine(
+    model_dir: str | os.PathLike,
+    device: str | None,
+    threads: int | None,
+    tokenizer_dirs: Sequence[str | os.PathLike] = (),
+    sampler_factory: SamplerFactory | None = None,
+) -> Engine:
+    """The transformers engine: the model of `model_dir` (float32 on CPU, bfloat16 on CUDA), its
+    tokenizer (from `model_dir`, else the first of `tokenizer_dirs` that has one), an `HFSampler` (or
+    `sampler_factory(model, tokenizer)`) and `AnchorWeights` over that model."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from wiseft.sampling.hf import HFSampler
+
+    device = resolve_device(device)
+    dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
+    if not (Path(model_dir) / "config.json").is_file():
+        raise SamplingError(f"model {model_dir} has no config.json; point at a Hugging Face model directory")
+    tokenizer = load_tokenizer([model_dir, *tokenizer_dirs])
+    try:
+        model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=dtype)
+    except (OSError, ValueError, KeyError) as exc:
+        raise SamplingError(f"cannot load model {model_dir}: {exc}") from exc
+    model.to(device).eval()
+    sampler = (sampler_factory or (lambda m, t: HFSampler(m, t, threads=threads)))(model, tokenizer)
+    return Engine(sampler, AnchorWeights(model, device, loaded_from=model_dir), tokenizer)
+
+
+def load_tokenizer(candidates: Sequence[str | os.PathLike]):
+    """The tokenizer of the first directory in `candidates` that holds one."""
+    from transformers import AutoTokenizer
+
+    for candidate in map(Path, candidates):
+        if (candidate / "tokenizer.json").is_file() or (candidate / "tokenizer_config.json").is_file():
+            return AutoTokenizer.from_pretrained(str(candidate))
+    names = " or ".join(str(c) for c in candidates)
+    raise SamplingError(f"no tokenizer in {names}; save the tokenizer with the model")

@@ -1,0 +1,99 @@
+"""Grading and scoring samples that are already drawn (`wiseft grade`, `wiseft score`).
+
+- `grade_file(samples, ...)`: grade a JSONL file of sample records (written to a graded JSONL) or a sample
+  store (grades written back into it); samples are grouped by task, one grader per task, and the
+  statistics of every grader are added up.
+- `score_file(graded, ks, ...)`: Pass@k, maj@k, best@k with intervals of graded records (a graded JSONL
+  or a store), as the `metrics.json` body; written next to its input unless told otherwise.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from wiseft.atomic import write_json
+from wiseft.errors import ConfigError, OutputError
+from wiseft.grading import Grader, GradingStats
+from wiseft.grading.apply import grade_records
+from wiseft.grading.sources import open_samples, read_graded
+from wiseft.metrics import score_records
+from wiseft.results import metrics_json
+from wiseft.tasks import get_task
+
+
+@dataclass
+class GradeReport:
+    """What `grade_file` did: the graded records, where they went, the graders and their statistics."""
+
+    graded: list[dict]
+    written: str
+    graders: list[str]
+    stats: GradingStats = field(default_factory=GradingStats)
+    seconds: float = 0.0
+
+    def verdicts(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for rec in self.graded:
+            counts[rec["verdict"]] = counts.get(rec["verdict"], 0) + 1
+        return counts
+
+
+def grade_file(
+    samples: str | Path, *, task: str | None = None, data: str | None = None, options: dict | None = None,
+    output: str | Path | None = None, force: bool = False, workers: int | None = None, timeout: float = 5.0,
+    progress: Callable[[int, int], None] | None = None,
+) -> GradeReport:  # fmt: skip
+    """Grade every sample of `samples` (JSONL or store) and write the grades; `progress(done, total)`."""
+    source = open_samples(samples, output, force)  # the output is checked before any work
+    try:
+        records = source.records()
+        groups: dict[str, list[dict]] = {}
+        for rec in records:
+            name = task or source.task_of(rec)
+            if name is None:
+                raise ConfigError(
+                    "--task is required when grading a JSONL file (e.g. --task gsm8k --data PATH)"
+                )
+            groups.setdefault(name, []).append(rec)
+        start = time.perf_counter()
+        report = GradeReport([], "", [])
+        for name, recs in groups.items():
+            the_task = get_task(name, data=data, **(options or {}))
+            done = len(report.graded)
+            tick = (lambda n, d=done: progress(d + n, len(records))) if progress else None
+            with Grader(kind=the_task.grader_kind, workers=workers, timeout=timeout) as grader:
+                report.graded += grade_records(recs, the_task, grader, progress=tick)
+            report.stats.add(grader.stats)
+            report.graders.append(grader.name)
+        report.seconds = time.perf_counter() - start
+        report.written = source.write(report.graded)
+        return report
+    finally:
+        source.close()
+
+
+@dataclass(frozen=True)
+class ScoreReport:
+    body: dict  # the metrics.json
+    path: Path  # where it was written
+    ks: tuple[int, ...]
+
+
+def score_file(
+    graded: str | Path, ks: tuple[int, ...], *, seed: int = 0, n_boot: int = 1000, variant: str | None = None,
+    output: str | Path | None = None, force: bool = False,
+) -> ScoreReport:  # fmt: skip
+    """Score graded records and write metrics.json (default: beside `graded`)."""
+    if n_boot < 1:
+        raise ConfigError(f"--n-boot must be at least 1, got {n_boot}")
+    out = Path(output) if output else Path(graded).with_name("metrics.json")
+    if out.exists() and not force:
+        raise OutputError(f"output {out} already exists; choose another -o/--output or pass --force")
+    records = read_graded(graded)
+    summaries, graders = score_records(records, ks, seed=seed, n_boot=n_boot, variant=variant)
+    body = metrics_json(summaries, ", ".join(graders) or None, str(graded))
+    write_json(out, body)
+    return ScoreReport(body, out, tuple(ks))

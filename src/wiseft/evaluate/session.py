@@ -1,0 +1,219 @@
+"""The evaluation session: one run's task, prompts, store, grader, run id, timings and engine.
+
+For each variant, `EvalSession.evaluate(spec)`:
+
+1. materialises its weights (`engine.weights.materialise`; in memory, no checkpoint written);
+2. samples only what the store lacks (`SampleStore.missing`), a chunk of problems at a time (or each unit
+   a streaming engine finishes), committing each as it is produced, so a killed run resumes where it
+   stopped;
+3. grades what is not graded yet (whole problems: answer classes are per problem);
+4. summarises from the store (`metrics.summarize`) into a `VariantResult`.
+
+Every variant samples with the same seed, so variants see common random numbers (paired comparisons are
+tighter), and the sampler's per-prompt random streams make a resumed run draw what an uninterrupted one
+would have. Library code reports progress through `progress(variant_name, stage, done, total)` with
+stage "sample" or "grade"; it never prints.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from wiseft.config import to_dict
+from wiseft.errors import ConfigError, TaskError
+from wiseft.evaluate.config import EvalConfig
+from wiseft.evaluate.engine import Engine, StreamingSampler
+from wiseft.evaluate.plan import VariantSpec
+from wiseft.grading import Grader
+from wiseft.grading.apply import grade_records
+from wiseft.metrics import summarize
+from wiseft.records import sample_records
+from wiseft.results import RunResults, Selection, VariantResult
+from wiseft.store import SCHEMA_VERSION, SampleStore, VariantRow
+from wiseft.tasks import Task, get_task, split_problems
+
+EvalProgress = Callable[[str, str, int, int], None]
+GRADE_BATCH_SAMPLES = 4096  # samples graded (and committed) together
+
+
+@dataclass
+class Timings:
+    """Seconds spent in weight switches, the sampler, the grader, store reads/writes and summaries."""
+
+    switch: float = 0.0
+    sample: float = 0.0
+    grade: float = 0.0
+    store: float = 0.0
+    score: float = 0.0
+
+    def as_dict(self) -> dict[str, float]:
+        return {k: round(v, 3) for k, v in dataclasses.asdict(self).items()}
+
+
+def load_task(cfg: EvalConfig, task: Task | None = None) -> Task:
+    """The task of `cfg` (or the given Task object), cut to its first `cfg.limit` problems."""
+    if task is None:
+        task = get_task(cfg.task, data=cfg.data)
+    if cfg.limit is not None and cfg.limit < len(task.problems):
+        task = task.subset([p.id for p in task.problems[: cfg.limit]])
+    return task
+
+
+def check_split(cfg, task: Task) -> None:
+    """Fail before any sampling when the validation split cannot be made (too few problems)."""
+    if getattr(cfg, "val_fraction", 0):
+        try:
+            split_problems(task.problems, cfg.val_fraction, cfg.seed)
+        except TaskError as exc:
+            raise ConfigError(str(exc)) from exc
+
+
+def versions(grader_name: str | None = None) -> dict:
+    import torch
+    import transformers
+
+    from wiseft import __version__
+
+    return {"wiseft": __version__, "torch": torch.__version__, "transformers": transformers.__version__,
+            "grader": grader_name, "store_schema": SCHEMA_VERSION}  # fmt: skip
+
+
+class EvalSession:
+    """What all variants of one run share. Open it with `EvalSession.open(...)` (a context manager)."""
+
+    def __init__(
+        self, cfg: EvalConfig, task: Task, engine: Engine, store: SampleStore, grader: Grader, command: str,
+        progress: EvalProgress | None = None, run_config: dict | None = None,
+    ):  # fmt: skip
+        self.cfg = cfg
+        self.task = task
+        self.engine = engine
+        self.store = store
+        self.grader = grader
+        self.progress = progress
+        self.timings = Timings()
+        self.rows: dict[str, VariantRow] = {}  # the store's row of each evaluated variant, by name
+        self.ids = [p.id for p in task.problems]
+        self.prompts = {
+            p.id: task.prompt(p, style=cfg.prompt, tokenizer=engine.tokenizer) for p in task.problems
+        }
+        store.add_problems(task.name, [(p.id, p.gold, self.prompts[p.id]) for p in task.problems])
+        self.run_id = store.begin_run(command, run_config if run_config is not None else to_dict(cfg))
+
+    @classmethod
+    @contextlib.contextmanager
+    def open(
+        cls, cfg: EvalConfig, task: Task, engine: Engine, out_dir: str | os.PathLike, command: str,
+        progress: EvalProgress | None = None, run_config: dict | None = None,
+    ) -> Iterator[EvalSession]:  # fmt: skip
+        """A session whose store is `cfg.store` (default OUT/samples.db) and whose grader fits the task;
+        the run is marked finished when the block completes. `run_config` is what the store records as
+        the run's configuration (default: `cfg`)."""
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        path = Path(cfg.store) if cfg.store else out / "samples.db"
+        with SampleStore(path) as store, Grader(task.grader_kind, workers=cfg.workers) as grader:
+            session = cls(cfg, task, engine, store, grader, command, progress, run_config)
+            yield session
+            store.end_run(session.run_id)
+
+    # --- one variant ---------------------------------------------------------------------------------
+    def evaluate(self, spec: VariantSpec) -> VariantResult:
+        """Materialise, sample what is missing, grade what is ungraded, and summarise one variant."""
+        t0 = time.perf_counter()
+        self.engine.weights.materialise(spec)
+        self.timings.switch += time.perf_counter() - t0
+        row = self.rows[spec.name] = self._variant_row(spec)
+        self._sample(row, spec)
+        self._grade(row, spec)
+        t0 = time.perf_counter()
+        per_problem = self.store.problem_samples(row, self.ids, self.cfg.n)
+        summary = summarize(per_problem, self.cfg.k, seed=self.cfg.seed, n_boot=self.cfg.n_boot)
+        self.timings.score += time.perf_counter() - t0
+        return VariantResult(spec.name, spec.kind, spec.delta, spec.temperature, spec.step, summary,
+                             per_problem=tuple(per_problem))  # fmt: skip
+
+    def evaluate_all(self, specs: Sequence[VariantSpec]) -> list[VariantResult]:
+        return [self.evaluate(spec) for spec in specs]
+
+    def records(self, name: str) -> list[dict]:
+        """The graded sample records of an evaluated variant, by problem then sample index."""
+        return self.store.records(self.rows[name], self.ids, self.cfg.n)
+
+    def _params(self, spec: VariantSpec):
+        return self.cfg.sampling_params(spec.temperature, self.task.stop)
+
+    def _variant_row(self, spec: VariantSpec) -> VariantRow:
+        params = self._params(spec)
+        sampling = {k: v for k, v in dataclasses.asdict(params).items() if k != "temperature"}
+        sampling["prompt"] = self.cfg.prompt
+        return self.store.variant(
+            spec.name, spec.kind, self.task.name, self.engine.weights.fingerprints(spec), sampling,
+            recipe=spec.recipe, temperature=spec.temperature, seed=self.cfg.seed, step=spec.step,
+            run_id=self.run_id,
+        )  # fmt: skip
+
+    def _sample(self, row: VariantRow, spec: VariantSpec) -> None:
+        todo = self.store.missing(row, self.ids, self.cfg.n)
+        done = len(self.ids) - len(todo)
+        self._tick(spec.name, "sample", done, len(self.ids))
+        for chunk, completions in self._units(todo, self._params(spec)):
+            t1 = time.perf_counter()
+            self.store.add_samples(row, sample_records(chunk, completions))
+            self.timings.store += time.perf_counter() - t1
+            done += len(chunk)
+            self._tick(spec.name, "sample", done, len(self.ids))
+
+    def _units(self, todo: list[str], params) -> Iterator[tuple[list[str], list]]:
+        """(problem ids, their completions) as the sampler finishes them: a chunk at a time, or each
+        unit of a streaming sampler. Sampling time is what the sampler spends between yields."""
+        sampler, n, size = self.engine.sampler, self.cfg.n, self.cfg.chunk
+        if isinstance(sampler, StreamingSampler):
+            t0 = time.perf_counter()
+            for indices, completions in sampler.stream([self.prompts[p] for p in todo], n, params, size):
+                self.timings.sample += time.perf_counter() - t0
+                yield [todo[i] for i in indices], completions
+                t0 = time.perf_counter()
+            return
+        for start in range(0, len(todo), size):
+            chunk = todo[start : start + size]
+            t0 = time.perf_counter()
+            completions = sampler.generate([self.prompts[p] for p in chunk], n, params)
+            self.timings.sample += time.perf_counter() - t0
+            yield chunk, completions
+
+    def _grade(self, row: VariantRow, spec: VariantSpec) -> None:
+        ungraded = self.store.ungraded_problems(row, self.ids, self.cfg.n, self.grader.name)
+        done = len(self.ids) - len(ungraded)
+        self._tick(spec.name, "grade", done, len(self.ids))
+        step = max(1, GRADE_BATCH_SAMPLES // self.cfg.n)
+        for start in range(0, len(ungraded), step):
+            chunk = ungraded[start : start + step]
+            records = self.store.records(row, chunk, self.cfg.n)
+            t0 = time.perf_counter()
+            graded = grade_records(records, self.task, self.grader)
+            t1 = time.perf_counter()
+            self.store.add_grades(row, graded)
+            self.timings.grade += t1 - t0
+            self.timings.store += time.perf_counter() - t1
+            done += len(chunk)
+            self._tick(spec.name, "grade", done, len(self.ids))
+
+    def _tick(self, name: str, stage: str, done: int, total: int) -> None:
+        if self.progress is not None:
+            self.progress(name, stage, done, total)
+
+    # --- the run -------------------------------------------------------------------------------------
+    def results(self, variants: list[VariantResult], best: Selection | None, **extra) -> RunResults:
+        """The run's `RunResults` (`extra`: early_step, and the demo's fields)."""
+        task = {"name": self.task.name, "n_problems": len(self.ids), "source": self.task.source}
+        return RunResults(
+            config=to_dict(self.cfg), versions=versions(self.grader.name), task=task, variants=variants,
+            best=best, timings=self.timings.as_dict(), **extra,
+        )  # fmt: skip

@@ -1,0 +1,153 @@
+"""Training data: prompt/completion pairs, the batch of each step, and the collator.
+
+- `load_pairs(data, ...)`: pairs from a JSONL file or a Hub dataset name (`read_jsonl_pairs`,
+  `load_dataset_pairs`);
+- `epoch_batches(pairs, batch_size, seed)`: the batch of step s is a pure function of (seed, s), so a
+  resumed run sees exactly the batches an uninterrupted one would;
+- `Collator`: tokenises pairs into padded tensors with labels on completion tokens only.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from wiseft.errors import TrainError
+from wiseft.jsonl import iter_objects
+
+Pair = tuple[str, str]
+
+
+def read_jsonl_pairs(
+    path: str | os.PathLike, prompt_field="prompt", completion_field="completion"
+) -> list[Pair]:
+    """Prompt/completion pairs from a JSONL file; every line must have both fields as strings."""
+    path = Path(path)
+    if not path.is_file():
+        raise TrainError(f"training data {path} does not exist; pass a JSONL file of prompt/completion lines")
+    pairs = []
+    for where, row in iter_objects(path, TrainError):
+        for field in (prompt_field, completion_field):
+            if not isinstance(row.get(field), str):
+                raise TrainError(
+                    f"{where}: field {field!r} is missing or not a string; "
+                    f"set --prompt-field/--completion-field to the names your file uses"
+                )
+        pairs.append((row[prompt_field], row[completion_field]))
+    if not pairs:
+        raise TrainError(f"training data {path} holds no examples")
+    return pairs
+
+
+def load_dataset_pairs(
+    name: str, split="train", prompt_field="prompt", completion_field="completion"
+) -> list[Pair]:
+    """Pairs from a dataset on the Hugging Face Hub (needs the `train` extra and a network)."""
+    try:
+        import datasets
+    except ImportError as exc:  # pragma: no cover - depends on the install
+        raise TrainError(
+            "loading a dataset by name needs the 'datasets' package: pip install 'wiseft[train]'"
+        ) from exc
+    try:
+        ds = datasets.load_dataset(name, split=split)
+    except Exception as exc:  # noqa: BLE001 - datasets raises many kinds; one message names the input
+        raise TrainError(f"could not load dataset {name!r} (split {split!r}): {exc}") from exc
+    missing = [f for f in (prompt_field, completion_field) if f not in ds.column_names]
+    if missing:
+        raise TrainError(
+            f"dataset {name!r} has no column(s) {missing}; its columns are {ds.column_names}; "
+            f"set --prompt-field/--completion-field"
+        )
+    return [(str(r[prompt_field]), str(r[completion_field])) for r in ds]
+
+
+def epoch_batches(pairs: Sequence[Pair], batch_size: int, seed: int) -> Callable[[int], list[Pair]]:
+    """Batch source for a fixed dataset: epochs in a seeded random order, the batch of step s fixed by s.
+
+    Batches are cut from the concatenation of shuffled epochs, so every example is seen once per epoch.
+    """
+    n = len(pairs)
+    orders: dict[int, list[int]] = {}
+
+    def order(epoch: int) -> list[int]:
+        if epoch not in orders:
+            idx = list(range(n))
+            random.Random(f"sft-order-{seed}-{epoch}").shuffle(idx)
+            orders.clear()  # only the current and next epoch are ever needed
+            orders[epoch] = idx
+        return orders[epoch]
+
+    def batch(step: int) -> list[Pair]:
+        start = (step - 1) * batch_size
+        out = []
+        for pos in range(start, start + batch_size):
+            epoch, i = divmod(pos, n)
+            out.append(pairs[order(epoch)[i]])
+        return out
+
+    return batch
+
+
+class Collator:
+    """Tokenises pairs into padded tensors with labels on completion tokens only.
+
+    The prompt is tokenised as the model's tokenizer does for generation (its special tokens included),
+    the completion without special tokens and followed by EOS, so training matches what a sampler sees.
+    Tokenisations are cached: a small SFT set is tokenised once.
+    """
+
+    def __init__(self, tokenizer, max_length: int = 0):
+        if tokenizer.pad_token_id is None and tokenizer.eos_token_id is None:
+            raise TrainError(
+                "the tokenizer has neither a pad nor an EOS token; add one to its tokenizer_config.json"
+            )
+        self.tok = tokenizer
+        self.pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+        self.eos = tokenizer.eos_token_id
+        self.max_length = max_length
+        self._cache: dict[Pair, tuple[list[int], int]] = {}
+
+    def encode(self, pair: Pair) -> tuple[list[int], int]:
+        """Token ids of prompt+completion(+EOS) and the number of prompt tokens."""
+        hit = self._cache.get(pair)
+        if hit is not None:
+            return hit
+        prompt, completion = pair
+        p = self.tok(prompt, add_special_tokens=True)["input_ids"]
+        c = self.tok(completion, add_special_tokens=False)["input_ids"]
+        ids = p + c + ([self.eos] if self.eos is not None else [])
+        if self.max_length:
+            ids = ids[: self.max_length]
+        if len(self._cache) < 200_000:
+            self._cache[pair] = (ids, len(p))
+        return ids, len(p)
+
+    def __call__(self, pairs: Sequence[Pair]):
+        import torch
+
+        encoded = [self.encode(p) for p in pairs]
+        width = max(len(ids) for ids, _ in encoded)
+        input_ids = torch.full((len(encoded), width), self.pad, dtype=torch.long)
+        labels = torch.full((len(encoded), width), -100, dtype=torch.long)
+        mask = torch.zeros((len(encoded), width), dtype=torch.long)
+        for row, (ids, n_prompt) in enumerate(encoded):
+            t = torch.tensor(ids, dtype=torch.long)
+            input_ids[row, : len(ids)] = t
+            mask[row, : len(ids)] = 1
+            labels[row, n_prompt : len(ids)] = t[n_prompt:]
+        if not (labels != -100).any():
+            raise TrainError("no completion tokens in this batch (all truncated?); raise --max-length")
+        return input_ids, mask, labels
+
+
+def load_pairs(
+    data: str, split: str = "train", prompt_field="prompt", completion_field="completion"
+) -> list[Pair]:
+    """Pairs from `data`: a JSONL file (an existing path, or a name ending in .jsonl/.json), else a
+    dataset name on the Hugging Face Hub."""
+    if Path(data).exists() or data.endswith((".jsonl", ".json")):
+        return read_jsonl_pairs(data, prompt_field, completion_field)
+    return load_dataset_pairs(data, split, prompt_field, completion_field)

@@ -6,7 +6,8 @@ import json
 
 from support.sampling import tiny_model_dir
 
-from wiseft.evaluate import ModelEvalConfig, run_eval
+from wiseft.evaluate.config import ModelEvalConfig
+from wiseft.evaluate.runners import run_eval
 from wiseft.records import read_records
 from wiseft.sampling.fake import ScriptedSampler
 from wiseft.store import SampleStore

@@ -262,7 +262,7 @@ def test_trajectory_at_two_temperatures_gives_one_raw_curve_each():
 def test_point_labels_do_not_stack_and_shared_points_get_one_label():
     from matplotlib.figure import Figure
 
-    from wiseft.report.plots import PointLabels
+    from wiseft.report.labels import PointLabels
 
     ax = Figure(figsize=(4, 3)).subplots()
     ax.plot([0, 1], [0, 1])

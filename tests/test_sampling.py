@@ -12,7 +12,8 @@ from transformers import AutoTokenizer
 from wiseft.errors import SamplingError
 from wiseft.sampling import Completion, Sampler, SamplingParams
 from wiseft.sampling.fake import ScriptedSampler
-from wiseft.sampling.hf import HFSampler, pick_tokens
+from wiseft.sampling.hf import HFSampler
+from wiseft.sampling.picking import pick_tokens
 
 PROMPTS = ["12+34=", "7+8=", "99+1+2=", "5=", "31+13+55+4="]
 
@@ -239,11 +240,11 @@ def test_model_that_never_stops_ends_at_length(tiny):
 def test_batch_plan_respects_budget(tiny):
     _, sampler = tiny
     capped = HFSampler(sampler.model, sampler.tokenizer, max_rows=6)
-    batches = capped._plan_batches([5, 5, 4, 4, 3], 3, SamplingParams(max_new_tokens=4))
+    batches = capped.plan_batches([5, 5, 4, 4, 3], 3, SamplingParams(max_new_tokens=4))
     assert batches == [[0, 1], [2, 3], [4]]
     one_row = sampler.row_bytes(9)
     tight = HFSampler(sampler.model, sampler.tokenizer, cpu_budget_bytes=one_row * 7)
-    assert tight._plan_batches([5, 5, 5], 3, SamplingParams(max_new_tokens=4)) == [[0, 1], [2]]
+    assert tight.plan_batches([5, 5, 5], 3, SamplingParams(max_new_tokens=4)) == [[0, 1], [2]]
 
 
 def test_shared_prompts_let_more_rows_into_a_batch(tiny):
@@ -255,8 +256,8 @@ def test_shared_prompts_let_more_rows_into_a_batch(tiny):
     budget = sampler.row_bytes(long_prompt + 4) * n * 2  # two prompts' rows with copied caches
     plain = HFSampler(sampler.model, sampler.tokenizer, cpu_budget_bytes=budget, shared_prompt=False)
     shared = HFSampler(sampler.model, sampler.tokenizer, cpu_budget_bytes=budget, shared_prompt=True)
-    assert plain._plan_batches([long_prompt] * 6, n, params) == [[0, 1], [2, 3], [4, 5]]
-    assert shared._plan_batches([long_prompt] * 6, n, params) == [[0, 1, 2, 3, 4, 5]]
+    assert plain.plan_batches([long_prompt] * 6, n, params) == [[0, 1], [2, 3], [4, 5]]
+    assert shared.plan_batches([long_prompt] * 6, n, params) == [[0, 1, 2, 3, 4, 5]]
 
 
 def test_bad_model_path_is_a_sampling_error(tmp_path):
@@ -377,15 +378,15 @@ def test_one_to_four_threads_draw_the_same_samples(tiny):
 def test_batches_split_evenly_among_workers(tiny):
     _, sampler = tiny
     params = SamplingParams(max_new_tokens=4)
-    assert sampler._plan_batches([5] * 6, 2, params, parts=2) == [[0, 1, 2], [3, 4, 5]]
-    assert sampler._plan_batches([5] * 6, 2, params, parts=1) == [[0, 1, 2, 3, 4, 5]]
+    assert sampler.plan_batches([5] * 6, 2, params, parts=2) == [[0, 1, 2], [3, 4, 5]]
+    assert sampler.plan_batches([5] * 6, 2, params, parts=1) == [[0, 1, 2, 3, 4, 5]]
     capped = HFSampler(sampler.model, sampler.tokenizer, max_rows=4)
-    plan = capped._plan_batches([5] * 7, 2, params, parts=2)  # 4 batches: a multiple of the workers
+    plan = capped.plan_batches([5] * 7, 2, params, parts=2)  # 4 batches: a multiple of the workers
     assert plan == [[0, 1], [2, 3], [4, 5], [6]]
     # The memory budget is shared by the batches in flight at once.
     tight = HFSampler(sampler.model, sampler.tokenizer, cpu_budget_bytes=sampler.row_bytes(9) * 4)
-    assert tight._plan_batches([5] * 4, 2, params, parts=1) == [[0, 1], [2, 3]]
-    assert tight._plan_batches([5] * 4, 2, params, parts=2) == [[0], [1], [2], [3]]
+    assert tight.plan_batches([5] * 4, 2, params, parts=1) == [[0, 1], [2, 3]]
+    assert tight.plan_batches([5] * 4, 2, params, parts=2) == [[0], [1], [2], [3]]
 
 
 def test_a_failing_worker_fails_the_call_and_restores_the_model(tiny, monkeypatch):

@@ -10,7 +10,10 @@ from support.sampling import CountingSampler, tiny_model_dir
 
 from wiseft.config import from_dict
 from wiseft.errors import ConfigError, MergeError, TaskError
-from wiseft.evaluate import SweepConfig, choose_best, plan_sweep, run_sweep
+from wiseft.evaluate.config import SweepConfig
+from wiseft.evaluate.plan import plan_sweep
+from wiseft.evaluate.runners import run_sweep
+from wiseft.evaluate.select import choose_best
 from wiseft.merge.recipe import load_recipe
 from wiseft.records import ProblemSamples
 from wiseft.results import VariantResult

@@ -12,7 +12,8 @@ import time
 
 from support.sampling import tiny_model_dir
 
-from wiseft.evaluate import SweepConfig, run_sweep
+from wiseft.evaluate.config import SweepConfig
+from wiseft.evaluate.runners import run_sweep
 
 N, LIMIT, DELTAS = 3, 16, "0,0.5,1"
 DELTA_VALUES = (0.0, 0.5, 1.0)

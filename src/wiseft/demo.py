@@ -26,8 +26,11 @@ from wiseft.atomic import atomic_dir
 from wiseft.claims import claim_mix_recovers, claim_sft_collapse, claim_temperature_cannot
 from wiseft.config import to_dict, write_resolved
 from wiseft.errors import ConfigError
-from wiseft.evaluate import EvalConfig, EvalSession, VariantSpec, hf_engine, variant_name
+from wiseft.evaluate.config import EvalConfig
+from wiseft.evaluate.engine import hf_engine
 from wiseft.evaluate.outputs import write_report, write_results
+from wiseft.evaluate.plan import VariantSpec, variant_name
+from wiseft.evaluate.session import EvalSession
 from wiseft.merge.recipe import Recipe
 from wiseft.paired import PairedTables
 from wiseft.results import RunResults, Selection

@@ -3,10 +3,9 @@
 glibc serves large allocations (above a dynamic threshold that starts at 128 KiB) with fresh `mmap`
 pages and returns them on `free`; every new tensor of a sampling or training step then page-faults
 anew. Raising the mmap threshold to its maximum (32 MiB on 64-bit) and keeping freed heap memory
-(large trim threshold and top pad) lets torch reuse the same pages step after step. Measured on the
-project's 2-core VM: the toy sampler ran 1.37x faster (13.1k -> 18.0k tokens/s); a training step was
-unchanged. (Setting only MALLOC_TRIM_THRESHOLD_/MALLOC_TOP_PAD_ fixes the threshold at 128 KiB and made
-a training step 1.65x slower: these settings go together.)
+(large trim threshold and top pad) lets torch reuse the same pages step after step. The settings go
+together: the threshold alone, or the other two alone, is slower (bench/RESULTS.md has the figures). The
+CLI applies them for the commands that move model-sized memory.
 """
 
 from __future__ import annotations

@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from wiseft import __version__
+from wiseft.atomic import atomic_write_text
 from wiseft.errors import StoreError
 from wiseft.records import GRADE_FIELDS, SAMPLE_FIELDS, ProblemSamples, read_records, to_problem_samples
 
@@ -513,8 +514,6 @@ class SampleStore:
     ) -> int:
         """Write the sample records (with grades where present) of `variants` (default all) as JSONL,
         atomically. Returns the number of records."""
-        from wiseft.atomic import atomic_write_text
-
         chosen = list(variants) if variants is not None else self.variants()
         lines = [json.dumps(r, ensure_ascii=False) for v in chosen for r in self.records(v)]
         atomic_write_text(path, "".join(line + "\n" for line in lines))

@@ -51,7 +51,7 @@ from wiseft.merge.compute import (
     magnitude_range,
 )
 from wiseft.merge.methods import get_method
-from wiseft.merge.plan import check_compatible
+from wiseft.merge.plan import check_compatible, parse_dtype
 from wiseft.merge.recipe import Recipe, layer_count
 
 PIECE = 1 << 22  # elements per work item handed to a worker
@@ -202,9 +202,8 @@ class WeightSpace:
     def _kernel_for(self, slot: int, method, coeffs, out_dtype) -> str:
         """Which kernel mixes slot `slot`; all three give the same bits as `wiseft merge`:
         "fused" (one compiled float64 pass, merge/fused.py; needs numba), "float32" (few-bit weights
-        such as δ = k/8, merge/compute.py) or "float64" (the torch kernel every method has).
-        Measured on the 0.5B shape (2 cores): fused 0.79x a plain lerp pass, float32 1.3-1.5x,
-        float64 2.4x."""
+        such as δ = k/8, merge/compute.py) or "float64" (the torch kernel every method has), fastest
+        first (bench/RESULTS.md)."""
         if out_dtype != torch.float32 or method.weights is None:
             return "float64"
         _, _, flats = self._slots[slot]
@@ -235,8 +234,4 @@ def _run(pieces, method, scratch: Scratch) -> None:
 
 
 def _dtype(dtype: torch.dtype | str) -> torch.dtype:
-    if isinstance(dtype, torch.dtype):
-        return dtype
-    from wiseft.merge.plan import parse_dtype
-
-    return parse_dtype(dtype)
+    return dtype if isinstance(dtype, torch.dtype) else parse_dtype(dtype)

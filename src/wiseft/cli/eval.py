@@ -7,11 +7,10 @@ config.yaml the resolved settings, samples.db the store (a rerun resumes from it
 from __future__ import annotations
 
 from wiseft.cli._common import ProgressView, add_eval_args, load_config, metrics_tables, table_console
+from wiseft.evaluate.config import ModelEvalConfig
 
 
 def register(subparsers) -> None:
-    from wiseft.evaluate import ModelEvalConfig
-
     p = subparsers.add_parser(
         "eval",
         help="sample, grade and score one model on a task (Pass@k, maj@k with intervals)",
@@ -26,7 +25,7 @@ def register(subparsers) -> None:
 def run(args) -> int:
     from rich.console import Console
 
-    from wiseft.evaluate import ModelEvalConfig, run_eval
+    from wiseft.evaluate.runners import run_eval
     from wiseft.results import metrics_json
 
     cfg = load_config(ModelEvalConfig, args, model=args.model)

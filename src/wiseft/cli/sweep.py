@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 from wiseft.cli._common import ProgressView, add_eval_args, load_config, results_table, table_console
+from wiseft.evaluate.config import SweepConfig
 
 
 def register(subparsers) -> None:
-    from wiseft.evaluate import SweepConfig
-
     p = subparsers.add_parser(
         "sweep",
         help="sample, grade and score WiSE-FT mixes of two checkpoints over a δ grid (no checkpoint per δ)",
@@ -23,7 +22,7 @@ def register(subparsers) -> None:
 def run(args) -> int:
     from rich.console import Console
 
-    from wiseft.evaluate import SweepConfig, run_sweep
+    from wiseft.evaluate.runners import run_sweep
 
     cfg = load_config(SweepConfig, args, anchors=tuple(args.anchors) or None)
     console = Console(stderr=True)

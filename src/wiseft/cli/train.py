@@ -9,9 +9,6 @@ from wiseft.errors import ConfigError
 
 
 def register(subparsers) -> None:
-    from wiseft.tasks.toy import DATA_SEED, N_SFT, N_TEST
-    from wiseft.train.toy import ToyRecipe
-
     parser = subparsers.add_parser("train", help="fine-tune a causal LM; build the toy base model")
     sub = parser.add_subparsers(dest="train_command", metavar="STAGE")
 
@@ -35,38 +32,22 @@ def register(subparsers) -> None:
     )
     sft.set_defaults(func=run_sft)
 
-    recipe = ToyRecipe()
     toy = sub.add_parser(
         "toy-base",
         help="pretrain the toy world's sloppy base model and write its SFT/test data as JSONL",
         description="Stage 1 of the demo's recipe: a fresh ~0.6 M-parameter GPT-2-style model trained on "
         "sloppy running-sum text. Writes OUT/base (HF directory), OUT/sft.jsonl and OUT/test.jsonl (the "
-        "demo's problems; `--task toy --data OUT/test.jsonl` evaluates on them).",
+        "demo's problems; `--task toy --data OUT/test.jsonl` evaluates on them). Unset flags take the "
+        "demo's recipe (wiseft.train.toy.ToyRecipe).",
     )
     toy.add_argument("-o", "--output", required=True)
-    toy.add_argument(
-        "--steps", type=int, default=recipe.pretrain_steps, help=f"(default {recipe.pretrain_steps})"
-    )
-    toy.add_argument(
-        "--batch-size", type=int, default=recipe.pretrain_batch, help=f"(default {recipe.pretrain_batch})"
-    )
-    toy.add_argument("--lr", type=float, default=recipe.pretrain_lr, help=f"(default {recipe.pretrain_lr:g})")
-    toy.add_argument(
-        "--seed",
-        type=int,
-        default=recipe.pretrain_seed,
-        help=f"pretraining seed (default {recipe.pretrain_seed})",
-    )
-    toy.add_argument(
-        "--data-seed",
-        type=int,
-        default=DATA_SEED,
-        help=f"seed of the SFT/test problems (default {DATA_SEED})",
-    )
-    toy.add_argument(
-        "--n-sft", type=int, default=N_SFT, help=f"SFT problems written (default {N_SFT}, as the demo)"
-    )
-    toy.add_argument("--n-test", type=int, default=N_TEST, help=f"test problems written (default {N_TEST})")
+    toy.add_argument("--steps", type=int, help="pretraining steps")
+    toy.add_argument("--batch-size", type=int, help="pretraining batch size")
+    toy.add_argument("--lr", type=float, help="pretraining learning rate")
+    toy.add_argument("--seed", type=int, help="pretraining seed (weights and text)")
+    toy.add_argument("--data-seed", type=int, help="seed of the SFT/test problems")
+    toy.add_argument("--n-sft", type=int, help="SFT problems written")
+    toy.add_argument("--n-test", type=int, help="test problems written")
     toy.add_argument("--threads", type=int, default=0, help="CPU threads (0: torch's default)")
     toy.add_argument("--force", action="store_true", help="replace --output if it exists")
     toy.set_defaults(func=run_toy_base)
@@ -183,10 +164,10 @@ def run_toy_base(args) -> int:
 
     from wiseft.train import toy
 
-    recipe = dataclasses.replace(
-        toy.ToyRecipe(), data_seed=args.data_seed, n_sft=args.n_sft, n_test=args.n_test, pretrain_seed=args.seed,
-        pretrain_steps=args.steps, pretrain_batch=args.batch_size, pretrain_lr=args.lr, threads=args.threads,
-    )  # fmt: skip
+    given = {"data_seed": args.data_seed, "n_sft": args.n_sft, "n_test": args.n_test, "pretrain_seed": args.seed,
+             "pretrain_steps": args.steps, "pretrain_batch": args.batch_size, "pretrain_lr": args.lr}  # fmt: skip
+    changes = {k: v for k, v in given.items() if v is not None}
+    recipe = dataclasses.replace(toy.ToyRecipe(), threads=args.threads, **changes)
     _, console = _train_with_progress(
         "pretrain",
         recipe.pretrain_steps,

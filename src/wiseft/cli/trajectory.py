@@ -4,11 +4,10 @@ checkpoint, evaluated and tabulated by step (results.json, config.yaml, report/)
 from __future__ import annotations
 
 from wiseft.cli._common import ProgressView, add_eval_args, load_config, results_table, table_console
+from wiseft.evaluate.config import TrajectoryConfig
 
 
 def register(subparsers) -> None:
-    from wiseft.evaluate import TrajectoryConfig
-
     p = subparsers.add_parser(
         "trajectory",
         help="evaluate every checkpoint of a training run, raw and mixed with an early checkpoint",
@@ -24,7 +23,7 @@ def register(subparsers) -> None:
 def run(args) -> int:
     from rich.console import Console
 
-    from wiseft.evaluate import TrajectoryConfig, run_trajectory
+    from wiseft.evaluate.runners import run_trajectory
 
     cfg = load_config(TrajectoryConfig, args, run_dir=args.run_dir)
     console = Console(stderr=True)

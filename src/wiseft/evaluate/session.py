@@ -25,6 +25,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from wiseft import __version__
 from wiseft.config import to_dict
 from wiseft.errors import ConfigError, TaskError
 from wiseft.evaluate.config import EvalConfig
@@ -77,8 +78,6 @@ def check_split(cfg, task: Task) -> None:
 def versions(grader_name: str | None = None) -> dict:
     import torch
     import transformers
-
-    from wiseft import __version__
 
     return {"wiseft": __version__, "torch": torch.__version__, "transformers": transformers.__version__,
             "grader": grader_name, "store_schema": SCHEMA_VERSION}  # fmt: skip

@@ -17,9 +17,7 @@ the order a reader expects:
    the batch, and feed the rest back.
 
 On CPU, `threads` batches are decoded side by side, each on one core (`HFSampler.workers`); on CUDA one
-batch at a time. Measured with bench/sweep.py on the toy shape (2 cores, n=32): 5.4-7.1x the tokens/s of
-a `generate` call per prompt with num_return_sequences=n (seven runs; that baseline itself varies by
-half between runs), 2.0-2.3x batched `generate` over the same rows.
+batch at a time. The measurements behind these choices and constants are in bench/RESULTS.md.
 
 Reproducibility: each prompt has its own CPU `torch.Generator`, seeded from (seed, prompt text)
 (`base.prompt_seed`), that draws a fixed block of uniforms per step for all `n` samples whether or not
@@ -38,7 +36,6 @@ which bigger batches stop paying. On CPU the rows are split into a multiple of C
 from __future__ import annotations
 
 import contextlib
-import functools
 import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -46,6 +43,7 @@ from pathlib import Path
 
 import torch
 
+from wiseft.devices import resolve_device
 from wiseft.errors import SamplingError
 from wiseft.sampling.base import (
     Completion,
@@ -54,6 +52,9 @@ from wiseft.sampling.base import (
     cut_at_stop,
     prompt_seed,
 )
+from wiseft.sampling.batch_plan import CPU_BUDGET_BYTES, budget, plan_batches, row_bytes
+from wiseft.sampling.block_cache import make_cache
+from wiseft.sampling.picking import pick_tokens
 from wiseft.sampling.shared_kv import (
     IMPLEMENTATION,
     SharedPrompt,
@@ -61,98 +62,17 @@ from wiseft.sampling.shared_kv import (
     register,
     supports_shared_prompt,
 )
+from wiseft.sampling.stops import StopChecker
 
 UNIFORM_BLOCK = 32  # steps of uniforms drawn at once per prompt (a fixed block keeps streams reproducible)
-CPU_BUDGET_BYTES = 1 << 30
-CPU_MAX_ROWS = 4096
-CUDA_MEMORY_FRACTION = 0.7
 
 
-# Finished rows are dropped from the batch (a copy of the cache) once they are this fraction of it. Measured
-# on the toy shape (bench/sweep.py, one thread): 1/2 -> 16.6k tokens/s, 1/4 -> 19.9k, 1/8 -> 19.3k,
-# 1/16 -> 19.4k, 1/100 -> 14.0k: computing retired rows costs more than copying the cache a few times.
+# Finished rows are dropped from the batch (a copy of the cache) once they are this fraction of it.
 DROP_FRACTION = 0.125
-# Prompts at least this many tokens wide decode with shared-prompt attention (`shared_kv`). Measured on the
-# toy shape, n=32, one thread, tokens/s plain vs shared: 12-token prompts 19.4k vs 16.6k, 30 tokens 16.0k
-# vs 18.9k, 57 tokens 14.0k vs 16.8k, 120 tokens 6.9k vs 14.4k.
+# Prompts at least this many tokens wide decode with shared-prompt attention (`shared_kv`).
 SHARED_MIN_PROMPT = 24
-# CPU batch plans are split into a multiple of this many batches (see `_run_batches`). Measured on the toy
-# shape, one thread: 1024-row batches ran as fast as 4096-row ones (14.7k vs 13.5k tokens/s).
+# CPU batch plans are split into a multiple of this many batches (see `_run_batches`).
 CPU_PLAN_PARTS = 4
-KV_BLOCK = 16  # the KV cache grows this many positions at a time
-
-
-@functools.cache
-def _block_layer_class():
-    """A `DynamicLayer` whose keys/values live in one contiguous buffer that grows `KV_BLOCK` positions
-    at a time, instead of growing by `torch.cat` every step (which copies the whole cache per token).
-
-    Attention gets the whole buffer, as with transformers' static cache: positions not written yet hold
-    zeros and are excluded by the causal mask (their index is past the query's position) and the padding
-    mask (transformers pads the 2D mask with zeros up to `get_mask_sizes`). Handing attention a strided
-    view of a larger preallocated buffer instead was measured twice as slow in CPU attention.
-    """
-    from transformers.cache_utils import DynamicLayer
-
-    class BlockLayer(DynamicLayer):
-        def __init__(self, capacity: int):
-            super().__init__()
-            self.capacity = capacity
-            self.length = 0  # positions written
-            self.size = 0  # positions allocated
-
-        def _size_for(self, end: int) -> int:
-            if end <= self.size:
-                return self.size
-            return max(end, min(self.capacity, -(-end // KV_BLOCK) * KV_BLOCK))
-
-        def update(self, key_states, value_states, *args, **kwargs):
-            end = self.length + key_states.shape[-2]
-            size = self._size_for(end)
-            if size != self.size:
-                self.dtype, self.device = key_states.dtype, key_states.device
-                keys = key_states.new_zeros((*key_states.shape[:2], size, key_states.shape[3]))
-                values = value_states.new_zeros((*value_states.shape[:2], size, value_states.shape[3]))
-                if self.is_initialized:
-                    keys[:, :, : self.length] = self.keys[:, :, : self.length]
-                    values[:, :, : self.length] = self.values[:, :, : self.length]
-                self.keys, self.values, self.size = keys, values, size
-                self.is_initialized = True
-            self.keys[:, :, self.length : end] = key_states
-            self.values[:, :, self.length : end] = value_states
-            self.length = end
-            return self.keys, self.values
-
-        def get_seq_length(self) -> int:
-            return self.length
-
-        def get_mask_sizes(self, query_length: int) -> tuple[int, int]:
-            return self._size_for(self.length + query_length), 0
-
-        def batch_repeat_interleave(self, repeats: int) -> None:
-            self.keys = self.keys.repeat_interleave(repeats, dim=0)
-            self.values = self.values.repeat_interleave(repeats, dim=0)
-
-        def batch_select_indices(self, indices: torch.Tensor) -> None:
-            self.keys, self.values = self.keys[indices], self.values[indices]
-
-    return BlockLayer
-
-
-def make_cache(model, capacity: int):
-    """A transformers `DynamicCache` for `model` whose full-attention layers grow in blocks up to
-    `capacity` tokens (sliding-window and other special layers keep transformers' own classes)."""
-    from transformers import DynamicCache
-    from transformers.cache_utils import DynamicLayer
-
-    layer_cls = _block_layer_class()
-    cache = DynamicCache(config=model.config)
-    cache.layers = [layer_cls(capacity) if type(layer) is DynamicLayer else layer for layer in cache.layers]
-    return cache
-
-
-def default_device() -> str:
-    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def load_model_and_tokenizer(
@@ -165,9 +85,7 @@ def load_model_and_tokenizer(
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     path = Path(path)
-    device = device or default_device()
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise SamplingError(f"device {device!r} asked for, but CUDA is not available; use --device cpu")
+    device = resolve_device(device)
     if dtype is None:
         dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
     if not (path / "config.json").is_file():
@@ -181,6 +99,44 @@ def load_model_and_tokenizer(
         raise SamplingError(f"cannot load model {path}: {exc}") from exc
     model.to(device).eval()
     return model, tokenizer
+
+
+class _Decoding:
+    """What the decoding loop carries from step to step for the rows still in the batch."""
+
+    def __init__(self, cache, logits: torch.Tensor, next_pos: torch.Tensor, rows: int):
+        self.cache = cache
+        self.logits = logits
+        self.next_pos = next_pos
+        self.active = torch.arange(rows)  # which original rows are in the batch, in batch order
+        self.retired = torch.zeros(rows, dtype=torch.bool)  # rows in the batch that have finished
+        self.mask: torch.Tensor | None = None  # the attention mask (without shared-prompt attention)
+        self.shared: SharedPrompt | None = None
+
+    def drop_retired(self, chosen: torch.Tensor) -> torch.Tensor:
+        """Remove finished rows from the batch (a copy of the cache); return the rest's chosen tokens."""
+        keep = (~self.retired).nonzero().squeeze(1)
+        self.active, self.retired = self.active[keep], self.retired[keep]
+        keep_dev = keep.to(self.next_pos.device)
+        self.cache.batch_select_indices(keep_dev)
+        self.next_pos = self.next_pos[keep_dev]
+        if self.shared is not None:
+            self.shared.select(keep_dev)
+        else:
+            self.mask = self.mask[keep_dev]
+        return chosen[keep_dev]
+
+    def step(self, model, chosen: torch.Tensor) -> None:
+        """One forward of the chosen tokens; the next logits."""
+        if self.mask is not None:
+            self.mask = torch.cat([self.mask, self.mask.new_ones((self.mask.shape[0], 1))], dim=1)
+        extra = {"wiseft_shared": self.shared} if self.shared is not None else {}
+        out = model(
+            input_ids=chosen[:, None], attention_mask=self.mask, position_ids=self.next_pos[:, None],
+            past_key_values=self.cache, use_cache=True, **extra,
+        )  # fmt: skip
+        self.logits = out.logits[:, -1, :].float()
+        self.next_pos = self.next_pos + 1
 
 
 class HFSampler:
@@ -245,6 +201,25 @@ class HFSampler:
         model, tokenizer = load_model_and_tokenizer(path, device, dtype, trust_remote_code)
         return cls(model, tokenizer, **kwargs)
 
+    def row_bytes(self, seq_len: int) -> int:
+        """Estimated bytes one sampled row of this model needs at `seq_len` tokens (`batch_plan.row_bytes`)."""
+        return row_bytes(self.model, seq_len)
+
+    def plan_batches(
+        self, lengths: list[int], n: int, params: SamplingParams, parts: int = 1
+    ) -> list[list[int]]:
+        """Batches of whole prompts (positions into `lengths`, longest first) for this model and device
+        (`batch_plan.plan_batches`); a row of a shared prompt holds its share of the prompt's keys."""
+
+        def prompt_tokens(width: int) -> int:
+            return -(-width // n) if self._use_shared(width) else width
+
+        return plan_batches(
+            lengths, n, params.max_new_tokens, bytes_per_row=lambda seq: row_bytes(self.model, seq),
+            available=budget(self.device, self.cpu_budget_bytes), prompt_tokens=prompt_tokens,
+            max_rows=self.max_rows, parts=parts,
+        )  # fmt: skip
+
     def _eos_ids(self) -> list[int]:
         ids: set[int] = set()
         for source in (
@@ -292,9 +267,9 @@ class HFSampler:
     def workers(self) -> int:
         """Batches decoded at once: on CPU one per thread (each batch single-threaded), on CUDA one.
 
-        A tiny model's ops are too small to split well across cores (measured on 2 cores: 1.3x from a
-        second intra-op thread), while two batches decoded side by side, each on one core, scale almost
-        linearly; torch releases the GIL inside each op, so plain Python threads suffice.
+        A tiny model's ops are too small to split well across cores, while two batches decoded side by
+        side, each on one core, scale almost linearly; torch releases the GIL inside each op, so plain
+        Python threads suffice.
         """
         if self.device.type != "cpu":
             return 1
@@ -305,7 +280,7 @@ class HFSampler:
         # On CPU the plan is split for at least CPU_PLAN_PARTS workers whatever their number, so 1 to 4
         # threads decode the same batches and draw the same samples (row numerics depend on the batch).
         parts = max(workers, CPU_PLAN_PARTS) if self.device.type == "cpu" else 1
-        batches = self._plan_batches([len(encoded[i]) for i in order], n, params, parts=parts)
+        batches = self.plan_batches([len(encoded[i]) for i in order], n, params, parts=parts)
 
         def run(batch: list[int]) -> tuple[list[int], list[list[Completion]]]:
             idx = [order[j] for j in batch]
@@ -333,73 +308,58 @@ class HFSampler:
                     future.cancel()
                 raise
 
-    # ---- batching ---------------------------------------------------------------------------------
-
-    def row_bytes(self, seq_len: int) -> int:
-        """Estimated bytes one sampled row needs at `seq_len` tokens: the KV cache (twice, since copying
-        it for the n samples or dropping finished rows briefly holds two copies) and float32 work
-        buffers over the vocabulary."""
-        cfg = self.model.config.get_text_config()
-        heads = cfg.num_attention_heads
-        kv_heads = getattr(cfg, "num_key_value_heads", None) or heads
-        head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // heads
-        elem = next(self.model.parameters()).element_size()
-        kv = 2 * cfg.num_hidden_layers * kv_heads * head_dim * seq_len * elem
-        vocab_work = cfg.vocab_size * 4 * 6  # logits, probabilities, sort values/indices, cumulative sums
-        activations = (
-            4 * cfg.hidden_size + 3 * getattr(cfg, "intermediate_size", 4 * cfg.hidden_size)
-        ) * elem
-        return 2 * kv + vocab_work + activations
-
-    def _budget(self) -> tuple[int, int]:
-        """(bytes available for one batch, most rows worth putting in one batch)."""
-        if self.device.type == "cuda":
-            free, _ = torch.cuda.mem_get_info(self.device)
-            return int(free * CUDA_MEMORY_FRACTION), 1 << 16
-        import psutil
-
-        available = psutil.virtual_memory().available
-        return min(self.cpu_budget_bytes, available // 4), CPU_MAX_ROWS
-
-    def _plan_batches(
-        self, lengths: list[int], n: int, params: SamplingParams, parts: int = 1
-    ) -> list[list[int]]:
-        """Group positions 0..P-1 (prompts sorted longest first) into batches of whole prompts. With
-        `parts` > 1 the rows are split into a multiple of `parts` batches of similar size, so that
-        `parts` workers finish together."""
-        budget, max_rows = self._budget()
-        # Budgeted as if `parts` batches were in memory at once (at most that many are), so that the plan
-        # does not depend on how many workers actually run.
-        budget //= max(1, parts)
-        if self.max_rows:
-            max_rows = self.max_rows
-        if parts > 1 and len(lengths) > 1:
-            rows = len(lengths) * n
-            count = -(-rows // max(max_rows, n))  # batches needed anyway
-            count = -(-count // parts) * parts
-            max_rows = min(max_rows, max(n, -(-len(lengths) // count) * n))
-        batches: list[list[int]] = []
-        current: list[int] = []
-        for j, length in enumerate(lengths):
-            longest = lengths[current[0]] if current else length
-            rows = (len(current) + 1) * n
-            # A row's cache: its generated tokens, plus the prompt (shared by the n samples, or copied).
-            prompt = -(-longest // n) if self._use_shared(longest) else longest
-            fits = rows <= max_rows and rows * self.row_bytes(prompt + params.max_new_tokens) <= budget
-            if current and not fits:
-                batches.append(current)
-                current = []
-            current.append(j)
-        if current:
-            batches.append(current)
-        return batches
-
     # ---- the decoding loop -----------------------------------------------------------------------
 
     def _generate_batch(
         self, ids_list: list[list[int]], seeds: list[int], n: int, params: SamplingParams
     ) -> list[list[Completion]]:
-        device = self.device
+        """The decoding loop of one batch of prompts, n samples each."""
+        # 1) One prefill per prompt; its n samples share its cache (long prompts) or get copies of it.
+        state = self._prefill(ids_list, n, params)
+        n_prompts, rows = len(ids_list), len(ids_list) * n
+        row_prompt = torch.arange(n_prompts).repeat_interleave(n)
+        row_sample = torch.arange(n).repeat(n_prompts)
+        tokens = torch.full((rows, params.max_new_tokens), self.pad_id, dtype=torch.long)
+        n_tokens = torch.full((rows,), params.max_new_tokens, dtype=torch.long)
+        eos = torch.tensor(self.eos_ids, device=self.device)
+        generators = [torch.Generator().manual_seed(s) for s in seeds]
+        stop_check = (
+            StopChecker(self.tokenizer, self._token_pieces(), self._vocab_size(), params.stop)
+            if params.stop
+            else None
+        )
+        uniforms = None
+        for step in range(params.max_new_tokens):
+            # 2) Pick each running row's token with a uniform from its prompt's own random stream.
+            if step % UNIFORM_BLOCK == 0:
+                block = min(UNIFORM_BLOCK, params.max_new_tokens - step)
+                uniforms = torch.stack([torch.rand((block, n), generator=g) for g in generators])
+            u = uniforms[row_prompt[state.active], step % UNIFORM_BLOCK, row_sample[state.active]].to(
+                self.device
+            )
+            chosen = pick_tokens(state.logits, u, params)
+            chosen_cpu = chosen.cpu()
+            tokens[state.active[~state.retired], step] = chosen_cpu[~state.retired]
+            # 3) Retire rows that produced an end-of-sequence token or completed a stop string.
+            finished = torch.isin(chosen, eos).cpu()
+            if stop_check is not None:
+                finished |= stop_check(tokens, state.active, chosen_cpu, step, finished | state.retired)
+            done_now = finished & ~state.retired
+            if done_now.any():
+                n_tokens[state.active[done_now]] = step + 1
+                state.retired |= done_now
+                if bool(state.retired.all()):
+                    break
+                if int(state.retired.sum()) >= DROP_FRACTION * state.retired.numel():
+                    chosen = state.drop_retired(chosen)
+            if step == params.max_new_tokens - 1:
+                break
+            # 4) Feed the chosen tokens back.
+            state.step(self.model, chosen)
+        return self._completions(tokens, n_tokens, n_prompts, n, params)
+
+    def _prefill(self, ids_list: list[list[int]], n: int, params: SamplingParams) -> _Decoding:
+        """Left-pad the prompts, run one forward over them, and set up the n rows of each prompt."""
         n_prompts = len(ids_list)
         width = max(len(ids) for ids in ids_list)
         input_ids = torch.full((n_prompts, width), self.pad_id, dtype=torch.long)
@@ -407,88 +367,34 @@ class HFSampler:
         for i, ids in enumerate(ids_list):  # left padding: every prompt ends at the last column
             input_ids[i, width - len(ids) :] = torch.tensor(ids)
             mask[i, width - len(ids) :] = 1
-        input_ids, mask = input_ids.to(device), mask.to(device)
+        input_ids, mask = input_ids.to(self.device), mask.to(self.device)
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
-
         use_shared = self._use_shared(width)
         if use_shared:
             cache = make_shared_cache(self.model, params.max_new_tokens)
         else:
             cache = make_cache(self.model, width + params.max_new_tokens)
         out = self.model(
-            input_ids=input_ids,
-            attention_mask=mask,
-            position_ids=positions,
-            past_key_values=cache,
-            use_cache=True,
-            logits_to_keep=1,
-        )
-        # One prefill per prompt; its samples share its cache, or get copies of it (short prompts).
+            input_ids=input_ids, attention_mask=mask, position_ids=positions, past_key_values=cache,
+            use_cache=True, logits_to_keep=1,
+        )  # fmt: skip
         logits = out.logits[:, -1, :].float().repeat_interleave(n, dim=0)
+        state = _Decoding(cache, logits, positions[:, -1].repeat_interleave(n) + 1, n_prompts * n)
         if use_shared:  # the samples share the prompt's cache; no attention mask from here on
-            shared = SharedPrompt(cache, mask, n)
-            extra, mask = {"wiseft_shared": shared}, None
+            state.shared = SharedPrompt(cache, mask, n)
         else:
-            shared, extra = None, {}
             cache.batch_repeat_interleave(n)
-            mask = mask.repeat_interleave(n, dim=0)
-        next_pos = positions[:, -1].repeat_interleave(n) + 1
+            state.mask = mask.repeat_interleave(n, dim=0)
+        return state
 
-        rows = n_prompts * n
-        row_prompt = torch.arange(n_prompts).repeat_interleave(n)
-        row_sample = torch.arange(n).repeat(n_prompts)
-        active = torch.arange(rows)  # which original rows are in the batch, in batch order
-        retired = torch.zeros(rows, dtype=torch.bool)  # rows in the batch that have already finished
-        tokens = torch.full((rows, params.max_new_tokens), self.pad_id, dtype=torch.long)
-        n_tokens = torch.full((rows,), params.max_new_tokens, dtype=torch.long)
-        eos = torch.tensor(self.eos_ids, device=device)
-        generators = [torch.Generator().manual_seed(s) for s in seeds]
-        stop_check = self._stop_checker(params.stop)
+    def _token_pieces(self) -> list[str]:
+        """The text of every token id (for the stop-string check), decoded once per sampler."""
+        if self._pieces is None:
+            self._pieces = self.tokenizer.batch_decode([[i] for i in range(len(self.tokenizer))])
+        return self._pieces
 
-        uniforms = None
-        for step in range(params.max_new_tokens):
-            if step % UNIFORM_BLOCK == 0:
-                block = min(UNIFORM_BLOCK, params.max_new_tokens - step)
-                uniforms = torch.stack([torch.rand((block, n), generator=g) for g in generators])
-            u = uniforms[row_prompt[active], step % UNIFORM_BLOCK, row_sample[active]].to(device)
-            chosen = pick_tokens(logits, u, params)
-            chosen_cpu = chosen.cpu()
-            tokens[active[~retired], step] = chosen_cpu[~retired]
-            finished = torch.isin(chosen, eos).cpu()
-            if stop_check is not None:
-                finished |= stop_check(tokens, active, chosen_cpu, step, finished | retired)
-            done_now = finished & ~retired
-            if done_now.any():
-                n_tokens[active[done_now]] = step + 1
-                retired |= done_now
-                if bool(retired.all()):
-                    break
-                # Drop retired rows once they are a fraction of the batch (see DROP_FRACTION).
-                if int(retired.sum()) >= DROP_FRACTION * retired.numel():
-                    keep = (~retired).nonzero().squeeze(1)
-                    active, retired = active[keep], retired[keep]
-                    keep_dev = keep.to(device)
-                    cache.batch_select_indices(keep_dev)
-                    next_pos, chosen = next_pos[keep_dev], chosen[keep_dev]
-                    if shared is not None:
-                        shared.select(keep_dev)
-                    else:
-                        mask = mask[keep_dev]
-            if step == params.max_new_tokens - 1:
-                break
-            if mask is not None:
-                mask = torch.cat([mask, mask.new_ones((mask.shape[0], 1))], dim=1)
-            out = self.model(
-                input_ids=chosen[:, None],
-                attention_mask=mask,
-                position_ids=next_pos[:, None],
-                past_key_values=cache,
-                use_cache=True,
-                **extra,
-            )
-            logits = out.logits[:, -1, :].float()
-            next_pos = next_pos + 1
-        return self._completions(tokens, n_tokens, n_prompts, n, params)
+    def _vocab_size(self) -> int:
+        return self.model.config.get_text_config().vocab_size
 
     def _completions(
         self, tokens: torch.Tensor, n_tokens: torch.Tensor, n_prompts: int, n: int, params: SamplingParams
@@ -506,46 +412,6 @@ class HFSampler:
             text, by_stop = cut_at_stop(text, params.stop)
             comps.append(Completion(text, count, "stop" if by_eos or by_stop else "length"))
         return [comps[i * n : (i + 1) * n] for i in range(n_prompts)]
-
-    # ---- stop strings ----------------------------------------------------------------------------
-
-    def _token_pieces(self) -> list[str]:
-        if self._pieces is None:
-            vocab = len(self.tokenizer)
-            self._pieces = self.tokenizer.batch_decode([[i] for i in range(vocab)])
-        return self._pieces
-
-    def _stop_checker(self, stop: tuple[str, ...]):
-        """A function telling which rows just completed a stop string, or None without stop strings.
-
-        Only rows whose new token's text contains the last character of some stop string can have
-        completed one; only those have their last few tokens decoded. The final text is cut again at
-        the earliest stop string (`_completions`), so this is an early exit, not the authority.
-        """
-        if not stop:
-            return None
-        pieces = self._token_pieces()
-        last_chars = {s[-1] for s in stop}
-        vocab = max(len(pieces), self.model.config.get_text_config().vocab_size)
-        candidate = torch.zeros(vocab, dtype=torch.bool)
-        for i, piece in enumerate(pieces):
-            if any(c in piece for c in last_chars):
-                candidate[i] = True
-        tail = max(len(s) for s in stop) + 2  # tokens: enough to cover the longest stop string
-
-        def check(tokens, active, chosen, step, finished):
-            hit = torch.zeros_like(finished)
-            rows = (candidate[chosen] & ~finished).nonzero().squeeze(1).tolist()
-            if not rows:
-                return hit
-            start = max(0, step + 1 - tail)
-            tails = self.tokenizer.batch_decode(tokens[active[rows], start : step + 1].tolist())
-            for r, text in zip(rows, tails, strict=True):
-                if any(s in text for s in stop):
-                    hit[r] = True
-            return hit
-
-        return check
 
 
 @contextlib.contextmanager
@@ -571,34 +437,3 @@ def _threads(count: int | None):
         yield
     finally:
         torch.set_num_threads(before)
-
-
-def pick_tokens(logits: torch.Tensor, u: torch.Tensor, params: SamplingParams) -> torch.Tensor:
-    """Choose one token per row from float32 `logits` (rows x vocab) with uniforms `u` (rows,).
-
-    Greedy when temperature is 0. Otherwise temperature, then top-k, then top-p (the smallest set of
-    most likely tokens whose mass reaches top_p; the most likely token is always kept), then the token
-    whose cumulative-probability interval contains u (inverse-CDF sampling, so the draw is a pure
-    function of u and the probabilities).
-    """
-    if params.temperature == 0:
-        return logits.argmax(dim=-1)
-    logits = logits / params.temperature
-    vocab = logits.shape[-1]
-    if 0 < params.top_k < vocab:
-        kth = torch.topk(logits, params.top_k, dim=-1).values[:, -1:]
-        logits = logits.masked_fill(logits < kth, float("-inf"))
-    probs = torch.softmax(logits, dim=-1)
-    order = None
-    if params.top_p < 1.0:
-        probs, order = torch.sort(probs, dim=-1, descending=True)
-        mass_before = probs.cumsum(dim=-1) - probs
-        probs = probs.masked_fill(mass_before >= params.top_p, 0.0)
-    cdf = probs.cumsum(dim=-1)
-    total = cdf[:, -1:]
-    choice = torch.searchsorted(cdf, u.to(cdf.dtype).unsqueeze(1) * total, right=True)
-    # u * total can round up to total itself; the first index where cdf reaches total has mass.
-    choice = torch.minimum(choice, (cdf < total).sum(dim=-1, keepdim=True))
-    if order is not None:
-        return order.gather(1, choice).squeeze(1)
-    return choice.squeeze(1)

@@ -14,11 +14,14 @@ def models(tmp_path_factory) -> ModelFactory:
 
 @pytest.fixture
 def cli(capsys):
-    """Run `wiseft ARGV` in-process: `code, err = cli([...])` (stderr of that run)."""
+    """Run `wiseft ARGV` in-process: `code, err = cli([...])` (stderr of that run; its stdout is `cli.out`)."""
     from wiseft.cli import main
 
     def run(argv: list[str]) -> tuple[int, str]:
         code = main([str(a) for a in argv])
-        return code, capsys.readouterr().err
+        captured = capsys.readouterr()
+        run.out = captured.out
+        return code, captured.err
 
+    run.out = ""
     return run

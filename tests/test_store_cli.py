@@ -99,3 +99,33 @@ def test_store_read_accessors(store_with_samples, tmp_path):
     assert main(["grade", str(store), "--data", str(DATA), "--workers", "1"]) == 0
     with SampleStore(store, writer=False) as db:
         assert db.graders() == ["math-verify==0.9.0"]
+
+
+def test_grading_an_empty_store_is_a_one_line_error(tmp_path, cli):
+    store = tmp_path / "empty.db"
+    SampleStore(store).close()
+    code, err = cli(["grade", store])
+    assert code == 2 and f"sample store {store} holds no samples to grade" in err
+    assert "Traceback" not in err
+
+
+def test_grading_a_store_of_two_tasks_reports_every_grader(tmp_path, cli):
+    """Variants of a MATH-500 import and of a toy import are graded each with its own task and grader;
+    the summary counts every sample and names both graders."""
+    samples = tmp_path / "math.jsonl"
+    write_samples(samples, variants=("m",))
+    toy = tmp_path / "toy.jsonl"
+    toy.write_text("".join(json.dumps({"problem_id": f"toy-5-test-{i:04d}", "sample_idx": 0, "completion": "81$",
+                                       "variant": "t"}) + "\n" for i in range(3)))  # fmt: skip
+    store = tmp_path / "two.db"
+    assert cli(["store", "import", store, samples, "--task", "math500"])[0] == 0
+    assert cli(["store", "import", store, toy, "--task", "toy"])[0] == 0
+    code, err = cli(["grade", store, "--data", DATA, "--workers", "1"])
+    out = cli.out
+    assert code == 0, err
+    assert "graded 15 samples" in out and "int-exact" in out and "math-verify==" in out
+    with SampleStore(store, writer=False) as db:
+        assert [(r["task"], r["samples"], r["graded"]) for r in db.summary()] == [
+            ("math500", 12, 12),
+            ("toy", 3, 3),
+        ]

@@ -24,7 +24,7 @@ from wiseft.evaluate.select import choose_best
 from wiseft.evaluate.session import EvalProgress, EvalSession, check_split, load_task
 from wiseft.merge.plan import check_compatible
 from wiseft.merge.recipe import load_recipe
-from wiseft.results import RunResults, VariantResult
+from wiseft.results import RunResults
 from wiseft.tasks import Task
 
 
@@ -36,16 +36,13 @@ def run_sweep(
     """Run (or resume) a δ × temperature sweep into `out_dir`; return its results."""
     out = check_output(out_dir, "results.json", force)
     recipe = load_recipe(cfg.recipe) if cfg.recipe else None
-    task = load_task(cfg, task)
-    check_split(cfg, task)
+    task = _checked_task(cfg, task)
     specs = plan_sweep(cfg, recipe)
     check_anchors(specs)
-    if engine is None:
-        engine = hf_engine(specs[0].anchors[-1], cfg.device, cfg.threads, sampler_factory=sampler_factory)
-    with EvalSession.open(cfg, task, engine, out, "sweep", progress) as session:
-        results = _select(session, session.evaluate_all(specs), cfg)
-    write_run(out, results, cfg, report)
-    return results
+    engine = engine or hf_engine(
+        specs[0].anchors[-1], cfg.device, cfg.threads, sampler_factory=sampler_factory
+    )
+    return _evaluate_and_select(cfg, task, engine, specs, out, "sweep", progress, report)
 
 
 def run_trajectory(
@@ -59,17 +56,15 @@ def run_trajectory(
     early_step = cfg.early if cfg.early is not None else min(checkpoints)
     if early_step not in checkpoints:
         raise ConfigError(f"--early {early_step}: {cfg.run_dir} has checkpoints at steps {list(checkpoints)}")
-    task = load_task(cfg, task)
-    check_split(cfg, task)
+    task = _checked_task(cfg, task)
     specs = plan_trajectory(cfg, checkpoints, early_step)
     check_anchors(specs)
-    early = checkpoints[early_step]
-    if engine is None:
-        engine = hf_engine(early, cfg.device, cfg.threads, [cfg.run_dir], sampler_factory)
-    with EvalSession.open(cfg, task, engine, out, "trajectory", progress) as session:
-        results = _select(session, session.evaluate_all(specs), cfg, early_step=early_step)
-    write_run(out, results, cfg, report)
-    return results
+    engine = engine or hf_engine(
+        checkpoints[early_step], cfg.device, cfg.threads, [cfg.run_dir], sampler_factory
+    )
+    return _evaluate_and_select(
+        cfg, task, engine, specs, out, "trajectory", progress, report, early_step=early_step
+    )
 
 
 def run_eval(
@@ -81,13 +76,33 @@ def run_eval(
     out = check_output(out_dir, "metrics.json", force)
     task = load_task(cfg, task)
     specs = plan_eval(cfg)
-    if engine is None:
-        engine = hf_engine(cfg.model, cfg.device, cfg.threads, sampler_factory=sampler_factory)
+    engine = engine or hf_engine(cfg.model, cfg.device, cfg.threads, sampler_factory=sampler_factory)
     with EvalSession.open(cfg, task, engine, out, "eval", progress) as session:
         variants = session.evaluate_all(specs)
         records = [r for spec in specs for r in session.records(spec.name)]
         results = session.results(variants, None)
     write_eval(out, results, records, cfg)
+    return results
+
+
+def _checked_task(cfg: SelectConfig, task: Task | None) -> Task:
+    task = load_task(cfg, task)
+    check_split(cfg, task)
+    return task
+
+
+def _evaluate_and_select(
+    cfg: SelectConfig, task: Task, engine: Engine, specs: Sequence[VariantSpec], out, command: str,
+    progress: EvalProgress | None, report: bool, **extra,
+) -> RunResults:  # fmt: skip
+    """Evaluate every variant in one session, choose the best, write the run's outputs."""
+    with EvalSession.open(cfg, task, engine, out, command, progress) as session:
+        variants = session.evaluate_all(specs)
+        best, splits = choose_best(variants, task.problems, cfg)
+        for v in variants:
+            v.splits = splits.get(v.name)
+        results = session.results(variants, best, **extra)
+    write_run(out, results, cfg, report)
     return results
 
 
@@ -98,10 +113,3 @@ def check_anchors(specs: Sequence[VariantSpec]) -> None:
     for anchors, base in sorted(groups, key=str):
         paths = ([base] if base is not None else []) + list(anchors)
         check_compatible([Checkpoint.open(p) for p in dict.fromkeys(paths)])
-
-
-def _select(session: EvalSession, variants: list[VariantResult], cfg: SelectConfig, **extra) -> RunResults:
-    best, splits = choose_best(variants, session.task.problems, cfg)
-    for v in variants:
-        v.splits = splits.get(v.name)
-    return session.results(variants, best, **extra)

@@ -263,10 +263,18 @@ def make_toy_task(
     data=None, seed: int = DATA_SEED, n_sft: int = N_SFT, n_test: int = N_TEST, split: str = "test", **options
 ) -> Task:
     """The toy task: generated from (`seed`, `n_sft`, `n_test`) and cut to `split` (the demo's problems by
-    default), or read from `data`, a JSONL file written by `wiseft train toy-base`."""
+    default), or read from `data`: a JSONL file written by `wiseft train toy-base`, or a data directory
+    holding `toy/<split>.jsonl` (a data directory without one, such as the one of the other tasks, leaves
+    the problems generated)."""
     if options:
         raise TaskError(
             f"toy task: unknown option(s) {', '.join(sorted(options))}; known: seed, n_sft, n_test, split"
+        )
+    if data is not None and Path(data).is_dir():
+        data = (
+            Path(data) / "toy" / f"{split}.jsonl"
+            if (Path(data) / "toy" / f"{split}.jsonl").is_file()
+            else None
         )
     if data is not None:
         problems, source = problems_from_jsonl(data), f"toy problems from {data}"

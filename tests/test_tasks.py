@@ -172,7 +172,7 @@ def test_register_task_adds_a_factory():
 def test_task_rejects_duplicate_ids_and_bad_grader():
     with pytest.raises(TaskError, match="problem id '1' appears twice"):
         Task("t", [Problem("1", "a", "1"), Problem("1", "b", "2")])
-    with pytest.raises(TaskError, match="grader must be 'math' or 'int'"):
+    with pytest.raises(TaskError, match="grader must be one of 'math', 'int', 'ifeval', not 'regex'"):
         Task("t", [Problem("1", "a", "1")], grader="regex")
     with pytest.raises(TaskError, match="no problems"):
         Task("t", [])

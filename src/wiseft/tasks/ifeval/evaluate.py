@@ -29,7 +29,8 @@ import numpy as np
 
 from wiseft.errors import GradingError
 from wiseft.metrics import bootstrap_ci
-from wiseft.tasks.ifeval.checkers import INSTRUCTIONS, validate_kwargs
+from wiseft.tasks.ifeval.arguments import validate_kwargs
+from wiseft.tasks.ifeval.checkers import INSTRUCTIONS
 
 METRICS = ("prompt_strict", "prompt_loose", "instruction_strict", "instruction_loose")
 

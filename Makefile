@@ -12,7 +12,7 @@ venv: $(STAMP)
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check torch==2.13.0
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test,train]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test,train,ifeval]'
 	touch $(STAMP)
 
 demo: $(STAMP)

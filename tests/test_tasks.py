@@ -172,7 +172,7 @@ def test_register_task_adds_a_factory():
 def test_task_rejects_duplicate_ids_and_bad_grader():
     with pytest.raises(TaskError, match="problem id '1' appears twice"):
         Task("t", [Problem("1", "a", "1"), Problem("1", "b", "2")])
-    with pytest.raises(TaskError, match="grader_kind must be one of math, int"):
+    with pytest.raises(TaskError, match="grader_kind must be one of math, int, ifeval"):
         Task("t", [Problem("1", "a", "1")], grader_kind="regex")
     with pytest.raises(TaskError, match="no problems"):
         Task("t", [])

@@ -25,7 +25,7 @@ from wiseft.errors import TaskError
 INSTRUCTION = "Please reason step by step, and put your final answer within \\boxed{}."
 PLAIN_TEMPLATE = "Problem: {question}\n" + INSTRUCTION + "\n\nSolution:"
 PROMPT_STYLES = ("plain", "chat")
-GRADER_KINDS = ("math", "int")  # Math-Verify; exact integers
+GRADER_KINDS = ("math", "int", "ifeval")  # Math-Verify; exact integers; instruction checkers
 
 
 @dataclass(frozen=True)

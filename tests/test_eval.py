@@ -25,13 +25,16 @@ def test_eval_writes_metrics_samples_and_config(tmp_path, cli):
     code, _ = cli(_args(model, out))
     assert code == 0
     metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics["n_problems"] == 6 and metrics["n"] == 4
-    assert set(metrics["metrics"]) >= {"pass@1", "pass@2", "pass@4", "maj@4"}
-    assert metrics["grader"] == "int-exact"
+    assert metrics["grader"] == "int-exact" and len(metrics["variants"]) == 1
+    summary = metrics["variants"][0]["summary"]
+    assert summary["n_problems"] == 6 and summary["n"] == 4
+    assert set(summary["metrics"]) >= {"pass@1", "pass@2", "pass@4", "maj@4"}
     records = read_records(out / "samples.jsonl", graded=True)
     assert len(records) == 24
     truncated = sum(r["finish_reason"] == "length" for r in records) / len(records)
-    assert metrics["tokens"]["truncated_frac"] == truncated
+    assert summary["tokens"]["truncated_frac"] == truncated
+    assert metrics["task"]["example_prompt"] == records[0]["prompt"]  # the rendered prompt is recorded
+    assert all(r["gold"] and r["prompt"].endswith("=") for r in records)  # toy prompts end with "="
     config = (out / "config.yaml").read_text()
     assert "wiseft_version" in config and "n: 4" in config
 
@@ -84,7 +87,8 @@ def test_eval_yaml_config_with_flags_overriding(tmp_path, cli):
     code, _ = cli(["eval", model, "--config", cfg, "--n", "3", "--device", "cpu", "-o", out])
     assert code == 0
     metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics["n_problems"] == 3 and metrics["n"] == 3
+    summary = metrics["variants"][0]["summary"]
+    assert summary["n_problems"] == 3 and summary["n"] == 3
     cfg.write_text("task: toy\nbogus: 1\n")
     code, err = cli(["eval", model, "--config", cfg, "-o", tmp_path / "o2"])
     assert code == 2 and "unknown key(s) bogus" in err

@@ -139,13 +139,19 @@ def test_bad_inputs_write_nothing(anchors, tmp_path):
     early, final = anchors
     with pytest.raises(TaskError, match="unknown task 'nope'"):
         run_sweep(_cfg((str(early), str(final)), tmp_path / "o" / "s.db", task="nope"), tmp_path / "o")
-    with pytest.raises(ConfigError, match="leaves an empty validation or test split"):
-        run_sweep(_cfg((str(early), str(final)), tmp_path / "o" / "s.db", limit=1), tmp_path / "o")
     other = tiny_model_dir(tmp_path, "wide", hidden=48)
     with pytest.raises(MergeError) as err:
         run_sweep(_cfg((str(early), str(other)), tmp_path / "o" / "s.db"), tmp_path / "o")
     assert "shape" in str(err.value)
     assert not (tmp_path / "o").exists()
+
+
+def test_too_few_problems_to_split_choose_in_sample_and_say_so(anchors, tmp_path):
+    early, final = anchors
+    cfg = _cfg((str(early), str(final)), tmp_path / "s.db", limit=1, delta=(0.0, 1.0))
+    res = run_sweep(cfg, tmp_path / "out", report=False)
+    assert res.best.in_sample and "(in-sample)" in res.best.how
+    assert "1 problem(s) are too few for a validation split of 0.5" in res.best.note
 
 
 def test_best_is_chosen_on_validation_and_reported_on_test():

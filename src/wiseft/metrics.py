@@ -21,12 +21,13 @@ from __future__ import annotations
 
 import functools
 import math
+import re
 from collections.abc import Sequence
 
 import numpy as np
 
 from wiseft.errors import MetricError
-from wiseft.records import ProblemSamples, by_variant, to_problem_samples
+from wiseft.records import GROUP_FIELDS, ProblemSamples, by_variant, to_problem_samples
 
 # Fixed edges for the histogram of per-problem Pass@1 (ρ): ten bins of width 0.1, the last one closed.
 RHO_EDGES = tuple(float(x) for x in np.linspace(0.0, 1.0, 11))
@@ -409,10 +410,58 @@ def summarize(
     }
 
 
+def breakdown(
+    problems: Sequence[ProblemSamples],
+    labels: dict[str, Sequence[object]],
+    ks: Sequence[int],
+    seed: int = 0,
+    n_boot: int = 1000,
+) -> dict:
+    """Pass@1, and Pass@k and maj@k at the largest k, per value of each grouping field (e.g. MATH's subject
+    and level), each with its 95% bootstrap interval over that group's problems.
+
+    `labels[field][i]` is problem i's value of the field (None: the problem is left out of that field).
+    Returns {field: [{"value", "n_problems", "metrics": {name: {"value", "lo", "hi"}}}, …]} with the
+    values in natural order (Level 2 before Level 10)."""
+    ks = _normalise_ks(ks)
+    names, table = per_problem_values(problems, ks, seed=seed)
+    shown = list(dict.fromkeys(["pass@1", f"pass@{ks[-1]}", f"maj@{ks[-1]}"]))
+    cols = [names.index(n) for n in shown]
+    out: dict = {}
+    for field, values in labels.items():
+        if len(values) != len(problems):
+            raise MetricError(f"group field {field!r}: {len(values)} labels for {len(problems)} problems")
+        rows: dict[str, list[int]] = {}
+        for i, value in enumerate(values):
+            if value is not None:
+                rows.setdefault(str(value), []).append(i)
+        out[field] = []
+        for value in sorted(rows, key=_natural):
+            mean, lo, hi = bootstrap_ci(table[rows[value]][:, cols], seed=seed, n_boot=n_boot)
+            metrics = {
+                n: {"value": float(mean[j]), "lo": float(lo[j]), "hi": float(hi[j])}
+                for j, n in enumerate(shown)
+            }
+            out[field].append({"value": value, "n_problems": len(rows[value]), "metrics": metrics})
+    return out
+
+
+def _natural(text: str) -> list:
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", text)]
+
+
 def score_records(
-    records: Sequence[dict], ks: Sequence[int], seed: int = 0, n_boot: int = 1000, variant: str | None = None
+    records: Sequence[dict],
+    ks: Sequence[int],
+    seed: int = 0,
+    n_boot: int = 1000,
+    variant: str | None = None,
+    group_by: Sequence[str] | None = None,
 ) -> tuple[list[tuple[str | None, dict]], list[str]]:
-    """Summaries of graded records, one per variant (`variant` picks one), and the graders that graded them."""
+    """Summaries of graded records, one per variant (`variant` picks one), and the graders that graded them.
+
+    `group_by` names record fields to break the metrics down by (`breakdown`, under the summary's
+    "groups"); None takes MATH's subject and level (`records.GROUP_FIELDS`) when every record has them."""
     groups = by_variant(records)
     if variant is not None:
         if variant not in groups:
@@ -421,8 +470,29 @@ def score_records(
             )
         groups = {variant: groups[variant]}
     graders = sorted({str(r.get("grader")) for r in records if r.get("grader")})
+    fields = _group_fields(records, group_by)
     summaries = []
     for name, recs in groups.items():
         where = f"variant {name!r}" if name is not None else "graded records"
-        summaries.append((name, summarize(to_problem_samples(recs, where), ks, seed=seed, n_boot=n_boot)))
+        problems = to_problem_samples(recs, where)
+        summary = summarize(problems, ks, seed=seed, n_boot=n_boot)
+        if fields:
+            first = {}
+            for r in recs:
+                first.setdefault(r["problem_id"], r)
+            labels = {f: [first[p.problem_id].get(f) for p in problems] for f in fields}
+            summary["groups"] = breakdown(problems, labels, ks, seed=seed, n_boot=n_boot)
+        summaries.append((name, summary))
     return summaries, graders
+
+
+def _group_fields(records: Sequence[dict], group_by: Sequence[str] | None) -> list[str]:
+    if group_by is None:
+        return [f for f in GROUP_FIELDS if all(r.get(f) is not None for r in records)]
+    missing = [f for f in group_by if not any(r.get(f) is not None for r in records)]
+    if missing:
+        have = sorted({k for r in records[:100] for k in r})
+        raise MetricError(
+            f"--group-by {', '.join(missing)}: no record has that field; records have {', '.join(have)}"
+        )
+    return list(group_by)

@@ -26,7 +26,9 @@ from wiseft.errors import GradingError, MetricError
 from wiseft.jsonl import iter_objects
 
 REQUIRED = {"problem_id": str, "sample_idx": int, "completion": str}
-OPTIONAL = {"n_tokens": int, "finish_reason": str, "variant": str, "score": float}
+OPTIONAL = {"n_tokens": int, "finish_reason": str, "variant": str, "score": float, "prompt": str, "gold": str}
+# Problem fields a record may carry for breakdowns (MATH's subject and level): `score --group-by`.
+GROUP_FIELDS = ("subject", "level", "type")
 SAMPLE_FIELDS = ("problem_id", "sample_idx", "completion", "n_tokens", "finish_reason", "score")
 GRADE_FIELDS = ("answer", "extraction", "verdict", "correct", "answer_class", "grader", "reason")
 FINISH_REASONS = ("stop", "length")

@@ -84,21 +84,24 @@ class Selection:
     validation: dict | None = None
     test: dict | None = None
     value: dict | None = None
+    note: str | None = None  # what a reader must know about the choice (e.g. why it is in-sample)
 
     @property
     def in_sample(self) -> bool:
         return self.test is None
 
     @classmethod
-    def highest(cls, variants: Sequence[VariantResult], metric: str, how: str) -> Selection:
+    def highest(
+        cls, variants: Sequence[VariantResult], metric: str, how: str, note: str | None = None
+    ) -> Selection:
         """The variant with the highest `metric` on all its problems (an in-sample choice; `how` says
         among which variants and why in-sample)."""
         best = max(variants, key=lambda v: v.summary["metrics"][metric]["value"])
-        return cls(metric, best.name, how, value=best.summary["metrics"][metric])
+        return cls(metric, best.name, how, value=best.summary["metrics"][metric], note=note)
 
     def to_json(self) -> dict:
         out: dict[str, Any] = {"metric": self.metric, "variant": self.variant, "how": self.how}
-        for key in ("validation", "test", "value"):
+        for key in ("validation", "test", "value", "note"):
             if getattr(self, key) is not None:
                 out[key] = getattr(self, key)
         return out
@@ -191,16 +194,16 @@ class RunResults:
         )
 
 
-def metrics_json(summaries: list[tuple[str | None, dict]], grader: str | None, source: str | None) -> dict:
-    """The metrics.json of `wiseft eval` / `wiseft score`: one variant's summary with "variant", "grader"
-    and "source" beside it, or {"variants": [{"name", "summary"}, …], "grader", "source"}."""
-    if len(summaries) == 1:
-        name, summary = summaries[0]
-        body = {"variant": name, "grader": grader, **summary}
-    else:
-        body = {"variants": [{"name": n, "summary": s} for n, s in summaries], "grader": grader}
+def metrics_json(
+    summaries: list[tuple[str | None, dict]], grader: str | None, source: str | None, task: dict | None = None
+) -> dict:
+    """The metrics.json of `wiseft eval` / `wiseft score`, one shape whatever the number of variants:
+    {"variants": [{"name", "summary"}, …], "grader", "source"} (and "task" when the run knows it)."""
+    body: dict[str, Any] = {"variants": [{"name": n, "summary": s} for n, s in summaries], "grader": grader}
     if source is not None:
         body["source"] = source
+    if task is not None:
+        body["task"] = task
     return body
 
 

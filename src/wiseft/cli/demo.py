@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from wiseft.cli.progress import LogLines
+from wiseft.cli.progress import LogLines, stderr_console, stdout_console
 
 
 def register(subparsers) -> None:
@@ -84,7 +84,6 @@ def build_config(args):
 
 
 def run(args) -> int:
-    from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
     from transformers.utils import logging as hf_logging
 
@@ -93,7 +92,7 @@ def run(args) -> int:
 
     hf_logging.disable_progress_bar()  # transformers' per-load bars would interleave with ours
     hf_logging.set_verbosity_error()  # training feeds right-padded rows without a mask on purpose
-    console = Console(stderr=True)
+    console = stderr_console()
     cfg = build_config(args)
     out = Path(args.output or f"wiseft-out/demo-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}")
     check_output_dir(out, args.force)
@@ -134,7 +133,7 @@ def run(args) -> int:
             force=args.force,
             progress=progress,
         )
-    show(results, Console(), out, report=not args.no_report)
+    show(results, stdout_console(), out, report=not args.no_report)
     return 0
 
 

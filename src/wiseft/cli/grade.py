@@ -6,6 +6,7 @@ SAMPLES is a JSONL file of sample records (graded records go to another JSONL fi
 
 from __future__ import annotations
 
+from wiseft.cli.progress import stderr_console, stdout_console
 from wiseft.errors import ConfigError
 
 
@@ -58,14 +59,13 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from wiseft.evaluate.offline import grade_file
 
     options = parse_task_options(args.task_option)
     columns = [TextColumn("grading"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
-    console = Console(stderr=True)
+    console = stderr_console()
     with Progress(*columns, console=console, transient=True, disable=not console.is_terminal) as bar:
         task = bar.add_task("grade", total=None)
         report = grade_file(
@@ -73,7 +73,7 @@ def run(args) -> int:
             force=args.force, workers=args.workers, timeout=args.timeout,
             progress=lambda done, total: bar.update(task, completed=done, total=total),
         )  # fmt: skip
-    _summary_table(Console(), report)
+    _summary_table(stdout_console(), report)
     return 0
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from wiseft.cli.progress import stderr_console, stdout_console
 from wiseft.errors import ConfigError
 
 EPILOG = """examples:
@@ -88,11 +89,10 @@ def _weights(text: str) -> tuple[float, ...]:
 
 
 def run(args) -> int:
-    from rich.console import Console
 
-    console = Console(stderr=True)
+    console = stderr_console()
     if args.list:
-        return _list_methods(Console())
+        return _list_methods(stdout_console())
     from wiseft.atomic import check_output_dir
     from wiseft.checkpoints import parse_size
     from wiseft.merge.plan import plan as make_plan
@@ -111,7 +111,7 @@ def run(args) -> int:
             from wiseft.merge.driver import check_output_location
 
             check_output_location(plan, Path(args.output))
-        _show_plan(Console(), plan, args)
+        _show_plan(stdout_console(), plan, args)
         return 0
     return _run_merge(console, plan, args, shard_size)
 
@@ -147,7 +147,6 @@ def _run_merge(console, plan, args, shard_size: int) -> int:
         )
     for name in result.nonfinite:
         console.print(f"[yellow]warning:[/] tensor {name} has non-finite values (--allow-nonfinite)")
-    from rich.console import Console
     from rich.table import Table
 
     table = Table(title=f"wiseft merge → {result.out}")
@@ -161,7 +160,7 @@ def _run_merge(console, plan, args, shard_size: int) -> int:
     table.add_row("time", f"{result.seconds:.2f} s")
     rate = (result.bytes_read + result.bytes_written) / max(result.seconds, 1e-9)
     table.add_row("throughput", f"{rate / 1e9:.2f} GB/s")
-    Console().print(table)
+    stdout_console().print(table)
     return 0
 
 

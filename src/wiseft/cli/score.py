@@ -8,6 +8,7 @@ name). One variant: metrics.json is the `metrics.summarize` dictionary plus "var
 from __future__ import annotations
 
 from wiseft.cli._common import metrics_tables
+from wiseft.cli.progress import stdout_console
 
 
 def register(subparsers) -> None:
@@ -24,11 +25,15 @@ def register(subparsers) -> None:
     p.add_argument("--variant", help="score only this variant (default: every variant in the file)")
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
     p.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples (default 1000)")
+    p.add_argument(
+        "--group-by",
+        help="comma-separated record fields to break the metrics down by (default: subject and level when "
+        "every record has them, as MATH's do)",
+    )
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
-    from rich.console import Console
 
     from wiseft.evaluate.offline import score_file
     from wiseft.grids import parse_ks
@@ -36,9 +41,9 @@ def run(args) -> int:
     ks = parse_ks(args.k)
     report = score_file(
         args.graded, ks, seed=args.seed, n_boot=args.n_boot, variant=args.variant, output=args.output,
-        force=args.force,
+        force=args.force, group_by=[f.strip() for f in args.group_by.split(",") if f.strip()] if args.group_by else None,
     )  # fmt: skip
-    console = Console()
+    console = stdout_console()
     metrics_tables(console, report.body, list(ks))
     console.print(f"metrics written to {report.path}")
     return 0

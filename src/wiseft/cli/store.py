@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from wiseft.cli.progress import stdout_console
 from wiseft.errors import OutputError, StoreError
 
 
@@ -35,7 +36,6 @@ def register(subparsers) -> None:
 
 
 def run_info(args) -> int:
-    from rich.console import Console
     from rich.table import Table
 
     from wiseft.store import SampleStore
@@ -52,12 +52,11 @@ def run_info(args) -> int:
             r["name"], r["kind"], r["task"], _fmt(r["temperature"]), _fmt(r["step"]),
             str(r["problems"]), str(r["samples"]), str(r["graded"]), acc,
         )  # fmt: skip
-    Console().print(table)
+    stdout_console().print(table)
     return 0
 
 
 def run_export(args) -> int:
-    from rich.console import Console
 
     from wiseft.store import SampleStore
 
@@ -68,12 +67,11 @@ def run_export(args) -> int:
     with SampleStore(args.store, writer=False) as store:
         variants = [store.find_variant(name) for name in args.variant] if args.variant else None
         n = store.export_jsonl(out, variants)
-    Console().print(f"exported {n} sample records to {out}")
+    stdout_console().print(f"exported {n} sample records to {out}")
     return 0
 
 
 def run_import(args) -> int:
-    from rich.console import Console
 
     from wiseft.store import SampleStore
 
@@ -82,7 +80,7 @@ def run_import(args) -> int:
     with SampleStore(args.store) as store:
         added = store.import_jsonl(args.samples, args.task, default_variant=args.variant)
     for name, n in added.items():
-        Console().print(f"variant {name}: {n} new sample records")
+        stdout_console().print(f"variant {name}: {n} new sample records")
     return 0
 
 

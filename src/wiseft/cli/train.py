@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from wiseft.cli.progress import LogLines
+from wiseft.cli.progress import LogLines, stderr_console
 from wiseft.errors import ConfigError
 
 
@@ -106,12 +106,11 @@ def _sft_config(args):
 
 def _train_with_progress(description: str, steps: int, fn):
     """Run `fn(on_step)` under a progress bar (plain lines when output is piped); return its result."""
-    from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
     from transformers.utils import logging as hf_logging
 
     hf_logging.set_verbosity_error()  # rows are right-padded without a mask on purpose (see train.sft)
-    console = Console(stderr=True)
+    console = stderr_console()
     columns = (
         TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
         TextColumn("loss {task.fields[loss]:.4f}  lr {task.fields[lr]:.2e}"), TimeRemainingColumn(),

@@ -14,10 +14,10 @@ from dataclasses import dataclass
 
 from wiseft.config import option
 from wiseft.errors import ConfigError
-from wiseft.grids import check_ks_fit, parse_grid, parse_ks
+from wiseft.grids import check_ks_fit, parse_grid, parse_ks, powers_of_two
 from wiseft.sampling import SamplingParams
+from wiseft.tasks.prompts import STYLES, make_prompter
 
-PROMPT_STYLES = ("plain", "chat")
 MAX_N = 65536  # samples per problem
 MAX_N_BOOT = 100_000  # bootstrap resamples
 TASK_HELP = "task: gsm8k, math, math500, aime24, aime25, jsonl, toy"
@@ -38,9 +38,18 @@ class EvalConfig:
     task: str = option("gsm8k", TASK_HELP)
     data: str | None = option(None, "local data file or directory of the task (default: the Hub)")
     limit: int | None = option(None, "use only the first N problems (default: all)")
-    prompt: str = option("plain", "prompt style", choices=PROMPT_STYLES)
+    prompt: str = option("plain", "prompt style (README: Prompts)", choices=STYLES)
+    prompt_template: str | None = option(
+        None, "a prompt template file: {question} text, or Jinja with {{ question }}"
+    )
+    fewshot: int | None = option(None, "worked examples of a few-shot style (default: the harness's, 8 or 4)")
+    system_prompt: str | None = option(None, "system prompt of --prompt chat")
     n: int = option(16, "samples per problem")
-    k: tuple[int, ...] = option((1,), "k values for Pass@k/maj@k, each <= n, e.g. 1,4,16", parse=parse_ks)
+    k: tuple[int, ...] | None = option(
+        None,
+        "k values for Pass@k/maj@k, each <= n, e.g. 1,4,16 (default: 1, 2, 4, … up to n)",
+        parse=parse_ks,
+    )
     temperature: tuple[float, ...] = option(
         (1.0,), "sampling temperature(s), comma-separated", parse=_temperatures
     )
@@ -58,22 +67,27 @@ class EvalConfig:
     )
 
     def __post_init__(self) -> None:
-        _check_tuple(self.k, int, "--k")
-        _check_tuple(self.temperature, float, "--temperature")
         if not 1 <= self.n <= MAX_N:
             raise ConfigError(f"--n must lie in 1..{MAX_N}, got {self.n}")
+        if self.k is None:  # the default depends on n
+            object.__setattr__(self, "k", powers_of_two(self.n))
+        _check_tuple(self.k, int, "--k")
+        _check_tuple(self.temperature, float, "--temperature")
         check_ks_fit(self.k, self.n)
         if any(t < 0 for t in self.temperature):
             raise ConfigError(f"--temperature must be >= 0, got {self.temperature}")
         if self.chunk < 1:
             raise ConfigError(f"--chunk must be at least 1, got {self.chunk}")
-        if self.prompt not in PROMPT_STYLES:
-            raise ConfigError(f"--prompt must be plain or chat, got {self.prompt!r}")
+        self.prompter()  # the prompt flags checked together (and a template file read) before any work
         if self.limit is not None and self.limit < 1:
             raise ConfigError(f"--limit must be at least 1, got {self.limit}")
         if not 1 <= self.n_boot <= MAX_N_BOOT:
             raise ConfigError(f"--n-boot must lie in 1..{MAX_N_BOOT}, got {self.n_boot}")
         SamplingParams(top_p=self.top_p, top_k=self.top_k, max_new_tokens=self.max_new_tokens)
+
+    def prompter(self):
+        """How this run renders its prompts (`tasks.prompts.Prompter`)."""
+        return make_prompter(self.prompt, self.fewshot, self.system_prompt, self.prompt_template)
 
     def sampling_params(self, temperature: float, stop: Sequence[str]) -> SamplingParams:
         return SamplingParams(

@@ -52,6 +52,7 @@ class Engine:
     sampler: Sampler
     weights: WeightSource
     tokenizer: Any
+    max_context: int | None = None  # tokens the model attends over (prompt + completion), when known
 
 
 class AnchorWeights:
@@ -123,7 +124,20 @@ def hf_engine(
         raise SamplingError(f"cannot load model {model_dir}: {exc}") from exc
     model.to(device).eval()
     sampler = (sampler_factory or (lambda m, t: HFSampler(m, t, threads=threads)))(model, tokenizer)
-    return Engine(sampler, AnchorWeights(model, device, loaded_from=model_dir), tokenizer)
+    return Engine(
+        sampler, AnchorWeights(model, device, loaded_from=model_dir), tokenizer, context_length(model.config)
+    )
+
+
+def context_length(config) -> int | None:
+    """The positions a transformers model attends over: absolute-position models (GPT-2) cannot go
+    beyond it at all; rotary models degrade beyond it. None when the config does not say."""
+    text = config.get_text_config() if hasattr(config, "get_text_config") else config
+    for name in ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length"):
+        value = getattr(text, name, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    return None
 
 
 def load_tokenizer(candidates: Sequence[str | os.PathLike]):

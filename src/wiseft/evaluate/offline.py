@@ -84,16 +84,19 @@ class ScoreReport:
 
 def score_file(
     graded: str | Path, ks: tuple[int, ...], *, seed: int = 0, n_boot: int = 1000, variant: str | None = None,
-    output: str | Path | None = None, force: bool = False,
+    output: str | Path | None = None, force: bool = False, group_by: list[str] | None = None,
 ) -> ScoreReport:  # fmt: skip
-    """Score graded records and write metrics.json (default: beside `graded`)."""
+    """Score graded records and write metrics.json (default: beside `graded`); `group_by` breaks the
+    metrics down by record fields (default: MATH's subject and level when present)."""
     if n_boot < 1:
         raise ConfigError(f"--n-boot must be at least 1, got {n_boot}")
     out = Path(output) if output else Path(graded).with_name("metrics.json")
     if out.exists() and not force:
         raise OutputError(f"output {out} already exists; choose another -o/--output or pass --force")
     records = read_graded(graded)
-    summaries, graders = score_records(records, ks, seed=seed, n_boot=n_boot, variant=variant)
+    summaries, graders = score_records(
+        records, ks, seed=seed, n_boot=n_boot, variant=variant, group_by=group_by
+    )
     body = metrics_json(summaries, ", ".join(graders) or None, str(graded))
     write_json(out, body)
     return ScoreReport(body, out, tuple(ks))

@@ -21,7 +21,7 @@ from wiseft.evaluate.engine import Engine, SamplerFactory, hf_engine
 from wiseft.evaluate.outputs import check_output, write_eval, write_run
 from wiseft.evaluate.plan import VariantSpec, plan_eval, plan_sweep, plan_trajectory
 from wiseft.evaluate.select import choose_best
-from wiseft.evaluate.session import EvalProgress, EvalSession, check_split, load_task
+from wiseft.evaluate.session import EvalProgress, EvalSession, load_task
 from wiseft.merge.plan import check_compatible
 from wiseft.merge.recipe import load_recipe
 from wiseft.results import RunResults
@@ -36,7 +36,7 @@ def run_sweep(
     """Run (or resume) a δ × temperature sweep into `out_dir`; return its results."""
     out = check_output(out_dir, "results.json", force)
     recipe = load_recipe(cfg.recipe) if cfg.recipe else None
-    task = _checked_task(cfg, task)
+    task = load_task(cfg, task)
     specs = plan_sweep(cfg, recipe)
     check_anchors(specs)
     engine = engine or hf_engine(
@@ -56,7 +56,7 @@ def run_trajectory(
     early_step = cfg.early if cfg.early is not None else min(checkpoints)
     if early_step not in checkpoints:
         raise ConfigError(f"--early {early_step}: {cfg.run_dir} has checkpoints at steps {list(checkpoints)}")
-    task = _checked_task(cfg, task)
+    task = load_task(cfg, task)
     specs = plan_trajectory(cfg, checkpoints, early_step)
     check_anchors(specs)
     engine = engine or hf_engine(
@@ -85,12 +85,6 @@ def run_eval(
     return results
 
 
-def _checked_task(cfg: SelectConfig, task: Task | None) -> Task:
-    task = load_task(cfg, task)
-    check_split(cfg, task)
-    return task
-
-
 def _evaluate_and_select(
     cfg: SelectConfig, task: Task, engine: Engine, specs: Sequence[VariantSpec], out, command: str,
     progress: EvalProgress | None, report: bool, **extra,
@@ -102,7 +96,8 @@ def _evaluate_and_select(
         for v in variants:
             v.splits = splits.get(v.name)
         results = session.results(variants, best, **extra)
-    write_run(out, results, cfg, report)
+        records = [r for spec in specs for r in session.records(spec.name)]
+    write_run(out, results, records, cfg, report)
     return results
 
 

@@ -27,17 +27,17 @@ from pathlib import Path
 
 from wiseft import __version__
 from wiseft.config import to_dict
-from wiseft.errors import ConfigError, TaskError
+from wiseft.errors import SamplingError
 from wiseft.evaluate.config import EvalConfig
 from wiseft.evaluate.engine import Engine, StreamingSampler
 from wiseft.evaluate.plan import VariantSpec
 from wiseft.grading import Grader
 from wiseft.grading.apply import grade_records
-from wiseft.metrics import summarize
-from wiseft.records import sample_records
+from wiseft.metrics import breakdown, summarize
+from wiseft.records import GROUP_FIELDS, sample_records
 from wiseft.results import RunResults, Selection, VariantResult
 from wiseft.store import SCHEMA_VERSION, SampleStore, VariantRow
-from wiseft.tasks import Task, get_task, split_problems
+from wiseft.tasks import Task, get_task
 
 EvalProgress = Callable[[str, str, int, int], None]
 GRADE_BATCH_SAMPLES = 4096  # samples graded (and committed) together
@@ -66,13 +66,37 @@ def load_task(cfg: EvalConfig, task: Task | None = None) -> Task:
     return task
 
 
-def check_split(cfg, task: Task) -> None:
-    """Fail before any sampling when the validation split cannot be made (too few problems)."""
-    if getattr(cfg, "val_fraction", 0):
-        try:
-            split_problems(task.problems, cfg.val_fraction, cfg.seed)
-        except TaskError as exc:
-            raise ConfigError(str(exc)) from exc
+@dataclass(frozen=True)
+class Prompts:
+    """The rendered prompt of every problem of a run, and the stop strings that go with them."""
+
+    text: dict[str, str]
+    stop: tuple[str, ...]
+
+    @classmethod
+    def render(cls, cfg: EvalConfig, task: Task, engine: Engine) -> Prompts:
+        """Render with the run's prompt style, then check prompt + --max-new-tokens against the model's
+        context before anything is sampled or written."""
+        prompter = cfg.prompter()
+        text = {
+            p.id: prompter.render(p.question, task.template, task.instruction, engine.tokenizer)
+            for p in task.problems
+        }
+        prompts = cls(text, prompter.stop(task.stop))
+        prompts.check_context(engine, cfg.max_new_tokens)
+        return prompts
+
+    def check_context(self, engine: Engine, max_new_tokens: int) -> None:
+        if not engine.max_context:
+            return
+        longest_id, longest = max(((pid, len(engine.tokenizer(t)["input_ids"])) for pid, t in self.text.items()),
+                                  key=lambda kv: kv[1])  # fmt: skip
+        if longest + max_new_tokens > engine.max_context:
+            raise SamplingError(
+                f"problem {longest_id!r}: its prompt ({longest} tokens) plus --max-new-tokens {max_new_tokens} "
+                f"exceeds the model's context of {engine.max_context} tokens; lower --max-new-tokens to "
+                f"{max(engine.max_context - longest, 0)} or use fewer worked examples (--fewshot)"
+            )
 
 
 def versions(grader_name: str | None = None) -> dict:
@@ -88,7 +112,7 @@ class EvalSession:
 
     def __init__(
         self, cfg: EvalConfig, task: Task, engine: Engine, store: SampleStore, grader: Grader, command: str,
-        progress: EvalProgress | None = None, run_config: dict | None = None,
+        prompts: Prompts, progress: EvalProgress | None = None, run_config: dict | None = None,
     ):  # fmt: skip
         self.cfg = cfg
         self.task = task
@@ -99,8 +123,13 @@ class EvalSession:
         self.timings = Timings()
         self.rows: dict[str, VariantRow] = {}  # the store's row of each evaluated variant, by name
         self.ids = [p.id for p in task.problems]
-        self.prompts = {
-            p.id: task.prompt(p, style=cfg.prompt, tokenizer=engine.tokenizer) for p in task.problems
+        self.prompts = prompts.text
+        self.stop = prompts.stop
+        # Problem fields every problem has (MATH's subject and level): metrics are broken down by them.
+        self.groups = {
+            f: [p.meta[f] for p in task.problems]
+            for f in GROUP_FIELDS
+            if all(f in p.meta for p in task.problems)
         }
         store.add_problems(task.name, [(p.id, p.gold, self.prompts[p.id]) for p in task.problems])
         self.run_id = store.begin_run(command, run_config if run_config is not None else to_dict(cfg))
@@ -114,11 +143,12 @@ class EvalSession:
         """A session whose store is `cfg.store` (default OUT/samples.db) and whose grader fits the task;
         the run is marked finished when the block completes. `run_config` is what the store records as
         the run's configuration (default: `cfg`)."""
+        prompts = Prompts.render(cfg, task, engine)
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         path = Path(cfg.store) if cfg.store else out / "samples.db"
         with SampleStore(path) as store, Grader(task.grader_kind, workers=cfg.workers) as grader:
-            session = cls(cfg, task, engine, store, grader, command, progress, run_config)
+            session = cls(cfg, task, engine, store, grader, command, prompts, progress, run_config)
             yield session
             store.end_run(session.run_id)
 
@@ -134,6 +164,10 @@ class EvalSession:
         t0 = time.perf_counter()
         per_problem = self.store.problem_samples(row, self.ids, self.cfg.n)
         summary = summarize(per_problem, self.cfg.k, seed=self.cfg.seed, n_boot=self.cfg.n_boot)
+        if self.groups:
+            summary["groups"] = breakdown(
+                per_problem, self.groups, self.cfg.k, seed=self.cfg.seed, n_boot=self.cfg.n_boot
+            )
         self.timings.score += time.perf_counter() - t0
         return VariantResult(spec.name, spec.kind, spec.delta, spec.temperature, spec.step, summary,
                              per_problem=tuple(per_problem))  # fmt: skip
@@ -142,11 +176,18 @@ class EvalSession:
         return [self.evaluate(spec) for spec in specs]
 
     def records(self, name: str) -> list[dict]:
-        """The graded sample records of an evaluated variant, by problem then sample index."""
-        return self.store.records(self.rows[name], self.ids, self.cfg.n)
+        """The graded sample records of an evaluated variant, by problem then sample index, each with its
+        problem's `gold` and `prompt` and the problem's group fields (`records.GROUP_FIELDS`)."""
+        problems = {p.id: p for p in self.task.problems}
+        out = []
+        for rec in self.store.records(self.rows[name], self.ids, self.cfg.n):
+            problem = problems[rec["problem_id"]]
+            groups = {k: problem.meta[k] for k in GROUP_FIELDS if k in problem.meta}
+            out.append({**rec, "gold": problem.gold, "prompt": self.prompts[problem.id], **groups})
+        return out
 
     def _params(self, spec: VariantSpec):
-        return self.cfg.sampling_params(spec.temperature, self.task.stop)
+        return self.cfg.sampling_params(spec.temperature, self.stop)
 
     def _variant_row(self, spec: VariantSpec) -> VariantRow:
         params = self._params(spec)
@@ -211,7 +252,8 @@ class EvalSession:
     # --- the run -------------------------------------------------------------------------------------
     def results(self, variants: list[VariantResult], best: Selection | None, **extra) -> RunResults:
         """The run's `RunResults` (`extra`: early_step, and the demo's fields)."""
-        task = {"name": self.task.name, "n_problems": len(self.ids), "source": self.task.source}
+        task = {"name": self.task.name, "n_problems": len(self.ids), "source": self.task.source,
+                "example_prompt": self.prompts[self.ids[0]]}  # fmt: skip
         return RunResults(
             config=to_dict(self.cfg), versions=versions(self.grader.name), task=task, variants=variants,
             best=best, timings=self.timings.as_dict(), **extra,

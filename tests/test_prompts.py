@@ -46,7 +46,9 @@ def test_gsm8k_cot_is_lm_eval_harness_format():
 
 def test_minerva_is_lm_eval_harness_format():
     text = render(make_prompter("minerva"))
-    assert text.startswith(f"Problem:\n{MINERVA_SHOTS[0].question}\n\nSolution: {MINERVA_SHOTS[0].answer}\n\n")
+    assert text.startswith(
+        f"Problem:\n{MINERVA_SHOTS[0].question}\n\nSolution: {MINERVA_SHOTS[0].answer}\n\n"
+    )
     assert text.endswith(f"Problem:\n{Q}\n\nSolution:")
     assert text.count("I hope it is correct.") == 4
     assert make_prompter("minerva").stop(()) == ("Problem:",)
@@ -102,7 +104,10 @@ def test_a_jinja_template_cannot_reach_python(tmp_path):
         ({"style": "gsm8k-cot", "fewshot": 9}, "--fewshot must lie in 0..8 for --prompt gsm8k-cot"),
         ({"style": "minerva", "fewshot": -1}, "--fewshot must lie in 0..4 for --prompt minerva"),
         ({"style": "paper", "system": "hi"}, "--system-prompt needs --prompt chat"),
-        ({"style": "plain", "template_file": "/no/such/file"}, "--prompt-template /no/such/file does not exist"),
+        (
+            {"style": "plain", "template_file": "/no/such/file"},
+            "--prompt-template /no/such/file does not exist",
+        ),
     ],
 )
 def test_bad_prompt_flags_are_named(kwargs, message):

@@ -1,6 +1,6 @@
 """Checkpoint I/O: safetensors headers, lazy per-tensor reads, the sharded atomic writer, provenance."""
 
-from wiseft.checkpoints.checkpoint import TOKENIZER_FILES, Checkpoint
+from wiseft.checkpoints.checkpoint import TOKENIZER_FILES, Checkpoint, validate_model_dir
 from wiseft.checkpoints.hub import resolve
 from wiseft.checkpoints.safetensors_format import DTYPES, TensorInfo, read_header
 from wiseft.checkpoints.writer import DEFAULT_SHARD_SIZE, ShardWriter, parse_size, plan_shards
@@ -16,4 +16,5 @@ __all__ = [
     "plan_shards",
     "read_header",
     "resolve",
+    "validate_model_dir",
 ]

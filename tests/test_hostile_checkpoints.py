@@ -81,7 +81,10 @@ HEADERS = [
     ("nested-shape", {"a": {**entry(), "shape": [[8]]}}, 32, "nested deeper than 3"),
     ("huge-integer", b'{"a": {"dtype": "F32", "shape": [' + b"9" * 5000 + b'], "data_offsets": [0, 4]}}', 4,
      "not valid JSON"),
-    ("nan-dim", b'{"a": {"dtype": "F32", "shape": [NaN], "data_offsets": [0, 4]}}', 4, "a shape is a list"),
+    ("nan-dim", b'{"a": {"dtype": "F32", "shape": [NaN], "data_offsets": [0, 4]}}', 4, "NaN is not a JSON value"),
+    ("minus-zero-dim", b'{"a": {"dtype": "F32", "shape": [-0], "data_offsets": [0, 0]}}', 0, "a shape is a list"),
+    ("overflowing-shape", {"a": entry(shape=(2**40, 2**40, 0), end=0)}, 0, "overflows 64 bits"),
+    ("lone-surrogate", b'{"a\\ud800": ' + json.dumps(entry()).encode() + b"}", 32, "lone UTF-16 surrogate"),
 ]  # fmt: skip
 
 

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
+import re
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ from wiseft.errors import WiseftError
 
 MAX_DEPTH = 64  # nesting levels of arrays/objects in one JSON value (records use three or four)
 MAX_LINE_BYTES = 64 * 1024**2  # one JSONL line (a record with a long completion is well under 1 MiB)
+_SURROGATE = re.compile(r"\\u[dD][89a-fA-F]")  # the escape of a (possibly lone) UTF-16 surrogate
 
 
 def _unique_keys(pairs: list[tuple[str, Any]]) -> dict:
@@ -48,10 +50,25 @@ def depth(value: Any) -> int:
     return deepest
 
 
-def loads(text: str | bytes, where: str, error: type[WiseftError], max_depth: int = MAX_DEPTH) -> Any:
-    """Parse one JSON text; any defect raises `error` with a one-line message that begins with `where`."""
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON value")
+
+
+def loads(
+    text: str | bytes,
+    where: str,
+    error: type[WiseftError],
+    max_depth: int = MAX_DEPTH,
+    parse_int: Callable[[str], Any] | None = None,
+) -> Any:
+    """Parse one JSON text; any defect raises `error` with a one-line message that begins with `where`.
+
+    Stricter than `json.loads` where it is lax: NaN/Infinity and lone UTF-16 surrogates (which JSON does
+    not allow, and which cannot be written back out as UTF-8) are refused, and so are repeated keys."""
     try:
-        value = json.loads(text, object_pairs_hook=_unique_keys)
+        value = json.loads(
+            text, object_pairs_hook=_unique_keys, parse_constant=_no_constant, parse_int=parse_int
+        )
     except RecursionError:
         raise error(
             f"{where}: JSON nested deeper than {max_depth} levels; wiseft refuses such input"
@@ -64,7 +81,33 @@ def loads(text: str | bytes, where: str, error: type[WiseftError], max_depth: in
         raise error(f"{where}: not valid JSON ({str(exc).splitlines()[0][:200]})") from None
     if depth(value) > max_depth:
         raise error(f"{where}: JSON nested deeper than {max_depth} levels; wiseft refuses such input")
+    if _SURROGATE.search(text if isinstance(text, str) else text.decode("utf-8", "replace")):
+        _check_surrogates(value, where, error)
     return value
+
+
+def _check_surrogates(value: Any, where: str, error: type[WiseftError]) -> None:
+    """Refuse strings holding a lone UTF-16 surrogate (written as an escape such as \\ud800)."""
+    stack = [value]
+    while stack:
+        node = stack.pop()
+        items = (
+            [*node.keys(), *node.values()]
+            if isinstance(node, dict)
+            else node
+            if isinstance(node, list)
+            else [node]
+        )
+        for item in items:
+            if isinstance(item, str):
+                try:
+                    item.encode("utf-8")
+                except UnicodeEncodeError:
+                    raise error(
+                        f"{where}: a string holds a lone UTF-16 surrogate escape; fix the writer"
+                    ) from None
+            elif isinstance(item, (dict, list)):
+                stack.append(item)
 
 
 def iter_objects(path: str | os.PathLike, error: type[WiseftError]) -> Iterator[tuple[str, dict]]:

@@ -141,7 +141,9 @@ def _parse(raw: bytes, path: Path) -> dict:
             f"{path} is corrupt: its header is not UTF-8 ({exc.reason} at byte {8 + exc.start}); "
             "re-download or re-save it"
         ) from None
-    header = loads(text, f"{path} is corrupt: header", CheckpointError, max_depth=MAX_HEADER_DEPTH)
+    header = loads(
+        text, f"{path} is corrupt: header", CheckpointError, max_depth=MAX_HEADER_DEPTH, parse_int=_header_int
+    )
     if not isinstance(header, dict):
         raise CheckpointError(f"{path} is corrupt: its header is not a JSON object")
     return header
@@ -174,6 +176,8 @@ def _entry(name: str, spec: Any, path: Path) -> tuple[str, str, tuple[int, ...],
         raise CheckpointError(
             f"{where} has shape {_short(shape)}; a shape is a list of at most {MAX_RANK} integers ≥ 0"
         )
+    if not _fits(shape, itemsize(dtype)):
+        raise CheckpointError(f"{where} has shape {_short(shape)}, whose byte size overflows 64 bits")
     if not isinstance(offsets, list) or len(offsets) != 2 or not all(_is_count(x) for x in offsets):
         raise CheckpointError(
             f"{where} has data_offsets {_short(offsets)}; expected [begin, end], integers ≥ 0"
@@ -210,6 +214,23 @@ def _check_tiling(entries: list[tuple], data_len: int, path: Path) -> None:
             f"{path} is corrupt: {data_len - expected} bytes after the last tensor belong to no tensor; "
             "re-download or re-save it"
         )
+
+
+def _header_int(text: str) -> int:
+    """JSON integers of a header: a minus sign (even "-0", which the reference reads as a float) gives -1,
+    which every check refuses."""
+    return -1 if text.startswith("-") else int(text)
+
+
+def _fits(shape: list[int], size: int) -> bool:
+    """Whether every partial product of the shape, times the dtype size, stays below 2**63 (the reference
+    reader refuses a header whose size computation overflows, even when a later dimension is 0)."""
+    total = size
+    for dim in shape:
+        total *= dim
+        if total >= 2**63:
+            return False
+    return True
 
 
 def _is_count(x: Any) -> bool:

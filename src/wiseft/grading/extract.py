@@ -83,7 +83,9 @@ def last_boxed(text: str) -> str | None:
     return None
 
 
-_HASH = re.compile(r"####[ \t]*\$?[ \t]*(-?[\d.,]*\d)")
+# One run of blanks, then an optional "$" with its own blanks: two adjacent `[ \t]*` around an optional
+# "$" would split a long run of blanks in n ways and make the search quadratic.
+_HASH = re.compile(r"####[ \t]*(?:\$[ \t]*)?(-?[\d.,]*\d)")
 
 
 def _after_hash(text: str) -> str | None:

@@ -25,6 +25,7 @@ from wiseft.grading.pool import (
     MAX_WORKERS,
     TIMEOUT,
     Budget,
+    _Batch,
     check_budget,
     check_timeout,
     check_workers,
@@ -166,14 +167,13 @@ def test_timed_out_comparison_makes_answers_distinct_and_is_not_a_representative
     assert ("b", "c") not in pool.calls and ("b", "d") not in pool.calls
 
 
-def test_class_comparisons_spread_over_workers():
-    """One problem's comparisons are routed by their own answers, not all by the problem's gold."""
-    pool = FakePool({}, default=False)
-    g = fake_grader(pool)
-    g.grade([("g", f"\\boxed{{x+{i}}}") for i in range(6)], task="t", problem_ids=["p"] * 6)
-    verdict_keys, *class_rounds = pool.keys
-    assert len(set(verdict_keys)) == 6
-    assert len(set(class_rounds[-1])) == len(class_rounds[-1]) == 5
+def test_one_problems_calls_are_spread_over_idle_workers():
+    """All calls routed to one worker's queue are taken, one at a time, by every idle worker."""
+    pairs = [("g", f"x+{i}") for i in range(6)]
+    batch = _Batch(pairs, ["p"] * 6, None, None, n_workers=3, chunk_size=16)
+    assert sorted(len(q) for q in batch.todo) == [0, 0, 6]
+    taken = [batch.take(n, DEPTH, busy=False) for n in range(3)]
+    assert [len(t) for t in taken] == [DEPTH] * 3 and not batch.pending()
 
 
 def test_power_towers_finish_within_the_budget_with_real_workers():

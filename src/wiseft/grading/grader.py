@@ -21,8 +21,9 @@ whose comparison timed out gets a class of its own without becoming a representa
 compared again); every verifier call of a problem, verdicts and classes alike, is charged to that
 problem's budget (`problem_budget`, seconds of verifier time, default `DEFAULT_PROBLEM_BUDGET`), and once
 it is spent the problem's remaining answers are not verified (verdict "timeout", with a reason saying so)
-and each remaining unplaced answer gets a class of its own. Calls are spread over all workers (routed by
-answer), never all of one problem on one worker.
+and each remaining unplaced answer gets a class of its own. A problem's calls go first to one worker (its
+parse cache holds the gold and the representatives), and every idle worker takes calls from the busiest
+one, one call at a time, so a slow problem is spread over all workers.
 
 The "int" kind (the toy task) compares integers exactly and never starts a worker.
 """
@@ -195,7 +196,7 @@ class Grader:
         if fresh:
             keys = list(fresh)
             owners = [groups[fresh[k][0]] for k in keys] if groups is not None else None
-            results = self._call([(k[1], k[2]) for k in keys], [k[2] for k in keys], owners, budget)
+            results = self._call([(k[1], k[2]) for k in keys], [k[1] for k in keys], owners, budget)
             for key, result in zip(keys, results, strict=True):
                 verdict = _verdict(result)
                 if result != BUDGET:
@@ -210,8 +211,8 @@ class Grader:
         """Whether each pair of normalised answers is equivalent (first one read as the reference); a
         comparison that timed out or failed counts as not equivalent.
 
-        `affinity` routes pairs to workers (pairs with equal affinity go to the same worker); by default
-        each pair is routed by its reference answer, which spreads one problem's pairs over the workers."""
+        `affinity` routes pairs to workers (pairs with equal affinity go to the same worker first, for its
+        parse cache; idle workers take calls from busy ones); by default each pair's reference answer."""
         return [r is True for r in self._compare(pairs, task, affinity)]
 
     def _compare(self, pairs, task, affinity=None, groups=None, budget: Budget | None = None) -> list:
@@ -345,7 +346,8 @@ class Grader:
                 pairs += [(r, st.pending[0]) for r in st.reps]
                 owner += [n] * len(st.reps)
         groups = [states[n].group for n in owner]
-        results = self._compare(pairs, task, groups=groups, budget=budget) if pairs else []
+        route = [str(g) for g in groups]  # a problem's worker keeps its parses; idle workers steal
+        results = self._compare(pairs, task, route, groups, budget) if pairs else []
         hits: dict[int, str] = {}
         failed: set[int] = set()
         for (r, _), n, result in zip(pairs, owner, results, strict=True):

@@ -9,9 +9,9 @@ tries to allocate without bound fails with MemoryError (recorded as "error") ins
 machine down.
 
 Scheduling: each worker holds at most `DEPTH` calls (one running, one waiting in its pipe), so the pool
-decides every call just before it runs. Calls are spread over the workers by a routing key (the grader
-uses the answer, so one problem's calls run on every worker), and an idle worker takes calls from the
-busiest one. With a `Budget`, every call's verifier time is charged to its group (a problem); once a
+decides every call just before it runs. Calls go first to the worker of their routing key (the grader
+uses the problem, whose parses that worker caches), and an idle worker takes calls one at a time from the
+busiest queue, so the calls of one slow problem run on every worker. With a `Budget`, every call's verifier time is charged to its group (a problem); once a
 group has spent its budget its remaining calls are not run and get the result "budget". A group can
 overrun its budget by at most `DEPTH` calls per worker, each bounded by `timeout`.
 

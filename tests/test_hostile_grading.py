@@ -239,6 +239,49 @@ def test_workers_die_when_their_parent_is_killed(where):
                 pass
 
 
+WATCHED_CHILD = textwrap.dedent(
+    """
+    import os, sys
+    from wiseft.grading import worker
+    worker._pdeathsig = lambda: False  # as on a system without prctl
+    worker.die_with_parent(os.getppid())
+    print("watching", flush=True)
+    while True:
+        sum(range(100_000))  # busy in Python code, like a verification that does not end
+    """
+)
+WATCHED_PARENT = textwrap.dedent(
+    """
+    import subprocess, sys, time
+    proc = subprocess.Popen([sys.executable, "-c", sys.argv[1]], stdout=sys.stdout)
+    print(proc.pid, flush=True)
+    time.sleep(600)
+    """
+)
+
+
+def test_without_prctl_the_parent_watch_ends_the_worker():
+    env = {**os.environ, "PYTHONPATH": SRC + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    cmd = [sys.executable, "-c", WATCHED_PARENT, WATCHED_CHILD]
+    parent = subprocess.Popen(cmd, stdout=subprocess.PIPE, env=env)
+    pid = int(parent.stdout.readline())
+    try:
+        assert parent.stdout.readline() == b"watching\n"
+        parent.kill()
+        parent.wait()
+        deadline = time.monotonic() + 30
+        while not _gone(pid) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert _gone(pid)
+    finally:
+        parent.kill()
+        parent.wait()
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
 def test_a_worker_whose_parent_is_already_gone_exits_at_once():
     env = {**os.environ, "PYTHONPATH": SRC}
     done = subprocess.run(

@@ -6,8 +6,9 @@ Writes `["ready"]` once warmed up, then reads JSON lines from stdin, each a list
 timeouts: it kills this process when a call takes too long.
 
 The worker never outlives its parent: on Linux it asks for SIGKILL when the parent dies
-(`prctl(PR_SET_PDEATHSIG)`, which also stops a call stuck inside C code); on every platform a watcher
-thread and the loop between calls exit as soon as the parent PID is no longer `--parent`.
+(`prctl(PR_SET_PDEATHSIG)`, which also stops a call stuck inside C code); where that is not available a
+watcher thread exits when the parent PID is no longer `--parent` (it cannot interrupt a C call that
+holds the GIL); everywhere, the loop checks the parent between calls and exits at the end of its input.
 """
 
 from __future__ import annotations
@@ -25,17 +26,24 @@ WATCH_SECONDS = 0.5
 
 def die_with_parent(parent: int) -> None:
     """Arrange to exit when process `parent` is gone; exit now if it already is."""
-    if sys.platform.startswith("linux"):
-        try:
-            import ctypes
-
-            libc = ctypes.CDLL(None, use_errno=True)
-            libc.prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
-        except (OSError, AttributeError):  # no prctl: the watcher below still works
-            pass
+    armed = _pdeathsig()
     if os.getppid() != parent:  # the parent died before prctl took effect
         os._exit(0)
-    threading.Thread(target=_watch, args=(parent,), name="parent-watch", daemon=True).start()
+    if not armed:  # no prctl (not Linux): a thread watches the parent instead
+        threading.Thread(target=_watch, args=(parent,), name="parent-watch", daemon=True).start()
+
+
+def _pdeathsig() -> bool:
+    """Ask the kernel to SIGKILL this process when its parent dies (Linux); whether that worked."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        return libc.prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0) == 0
+    except (OSError, AttributeError):
+        return False
 
 
 def _watch(parent: int) -> None:

@@ -75,7 +75,7 @@ def test_eval_bad_input_writes_nothing(tmp_path, cli):
     code, err = cli(_args(model, out, "--task", "nope"))
     assert code == 2 and "unknown task 'nope'" in err
     code, err = cli(_args(tmp_path / "missing", out))
-    assert code == 2 and "has no config.json" in err
+    assert code == 2 and "missing does not exist" in err
     assert not out.exists()
 
 

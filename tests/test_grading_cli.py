@@ -136,7 +136,7 @@ def test_score_several_variants(graded_file, capsys):
         (["--k", "one,two"], "--k must be positive integers such as 1,4,16"),
         (["--k", "0"], "--k must be positive integers such as 1,4,16"),
         (["--variant", "delta=9"], "--variant 'delta=9' is not in the file"),
-        (["--n-boot", "0"], "--n-boot must be at least 1"),
+        (["--n-boot", "0"], "n_boot must be at least 1, got 0 (--n-boot)"),
     ],
 )
 def test_score_rejects_bad_flags_and_writes_nothing(graded_file, capsys, flags, message):

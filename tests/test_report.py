@@ -613,7 +613,7 @@ def test_load_results_errors(tmp_path):
         report.load_results(tmp_path)
     bad = tmp_path / "results.json"
     bad.write_text('{"variants": [\n  oops ]}')
-    with pytest.raises(ConfigError, match=r"results.json is not valid JSON \(line 2"):
+    with pytest.raises(ConfigError, match=r"results.json: not valid JSON \(Expecting value at line 2"):
         report.load_results(bad)
     bad.write_text('{"variants": 3}')
     with pytest.raises(ConfigError, match="results.json: field 'variants'"):

@@ -33,7 +33,9 @@ from wiseft.tasks import Problem, get_task, split_problems
         ({"temperature": "-1"}, "--temperature must be >= 0"),
         ({"metric": "best@1"}, "best@k needs reward-model scores"),
         ({"n": 0}, "--n must lie in 1.."),
-        ({"n_boot": 10**9}, "--n-boot must lie in 1.."),
+        ({"n_boot": 10**9}, "--n-boot is 1000000000; the limit is 100000"),
+        ({"workers": 10**6}, "--workers is 1000000; the limit is"),
+        ({"problem_budget": float("nan")}, "--problem-budget must be positive seconds"),
     ],
 )
 def test_bad_sweep_config(kwargs, message):

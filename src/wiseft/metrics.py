@@ -14,7 +14,11 @@ Why the estimators look the way they do:
 - best@k is the closed form of Σ_i correct_(i)·C(n−i, k−1)/C(n, k) over samples sorted by score; tied
   scores get their group's mean correctness, which is the exact expectation over random tie-breaking.
 - Intervals: one bootstrap over problems (a fixed-seed multinomial resample matrix) shared by all
-  metrics, so a whole summary costs one small matrix product.
+  metrics, so a whole summary costs one small matrix product. `n_boot` is at most `MAX_N_BOOT`, and the
+  n_boot × problems resample matrix is drawn and multiplied in row blocks of at most `BOOT_CHUNK_BYTES`,
+  so memory stays bounded (the bootstrap means themselves take n_boot × metrics × 8 bytes). Blocks are
+  consecutive draws of one generator, so the resamples do not depend on the block size, and at the
+  default n_boot = 1000 the whole matrix is one block up to 8,388 problems.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from __future__ import annotations
 import functools
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 
@@ -34,6 +38,8 @@ RHO_EDGES = tuple(float(x) for x in np.linspace(0.0, 1.0, 11))
 # Exact maj@k counting runs in float64; C(n, k) stays finite for every k up to this n.
 MAJ_EXACT_MAX_N = 1000
 MAJ_MC_SUBSETS = 2000
+MAX_N_BOOT = 100_000  # bootstrap resamples; 1,000 give intervals to about ±0.5 percentage point
+BOOT_CHUNK_BYTES = 64 * 1024**2  # one block of the resample matrix (float64; the int64 draws as much again)
 
 
 def _check_k(n: int, k: int, where: str = "") -> None:
@@ -251,9 +257,10 @@ def bootstrap_ci(
     p = v.shape[0]
     if p == 0:
         raise MetricError("bootstrap over problems needs at least one problem")
-    if n_boot < 1:
-        raise MetricError(f"n_boot must be at least 1, got {n_boot}")
-    boots = _resample_weights(p, seed, n_boot) @ v / p
+    check_n_boot(n_boot)
+    boots = np.empty((n_boot, v.shape[1]))
+    for rows, counts in _resample_blocks(p, seed, n_boot):
+        boots[rows] = counts @ v / p
     lo, hi = _percentiles(boots, level)
     mean = v.mean(axis=0)
     if one_d:
@@ -261,11 +268,33 @@ def bootstrap_ci(
     return mean, lo, hi
 
 
-def _resample_weights(p: int, seed: int, n_boot: int) -> np.ndarray:
-    """n_boot × p multinomial counts: how often each problem is drawn in each bootstrap resample. The
-    same (p, seed, n_boot) gives the same resamples, so every interval of one summary is paired."""
+def check_n_boot(n_boot, flag: str = "--n-boot") -> int:
+    """`n_boot` as a number of bootstrap resamples in [1, MAX_N_BOOT]; MetricError naming `flag` else."""
+    if isinstance(n_boot, bool) or not isinstance(n_boot, (int, np.integer)):
+        raise MetricError(f"{flag} must be a whole number of resamples, got {n_boot!r}")
+    if n_boot < 1:
+        raise MetricError(f"n_boot must be at least 1, got {n_boot} ({flag})")
+    if n_boot > MAX_N_BOOT:
+        raise MetricError(f"{flag} is {n_boot}; the limit is {MAX_N_BOOT} bootstrap resamples")
+    return int(n_boot)
+
+
+def _resample_blocks(p: int, seed: int, n_boot: int) -> Iterator[tuple[slice, np.ndarray]]:
+    """(rows, counts) blocks of the n_boot × p multinomial resample matrix, in order, each at most
+    BOOT_CHUNK_BYTES as float64. Consecutive draws of one generator: the matrix does not depend on the
+    block size, and the same (p, seed, n_boot) gives the same resamples, so every interval of one
+    summary is paired."""
     rng = np.random.default_rng(seed)
-    return rng.multinomial(p, np.full(p, 1.0 / p), size=n_boot).astype(np.float64)
+    pvals = np.full(p, 1.0 / p)
+    step = max(1, BOOT_CHUNK_BYTES // (8 * p))
+    for start in range(0, n_boot, step):
+        stop = min(n_boot, start + step)
+        yield slice(start, stop), rng.multinomial(p, pvals, size=stop - start).astype(np.float64)
+
+
+def _resample_weights(p: int, seed: int, n_boot: int) -> np.ndarray:
+    """The whole n_boot × p resample matrix at once (for tests and small sizes)."""
+    return np.concatenate([counts for _, counts in _resample_blocks(p, seed, n_boot)])
 
 
 def _percentiles(boots: np.ndarray, level: float) -> tuple[np.ndarray, np.ndarray]:
@@ -292,10 +321,12 @@ def bias_variance(
     mean = float(rho.mean())
     bias2 = (1.0 - mean) ** 2
     var = float(rho.var())
-    weights = _resample_weights(rho.shape[0], seed, n_boot) / rho.shape[0]
-    boot_mean = weights @ rho
-    boot_var = np.maximum(weights @ (rho * rho) - boot_mean**2, 0.0)
-    columns = np.stack([boot_mean, (1.0 - boot_mean) ** 2, boot_var], axis=1)
+    columns = np.empty((check_n_boot(n_boot), 3))
+    for rows, counts in _resample_blocks(rho.shape[0], seed, n_boot):
+        weights = counts / rho.shape[0]
+        boot_mean = weights @ rho
+        boot_var = np.maximum(weights @ (rho * rho) - boot_mean**2, 0.0)
+        columns[rows] = np.stack([boot_mean, (1.0 - boot_mean) ** 2, boot_var], axis=1)
     lo, hi = _percentiles(columns, 0.95)
     out = {
         "mean_rho": mean,

@@ -1,6 +1,6 @@
 """Checkpoint I/O: safetensors headers, lazy per-tensor reads, the sharded atomic writer, provenance."""
 
-from wiseft.checkpoints.checkpoint import TOKENIZER_FILES, Checkpoint
+from wiseft.checkpoints.checkpoint import TOKENIZER_FILES, Checkpoint, validate_model_dir
 from wiseft.checkpoints.discovery import find_checkpoints, is_complete, model_fingerprint
 from wiseft.checkpoints.hub import resolve
 from wiseft.checkpoints.safetensors_format import DTYPES, TensorInfo, read_header
@@ -20,4 +20,5 @@ __all__ = [
     "plan_shards",
     "read_header",
     "resolve",
+    "validate_model_dir",
 ]

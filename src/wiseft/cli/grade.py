@@ -55,6 +55,12 @@ def register(subparsers) -> None:
     p.add_argument("--force", action="store_true", help="replace an existing output file")
     p.add_argument("--workers", type=int, help="verifier processes (default: number of cores)")
     p.add_argument("--timeout", type=float, default=5.0, help="seconds per verification (default 5)")
+    p.add_argument(
+        "--problem-budget",
+        type=float,
+        default=120.0,
+        help="seconds of verifier time per problem; answers beyond it get verdict timeout (default 120)",
+    )
     p.set_defaults(func=run)
 
 
@@ -70,7 +76,7 @@ def run(args) -> int:
         task = bar.add_task("grade", total=None)
         report = grade_file(
             args.samples, task=args.task, data=args.data, options=options, output=args.output,
-            force=args.force, workers=args.workers, timeout=args.timeout,
+            force=args.force, workers=args.workers, timeout=args.timeout, problem_budget=args.problem_budget,
             progress=lambda done, total: bar.update(task, completed=done, total=total),
         )  # fmt: skip
     _summary_table(stdout_console(), report)

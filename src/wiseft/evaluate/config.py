@@ -13,13 +13,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from wiseft.config import option
-from wiseft.errors import ConfigError
+from wiseft.errors import ConfigError, MetricError
+from wiseft.grading.grader import DEFAULT_PROBLEM_BUDGET
+from wiseft.grading.pool import check_budget, check_workers
 from wiseft.grids import check_ks_fit, parse_grid, parse_ks, powers_of_two
+from wiseft.metrics import check_n_boot
 from wiseft.sampling import SamplingParams
 from wiseft.tasks.prompts import STYLES, make_prompter
 
 MAX_N = 65536  # samples per problem
-MAX_N_BOOT = 100_000  # bootstrap resamples
 TASK_HELP = "task: gsm8k, math, math500, aime24, aime25, jsonl, toy"
 
 
@@ -61,6 +63,7 @@ class EvalConfig:
     threads: int | None = option(None, "CPU threads for sampling (default: torch's)")
     chunk: int = option(64, "problems sampled and committed together")
     workers: int | None = option(None, "grader worker processes (default: from the cores)")
+    problem_budget: float = option(DEFAULT_PROBLEM_BUDGET, "seconds of verifier time per problem")
     n_boot: int = option(1000, "bootstrap resamples for the intervals")
     store: str | None = option(
         None, "sample store (SQLite; default OUTPUT/samples.db); reruns resume from it"
@@ -81,8 +84,12 @@ class EvalConfig:
         self.prompter()  # the prompt flags checked together (and a template file read) before any work
         if self.limit is not None and self.limit < 1:
             raise ConfigError(f"--limit must be at least 1, got {self.limit}")
-        if not 1 <= self.n_boot <= MAX_N_BOOT:
-            raise ConfigError(f"--n-boot must lie in 1..{MAX_N_BOOT}, got {self.n_boot}")
+        try:
+            check_n_boot(self.n_boot)
+        except MetricError as exc:
+            raise ConfigError(str(exc)) from None
+        check_workers(self.workers)
+        check_budget(self.problem_budget)
         SamplingParams(top_p=self.top_p, top_k=self.top_k, max_new_tokens=self.max_new_tokens)
 
     def prompter(self):

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
-from wiseft.checkpoints import model_fingerprint
+from wiseft.checkpoints import model_fingerprint, validate_model_dir
 from wiseft.devices import resolve_device
 from wiseft.errors import SamplingError
 from wiseft.evaluate.plan import VariantSpec
@@ -115,8 +115,7 @@ def hf_engine(
 
     device = resolve_device(device)
     dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
-    if not (Path(model_dir) / "config.json").is_file():
-        raise SamplingError(f"model {model_dir} has no config.json; point at a Hugging Face model directory")
+    model_dir = validate_model_dir(model_dir)  # headers checked before transformers reads the files
     tokenizer = load_tokenizer([model_dir, *tokenizer_dirs])
     try:
         model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=dtype)

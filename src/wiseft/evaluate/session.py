@@ -147,7 +147,10 @@ class EvalSession:
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         path = Path(cfg.store) if cfg.store else out / "samples.db"
-        with SampleStore(path) as store, Grader(task.grader_kind, workers=cfg.workers) as grader:
+        with (
+            SampleStore(path) as store,
+            Grader(task.grader_kind, workers=cfg.workers, problem_budget=cfg.problem_budget) as grader,
+        ):
             session = cls(cfg, task, engine, store, grader, command, prompts, progress, run_config)
             yield session
             store.end_run(session.run_id)

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from wiseft.errors import ConfigError
+from wiseft.merge import regex
 
 _LAYER = re.compile(r"(?:^|\.)(?:layers|h|blocks)\.(\d+)\.")
 
@@ -127,7 +128,7 @@ class Recipe:
         """The coefficients of tensor `name` and which rule chose them ('default' when none matched)."""
         spec, source = (self.delta if self.delta is not None else self.weights), "default"
         for i, rule in enumerate(self.rules):
-            if re.fullmatch(rule.match, name):
+            if regex.fullmatch(rule.match, name):
                 spec = rule.delta if rule.delta is not None else rule.weights
                 source = f"rules[{i}] {rule.match}"
                 break
@@ -208,10 +209,7 @@ def _rule(raw: Any) -> Rule:
         rule = Rule(**raw)
     else:
         raise ConfigError(f"rule {raw!r}: expected a mapping with match and delta/weights")
-    try:
-        re.compile(rule.match)
-    except re.error as exc:
-        raise ConfigError(f"rule match {rule.match!r} is not a valid regular expression: {exc}") from exc
+    regex.compile_rule(rule.match)  # RE2: linear time; refuses backreferences and lookaround
     return Rule(rule.match, rule.delta, rule.weights)
 
 

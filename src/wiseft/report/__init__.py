@@ -8,7 +8,6 @@ is written atomically: it appears complete or not at all.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Iterable
 from pathlib import Path
@@ -17,6 +16,7 @@ from matplotlib.figure import Figure
 
 from wiseft.atomic import atomic_dir, check_output_dir, write_json
 from wiseft.errors import ConfigError
+from wiseft.jsonl import loads
 from wiseft.report.data import Results
 from wiseft.report.from_store import results_from_store
 from wiseft.report.plots import PLOTS, make_figures, render_png
@@ -114,13 +114,10 @@ def load_results(path: str | os.PathLike) -> RunResults:
 
 def _read_json(path: Path) -> RunResults:
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as exc:
         raise ConfigError(f"{path} is neither a results.json (not UTF-8 text) nor a sample store") from exc
-    except json.JSONDecodeError as exc:
-        raise ConfigError(
-            f"{path} is not valid JSON (line {exc.lineno}, column {exc.colno}): {exc.msg}"
-        ) from exc
+    data = loads(text, str(path), ConfigError)
     if is_metrics_json(data):
         return results_from_metrics(data, str(path))
     return RunResults.from_json(data, str(path))

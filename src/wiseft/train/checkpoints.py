@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 
 from wiseft.atomic import atomic_dir, write_json
+from wiseft.checkpoints import validate_model_dir
 from wiseft.errors import TrainError
 
 STATE_FILE = "trainer_state.json"
@@ -47,6 +48,7 @@ def load_weights(model, ckpt: Path):
         raise TrainError(
             f"{ckpt} holds no .safetensors weights; delete it to restart from the previous checkpoint"
         )
+    validate_model_dir(ckpt)  # every header checked before safetensors reads the tensors
     state = {}
     for f in files:
         state.update(load_file(str(f)))

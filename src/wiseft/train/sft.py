@@ -24,7 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from wiseft.checkpoints import find_checkpoints
+from wiseft.checkpoints import find_checkpoints, validate_model_dir
 from wiseft.config import to_dict, write_resolved
 from wiseft.devices import resolve_device
 from wiseft.errors import ConfigError, TrainError
@@ -358,6 +358,7 @@ def finetune_from_files(
         )
     if not (Path(model_dir) / "config.json").is_file():
         raise TrainError(f"--model {model_dir} is not a Hugging Face model directory (no config.json)")
+    validate_model_dir(model_dir)  # every header checked before transformers reads the files
     pairs = load_pairs(data, split, prompt_field, completion_field)
     tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
     model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype="float32")

@@ -206,13 +206,14 @@ def train(
     problems = list(task.problems if problems is None else problems)
     check_golds(task.name, problems)
     out = Path(out_dir)
-    existing = _existing(out, resume)
+    existing = check_output(out, resume)
     device = resolve_device(cfg.device)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    run = _Run(model, tokenizer, task, problems, cfg, device, grader, sampler)
+    run = _Run(model, tokenizer, task, problems, cfg, device, grader, sampler)  # checks before any write
     start, history, restored = 0, [], None
     try:
+        out.mkdir(parents=True, exist_ok=True)
         if existing:
             start, history, restored = run.resume(existing, meta or {})
         steplog.rewrite_log(out / LOG_FILE, history)
@@ -224,7 +225,8 @@ def train(
     return GRPOResult(out, list_checkpoints(out), start, tuple(records), time.perf_counter() - t0)
 
 
-def _existing(out: Path, resume: bool) -> dict[int, Path]:
+def check_output(out: Path, resume: bool) -> dict[int, Path]:
+    """The checkpoints already in `out` (by step); an error when `out` holds a run and `resume` is off."""
     if out.exists() and not out.is_dir():
         raise TrainError(f"output {out} exists and is not a directory; choose another -o/--output")
     existing = list_checkpoints(out)
@@ -237,7 +239,6 @@ def _existing(out: Path, resume: bool) -> dict[int, Path]:
         raise TrainError(
             f"output {out} already holds a GRPO log; pass --resume or choose another -o/--output"
         )
-    out.mkdir(parents=True, exist_ok=True)
     return existing
 
 
@@ -253,14 +254,17 @@ class _Run:
         self.model = model.to(device).eval()
         self.ref = _frozen_copy(self.model) if cfg.beta else None
         self.prompts = {p.id: task.prompt(p, cfg.prompt_style, tokenizer) for p in problems}
+        self.special = cfg.prompt_style == "plain"  # a chat template already holds its special tokens
         self.prompt_ids = self._encode_prompts(problems)
         self.batch_at = epoch_batches(problems, cfg.prompts_per_step, cfg.seed)
         self.own_grader = grader is None
         self.grader = grader if grader is not None else _grader(task, cfg)
         self.reward = GraderReward(task, self.grader, cfg.format_reward)
-        self.sampler = (
-            sampler if sampler is not None else HFSampler(self.model, tokenizer, threads=cfg.threads or None)
-        )
+        if sampler is None:
+            sampler = HFSampler(
+                self.model, tokenizer, add_special_tokens=self.special, threads=cfg.threads or None
+            )
+        self.sampler = sampler
         self.params = [p for p in self.model.parameters() if p.requires_grad]
         decay = [p for p in self.params if p.ndim >= 2]
         no_decay = [p for p in self.params if p.ndim < 2]
@@ -284,7 +288,7 @@ class _Run:
         limit = getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None)
         ids = {}
         for p in problems:
-            ids[p.id] = self.tok(self.prompts[p.id], add_special_tokens=True)["input_ids"]
+            ids[p.id] = self.tok(self.prompts[p.id], add_special_tokens=self.special)["input_ids"]
             if limit and len(ids[p.id]) + self.cfg.max_completion_length > limit:
                 raise ConfigError(
                     f"problem {p.id!r}: its prompt ({len(ids[p.id])} tokens) plus --max-completion-length "
@@ -434,15 +438,12 @@ class _Run:
         """(loss, summed KL, gradients) of one part of the batch."""
         import torch
 
-        ids, attn, pos, targets, mask = _pack([rows[i] for i in part], self.pad, self.device)
-        keep = targets.shape[1] + 1  # the last prompt position predicts the first completion token
-        inputs = {"input_ids": ids, "attention_mask": attn, "position_ids": pos, "logits_to_keep": keep}
-        logits = self.model(**inputs).logits[:, :-1]
-        logps = grpo_loss.token_logps(logits, targets, self.cfg.temperature)
+        chosen = [rows[i] for i in part]
+        logps, mask = completion_logps(self.model, chosen, self.pad, self.device, self.cfg.temperature)
         ref = None
         if self.ref is not None:
             with torch.no_grad():
-                ref = grpo_loss.token_logps(self.ref(**inputs).logits[:, :-1], targets, self.cfg.temperature)
+                ref, _ = completion_logps(self.ref, chosen, self.pad, self.device, self.cfg.temperature)
         a = adv[part].to(self.device)
         loss, kl = grpo_loss.part_loss(logps, a, mask, totals, self.cfg.loss_type, self.cfg.beta, ref)
         grads = torch.autograd.grad(loss, self.params, allow_unused=True)
@@ -488,6 +489,15 @@ def _completion_ids(completion, tokenizer) -> list[int]:
     if completion.finish_reason == "stop" and eos is not None:
         ids.append(eos)
     return ids or [eos if eos is not None else tokenizer.pad_token_id]
+
+
+def completion_logps(model, rows, pad: int, device, temperature: float):
+    """(log-probabilities of each row's completion tokens under `model` at `temperature`, their mask),
+    both (rows, longest completion), for rows of (prompt ids, completion ids)."""
+    ids, attn, pos, targets, mask = _pack(rows, pad, device)
+    keep = targets.shape[1] + 1  # the last prompt position predicts the first completion token
+    logits = model(input_ids=ids, attention_mask=attn, position_ids=pos, logits_to_keep=keep).logits
+    return grpo_loss.token_logps(logits[:, :-1], targets, temperature), mask
 
 
 def _pack(rows, pad: int, device):

@@ -8,7 +8,9 @@ One policy update per batch of samples (TRL's `num_iterations=1`): the importanc
   (`scale="group"`, std with Bessel's correction), or divided by the batch's std (`"batch"`), or not
   divided (`"none"`, Dr. GRPO);
 - per-token KL estimate against the reference: ``k3 = exp(ref − logp) − (ref − logp) − 1``;
-- per-token loss ``−ratio·A + β·k3``, reduced as `loss_type` says over the completion tokens:
+- per-token loss ``−ratio·A + β·ratio·k3`` (the ratio on the KL term is TRL's default
+  `use_bias_correction_kl`: 1 in value, it makes the KL gradient the unbiased reverse-KL gradient of
+  DeepSeek-V3.2), reduced as `loss_type` says over the completion tokens:
   ``"dapo"`` sum / tokens in the batch (TRL's default), ``"grpo"`` mean over each completion then over
   completions, ``"dr_grpo"`` sum / (completions × max completion length).
 
@@ -96,7 +98,7 @@ def part_loss(
         if ref_logps is None:
             raise ValueError("beta != 0 needs the reference model's log-probabilities")
         k3 = kl_k3(logps, ref_logps)
-        per_token = per_token + beta * k3
+        per_token = per_token + beta * k3 * ratio  # TRL's use_bias_correction_kl (its default)
         kl = (k3 * mask).sum().detach()
     mask = mask.to(per_token.dtype)
     if loss_type == "dapo":

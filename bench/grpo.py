@@ -4,12 +4,13 @@ The model is the toy shape (GPT-2, width 128, 3 layers, 0.6 M parameters) after 
 the toy's sloppy text (built once, cached in ~/.cache/wiseft-bench), so completions look like the
 demo's: a few partial sums ending in "$". Each step: 8 toy prompts × a group of 8, at most 16 new tokens
 (the demo's length), T = 1, β = 0, grader rewards (exact integers) plus a format reward of 0.5 for any
-answer, so that groups differ and every update has work to do. Four setups, each run `--runs`
+answer, so that groups differ and every update has work to do. The setups, each run `--runs`
 times (median shown), steps/s over `--steps` steps after one warm-up step:
 
 1. `wiseft train grpo` as shipped: `HFSampler` as the generator;
 2. the same loop with TRL's default generation, i.e. one transformers `generate` call over the
-   left-padded prompts, each repeated group-size times (as `GRPOTrainer._generate_single_turn` does);
+   left-padded prompts, each repeated group-size times (as `GRPOTrainer._generate_single_turn` does),
+   and (with --threads > 1) the same on one intra-op thread, which keeps its samples thread-independent;
 3. TRL's `GRPOTrainer` with its default generation (the baseline);
 4. TRL's `GRPOTrainer` with `HFSampler` as its `rollout_func`.
 
@@ -61,10 +62,11 @@ def task():
 
 class GenerateSampler:
     """TRL's default generation as a sampler: one `model.generate` over the left-padded batch of prompts,
-    each repeated n times, sampling at the given temperature, stopping at the model's EOS ids."""
+    each repeated n times, sampling at the given temperature, stopping at the model's EOS ids. With
+    `one_thread`, generate runs on one intra-op thread (then its samples do not depend on --threads)."""
 
-    def __init__(self, model, tokenizer):
-        self.model, self.tok = model, tokenizer
+    def __init__(self, model, tokenizer, one_thread: bool = False):
+        self.model, self.tok, self.one_thread = model, tokenizer, one_thread
 
     def generate(self, prompts, n, params):
         from wiseft.sampling.base import Completion
@@ -75,11 +77,15 @@ class GenerateSampler:
         input_ids = torch.tensor([[pad] * (width - len(x)) + x for x in ids])
         mask = (torch.arange(width)[None, :] >= torch.tensor([width - len(x) for x in ids])[:, None]).long()
         torch.manual_seed(params.seed)
+        threads = torch.get_num_threads()
+        if self.one_thread:
+            torch.set_num_threads(1)
         with torch.no_grad():
             out = self.model.generate(
                 input_ids=input_ids, attention_mask=mask, do_sample=True, temperature=params.temperature,
                 top_k=0, top_p=1.0, max_new_tokens=params.max_new_tokens, pad_token_id=pad,
             )[:, width:]  # fmt: skip
+        torch.set_num_threads(threads)
         eos = set(self.model.generation_config.eos_token_id)
         comps = []
         for row in out.tolist():
@@ -111,7 +117,11 @@ def run_ours(base: Path, steps: int, threads: int, sampler: str) -> float:
         times.append(now - last[0])
         last[0] = now
 
-    gen = GenerateSampler(model, tok) if sampler == "generate" else None
+    gen = (
+        GenerateSampler(model, tok, one_thread=sampler == "generate-1")
+        if sampler.startswith("generate")
+        else None
+    )
     with tempfile.TemporaryDirectory() as tmp:
         last[0] = time.perf_counter()
         grpo.train(model, tok, task(), cfg, Path(tmp) / "run", on_step=on_step, sampler=gen)
@@ -198,6 +208,8 @@ def main() -> int:
     base = toy_base()
     setups = [("wiseft grpo, HFSampler (ours)", run_ours, "ours"),
               ("wiseft grpo, generate (TRL's default generation)", run_ours, "generate")]  # fmt: skip
+    if args.threads > 1:
+        setups.append(("wiseft grpo, generate on one intra-op thread", run_ours, "generate-1"))
     try:
         import trl  # noqa: F401
 
@@ -210,7 +222,8 @@ def main() -> int:
         for name, fn, sampler in setups:
             results[name].append(fn(base, args.steps, args.threads, sampler))
             console.print(f"run {r + 1}: {name}: {results[name][-1]:.2f} steps/s")
-    baseline = statistics.median(results[setups[2][0]]) if len(setups) > 2 else None
+    trl_default = "TRL GRPOTrainer, default generation (baseline)"
+    baseline = statistics.median(results[trl_default]) if trl_default in results else None
     table = Table(title=f"GRPO on the toy: {PROMPTS} prompts × {GROUP}, ≤{MAX_NEW} tokens, {args.threads} threads, "
                         f"median of {args.runs}")  # fmt: skip
     for col in ("setup", "steps/s (median)", "runs", "vs TRL default"):

@@ -7,16 +7,21 @@ sampler as TRL's generator the samples agree but the weights still differ, so th
 cause. (2) TRL writes `checkpoint-N/` in place, and a run killed while saving leaves a directory that
 resume picks up and fails on; it also pickles the optimizer, scheduler, RNG state and arguments
 (`optimizer.pt`, `scheduler.pt`, `rng_state.pth`, `training_args.bin`). (3) TRL's own resume is exact
-(same bytes as an uninterrupted run), so that was no reason. (4) Our sampler as generator ran about as
-fast as TRL's `generate` on one thread and faster on two. Keeping TRL would mean overriding its
-generation, its training step, its checkpoint writing and its resume, i.e. everything but the loss; so
-this module replaces the trainer and keeps TRL's definitions of the objective (`grpo_loss`, tested equal
-to `GRPOTrainer`'s loss and gradient on the same batch).
+(same bytes as an uninterrupted run), so that was no reason. (4) Speed decided nothing about the
+trainer: with the same generator a step of this loop ran faster than `GRPOTrainer`'s (`bench/grpo.py`).
+Keeping TRL would mean overriding its generation, its training step, its checkpoint writing and its
+resume, i.e. everything but the loss; so this module replaces the trainer and keeps TRL's definitions of
+the objective (`grpo_loss`, tested equal to `GRPOTrainer`'s loss and gradient on the same batch, with
+TRL's defaults).
 
 One step s, every part a pure function of (seed, s, the weights):
 1. the prompts of step s (`epoch_batches`: seeded epochs, so a resumed run sees the same prompts);
 2. `group_size` completions per prompt from `HFSampler` (its per-prompt random streams, seeded from
-   (seed, s)); the sampled token ids are what the update trains on;
+   (seed, s)); the sampled token ids are what the update trains on. The generator is the project's
+   sampler rather than TRL's `generate` path because its samples are the same for 1 to 4 threads while
+   it uses them all; `generate` is thread-independent only on one intra-op thread, where it was faster
+   at the toy's small batches and no faster at larger ones, and it slowed down badly on two threads of
+   a busy machine (`bench/grpo.py`). Any sampler can be passed in (`train(..., sampler=...)`);
 3. rewards from the grader (`rewards.GraderReward`), group-relative advantages (`grpo_loss`);
 4. one AdamW step on the GRPO loss, the batch cut into `micro_batches` fixed parts whose gradients are
    summed in order, each part on one core (`parts.PartPool`): the same bytes for 1 to 4 threads. Rows

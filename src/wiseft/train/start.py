@@ -11,6 +11,7 @@ arithmetic, the first model for linear.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 from pathlib import Path
 
 from wiseft.errors import ConfigError, TrainError
@@ -49,7 +50,12 @@ class Start:
             return {"model": str(self.model)}
         if self.init:
             return {"init": [str(p) for p in self.init], "delta": self.delta}
-        return {"recipe": str(self.recipe)}
+        digest = (
+            hashlib.sha256(Path(self.recipe).read_bytes()).hexdigest()[:16]
+            if Path(self.recipe).is_file()
+            else None
+        )
+        return {"recipe": str(self.recipe), "sha256": digest}
 
 
 def load_start(start: Start, device: str = "cpu"):

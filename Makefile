@@ -28,6 +28,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/merge.py
 	$(BIN)/python bench/grade.py
 	$(BIN)/python bench/sweep.py
+	$(BIN)/python bench/grpo.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -1,9 +1,11 @@
-"""`wiseft train`: supervised fine-tuning (`sft`) and the toy world's base model (`toy-base`)."""
+"""`wiseft train`: supervised fine-tuning (`sft`), RL (`grpo`, in cli/grpo.py) and the toy world's base
+model (`toy-base`)."""
 
 from __future__ import annotations
 
 import argparse
 
+from wiseft.cli import grpo as grpo_cli
 from wiseft.cli.progress import LogLines, stderr_console
 from wiseft.errors import ConfigError
 
@@ -31,6 +33,7 @@ def register(subparsers) -> None:
         help="continue from the last checkpoint in --output (needed when it already holds checkpoints)",
     )
     sft.set_defaults(func=run_sft)
+    grpo_cli.register(sub)
 
     toy = sub.add_parser(
         "toy-base",

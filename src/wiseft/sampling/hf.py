@@ -400,17 +400,18 @@ class HFSampler:
         self, tokens: torch.Tensor, n_tokens: torch.Tensor, n_prompts: int, n: int, params: SamplingParams
     ) -> list[list[Completion]]:
         eos = set(self.eos_ids)
-        seqs, ended_by_eos = [], []
+        rows, seqs, ended_by_eos = [], [], []
         for row, count in zip(tokens.tolist(), n_tokens.tolist(), strict=True):
             row = row[:count]
             by_eos = bool(row) and row[-1] in eos
+            rows.append(tuple(row))
             seqs.append(row[:-1] if by_eos else row)
             ended_by_eos.append(by_eos)
         texts = self.tokenizer.batch_decode(seqs, skip_special_tokens=True)
         comps = []
-        for text, count, by_eos in zip(texts, n_tokens.tolist(), ended_by_eos, strict=True):
+        for text, row, by_eos in zip(texts, rows, ended_by_eos, strict=True):
             text, by_stop = cut_at_stop(text, params.stop)
-            comps.append(Completion(text, count, "stop" if by_eos or by_stop else "length"))
+            comps.append(Completion(text, len(row), "stop" if by_eos or by_stop else "length", row))
         return [comps[i * n : (i + 1) * n] for i in range(n_prompts)]
 
 

@@ -28,7 +28,7 @@ from wiseft.checkpoints import find_checkpoints, validate_model_dir
 from wiseft.config import to_dict, write_resolved
 from wiseft.devices import resolve_device
 from wiseft.errors import ConfigError, TrainError
-from wiseft.train.checkpoints import load_optimizer, load_weights, read_history, save_checkpoint
+from wiseft.train.checkpoints import load_optimizer, load_weights, make_adamw, read_history, save_checkpoint
 from wiseft.train.data import Collator, Pair, epoch_batches, load_pairs
 
 
@@ -143,8 +143,8 @@ def train(
         model = load_weights(model, last)
     model.to(device)
     model.train()
-    optimizer = _make_optimizer(model, cfg)
-    restored = load_optimizer(optimizer, last, device) if last is not None else None
+    optimizer = make_adamw(model, cfg.lr, (cfg.beta1, cfg.beta2), cfg.weight_decay)
+    restored = load_optimizer(optimizer, last) if last is not None else None
     collate = Collator(tokenizer, cfg.max_length)
     stepper = _MicroBatches(model, cfg, device) if cfg.micro_batches > 1 else _WholeBatch(model, cfg)
     schedule = set(cfg.checkpoint_steps())
@@ -196,20 +196,6 @@ def _resume_point(out: Path, cfg: SFTConfig, resume: bool) -> tuple[int, Path | 
             f"{existing[start]} is beyond --steps {cfg.steps}; raise --steps to continue training"
         )
     return start, existing[start]
-
-
-def _make_optimizer(model, cfg: SFTConfig):
-    """AdamW with weight decay on matrices only (biases and norms are not decayed)."""
-    import torch
-
-    decay = [p for p in model.parameters() if p.ndim >= 2]
-    no_decay = [p for p in model.parameters() if p.ndim < 2]
-    return torch.optim.AdamW(
-        [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-        lr=cfg.lr,
-        betas=(cfg.beta1, cfg.beta2),
-        foreach=True,
-    )
 
 
 def _checkpoint_state(cfg, step: int, history: list[float], start: int, restored, meta) -> dict:

@@ -75,12 +75,15 @@ def run_export(args) -> int:
 def run_import(args) -> int:
     from rich.console import Console
 
-    from wiseft.store import SampleStore
+    from wiseft.records import read_records
+    from wiseft.store import SampleStore, problem_fields
 
     if not Path(args.samples).is_file():
         raise StoreError(f"samples file {args.samples} does not exist")
+    records = read_records(args.samples)  # checked before the store is opened (or created)
+    problem_fields(records, args.samples)
     with SampleStore(args.store) as store:
-        added = store.import_jsonl(args.samples, args.task, default_variant=args.variant)
+        added = store.import_records(records, args.samples, args.task, default_variant=args.variant)
     for name, n in added.items():
         Console().print(f"variant {name}: {n} new sample records")
     return 0

@@ -241,7 +241,22 @@ def test_the_cli_writes_the_files_and_names_them(store, tmp_path, cli, fmt, patt
     if fmt == "lighteval":
         pytest.importorskip("pyarrow", reason="pyarrow (the export extra) is not installed")
     out = tmp_path / "out"
-    code, err = cli(["store", "export", store, "--format", fmt, "-o", out, "--variant", "a", "--k", "1,2"])
+    argv = [
+        "store",
+        "export",
+        store,
+        "--format",
+        fmt,
+        "-o",
+        out,
+        "--variant",
+        "a",
+        "--variant",
+        "a",
+        "--k",
+        "1,2",
+    ]
+    code, err = cli(argv)  # a variant named twice is written once
     assert code == 0, err
     assert len(list(out.glob(pattern))) == 1 and "variant a: 3 problems" in cli.out
     assert str(next(out.glob(pattern))) in cli.out
@@ -343,3 +358,18 @@ def test_a_bad_date_id_is_refused(store, tmp_path):
     with pytest.raises(ConfigError, match="date id '../x'"):
         _export(store, tmp_path / "out", "lm-eval", date="../x")
     assert not (tmp_path / "out").exists()
+
+
+def test_meta_whose_type_differs_between_problems_is_written_as_text(tmp_path):
+    pq = pytest.importorskip("pyarrow.parquet", reason="pyarrow (the export extra) is not installed")
+    records = [r for r in _records(("a",)) if r["problem_id"] != "test/number/3.json"]
+    for r in records:
+        if r["problem_id"] == "test/geometry/7.json":
+            r["meta"] = {"subject": "Geometry", "level": "Level 4", "tags": ["area"]}
+    out = tmp_path / "le"
+    _export(_import(tmp_path, records), out, "lighteval")
+    rows = pq.read_table(out / "details" / "a" / DATE / DETAIL).to_pylist()
+    assert [(r["doc"]["specific"]["level"], r["doc"]["specific"]["tags"]) for r in rows] == [
+        ("1", None),
+        ("Level 4", '["area"]'),
+    ]

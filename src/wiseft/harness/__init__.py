@@ -50,7 +50,7 @@ def export_store(
     if fmt == "lighteval":
         lighteval_details.require_pyarrow()
     date = check_date_id(date) if date is not None else date_id()
-    rows = [store.find_variant(name) for name in variants] if variants else store.variants()
+    rows = [store.find_variant(name) for name in dict.fromkeys(variants)] if variants else store.variants()
     if not rows:
         raise ConfigError(f"sample store {store.path} holds no variants to export")
     gathered = gather(store, rows, ks)

@@ -11,7 +11,9 @@ fields of lighteval's dataclasses, so `ModelResponse(**row["model_response"])` r
 (what `--load-responses-from-details-date-id` does):
 
     doc.query            the prompt ("" when unknown); doc.choices = [gold] ("" when unknown), gold_index 0
-    doc.specific         {"problem_id", the problem's meta fields (lists and objects as JSON text),
+    doc.original_query   the question, when the problem's meta holds one ("question")
+    doc.specific         {"problem_id", the problem's meta fields (lists and objects as JSON text; all
+                          of them as text when a field's type differs between problems),
                           "wiseft": per-sample lists sample_idx, correct, verdict, answer, answer_class,
                           n_tokens, finish_reason}
     doc.id               the problem's index (as lm-eval's doc_id); doc.task_name "<task>|<fewshot>"
@@ -51,25 +53,27 @@ def metric_names(vd: VariantDocs) -> list[str]:
     return [f"avg@n:n={vd.n}"] + [f"pass@k:k={k}&n={vd.n}" for k in vd.ks]
 
 
-def _scalar(value):
-    """A meta value as parquet holds it in every row alike: scalars as they are, others as JSON text."""
-    if value is None or isinstance(value, (str, bool, int, float)):
+def _scalar(value, as_text: bool):
+    """A meta value as a parquet column holds it: scalars as they are, lists and objects as JSON text; all
+    of them as text with `as_text` (for a field whose type differs between problems)."""
+    if value is None or isinstance(value, str) or (not as_text and isinstance(value, (bool, int, float))):
         return value
     return json.dumps(value, ensure_ascii=False)
 
 
-def doc_struct(doc: ProblemDoc, vd: VariantDocs) -> dict:
+def doc_struct(doc: ProblemDoc, vd: VariantDocs, as_text: bool = False) -> dict:
     """lighteval's `Doc`, field for field (in its order)."""
     s = vd.variant.sampling
     specific = {
         "problem_id": doc.problem_id,
-        **{k: _scalar(v) for k, v in doc.meta.items() if k != "problem_id"},
+        **{k: _scalar(v, as_text) for k, v in doc.meta.items() if k != "problem_id"},
     }
     specific["wiseft"] = doc.sample_lists()
     stop = s.get("stop")
+    question = doc.meta.get("question") if isinstance(doc.meta.get("question"), str) else None
     return {
         "query": doc.prompt or "", "choices": [doc.gold or ""], "gold_index": 0, "instruction": None,
-        "images": None, "specific": specific, "unconditioned_query": None, "original_query": None,
+        "images": None, "specific": specific, "unconditioned_query": None, "original_query": question,
         "id": str(doc.doc_id), "task_name": f"{vd.task}|{vd.fewshot}", "fewshot_samples": [],
         "sampling_methods": ["GENERATIVE"], "fewshot_sorting_class": None,
         "generation_size": s.get("max_new_tokens"),
@@ -88,10 +92,21 @@ def response_struct(doc: ProblemDoc) -> dict:
     }  # fmt: skip
 
 
-def detail_row(doc: ProblemDoc, vd: VariantDocs) -> dict:
+def detail_row(doc: ProblemDoc, vd: VariantDocs, as_text: bool = False) -> dict:
     values = [doc.c / doc.n] + list(pass_values(doc, vd.ks).values())
     metric = dict(zip(metric_names(vd), values, strict=True))
-    return {"doc": doc_struct(doc, vd), "metric": metric, "model_response": response_struct(doc)}
+    return {"doc": doc_struct(doc, vd, as_text), "metric": metric, "model_response": response_struct(doc)}
+
+
+def details_table(vd: VariantDocs, pa):
+    """The rows as an Arrow table; when a meta field's type differs between problems (2 and "Level 5"),
+    every meta value is written as text instead."""
+    rows = [detail_row(doc, vd) for doc in vd.docs]
+    try:
+        return rows, pa.Table.from_pylist(rows)
+    except pa.ArrowException:
+        rows = [detail_row(doc, vd, as_text=True) for doc in vd.docs]
+        return rows, pa.Table.from_pylist(rows)
 
 
 def results_json(vd: VariantDocs, rows: list[dict]) -> dict:
@@ -139,11 +154,11 @@ def write(variants: list[VariantDocs], root: Path, date: str) -> list[Path]:
 
     written = []
     for vd in variants:
-        rows = [detail_row(doc, vd) for doc in vd.docs]
+        rows, table = details_table(vd, pa)
         folder = root / "details" / vd.dirname / date
         folder.mkdir(parents=True, exist_ok=True)
         details = folder / f"details_{safe_name(vd.task)}|{vd.fewshot}_{date}.parquet"
-        pq.write_table(pa.Table.from_pylist(rows), details)
+        pq.write_table(table, details)
         results = root / "results" / vd.dirname / f"results_{date}.json"
         write_json(results, results_json(vd, rows))
         written += [details, results]

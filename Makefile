@@ -4,7 +4,7 @@ VENV    := .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 
-.PHONY: venv demo test test-slow bench lint fmt clean chromium
+.PHONY: venv demo test test-slow bench lint fmt clean chromium harness-readers
 
 venv: $(STAMP)
 
@@ -12,7 +12,7 @@ venv: $(STAMP)
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check torch==2.13.0
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test,train,ifeval]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test,train,ifeval,export]'
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -39,9 +39,22 @@ fmt: $(STAMP)
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
+# The harnesses' own readers, for tests/test_harness_export.py: lm-eval's file-name helpers and lighteval's
+# Doc/ModelResponse dataclasses with only what they import, pinned, in .harness/ (never in the venv: their
+# full dependencies clash with our pins). The test runs them in a subprocess and is skipped without them.
+HARNESS := .harness
+harness-readers: $(HARNESS)/.installed
+
+$(HARNESS)/.installed: $(STAMP)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps --target $(HARNESS) \
+	  lm_eval==0.4.13 lighteval==0.13.0 requests==2.34.2 urllib3==2.8.0 certifi==2026.10.19.post1 \
+	  pytablewriter==1.2.1 DataProperty==1.1.1 typepy==2.0.0 mbstrdecoder==1.1.5 tabledata==1.3.5 \
+	  tcolorpy==0.1.7 pathvalidate==3.3.1 chardet==7.7.0
+	touch $@
+
 # Headless Chromium for the report's screenshot test (Debian package).
 chromium:
 	command -v chromium >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null)
 
 clean:
-	rm -rf $(VENV) build *.egg-info src/*.egg-info .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(HARNESS) build *.egg-info src/*.egg-info .pytest_cache .ruff_cache

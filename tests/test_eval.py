@@ -120,3 +120,21 @@ def test_store_of_another_version_is_refused(tmp_path, cli):
     code, err = cli(_args(model, out))
     assert code == 2 and "has schema version 0" in err and str(out / "samples.db") in err
     assert sorted(p.name for p in out.iterdir()) == ["samples.db", "samples.db.lock"]
+
+
+def test_another_prompt_style_draws_its_own_samples_and_a_larger_limit_reuses_them(tmp_path):
+    model = tiny_model_dir(tmp_path, "m")
+    store = tmp_path / "shared.db"
+
+    def run(out, **kw):
+        cfg = ModelEvalConfig(model=str(model), task="toy", n=2, max_new_tokens=6, n_boot=10, device="cpu",
+                              store=str(store), **kw)  # fmt: skip
+        calls = ScriptedSampler(lambda prompt, i, params: "81$")
+        run_eval(cfg, tmp_path / out, sampler_factory=lambda m, t: calls)
+        return calls.calls
+
+    assert len(run("plain", limit=3)) == 3
+    assert len(run("paper", limit=3, prompt="paper")) == 3  # another prompt: sampled again
+    assert len(run("paper-more", limit=5, prompt="paper")) == 2  # the same prompt: only the new problems
+    with SampleStore(store, writer=False) as db:
+        assert len(db.variants()) == 2

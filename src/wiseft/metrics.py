@@ -31,7 +31,7 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 
 from wiseft.errors import MetricError
-from wiseft.records import GROUP_FIELDS, ProblemSamples, by_variant, to_problem_samples
+from wiseft.records import GROUP_FIELDS, ProblemSamples, by_variant, group_value, to_problem_samples
 
 # Fixed edges for the histogram of per-problem Pass@1 (ρ): ten bins of width 0.1, the last one closed.
 RHO_EDGES = tuple(float(x) for x in np.linspace(0.0, 1.0, 11))
@@ -511,7 +511,7 @@ def score_records(
             first = {}
             for r in recs:
                 first.setdefault(r["problem_id"], r)
-            labels = {f: [first[p.problem_id].get(f) for p in problems] for f in fields}
+            labels = {f: [group_value(first[p.problem_id], f) for p in problems] for f in fields}
             summary["groups"] = breakdown(problems, labels, ks, seed=seed, n_boot=n_boot)
         summaries.append((name, summary))
     return summaries, graders
@@ -519,8 +519,8 @@ def score_records(
 
 def _group_fields(records: Sequence[dict], group_by: Sequence[str] | None) -> list[str]:
     if group_by is None:
-        return [f for f in GROUP_FIELDS if all(r.get(f) is not None for r in records)]
-    missing = [f for f in group_by if not any(r.get(f) is not None for r in records)]
+        return [f for f in GROUP_FIELDS if all(group_value(r, f) is not None for r in records)]
+    missing = [f for f in group_by if not any(group_value(r, f) is not None for r in records)]
     if missing:
         have = sorted({k for r in records[:100] for k in r})
         raise MetricError(

@@ -1,7 +1,8 @@
 """The sample record: the one schema every stage reads and writes (docs/ARCHITECTURE.md, "Sample record").
 
 A sample record is one JSON object per sample (`problem_id`, `sample_idx`, `completion`, optional
-`n_tokens`, `finish_reason`, `variant`, `score`; after grading also the `GRADE_FIELDS`). This module is at
+`n_tokens`, `finish_reason`, `variant`, `score`; after grading also the `GRADE_FIELDS`; a store export
+adds the problem's `PROBLEM_FIELDS`: `prompt`, `gold` and `meta` where the store knows them). This module is at
 the bottom of the package: the store, the grader, the metrics and the CLI all read records through it.
 
 - `check_record` / `read_records` / `write_records`: validation (errors name the file, line and field),
@@ -26,10 +27,12 @@ from wiseft.errors import GradingError, MetricError
 from wiseft.jsonl import iter_objects
 
 REQUIRED = {"problem_id": str, "sample_idx": int, "completion": str}
-OPTIONAL = {"n_tokens": int, "finish_reason": str, "variant": str, "score": float, "prompt": str, "gold": str}
-# Problem fields a record may carry for breakdowns (MATH's subject and level): `score --group-by`.
+OPTIONAL = {"n_tokens": int, "finish_reason": str, "variant": str, "score": float, "prompt": str, "gold": str,
+            "meta": dict}  # fmt: skip
+# Problem fields a record may carry (in `meta`) for breakdowns, e.g. MATH's subject and level: `score --group-by`.
 GROUP_FIELDS = ("subject", "level", "type")
 SAMPLE_FIELDS = ("problem_id", "sample_idx", "completion", "n_tokens", "finish_reason", "score")
+PROBLEM_FIELDS = ("prompt", "gold", "meta")  # the problem's, repeated on each of its samples
 GRADE_FIELDS = ("answer", "extraction", "verdict", "correct", "answer_class", "grader", "reason")
 FINISH_REASONS = ("stop", "length")
 
@@ -206,3 +209,11 @@ def sample_records(problem_ids: Sequence[str], completions: Sequence[Sequence[An
             out.append({"problem_id": pid, "sample_idx": i, "completion": c.text, "n_tokens": c.n_tokens,
                         "finish_reason": c.finish_reason})  # fmt: skip
     return out
+
+
+def group_value(record: dict, field: str):
+    """A record's value of a grouping field: from its problem `meta`, else a top-level field; None."""
+    meta = record.get("meta")
+    if isinstance(meta, dict) and meta.get(field) is not None:
+        return meta[field]
+    return record.get(field)

@@ -11,7 +11,10 @@ Tables (schema version `SCHEMA_VERSION`, kept in `meta`):
 - `variants`: what was sampled — name, kind, recipe (JSON), temperature, seed, model fingerprints,
   sampling parameters, task. A variant is identified by `key`, a hash of everything that changes the
   samples, so a rerun with the same settings reuses its samples and a changed setting never does;
-- `problems`: (task, problem id) → gold answer and prompt;
+- `problems`: (task, problem id) → gold answer, prompt and `meta` (the task's other fields of the problem,
+  JSON: MATH's subject and level, IFEval's instructions). `meta` came after schema version 1 was
+  released: opening an older store for writing adds the column (older wiseft versions still read it),
+  opening it read-only reads it without;
 - `samples`: (variant, problem, sample_idx) → completion, n_tokens, finish_reason, score;
 - `grades`: (variant, problem, sample_idx) → answer, extraction, verdict, correct, answer_class, grader.
 
@@ -37,7 +40,14 @@ from typing import Any
 from wiseft import __version__
 from wiseft.atomic import atomic_write_text
 from wiseft.errors import StoreError
-from wiseft.records import GRADE_FIELDS, SAMPLE_FIELDS, ProblemSamples, read_records, to_problem_samples
+from wiseft.records import (
+    GRADE_FIELDS,
+    PROBLEM_FIELDS,
+    SAMPLE_FIELDS,
+    ProblemSamples,
+    read_records,
+    to_problem_samples,
+)
 
 SCHEMA_VERSION = 1
 SQLITE_MAGIC = b"SQLite format 3\x00"
@@ -81,6 +91,7 @@ CREATE TABLE IF NOT EXISTS problems (
     problem_id TEXT NOT NULL,
     gold TEXT,
     prompt TEXT,
+    meta TEXT,
     PRIMARY KEY (task, problem_id)
 );
 CREATE TABLE IF NOT EXISTS samples (
@@ -108,6 +119,16 @@ CREATE TABLE IF NOT EXISTS grades (
     FOREIGN KEY (variant_id, problem_id, sample_idx) REFERENCES samples(variant_id, problem_id, sample_idx)
 );
 """
+
+
+@dataclass(frozen=True)
+class ProblemRow:
+    """A row of `problems`: what the store knows of one problem of a task (None where unknown)."""
+
+    problem_id: str
+    gold: str | None
+    prompt: str | None
+    meta: dict | None
 
 
 @dataclass(frozen=True)
@@ -212,6 +233,7 @@ class SampleStore:
                     f"({__version__}) reads version {SCHEMA_VERSION}. Use a new --store path, or the "
                     "wiseft version that wrote it"
                 )
+            self._upgrade()
             return
         tables = self.db.execute("SELECT name FROM sqlite_master WHERE type='table'").fetchall()
         if tables:
@@ -229,6 +251,17 @@ class SampleStore:
                 "INSERT INTO meta(key, value) VALUES (?, ?)",
                 [("schema_version", str(SCHEMA_VERSION)), ("wiseft_version", __version__)],
             )
+        self._problem_meta = True
+
+    def _upgrade(self) -> None:
+        """Additions to schema version 1 that older versions ignore: `problems.meta`. A writer adds the
+        column; a reader of a store that lacks it reads the problems without meta."""
+        columns = {row[1] for row in self.db.execute("PRAGMA table_info(problems)")}
+        self._problem_meta = "meta" in columns
+        if not self._problem_meta and self.writer:
+            with self.transaction() as db:
+                db.execute("ALTER TABLE problems ADD COLUMN meta TEXT")
+            self._problem_meta = True
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
@@ -376,13 +409,47 @@ class SampleStore:
             model_hashes=json.loads(row[9]), sampling=json.loads(row[10]),
         )  # fmt: skip
 
-    def add_problems(self, task: str, problems: Iterable[tuple[str, str | None, str | None]]) -> None:
-        """Record (problem_id, gold, prompt) of `task`; existing rows are kept."""
+    def add_problems(self, task: str, problems: Iterable[tuple]) -> None:
+        """Record (problem_id, gold, prompt) or (problem_id, gold, prompt, meta) of `task`. A value already
+        stored is kept; only a value the store does not know yet (NULL) is filled in."""
+        rows = []
+        for row in problems:
+            pid, gold, prompt, *rest = row
+            meta = rest[0] if rest else None
+            if meta is not None and not isinstance(meta, dict):
+                raise StoreError(
+                    f"problem {pid!r} of task {task}: meta must be a dict, got {type(meta).__name__}"
+                )
+            rows.append((task, pid, gold, prompt, json.dumps(meta, ensure_ascii=False) if meta else None))
         with self.transaction() as db:
             db.executemany(
-                "INSERT OR IGNORE INTO problems(task, problem_id, gold, prompt) VALUES (?, ?, ?, ?)",
-                [(task, pid, gold, prompt) for pid, gold, prompt in problems],
+                "INSERT INTO problems(task, problem_id, gold, prompt, meta) VALUES (?, ?, ?, ?, ?) "
+                "ON CONFLICT(task, problem_id) DO UPDATE SET gold=COALESCE(problems.gold, excluded.gold), "
+                "prompt=COALESCE(problems.prompt, excluded.prompt), meta=COALESCE(problems.meta, excluded.meta)",
+                rows,
             )
+
+    def problems(self, task: str) -> list[ProblemRow]:
+        """The recorded problems of `task`, in the order they were first recorded (the task's order)."""
+        meta = "meta" if self._problem_meta else "NULL"
+        rows = self.db.execute(
+            f"SELECT problem_id, gold, prompt, {meta} FROM problems WHERE task=? ORDER BY rowid", (task,)
+        ).fetchall()
+        return [ProblemRow(r[0], r[1], r[2], self._meta(r[3], task, r[0])) for r in rows]
+
+    def _meta(self, text: str | None, task: str, pid: str) -> dict | None:
+        if text is None:
+            return None
+        try:
+            meta = json.loads(text)
+        except ValueError:
+            meta = None
+        if not isinstance(meta, dict):
+            raise StoreError(
+                f"sample store {self.path}: the meta of problem {pid!r} of task {task} is not a JSON object; "
+                "the store is damaged, export what you can with --variant or start a new store"
+            )
+        return meta
 
     # ---- samples -----------------------------------------------------------------------------------
 
@@ -416,21 +483,27 @@ class SampleStore:
 
     def records(
         self, variant: VariantRow | int, problem_ids: Sequence[str] | None = None, n: int | None = None,
-        graded: bool = False,
+        graded: bool = False, with_problem: bool = False,
     ) -> list[dict]:  # fmt: skip
         """Sample records (the JSONL schema) of a variant, ordered by problem then sample index; with
-        `graded`, only graded samples, with their grade fields."""
+        `graded`, only graded samples, with their grade fields; with `with_problem`, each record also has
+        its problem's `prompt`, `gold` and `meta` where the store knows them (the variant's task)."""
         v = self._variant_row("id", _vid(variant))
         if v is None:
             raise StoreError(f"sample store {self.path} has no variant with id {_vid(variant)}")
         join = "JOIN" if graded else "LEFT JOIN"
+        problem, args = "", [v.id]
+        if with_problem:  # the problem's columns are the 14th to 16th
+            meta = "p.meta" if self._problem_meta else "NULL"
+            problem = f", p.prompt, p.gold, {meta}"
+            join = f"LEFT JOIN problems p ON p.task=? AND p.problem_id=s.problem_id {join}"
+            args = [v.task, v.id]
         sql = (
             "SELECT s.problem_id, s.sample_idx, s.completion, s.n_tokens, s.finish_reason, s.score, "
-            "g.answer, g.extraction, g.verdict, g.correct, g.answer_class, g.grader, g.reason "
+            f"g.answer, g.extraction, g.verdict, g.correct, g.answer_class, g.grader, g.reason{problem} "
             f"FROM samples s {join} grades g ON g.variant_id=s.variant_id AND g.problem_id=s.problem_id "
             "AND g.sample_idx=s.sample_idx WHERE s.variant_id=?"
         )
-        args: list[Any] = [v.id]
         if n is not None:
             sql += " AND s.sample_idx<?"
             args.append(n)
@@ -439,21 +512,24 @@ class SampleStore:
             args.extend(problem_ids)
         rows = self.db.execute(sql + " ORDER BY s.problem_id, s.sample_idx", args).fetchall()
         wanted = None if problem_ids is None else {pid: i for i, pid in enumerate(problem_ids)}
-        out = []
-        for row in rows:
-            if wanted is not None and row[0] not in wanted:
-                continue
-            rec = {"problem_id": row[0], "sample_idx": row[1], "completion": row[2], "n_tokens": row[3],
-                   "finish_reason": row[4], "variant": v.name}  # fmt: skip
-            if row[5] is not None:
-                rec["score"] = row[5]
-            if row[8] is not None:
-                rec.update(zip(GRADE_FIELDS, (row[6], row[7], row[8], bool(row[9]), row[10], row[11], row[12]),
-                               strict=True))  # fmt: skip
-            out.append(rec)
+        out = [self._record(row, v, with_problem) for row in rows if wanted is None or row[0] in wanted]
         if wanted is not None:
             out.sort(key=lambda r: (wanted[r["problem_id"]], r["sample_idx"]))
         return out
+
+    def _record(self, row: tuple, v: VariantRow, with_problem: bool) -> dict:
+        rec = {"problem_id": row[0], "sample_idx": row[1], "completion": row[2], "n_tokens": row[3],
+               "finish_reason": row[4], "variant": v.name}  # fmt: skip
+        if row[5] is not None:
+            rec["score"] = row[5]
+        if row[8] is not None:
+            rec.update(zip(GRADE_FIELDS, (row[6], row[7], row[8], bool(row[9]), row[10], row[11], row[12]),
+                           strict=True))  # fmt: skip
+        if with_problem:
+            meta = self._meta(row[15], v.task, row[0])
+            known = zip(PROBLEM_FIELDS, (row[13], row[14], meta), strict=True)
+            rec.update((name, value) for name, value in known if value is not None)
+        return rec
 
     # ---- grades ------------------------------------------------------------------------------------
 
@@ -512,20 +588,31 @@ class SampleStore:
     def export_jsonl(
         self, path: str | os.PathLike, variants: Sequence[VariantRow | int] | None = None
     ) -> int:
-        """Write the sample records (with grades where present) of `variants` (default all) as JSONL,
-        atomically. Returns the number of records."""
+        """Write the sample records (with grades where present, and their problem's prompt, gold and meta
+        where known) of `variants` (default all) as JSONL, atomically. Returns the number of records."""
         chosen = list(variants) if variants is not None else self.variants()
-        lines = [json.dumps(r, ensure_ascii=False) for v in chosen for r in self.records(v)]
+        lines = [
+            json.dumps(r, ensure_ascii=False) for v in chosen for r in self.records(v, with_problem=True)
+        ]
         atomic_write_text(path, "".join(line + "\n" for line in lines))
         return len(lines)
 
     def import_jsonl(self, path: str | os.PathLike, task: str, default_variant: str = "imported") -> dict:
-        """Read sample records (graded or not) into variants named by their `variant` field (else
-        `default_variant`), kind "imported". Returns {variant name: records added}."""
-        records = read_records(path)
+        """Read a JSONL file of sample records into the store (`import_records`)."""
+        return self.import_records(read_records(path), path, task, default_variant)
+
+    def import_records(
+        self, records: Sequence[dict], path: str | os.PathLike, task: str, default_variant: str = "imported"
+    ) -> dict:
+        """Add checked sample records (graded or not), read from `path`, to variants named by their `variant`
+        field (else `default_variant`), kind "imported"; records' `prompt`, `gold` and `meta` go to the
+        problems of `task` (values already stored are kept). Returns {variant name: records added}."""
+        problems = problem_fields(records, str(path))
         by_name: dict[str, list[dict]] = {}
         for r in records:
             by_name.setdefault(r.get("variant") or default_variant, []).append(r)
+        if problems:
+            self.add_problems(task, problems)
         added = {}
         for name, recs in by_name.items():
             v = self.variant(name, "imported", task, {"source": str(Path(path).resolve())}, {"name": name})
@@ -534,6 +621,27 @@ class SampleStore:
             if graded:
                 self.add_grades(v, graded)
         return added
+
+
+def problem_fields(records: Sequence[dict], where: str) -> list[tuple]:
+    """(problem_id, gold, prompt, meta) of each problem whose records carry any of them: the first value
+    seen of each field. Two different golds for one problem are an error (a prompt may differ between
+    variants; the store keeps the first)."""
+    found: dict[str, list] = {}
+    for r in records:
+        if not any(r.get(f) is not None for f in PROBLEM_FIELDS):
+            continue
+        row = found.setdefault(r["problem_id"], [r["problem_id"], None, None, None])
+        gold = r.get("gold")
+        if gold is not None and row[1] is not None and gold != row[1]:
+            raise StoreError(
+                f"{where}: problem {r['problem_id']!r} has two gold answers ({row[1]!r} and {gold!r}); "
+                "fix the file so that each problem has one"
+            )
+        for i, name in ((1, "gold"), (2, "prompt"), (3, "meta")):
+            if row[i] is None:
+                row[i] = r.get(name)
+    return [tuple(row) for row in found.values()]
 
 
 def _vid(variant: VariantRow | int) -> int:

@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import hashlib
+import json
 import os
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -86,6 +88,18 @@ class Prompts:
         prompts.check_context(engine, cfg.max_new_tokens)
         return prompts
 
+    def digest(self, cfg: EvalConfig, tokenizer) -> str | None:
+        """A hash of how the prompts are made (style, worked examples, system prompt, template text, the
+        chat template), which keys the store's variants whenever the prompt is not the task's plain one:
+        other prompts, other samples. None for the plain prompt, whose variants keep the keys they had
+        before prompt styles existed."""
+        if cfg.prompt == "plain" and cfg.prompt_template is None:
+            return None
+        prompter = cfg.prompter()
+        chat = getattr(tokenizer, "chat_template", None) if cfg.prompt == "chat" else None
+        made = [prompter.style, prompter.fewshot, prompter.system, prompter.template, chat]
+        return hashlib.sha256(json.dumps(made, default=str).encode()).hexdigest()[:16]
+
     def check_context(self, engine: Engine, max_new_tokens: int) -> None:
         if not engine.max_context:
             return
@@ -97,6 +111,12 @@ class Prompts:
                 f"exceeds the model's context of {engine.max_context} tokens; lower --max-new-tokens to "
                 f"{max(engine.max_context - longest, 0)} or use fewer worked examples (--fewshot)"
             )
+
+
+def problem_meta(problem) -> dict:
+    """What the store keeps of a problem beside its gold and prompt: the question, and the fields metrics
+    break down by (`records.GROUP_FIELDS`, e.g. MATH's subject and level); not long reference solutions."""
+    return {"question": problem.question, **{k: problem.meta[k] for k in GROUP_FIELDS if k in problem.meta}}
 
 
 def versions(grader_name: str | None = None) -> dict:
@@ -125,13 +145,16 @@ class EvalSession:
         self.ids = [p.id for p in task.problems]
         self.prompts = prompts.text
         self.stop = prompts.stop
+        self.prompt_digest = prompts.digest(cfg, engine.tokenizer)
         # Problem fields every problem has (MATH's subject and level): metrics are broken down by them.
         self.groups = {
             f: [p.meta[f] for p in task.problems]
             for f in GROUP_FIELDS
             if all(f in p.meta for p in task.problems)
         }
-        store.add_problems(task.name, [(p.id, p.gold, self.prompts[p.id]) for p in task.problems])
+        store.add_problems(
+            task.name, [(p.id, p.gold, self.prompts[p.id], problem_meta(p)) for p in task.problems]
+        )
         self.run_id = store.begin_run(command, run_config if run_config is not None else to_dict(cfg))
 
     @classmethod
@@ -180,14 +203,8 @@ class EvalSession:
 
     def records(self, name: str) -> list[dict]:
         """The graded sample records of an evaluated variant, by problem then sample index, each with its
-        problem's `gold` and `prompt` and the problem's group fields (`records.GROUP_FIELDS`)."""
-        problems = {p.id: p for p in self.task.problems}
-        out = []
-        for rec in self.store.records(self.rows[name], self.ids, self.cfg.n):
-            problem = problems[rec["problem_id"]]
-            groups = {k: problem.meta[k] for k in GROUP_FIELDS if k in problem.meta}
-            out.append({**rec, "gold": problem.gold, "prompt": self.prompts[problem.id], **groups})
-        return out
+        problem's `gold`, `prompt` and `meta` (the question and the group fields, `problem_meta`)."""
+        return self.store.records(self.rows[name], self.ids, self.cfg.n, with_problem=True)
 
     def _params(self, spec: VariantSpec):
         return self.cfg.sampling_params(spec.temperature, self.stop)
@@ -196,6 +213,8 @@ class EvalSession:
         params = self._params(spec)
         sampling = {k: v for k, v in dataclasses.asdict(params).items() if k != "temperature"}
         sampling["prompt"] = self.cfg.prompt
+        if self.prompt_digest is not None:  # other prompt text, other samples
+            sampling["prompt_digest"] = self.prompt_digest
         return self.store.variant(
             spec.name, spec.kind, self.task.name, self.engine.weights.fingerprints(spec), sampling,
             recipe=spec.recipe, temperature=spec.temperature, seed=self.cfg.seed, step=spec.step,

@@ -37,6 +37,9 @@ class JsonlSamples:
     def task_of(self, record: dict) -> str | None:
         return None  # a JSONL file does not say which task its samples answer
 
+    def record_problems(self, task: str, problems: list[tuple]) -> None:
+        pass  # the graded JSONL carries what it carried
+
     def write(self, graded: list[dict]) -> str:
         write_records(self.output, graded)
         return str(self.output)
@@ -73,6 +76,10 @@ class StoreSamples:
 
     def task_of(self, record: dict) -> str | None:
         return self.variants[int(record["variant"][1:])].task
+
+    def record_problems(self, task: str, problems: list[tuple]) -> None:
+        """Keep the task's gold answers (and problem meta) beside the samples, so exports carry them."""
+        self.store.add_problems(task, problems)
 
     def write(self, graded: list[dict]) -> str:
         by_variant: dict[int, list[dict]] = {}

@@ -147,16 +147,21 @@ def _fsync(path: Path) -> None:
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write `path` whole or not at all; an unwritable place is an OutputError naming it."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    _clean_once(path.parent)
     tmp = temp_sibling(path)
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _clean_once(path.parent)
         with open(tmp, "wb") as fh:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        raise OutputError(f"cannot write {path}: {exc.strerror or exc}; choose another -o/--output") from exc
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
@@ -176,3 +181,20 @@ def _json_default(obj: Any) -> Any:
     if isinstance(obj, Path):
         return str(obj)
     raise TypeError(f"cannot serialise {type(obj).__name__} to JSON")
+
+
+@contextlib.contextmanager
+def output_dir(out: str | os.PathLike) -> Iterator[Path]:
+    """Create `out` (and its parents) for a run that writes into it as it goes (a sample store); when the
+    block fails and the directory was created here and is still empty, it is removed again, so a refused
+    run leaves nothing behind."""
+    out = Path(out)
+    created = [p for p in (out, *out.parents) if not p.exists()]
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        yield out
+    except BaseException:
+        for path in created:  # innermost first
+            with contextlib.suppress(OSError):
+                path.rmdir()  # only when empty
+        raise

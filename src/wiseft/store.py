@@ -175,25 +175,46 @@ class SampleStore:
                 self.db.execute("PRAGMA synchronous = NORMAL")
             self._check_schema()
         except sqlite3.DatabaseError as exc:
-            self.close()
+            self._refused()
             raise StoreError(
                 f"sample store {self.path} is not a readable SQLite database ({exc}); "
                 "point --store at a wiseft store or a new path"
             ) from exc
         except BaseException:
-            self.close()
+            self._refused()
             raise
 
     # ---- lifecycle ---------------------------------------------------------------------------------
 
+    @staticmethod
+    def check_free(path: str | os.PathLike) -> None:
+        """Fail now (before a model is loaded) when another process writes the store at `path`; creates
+        nothing. The writer's own lock is taken when the store is opened."""
+        lock_path = Path(path).with_name(Path(path).name + ".lock")
+        if not lock_path.is_file():
+            return
+        fd = os.open(lock_path, os.O_RDONLY)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+            raise StoreError(
+                f"sample store {path} is in use by another wiseft process (pid {holder}); wait for it to "
+                "finish or use another --store"
+            ) from None
+        finally:
+            os.close(fd)
+
     def _lock(self) -> None:
         lock_path = self.path.with_name(self.path.name + ".lock")
+        self._created_lock = None if lock_path.exists() else lock_path
         fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
             os.close(fd)
+            self._created_lock = None
             raise StoreError(
                 f"sample store {self.path} is in use by another wiseft process (pid {holder}); wait for it "
                 "to finish or use another --store"
@@ -201,6 +222,14 @@ class SampleStore:
         os.ftruncate(fd, 0)
         os.pwrite(fd, str(os.getpid()).encode(), 0)
         self._lock_fd = fd
+
+    def _refused(self) -> None:
+        """Close after a refused open, removing the lock file this open created (nothing is left beside
+        a store we would not use)."""
+        self.close()
+        created = getattr(self, "_created_lock", None)
+        if created is not None:
+            created.unlink(missing_ok=True)
 
     def close(self) -> None:
         db = getattr(self, "db", None)

@@ -38,7 +38,7 @@ from typing import Any
 
 import torch
 
-from wiseft.checkpoints import Checkpoint
+from wiseft.checkpoints import Checkpoint, load_causal_lm
 from wiseft.errors import ConfigError, MergeError
 from wiseft.merge import fused
 from wiseft.merge.compute import (
@@ -105,12 +105,10 @@ class WeightSpace:
         base_ckpt = Checkpoint.open(base) if base is not None else None
         device = torch.device(device)
         if model is None:
-            from transformers import AutoModelForCausalLM
-
             if dtype is None:
                 dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
             source = base_ckpt if base_ckpt is not None else checkpoints[-1]
-            model = AutoModelForCausalLM.from_pretrained(str(source.path), dtype=_dtype(dtype))
+            model = load_causal_lm(source.path, _dtype(dtype))
             model.to(device)
         model.eval()
         return cls(checkpoints, model, device, base_ckpt)

@@ -3,6 +3,7 @@
 from wiseft.checkpoints.checkpoint import TOKENIZER_FILES, Checkpoint, validate_model_dir
 from wiseft.checkpoints.discovery import find_checkpoints, is_complete, model_fingerprint
 from wiseft.checkpoints.hub import resolve
+from wiseft.checkpoints.loading import load_causal_lm, load_tokenizer
 from wiseft.checkpoints.safetensors_format import DTYPES, TensorInfo, read_header
 from wiseft.checkpoints.writer import DEFAULT_SHARD_SIZE, ShardWriter, parse_size, plan_shards
 
@@ -15,6 +16,8 @@ __all__ = [
     "TensorInfo",
     "find_checkpoints",
     "is_complete",
+    "load_causal_lm",
+    "load_tokenizer",
     "model_fingerprint",
     "parse_size",
     "plan_shards",

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
-from wiseft.checkpoints import model_fingerprint, validate_model_dir
+from wiseft.checkpoints import load_causal_lm, load_tokenizer, model_fingerprint, validate_model_dir
 from wiseft.devices import resolve_device
 from wiseft.errors import SamplingError
 from wiseft.evaluate.plan import VariantSpec
@@ -109,18 +109,14 @@ def hf_engine(
     tokenizer (from `model_dir`, else the first of `tokenizer_dirs` that has one), an `HFSampler` (or
     `sampler_factory(model, tokenizer)`) and `AnchorWeights` over that model."""
     import torch
-    from transformers import AutoModelForCausalLM
 
     from wiseft.sampling.hf import HFSampler
 
     device = resolve_device(device)
     dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
     model_dir = validate_model_dir(model_dir)  # headers checked before transformers reads the files
-    tokenizer = load_tokenizer([model_dir, *tokenizer_dirs])
-    try:
-        model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=dtype)
-    except (OSError, ValueError, KeyError) as exc:
-        raise SamplingError(f"cannot load model {model_dir}: {exc}") from exc
+    tokenizer = find_tokenizer([model_dir, *tokenizer_dirs])
+    model = load_causal_lm(model_dir, dtype)
     model.to(device).eval()
     sampler = (sampler_factory or (lambda m, t: HFSampler(m, t, threads=threads)))(model, tokenizer)
     return Engine(
@@ -139,12 +135,10 @@ def context_length(config) -> int | None:
     return None
 
 
-def load_tokenizer(candidates: Sequence[str | os.PathLike]):
+def find_tokenizer(candidates: Sequence[str | os.PathLike]):
     """The tokenizer of the first directory in `candidates` that holds one."""
-    from transformers import AutoTokenizer
-
     for candidate in map(Path, candidates):
         if (candidate / "tokenizer.json").is_file() or (candidate / "tokenizer_config.json").is_file():
-            return AutoTokenizer.from_pretrained(str(candidate))
+            return load_tokenizer(candidate)
     names = " or ".join(str(c) for c in candidates)
     raise SamplingError(f"no tokenizer in {names}; save the tokenizer with the model")

@@ -21,10 +21,11 @@ from wiseft.evaluate.engine import Engine, SamplerFactory, hf_engine
 from wiseft.evaluate.outputs import check_output, write_eval, write_run
 from wiseft.evaluate.plan import VariantSpec, plan_eval, plan_sweep, plan_trajectory
 from wiseft.evaluate.select import choose_best
-from wiseft.evaluate.session import EvalProgress, EvalSession, load_task
+from wiseft.evaluate.session import EvalProgress, EvalSession, load_task, store_path
 from wiseft.merge.plan import check_compatible
 from wiseft.merge.recipe import load_recipe
 from wiseft.results import RunResults
+from wiseft.store import SampleStore
 from wiseft.tasks import Task
 
 
@@ -39,6 +40,7 @@ def run_sweep(
     task = load_task(cfg, task)
     specs = plan_sweep(cfg, recipe)
     check_anchors(specs)
+    SampleStore.check_free(store_path(cfg, out))  # a second writer is refused before the model loads
     engine = engine or hf_engine(
         specs[0].anchors[-1], cfg.device, cfg.threads, sampler_factory=sampler_factory
     )
@@ -59,6 +61,7 @@ def run_trajectory(
     task = load_task(cfg, task)
     specs = plan_trajectory(cfg, checkpoints, early_step)
     check_anchors(specs)
+    SampleStore.check_free(store_path(cfg, out))
     engine = engine or hf_engine(
         checkpoints[early_step], cfg.device, cfg.threads, [cfg.run_dir], sampler_factory
     )
@@ -76,6 +79,7 @@ def run_eval(
     out = check_output(out_dir, "metrics.json", force)
     task = load_task(cfg, task)
     specs = plan_eval(cfg)
+    SampleStore.check_free(store_path(cfg, out))
     engine = engine or hf_engine(cfg.model, cfg.device, cfg.threads, sampler_factory=sampler_factory)
     with EvalSession.open(cfg, task, engine, out, "eval", progress) as session:
         variants = session.evaluate_all(specs)

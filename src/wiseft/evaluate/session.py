@@ -59,6 +59,11 @@ class Timings:
         return {k: round(v, 3) for k, v in dataclasses.asdict(self).items()}
 
 
+def store_path(cfg: EvalConfig, out: str | os.PathLike) -> Path:
+    """Where a run's samples go: `cfg.store`, or OUT/samples.db."""
+    return Path(cfg.store) if cfg.store else Path(out) / "samples.db"
+
+
 def load_task(cfg: EvalConfig, task: Task | None = None) -> Task:
     """The task of `cfg` (or the given Task object), cut to its first `cfg.limit` problems."""
     if task is None:

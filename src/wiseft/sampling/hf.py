@@ -39,10 +39,10 @@ import contextlib
 import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from pathlib import Path
 
 import torch
 
+from wiseft.checkpoints import load_causal_lm, load_tokenizer
 from wiseft.devices import resolve_device
 from wiseft.errors import SamplingError
 from wiseft.sampling.base import (
@@ -82,23 +82,12 @@ def load_model_and_tokenizer(
     trust_remote_code: bool = False,
 ):
     """Load a causal LM (bf16 on CUDA, float32 on CPU unless `dtype` says otherwise) and its tokenizer."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    path = Path(path)
     device = resolve_device(device)
     if dtype is None:
         dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
-    if not (path / "config.json").is_file():
-        raise SamplingError(f"model {path} has no config.json; point at a Hugging Face model directory")
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(str(path), trust_remote_code=trust_remote_code)
-        model = AutoModelForCausalLM.from_pretrained(
-            str(path), dtype=dtype, trust_remote_code=trust_remote_code
-        )
-    except (OSError, ValueError, KeyError) as exc:
-        raise SamplingError(f"cannot load model {path}: {exc}") from exc
-    model.to(device).eval()
-    return model, tokenizer
+    tokenizer = load_tokenizer(path, trust_remote_code)
+    model = load_causal_lm(path, dtype, trust_remote_code)
+    return model.to(device).eval(), tokenizer
 
 
 class _Decoding:

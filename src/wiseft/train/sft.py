@@ -24,7 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from wiseft.checkpoints import find_checkpoints, validate_model_dir
+from wiseft.checkpoints import find_checkpoints, load_causal_lm, load_tokenizer
 from wiseft.config import to_dict, write_resolved
 from wiseft.devices import resolve_device
 from wiseft.errors import ConfigError, TrainError
@@ -335,8 +335,6 @@ def finetune_from_files(
 ) -> TrainResult:
     """`wiseft train sft`: fine-tune the Hugging Face model in `model_dir` on `data` (a JSONL file or a
     dataset name) into `out_dir`, which gets the resolved config beside its checkpoints."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
     out = Path(out_dir)
     if find_checkpoints(out, strict=False) and not resume:
         raise TrainError(
@@ -344,10 +342,10 @@ def finetune_from_files(
         )
     if not (Path(model_dir) / "config.json").is_file():
         raise TrainError(f"--model {model_dir} is not a Hugging Face model directory (no config.json)")
-    validate_model_dir(model_dir)  # every header checked before transformers reads the files
     pairs = load_pairs(data, split, prompt_field, completion_field)
-    tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
-    model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype="float32")
+    tokenizer = load_tokenizer(model_dir)
+    Collator(tokenizer, cfg.max_length).check_learnable(pairs, data)  # before anything is written
+    model = load_causal_lm(model_dir)  # every header checked before transformers reads the files
     out.mkdir(parents=True, exist_ok=True)
     write_resolved(out, cfg, name="train_config.yaml")
     meta = {"stage": "sft", "model": str(model_dir), "data": data, "n_examples": len(pairs)}

@@ -14,7 +14,7 @@ import dataclasses
 import hashlib
 from pathlib import Path
 
-from wiseft.checkpoints import validate_model_dir
+from wiseft.checkpoints import load_causal_lm, load_tokenizer
 from wiseft.errors import ConfigError, TrainError
 from wiseft.merge import Recipe, load_recipe
 from wiseft.weightspace import WeightSpace
@@ -63,19 +63,14 @@ class Start:
 
 def load_start(start: Start, device: str = "cpu"):
     """(model in float32 on `device`, eval mode; its tokenizer) for `start`."""
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
     if start.model:
         path = Path(start.model)
         if not (path / "config.json").is_file():
             raise TrainError(f"--model {path} is not a Hugging Face model directory (no config.json)")
-        validate_model_dir(path)  # every header checked before transformers reads the files
-        model = AutoModelForCausalLM.from_pretrained(str(path), dtype=torch.float32).to(device)
-        return model.eval(), AutoTokenizer.from_pretrained(str(path))
+        return load_causal_lm(path).to(device), load_tokenizer(path)
     recipe = _recipe(start)
     model = mix_model(recipe, device)
-    return model, AutoTokenizer.from_pretrained(tokenizer_source(recipe))
+    return model, load_tokenizer(tokenizer_source(recipe))
 
 
 def _recipe(start: Start):

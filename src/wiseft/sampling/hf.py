@@ -85,9 +85,8 @@ def load_model_and_tokenizer(
     device = resolve_device(device)
     if dtype is None:
         dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
-    tokenizer = load_tokenizer(path, trust_remote_code)
-    model = load_causal_lm(path, dtype, trust_remote_code)
-    return model.to(device).eval(), tokenizer
+    model = load_causal_lm(path, dtype, trust_remote_code)  # checks the directory first
+    return model.to(device).eval(), load_tokenizer(path, trust_remote_code)
 
 
 class _Decoding:

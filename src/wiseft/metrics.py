@@ -358,16 +358,48 @@ def diversity(problems: Sequence[ProblemSamples], seed: int = 0, n_boot: int = 1
     }
 
 
-def token_stats(problems: Sequence[ProblemSamples]) -> dict:
-    """Mean and median completion length and the share of samples cut by the length limit (None if unknown)."""
+def token_stats(problems: Sequence[ProblemSamples], seed: int = 0, n_boot: int = 1000) -> dict:
+    """Mean (with its 95% bootstrap interval over problems, `ci`) and median completion length, and the
+    share of samples cut by the length limit (None where unknown)."""
     out: dict = {"mean": None, "median": None, "truncated_frac": None}
     if all(p.n_tokens is not None for p in problems):
         tokens = np.concatenate([p.n_tokens for p in problems])
         out["mean"] = float(tokens.mean())
         out["median"] = float(np.median(tokens))
+        per_problem = np.array([p.n_tokens.mean() for p in problems]) * len(problems) * _weights(problems)
+        _, lo, hi = bootstrap_ci(per_problem, seed=seed, n_boot=n_boot)
+        out["ci"] = {"mean": [float(lo), float(hi)]}
     if all(p.truncated is not None for p in problems):
         out["truncated_frac"] = float(np.concatenate([p.truncated for p in problems]).mean())
     return out
+
+
+def _weights(problems: Sequence[ProblemSamples]) -> np.ndarray:
+    """Each problem's share of all samples: per-problem means scaled by these average to the sample mean."""
+    ns = np.array([p.n for p in problems], dtype=np.float64)
+    return ns / ns.sum()
+
+
+def thinking_stats(problems: Sequence[ProblemSamples], seed: int = 0, n_boot: int = 1000) -> dict | None:
+    """Think % (the share of samples whose thinking block closed) and mean thinking and answer tokens per
+    sample, each {"value", "lo", "hi"} with a 95% bootstrap interval over problems; None when the samples
+    carry no thinking counts."""
+    if not problems or any(p.think_closed is None or p.thinking_tokens is None for p in problems):
+        return None
+    scale = len(problems) * _weights(problems)
+    columns = [np.array([f(p) for p in problems]) * scale for f in (
+        lambda p: p.think_closed.mean(),
+        lambda p: p.thinking_tokens.mean(),
+        lambda p: (p.n_tokens - p.thinking_tokens).mean() if p.n_tokens is not None else np.nan,
+    )]  # fmt: skip
+    names = ["think_frac", "thinking_tokens", "answer_tokens"]
+    if np.isnan(columns[2]).any():
+        columns, names = columns[:2], names[:2]
+    mean, lo, hi = bootstrap_ci(np.stack(columns, axis=1), seed=seed, n_boot=n_boot)
+    return {
+        name: {"value": float(mean[i]), "lo": float(lo[i]), "hi": float(hi[i])}
+        for i, name in enumerate(names)
+    }
 
 
 def per_problem_values(
@@ -426,6 +458,10 @@ def summarize(
     }
     rho = table[:, names.index("pass@1")]
     pass_k = {k: metrics[f"pass@{k}"]["value"] for k in ks}
+    tokens = token_stats(problems, seed=seed, n_boot=n_boot)
+    if tokens["mean"]:  # accuracy per 1,000 generated tokens: what a correct answer costs in length
+        tokens["acc_per_1k"] = 1000.0 * metrics["pass@1"]["value"] / tokens["mean"]
+    thinking = thinking_stats(problems, seed=seed, n_boot=n_boot)
     ns = sorted({p.n for p in problems})
     return {
         "n_problems": len(problems),
@@ -437,7 +473,8 @@ def summarize(
         "metrics": metrics,
         "bias_variance": bias_variance(rho, ks, pass_k, seed=seed, n_boot=n_boot),
         "diversity": diversity(problems, seed=seed, n_boot=n_boot),
-        "tokens": token_stats(problems),
+        "tokens": tokens,
+        **({"thinking": thinking} if thinking is not None else {}),
     }
 
 

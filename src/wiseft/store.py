@@ -102,6 +102,8 @@ CREATE TABLE IF NOT EXISTS samples (
     n_tokens INTEGER,
     finish_reason TEXT CHECK (finish_reason IN ('stop', 'length')),
     score REAL,
+    think_closed INTEGER,
+    thinking_tokens INTEGER,
     PRIMARY KEY (variant_id, problem_id, sample_idx)
 );
 CREATE TABLE IF NOT EXISTS grades (
@@ -280,17 +282,22 @@ class SampleStore:
                 "INSERT INTO meta(key, value) VALUES (?, ?)",
                 [("schema_version", str(SCHEMA_VERSION)), ("wiseft_version", __version__)],
             )
-        self._problem_meta = True
+        self._problem_meta = self._thinking = True
 
     def _upgrade(self) -> None:
-        """Additions to schema version 1 that older versions ignore: `problems.meta`. A writer adds the
-        column; a reader of a store that lacks it reads the problems without meta."""
-        columns = {row[1] for row in self.db.execute("PRAGMA table_info(problems)")}
-        self._problem_meta = "meta" in columns
-        if not self._problem_meta and self.writer:
+        """Additions to schema version 1 that older versions ignore: `problems.meta` and the thinking
+        columns of `samples`. A writer adds the columns; a reader of a store that lacks them reads without."""
+        problems = {row[1] for row in self.db.execute("PRAGMA table_info(problems)")}
+        samples = {row[1] for row in self.db.execute("PRAGMA table_info(samples)")}
+        self._problem_meta = "meta" in problems
+        self._thinking = {"think_closed", "thinking_tokens"} <= samples
+        if self.writer and not (self._problem_meta and self._thinking):
             with self.transaction() as db:
-                db.execute("ALTER TABLE problems ADD COLUMN meta TEXT")
-            self._problem_meta = True
+                if not self._problem_meta:
+                    db.execute("ALTER TABLE problems ADD COLUMN meta TEXT")
+                for column in {"think_closed", "thinking_tokens"} - samples:
+                    db.execute(f"ALTER TABLE samples ADD COLUMN {column} INTEGER")
+            self._problem_meta = self._thinking = True
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
@@ -487,12 +494,12 @@ class SampleStore:
         optional `score`) as one transaction; samples already stored are left as they are. Returns how
         many were new."""
         vid = _vid(variant)
-        rows = [(vid, *(r.get(f) for f in SAMPLE_FIELDS)) for r in records]
+        rows = [(vid, *(r.get(f) for f in SAMPLE_FIELDS), *_thinking_columns(r)) for r in records]
         with self.transaction() as db:
             before = db.total_changes
             db.executemany(
                 "INSERT OR IGNORE INTO samples(variant_id, problem_id, sample_idx, completion, n_tokens, "
-                "finish_reason, score) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                "finish_reason, score, think_closed, thinking_tokens) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 rows,
             )
             return db.total_changes - before
@@ -522,14 +529,15 @@ class SampleStore:
             raise StoreError(f"sample store {self.path} has no variant with id {_vid(variant)}")
         join = "JOIN" if graded else "LEFT JOIN"
         problem, args = "", [v.id]
-        if with_problem:  # the problem's columns are the 14th to 16th
+        thinking = "s.think_closed, s.thinking_tokens" if self._thinking else "NULL, NULL"
+        if with_problem:  # the problem's columns come last, 16th to 18th
             meta = "p.meta" if self._problem_meta else "NULL"
             problem = f", p.prompt, p.gold, {meta}"
             join = f"LEFT JOIN problems p ON p.task=? AND p.problem_id=s.problem_id {join}"
             args = [v.task, v.id]
         sql = (
             "SELECT s.problem_id, s.sample_idx, s.completion, s.n_tokens, s.finish_reason, s.score, "
-            f"g.answer, g.extraction, g.verdict, g.correct, g.answer_class, g.grader, g.reason{problem} "
+            f"g.answer, g.extraction, g.verdict, g.correct, g.answer_class, g.grader, g.reason, {thinking}{problem} "
             f"FROM samples s {join} grades g ON g.variant_id=s.variant_id AND g.problem_id=s.problem_id "
             "AND g.sample_idx=s.sample_idx WHERE s.variant_id=?"
         )
@@ -554,9 +562,11 @@ class SampleStore:
         if row[8] is not None:
             rec.update(zip(GRADE_FIELDS, (row[6], row[7], row[8], bool(row[9]), row[10], row[11], row[12]),
                            strict=True))  # fmt: skip
+        if row[13] is not None:
+            rec["think_closed"], rec["thinking_tokens"] = bool(row[13]), row[14]
         if with_problem:
-            meta = self._meta(row[15], v.task, row[0])
-            known = zip(PROBLEM_FIELDS, (row[13], row[14], meta), strict=True)
+            meta = self._meta(row[17], v.task, row[0])
+            known = zip(PROBLEM_FIELDS, (row[15], row[16], meta), strict=True)
             rec.update((name, value) for name, value in known if value is not None)
         return rec
 
@@ -671,6 +681,11 @@ def problem_fields(records: Sequence[dict], where: str) -> list[tuple]:
             if row[i] is None:
                 row[i] = r.get(name)
     return [tuple(row) for row in found.values()]
+
+
+def _thinking_columns(record: dict) -> tuple[int | None, int | None]:
+    closed = record.get("think_closed")
+    return (None if closed is None else int(bool(closed))), record.get("thinking_tokens")
 
 
 def _vid(variant: VariantRow | int) -> int:

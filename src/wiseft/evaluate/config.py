@@ -46,6 +46,11 @@ class EvalConfig:
     )
     fewshot: int | None = option(None, "worked examples of a few-shot style (default: the harness's, 8 or 4)")
     system_prompt: str | None = option(None, "system prompt of --prompt chat")
+    thinking_tag: str = option(
+        "</think>",
+        "closing tag of a thinking block: answers are read after it and Think % counts it ('': off)",
+    )
+    thinking_open_tag: str = option("<think>", "opening tag of a thinking block")
     n: int = option(16, "samples per problem")
     k: tuple[int, ...] | None = option(
         None,
@@ -91,6 +96,10 @@ class EvalConfig:
         check_workers(self.workers)
         check_budget(self.problem_budget)
         SamplingParams(top_p=self.top_p, top_k=self.top_k, max_new_tokens=self.max_new_tokens)
+
+    def thinking(self) -> tuple[str, str | None] | None:
+        """(closing tag, opening tag) of thinking blocks, or None when thinking is not looked for."""
+        return (self.thinking_tag, self.thinking_open_tag or None) if self.thinking_tag else None
 
     def prompter(self):
         """How this run renders its prompts (`tasks.prompts.Prompter`)."""

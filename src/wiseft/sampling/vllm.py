@@ -213,12 +213,60 @@ def check_head_size(config: dict[str, Any], sizes: list[int], model) -> None:
         )
 
 
+def kv_bytes_per_token(config: dict[str, Any], dtype: str) -> int | None:
+    """KV-cache bytes one token needs (keys and values of every layer), at the smallest element size the
+    engine could use for `dtype` (so a check built on it never refuses what vLLM would accept)."""
+    text = config.get("text_config") or config
+    layers = text.get("num_hidden_layers") or text.get("n_layer")
+    heads = text.get("num_attention_heads") or text.get("n_head")
+    kv_heads = text.get("num_key_value_heads") or heads
+    size = head_size(config)
+    if not (layers and kv_heads and size):
+        return None
+    stored = str(text.get("torch_dtype") or text.get("dtype") or config.get("dtype") or "float32")
+    element = 4 if dtype == "float32" or (dtype == "auto" and stored.endswith("float32")) else 2
+    return 2 * int(layers) * int(kv_heads) * size * element
+
+
+def check_kv_memory(
+    config: dict[str, Any], options: EngineOptions, kv_bytes: int, available: int, model
+) -> None:
+    """Refuse a KV cache larger than the memory available, or too small for one full-length sequence."""
+    gib = kv_bytes / (1 << 30)
+    if kv_bytes > available:
+        raise SamplingError(
+            f"the KV cache asked for ({gib:.2f} GiB, --kv-cache-gib) is more than the {available / (1 << 30):.2f} "
+            "GiB of memory available; lower --kv-cache-gib"
+        )
+    per_token = kv_bytes_per_token(config, options.dtype)
+    text = config.get("text_config") or config
+    length = options.max_model_len or text.get("max_position_embeddings") or text.get("n_positions")
+    if per_token and length and per_token * int(length) > kv_bytes:
+        need = per_token * int(length) / (1 << 20)
+        raise SamplingError(
+            f"one sequence of {length} tokens of model {model} needs {need:.1f} MiB of KV cache, more than "
+            f"the {kv_bytes / (1 << 20):.1f} MiB given; raise --kv-cache-gib or lower --max-model-len"
+        )
+
+
 def _cpu_head_sizes() -> list[int] | None:
     try:
         from vllm.v1.attention.backends.cpu_attn import CPUAttentionBackend
     except ImportError:
         return None
     return list(CPUAttentionBackend.get_supported_head_sizes())
+
+
+def check_cpu_model(config: dict[str, Any], options: EngineOptions, model) -> None:
+    """The checks vLLM-CPU would otherwise fail late (in its worker process, where the cause only reaches
+    the log): the attention kernel's head sizes, and the KV cache against memory."""
+    import psutil
+
+    sizes = _cpu_head_sizes()
+    if sizes:
+        check_head_size(config, sizes, model)
+    kv_bytes = options.engine_kwargs("cpu")["kv_cache_memory_bytes"]
+    check_kv_memory(config, options, kv_bytes, psutil.virtual_memory().available, model)
 
 
 def _one_line(text: str, limit: int = 300) -> str:
@@ -326,9 +374,8 @@ class VLLMSampler:
         platform = _platform()
         check_device(options.device, platform)
         check_architecture(config, set(vllm.ModelRegistry.get_supported_archs()), model)
-        sizes = _cpu_head_sizes() if platform == "cpu" else None
-        if sizes:
-            check_head_size(config, sizes, model)
+        if platform == "cpu":
+            check_cpu_model(config, options, model)
         with _engine_env(options):
             try:
                 llm = vllm.LLM(
@@ -372,9 +419,12 @@ class VLLMSampler:
             return []
         token_ids = self._encode(prompts)
         requests = [{"prompt_token_ids": ids} for ids in token_ids]
-        per_prompt = [self.request_params(params, n, prompt_seed(params.seed, p)) for p in prompts]
+        # vLLM refuses n > 1 when greedy; greedy samples are all the same, so one is drawn and repeated.
+        draws = 1 if params.temperature == 0 else n
+        per_prompt = [self.request_params(params, draws, prompt_seed(params.seed, p)) for p in prompts]
         outputs = self._run(requests, per_prompt, progress)
-        return [self._completions(i, out, params) for i, out in enumerate(outputs)]
+        results = [self._completions(i, out, params) for i, out in enumerate(outputs)]
+        return [comps * n for comps in results] if draws != n else results
 
     @staticmethod
     def request_params(params: SamplingParams, n: int, seed: int):
@@ -415,7 +465,10 @@ class VLLMSampler:
         engine = self.llm.llm_engine
         if engine.has_unfinished_requests():
             raise SamplingError("the vLLM engine is still serving other requests; one generate() at a time")
-        ids = self.llm.enqueue(requests, per_prompt, use_tqdm=False)
+        try:
+            ids = self.llm.enqueue(requests, per_prompt, use_tqdm=False)
+        except (ValueError, TypeError) as exc:  # vLLM's request validation
+            raise SamplingError(f"vLLM refused the requests: {_one_line(exc)}") from exc
         finished: list[Any] = []
         meter = _Meter(self.on_throughput, self.report_every)
         try:

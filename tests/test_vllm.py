@@ -255,7 +255,7 @@ def test_tied_followers_are_the_modules_that_reuse_a_weight():
     model.head.weight = model.embed.weight
     for m in (model.embed, model.head, model.other):
         m.quant_method = Method()
-    assert tied_followers(model) == [model.head]
+    assert tied_followers(model) == [(model.head, model.embed)]
 
 
 def test_integer_checkpoint_tensors_are_refused(tmp_path):

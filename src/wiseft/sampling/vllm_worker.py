@@ -35,6 +35,7 @@ import torch
 
 from wiseft.checkpoints import DTYPES, Checkpoint
 from wiseft.errors import MergeError, WiseftError
+from wiseft.memory import tune_allocator
 from wiseft.merge.recipe import Recipe
 from wiseft.weightspace import WeightSpace
 
@@ -77,24 +78,37 @@ def float_shapes(reference: Checkpoint) -> dict[str, tuple[int, ...]]:
     return shapes
 
 
-def tied_followers(model: torch.nn.Module) -> list[torch.nn.Module]:
-    """Modules that share a parameter with a module registered before them (a tied lm_head).
+def tied_followers(model: torch.nn.Module) -> list[tuple[torch.nn.Module, torch.nn.Module]]:
+    """(follower, leader) for each module that shares a parameter with a module registered before it (a
+    tied lm_head and its embedding).
 
-    vLLM's in-place reload loads the first of them (the embedding) and skips the follower, whose
-    post-load processing therefore does not run again. On CPU that processing is what builds the GEMM
-    kernel's prepacked copy of the weight, so a tied lm_head would go on computing logits with the old
-    embedding (measured: a switched tiny tied model sampled other tokens than the same variant loaded
-    fresh). The switch reruns it for these modules; on CUDA it does nothing for embeddings."""
-    seen: set[int] = set()
-    followers = []
+    vLLM's in-place reload loads the leader and skips the follower, whose post-load processing therefore
+    does not run again. On CPU that processing is what builds the GEMM kernel's prepacked copy of the
+    weight, so a tied lm_head would go on computing logits with the old embedding (measured: a switched
+    tiny tied model sampled other tokens than the same variant loaded fresh). `refresh_followers` fixes
+    that after each reload."""
+    owner: dict[int, torch.nn.Module] = {}
+    pairs = []
     for module in model.modules():
         params = [id(p) for p in module._parameters.values() if p is not None]
-        if any(p in seen for p in params) and hasattr(
-            getattr(module, "quant_method", None), "process_weights_after_loading"
-        ):
-            followers.append(module)
-        seen.update(params)
-    return followers
+        leaders = [owner[p] for p in params if p in owner]
+        if leaders and hasattr(getattr(module, "quant_method", None), "process_weights_after_loading"):
+            pairs.append((module, leaders[0]))
+        for p in params:
+            owner.setdefault(p, module)
+    return pairs
+
+
+def refresh_followers(model: torch.nn.Module) -> None:
+    """Bring tied followers up to date after a reload. On vLLM-CPU the leader's kernel (`cpu_linear`) was
+    just rebuilt from the very weight the follower shares, so the follower takes it instead of prepacking
+    the embedding, the largest matrix, a second time; elsewhere the follower's own post-load processing
+    runs again (on CUDA a no-op for embeddings)."""
+    for follower, leader in tied_followers(model):
+        if hasattr(follower, "cpu_linear") and hasattr(leader, "cpu_linear"):
+            follower.cpu_linear = leader.cpu_linear
+        else:
+            follower.quant_method.process_weights_after_loading(follower)
 
 
 def _failure(exc: WiseftError) -> dict[str, str]:
@@ -108,6 +122,7 @@ class WeightMixExtension:
 
     def wiseft_load_anchors(self, anchors: list[str], base: str | None = None) -> dict[str, Any]:
         self._wiseft_space = None  # release the previous anchors before reading the next ones
+        tune_allocator()  # each reload allocates and frees a model's worth of layers: keep the pages
         try:
             start = time.perf_counter()
             checkpoints = [Checkpoint.open(a) for a in anchors]
@@ -146,8 +161,7 @@ class WeightMixExtension:
         ordered = ((name, params[name].data) for name in sorted(params, key=layer_order))
         with torch.no_grad():
             self.model_runner.reload_weights(weights_iterator=ordered, is_checkpoint_format=True)
-            for module in tied_followers(self.model_runner.get_model()):
-                module.quant_method.process_weights_after_loading(module)
+            refresh_followers(self.model_runner.get_model())
 
     def wiseft_release(self) -> dict[str, Any]:
         self._wiseft_space = None

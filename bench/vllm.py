@@ -214,11 +214,12 @@ def switch_options(cpu_threads: str | None):
     return EngineOptions(dtype="float32", max_model_len=256, kv_cache_gib=0.25, cpu_threads=cpu_threads)
 
 
-def bench_switch(early: Path, final: Path, runs: int, cpu_threads: str | None) -> dict:
+def bench_switch(early: Path, final: Path, runs: int, options) -> dict:
+    """Median `VLLMWeights.apply` over δ = k/8 in an engine started on FINAL with `options`."""
     from wiseft.sampling.vllm import VLLMSampler
     from wiseft.sampling.vllm_weights import VLLMWeights
 
-    sampler = VLLMSampler.start(final, switch_options(cpu_threads))
+    sampler = VLLMSampler.start(final, options)
     try:
         weights = VLLMWeights(sampler)
         t0 = time.perf_counter()
@@ -233,7 +234,7 @@ def bench_switch(early: Path, final: Path, runs: int, cpu_threads: str | None) -
             "reload": med(t.reload for t in timings), "load": load}  # fmt: skip
 
 
-def bench_fresh(early: Path, final: Path, runs: int, cpu_threads: str | None) -> dict:
+def bench_fresh(early: Path, final: Path, runs: int, options, dtype=torch.float32) -> dict:
     """(b): write the merged checkpoint with the merge driver, then start a fresh engine on it."""
     from wiseft.merge import Recipe
     from wiseft.merge.driver import merge
@@ -245,9 +246,9 @@ def bench_fresh(early: Path, final: Path, runs: int, cpu_threads: str | None) ->
         for k in range(1, max(3, runs) + 1):
             out = Path(tmp) / f"m{k}"
             t0 = time.perf_counter()
-            merge(plan(Recipe(models=(str(early), str(final)), delta=k / 8), out_dtype=torch.float32), out)
+            merge(plan(Recipe(models=(str(early), str(final)), delta=k / 8), out_dtype=dtype), out)
             t1 = time.perf_counter()
-            VLLMSampler.start(out, switch_options(cpu_threads)).close()
+            VLLMSampler.start(out, options).close()
             merges.append(t1 - t0)
             starts.append(time.perf_counter() - t1)
             shutil.rmtree(out)
@@ -276,8 +277,8 @@ def throughput_rows(table: Table, args) -> None:
 def switch_rows(table: Table, args) -> None:
     early, final = anchors_05b()
     floor, params = lerp_floor(early, final, args.runs)
-    sw = bench_switch(early, final, args.runs, args.vllm_threads)
-    fresh = bench_fresh(early, final, args.runs, args.vllm_threads)
+    sw = bench_switch(early, final, args.runs, switch_options(args.vllm_threads))
+    fresh = bench_fresh(early, final, args.runs, switch_options(args.vllm_threads))
     table.add_row(f"switch in vLLM, {params / 1e6:.0f}M params (a)", f"{sw['total']:.2f} s", f"{floor:.3f} s (lerp pass)",
                   f"{sw['total'] / floor:.1f}×", "≤ 3×")  # fmt: skip
     table.add_row("  of which mix / vLLM reload", f"{sw['mix']:.2f} s / {sw['reload']:.2f} s",
@@ -307,7 +308,7 @@ def main() -> None:
         throughput_rows(table, args)
     if not args.skip_switch:
         switch_rows(table, args)
-    Console().print(table)
+    Console(width=150).print(table)
 
 
 if __name__ == "__main__":

@@ -117,10 +117,19 @@ def hf_worker(name: str, runs: int, threads: int) -> dict:
         r, mean = rate(out, time.perf_counter() - t0)
         rates.append(r)
         lengths.append(mean)
-    return {"rate": statistics.median(rates), "length": statistics.median(lengths)}
+    import transformers
+
+    return {
+        "rate": statistics.median(rates),
+        "length": statistics.median(lengths),
+        "transformers": transformers.__version__,
+    }
 
 
 def hf_python() -> str:
+    """The interpreter for HFSampler: $WISEFT_HF_PYTHON, else the project's .venv, else this one."""
+    if os.environ.get("WISEFT_HF_PYTHON"):
+        return os.environ["WISEFT_HF_PYTHON"]
     main_venv = HERE.parent / ".venv" / "bin" / "python"
     return str(main_venv) if main_venv.exists() else sys.executable
 
@@ -260,6 +269,65 @@ def bench_fresh(early: Path, final: Path, runs: int, options, dtype=torch.float3
     }
 
 
+# ---- 3. the engines agree (sampled Pass@k on the toy task) -----------------------------------------------
+
+
+def toy_base() -> Path:
+    """The demo's pretrained toy base (GPT-2 toy shape), trained once into the bench cache."""
+    from wiseft.train.toy import ToyRecipe, pretrain
+
+    result = pretrain(ToyRecipe(), cache_dir() / "vllm-agree-base", resume=True)
+    return result.checkpoints[max(result.checkpoints)]
+
+
+def pass_values(task, outputs, ks=(1, 8)) -> list[list[float]]:
+    """Per problem, Pass@k for each k from its n completions (toy grading: the last partial sum)."""
+    from wiseft.metrics import pass_at_k
+    from wiseft.train.toy import extract_answer
+
+    rows = []
+    for problem, comps in zip(task.problems, outputs, strict=True):
+        correct = sum(extract_answer(c.text) == str(problem.gold) for c in comps)
+        rows.append([pass_at_k(len(comps), correct, k) for k in ks])
+    return rows
+
+
+def bench_agree(runs_unused: int) -> dict:
+    """Pass@1 and Pass@8 of both engines on the 400 toy test problems, n = 8, T = 1 (different random
+    streams, so they agree only within their bootstrap intervals)."""
+    import numpy as np
+
+    from wiseft.metrics import bootstrap_ci
+    from wiseft.sampling import SamplingParams
+    from wiseft.sampling.hf import HFSampler
+    from wiseft.sampling.vllm import EngineOptions, VLLMSampler
+    from wiseft.tasks import get_task
+
+    base = toy_base()
+    task = get_task("toy")
+    prompts = [task.prompt(p) for p in task.problems]
+    params = SamplingParams(temperature=1.0, max_new_tokens=26, stop=tuple(task.stop), seed=0)
+    hf = HFSampler.from_pretrained(base, device="cpu", dtype=torch.float32).generate(prompts, N, params)
+    sampler = VLLMSampler.start(base, EngineOptions(dtype="float32", max_model_len=64))
+    try:
+        vl = sampler.generate(prompts, N, params)
+    finally:
+        sampler.close()
+    return {
+        name: bootstrap_ci(np.array(pass_values(task, out)), seed=0)
+        for name, out in (("hf", hf), ("vllm", vl))
+    }
+
+
+def agree_rows(table: Table, args) -> None:
+    res = bench_agree(args.runs)
+    for j, k in enumerate((1, 8)):
+        (mv, lv, hv), (mh, lh, hh) = ((r[0][j], r[1][j], r[2][j]) for r in (res["vllm"], res["hf"]))
+        overlap = "overlap" if lv <= hh and lh <= hv else "DISJOINT"
+        table.add_row(f"toy Pass@{k}, 400 problems, n={N}, T=1", f"{mv:.3f} [{lv:.3f}, {hv:.3f}] (vLLM)",
+                      f"{mh:.3f} [{lh:.3f}, {hh:.3f}] (HFSampler)", overlap, "95% intervals overlap")  # fmt: skip
+
+
 # ---- report ------------------------------------------------------------------------------------------------
 
 
@@ -267,7 +335,7 @@ def throughput_rows(table: Table, args) -> None:
     for name in args.shapes.split(","):
         hf = bench_hf(name, args.runs, args.threads)
         vl = bench_vllm(name, args.runs, args.vllm_threads)
-        table.add_row(f"{name}: tokens/s, n={N}, float32", f"{vl['rate']:,.1f} (vLLM)", f"{hf['rate']:,.1f} (HFSampler)",
+        table.add_row(f"{name}: tokens/s, n={N}, float32", f"{vl['rate']:,.1f} (vLLM)", f"{hf['rate']:,.1f} (HFSampler, transformers {hf.get('transformers', '?')})",
                       f"vLLM {vl['rate'] / hf['rate']:.2f}×", "HFSampler within 1.25× of vLLM")  # fmt: skip
         table.add_row("  mean tokens per sample", f"{vl['length']:.1f}", f"{hf['length']:.1f}", "", "")
         table.add_row("  our vLLM path vs plain LLM.generate", f"{vl['rate']:,.1f}", f"{vl['plain']:,.1f}",
@@ -296,6 +364,9 @@ def main() -> None:
     ap.add_argument("--shapes", default=",".join(SHAPES), help="throughput shapes: " + ", ".join(SHAPES))
     ap.add_argument("--skip-throughput", action="store_true")
     ap.add_argument("--skip-switch", action="store_true")
+    ap.add_argument(
+        "--agree", action="store_true", help="also sampled Pass@k of both engines on the toy task"
+    )
     ap.add_argument("--hf-worker", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.hf_worker:
@@ -308,6 +379,8 @@ def main() -> None:
         throughput_rows(table, args)
     if not args.skip_switch:
         switch_rows(table, args)
+    if args.agree:
+        agree_rows(table, args)
     Console(width=150).print(table)
 
 

@@ -103,7 +103,7 @@ class EngineOptions:
             "max_num_seqs": self.max_num_seqs,
         }
         kwargs.update({k: v for k, v in optional.items() if v is not None})
-        kv_gib = self.kv_cache_gib if self.kv_cache_gib is not None else None
+        kv_gib = self.kv_cache_gib
         if kv_gib is None and platform == "cpu":
             kv_gib = CPU_KV_CACHE_GIB
         if kv_gib is not None:

@@ -11,13 +11,14 @@ one `EvalSession`, and writes its outputs (`evaluate.outputs`). `engine` replace
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 from wiseft.checkpoints import Checkpoint, find_checkpoints
 from wiseft.errors import ConfigError
 from wiseft.evaluate.config import ModelEvalConfig, SelectConfig, SweepConfig, TrajectoryConfig
-from wiseft.evaluate.engine import Engine, SamplerFactory, hf_engine
+from wiseft.evaluate.engine import Engine, SamplerFactory, make_engine
 from wiseft.evaluate.outputs import check_output, write_eval, write_run
 from wiseft.evaluate.plan import VariantSpec, plan_eval, plan_sweep, plan_trajectory
 from wiseft.evaluate.select import choose_best
@@ -41,10 +42,8 @@ def run_sweep(
     specs = plan_sweep(cfg, recipe)
     check_anchors(specs)
     SampleStore.check_free(store_path(cfg, out))  # a second writer is refused before the model loads
-    engine = engine or hf_engine(
-        specs[0].anchors[-1], cfg.device, cfg.threads, sampler_factory=sampler_factory
-    )
-    return _evaluate_and_select(cfg, task, engine, specs, out, "sweep", progress, report)
+    with _engine(engine, cfg, specs[0].anchors[-1], (), sampler_factory) as engine:
+        return _evaluate_and_select(cfg, task, engine, specs, out, "sweep", progress, report)
 
 
 def run_trajectory(
@@ -62,12 +61,10 @@ def run_trajectory(
     specs = plan_trajectory(cfg, checkpoints, early_step)
     check_anchors(specs)
     SampleStore.check_free(store_path(cfg, out))
-    engine = engine or hf_engine(
-        checkpoints[early_step], cfg.device, cfg.threads, [cfg.run_dir], sampler_factory
-    )
-    return _evaluate_and_select(
-        cfg, task, engine, specs, out, "trajectory", progress, report, early_step=early_step
-    )
+    with _engine(engine, cfg, checkpoints[early_step], [cfg.run_dir], sampler_factory) as engine:
+        return _evaluate_and_select(
+            cfg, task, engine, specs, out, "trajectory", progress, report, early_step=early_step
+        )
 
 
 def run_eval(
@@ -80,13 +77,28 @@ def run_eval(
     task = load_task(cfg, task)
     specs = plan_eval(cfg)
     SampleStore.check_free(store_path(cfg, out))
-    engine = engine or hf_engine(cfg.model, cfg.device, cfg.threads, sampler_factory=sampler_factory)
-    with EvalSession.open(cfg, task, engine, out, "eval", progress) as session:
+    with (
+        _engine(engine, cfg, cfg.model, (), sampler_factory) as engine,
+        EvalSession.open(cfg, task, engine, out, "eval", progress) as session,
+    ):
         variants = session.evaluate_all(specs)
         records = [r for spec in specs for r in session.records(spec.name)]
         results = session.results(variants, None)
     write_eval(out, results, records, cfg)
     return results
+
+
+@contextlib.contextmanager
+def _engine(engine: Engine | None, cfg, model_dir, tokenizer_dirs, sampler_factory) -> Iterator[Engine]:
+    """The given engine, or the one `cfg` asks for, started on `model_dir` and closed after the run."""
+    if engine is not None:
+        yield engine
+        return
+    built = make_engine(cfg, model_dir, tokenizer_dirs, sampler_factory)
+    try:
+        yield built
+    finally:
+        built.close()
 
 
 def _evaluate_and_select(

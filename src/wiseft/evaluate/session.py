@@ -221,6 +221,8 @@ class EvalSession:
         sampling["prompt"] = self.cfg.prompt
         if self.prompt_digest is not None:  # other prompt text, other samples
             sampling["prompt_digest"] = self.prompt_digest
+        if self.engine.name != "hf":  # another engine draws other samples from the same seed
+            sampling["engine"] = self.engine.name
         return self.store.variant(
             spec.name, spec.kind, self.task.name, self.engine.weights.fingerprints(spec), sampling,
             recipe=spec.recipe, temperature=spec.temperature, seed=self.cfg.seed, step=spec.step,
@@ -302,7 +304,11 @@ class EvalSession:
         """The run's `RunResults` (`extra`: early_step, and the demo's fields)."""
         task = {"name": self.task.name, "n_problems": len(self.ids), "source": self.task.source,
                 "example_prompt": self.prompts[self.ids[0]]}  # fmt: skip
+        run_versions = versions(self.grader.name)
+        run_versions["engine"] = self.engine.name
+        if "vllm_version" in self.engine.info:
+            run_versions["vllm"] = self.engine.info["vllm_version"]
         return RunResults(
-            config=to_dict(self.cfg), versions=versions(self.grader.name), task=task, variants=variants,
+            config=to_dict(self.cfg), versions=run_versions, task=task, variants=variants,
             best=best, timings=self.timings.as_dict(), **extra,
         )  # fmt: skip

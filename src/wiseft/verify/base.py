@@ -14,6 +14,8 @@ does the rest, the same way for every kind:
    completion are found at the same offsets from the end) with explicit position ids (so absolute
    position embeddings see the unpadded positions); scores come back in the input order;
 4. a score that is NaN or infinite stops the run with an error naming the sample.
+Identical (problem, completion) pairs are encoded and scored once (collapsed models repeat themselves;
+scoring is deterministic for a given batch plan, so the copies get the same score).
 
 Batched scores equal one-at-a-time scores up to float rounding, not bit for bit: padding changes the
 shapes of the matrix products (a different summation order in the kernels) and the masked softmax adds
@@ -25,6 +27,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -145,25 +148,27 @@ class Verifier:
     # ---- the shared loop -----------------------------------------------------------------------------
 
     def score(self, items: Sequence[Item], progress: Progress | None = None) -> Scores:
-        """Score every item; `progress(done, total)` is called after each batch."""
-        encoded = [self._encode_checked(i, item) for i, item in enumerate(items)]
-        total = len(encoded)
-        raws: list[float | list[float] | None] = [None] * total
-        order = sorted(range(total), key=lambda i: -len(encoded[i].ids))
+        """Score every item; `progress(done, total)` (in items) is called after each batch."""
+        first: dict[tuple[str, str], int] = {}
+        source = [first.setdefault((item.prompt, item.completion), i) for i, item in enumerate(items)]
+        copies = Counter(source)
+        encoded = {i: self._encode_checked(i, items[i]) for i in first.values()}
+        order = sorted(encoded, key=lambda i: -len(encoded[i].ids))
+        raws: dict[int, float | list[float]] = {}
         done = 0
         with torch.inference_mode():
             for batch in self.plan([len(encoded[i].ids) for i in order]):
                 idx = [order[j] for j in batch]
                 rows = [encoded[i] for i in idx]
-                out = self._score_batch(*self._pad(rows), rows)
-                for i, raw in zip(idx, out, strict=True):
+                for i, raw in zip(idx, self._score_batch(*self.pad(rows), rows), strict=True):
                     _check_finite(raw, items[i], i, self.source.get("path"))
                     raws[i] = raw
-                done += len(idx)
+                done += sum(copies[i] for i in idx)
                 if progress is not None:
-                    progress(done, total)
-        scores = np.array([self._finish(r) for r in raws], dtype=np.float64)  # type: ignore[arg-type]
-        steps = [list(r) for r in raws] if self.kind == "prm" else None  # type: ignore[arg-type]
+                    progress(done, len(items))
+        finished = {i: self._finish(raw) for i, raw in raws.items()}
+        scores = np.array([finished[j] for j in source], dtype=np.float64)
+        steps = [list(raws[j]) for j in source] if self.kind == "prm" else None  # type: ignore[arg-type]
         return Scores(scores, self.identity, steps)
 
     def _encode_checked(self, index: int, item: Item) -> Encoded:
@@ -180,7 +185,8 @@ class Verifier:
             )
         return enc
 
-    def _pad(self, rows: list[Encoded]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def pad(self, rows: list[Encoded]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(input_ids, attention mask, position ids) of `rows`, left-padded, on the model's device."""
         width = max(len(r.ids) for r in rows)
         input_ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
         mask = torch.zeros((len(rows), width), dtype=torch.long)

@@ -84,14 +84,17 @@ class OutcomeRewardModel(Verifier):
         ids = encode_pair(self.tokenizer, item.prompt, item.completion, self.template, self.system)
         return Encoded(ids, (pool_index(ids, self._pool_pad),))
 
-    def _score_batch(self, input_ids, mask, positions, batch: list[Encoded]) -> list[float]:
+    def forward(self, input_ids, mask, positions, batch: list[Encoded]) -> torch.Tensor:
+        """Scores (float32, one per row) of a left-padded batch; differentiable (used in training too)."""
         out = self._base(input_ids=input_ids, attention_mask=mask, position_ids=positions, use_cache=False)
         hidden = out[0] if isinstance(out, tuple) else out.last_hidden_state
         width = input_ids.shape[1]
         at = torch.tensor([width - len(e.ids) + e.marks[0] for e in batch], device=hidden.device)
         logits = self._head(hidden[torch.arange(len(batch), device=hidden.device), at]).float()
-        scores = logits[:, 1] - logits[:, 0] if self.labels == 2 else logits[:, 0]
-        return scores.tolist()
+        return logits[:, 1] - logits[:, 0] if self.labels == 2 else logits[:, 0]
+
+    def _score_batch(self, input_ids, mask, positions, batch: list[Encoded]) -> list[float]:
+        return self.forward(input_ids, mask, positions, batch).tolist()
 
     def _options(self) -> dict[str, Any]:
         return {

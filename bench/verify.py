@@ -1,0 +1,159 @@
+"""Benchmark: samples/s scored by an outcome reward model, batched vs one sample at a time, on CPU.
+
+Two verifiers, both through `OutcomeRewardModel.score` (the path `wiseft verify` takes):
+- the toy verifier of the demo (`verify.toy`: GPT-2-style, width 64, two layers), written to disk by
+  `train_toy_verifier` (a few steps: speed does not depend on training) and opened with `load_verifier`;
+  texts are toy-world samples (`32+85+19+71=` + `18,271,981`, ~28 characters);
+- a random sequence classifier of Qwen2.5-0.5B's shape (24 layers, width 896, MLP 4864, 14 heads,
+  2 key/value heads, vocabulary 151 936), built from its config in memory (nothing is downloaded; 2 GB in
+  float32), over the character tokenizer; texts are short problem/answer pairs (30–90 characters).
+
+"batched" is the default plan (length-sorted, batches under the CPU budget); "one at a time" is the same
+verifier with max_rows=1, the baseline of the same run. Printed: the median of --runs runs of each, and
+the ratio against the issue's target (≥ 5×).
+
+    .venv/bin/python bench/verify.py [--runs 3] [--toy-samples 4000] [--qwen-samples 48] [--threads N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import statistics
+import tempfile
+import time
+
+import torch
+from rich.console import Console
+from rich.table import Table
+
+from wiseft.chartok import char_tokenizer
+from wiseft.testing import ALPHABET
+from wiseft.verify import Item, OutcomeRewardModel, load_verifier
+from wiseft.verify.toy import ToyVerifierConfig, train_toy_verifier
+
+TOY_ALPHABET = "0123456789+=,$"
+
+
+def toy_items(count: int, seed: int) -> list[Item]:
+    """Toy-world samples: four reversed two-digit numbers, three reversed partial sums (some slipped)."""
+    rng = random.Random(seed)
+    items = []
+    for i in range(count):
+        nums = [rng.randint(10, 99) for _ in range(4)]
+        sums, acc = [], nums[0]
+        for x in nums[1:]:
+            acc += x + (rng.choice((-10, -1, 1, 2)) if rng.random() < 0.2 else 0)
+            sums.append(max(acc, 0))
+        prompt = "+".join(str(x)[::-1] for x in nums) + "="
+        items.append(Item(prompt, ",".join(str(s)[::-1] for s in sums), f"toy{i}"))
+    return items
+
+
+def text_items(count: int, seed: int) -> list[Item]:
+    rng = random.Random(seed)
+    letters = [c for c in ALPHABET if c not in "\\\n"]
+    make = lambda lo, hi: "".join(rng.choice(letters) for _ in range(rng.randint(lo, hi)))  # noqa: E731
+    return [Item(make(20, 60), make(10, 30), f"q{i}") for i in range(count)]
+
+
+def qwen_shaped_verifier():
+    from transformers import AutoModelForSequenceClassification, Qwen2Config
+
+    config = Qwen2Config(
+        hidden_size=896,
+        intermediate_size=4864,
+        num_hidden_layers=24,
+        num_attention_heads=14,
+        num_key_value_heads=2,
+        vocab_size=151936,
+        max_position_embeddings=32768,
+        rope_theta=1_000_000.0,
+        rms_norm_eps=1e-6,
+        tie_word_embeddings=True,
+        num_labels=1,
+        pad_token_id=0,
+    )
+    torch.manual_seed(0)
+    model = AutoModelForSequenceClassification.from_config(config, dtype=torch.float32).eval()
+    return OutcomeRewardModel(model, char_tokenizer(ALPHABET), template="plain")
+
+
+def rates(ver, items: list[Item], one_items: list[Item], runs: int) -> tuple[float, float, list, list]:
+    """Median samples/s batched (all items) and one at a time (`one_items`), and the run times."""
+    batched, single = [], []
+    for _ in range(runs):
+        ver.max_rows = None
+        start = time.perf_counter()
+        ver.score(items)
+        batched.append(time.perf_counter() - start)
+        ver.max_rows = 1
+        start = time.perf_counter()
+        ver.score(one_items)
+        single.append(time.perf_counter() - start)
+    ver.max_rows = None
+    return (
+        len(items) / statistics.median(batched),
+        len(one_items) / statistics.median(single),
+        batched,
+        single,
+    )
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--toy-samples", type=int, default=4000)
+    ap.add_argument("--toy-single", type=int, default=500, help="samples scored one at a time (toy)")
+    ap.add_argument("--qwen-samples", type=int, default=48)
+    ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's)")
+    args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    table = Table(
+        title=f"bench/verify.py: ORM scoring on CPU ({torch.get_num_threads()} threads), median of {args.runs}"
+    )
+    for col in (
+        "verifier",
+        "batched samples/s",
+        "one at a time samples/s",
+        "ratio (target ≥ 5×)",
+        "run times (s)",
+    ):
+        table.add_column(col, justify="right" if col != "verifier" else "left")
+
+    with tempfile.TemporaryDirectory() as tmp:
+        toy = toy_items(args.toy_samples, seed=0)
+        graded = [(it.prompt, it.completion, i % 3 == 0) for i, it in enumerate(toy[:256])]
+        train_toy_verifier(
+            graded, os.path.join(tmp, "toy"), char_tokenizer(TOY_ALPHABET, 64), ToyVerifierConfig(steps=5)
+        )
+        ver = load_verifier(os.path.join(tmp, "toy"), "orm", device="cpu")
+        _row(table, "toy (GPT-2, width 64, 2 layers)", rates(ver, toy, toy[: args.toy_single], args.runs))
+
+    ver = qwen_shaped_verifier()
+    items = text_items(args.qwen_samples, seed=1)
+    ver.score(items[:2])  # warm-up: first-call allocations
+    _row(table, "Qwen2.5-0.5B-shaped, random", rates(ver, items, items, args.runs))
+    Console().print(table)
+    cores = os.cpu_count() or 1
+    Console().print(f"load average during the runs: {os.getloadavg()[0]:.1f} ({cores} cores)")
+
+
+def _row(table: Table, name: str, result) -> None:
+    fast, slow, batched, single = result
+    ratio = fast / slow
+    times = (
+        "batched "
+        + ", ".join(f"{t:.2f}" for t in batched)
+        + " | single "
+        + ", ".join(f"{t:.2f}" for t in single)
+    )
+    table.add_row(
+        name, f"{fast:,.0f}", f"{slow:,.1f}", f"{ratio:.1f}× " + ("✓" if ratio >= 5 else "✗"), times
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -343,7 +343,7 @@ def test_plan_sorts_budgets_and_restores_order(models):
     lengths = [40, 30, 30, 10, 5, 5, 1]
     ver.max_rows = 2
     assert ver.plan(lengths) == [[0, 1], [2, 3], [4, 5], [6]]
-    ver.max_rows, ver.budget_bytes = None, ver.row_bytes(40)  # room for one 40-token row per batch
+    ver.max_rows, ver.budget_bytes = None, 4 * ver.row_bytes(40)  # a quarter of it per batch: one row of 40
     assert ver.plan(lengths)[0] == [0]
     ver.budget_bytes = 1  # even a row over the budget runs, alone
     assert ver.plan(lengths) == [[j] for j in range(len(lengths))]
@@ -376,3 +376,16 @@ def test_identical_pairs_are_scored_once(models):
     assert sum(rows) == 4 and seen[-1] == (8, 8)
     np.testing.assert_array_equal(result.scores[4:7], result.scores[:3])
     assert result.scores[7] == result.scores[0]
+
+
+@pytest.mark.parametrize("workers", [1, 2, 4])
+def test_side_by_side_batches_give_the_same_scores(models, workers):
+    items = random_items(7, count=30)
+    ver = load_verifier(models["orm-qwen2-chat"], "orm", max_rows=4)
+    ref = ver.score(items).scores
+    ver.workers = workers
+    seen = []
+    got = ver.score(items, progress=lambda done, total: seen.append(done))
+    np.testing.assert_allclose(got.scores, ref, rtol=RTOL, atol=ATOL)
+    assert sorted(seen) == seen and seen[-1] == 30 and len(seen) == 8
+    assert ver.cpu_workers() == workers

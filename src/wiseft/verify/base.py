@@ -9,7 +9,8 @@ does the rest, the same way for every kind:
 2. items are sorted longest first (each batch pads little; the first, widest batch fails fast if memory
    is short) and grouped into batches whose estimated peak memory (`row_bytes` × rows) fits the budget:
    a share of free CUDA memory, or on CPU at most a quarter of available RAM and `budget_bytes`; rows
-   and padded tokens per batch are capped too;
+   and padded tokens per batch are capped too. On CPU, small models score one batch per core side by
+   side (`cpu_workers`); the plan is the same whatever the number of workers;
 3. each batch is left-padded (every row ends in the last column, so a row's last token and its
    completion are found at the same offsets from the end) with explicit position ids (so absolute
    position embeddings see the unpadded positions); scores come back in the input order;
@@ -28,7 +29,8 @@ import hashlib
 import json
 import math
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -46,7 +48,9 @@ CPU_MAX_BATCH_TOKENS = 16384
 CUDA_MEMORY_FRACTION = 0.7
 CUDA_MAX_ROWS = 1024
 CUDA_MAX_BATCH_TOKENS = 1 << 18
-DEFAULT_MAX_TOKENS = 32768  # when neither the config nor the tokenizer says how long inputs may be
+DEFAULT_MAX_TOKENS = 32768
+SIDE_BY_SIDE_MAX_PARAMS = 20_000_000
+CPU_PLAN_PARTS = 4  # when neither the config nor the tokenizer says how long inputs may be
 
 Progress = Callable[[int, int], None]
 
@@ -93,6 +97,7 @@ class Verifier:
     max_rows: int | None = None
     max_batch_tokens: int | None = None
     budget_bytes: int = CPU_BUDGET_BYTES
+    workers: int | None = None  # CPU batches run side by side (see `cpu_workers`)
     source: dict[str, Any] = field(default_factory=dict)  # where the model came from (`identity`)
 
     kind = "?"
@@ -156,20 +161,54 @@ class Verifier:
         order = sorted(encoded, key=lambda i: -len(encoded[i].ids))
         raws: dict[int, float | list[float]] = {}
         done = 0
-        with torch.inference_mode():
-            for batch in self.plan([len(encoded[i].ids) for i in order]):
-                idx = [order[j] for j in batch]
-                rows = [encoded[i] for i in idx]
-                for i, raw in zip(idx, self._score_batch(*self.pad(rows), rows), strict=True):
-                    _check_finite(raw, items[i], i, self.source.get("path"))
-                    raws[i] = raw
-                done += sum(copies[i] for i in idx)
-                if progress is not None:
-                    progress(done, len(items))
+        batches = [[order[j] for j in batch] for batch in self.plan([len(encoded[i].ids) for i in order])]
+        for idx, out in self._run(batches, encoded):
+            for i, raw in zip(idx, out, strict=True):
+                _check_finite(raw, items[i], i, self.source.get("path"))
+                raws[i] = raw
+            done += sum(copies[i] for i in idx)
+            if progress is not None:
+                progress(done, len(items))
         finished = {i: self._finish(raw) for i, raw in raws.items()}
         scores = np.array([finished[j] for j in source], dtype=np.float64)
         steps = [list(raws[j]) for j in source] if self.kind == "prm" else None  # type: ignore[arg-type]
         return Scores(scores, self.identity, steps)
+
+    def _run(self, batches: list[list[int]], encoded: dict[int, Encoded]) -> Iterator[tuple[list[int], list]]:
+        """(item indices, raw scores) of each batch, as batches finish: one at a time, or on CPU
+        `cpu_workers()` side by side, each on one core (torch releases the GIL inside its ops)."""
+
+        def run(idx: list[int]) -> tuple[list[int], list]:
+            rows = [encoded[i] for i in idx]
+            with torch.inference_mode():
+                return idx, self._score_batch(*self.pad(rows), rows)
+
+        workers = self.cpu_workers() if self.device.type == "cpu" else 1
+        if workers == 1 or len(batches) == 1:
+            yield from (run(idx) for idx in batches)
+            return
+        before = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            with ThreadPoolExecutor(min(workers, len(batches))) as pool:
+                futures = [pool.submit(run, idx) for idx in batches]
+                try:
+                    for future in as_completed(futures):
+                        yield future.result()
+                finally:
+                    for future in futures:
+                        future.cancel()
+        finally:
+            torch.set_num_threads(before)
+
+    def cpu_workers(self) -> int:
+        """Batches scored at once on CPU. Default: for models under SIDE_BY_SIDE_MAX_PARAMS parameters, one
+        batch per torch thread, each single-threaded (a tiny model's ops are too small to split across
+        cores); larger models run one batch at a time on all threads."""
+        if self.workers:
+            return min(self.workers, CPU_PLAN_PARTS)
+        params = sum(p.numel() for p in self.model.parameters())
+        return min(torch.get_num_threads(), CPU_PLAN_PARTS) if params < SIDE_BY_SIDE_MAX_PARAMS else 1
 
     def _encode_checked(self, index: int, item: Item) -> Encoded:
         try:
@@ -216,8 +255,11 @@ class Verifier:
             return int(free * CUDA_MEMORY_FRACTION), CUDA_MAX_ROWS, CUDA_MAX_BATCH_TOKENS
         import psutil
 
+        # Budgeted as if CPU_PLAN_PARTS batches were in memory at once (at most that many workers run), so
+        # that the plan, and with it every score's arithmetic, does not depend on the number of workers.
         available = psutil.virtual_memory().available
-        return min(self.budget_bytes, available // 4), CPU_MAX_ROWS, CPU_MAX_BATCH_TOKENS
+        budget = min(self.budget_bytes, available // 4) // CPU_PLAN_PARTS
+        return budget, CPU_MAX_ROWS, CPU_MAX_BATCH_TOKENS
 
     def plan(self, lengths: list[int]) -> list[list[int]]:
         """Group positions 0..N−1 of `lengths` (sorted longest first) into batches that fit the budget;

@@ -9,6 +9,12 @@ world's character tokenizer). Texts are encoded exactly as the ORM path encodes 
 logit is trained with a logistic loss whose classes are weighted equally, so that `sigmoid(score)`
 reads as the chance that the sample is correct under a balanced prior.
 
+What it can learn in the demo's budget (a few hundred steps): the shape of a solution (a partial sum
+missing, repeated or cut short), not arithmetic. A slip of ±1 or ±10 in a partial sum looks like any
+other digit to a classifier trained from scratch on a few thousand labels, and starting from the toy
+language model (`init_from`) did not change that within a few hundred steps either; the language
+model's own likelihood (`LikelihoodVerifier`) does see slips, since they are unlikely digits to it.
+
 Determinism: the initial weights come from `seed`, the batches from `seed` and the step (shuffled
 epochs), and training runs on `threads` CPU threads (1 by default), so the same samples and seed write
 the same bytes. The output directory is written atomically: safetensors, config.json, the tokenizer,

@@ -6,13 +6,19 @@ Two verifiers, both through `OutcomeRewardModel.score` (the path `wiseft verify`
   texts are toy-world samples (`32+85+19+71=` + `18,271,981`, ~28 characters);
 - a random sequence classifier of Qwen2.5-0.5B's shape (24 layers, width 896, MLP 4864, 14 heads,
   2 key/value heads, vocabulary 151 936), built from its config in memory (nothing is downloaded; 2 GB in
-  float32), over the character tokenizer; texts are short problem/answer pairs (30–90 characters).
+  float32), over the character tokenizer; texts are random problem/answer pairs of 8-24 tokens (short
+  texts), and of 64-128 tokens for comparison.
 
-"batched" is the default plan (length-sorted, batches under the CPU budget); "one at a time" is the same
-verifier with max_rows=1, the baseline of the same run. Printed: the median of --runs runs of each, and
+"batched" is the default plan (length-sorted, batches under the CPU budget, small models one batch per
+core side by side); "one at a time" is the same verifier with max_rows=1 and one worker, the baseline of
+the same run. Texts are distinct, so no sample is saved by scoring identical pairs once. Printed: the median of --runs runs of each, and
 the ratio against the issue's target (≥ 5×).
 
-    .venv/bin/python bench/verify.py [--runs 3] [--toy-samples 4000] [--qwen-samples 48] [--threads N]
+The last toy row times the demo's use: training the default toy verifier and scoring 48,000 samples
+(target ≤ 20 s).
+
+    .venv/bin/python bench/verify.py [--runs 3] [--toy-samples 4000] [--qwen-samples 48] [--demo-samples N]
+                                     [--threads N]
 """
 
 from __future__ import annotations
@@ -51,11 +57,18 @@ def toy_items(count: int, seed: int) -> list[Item]:
     return items
 
 
-def text_items(count: int, seed: int) -> list[Item]:
+def text_items(count: int, seed: int, lo: int, hi: int) -> list[Item]:
+    """Random problem/answer pairs of lo..hi characters in all (one token per character here; with
+    Qwen's own tokenizer, ~4 characters a token, these would be four times as many characters)."""
     rng = random.Random(seed)
     letters = [c for c in ALPHABET if c not in "\\\n"]
-    make = lambda lo, hi: "".join(rng.choice(letters) for _ in range(rng.randint(lo, hi)))  # noqa: E731
-    return [Item(make(20, 60), make(10, 30), f"q{i}") for i in range(count)]
+    items = []
+    for i in range(count):
+        total = rng.randint(lo, hi)
+        cut = rng.randint(1, total - 1)
+        text = "".join(rng.choice(letters) for _ in range(total))
+        items.append(Item(text[:cut], text[cut:], f"q{i}"))
+    return items
 
 
 def qwen_shaped_verifier():
@@ -84,15 +97,15 @@ def rates(ver, items: list[Item], one_items: list[Item], runs: int) -> tuple[flo
     """Median samples/s batched (all items) and one at a time (`one_items`), and the run times."""
     batched, single = [], []
     for _ in range(runs):
-        ver.max_rows = None
+        ver.max_rows, ver.workers = None, None
         start = time.perf_counter()
         ver.score(items)
         batched.append(time.perf_counter() - start)
-        ver.max_rows = 1
+        ver.max_rows, ver.workers = 1, 1
         start = time.perf_counter()
         ver.score(one_items)
         single.append(time.perf_counter() - start)
-    ver.max_rows = None
+    ver.max_rows, ver.workers = None, None
     return (
         len(items) / statistics.median(batched),
         len(one_items) / statistics.median(single),
@@ -107,6 +120,7 @@ def main() -> None:
     ap.add_argument("--toy-samples", type=int, default=4000)
     ap.add_argument("--toy-single", type=int, default=500, help="samples scored one at a time (toy)")
     ap.add_argument("--qwen-samples", type=int, default=48)
+    ap.add_argument("--demo-samples", type=int, default=48000, help="0 skips the demo-budget row")
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's)")
     args = ap.parse_args()
     if args.threads:
@@ -132,13 +146,45 @@ def main() -> None:
         ver = load_verifier(os.path.join(tmp, "toy"), "orm", device="cpu")
         _row(table, "toy (GPT-2, width 64, 2 layers)", rates(ver, toy, toy[: args.toy_single], args.runs))
 
+        if args.demo_samples:
+            table.add_section()
+            _demo_row(table, tmp, toy, args)
+
     ver = qwen_shaped_verifier()
-    items = text_items(args.qwen_samples, seed=1)
-    ver.score(items[:2])  # warm-up: first-call allocations
-    _row(table, "Qwen2.5-0.5B-shaped, random", rates(ver, items, items, args.runs))
-    Console().print(table)
+    ver.score(text_items(2, 0, 8, 24))  # warm-up: first-call allocations
+    for lo, hi in ((8, 24), (64, 128)):
+        items = text_items(args.qwen_samples, seed=1, lo=lo, hi=hi)
+        _row(table, f"Qwen2.5-0.5B-shaped, random, {lo}-{hi} tokens", rates(ver, items, items, args.runs))
+    Console(width=180).print(table)
     cores = os.cpu_count() or 1
     Console().print(f"load average during the runs: {os.getloadavg()[0]:.1f} ({cores} cores)")
+
+
+def _demo_row(table: Table, tmp: str, toy: list[Item], args) -> None:
+    """The demo's budget: train the default toy verifier on 3,000 graded samples, then score
+    `--demo-samples` samples (the final model, the mix and three temperatures: 5 × 300 problems × 32)."""
+    tok = char_tokenizer(TOY_ALPHABET, 64)
+    graded = [(it.prompt, it.completion, i % 3 == 0) for i, it in enumerate(toy_items(3000, seed=2))]
+    items = toy_items(args.demo_samples, seed=3)
+    train_s, score_s = [], []
+    for run in range(args.runs):
+        start = time.perf_counter()
+        train_toy_verifier(graded, os.path.join(tmp, f"demo{run}"), tok)
+        train_s.append(time.perf_counter() - start)
+        start = time.perf_counter()
+        load_verifier(os.path.join(tmp, f"demo{run}"), "orm", device="cpu").score(items)
+        score_s.append(time.perf_counter() - start)
+    total = statistics.median(t + s for t, s in zip(train_s, score_s, strict=True))
+    table.add_row(
+        f"toy demo budget: train (3,000 samples) + score {len(items):,}",
+        f"{total:.1f} s",
+        f"train {statistics.median(train_s):.1f} s",
+        "≤ 20 s " + ("✓" if total <= 20 else "✗"),
+        "train "
+        + ", ".join(f"{t:.1f}" for t in train_s)
+        + " | score "
+        + ", ".join(f"{t:.1f}" for t in score_s),
+    )
 
 
 def _row(table: Table, name: str, result) -> None:

@@ -389,3 +389,17 @@ def test_side_by_side_batches_give_the_same_scores(models, workers):
     np.testing.assert_allclose(got.scores, ref, rtol=RTOL, atol=ATOL)
     assert sorted(seen) == seen and seen[-1] == 30 and len(seen) == 8
     assert ver.cpu_workers() == workers
+
+
+def test_in_memory_verifier_identity_hashes_its_weights(models):
+    from transformers import AutoTokenizer
+
+    from wiseft.verify import OutcomeRewardModel
+
+    model = AutoModelForSequenceClassification.from_pretrained(models["orm-llama"]).eval()
+    tok = AutoTokenizer.from_pretrained(models["orm-llama"])
+    a = OutcomeRewardModel(model, tok).identity
+    assert a["path"] is None and len(a["sha256"]["weights"]) == 64
+    other = AutoModelForSequenceClassification.from_pretrained(models["orm-2labels"]).eval()
+    assert OutcomeRewardModel(other, tok).identity["id"] != a["id"]
+    assert OutcomeRewardModel(model, tok).identity["id"] == a["id"]

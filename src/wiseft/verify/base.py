@@ -138,6 +138,8 @@ class Verifier:
     def identity(self) -> dict[str, Any]:
         """What produced the scores: kind, options, vote transform, weights/config/tokenizer hashes and a
         short `id` over everything that decides a score (not the path: a copy scores the same)."""
+        if not self.source.get("sha256"):
+            self.source["sha256"] = _memory_hashes(self.model, self.tokenizer)
         decided = {
             "kind": self.kind,
             "options": self._options(),
@@ -298,6 +300,23 @@ def context_length(config, tokenizer) -> int:
     if isinstance(value, int) and 0 < value < 10**7:
         return value
     return DEFAULT_MAX_TOKENS
+
+
+def _memory_hashes(model, tokenizer) -> dict[str, str]:
+    """sha256 of a model held in memory (its parameters and buffers in state-dict order, its config) and of
+    its tokenizer's definition; computed once, at the first `identity` (`source["sha256"]` keeps it)."""
+    weights = hashlib.sha256()
+    for name, tensor in model.state_dict().items():
+        data = tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy()
+        weights.update(name.encode() + b"\0" + data.tobytes())
+    config = hashlib.sha256(model.config.to_json_string(use_diff=False).encode()).hexdigest()
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    tok = backend.to_str() if backend is not None else json.dumps(tokenizer.get_vocab(), sort_keys=True)
+    return {
+        "weights": weights.hexdigest(),
+        "config": config,
+        "tokenizer": hashlib.sha256(tok.encode()).hexdigest(),
+    }
 
 
 def _name(item: Item, index: int) -> str:

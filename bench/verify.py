@@ -1,7 +1,7 @@
 """Benchmark: samples/s scored by an outcome reward model, batched vs one sample at a time, on CPU.
 
 Two verifiers, both through `OutcomeRewardModel.score` (the path `wiseft verify` takes):
-- the toy verifier of the demo (`verify.toy`: GPT-2-style, width 64, two layers), written to disk by
+- the toy verifier of the demo (`verify.toy`: GPT-2-style, width 32, two layers), written to disk by
   `train_toy_verifier` (a few steps: speed does not depend on training) and opened with `load_verifier`;
   texts are toy-world samples (`32+85+19+71=` + `18,271,981`, ~28 characters);
 - a random sequence classifier of Qwen2.5-0.5B's shape (24 layers, width 896, MLP 4864, 14 heads,
@@ -119,7 +119,7 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--toy-samples", type=int, default=4000)
     ap.add_argument("--toy-single", type=int, default=500, help="samples scored one at a time (toy)")
-    ap.add_argument("--qwen-samples", type=int, default=48)
+    ap.add_argument("--qwen-samples", type=int, default=48, help="0 skips the Qwen-shaped rows")
     ap.add_argument("--demo-samples", type=int, default=48000, help="0 skips the demo-budget row")
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's)")
     args = ap.parse_args()
@@ -144,12 +144,15 @@ def main() -> None:
             graded, os.path.join(tmp, "toy"), char_tokenizer(TOY_ALPHABET, 64), ToyVerifierConfig(steps=5)
         )
         ver = load_verifier(os.path.join(tmp, "toy"), "orm", device="cpu")
-        _row(table, "toy (GPT-2, width 64, 2 layers)", rates(ver, toy, toy[: args.toy_single], args.runs))
+        _row(table, "toy (GPT-2, width 32, 2 layers)", rates(ver, toy, toy[: args.toy_single], args.runs))
 
         if args.demo_samples:
             table.add_section()
             _demo_row(table, tmp, toy, args)
 
+    if not args.qwen_samples:
+        Console(width=180).print(table)
+        return
     ver = qwen_shaped_verifier()
     ver.score(text_items(2, 0, 8, 24))  # warm-up: first-call allocations
     for lo, hi in ((8, 24), (64, 128)):

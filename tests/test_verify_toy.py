@@ -22,7 +22,6 @@ from wiseft.verify import Item, load_verifier
 from wiseft.verify.toy import RECORD_FILE, ToyVerifierConfig, train_toy_verifier
 
 TOY_ALPHABET = "0123456789+=,$"
-FAST = ToyVerifierConfig(hidden=32, layers=2, heads=4, intermediate=64, steps=250, batch_size=32, lr=3e-3)
 
 
 def rev(n: int) -> str:
@@ -62,7 +61,7 @@ def toy_tok():
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     out = tmp_path_factory.mktemp("toy") / "verifier"
-    record = train_toy_verifier(graded(0, 2000), out, toy_tok(), FAST)
+    record = train_toy_verifier(graded(0, 2000), out, toy_tok())  # the defaults the demo uses
     return out, record
 
 

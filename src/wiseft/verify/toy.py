@@ -45,17 +45,18 @@ RECORD_FILE = "wiseft_verifier.json"
 
 @dataclasses.dataclass(frozen=True)
 class ToyVerifierConfig:
-    """The classifier and its training. Width 64 and two layers keep training and scoring of the demo's
-    samples within seconds on two cores."""
+    """The classifier and its training: small, because the demo trains it and scores every sample with
+    it within seconds on two cores, and because what it can learn there (see the module doc) needs no
+    more."""
 
-    hidden: int = 64
+    hidden: int = 32
     layers: int = 2
     heads: int = 4
-    intermediate: int = 256
+    intermediate: int = 128
     max_positions: int = 64
     activation: str = "gelu_pytorch_tanh"
-    steps: int = 400
-    batch_size: int = 64
+    steps: int = 300
+    batch_size: int = 32
     lr: float = 3e-3
     min_lr: float = 3e-4
     warmup_steps: int = 20

@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import os
 import random
+import resource
 import statistics
 import tempfile
 import time
@@ -163,30 +164,43 @@ def main() -> None:
     Console().print(f"load average during the runs: {os.getloadavg()[0]:.1f} ({cores} cores)")
 
 
+def cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def _demo_row(table: Table, tmp: str, toy: list[Item], args) -> None:
     """The demo's budget: train the default toy verifier on 3,000 graded samples, then score
     `--demo-samples` samples (the final model, the mix and three temperatures: 5 × 300 problems × 32)."""
     tok = char_tokenizer(TOY_ALPHABET, 64)
     graded = [(it.prompt, it.completion, i % 3 == 0) for i, it in enumerate(toy_items(3000, seed=2))]
     items = toy_items(args.demo_samples, seed=3)
-    train_s, score_s = [], []
+    train_s, score_s, cpu_s = [], [], []
     for run in range(args.runs):
-        start = time.perf_counter()
+        cpu0, start = cpu_seconds(), time.perf_counter()
         train_toy_verifier(graded, os.path.join(tmp, f"demo{run}"), tok)
         train_s.append(time.perf_counter() - start)
         start = time.perf_counter()
         load_verifier(os.path.join(tmp, f"demo{run}"), "orm", device="cpu").score(items)
         score_s.append(time.perf_counter() - start)
+        cpu_s.append(cpu_seconds() - cpu0)
     total = statistics.median(t + s for t, s in zip(train_s, score_s, strict=True))
+    runs = (
+        "train "
+        + ", ".join(f"{t:.1f}" for t in train_s)
+        + " | score "
+        + ", ".join(f"{t:.1f}" for t in score_s)
+    )
     table.add_row(
         f"toy demo budget: train (3,000 samples) + score {len(items):,}",
         f"{total:.1f} s",
         f"train {statistics.median(train_s):.1f} s",
         "≤ 20 s " + ("✓" if total <= 20 else "✗"),
-        "train "
-        + ", ".join(f"{t:.1f}" for t in train_s)
-        + " | score "
-        + ", ".join(f"{t:.1f}" for t in score_s),
+        runs,
+    )
+    # On a shared machine wall time includes waiting for the cores; CPU time does not.
+    table.add_row(
+        "  the same in CPU seconds (train on 1 core, score on 2)", f"{statistics.median(cpu_s):.1f} CPU s"
     )
 
 

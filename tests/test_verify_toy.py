@@ -74,7 +74,7 @@ def test_trains_above_chance_and_scores_through_the_orm_path(trained):
     s = result.scores
     auc = float((s[y][:, None] > s[~y][None, :]).mean() + 0.5 * (s[y][:, None] == s[~y][None, :]).mean())
     balanced = 0.5 * (float((s[y] > 0).mean()) + float((s[~y] <= 0).mean()))
-    assert auc > 0.6 and balanced > 0.55, (auc, balanced)  # measured: 0.71 and 0.63
+    assert auc > 0.6 and balanced > 0.55, (auc, balanced)  # measured: 0.72 and 0.63
     assert record["loss_last"] < record["loss_first"] and record["n_samples"] == 2000
     ident = result.identity
     assert ident["kind"] == "orm" and ident["architecture"] == "GPT2ForSequenceClassification"

@@ -48,9 +48,9 @@ CPU_MAX_BATCH_TOKENS = 16384
 CUDA_MEMORY_FRACTION = 0.7
 CUDA_MAX_ROWS = 1024
 CUDA_MAX_BATCH_TOKENS = 1 << 18
-DEFAULT_MAX_TOKENS = 32768
-SIDE_BY_SIDE_MAX_PARAMS = 20_000_000
-CPU_PLAN_PARTS = 4  # when neither the config nor the tokenizer says how long inputs may be
+DEFAULT_MAX_TOKENS = 32768  # when neither the config nor the tokenizer says how long inputs may be
+SIDE_BY_SIDE_MAX_PARAMS = 20_000_000  # CPU: smaller models score one batch per core, side by side
+CPU_PLAN_PARTS = 4  # CPU batches are budgeted as if this many were in memory at once
 
 Progress = Callable[[int, int], None]
 

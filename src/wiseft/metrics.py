@@ -52,7 +52,6 @@ WMAJ_EXACT_MAX_SUBSETS = 10_000
 WMAJ_TIE_RTOL = 1e-12
 
 
-
 def _check_k(n: int, k: int, where: str = "") -> None:
     if not isinstance(k, (int, np.integer)) or k < 1:
         raise MetricError(f"k must be a positive integer, got {k!r}")

@@ -22,10 +22,10 @@ from wiseft.report.from_store import results_from_store
 from wiseft.report.plots import PLOTS, make_figures, render_png
 from wiseft.report.render import html_doc, markdown
 from wiseft.report.sources import is_metrics_json, results_from_metrics
-from wiseft.results import RunResults
+from wiseft.results import RunResults, selection_note
 from wiseft.store import is_store
 
-__all__ = ["PLOTS", "REPORT_FILES", "build", "figures", "load_results", "resolve_ks"]
+__all__ = ["PLOTS", "REPORT_FILES", "build", "figures", "load_results", "resolve_ks", "selection_note"]
 
 REPORT_FILES = ("report.md", "report.html", "results.json")
 

@@ -343,8 +343,9 @@ def _splits(acc: float, conc: float, seed: int, metric: str) -> dict:
 
 
 def make_sweep_results(deltas=(0.0, 0.2, 0.4, 0.5, 0.6, 0.8, 1.0)) -> dict:
-    """A `wiseft sweep` over δ at T=1 (only mixes, as the sweep names them), chosen on a validation split."""
-    metric = "pass@16"
+    """A `wiseft sweep` over δ at T=1 (only mixes, as the sweep names them), chosen on a validation split
+    by Pass@1 (the sweep's default metric)."""
+    metric = "pass@1"
     variants = []
     for i, d in enumerate(deltas):
         acc = 0.60 - 0.30 * d + 0.8 * d * (1 - d)
@@ -361,7 +362,7 @@ def make_sweep_results(deltas=(0.0, 0.2, 0.4, 0.5, 0.6, 0.8, 1.0)) -> dict:
         "versions": {"wiseft": "0.1.0", "grader": "int"},
         "task": {"name": "toy", "n_problems": 40, "source": "toy/test.jsonl"},
         "variants": variants,
-        "best": {"metric": metric, "variant": best["name"], "how": "highest pass@16 on a validation split of "
+        "best": {"metric": metric, "variant": best["name"], "how": "highest pass@1 on a validation split of "
                  "20 problems (seed 0); reported on the other 20 held-out problems",
                  "validation": best["splits"]["validation"][metric], "test": best["splits"]["test"][metric]},
     }  # fmt: skip
@@ -446,3 +447,34 @@ def make_imported_store(path, names=("vllm-qwen-7b", "vllm-qwen-7b-sft"), n_prob
         store.add_problems("toy", [(f"p{x}", str(x), f"q{x}") for x in range(n_problems)])
         store.import_jsonl(jsonl, "toy")
     return jsonl
+
+
+def layout_problems(fig) -> list[str]:
+    """What a reader would see as broken in a drawn figure: text cut by the figure's edge (titles, labels,
+    ticks, legends, point labels), a legend over an axes' data area, titles that run into one another."""
+    fig.draw_without_rendering()
+    renderer = fig.canvas.get_renderer()
+    edge = fig.bbox.padded(1.0)
+    axs = [ax for ax in fig.axes if ax.get_visible()]
+
+    def cut(box) -> bool:
+        return box.x0 < edge.x0 or box.x1 > edge.x1 or box.y0 < edge.y0 or box.y1 > edge.y1
+
+    problems = [f"axes {i} ({ax.get_title()!r}): cut by the figure's edge" for i, ax in enumerate(axs)
+                if cut(ax.get_tightbbox(renderer))]  # fmt: skip
+    texts = [*(t for ax in axs for t in ax.texts), *fig.texts, fig._suptitle]
+    texts = list(dict.fromkeys(t for t in texts if t is not None))
+    problems += [f"text {t.get_text()!r} cut by the figure's edge" for t in texts
+                 if t.get_visible() and t.get_text().strip() and cut(t.get_window_extent(renderer))]  # fmt: skip
+    legends = list(fig.legends) + [ax.get_legend() for ax in axs if ax.get_legend() is not None]
+    for lg in legends:
+        box = lg.get_window_extent(renderer)
+        problems += ["a legend cut by the figure's edge"] if cut(box) else []
+        problems += [
+            f"a legend over the data of axes {i}" for i, ax in enumerate(axs) if box.overlaps(ax.bbox)
+        ]
+    titles = [ax.title for ax in axs if ax.get_title()] + ([fig._suptitle] if fig._suptitle else [])
+    boxes = [(t.get_text(), t.get_window_extent(renderer)) for t in titles]
+    problems += [f"titles {a!r} and {b!r} overlap" for i, (a, ba) in enumerate(boxes) for b, bb in boxes[i + 1 :]
+                 if ba.overlaps(bb)]  # fmt: skip
+    return problems

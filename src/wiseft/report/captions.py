@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 from wiseft.report.data import Results
 from wiseft.report.plots import pass_at_k_panels
-from wiseft.report.scatter import bound_k, empirical, frontier_curves, frontier_k
+from wiseft.report.scatter import MANY_SERIES, bound_k, empirical, frontier_curves, frontier_k
 from wiseft.report.style import MANY_LINES
 
 
@@ -63,7 +63,15 @@ def _frontier(res: Results, default: str, headline_ks: Sequence[int], curve_ks: 
         )
     else:
         text = f"The final model at several temperatures, Pass@1 over Pass@{k}: temperature trades one for the other."
+    if k is not None and len(frontier_curves(res, k)) >= MANY_SERIES:
+        text += _QUIET_WORDS
     return text + _chosen_words(res).replace("mix", "variant")
+
+
+_QUIET_WORDS = (
+    " With this many curves only the raw checkpoints, the temperatures and the curve of the chosen variant"
+    " are labelled; the others are drawn thin, for context."
+)
 
 
 def _bias_variance(res: Results, default: str, headline_ks: Sequence[int], curve_ks: Sequence[int]) -> str:
@@ -71,6 +79,8 @@ def _bias_variance(res: Results, default: str, headline_ks: Sequence[int], curve
         "Left: lower-left is better; the Jensen bound on 1−Pass@k, (bias² + Var)^{k/2}, is constant along each "
         "dotted line bias² + Var = c."
     )
+    if len(res.curves()) + bool(res.loose()) >= MANY_SERIES:
+        text += _QUIET_WORDS
     k = bound_k(res, headline_ks)
     if k is None:
         return text

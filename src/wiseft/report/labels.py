@@ -58,6 +58,9 @@ class PointLabels:
         placed = [
             _square(*ax.transData.transform((x, y)), h) for x, y, h in self.marks if np.isfinite([x, y]).all()
         ]
+        placed += [
+            t.get_window_extent(renderer) for t in ax.texts if t.get_visible() and t.get_text().strip()
+        ]
         for j, (_px, _py, x, y, text, color) in enumerate(groups):
             obstacles = placed + points[:j] + points[j + 1 :]
             placed.append(self._annotate(ax, renderer, x, y, text, color, obstacles))

@@ -89,7 +89,8 @@ def plot_pass_at_k(res: Results, headline_ks: Sequence[int], curve_ks: Sequence[
                 **emphasis(len(vs), v.name in keep),
             )
         log2_axis(ax, curve_ks)
-        title(ax, ROLE_TITLE[role], 3.4)
+        imported = role == "loose" and all(v.kind == "imported" for v in vs)
+        title(ax, "imported variants" if imported else ROLE_TITLE[role], 3.4)
         ax.set_xlabel("k (samples per problem, log₂ scale)")
         legend_right(ax, len(vs))
     for ax in axs[::ncols]:
@@ -280,7 +281,7 @@ def plot_distinct(res: Results, headline_ks: Sequence[int], curve_ks: Sequence[i
                 **look,
             )
         ax.set_xlabel(AXIS_LABEL[axis] if axis != "delta" else "δ (0 = final, 1 = early)")
-    axs[0].set_ylabel(f"distinct answers per problem (of n={n})" if n else "distinct answers per problem")
+    axs[0].set_ylabel("distinct answers per problem" + (f"\n(of n={n} samples)" if n else ""))
     shared_legend(fig, axs)
     suptitle(fig, "Diversity: distinct final answers among the n samples of a problem")
     return fig

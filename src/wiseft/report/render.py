@@ -268,11 +268,12 @@ max-width:1200px;padding:0 1rem;color:#1d1d1f;line-height:1.45}
 h1{font-size:1.6rem;margin-bottom:.2rem}h2{border-bottom:1px solid #ddd;padding-bottom:.2rem;margin-top:2rem}
 .meta{color:#666;font-size:.9rem;overflow-wrap:anywhere}.best{background:#fff8dc;border:1px solid #f2c200;
 padding:.6rem 1rem;border-radius:6px;overflow-wrap:anywhere}.best .note{color:#8a5a00;font-weight:600}
-figure{margin:1.2rem 0}figure img{max-width:100%;height:auto;border:1px solid #eee}
+figure{margin:1.2rem 0}figure img{max-width:100%;height:auto;border:1px solid #eee;box-sizing:border-box}
 figcaption{color:#555;font-size:.9rem;overflow-wrap:anywhere}.scroll{overflow-x:auto;max-width:100%}
 table{border-collapse:collapse;font-size:.8rem}th,td{border:1px solid #ddd;padding:.25rem .5rem;text-align:right}
 td{white-space:nowrap}th{background:#f4f4f6;position:sticky;top:0}
 td:first-child,th:first-child{text-align:left;white-space:normal;overflow-wrap:anywhere;max-width:18rem}
+td:nth-child(2),th:nth-child(2),table.kv td{text-align:left}
 tr.chosen td{background:#fff3c4;font-weight:600}
 details{margin:1rem 0}summary{cursor:pointer;font-weight:600}
 pre{background:#f6f8fa;padding:.8rem;overflow-x:auto;font-size:.8rem;white-space:pre-wrap;overflow-wrap:anywhere}
@@ -344,7 +345,7 @@ def html_doc(
     parts += _html_table(first, chosen)
     for t in rest:
         parts += [f"<details><summary>{e(t.title or '')}</summary>", *_html_table(t, chosen), "</details>"]
-    parts += ["<h2>Versions</h2>", "<table><tbody>"]
+    parts += ["<h2>Versions</h2>", '<table class="kv"><tbody>']
     parts += [f"<tr><td>{e(k)}</td><td><code>{e(v)}</code></td></tr>" for k, v in versions(res)]
     parts += [
         "</tbody></table>",

@@ -41,16 +41,21 @@ def plot_frontier(res: Results, headline_ks: Sequence[int], curve_ks: Sequence[i
     fig = figure(1, width=6.0, height=4.6)
     (ax,) = axes(fig, 1)
     labels = PointLabels()
+    chosen = res.chosen
+    loud = loud_series([(role, curve.variants) for role, curve in curves], chosen)
     for i, (role, curve) in enumerate(curves):
         pts = [(pos, v) for pos, v in curve.points() if v.metric("pass@1") and v.metric(f"pass@{k}")]
         x = np.array([as_percent(v.metric(f"pass@{k}")) for _, v in pts])
         y = np.array([as_percent(v.metric("pass@1")) for _, v in pts])
         color = shade(role, i) if role == "delta" else ROLE[role][0]
-        ax.plot(x[:, 0], y[:, 0], marker=ROLE[role][1], color=color, label=curve.label, clip_on=False)
-        _error_bars(ax, x, y, color)
-        for (pos, v), xi, yi in zip(pts, x[:, 0], y[:, 0], strict=True):
-            labels.add(v.name, xi, yi, _tag(role, pos, v), color)
-    chosen = res.chosen
+        style = {} if loud[i] else QUIET
+        ax.plot(
+            x[:, 0], y[:, 0], marker=ROLE[role][1], color=color, label=curve.label, clip_on=False, **style
+        )
+        if loud[i]:
+            _error_bars(ax, x, y, color)
+            for (pos, v), xi, yi in zip(pts, x[:, 0], y[:, 0], strict=True):
+                labels.add(v.name, xi, yi, _tag(role, pos, v), color)
     if chosen is not None and chosen.metric("pass@1") and chosen.metric(f"pass@{k}"):
         at = as_percent(chosen.metric(f"pass@{k}"))[0], as_percent(chosen.metric("pass@1"))[0]
         ax.plot([at[0]], [at[1]], **STAR, label=f"chosen: {_best_tag(chosen, curves)}")
@@ -61,6 +66,25 @@ def plot_frontier(res: Results, headline_ks: Sequence[int], curve_ks: Sequence[i
     shared_legend(fig, ax)
     labels.place(ax)
     return fig
+
+
+MANY_SERIES = 4  # from this many curves in one scatter plot, only the highlighted ones are labelled
+QUIET = {"linewidth": 0.8, "markersize": 2.5, "alpha": 0.55}  # a curve drawn for context only
+
+
+def loud_series(
+    series: Sequence[tuple[str, Sequence[VariantView]]], chosen: VariantView | None
+) -> list[bool]:
+    """Which of the (role, variants) curves of a scatter plot are drawn in full (labels, error bars): all
+    while they are few; from `MANY_SERIES` on, the raw checkpoints, the temperatures, single variants and
+    the mix curve holding the chosen variant (else the last mix curve); the rest thin and unlabelled."""
+    if len(series) < MANY_SERIES:
+        return [True] * len(series)
+    loud = [role in ("raw", "temperature", "loose") or chosen in vs for role, vs in series]
+    mixes = [i for i, (role, _) in enumerate(series) if role in ("delta", "mixed")]
+    if mixes and not any(loud[i] for i in mixes):
+        loud[mixes[-1]] = True
+    return loud
 
 
 def frontier_k(res: Results, headline_ks: Sequence[int]) -> int | None:
@@ -107,7 +131,8 @@ def _series(res: Results, ok: Callable[[VariantView], bool]) -> list[tuple[str, 
             out.append((curve.label, role, pts, i))
     loose = [(None, v) for v in res.loose() if ok(v)]
     if loose:
-        out.append(("other variants", "loose", loose, 0))
+        imported = all(v.kind == "imported" for _, v in loose)
+        out.append(("imported variants" if imported else "other variants", "loose", loose, 0))
     return out
 
 
@@ -139,7 +164,7 @@ def plot_bias_variance(res: Results, headline_ks: Sequence[int], curve_ks: Seque
     k = bound_k(res, headline_ks)
     fig = figure(2 if k else 1, width=4.7, height=3.9)
     axs = axes(fig, 2 if k else 1)
-    labels = _bias_variance_panel(axs[0], series)
+    labels = _bias_variance_panel(axs[0], series, res.chosen)
     if k:
         _bound_panel(axs[1], series, k)
     shared_legend(fig, axs)
@@ -147,20 +172,22 @@ def plot_bias_variance(res: Results, headline_ks: Sequence[int], curve_ks: Seque
     return fig
 
 
-def _bias_variance_panel(ax: Axes, series) -> PointLabels:
+def _bias_variance_panel(ax: Axes, series, chosen: VariantView | None) -> PointLabels:
     """bias² against Var[ρ], with iso-bound lines bias² + Var = c across the visible box; the labels are
     placed by the caller once the figure's layout is complete."""
     allv = [v for s in series for _, v in s[2]]
-    xlim = _padded([v.bv("var").value for v in allv])
-    ylim = _padded([v.bv("bias2").value for v in allv])
+    xlim = _padded([v.bv("var").value for v in allv], top=0.25)  # Var of a value in [0, 1] is at most 1/4
+    ylim = _padded([v.bv("bias2").value for v in allv], top=1.0)
     for c in _iso_levels([xlim[0] + ylim[0], xlim[1] + ylim[1]]):
         ax.plot([0, c], [c, 0], color="#9a9a9a", linestyle=":", linewidth=0.9, label="_nolegend_")
         x0, x1 = max(xlim[0], c - ylim[1]), min(xlim[1], c - ylim[0])
-        if x0 < x1:
+        if x1 - x0 > 0.25 * (xlim[1] - xlim[0]):  # a line that crosses the box, not one that clips a corner
             xm = (x0 + x1) / 2
             ax.annotate(f"{c:g}", (xm, c - xm), fontsize=6.5, color="#777777", ha="left", va="bottom")
     labels = PointLabels(fontsize=6.5)
-    _scatter_series(ax, series, lambda v: v.bv("var").value, lambda v: raw_stat(v.bv("bias2")), labels)
+    _scatter_series(
+        ax, series, lambda v: v.bv("var").value, lambda v: raw_stat(v.bv("bias2")), labels, chosen
+    )
     ax.set_xlim(*xlim)
     ax.set_ylim(*ylim)
     ax.set_xlabel("Var[ρ] over problems")
@@ -221,19 +248,24 @@ def bound_scale(vals: Sequence[float]) -> tuple[float, float, str]:
     return min(pos) / 2, hi, "log"
 
 
-def _scatter_series(ax: Axes, series, x_of, y_of, labels: PointLabels) -> list[tuple[list, np.ndarray, str]]:
+def _scatter_series(
+    ax: Axes, series, x_of, y_of, labels: PointLabels, chosen: VariantView | None = None
+) -> list[tuple[list, np.ndarray, str]]:
     """Connected points per series (loose variants unconnected), every point of a δ or T sweep labelled
-    and the ends of the others; returns (variants, y with interval columns, colour) per series."""
+    and the ends of the others; among many series only the loud ones (`loud_series`) are labelled and
+    returned for error bars. Returns (x, y with interval columns, colour) per loud series."""
     drawn = []
-    for label, role, pts, i in series:
+    loud = loud_series([(role, [v for _, v in pts]) for _, role, pts, _ in series], chosen)
+    for (label, role, pts, i), full in zip(series, loud, strict=True):
         vs = [v for _, v in pts]
         color = series_color(role, i)
         x = [x_of(v) for v in vs]
         y = np.array([y_of(v) for v in vs], dtype=float).reshape(len(vs), 3)
         marker = ROLE[role][1] if role in ROLE else "o"
-        ax.plot(
-            x, y[:, 0], marker=marker, color=color, label=label, linestyle="-" if role != "loose" else "none"
-        )
+        ax.plot(x, y[:, 0], marker=marker, color=color, label=label, linestyle="-" if role != "loose" else "none",
+                clip_on=False, **({} if full else QUIET))  # fmt: skip
+        if not full:
+            continue
         ends = range(len(vs)) if role in ("delta", "temperature", "loose") else (0, len(vs) - 1)
         for j in sorted(set(ends)):
             labels.add(vs[j].name, x[j], y[j, 0], _tag(role, *pts[j]), color)
@@ -241,13 +273,16 @@ def _scatter_series(ax: Axes, series, x_of, y_of, labels: PointLabels) -> list[t
     return drawn
 
 
-def _padded(values: Sequence[float], pad: float = 0.12, least: float = 0.02) -> tuple[float, float]:
-    """Axis limits around the values (never below 0), at least `least` wide, so a cluster is readable."""
+def _padded(
+    values: Sequence[float], top: float, pad: float = 0.12, least: float = 0.02
+) -> tuple[float, float]:
+    """Axis limits around the values within [0, top] (what the quantity can reach), at least `least` wide,
+    so a cluster is readable."""
     lo, hi = min(values), max(values)
     span = max(hi - lo, least)
     mid = (lo + hi) / 2
     lo, hi = mid - span * (0.5 + pad), mid + span * (0.5 + pad)
-    return max(lo, 0.0), hi
+    return max(lo, 0.0), min(hi, top)
 
 
 def _iso_levels(sums: Sequence[float]) -> list[float]:
@@ -274,7 +309,12 @@ def plot_tokens(res: Results, headline_ks: Sequence[int], curve_ks: Sequence[int
     (ax,) = axes(fig, 1)
     labels = PointLabels()
     drawn = _scatter_series(
-        ax, series, lambda v: v.tokens("mean").value, lambda v: as_percent(v.metric("pass@1")), labels
+        ax,
+        series,
+        lambda v: v.tokens("mean").value,
+        lambda v: as_percent(v.metric("pass@1")),
+        labels,
+        res.chosen,
     )
     for x, y, color in drawn:
         if np.isfinite(y[:, 1:]).all():

@@ -203,7 +203,7 @@ def _chosen_beside(ax: Axes, chosen: VariantView, name: str) -> None:
     if stat is None:
         return
     v, lo, hi = as_percent(stat)
-    err = [[v - lo], [hi - v]] if stat.has_interval else None
+    err = [[max(v - lo, 0.0)], [max(hi - v, 0.0)]] if stat.has_interval else None
     ax.errorbar([chosen.step], [v], yerr=err, fmt="*", markersize=13, color="#f2c200", markeredgecolor="black",
                 ecolor="#b08a00", elinewidth=1, capsize=3, zorder=5, clip_on=False,
                 label=f"chosen mix {delta_tag(chosen.delta) if chosen.delta is not None else chosen.short}")  # fmt: skip
@@ -238,7 +238,7 @@ def plot_rho_hist(res: Results, headline_ks: Sequence[int], curve_ks: Sequence[i
         title(ax, text, fig.get_figwidth() / ncols - 0.3, fontsize=8)
         ax.grid(axis="x", visible=False)
     for ax in axs[::ncols]:
-        ax.set_ylabel("problems (%)")
+        percent_axis(ax, "problems")
     for ax in axs[-ncols:]:
         ax.set_xlabel("per-problem Pass@1 ρ")
     suptitle(fig, "Per-problem Pass@1 ρ: collapse shows as mass at 0 and 1")

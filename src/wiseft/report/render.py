@@ -128,10 +128,10 @@ def provenance(res: Results) -> str | None:
     """What made these results, when they say it: the command of a store's run, imported JSONL files."""
     parts = []
     command = res.config.get("command")
-    if isinstance(command, str) and command:
+    imported = res.config.get("imported")
+    if isinstance(command, str) and command and not (command == "store import" and imported):
         version = res.config.get("wiseft_version")
         parts.append(f"made by wiseft {command}" + (f" (wiseft {version})" if version else ""))
-    imported = res.config.get("imported")
     if isinstance(imported, list) and imported:
         files = sorted({str(i.get("from")) for i in imported if isinstance(i, dict) and i.get("from")})
         where = f" from {', '.join(files)}" if files else ""

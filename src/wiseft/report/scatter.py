@@ -101,9 +101,14 @@ def frontier_curves(res: Results, k: int) -> list[tuple[str, Curve]]:
 
 def _error_bars(ax: Axes, x: np.ndarray, y: np.ndarray, color) -> None:
     if np.isfinite(x[:, 1:]).all() and np.isfinite(y[:, 1:]).all():
-        ax.errorbar(x[:, 0], y[:, 0], xerr=[x[:, 0] - x[:, 1], x[:, 2] - x[:, 0]],
-                    yerr=[y[:, 0] - y[:, 1], y[:, 2] - y[:, 0]], fmt="none", ecolor=color, alpha=0.25,
+        ax.errorbar(x[:, 0], y[:, 0], xerr=spread(x), yerr=spread(y), fmt="none", ecolor=color, alpha=0.25,
                     elinewidth=0.8, capsize=0, clip_on=False)  # fmt: skip
+
+
+def spread(a: np.ndarray) -> list[np.ndarray]:
+    """Error-bar lengths below and above each value from (value, lo, hi) rows; never negative, even for a
+    hand-edited results file whose value lies outside its interval."""
+    return [np.maximum(a[:, 0] - a[:, 1], 0.0), np.maximum(a[:, 2] - a[:, 0], 0.0)]
 
 
 def _best_tag(best: VariantView, curves: Sequence[tuple[str, Curve]]) -> str:
@@ -318,7 +323,7 @@ def plot_tokens(res: Results, headline_ks: Sequence[int], curve_ks: Sequence[int
     )
     for x, y, color in drawn:
         if np.isfinite(y[:, 1:]).all():
-            ax.errorbar(x, y[:, 0], yerr=[y[:, 0] - y[:, 1], y[:, 2] - y[:, 0]], fmt="none", ecolor=color,
+            ax.errorbar(x, y[:, 0], yerr=spread(y), fmt="none", ecolor=color,
                         alpha=0.35, elinewidth=0.9)  # fmt: skip
     # At least ±5% of the mean length wide: lengths that barely move should look flat, not be stretched
     # over the whole axis as if length were the story.

@@ -204,12 +204,17 @@ def log2_axis(ax: Axes, ks: Sequence[int]) -> None:
     ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x:g}"))
 
 
+LEGEND_SIZE = 8.0
+LEGEND_LABEL_WIDTH = 1.9  # inches: a longer label (a variant's name) is wrapped
+
+
 def legend_right(ax: Axes, n_entries: int) -> None:
-    """The axes' legend beside it, outside the data (constrained layout makes room)."""
-    if n_entries:
-        ax.legend(
-            loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0, ncol=1 if n_entries <= 14 else 2
-        )
+    """The axes' legend beside it, outside the data (constrained layout makes room); long labels wrapped."""
+    handles, labels = ax.get_legend_handles_labels()
+    if handles:
+        labels = [fit_text(label, LEGEND_LABEL_WIDTH, LEGEND_SIZE) for label in labels]
+        ax.legend(handles, labels, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0,
+                  ncol=1 if len(handles) <= 14 else 2)  # fmt: skip
 
 
 def shade(role: str, i: int) -> str:
@@ -234,9 +239,11 @@ def shared_legend(fig: Figure, axs: Axes | Sequence[Axes]) -> None:
             handles.setdefault(label, handle)
     if not handles:
         return
-    widest = max(text_width(label, 8.0) for label in handles) + 0.55  # the handle and the gaps, inches
+    room = fig.get_figwidth() - 0.9  # the handle and the gaps of one column, inches
+    labels = [fit_text(label, min(room, 3.5), LEGEND_SIZE) for label in handles]
+    widest = max(text_width(line, LEGEND_SIZE) for label in labels for line in label.split("\n")) + 0.6
     ncol = max(1, min(len(handles), int((fig.get_figwidth() - 0.3) // widest), 5))
-    fig.legend(list(handles.values()), list(handles), loc="outside lower center", ncol=ncol)
+    fig.legend(list(handles.values()), labels, loc="outside lower center", ncol=ncol)
 
 
 def series_color(role: str, i: int) -> str:

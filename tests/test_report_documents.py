@@ -70,7 +70,7 @@ def test_markdown_escapes_names_sentences_and_source(tmp_path):
     prose = outside_code(md)
     assert "<script" not in prose and "</script" not in prose
     assert "](javascript" not in prose  # no link or image can form (in code it is literal text)
-    assert "&lt;script&gt;" in md
+    assert "&lt;script>" in md
     cells, rows = None, 0
     for ln in md.splitlines():  # every row has its table's number of cells: a "|" in a name adds none
         if ln.startswith("|---"):
@@ -91,7 +91,8 @@ def test_markdown_escapes_names_sentences_and_source(tmp_path):
     [
         ("delta=0.250,T=1", "delta=0.250,T=1"),  # ordinary names are untouched
         ("56.7 [44.8, 70.9]", "56.7 [44.8, 70.9]"),  # intervals keep their brackets
-        ("<b>x</b>", "&lt;b&gt;x&lt;/b&gt;"),
+        ("<b>x</b>", "&lt;b>x&lt;/b>"),
+        ("k >= 8 & &lt;", "k >= 8 &amp; &amp;lt;"),
         ("a|b", "a\\|b"),
         ("my_model*v2", "my\\_model\\*v2"),
         ("[x](y)", "[x]\\(y)"),

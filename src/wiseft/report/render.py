@@ -205,7 +205,7 @@ _MD_LINK = re.compile(r"\]([(\[])")  # "](" or "][": what makes brackets a link 
 def md_text(s: str) -> str:
     """Text as Markdown shows it literally: HTML escaped (`<script>` stays text), emphasis, code and table
     punctuation backslash-escaped, and no "](" that could make a link or image; one line."""
-    s = html.escape(" ".join(str(s).split()), quote=False)
+    s = " ".join(str(s).split()).replace("&", "&amp;").replace("<", "&lt;")  # no tag or entity can open
     return _MD_LINK.sub(r"]\\\1", _MD_PUNCT.sub(r"\\\1", s))
 
 

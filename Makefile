@@ -46,8 +46,10 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
+# The report's browser check keeps its screenshots in test-artifacts/report-screenshots/<run>/ (gitignored).
 test-slow: $(STAMP) chromium
 	$(BIN)/python -m pytest -q -m slow
+	@echo "report screenshots: test-artifacts/report-screenshots/"
 
 bench: $(STAMP)
 	$(BIN)/python bench/merge.py

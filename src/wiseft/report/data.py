@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from wiseft.results import RunResults
+from wiseft.results import RunResults, SelectionNote, check_selection
 
 METRIC_RE = re.compile(r"^(pass|maj|best)@(\d+)$")
 METRIC_LABEL = {"pass": "Pass", "maj": "maj", "best": "best"}
@@ -175,6 +175,7 @@ class Results:
         self.variants = [
             VariantView(v.name, v.kind, v.delta, v.temperature, v.step, v.summary) for v in run.variants
         ]
+        self.selection: SelectionNote | None = check_selection(run)
 
     # --- what is available -------------------------------------------------------------------------
     def ks(self, family: str = "pass") -> list[int]:
@@ -211,6 +212,20 @@ class Results:
         if not self.best:
             return None
         return next((v for v in self.variants if v.name == self.best.variant), None)
+
+    @property
+    def chosen(self) -> VariantView | None:
+        """The variant to mark as chosen (★, the highlighted row): the best one, unless it ties."""
+        return None if self.selection is not None and self.selection.tie else self.best_variant
+
+    def same_length(self, rel: float = 0.01, least: float = 0.5) -> float | None:
+        """The mean completion length when every variant's is the same (within `least` tokens or `rel` of
+        it), else None: a length plot would then show noise as if it were a trade-off."""
+        means = [s.value for v in self.variants if (s := v.tokens("mean")) is not None]
+        if not means:
+            return None
+        mid = sum(means) / len(means)
+        return mid if max(means) - min(means) <= max(least, rel * abs(mid)) else None
 
     # --- groupings -----------------------------------------------------------------------------------
     def of_kind(self, kind: str) -> list[VariantView]:

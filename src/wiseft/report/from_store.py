@@ -39,7 +39,7 @@ def results_from_store(path: str | os.PathLike, *, seed: int = 0, n_boot: int = 
             n = min(p.n for p in problems)
             summary = summarize(problems, powers_of_two(n), seed=seed, n_boot=n_boot)
             variants.append(_entry(v, summary))
-        config, graders = _run_info(store)
+        config, graders = _run_info(store, list(latest.values()))
     if not variants:
         raise ConfigError(
             f"sample store {path} holds no graded variant to report on"
@@ -62,7 +62,7 @@ def _entry(v, summary: dict) -> VariantResult:
         "step": v.step,
         "summary": summary,
     }
-    if v.kind not in KINDS:  # e.g. "imported" from JSONL: read what the name says
+    if v.kind not in KINDS or v.kind == "imported":  # from JSONL: read what the name says, else "imported"
         guess = variant_from_name(v.name, summary)
         entry["kind"] = guess["kind"]
         for key in ("delta", "temperature", "step"):
@@ -71,16 +71,26 @@ def _entry(v, summary: dict) -> VariantResult:
     return VariantResult(**entry)
 
 
-def _run_info(store) -> tuple[dict, list[str]]:
-    """The resolved config of the latest run and the graders used (read-only queries on the store)."""
+def _run_info(store, variants: list) -> tuple[dict, list[str]]:
+    """What made the store and the graders used (read-only queries on the store): the latest run's command
+    and resolved config; for variants brought in by `wiseft store import`, the command, the task and the
+    JSONL file each came from."""
     try:
         run = store.latest_run()
         graders = store.graders()
     except sqlite3.Error as exc:  # an older or damaged store
         raise StoreError(f"sample store {store.path}: cannot read its runs or grades ({exc})") from exc
-    config = {}
+    config: dict = {}
     if run is not None:
         config = {"command": run["command"], "wiseft_version": run["wiseft_version"], **run["config"]}
+    imported = [
+        {"variant": v.name, "task": v.task, "from": (v.model_hashes or {}).get("source")}
+        for v in variants
+        if v.kind == "imported"
+    ]
+    if imported:
+        config = {"command": "store import", **config} if run is None else config
+        config["imported"] = imported
     return config, graders
 
 

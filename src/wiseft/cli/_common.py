@@ -8,7 +8,7 @@ from typing import Any
 
 from wiseft.cli.progress import LogLines, stdout_console
 from wiseft.config import add_options, load
-from wiseft.results import RunResults
+from wiseft.results import RunResults, check_selection
 
 
 def add_eval_args(p: argparse.ArgumentParser, cls: type, default_out: str) -> None:
@@ -85,7 +85,9 @@ def results_table(console, results: RunResults, title: str) -> None:
         table.add_column(name, justify="right", no_wrap=True)
     table.add_column("distinct", justify="right")
     table.add_column("tokens", justify="right")
-    best = results.best.variant if results.best else None
+    selection = check_selection(results)
+    tie = selection is not None and selection.tie
+    best = results.best.variant if results.best and not tie else None  # no ★ on a tie
     for v in results.variants:
         s = v.summary
         tok = s["tokens"]["mean"]
@@ -100,6 +102,8 @@ def results_table(console, results: RunResults, title: str) -> None:
         console.print(f"best by {b.metric}: [bold]{b.variant}[/bold] — {b.how}: {shown}")
         if b.note:
             console.print(f"[yellow]note:[/] {b.note}")
+        if selection is not None:
+            console.print(f"[yellow]note:[/] {selection.text}", highlight=False)
 
 
 def metrics_tables(console, body: dict, ks: list[int]) -> None:

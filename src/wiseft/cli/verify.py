@@ -163,7 +163,7 @@ def run(args) -> int:
         torch.set_num_threads(args.threads)
     with VerifyProgress(stderr_console()) as progress:
         report = verify_file(
-            args.samples, args.verifier, args.kind, options, variants=args.variant, input=args.input,
+            args.samples, args.verifier, args.kind, options, variants=args.variant, reads=args.input,
             output=args.output, force=args.force, chunk=args.chunk, progress=progress,
         )  # fmt: skip
     closing_table(stdout_console(), report)

@@ -10,12 +10,12 @@ first write (the variants exist and hold samples; the problem text the verifier 
 of their problems); a verifier that fails mid-run (a NaN score, a sample over its length limit) raises,
 and the run's writes are removed (`SampleStore.discard_run`): it leaves nothing behind.
 
-What the verifier reads as the problem (`input`): "question", the bare problem (`meta.question`, which
+What the verifier reads as the problem (`reads`, the CLI's --input): "question", the bare problem (`meta.question`, which
 eval, sweep and the demo record), for a verifier that renders a chat template (its template writes the
 turns itself, and a stored prompt may carry the sampler's chat template already); else "prompt", the
 exact text the sampler continued (plain `prompt + completion` reward models such as the demo's toy
-verifier, and the likelihood baseline, which must see what the sampler saw). `input` overrides that
-choice; an input other than the default is part of the stored verifier id (`stored_identity`), so the
+verifier, and the likelihood baseline, which must see what the sampler saw). `reads` overrides that
+choice; a reading other than the default is part of the stored verifier id (`stored_identity`), so the
 scores of the two readings never mix.
 """
 
@@ -164,14 +164,14 @@ def _texts(store: SampleStore, name: str, v: VariantRow, source: str) -> dict[st
 
 
 def verify_store(
-    path: str | Path, verifier: Verifier, *, variants: Sequence[str] | None = None, input: str = "auto",
+    path: str | Path, verifier: Verifier, *, variants: Sequence[str] | None = None, reads: str = "auto",
     chunk: int = DEFAULT_CHUNK, progress: Progress | None = None, config: dict | None = None,
 ) -> VerifyReport:  # fmt: skip
     """Score every sample of `variants` (names; default all) of the store at `path` with `verifier` (see
     the module doc); `config` is recorded with the run."""
     check_chunk(chunk)
     start = time.perf_counter()
-    source = resolve_input(verifier, input)
+    source = resolve_input(verifier, reads)
     identity = stored_identity(verifier.identity, source, default_input(verifier))
     with SampleStore(path) as store:
         chosen = store_variants(store, variants)
@@ -247,7 +247,7 @@ def chosen_records(records: Sequence[dict], names: Sequence[str] | None, where: 
 
 def verify_jsonl(
     samples: str | Path, verifier: Verifier, output: str | Path, *, variants: Sequence[str] | None = None,
-    input: str = "auto", progress: Progress | None = None, records: Sequence[dict] | None = None,
+    reads: str = "auto", progress: Progress | None = None, records: Sequence[dict] | None = None,
 ) -> VerifyReport:  # fmt: skip
     """Score the records of `variants` (default all) of a JSONL file and write every record to `output`,
     the chosen ones with `score`, `verifier` and `vote_transform` (atomically; other records as they were).
@@ -255,7 +255,7 @@ def verify_jsonl(
     start = time.perf_counter()
     records = read_records(samples) if records is None else records
     picked = chosen_records(records, variants, str(samples))
-    source = resolve_input(verifier, input)
+    source = resolve_input(verifier, reads)
     identity = stored_identity(verifier.identity, source, default_input(verifier))
     texts = [problem_text(records[i].get("prompt"), records[i].get("meta"), source) for i in picked]
     missing = list(
@@ -285,14 +285,14 @@ def verify_jsonl(
 
 def verify_file(
     samples: str | Path, verifier_path: str | Path, kind: str, options: dict[str, Any], *,
-    variants: Sequence[str] | None = None, input: str = "auto", output: str | Path | None = None,
+    variants: Sequence[str] | None = None, reads: str = "auto", output: str | Path | None = None,
     force: bool = False, chunk: int = DEFAULT_CHUNK, progress: Progress | None = None,
 ) -> VerifyReport:  # fmt: skip
     """`wiseft verify`: check the input (and output) first, then load the verifier (`load_verifier(
     verifier_path, kind, **options)`) and score a store (`verify_store`) or a JSONL file (`verify_jsonl`)."""
     check_chunk(chunk)
-    if input not in INPUTS:
-        raise ConfigError(f"--input must be one of {', '.join(INPUTS)}, got {input!r}")
+    if reads not in INPUTS:
+        raise ConfigError(f"--input must be one of {', '.join(INPUTS)}, got {reads!r}")
     config = {"verifier_path": str(verifier_path), "kind": kind, "options": options}
     if is_store(samples):
         if output:
@@ -305,7 +305,7 @@ def verify_file(
             store_variants(store, variants)
         verifier = load_verifier(verifier_path, kind, **options)
         return verify_store(
-            samples, verifier, variants=variants, input=input, chunk=chunk, progress=progress, config=config
+            samples, verifier, variants=variants, reads=reads, chunk=chunk, progress=progress, config=config
         )
     if not Path(samples).is_file():
         raise ConfigError(f"samples {samples} do not exist; give a sample store or a JSONL of sample records")
@@ -314,5 +314,5 @@ def verify_file(
     chosen_records(records, variants, str(samples))
     verifier = load_verifier(verifier_path, kind, **options)
     return verify_jsonl(
-        samples, verifier, out, variants=variants, input=input, progress=progress, records=records
+        samples, verifier, out, variants=variants, reads=reads, progress=progress, records=records
     )

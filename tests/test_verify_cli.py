@@ -411,3 +411,11 @@ def test_store_add_scores_refuses_non_finite(tmp_path):
         with pytest.raises(StoreError, match="score nan of sample 0 of problem 'p0' is not a finite number"):
             store.add_scores(1, "v1", [("p1", 0, 0.5), ("p0", 0, float("nan"))])
         assert store.scored_by() == {}
+
+
+def test_a_store_in_use_by_another_writer_is_refused_before_the_model_loads(vm, tmp_path, cli):
+    path = make_store(tmp_path / "s.db")
+    with SampleStore(path):  # another writer holds the store's lock
+        code, err = cli(["verify", path, "--verifier", vm["orm"], "--kind", "orm"])
+    assert code == 2 and "is in use by another wiseft process" in err
+    assert stored(path) == {}

@@ -1,7 +1,7 @@
 """Scoring samples that are already drawn with a verifier (`wiseft verify`): a sample store, whose scores
 go back into it, or a JSONL file of sample records, written again with a score on each record.
 
-Store (`verify_store`): every sample of the chosen variants gets the verifier's score in the store's
+Store (`verify_store`, or `verify_in_store` on a store the caller holds open): every sample of the chosen variants gets the verifier's score in the store's
 `scores` table, beside the verifier's id; its identity is kept once in `verifiers`, so scores of several
 verifiers live side by side. The work goes in chunks of `chunk` samples (in (problem, sample) order),
 each committed in one transaction, and samples the same verifier id has scored are skipped: a run killed
@@ -168,28 +168,39 @@ def verify_store(
     chunk: int = DEFAULT_CHUNK, progress: Progress | None = None, config: dict | None = None,
 ) -> VerifyReport:  # fmt: skip
     """Score every sample of `variants` (names; default all) of the store at `path` with `verifier` (see
-    the module doc); `config` is recorded with the run."""
+    the module doc); `config` is recorded with the run. Opens the store for writing (its lock)."""
+    check_chunk(chunk)
+    with SampleStore(path) as store:
+        return verify_in_store(
+            store, verifier, variants=variants, reads=reads, chunk=chunk, progress=progress, config=config
+        )
+
+
+def verify_in_store(
+    store: SampleStore, verifier: Verifier, *, variants: Sequence[str] | None = None, reads: str = "auto",
+    chunk: int = DEFAULT_CHUNK, progress: Progress | None = None, config: dict | None = None,
+) -> VerifyReport:  # fmt: skip
+    """`verify_store` on a store already open for writing (e.g. by an evaluation that holds its lock)."""
     check_chunk(chunk)
     start = time.perf_counter()
     source = resolve_input(verifier, reads)
     identity = stored_identity(verifier.identity, source, default_input(verifier))
-    with SampleStore(path) as store:
-        chosen = store_variants(store, variants)
-        texts = {v.id: _texts(store, name, v, source) for name, v in chosen}
-        run_config = {**(config or {}), "verifier": identity["id"], "input": source, "chunk": chunk,
-                      "variants": [name for name, _ in chosen]}  # fmt: skip
-        run_id = store.begin_run("verify", run_config)
-        store.add_verifier(identity)
-        try:
-            rows = [
-                _score_variant(store, name, v, verifier, identity["id"], texts[v.id], chunk, run_id, progress)
-                for name, v in chosen
-            ]
-        except VerifierError:
-            store.discard_run(run_id, identity["id"])
-            raise
-        store.end_run(run_id)
-    return VerifyReport(identity, rows, str(path), time.perf_counter() - start)
+    chosen = store_variants(store, variants)
+    texts = {v.id: _texts(store, name, v, source) for name, v in chosen}
+    run_config = {**(config or {}), "verifier": identity["id"], "input": source, "chunk": chunk,
+                  "variants": [name for name, _ in chosen]}  # fmt: skip
+    run_id = store.begin_run("verify", run_config)
+    store.add_verifier(identity)
+    try:
+        rows = [
+            _score_variant(store, name, v, verifier, identity["id"], texts[v.id], chunk, run_id, progress)
+            for name, v in chosen
+        ]
+    except VerifierError:
+        store.discard_run(run_id, identity["id"])
+        raise
+    store.end_run(run_id)
+    return VerifyReport(identity, rows, str(store.path), time.perf_counter() - start)
 
 
 def _score_variant(

@@ -56,6 +56,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/grade.py
 	$(BIN)/python bench/sweep.py
 	$(BIN)/python bench/grpo.py
+	$(BIN)/python bench/verify_store.py --threads 1
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

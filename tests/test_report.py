@@ -394,7 +394,7 @@ def test_summaries_from_metrics_summarize_draw_the_same_plots():
     axs = visible_axes(figs["pass_at_k"])
     assert [len(series(ax)) for ax in axs] == [len(STEPS), len(STEPS), len(DELTAS), len(TEMPS)]
     titles = [ax.get_title() for ax in visible_axes(figs["metrics_vs_delta"])]
-    assert titles == ["Pass@1", "Pass@16", "maj@16", "best@16"]
+    assert titles == ["Pass@1", "Pass@16", "maj@16", "best@16", "wmaj@16"]  # real summaries with scores
 
 
 def test_empty_results_give_a_report_without_plots(tmp_path):

@@ -36,7 +36,14 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 
 from wiseft.errors import MetricError
-from wiseft.records import GROUP_FIELDS, ProblemSamples, by_variant, group_value, to_problem_samples
+from wiseft.records import (
+    GROUP_FIELDS,
+    ProblemSamples,
+    by_variant,
+    choose_scores,
+    group_value,
+    to_problem_samples,
+)
 
 # Fixed edges for the histogram of per-problem Pass@1 (ρ): ten bins of width 0.1, the last one closed.
 RHO_EDGES = tuple(float(x) for x in np.linspace(0.0, 1.0, 11))
@@ -702,11 +709,16 @@ def score_records(
     n_boot: int = 1000,
     variant: str | None = None,
     group_by: Sequence[str] | None = None,
+    verifier: str | None = None,
 ) -> tuple[list[tuple[str | None, dict]], list[str]]:
     """Summaries of graded records, one per variant (`variant` picks one), and the graders that graded them.
 
     `group_by` names record fields to break the metrics down by (`breakdown`, under the summary's
-    "groups"); None takes MATH's subject and level (`records.GROUP_FIELDS`) when every record has them."""
+    "groups"); None takes MATH's subject and level (`records.GROUP_FIELDS`) when every record has them.
+    Scores come from one verifier (`records.choose_scores`: `verifier` names it); their vote transform is
+    the one the records name, else `DEFAULT_VOTE_TRANSFORM`. A summary whose samples carry scores says
+    whose under "verifier" ({"id", "vote_transform", "scored", "samples"}); best@k and wmaj@k need every
+    sample scored."""
     groups = by_variant(records)
     if variant is not None:
         if variant not in groups:
@@ -714,13 +726,22 @@ def score_records(
                 f"--variant {variant!r} is not in the file; it holds {', '.join(map(str, groups)) or 'none'}"
             )
         groups = {variant: groups[variant]}
+    chosen = [r for recs in groups.values() for r in recs]
+    chosen, verifier_id, transform = choose_scores(chosen, verifier, "the graded records")
+    groups = by_variant(chosen)
     graders = sorted({str(r.get("grader")) for r in records if r.get("grader")})
     fields = _group_fields(records, group_by)
     summaries = []
     for name, recs in groups.items():
         where = f"variant {name!r}" if name is not None else "graded records"
         problems = to_problem_samples(recs, where)
-        summary = summarize(problems, ks, seed=seed, n_boot=n_boot)
+        summary = summarize(
+            problems, ks, seed=seed, n_boot=n_boot, vote_transform=transform or DEFAULT_VOTE_TRANSFORM
+        )
+        scored = sum(r.get("score") is not None for r in recs)
+        if scored:
+            summary["verifier"] = {"id": verifier_id, "vote_transform": transform or DEFAULT_VOTE_TRANSFORM,
+                                   "scored": scored, "samples": len(recs)}  # fmt: skip
         if fields:
             first = {}
             for r in recs:

@@ -18,7 +18,7 @@ from wiseft.atomic import atomic_dir, check_output_dir, write_json
 from wiseft.errors import ConfigError
 from wiseft.jsonl import loads
 from wiseft.report.captions import caption, omitted
-from wiseft.report.data import Results
+from wiseft.report.data import FAMILIES, Results
 from wiseft.report.from_store import results_from_store
 from wiseft.report.plots import PLOTS, make_figures, render_png
 from wiseft.report.render import html_doc, markdown
@@ -37,7 +37,7 @@ def resolve_ks(res: Results, ks: Iterable[int] | None) -> tuple[list[int], list[
     Without `ks` the plots show Pass@1 and the largest k of the run, and the Pass@k curves every k.
     With `ks` (the CLI's --k) exactly those; each must be present in the results.
     """
-    available = sorted(set(res.ks("pass")) | set(res.ks("maj")) | set(res.ks("best")))
+    available = sorted({k for fam in FAMILIES for k in res.ks(fam)})
     if ks is None:
         big = [k for k in available if k > 1]
         return ([max(big)] if big else []), res.ks("pass")

@@ -26,7 +26,7 @@ from matplotlib import rc_context
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from wiseft.report.data import Curve, Results, VariantView, metric_label
+from wiseft.report.data import FAMILIES, Curve, Results, VariantView, metric_label
 from wiseft.report.scatter import plot_bias_variance, plot_frontier, plot_tokens
 from wiseft.report.style import (
     AXIS_LABEL,
@@ -55,9 +55,10 @@ PlotFn = Callable[[Results, Sequence[int], Sequence[int]], "Figure | None"]
 
 
 def headline_metrics(res: Results, ks: Sequence[int]) -> list[str]:
-    """Pass@1, then pass/maj/best at the chosen ks (best only when scores exist), in that order."""
+    """Pass@1, then pass/maj/best/wmaj at the chosen ks (best and wmaj only when scores exist), in that
+    order."""
     names = ["pass@1"] if res.has_metric("pass@1") else []
-    for fam in ("pass", "maj", "best"):
+    for fam in FAMILIES:
         for k in ks:
             name = f"{fam}@{k}"
             if name not in names and res.has_metric(name):

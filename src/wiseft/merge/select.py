@@ -28,6 +28,7 @@ FIRST_SHIFT = 47  # 63-bit keys >> 47: 16 bits of bin (11 exponent bits, 5 manti
 BINS_LOG2 = 16
 MAX_KEY = (1 << 63) - 1
 TOTAL_CAP = 1 << 23  # gathered keys over all selectors of a job: 64 MiB
+MIN_CAP = 1 << 16
 
 
 @dataclass(frozen=True)

@@ -14,8 +14,9 @@ from collections.abc import Callable, Sequence
 
 import torch
 
+from wiseft.merge import tensorwise
 from wiseft.merge.methods.linear import weighted_sum
-from wiseft.merge.tensorwise import REDUCE_BLOCK, Gram, Job, as_float64, row_gram, task_vectors
+from wiseft.merge.tensorwise import Gram, Job, as_float64, row_gram, task_vectors
 
 Coefficients = Callable[[list[list[float]]], Sequence[float]]
 RowCoefficients = Callable[[list[list[torch.Tensor]]], Sequence[torch.Tensor]]
@@ -35,7 +36,9 @@ def combine(xs, coeffs, acc, scratch, over_base: bool) -> None:
 class GramJob(Job):
     """Flat: one observation pass for the Gram matrix, then Σ c_i·v_i (+ base)."""
 
-    granularity = REDUCE_BLOCK
+    @property
+    def granularity(self) -> int:
+        return tensorwise.REDUCE_BLOCK
 
     def __init__(self, name: str, n: int, over_base: bool, coefficients: Coefficients):
         self.name = name

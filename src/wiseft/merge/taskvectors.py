@@ -26,12 +26,12 @@ import math
 
 import torch
 
-from wiseft.merge import rng
+from wiseft.merge import rng, select, tensorwise
 from wiseft.merge.methods import Param, TensorContext
 from wiseft.merge.methods.task_arithmetic import base_plus, scales
-from wiseft.merge.select import TOTAL_CAP, Keep, Selector, keep_range
+from wiseft.merge.select import Keep, Selector, keep_range
 from wiseft.merge.spherical import rows_of
-from wiseft.merge.tensorwise import REDUCE_BLOCK, BlockSums, Job, task_vectors
+from wiseft.merge.tensorwise import BlockSums, Job, task_vectors
 
 RESCALE = ("none", "l1", "inverse")
 RESCALE_EPS = 1e-7
@@ -100,7 +100,7 @@ class TaskVectorJob(Job):
         ]
         selectors = [s for m in self.models for s in m.active_selectors()]
         for s in selectors:
-            s.cap = max(1 << 16, TOTAL_CAP // len(selectors))
+            s.cap = max(select.MIN_CAP, select.TOTAL_CAP // len(selectors))
         self.l1 = self.rescale == "l1"
         self.factors = [1.0] * n
         self.sums: dict[int, tuple[BlockSums, BlockSums]] = {}
@@ -115,7 +115,7 @@ class TaskVectorJob(Job):
     def _granularity(self) -> int:
         g = rows_of(self.ctx.shape) if self.kind == "della" else 1
         if self.l1:
-            g = g * REDUCE_BLOCK // math.gcd(g, REDUCE_BLOCK)
+            g = g * tensorwise.REDUCE_BLOCK // math.gcd(g, tensorwise.REDUCE_BLOCK)
         return g
 
     def _cache_key(self):

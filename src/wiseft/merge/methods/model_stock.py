@@ -14,10 +14,11 @@ import math
 import torch
 
 from wiseft.errors import MergeError
+from wiseft.merge import tensorwise
 from wiseft.merge.methods import Method, Param, TensorContext, register
 from wiseft.merge.methods.linear import weighted_sum
 from wiseft.merge.spherical import rows_of
-from wiseft.merge.tensorwise import REDUCE_BLOCK, Gram, Job, as_float64, row_gram, task_vectors
+from wiseft.merge.tensorwise import Gram, Job, as_float64, row_gram, task_vectors
 
 NORM_FLOOR = 1e-6
 
@@ -72,7 +73,9 @@ def stock(xs, t, acc, scratch) -> None:
 
 
 class StockJob(Job):
-    granularity = REDUCE_BLOCK
+    @property
+    def granularity(self) -> int:
+        return tensorwise.REDUCE_BLOCK
 
     def __init__(self, ctx: TensorContext):
         self.name = ctx.name

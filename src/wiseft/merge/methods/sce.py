@@ -13,10 +13,11 @@ import math
 
 import torch
 
+from wiseft.merge import tensorwise
 from wiseft.merge.methods import Method, Param, TensorContext, register
 from wiseft.merge.select import Keep, Selector
 from wiseft.merge.taskvectors import _sum_rows
-from wiseft.merge.tensorwise import REDUCE_BLOCK, BlockSums, Job, task_vectors
+from wiseft.merge.tensorwise import BlockSums, Job, task_vectors
 
 WEIGHT_EPS = 1e-6
 
@@ -38,7 +39,9 @@ def variance(deltas, scratch, out: torch.Tensor) -> torch.Tensor:
 
 
 class SceJob(Job):
-    granularity = REDUCE_BLOCK
+    @property
+    def granularity(self) -> int:
+        return tensorwise.REDUCE_BLOCK
 
     def __init__(self, ctx: TensorContext, topk: float):
         self.ctx, self.topk = ctx, topk

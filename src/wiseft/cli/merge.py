@@ -129,6 +129,7 @@ def _weights(text: str) -> tuple[float, ...]:
 
 def run(args) -> int:
     from rich.console import Console
+    from rich.markup import escape
 
     console = Console(stderr=True)
     if args.list:
@@ -138,24 +139,27 @@ def run(args) -> int:
     from wiseft.merge.plan import plan as make_plan
 
     recipe, schema, notes = read_recipe_args(args)
-    if schema == "mergekit":
-        console.print(
-            f"read {args.config} as a mergekit configuration (merge_method {recipe.method}); interpreted as "
-            "mergekit does: substring filters, gradients over the layers with embeddings, norm and lm_head "
-            "at their first value"
-        )
-    elif schema == "wiseft":
-        console.print(f"read {args.config} as a wiseft recipe")
-    for note in notes:
-        console.print(f"[yellow]warning:[/] {note}")
     shard_size = parse_size(args.shard_size)
     if not args.dry_run:
         if not args.output:
             raise ConfigError("-o/--output is required (or use --dry-run to only see the plan)")
         check_output_dir(Path(args.output), args.force)
     plan = make_plan(recipe, out_dtype=args.dtype, tokenizer_from=args.copy_tokenizer_from)
+    # said once the pre-flight passed, so that an error stays one line
+    if schema == "mergekit":
+        console.print(
+            f"read {args.config} as a mergekit configuration (merge_method {recipe.method}); interpreted as "
+            "mergekit does: substring filters, gradients over the layers with embeddings, norm and lm_head "
+            "at their first value",
+            soft_wrap=True,
+            markup=False,
+        )
+    elif schema == "wiseft":
+        console.print(f"read {args.config} as a wiseft recipe", soft_wrap=True, markup=False)
+    for note in notes:
+        console.print(f"[yellow]warning:[/] {escape(note)}", soft_wrap=True)
     for warning in plan.warnings:
-        console.print(f"[yellow]warning:[/] {warning}")
+        console.print(f"[yellow]warning:[/] {escape(warning)}", soft_wrap=True)
     if args.dry_run:
         if args.output:
             from wiseft.merge.driver import check_output_location
@@ -259,29 +263,35 @@ def _show_plan(console, plan, args) -> None:
         hi = tuple(max(c[i] for c in coeffs) for i in range(len(coeffs[0])))
         rules.add_row(rule, str(len(coeffs)), _fmt(lo), _fmt(hi))
     console.print(rules)
-    console.print(_per_tensor(plan))
+    _per_tensor(console, plan)
 
 
-def _per_tensor(plan):
-    """Every tensor's resolved parameters, as the merge will use them."""
-    from rich.table import Table
-
+def _per_tensor(console, plan) -> None:
+    """Every tensor's resolved parameters, as the merge will use them: one line per tensor."""
     n = len(plan.recipe.models)
     layout = plan.method.layout(n)
-    table = Table(title="resolved parameters per tensor")
-    table.add_column("tensor")
-    for name, i in layout:
-        table.add_column(name if i is None else f"{name}[{i}]", justify="right")
-    table.add_column("from")
     params = {p.name: p for p in plan.method.params}
+    labels = [name if i is None else f"{name}[{i}]" for name, i in layout]
+    console.print("resolved parameters per tensor:", soft_wrap=True)
+    width = max((len(t.name) for t in plan.tensors), default=0)
     for t in plan.tensors:
         if t.kind != "merge":
             continue
-        cells = [_cell(params[name].decode(v)) for (name, _), v in zip(layout, t.coeffs, strict=True)]
-        table.add_row(t.name, *cells, t.rule)
+        cells = [
+            f"{label}={_cell(params[name].decode(v))}"
+            for label, (name, _), v in zip(labels, layout, t.coeffs, strict=True)
+        ]
+        console.print(
+            f"  {t.name:<{width}}  {'  '.join(cells)}  ({t.rule})",
+            soft_wrap=True,
+            markup=False,
+            highlight=False,
+        )
     if plan.recipe.seed is not None and plan.method.randomized:
-        table.caption = f"seed {plan.recipe.seed}: random draws per (seed, tensor, model, block of 65536)"
-    return table
+        console.print(
+            f"seed {plan.recipe.seed}: random draws per (seed, tensor, model, block of 65536 elements)",
+            soft_wrap=True,
+        )
 
 
 def _cell(value) -> str:

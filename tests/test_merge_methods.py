@@ -374,3 +374,62 @@ def test_a_grid_over_a_parameter_reuses_what_did_not_change(paths, tmp_path, mon
         written = load_dir(tmp_path / "ties")
         assert all(bits_equal(p.data, written[n]) for n, p in ws.model.named_parameters())
         shutil.rmtree(tmp_path / "ties")
+
+
+# --- the compiled loops (merge/compiled.py) against the torch path --------------------------------------
+@pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
+def test_compiled_loops_have_the_bits_of_the_torch_path(paths, tmp_path, small_blocks, monkeypatch, case):
+    from wiseft.merge import compiled
+
+    if not compiled.available():
+        pytest.skip("numba is not installed")
+    recipe = case[1](paths)
+    for dtype in (torch.bfloat16, F32):
+        merge(plan(recipe, out_dtype=dtype, chunk=192, io_chunk=448), tmp_path / f"fast-{dtype}")
+    monkeypatch.setattr(compiled, "_K", False)
+    for dtype in (torch.bfloat16, F32):
+        merge(plan(recipe, out_dtype=dtype, chunk=192, io_chunk=448), tmp_path / f"torch-{dtype}")
+        fast, slow = load_dir(tmp_path / f"fast-{dtype}"), load_dir(tmp_path / f"torch-{dtype}")
+        assert all(bits_equal(fast[n], slow[n]) for n in fast), (case[0], dtype)
+
+
+@pytest.mark.parametrize("method,params", [
+    ("slerp", {"t": 0.4}), ("model_stock", {}), ("ties", {"density": 0.3}), ("dare_ties", {"density": 0.5}),
+    ("breadcrumbs_ties", {"density": 0.8, "gamma": 0.05}), ("della", {"density": 0.5, "epsilon": 0.2}),
+    ("multislerp", {}), ("dare_linear", {"density": 0.5, "rescale": "inverse"}),
+])  # fmt: skip
+@pytest.mark.parametrize("dtype", [torch.bfloat16, F32])
+def test_compiled_loops_on_float32_and_bfloat16_inputs(monkeypatch, method, params, dtype):
+    from wiseft.merge import compiled
+    from wiseft.merge.compute import Scratch
+    from wiseft.merge.methods import TensorContext, get_method
+
+    if not compiled.available():
+        pytest.skip("numba is not installed")
+    monkeypatch.setattr(tensorwise, "REDUCE_BLOCK", 256)
+    monkeypatch.setattr(rng, "RNG_BLOCK", 512)
+    g = torch.Generator().manual_seed(9)
+    shape = (37, 64)
+    base = torch.randn(shape, generator=g).view(-1)
+    xs = [
+        base,
+        base + 0.1 * torch.randn(shape, generator=g).view(-1),
+        base + 0.1 * torch.randn(shape, generator=g).view(-1),
+    ]
+    xs[2][::5] = xs[0][::5]
+    xs = [x.to(dtype) for x in xs]
+    m = get_method(method)
+    has_base = m.needs_base is True
+    inputs = xs if has_base else xs[1:]
+    weights = [1.0, 0.6] if m.param("weight") is not None else None
+    recipe = Recipe(method, ("a", "b"), base="c" if has_base else None, weights=weights, parameters=params)
+    coeffs, _ = recipe.coefficients("model.layers.0.mlp.up_proj.weight", 2)
+    ctx = TensorContext("model.layers.0.mlp.up_proj.weight", shape, 2, has_base, 0)
+    outs = []
+    for on in (True, False):
+        if not on:
+            monkeypatch.setattr(compiled, "_K", False)
+        out = torch.empty(xs[0].numel(), dtype=dtype)
+        tensorwise.run_job(out, inputs, m.job(ctx, coeffs), Scratch(1024))
+        outs.append(out)
+    assert bits_equal(outs[0], outs[1])

@@ -56,10 +56,12 @@ class Selector:
         self._first = True
         self._reset_pass()
 
-    def _reset_pass(self) -> None:
+    def _reset_pass(self, expected: int = 0) -> None:
         self._below = 0
         self._counts: torch.Tensor | None = None  # allocated on first use: a job is cheap to create
-        self._gathered: list[torch.Tensor] = []
+        # one buffer of the known size: many small long-lived tensors would fragment the heap
+        self._gathered = torch.empty(expected if self.mode == "gather" else 0, dtype=torch.int64)
+        self._filled = 0
 
     def _count(self, bins: torch.Tensor) -> None:
         counts = torch.bincount(bins, minlength=1 << BINS_LOG2)
@@ -83,9 +85,29 @@ class Selector:
         self._below += int((keys < self.lo).sum())
         chosen = keys[inside]
         if self.mode == "gather":
-            self._gathered.append(chosen)
+            self._gathered[self._filled : self._filled + chosen.numel()] = chosen
+            self._filled += chosen.numel()
         else:
             self._count((chosen - self.lo) >> self.shift)
+
+    def observe_compiled(self, arrays: tuple, model: int) -> None:
+        """observe() for the |x_model − base| keys of a chunk (arrays: base first), compiled."""
+        from wiseft.merge import compiled
+
+        if self.done:
+            return
+        if self._counts is None:
+            self._counts = torch.zeros(1 << BINS_LOG2, dtype=torch.int64)
+        mode = 0 if self._first else (1 if self.mode == "hist" else 2)
+        below, filled, zeros = compiled.kernel("observe_keys")(
+            arrays[model + 1], arrays[0], mode, self.lo, self.hi, self.shift, self._counts.numpy(),
+            self._gathered.numpy(), self._filled,
+        )  # fmt: skip
+        if filled > self._gathered.numel():  # cannot happen: the bin's count is exact
+            raise RuntimeError("selection gathered more keys than its bin held")
+        self._below += below
+        self._filled = filled
+        self.zeros += zeros
 
     def end_pass(self) -> bool:
         """Narrow down after a pass; True when another pass is needed."""
@@ -112,20 +134,16 @@ class Selector:
         else:
             width = self.hi - self.lo
             self.shift = max(0, width.bit_length() - BINS_LOG2)
-        self._reset_pass()
+        self._reset_pass(inside)
         return True
 
     def _finish_gather(self) -> None:
-        keys = (
-            torch.sort(torch.cat(self._gathered)).values
-            if self._gathered
-            else torch.empty(0, dtype=torch.int64)
-        )
+        keys = torch.sort(self._gathered[: self._filled]).values
         value = int(keys[self.position - self._below])
         less = self._below + int(torch.searchsorted(keys, torch.tensor([value]))[0])
         equal = int(torch.searchsorted(keys, torch.tensor([value]), right=True)[0]) - (less - self._below)
         self.result = Rank(value, less, equal)
-        self._gathered = []
+        self._gathered = torch.empty(0, dtype=torch.int64)
 
 
 class Keep:

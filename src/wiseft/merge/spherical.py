@@ -12,9 +12,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
+import numpy as np
 import torch
 
-from wiseft.merge import tensorwise
+from wiseft.merge import compiled, tensorwise
 from wiseft.merge.methods.linear import weighted_sum
 from wiseft.merge.tensorwise import Gram, Job, as_float64, row_gram, task_vectors
 
@@ -53,12 +54,22 @@ class GramJob(Job):
         return True
 
     def observe(self, xs, start, scratch) -> None:
+        if compiled.supports(xs):
+            observe_gram(self.gram, xs, self.over_base)
+            return
         vs = task_vectors(xs, scratch)[1] if self.over_base else as_float64(xs, scratch)
         self.gram.add(vs, scratch.tmp[: xs[0].numel()])
 
     def end_pass(self) -> bool:
         self.use_stats(self.gram.matrix())
         return False
+
+    def compute_out(self, xs, start, out, scratch) -> bool:
+        if not compiled.supports(xs, out.dtype):
+            return False
+        coeffs = np.array(self.coeffs, dtype=np.float64)
+        compiled.kernel("combine")(compiled.arrays(xs), coeffs, self.over_base, compiled.out_array(out))
+        return True
 
     def stats(self) -> list[list[float]] | None:
         return self.matrix
@@ -129,6 +140,16 @@ class ColumnJob(Job):
 
     def compute(self, xs, start, acc, scratch) -> None:
         combine(xs, self.coeffs, acc, scratch, self.over_base)
+
+
+def observe_gram(gram: Gram, xs, over_base: bool) -> None:
+    """Gram.add with the compiled loop (the same block sums, bit for bit)."""
+    block = tensorwise.REDUCE_BLOCK
+    blocks = -(-xs[0].numel() // block)
+    sums = np.empty((blocks, len(gram.sums)))
+    compiled.kernel("gram")(compiled.arrays(xs), over_base, block, sums)
+    for p, total in enumerate(gram.sums.values()):
+        total.extend(sums[:, p])
 
 
 def rows_of(shape: tuple[int, ...]) -> int:

@@ -24,9 +24,10 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 
-from wiseft.merge import rng, select, tensorwise
+from wiseft.merge import compiled, rng, select, tensorwise
 from wiseft.merge.methods import Param, TensorContext
 from wiseft.merge.methods.task_arithmetic import base_plus, scales
 from wiseft.merge.select import Keep, Selector, keep_range
@@ -104,6 +105,7 @@ class TaskVectorJob(Job):
         self.l1 = self.rescale == "l1"
         self.factors = [1.0] * n
         self.sums: dict[int, tuple[BlockSums, BlockSums]] = {}
+        self._bits: dict[int, np.ndarray] = {}  # per model: packed keep decisions of the l1 pass (compiled)
         self._keeps: dict[int, Keep] = {}
         self.granularity = self._granularity()
         if self.l1:
@@ -133,6 +135,9 @@ class TaskVectorJob(Job):
         self.sums = {m.index: (BlockSums(), BlockSums()) for m in self.models if m.stage == "norm"}
 
     def observe(self, xs, start, scratch) -> None:
+        if compiled.supports(xs):
+            self._observe_compiled(xs, start, scratch)
+            return
         _, deltas = task_vectors(xs, scratch)
         m_len = xs[0].numel()
         for model in self.models:
@@ -173,6 +178,81 @@ class TaskVectorJob(Job):
                     selector.result = result
             if model.stage == "select":
                 model.stage = "ready"
+
+    def _observe_compiled(self, xs, start, scratch) -> None:
+        arrays = compiled.arrays(xs)
+        for model in self.models:
+            if model.stage == "select":
+                for selector in model.active_selectors():
+                    selector.observe_compiled(arrays, model.index)
+        norm = [m for m in self.models if m.stage == "norm"]
+        if not norm:
+            return
+        if start == 0:
+            self._pass_arrays = KeepArrays(self.models, only=[m.index for m in norm])
+        a = self._pass_arrays
+        u, p = self._draws(xs, start, scratch)
+        m, n = xs[0].numel(), len(self.models)
+        blocks = -(-m // tensorwise.REDUCE_BLOCK)
+        before, after = np.empty((n, blocks)), np.empty((n, blocks))
+        kept = scratch.rows("kept", n, m, torch.uint8).numpy()
+        compiled.kernel("l1_sums")(arrays, a.kinds, a.density, a.has_low, a.low, a.has_high, a.high, a.ties,
+                                   a.seen, u, p, kept, tensorwise.REDUCE_BLOCK, before, after)  # fmt: skip
+        for model in norm:
+            self.sums[model.index][0].extend(before[model.index])
+            self.sums[model.index][1].extend(after[model.index])
+            if model.kind in ("random", "della"):  # kept for the output pass: no second draw, no second sort
+                if model.index not in self._bits:
+                    self._bits[model.index] = np.zeros(-(-self.ctx.numel // 8), dtype=np.uint8)
+                packed = np.packbits(kept[model.index])
+                self._bits[model.index][start // 8 : start // 8 + packed.shape[0]] = packed
+
+    def _draws(self, xs, start, scratch, skip=()):
+        """Uniform numbers (random, della) and DELLA's keep probabilities of this chunk, [models, m]."""
+        m = xs[0].numel()
+        n = len(self.models)
+        u = scratch.rows("u", n, m)
+        p = scratch.rows("p", n, m)
+        for model in self.models:
+            if (
+                model.stage in ("dense", "none")
+                or model.kind not in ("random", "della")
+                or model.index in skip
+            ):
+                continue
+            rng.uniform(self.ctx.seed, self.ctx.name, model.index, start, m, u[model.index])
+            if model.kind == "della":
+                delta = scratch.rows("della", 1, m)[0]
+                delta.copy_(xs[model.index + 1]).sub_(scratch.rows("della-base", 1, m)[0].copy_(xs[0]))
+                probability = della_probabilities(
+                    delta, rows_of(self.ctx.shape), model.density, self.epsilon[model.index], scratch
+                )
+                p[model.index].copy_(probability)
+        return u.numpy(), p.numpy()
+
+    def compute_out(self, xs, start, out, scratch) -> bool:
+        if not compiled.supports(xs, out.dtype):
+            return False
+        if start == 0:
+            self._out_arrays = KeepArrays(self.models, factors=self.factors)
+            for j in self._bits:
+                self._out_arrays.kinds[j] = compiled.KEPT
+        a = self._out_arrays
+        m, n = xs[0].numel(), len(self.models)
+        u, p = self._draws(xs, start, scratch, skip=self._bits)
+        kept = np.zeros((n, 1), dtype=np.uint8)
+        if self._bits:
+            kept = scratch.rows("kept", n, m, torch.uint8).numpy()
+            for j, bits in self._bits.items():
+                kept[j] = np.unpackbits(bits[start // 8 : -(-(start + m) // 8)], count=m)
+        weights = np.array(self.weights, dtype=np.float64)
+        cs = np.array(scales(self.weights, self.lam, self.normalize), dtype=np.float64)
+        compiled.kernel("task_vectors")(
+            compiled.arrays(xs), a.kinds, a.density, a.has_low, a.low, a.has_high, a.high, a.ties, a.seen, u, p,
+            kept, compiled.RESCALE_CODES[self.rescale], a.factors, weights, cs, self.consensus,
+            bool(self.normalize), float(self.lam), compiled.out_array(out),
+        )  # fmt: skip
+        return True
 
     # --- the output pass ---------------------------------------------------------------------------
     def compute(self, xs, start, acc, scratch) -> None:
@@ -218,6 +298,49 @@ class TaskVectorJob(Job):
         )
         torch.lt(u, p, out=keep)
         return p
+
+
+class KeepArrays:
+    """Every model's keep decision as arrays for the compiled loop: kind codes, densities, thresholds,
+    tie ranges (value, a, b) and tie counters (fresh for each pass), l1 factors. `only`: the models that
+    take part in this pass (others count as dense)."""
+
+    def __init__(self, models: list[_Model], only: list[int] | None = None, factors=None):
+        n = len(models)
+        self.kinds = np.full(n, compiled.DENSE, dtype=np.int64)
+        self.density = np.array([m.density for m in models], dtype=np.float64)
+        self.has_low, self.has_high = np.zeros(n, dtype=np.bool_), np.zeros(n, dtype=np.bool_)
+        self.low, self.high = np.zeros(n, dtype=np.int64), np.zeros(n, dtype=np.int64)
+        self.ties = np.zeros((n, 2, 3), dtype=np.int64)
+        self.seen = np.zeros((n, 2), dtype=np.int64)
+        self.factors = np.array(factors if factors is not None else [1.0] * n, dtype=np.float64)
+        codes = {
+            "magnitude": compiled.THRESHOLD,
+            "outliers": compiled.THRESHOLD,
+            "random": compiled.RANDOM,
+            "della": compiled.DELLA,
+        }
+        for m in models:
+            if only is not None and m.index not in only:
+                continue
+            if m.stage == "dense" or m.kind == "none":
+                continue
+            if m.stage == "none":
+                self.kinds[m.index] = compiled.ZERO
+                continue
+            self.kinds[m.index] = codes[m.kind]
+            if m.kind in ("magnitude", "outliers"):
+                self._thresholds(m)
+
+    def _thresholds(self, m: _Model) -> None:
+        keep = m.keep()
+        j = m.index
+        if keep.low is not None:
+            self.has_low[j], self.low[j] = True, keep.low.value
+        if keep.high is not None:
+            self.has_high[j], self.high[j] = True, keep.high.value
+        for e, (value, (a, b)) in enumerate(keep.ties.items()):
+            self.ties[j, e] = (value, a, b)
 
 
 def della_probabilities(delta, cols: int, density: float, epsilon: float, scratch) -> torch.Tensor:

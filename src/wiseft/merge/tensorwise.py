@@ -8,8 +8,9 @@ independent of the chunk size, so `wiseft merge` (reading from disk in I/O chunk
 (inputs in memory) produce the same bits.
 
 Reductions over a tensor (`BlockSums`) are sums of fixed blocks of `REDUCE_BLOCK` elements aligned to the
-tensor start, each summed by torch on one thread, and the block sums added exactly (`math.fsum`): the
-result depends neither on the chunking nor on the order chunks were seen in.
+tensor start, each added left to right from 0.0 (torch's cumsum, or the compiled loops of merge/compiled.py:
+the same bits), and the block sums added exactly (`math.fsum`): the result depends neither on the chunking
+nor on the order chunks were seen in, nor on threads.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from collections.abc import Sequence
 
 import torch
 
-REDUCE_BLOCK = 1 << 14  # ≤ torch's grain size, so one block is always summed by one thread
+REDUCE_BLOCK = 1 << 14
 
 
 class Job:
@@ -42,6 +43,10 @@ class Job:
 
     def compute(self, xs: Sequence[torch.Tensor], start: int, acc: torch.Tensor, scratch) -> None:
         raise NotImplementedError
+
+    def compute_out(self, xs: Sequence[torch.Tensor], start: int, out: torch.Tensor, scratch) -> bool:
+        """Write the rounded output straight into `out` (a compiled loop); False: use `compute`."""
+        return False
 
     def stats(self) -> object:
         """What the observation passes found (for reuse by a job with the same cache_key)."""
@@ -72,8 +77,11 @@ def compute_span(
     n = out.numel()
     for offset in range(0, n, step):
         end = min(offset + step, n)
+        chunk = [x[offset:end] for x in xs]
+        if job.compute_out(chunk, start + offset, out[offset:end], scratch):
+            continue
         acc = scratch.acc[: end - offset]
-        job.compute([x[offset:end] for x in xs], start + offset, acc, scratch)
+        job.compute(chunk, start + offset, acc, scratch)
         out[offset:end].copy_(acc)
 
 
@@ -109,9 +117,13 @@ class BlockSums:
         n = values.numel()
         full = n // REDUCE_BLOCK * REDUCE_BLOCK
         if full:
-            self.parts.extend(values[:full].view(-1, REDUCE_BLOCK).sum(dim=1).tolist())
+            self.parts.extend(values[:full].view(-1, REDUCE_BLOCK).cumsum(dim=1)[:, -1].tolist())
         if n > full:
-            self.parts.append(float(values[full:].view(1, -1).sum(dim=1)))
+            self.parts.append(float(values[full:].cumsum(dim=0)[-1]))
+
+    def extend(self, sums) -> None:
+        """Block sums computed elsewhere (the compiled kernels), in block order."""
+        self.parts.extend(float(v) for v in sums)
 
     def total(self) -> float:
         return math.fsum(self.parts)

@@ -14,10 +14,10 @@ import math
 import torch
 
 from wiseft.errors import MergeError
-from wiseft.merge import tensorwise
+from wiseft.merge import compiled, tensorwise
 from wiseft.merge.methods import Method, Param, TensorContext, register
 from wiseft.merge.methods.linear import weighted_sum
-from wiseft.merge.spherical import rows_of
+from wiseft.merge.spherical import observe_gram, rows_of
 from wiseft.merge.tensorwise import Gram, Job, as_float64, row_gram, task_vectors
 
 NORM_FLOOR = 1e-6
@@ -88,7 +88,16 @@ class StockJob(Job):
         return True
 
     def observe(self, xs, start, scratch) -> None:
+        if compiled.supports(xs):
+            observe_gram(self.gram, xs, True)
+            return
         self.gram.add(task_vectors(xs, scratch)[1], scratch.tmp[: xs[0].numel()])
+
+    def compute_out(self, xs, start, out, scratch) -> bool:
+        if not compiled.supports(xs, out.dtype):
+            return False
+        compiled.kernel("stock")(compiled.arrays(xs), float(self.t), compiled.out_array(out))
+        return True
 
     def end_pass(self) -> bool:
         self.use_stats(self.gram.matrix())

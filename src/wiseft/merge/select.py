@@ -24,6 +24,8 @@ from dataclasses import dataclass
 
 import torch
 
+from wiseft.merge import compiled
+
 FIRST_SHIFT = 47  # 63-bit keys >> 47: 16 bits of bin (11 exponent bits, 5 mantissa bits)
 BINS_LOG2 = 16
 MAX_KEY = (1 << 63) - 1
@@ -92,8 +94,6 @@ class Selector:
 
     def observe_compiled(self, arrays: tuple, model: int) -> None:
         """observe() for the |x_model − base| keys of a chunk (arrays: base first), compiled."""
-        from wiseft.merge import compiled
-
         if self.done:
             return
         if self._counts is None:

@@ -433,3 +433,12 @@ def test_compiled_loops_on_float32_and_bfloat16_inputs(monkeypatch, method, para
         tensorwise.run_job(out, inputs, m.job(ctx, coeffs), Scratch(1024))
         outs.append(out)
     assert bits_equal(outs[0], outs[1])
+
+
+def test_whole_tensor_methods_in_weightspace_are_cpu_only_for_now(paths):
+    from wiseft.errors import ConfigError
+
+    ws = WeightSpace.load([paths.A, paths.B], dtype=F32)
+    ws.device = torch.device("meta")  # stands for a GPU: the per-tensor jobs compute on CPU
+    with pytest.raises(ConfigError, match="slerp needs whole-tensor statistics.*device='cpu'"):
+        ws.apply(Recipe("slerp", (paths.A, paths.B), parameters={"t": 0.5}))

@@ -176,6 +176,11 @@ class WeightSpace:
             raise ConfigError(f"cannot apply {variant!r}: give δ (float), weights (list) or a Recipe")
         method = get_method(recipe.method)
         self._check_fits(recipe, method)
+        if method.job is not None and self.device.type != "cpu":
+            raise ConfigError(
+                f"method {method.name} needs whole-tensor statistics, which WeightSpace computes on CPU only "
+                "for now; load the weight space with device='cpu' (or use wise-ft, linear, task_arithmetic)"
+            )
         resolved = [
             (recipe.coefficients(name, self.n_layers), param, flats) for name, param, flats in self._slots
         ]

@@ -29,10 +29,47 @@ import torch
 
 from wiseft.merge import compiled, rng, select, tensorwise
 from wiseft.merge.methods import Param, TensorContext
-from wiseft.merge.methods.task_arithmetic import base_plus, scales
+from wiseft.merge.methods.linear import NORMALIZE_EPS
 from wiseft.merge.select import Keep, Selector, keep_range
 from wiseft.merge.spherical import rows_of
 from wiseft.merge.tensorwise import BlockSums, Job, task_vectors
+
+
+def scales(weights, lam: float, normalize: bool) -> tuple[float, ...]:
+    """c_i = λ·w_i/D with D = Σ w (|D| < 1e-8 → 1, as mergekit) when normalising, else 1. λ = 1 and no
+    normalisation give c_i = w_i exactly."""
+    divisor = math.fsum(weights) if normalize else 1.0
+    if abs(divisor) < NORMALIZE_EPS:
+        divisor = 1.0
+    if lam == 1.0 and divisor == 1.0:
+        return tuple(weights)
+    return tuple(lam * w / divisor for w in weights)
+
+
+def base_plus(base64, deltas, coeffs, acc, scratch) -> None:
+    """acc ← base + Σ c_i·δ_i in float64 (base and δ_i float64 chunks); zero c_i are skipped.
+
+    With one non-zero c this is `base + c·δ`; with more, the terms (the base among them) are added
+    smallest value first (`canonical_sum`), so the order of the models does not matter."""
+    m = acc.numel()
+    active = [(d, c) for d, c in zip(deltas, coeffs, strict=True) if c != 0.0]
+    if len(active) <= 1:
+        acc.copy_(base64)
+        for d, c in active:
+            tmp = scratch.tmp[:m]
+            tmp.copy_(d)
+            if c != 1.0:
+                tmp.mul_(c)
+            acc.add_(tmp)
+        return
+    stack = scratch.stack(len(active) + 1, m)
+    stack[0].copy_(base64)
+    for row, (d, c) in zip(stack[1:], active, strict=True):
+        row.copy_(d)
+        if c != 1.0:
+            row.mul_(c)
+    scratch.canonical_sum(stack, acc)
+
 
 RESCALE = ("none", "l1", "inverse")
 RESCALE_EPS = 1e-7
@@ -93,7 +130,8 @@ class TaskVectorJob(Job):
     def __init__(self, ctx: TensorContext, c, kind: str | None, consensus: bool):
         n = ctx.n_models
         self.ctx, self.kind, self.consensus = ctx, kind, consensus
-        self.weights, self.lam, self.normalize, self.rescale = c.weight, c["lambda"], c.normalize, c.rescale
+        self.weights, self.lam, self.normalize = c.weight, c["lambda"], c.normalize
+        self.rescale = getattr(c, "rescale", "none")
         self.epsilon = getattr(c, "epsilon", (0.0,) * n)
         gamma = getattr(c, "gamma", (0.0,) * n)
         self.models = [

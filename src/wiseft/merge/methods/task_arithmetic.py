@@ -2,46 +2,8 @@
 
 from __future__ import annotations
 
-import math
-
-from wiseft.merge.methods import Method, Param, register
-from wiseft.merge.methods.linear import NORMALIZE_EPS
-
-
-def scales(weights, lam: float, normalize: bool) -> tuple[float, ...]:
-    """c_i = λ·w_i/D with D = Σ w (|D| < 1e-8 → 1, as mergekit) when normalising, else 1. λ = 1 and no
-    normalisation give c_i = w_i exactly."""
-    divisor = math.fsum(weights) if normalize else 1.0
-    if abs(divisor) < NORMALIZE_EPS:
-        divisor = 1.0
-    if lam == 1.0 and divisor == 1.0:
-        return tuple(weights)
-    return tuple(lam * w / divisor for w in weights)
-
-
-def base_plus(base64, deltas, coeffs, acc, scratch) -> None:
-    """acc ← base + Σ c_i·δ_i in float64 (base and δ_i float64 chunks); zero c_i are skipped.
-
-    With one non-zero c this is `base + c·δ`; with more, the terms (the base among them) are added
-    smallest value first (`canonical_sum`), so the order of the models does not matter."""
-    m = acc.numel()
-    active = [(d, c) for d, c in zip(deltas, coeffs, strict=True) if c != 0.0]
-    if len(active) <= 1:
-        acc.copy_(base64)
-        for d, c in active:
-            tmp = scratch.tmp[:m]
-            tmp.copy_(d)
-            if c != 1.0:
-                tmp.mul_(c)
-            acc.add_(tmp)
-        return
-    stack = scratch.stack(len(active) + 1, m)
-    stack[0].copy_(base64)
-    for row, (d, c) in zip(stack[1:], active, strict=True):
-        row.copy_(d)
-        if c != 1.0:
-            row.mul_(c)
-    scratch.canonical_sum(stack, acc)
+from wiseft.merge.methods import Method, Param, TensorContext, register
+from wiseft.merge.taskvectors import TaskVectorJob, base_plus, scales
 
 
 def _kernel(xs, coeffs, acc, scratch) -> None:
@@ -67,6 +29,12 @@ def _check(coeffs: tuple[float, ...], extrapolate: bool) -> str | None:
     return None  # any λ is meaningful (negative λ removes a task); Σ w ≈ 0 falls back to no division
 
 
+def _job(ctx: TensorContext, coeffs: tuple[float, ...]):
+    """The same sum as `_kernel`, as a (pass-free) job of the task-vector family, so that the compiled
+    loop of merge/compiled.py computes it in one pass (the torch kernel sorts three rows per element)."""
+    return TaskVectorJob(ctx, TASK_ARITHMETIC.unpack(coeffs, ctx.n_models), None, consensus=False)
+
+
 TASK_ARITHMETIC = register(
     Method(
         name="task_arithmetic",
@@ -77,6 +45,7 @@ TASK_ARITHMETIC = register(
         max_models=None,
         kernel=_kernel,
         check=_check,
+        job=_job,
         params=(
             Param("weight", "model", None, doc="w_i, the scale of model i's task vector"),
             Param("lambda", "global", 1.0, doc="scale of the summed task vectors"),

@@ -28,6 +28,14 @@ def register(subparsers) -> None:
         metavar="K,K,…",
         help="the k values to plot and tabulate, e.g. 1,4,16 (default: Pass@1 and the largest k of the run)",
     )
+    p.add_argument(
+        "--rl",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="a GRPO run directory (or a directory of them) whose grpo_log.jsonl to draw, repeatable "
+        "(the RL runs inside STORE_OR_RUN are found without it)",
+    )
     p.set_defaults(func=run)
 
 
@@ -36,6 +44,7 @@ def run(args: argparse.Namespace) -> int:
 
     from wiseft import report
     from wiseft.atomic import check_output_dir
+    from wiseft.errors import ConfigError
     from wiseft.grids import parse_ks
 
     ks = list(parse_ks(args.k)) if args.k is not None else None
@@ -44,12 +53,16 @@ def run(args: argparse.Namespace) -> int:
     console = stdout_console()
     with console.status(f"reading {args.source}"):
         results = report.load_results(args.source)
+        rl = [run for where in [args.source, *args.rl] for run in report.load_rl_runs(where)]
+        missing = [d for d in args.rl if not report.find_rl_logs(d)]
+        if missing:
+            raise ConfigError(f"--rl {missing[0]}: no grpo_log.jsonl in it, in DIR/*/ or in DIR/rl/*/")
     with console.status(f"drawing the plots and writing {out}"):
-        path = report.build(results, out, ks=ks, force=args.force, source=str(args.source))
+        path = report.build(results, out, ks=ks, force=args.force, source=str(args.source), rl=rl)
     files = sorted(path.iterdir(), key=lambda f: (f.suffix != ".html", f.suffix != ".md", f.name))
     for f in files:  # the full paths, one per line, never cut to the terminal width
         console.print(str(f), soft_wrap=True, highlight=False)
-    titles = {f"{name}.png": title for name, title, _caption, _fn in report.PLOTS}
+    titles = {f"{name}.png": title for name, title, _caption, _fn in [*report.PLOTS, *report.RL_PLOTS]}
     table = Table(title=f"wiseft report: {len(results.variants)} variants → {path}")
     table.add_column("file")
     table.add_column("size", justify="right")

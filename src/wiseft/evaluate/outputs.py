@@ -14,7 +14,7 @@ from wiseft.atomic import write_json
 from wiseft.config import write_resolved
 from wiseft.errors import OutputError
 from wiseft.records import write_records
-from wiseft.report import build
+from wiseft.report import build, load_rl_runs
 from wiseft.results import RunResults, metrics_json
 
 
@@ -48,8 +48,8 @@ def write_results(out: Path, results: RunResults, cfg=None) -> None:
 
 
 def write_report(out: Path, results: RunResults) -> Path:
-    """The report of `results` in OUT/report (replacing an older one)."""
-    return build(results, out / "report", force=True)
+    """The report of `results` in OUT/report (replacing an older one), with the RL runs found in OUT."""
+    return build(results, out / "report", force=True, rl=load_rl_runs(out))
 
 
 def write_eval(out: Path, results: RunResults, records: list[dict], cfg) -> None:

@@ -9,7 +9,7 @@ is written atomically: it appears complete or not at all.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from matplotlib.figure import Figure
@@ -20,13 +20,26 @@ from wiseft.jsonl import loads
 from wiseft.report.captions import caption, omitted
 from wiseft.report.data import FAMILIES, Results
 from wiseft.report.from_store import results_from_store
-from wiseft.report.plots import PLOTS, make_figures, render_png
-from wiseft.report.render import html_doc, markdown
+from wiseft.report.plots import PLOTS, make_figures, quiet, render_png
+from wiseft.report.render import RLSection, Table, html_doc, markdown
+from wiseft.report.rl import RL_PLOTS, RLRun, find_rl_logs, load_rl_runs, rl_figures, rl_table
 from wiseft.report.sources import is_metrics_json, results_from_metrics
 from wiseft.results import RunResults, selection_note
 from wiseft.store import is_store
 
-__all__ = ["PLOTS", "REPORT_FILES", "build", "figures", "load_results", "resolve_ks", "selection_note"]
+__all__ = [
+    "PLOTS",
+    "REPORT_FILES",
+    "RL_PLOTS",
+    "RLRun",
+    "build",
+    "figures",
+    "find_rl_logs",
+    "load_results",
+    "load_rl_runs",
+    "resolve_ks",
+    "selection_note",
+]
 
 REPORT_FILES = ("report.md", "report.html", "results.json")
 
@@ -70,9 +83,11 @@ def build(
     force: bool = False,
     dpi: int = 110,
     source: str | None = None,
+    rl: Sequence[RLRun] = (),
 ) -> Path:
     """Write report.md, report.html (self-contained), the PNG plots and a copy of results.json into
-    `out_dir` (atomically; an existing `out_dir` needs `force`). Returns `out_dir`. Nothing is printed:
+    `out_dir` (atomically; an existing `out_dir` needs `force`). Returns `out_dir`. `rl`: RL runs whose
+    step logs get their own section (`load_rl_runs(run_dir)`); none, no section. Nothing is printed:
     matplotlib's warnings are kept off the console."""
     out = Path(out_dir)
     check_output_dir(out, force)  # before the slow part
@@ -91,14 +106,28 @@ def build(
     ]
     metric_names = res.metric_names(headline) if ks is not None else res.metric_names(vote_ks=headline)
     left_out = omitted(res, list(figs))
+    section = rl_section(rl, dpi)
     with atomic_dir(out, force) as tmp:
-        for fname, _title, _caption, png in rendered:
+        for fname, _title, _caption, png in rendered + list(section.plots if section else []):
             (tmp / fname).write_bytes(png)
-        md = markdown(res, [r[:3] for r in rendered], metric_names, left_out)
+        md = markdown(res, [r[:3] for r in rendered], metric_names, left_out, rl=section)
         (tmp / "report.md").write_text(md, encoding="utf-8")
-        (tmp / "report.html").write_text(html_doc(res, rendered, metric_names, left_out), encoding="utf-8")
+        page = html_doc(res, rendered, metric_names, left_out, rl=section)
+        (tmp / "report.html").write_text(page, encoding="utf-8")
         write_json(tmp / "results.json", res.run.to_json())
     return out
+
+
+def rl_section(runs: Sequence[RLRun], dpi: int = 110) -> RLSection | None:
+    """The RL section of the report (figures rendered, the table of runs), or None without RL runs."""
+    if not runs:
+        return None
+    with quiet():
+        figs = rl_figures(runs)
+    meta = {name: (title, caption) for name, title, caption, _ in RL_PLOTS}
+    plots = [(f"{name}.png", *meta[name], render_png(fig, dpi)) for name, fig in figs.items()]
+    header, rows = rl_table(runs)
+    return RLSection(plots, Table("RL runs", header, rows))
 
 
 def load_results(path: str | os.PathLike) -> RunResults:

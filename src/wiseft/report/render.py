@@ -234,6 +234,7 @@ def _md_table(t: Table) -> list[str]:
 def markdown(
     res: Results, plots: Sequence[tuple[str, str, str]], metric_names: Sequence[str],
     omitted: Sequence[tuple[str, str]] = (), headline: Sequence[str] | None = None,
+    rl: RLSection | None = None,
 ) -> str:  # fmt: skip
     """`plots`: (file name, title, caption) of each PNG written beside the report; `omitted`: (title,
     reason) of plots left out on purpose."""
@@ -253,6 +254,7 @@ def markdown(
     for fname, title, caption in plots:
         out += [f"### {md_text(title)}", "", md_text(caption), "", f"![{md_text(title)}]({fname})", ""]
     out += [f"Not drawn: {md_text(title)} — {md_text(reason)}" for title, reason in omitted]
+    out += _md_rl(rl) if rl is not None else []
     out += ["", "## Variants", "", "Metrics in percent with 95% bootstrap intervals over problems.", ""]
     for t in tables(res, metric_names, headline):
         out += _md_table(t)
@@ -260,6 +262,38 @@ def markdown(
     out += [f"- {md_text(name)}: {md_code(value)}" for name, value in versions(res)]
     out += ["", "## Config", "", *md_fence(config_text(res), "yaml"), ""]
     return "\n".join(out)
+
+
+# --- the RL section: the GRPO runs' step logs (`report.rl`), shown only when a run has them ---------------
+RL_TITLE = "Reinforcement learning (GRPO)"
+RL_INTRO = (
+    "Each RL run's per-step log (grpo_log.jsonl beside its checkpoints), drawn against the RL step; the "
+    "values are over each step's groups of samples on the RL prompts, not the held-out test problems."
+)
+
+
+@dataclass(frozen=True)
+class RLSection:
+    """The rendered RL figures, (file name, title, caption, PNG bytes) each, and the table of runs."""
+
+    plots: Sequence[tuple[str, str, str, bytes]]
+    table: Table
+
+
+def _md_rl(rl: RLSection) -> list[str]:
+    out = ["", f"## {RL_TITLE}", "", md_text(RL_INTRO), ""]
+    for fname, title, caption, _png in rl.plots:
+        out += [f"### {md_text(title)}", "", md_text(caption), "", f"![{md_text(title)}]({fname})", ""]
+    return out + _md_table(rl.table)
+
+
+def _html_rl(rl: RLSection) -> list[str]:
+    e = html.escape
+    parts = [f'<h2 id="rl">{e(RL_TITLE)}</h2>', f"<p>{e(RL_INTRO)}</p>"]
+    parts += _html_plots(rl.plots, ())[1:]  # without its "Plots" heading
+    if rl.table.title:
+        parts.append(f"<h3>{e(rl.table.title)}</h3>")
+    return parts + _html_table(Table(None, rl.table.header, rl.table.rows), None)
 
 
 CSS = """
@@ -317,6 +351,7 @@ def _html_plots(
 def html_doc(
     res: Results, plots: Sequence[tuple[str, str, str, bytes]], metric_names: Sequence[str],
     omitted: Sequence[tuple[str, str]] = (), headline: Sequence[str] | None = None,
+    rl: RLSection | None = None,
 ) -> str:  # fmt: skip
     """`plots`: (file name, title, caption, PNG bytes); the bytes are embedded as data URIs. The headline
     table is shown; the other columns fold into <details>, so the page never scrolls sideways."""
@@ -338,6 +373,7 @@ def html_doc(
             parts.append(f'<li class="{"held" if held else "failed"}">{e(text)}</li>')
         parts.append("</ul>")
     parts += _html_plots(plots, omitted)
+    parts += _html_rl(rl) if rl is not None else []
     parts += ["<h2>Variants</h2>",
               "<p>Metrics in percent with 95% bootstrap intervals over problems, as <i>value [lo, hi]</i>.</p>"]  # fmt: skip
     chosen = res.chosen.name if res.chosen is not None else None

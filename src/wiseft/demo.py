@@ -25,6 +25,7 @@ from pathlib import Path
 from wiseft.atomic import atomic_dir
 from wiseft.claims import claim_mix_recovers, claim_sft_collapse, claim_temperature_cannot
 from wiseft.config import to_dict, write_resolved
+from wiseft.demo_rl import RLStageConfig, add_rl_stage
 from wiseft.errors import ConfigError
 from wiseft.evaluate.config import EvalConfig
 from wiseft.evaluate.engine import hf_engine
@@ -57,6 +58,7 @@ class DemoConfig:
     max_new_tokens: int = 16
     select_metric: str = "pass@1"  # how the best mix is chosen (the sweep's default)
     threads: int = 0
+    rl: RLStageConfig | None = None  # the RL stage and claim (e) (`wiseft.demo_rl`); None: skipped
 
     def __post_init__(self):
         if self.select_metric not in [f"pass@{k}" for k in self.ks] + [f"maj@{k}" for k in self.ks]:
@@ -170,6 +172,9 @@ def run_demo(
             results = _evaluate(cfg, plan_demo(cfg, run.checkpoints, base), final, tmp, progress)
         with clock.stage("claims"):
             _add_claims(cfg, results, base, cached, run.checkpoints)
+        if cfg.rl is not None:
+            with clock.stage("rl"):
+                add_rl_stage(cfg, results, run.checkpoints, cfg.early_step, tmp / "rl", progress, out_dir)
         results.paths = {"base": str(base), "sft": str(Path(out_dir) / "sft")}
         write_resolved(tmp, cfg, name="demo_config.yaml")
         if report:

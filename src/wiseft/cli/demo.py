@@ -32,6 +32,9 @@ def register(subparsers) -> None:
     p.add_argument("--delta", default=None, help="δ grid of the early⊕final mixes, e.g. 0.25,0.5,0.75")
     p.add_argument("--temperature", default=None, help="temperatures of the final model, e.g. 0.7,1.3,1.6")
     p.add_argument("--threads", type=int, default=0, help="CPU threads (0: torch's default)")
+    p.add_argument(
+        "--rl", action="store_true", help="GRPO from the final, the mix and the early start; claim (e)"
+    )
     p.set_defaults(func=run)
 
 
@@ -53,6 +56,7 @@ def build_config(args):
     import dataclasses
 
     from wiseft.demo import DemoConfig
+    from wiseft.demo_rl import RLStageConfig
     from wiseft.train.toy import ToyRecipe
 
     recipe_changes = {
@@ -77,6 +81,7 @@ def build_config(args):
             "deltas": _floats(args.delta, "--delta"),
             "temperatures": _floats(args.temperature, "--temperature"),
             "threads": args.threads,
+            "rl": RLStageConfig(threads=args.threads) if getattr(args, "rl", False) else None,
         }.items()
         if v is not None
     }
@@ -106,6 +111,8 @@ def run(args) -> int:
         "sft": f"2/4 SFT on {cfg.recipe.n_sft} clean problems",
         "eval": "3/4 sample, grade, summarise",
         "report": "4/4 report",
+        "rl": "RL: GRPO from three starts",
+        "rl-eval": "RL: evaluate the three results",
     }
     with Progress(
         TextColumn("{task.description:34}"),
@@ -204,6 +211,7 @@ def show(results, console, out: Path, report: bool) -> None:
         ("  grade", "eval.grade"),
         ("  summarise", "eval.score"),
         ("claims", "claims"),
+        ("RL (3 starts, train + eval)", "rl"),
         ("report", "report"),
         ("total", "total"),
     ]

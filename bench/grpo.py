@@ -32,8 +32,12 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+BENCH = Path(__file__).resolve().parent
+sys.path.insert(0, str(BENCH))
 from merge import CACHE  # noqa: E402  (bench/merge.py: the cache location)
+
+# bench/vllm.py would pass for the vllm package when TRL probes for it (version "N/A": TRL fails to import)
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != BENCH]
 
 PROMPTS, GROUP, MAX_NEW, FORMAT = 8, 8, 16, 0.5
 

@@ -63,3 +63,59 @@ def test_two_checkpoints_of_one_run_get_different_hashes(models, tmp_path):
     prov = json.loads((tmp_path / "o" / "wiseft.json").read_text())
     hashes = [i["content_hash"] for i in prov["inputs"]] + [prov["output"]["content_hash"]]
     assert len(set(hashes)) == 3
+
+
+def _recipe_file(tmp_path, text: str, name: str = "recipe.yaml"):
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def test_a_rule_matching_no_tensor_is_an_error_naming_it(models, tmp_path, cli, capsys):
+    a, b = models.get("gpt2", 1, torch.float32), models.get("gpt2", 2, torch.float32)
+    capsys.readouterr()  # what building the fixtures printed
+    recipe = _recipe_file(
+        tmp_path,
+        f"method: wise-ft\nmodels: [{a}, {b}]\ndelta: 0.5\n"
+        "rules:\n  - match: 'transformer\\.h\\.\\d+\\.mlp\\..*'\n    delta: 0.1\n"
+        "  - match: 'model\\.layers\\.\\d+\\.mlp\\..*'\n    delta: 0.2\n",
+    )
+    out = tmp_path / "out"
+    code, err = cli(["merge", "--config", recipe, "-o", out])
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert "recipe rule rules[1] model\\.layers\\.\\d+\\.mlp\\..* matches no tensor of" in err
+    assert "transformer.wte.weight" in err and "--allow-unmatched" in err
+    assert not out.exists() and not list(tmp_path.glob(".out*"))
+    code, err = cli(["merge", "--config", recipe, "-o", out, "--allow-unmatched"])
+    assert code == 0 and "warning:" in err and "rules[1]" in err and "has no effect" in err
+    assert json.loads((out / "wiseft.json").read_text())["recipe"]["allow_unmatched"] is True
+    keyed = _recipe_file(tmp_path, recipe.read_text() + "allow_unmatched: true\n", "keyed.yaml")
+    code, err = cli(["merge", "--config", keyed, "--dry-run"])
+    assert code == 0 and "rules[1]" in err and "has no effect" in err
+
+
+def test_allow_unmatched_as_a_recipe_key_and_mergekit_filters(models, tmp_path, cli):
+    a, b = models.get("gpt2", 1, torch.float32), models.get("gpt2", 2, torch.float32)
+    recipe = _recipe_file(
+        tmp_path,
+        f"merge_method: linear\nmodels:\n  - model: {a}\n  - model: {b}\n"
+        "parameters:\n  weight:\n    - filter: self_attn\n      value: 0.3\n    - value: 0.5\n",
+    )
+    code, err = cli(["merge", "--config", recipe, "--dry-run"])
+    assert code == 2 and "rules[0] filter=self_attn matches no tensor" in err, err
+    text = recipe.read_text() + "allow_unmatched: true\n"
+    code, err = cli(["merge", "--config", _recipe_file(tmp_path, text, "with-key.yaml"), "--dry-run"])
+    assert code == 2 and "unknown key 'allow_unmatched'" in err  # not a mergekit key; the flag works
+    code, err = cli(["merge", "--config", recipe, "--dry-run", "--allow-unmatched"])
+    assert code == 0 and "filter=self_attn matches no tensor" in err, err
+
+
+def test_weightspace_refuses_an_unmatched_rule(models):
+    from wiseft.errors import ConfigError
+    from wiseft.weightspace import WeightSpace
+
+    a, b = models.get("gpt2", 1, torch.float32), models.get("gpt2", 2, torch.float32)
+    ws = WeightSpace.load([str(a), str(b)])
+    bad = Recipe(models=(str(a), str(b)), delta=0.5, rules=({"match": "nothing", "delta": 0.1},))
+    with pytest.raises(ConfigError, match="recipe rule rules\\[0\\] nothing matches no tensor"):
+        ws.apply(bad)

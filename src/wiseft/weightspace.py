@@ -179,6 +179,7 @@ class WeightSpace:
                 f"method {method.name} needs whole-tensor statistics, which WeightSpace computes on CPU only "
                 "for now; load the weight space with device='cpu' (or use wise-ft, linear, task_arithmetic)"
             )
+        recipe.unmatched([name for name, _, _ in self._slots], "the weight space's model")
         resolved = [
             (recipe.coefficients(name, self.n_layers), param, flats) for name, param, flats in self._slots
         ]

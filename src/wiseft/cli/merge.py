@@ -61,6 +61,11 @@ def register(subparsers) -> None:
     )
     p.add_argument("--allow-nonfinite", action="store_true", help="merge even if values are nan/inf")
     p.add_argument(
+        "--allow-unmatched",
+        action="store_true",
+        help="a recipe rule that matches no tensor is a warning, not an error",
+    )
+    p.add_argument(
         "--copy-tokenizer-from", help="input (path or index) whose tokenizer/generation files are copied"
     )
     p.add_argument("--list", action="store_true", help="list the merge methods and exit")
@@ -90,6 +95,7 @@ def read_recipe_args(args):
             "parameters": params or None,
             "seed": seed,
             "extrapolate": True if args.extrapolate else None,
+            "allow_unmatched": True if getattr(args, "allow_unmatched", False) else None,
         }
         return read_recipe(args.config, overrides)
     method = args.method or (
@@ -108,6 +114,7 @@ def read_recipe_args(args):
         extrapolate=args.extrapolate,
         parameters=params or None,
         seed=seed,
+        allow_unmatched=bool(getattr(args, "allow_unmatched", False)),
     )
     return recipe, "flags", []
 

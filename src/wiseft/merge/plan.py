@@ -237,6 +237,8 @@ def plan(
         seen[key] = name
     tensor_names = check_compatible(inputs)
     ref = inputs[0]
+    float_names = [n for n in tensor_names if ref.tensors[n].is_float]
+    warnings += recipe.unmatched(float_names, str(ref.path))
     check_layer_range(recipe, tensor_names, ref)
     if tokenizer_from == "union":
         tokenizer_from = union_tokenizer(inputs)

@@ -55,7 +55,7 @@ __all__ = ["Gradient", "Recipe", "Rule", "layer_count", "layer_position", "load_
 
 RECIPE_KEYS = (
     "method", "models", "base", "delta", "weights", "parameters", "seed", "rules", "extrapolate",
-    "schedule", "dtype", "tokenizer_from", "chat_template", "layer_range",
+    "schedule", "dtype", "tokenizer_from", "chat_template", "layer_range", "allow_unmatched",
 )  # fmt: skip
 
 
@@ -110,6 +110,7 @@ class Recipe:
     tokenizer_from: str | None = None
     chat_template: str | None = None
     layer_range: tuple[int, int] | None = None
+    allow_unmatched: bool = False  # a rule that matches no tensor: a warning instead of an error
 
     def __post_init__(self) -> None:
         method = get_method(self.method)
@@ -134,6 +135,27 @@ class Recipe:
             if not isinstance(r, (list, tuple)) or len(r) != 2 or not all(isinstance(v, int) for v in r):
                 raise ConfigError(f"layer_range {r!r} must be [start, end]")
             object.__setattr__(self, "layer_range", tuple(r))
+
+    def unmatched(self, names: list[str], model: str) -> list[str]:
+        """Check that every rule matches one of the tensor `names` of `model` (issue 13: a rule that
+        matches nothing is a silent no-op). Raises ConfigError naming the first such rule and three of the
+        model's names; with `allow_unmatched`, returns one warning per such rule instead."""
+        found = []
+        for i, rule in enumerate(self.rules):
+            if not any(rule.matches(n) for n in names):
+                found.append(rule.label(i))
+        if not found:
+            return []
+        picks = list(dict.fromkeys([names[0], names[len(names) // 2], names[-1]])) if names else []
+        examples = f" (its tensors are named like {', '.join(picks)})"
+        if not self.allow_unmatched:
+            raise ConfigError(
+                f"recipe rule {found[0]} matches no tensor of {model}{examples}; fix the pattern, or pass "
+                "--allow-unmatched (`allow_unmatched: true`) to merge anyway"
+            )
+        return [
+            f"recipe rule {label} matches no tensor of {model}{examples}; it has no effect" for label in found
+        ]
 
     def _check_inputs(self, method: Method) -> None:
         n = len(self.models)
@@ -341,6 +363,8 @@ def recipe_to_dict(recipe: Recipe) -> dict[str, Any]:
         out["seed"] = recipe.seed
     out["rules"] = [{k: encode_value(v) for k, v in _rule_dict(r).items()} for r in recipe.rules]
     out["extrapolate"] = recipe.extrapolate
+    if recipe.allow_unmatched:
+        out["allow_unmatched"] = True
     for key in ("schedule", "dtype", "tokenizer_from", "chat_template", "layer_range"):
         value = getattr(recipe, key)
         if key == "layer_range" and value is not None:

@@ -1,6 +1,7 @@
 """Issue 13 for merges: provenance that identifies the weights, unmatched rules, recipe-relative paths."""
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -119,3 +120,65 @@ def test_weightspace_refuses_an_unmatched_rule(models):
     bad = Recipe(models=(str(a), str(b)), delta=0.5, rules=({"match": "nothing", "delta": 0.1},))
     with pytest.raises(ConfigError, match="recipe rule rules\\[0\\] nothing matches no tensor"):
         ws.apply(bad)
+
+
+@pytest.fixture
+def layout(models, tmp_path, monkeypatch):
+    """tmp/project/{recipes/, models/a, models/b} and the current directory elsewhere."""
+    import shutil
+
+    project = tmp_path / "project"
+    (project / "recipes").mkdir(parents=True)
+    for name, seed in (("a", 1), ("b", 2)):
+        shutil.copytree(models.get("gpt2", seed, torch.float32), project / "models" / name)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    return project
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "method: wise-ft\nmodels: [../models/a, ../models/b]\ndelta: 0.5\ntokenizer_from: ../models/a\n",
+        "merge_method: linear\nmodels:\n  - model: ../models/a\n  - model: ../models/b\n"
+        "tokenizer_source: ../models/a\n",
+    ],
+    ids=["wiseft", "mergekit"],
+)
+def test_recipe_paths_are_relative_to_the_recipe_file(layout, text, cli):
+    from wiseft.merge.recipe import read_recipe
+
+    path = layout / "recipes" / "r.yaml"
+    path.write_text(text)
+    recipe = read_recipe(str(path))[0]
+    want = [str((layout / "models" / n).resolve()) for n in "ab"]
+    assert list(recipe.models) == want and recipe.tokenizer_from == want[0]
+    code, err = cli(["merge", "--config", path, "-o", "out"])  # -o stays relative to the current directory
+    assert code == 0, err
+    prov = json.loads((Path("out") / "wiseft.json").read_text())
+    assert [i["path"] for i in prov["inputs"]] == want and prov["tokenizer_from"] == want[0]
+
+
+def test_hub_names_in_a_recipe_stay_names(layout):
+    from wiseft.merge.recipe import read_recipe
+
+    path = layout / "recipes" / "r.yaml"
+    path.write_text("method: wise-ft\nmodels: [org/early, org/final]\ndelta: 0.5\n")
+    assert read_recipe(str(path))[0].models == ("org/early", "org/final")
+
+
+def test_a_path_only_valid_from_the_current_directory_is_refused(layout, cli, capsys):
+    import shutil
+
+    shutil.copytree(layout / "models", Path("models"))  # the same names, relative to the current directory
+    path = layout / "recipes" / "r.yaml"
+    path.write_text("method: wise-ft\nmodels: [models/a, models/b]\ndelta: 0.5\n")
+    capsys.readouterr()
+    code, err = cli(["merge", "--config", path, "-o", "out"])
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert (
+        "models[0]: 'models/a' is not a directory beside the recipe" in err
+        and "relative to the recipe" in err
+    )
+    assert not Path("out").exists()

@@ -36,6 +36,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from wiseft.errors import ConfigError
@@ -374,6 +375,41 @@ def recipe_to_dict(recipe: Recipe) -> dict[str, Any]:
     return out
 
 
+def _relative_to(data: dict, root: Path, path: str) -> None:
+    """Model paths in a recipe file are relative to the file's directory, not the current directory
+    (issue 13); Hub names (org/model) that are not a directory there stay names."""
+    if isinstance(data.get("models"), (list, tuple)):
+        data["models"] = [
+            resolve_reference(m, root, f"{path}: models[{i}]") if isinstance(m, str) else m
+            for i, m in enumerate(data["models"])
+        ]
+    if isinstance(data.get("base"), str):
+        data["base"] = resolve_reference(data["base"], root, f"{path}: base")
+    tok = data.get("tokenizer_from")
+    if isinstance(tok, str) and tok not in ("union", "base") and not tok.isdigit():
+        data["tokenizer_from"] = resolve_reference(tok, root, f"{path}: tokenizer_from")
+
+
+def resolve_reference(value: str, root: Path, where: str) -> str:
+    """`value` (a model path or Hub name in a recipe file) with relative paths taken from `root`."""
+    from wiseft.checkpoints.hub import looks_like_hub_name
+
+    if not value or Path(value).expanduser().is_absolute():
+        return str(Path(value).expanduser()) if value else value
+    candidate = root / value
+    if candidate.exists():
+        return str(candidate.resolve())
+    if looks_like_hub_name(value):
+        if Path(value).exists() and root.resolve() != Path.cwd().resolve():
+            raise ConfigError(
+                f"{where}: {value!r} is not a directory beside the recipe ({candidate}) but is one in the "
+                "current directory; paths in a recipe are relative to the recipe file: write the path from "
+                "there or an absolute path"
+            )
+        return value
+    return str(candidate)
+
+
 def load_recipe(path: str, overrides: dict[str, Any] | None = None) -> Recipe:
     """Read a YAML recipe (ours, or a mergekit configuration: see merge/mergekit.py); non-None
     `overrides` (from flags) win over the file."""
@@ -391,6 +427,7 @@ def read_recipe(path: str, overrides: dict[str, Any] | None = None) -> tuple[Rec
     schema = mergekit.detect(data, path)
     if schema == "mergekit":
         data, warnings = mergekit.translate(data, path)
+    _relative_to(data, Path(path).parent, path)
     overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
     if "parameters" in overrides:
         data["parameters"] = {**(data.get("parameters") or {}), **overrides.pop("parameters")}

@@ -182,3 +182,41 @@ def test_a_path_only_valid_from_the_current_directory_is_refused(layout, cli, ca
         and "relative to the recipe" in err
     )
     assert not Path("out").exists()
+
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+ARCHES = {  # README tag: (tiny architecture, tied embeddings)
+    "llama": ("llama", False),
+    "qwen2": ("qwen2", True),
+    "qwen2-untied": ("qwen2", False),
+    "gemma": ("gemma", True),
+    "gpt2": ("gpt2", False),
+}
+
+
+def _readme_recipes() -> list[tuple[str, str, str]]:
+    """(example number, architecture tag, YAML text) of every README YAML block tagged `# names of:`."""
+    import re
+
+    blocks = re.findall(r"```yaml\n(# names of: ([^\n]+)\n.*?)```", README.read_text(), flags=re.S)
+    assert len(blocks) >= 3
+    return [(f"ex{i}", tag.strip(), text) for i, (text, tags) in enumerate(blocks) for tag in tags.split(",")]
+
+
+@pytest.mark.parametrize(("n", "tag", "text"), _readme_recipes(), ids=lambda v: v if len(v) < 20 else "")
+def test_readme_recipe_examples_plan_on_the_architectures_they_name(models, tmp_path, n, tag, text):
+    from wiseft.merge.recipe import read_recipe
+
+    arch, tied = ARCHES[tag]
+    path = tmp_path / "recipe.yaml"
+    path.write_text(text)
+    parsed = read_recipe(str(path))[0]
+    tiny = [str(models.get(arch, seed, torch.float32, tied)) for seed in (1, 2, 3)]
+    overrides = {"models": tiny[: len(parsed.models)], "base": tiny[2] if parsed.base else None}
+    p = plan(read_recipe(str(path), overrides)[0])
+    assert p.warnings == ()
+    rules = {t.rule for t in p.tensors if t.kind == "merge"}
+    assert all(any(f"rules[{i}]" in r for r in rules) for i in range(len(parsed.rules)))
+    if arch == "gpt2":  # the GPT-2 example merges
+        merge(p, tmp_path / "out")
+        assert (tmp_path / "out" / "model.safetensors").is_file()

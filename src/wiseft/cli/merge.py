@@ -275,21 +275,23 @@ def _show_plan(console, plan, args) -> None:
 
 def _per_tensor(console, plan) -> None:
     """Every tensor's resolved parameters, as the merge will use them: one line per tensor."""
-    n = len(plan.recipe.models)
-    layout = plan.method.layout(n)
     params = {p.name: p for p in plan.method.params}
-    labels = [name if i is None else f"{name}[{i}]" for name, i in layout]
+    base = 1 if plan.recipe.base else 0
     console.print("resolved parameters per tensor:", soft_wrap=True)
     width = max((len(t.name) for t in plan.tensors), default=0)
     for t in plan.tensors:
         if t.kind != "merge":
             continue
+        layout = plan.method.layout(len(t.sources) - base if t.inputs else len(plan.recipe.models))
         cells = [
-            f"{label}={_cell(params[name].decode(v))}"
-            for label, (name, _), v in zip(labels, layout, t.coeffs, strict=True)
+            f"{name if i is None else f'{name}[{i}]'}={_cell(params[name].decode(v))}"
+            for (name, i), v in zip(layout, t.coeffs, strict=True)
         ]
+        source = ""
+        if t.inputs and len(t.sources) == 1:  # a passthrough tensor: which model and tensor it is
+            source = f"  ← {t.sources[0].name} of input {t.inputs[0]}"
         console.print(
-            f"  {t.name:<{width}}  {'  '.join(cells)}  ({t.rule})",
+            f"  {t.name:<{width}}  {'  '.join(cells)}{source}  ({t.rule})",
             soft_wrap=True,
             markup=False,
             highlight=False,

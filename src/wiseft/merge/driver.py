@@ -134,7 +134,7 @@ def merge(
 
 def output_config(plan: Plan) -> dict:
     """The output's config.json: the config input's, with the output dtype."""
-    config = dict(plan.inputs[plan.config_from].config)
+    config = dict(plan.out_config if plan.out_config is not None else plan.inputs[plan.config_from].config)
     if plan.out_dtype is not None:
         config["dtype"] = ST_NAMES[plan.out_dtype]
         if "torch_dtype" in config:
@@ -270,7 +270,7 @@ def _stream(
 
 
 def _buffers(plan: Plan) -> list[_Buffers]:
-    sizes = [plan._max_itemsize(i) for i in range(len(plan.inputs))]
+    sizes = [plan._max_itemsize(i) for i in range(plan.n_sources)]
     out_size = max((t.out_bytes // max(t.numel, 1) for t in plan.tensors), default=1)
     step = plan.max_io_step
     sets = []
@@ -335,10 +335,11 @@ def _itemsizes(t: TensorPlan) -> int:
 def _read(plan: Plan, step: _Step, buf: _Buffers, hashes: MergeHashes) -> None:
     """Read the step's chunk of every input (reader thread) and feed it to the input's content hash."""
     t = plan.tensors[step.index]
-    for ck, src, view, digest in zip(plan.inputs, t.sources, buf.views, hashes.inputs, strict=True):
+    which = t.inputs or range(len(plan.inputs))
+    for i, src, view in zip(which, t.sources, buf.views, strict=False):
         size = src.nbytes // t.numel
-        ck.read_into(src, view[: step.n * size], step.start * size)
-        digest.feed_info(src, step.start * size, view[: step.n * size])
+        plan.inputs[i].read_into(src, view[: step.n * size], step.start * size)
+        hashes.inputs[i].feed_info(src, step.start * size, view[: step.n * size])
 
 
 def _write(writer: ShardWriter, hashes: MergeHashes, t: TensorPlan, start: int, data: memoryview) -> None:
@@ -350,13 +351,13 @@ def _write(writer: ShardWriter, hashes: MergeHashes, t: TensorPlan, start: int, 
 def _inputs(step: _Step, t: TensorPlan, buf: _Buffers) -> list[torch.Tensor]:
     return [
         b[: step.n * (s.nbytes // t.numel)].view(DTYPES[s.dtype])
-        for b, s in zip(buf.inputs, t.sources, strict=True)
+        for b, s in zip(buf.inputs, t.sources, strict=False)  # buffers: one per source position
     ]
 
 
 def _check_inputs(plan: Plan, t: TensorPlan, xs, allow_nonfinite: bool, nonfinite: list[str]) -> None:
     # Inputs are checked even where their coefficient is 0 (a NaN there is still a broken checkpoint).
-    for x, ck in zip(xs, plan.inputs, strict=True):
+    for x, ck in zip(xs, plan.sources_of(t), strict=True):
         if not all_finite(x):
             _nonfinite(
                 f"tensor {t.name} of {ck.path} contains non-finite values (nan/inf); fix the input or pass "
@@ -388,10 +389,11 @@ def _compute(plan, step: _Step, buf, scratch, state: _State, allow_nonfinite, no
     out_bytes = step.n * (t.out_bytes // t.numel)
     out = buf.out[:out_bytes].view(out_dtype)
     if t.kind == "copy":
-        for x, ck in zip(xs[1:], plan.inputs[1:], strict=True):
+        cks = plan.sources_of(t)
+        for x, ck in zip(xs[1:], cks[1:], strict=True):
             if not torch.equal(x, xs[0]):
                 raise MergeError(
-                    f"{t.sources[0].dtype} tensor {t.name} differs between {plan.inputs[0].path} and {ck.path}; "
+                    f"{t.sources[0].dtype} tensor {t.name} differs between {cks[0].path} and {ck.path}; "
                     "integer/bool tensors are copied, so they must be identical in every input"
                 )
         out.copy_(xs[0])

@@ -24,7 +24,10 @@ A recipe is a frozen dataclass, written as YAML (`wiseft merge --config recipe.y
                                     # `union` only where every input has the same tokenizer files
     chat_template: "{% … %}"        # written into the output's tokenizer_config.json; `auto`: the inputs'
                                     # most common template
-    layer_range: [0, 28]            # (from a mergekit slice) must be every layer of the inputs
+    layer_range: [0, 28]            # (older recipes) must be every layer of the inputs
+    slices:                         # layer slices (merge/slices.py): stack or select layers
+      - sources: [{model: A, layer_range: [0, 16]}]
+    allow_unmatched: false          # a rule that matches no tensor: a warning instead of an error
 
 For each parameter of each tensor (and each model, for per-model parameters) the value is: the first rule
 that matches the tensor and sets it, else the recipe's value, else the method's default. Values are
@@ -51,12 +54,14 @@ from wiseft.merge.schedule import (
     layer_position,
     parse_value,
 )
+from wiseft.merge.slices import parse_slices, slice_models, slices_to_data
 
 __all__ = ["Gradient", "Recipe", "Rule", "layer_count", "layer_position", "load_recipe", "recipe_to_dict"]
 
 RECIPE_KEYS = (
     "method", "models", "base", "delta", "weights", "parameters", "seed", "rules", "extrapolate",
     "schedule", "dtype", "tokenizer_from", "chat_template", "layer_range", "allow_unmatched",
+    "slices",
 )  # fmt: skip
 
 
@@ -71,6 +76,7 @@ class Rule:
     params: Any = None  # tuple of (name, value) for the method's other parameters
     filter: str | None = None
     model: int | None = None
+    slice: int | None = None  # only tensors of this output slice (index into the recipe's slices)
 
     def get(self, name: str) -> Any:
         if name == "delta":
@@ -92,6 +98,8 @@ class Rule:
             parts.append(f"filter={self.filter}")
         if self.model is not None:
             parts.append(f"model={self.model}")
+        if self.slice is not None:
+            parts.append(f"slice={self.slice}")
         return " ".join(parts)
 
 
@@ -112,11 +120,15 @@ class Recipe:
     chat_template: str | None = None
     layer_range: tuple[int, int] | None = None
     allow_unmatched: bool = False  # a rule that matches no tensor: a warning instead of an error
+    slices: Any = None  # layer slices (merge/slices.py): tuple of slices, each a tuple of Source
 
     def __post_init__(self) -> None:
         method = get_method(self.method)
         object.__setattr__(self, "method", method.name)
+        if self.slices is not None and not self.models:  # passthrough: the models are the slices'
+            object.__setattr__(self, "models", slice_models(self.slices, self.base))
         object.__setattr__(self, "models", tuple(str(m) for m in self.models))
+        object.__setattr__(self, "slices", parse_slices(self.slices, method, self.models, self.base))
         self._check_inputs(method)
         if self.schedule not in SCHEDULES:
             raise ConfigError(f"schedule {self.schedule!r}: choose one of {', '.join(SCHEDULES)}")
@@ -205,26 +217,31 @@ class Recipe:
     def params_dict(self) -> dict[str, Any]:
         return dict(self.parameters or ())
 
-    def coefficients(self, name: str, n_layers: int) -> tuple[tuple[float, ...], str]:
-        """The coefficient slots of tensor `name` (Method.layout) and which rules chose them."""
+    def coefficients(
+        self, name: str, n_layers: int, t: float | None = None, slice_index: int | None = None
+    ) -> tuple[tuple[float, ...], str]:
+        """The coefficient slots of tensor `name` (Method.layout) and which rules chose them; `t` (where
+        gradients are evaluated) and `slice_index` are given for the tensors of layer slices."""
         method = get_method(self.method)
-        t = layer_position(name, n_layers, self.schedule)
+        t = layer_position(name, n_layers, self.schedule) if t is None else t
         slots: list[float] = []
         sources: list[str] = []
         for p in method.params:
             models = range(len(self.models)) if p.scope == "model" else (None,)
             for i in models:
-                value, source = self._lookup(p, name, i)
+                value, source = self._lookup(p, name, i, slice_index)
                 slots.append(p.encode(evaluate(value, t, self.schedule), f"tensor {name}"))
                 if source not in sources:
                     sources.append(source)
         labels = [s for s in sources if s != "default"]
         return tuple(slots), " + ".join(labels) if labels else "default"
 
-    def _lookup(self, p: Param, name: str, i: int | None) -> tuple[Any, str]:
+    def _lookup(self, p: Param, name: str, i: int | None, slice_index: int | None) -> tuple[Any, str]:
         for k, rule in enumerate(self.rules):
             value = rule.get(p.name)
             if value is None or not rule.matches(name) or (rule.model is not None and rule.model != i):
+                continue
+            if rule.slice is not None and rule.slice != slice_index:
                 continue
             if isinstance(value, tuple):
                 value = value[i]
@@ -312,19 +329,30 @@ def _rule(raw: Any, i: int, method: Method, n: int) -> Rule:
     model = raw.get("model")
     if model is not None and (isinstance(model, bool) or not isinstance(model, int) or not 0 <= model < n):
         raise ConfigError(f"{where}: model {model!r} must be an index into models (0..{n - 1})")
-    values = {_PARAM_OF.get(k, k): v for k, v in raw.items() if k not in ("match", "filter", "model")}
+    values = {
+        _PARAM_OF.get(k, k): v for k, v in raw.items() if k not in ("match", "filter", "model", "slice")
+    }
+    piece = raw.get("slice")
+    if piece is not None and (isinstance(piece, bool) or not isinstance(piece, int) or piece < 0):
+        raise ConfigError(f"{where}: slice {piece!r} must be an index into slices")
     names = {p.name for p in method.params}
     if not any(k in names for k in values):
         wanted = " or ".join(_known(method))
         raise ConfigError(f"rules[{i}] ({raw.get('match')!r}) must set {wanted} for method {method.name}")
     for key in values:
         if key not in names:
-            raise unknown_key(key, ["match", "filter", "model", *_known(method)], f"rules[{i}]")
+            raise unknown_key(key, ["match", "filter", "model", "slice", *_known(method)], f"rules[{i}]")
     _check_regex(raw.get("match"), i)
     parsed = {k: _parse_param(method.param(k), v, n, f"rules[{i}].{k}", model) for k, v in values.items()}
     params = tuple(sorted((k, v) for k, v in parsed.items() if k not in ("delta", "weight")))
     return Rule(
-        raw.get("match"), parsed.get("delta"), parsed.get("weight"), params or None, raw.get("filter"), model
+        raw.get("match"),
+        parsed.get("delta"),
+        parsed.get("weight"),
+        params or None,
+        raw.get("filter"),
+        model,
+        piece,
     )
 
 
@@ -336,6 +364,7 @@ def _rule_dict(rule: Rule) -> dict:
         "match": rule.match,
         "filter": rule.filter,
         "model": rule.model,
+        "slice": rule.slice,
         "delta": rule.delta,
         "weights": rule.weights,
     }
@@ -366,6 +395,8 @@ def recipe_to_dict(recipe: Recipe) -> dict[str, Any]:
     out["extrapolate"] = recipe.extrapolate
     if recipe.allow_unmatched:
         out["allow_unmatched"] = True
+    if recipe.slices is not None:
+        out["slices"] = slices_to_data(recipe.slices)
     for key in ("schedule", "dtype", "tokenizer_from", "chat_template", "layer_range"):
         value = getattr(recipe, key)
         if key == "layer_range" and value is not None:

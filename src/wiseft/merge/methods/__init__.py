@@ -205,6 +205,7 @@ def _load_builtin() -> None:
         model_stock,
         multislerp,
         nuslerp,
+        passthrough,
         sce,
         slerp,
         task_arithmetic,

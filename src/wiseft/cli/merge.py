@@ -19,6 +19,7 @@ EPILOG = """examples:
   wiseft merge A B --base BASE --method dare_ties --weights 1,1 --param density=0.3 --seed 7 -o d
   wiseft merge --config recipe.yaml -o out --dry-run               # schedules; show the plan only
   wiseft merge --config mergekit.yml -o out                        # a mergekit configuration as it is
+  wiseft merge A B --method fisher --fisher FA --fisher FB -o f   # Fisher merging (wiseft fisher)
   wiseft merge --list                                              # methods, parameters, formulas
 """
 
@@ -47,6 +48,12 @@ def register(subparsers) -> None:
         help="a method parameter (see --list), e.g. t=0.3, density=0.5 or density=0.5,0.7 (one per model)",
     )
     p.add_argument("--seed", type=int, help="seed of randomised methods (dare_*, della*; default 0)")
+    p.add_argument(
+        "--fisher",
+        action="append",
+        metavar="DIR",
+        help="method fisher: a model's Fisher directory (wiseft fisher), once per model in order",
+    )
     p.add_argument(
         "--config",
         help="YAML recipe (ours, or a mergekit configuration: merge_method, models, parameters …); flags override it",
@@ -96,6 +103,7 @@ def read_recipe_args(args):
             "seed": seed,
             "extrapolate": True if args.extrapolate else None,
             "allow_unmatched": True if getattr(args, "allow_unmatched", False) else None,
+            "fishers": getattr(args, "fisher", None),
         }
         return read_recipe(args.config, overrides)
     method = args.method or (
@@ -115,6 +123,7 @@ def read_recipe_args(args):
         parameters=params or None,
         seed=seed,
         allow_unmatched=bool(getattr(args, "allow_unmatched", False)),
+        fishers=getattr(args, "fisher", None),
     )
     return recipe, "flags", []
 
@@ -308,6 +317,9 @@ def _cell(value) -> str:
 
 
 def _role(plan, i: int) -> str:
+    n = len(plan.recipe.models)
+    if plan.recipe.fishers is not None and i >= n:
+        return f"Fisher of model {i - n + 1}"
     if plan.method.name == "wise-ft":
         return ("early", "final")[i]
     if plan.method.needs_base:

@@ -8,6 +8,8 @@ sources, the bytes to read and write, an estimated time and the peak memory. `--
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import math
 import os
 from collections.abc import Sequence
@@ -264,6 +266,8 @@ def plan(
         float_names = [n for n in tensor_names if ref.tensors[n].is_float]
         tensors, out_config = _whole_tensors(recipe, method, inputs, tensor_names, out_st), None
     warnings += recipe.unmatched(float_names, str(ref.path))
+    if recipe.fishers is not None:
+        inputs, tensors = _with_fishers(recipe, method, inputs, tensors)
     if tokenizer_from == "union":
         tokenizer_from = union_tokenizer(inputs)
     dropped = ()
@@ -335,6 +339,58 @@ def _tensor(name, sources, cks, idx, coeffs, rule, out_st, method, recipe) -> Te
     if problem:
         raise ConfigError(f"tensor {name} ({rule}): {problem}")
     return TensorPlan(name, sources[0].shape, dtype, "merge", coeffs, rule, sources, idx)
+
+
+# --- Fisher merging (merge/methods/fisher.py) -----------------------------------------------------------
+
+FISHER_INFO = "fisher.json"
+
+
+def _with_fishers(recipe, method, inputs, tensors) -> tuple[tuple[Checkpoint, ...], list[TensorPlan]]:
+    """The models' Fishers become inputs N..2N−1; every merged tensor gets its models' Fishers as sources
+    (copied tensors keep the models only), and with normalize_fishers each Fisher's norm."""
+    n = len(inputs)
+    fishers = tuple(Checkpoint.open(f) for f in recipe.fishers)
+    norms = [_fisher_norm(f) for f in fishers]
+    out = []
+    for t in tensors:
+        if t.kind != "merge":
+            out.append(dataclasses.replace(t, inputs=tuple(range(n))))
+            continue
+        extra = []
+        for f, model in zip(fishers, inputs, strict=True):
+            info = f.tensors.get(t.name)
+            if info is None or info.shape != t.shape or not info.is_float:
+                what = "has no tensor" if info is None else f"has {info.dtype} {list(info.shape)} for"
+                raise MergeError(
+                    f"Fisher {f.path} {what} {t.name} ({list(t.shape)} in {model.path}); compute it for that "
+                    "model with wiseft fisher"
+                )
+            extra.append(info)
+        coeffs = t.coeffs
+        if method.unpack(coeffs, n).normalize_fishers:
+            coeffs = tuple(
+                norms[i] if name == "fisher_norm" else v
+                for (name, i), v in zip(method.layout(n), coeffs, strict=True)
+            )
+        sources = t.sources + tuple(extra)
+        out.append(dataclasses.replace(t, sources=sources, inputs=tuple(range(2 * n)), coeffs=coeffs))
+    return inputs + fishers, out
+
+
+def _fisher_norm(ck: Checkpoint) -> float:
+    info = ck.path / FISHER_INFO
+    if not info.is_file():
+        raise MergeError(
+            f"{ck.path} is not a Fisher directory (no {FISHER_INFO}); compute it with wiseft fisher"
+        )
+    try:
+        norm = float(json.loads(info.read_text())["norm"])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise MergeError(f"{info}: expected a JSON object with a numeric norm ({exc})") from exc
+    if not norm > 0.0 or not math.isfinite(norm):
+        raise MergeError(f"{info}: norm {norm} must be a positive number")
+    return norm
 
 
 # --- layer slices (merge/slices.py) ---------------------------------------------------------------------

@@ -61,7 +61,7 @@ __all__ = ["Gradient", "Recipe", "Rule", "layer_count", "layer_position", "load_
 RECIPE_KEYS = (
     "method", "models", "base", "delta", "weights", "parameters", "seed", "rules", "extrapolate",
     "schedule", "dtype", "tokenizer_from", "chat_template", "layer_range", "allow_unmatched",
-    "slices",
+    "slices", "fishers",
 )  # fmt: skip
 
 
@@ -121,6 +121,7 @@ class Recipe:
     layer_range: tuple[int, int] | None = None
     allow_unmatched: bool = False  # a rule that matches no tensor: a warning instead of an error
     slices: Any = None  # layer slices (merge/slices.py): tuple of slices, each a tuple of Source
+    fishers: tuple[str, ...] | None = None  # method fisher: one Fisher directory per model (wiseft fisher)
 
     def __post_init__(self) -> None:
         method = get_method(self.method)
@@ -130,6 +131,7 @@ class Recipe:
         object.__setattr__(self, "models", tuple(str(m) for m in self.models))
         object.__setattr__(self, "slices", parse_slices(self.slices, method, self.models, self.base))
         self._check_inputs(method)
+        self._check_fishers(method)
         if self.schedule not in SCHEDULES:
             raise ConfigError(f"schedule {self.schedule!r}: choose one of {', '.join(SCHEDULES)}")
         object.__setattr__(
@@ -169,6 +171,19 @@ class Recipe:
         return [
             f"recipe rule {label} matches no tensor of {model}{examples}; it has no effect" for label in found
         ]
+
+    def _check_fishers(self, method: Method) -> None:
+        if method.name != "fisher":
+            if self.fishers is not None:
+                raise ConfigError(f"method {method.name} takes no fishers; remove `fishers:`")
+            return
+        if not isinstance(self.fishers, (list, tuple)) or len(self.fishers) != len(self.models):
+            raise ConfigError(
+                f"method fisher needs one Fisher per model (`fishers:` or --fisher, {len(self.models)} of them; "
+                "compute each with wiseft fisher MODEL --data FILE -o FISHER), got "
+                f"{0 if not self.fishers else len(self.fishers)}"
+            )
+        object.__setattr__(self, "fishers", tuple(str(f) for f in self.fishers))
 
     def _check_inputs(self, method: Method) -> None:
         n = len(self.models)
@@ -397,6 +412,8 @@ def recipe_to_dict(recipe: Recipe) -> dict[str, Any]:
         out["allow_unmatched"] = True
     if recipe.slices is not None:
         out["slices"] = slices_to_data(recipe.slices)
+    if recipe.fishers is not None:
+        out["fishers"] = list(recipe.fishers)
     for key in ("schedule", "dtype", "tokenizer_from", "chat_template", "layer_range"):
         value = getattr(recipe, key)
         if key == "layer_range" and value is not None:
@@ -413,6 +430,11 @@ def _relative_to(data: dict, root: Path, path: str) -> None:
         data["models"] = [
             resolve_reference(m, root, f"{path}: models[{i}]") if isinstance(m, str) else m
             for i, m in enumerate(data["models"])
+        ]
+    if isinstance(data.get("fishers"), (list, tuple)):
+        data["fishers"] = [
+            resolve_reference(f, root, f"{path}: fishers[{i}]") if isinstance(f, str) else f
+            for i, f in enumerate(data["fishers"])
         ]
     if isinstance(data.get("base"), str):
         data["base"] = resolve_reference(data["base"], root, f"{path}: base")

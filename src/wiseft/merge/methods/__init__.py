@@ -200,6 +200,7 @@ def _load_builtin() -> None:
         breadcrumbs,
         dare,
         della,
+        fisher,
         karcher,
         linear,
         model_stock,

@@ -252,6 +252,10 @@ def _show_plan(console, plan, args) -> None:
     table.add_row("output", str(args.output or "(none given)"))
     dtype = ST_NAMES.get(plan.out_dtype, "same as inputs") if plan.out_dtype else "same as inputs"
     table.add_row("output dtype", dtype)
+    if plan.vocabulary:
+        table.add_row(
+            "vocabulary", f"of input {plan.tokenizer_from}, embeddings re-indexed by token: {plan.vocabulary}"
+        )
     n_copy = sum(t.kind == "copy" for t in plan.tensors)
     table.add_row("tensors", f"{len(plan.tensors)} ({n_copy} integer/bool copied)")
     if plan.dropped:

@@ -35,6 +35,7 @@ from wiseft.merge.hashing import MergeHashes
 from wiseft.merge.plan import ST_NAMES, Plan, TensorPlan
 from wiseft.merge.recipe import recipe_to_dict
 from wiseft.merge.tensorwise import compute_span, observe_span, step_for
+from wiseft.merge.vocab import RowMap
 
 Progress = Callable[[int, int], None]  # (bytes done, bytes total); bytes = read + written
 
@@ -338,6 +339,9 @@ def _read(plan: Plan, step: _Step, buf: _Buffers, hashes: MergeHashes) -> None:
     which = t.inputs or range(len(plan.inputs))
     for i, src, view in zip(which, t.sources, buf.views, strict=False):
         size = src.nbytes // t.numel
+        if isinstance(src, RowMap):  # embeddings re-indexed to the output vocabulary (merge/vocab.py)
+            src.read_into(plan.inputs, view[: step.n * size], step.start * size)
+            continue  # not the input's own bytes: its content hash reads the tensor after the stream
         plan.inputs[i].read_into(src, view[: step.n * size], step.start * size)
         hashes.inputs[i].feed_info(src, step.start * size, view[: step.n * size])
 

@@ -21,6 +21,7 @@ from wiseft.checkpoints import Checkpoint, TensorInfo
 from wiseft.checkpoints.safetensors_format import TORCH_TO_ST, itemsize
 from wiseft.errors import ConfigError, MergeError
 from wiseft.merge import slices
+from wiseft.merge import vocab as vocabs
 from wiseft.merge.compute import CHUNK
 from wiseft.merge.methods import Method, TensorContext, get_method
 from wiseft.merge.recipe import Recipe, layer_count
@@ -97,6 +98,7 @@ class Plan:
     chunk: int = CHUNK  # elements per kernel call (float64 scratch size)
     io_chunk: int = IO_CHUNK  # elements per read/write (bigger: fewer thread hand-offs)
     out_config: dict | None = None  # the output's config.json when it is not the config input's (slices)
+    vocabulary: str | None = None  # embeddings re-indexed to one vocabulary (merge/vocab.py): a summary
 
     def sources_of(self, t: TensorPlan) -> tuple[Checkpoint, ...]:
         """The checkpoint of each of `t`'s sources."""
@@ -173,20 +175,21 @@ class Plan:
         return STARTUP_S + max(io, compute)
 
 
-def check_compatible(inputs: Sequence[Checkpoint]) -> list[str]:
+def check_compatible(inputs: Sequence[Checkpoint], remapped: frozenset[str] = frozenset()) -> list[str]:
     """Architecture, vocab size, tied embeddings, tensor names, shapes and dtype kinds agree.
 
     Returns the names every input holds, in the first input's file order. Raises MergeError naming the
-    model and the first differing names/shapes.
+    model and the first differing names/shapes. `remapped`: token matrices re-indexed to one vocabulary
+    (merge/vocab.py), whose row counts may differ.
     """
-    check_family(inputs)
+    check_family(inputs, vocab=not remapped)
     ref = inputs[0]
     tied = ref.tied_embeddings
     names = [n for n in ref.tensors if not (tied and n == "lm_head.weight")]
-    return _check_same_tensors(inputs, names)
+    return _check_same_tensors(inputs, names, remapped)
 
 
-def check_family(inputs: Sequence[Checkpoint]) -> None:
+def check_family(inputs: Sequence[Checkpoint], vocab: bool = True) -> None:
     """Architecture, vocab size and tied embeddings agree (what layer slices need: the layer counts may
     differ)."""
     ref = inputs[0]
@@ -196,10 +199,11 @@ def check_family(inputs: Sequence[Checkpoint]) -> None:
                 f"different architectures: {ref.path} is {ref.architecture} but {ck.path} is {ck.architecture}; "
                 "only checkpoints of one architecture can be merged"
             )
-        if ck.vocab_size != ref.vocab_size:
+        if vocab and ck.vocab_size != ref.vocab_size:
             raise MergeError(
                 f"different vocab sizes: {ref.path} has {ref.vocab_size} but {ck.path} has {ck.vocab_size}; "
-                "resize the embeddings to match first"
+                "choose the output's vocabulary with a tokenizer policy (--copy-tokenizer-from BASE|INPUT, "
+                "`tokenizer_from:`, mergekit's tokenizer_source) to re-index the embeddings by token"
             )
         if ck.tied_embeddings != ref.tied_embeddings:
             raise MergeError(
@@ -208,7 +212,7 @@ def check_family(inputs: Sequence[Checkpoint]) -> None:
             )
 
 
-def _check_same_tensors(inputs: Sequence[Checkpoint], names: list[str]) -> list[str]:
+def _check_same_tensors(inputs: Sequence[Checkpoint], names: list[str], remapped=frozenset()) -> list[str]:
     ref = inputs[0]
     tied = ref.tied_embeddings
     wanted = set(names)
@@ -227,7 +231,7 @@ def _check_same_tensors(inputs: Sequence[Checkpoint], names: list[str]) -> list[
         a = ref.tensors[name]
         for ck in inputs[1:]:
             b = ck.tensors[name]
-            if b.shape != a.shape:
+            if b.shape != a.shape and not (name in remapped and b.shape[1:] == a.shape[1:]):
                 raise MergeError(
                     f"tensor {name} has shape {list(a.shape)} in {ref.path} but {list(b.shape)} in {ck.path}"
                 )
@@ -258,13 +262,23 @@ def plan(
     out_st = None
     if out_dtype is not None:
         out_st = TORCH_TO_ST[out_dtype if isinstance(out_dtype, torch.dtype) else parse_dtype(out_dtype)]
+    vocab = _vocabulary(tokenizer_from, names, inputs, recipe)
     if recipe.slices is not None and not _whole(recipe, inputs):
+        if vocab is not None:
+            raise ConfigError(
+                "a tokenizer policy over different vocabularies with layer slices is not supported yet"
+            )
         tensors, out_config, float_names = _sliced_tensors(recipe, method, inputs, out_st)
     else:
-        tensor_names = check_compatible(inputs)
+        remapped = _token_matrices(inputs) if vocab is not None else frozenset()
+        tensor_names = check_compatible(inputs, remapped)
         check_layer_range(recipe, tensor_names, ref)
         float_names = [n for n in tensor_names if ref.tensors[n].is_float]
-        tensors, out_config = _whole_tensors(recipe, method, inputs, tensor_names, out_st), None
+        tensors = _whole_tensors(recipe, method, inputs, tensor_names, out_st, remapped, vocab)
+        out_config = None
+    if vocab is not None:
+        config_from = 1 if method.name == "wise-ft" else 0
+        out_config = {**inputs[config_from].config, "vocab_size": vocab.size}
     warnings += recipe.unmatched(float_names, str(ref.path))
     if recipe.fishers is not None:
         inputs, tensors = _with_fishers(recipe, method, inputs, tensors)
@@ -290,7 +304,29 @@ def plan(
         chunk=chunk,
         io_chunk=max(chunk, io_chunk or IO_CHUNK),
         out_config=out_config,
+        vocabulary=vocabs.describe(vocab, [ck.name for ck in inputs]) if vocab is not None else None,
     )
+
+
+def _vocabulary(tokenizer_from, names, inputs, recipe) -> vocabs.Vocabulary | None:
+    """The output vocabulary when a tokenizer policy is given and the inputs' vocabularies differ; without
+    a policy, different vocabulary sizes are refused (check_family)."""
+    if tokenizer_from is None or tokenizer_from == "union" or len(inputs) < 2:
+        return None
+    out = _input_index(tokenizer_from, names, inputs)
+    read = [vocabs.read_vocab(ck) for ck in inputs]
+    if all(v == read[0] for v in read[1:]):
+        return None
+    return vocabs.resolve(read, out, 0 if recipe.base else None)
+
+
+def _token_matrices(inputs) -> frozenset[str]:
+    """Names that are one-row-per-token matrices in every input (re-indexed to the output vocabulary)."""
+    names = None
+    for ck in inputs:
+        found = {n for n, info in ck.tensors.items() if vocabs.is_token_matrix(info, ck.vocab_size, n)}
+        names = found if names is None else names & found
+    return frozenset(names or ())
 
 
 def _open_inputs(names: list[str]) -> tuple[tuple[Checkpoint, ...], list[str]]:
@@ -308,12 +344,14 @@ def _open_inputs(names: list[str]) -> tuple[tuple[Checkpoint, ...], list[str]]:
     return inputs, warnings
 
 
-def _whole_tensors(recipe, method, inputs, tensor_names, out_st) -> list[TensorPlan]:
-    """Every tensor of the inputs, merged as a whole (no slices)."""
+def _whole_tensors(recipe, method, inputs, tensor_names, out_st, remapped, vocab) -> list[TensorPlan]:
+    """Every tensor of the inputs, merged as a whole (no slices); token matrices re-indexed to `vocab`."""
     n_layers = layer_count(tensor_names, inputs[0].config)
     tensors = []
     for name in tensor_names:
         sources = tuple(ck.tensors[name] for ck in inputs)
+        if name in remapped:
+            sources = tuple(vocabs.RowMap(i, sources, vocab) for i in range(len(inputs)))
         piece = 0 if recipe.slices is not None else None  # one slice covering every layer
         coeffs, rule = (
             recipe.coefficients(name, n_layers, slice_index=piece) if sources[0].is_float else ((), "copy")

@@ -9,6 +9,7 @@ import yaml
 from support.merge import float64_sum, load_dir
 from transformers import AutoModelForCausalLM
 
+from wiseft.checkpoints import content_hash
 from wiseft.merge import Recipe
 from wiseft.merge.driver import merge
 from wiseft.merge.plan import plan
@@ -83,6 +84,9 @@ def test_linear_merge_reindexes_embeddings_to_the_chosen_vocabulary(models, tmp_
     assert (out / "tokenizer.json").read_bytes() == (models["A"] / "tokenizer.json").read_bytes()
     model = AutoModelForCausalLM.from_pretrained(str(out))
     assert model(torch.tensor([[4, 5]])).logits.shape == (1, 2, n)
+    prov = json.loads((out / "wiseft.json").read_text())  # re-indexed rows are not the inputs' own bytes
+    assert [i["content_hash"] for i in prov["inputs"]] == [content_hash(models[k]) for k in order]
+    assert prov["output"]["content_hash"] == content_hash(out)
 
 
 def test_mergekit_tokenizer_source_base_uses_the_base_rows(models, tmp_path):

@@ -28,6 +28,7 @@ A recipe is a frozen dataclass, written as YAML (`wiseft merge --config recipe.y
     slices:                         # layer slices (merge/slices.py): stack or select layers
       - sources: [{model: A, layer_range: [0, 16]}]
     allow_unmatched: false          # a rule that matches no tensor: a warning instead of an error
+    fishers: [FA, FB]               # method fisher: each model's Fisher directory (wiseft fisher)
 
 For each parameter of each tensor (and each model, for per-model parameters) the value is: the first rule
 that matches the tensor and sets it, else the recipe's value, else the method's default. Values are

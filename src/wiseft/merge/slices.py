@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from wiseft.errors import ConfigError, MergeError
-from wiseft.merge.schedule import _EMBEDDING, _LAYER, layer_count
+from wiseft.merge.schedule import EMBEDDING, LAYER, layer_count
 
 SLICE_KEYS = ("sources",)
 SOURCE_KEYS = ("model", "layer_range")
@@ -147,7 +147,7 @@ def _unknown(key: str, known: tuple[str, ...], where: str) -> ConfigError:
 
 def with_layer(name: str, layer: int) -> str:
     """`name` with its layer index replaced (`model.layers.3.mlp…` → `model.layers.{layer}.mlp…`)."""
-    m = _LAYER.search(name)
+    m = LAYER.search(name)
     return name[: m.start(1)] + str(layer) + name[m.end(1) :]
 
 
@@ -175,11 +175,11 @@ def layout(slices: tuple, inputs, input_of, schedule: str, tied: bool) -> tuple[
 
     `inputs`: the plan's checkpoints; `input_of(k, j)`: the input index of source j of slice k."""
     first = inputs[input_of(0, 0)]
-    outside = [n for n in first.tensors if not _LAYER.search(n) and not (tied and n == "lm_head.weight")]
+    outside = [n for n in first.tensors if not LAYER.search(n) and not (tied and n == "lm_head.weight")]
     out: list[OutTensor] = []
     last = len(slices) - 1
     for name in outside:
-        if _EMBEDDING.search(name):
+        if EMBEDDING.search(name):
             out.append(_outside(name, slices, 0, inputs, input_of))
     layer = 0
     layer_sources: list[tuple[dict, int]] = []
@@ -189,7 +189,7 @@ def layout(slices: tuple, inputs, input_of, schedule: str, tied: bool) -> tuple[
             t = o / (m - 1) if m > 1 else (1.0 if schedule == "mergekit" else 0.0)
             ref = inputs[input_of(k, 0)]
             names = [
-                n for n in ref.tensors if (mm := _LAYER.search(n)) and int(mm.group(1)) == piece[0].start + o
+                n for n in ref.tensors if (mm := LAYER.search(n)) and int(mm.group(1)) == piece[0].start + o
             ]
             for name in names:
                 srcs = tuple((input_of(k, j), with_layer(name, s.start + o)) for j, s in enumerate(piece))
@@ -199,7 +199,7 @@ def layout(slices: tuple, inputs, input_of, schedule: str, tied: bool) -> tuple[
             layer_sources.append((ref.config, piece[0].start + o))
             layer += 1
     for name in outside:
-        if not _EMBEDDING.search(name):
+        if not EMBEDDING.search(name):
             out.append(_outside(name, slices, last, inputs, input_of))
     return out, layer_sources
 

@@ -88,21 +88,25 @@ def tensors(path: Path) -> dict[str, torch.Tensor]:
     return out
 
 
-def compare(ours: Path, theirs: Path) -> tuple[int, int, float, list[str]]:
-    """(differing elements, elements, largest difference in ulps of the output dtype, name differences)."""
+def compare(ours: Path, theirs: Path) -> tuple[int, int, float, float, list[str]]:
+    """(differing elements, elements, largest difference in ulps of the output dtype (of the larger of the
+    two values), largest absolute difference, names only one output has)."""
     a, b = tensors(ours), tensors(theirs)
     names = sorted(set(a) ^ set(b))
     differ = total = 0
-    worst = 0.0
+    worst = largest = 0.0
     for name in sorted(set(a) & set(b)):
         x, y = a[name], b[name].to(a[name].dtype)
         total += x.numel()
         mask = x != y
         differ += int(mask.sum())
         if mask.any():
-            ulp = torch.finfo(x.dtype).eps * y[mask].double().abs().clamp(min=torch.finfo(x.dtype).tiny)
-            worst = max(worst, float(((x[mask].double() - y[mask].double()).abs() / ulp).max()))
-    return differ, total, worst, names
+            xs, ys = x[mask].double(), y[mask].double()
+            scale = torch.maximum(xs.abs(), ys.abs()).clamp(min=torch.finfo(x.dtype).tiny)
+            gap = (xs - ys).abs()
+            worst = max(worst, float((gap / (torch.finfo(x.dtype).eps * scale)).max()))
+            largest = max(largest, float(gap.max()))
+    return differ, total, worst, largest, names
 
 
 def main() -> int:
@@ -123,8 +127,9 @@ def main() -> int:
         "wiseft s",
         "mergekit s",
         "speed-up",
-        "differing elements",
+        "differing",
         "max ulps",
+        "max |diff|",
     ):
         table.add_column(column)
     with tempfile.TemporaryDirectory() as tmp:
@@ -165,7 +170,7 @@ def main() -> int:
                             {**os.environ, "CUDA_VISIBLE_DEVICES": ""},
                         )
                     )
-                differ, total, worst, names = compare(tmp / "ours", tmp / "theirs")
+                differ, total, worst, largest, names = compare(tmp / "ours", tmp / "theirs")
                 o, t = statistics.median(ours_t), statistics.median(theirs_t)
                 note = f" (names differ: {', '.join(names[:3])})" if names else ""
                 table.add_row(
@@ -176,6 +181,7 @@ def main() -> int:
                     f"{t / o:.1f}×",
                     f"{differ}/{total}{note}",
                     f"{worst:.0f}",
+                    f"{largest:.2g}",
                 )
     Console().print(table)
     return 0

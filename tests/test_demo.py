@@ -66,6 +66,57 @@ def test_claim_c_fails_when_a_temperature_matches_the_mix():
     assert not bad.held and bad.numbers["reached_by"] == ["T=1.3 (k=8,16,32)"]
 
 
+# bias² and Var[ρ] of the constructed variants: COLLAPSED 0.09 / 0.21; MIXED 0.0506 / 0.1181 (both lower);
+# HOT, the collapsed model heated, 0.1681 / 0.1029 (bias² up, Var down: a trade).
+HOT = [0.8] * 140 + [0.1] * 60
+
+
+@pytest.mark.parametrize(
+    "mix, temps, together, not_trading",
+    [
+        ("mix", {"hot": 1.6}, True, []),
+        ("mix", {"hot": 1.6, "twin": 1.3}, True, ["T=1.3"]),  # a temperature that lowers both: no trade
+        ("final", {"hot": 1.6}, False, []),  # the final model itself lowers nothing
+        ("hot", {"hot": 1.6}, False, []),  # a "mix" that only trades
+    ],
+)
+def test_claim_d_needs_both_lowered_by_the_mix_and_a_trade_at_every_temperature(
+    mix, temps, together, not_trading
+):
+    t = _tables(final=COLLAPSED, mix=MIXED, hot=HOT, twin=MIXED)
+    c = claims.claim_bias_variance(t, mix, "final", temps)
+    assert c.numbers["together"] is together and c.numbers["not_trading"] == not_trading
+    assert c.held is (together and not not_trading)
+    assert c.key == "d" and "bias²" in c.evidence and "Var[ρ]" in c.evidence
+
+
+def test_claim_d_needs_a_temperature_to_compare():
+    t = _tables(final=COLLAPSED, mix=MIXED)
+    assert not claims.claim_bias_variance(t, "mix", "final", {}).held
+
+
+def test_paired_bias_variance_matches_a_direct_bootstrap():
+    from wiseft.metrics import _resample_weights
+
+    a, b = MIXED, COLLAPSED
+    t = _tables(a=a, b=b)
+    d_b2, d_var = t.bias_variance_diff("a", "b")
+    ra, rb = np.array(a), np.array(b)  # exact: ρ·32 is an integer for these ρ
+    assert d_b2.value == pytest.approx((1 - ra.mean()) ** 2 - (1 - rb.mean()) ** 2, abs=1e-12)
+    assert d_var.value == pytest.approx(ra.var() - rb.var(), abs=1e-12)
+    # plain reference: for each resample, both quantities of both variants from the same drawn problems
+    counts = _resample_weights(len(a), 0, 300)
+    ref_b2, ref_var = [], []
+    for w in counts:
+        xa, xb = np.repeat(ra, w.astype(int)), np.repeat(rb, w.astype(int))
+        ref_b2.append((1 - xa.mean()) ** 2 - (1 - xb.mean()) ** 2)
+        ref_var.append(xa.var() - xb.var())
+    for got, ref in ((d_b2, ref_b2), (d_var, ref_var)):
+        lo, hi = np.quantile(ref, [0.025, 0.975])
+        assert (got.lo, got.hi) == pytest.approx((lo, hi), abs=1e-12)
+        assert got.lo <= got.value <= got.hi
+
+
 def test_paired_difference_matches_a_direct_computation():
     t = _tables(a=MIXED, b=COLLAPSED)
     d = t.diff("a", "b", "pass@1")

@@ -117,6 +117,50 @@ def test_paired_bias_variance_matches_a_direct_bootstrap():
         assert got.lo <= got.value <= got.hi
 
 
+def _claim(key, held, diffs=(), **numbers):
+    d = [{"metric": m, "value": v, "lo": v - 0.01, "hi": v + 0.01} for m, v in diffs]
+    return claims.Claim(key, f"claim {key}", held, "evidence", {"diffs": d, **numbers})
+
+
+def test_replicate_table_counts_each_claim_and_all_of_them():
+    near = {
+        "variant": "T=0.7",
+        "temperature": 0.7,
+        "diff": {"metric": "pass@1", "value": 0.02, "lo": 0.0, "hi": 0.04},
+    }
+    rows = [
+        claims.replicate_row(
+            seed,
+            [
+                _claim("a", a, [("pass@1", 0.2), ("pass@8", -0.1), ("pass@32", -0.2)]),
+                _claim("b", b, [("pass@8", 0.04), ("pass@32", 0.06), ("pass@1", 0.02)]),
+                _claim("c", True, nearest=near),
+                _claim("d", d, [("bias²", -0.02), ("Var[ρ]", -0.01)]),
+            ],
+            {"dir": f"seed-{seed}"},
+        )  # fmt: skip
+        for seed, a, b, d in [(0, True, True, True), (3, True, False, True), (7, False, True, False)]
+    ]
+    table = claims.replicate_table(rows)
+    assert table["seeds"] == [0, 3, 7] and table["n"] == 3 and table["claims"] == ["a", "b", "c", "d"]
+    assert table["held"] == {"a": 2, "b": 2, "c": 3, "d": 2} and table["all_held"] == 1
+    effects = table["rows"][0]["effects"]
+    assert [e["metric"] for e in effects["a"]] == ["pass@1", "pass@32"]  # Pass@1 and the largest k
+    assert [e["metric"] for e in effects["b"]] == ["pass@32", "pass@1"]
+    assert effects["c"] == [{**near["diff"], "versus": "T=0.7"}]
+    assert [e["metric"] for e in effects["d"]] == ["bias²", "Var[ρ]"]
+    assert table["rows"][1]["dir"] == "seed-3"
+    assert claims.effect_text(effects["c"][0]) == "Pass@1 +0.020 [+0.000, +0.040] vs T=0.7"
+
+
+def test_claim_c_names_the_temperature_that_came_closest():
+    t = _tables(mix=MIXED, hot=DIVERSE, cold=COLLAPSED)
+    near = claims.claim_temperature_cannot(t, "mix", {"hot": 1.6, "cold": 0.7}).numbers["nearest"]
+    # cold trails the mix by 0.075 Pass@1 and 0.3 Pass@32 (shortfall 0.3); hot by 0.59 Pass@1 (and 0 Pass@32)
+    assert near["variant"] == "cold" and near["diff"]["metric"] == "pass@32"
+    assert near["diff"]["value"] == pytest.approx(0.3, abs=1e-3)
+
+
 def test_paired_difference_matches_a_direct_computation():
     t = _tables(a=MIXED, b=COLLAPSED)
     d = t.diff("a", "b", "pass@1")
@@ -173,7 +217,7 @@ def test_demo_pipeline_on_a_tiny_budget_writes_results_and_reuses_the_cached_bas
         m = v["summary"]["metrics"]
         assert v["summary"]["n_problems"] == 10 and v["summary"]["n"] == 8
         assert m["pass@1"]["lo"] <= m["pass@1"]["value"] <= m["pass@1"]["hi"]
-    assert [c["key"] for c in written["claims"]] == ["a", "b", "c"]
+    assert [c["key"] for c in written["claims"]] == ["a", "b", "c", "d"]
     assert written["early_step"] == 2 and written["roles"]["early"] == "step=2,T=1"
     assert all(isinstance(c["held"], bool) and c["evidence"] for c in written["claims"])
     assert written["base"]["cached"] is False
@@ -201,6 +245,12 @@ def test_demo_refuses_an_existing_output_before_any_work(tmp_path, cli):
 @pytest.mark.parametrize(
     "flags, message",
     [
+        (["--replicates", "0"], "--replicates must be at least 1, got 0"),
+        (["--seeds", "1,x"], "--seeds must be comma-separated integers, got '1,x'"),
+        (["--seeds", "1,2,1"], "--seeds lists 1 more than once"),
+        (["--seeds", "-1"], "--seeds must be non-negative integers"),
+        (["--seeds", ","], "give at least one seed"),
+        (["--replicates", "2", "--pretrain-seed", "3"], "drop --pretrain-seed/--sft-seed"),
         (["--delta", "0.5,x"], "--delta must be comma-separated numbers"),
         (["--delta", "1.5"], "--delta values must lie strictly between 0 and 1"),
         (["--n", "16"], "--n 16 is smaller than the largest k 32"),
@@ -210,6 +260,36 @@ def test_demo_bad_flags_are_named(tmp_path, cli, flags, message):
     code, err = cli(["demo", "-o", tmp_path / "o", "--cache-dir", tmp_path / "c", *flags])
     assert code == 2 and message in err
     assert not (tmp_path / "o").exists()
+
+
+def test_seeds_and_replicates_are_exclusive(tmp_path, cli):
+    with pytest.raises(SystemExit) as exit_:
+        cli(["demo", "-o", tmp_path / "o", "--seeds", "0,1", "--replicates", "2"])
+    assert exit_.value.code == 2 and not (tmp_path / "o").exists()
+
+
+def test_replicates_run_each_seed_with_its_own_base_and_count_the_claims(tmp_path):
+    events = []
+    results = demo.run_replicates(
+        TINY_DEMO, [4, 1], tmp_path / "out", cache_dir=tmp_path / "cache",
+        progress=lambda *e: events.append(e),
+    )  # fmt: skip
+    rep = results.replicates
+    assert rep["seeds"] == [4, 1] and rep["n"] == 2 and len(rep["rows"]) == 2
+    assert rep["claims"] == ["a", "b", "c", "d"]
+    for key in rep["claims"]:
+        assert rep["held"][key] == sum(row["held"][key] for row in rep["rows"])
+    assert rep["all_held"] == sum(all(row["held"].values()) for row in rep["rows"])
+    assert [(r["pretrain_seed"], r["sft_seed"]) for r in rep["rows"]] == [(4, 4), (1, 1)]
+    assert len(list((tmp_path / "cache").glob("toy-base-*"))) == 2  # one base per seed
+    for seed in (4, 1):
+        sub = json.loads((tmp_path / "out" / f"seed-{seed}" / "results.json").read_text())
+        assert sub["config"]["recipe"]["pretrain_seed"] == seed and "replicates" not in sub
+    top = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert top["replicates"] == rep and top["config"]["recipe"]["pretrain_seed"] == 4
+    assert ("replicates", 0, 2, "seed 4") in events and ("replicates", 1, 2, "seed 1") in events
+    report = (tmp_path / "out" / "report" / "report.md").read_text()
+    assert "## Claims over seeds" in report and "| held on |" in report
 
 
 def test_threads_are_the_cores_other_work_leaves_free(monkeypatch):

@@ -19,11 +19,18 @@ import contextlib
 import dataclasses
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from wiseft.atomic import atomic_dir
-from wiseft.claims import claim_mix_recovers, claim_sft_collapse, claim_temperature_cannot
+from wiseft.claims import (
+    claim_bias_variance,
+    claim_mix_recovers,
+    claim_sft_collapse,
+    claim_temperature_cannot,
+    replicate_row,
+    replicate_table,
+)
 from wiseft.config import to_dict, write_resolved
 from wiseft.errors import ConfigError
 from wiseft.evaluate.config import EvalConfig
@@ -86,6 +93,12 @@ class DemoConfig:
         missing = [s for s in self.eval_steps if s not in steps]
         if missing:
             raise ConfigError(f"eval steps {missing} are not checkpoint steps; choose among {steps}")
+
+    def for_seed(self, seed: int) -> DemoConfig:
+        """This demo with pretraining and SFT seeded by `seed` (a replicate: its own base)."""
+        return dataclasses.replace(
+            self, recipe=dataclasses.replace(self.recipe, pretrain_seed=seed, sft_seed=seed)
+        )
 
     def eval_config(self) -> EvalConfig:
         """How each variant is sampled, graded and scored (one chunk per variant: the sampler batches it)."""
@@ -153,35 +166,116 @@ def run_demo(
     progress: DemoProgress | None = None,
 ) -> RunResults:
     """Run the demo into `out_dir` (atomically) and return its results (claims and timings included)."""
+    cache = Path(cache_dir) if cache_dir else default_cache_dir()
+    with atomic_dir(out_dir, force=force) as tmp:
+        results = _run_into(cfg, tmp, Path(out_dir), cache, fresh, progress)
+        _finish(tmp, results, report, progress)
+    return results
+
+
+def run_replicates(
+    cfg: DemoConfig,
+    seeds: Sequence[int],
+    out_dir: str | os.PathLike,
+    *,
+    cache_dir: str | os.PathLike | None = None,
+    fresh: bool = False,
+    report: bool = True,
+    force: bool = False,
+    progress: DemoProgress | None = None,
+) -> RunResults:
+    """The whole demo once per seed, into OUT/seed-<s>/ (pretraining and SFT seeded by s, each base
+    cached), and the seed × claim table (`claims.replicate_table`).
+
+    OUT/results.json and OUT/report are the first seed's results with the table added as `replicates`.
+    `progress("replicates", i, len(seeds), "seed s")` marks the start of each seed's stages.
+    """
+    seeds = check_seeds(seeds)
+    cache = Path(cache_dir) if cache_dir else default_cache_dir()
+    with atomic_dir(out_dir, force=force) as tmp:
+        runs = []
+        for i, seed in enumerate(seeds):
+            if progress:
+                progress("replicates", i, len(seeds), f"seed {seed}")
+            sub = f"seed-{seed}"
+            results = _run_into(cfg.for_seed(seed), tmp / sub, Path(out_dir) / sub, cache, fresh, progress)
+            write_results(tmp / sub, results)
+            runs.append(results)
+        if progress:
+            progress("replicates", len(seeds), len(seeds), "done")
+        head = runs[0]
+        head.replicates = replicate_table([_replicate_row(s, r) for s, r in zip(seeds, runs, strict=True)])
+        _finish(tmp, head, report, progress)
+    return head
+
+
+def check_seeds(seeds: Sequence[int]) -> list[int]:
+    """The replicate seeds, checked: at least one, non-negative integers, no repeats."""
+    seeds = list(seeds)
+    if not seeds:
+        raise ConfigError("give at least one seed (--seeds 0,1,2 or --replicates 3)")
+    if any(isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in seeds):
+        raise ConfigError(f"--seeds must be non-negative integers, got {seeds}")
+    repeated = sorted({s for s in seeds if seeds.count(s) > 1})
+    if repeated:
+        raise ConfigError(
+            f"--seeds lists {', '.join(map(str, repeated))} more than once; give each seed once"
+        )
+    return seeds
+
+
+def _replicate_row(seed: int, results: RunResults) -> dict:
+    r = results.config.get("recipe", {})
+    extra = {
+        "pretrain_seed": r.get("pretrain_seed"),
+        "sft_seed": r.get("sft_seed"),
+        "dir": f"seed-{seed}",
+        "mix": (results.roles or {}).get("mix"),
+        "base_cached": (results.base or {}).get("cached"),
+        "seconds": (results.timings or {}).get("total"),
+        "cpu_seconds": round(sum((results.cpu_seconds or {}).values()), 2),
+    }
+    return replicate_row(seed, results.claims or [], extra)
+
+
+def _run_into(
+    cfg: DemoConfig, tmp: Path, out: Path, cache: Path, fresh: bool, progress: DemoProgress | None
+) -> RunResults:
+    """Base, SFT, evaluation and claims in the directory `tmp` (renamed to `out` by the caller)."""
     import torch
 
     clock = Clock()
     load_before = os.getloadavg()[0]
     busy_before = busy_cores_now()
     torch.set_num_threads(choose_threads(cfg.threads, busy_before))
-    cache = Path(cache_dir) if cache_dir else default_cache_dir()
-    with atomic_dir(out_dir, force=force) as tmp:
-        with clock.stage("base"):
-            base, cached = ensure_base(cfg, cache, fresh, progress)
-        with clock.stage("sft"):
-            run = toy.finetune(cfg.recipe, base, tmp / "sft", on_step=_sft_ticks(cfg, progress))
-        with clock.stage("eval"):
-            final = run.checkpoints[max(run.checkpoints)]
-            results = _evaluate(cfg, plan_demo(cfg, run.checkpoints, base), final, tmp, progress)
-        with clock.stage("claims"):
-            _add_claims(cfg, results, base, cached, run.checkpoints)
-        results.paths = {"base": str(base), "sft": str(Path(out_dir) / "sft")}
-        write_resolved(tmp, cfg, name="demo_config.yaml")
-        if report:
-            if progress:
-                progress("report", 0, 1, "plots")
-            with clock.stage("report"):
-                write_report(tmp, results)
-            if progress:
-                progress("report", 1, 1, "done")
-        _add_machine(cfg, results, clock, busy_before, load_before)
-        write_results(tmp, results)
+    with clock.stage("base"):
+        base, cached = ensure_base(cfg, cache, fresh, progress)
+    with clock.stage("sft"):
+        run = toy.finetune(cfg.recipe, base, tmp / "sft", on_step=_sft_ticks(cfg, progress))
+    with clock.stage("eval"):
+        final = run.checkpoints[max(run.checkpoints)]
+        results = _evaluate(cfg, plan_demo(cfg, run.checkpoints, base), final, tmp, progress)
+    with clock.stage("claims"):
+        _add_claims(cfg, results, base, cached, run.checkpoints)
+    results.paths = {"base": str(base), "sft": str(out / "sft")}
+    write_resolved(tmp, cfg, name="demo_config.yaml")
+    _add_machine(cfg, results, clock, busy_before, load_before)
     return results
+
+
+def _finish(tmp: Path, results: RunResults, report: bool, progress: DemoProgress | None) -> None:
+    """The report (timed into the results) and results.json."""
+    if report:
+        if progress:
+            progress("report", 0, 1, "plots")
+        t0, c0 = time.perf_counter(), time.process_time()
+        write_report(tmp, results)
+        results.timings["report"] = round(time.perf_counter() - t0, 2)
+        results.timings["total"] = round(results.timings["total"] + results.timings["report"], 2)
+        results.cpu_seconds["report"] = round(time.process_time() - c0, 2)
+        if progress:
+            progress("report", 1, 1, "done")
+    write_results(tmp, results)
 
 
 def _sft_ticks(cfg: DemoConfig, progress: DemoProgress | None):
@@ -244,6 +338,7 @@ def _add_claims(cfg: DemoConfig, results: RunResults, base: Path, cached: bool, 
         claim_sft_collapse(tables, early, final),
         claim_mix_recovers(tables, best.variant, final),
         claim_temperature_cannot(tables, best.variant, {final: 1.0, **temps}),
+        claim_bias_variance(tables, best.variant, final, temps),
     ]
 
 
@@ -259,6 +354,7 @@ def _add_machine(cfg: DemoConfig, results: RunResults, clock: Clock, busy_before
     results.machine = {
         "torch_threads": torch.get_num_threads(),
         "micro_batches": cfg.recipe.micro_batches,
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),  # the vector ISA torch dispatched to
         "cpu_count": os.cpu_count(),
         "busy_cores_before": round(busy_before, 2),
         "loadavg_1min_before": round(load_before, 2),

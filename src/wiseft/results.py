@@ -121,7 +121,7 @@ class RunResults:
     """An evaluation run: its resolved config, the versions that ran it, the task, every variant in
     evaluation order and the best one. Trajectories add `early_step`; the demo adds `base`, `roles`
     (which variants are early, final, the chosen mix, the temperatures), `claims`, `paths`, `timings`,
-    `cpu_seconds` and `machine`."""
+    `cpu_seconds` and `machine`; a demo over several seeds adds `replicates` (`claims.replicate_table`)."""
 
     config: dict
     versions: dict
@@ -136,6 +136,7 @@ class RunResults:
     timings: dict | None = None
     cpu_seconds: dict | None = None
     machine: dict | None = None
+    replicates: dict | None = None
 
     def variant(self, name: str) -> VariantResult:
         for v in self.variants:
@@ -154,7 +155,7 @@ class RunResults:
                 out[key] = getattr(self, key)
         if self.claims is not None:
             out["claims"] = [c.as_dict() for c in self.claims]
-        for key in ("paths", "timings", "cpu_seconds", "machine"):
+        for key in ("paths", "timings", "cpu_seconds", "machine", "replicates"):
             if getattr(self, key) is not None:
                 out[key] = getattr(self, key)
         return out
@@ -188,6 +189,7 @@ class RunResults:
             timings=data.get("timings") if isinstance(data.get("timings"), dict) else None,
             cpu_seconds=data.get("cpu_seconds") if isinstance(data.get("cpu_seconds"), dict) else None,
             machine=data.get("machine") if isinstance(data.get("machine"), dict) else None,
+            replicates=_replicates(data.get("replicates"), source),
         )
 
 
@@ -202,6 +204,18 @@ def metrics_json(summaries: list[tuple[str | None, dict]], grader: str | None, s
     if source is not None:
         body["source"] = source
     return body
+
+
+def _replicates(obj: Any, source: str) -> dict | None:
+    """The replicate table of a demo over several seeds, checked where the report reads it."""
+    if obj is None:
+        return None
+    rows = obj.get("rows") if isinstance(obj, dict) else None
+    if not isinstance(rows, list) or not all(
+        isinstance(r, dict) and isinstance(r.get("held"), dict) for r in rows
+    ):
+        raise ConfigError(f"{source}: field 'replicates' must hold 'rows', each with a 'held' object")
+    return obj
 
 
 def _mapping(data: dict, key: str) -> dict:

@@ -32,6 +32,14 @@ def register(subparsers) -> None:
     p.add_argument("--delta", default=None, help="δ grid of the early⊕final mixes, e.g. 0.25,0.5,0.75")
     p.add_argument("--temperature", default=None, help="temperatures of the final model, e.g. 0.7,1.3,1.6")
     p.add_argument("--threads", type=int, default=0, help="CPU threads (0: torch's default)")
+    seeds = p.add_mutually_exclusive_group()
+    seeds.add_argument(
+        "--seeds",
+        default=None,
+        help="run the whole story once per seed (pretraining and SFT seeded by it, each base cached), "
+        "e.g. 0,1,2, and print the seed × claim table",
+    )
+    seeds.add_argument("--replicates", type=int, default=None, help="= --seeds 0,1,…,N-1")
     p.set_defaults(func=run)
 
 
@@ -47,6 +55,29 @@ def _floats(text: str | None, flag: str) -> tuple[float, ...] | None:
     if not values:
         raise ConfigError(f"{flag} is empty; give comma-separated numbers")
     return values
+
+
+def parse_seeds(args) -> list[int] | None:
+    """The replicate seeds of --seeds or --replicates (None: one run), checked before any work."""
+    from wiseft.demo import check_seeds
+    from wiseft.errors import ConfigError
+
+    if args.replicates is not None:
+        if args.replicates < 1:
+            raise ConfigError(f"--replicates must be at least 1, got {args.replicates}")
+        seeds = list(range(args.replicates))
+    elif args.seeds is not None:
+        try:
+            seeds = [int(x) for x in args.seeds.split(",") if x.strip()]
+        except ValueError:
+            raise ConfigError(f"--seeds must be comma-separated integers, got {args.seeds!r}") from None
+    else:
+        return None
+    if args.pretrain_seed is not None or args.sft_seed is not None:
+        raise ConfigError(
+            "--seeds/--replicates set the pretraining and SFT seeds; drop --pretrain-seed/--sft-seed"
+        )
+    return check_seeds(seeds)
 
 
 def build_config(args):
@@ -85,57 +116,79 @@ def build_config(args):
 
 def run(args) -> int:
     from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
     from transformers.utils import logging as hf_logging
 
     from wiseft.atomic import check_output_dir
-    from wiseft.demo import base_path, default_cache_dir, run_demo
+    from wiseft.demo import base_path, default_cache_dir, run_demo, run_replicates
 
     hf_logging.disable_progress_bar()  # transformers' per-load bars would interleave with ours
     hf_logging.set_verbosity_error()  # training feeds right-padded rows without a mask on purpose
     console = Console(stderr=True)
     cfg = build_config(args)
+    seeds = parse_seeds(args)
     out = Path(args.output or f"wiseft-out/demo-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}")
     check_output_dir(out, args.force)
     cache = Path(args.cache_dir) if args.cache_dir else default_cache_dir()
-    cached = (base_path(cfg, cache) / "model.safetensors").is_file() and not args.fresh
-    console.print(
-        f"[bold]wiseft demo[/]: base model {'cached in' if cached else 'to build into'} {base_path(cfg, cache)}"
-    )
-    labels = {
-        "pretrain": "1/4 pretrain the sloppy base",
-        "sft": f"2/4 SFT on {cfg.recipe.n_sft} clean problems",
-        "eval": "3/4 sample, grade, summarise",
-        "report": "4/4 report",
-    }
-    with Progress(
-        TextColumn("{task.description:34}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[detail]}"),
-        TimeElapsedColumn(),
-        console=console,
-    ) as bar:
-        tasks: dict[str, int] = {}
-        lines = LogLines(console)
-
-        def progress(stage, done, total, detail):
-            if stage not in tasks:
-                tasks[stage] = bar.add_task(labels.get(stage, stage), total=total, detail="")
-            bar.update(tasks[stage], completed=done, total=total, detail=detail)
-            lines.update(stage, labels.get(stage, stage), done, total, detail)
-
-        results = run_demo(
-            cfg,
-            out,
-            cache_dir=cache,
-            fresh=args.fresh,
-            report=not args.no_report,
-            force=args.force,
-            progress=progress,
-        )
+    options = dict(cache_dir=cache, fresh=args.fresh, report=not args.no_report, force=args.force)
+    with DemoProgress(console, cfg) as progress:
+        if seeds is None:
+            cached = (base_path(cfg, cache) / "model.safetensors").is_file() and not args.fresh
+            where = "cached in" if cached else "to build into"
+            console.print(f"[bold]wiseft demo[/]: base model {where} {base_path(cfg, cache)}")
+            results = run_demo(cfg, out, progress=progress, **options)
+        else:
+            console.print(
+                f"[bold]wiseft demo[/]: {len(seeds)} replicates, seeds {', '.join(map(str, seeds))}"
+            )
+            results = run_replicates(cfg, seeds, out, progress=progress, **options)
     show(results, Console(), out, report=not args.no_report)
     return 0
+
+
+class DemoProgress:
+    """Live bars on a terminal, plain lines when piped (`LogLines`); a replicate's bars restart per seed."""
+
+    def __init__(self, console, cfg):
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self.bar = Progress(
+            TextColumn("{task.description:40}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[detail]}"),
+            TimeElapsedColumn(),
+            console=console,
+        )
+        self.lines = LogLines(console)
+        self.tasks: dict[str, int] = {}
+        self.seed = ""
+        self.labels = {
+            "replicates": "replicates",
+            "pretrain": "1/4 pretrain the sloppy base",
+            "sft": f"2/4 SFT on {cfg.recipe.n_sft} clean problems",
+            "eval": "3/4 sample, grade, summarise",
+            "report": "4/4 report",
+        }
+
+    def __enter__(self):
+        self.bar.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        return self.bar.__exit__(*exc)
+
+    def __call__(self, stage, done, total, detail):
+        if stage == "replicates" and done < total:
+            for key in [k for k in self.tasks if k != "replicates"]:
+                self.bar.remove_task(self.tasks.pop(key))
+            self.seed = f"{detail} · "
+        label = self.labels.get(stage, stage)
+        if stage not in ("replicates", "report"):
+            label = self.seed + label
+        if stage not in self.tasks:
+            self.tasks[stage] = self.bar.add_task(label, total=total, detail="")
+        self.bar.update(self.tasks[stage], completed=done, total=total, detail=detail)
+        self.lines.update((self.seed, stage), label, done, total, detail)
 
 
 def _cell(metric) -> str:
@@ -190,6 +243,8 @@ def show(results, console, out: Path, report: bool) -> None:
         mark = "[green]held[/]" if c.held else "[red]did not hold[/]"
         claims.add_row(mark, f"({c.key}) {c.statement}", c.evidence)
     console.print(claims)
+    if results.replicates:
+        console.print(replicate_view(results.replicates))
     t, cpu = results.timings, results.cpu_seconds or {}
     timing = Table(title="where the time went (seconds)")
     timing.add_column("stage")
@@ -221,7 +276,38 @@ def show(results, console, out: Path, report: bool) -> None:
             "(other processes slow the demo)"
         )
     held = sum(c.held for c in results.claims)
-    console.print(f"{held}/{len(results.claims)} claims held. Results: [bold]{out / 'results.json'}[/]")
+    first = f" on seed {results.replicates['seeds'][0]}" if results.replicates else ""
+    console.print(
+        f"{held}/{len(results.claims)} claims held{first}. Results: [bold]{out / 'results.json'}[/]"
+    )
+    if results.replicates:
+        rep = results.replicates
+        counts = ", ".join(f"({k}) {rep['held'][k]}/{rep['n']}" for k in rep["claims"])
+        console.print(f"Over {rep['n']} seeds: {counts}; all claims on {rep['all_held']}/{rep['n']} seeds.")
     if report:
         console.print(f"Report: [bold]{out / 'report' / 'report.html'}[/] (and report.md)")
     console.print(f"Output directory: [bold]{out}[/]")
+
+
+def replicate_view(rep: dict):
+    """The seed × claim table: held or not, with the paired effects behind each claim."""
+    from rich.table import Table
+
+    from wiseft.claims import effect_text
+
+    table = Table(title="the claims over seeds (paired 95% bootstrap intervals)", show_lines=True)
+    table.add_column("seed", justify="right")
+    for key in rep["claims"]:
+        table.add_column(f"({key})")
+    table.add_column("all", justify="center")
+    for row in rep["rows"]:
+        cells = []
+        for key in rep["claims"]:
+            mark = "[green]held[/]" if row["held"].get(key) else "[red]did not hold[/]"
+            cells.append("\n".join([mark] + [effect_text(d) for d in row["effects"].get(key, [])]))
+        every = all(row["held"].get(k) for k in rep["claims"])
+        table.add_row(str(row["seed"]), *cells, "[green]yes[/]" if every else "[red]no[/]")
+    table.add_row(
+        "held on", *[f"{rep['held'][k]}/{rep['n']}" for k in rep["claims"]], f"{rep['all_held']}/{rep['n']}"
+    )
+    return table

@@ -17,6 +17,7 @@ import yaml
 
 from wiseft import __version__
 from wiseft.report.data import Results, Stat, VariantView, as_stat, metric_label
+from wiseft.report.replicates import replicate_table
 
 TITLE = "wiseft report"
 
@@ -139,12 +140,19 @@ def _md_cell(s: str) -> str:
     return s.replace("|", "\\|").replace("\n", " ")
 
 
+def _md_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    out = ["| " + " | ".join(_md_cell(h) for h in header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    return out + ["| " + " | ".join(_md_cell(c) for c in row) + " |" for row in rows]
+
+
 def markdown(res: Results, plots: Sequence[tuple[str, str, str]], metric_names: Sequence[str]) -> str:
     """`plots`: (file name, title, caption) of each PNG written beside the report."""
     out = [f"# {TITLE}", "", f"Source: `{res.source}` · {meta_line(res)}", ""]
     out += ["## Best variant", ""] + [f"- {line}" for line in best_lines(res)] + [""]
     if res.claims:
         out += ["## Claims checked on this run", ""] + [f"- {text}" for _, text in claim_lines(res)] + [""]
+    if rep := replicate_table(res.replicates):
+        out += ["## Claims over seeds", "", rep[2], "", *_md_table(rep[0], rep[1]), ""]
     out += ["## Plots", ""]
     if not plots:
         out += ["No plot has data in these results.", ""]
@@ -152,9 +160,7 @@ def markdown(res: Results, plots: Sequence[tuple[str, str, str]], metric_names: 
         out += [f"### {title}", "", caption, "", f"![{title}]({fname})", ""]
     header, rows = table(res, metric_names)
     out += ["## Variants", "", "Metrics in percent with 95% bootstrap intervals over problems.", ""]
-    out.append("| " + " | ".join(_md_cell(h) for h in header) + " |")
-    out.append("|" + "|".join("---" for _ in header) + "|")
-    out += ["| " + " | ".join(_md_cell(c) for c in row) + " |" for row in rows]
+    out += _md_table(header, rows)
     out += ["", "## Versions", ""]
     out += [f"- {name}: `{value}`" for name, value in versions(res)]
     out += ["", "## Config", "", "```yaml", config_text(res), "```", ""]
@@ -194,6 +200,15 @@ def html_doc(res: Results, plots: Sequence[tuple[str, str, str, bytes]], metric_
         for held, text in claim_lines(res):
             parts.append(f'<li class="{"held" if held else "failed"}">{e(text)}</li>')
         parts.append("</ul>")
+    if rep := replicate_table(res.replicates):
+        parts += [
+            "<h2>Claims over seeds</h2>",
+            f"<p>{e(rep[2])}</p>",
+            '<div class="scroll"><table><thead><tr>',
+        ]
+        parts += ["".join(f"<th>{e(h)}</th>" for h in rep[0]) + "</tr></thead><tbody>"]
+        parts += ["<tr>" + "".join(f"<td>{e(c)}</td>" for c in row) + "</tr>" for row in rep[1]]
+        parts.append("</tbody></table></div>")
     parts.append("<h2>Plots</h2>")
     if not plots:
         parts.append("<p>No plot has data in these results.</p>")

@@ -176,7 +176,7 @@ TINY = toy.ToyRecipe(
     pretrain_batch=16,
     sft_steps=4,
     sft_batch=4,
-    sft_save_every=2,
+    sft_halvings=1,
     warmup_steps=1,
     threads=1,
 )
@@ -186,9 +186,8 @@ TINY_DEMO = DemoConfig(
     ks=(1, 2, 8),
     deltas=(0.5,),
     temperatures=(1.5,),
-    early_step=2,
-    eval_steps=(2,),
     n_eval=10,
+    n_val=2,
     n_boot=50,
 )
 
@@ -315,8 +314,9 @@ def test_busy_cores_are_read_from_the_cpu_counters(monkeypatch):
     [
         ({"select_metric": "best@4"}, "select_metric 'best@4'"),
         ({"early_step": 70}, "--early-step 70 is not a checkpoint step"),
-        ({"eval_steps": (75, 80)}, "eval steps [80] are not checkpoint steps"),
+        ({"eval_steps": (40, 80, 70)}, "eval steps [70] are not checkpoint steps"),
         ({"n_eval": 401}, "--n-eval must lie in 1..400"),
+        ({"n_eval": 350, "n_val": 51}, "--n-val must lie in 0..50"),
     ],
 )
 def test_demo_config_names_the_bad_setting(changes, message):

@@ -40,7 +40,7 @@ from wiseft.evaluate.plan import VariantSpec, variant_name
 from wiseft.evaluate.session import EvalSession
 from wiseft.merge.recipe import Recipe
 from wiseft.paired import PairedTables
-from wiseft.results import RunResults, Selection
+from wiseft.results import RunResults, Selection, VariantResult
 from wiseft.tasks import get_task
 from wiseft.train import toy
 
@@ -56,9 +56,10 @@ class DemoConfig:
     ks: tuple[int, ...] = (1, 2, 4, 8, 16, 32)
     deltas: tuple[float, ...] = (0.25, 0.5, 0.75)
     temperatures: tuple[float, ...] = (0.7, 1.3, 1.6)
-    early_step: int = 75
-    eval_steps: tuple[int, ...] = (75, 150, 300, 450, 600)  # SFT checkpoints evaluated (+ early, final)
-    n_eval: int = 300  # held-out problems evaluated (docs/TOY-LOG.md)
+    early_step: int | None = None  # None: the recipe's rule, its first SFT checkpoint
+    eval_steps: tuple[int, ...] | None = None  # SFT checkpoints evaluated (None: all; + early, final)
+    n_eval: int = 300  # held-out problems the claims are checked on (docs/TOY-LOG.md)
+    n_val: int = 100  # the next test problems, which choose the mix (0: choose in-sample)
     sample_seed: int = 0
     n_boot: int = 1000
     max_new_tokens: int = 16
@@ -76,21 +77,35 @@ class DemoConfig:
             raise ConfigError(
                 f"--n-eval must lie in 1..{self.recipe.n_test} (the test problems), got {self.n_eval}"
             )
+        if not 0 <= self.n_val <= self.recipe.n_test - self.n_eval:
+            raise ConfigError(
+                f"--n-val must lie in 0..{self.recipe.n_test - self.n_eval} (the test problems beyond "
+                f"--n-eval {self.n_eval}), got {self.n_val}"
+            )
         if not self.deltas:
             raise ConfigError("give at least one --delta")
         if any(not 0 < d < 1 for d in self.deltas):
             raise ConfigError(f"--delta values must lie strictly between 0 and 1, got {self.deltas}")
         self._check_steps()
 
+    @property
+    def early(self) -> int:
+        """The early checkpoint's step: `early_step`, else the recipe's first checkpoint (a rule fixed in
+        advance, never chosen by looking at the outcome)."""
+        return self.early_step if self.early_step is not None else self.recipe.early_step
+
+    @property
+    def steps(self) -> tuple[int, ...]:
+        """The SFT checkpoints evaluated."""
+        return self.eval_steps if self.eval_steps is not None else tuple(self.recipe.checkpoint_steps())
+
     def _check_steps(self) -> None:
-        steps = self.recipe.sft_config().checkpoint_steps()
-        if self.early_step not in steps:
-            raise ConfigError(
-                f"--early-step {self.early_step} is not a checkpoint step; choose one of {steps}"
-            )
-        if self.early_step == self.recipe.sft_steps:
+        steps = self.recipe.checkpoint_steps()
+        if self.early not in steps:
+            raise ConfigError(f"--early-step {self.early} is not a checkpoint step; choose one of {steps}")
+        if self.early == self.recipe.sft_steps:
             raise ConfigError("--early-step must come before the last SFT step")
-        missing = [s for s in self.eval_steps if s not in steps]
+        missing = [s for s in self.steps if s not in steps]
         if missing:
             raise ConfigError(f"eval steps {missing} are not checkpoint steps; choose among {steps}")
 
@@ -138,9 +153,9 @@ def plan_demo(cfg: DemoConfig, checkpoints: dict[int, Path], base: Path) -> list
     """In evaluation order: the base, the SFT checkpoints, the early⊕final mixes, the final model's
     temperatures. Models evaluated as they are use linear weights (1.0,) over themselves."""
     final_step = max(checkpoints)
-    early, final = str(checkpoints[cfg.early_step]), str(checkpoints[final_step])
+    early, final = str(checkpoints[cfg.early]), str(checkpoints[final_step])
     specs = [VariantSpec("base,T=1", "base", 1.0, mix=(1.0,), anchors=(str(base),))]
-    wanted = set(cfg.eval_steps) | {cfg.early_step, final_step}
+    wanted = set(cfg.steps) | {cfg.early, final_step}
     for step, path in checkpoints.items():
         if step in wanted:
             specs.append(VariantSpec(variant_name(None, 1.0, step), "checkpoint", 1.0, step=step, mix=(1.0,),
@@ -254,9 +269,9 @@ def _run_into(
         run = toy.finetune(cfg.recipe, base, tmp / "sft", on_step=_sft_ticks(cfg, progress))
     with clock.stage("eval"):
         final = run.checkpoints[max(run.checkpoints)]
-        results = _evaluate(cfg, plan_demo(cfg, run.checkpoints, base), final, tmp, progress)
+        results, validation = _evaluate(cfg, plan_demo(cfg, run.checkpoints, base), final, tmp, progress)
     with clock.stage("claims"):
-        _add_claims(cfg, results, base, cached, run.checkpoints)
+        _add_claims(cfg, results, validation, base, cached, run.checkpoints)
     results.paths = {"base": str(base), "sft": str(out / "sft")}
     write_resolved(tmp, cfg, name="demo_config.yaml")
     _add_machine(cfg, results, clock, busy_before, load_before)
@@ -290,32 +305,70 @@ def _sft_ticks(cfg: DemoConfig, progress: DemoProgress | None):
 
 def _evaluate(
     cfg: DemoConfig, specs: list[VariantSpec], final: Path, out: Path, progress: DemoProgress | None
-) -> RunResults:
-    """Sample, grade and summarise every variant with one model (built from the final checkpoint), one
-    store and one grader."""
+) -> tuple[RunResults, list[VariantResult]]:
+    """Sample, grade and summarise every variant on the claims' problems, then the mixes on the
+    validation problems (which choose the mix), with one model (built from the final checkpoint), one
+    store and one grader. Returns the results and the mixes' validation results."""
     r = cfg.recipe
     task = get_task("toy", seed=r.data_seed, n_sft=r.n_sft, n_test=r.n_test)
-    task = task.subset([p.id for p in task.problems[: cfg.n_eval]])
+    ids = [p.id for p in task.problems]
+    parts = [("demo", task.subset(ids[: cfg.n_eval]), specs)]
+    if cfg.n_val:
+        val = task.subset(ids[cfg.n_eval : cfg.n_eval + cfg.n_val])
+        parts.append(("demo-validation", val, [s for s in specs if s.kind == "mix"]))
     engine = hf_engine(final, "cpu", threads=None)
-    order = {s.name: i for i, s in enumerate(specs)}
-    total = len(specs) * len(task.problems)
+    total = sum(len(t.problems) * len(ss) for _, t, ss in parts)
+    ecfg, before, timings, evaluated = cfg.eval_config(), 0, {}, []
+    for command, part, part_specs in parts:
+        order = {s.name: i for i, s in enumerate(part_specs)}
+        tag = " (validation)" if command != "demo" else ""
 
-    def tick(name, stage, done, n_problems):
-        if progress and stage == "sample":
-            progress("eval", order[name] * n_problems + done, total, name)
+        def tick(name, stage, done, n_problems, before=before, order=order, tag=tag):
+            if progress and stage == "sample":
+                progress("eval", before + order[name] * n_problems + done, total, name + tag)
 
-    ecfg = cfg.eval_config()
-    with EvalSession.open(ecfg, task, engine, out, "demo", tick, run_config=to_dict(cfg)) as session:
-        variants = session.evaluate_all(specs)
-        results = session.results(variants, None)
+        with EvalSession.open(ecfg, part, engine, out, command, tick, run_config=to_dict(cfg)) as session:
+            evaluated.append(session.evaluate_all(part_specs))
+            if command == "demo":
+                results = session.results(evaluated[0], None)
+        for k, v in session.timings.as_dict().items():
+            timings[f"eval.{k}"] = round(timings.get(f"eval.{k}", 0.0) + v, 3)
+        before += len(part.problems) * len(part_specs)
     results.config = to_dict(cfg)
     results.task = {"name": "toy", "n_problems": cfg.n_eval, "source": f"toy generator seed {r.data_seed}"}
-    results.timings = {f"eval.{k}": v for k, v in session.timings.as_dict().items()}
-    return results
+    results.timings = timings
+    return results, evaluated[1] if cfg.n_val else []
 
 
-def _add_claims(cfg: DemoConfig, results: RunResults, base: Path, cached: bool, checkpoints: dict) -> None:
-    """The best mix (in-sample, among the mixes), the roles of the variants and the paper's claims."""
+def choose_mix(cfg: DemoConfig, mixes: list[VariantResult], validation: list[VariantResult]) -> Selection:
+    """The mix with the highest `cfg.select_metric` on the validation problems (reported on the claims'
+    problems, each mix's two values in its `splits`), or in-sample when there are none (`n_val` 0)."""
+    metric, deltas = cfg.select_metric, list(cfg.deltas)
+    if not validation:
+        how = (
+            f"highest {metric} among the mixes δ ∈ {deltas}, on all {cfg.n_eval} evaluated test problems "
+            "(in-sample: the demo's claims use the same problems)"
+        )
+        return Selection.highest(mixes, metric, how)
+    on_val = {v.name: v.summary["metrics"][metric] for v in validation}
+    for v in mixes:
+        v.splits = {
+            "validation": {"n_problems": cfg.n_val, metric: on_val[v.name]},
+            "test": {"n_problems": cfg.n_eval, metric: v.summary["metrics"][metric]},
+        }
+    best = max(mixes, key=lambda v: on_val[v.name]["value"])  # ties: the smallest δ
+    how = (
+        f"highest {metric} among the mixes δ ∈ {deltas} on {cfg.n_val} validation problems (test problems "
+        f"{cfg.n_eval + 1}–{cfg.n_eval + cfg.n_val}); the claims are checked on the other {cfg.n_eval}"
+    )
+    return Selection(metric, best.name, how, on_val[best.name], best.summary["metrics"][metric])
+
+
+def _add_claims(
+    cfg: DemoConfig, results: RunResults, validation: list[VariantResult], base: Path, cached: bool,
+    checkpoints: dict,
+) -> None:  # fmt: skip
+    """The chosen mix, the roles of the variants and the paper's claims."""
     variants = results.variants
     final_step = max(checkpoints)
     ckpt = {v.step: v.name for v in variants if v.kind == "checkpoint"}
@@ -324,16 +377,11 @@ def _add_claims(cfg: DemoConfig, results: RunResults, base: Path, cached: bool, 
     tables = PairedTables(
         {v.name: v.per_problem for v in variants}, cfg.ks, seed=cfg.sample_seed, n_boot=cfg.n_boot
     )
-    metric = cfg.select_metric
-    early, final = ckpt[cfg.early_step], ckpt[final_step]
-    how = (
-        f"highest {metric} among the mixes δ ∈ {list(cfg.deltas)}, on all {cfg.n_eval} evaluated test problems "
-        "(in-sample: the demo's claims use the same problems)"
-    )
-    results.best = best = Selection.highest(mixes, metric, how)
+    early, final = ckpt[cfg.early], ckpt[final_step]
+    results.best = best = choose_mix(cfg, mixes, validation)
     results.base = {"path": str(base), "cached": cached, "key": cfg.recipe.base_key()}
     results.roles = {"early": early, "final": final, "mix": best.variant, "temperatures": list(temps)}
-    results.early_step = cfg.early_step
+    results.early_step = cfg.early
     results.claims = [  # the final model at T=1 is a temperature of the final model too
         claim_sft_collapse(tables, early, final),
         claim_mix_recovers(tables, best.variant, final),

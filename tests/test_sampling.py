@@ -9,7 +9,7 @@ import torch
 from support.sampling import forbid_tokens, tiny_model_dir
 from transformers import AutoTokenizer
 
-from wiseft.errors import SamplingError
+from wiseft.errors import CheckpointError, SamplingError
 from wiseft.sampling import Completion, Sampler, SamplingParams
 from wiseft.sampling.fake import ScriptedSampler
 from wiseft.sampling.hf import HFSampler
@@ -260,8 +260,8 @@ def test_shared_prompts_let_more_rows_into_a_batch(tiny):
     assert shared.plan_batches([long_prompt] * 6, n, params) == [[0, 1, 2, 3, 4, 5]]
 
 
-def test_bad_model_path_is_a_sampling_error(tmp_path):
-    with pytest.raises(SamplingError, match=f"model {tmp_path} has no config.json"):
+def test_bad_model_path_is_a_one_line_error_naming_it(tmp_path):
+    with pytest.raises(CheckpointError, match=f"{tmp_path} has no config.json"):
         HFSampler.from_pretrained(tmp_path, device="cpu")
 
 

@@ -5,7 +5,7 @@ import json
 import pytest
 from support.grading import DATA
 
-from wiseft.errors import TaskError
+from wiseft.errors import ConfigError, TaskError
 from wiseft.tasks import INSTRUCTION, Problem, Task, get_task, register_task, split_problems, task_names
 from wiseft.tasks.builtin import gsm8k_gold
 
@@ -108,18 +108,54 @@ def test_malformed_data_file(tmp_path):
         get_task("math", data=bad)
 
 
-def test_offline_hub_is_a_clear_error(monkeypatch):
+def test_a_hub_that_fails_is_a_clear_error(monkeypatch):
     import datasets
+
+    from wiseft.tasks import builtin
 
     def offline(*args, **kwargs):
         raise ConnectionError("Couldn't reach the Hub (OfflineModeIsEnabled)")
 
     monkeypatch.delenv("WISEFT_DATA", raising=False)
+    monkeypatch.setattr(builtin, "hub_reachable", lambda: True)
     monkeypatch.setattr(datasets, "load_dataset", offline)
     with pytest.raises(
         TaskError, match="could not load openai/gsm8k from the Hugging Face Hub.*pass --data PATH"
     ):
         get_task("gsm8k")
+
+
+def test_an_unreachable_hub_fails_fast_without_asking_it(monkeypatch):
+    import datasets
+
+    from wiseft.tasks import builtin
+
+    def never(*args, **kwargs):
+        raise AssertionError("datasets was asked although the Hub is known to be unreachable")
+
+    monkeypatch.delenv("WISEFT_DATA", raising=False)
+    monkeypatch.setattr(builtin, "hub_reachable", lambda: False)
+    monkeypatch.setattr(datasets, "load_dataset", never)
+    with pytest.raises(TaskError, match="no --data given and .*pass --data PATH"):
+        get_task("gsm8k")
+
+
+@pytest.mark.parametrize("env, want", [("1", False), ("true", False)])
+def test_hf_hub_offline_means_unreachable_without_a_connection(monkeypatch, env, want):
+    import socket
+
+    from wiseft import network
+
+    def no_socket(*args, **kwargs):
+        raise AssertionError("a connection was attempted although HF_HUB_OFFLINE is set")
+
+    network.hub_reachable.cache_clear()
+    monkeypatch.setenv("HF_HUB_OFFLINE", env)
+    monkeypatch.setattr(socket, "create_connection", no_socket)
+    try:
+        assert network.hub_reachable() is want
+    finally:
+        network.hub_reachable.cache_clear()
 
 
 def test_directory_without_the_task(tmp_path):
@@ -152,7 +188,7 @@ def test_prompts_plain_and_chat():
     assert chat == f"<|user|>{p.question}\n{INSTRUCTION}<|assistant|>"
     with pytest.raises(TaskError, match="needs a tokenizer with a chat template.*--prompt plain"):
         task.prompt(p, style="chat", tokenizer=object())
-    with pytest.raises(TaskError, match="prompt style must be one of plain, chat"):
+    with pytest.raises(ConfigError, match="--prompt must be one of plain, paper, gsm8k-cot, minerva, chat"):
         task.prompt(p, style="fancy")
     assert "\nProblem:" in task.stop
 

@@ -11,7 +11,7 @@ from wiseft.checkpoints import find_checkpoints
 from wiseft.cli import main
 from wiseft.errors import ConfigError, TrainError
 from wiseft.tasks import toy as world
-from wiseft.train import checkpoints, data, sft, toy
+from wiseft.train import data, optim_state, sft, toy
 
 SMALL = toy.ToyModelConfig(hidden=32, layers=1, heads=2, intermediate=64, max_positions=64)
 
@@ -139,7 +139,7 @@ def test_training_writes_loadable_hf_checkpoints_and_lowers_the_loss(tmp_path):
     assert {"config.json", "model.safetensors", "tokenizer.json", "trainer_state.json"} <= {
         p.name for p in last.iterdir()
     }
-    assert not (last / checkpoints.OPTIMIZER_FILE).exists()  # only with save_optimizer
+    assert not (last / optim_state.TENSORS_FILE).exists()  # only with save_optimizer
     loaded = AutoModelForCausalLM.from_pretrained(last)
     for (name, a), b in zip(model.state_dict().items(), loaded.state_dict().values(), strict=True):
         assert torch.equal(a, b), name

@@ -2,16 +2,17 @@
 
 A name that is not an existing directory and looks like `org/model` is resolved with
 `huggingface_hub.snapshot_download`, restricted to safetensors, JSON and tokenizer files (never pickles).
-Offline (`HF_HUB_OFFLINE=1`) or unknown names fail with a HubError that says what to do.
+Offline (`HF_HUB_OFFLINE=1`, or the Hub not answering: `wiseft.network`) only the local Hugging Face cache
+is used; unknown names fail with a HubError that says what to do.
 """
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 
 from wiseft.errors import CheckpointError, HubError
+from wiseft.network import hub_reachable, why_offline
 
 ALLOW_PATTERNS = ["*.safetensors", "*.json", "tokenizer.model", "*.txt", "*.jinja"]
 _HUB_NAME = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
@@ -35,10 +36,6 @@ def resolve(name: str) -> Path:
     return _download(name)
 
 
-def _offline() -> bool:
-    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in {"1", "true", "yes", "on"}
-
-
 def _download(repo_id: str) -> Path:
     try:
         from huggingface_hub import snapshot_download
@@ -50,11 +47,11 @@ def _download(repo_id: str) -> Path:
         )
     except ImportError as exc:  # pragma: no cover - a pinned dependency
         raise HubError(f"{repo_id} is not a local directory and huggingface_hub is not installed") from exc
-    offline = _offline()
+    offline = not hub_reachable()  # decided once, in seconds, instead of retrying for half a minute
     try:
         local = snapshot_download(repo_id, allow_patterns=ALLOW_PATTERNS, local_files_only=offline)
     except LocalEntryNotFoundError as exc:
-        why = "the Hub is offline (HF_HUB_OFFLINE=1)" if offline else "the Hub could not be reached"
+        why = why_offline() if offline else "the Hub could not be reached"
         raise HubError(
             f"{repo_id} is not a local directory and {why}, and it is not in the local Hugging Face cache; "
             "download it first (huggingface-cli download) or pass a local path"

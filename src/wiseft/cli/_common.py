@@ -4,12 +4,14 @@ and the closing table."""
 from __future__ import annotations
 
 import argparse
-import sys
 from typing import Any
 
-from wiseft.cli.progress import LogLines
+from wiseft.cli.progress import LogLines, stdout_console
 from wiseft.config import add_options, load
-from wiseft.results import RunResults
+from wiseft.results import RunResults, check_selection
+
+# The metric families of a summary, in table order (best@k and wmaj@k exist only with verifier scores).
+METRIC_FAMILIES = ("pass", "maj", "best", "wmaj")
 
 
 def add_eval_args(p: argparse.ArgumentParser, cls: type, default_out: str) -> None:
@@ -63,11 +65,8 @@ class ProgressView:
 
 
 def table_console():
-    """The console for final tables: the terminal's width, or 140 columns when output is piped (a log
-    file should keep every column rather than squeeze them to 80)."""
-    from rich.console import Console
-
-    return Console() if sys.stdout.isatty() else Console(width=140)
+    """The console for final tables (`progress.stdout_console`)."""
+    return stdout_console()
 
 
 def interval(m: dict | None, digits: int = 2) -> str:
@@ -77,19 +76,21 @@ def interval(m: dict | None, digits: int = 2) -> str:
 
 
 def results_table(console, results: RunResults, title: str) -> None:
-    """One row per variant: Pass@1, Pass@k and maj@k at the largest k (with intervals), distinct answers
-    and mean tokens. Every k is in results.json and the report; the terminal gets the headline."""
+    """One row per variant: Pass@k at every k the run asked for and maj@k at the largest, with intervals;
+    distinct answers and mean tokens. Everything else is in results.json and the report."""
     from rich.table import Table
 
-    top = max(results.config["k"])
-    names = ["pass@1"] + ([f"pass@{top}", f"maj@{top}"] if top > 1 else [])
+    ks = sorted(results.config["k"])
+    names = [f"pass@{k}" for k in ks] + ([f"maj@{ks[-1]}"] if ks[-1] > 1 else [])
     table = Table(title=title, caption="value [95% bootstrap interval over problems]")
     table.add_column("variant", no_wrap=True)
     for name in names:
         table.add_column(name, justify="right", no_wrap=True)
     table.add_column("distinct", justify="right")
     table.add_column("tokens", justify="right")
-    best = results.best.variant if results.best else None
+    selection = check_selection(results)
+    tie = selection is not None and selection.tie
+    best = results.best.variant if results.best and not tie else None  # no ★ on a tie
     for v in results.variants:
         s = v.summary
         tok = s["tokens"]["mean"]
@@ -102,14 +103,39 @@ def results_table(console, results: RunResults, title: str) -> None:
         b = results.best
         shown = interval(b.test or b.value)
         console.print(f"best by {b.metric}: [bold]{b.variant}[/bold] — {b.how}: {shown}")
+        if b.note:
+            console.print(f"[yellow]note:[/] {b.note}")
+        if selection is not None:
+            console.print(f"[yellow]note:[/] {selection.text}", highlight=False)
 
 
 def metrics_tables(console, body: dict, ks: list[int]) -> None:
     """The tables of a metrics.json body: per k for one variant, per variant for several."""
-    if "variants" in body:
+    if len(body["variants"]) > 1:
         _variants_table(console, body, ks)
     else:
-        _single_table(console, body, ks)
+        (only,) = body["variants"]
+        _single_table(console, {"variant": only["name"], **only["summary"]}, ks)
+    for v in body["variants"]:
+        for field, rows in v["summary"].get("groups", {}).items():
+            groups_table(console, f"{v['name'] or 'all samples'} by {field}", rows)
+
+
+def groups_table(console, title: str, rows: list[dict]) -> None:
+    """One row per value of a grouping field: problems and its metrics with intervals."""
+    from rich.table import Table
+
+    names = list(rows[0]["metrics"]) if rows else []
+    table = Table(title=title, caption="value [95% bootstrap interval over the group's problems]")
+    table.add_column("value")
+    table.add_column("problems", justify="right")
+    for name in names:
+        table.add_column(name, justify="right")
+    for row in rows:
+        table.add_row(
+            str(row["value"]), str(row["n_problems"]), *[_interval(row["metrics"][n]) for n in names]
+        )
+    console.print(table)
 
 
 def _interval(m: dict) -> str:
@@ -122,7 +148,7 @@ def _single_table(console, s: dict, ks: list[int]) -> None:
     title = f"{s['n_problems']} problems × n={s['n']}" + (f" — {s['variant']}" if s.get("variant") else "")
     table = Table(title=title, caption="value [95% bootstrap interval over problems]")
     table.add_column("k", justify="right")
-    kinds = [m for m in ("pass", "maj", "best") if f"{m}@{ks[0]}" in s["metrics"]]
+    kinds = [m for m in METRIC_FAMILIES if f"{m}@{ks[0]}" in s["metrics"]]
     for m in kinds:
         table.add_column(f"{m}@k", justify="right")
     table.add_column("E[(1−ρ)^k]", justify="right")
@@ -155,7 +181,7 @@ def _variants_table(console, body: dict, ks: list[int]) -> None:
     table = Table(title="metrics by variant", caption="value [95% bootstrap interval over problems]")
     table.add_column("variant")
     first = body["variants"][0]["summary"]["metrics"]
-    names = [f"{m}@{k}" for m in ("pass", "maj", "best") for k in ks if f"{m}@{k}" in first]
+    names = [f"{m}@{k}" for m in METRIC_FAMILIES for k in ks if f"{m}@{k}" in first]
     for name in names:
         table.add_column(name, justify="right")
     for v in body["variants"]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from wiseft.cli.progress import LogLines
+from wiseft.cli.progress import LogLines, stderr_console, stdout_console
 
 
 def register(subparsers) -> None:
@@ -125,7 +125,6 @@ def build_config(args):
 
 
 def run(args) -> int:
-    from rich.console import Console
     from transformers.utils import logging as hf_logging
 
     from wiseft.atomic import check_output_dir
@@ -133,7 +132,7 @@ def run(args) -> int:
 
     hf_logging.disable_progress_bar()  # transformers' per-load bars would interleave with ours
     hf_logging.set_verbosity_error()  # training feeds right-padded rows without a mask on purpose
-    console = Console(stderr=True)
+    console = stderr_console()
     cfg = build_config(args)
     seeds = parse_seeds(args)
     out = Path(args.output or f"wiseft-out/demo-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}")
@@ -151,7 +150,7 @@ def run(args) -> int:
                 f"[bold]wiseft demo[/]: {len(seeds)} replicates, seeds {', '.join(map(str, seeds))}"
             )
             results = run_replicates(cfg, seeds, out, progress=progress, **options)
-    show(results, Console(), out, report=not args.no_report)
+    show(results, stdout_console(), out, report=not args.no_report)
     return 0
 
 

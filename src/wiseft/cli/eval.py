@@ -7,6 +7,7 @@ config.yaml the resolved settings, samples.db the store (a rerun resumes from it
 from __future__ import annotations
 
 from wiseft.cli._common import ProgressView, add_eval_args, load_config, metrics_tables, table_console
+from wiseft.cli.progress import stderr_console
 from wiseft.evaluate.config import ModelEvalConfig
 
 
@@ -23,13 +24,12 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    from rich.console import Console
 
     from wiseft.evaluate.runners import run_eval
     from wiseft.results import metrics_json
 
     cfg = load_config(ModelEvalConfig, args, model=args.model)
-    console = Console(stderr=True)
+    console = stderr_console()
     with ProgressView(console) as view:
         results = run_eval(cfg, args.output, progress=view, force=args.force)
     show = table_console()

@@ -6,6 +6,7 @@ SAMPLES is a JSONL file of sample records (graded records go to another JSONL fi
 
 from __future__ import annotations
 
+from wiseft.cli.progress import stderr_console, stdout_console
 from wiseft.errors import ConfigError
 
 
@@ -54,26 +55,31 @@ def register(subparsers) -> None:
     p.add_argument("--force", action="store_true", help="replace an existing output file")
     p.add_argument("--workers", type=int, help="verifier processes (default: number of cores)")
     p.add_argument("--timeout", type=float, default=5.0, help="seconds per verification (default 5)")
+    p.add_argument(
+        "--problem-budget",
+        type=float,
+        default=120.0,
+        help="seconds of verifier time per problem; answers beyond it get verdict timeout (default 120)",
+    )
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
-    from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from wiseft.evaluate.offline import grade_file
 
     options = parse_task_options(args.task_option)
     columns = [TextColumn("grading"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
-    console = Console(stderr=True)
+    console = stderr_console()
     with Progress(*columns, console=console, transient=True, disable=not console.is_terminal) as bar:
         task = bar.add_task("grade", total=None)
         report = grade_file(
             args.samples, task=args.task, data=args.data, options=options, output=args.output,
-            force=args.force, workers=args.workers, timeout=args.timeout,
+            force=args.force, workers=args.workers, timeout=args.timeout, problem_budget=args.problem_budget,
             progress=lambda done, total: bar.update(task, completed=done, total=total),
         )  # fmt: skip
-    _summary_table(Console(), report)
+    _summary_table(stdout_console(), report)
     return 0
 
 

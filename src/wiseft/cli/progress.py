@@ -1,4 +1,9 @@
-"""Progress that still shows when output is not a terminal.
+"""Consoles, and progress that still shows when output is not a terminal.
+
+`stdout_console()` / `stderr_console()`: rich consoles for tables and messages. On a terminal they take
+its width; piped into a log they are `PIPED_WIDTH` columns wide, so a table keeps every column rather
+than being squeezed to rich's default of 80.
+
 
 rich draws live bars only on a terminal; piped into a log (CI, `| tee`), a long run would print nothing
 until its end. `LogLines` prints one plain line when a task starts, at each quarter, and when it ends —
@@ -6,6 +11,22 @@ only when the console is not a terminal, so it never doubles the live bars.
 """
 
 from __future__ import annotations
+
+import sys
+
+PIPED_WIDTH = 200
+
+
+def stdout_console():
+    from rich.console import Console
+
+    return Console() if sys.stdout.isatty() else Console(width=PIPED_WIDTH)
+
+
+def stderr_console():
+    from rich.console import Console
+
+    return Console(stderr=True) if sys.stderr.isatty() else Console(stderr=True, width=PIPED_WIDTH)
 
 
 class LogLines:

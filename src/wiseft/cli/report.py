@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from wiseft.cli.progress import stdout_console
+
 
 def register(subparsers) -> None:
     p = subparsers.add_parser(
@@ -30,7 +32,6 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from rich.console import Console
     from rich.table import Table
 
     from wiseft import report
@@ -40,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
     ks = list(parse_ks(args.k)) if args.k is not None else None
     out = Path(args.output)
     check_output_dir(out, args.force)
-    console = Console()
+    console = stdout_console()
     with console.status(f"reading {args.source}"):
         results = report.load_results(args.source)
     with console.status(f"drawing the plots and writing {out}"):

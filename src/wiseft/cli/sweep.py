@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from wiseft.cli._common import ProgressView, add_eval_args, load_config, results_table, table_console
+from wiseft.cli.progress import stderr_console
 from wiseft.evaluate.config import SweepConfig
 
 
@@ -20,12 +21,11 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    from rich.console import Console
 
     from wiseft.evaluate.runners import run_sweep
 
     cfg = load_config(SweepConfig, args, anchors=tuple(args.anchors) or None)
-    console = Console(stderr=True)
+    console = stderr_console()
     with ProgressView(console) as view:
         results = run_sweep(cfg, args.output, progress=view, report=not args.no_report, force=args.force)
     show = table_console()

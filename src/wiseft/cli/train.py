@@ -1,10 +1,12 @@
-"""`wiseft train`: supervised fine-tuning (`sft`) and the toy world's base model (`toy-base`)."""
+"""`wiseft train`: supervised fine-tuning (`sft`), RL (`grpo`, in cli/grpo.py) and the toy world's base
+model (`toy-base`)."""
 
 from __future__ import annotations
 
 import argparse
 
-from wiseft.cli.progress import LogLines
+from wiseft.cli import grpo as grpo_cli
+from wiseft.cli.progress import LogLines, stderr_console
 from wiseft.errors import ConfigError
 
 
@@ -31,6 +33,7 @@ def register(subparsers) -> None:
         help="continue from the last checkpoint in --output (needed when it already holds checkpoints)",
     )
     sft.set_defaults(func=run_sft)
+    grpo_cli.register(sub)
 
     toy = sub.add_parser(
         "toy-base",
@@ -106,12 +109,11 @@ def _sft_config(args):
 
 def _train_with_progress(description: str, steps: int, fn):
     """Run `fn(on_step)` under a progress bar (plain lines when output is piped); return its result."""
-    from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
     from transformers.utils import logging as hf_logging
 
     hf_logging.set_verbosity_error()  # rows are right-padded without a mask on purpose (see train.sft)
-    console = Console(stderr=True)
+    console = stderr_console()
     columns = (
         TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
         TextColumn("loss {task.fields[loss]:.4f}  lr {task.fields[lr]:.2e}"), TimeRemainingColumn(),

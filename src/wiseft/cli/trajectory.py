@@ -4,6 +4,7 @@ checkpoint, evaluated and tabulated by step (results.json, config.yaml, report/)
 from __future__ import annotations
 
 from wiseft.cli._common import ProgressView, add_eval_args, load_config, results_table, table_console
+from wiseft.cli.progress import stderr_console
 from wiseft.evaluate.config import TrajectoryConfig
 
 
@@ -21,12 +22,11 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    from rich.console import Console
 
     from wiseft.evaluate.runners import run_trajectory
 
     cfg = load_config(TrajectoryConfig, args, run_dir=args.run_dir)
-    console = Console(stderr=True)
+    console = stderr_console()
     with ProgressView(console) as view:
         results = run_trajectory(cfg, args.output, progress=view, report=not args.no_report, force=args.force)
     title = (

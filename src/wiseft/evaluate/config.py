@@ -8,18 +8,27 @@ the defaults live here and nowhere else. `__post_init__` validates the values to
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from wiseft.config import option
-from wiseft.errors import ConfigError
-from wiseft.grids import check_ks_fit, parse_grid, parse_ks
+from wiseft.errors import ConfigError, MetricError
+from wiseft.grading.grader import DEFAULT_PROBLEM_BUDGET
+from wiseft.grading.pool import check_budget, check_workers
+from wiseft.grids import check_ks_fit, parse_grid, parse_ks, powers_of_two
+from wiseft.metrics import check_n_boot
 from wiseft.sampling import SamplingParams
+from wiseft.sampling.vllm import DTYPES as VLLM_DTYPES
+from wiseft.sampling.vllm import EngineOptions
+from wiseft.tasks.prompts import STYLES, make_prompter
 
-PROMPT_STYLES = ("plain", "chat")
 MAX_N = 65536  # samples per problem
-MAX_N_BOOT = 100_000  # bootstrap resamples
+ENGINES = ("hf", "vllm")
+# The vLLM options of EvalConfig and their defaults (an --engine hf run must leave them so).
+VLLM_FIELDS = {"tensor_parallel_size": 1, "gpu_memory_utilization": None, "max_model_len": None,
+               "kv_cache_gib": None, "max_num_seqs": None, "vllm_dtype": "auto", "enforce_eager": False}  # fmt: skip
 TASK_HELP = "task: gsm8k, math, math500, aime24, aime25, jsonl, toy"
 
 
@@ -38,9 +47,23 @@ class EvalConfig:
     task: str = option("gsm8k", TASK_HELP)
     data: str | None = option(None, "local data file or directory of the task (default: the Hub)")
     limit: int | None = option(None, "use only the first N problems (default: all)")
-    prompt: str = option("plain", "prompt style", choices=PROMPT_STYLES)
+    prompt: str = option("plain", "prompt style (README: Prompts)", choices=STYLES)
+    prompt_template: str | None = option(
+        None, "a prompt template file: {question} text, or Jinja with {{ question }}"
+    )
+    fewshot: int | None = option(None, "worked examples of a few-shot style (default: the harness's, 8 or 4)")
+    system_prompt: str | None = option(None, "system prompt of --prompt chat")
+    thinking_tag: str = option(
+        "</think>",
+        "closing tag of a thinking block: answers are read after it and Think % counts it ('': off)",
+    )
+    thinking_open_tag: str = option("<think>", "opening tag of a thinking block")
     n: int = option(16, "samples per problem")
-    k: tuple[int, ...] = option((1,), "k values for Pass@k/maj@k, each <= n, e.g. 1,4,16", parse=parse_ks)
+    k: tuple[int, ...] | None = option(
+        None,
+        "k values for Pass@k/maj@k, each <= n, e.g. 1,4,16 (default: 1, 2, 4, … up to n)",
+        parse=parse_ks,
+    )
     temperature: tuple[float, ...] = option(
         (1.0,), "sampling temperature(s), comma-separated", parse=_temperatures
     )
@@ -50,30 +73,81 @@ class EvalConfig:
     seed: int = option(0, "sampling, split and bootstrap seed")
     device: str | None = option(None, "cpu, cuda or cuda:N (default: cuda when available)")
     threads: int | None = option(None, "CPU threads for sampling (default: torch's)")
+    engine: str = option("hf", "sampling engine: hf (transformers) or vllm (README: vLLM engine)",
+                         choices=ENGINES)  # fmt: skip
+    tensor_parallel_size: int = option(1, "vLLM: GPUs that hold one model")
+    gpu_memory_utilization: float | None = option(
+        None, "vLLM on CUDA: the fraction of GPU memory it may take (default: vLLM's 0.9)"
+    )
+    max_model_len: int | None = option(
+        None, "vLLM: prompt + completion tokens per sequence (default: the model's maximum)"
+    )
+    kv_cache_gib: float | None = option(None, "vLLM: KV cache GiB (default: 1 on CPU, vLLM's sizing on CUDA)")
+    max_num_seqs: int | None = option(None, "vLLM: sequences decoded together (default: vLLM's)")
+    vllm_dtype: str = option("auto", "vLLM: weight dtype", choices=VLLM_DTYPES)
+    enforce_eager: bool = option(False, "vLLM: no CUDA graphs (quicker start, slower decoding)")
     chunk: int = option(64, "problems sampled and committed together")
     workers: int | None = option(None, "grader worker processes (default: from the cores)")
+    problem_budget: float = option(DEFAULT_PROBLEM_BUDGET, "seconds of verifier time per problem")
     n_boot: int = option(1000, "bootstrap resamples for the intervals")
     store: str | None = option(
         None, "sample store (SQLite; default OUTPUT/samples.db); reruns resume from it"
     )
 
     def __post_init__(self) -> None:
-        _check_tuple(self.k, int, "--k")
-        _check_tuple(self.temperature, float, "--temperature")
         if not 1 <= self.n <= MAX_N:
             raise ConfigError(f"--n must lie in 1..{MAX_N}, got {self.n}")
+        if self.k is None:  # the default depends on n
+            object.__setattr__(self, "k", powers_of_two(self.n))
+        _check_tuple(self.k, int, "--k")
+        _check_tuple(self.temperature, float, "--temperature")
         check_ks_fit(self.k, self.n)
         if any(t < 0 for t in self.temperature):
             raise ConfigError(f"--temperature must be >= 0, got {self.temperature}")
         if self.chunk < 1:
             raise ConfigError(f"--chunk must be at least 1, got {self.chunk}")
-        if self.prompt not in PROMPT_STYLES:
-            raise ConfigError(f"--prompt must be plain or chat, got {self.prompt!r}")
+        self.prompter()  # the prompt flags checked together (and a template file read) before any work
         if self.limit is not None and self.limit < 1:
             raise ConfigError(f"--limit must be at least 1, got {self.limit}")
-        if not 1 <= self.n_boot <= MAX_N_BOOT:
-            raise ConfigError(f"--n-boot must lie in 1..{MAX_N_BOOT}, got {self.n_boot}")
+        try:
+            check_n_boot(self.n_boot)
+        except MetricError as exc:
+            raise ConfigError(str(exc)) from None
+        check_workers(self.workers)
+        check_budget(self.problem_budget)
+        self.engine_options()
         SamplingParams(top_p=self.top_p, top_k=self.top_k, max_new_tokens=self.max_new_tokens)
+
+    def thinking(self) -> tuple[str, str | None] | None:
+        """(closing tag, opening tag) of thinking blocks, or None when thinking is not looked for."""
+        return (self.thinking_tag, self.thinking_open_tag or None) if self.thinking_tag else None
+
+    def engine_options(self) -> EngineOptions | None:
+        """The vLLM engine's options (None for --engine hf, where setting one of them is an error)."""
+        given = {
+            f.name: getattr(self, f.name) for f in dataclasses.fields(EvalConfig) if f.name in VLLM_FIELDS
+        }
+        if self.engine != "vllm":
+            changed = [n for n, v in given.items() if v != VLLM_FIELDS[n]]
+            if changed:
+                flag = "--" + changed[0].replace("_", "-")
+                raise ConfigError(f"{flag} is an option of the vLLM engine; add --engine vllm or drop it")
+            return None
+        device = "auto" if self.device is None else ("cuda" if self.device.startswith("cuda") else "cpu")
+        try:
+            return EngineOptions(
+                tensor_parallel_size=self.tensor_parallel_size, dtype=self.vllm_dtype,
+                gpu_memory_utilization=self.gpu_memory_utilization, max_model_len=self.max_model_len,
+                kv_cache_gib=self.kv_cache_gib, max_num_seqs=self.max_num_seqs,
+                enforce_eager=self.enforce_eager, device=device, seed=self.seed,
+                cpu_threads=f"0-{self.threads - 1}" if self.threads else None,
+            )  # fmt: skip
+        except ConfigError as exc:
+            raise ConfigError(f"vLLM engine option: {exc}") from None
+
+    def prompter(self):
+        """How this run renders its prompts (`tasks.prompts.Prompter`)."""
+        return make_prompter(self.prompt, self.fewshot, self.system_prompt, self.prompt_template)
 
     def sampling_params(self, temperature: float, stop: Sequence[str]) -> SamplingParams:
         return SamplingParams(

@@ -9,19 +9,20 @@
 
 `Engine` bundles a sampler, a weight source and the tokenizer the prompts are rendered with.
 `AnchorWeights` is the in-process weight source: anchors held in memory by `WeightSpace`, each variant
-written into the live model in place (bit-identical to `wiseft merge` output). `hf_engine` builds the
-transformers engine of a run.
+written into the live model in place (bit-identical to `wiseft merge` output). `make_engine` builds the
+engine a config asks for: `hf_engine` (transformers, in this process) or `vllm_engine` (vLLM, whose
+workers hold the anchors and switch variants inside the running engine, `sampling.vllm_weights`).
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
-from wiseft.checkpoints import model_fingerprint
+from wiseft.checkpoints import load_causal_lm, load_tokenizer, model_fingerprint, validate_model_dir
 from wiseft.devices import resolve_device
 from wiseft.errors import SamplingError
 from wiseft.evaluate.plan import VariantSpec
@@ -52,6 +53,28 @@ class Engine:
     sampler: Sampler
     weights: WeightSource
     tokenizer: Any
+    max_context: int | None = None  # tokens the model attends over (prompt + completion), when known
+    name: str = "hf"  # which engine draws the samples; part of a variant's identity in the store
+    info: dict[str, Any] = field(default_factory=dict)  # versions and options, recorded in the run
+
+    def close(self) -> None:
+        """Release what the engine holds outside this process (vLLM's engine processes)."""
+        close = getattr(self.sampler, "close", None)
+        if callable(close):
+            close()
+
+
+class Fingerprints:
+    """Content fingerprints of model directories, each computed once."""
+
+    def __init__(self) -> None:
+        self._cache: dict[str, str] = {}
+
+    def __call__(self, spec: VariantSpec) -> dict[str, str]:
+        for path in spec.identity:
+            if path not in self._cache:
+                self._cache[path] = model_fingerprint(path)
+        return {path: self._cache[path] for path in spec.identity}
 
 
 class AnchorWeights:
@@ -68,7 +91,7 @@ class AnchorWeights:
         self._current = str(loaded_from) if loaded_from is not None else None
         self._space: WeightSpace | None = None
         self._key: tuple | None = None
-        self._fingerprints: dict[str, str] = {}
+        self.fingerprints = Fingerprints()
 
     def materialise(self, spec: VariantSpec) -> None:
         if spec.mix is None:
@@ -87,11 +110,16 @@ class AnchorWeights:
             self._key = key
         return self._space  # type: ignore[return-value]
 
-    def fingerprints(self, spec: VariantSpec) -> dict[str, str]:
-        for path in spec.identity:
-            if path not in self._fingerprints:
-                self._fingerprints[path] = model_fingerprint(path)
-        return {path: self._fingerprints[path] for path in spec.identity}
+
+class EngineWeights:
+    """A weight source that only materialises (vLLM's `VLLMWeights`), with the fingerprints added."""
+
+    def __init__(self, source) -> None:
+        self.source = source
+        self.fingerprints = Fingerprints()
+
+    def materialise(self, spec: VariantSpec) -> None:
+        self.source.materialise(spec)
 
 
 SamplerFactory = Callable[[Any, Any], Sampler]
@@ -108,30 +136,75 @@ def hf_engine(
     tokenizer (from `model_dir`, else the first of `tokenizer_dirs` that has one), an `HFSampler` (or
     `sampler_factory(model, tokenizer)`) and `AnchorWeights` over that model."""
     import torch
-    from transformers import AutoModelForCausalLM
 
     from wiseft.sampling.hf import HFSampler
 
     device = resolve_device(device)
     dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
-    if not (Path(model_dir) / "config.json").is_file():
-        raise SamplingError(f"model {model_dir} has no config.json; point at a Hugging Face model directory")
-    tokenizer = load_tokenizer([model_dir, *tokenizer_dirs])
-    try:
-        model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=dtype)
-    except (OSError, ValueError, KeyError) as exc:
-        raise SamplingError(f"cannot load model {model_dir}: {exc}") from exc
+    model_dir = validate_model_dir(model_dir)  # headers checked before transformers reads the files
+    tokenizer = find_tokenizer([model_dir, *tokenizer_dirs])
+    model = load_causal_lm(model_dir, dtype)
     model.to(device).eval()
     sampler = (sampler_factory or (lambda m, t: HFSampler(m, t, threads=threads)))(model, tokenizer)
-    return Engine(sampler, AnchorWeights(model, device, loaded_from=model_dir), tokenizer)
+    return Engine(
+        sampler, AnchorWeights(model, device, loaded_from=model_dir), tokenizer, context_length(model.config)
+    )
 
 
-def load_tokenizer(candidates: Sequence[str | os.PathLike]):
+def vllm_engine(
+    model_dir: str | os.PathLike, options, tokenizer_dirs: Sequence[str | os.PathLike] = ()
+) -> Engine:
+    """The vLLM engine, started on `model_dir` with `options` (`sampling.vllm.EngineOptions`); its
+    workers load the anchors of each variant and switch weights in place (`VLLMWeights`). The prompts are
+    rendered with the tokenizer vLLM encodes them with."""
+    import dataclasses
+
+    from wiseft.sampling.vllm import VLLMSampler
+    from wiseft.sampling.vllm_weights import VLLMWeights
+
+    model_dir = validate_model_dir(model_dir)
+    if not _has_tokenizer(model_dir):
+        source = next((Path(d) for d in tokenizer_dirs if _has_tokenizer(Path(d))), None)
+        if source is None:
+            find_tokenizer([model_dir, *tokenizer_dirs])  # raises the error that names them
+        options = dataclasses.replace(options, tokenizer=str(source))
+    sampler = VLLMSampler.start(model_dir, options)
+    return Engine(sampler, EngineWeights(VLLMWeights(sampler, loaded_from=model_dir)), sampler.tokenizer,
+                  sampler.max_model_len, name="vllm", info=sampler.info)  # fmt: skip
+
+
+def make_engine(
+    cfg, model_dir: str | os.PathLike, tokenizer_dirs: Sequence[str | os.PathLike] = (),
+    sampler_factory: SamplerFactory | None = None,
+) -> Engine:  # fmt: skip
+    """The engine `cfg.engine` names, started on `model_dir` (the variant the plan evaluates first)."""
+    options = cfg.engine_options()
+    if options is None:
+        return hf_engine(model_dir, cfg.device, cfg.threads, tokenizer_dirs, sampler_factory)
+    if sampler_factory is not None:
+        raise SamplingError("a sampler_factory makes a transformers sampler; it cannot serve --engine vllm")
+    return vllm_engine(model_dir, options, tokenizer_dirs)
+
+
+def context_length(config) -> int | None:
+    """The positions a transformers model attends over: absolute-position models (GPT-2) cannot go
+    beyond it at all; rotary models degrade beyond it. None when the config does not say."""
+    text = config.get_text_config() if hasattr(config, "get_text_config") else config
+    for name in ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length"):
+        value = getattr(text, name, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    return None
+
+
+def find_tokenizer(candidates: Sequence[str | os.PathLike]):
     """The tokenizer of the first directory in `candidates` that holds one."""
-    from transformers import AutoTokenizer
-
     for candidate in map(Path, candidates):
-        if (candidate / "tokenizer.json").is_file() or (candidate / "tokenizer_config.json").is_file():
-            return AutoTokenizer.from_pretrained(str(candidate))
+        if _has_tokenizer(candidate):
+            return load_tokenizer(candidate)
     names = " or ".join(str(c) for c in candidates)
     raise SamplingError(f"no tokenizer in {names}; save the tokenizer with the model")
+
+
+def _has_tokenizer(directory: Path) -> bool:
+    return (directory / "tokenizer.json").is_file() or (directory / "tokenizer_config.json").is_file()

@@ -16,10 +16,13 @@ from pathlib import Path
 
 from wiseft.atomic import write_json
 from wiseft.errors import ConfigError, OutputError
+from wiseft.evaluate.session import problem_meta
 from wiseft.grading import Grader, GradingStats
 from wiseft.grading.apply import grade_records
+from wiseft.grading.grader import DEFAULT_PROBLEM_BUDGET
+from wiseft.grading.pool import check_budget, check_timeout, check_workers
 from wiseft.grading.sources import open_samples, read_graded
-from wiseft.metrics import score_records
+from wiseft.metrics import check_n_boot, score_records
 from wiseft.results import metrics_json
 from wiseft.tasks import get_task
 
@@ -44,9 +47,12 @@ class GradeReport:
 def grade_file(
     samples: str | Path, *, task: str | None = None, data: str | None = None, options: dict | None = None,
     output: str | Path | None = None, force: bool = False, workers: int | None = None, timeout: float = 5.0,
-    progress: Callable[[int, int], None] | None = None,
+    problem_budget: float = DEFAULT_PROBLEM_BUDGET, progress: Callable[[int, int], None] | None = None,
 ) -> GradeReport:  # fmt: skip
     """Grade every sample of `samples` (JSONL or store) and write the grades; `progress(done, total)`."""
+    check_timeout(timeout)
+    check_workers(workers)
+    check_budget(problem_budget)
     source = open_samples(samples, output, force)  # the output is checked before any work
     try:
         records = source.records()
@@ -64,7 +70,8 @@ def grade_file(
             the_task = get_task(name, data=data, **(options or {}))
             done = len(report.graded)
             tick = (lambda n, d=done: progress(d + n, len(records))) if progress else None
-            with Grader(kind=the_task.grader_kind, workers=workers, timeout=timeout) as grader:
+            source.record_problems(name, [(p.id, p.gold, None, problem_meta(p)) for p in the_task.problems])
+            with Grader(the_task.grader_kind, workers, timeout, problem_budget=problem_budget) as grader:
                 report.graded += grade_records(recs, the_task, grader, progress=tick)
             report.stats.add(grader.stats)
             report.graders.append(grader.name)
@@ -84,16 +91,20 @@ class ScoreReport:
 
 def score_file(
     graded: str | Path, ks: tuple[int, ...], *, seed: int = 0, n_boot: int = 1000, variant: str | None = None,
-    output: str | Path | None = None, force: bool = False,
+    output: str | Path | None = None, force: bool = False, group_by: list[str] | None = None,
+    verifier: str | None = None,
 ) -> ScoreReport:  # fmt: skip
-    """Score graded records and write metrics.json (default: beside `graded`)."""
-    if n_boot < 1:
-        raise ConfigError(f"--n-boot must be at least 1, got {n_boot}")
+    """Score graded records and write metrics.json (default: beside `graded`); `group_by` breaks the
+    metrics down by record fields (default: MATH's subject and level when present); `verifier` (an id)
+    names whose scores go into best@k and wmaj@k when samples carry scores of several."""
+    check_n_boot(n_boot)
     out = Path(output) if output else Path(graded).with_name("metrics.json")
     if out.exists() and not force:
         raise OutputError(f"output {out} already exists; choose another -o/--output or pass --force")
-    records = read_graded(graded)
-    summaries, graders = score_records(records, ks, seed=seed, n_boot=n_boot, variant=variant)
+    records = read_graded(graded, verifier=verifier, variant=variant)
+    summaries, graders = score_records(
+        records, ks, seed=seed, n_boot=n_boot, variant=variant, group_by=group_by, verifier=verifier
+    )
     body = metrics_json(summaries, ", ".join(graders) or None, str(graded))
     write_json(out, body)
     return ScoreReport(body, out, tuple(ks))

@@ -1,9 +1,9 @@
 """The one owner of an evaluation's output files.
 
-A run directory holds `results.json` (`RunResults.to_json()`), the resolved config (`config.yaml`), the
-sample store (`samples.db`, written as the run goes) and, unless switched off, `report/`. `wiseft eval`
-writes `metrics.json` (the shape of `wiseft score`) and `samples.jsonl` (the graded sample records)
-instead of results.json. Each file is written atomically.
+A run directory holds `results.json` (`RunResults.to_json()`), the resolved config (`config.yaml`),
+`samples.jsonl` (every graded sample record, with its problem's gold answer and prompt), the sample store
+(`samples.db`, written as the run goes) and, unless switched off, `report/`. `wiseft eval` writes
+`metrics.json` (the shape of `wiseft score`) instead of results.json. Each file is written atomically.
 """
 
 from __future__ import annotations
@@ -32,8 +32,10 @@ def check_output(out: str | Path, result_file: str, force: bool) -> Path:
     return out
 
 
-def write_run(out: Path, results: RunResults, cfg, report: bool = True) -> Path | None:
-    """results.json and the resolved config; then the report unless `report` is False (its path)."""
+def write_run(out: Path, results: RunResults, records: list[dict], cfg, report: bool = True) -> Path | None:
+    """results.json, samples.jsonl and the resolved config; then the report unless `report` is False
+    (its path)."""
+    write_records(out / "samples.jsonl", records)
     write_results(out, results, cfg)
     return write_report(out, results) if report else None
 
@@ -56,4 +58,6 @@ def write_eval(out: Path, results: RunResults, records: list[dict], cfg) -> None
     summaries = [(v.name, v.summary) for v in results.variants]
     write_records(out / "samples.jsonl", records)
     write_resolved(out, cfg)
-    write_json(out / "metrics.json", metrics_json(summaries, grader, str(out / "samples.jsonl")))
+    write_json(
+        out / "metrics.json", metrics_json(summaries, grader, str(out / "samples.jsonl"), results.task)
+    )

@@ -11,20 +11,22 @@ one `EvalSession`, and writes its outputs (`evaluate.outputs`). `engine` replace
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 from wiseft.checkpoints import Checkpoint, find_checkpoints
 from wiseft.errors import ConfigError
 from wiseft.evaluate.config import ModelEvalConfig, SelectConfig, SweepConfig, TrajectoryConfig
-from wiseft.evaluate.engine import Engine, SamplerFactory, hf_engine
+from wiseft.evaluate.engine import Engine, SamplerFactory, make_engine
 from wiseft.evaluate.outputs import check_output, write_eval, write_run
 from wiseft.evaluate.plan import VariantSpec, plan_eval, plan_sweep, plan_trajectory
 from wiseft.evaluate.select import choose_best
-from wiseft.evaluate.session import EvalProgress, EvalSession, check_split, load_task
+from wiseft.evaluate.session import EvalProgress, EvalSession, load_task, store_path
 from wiseft.merge.plan import check_compatible
 from wiseft.merge.recipe import load_recipe
 from wiseft.results import RunResults
+from wiseft.store import SampleStore
 from wiseft.tasks import Task
 
 
@@ -36,13 +38,12 @@ def run_sweep(
     """Run (or resume) a δ × temperature sweep into `out_dir`; return its results."""
     out = check_output(out_dir, "results.json", force)
     recipe = load_recipe(cfg.recipe) if cfg.recipe else None
-    task = _checked_task(cfg, task)
+    task = load_task(cfg, task)
     specs = plan_sweep(cfg, recipe)
     check_anchors(specs)
-    engine = engine or hf_engine(
-        specs[0].anchors[-1], cfg.device, cfg.threads, sampler_factory=sampler_factory
-    )
-    return _evaluate_and_select(cfg, task, engine, specs, out, "sweep", progress, report)
+    SampleStore.check_free(store_path(cfg, out))  # a second writer is refused before the model loads
+    with _engine(engine, cfg, specs[0].anchors[-1], (), sampler_factory) as engine:
+        return _evaluate_and_select(cfg, task, engine, specs, out, "sweep", progress, report)
 
 
 def run_trajectory(
@@ -56,15 +57,14 @@ def run_trajectory(
     early_step = cfg.early if cfg.early is not None else min(checkpoints)
     if early_step not in checkpoints:
         raise ConfigError(f"--early {early_step}: {cfg.run_dir} has checkpoints at steps {list(checkpoints)}")
-    task = _checked_task(cfg, task)
+    task = load_task(cfg, task)
     specs = plan_trajectory(cfg, checkpoints, early_step)
     check_anchors(specs)
-    engine = engine or hf_engine(
-        checkpoints[early_step], cfg.device, cfg.threads, [cfg.run_dir], sampler_factory
-    )
-    return _evaluate_and_select(
-        cfg, task, engine, specs, out, "trajectory", progress, report, early_step=early_step
-    )
+    SampleStore.check_free(store_path(cfg, out))
+    with _engine(engine, cfg, checkpoints[early_step], [cfg.run_dir], sampler_factory) as engine:
+        return _evaluate_and_select(
+            cfg, task, engine, specs, out, "trajectory", progress, report, early_step=early_step
+        )
 
 
 def run_eval(
@@ -76,8 +76,11 @@ def run_eval(
     out = check_output(out_dir, "metrics.json", force)
     task = load_task(cfg, task)
     specs = plan_eval(cfg)
-    engine = engine or hf_engine(cfg.model, cfg.device, cfg.threads, sampler_factory=sampler_factory)
-    with EvalSession.open(cfg, task, engine, out, "eval", progress) as session:
+    SampleStore.check_free(store_path(cfg, out))
+    with (
+        _engine(engine, cfg, cfg.model, (), sampler_factory) as engine,
+        EvalSession.open(cfg, task, engine, out, "eval", progress) as session,
+    ):
         variants = session.evaluate_all(specs)
         records = [r for spec in specs for r in session.records(spec.name)]
         results = session.results(variants, None)
@@ -85,10 +88,17 @@ def run_eval(
     return results
 
 
-def _checked_task(cfg: SelectConfig, task: Task | None) -> Task:
-    task = load_task(cfg, task)
-    check_split(cfg, task)
-    return task
+@contextlib.contextmanager
+def _engine(engine: Engine | None, cfg, model_dir, tokenizer_dirs, sampler_factory) -> Iterator[Engine]:
+    """The given engine, or the one `cfg` asks for, started on `model_dir` and closed after the run."""
+    if engine is not None:
+        yield engine
+        return
+    built = make_engine(cfg, model_dir, tokenizer_dirs, sampler_factory)
+    try:
+        yield built
+    finally:
+        built.close()
 
 
 def _evaluate_and_select(
@@ -102,7 +112,8 @@ def _evaluate_and_select(
         for v in variants:
             v.splits = splits.get(v.name)
         results = session.results(variants, best, **extra)
-    write_run(out, results, cfg, report)
+        records = [r for spec in specs for r in session.records(spec.name)]
+    write_run(out, results, records, cfg, report)
     return results
 
 

@@ -2,14 +2,15 @@
 
 The variant with the highest `cfg.metric` on a validation split of the problems (`tasks.split_problems`,
 seeded) is chosen and reported on the held-out rest. With `val_fraction` 0 the choice is made and reported
-on all problems, and the selection says it is in-sample.
+on all problems, and the selection says it is in-sample; so it is, with a note saying why, when the
+problems are too few to split (`--limit 1`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-from wiseft.errors import ConfigError, MetricError
+from wiseft.errors import ConfigError, MetricError, TaskError
 from wiseft.evaluate.config import SelectConfig
 from wiseft.metrics import summarize
 from wiseft.results import Selection, VariantResult
@@ -27,7 +28,15 @@ def choose_best(
     if cfg.val_fraction == 0:
         how = f"highest {metric} on all {len(problems)} problems (no validation split: in-sample)"
         return Selection.highest(variants, metric, how), {}
-    val, test = split_problems(problems, cfg.val_fraction, cfg.seed)
+    try:
+        val, test = split_problems(problems, cfg.val_fraction, cfg.seed)
+    except TaskError:
+        how = f"highest {metric} on all {len(problems)} problems (in-sample)"
+        note = (
+            f"{len(problems)} problem(s) are too few for a validation split of {cfg.val_fraction:g}: the best "
+            "variant was chosen and is reported in-sample; use more problems for a held-out estimate"
+        )
+        return Selection.highest(variants, metric, how, note=note), {}
     position = {p.id: i for i, p in enumerate(problems)}
     k = int(metric.split("@")[1])
     splits = {}

@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import hashlib
+import json
 import os
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -26,18 +28,20 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from wiseft import __version__
+from wiseft.atomic import output_dir
 from wiseft.config import to_dict
-from wiseft.errors import ConfigError, TaskError
+from wiseft.errors import SamplingError
 from wiseft.evaluate.config import EvalConfig
 from wiseft.evaluate.engine import Engine, StreamingSampler
 from wiseft.evaluate.plan import VariantSpec
 from wiseft.grading import Grader
 from wiseft.grading.apply import grade_records
-from wiseft.metrics import summarize
-from wiseft.records import sample_records
+from wiseft.grading.thinking import count_thinking_tokens, split_token_ids
+from wiseft.metrics import breakdown, summarize
+from wiseft.records import GROUP_FIELDS, sample_records
 from wiseft.results import RunResults, Selection, VariantResult
 from wiseft.store import SCHEMA_VERSION, SampleStore, VariantRow
-from wiseft.tasks import Task, get_task, split_problems
+from wiseft.tasks import Task, get_task
 
 EvalProgress = Callable[[str, str, int, int], None]
 GRADE_BATCH_SAMPLES = 4096  # samples graded (and committed) together
@@ -57,6 +61,11 @@ class Timings:
         return {k: round(v, 3) for k, v in dataclasses.asdict(self).items()}
 
 
+def store_path(cfg: EvalConfig, out: str | os.PathLike) -> Path:
+    """Where a run's samples go: `cfg.store`, or OUT/samples.db."""
+    return Path(cfg.store) if cfg.store else Path(out) / "samples.db"
+
+
 def load_task(cfg: EvalConfig, task: Task | None = None) -> Task:
     """The task of `cfg` (or the given Task object), cut to its first `cfg.limit` problems."""
     if task is None:
@@ -66,13 +75,55 @@ def load_task(cfg: EvalConfig, task: Task | None = None) -> Task:
     return task
 
 
-def check_split(cfg, task: Task) -> None:
-    """Fail before any sampling when the validation split cannot be made (too few problems)."""
-    if getattr(cfg, "val_fraction", 0):
-        try:
-            split_problems(task.problems, cfg.val_fraction, cfg.seed)
-        except TaskError as exc:
-            raise ConfigError(str(exc)) from exc
+@dataclass(frozen=True)
+class Prompts:
+    """The rendered prompt of every problem of a run, and the stop strings that go with them."""
+
+    text: dict[str, str]
+    stop: tuple[str, ...]
+
+    @classmethod
+    def render(cls, cfg: EvalConfig, task: Task, engine: Engine) -> Prompts:
+        """Render with the run's prompt style, then check prompt + --max-new-tokens against the model's
+        context before anything is sampled or written."""
+        prompter = cfg.prompter()
+        text = {
+            p.id: prompter.render(p.question, task.template, task.instruction, engine.tokenizer)
+            for p in task.problems
+        }
+        prompts = cls(text, prompter.stop(task.stop))
+        prompts.check_context(engine, cfg.max_new_tokens)
+        return prompts
+
+    def digest(self, cfg: EvalConfig, tokenizer) -> str | None:
+        """A hash of how the prompts are made (style, worked examples, system prompt, template text, the
+        chat template), which keys the store's variants whenever the prompt is not the task's plain one:
+        other prompts, other samples. None for the plain prompt, whose variants keep the keys they had
+        before prompt styles existed."""
+        if cfg.prompt == "plain" and cfg.prompt_template is None:
+            return None
+        prompter = cfg.prompter()
+        chat = getattr(tokenizer, "chat_template", None) if cfg.prompt == "chat" else None
+        made = [prompter.style, prompter.fewshot, prompter.system, prompter.template, chat]
+        return hashlib.sha256(json.dumps(made, default=str).encode()).hexdigest()[:16]
+
+    def check_context(self, engine: Engine, max_new_tokens: int) -> None:
+        if not engine.max_context:
+            return
+        longest_id, longest = max(((pid, len(engine.tokenizer(t)["input_ids"])) for pid, t in self.text.items()),
+                                  key=lambda kv: kv[1])  # fmt: skip
+        if longest + max_new_tokens > engine.max_context:
+            raise SamplingError(
+                f"problem {longest_id!r}: its prompt ({longest} tokens) plus --max-new-tokens {max_new_tokens} "
+                f"exceeds the model's context of {engine.max_context} tokens; lower --max-new-tokens to "
+                f"{max(engine.max_context - longest, 0)} or use fewer worked examples (--fewshot)"
+            )
+
+
+def problem_meta(problem) -> dict:
+    """What the store keeps of a problem beside its gold and prompt: the question, and the fields metrics
+    break down by (`records.GROUP_FIELDS`, e.g. MATH's subject and level); not long reference solutions."""
+    return {"question": problem.question, **{k: problem.meta[k] for k in GROUP_FIELDS if k in problem.meta}}
 
 
 def versions(grader_name: str | None = None) -> dict:
@@ -88,7 +139,7 @@ class EvalSession:
 
     def __init__(
         self, cfg: EvalConfig, task: Task, engine: Engine, store: SampleStore, grader: Grader, command: str,
-        progress: EvalProgress | None = None, run_config: dict | None = None,
+        prompts: Prompts, progress: EvalProgress | None = None, run_config: dict | None = None,
     ):  # fmt: skip
         self.cfg = cfg
         self.task = task
@@ -99,10 +150,18 @@ class EvalSession:
         self.timings = Timings()
         self.rows: dict[str, VariantRow] = {}  # the store's row of each evaluated variant, by name
         self.ids = [p.id for p in task.problems]
-        self.prompts = {
-            p.id: task.prompt(p, style=cfg.prompt, tokenizer=engine.tokenizer) for p in task.problems
+        self.prompts = prompts.text
+        self.stop = prompts.stop
+        self.prompt_digest = prompts.digest(cfg, engine.tokenizer)
+        # Problem fields every problem has (MATH's subject and level): metrics are broken down by them.
+        self.groups = {
+            f: [p.meta[f] for p in task.problems]
+            for f in GROUP_FIELDS
+            if all(f in p.meta for p in task.problems)
         }
-        store.add_problems(task.name, [(p.id, p.gold, self.prompts[p.id]) for p in task.problems])
+        store.add_problems(
+            task.name, [(p.id, p.gold, self.prompts[p.id], problem_meta(p)) for p in task.problems]
+        )
         self.run_id = store.begin_run(command, run_config if run_config is not None else to_dict(cfg))
 
     @classmethod
@@ -114,11 +173,14 @@ class EvalSession:
         """A session whose store is `cfg.store` (default OUT/samples.db) and whose grader fits the task;
         the run is marked finished when the block completes. `run_config` is what the store records as
         the run's configuration (default: `cfg`)."""
-        out = Path(out_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        path = Path(cfg.store) if cfg.store else out / "samples.db"
-        with SampleStore(path) as store, Grader(task.grader_kind, workers=cfg.workers) as grader:
-            session = cls(cfg, task, engine, store, grader, command, progress, run_config)
+        prompts = Prompts.render(cfg, task, engine)
+        with (
+            output_dir(out_dir) as out,
+            SampleStore(store_path(cfg, out)) as store,
+            Grader(task.grader_kind, workers=cfg.workers, problem_budget=cfg.problem_budget,
+                   thinking=cfg.thinking()) as grader,
+        ):  # fmt: skip
+            session = cls(cfg, task, engine, store, grader, command, prompts, progress, run_config)
             yield session
             store.end_run(session.run_id)
 
@@ -134,6 +196,10 @@ class EvalSession:
         t0 = time.perf_counter()
         per_problem = self.store.problem_samples(row, self.ids, self.cfg.n)
         summary = summarize(per_problem, self.cfg.k, seed=self.cfg.seed, n_boot=self.cfg.n_boot)
+        if self.groups:
+            summary["groups"] = breakdown(
+                per_problem, self.groups, self.cfg.k, seed=self.cfg.seed, n_boot=self.cfg.n_boot
+            )
         self.timings.score += time.perf_counter() - t0
         return VariantResult(spec.name, spec.kind, spec.delta, spec.temperature, spec.step, summary,
                              per_problem=tuple(per_problem))  # fmt: skip
@@ -142,16 +208,21 @@ class EvalSession:
         return [self.evaluate(spec) for spec in specs]
 
     def records(self, name: str) -> list[dict]:
-        """The graded sample records of an evaluated variant, by problem then sample index."""
-        return self.store.records(self.rows[name], self.ids, self.cfg.n)
+        """The graded sample records of an evaluated variant, by problem then sample index, each with its
+        problem's `gold`, `prompt` and `meta` (the question and the group fields, `problem_meta`)."""
+        return self.store.records(self.rows[name], self.ids, self.cfg.n, with_problem=True)
 
     def _params(self, spec: VariantSpec):
-        return self.cfg.sampling_params(spec.temperature, self.task.stop)
+        return self.cfg.sampling_params(spec.temperature, self.stop)
 
     def _variant_row(self, spec: VariantSpec) -> VariantRow:
         params = self._params(spec)
         sampling = {k: v for k, v in dataclasses.asdict(params).items() if k != "temperature"}
         sampling["prompt"] = self.cfg.prompt
+        if self.prompt_digest is not None:  # other prompt text, other samples
+            sampling["prompt_digest"] = self.prompt_digest
+        if self.engine.name != "hf":  # another engine draws other samples from the same seed
+            sampling["engine"] = self.engine.name
         return self.store.variant(
             spec.name, spec.kind, self.task.name, self.engine.weights.fingerprints(spec), sampling,
             recipe=spec.recipe, temperature=spec.temperature, seed=self.cfg.seed, step=spec.step,
@@ -164,7 +235,7 @@ class EvalSession:
         self._tick(spec.name, "sample", done, len(self.ids))
         for chunk, completions in self._units(todo, self._params(spec)):
             t1 = time.perf_counter()
-            self.store.add_samples(row, sample_records(chunk, completions))
+            self.store.add_samples(row, sample_records(chunk, completions, self._thinking_fields))
             self.timings.store += time.perf_counter() - t1
             done += len(chunk)
             self._tick(spec.name, "sample", done, len(self.ids))
@@ -186,6 +257,26 @@ class EvalSession:
             completions = sampler.generate([self.prompts[p] for p in chunk], n, params)
             self.timings.sample += time.perf_counter() - t0
             yield chunk, completions
+
+    def _thinking_fields(self, problem_id: str, completion) -> dict:
+        """Whether the sample closed a thinking block and how many of its tokens are thinking (exact from
+        the generated ids when the sampler kept them); nothing when thinking is not looked for."""
+        tags = self.cfg.thinking()
+        if tags is None:
+            return {}
+        close, opener = tags
+        opened = bool(opener) and self.prompts[problem_id].rstrip().endswith(opener)
+        text = completion.text
+        if close not in text and not opened and not (opener and text.lstrip().startswith(opener)):
+            return {"think_closed": False, "thinking_tokens": 0}
+        ids = getattr(completion, "token_ids", None)
+        if ids is not None:
+            encode = self.engine.tokenizer.encode
+            counts = split_token_ids(ids, encode(close, add_special_tokens=False),
+                                     encode(opener, add_special_tokens=False) if opener else None, opened)  # fmt: skip
+        else:
+            counts = count_thinking_tokens(text, self.engine.tokenizer, close, opener, opened)
+        return {"think_closed": counts.closed, "thinking_tokens": counts.thinking}
 
     def _grade(self, row: VariantRow, spec: VariantSpec) -> None:
         ungraded = self.store.ungraded_problems(row, self.ids, self.cfg.n, self.grader.name)
@@ -211,8 +302,13 @@ class EvalSession:
     # --- the run -------------------------------------------------------------------------------------
     def results(self, variants: list[VariantResult], best: Selection | None, **extra) -> RunResults:
         """The run's `RunResults` (`extra`: early_step, and the demo's fields)."""
-        task = {"name": self.task.name, "n_problems": len(self.ids), "source": self.task.source}
+        task = {"name": self.task.name, "n_problems": len(self.ids), "source": self.task.source,
+                "example_prompt": self.prompts[self.ids[0]]}  # fmt: skip
+        run_versions = versions(self.grader.name)
+        run_versions["engine"] = self.engine.name
+        if "vllm_version" in self.engine.info:
+            run_versions["vllm"] = self.engine.info["vllm_version"]
         return RunResults(
-            config=to_dict(self.cfg), versions=versions(self.grader.name), task=task, variants=variants,
+            config=to_dict(self.cfg), versions=run_versions, task=task, variants=variants,
             best=best, timings=self.timings.as_dict(), **extra,
         )  # fmt: skip

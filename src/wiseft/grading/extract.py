@@ -25,7 +25,9 @@ _SPACING_COMMANDS = re.compile(r"\\\\|\\[,!;: ]|\\q?quad\b|~")
 RULES = ("boxed", "hash", "answer_is", "last_number")
 
 
-_HASH = re.compile(r"####[ \t]*\$?[ \t]*(-?[\d.,]*\d)")
+# One run of blanks, then an optional "$" with its own blanks: two adjacent `[ \t]*` around an optional
+# "$" would split a long run of blanks in n ways and make the search quadratic.
+_HASH = re.compile(r"####[ \t]*(?:\$[ \t]*)?(-?[\d.,]*\d)")
 
 
 def _after_hash(text: str) -> str | None:

@@ -16,6 +16,15 @@ Answer classes (for majority vote and distinct-answer counts) use the same verif
 verified correct form the gold's class; each other answer is compared with one representative of each
 existing class of wrong answers and joins the first match, or opens a new class.
 
+Bounded work per problem: a comparison that times out (or fails) counts as "different", and an answer
+whose comparison timed out gets a class of its own without becoming a representative (so it is never
+compared again); every verifier call of a problem, verdicts and classes alike, is charged to that
+problem's budget (`problem_budget`, seconds of verifier time, default `DEFAULT_PROBLEM_BUDGET`), and once
+it is spent the problem's remaining answers are not verified (verdict "timeout", with a reason saying so)
+and each remaining unplaced answer gets a class of its own. A problem's calls go first to one worker (its
+parse cache holds the gold and the representatives), and every idle worker takes calls from the busiest
+one, one call at a time, so a slow problem is spread over all workers.
+
 The "int" kind (the toy task) compares integers exactly and never starts a worker.
 """
 
@@ -29,26 +38,22 @@ from typing import Any
 
 from wiseft.errors import GradingError
 from wiseft.grading.extract import extract_answer, normalise
-from wiseft.grading.pool import ERROR, TIMEOUT, VerifierPool
+from wiseft.grading.grade import Grade
+from wiseft.grading.ifeval import grade_ifeval_items
+from wiseft.grading.ifeval import grader_name as ifeval_grader_name
+from wiseft.grading.pool import BUDGET, ERROR, TIMEOUT, Budget, VerifierPool, check_budget, check_timeout
+from wiseft.grading.thinking import graded_text
 
 VERDICTS = ("correct", "incorrect", "no_answer", "timeout")
-MAX_ANSWER_CHARS = 5000  # longer "answers" are not sent to the verifier: verdict "timeout"
+KINDS = ("math", "int", "ifeval")
+MAX_ANSWER_CHARS = 5000  # longer "answers" (or golds) are not sent to the verifier: verdict "timeout"
+DEFAULT_PROBLEM_BUDGET = 120.0  # seconds of verifier time per problem and grading batch
+MAX_DIGITS = 4000  # plain numbers longer than this are not converted (Python's limit is 4300 digits)
+UNFAILING = (True, False)  # verifier results that are verdicts (the others: timeout, error, budget)
 _INT = re.compile(r"[+-]?\d+")
 _DECIMAL = re.compile(r"[+-]?(\d*)\.(\d+)")
 _FRAC = re.compile(r"([+-]?)\\frac\{([+-]?\d+)\}\{([+-]?\d+)\}")
 _SLASH = re.compile(r"([+-]?\d+)/(\d+)")
-
-
-@dataclass(frozen=True)
-class Grade:
-    """The grade of one sample; `reason` says why it is not correct (no answer, timeout, …)."""
-
-    answer: str | None
-    extraction: str | None
-    verdict: str
-    correct: bool
-    answer_class: int
-    reason: str | None = None
 
 
 @dataclass
@@ -66,6 +71,8 @@ class GradingStats:
     class_comparisons: int = 0  # answer-vs-answer tests (cached or not)
     timeouts: int = 0
     errors: int = 0
+    budget_skipped: int = 0  # calls not made because their problem's budget was spent
+    budget_problems: int = 0  # problems whose budget was spent
     worker_restarts: int = 0
     rules: dict = field(default_factory=dict)
 
@@ -84,7 +91,10 @@ class GradingStats:
 
 def _exact_number(s: str) -> tuple[Fraction, bool] | None:
     """(value, is_short) for a plain exact number, else None. Long decimals are left to the verifier,
-    whose numeric comparison rounds."""
+    whose numeric comparison rounds; so are numbers of more than MAX_DIGITS characters (Python refuses to
+    convert them, and no answer needs them)."""
+    if len(s) > MAX_DIGITS:
+        return None
     if _INT.fullmatch(s):
         return Fraction(int(s)), len(s) <= 15
     m = _DECIMAL.fullmatch(s)
@@ -100,25 +110,40 @@ def _exact_number(s: str) -> tuple[Fraction, bool] | None:
     return None
 
 
-def _int_value(s: str) -> int | None:
+def _int_value(s: str) -> str | None:
+    """The canonical spelling (sign and digits, no leading zeros) of an integer answer, else None.
+    Compared as strings, so that integers of any length compare exactly without conversion."""
     s = s.replace(",", "").replace("\\$", "").replace("$", "").strip()
-    if _INT.fullmatch(s):
-        return int(s)
     m = _DECIMAL.fullmatch(s)
     if m and set(m.group(2)) == {"0"}:  # "18.00"
-        return int(Fraction(s))
-    return None
+        s = s[: s.index(".")].rstrip("+-") and s[: s.index(".")] or "0"
+    if not _INT.fullmatch(s):
+        return None
+    negative, digits = s.startswith("-"), s.lstrip("+-").lstrip("0")
+    return ("-" if negative and digits else "") + (digits or "0")
 
 
 class Grader:
     """Grades completions against gold answers. A context manager: `close()` stops the workers."""
 
-    def __init__(self, kind: str = "math", workers: int | None = None, timeout: float = 5.0):
-        if kind not in ("math", "int"):
-            raise GradingError(f"grader kind must be 'math' or 'int', got {kind!r}")
+    def __init__(
+        self,
+        kind: str = "math",
+        workers: int | None = None,
+        timeout: float = 5.0,
+        problem_budget: float = DEFAULT_PROBLEM_BUDGET,
+        thinking: tuple[str, str | None] | None = None,
+    ):
+        """`kind` "math" (Math-Verify), "int" (exact integers) or "ifeval" (instruction checkers);
+        `thinking` (close tag, open tag) makes the grader read only the answer after a closed thinking
+        block (`grading.thinking.graded_text`), the whole completion when none closed."""
+        if kind not in KINDS:
+            raise GradingError(f"grader kind must be one of {', '.join(KINDS)}, got {kind!r}")
         self.kind = kind
-        self.timeout = float(timeout)
-        self.pool = VerifierPool(workers=workers, timeout=timeout) if kind == "math" else None
+        self.thinking = thinking
+        self.timeout = check_timeout(timeout)
+        self.problem_budget = check_budget(problem_budget)
+        self.pool = VerifierPool(workers=workers, timeout=self.timeout) if kind == "math" else None
         self._verdicts: dict[tuple[str, str, str], str] = {}
         self._same: dict[tuple[str, str, str], bool] = {}
         self.stats = GradingStats()
@@ -126,6 +151,8 @@ class Grader:
             from importlib import metadata
 
             self.name = f"math-verify=={metadata.version('math-verify')}"
+        elif kind == "ifeval":
+            self.name = ifeval_grader_name()
         else:
             self.name = "int-exact"
 
@@ -162,16 +189,27 @@ class Grader:
         g = normalise(gold)
         return self.verify_many([(g, normalise(a)) for a in answers], task)
 
-    def verify_many(self, pairs: Sequence[tuple[str, str]], task: Any = None) -> list[str]:
-        """Verdicts of (gold, normalised answer) pairs, from the cache or one verification per new pair."""
+    def verify_many(
+        self,
+        pairs: Sequence[tuple[str, str]],
+        task: Any = None,
+        groups: Sequence[Any] | None = None,
+        budget: Budget | None = None,
+    ) -> list[str]:
+        """Verdicts of (gold, normalised answer) pairs, from the cache or one verification per new pair.
+
+        With `groups` (each pair's problem) and `budget`, a pair whose problem spent its budget is not
+        verified: its verdict is "budget" (not cached; `grade` reports it as "timeout" with a reason)."""
         out: list[str | None] = [None] * len(pairs)
         fresh = self._lookup(pairs, task, self._verdicts, out, counts_as_pair=True)
         if fresh:
             keys = list(fresh)
-            results = self._call([(k[1], k[2]) for k in keys], [k[1] for k in keys])
+            owners = [groups[fresh[k][0]] for k in keys] if groups is not None else None
+            results = self._call([(k[1], k[2]) for k in keys], [k[1] for k in keys], owners, budget)
             for key, result in zip(keys, results, strict=True):
-                verdict = TIMEOUT if result in (TIMEOUT, ERROR) else ("correct" if result else "incorrect")
-                self._verdicts[key] = verdict
+                verdict = _verdict(result)
+                if result != BUDGET:
+                    self._verdicts[key] = verdict
                 for i in fresh[key]:
                     out[i] = verdict
         return out  # type: ignore[return-value]
@@ -179,20 +217,30 @@ class Grader:
     def same_answer(
         self, pairs: Sequence[tuple[str, str]], task: Any = None, affinity: Sequence[str] | None = None
     ) -> list[bool]:
-        """Whether each pair of normalised answers is equivalent (first one read as the reference).
+        """Whether each pair of normalised answers is equivalent (first one read as the reference); a
+        comparison that timed out or failed counts as not equivalent.
 
-        `affinity` (e.g. each pair's gold) sends pairs of one problem to the same worker."""
-        out: list[bool | None] = [None] * len(pairs)
+        `affinity` routes pairs to workers (pairs with equal affinity go to the same worker first, for its
+        parse cache; idle workers take calls from busy ones); by default each pair's reference answer."""
+        return [r is True for r in self._compare(pairs, task, affinity)]
+
+    def _compare(self, pairs, task, affinity=None, groups=None, budget: Budget | None = None) -> list:
+        """Raw comparison results (True, False, "timeout", "error", "budget") of answer pairs."""
+        out: list = [None] * len(pairs)
         fresh = self._lookup(pairs, task, self._same, out, counts_as_pair=False)
         if fresh:
             keys = list(fresh)
             route = [affinity[fresh[k][0]] if affinity is not None else k[1] for k in keys]
-            self.stats.class_calls += sum(len(b) <= MAX_ANSWER_CHARS for _, _, b in keys)
-            for key, result in zip(keys, self._call([(k[1], k[2]) for k in keys], route), strict=True):
-                self._same[key] = result is True
+            owners = [groups[fresh[k][0]] for k in keys] if groups is not None else None
+            calls_before = self.stats.verifier_calls
+            results = self._call([(k[1], k[2]) for k in keys], route, owners, budget)
+            self.stats.class_calls += self.stats.verifier_calls - calls_before
+            for key, result in zip(keys, results, strict=True):
+                if result != BUDGET:
+                    self._same[key] = result
                 for i in fresh[key]:
-                    out[i] = result is True
-        return out  # type: ignore[return-value]
+                    out[i] = result
+        return out
 
     def _lookup(self, pairs, task, cache: dict, out: list, counts_as_pair: bool) -> dict:
         """Fill `out` from the cache and the shortcuts; return the pairs left for the verifier."""
@@ -228,7 +276,7 @@ class Grader:
             x, y = _int_value(a), _int_value(b)
             self.stats.numeric += 1
             return x is not None and x == y
-        if len(b) > MAX_ANSWER_CHARS:
+        if len(a) > MAX_ANSWER_CHARS or len(b) > MAX_ANSWER_CHARS:
             return None
         x, y = _exact_number(a), _exact_number(b)
         if x is not None and y is not None:
@@ -240,18 +288,30 @@ class Grader:
                 return False
         return None
 
-    def _call(self, pairs: list[tuple[str, str]], affinity: list[str]) -> list:
-        """Math-Verify on pairs that no shortcut decided; overlong answers are not sent at all."""
+    def _call(
+        self,
+        pairs: list[tuple[str, str]],
+        route: list[str],
+        groups: list | None = None,
+        budget: Budget | None = None,
+    ) -> list:
+        """Math-Verify on pairs that no shortcut decided; overlong answers or golds are not sent at all."""
         results: list = [TIMEOUT] * len(pairs)
-        send = [i for i, (_, b) in enumerate(pairs) if len(b) <= MAX_ANSWER_CHARS]
+        send = [i for i, (a, b) in enumerate(pairs) if max(len(a), len(b)) <= MAX_ANSWER_CHARS]
         if send:
-            self.stats.verifier_calls += len(send)
-            answers = self.pool.run([pairs[i] for i in send], keys=[affinity[i] for i in send])
+            answers = self.pool.run(
+                [pairs[i] for i in send],
+                keys=[route[i] for i in send],
+                groups=[groups[i] for i in send] if groups is not None else None,
+                budget=budget,
+            )
             for i, r in zip(send, answers, strict=True):
                 results[i] = r
+            self.stats.verifier_calls += sum(r != BUDGET for r in answers)
             self.stats.worker_restarts = self.pool.restarts
         self.stats.timeouts += sum(r == TIMEOUT for r in results)
         self.stats.errors += sum(r == ERROR for r in results)
+        self.stats.budget_skipped += sum(r == BUDGET for r in results)
         return results
 
     # --------------------------------------------------------------------------------------- classes
@@ -263,64 +323,50 @@ class Grader:
         """
         forms = [normalise(a) if a is not None else None for a in answers]
         distinct = list(dict.fromkeys(f for f in forms if f is not None))
-        verdicts = (
-            dict(zip(distinct, self.verify(gold, distinct, task), strict=True)) if gold is not None else {}
-        )
-        return self._classes([(gold or "", forms, distinct, verdicts)], task)[0]
+        group = gold or ""
+        budget = Budget(self.problem_budget) if self.pool is not None else None
+        verdicts = {}
+        if gold is not None:
+            found = self.verify_many(
+                [(normalise(gold), f) for f in distinct], task, [group] * len(distinct), budget
+            )
+            verdicts = dict(zip(distinct, found, strict=True))
+        return self._classes([(group, forms, distinct, verdicts)], task, budget)[0]
 
-    def _classes(self, problems: list[tuple], task) -> list[list[int]]:
-        """Answer classes for many problems at once: (affinity, forms, distinct forms, verdicts) each.
+    def _classes(self, problems: list[tuple], task, budget: Budget | None = None) -> list[list[int]]:
+        """Answer classes for many problems at once: (group, forms, distinct forms, verdicts) each.
 
         Greedy, in order of first appearance: each answer not yet placed is compared with the
         representatives of the wrong-answer classes so far. The problems advance in lockstep rounds so
         that every round's comparisons, across all problems, go to the workers as one batch.
         """
-        states = []
-        for affinity, _forms, distinct, verdicts in problems:
-            rep_of: dict[str, str] = {}
-            gold_rep = None
-            for f in distinct:
-                if verdicts.get(f) == "correct":
-                    gold_rep = gold_rep or f
-                    rep_of[f] = gold_rep
-                elif verdicts.get(f) == TIMEOUT or len(f) > MAX_ANSWER_CHARS:
-                    rep_of[f] = f  # unverifiable: alone (comparing it would time out again)
-            pending = [f for f in distinct if f not in rep_of]
-            states.append({"affinity": affinity, "rep_of": rep_of, "reps": [], "pending": pending})
-        while any(st["pending"] for st in states):
-            pairs, owner, route = [], [], []
-            for n, st in enumerate(states):
-                if st["pending"]:
-                    f = st["pending"][0]
-                    for r in st["reps"]:
-                        pairs.append((r, f))
-                        owner.append(n)
-                        route.append(st["affinity"])
-            same = self.same_answer(pairs, task, affinity=route) if pairs else []
-            hits: dict[int, str] = {}
-            for (r, _), n, eq in zip(pairs, owner, same, strict=True):
-                if eq and n not in hits:
-                    hits[n] = r
-            for n, st in enumerate(states):
-                if st["pending"]:
-                    f = st["pending"].pop(0)
-                    st["rep_of"][f] = hits.get(n, f)
-                    if n not in hits:
-                        st["reps"].append(f)
-        out = []
-        for (_, forms, _, _), st in zip(problems, states, strict=True):
-            numbering: dict[str, int] = {}
-            classes = []
-            for f in forms:
-                if f is None:
-                    classes.append(-1)
-                    continue
-                rep = st["rep_of"][f]
-                if rep not in numbering:
-                    numbering[rep] = len(numbering)
-                classes.append(numbering[rep])
-            out.append(classes)
-        return out
+        states = [_Classes.start(group, distinct, verdicts) for group, _, distinct, verdicts in problems]
+        while any(st.pending for st in states):
+            self._class_round(states, task, budget)
+        return [st.numbered(forms) for (_, forms, _, _), st in zip(problems, states, strict=True)]
+
+    def _class_round(self, states: list[_Classes], task, budget: Budget | None) -> None:
+        """Place the next pending answer of every problem (one batch of comparisons for all of them)."""
+        pairs, owner = [], []
+        for n, st in enumerate(states):
+            if st.pending and budget is not None and budget.exhausted(st.group):
+                st.alone(st.pending)  # the problem's budget is spent: no more comparisons
+            elif st.pending:
+                pairs += [(r, st.pending[0]) for r in st.reps]
+                owner += [n] * len(st.reps)
+        groups = [states[n].group for n in owner]
+        route = [str(g) for g in groups]  # a problem's worker keeps its parses; idle workers steal
+        results = self._compare(pairs, task, route, groups, budget) if pairs else []
+        hits: dict[int, str] = {}
+        failed: set[int] = set()
+        for (r, _), n, result in zip(pairs, owner, results, strict=True):
+            if result is True and n not in hits:
+                hits[n] = r
+            elif result not in UNFAILING:
+                failed.add(n)
+        for n, st in enumerate(states):
+            if st.pending:
+                st.place(st.pending.pop(0), hits.get(n), represent=n not in failed)
 
     # ------------------------------------------------------------------------------------------ grade
 
@@ -331,62 +377,151 @@ class Grader:
         problem_ids: Sequence[str] | None = None,
     ) -> list[Grade]:
         """Grade (gold, completion) items. Answer classes are per problem: items are grouped by
-        `problem_ids` when given, else by gold answer."""
+        `problem_ids` when given, else by gold answer. Each problem's verifier time is bounded by
+        `problem_budget` seconds (see the module docstring)."""
         if problem_ids is not None and len(problem_ids) != len(items):
             raise GradingError(f"grade: {len(items)} items but {len(problem_ids)} problem ids")
+        if self.kind == "ifeval":
+            return self._grade_ifeval(items)
+        if self.thinking is not None:
+            items = [(gold, self._answer_part(completion)) for gold, completion in items]
         groups = list(problem_ids) if problem_ids is not None else [g for g, _ in items]
-        extracted: list[tuple[str, str] | None] = []
-        for gold, completion in items:
-            if not isinstance(completion, str) or not isinstance(gold, str):
-                raise GradingError("grade: every item must be a (gold: str, completion: str) pair")
-            found = self.extract(completion, task)
-            extracted.append(found)
-            self.stats.samples += 1
-            if found is None:
-                self.stats.no_answer += 1
-            else:
-                self.stats.rules[found[1]] = self.stats.rules.get(found[1], 0) + 1
+        extracted = [self._extract_item(gold, completion, task) for gold, completion in items]
         # Answers repeat heavily: normalise each distinct string once.
         form_of = {a: normalise(a) for a in {f[0] for f in extracted if f}}
         forms = [form_of[f[0]] if f else None for f in extracted]
         golds = {g: normalise(g) for g in {g for g, _ in items}}
-        # One verification per distinct (gold, answer) of the whole batch, so workers see it all at once.
-        pairs = list(
-            dict.fromkeys((golds[g], f) for (g, _), f in zip(items, forms, strict=True) if f is not None)
-        )
-        verdict_of = dict(zip(pairs, self.verify_many(pairs, task), strict=True))
+        # One verification per distinct (gold, answer) of the whole batch, so workers see it all at once;
+        # each is charged to the first problem that has it.
+        owner: dict[tuple[str, str], Any] = {}
+        for (g, _), f, key in zip(items, forms, groups, strict=True):
+            if f is not None:
+                owner.setdefault((golds[g], f), key)
+        budget = Budget(self.problem_budget) if self.pool is not None else None
+        pairs = list(owner)
+        verdicts = self.verify_many(pairs, task, groups=[owner[p] for p in pairs], budget=budget)
+        verdict_of = dict(zip(pairs, verdicts, strict=True))
         by_group: dict[Any, list[int]] = {}
         for i, key in enumerate(groups):
             by_group.setdefault(key, []).append(i)
-        classes = [-1] * len(items)
         problems = []
-        for idx in by_group.values():
+        for key, idx in by_group.items():
             gold = golds[items[idx[0]][0]]
             f_list = [forms[i] for i in idx]
             distinct = list(dict.fromkeys(f for f in f_list if f is not None))
-            problems.append((gold, f_list, distinct, {f: verdict_of[(gold, f)] for f in distinct}))
-        for idx, found in zip(by_group.values(), self._classes(problems, task), strict=True):
+            problems.append((key, f_list, distinct, {f: verdict_of[(gold, f)] for f in distinct}))
+        classes = [-1] * len(items)
+        for idx, found in zip(by_group.values(), self._classes(problems, task, budget), strict=True):
             for i, c in zip(idx, found, strict=True):
                 classes[i] = c
-        out = []
-        for i, ((gold, _), found) in enumerate(zip(items, extracted, strict=True)):
-            if found is None:
-                out.append(
-                    Grade(None, None, "no_answer", False, -1, "no final answer found in the completion")
-                )
+        if budget is not None:
+            self.stats.budget_problems += len(budget.exhausted_groups())
+        return [
+            self._grade_of(
+                found, verdict_of[(golds[gold], forms[i])] if found else None, classes[i], golds[gold]
+            )
+            for i, ((gold, _), found) in enumerate(zip(items, extracted, strict=True))
+        ]
+
+    def _answer_part(self, completion: Any) -> Any:
+        if not isinstance(completion, str):
+            return completion  # refused by _extract_item with the usual message
+        return graded_text(completion, *self.thinking)  # type: ignore[misc]
+
+    def _grade_ifeval(self, items: Sequence[tuple[str, str]]) -> list[Grade]:
+        close, opener = self.thinking if self.thinking is not None else (None, None)
+        grades = grade_ifeval_items(items, close_tag=close, open_tag=opener)
+        self.stats.samples += len(grades)
+        self.stats.no_answer += sum(g.verdict == "no_answer" for g in grades)
+        return grades
+
+    def _extract_item(self, gold: Any, completion: Any, task: Any) -> tuple[str, str] | None:
+        if not isinstance(completion, str) or not isinstance(gold, str):
+            raise GradingError("grade: every item must be a (gold: str, completion: str) pair")
+        found = self.extract(completion, task)
+        self.stats.samples += 1
+        if found is None:
+            self.stats.no_answer += 1
+        else:
+            self.stats.rules[found[1]] = self.stats.rules.get(found[1], 0) + 1
+        return found
+
+    def _grade_of(self, found: tuple[str, str] | None, verdict: str | None, cls: int, gold: str) -> Grade:
+        if found is None:
+            return Grade(None, None, "no_answer", False, -1, "no final answer found in the completion")
+        reason = None
+        if verdict == BUDGET:
+            verdict = TIMEOUT
+            reason = (
+                f"not verified: this problem used up its verification budget of {self.problem_budget:g} s "
+                "(raise --problem-budget to verify more)"
+            )
+        elif verdict == TIMEOUT:
+            form = normalise(found[0])
+            reason = (
+                f"answer or gold longer than {MAX_ANSWER_CHARS} characters, not verified"
+                if max(len(form), len(gold)) > MAX_ANSWER_CHARS
+                else f"verification did not finish within {self.timeout:g} s (or the verifier failed)"
+            )
+        elif verdict == "incorrect":
+            reason = "answer differs from the gold answer"
+        return Grade(found[0], found[1], verdict, verdict == "correct", cls, reason)
+
+
+@dataclass
+class _Classes:
+    """The answer classes of one problem while they are built: each answer's representative."""
+
+    group: Any
+    rep_of: dict[str, str]
+    reps: list[str]  # representatives of the wrong-answer classes, compared with each new answer
+    pending: list[str]  # answers not placed yet, in order of first appearance
+
+    @classmethod
+    def start(cls, group: Any, distinct: list[str], verdicts: dict[str, str]) -> _Classes:
+        st = cls(group, {}, [], [])
+        gold_rep = None
+        for f in distinct:
+            if verdicts.get(f) == "correct":
+                gold_rep = gold_rep or f
+                st.rep_of[f] = gold_rep
+            elif verdicts.get(f) in (TIMEOUT, BUDGET) or len(f) > MAX_ANSWER_CHARS:
+                st.rep_of[f] = f  # unverifiable: alone (comparing it would time out again)
+        st.pending = [f for f in distinct if f not in st.rep_of]
+        return st
+
+    def alone(self, answers: list[str]) -> None:
+        for f in answers:
+            self.rep_of[f] = f
+        self.pending = []
+
+    def place(self, f: str, match: str | None, represent: bool) -> None:
+        """`f` joins `match`'s class, or opens its own; it represents that class in later comparisons
+        only when all its comparisons gave a verdict (one that timed out would likely time out again)."""
+        self.rep_of[f] = match or f
+        if match is None and represent:
+            self.reps.append(f)
+
+    def numbered(self, forms: list[str | None]) -> list[int]:
+        numbering: dict[str, int] = {}
+        classes = []
+        for f in forms:
+            if f is None:
+                classes.append(-1)
                 continue
-            verdict = verdict_of[(golds[gold], forms[i])]
-            reason = None
-            if verdict == TIMEOUT:
-                reason = (
-                    f"answer longer than {MAX_ANSWER_CHARS} characters, not verified"
-                    if len(forms[i]) > MAX_ANSWER_CHARS
-                    else f"verification did not finish within {self.timeout:g} s (or the verifier failed)"
-                )
-            elif verdict == "incorrect":
-                reason = "answer differs from the gold answer"
-            out.append(Grade(found[0], found[1], verdict, verdict == "correct", classes[i], reason))
-        return out
+            rep = self.rep_of[f]
+            if rep not in numbering:
+                numbering[rep] = len(numbering)
+            classes.append(numbering[rep])
+        return classes
+
+
+def _verdict(result: Any) -> str:
+    if result == BUDGET:
+        return BUDGET
+    if result in (TIMEOUT, ERROR):
+        return TIMEOUT
+    return "correct" if result else "incorrect"
 
 
 def _task_name(task: Any) -> str:

@@ -1,36 +1,149 @@
-"""Worker processes that run Math-Verify with a per-call timeout.
+"""Worker processes that run Math-Verify with a per-call timeout, a per-problem budget and bounded numbers.
 
 Why processes and a watchdog rather than threads or signals: a pathological answer such as
 ``9^{9^{9^{9^9}}}`` can sit inside one C call (a big-integer power) that no signal interrupts. Each
-worker answers every call of its chunk as soon as it is done; the parent waits at most `timeout` seconds
-for the next answer, and otherwise kills the worker (SIGKILL), records "timeout" for that call, starts a
-fresh worker and hands it the rest of the chunk. A worker also runs under an address-space limit, so a
-call that tries to allocate without bound fails with MemoryError (recorded as "error") instead of
-taking the machine down.
+worker answers its calls one by one; the parent waits at most `timeout` seconds for the call a worker is
+running, and otherwise kills the worker (SIGKILL), records "timeout" for that call, starts a fresh worker
+and requeues the worker's other call. A worker also runs under an address-space limit, so a call that
+tries to allocate without bound fails with MemoryError (recorded as "error") instead of taking the
+machine down.
+
+Scheduling: each worker holds at most `DEPTH` calls (one running, one waiting in its pipe), so the pool
+decides every call just before it runs. Calls go first to the worker of their routing key (the grader
+uses the problem, whose parses that worker caches), and an idle worker takes calls one at a time from the
+busiest queue, so the calls of one slow problem run on every worker. With a `Budget`, every call's verifier time is charged to its group (a problem); once a
+group has spent its budget its remaining calls are not run and get the result "budget". A group can
+overrun its budget by at most `DEPTH` calls per worker, each bounded by `timeout`.
+
+Lifetime: workers die with the process that started them. On Linux each worker asks the kernel for
+SIGKILL when its parent goes (`prctl(PR_SET_PDEATHSIG)`; the kernel sends it when the *thread* that
+started the worker exits, so workers are always started from the main thread or from one long-lived
+spawner thread); everywhere, a watcher thread in the worker exits when its parent PID changes, and the
+worker exits at the end of its input.
 
 Workers are plain subprocesses (`python -m wiseft.grading.worker`) speaking JSON lines over their stdin
 and stdout: nothing is pickled, the parent (which may hold torch and its threads) is never forked, and
 the caller's `__main__` is never re-imported (as multiprocessing's spawn would do).
+
+Limits (refused with a ConfigError naming the flag): `--workers` at most `MAX_WORKERS` (and capped at
+`WORKERS_PER_CORE` × cores), `--timeout` finite in (0, `MAX_TIMEOUT`], the per-problem budget finite in
+(0, `MAX_BUDGET`].
 """
 
 from __future__ import annotations
 
 import collections
+import concurrent.futures
 import json
+import math
 import os
 import selectors
 import subprocess
 import sys
+import threading
 import time
 import zlib
+from collections.abc import Hashable, Sequence
 from pathlib import Path
 
-from wiseft.errors import GradingError
+from wiseft.errors import ConfigError, GradingError
 
 MEMORY_LIMIT_BYTES = 4 * 1024**3
 START_TIMEOUT = 120.0  # seconds for a worker to import Math-Verify and warm up, even on a loaded machine
-TIMEOUT, ERROR = "timeout", "error"
-# A result is True / False (equivalent or not), TIMEOUT, or ERROR (the call raised or the worker died).
+MAX_WORKERS = 64  # hard limit on --workers
+WORKERS_PER_CORE = 4  # more verifier processes than this per core only thrash
+MAX_TIMEOUT = 3600.0  # seconds per call
+MAX_BUDGET = 86400.0  # seconds of verifier time per problem
+DEPTH = 2  # calls handed to one worker at a time: the one it runs and the next
+PIPELINE_BYTES = 16 * 1024  # a call is queued behind a running one only if its line fits a pipe buffer
+TIMEOUT, ERROR, BUDGET = "timeout", "error", "budget"
+# A result is True / False (equivalent or not), TIMEOUT, ERROR (the call raised or the worker died) or
+# BUDGET (not run: its group's budget was spent).
+
+
+# ------------------------------------------------------------------------------------------- limits
+
+
+def check_timeout(value, flag: str = "--timeout") -> float:
+    """`value` as seconds per verification: a finite number in (0, MAX_TIMEOUT], else ConfigError."""
+    return _seconds(value, flag, MAX_TIMEOUT, "per verification")
+
+
+def check_budget(value, flag: str = "--problem-budget") -> float:
+    """`value` as seconds of verifier time per problem: finite, in (0, MAX_BUDGET], else ConfigError."""
+    return _seconds(value, flag, MAX_BUDGET, "of verifier time per problem")
+
+
+def _seconds(value, flag: str, limit: float, what: str) -> float:
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{flag} must be a number of seconds {what}, got {value!r}") from None
+    if isinstance(value, bool) or not math.isfinite(seconds) or seconds <= 0:
+        raise ConfigError(f"{flag} must be positive seconds {what} (finite, > 0), got {value!r}")
+    if seconds > limit:
+        raise ConfigError(f"{flag} is {seconds:g} s; the limit is {limit:g} s {what}")
+    return seconds
+
+
+def check_workers(value, flag: str = "--workers") -> int | None:
+    """`value` as a number of verifier processes (None: automatic): an integer in [1, MAX_WORKERS]."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(f"{flag} must be a whole number of processes, got {value!r}")
+    if value < 1:
+        raise ConfigError(f"{flag} must be at least 1, got {value}")
+    if value > MAX_WORKERS:
+        raise ConfigError(f"{flag} is {value}; the limit is {MAX_WORKERS} verifier processes")
+    return value
+
+
+def worker_count(requested: int | None) -> int:
+    """Processes actually started: the request (default: one per core), at most WORKERS_PER_CORE × cores."""
+    cores = os.cpu_count() or 1
+    return max(1, min(requested or cores, WORKERS_PER_CORE * cores))
+
+
+class Budget:
+    """Seconds of verifier time each group may use; `spent` holds what each group used so far."""
+
+    def __init__(self, seconds: float):
+        self.seconds = check_budget(seconds)
+        self.spent: dict[Hashable, float] = {}
+
+    def charge(self, group: Hashable, seconds: float) -> None:
+        self.spent[group] = self.spent.get(group, 0.0) + max(0.0, seconds)
+
+    def exhausted(self, group: Hashable) -> bool:
+        return self.spent.get(group, 0.0) >= self.seconds
+
+    def exhausted_groups(self) -> list:
+        return [g for g, s in self.spent.items() if s >= self.seconds]
+
+
+# ------------------------------------------------------------------------------------------ workers
+
+_SPAWNER: concurrent.futures.ThreadPoolExecutor | None = None
+_SPAWNER_LOCK = threading.Lock()
+
+
+def _popen(cmd: list[str], env: dict) -> subprocess.Popen:
+    """Start a worker from a thread that lives as long as this process, so that PR_SET_PDEATHSIG (tied
+    to the starting thread) fires when the process dies and not when a short-lived thread ends."""
+    global _SPAWNER
+
+    def start() -> subprocess.Popen:
+        return subprocess.Popen(
+            cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env
+        )
+
+    if threading.current_thread() is threading.main_thread():
+        return start()
+    with _SPAWNER_LOCK:
+        if _SPAWNER is None:
+            _SPAWNER = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="wiseft-spawner")
+    return _SPAWNER.submit(start).result()
 
 
 class _Worker:
@@ -38,22 +151,21 @@ class _Worker:
         env = dict(os.environ)
         src = str(Path(__file__).resolve().parents[2])
         env["PYTHONPATH"] = src + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-        cmd = [sys.executable, "-m", "wiseft.grading.worker"]
+        cmd = [sys.executable, "-m", "wiseft.grading.worker", "--parent", str(os.getpid())]
         if memory_limit:
-            cmd.append(str(memory_limit))
-        self.process = subprocess.Popen(
-            cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env
-        )
+            cmd += ["--memory", str(memory_limit)]
+        self.process = _popen(cmd, env)
         self.fd = self.process.stdout.fileno()
         os.set_blocking(self.fd, False)
         self.buffer = b""
         self.ready = False
         self.started = time.monotonic()
         self.queue: collections.deque = collections.deque()  # calls sent and not yet answered
+        self.since = 0.0  # when the call at the head of the queue started
         self.deadline = 0.0
 
-    def send(self, chunk: list) -> None:
-        self.process.stdin.write(json.dumps(chunk).encode() + b"\n")
+    def send(self, calls: list) -> None:
+        self.process.stdin.write(json.dumps(calls).encode() + b"\n")
         self.process.stdin.flush()
 
     def read(self) -> list | None:
@@ -98,18 +210,59 @@ class _Worker:
         self.kill()
 
 
+# -------------------------------------------------------------------------------------------- batch
+
+
+class _Batch:
+    """The calls of one `run`: per-worker queues of calls not sent yet, results, budget accounting."""
+
+    def __init__(self, pairs, keys, groups, budget: Budget | None, n_workers: int, chunk_size: int):
+        self.results: list = [None] * len(pairs)
+        self.groups = groups
+        self.budget = budget if groups is not None else None
+        self.todo: list[collections.deque] = [collections.deque() for _ in range(n_workers)]
+        for i, (gold, answer) in enumerate(pairs):
+            key = keys[i] if keys is not None else str(i // chunk_size)
+            self.todo[zlib.crc32(key.encode()) % n_workers].append([i, gold, answer])
+
+    def pending(self) -> bool:
+        return any(self.todo)
+
+    def take(self, n: int, room: int, busy: bool) -> list:
+        """Up to `room` calls for worker `n`: its own first, else stolen from the busiest queue. Calls of
+        an exhausted group are answered BUDGET here and never sent; with `busy`, only small calls."""
+        calls: list = []
+        while len(calls) < room:
+            source = self.todo[n] if self.todo[n] else max(self.todo, key=len)
+            if not source:
+                break
+            call = source[0] if source is self.todo[n] else source[-1]
+            if self.budget is not None and self.budget.exhausted(self.groups[call[0]]):
+                self.results[call[0]] = BUDGET
+            elif busy and len(call[1]) + len(call[2]) > PIPELINE_BYTES // 8:  # \uXXXX: 6 bytes a char
+                break
+            else:
+                calls.append(call)
+            source.popleft() if source is self.todo[n] else source.pop()
+        return calls
+
+    def done(self, index: int, result, seconds: float) -> None:
+        self.results[index] = result
+        if self.budget is not None:
+            self.budget.charge(self.groups[index], seconds)
+
+
+# --------------------------------------------------------------------------------------------- pool
+
+
 class VerifierPool:
     """`run(pairs)` verifies (gold, answer) pairs in `workers` processes, each call within `timeout` s."""
 
     def __init__(
         self, workers: int | None = None, timeout: float = 5.0, memory_limit: int | None = MEMORY_LIMIT_BYTES
     ):
-        if workers is not None and workers < 1:
-            raise GradingError(f"--workers must be at least 1, got {workers}")
-        if timeout <= 0:
-            raise GradingError(f"--timeout must be positive seconds, got {timeout}")
-        self.n_workers = workers or os.cpu_count() or 1
-        self.timeout = float(timeout)
+        self.n_workers = worker_count(check_workers(workers))
+        self.timeout = check_timeout(timeout)
         self.memory_limit = memory_limit
         self._workers: list[_Worker] = []
         self.restarts = 0
@@ -118,97 +271,103 @@ class VerifierPool:
         while len(self._workers) < n:
             self._workers.append(_Worker(self.memory_limit))
 
-    def run(self, pairs: list[tuple[str, str]], keys: list[str] | None = None, chunk_size: int = 16) -> list:
-        """Results in the order of `pairs`: True, False, "timeout" or "error".
+    def run(
+        self,
+        pairs: Sequence[tuple[str, str]],
+        keys: Sequence[str] | None = None,
+        chunk_size: int = 16,
+        groups: Sequence[Hashable] | None = None,
+        budget: Budget | None = None,
+    ) -> list:
+        """Results in the order of `pairs`: True, False, "timeout", "error" or "budget".
 
-        Pairs with the same affinity key (e.g. the gold answer of a problem) go to the same worker when
-        it is free, so its parse cache serves them; an idle worker takes work from the busiest one.
+        Pairs with the same routing key go to the same worker when it is free, so its parse cache serves
+        them (without keys: runs of `chunk_size` consecutive pairs); an idle worker takes calls from the
+        busiest one. With `groups` and `budget`, each call's time is charged to its group, and calls of a
+        group whose budget is spent are not run (result "budget").
         """
-        results: list = [None] * len(pairs)
         if not pairs:
-            return results
+            return []
         self._start(self.n_workers)
-        workers = self._workers
-        slots: list[list[int]] = [[] for _ in workers]
-        for i in range(len(pairs)):
-            key = keys[i] if keys is not None else str(i // chunk_size)
-            slots[zlib.crc32(key.encode()) % len(workers)].append(i)
-        todo = [
-            collections.deque(
-                [[i, *pairs[i]] for i in slot[s : s + chunk_size]] for s in range(0, len(slot), chunk_size)
-            )
-            for slot in slots
-        ]
+        batch = _Batch(pairs, keys, groups, budget, len(self._workers), chunk_size)
         selector = selectors.DefaultSelector()
         try:
-            while any(todo) or any(w.queue for w in workers):
-                now = time.monotonic()
-                for n, w in enumerate(workers):
-                    if w.queue or not w.ready:
-                        continue
-                    if todo[n]:
-                        chunk = todo[n].popleft()
-                    elif any(todo):
-                        chunk = max(todo, key=len).pop()  # steal from the busiest
-                    else:
-                        continue
-                    try:
-                        w.send(chunk)
-                    except OSError:  # the worker died while idle: replace it, keep the chunk
-                        todo[n].appendleft(chunk)
-                        w.kill()
-                        self.restarts += 1
-                        self._workers[n] = _Worker(self.memory_limit)
-                        continue
-                    w.queue.extend(chunk)
-                    w.deadline = now + self.timeout
-                for w in workers:
-                    if not w.ready and not w.queue:
-                        w.deadline = w.started + START_TIMEOUT
-                busy = [w for w in workers if w.queue or not w.ready]
-                if not busy:
-                    continue
-                for w in busy:
-                    selector.register(w.fd, selectors.EVENT_READ, w)
-                events = selector.select(timeout=max(0.0, min(w.deadline for w in busy) - now))
-                for w in busy:
-                    selector.unregister(w.fd)
-                ready = {key.data for key, _ in events}
-                now = time.monotonic()
-                for w in busy:
-                    answers = w.read() if w in ready else []
-                    n = workers.index(w)
-                    if answers is None:
-                        if not w.queue:
-                            raise GradingError(
-                                f"a Math-Verify worker exited while starting; check that "
-                                f"`{sys.executable} -m wiseft.grading.worker` runs"
-                            )
-                        self._replace(n, ERROR, results, todo[n])
-                        continue
-                    for index, result in answers:
-                        results[index] = result
-                        w.queue.popleft()
-                        w.deadline = now + self.timeout
-                    if w.queue and now >= w.deadline:
-                        self._replace(n, TIMEOUT, results, todo[n])
-                    elif not w.ready and now >= w.deadline:
-                        raise GradingError(
-                            f"a Math-Verify worker did not start within {START_TIMEOUT:g} s; check that "
-                            f"`{sys.executable} -m wiseft.grading.worker` runs"
-                        )
+            while batch.pending() or any(w.queue for w in self._workers):
+                self._feed(batch)
+                self._wait(batch, selector)
         finally:
             selector.close()
-        return results
+        return batch.results
 
-    def _replace(self, n: int, verdict: str, results: list, todo: collections.deque) -> None:
-        """Kill a stuck or dead worker: its current call gets `verdict`, the rest of its chunk is requeued."""
+    def _feed(self, batch: _Batch) -> None:
+        """Top up every ready worker to DEPTH calls."""
+        now = time.monotonic()
+        for n, w in enumerate(self._workers):
+            if not w.ready or len(w.queue) >= DEPTH:
+                continue
+            calls = batch.take(n, DEPTH - len(w.queue), busy=bool(w.queue))
+            if not calls:
+                continue
+            try:
+                w.send(calls)
+            except OSError:  # the worker died while idle: replace it, keep its calls
+                batch.todo[n].extendleft(reversed(calls))
+                self._renew(n)
+                continue
+            if not w.queue:
+                w.since, w.deadline = now, now + self.timeout
+            w.queue.extend(calls)
+
+    def _wait(self, batch: _Batch, selector: selectors.BaseSelector) -> None:
+        """Wait for answers until the nearest deadline; record them; replace stuck or dead workers."""
+        for w in self._workers:
+            if not w.ready and not w.queue:
+                w.deadline = w.started + START_TIMEOUT
+        busy = [w for w in self._workers if w.queue or not w.ready]
+        if not busy:
+            return
+        now = time.monotonic()
+        for w in busy:
+            selector.register(w.fd, selectors.EVENT_READ, w)
+        events = selector.select(timeout=max(0.0, min(w.deadline for w in busy) - now))
+        for w in busy:
+            selector.unregister(w.fd)
+        ready = {key.data for key, _ in events}
+        now = time.monotonic()
+        for w in busy:
+            n = self._workers.index(w)
+            answers = w.read() if w in ready else []
+            if answers is None:
+                if not w.queue:
+                    raise GradingError(
+                        f"a Math-Verify worker exited while starting; check that "
+                        f"`{sys.executable} -m wiseft.grading.worker` runs"
+                    )
+                self._replace(n, ERROR, batch, now)
+                continue
+            for index, result in answers:
+                batch.done(index, result, now - w.since)
+                w.queue.popleft()
+                w.since, w.deadline = now, now + self.timeout
+            if w.queue and now >= w.deadline:
+                self._replace(n, TIMEOUT, batch, now)
+            elif not w.ready and now >= w.deadline:
+                raise GradingError(
+                    f"a Math-Verify worker did not start within {START_TIMEOUT:g} s; check that "
+                    f"`{sys.executable} -m wiseft.grading.worker` runs"
+                )
+
+    def _replace(self, n: int, verdict: str, batch: _Batch, now: float) -> None:
+        """Kill a stuck or dead worker: its running call gets `verdict`, its other calls are requeued."""
         w = self._workers[n]
         stuck = w.queue.popleft()
-        results[stuck[0]] = verdict
-        if w.queue:
-            todo.appendleft(list(w.queue))
-        w.kill()
+        batch.done(stuck[0], verdict, now - w.since)
+        batch.todo[n].extendleft(reversed(w.queue))
+        w.queue.clear()
+        self._renew(n)
+
+    def _renew(self, n: int) -> None:
+        self._workers[n].kill()
         self.restarts += 1
         self._workers[n] = _Worker(self.memory_limit)
 

@@ -8,7 +8,7 @@ and CUDA) and `fake.ScriptedSampler` (scripted text, for tests of everything dow
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal, Protocol, runtime_checkable
 
 from wiseft.errors import SamplingError
@@ -50,11 +50,14 @@ class SamplingParams:
 @dataclass(frozen=True)
 class Completion:
     """One generated continuation: its text (prompt and stop string excluded), how many tokens were
-    generated (the token that ended it included), and why it ended ("stop" or "length")."""
+    generated (the token that ended it included), and why it ended ("stop" or "length"). `token_ids`,
+    when the backend gives them, are the `n_tokens` sampled ids, the ending token included (RL trains on
+    exactly the tokens sampled; re-tokenising the text need not give them back)."""
 
     text: str
     n_tokens: int
     finish_reason: FinishReason
+    token_ids: tuple[int, ...] | None = field(default=None, compare=False, repr=False)
 
 
 @runtime_checkable

@@ -39,10 +39,10 @@ import contextlib
 import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from pathlib import Path
 
 import torch
 
+from wiseft.checkpoints import load_causal_lm, load_tokenizer
 from wiseft.devices import resolve_device
 from wiseft.errors import SamplingError
 from wiseft.sampling.base import (
@@ -82,23 +82,11 @@ def load_model_and_tokenizer(
     trust_remote_code: bool = False,
 ):
     """Load a causal LM (bf16 on CUDA, float32 on CPU unless `dtype` says otherwise) and its tokenizer."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    path = Path(path)
     device = resolve_device(device)
     if dtype is None:
         dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
-    if not (path / "config.json").is_file():
-        raise SamplingError(f"model {path} has no config.json; point at a Hugging Face model directory")
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(str(path), trust_remote_code=trust_remote_code)
-        model = AutoModelForCausalLM.from_pretrained(
-            str(path), dtype=dtype, trust_remote_code=trust_remote_code
-        )
-    except (OSError, ValueError, KeyError) as exc:
-        raise SamplingError(f"cannot load model {path}: {exc}") from exc
-    model.to(device).eval()
-    return model, tokenizer
+    model = load_causal_lm(path, dtype, trust_remote_code)  # checks the directory first
+    return model.to(device).eval(), load_tokenizer(path, trust_remote_code)
 
 
 class _Decoding:
@@ -400,17 +388,18 @@ class HFSampler:
         self, tokens: torch.Tensor, n_tokens: torch.Tensor, n_prompts: int, n: int, params: SamplingParams
     ) -> list[list[Completion]]:
         eos = set(self.eos_ids)
-        seqs, ended_by_eos = [], []
+        rows, seqs, ended_by_eos = [], [], []
         for row, count in zip(tokens.tolist(), n_tokens.tolist(), strict=True):
             row = row[:count]
             by_eos = bool(row) and row[-1] in eos
+            rows.append(tuple(row))
             seqs.append(row[:-1] if by_eos else row)
             ended_by_eos.append(by_eos)
         texts = self.tokenizer.batch_decode(seqs, skip_special_tokens=True)
         comps = []
-        for text, count, by_eos in zip(texts, n_tokens.tolist(), ended_by_eos, strict=True):
+        for text, row, by_eos in zip(texts, rows, ended_by_eos, strict=True):
             text, by_stop = cut_at_stop(text, params.stop)
-            comps.append(Completion(text, count, "stop" if by_eos or by_stop else "length"))
+            comps.append(Completion(text, len(row), "stop" if by_eos or by_stop else "length", row))
         return [comps[i * n : (i + 1) * n] for i in range(n_prompts)]
 
 

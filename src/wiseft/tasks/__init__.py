@@ -14,8 +14,13 @@ from wiseft.tasks.base import (
     split_problems,
     task_names,
 )
+from wiseft.tasks.prompts import STYLES as PROMPT_STYLES
+from wiseft.tasks.prompts import Prompter, make_prompter
 
 __all__ = [
+    "PROMPT_STYLES",
+    "Prompter",
+    "make_prompter",
     "INSTRUCTION",
     "PLAIN_TEMPLATE",
     "Problem",

@@ -21,10 +21,10 @@ from typing import Any
 import numpy as np
 
 from wiseft.errors import TaskError
+from wiseft.tasks.prompts import make_prompter
 
 INSTRUCTION = "Please reason step by step, and put your final answer within \\boxed{}."
 PLAIN_TEMPLATE = "Problem: {question}\n" + INSTRUCTION + "\n\nSolution:"
-PROMPT_STYLES = ("plain", "chat")
 GRADER_KINDS = ("math", "int", "ifeval")  # Math-Verify; exact integers; instruction checkers
 
 
@@ -71,20 +71,9 @@ class Task:
         return {p.id: p for p in self.problems}
 
     def prompt(self, problem: Problem, style: str = "plain", tokenizer: Any = None) -> str:
-        """The exact text given to the model: the plain template, or the tokenizer's chat template."""
-        if style == "plain":
-            return self.template.replace("{question}", problem.question)
-        if style == "chat":
-            if tokenizer is None or not getattr(tokenizer, "chat_template", None):
-                raise TaskError(
-                    f"task {self.name}: --prompt chat needs a tokenizer with a chat template; this model has "
-                    "none, use --prompt plain"
-                )
-            content = problem.question + "\n" + self.instruction if self.instruction else problem.question
-            return tokenizer.apply_chat_template(
-                [{"role": "user", "content": content}], tokenize=False, add_generation_prompt=True
-            )
-        raise TaskError(f"prompt style must be one of {', '.join(PROMPT_STYLES)}, got {style!r}")
+        """The exact text given to the model in prompt `style` (`tasks.prompts`; few-shot styles with
+        their default number of worked examples)."""
+        return make_prompter(style).render(problem.question, self.template, self.instruction, tokenizer)
 
     def subset(self, ids: Sequence[str]) -> Task:
         """The same task restricted to `ids` (in that order)."""

@@ -19,6 +19,7 @@ from typing import Any
 from wiseft.errors import TaskError
 from wiseft.jsonl import iter_objects
 from wiseft.latex import last_boxed
+from wiseft.network import hub_reachable, why_offline
 from wiseft.tasks.base import Problem, Task, register_task
 
 DATA_ENV = "WISEFT_DATA"
@@ -86,6 +87,11 @@ def _load_hub(name: str, hub: HubSource) -> list[dict]:
             f"task {name}: no --data given and the `datasets` package is not installed; pass --data PATH "
             "with a local copy or install wiseft[data]"
         ) from exc
+    if not hub_reachable():
+        raise TaskError(
+            f"task {name}: no --data given and {why_offline()}; pass --data PATH with a local copy (a JSONL "
+            "file, or a directory holding <task>/test.jsonl such as ../shared/data)"
+        )
     try:
         ds = datasets.load_dataset(hub.path, hub.config, split=hub.split)
     except Exception as exc:  # offline, not found, gated: all mean "use local data"

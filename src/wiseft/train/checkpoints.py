@@ -1,25 +1,27 @@
 """Training checkpoints: standard Hugging Face `checkpoint-STEP/` directories, written atomically.
 
 A checkpoint holds the safetensors weights, config and generation config, the tokenizer,
-`trainer_state.json` (step, config, loss history, how the run was resumed) and, when asked, the optimizer
-state. Which directories count as checkpoints is `wiseft.checkpoints.find_checkpoints`'s one rule.
+`trainer_state.json` (step, config, the step history, how the run was resumed) and, when asked, the
+optimizer state as `optimizer.safetensors` + `optimizer.json` (`train.optim_state`: never a pickle, since
+a checkpoint is untrusted input). Which directories count as checkpoints is
+`wiseft.checkpoints.find_checkpoints`'s one rule. SFT and GRPO write and read checkpoints through here.
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from wiseft.atomic import atomic_dir, write_json
+from wiseft.checkpoints import Checkpoint
 from wiseft.errors import TrainError
+from wiseft.jsonl import loads
+from wiseft.train import optim_state
 
 STATE_FILE = "trainer_state.json"
-OPTIMIZER_FILE = "optimizer.pt"
 
 
 def save_checkpoint(model, tokenizer, out_dir: Path, step: int, state: dict, optimizer=None) -> Path:
     """Write `checkpoint-STEP/` atomically: it appears complete or not at all."""
-    import torch
     from transformers.utils import logging as hf_logging
 
     target = Path(out_dir) / f"checkpoint-{step}"
@@ -33,7 +35,7 @@ def save_checkpoint(model, tokenizer, out_dir: Path, step: int, state: dict, opt
                 hf_logging.enable_progress_bar()
         tokenizer.save_pretrained(str(tmp))
         if optimizer is not None:
-            torch.save(optimizer.state_dict(), tmp / OPTIMIZER_FILE)
+            optim_state.save_optimizer_state(optimizer, tmp)
         write_json(tmp / STATE_FILE, state)
     return target
 
@@ -42,11 +44,13 @@ def load_weights(model, ckpt: Path):
     """Load the safetensors weights of `ckpt` into `model` (tied weights may be absent from the files)."""
     from safetensors.torch import load_file
 
-    files = sorted(ckpt.glob("*.safetensors"))
-    if not files:
+    if not any(ckpt.glob("*.safetensors")):
         raise TrainError(
             f"{ckpt} holds no .safetensors weights; delete it to restart from the previous checkpoint"
         )
+    stored = Checkpoint.open(ckpt)  # every header checked before safetensors reads the tensors
+    files = stored.files  # the model's weight files (not the optimizer state beside them)
+    stored.close()
     state = {}
     for f in files:
         state.update(load_file(str(f)))
@@ -60,22 +64,39 @@ def load_weights(model, ckpt: Path):
     return model
 
 
-def load_optimizer(optimizer, ckpt: Path, device) -> bool:
+def load_optimizer(optimizer, ckpt: Path) -> bool:
     """Restore the optimizer state saved in `ckpt`; False when it holds none."""
+    if not optim_state.has_optimizer_state(ckpt):
+        return False
+    optim_state.load_optimizer_state(optimizer, ckpt)
+    return True
+
+
+def make_adamw(model, lr: float, betas: tuple[float, float], weight_decay: float):
+    """AdamW with weight decay on matrices only (biases and norms are not decayed)."""
     import torch
 
-    path = ckpt / OPTIMIZER_FILE
-    if not path.is_file():
-        return False
-    optimizer.load_state_dict(torch.load(path, map_location=device, weights_only=True))
-    return True
+    params = [p for p in model.parameters() if p.requires_grad]
+    decay = [p for p in params if p.ndim >= 2]
+    no_decay = [p for p in params if p.ndim < 2]
+    groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=lr, betas=betas, foreach=True)
+
+
+def read_state(ckpt: Path, key: str) -> dict:
+    """The trainer_state.json of `ckpt`, which must hold the list `key` (the step history)."""
+    path = ckpt / STATE_FILE
+    try:
+        state = loads(path.read_bytes(), str(path), TrainError)
+        if not isinstance(state, dict) or not isinstance(state.get(key), list):
+            raise TrainError(f"{path}: no {key!r} list")
+    except (OSError, TrainError) as exc:
+        raise TrainError(
+            f"{path} is unreadable ({exc}); delete {ckpt} to resume from an earlier one"
+        ) from exc
+    return state
 
 
 def read_history(ckpt: Path) -> list[float]:
     """The loss of every step up to `ckpt`, from its trainer_state.json."""
-    try:
-        return list(json.loads((ckpt / STATE_FILE).read_text())["loss_history"])
-    except (OSError, ValueError, KeyError) as exc:
-        raise TrainError(
-            f"{ckpt / STATE_FILE} is unreadable ({exc}); delete {ckpt} to resume from an earlier one"
-        ) from exc
+    return list(read_state(ckpt, "loss_history")["loss_history"])

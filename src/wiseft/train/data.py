@@ -125,6 +125,21 @@ class Collator:
             self._cache[pair] = (ids, len(p))
         return ids, len(p)
 
+    def learnable(self, pair: Pair) -> int:
+        """Completion tokens of `pair` the loss can learn from: those with a token before them to predict
+        them from (a completion at position 0, after an empty prompt, cannot be predicted)."""
+        ids, n_prompt = self.encode(pair)
+        return max(0, len(ids) - max(n_prompt, 1))
+
+    def check_learnable(self, pairs: Sequence[Pair], source: str) -> None:
+        """TrainError naming `source` when no pair has a completion token to learn from (empty prompts and
+        completions, or everything cut by --max-length): the loss would be undefined, not the lr's fault."""
+        if not any(self.learnable(pair) for pair in pairs):
+            raise TrainError(
+                f"training data {source}: no example has a completion token to learn from (empty prompts "
+                "and completions, or --max-length cuts them all); give non-empty prompt/completion pairs"
+            )
+
     def __call__(self, pairs: Sequence[Pair]):
         import torch
 
@@ -138,8 +153,10 @@ class Collator:
             input_ids[row, : len(ids)] = t
             mask[row, : len(ids)] = 1
             labels[row, n_prompt : len(ids)] = t[n_prompt:]
-        if not (labels != -100).any():
-            raise TrainError("no completion tokens in this batch (all truncated?); raise --max-length")
+        if not (labels[:, 1:] != -100).any():  # the first position is never predicted
+            raise TrainError(
+                "no completion tokens in this batch (empty or all truncated?); raise --max-length"
+            )
         return input_ids, mask, labels
 
 

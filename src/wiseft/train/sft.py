@@ -24,11 +24,11 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from wiseft.checkpoints import find_checkpoints
+from wiseft.checkpoints import find_checkpoints, load_causal_lm, load_tokenizer
 from wiseft.config import to_dict, write_resolved
 from wiseft.devices import resolve_device
 from wiseft.errors import ConfigError, TrainError
-from wiseft.train.checkpoints import load_optimizer, load_weights, read_history, save_checkpoint
+from wiseft.train.checkpoints import load_optimizer, load_weights, make_adamw, read_history, save_checkpoint
 from wiseft.train.data import Collator, Pair, epoch_batches, load_pairs
 
 
@@ -143,8 +143,8 @@ def train(
         model = load_weights(model, last)
     model.to(device)
     model.train()
-    optimizer = _make_optimizer(model, cfg)
-    restored = load_optimizer(optimizer, last, device) if last is not None else None
+    optimizer = make_adamw(model, cfg.lr, (cfg.beta1, cfg.beta2), cfg.weight_decay)
+    restored = load_optimizer(optimizer, last) if last is not None else None
     collate = Collator(tokenizer, cfg.max_length)
     stepper = _MicroBatches(model, cfg, device) if cfg.micro_batches > 1 else _WholeBatch(model, cfg)
     schedule = set(cfg.checkpoint_steps())
@@ -196,20 +196,6 @@ def _resume_point(out: Path, cfg: SFTConfig, resume: bool) -> tuple[int, Path | 
             f"{existing[start]} is beyond --steps {cfg.steps}; raise --steps to continue training"
         )
     return start, existing[start]
-
-
-def _make_optimizer(model, cfg: SFTConfig):
-    """AdamW with weight decay on matrices only (biases and norms are not decayed)."""
-    import torch
-
-    decay = [p for p in model.parameters() if p.ndim >= 2]
-    no_decay = [p for p in model.parameters() if p.ndim < 2]
-    return torch.optim.AdamW(
-        [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-        lr=cfg.lr,
-        betas=(cfg.beta1, cfg.beta2),
-        foreach=True,
-    )
 
 
 def _checkpoint_state(cfg, step: int, history: list[float], start: int, restored, meta) -> dict:
@@ -349,8 +335,6 @@ def finetune_from_files(
 ) -> TrainResult:
     """`wiseft train sft`: fine-tune the Hugging Face model in `model_dir` on `data` (a JSONL file or a
     dataset name) into `out_dir`, which gets the resolved config beside its checkpoints."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
     out = Path(out_dir)
     if find_checkpoints(out, strict=False) and not resume:
         raise TrainError(
@@ -359,8 +343,9 @@ def finetune_from_files(
     if not (Path(model_dir) / "config.json").is_file():
         raise TrainError(f"--model {model_dir} is not a Hugging Face model directory (no config.json)")
     pairs = load_pairs(data, split, prompt_field, completion_field)
-    tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
-    model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype="float32")
+    tokenizer = load_tokenizer(model_dir)
+    Collator(tokenizer, cfg.max_length).check_learnable(pairs, data)  # before anything is written
+    model = load_causal_lm(model_dir)  # every header checked before transformers reads the files
     out.mkdir(parents=True, exist_ok=True)
     write_resolved(out, cfg, name="train_config.yaml")
     meta = {"stage": "sft", "model": str(model_dir), "data": data, "n_examples": len(pairs)}

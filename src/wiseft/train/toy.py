@@ -19,6 +19,7 @@ from pathlib import Path
 
 from wiseft.atomic import atomic_dir
 from wiseft.chartok import char_tokenizer
+from wiseft.checkpoints import load_causal_lm, load_tokenizer
 from wiseft.config import to_dict
 from wiseft.errors import ConfigError
 from wiseft.tasks.toy import (
@@ -223,10 +224,8 @@ def pretrain(recipe: ToyRecipe, out_dir, on_step=None, resume: bool = True):
 
 def finetune(recipe: ToyRecipe, base_dir, out_dir, on_step=None, resume: bool = True):
     """Stage 2: SFT of the base on the clean SFT problems, with the recipe's checkpoint schedule."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    tok = AutoTokenizer.from_pretrained(str(base_dir))
-    model = AutoModelForCausalLM.from_pretrained(str(base_dir), dtype="float32")
+    tok = load_tokenizer(base_dir)
+    model = load_causal_lm(base_dir)
     cfg = recipe.sft_config()
     batches = epoch_batches(sft_pairs(recipe.splits()), cfg.batch_size, cfg.seed)
     meta = {"stage": "toy-sft", "base": str(base_dir), "recipe": to_dict(recipe)}

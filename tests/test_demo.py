@@ -1,5 +1,6 @@
 """`wiseft demo`: the claims logic on constructed samples, the pipeline on a tiny budget, the full demo (slow)."""
 
+import copy
 import json
 
 import numpy as np
@@ -358,3 +359,28 @@ def test_replicates_on_a_reduced_budget_print_a_table_whose_counts_add_up(tmp_pa
     assert "the claims over seeds" in printed and f"all claims on {rep['all_held']}/2 seeds" in printed
     for seed in (0, 1):
         assert (out / f"seed-{seed}" / "results.json").is_file()
+
+
+def _shown(results, tmp_path) -> str:
+    from rich.console import Console
+
+    from wiseft.cli.demo import show
+
+    console = Console(record=True, width=250)
+    show(results, console, tmp_path, report=False)
+    return console.export_text()
+
+
+def test_closing_table_stars_the_chosen_mix_and_prints_the_selection(tmp_path):
+    results = run_demo(TINY_DEMO, tmp_path / "out", cache_dir=tmp_path / "cache", report=False)
+    text = _shown(results, tmp_path)
+    assert "★ 0.5·early + 0.5·final  ← chosen mix" in text
+    assert f"mix chosen by pass@1: {results.best.variant}" in text and "validation problems" in text
+
+    # a second mix with the same validation value: a tie, so no ★ and the note says why
+    twin = copy.deepcopy(next(v for v in results.variants if v.kind == "mix"))
+    twin.name, twin.delta = "delta=0.250,T=1", 0.25
+    results.variants.append(twin)
+    text = _shown(results, tmp_path)
+    assert "★" not in text and "← the claims' mix (tied)" in text
+    assert "All 2 variants tie on Pass@1" in text and "none is marked as chosen" in text

@@ -289,8 +289,11 @@ def _metric_label(metric: str) -> str:
 
 def _stat(v: VariantResult, best: Selection, use: str) -> dict | None:
     """The variant's selection metric {value, lo?, hi?}: on the split that made the choice (`use`
-    "choice": validation) or reports it ("report": test), else on all problems."""
+    "choice": validation) or reports it ("report": test), else on all problems. A variant with no
+    validation value was no candidate when a validation split chose (the demo's checkpoints): None."""
     split = {"choice": "validation", "report": "test"}[use]
+    if use == "choice" and best.validation is not None and not isinstance(v.splits, dict):
+        return None
     if getattr(best, split) is not None and isinstance(v.splits, dict):
         part = v.splits.get(split)
         stat = part.get(best.metric) if isinstance(part, dict) else None

@@ -88,9 +88,7 @@ def results_table(console, results: RunResults, title: str) -> None:
         table.add_column(name, justify="right", no_wrap=True)
     table.add_column("distinct", justify="right")
     table.add_column("tokens", justify="right")
-    selection = check_selection(results)
-    tie = selection is not None and selection.tie
-    best = results.best.variant if results.best and not tie else None  # no ★ on a tie
+    best = starred(results)
     for v in results.variants:
         s = v.summary
         tok = s["tokens"]["mean"]
@@ -99,14 +97,29 @@ def results_table(console, results: RunResults, title: str) -> None:
         row += [f"{s['diversity']['mean_distinct']:.2f}", f"{tok:.1f}" if tok is not None else "-"]
         table.add_row(*row)
     console.print(table)
-    if results.best:
-        b = results.best
-        shown = interval(b.test or b.value)
-        console.print(f"best by {b.metric}: [bold]{b.variant}[/bold] — {b.how}: {shown}")
-        if b.note:
-            console.print(f"[yellow]note:[/] {b.note}")
-        if selection is not None:
-            console.print(f"[yellow]note:[/] {selection.text}", highlight=False)
+    selection_lines(console, results)
+
+
+def starred(results: RunResults) -> str | None:
+    """The variant a closing table marks with ★: the best one, unless it ties (`check_selection`)."""
+    selection = check_selection(results)
+    tie = selection is not None and selection.tie
+    return results.best.variant if results.best and not tie else None
+
+
+def selection_lines(console, results: RunResults, label: str = "best") -> None:
+    """Under a closing table: which variant was chosen, how, and its value, then the selection's notes
+    (why it is in-sample; a tie, an endpoint, an overlap with an endpoint: `check_selection`)."""
+    if not results.best:
+        return
+    b = results.best
+    shown = interval(b.test or b.value)
+    console.print(f"{label} by {b.metric}: [bold]{b.variant}[/bold] — {b.how}: {shown}")
+    if b.note:
+        console.print(f"[yellow]note:[/] {b.note}")
+    selection = check_selection(results)
+    if selection is not None:
+        console.print(f"[yellow]note:[/] {selection.text}", highlight=False)
 
 
 def metrics_tables(console, body: dict, ks: list[int]) -> None:

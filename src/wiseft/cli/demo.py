@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from wiseft.cli._common import selection_lines, starred
 from wiseft.cli.progress import LogLines, stderr_console, stdout_console
 
 
@@ -209,7 +210,7 @@ def headline_table(results):
     answers, bias² and Var[ρ]."""
     from rich.table import Table
 
-    roles = results.roles
+    roles, star = results.roles, starred(results)
     big = max(results.variants[0].summary["ks"])
     table = Table()
     columns = ["model", "Pass@1"] + (["Pass@8"] if big > 8 else []) + [f"Pass@{big}", f"maj@{big}"]
@@ -218,7 +219,7 @@ def headline_table(results):
     for v in results.variants:
         m, bv = v.summary["metrics"], v.summary["bias_variance"]
         style = "bold" if v.name in (roles["mix"], roles["final"], roles["early"]) else None
-        cells = [_label(v, roles), _cell(m["pass@1"])]
+        cells = [_label(v, roles, star), _cell(m["pass@1"])]
         cells += [f"{m['pass@8']['value']:.3f}"] if big > 8 else []
         cells += [_cell(m[f"pass@{big}"]), f"{m[f'maj@{big}']['value']:.3f}"]
         cells += [f"{v.summary['diversity']['mean_distinct']:.1f}", f"{bv['bias2']:.3f}", f"{bv['var']:.3f}"]
@@ -228,15 +229,19 @@ def headline_table(results):
     return table
 
 
-def _label(v, roles) -> str:
+def _label(v, roles, star: str | None) -> str:
+    """The row's name; ★ marks the chosen mix unless it ties with another (then the claims still use it,
+    and the note under the table says the choice was arbitrary)."""
     if v.kind == "base":
         return "base (sloppy pretraining)"
     if v.kind == "checkpoint":
         tag = " (early)" if v.name == roles["early"] else " (final)" if v.name == roles["final"] else ""
         return f"SFT step {v.step}{tag}"
     if v.kind == "mix":
-        star = "  ← chosen mix" if v.name == roles["mix"] else ""
-        return f"{v.delta:g}·early + {1 - v.delta:g}·final{star}"
+        name = f"{v.delta:g}·early + {1 - v.delta:g}·final"
+        if v.name == star:
+            return f"★ {name}  ← chosen mix"
+        return f"{name}  ← the claims' mix (tied)" if v.name == roles["mix"] else name
     return f"final at T={v.temperature:g}"
 
 
@@ -244,6 +249,7 @@ def show(results, console, out: Path, report: bool) -> None:
     from rich.table import Table
 
     console.print(headline_table(results))
+    selection_lines(console, results, label="mix chosen")
     claims = Table(title="the paper's claims, checked on this run", show_lines=True)
     claims.add_column("", justify="center")
     claims.add_column("claim")

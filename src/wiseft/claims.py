@@ -15,6 +15,9 @@
     estimates, as in (c); their intervals are printed). bias² and Var[ρ] are not per-problem means, so
     their paired intervals recompute both for both variants on the same resamples of problems
     (`PairedTables.bias_variance_diff`).
+(e) With a verifier's scores (the demo's toy outcome verifier), the best mix beat the final model under
+    Best@K (the verifier picks one of K samples) as well as under majority vote maj@K, K the largest k:
+    the paired 95% interval of each difference above zero. Weighted maj@K is reported beside them.
 
 Paired differences are bootstraps over the same problems (all variants answer the same problems with
 common random numbers), which is far tighter than comparing two separate intervals.
@@ -189,6 +192,28 @@ def claim_bias_variance(t: PairedTables, mix: str, final: str, temperatures: dic
     )
 
 
+def claim_best_of_k(t: PairedTables, mix: str, final: str, skipped: str | None = None) -> Claim:
+    """(e): needs best@K in both variants' tables (every sample of both scored by one verifier); with
+    `skipped` (why there are no scores) it is recorded as not held, for that reason."""
+    k = max(t.ks)
+    if skipped:
+        statement = (
+            f"the best mix beat the final model under Best@{k} (toy verifier) as well as majority vote"
+        )
+        return Claim("e", statement, False, f"not checked: {skipped}", {"mix": mix, "final": final})
+    best, maj = t.diff(mix, final, f"best@{k}"), t.diff(mix, final, f"maj@{k}")
+    wmaj = t.diff(mix, final, f"wmaj@{k}")
+    held = best.lo > 0 and maj.lo > 0
+    evidence = f"mix − final: {best.text()}; {maj.text()} (weighted by the verifier: {wmaj.text()})"
+    return Claim(
+        "e",
+        f"the best mix beat the final model under Best@{k} (toy verifier) as well as majority vote",
+        held,
+        evidence,
+        {"mix": mix, "final": final, "diffs": [best.as_dict(), maj.as_dict(), wmaj.as_dict()]},
+    )
+
+
 # --- the claims over replicates: one row per seed, and how many seeds each claim held on -----------------
 
 
@@ -196,7 +221,8 @@ def claim_effects(claim: Claim) -> list[dict]:
     """The paired differences (value, lo, hi) that stand for a claim in a replicate table.
 
     (a) Pass@1 and Pass@K (final − early), K the largest k; (b) Pass@K and Pass@1 (mix − final); (c) the
-    nearest temperature's shortfall (mix − it, with `versus`); (d) bias² and Var[ρ] (mix − final).
+    nearest temperature's shortfall (mix − it, with `versus`); (d) bias² and Var[ρ] (mix − final); (e)
+    best@K and maj@K (mix − final).
     """
     n = claim.numbers
     diffs = n.get("diffs") or []
@@ -209,12 +235,14 @@ def claim_effects(claim: Claim) -> list[dict]:
         return [{**near["diff"], "versus": f"T={near['temperature']:g}"}]
     if claim.key == "d":
         return list(diffs)
+    if claim.key == "e":
+        return list(diffs[:2])
     return []
 
 
 def effect_text(diff: dict) -> str:
     """`Pass@32 -0.227 [-0.283, -0.173]`, and `vs T=0.7` where the claim compares with a temperature."""
-    name = str(diff.get("metric", "?")).replace("pass@", "Pass@")
+    name = str(diff.get("metric", "?")).replace("pass@", "Pass@").replace("best@", "Best@")
     versus = f" vs {diff['versus']}" if diff.get("versus") else ""
     return f"{name} {diff['value']:+.3f} [{diff['lo']:+.3f}, {diff['hi']:+.3f}]{versus}"
 

@@ -24,6 +24,7 @@ from pathlib import Path
 
 from wiseft.atomic import atomic_dir
 from wiseft.claims import (
+    claim_best_of_k,
     claim_bias_variance,
     claim_mix_recovers,
     claim_sft_collapse,
@@ -37,12 +38,17 @@ from wiseft.evaluate.config import EvalConfig
 from wiseft.evaluate.engine import hf_engine
 from wiseft.evaluate.outputs import write_report, write_results
 from wiseft.evaluate.plan import VariantSpec, variant_name
-from wiseft.evaluate.session import EvalSession
+from wiseft.evaluate.session import EvalSession, store_path
+from wiseft.evaluate.verifying import verify_in_store
 from wiseft.merge.recipe import Recipe
+from wiseft.metrics import summarize
 from wiseft.paired import PairedTables
 from wiseft.results import RunResults, Selection, VariantResult
+from wiseft.store import SampleStore, VariantRow
 from wiseft.tasks import get_task
 from wiseft.train import toy
+from wiseft.verify import load_verifier
+from wiseft.verify.toy import ToyVerifierConfig, train_toy_verifier
 
 DemoProgress = Callable[[str, int, int, str], None]
 
@@ -65,6 +71,7 @@ class DemoConfig:
     max_new_tokens: int = 16
     select_metric: str = "pass@1"  # how the best mix is chosen (the sweep's default)
     threads: int = 0
+    verifier: ToyVerifierConfig | None = ToyVerifierConfig()  # None: no Best@k (no toy verifier)
 
     def __post_init__(self):
         if self.select_metric not in [f"pass@{k}" for k in self.ks] + [f"maj@{k}" for k in self.ks]:
@@ -269,10 +276,16 @@ def _run_into(
         run = toy.finetune(cfg.recipe, base, tmp / "sft", on_step=_sft_ticks(cfg, progress))
     with clock.stage("eval"):
         final = run.checkpoints[max(run.checkpoints)]
-        results, validation = _evaluate(cfg, plan_demo(cfg, run.checkpoints, base), final, tmp, progress)
-    with clock.stage("claims"):
-        _add_claims(cfg, results, validation, base, cached, run.checkpoints)
+        ev = _evaluate(cfg, plan_demo(cfg, run.checkpoints, base), final, tmp, progress)
+        results = ev.results
+        _add_roles(cfg, results, ev.validation, base, cached, run.checkpoints)
     results.paths = {"base": str(base), "sft": str(out / "sft")}
+    if cfg.verifier is not None:
+        with clock.stage("verifier"):
+            results.base["verifier"] = add_verifier_scores(cfg, ev, tmp, progress)
+        results.paths["verifier"] = str(out / "verifier")
+    with clock.stage("claims"):
+        _add_claims(cfg, results)
     write_resolved(tmp, cfg, name="demo_config.yaml")
     _add_machine(cfg, results, clock, busy_before, load_before)
     return results
@@ -303,12 +316,25 @@ def _sft_ticks(cfg: DemoConfig, progress: DemoProgress | None):
     return on_sft
 
 
+@dataclasses.dataclass
+class Evaluated:
+    """What the evaluation leaves for the stages after it: the results on the claims' problems, the mixes
+    on the validation problems, the store's row of each variant, and the base model's graded samples of
+    the SFT problems (prompt, completion, correct), which the toy verifier is trained on."""
+
+    results: RunResults
+    validation: list[VariantResult]
+    rows: dict[str, VariantRow]
+    problem_ids: list[str]
+    verifier_samples: list[tuple[str, str, bool]]
+
+
 def _evaluate(
     cfg: DemoConfig, specs: list[VariantSpec], final: Path, out: Path, progress: DemoProgress | None
-) -> tuple[RunResults, list[VariantResult]]:
+) -> Evaluated:
     """Sample, grade and summarise every variant on the claims' problems, then the mixes on the
-    validation problems (which choose the mix), with one model (built from the final checkpoint), one
-    store and one grader. Returns the results and the mixes' validation results."""
+    validation problems (which choose the mix) and, for the toy verifier, the base on the SFT problems
+    (never a test problem), with one model (built from the final checkpoint), one store and one grader."""
     r = cfg.recipe
     task = get_task("toy", seed=r.data_seed, n_sft=r.n_sft, n_test=r.n_test)
     ids = [p.id for p in task.problems]
@@ -316,28 +342,75 @@ def _evaluate(
     if cfg.n_val:
         val = task.subset(ids[cfg.n_eval : cfg.n_eval + cfg.n_val])
         parts.append(("demo-validation", val, [s for s in specs if s.kind == "mix"]))
+    if cfg.verifier is not None:
+        sft = get_task("toy", seed=r.data_seed, n_sft=r.n_sft, n_test=r.n_test, split="sft")
+        parts.append(("demo-verifier", sft, [s for s in specs if s.kind == "base"]))
     engine = hf_engine(final, "cpu", threads=None)
     total = sum(len(t.problems) * len(ss) for _, t, ss in parts)
-    ecfg, before, timings, evaluated = cfg.eval_config(), 0, {}, []
+    ecfg, before, timings, evaluated, samples = cfg.eval_config(), 0, {}, {}, []
     for command, part, part_specs in parts:
         order = {s.name: i for i, s in enumerate(part_specs)}
-        tag = " (validation)" if command != "demo" else ""
+        tag = {"demo-validation": " (validation)", "demo-verifier": " (SFT problems, for the verifier)"}
+        tag = tag.get(command, "")
 
         def tick(name, stage, done, n_problems, before=before, order=order, tag=tag):
             if progress and stage == "sample":
                 progress("eval", before + order[name] * n_problems + done, total, name + tag)
 
         with EvalSession.open(ecfg, part, engine, out, command, tick, run_config=to_dict(cfg)) as session:
-            evaluated.append(session.evaluate_all(part_specs))
+            evaluated[command] = session.evaluate_all(part_specs)
             if command == "demo":
-                results = session.results(evaluated[0], None)
+                results, rows = session.results(evaluated[command], None), dict(session.rows)
+            if command == "demo-verifier":
+                recs = session.records(part_specs[0].name)
+                samples = [(rec["prompt"], rec["completion"], bool(rec["correct"])) for rec in recs]
         for k, v in session.timings.as_dict().items():
             timings[f"eval.{k}"] = round(timings.get(f"eval.{k}", 0.0) + v, 3)
         before += len(part.problems) * len(part_specs)
     results.config = to_dict(cfg)
     results.task = {"name": "toy", "n_problems": cfg.n_eval, "source": f"toy generator seed {r.data_seed}"}
     results.timings = timings
-    return results, evaluated[1] if cfg.n_val else []
+    claim_ids = ids[: cfg.n_eval]
+    return Evaluated(results, evaluated.get("demo-validation", []), rows, claim_ids, samples)
+
+
+def add_verifier_scores(cfg: DemoConfig, ev: Evaluated, out: Path, progress: DemoProgress | None) -> dict:
+    """Train the toy outcome verifier on the base model's graded samples of the SFT problems, save it as a
+    Hugging Face sequence classifier in OUT/verifier, score the final model, the chosen mix and the
+    temperatures through `verify_in_store` (the path of `wiseft verify`), and summarise those variants
+    again with the scores, so that their summaries and per-problem values gain best@k and wmaj@k.
+    Returns the verifier's identity and training record."""
+    results, roles = ev.results, ev.results.roles
+    names = [roles["final"], roles["mix"], *roles["temperatures"]]
+    steps = cfg.verifier.steps
+    n_correct = sum(c for _, _, c in ev.verifier_samples)
+    if n_correct in (0, len(ev.verifier_samples)):  # nothing to learn: one class only
+        return {"skipped": f"the base model got {n_correct} of its {len(ev.verifier_samples)} samples of the "
+                "SFT problems right; a verifier needs right and wrong ones to learn from"}  # fmt: skip
+
+    def on_step(step, _steps):
+        if progress and (step == steps or step % 25 == 0):
+            progress("verifier", step, steps + len(names), "train")
+
+    record = train_toy_verifier(
+        ev.verifier_samples, out / "verifier", toy.toy_tokenizer(), cfg.verifier, progress=on_step
+    )
+    verifier = load_verifier(out / "verifier", "orm")
+    ecfg = cfg.eval_config()
+    with SampleStore(store_path(ecfg, out)) as store:
+        report = verify_in_store(store, verifier, variants=names, config={"command": "demo"})
+        vid, transform = report.identity["id"], report.identity["vote_transform"]
+        for i, name in enumerate(names):
+            v = results.variant(name)
+            per_problem = store.problem_samples(ev.rows[name], ev.problem_ids, cfg.n, verifier=vid)
+            v.summary = summarize(per_problem, cfg.ks, seed=ecfg.seed, n_boot=ecfg.n_boot,
+                                  vote_transform=transform)  # fmt: skip
+            v.summary["verifier"] = {"id": vid, "vote_transform": transform}
+            v.per_problem = tuple(per_problem)
+            if progress:
+                progress("verifier", steps + i + 1, steps + len(names), f"scored {name}")
+    return {"id": vid, "vote_transform": transform, "trained_on": "the base model's samples of the SFT "
+            "problems (no test problem)", "scored": names, **record}  # fmt: skip
 
 
 def choose_mix(cfg: DemoConfig, mixes: list[VariantResult], validation: list[VariantResult]) -> Selection:
@@ -364,30 +437,39 @@ def choose_mix(cfg: DemoConfig, mixes: list[VariantResult], validation: list[Var
     return Selection(metric, best.name, how, on_val[best.name], best.summary["metrics"][metric])
 
 
-def _add_claims(
+def _add_roles(
     cfg: DemoConfig, results: RunResults, validation: list[VariantResult], base: Path, cached: bool,
     checkpoints: dict,
 ) -> None:  # fmt: skip
-    """The chosen mix, the roles of the variants and the paper's claims."""
+    """The chosen mix and the roles of the variants (early, final, mix, temperatures)."""
     variants = results.variants
-    final_step = max(checkpoints)
     ckpt = {v.step: v.name for v in variants if v.kind == "checkpoint"}
     mixes = [v for v in variants if v.kind == "mix"]
-    temps = {v.name: v.temperature for v in variants if v.kind == "temperature"}
-    tables = PairedTables(
-        {v.name: v.per_problem for v in variants}, cfg.ks, seed=cfg.sample_seed, n_boot=cfg.n_boot
-    )
-    early, final = ckpt[cfg.early], ckpt[final_step]
+    temps = [v.name for v in variants if v.kind == "temperature"]
     results.best = best = choose_mix(cfg, mixes, validation)
     results.base = {"path": str(base), "cached": cached, "key": cfg.recipe.base_key()}
-    results.roles = {"early": early, "final": final, "mix": best.variant, "temperatures": list(temps)}
+    results.roles = {"early": ckpt[cfg.early], "final": ckpt[max(checkpoints)], "mix": best.variant,
+                     "temperatures": temps}  # fmt: skip
     results.early_step = cfg.early
+
+
+def _add_claims(cfg: DemoConfig, results: RunResults) -> None:
+    """The paper's claims on this run's numbers; (e) when the toy verifier scored the samples."""
+    roles = results.roles
+    early, final, mix = roles["early"], roles["final"], roles["mix"]
+    temps = {name: results.variant(name).temperature for name in roles["temperatures"]}
+    tables = PairedTables(
+        {v.name: v.per_problem for v in results.variants}, cfg.ks, seed=cfg.sample_seed, n_boot=cfg.n_boot
+    )
     results.claims = [  # the final model at T=1 is a temperature of the final model too
         claim_sft_collapse(tables, early, final),
-        claim_mix_recovers(tables, best.variant, final),
-        claim_temperature_cannot(tables, best.variant, {final: 1.0, **temps}),
-        claim_bias_variance(tables, best.variant, final, temps),
+        claim_mix_recovers(tables, mix, final),
+        claim_temperature_cannot(tables, mix, {final: 1.0, **temps}),
+        claim_bias_variance(tables, mix, final, temps),
     ]
+    if cfg.verifier is not None:
+        skipped = (results.base.get("verifier") or {}).get("skipped")
+        results.claims.append(claim_best_of_k(tables, mix, final, skipped))
 
 
 def _add_machine(cfg: DemoConfig, results: RunResults, clock: Clock, busy_before: float, load_before: float):

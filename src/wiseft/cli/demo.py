@@ -16,8 +16,10 @@ def register(subparsers) -> None:
         description="Pretrain a tiny sloppy base (cached), fine-tune it on 96 clean problems with checkpoints "
         "that double from 1/32 of SFT (the first is the early checkpoint), evaluate the trajectory, "
         "early⊕final mixes (one chosen on validation problems) and temperatures of the final model "
-        "(Pass@1…Pass@32, maj@32, distinct answers, bias²/Var[ρ], bootstrap intervals), check the paper's "
-        "four claims on this run, and write results.json and the report. --seeds/--replicates repeat the "
+        "(Pass@1…Pass@32, maj@32, distinct answers, bias²/Var[ρ], bootstrap intervals), train a toy outcome "
+        "verifier on the base's samples of the SFT problems for Best@32 and weighted maj@32 of the final "
+        "model, the mix and the temperatures, check the paper's claims on this run, and write results.json "
+        "and the report. --seeds/--replicates repeat the "
         "whole story per seed and count the seeds each claim held on.",
     )
     p.add_argument("-o", "--output", help="output directory (default: wiseft-out/demo-<UTC time>)")
@@ -39,6 +41,10 @@ def register(subparsers) -> None:
     p.add_argument("--delta", default=None, help="δ grid of the early⊕final mixes, e.g. 0.25,0.5,0.75")
     p.add_argument("--temperature", default=None, help="temperatures of the final model, e.g. 0.7,1.3,1.6")
     p.add_argument("--threads", type=int, default=0, help="CPU threads (0: torch's default)")
+    p.add_argument(
+        "--no-verifier", action="store_true",
+        help="skip the toy outcome verifier (Best@k, weighted maj@k and claim (e))",
+    )  # fmt: skip
     seeds = p.add_mutually_exclusive_group()
     seeds.add_argument(
         "--seeds",
@@ -122,6 +128,8 @@ def build_config(args):
         }.items()
         if v is not None
     }
+    if args.no_verifier:
+        changes["verifier"] = None
     return DemoConfig(**changes)
 
 
@@ -177,6 +185,7 @@ class DemoProgress:
             "pretrain": "1/4 pretrain the sloppy base",
             "sft": f"2/4 SFT on {cfg.recipe.n_sft} clean problems",
             "eval": "3/4 sample, grade, summarise",
+            "verifier": "3/4 toy verifier: train, score",
             "report": "4/4 report",
         }
 
@@ -206,14 +215,16 @@ def _cell(metric) -> str:
 
 
 def headline_table(results):
-    """One row per variant: Pass@1, Pass@8 and Pass@K (K the largest k) with intervals, maj@K, distinct
-    answers, bias² and Var[ρ]."""
+    """One row per variant: Pass@1, Pass@8 and Pass@K (K the largest k) with intervals, maj@K, Best@K and
+    weighted maj@K where the toy verifier scored the variant, distinct answers, bias² and Var[ρ]."""
     from rich.table import Table
 
     roles, star = results.roles, starred(results)
     big = max(results.variants[0].summary["ks"])
     table = Table()
     columns = ["model", "Pass@1"] + (["Pass@8"] if big > 8 else []) + [f"Pass@{big}", f"maj@{big}"]
+    scored = any(f"best@{big}" in v.summary["metrics"] for v in results.variants)
+    columns += [f"Best@{big}", f"wmaj@{big}"] if scored else []
     for col in columns + ["distinct", "bias²", "Var[ρ]"]:
         table.add_column(col, justify="left" if col == "model" else "right")
     for v in results.variants:
@@ -222,6 +233,9 @@ def headline_table(results):
         cells = [_label(v, roles, star), _cell(m["pass@1"])]
         cells += [f"{m['pass@8']['value']:.3f}"] if big > 8 else []
         cells += [_cell(m[f"pass@{big}"]), f"{m[f'maj@{big}']['value']:.3f}"]
+        if scored:
+            cells += [_cell(m[f"best@{big}"]) if f"best@{big}" in m else "-"]
+            cells += [f"{m[f'wmaj@{big}']['value']:.3f}" if f"wmaj@{big}" in m else "-"]
         cells += [f"{v.summary['diversity']['mean_distinct']:.1f}", f"{bv['bias2']:.3f}", f"{bv['var']:.3f}"]
         table.add_row(*cells, style=style)
     n = results.variants[-1].summary["n"]
@@ -274,6 +288,7 @@ def show(results, console, out: Path, report: bool) -> None:
         ("  sample", "eval.sample"),
         ("  grade", "eval.grade"),
         ("  summarise", "eval.score"),
+        ("toy verifier (train, score)", "verifier"),
         ("claims", "claims"),
         ("report", "report"),
         ("total", "total"),

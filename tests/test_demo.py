@@ -418,6 +418,7 @@ def test_closing_table_stars_the_chosen_mix_and_prints_the_selection(tmp_path):
     text = _shown(results, tmp_path)
     assert "★ 0.5·early + 0.5·final  ← chosen mix" in text
     assert f"mix chosen by pass@1: {results.best.variant}" in text and "validation problems" in text
+    assert "toy verifier: not trained — the base model got 0 of its 64 samples" in text  # nothing right
 
     # a second mix with the same validation value: a tie, so no ★ and the note says why
     twin = copy.deepcopy(next(v for v in results.variants if v.kind == "mix"))
@@ -487,3 +488,4 @@ def test_demo_scores_final_mix_and_temperatures_with_the_toy_verifier(tmp_path, 
         assert store.verifier(info["id"]) is not None and store.choose_verifier().id == info["id"]
     text = _shown(results, tmp_path)
     assert "Best@8" in text and "wmaj@8" in text
+    assert f"toy verifier {info['id']}: trained on 60 samples of the base model on the SFT problems" in text

@@ -272,6 +272,7 @@ def show(results, console, out: Path, report: bool) -> None:
         mark = "[green]held[/]" if c.held else "[red]did not hold[/]"
         claims.add_row(mark, f"({c.key}) {c.statement}", c.evidence)
     console.print(claims)
+    verifier_line(console, (results.base or {}).get("verifier"))
     if results.replicates:
         console.print(replicate_view(results.replicates))
     t, cpu = results.timings, results.cpu_seconds or {}
@@ -317,6 +318,23 @@ def show(results, console, out: Path, report: bool) -> None:
     if report:
         console.print(f"Report: [bold]{out / 'report' / 'report.html'}[/] (and report.md)")
     console.print(f"Output directory: [bold]{out}[/]")
+
+
+def verifier_line(console, info: dict | None) -> None:
+    """What the toy verifier learned from, and how well it fits its own training samples (chance is 0.5
+    under its balanced loss), so that a Best@k column is read with the verifier's quality in mind."""
+    if not info:
+        return
+    if info.get("skipped"):
+        console.print(f"toy verifier: not trained — {info['skipped']}", highlight=False)
+        return
+    acc = info.get("train_accuracy")
+    console.print(
+        f"toy verifier {info['id']}: trained on {info['n_samples']} samples of the base model on the SFT "
+        f"problems ({info['n_correct']} right); accuracy on them {acc:.2f} (0.5 is chance), loss "
+        f"{info['loss_first']:.3f} → {info['loss_last']:.3f}",
+        highlight=False,
+    )
 
 
 def replicate_view(rep: dict):

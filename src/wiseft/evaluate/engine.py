@@ -7,14 +7,18 @@
 - `WeightSource`: `materialise(spec)` puts a variant's weights into the model the sampler samples from;
   `fingerprints(spec)` names the content of the models that identify the variant in the store.
 
-`Engine` bundles a sampler, a weight source and the tokenizer the prompts are rendered with.
+`Engine` bundles a sampler, a weight source and the tokenizer the prompts are rendered with (and, for
+engines spread over machines, `describe()`: what the run records of where it ran).
 `AnchorWeights` is the in-process weight source: anchors held in memory by `WeightSpace`, each variant
 written into the live model in place (bit-identical to `wiseft merge` output). `hf_engine` builds the
-transformers engine of a run.
+transformers engine of a run; `make_engine` the engine a run's config asks for: that one, or with
+`ray:` the Ray engine of `wiseft.distributed`, which sits above this package and is found by name
+(`ENGINE_PLUGINS`) so that nothing here imports it.
 """
 
 from __future__ import annotations
 
+import importlib
 import os
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -23,7 +27,8 @@ from typing import Any, Protocol, runtime_checkable
 
 from wiseft.checkpoints import load_causal_lm, load_tokenizer, model_fingerprint, validate_model_dir
 from wiseft.devices import resolve_device
-from wiseft.errors import SamplingError
+from wiseft.errors import ConfigError, SamplingError
+from wiseft.evaluate.config import EvalConfig
 from wiseft.evaluate.plan import VariantSpec
 from wiseft.sampling import Completion, Sampler, SamplingParams
 from wiseft.weightspace import WeightSpace
@@ -53,6 +58,7 @@ class Engine:
     weights: WeightSource
     tokenizer: Any
     max_context: int | None = None  # tokens the model attends over (prompt + completion), when known
+    describe: Callable[[], dict] | None = None  # where the run sampled, for results.json's "machine"
 
 
 class AnchorWeights:
@@ -122,6 +128,29 @@ def hf_engine(
     return Engine(
         sampler, AnchorWeights(model, device, loaded_from=model_dir), tokenizer, context_length(model.config)
     )
+
+
+# Engines built above this package, by the config section that asks for them: "module:function", called
+# as function(cfg, specs, model_dir, tokenizer_dirs, progress) -> Engine.
+ENGINE_PLUGINS = {"ray": "wiseft.distributed.engine:ray_engine"}
+
+
+def make_engine(
+    cfg: EvalConfig,
+    specs: Sequence[VariantSpec],
+    model_dir: str | os.PathLike,
+    tokenizer_dirs: Sequence[str | os.PathLike] = (),
+    sampler_factory: SamplerFactory | None = None,
+    progress: Callable | None = None,
+) -> Engine:
+    """The engine `cfg` asks for: the transformers engine in this process (`hf_engine`), or with a `ray:`
+    section the Ray engine (`ENGINE_PLUGINS["ray"]`), which samples `specs` on the cluster's actors."""
+    if cfg.ray is None:
+        return hf_engine(model_dir, cfg.device, cfg.threads, tokenizer_dirs, sampler_factory)
+    if sampler_factory is not None:
+        raise ConfigError("--ray: a sampler_factory builds a sampler in this process; pass engine= instead")
+    module, _, name = ENGINE_PLUGINS["ray"].partition(":")
+    return getattr(importlib.import_module(module), name)(cfg, specs, model_dir, tokenizer_dirs, progress)
 
 
 def context_length(config) -> int | None:

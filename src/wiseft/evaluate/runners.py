@@ -5,8 +5,9 @@
 - `run_eval(cfg, out)`: one model at each temperature.
 
 Each checks its inputs before anything is written (task, split, checkpoint headers), evaluates through
-one `EvalSession`, and writes its outputs (`evaluate.outputs`). `engine` replaces the transformers engine
-(another sampler or weight source); `sampler_factory(model, tokenizer)` only its sampler.
+one `EvalSession`, and writes its outputs (`evaluate.outputs`). `engine` replaces the engine the config
+asks for (`make_engine`: transformers here, or Ray actors with `ray:`); `sampler_factory(model, tokenizer)`
+only the transformers engine's sampler.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from collections.abc import Sequence
 from wiseft.checkpoints import Checkpoint, find_checkpoints
 from wiseft.errors import ConfigError
 from wiseft.evaluate.config import ModelEvalConfig, SelectConfig, SweepConfig, TrajectoryConfig
-from wiseft.evaluate.engine import Engine, SamplerFactory, hf_engine
+from wiseft.evaluate.engine import Engine, SamplerFactory, make_engine
 from wiseft.evaluate.outputs import check_output, write_eval, write_run
 from wiseft.evaluate.plan import VariantSpec, plan_eval, plan_sweep, plan_trajectory
 from wiseft.evaluate.select import choose_best
@@ -41,9 +42,7 @@ def run_sweep(
     specs = plan_sweep(cfg, recipe)
     check_anchors(specs)
     SampleStore.check_free(store_path(cfg, out))  # a second writer is refused before the model loads
-    engine = engine or hf_engine(
-        specs[0].anchors[-1], cfg.device, cfg.threads, sampler_factory=sampler_factory
-    )
+    engine = engine or make_engine(cfg, specs, specs[0].anchors[-1], (), sampler_factory, progress)
     return _evaluate_and_select(cfg, task, engine, specs, out, "sweep", progress, report)
 
 
@@ -62,8 +61,8 @@ def run_trajectory(
     specs = plan_trajectory(cfg, checkpoints, early_step)
     check_anchors(specs)
     SampleStore.check_free(store_path(cfg, out))
-    engine = engine or hf_engine(
-        checkpoints[early_step], cfg.device, cfg.threads, [cfg.run_dir], sampler_factory
+    engine = engine or make_engine(
+        cfg, specs, checkpoints[early_step], [cfg.run_dir], sampler_factory, progress
     )
     return _evaluate_and_select(
         cfg, task, engine, specs, out, "trajectory", progress, report, early_step=early_step
@@ -80,7 +79,7 @@ def run_eval(
     task = load_task(cfg, task)
     specs = plan_eval(cfg)
     SampleStore.check_free(store_path(cfg, out))
-    engine = engine or hf_engine(cfg.model, cfg.device, cfg.threads, sampler_factory=sampler_factory)
+    engine = engine or make_engine(cfg, specs, cfg.model, (), sampler_factory, progress)
     with EvalSession.open(cfg, task, engine, out, "eval", progress) as session:
         variants = session.evaluate_all(specs)
         records = [r for spec in specs for r in session.records(spec.name)]

@@ -281,6 +281,8 @@ class EvalSession:
         """The run's `RunResults` (`extra`: early_step, and the demo's fields)."""
         task = {"name": self.task.name, "n_problems": len(self.ids), "source": self.task.source,
                 "example_prompt": self.prompts[self.ids[0]]}  # fmt: skip
+        if self.engine.describe is not None:
+            extra.setdefault("machine", self.engine.describe())
         return RunResults(
             config=to_dict(self.cfg), versions=versions(self.grader.name), task=task, variants=variants,
             best=best, timings=self.timings.as_dict(), **extra,

@@ -1,0 +1,181 @@
+"""Sampling on Ray actors (`wiseft.distributed`): the same store as one machine, byte for byte; faults
+(an actor killed mid-unit, a driver killed with SIGKILL, Ctrl-C) lose and duplicate nothing. One local
+cluster serves the module; the CLI runs connect to it by address."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+from support.ray_runs import count, local_fake_engine, ray_fake_engine, rows, sweep_cfg
+from support.sampling import tiny_model_dir
+
+from wiseft.evaluate.config import RayConfig
+from wiseft.evaluate.plan import plan_sweep
+from wiseft.evaluate.runners import run_sweep
+
+HAVE_RAY = importlib.util.find_spec("ray") is not None
+needs_ray = pytest.mark.skipif(not HAVE_RAY, reason="ray is not installed (pip install 'wiseft[ray]')")
+pytestmark = needs_ray
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    """A local Ray cluster of 4 logical CPUs for the module; its address for the CLI runs."""
+    import ray
+
+    ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False)
+    yield ray.get_runtime_context().gcs_address
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def anchors(tmp_path_factory):
+    root = tmp_path_factory.mktemp("anchors")
+    return tiny_model_dir(root, "early", seed=1), tiny_model_dir(root, "final", seed=2)
+
+
+def _units(record: dict, outcome: str = "done") -> list[tuple]:
+    return sorted(
+        (u["variant"], u["start"], u["problems"]) for u in record["units"] if u["outcome"] == outcome
+    )
+
+
+def test_two_cpu_actors_store_the_bytes_of_one_machine(cluster, anchors, tmp_path):
+    """The transformers engine on 2 actors and in this process: the same samples, text, token counts and
+    finish reasons; each actor drew the session's own chunks, and switched at most once per variant."""
+    cfg = sweep_cfg(*anchors, n=3, chunk=4, max_new_tokens=10)
+    local = run_sweep(cfg, tmp_path / "local", report=False)
+    seen = []
+    cfg_ray = sweep_cfg(*anchors, n=3, chunk=4, max_new_tokens=10, ray=RayConfig(actors=2))
+    remote = run_sweep(cfg_ray, tmp_path / "ray", report=False, progress=lambda *a: seen.append(a))
+    assert rows(tmp_path / "ray" / "samples.db") == rows(tmp_path / "local" / "samples.db")
+    assert [v.summary["metrics"] for v in remote.variants] == [v.summary["metrics"] for v in local.variants]
+    record = remote.machine["ray"]
+    chunks = [(s.name, start, 4) for s in plan_sweep(cfg) for start in range(0, 12, 4)]
+    assert _units(record) == sorted(chunks)  # one unit per session chunk, none twice
+    assert record["cluster"]["resources"]["CPU"] == 4 and len(record["actors"]) == 2
+    assert all(a["switches"] <= 3 and a["state"] == "stopped" for a in record["actors"])
+    labels = {a[0] for a in seen if a[1] == "ray"}
+    assert {"queue", "actor 0", "actor 1"} <= labels and all(len(a) == 5 for a in seen if a[1] == "ray")
+
+
+def test_scripted_actors_match_the_local_run_and_switch_once_per_variant(cluster, anchors, tmp_path):
+    cfg = sweep_cfg(*anchors)
+    run_sweep(cfg, tmp_path / "local", engine=local_fake_engine(), report=False)
+    engine, ray_engine = ray_fake_engine(cfg, per_token=0.0005, actors=3)
+    res = run_sweep(cfg, tmp_path / "ray", engine=engine, report=False)
+    assert rows(tmp_path / "ray" / "samples.db") == rows(tmp_path / "local" / "samples.db")
+    record = res.machine["ray"]
+    assert record["switches"] <= 3 * 3 and record["requeued"] == 0
+    assert len(_units(record)) == 3 * 6 and ray_engine._dispatcher is None  # stopped after the last variant
+
+
+def test_an_actor_killed_mid_unit_is_replaced_and_its_unit_redrawn(cluster, anchors, tmp_path):
+    """SIGKILL the process of an actor while it samples: its unit goes to another actor, a new actor
+    takes the lost one's place, and the store holds exactly the samples of an undisturbed run."""
+    cfg = sweep_cfg(*anchors)
+    run_sweep(cfg, tmp_path / "local", engine=local_fake_engine(), report=False)
+    engine, ray_engine = ray_fake_engine(cfg, per_token=0.004)
+    killed = []
+
+    def kill_one_busy_actor():
+        deadline = time.time() + 60
+        while time.time() < deadline and not killed:
+            dispatcher = ray_engine._dispatcher
+            busy = (
+                [s for s in list(dispatcher.pending.values()) if s.unit is not None and s.stats.where]
+                if dispatcher
+                else []
+            )
+            if busy and ray_engine.monitor.done >= 2:
+                time.sleep(0.05)  # well inside the unit (about 0.4 s)
+                os.kill(busy[0].stats.where["pid"], signal.SIGKILL)
+                killed.append(busy[0].stats.where["pid"])
+            time.sleep(0.01)
+
+    watcher = threading.Thread(target=kill_one_busy_actor, daemon=True)
+    watcher.start()
+    res = run_sweep(cfg, tmp_path / "ray", engine=engine, report=False)
+    watcher.join()
+    assert killed, "no actor was killed"
+    assert rows(tmp_path / "ray" / "samples.db") == rows(tmp_path / "local" / "samples.db")
+    record = res.machine["ray"]
+    (lost,) = [u for u in record["units"] if u["outcome"] == "lost"]
+    assert lost["pid"] == killed[0] and record["requeued"] == 1
+    redrawn = [
+        u
+        for u in record["units"]
+        if (u["variant"], u["start"]) == (lost["variant"], lost["start"]) and u["outcome"] == "done"
+    ]
+    assert [u["attempt"] for u in redrawn] == [2] and redrawn[0]["pid"] != killed[0]
+    assert len(_units(record)) == 3 * 6 and len(set(_units(record))) == 3 * 6
+    states = sorted(a["state"] for a in record["actors"])
+    assert states == ["lost", "stopped", "stopped"]  # the replacement joined
+
+
+def _sweep_cmd(anchors, out, address, *extra):
+    early, final = anchors
+    return [
+        sys.executable, "-m", "wiseft", "sweep", str(early), str(final), "--task", "toy", "--limit", "12",
+        "--n", "3", "--k", "1,3", "--delta", "0,0.5,1", "--max-new-tokens", "24", "--chunk", "1",
+        "--threads", "1", "--n-boot", "20", "--device", "cpu", "--no-report", "-o", str(out),
+        "--ray-actors", "2", *extra, "--ray", address,
+    ]  # fmt: skip
+
+
+def _start_and_wait(cmd, db_path, samples):
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.time() + 240
+    while time.time() < deadline and proc.poll() is None and count(db_path) < samples:
+        time.sleep(0.05)
+    assert proc.poll() is None, (
+        "the sweep ended before it could be stopped: " + proc.stderr.read().decode()[-2000:]
+    )
+    return proc
+
+
+def _whole_problems(db_rows, n):
+    per = {}
+    for name, pid, idx, *_ in db_rows:
+        per.setdefault((name, pid), []).append(idx)
+    return all(sorted(v) == list(range(n)) for v in per.values())
+
+
+def test_driver_killed_with_sigkill_resumes_from_the_store(cluster, anchors, tmp_path):
+    """`wiseft sweep --ray ADDRESS` killed with SIGKILL mid-run, then started again: Ray ends the dead
+    driver's actors, the second run samples only what is missing, and the store equals a local run's."""
+    out = tmp_path / "killed"
+    proc = _start_and_wait(_sweep_cmd(anchors, out, cluster), out / "samples.db", 3 * 4)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    partial = count(out / "samples.db")
+    assert 0 < partial < 3 * 12 * 3 and partial % 3 == 0  # whole problems: one transaction per unit
+    again = subprocess.run(_sweep_cmd(anchors, out, cluster), capture_output=True, timeout=300)
+    assert again.returncode == 0, again.stderr.decode()[-2000:]
+    cfg = sweep_cfg(*anchors, n=3, k=(1, 3), max_new_tokens=24, chunk=1, seed=0)
+    run_sweep(cfg, tmp_path / "local", report=False)
+    assert rows(out / "samples.db") == rows(tmp_path / "local" / "samples.db")
+
+
+def test_ctrl_c_stops_the_actors_and_leaves_whole_units_in_the_store(cluster, anchors, tmp_path):
+    import ray
+
+    out = tmp_path / "interrupted"
+    proc = _start_and_wait(_sweep_cmd(anchors, out, cluster), out / "samples.db", 3 * 4)
+    os.kill(proc.pid, signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130 and "interrupted" in err.decode(), err.decode()[-2000:]
+    stored = rows(out / "samples.db")
+    assert 0 < len(stored) < 3 * 12 * 3 and _whole_problems(stored, 3)
+    deadline = time.time() + 30  # the actors and their placement group are gone: all CPUs free again
+    while time.time() < deadline and ray.available_resources().get("CPU", 0) < 4:
+        time.sleep(0.2)
+    assert ray.available_resources().get("CPU", 0) == 4

@@ -88,12 +88,8 @@ def test_an_actor_killed_mid_unit_is_replaced_and_its_unit_redrawn(cluster, anch
     def kill_one_busy_actor():
         deadline = time.time() + 60
         while time.time() < deadline and not killed:
-            dispatcher = ray_engine._dispatcher
-            busy = (
-                [s for s in list(dispatcher.pending.values()) if s.unit is not None and s.stats.where]
-                if dispatcher
-                else []
-            )
+            d = ray_engine._dispatcher
+            busy = [slot for slot, unit in list(d.pending.values()) if unit and slot.stats.where] if d else []
             if busy and ray_engine.monitor.done >= 2:
                 time.sleep(0.05)  # well inside the unit (about 0.4 s)
                 os.kill(busy[0].stats.where["pid"], signal.SIGKILL)
@@ -107,14 +103,12 @@ def test_an_actor_killed_mid_unit_is_replaced_and_its_unit_redrawn(cluster, anch
     assert killed, "no actor was killed"
     assert rows(tmp_path / "ray" / "samples.db") == rows(tmp_path / "local" / "samples.db")
     record = res.machine["ray"]
-    (lost,) = [u for u in record["units"] if u["outcome"] == "lost"]
-    assert lost["pid"] == killed[0] and record["requeued"] == 1
-    redrawn = [
-        u
-        for u in record["units"]
-        if (u["variant"], u["start"]) == (lost["variant"], lost["start"]) and u["outcome"] == "done"
-    ]
-    assert [u["attempt"] for u in redrawn] == [2] and redrawn[0]["pid"] != killed[0]
+    lost = [u for u in record["units"] if u["outcome"] == "lost"]  # its running unit, and one waiting
+    assert 1 <= len(lost) <= 2 and {u["pid"] for u in lost} == set(killed) and record["requeued"] == len(lost)
+    for gone in lost:
+        again = [u for u in record["units"] if u["outcome"] == "done" and u["start"] == gone["start"]
+                 and u["variant"] == gone["variant"]]  # fmt: skip
+        assert [u["attempt"] for u in again] == [2] and again[0]["pid"] != killed[0]
     assert len(_units(record)) == 3 * 6 and len(set(_units(record))) == 3 * 6
     states = sorted(a["state"] for a in record["actors"])
     assert states == ["lost", "stopped", "stopped"]  # the replacement joined

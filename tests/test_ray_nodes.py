@@ -48,7 +48,7 @@ def test_a_node_that_leaves_mid_run_loses_nothing(two_nodes, tmp_path):
         deadline = time.time() + 60
         while time.time() < deadline and not gone:
             d = ray_engine._dispatcher
-            slots = [s for s in list(d.pending.values()) if s.unit is not None] if d else []
+            slots = [slot for slot, unit in list(d.pending.values()) if unit is not None] if d else []
             on_worker = [s for s in slots if s.stats.where.get("node_id") == worker.node_id]
             if on_worker and ray_engine.monitor.done >= 2:
                 time.sleep(0.05)
@@ -63,8 +63,8 @@ def test_a_node_that_leaves_mid_run_loses_nothing(two_nodes, tmp_path):
     assert gone, "the worker node was not removed"
     assert rows(tmp_path / "ray" / "samples.db") == rows(tmp_path / "local" / "samples.db")
     record = res.machine["ray"]
-    lost = [u for u in record["units"] if u["outcome"] == "lost"]
-    assert [u["pid"] for u in lost] == gone and record["requeued"] == 1
+    lost = [u for u in record["units"] if u["outcome"] == "lost"]  # its running unit, and one waiting
+    assert 1 <= len(lost) <= 2 and {u["pid"] for u in lost} == set(gone) and record["requeued"] == len(lost)
     done = [(u["variant"], u["start"]) for u in record["units"] if u["outcome"] == "done"]
     assert len(done) == len(set(done)) == 3 * 6
     assert {u["node"] for u in record["units"] if u["outcome"] == "done" and u["attempt"] == 2} == {

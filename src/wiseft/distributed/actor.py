@@ -71,6 +71,8 @@ class UnitResult:
     switch_s: float
     switched: bool
     tokens: int
+    cpu_s: float = 0.0  # CPU seconds the actor's process has used so far (start-up included)
+    sample_cpu_s: float = 0.0  # CPU seconds of this unit's sampling (its switch not included)
 
 
 class EngineWorker:
@@ -105,11 +107,11 @@ class EngineWorker:
             self.current = None  # a switch that fails leaves no variant claimed
             engine.weights.materialise(spec)
             self.current = spec
-        t1 = time.perf_counter()
+        t1, c1 = time.perf_counter(), time.process_time()
         completions = engine.sampler.generate(prompts, n, params)
-        t2 = time.perf_counter()
+        t2, c2 = time.perf_counter(), time.process_time()
         tokens = sum(c.n_tokens for row in completions for c in row)
-        return UnitResult(completions, t2 - t1, t1 - t0, switched, tokens)
+        return UnitResult(completions, t2 - t1, t1 - t0, switched, tokens, c2, c2 - c1)
 
     def _started(self) -> Engine:
         self.start()

@@ -2,8 +2,10 @@
 
 A unit is the chunk of prompts a local run would give one `generate` call (the session's chunk of its
 to-do list), so the actors make exactly the calls a single machine makes and draw the same bytes
-(docs/ARCHITECTURE.md: "Ray"). Units are handed out one at a time to an idle actor (pull, not a fixed
-split), so an actor that drew a chunk of long answers holds up nothing but that chunk. Variants go in
+(docs/ARCHITECTURE.md: "Ray"). Units are handed out to actors as they free up (pull, not a fixed
+split), so an actor that drew a chunk of long answers holds up nothing but that chunk: each actor gets
+one unit, then a second that waits in its mailbox (`depth`, so it never waits for the driver between
+units) while more units are left than there are actors; near the end only free actors get units. Variants go in
 plan order, and while the last units of a variant run, idle actors start on the next variant's units
 (*lookahead*, same prompts and parameters but its temperature): their results are kept until the session
 asks for them, or dropped when it asks for other chunks (a resumed run), so nothing changes but the idle
@@ -24,7 +26,7 @@ import dataclasses
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from wiseft.distributed.monitor import ActorStats, Monitor
@@ -32,6 +34,7 @@ from wiseft.errors import SamplingError, WiseftError
 from wiseft.evaluate.plan import VariantSpec
 from wiseft.sampling import Completion, SamplingParams
 
+DEPTH = 2  # units an actor holds at once while many are left: one running, one waiting in its mailbox
 POLL_S = 0.25  # longest wait for a result before the driver checks deadlines and reports progress
 REPLACEMENTS_PER_ACTOR = 3  # lost actors replaced, per placement bundle, before the run gives up on them
 
@@ -69,13 +72,15 @@ def split_units(
 
 @dataclass
 class Slot:
-    """One actor: its handle, its statistics, the unit it runs (None while starting or idle)."""
+    """One actor: its handle, its statistics, and the units it holds (running, then waiting)."""
 
     handle: Any
     stats: ActorStats
-    unit: Unit | None = None
-    since: float = 0.0
-    holds: str | None = None  # the variant its weights hold
+    units: list[Unit] = field(default_factory=list)
+    since: float = 0.0  # when it was asked to start, then when its oldest unit was handed out
+    holds: str | None = None  # the variant its weights will hold once its units are done
+    ready: bool = False
+    dead: bool = False
 
 
 class Dispatcher:
@@ -83,7 +88,7 @@ class Dispatcher:
 
     def __init__(
         self, new_actor: Callable[[int], Any], bundles: int, fingerprints: Callable[[VariantSpec], dict],
-        monitor: Monitor, start_timeout: float, lookahead: bool = True,
+        monitor: Monitor, start_timeout: float, lookahead: bool = True, depth: int = DEPTH,
     ):  # fmt: skip
         import ray
 
@@ -93,8 +98,9 @@ class Dispatcher:
         self.monitor = monitor
         self.start_timeout = start_timeout
         self.use_lookahead = lookahead
-        self.pending: dict[Any, Slot] = {}  # object ref -> the actor computing it (a unit, or its start)
-        self.idle: list[Slot] = []
+        self.depth = max(1, depth)
+        self.slots: list[Slot] = []  # live actors, started or starting
+        self.pending: dict[Any, tuple[Slot, Unit | None]] = {}  # ref -> (actor, its unit; None: its start)
         self.queue: deque[Unit] = deque()
         self.ahead: deque[Unit] = deque()  # the next variant's units, drawn when the queue is empty
         self.cache: dict[tuple, list[list[Completion]]] = {}  # finished lookahead units by key
@@ -112,11 +118,10 @@ class Dispatcher:
         """Sample `prompts` under `spec` in units of `size`; yield each unit as it finishes."""
         units = split_units(spec, prompts, n, params, size)
         self.wanted = {u.key: u for u in units}
-        running = {s.unit.key for s in self.pending.values() if s.unit is not None}
         ready = [(u, self.cache[u.key]) for u in units if u.key in self.cache]
         self.cache.clear()
-        done = {u.key for u, _ in ready}
-        self.queue = deque(u for u in units if u.key not in running and u.key not in done)
+        skip = self._running() | {u.key for u, _ in ready}
+        self.queue = deque(u for u in units if u.key not in skip)
         self.ahead = deque(self._lookahead(next_spec, prompts, n, params, size))
         self.next_name = next_spec.name if next_spec is not None else None
         self.monitor.queued = len(self.queue)
@@ -134,27 +139,40 @@ class Dispatcher:
             spec, prompts, n, dataclasses.replace(params, temperature=spec.temperature), size, True
         )
 
+    def _running(self) -> set[tuple]:
+        return {unit.key for _, unit in self.pending.values() if unit is not None}
+
     # --- handing out -----------------------------------------------------------------------------
     def _fill(self) -> None:
-        while self.idle:
-            unit = self._next_unit()
-            if unit is None:
-                return
-            same = [s for s in self.idle if s.holds == unit.spec.name]
-            slot = (same or self.idle)[0]
-            self.idle.remove(slot)
-            slot.unit, slot.since, slot.holds = unit, time.monotonic(), unit.spec.name
-            ref = slot.handle.run.remote(unit.spec, self.fingerprints(unit.spec), list(unit.prompts), unit.n,
-                                         unit.params)  # fmt: skip
-            self.pending[ref] = slot
-            self.monitor.dispatched()
-            self.monitor.running += 1
+        """Every free actor gets a unit; then, while more units are left than actors, a second one."""
+        ready = [s for s in self.slots if s.ready]
+        for depth in range(1, self.depth + 1):
+            while free := [s for s in ready if len(s.units) < depth]:
+                if depth > 1 and len(self.queue) + len(self.ahead) <= len(ready):
+                    return  # the last units: only free actors take them
+                unit = self._next_unit()
+                if unit is None:
+                    return
+                same = [s for s in free if s.holds == unit.spec.name]  # no switch needed there
+                self._send((same or free)[0], unit)
+
+    def _send(self, slot: Slot, unit: Unit) -> None:
+        if not slot.units:
+            slot.since = time.monotonic()
+        slot.units.append(unit)
+        slot.holds = unit.spec.name
+        ref = slot.handle.run.remote(
+            unit.spec, self.fingerprints(unit.spec), list(unit.prompts), unit.n, unit.params
+        )
+        self.pending[ref] = (slot, unit)
+        self.monitor.dispatched()
+        self.monitor.running += 1
 
     def _next_unit(self) -> Unit | None:
         if self.queue:
             self.monitor.queued -= 1
             return self.queue.popleft()
-        running = {s.unit.key for s in self.pending.values() if s.unit is not None}
+        running = self._running()
         while self.ahead:
             unit = self.ahead.popleft()
             if unit.key not in self.cache and unit.key not in running:
@@ -165,24 +183,23 @@ class Dispatcher:
     def _collect(self) -> Iterator[tuple[Unit, list[list[Completion]]]]:
         """One round: whatever finished within POLL_S, handled; the wanted units among them yielded
         (after the free actors got new units, so they work while the session commits)."""
-        if not self.pending and not self.idle:
+        if not self.pending:
             raise SamplingError(
                 "every Ray actor was lost and no more replacements are allowed; see the Ray logs"
             )
         refs = list(self.pending)
-        done, _ = self.ray.wait(refs, num_returns=1, timeout=POLL_S) if refs else ([], [])
+        done, _ = self.ray.wait(refs, num_returns=1, timeout=POLL_S)
         if done:
             done, _ = self.ray.wait(refs, num_returns=len(refs), timeout=0)
         out = []
         for ref in done:
-            slot = self.pending.pop(ref)
-            if slot.unit is None:
+            slot, unit = self.pending.pop(ref)
+            if unit is None:
                 self._started(ref, slot)
                 continue
-            finished = self._finished(ref, slot)
-            if finished is None:
+            completions = self._finished(ref, slot, unit)
+            if completions is None:
                 continue
-            unit, completions = finished
             if unit.key in self.wanted:  # (a lookahead unit may sit elsewhere in this variant's to-do list)
                 out.append((self.wanted.pop(unit.key), completions))
             elif unit.lookahead and unit.spec.name == self.next_name:
@@ -192,24 +209,23 @@ class Dispatcher:
         self.monitor.emit()
         yield from out
 
-    def _finished(self, ref, slot: Slot):
-        unit, slot.unit = slot.unit, None
+    def _finished(self, ref, slot: Slot, unit: Unit) -> list[list[Completion]] | None:
+        slot.units.remove(unit)
         self.monitor.running -= 1
         seconds = time.monotonic() - slot.since
+        slot.since = time.monotonic()
         try:
             result = self.ray.get(ref)
         except self.ray.exceptions.RayTaskError as exc:
-            raise _engine_error(
-                exc, slot, f"unit {unit.start}..{unit.start + len(unit.prompts) - 1} of {unit.spec.name}"
-            ) from None
+            what = f"unit {unit.start}..{unit.start + len(unit.prompts) - 1} of {unit.spec.name}"
+            raise _engine_error(exc, slot, what) from None
         except _lost_errors(self.ray):
             self.monitor.lost(slot.stats, unit, seconds)
             self._requeue(unit)
             self._replace(slot)
             return None
-        self.monitor.finished(slot.stats, unit, result, seconds)
-        self.idle.append(slot)
-        return unit, result.completions
+        self.monitor.finished(slot.stats, unit, result, result.sample_s + result.switch_s)
+        return result.completions
 
     def _started(self, ref, slot: Slot) -> None:
         try:
@@ -220,23 +236,29 @@ class Dispatcher:
             self.monitor.lost(slot.stats, None, 0.0)
             self._replace(slot)
             return
+        slot.ready = True
         self.monitor.ready(slot.stats, where)
-        self.idle.append(slot)
 
     def _requeue(self, unit: Unit) -> None:
-        again = dataclasses.replace(unit, attempt=unit.attempt + 1)
         if unit.key in self.wanted:
             self.queue.appendleft(dataclasses.replace(self.wanted[unit.key], attempt=unit.attempt + 1))
             self.monitor.queued += 1
         elif unit.lookahead and unit.spec.name == self.next_name:
-            self.ahead.appendleft(again)
+            self.ahead.appendleft(dataclasses.replace(unit, attempt=unit.attempt + 1))
 
     # --- actors ----------------------------------------------------------------------------------
     def _start(self, bundle: int) -> None:
         slot = Slot(self.new_actor(bundle), self.monitor.add_actor(bundle), since=time.monotonic())
-        self.pending[slot.handle.start.remote()] = slot
+        self.slots.append(slot)
+        self.pending[slot.handle.start.remote()] = (slot, None)
 
     def _replace(self, slot: Slot) -> None:
+        """A lost actor: killed for good (once, whichever of its calls failed first), and a new one started
+        in its placement bundle while replacements are left."""
+        if slot.dead:
+            return
+        slot.dead = True
+        self.slots.remove(slot)
         self._kill(slot)
         if self.replacements_left > 0:
             self.replacements_left -= 1
@@ -250,9 +272,9 @@ class Dispatcher:
 
     def _check_deadline(self) -> None:
         """No actor has become ready within the start timeout: the cluster cannot run them."""
-        if self.idle or any(s.unit is not None for s in self.pending.values()):
+        if any(s.ready for s in self.slots):
             return
-        waiting = [s for s in self.pending.values() if s.unit is None]
+        waiting = [s for s in self.slots if not s.ready]
         if waiting and all(time.monotonic() - s.since > self.start_timeout for s in waiting):
             raise SamplingError(
                 f"no Ray actor became ready within {self.start_timeout:g} s (--ray-start-timeout); the "
@@ -261,16 +283,15 @@ class Dispatcher:
 
     def close(self) -> None:
         """Stop every actor (running units are abandoned; the driver stored what had finished)."""
-        slots = list(self.pending.values()) + self.idle
+        slots, self.slots = self.slots, []
         self.pending.clear()
-        self.idle.clear()
         connected = (
             self.ray.is_initialized()
         )  # (at exit Ray may have shut down first; a call would restart it)
         for slot in slots:
             if connected:
                 self._kill(slot)
-            slot.stats.state = "stopped" if slot.stats.state != "lost" else "lost"
+            slot.stats.state = "stopped"
 
 
 def _lost_errors(ray) -> tuple[type[BaseException], ...]:

@@ -10,8 +10,9 @@
   session's chunks and yields each as soon as an actor has sampled it (`dispatch.Dispatcher`); the
   session commits each in one transaction, and only this process writes the store.
 
-The cluster is joined (or a local one started), the placement group made and the actors started on the
-first unit of work, so a resumed run with nothing left to sample starts nothing. They are stopped after the
+`start()` joins the cluster (or starts a local one), makes the placement group and asks for the actors
+without waiting for them to load their engines; `ray_engine` calls it, so the actors load while the
+session opens (otherwise the first unit of work starts them). They are stopped after the
 plan's last variant is sampled, on any error, and on Ctrl-C (KeyboardInterrupt); a driver that dies
 outright takes them with it (Ray ends the actors and placement group of a job whose driver is gone).
 `describe()` is the run's record (results.json, machine.ray): the cluster's resources and nodes, the
@@ -91,7 +92,7 @@ class RayEngine:
             raise SamplingError("RayEngine.stream: no variant was materialised; call materialise(spec) first")
         last = not self.plan or spec.name == self.plan[-1].name
         if prompts:
-            dispatcher = self._start()
+            dispatcher = self.start()
             try:
                 for u, completions in dispatcher.run(spec, prompts, n, params, unit, self._next(spec)):
                     yield list(range(u.start, u.start + len(u.prompts))), completions
@@ -107,7 +108,8 @@ class RayEngine:
         return self.plan[i + 1] if 0 <= i < len(self.plan) - 1 else None
 
     # --- the cluster -------------------------------------------------------------------------------
-    def _start(self) -> Dispatcher:
+    def start(self) -> Dispatcher:
+        """Join the cluster, place and ask for the actors (once; again after `close`)."""
         if self._dispatcher is not None:
             return self._dispatcher
         ray = cluster.ray_module()
@@ -188,4 +190,5 @@ def ray_engine(
         str(model_dir), tuple(str(Path(d)) for d in tokenizer_dirs), cfg.device or "", cfg.threads
     )
     engine = RayEngine(cfg.ray, specs, setup, cfg.ray.engine, progress)
+    engine.start()  # the actors load their engines while the session opens
     return Engine(engine, engine, tokenizer, max_context, describe=engine.describe)

@@ -32,6 +32,15 @@ class ActorStats:
     ready_at: float | None = None
     last_at: float | None = None
     lost_units: int = 0
+    cpu_s: float = 0.0  # the actor process's CPU seconds, start-up included
+    sample_cpu_s: float = 0.0  # CPU seconds of its units' sampling
+    asked_at: float | None = None
+
+    def start_s(self) -> float:
+        """Seconds from asking for the actor to its engine being loaded."""
+        if self.ready_at is None or self.asked_at is None:
+            return 0.0
+        return self.ready_at - self.asked_at
 
     def rate(self) -> float:
         """Samples per second of wall time since the actor was ready."""
@@ -51,7 +60,8 @@ class ActorStats:
     def as_dict(self) -> dict:
         return {"actor": self.label, "bundle": self.bundle, "state": self.state, **self.where,
                 "units": self.units, "samples": self.samples, "tokens": self.tokens,
-                "busy_s": round(self.busy_s, 3), "switches": self.switches, "lost_units": self.lost_units,
+                "busy_s": round(self.busy_s, 3), "cpu_s": round(self.cpu_s, 3),
+                "sample_cpu_s": round(self.sample_cpu_s, 3), "start_s": round(self.start_s(), 3), "switches": self.switches, "lost_units": self.lost_units,
                 "samples_per_s": round(self.rate(), 3), "busy_frac": round(self.busy(), 4)}  # fmt: skip
 
 
@@ -68,7 +78,7 @@ class Monitor:
         self._last_emit = 0.0
 
     def add_actor(self, bundle: int) -> ActorStats:
-        stats = ActorStats(f"actor {len(self.actors)}", bundle)
+        stats = ActorStats(f"actor {len(self.actors)}", bundle, asked_at=self.clock())
         self.actors.append(stats)
         return stats
 
@@ -82,6 +92,8 @@ class Monitor:
         stats.tokens += result.tokens
         stats.busy_s += result.sample_s + result.switch_s
         stats.switches += int(result.switched)
+        stats.cpu_s = max(stats.cpu_s, result.cpu_s)
+        stats.sample_cpu_s += result.sample_cpu_s
         stats.last_at = self.last_at = self.clock()
         self.done += 1
         self._row(stats, unit, "done", seconds, samples)
@@ -97,7 +109,8 @@ class Monitor:
         self.units.append({"variant": unit.spec.name, "start": unit.start, "problems": len(unit.prompts),
                            "actor": stats.label, "pid": stats.where.get("pid"), "node": stats.where.get("ip"),
                            "attempt": unit.attempt, "lookahead": unit.lookahead, "outcome": outcome,
-                           "samples": samples, "seconds": round(seconds, 4)})  # fmt: skip
+                           "samples": samples, "seconds": round(seconds, 4),
+                           "at": round(self.clock() - (self.first_at or self.clock()), 4)})  # fmt: skip
 
     def emit(self, force: bool = False) -> None:
         """Report each actor and the queue to the progress callback, at most every EMIT_EVERY_S."""
@@ -126,11 +139,13 @@ class Monitor:
         return (self.last_at or 0.0) - self.first_at if self.first_at is not None else 0.0
 
     def record(self) -> dict:
-        """The run's record: every actor, every unit, and the busy share of the sampling span."""
-        span, busy = self.span(), sum(a.busy_s for a in self.actors)
-        slots = len({a.bundle for a in self.actors})
+        """The run's record: every actor, every unit, and the busy share: the actors' busy seconds over
+        the seconds they were ready until the last unit finished (start-up is the cluster's, not idling)."""
+        end = self.last_at or 0.0
+        ready = sum(end - a.ready_at for a in self.actors if a.ready_at is not None and a.units)
+        busy = sum(a.busy_s for a in self.actors)
         return {"actors": [a.as_dict() for a in self.actors], "units": list(self.units),
-                "span_s": round(span, 3), "busy_share": round(busy / (span * slots), 4) if span else None,
+                "span_s": round(self.span(), 3), "busy_share": round(busy / ready, 4) if ready > 0 else None,
                 "switches": sum(a.switches for a in self.actors), "requeued": self.requeued}  # fmt: skip
 
 

@@ -35,6 +35,7 @@ def two_nodes():
     cluster.shutdown()
 
 
+@pytest.mark.slow
 def test_a_node_that_leaves_mid_run_loses_nothing(two_nodes, tmp_path):
     cluster, worker = two_nodes
     early = tiny_model_dir(tmp_path, "early", seed=1)

@@ -12,10 +12,17 @@ this machine) serves every Ray run, so cluster start-up is reported once and not
    without lookahead; targets: actors ≥ 90 % busy over the sampling span, weight switches ≤ variants ×
    actors.
 
+3. Composition: does a prompt's sampling depend on which prompts share its `generate` call? The
+   transformers sampler on the toy-shaped model, prompts of 12 to 42 characters (so some batches cross the
+   shared-prompt attention width and all are padded): every prompt in one call, each alone, and in random
+   groups; samples whose tokens differ, and prefill logits of each prompt alone vs in one padded batch
+   (rows not bit-identical, largest difference). Why Ray keeps the session's chunks as its units.
+
 CPU seconds (this driver process and the actors' processes) and the load average are printed beside the
 figures: on a shared, busy machine the wall-clock figures move with the other work.
 
 Usage: PYTHONPATH=src python bench/ray.py [--runs 3] [--limit 96] [--n 8] [--skip-scale] [--skip-sim]
+       [--skip-composition]
 """
 
 from __future__ import annotations
@@ -142,6 +149,55 @@ def bench_sim(args) -> dict:
     return out
 
 
+def bench_composition() -> dict:
+    import random
+
+    import torch
+
+    from wiseft.sampling import SamplingParams
+    from wiseft.sampling.hf import HFSampler
+    from wiseft.tasks import get_task
+
+    _, final = toy_models()
+    sampler = HFSampler.from_pretrained(final, device="cpu", threads=1)
+    task, rng = get_task("toy"), random.Random(0)
+    prompts = ["ab " * rng.randint(0, 10) + task.prompt(p) for p in task.problems[:48]]
+    params = SamplingParams(temperature=1.0, max_new_tokens=26, stop=task.stop, seed=0)
+
+    def tokens(rows):
+        return [[c.token_ids for c in row] for row in rows]
+
+    whole = tokens(sampler.generate(prompts, 4, params))
+    alone = tokens([sampler.generate([p], 4, params)[0] for p in prompts])
+    grouped, order, i = [None] * len(prompts), list(range(len(prompts))), 0
+    rng.shuffle(order)
+    while i < len(order):
+        group = order[i : i + rng.randint(2, 7)]
+        for j, row in zip(group, sampler.generate([prompts[j] for j in group], 4, params), strict=True):
+            grouped[j] = row
+        i += len(group)
+    grouped = tokens(grouped)
+
+    def differ(a, b) -> int:
+        return sum(x != y for ra, rb in zip(a, b, strict=True) for x, y in zip(ra, rb, strict=True))
+
+    # Prefill logits: each prompt alone, and in one left-padded batch (as HFSampler._prefill builds it).
+    ids = [sampler.tokenizer(p)["input_ids"] for p in prompts]
+    width = max(map(len, ids))
+    batch = torch.zeros((len(ids), width), dtype=torch.long)
+    mask = torch.zeros_like(batch)
+    for k, row in enumerate(ids):
+        batch[k, width - len(row) :], mask[k, width - len(row) :] = torch.tensor(row), 1
+    with torch.inference_mode():
+        pos = (mask.cumsum(-1) - 1).clamp(min=0)
+        padded = sampler.model(input_ids=batch, attention_mask=mask, position_ids=pos).logits[:, -1]
+        single = torch.stack([sampler.model(input_ids=torch.tensor([row])).logits[0, -1] for row in ids])
+    diff = (padded - single).abs().amax(dim=1)
+    return {"samples": len(prompts) * 4, "whole_vs_alone": differ(whole, alone),
+            "whole_vs_groups": differ(whole, grouped), "rows_differ": int((diff > 0).sum()),
+            "rows": len(ids), "max_diff": float(diff.max())}  # fmt: skip
+
+
 def scale_table(runs: dict) -> Table:
     t = Table(title="1. toy sweep: local vs Ray actors (medians)")
     cols = ("run", "samples", "wall s", "span s", "samples/s (span)", "samples/s (wall)", "sampling CPU s",
@@ -220,6 +276,7 @@ def main() -> None:
     )
     ap.add_argument("--skip-scale", action="store_true")
     ap.add_argument("--skip-sim", action="store_true")
+    ap.add_argument("--skip-composition", action="store_true")
     args = ap.parse_args()
     import ray
 
@@ -236,6 +293,14 @@ def main() -> None:
             console.print(line)
     if not args.skip_sim:
         console.print(sim_table(bench_sim(args)))
+    if not args.skip_composition:
+        c = bench_composition()
+        console.print(
+            f"3. composition, {c['samples']} samples: tokens differ in {c['whole_vs_alone']} samples (one call vs "
+            f"each prompt alone) and {c['whole_vs_groups']} (vs random groups); prefill logits alone vs in one "
+            f"padded batch: {c['rows_differ']} of {c['rows']} rows not bit-identical, largest difference "
+            f"{c['max_diff']:.2g}"
+        )
     load1 = os.getloadavg()
     console.print(f"load average after: {load1[0]:.1f} / {load1[1]:.1f}; a shared machine under other work: "
                   "wall-clock figures are from a busy machine")  # fmt: skip

@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import importlib.util
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -17,9 +18,13 @@ import pytest
 from support.ray_runs import count, local_fake_engine, ray_fake_engine, rows, sweep_cfg
 from support.sampling import tiny_model_dir
 
+from wiseft.distributed.actor import ActorSetup
+from wiseft.distributed.engine import RayEngine
+from wiseft.errors import CheckpointError, ConfigError
 from wiseft.evaluate.config import RayConfig
 from wiseft.evaluate.plan import plan_sweep
 from wiseft.evaluate.runners import run_sweep
+from wiseft.sampling import SamplingParams
 
 HAVE_RAY = importlib.util.find_spec("ray") is not None
 needs_ray = pytest.mark.skipif(not HAVE_RAY, reason="ray is not installed (pip install 'wiseft[ray]')")
@@ -65,6 +70,26 @@ def test_two_cpu_actors_store_the_bytes_of_one_machine(cluster, anchors, tmp_pat
     assert all(a["switches"] <= 3 and a["state"] == "stopped" for a in record["actors"])
     labels = {a[0] for a in seen if a[1] == "ray"}
     assert {"queue", "actor 0", "actor 1"} <= labels and all(len(a) == 5 for a in seen if a[1] == "ray")
+
+
+@pytest.mark.parametrize("command", ["eval", "trajectory"])
+def test_eval_and_trajectory_on_ray_store_the_bytes_of_one_machine(cluster, anchors, tmp_path, cli, command):
+    """The CLI with --ray (this process is connected already, so the run joins this cluster)."""
+    if command == "eval":
+        head = ["eval", anchors[1]]
+    else:
+        run = tmp_path / "run"
+        for step, seed in ((10, 1), (20, 2)):
+            tiny_model_dir(run, f"checkpoint-{step}", seed=seed)
+        head = ["trajectory", run, "--delta", "0.5"]
+    args = [*head, "--task", "toy", "--limit", "6", "--n", "2", "--k", "1,2", "--max-new-tokens", "8",
+            "--threads", "1", "--n-boot", "20", "--device", "cpu", "--chunk", "2"]  # fmt: skip
+    extra = [] if command == "eval" else ["--no-report"]
+    assert cli([*args, *extra, "-o", tmp_path / "local"])[0] == 0
+    code, err = cli([*args, *extra, "-o", tmp_path / "ray", "--ray-actors", "2", "--ray"])
+    assert code == 0, err
+    assert rows(tmp_path / "ray" / "samples.db") == rows(tmp_path / "local" / "samples.db")
+    assert "ray actor 1: " in err and "ray queue: " in err  # progress lines (the console is not a terminal)
 
 
 def test_scripted_actors_match_the_local_run_and_switch_once_per_variant(cluster, anchors, tmp_path):
@@ -115,12 +140,43 @@ def test_an_actor_killed_mid_unit_is_replaced_and_its_unit_redrawn(cluster, anch
     assert states == ["lost", "stopped", "stopped"]  # the replacement joined
 
 
+def test_actors_the_cluster_cannot_hold_fail_before_anything_is_written(cluster, anchors, tmp_path):
+    cfg = sweep_cfg(*anchors, ray=RayConfig(actors=8, start_timeout=2))
+    with pytest.raises(ConfigError) as err:
+        run_sweep(cfg, tmp_path / "out", report=False)
+    assert "--ray: 8 actor(s) of {'CPU': 1.0} (PACK) could not be placed within 2 s" in str(err.value)
+    assert not (tmp_path / "out").exists()
+    _wait_for_free_cpus(4)
+
+
+def test_an_engine_error_inside_an_actor_comes_back_as_the_librarys_own(cluster, anchors, tmp_path):
+    """A model directory the actor cannot load: its CheckpointError, with its one-line message, stops the
+    run, and the actors are stopped."""
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    shutil.copy(anchors[1] / "config.json", broken / "config.json")
+    spec = plan_sweep(sweep_cfg(*anchors))[0]
+    engine = RayEngine(RayConfig(actors=1), [spec], ActorSetup(str(broken), (), "cpu", 1), "hf")
+    engine.materialise(spec)
+    with pytest.raises(CheckpointError) as err:
+        list(engine.stream(["12+3="], 1, SamplingParams(max_new_tokens=4), 1))
+    assert str(broken) in str(err.value) and "\n" not in str(err.value)
+    assert engine._dispatcher is None
+
+
+def test_an_actor_refuses_a_model_that_is_not_the_drivers_copy(cluster, anchors, tmp_path):
+    cfg = sweep_cfg(*anchors)
+    engine, ray_engine = ray_fake_engine(cfg, per_token=0.0, actors=1)
+    ray_engine._fingerprints[str(anchors[0])] = "0" * 32  # as if the driver had read another copy
+    with pytest.raises(CheckpointError, match=r"is not the driver's copy \(fingerprint [0-9a-f]+ vs 0+\)"):
+        run_sweep(cfg, tmp_path / "out", engine=engine, report=False)
+
+
 @pytest.mark.parametrize("where", ["sample", "ray"])
 def test_ctrl_c_in_the_driver_stops_the_actors_and_the_run_resumes(cluster, anchors, tmp_path, where):
     """KeyboardInterrupt raised between two commits ("sample") or while the driver waits on the actors
     ("ray"): the actors and their placement group are gone, the store holds whole units only, and a
     second run completes it with the samples of an undisturbed run."""
-    import ray
 
     cfg = sweep_cfg(*anchors)
     run_sweep(cfg, tmp_path / "local", engine=local_fake_engine(), report=False)
@@ -137,10 +193,7 @@ def test_ctrl_c_in_the_driver_stops_the_actors_and_the_run_resumes(cluster, anch
         interrupted = True
     assert interrupted and ray_engine._dispatcher is None
     assert all(a["state"] in ("stopped", "lost") for a in ray_engine.describe()["ray"]["actors"])
-    deadline = time.time() + 30
-    while time.time() < deadline and ray.available_resources().get("CPU", 0) < 4:
-        time.sleep(0.1)
-    assert ray.available_resources().get("CPU", 0) == 4
+    _wait_for_free_cpus(4)
     stored = rows(tmp_path / "ray" / "samples.db")
     assert 0 < len(stored) < 3 * 12 * 2 and _whole_problems(stored, 2)
     engine, _ = ray_fake_engine(cfg, per_token=0.0)
@@ -170,6 +223,15 @@ def _start_and_wait(cmd, db_path, samples):
     return proc
 
 
+def _wait_for_free_cpus(cpus: int, seconds: float = 30) -> None:
+    import ray
+
+    deadline = time.time() + seconds
+    while time.time() < deadline and ray.available_resources().get("CPU", 0) < cpus:
+        time.sleep(0.1)
+    assert ray.available_resources().get("CPU", 0) == cpus
+
+
 def _whole_problems(db_rows, n):
     per = {}
     for name, pid, idx, *_ in db_rows:
@@ -184,6 +246,7 @@ def test_driver_killed_with_sigkill_resumes_from_the_store(cluster, anchors, tmp
     proc = _start_and_wait(_sweep_cmd(anchors, out, cluster), out / "samples.db", 3 * 4)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
+    _wait_for_free_cpus(4)  # Ray ends the dead driver's actors and placement group
     partial = count(out / "samples.db")
     assert 0 < partial < 3 * 12 * 3 and partial % 3 == 0  # whole problems: one transaction per unit
     cfg = sweep_cfg(*anchors, n=3, k=(1, 3), max_new_tokens=24, chunk=1, seed=0, val_fraction=0.5)
@@ -196,7 +259,6 @@ def test_driver_killed_with_sigkill_resumes_from_the_store(cluster, anchors, tmp
 
 @pytest.mark.slow
 def test_sigint_to_the_cli_stops_the_actors_and_leaves_whole_units(cluster, anchors, tmp_path):
-    import ray
 
     out = tmp_path / "interrupted"
     proc = _start_and_wait(_sweep_cmd(anchors, out, cluster), out / "samples.db", 3 * 4)
@@ -205,7 +267,4 @@ def test_sigint_to_the_cli_stops_the_actors_and_leaves_whole_units(cluster, anch
     assert proc.returncode == 130 and "interrupted" in err.decode(), err.decode()[-2000:]
     stored = rows(out / "samples.db")
     assert 0 < len(stored) < 3 * 12 * 3 and _whole_problems(stored, 3)
-    deadline = time.time() + 30  # the actors and their placement group are gone: all CPUs free again
-    while time.time() < deadline and ray.available_resources().get("CPU", 0) < 4:
-        time.sleep(0.2)
-    assert ray.available_resources().get("CPU", 0) == 4
+    _wait_for_free_cpus(4)  # the actors and their placement group are gone

@@ -1,7 +1,7 @@
 """The cluster a run samples on: connect (or start a local one), read its resources, place the actors.
 
 - `connect(address)`: `None`/"local" starts a local cluster for the run (stopped at the end), "auto" joins
-  the cluster started on this machine with `ray start`, "HOST:PORT" (or "ray://HOST:PORT") a remote one.
+  the cluster started on this machine with `ray start`, "HOST:PORT" a remote one.
   A driver that is already connected (a test, a notebook) keeps its connection, and keeps it afterwards.
 - `snapshot()`: the cluster's total resources and its nodes, as the run records them.
 - `actor_shape(cfg, device, resources)`: how many actors of how many CPUs and GPUs.

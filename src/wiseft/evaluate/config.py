@@ -51,7 +51,7 @@ class RayConfig:
     """Where and how a run samples on a Ray cluster (`wiseft.distributed`): one long-lived actor per engine
     replica, placed with a placement group, each holding a sampler and the run's anchors."""
 
-    address: str | None = None  # "auto", "HOST:PORT" or "ray://HOST:PORT"; None: a local cluster for the run
+    address: str | None = None  # "auto" or "HOST:PORT"; None: a local cluster started for the run
     actors: int | None = option(
         None, "Ray actors, one engine replica each (default: as many as the cluster holds)"
     )

@@ -4,7 +4,7 @@ VENV    := .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 
-.PHONY: venv demo test test-slow bench lint fmt clean chromium harness-readers
+.PHONY: venv demo test test-slow bench bench-ray lint fmt clean chromium harness-readers ray
 
 venv: $(STAMP)
 
@@ -21,7 +21,7 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
-test-slow: $(STAMP) chromium
+test-slow: $(STAMP) chromium ray
 	$(BIN)/python -m pytest -q -m slow
 
 bench: $(STAMP)
@@ -29,6 +29,18 @@ bench: $(STAMP)
 	$(BIN)/python bench/grade.py
 	$(BIN)/python bench/sweep.py
 	$(BIN)/python bench/grpo.py
+
+# Sampling on Ray (--ray): the optional extra, pinned; its tests (tests/test_ray*.py) are slow-marked.
+ray: $(VENV)/.ray
+
+$(VENV)/.ray: $(STAMP)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[ray]'
+	touch $@
+
+# Ray's benchmark: a local cluster of 2 actors vs 1 vs the plain local sweep, and the scheduler on 8
+# scripted actors (minutes).
+bench-ray: ray
+	$(BIN)/python bench/ray.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

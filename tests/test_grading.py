@@ -198,7 +198,7 @@ def test_task_extract_hook_overrides_generic_rules():
 
 
 def test_grader_rejects_bad_arguments():
-    with pytest.raises(GradingError, match="grader kind must be 'math' or 'int'"):
+    with pytest.raises(GradingError, match="grader kind must be one of math, int, ifeval"):
         Grader(kind="regex")
     with pytest.raises(ConfigError, match="--workers must be at least 1"):
         Grader(workers=0)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.util
+import json
 import os
 import shutil
 import signal
@@ -92,6 +93,13 @@ def test_eval_and_trajectory_on_ray_store_the_bytes_of_one_machine(cluster, anch
     assert code == 0, err
     assert rows(tmp_path / "ray" / "samples.db") == rows(tmp_path / "local" / "samples.db")
     assert "ray actor 1: " in err and "ray queue: " in err  # progress lines (the console is not a terminal)
+    record = json.loads(
+        (tmp_path / "ray" / ("machine.json" if command == "eval" else "results.json")).read_text()
+    )
+    units = (record if command == "eval" else record["machine"])["ray"]["units"]
+    assert sum(u["samples"] for u in units if u["outcome"] == "done") == count(
+        tmp_path / "ray" / "samples.db"
+    )
 
 
 def test_scripted_actors_match_the_local_run_and_switch_once_per_variant(cluster, anchors, tmp_path):
@@ -269,3 +277,23 @@ def test_sigint_to_the_cli_stops_the_actors_and_leaves_whole_units(cluster, anch
     stored = rows(out / "samples.db")
     assert 0 < len(stored) < 3 * 12 * 3 and _whole_problems(stored, 3)
     _wait_for_free_cpus(4)  # the actors and their placement group are gone
+
+
+def test_ray_without_an_address_starts_its_own_local_cluster_and_stops_it(cluster, anchors, tmp_path):
+    """`--ray` alone in a fresh process: a new local cluster for the run (not the one already running on
+    this machine), whose actors are all stopped at the end, and the bytes of one machine."""
+    out = tmp_path / "own"
+    cmd = [c for c in _sweep_cmd(anchors, out, cluster) if c != cluster]  # `--ray` last, without an address
+    env = dict(os.environ, RAY_ADDRESS="")  # (Ray would otherwise join a cluster named there)
+    done = subprocess.run(cmd, env=env, capture_output=True, timeout=600)
+    assert done.returncode == 0, done.stderr.decode()[-2000:]
+
+    machine = json.loads((out / "results.json").read_text())["machine"]["ray"]
+    import ray
+
+    theirs = {n["node_id"] for n in machine["cluster"]["nodes"]}
+    assert machine["address"] == "local" and ray.get_runtime_context().get_node_id() not in theirs
+    assert len(machine["actors"]) == 2 and all(a["state"] == "stopped" for a in machine["actors"])
+    cfg = sweep_cfg(*anchors, n=3, k=(1, 3), max_new_tokens=24, chunk=1, seed=0, val_fraction=0.5)
+    run_sweep(cfg, tmp_path / "local", report=False)
+    assert rows(out / "samples.db") == rows(tmp_path / "local" / "samples.db")

@@ -6,19 +6,22 @@ from __future__ import annotations
 import sys
 
 import pytest
+from support.sampling import tiny_model_dir
 
 from wiseft.cli import build_parser
 from wiseft.cli._common import load_config
 from wiseft.config import from_dict, load_yaml, write_resolved
+from wiseft.distributed.actor import vllm_options
 from wiseft.distributed.cluster import ActorShape, actor_shape, ray_module
 from wiseft.distributed.dispatch import split_units
-from wiseft.distributed.engine import RayEngine
+from wiseft.distributed.engine import RayEngine, ray_engine
 from wiseft.distributed.monitor import Monitor, _takes_detail
 from wiseft.errors import ConfigError
 from wiseft.evaluate.config import RayConfig, SweepConfig
 from wiseft.evaluate.engine import ENGINE_PLUGINS, make_engine
-from wiseft.evaluate.plan import VariantSpec
+from wiseft.evaluate.plan import VariantSpec, plan_sweep
 from wiseft.sampling import SamplingParams
+from wiseft.sampling.vllm import EngineOptions
 
 
 def _ray(argv, yaml_text=None, tmp_path=None):
@@ -147,9 +150,40 @@ def test_the_ray_engine_is_found_by_name_and_builds_nothing_for_a_bad_request(tm
     assert ENGINE_PLUGINS["ray"] == "wiseft.distributed.engine:ray_engine"
     cfg = SweepConfig(anchors=("e", "f"), ray=RayConfig())
     with pytest.raises(ConfigError, match="--ray: a sampler_factory builds a sampler in this process"):
-        make_engine(cfg, [], "e", (), sampler_factory=lambda m, t: None)
-    with pytest.raises(ConfigError, match="--ray-engine 'nope' is not an actor engine; choose one of hf"):
-        RayEngine(RayConfig(engine="nope"), [], None, "nope")
+        make_engine(cfg, "e", (), sampler_factory=lambda m, t: None)
+    with pytest.raises(ConfigError, match="--engine 'nope' has no Ray actor engine; choose one of hf, vllm"):
+        RayEngine(RayConfig(), [], None, "nope")
+
+
+@pytest.mark.parametrize(
+    "tp, device, want",
+    [
+        (1, "cuda", dict(device="cuda", in_process=True, executor_backend=None)),
+        (1, "cpu", dict(device="cpu", in_process=True, executor_backend=None)),
+        (2, "cuda:0", dict(device="cuda", in_process=False, executor_backend="mp")),
+    ],
+)  # fmt: skip
+def test_a_vllm_actor_starts_the_runs_options_on_its_own_device(tp, device, want):
+    options = vllm_options(EngineOptions(tensor_parallel_size=tp, max_model_len=64, seed=5), device)
+    assert {k: getattr(options, k) for k in want} == want
+    assert (options.tensor_parallel_size, options.max_model_len, options.seed) == (tp, 64, 5)
+    kwargs = options.engine_kwargs(options.device)
+    assert kwargs["distributed_executor_backend"] == ("uni" if tp == 1 else "mp")
+
+
+def test_engine_vllm_with_ray_gives_the_actors_vllm_and_keys_samples_as_vllm(monkeypatch, tmp_path):
+    """`--engine vllm --ray`: each actor holds vLLM with the run's options (one replica's GPUs each), and
+    the engine the session sees is named "vllm", as the same run on one machine."""
+    early, final = tiny_model_dir(tmp_path, "early", seed=1), tiny_model_dir(tmp_path, "final", seed=2)
+    monkeypatch.setattr(RayEngine, "start", lambda self: None)  # no cluster: only what is built
+    args = build_parser().parse_args(["sweep", str(early), str(final), "--engine", "vllm",
+                                      "--tensor-parallel-size", "2", "--max-model-len", "96", "--ray", "auto"])  # fmt: skip
+    cfg = load_config(SweepConfig, args, anchors=tuple(args.anchors))
+    engine = ray_engine(cfg, plan_sweep(cfg), final)
+    ray_side = engine.sampler
+    assert (engine.name, engine.max_context, ray_side.actor_engine) == ("vllm", 96, "vllm")
+    assert ray_side.setup.options["vllm"] == cfg.engine_options()
+    assert actor_shape(cfg.ray, "", {"CPU": 16.0, "GPU": 8.0}, 2) == ActorShape(4, 1.0, 2.0)
 
 
 def test_without_ray_the_flag_says_how_to_get_it(monkeypatch):

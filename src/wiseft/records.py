@@ -1,7 +1,8 @@
 """The sample record: the one schema every stage reads and writes (docs/ARCHITECTURE.md, "Sample record").
 
 A sample record is one JSON object per sample (`problem_id`, `sample_idx`, `completion`, optional
-`n_tokens`, `finish_reason`, `variant`, `score`; after grading also the `GRADE_FIELDS`; a store export
+`n_tokens`, `finish_reason`, `variant`, `score` with the `verifier` id and `vote_transform` that go with
+it; after grading also the `GRADE_FIELDS`; a store export
 adds the problem's `PROBLEM_FIELDS`: `prompt`, `gold` and `meta` where the store knows them). This module is at
 the bottom of the package: the store, the grader, the metrics and the CLI all read records through it.
 
@@ -27,8 +28,9 @@ from wiseft.errors import GradingError, MetricError
 from wiseft.jsonl import iter_objects
 
 REQUIRED = {"problem_id": str, "sample_idx": int, "completion": str}
-OPTIONAL = {"n_tokens": int, "finish_reason": str, "variant": str, "score": float, "prompt": str, "gold": str,
-            "meta": dict}  # fmt: skip
+OPTIONAL = {"n_tokens": int, "finish_reason": str, "variant": str, "score": float, "verifier": str,
+            "vote_transform": str, "prompt": str, "gold": str, "meta": dict, "think_closed": bool,
+            "thinking_tokens": int}  # fmt: skip
 # Problem fields a record may carry (in `meta`) for breakdowns, e.g. MATH's subject and level: `score --group-by`.
 GROUP_FIELDS = ("subject", "level", "type")
 SAMPLE_FIELDS = ("problem_id", "sample_idx", "completion", "n_tokens", "finish_reason", "score")
@@ -118,13 +120,17 @@ class ProblemSamples:
     n_tokens: np.ndarray | None = None
     truncated: np.ndarray | None = None
     problem_id: str | None = None
+    think_closed: np.ndarray | None = None  # whether each sample closed a thinking block
+    thinking_tokens: np.ndarray | None = None  # tokens of each sample's thinking (closing tag included)
 
     def __post_init__(self) -> None:
         correct = np.asarray(self.correct, dtype=bool).reshape(-1)
         n = correct.shape[0]
         object.__setattr__(self, "correct", correct)
         object.__setattr__(self, "classes", _vector(self.classes, np.int64, n, "classes", self.problem_id))
-        for name, dtype in (("scores", np.float64), ("n_tokens", np.int64), ("truncated", bool)):
+        optional = (("scores", np.float64), ("n_tokens", np.int64), ("truncated", bool), ("think_closed", bool),
+                    ("thinking_tokens", np.int64))  # fmt: skip
+        for name, dtype in optional:
             value = getattr(self, name)
             if value is not None:
                 object.__setattr__(self, name, _vector(value, dtype, n, name, self.problem_id))
@@ -163,6 +169,46 @@ def by_variant(records: Sequence[dict]) -> dict[str | None, list[dict]]:
     return out
 
 
+def choose_scores(
+    records: Sequence[dict], verifier: str | None, where: str
+) -> tuple[list[dict], str | None, str | None]:
+    """The records with the scores of one verifier only: (records, its id, its vote transform).
+
+    `verifier` names it (an id; records scored by others lose their score), else every scored record
+    must come from the same verifier (or none name one): scores of two verifiers are never mixed in one
+    Best@k. The id and transform are None where the records do not say (scores of unknown origin)."""
+    scored = [r for r in records if r.get("score") is not None]
+    ids = list(dict.fromkeys(r.get("verifier") for r in scored))
+    if verifier is not None:
+        if verifier not in ids:
+            raise MetricError(
+                f"--verifier {verifier}: no sample of {where} is scored by it; the scores there come from: "
+                f"{_verifier_names(ids)}"
+            )
+        records = [r if r.get("verifier") == verifier else _unscored(r) for r in records]
+        scored, ids = [r for r in records if r.get("score") is not None], [verifier]
+    elif len(ids) > 1:
+        raise MetricError(
+            f"{where} hold scores of {len(ids)} verifiers ({_verifier_names(ids)}); Best@k and weighted maj@k "
+            "read one verifier's scores: name it with --verifier ID"
+        )
+    transforms = list(dict.fromkeys(r.get("vote_transform") for r in scored))
+    if len(transforms) > 1:
+        raise MetricError(
+            f"{where}: the scores of verifier {ids[0]} name {len(transforms)} vote transforms "
+            f"({', '.join(map(str, transforms))}); a verifier has one"
+        )
+    return list(records), (ids[0] if ids else None), (transforms[0] if transforms else None)
+
+
+def _verifier_names(ids: Sequence[str | None]) -> str:
+    return ", ".join("(no verifier named)" if i is None else i for i in ids) or "no verifier"
+
+
+def _unscored(record: dict) -> dict:
+    return {k: v for k, v in record.items() if k not in ("score", "verifier", "vote_transform")}
+
+
 def to_problem_samples(records: Sequence[dict], where: str = "graded records") -> list[ProblemSamples]:
     """One `ProblemSamples` per problem (first-seen order), samples sorted by sample_idx.
 
@@ -184,6 +230,9 @@ def to_problem_samples(records: Sequence[dict], where: str = "graded records") -
     all_scores = all(r.get("score") is not None for r in records)
     all_tokens = all(r.get("n_tokens") is not None for r in records)
     all_finish = all(r.get("finish_reason") is not None for r in records)
+    all_thinking = all(
+        r.get("think_closed") is not None and r.get("thinking_tokens") is not None for r in records
+    )
     out = []
     for pid, recs in by_problem.items():
         recs = sorted(recs, key=lambda r: r["sample_idx"])
@@ -195,19 +244,31 @@ def to_problem_samples(records: Sequence[dict], where: str = "graded records") -
                 n_tokens=np.array([r["n_tokens"] for r in recs], dtype=np.int64) if all_tokens else None,
                 truncated=np.array([r["finish_reason"] == "length" for r in recs]) if all_finish else None,
                 problem_id=pid,
+                think_closed=np.array([r["think_closed"] for r in recs], dtype=bool)
+                if all_thinking
+                else None,
+                thinking_tokens=np.array([r["thinking_tokens"] for r in recs], dtype=np.int64)
+                if all_thinking
+                else None,
             )
         )
     return out
 
 
-def sample_records(problem_ids: Sequence[str], completions: Sequence[Sequence[Any]]) -> list[dict]:
+def sample_records(
+    problem_ids: Sequence[str], completions: Sequence[Sequence[Any]], annotate: Any = None
+) -> list[dict]:
     """Sample records of freshly drawn completions (objects with `text`, `n_tokens`, `finish_reason`),
-    one list of n per problem, in problem order."""
+    one list of n per problem, in problem order; `annotate(problem_id, completion) -> dict` adds fields
+    (the thinking counts)."""
     out = []
     for pid, row in zip(problem_ids, completions, strict=True):
         for i, c in enumerate(row):
-            out.append({"problem_id": pid, "sample_idx": i, "completion": c.text, "n_tokens": c.n_tokens,
-                        "finish_reason": c.finish_reason})  # fmt: skip
+            rec = {"problem_id": pid, "sample_idx": i, "completion": c.text, "n_tokens": c.n_tokens,
+                   "finish_reason": c.finish_reason}  # fmt: skip
+            if annotate is not None:
+                rec.update(annotate(pid, c))
+            out.append(rec)
     return out
 
 

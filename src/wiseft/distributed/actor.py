@@ -7,8 +7,11 @@ the actor's machine by an actor-side factory, named in `ACTOR_ENGINES` (or any p
 
 - `"hf"`: `evaluate.engine.hf_engine`, the transformers model with `HFSampler` and `AnchorWeights` (the
   anchors loaded once, each variant written into the live model in place, exactly as on one machine);
-- a vLLM engine (`wiseft.sampling.vllm.VLLMSampler` with its own in-place weight switch) registers here
-  as `"vllm"`: a function `ActorSetup -> Engine`, nothing else changes.
+- `"vllm"`: `evaluate.engine.vllm_engine`, vLLM started with the run's options (`--engine vllm`) on the
+  GPUs Ray gave the actor (or its CPUs), its workers holding the anchors and switching variants in place.
+  With one GPU the engine runs inside the actor's process (stopping the actor stops it); with
+  `--tensor-parallel-size` > 1 its workers are the actor's child processes (vLLM's "mp" executor; its Ray
+  executor would wait for GPUs this actor already holds).
 
 `run(spec, fingerprints, prompts, n, params)` switches to `spec` when it is not the variant the engine
 holds (lazily: once per variant per actor), checks on first use that this node's copy of each model is
@@ -18,6 +21,7 @@ to shared storage), samples, and returns the completions with the unit's timings
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import socket
 import time
@@ -27,7 +31,7 @@ from typing import Any
 
 from wiseft.checkpoints import model_fingerprint
 from wiseft.errors import CheckpointError, ConfigError
-from wiseft.evaluate.engine import Engine, hf_engine
+from wiseft.evaluate.engine import Engine, hf_engine, vllm_engine
 from wiseft.evaluate.plan import VariantSpec
 from wiseft.sampling import Completion, SamplingParams
 
@@ -48,8 +52,24 @@ def hf_actor_engine(setup: ActorSetup) -> Engine:
     return hf_engine(setup.model_dir, setup.device, setup.threads, setup.tokenizer_dirs)
 
 
+def vllm_options(options, device: str):
+    """The run's vLLM options (`EngineOptions`) as one actor starts them: on the actor's device, in its
+    process with one worker, with vLLM's multiprocessing executor for tensor parallelism."""
+    one = options.tensor_parallel_size == 1
+    return dataclasses.replace(
+        options, device="cuda" if device.startswith("cuda") else "cpu", in_process=one,
+        executor_backend=None if one else "mp",
+    )  # fmt: skip
+
+
+def vllm_actor_engine(setup: ActorSetup) -> Engine:
+    """The vLLM engine with `setup.options["vllm"]` (the run's `EngineOptions`), see `vllm_options`."""
+    options = vllm_options(setup.options["vllm"], setup.device)
+    return vllm_engine(setup.model_dir, options, setup.tokenizer_dirs)
+
+
 ActorEngineFactory = Callable[[ActorSetup], Engine]
-ACTOR_ENGINES: dict[str, ActorEngineFactory] = {"hf": hf_actor_engine}
+ACTOR_ENGINES: dict[str, ActorEngineFactory] = {"hf": hf_actor_engine, "vllm": vllm_actor_engine}
 
 
 def resolve_factory(engine: str | ActorEngineFactory) -> ActorEngineFactory:
@@ -57,7 +77,7 @@ def resolve_factory(engine: str | ActorEngineFactory) -> ActorEngineFactory:
         return engine
     if engine not in ACTOR_ENGINES:
         raise ConfigError(
-            f"--ray-engine {engine!r} is not an actor engine; choose one of {', '.join(ACTOR_ENGINES)}"
+            f"--engine {engine!r} has no Ray actor engine; choose one of {', '.join(ACTOR_ENGINES)}"
         )
     return ACTOR_ENGINES[engine]
 
@@ -86,10 +106,17 @@ class EngineWorker:
         self.checked: dict[str, str] = {}
 
     def start(self) -> dict:
-        """Build the engine (load the model); return where this actor runs."""
+        """Build the engine (load the model); return where this actor runs and what engine it holds
+        (`engine_info`: versions and options, as `Engine.info`)."""
         if self.engine is None:
             self.engine = resolve_factory(self.factory)(self.setup)
-        return where()
+        return {**where(), "engine_info": _plain(self.engine.info)}
+
+    def stop(self) -> None:
+        """Release what the engine holds outside this process (vLLM's workers) before the actor ends."""
+        engine, self.engine = self.engine, None
+        if engine is not None:
+            engine.close()
 
     def run(
         self,
@@ -127,6 +154,13 @@ class EngineWorker:
                     f"{path} on node {socket.gethostname()} is not the driver's copy (fingerprint "
                     f"{self.checked[path]} vs {expected}); give every node the same model files at that path"
                 )
+
+
+def _plain(info: dict) -> dict:
+    """`Engine.info` as JSON values (vLLM's options are a dataclass's dict already)."""
+    import json
+
+    return json.loads(json.dumps(info, default=str))
 
 
 def where() -> dict[str, Any]:

@@ -4,7 +4,7 @@
   the cluster started on this machine with `ray start`, "HOST:PORT" a remote one.
   A driver that is already connected (a test, a notebook) keeps its connection, and keeps it afterwards.
 - `snapshot()`: the cluster's total resources and its nodes, as the run records them.
-- `actor_shape(cfg, device, resources)`: how many actors of how many CPUs and GPUs.
+- `actor_shape(cfg, device, resources, gpus_per_replica)`: how many actors of how many CPUs and GPUs.
 - `place(shape, strategy, timeout)`: a placement group of one bundle per actor, ready, or a ConfigError
   that says what the cluster has.
 """
@@ -37,7 +37,7 @@ def connect(address: str | None) -> bool:
     kwargs = dict(include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
     local = address in (None, "local")
     try:
-        ray.init(**kwargs) if local else ray.init(address=address, **kwargs)
+        ray.init(address="local" if local else address, **kwargs)  # "local": a new one, not `ray start`'s
     except (ConnectionError, RuntimeError, ValueError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         hint = "start one with `ray start --head`, or give --ray without an address for a local cluster"
@@ -75,13 +75,16 @@ class ActorShape:
         return {k: v for k, v in (("CPU", self.cpus), ("GPU", self.gpus)) if v}
 
 
-def actor_shape(cfg: RayConfig, device: str | None, resources: dict[str, float]) -> ActorShape:
-    """Actors and their resources: GPUs default to 1 per actor when the cluster has GPUs and the device is
-    not the CPU; actors default to as many as the cluster's resources hold."""
+def actor_shape(
+    cfg: RayConfig, device: str | None, resources: dict[str, float], gpus_per_replica: int = 1
+) -> ActorShape:
+    """Actors and their resources: GPUs default to one replica's (1, or vLLM's tensor-parallel size) per
+    actor when the cluster has GPUs and the device is not the CPU; actors default to as many as the
+    cluster's resources hold."""
     have_gpus = resources.get("GPU", 0.0)
     gpus = cfg.gpus_per_actor
     if gpus is None:
-        gpus = 1.0 if have_gpus and not (device or "").startswith("cpu") else 0.0
+        gpus = float(gpus_per_replica) if have_gpus and not (device or "").startswith("cpu") else 0.0
     if (device or "").startswith("cuda") and not gpus:
         raise ConfigError(f"--device {device} with --ray-gpus-per-actor 0: the actors would see no GPU")
     cpus = float(cfg.cpus_per_actor)

@@ -36,6 +36,7 @@ from wiseft.sampling import Completion, SamplingParams
 
 DEPTH = 2  # units an actor holds at once while many are left: one running, one waiting in its mailbox
 POLL_S = 0.25  # longest wait for a result before the driver checks deadlines and reports progress
+STOP_S = 30.0  # longest wait for idle actors to release their engines before they are killed
 REPLACEMENTS_PER_ACTOR = 3  # lost actors replaced, per placement bundle, before the run gives up on them
 
 
@@ -282,15 +283,17 @@ class Dispatcher:
             )
 
     def close(self) -> None:
-        """Stop every actor (running units are abandoned; the driver stored what had finished)."""
+        """Stop every actor (running units are abandoned; the driver stored what had finished). Idle
+        actors first release their engine's processes (`EngineWorker.stop`, up to STOP_S)."""
         slots, self.slots = self.slots, []
         self.pending.clear()
-        connected = (
-            self.ray.is_initialized()
-        )  # (at exit Ray may have shut down first; a call would restart it)
-        for slot in slots:
-            if connected:
+        if self.ray.is_initialized():  # (at exit Ray may have shut down first; a call would restart it)
+            idle = [s.handle.stop.remote() for s in slots if s.ready and not s.units]
+            if idle:
+                self.ray.wait(idle, num_returns=len(idle), timeout=STOP_S)
+            for slot in slots:
                 self._kill(slot)
+        for slot in slots:
             slot.stats.state = "stopped"
 
 

@@ -117,7 +117,11 @@ class RayEngine:
 
         self._owns_connection = cluster.connect(self.cfg.address)
         self.cluster = cluster.snapshot()
-        self.shape = shape = cluster.actor_shape(self.cfg, self.setup.device, self.cluster["resources"])
+        vllm = self.setup.options.get("vllm")
+        per_replica = vllm.tensor_parallel_size if vllm is not None else 1
+        self.shape = shape = cluster.actor_shape(
+            self.cfg, self.setup.device, self.cluster["resources"], per_replica
+        )
         self._pg = cluster.place(shape, self.cfg.strategy, self.cfg.start_timeout)
         remote = ray.remote(EngineWorker)
         setup = self._setup_for(shape)
@@ -179,16 +183,23 @@ def ray_engine(
     cfg: EvalConfig, specs: Sequence[VariantSpec], model_dir: str | os.PathLike,
     tokenizer_dirs: Sequence[str | os.PathLike] = (), progress: Callable | None = None,
 ) -> Engine:  # fmt: skip
-    """The engine of `make_engine` for a `ray:` config: the tokenizer and context length read here (the
-    prompts are rendered and checked on the driver), the model loaded only by the actors."""
+    """The engine of `make_engine` for a `ray:` config: actors each holding the engine `--engine` names
+    (its vLLM options travel to them); the tokenizer and context length read here (the prompts are
+    rendered and checked on the driver), the model loaded only by the actors. The engine's name is the
+    actors' engine, so the store keys the samples as a run on one machine with that engine would."""
     from transformers import AutoConfig
 
+    options = cfg.engine_options()  # None for --engine hf
     model_dir = validate_model_dir(model_dir)
     tokenizer = find_tokenizer([model_dir, *tokenizer_dirs])
     max_context = context_length(AutoConfig.from_pretrained(str(model_dir)))
+    if options is not None and options.max_model_len:
+        max_context = options.max_model_len
     setup = ActorSetup(
-        str(model_dir), tuple(str(Path(d)) for d in tokenizer_dirs), cfg.device or "", cfg.threads
-    )
-    engine = RayEngine(cfg.ray, specs, setup, cfg.ray.engine, progress)
+        str(model_dir), tuple(str(Path(d)) for d in tokenizer_dirs), cfg.device or "", cfg.threads,
+        {"vllm": options} if options is not None else {},
+    )  # fmt: skip
+    engine = RayEngine(cfg.ray, specs, setup, cfg.engine, progress)
     engine.start()  # the actors load their engines while the session opens
-    return Engine(engine, engine, tokenizer, max_context, describe=engine.describe)
+    return Engine(engine, engine, tokenizer, max_context, name=cfg.engine, info=engine.monitor.engine_info,
+                  describe=engine.describe)  # fmt: skip

@@ -73,6 +73,7 @@ class Monitor:
         self.actors: list[ActorStats] = []
         self.units: list[dict] = []
         self.queued = self.running = self.done = self.requeued = 0
+        self.engine_info: dict = {}  # what the first ready actor's engine reports (Engine.info)
         self.first_at: float | None = None  # the first unit handed out
         self.last_at: float | None = None  # the last unit finished
         self._last_emit = 0.0
@@ -83,6 +84,8 @@ class Monitor:
         return stats
 
     def ready(self, stats: ActorStats, where: dict) -> None:
+        where = dict(where)
+        self.engine_info.update(where.pop("engine_info", None) or {})
         stats.state, stats.where, stats.ready_at = "ready", where, self.clock()
 
     def finished(self, stats: ActorStats, unit, result, seconds: float) -> None:

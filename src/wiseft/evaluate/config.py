@@ -8,6 +8,7 @@ the defaults live here and nowhere else. `__post_init__` validates the values to
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -19,10 +20,16 @@ from wiseft.grading.pool import check_budget, check_workers
 from wiseft.grids import check_ks_fit, parse_grid, parse_ks, powers_of_two
 from wiseft.metrics import check_n_boot
 from wiseft.sampling import SamplingParams
+from wiseft.sampling.vllm import DTYPES as VLLM_DTYPES
+from wiseft.sampling.vllm import EngineOptions
 from wiseft.tasks.prompts import STYLES, make_prompter
 
 MAX_N = 65536  # samples per problem
 PLACEMENT_STRATEGIES = ("PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD")
+ENGINES = ("hf", "vllm")
+# The vLLM options of EvalConfig and their defaults (an --engine hf run must leave them so).
+VLLM_FIELDS = {"tensor_parallel_size": 1, "gpu_memory_utilization": None, "max_model_len": None,
+               "kv_cache_gib": None, "max_num_seqs": None, "vllm_dtype": "auto", "enforce_eager": False}  # fmt: skip
 TASK_HELP = "task: gsm8k, math, math500, aime24, aime25, jsonl, toy"
 
 
@@ -49,7 +56,8 @@ def _ray_section(value) -> dict:
 @dataclass(frozen=True)
 class RayConfig:
     """Where and how a run samples on a Ray cluster (`wiseft.distributed`): one long-lived actor per engine
-    replica, placed with a placement group, each holding a sampler and the run's anchors."""
+    replica, placed with a placement group, each holding the run's engine (`--engine`: transformers or
+    vLLM) and its anchors."""
 
     address: str | None = None  # "auto" or "HOST:PORT"; None: a local cluster started for the run
     actors: int | None = option(
@@ -58,10 +66,10 @@ class RayConfig:
     cpus_per_actor: float = option(1.0, "CPUs each Ray actor reserves (fractions allowed)")
     gpus_per_actor: float | None = option(
         None,
-        "GPUs each Ray actor reserves (default: 1 when the cluster has GPUs and --device is not cpu, else 0)",
+        "GPUs each Ray actor reserves (default: when the cluster has GPUs and --device is not cpu, 1, or "
+        "--tensor-parallel-size with --engine vllm; else 0)",
     )
     strategy: str = option("PACK", "placement of the actors over the nodes", choices=PLACEMENT_STRATEGIES)
-    engine: str = option("hf", "the sampler each Ray actor holds (hf: transformers)")
     start_timeout: float = option(600.0, "seconds to wait for the cluster to place and start the actors")
 
     def __post_init__(self) -> None:
@@ -98,6 +106,11 @@ class EvalConfig:
     )
     fewshot: int | None = option(None, "worked examples of a few-shot style (default: the harness's, 8 or 4)")
     system_prompt: str | None = option(None, "system prompt of --prompt chat")
+    thinking_tag: str = option(
+        "</think>",
+        "closing tag of a thinking block: answers are read after it and Think % counts it ('': off)",
+    )
+    thinking_open_tag: str = option("<think>", "opening tag of a thinking block")
     n: int = option(16, "samples per problem")
     k: tuple[int, ...] | None = option(
         None,
@@ -113,6 +126,19 @@ class EvalConfig:
     seed: int = option(0, "sampling, split and bootstrap seed")
     device: str | None = option(None, "cpu, cuda or cuda:N (default: cuda when available)")
     threads: int | None = option(None, "CPU threads for sampling (default: torch's)")
+    engine: str = option("hf", "sampling engine: hf (transformers) or vllm (README: vLLM engine)",
+                         choices=ENGINES)  # fmt: skip
+    tensor_parallel_size: int = option(1, "vLLM: GPUs that hold one model")
+    gpu_memory_utilization: float | None = option(
+        None, "vLLM on CUDA: the fraction of GPU memory it may take (default: vLLM's 0.9)"
+    )
+    max_model_len: int | None = option(
+        None, "vLLM: prompt + completion tokens per sequence (default: the model's maximum)"
+    )
+    kv_cache_gib: float | None = option(None, "vLLM: KV cache GiB (default: 1 on CPU, vLLM's sizing on CUDA)")
+    max_num_seqs: int | None = option(None, "vLLM: sequences decoded together (default: vLLM's)")
+    vllm_dtype: str = option("auto", "vLLM: weight dtype", choices=VLLM_DTYPES)
+    enforce_eager: bool = option(False, "vLLM: no CUDA graphs (quicker start, slower decoding)")
     chunk: int = option(64, "problems sampled and committed together")
     workers: int | None = option(None, "grader worker processes (default: from the cores)")
     problem_budget: float = option(DEFAULT_PROBLEM_BUDGET, "seconds of verifier time per problem")
@@ -146,7 +172,35 @@ class EvalConfig:
             raise ConfigError(str(exc)) from None
         check_workers(self.workers)
         check_budget(self.problem_budget)
+        self.engine_options()
         SamplingParams(top_p=self.top_p, top_k=self.top_k, max_new_tokens=self.max_new_tokens)
+
+    def thinking(self) -> tuple[str, str | None] | None:
+        """(closing tag, opening tag) of thinking blocks, or None when thinking is not looked for."""
+        return (self.thinking_tag, self.thinking_open_tag or None) if self.thinking_tag else None
+
+    def engine_options(self) -> EngineOptions | None:
+        """The vLLM engine's options (None for --engine hf, where setting one of them is an error)."""
+        given = {
+            f.name: getattr(self, f.name) for f in dataclasses.fields(EvalConfig) if f.name in VLLM_FIELDS
+        }
+        if self.engine != "vllm":
+            changed = [n for n, v in given.items() if v != VLLM_FIELDS[n]]
+            if changed:
+                flag = "--" + changed[0].replace("_", "-")
+                raise ConfigError(f"{flag} is an option of the vLLM engine; add --engine vllm or drop it")
+            return None
+        device = "auto" if self.device is None else ("cuda" if self.device.startswith("cuda") else "cpu")
+        try:
+            return EngineOptions(
+                tensor_parallel_size=self.tensor_parallel_size, dtype=self.vllm_dtype,
+                gpu_memory_utilization=self.gpu_memory_utilization, max_model_len=self.max_model_len,
+                kv_cache_gib=self.kv_cache_gib, max_num_seqs=self.max_num_seqs,
+                enforce_eager=self.enforce_eager, device=device, seed=self.seed,
+                cpu_threads=f"0-{self.threads - 1}" if self.threads else None,
+            )  # fmt: skip
+        except ConfigError as exc:
+            raise ConfigError(f"vLLM engine option: {exc}") from None
 
     def prompter(self):
         """How this run renders its prompts (`tasks.prompts.Prompter`)."""

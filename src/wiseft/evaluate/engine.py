@@ -10,10 +10,11 @@
 `Engine` bundles a sampler, a weight source and the tokenizer the prompts are rendered with (and, for
 engines spread over machines, `describe()`: what the run records of where it ran).
 `AnchorWeights` is the in-process weight source: anchors held in memory by `WeightSpace`, each variant
-written into the live model in place (bit-identical to `wiseft merge` output). `hf_engine` builds the
-transformers engine of a run; `make_engine` the engine a run's config asks for: that one, or with
-`ray:` the Ray engine of `wiseft.distributed`, which sits above this package and is found by name
-(`ENGINE_PLUGINS`) so that nothing here imports it.
+written into the live model in place (bit-identical to `wiseft merge` output). `make_engine` builds the
+engine a config asks for: `hf_engine` (transformers, in this process) or `vllm_engine` (vLLM, whose
+workers hold the anchors and switch variants inside the running engine, `sampling.vllm_weights`), or with
+a `ray:` section the Ray engine of `wiseft.distributed` (actors each holding one of those two engines),
+which sits above this package and is found by name (`ENGINE_PLUGINS`) so that nothing here imports it.
 """
 
 from __future__ import annotations
@@ -21,14 +22,13 @@ from __future__ import annotations
 import importlib
 import os
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 from wiseft.checkpoints import load_causal_lm, load_tokenizer, model_fingerprint, validate_model_dir
 from wiseft.devices import resolve_device
 from wiseft.errors import ConfigError, SamplingError
-from wiseft.evaluate.config import EvalConfig
 from wiseft.evaluate.plan import VariantSpec
 from wiseft.sampling import Completion, Sampler, SamplingParams
 from wiseft.weightspace import WeightSpace
@@ -58,7 +58,28 @@ class Engine:
     weights: WeightSource
     tokenizer: Any
     max_context: int | None = None  # tokens the model attends over (prompt + completion), when known
+    name: str = "hf"  # which engine draws the samples; part of a variant's identity in the store
+    info: dict[str, Any] = field(default_factory=dict)  # versions and options, recorded in the run
     describe: Callable[[], dict] | None = None  # where the run sampled, for results.json's "machine"
+
+    def close(self) -> None:
+        """Release what the engine holds outside this process (vLLM's engine processes)."""
+        close = getattr(self.sampler, "close", None)
+        if callable(close):
+            close()
+
+
+class Fingerprints:
+    """Content fingerprints of model directories, each computed once."""
+
+    def __init__(self) -> None:
+        self._cache: dict[str, str] = {}
+
+    def __call__(self, spec: VariantSpec) -> dict[str, str]:
+        for path in spec.identity:
+            if path not in self._cache:
+                self._cache[path] = model_fingerprint(path)
+        return {path: self._cache[path] for path in spec.identity}
 
 
 class AnchorWeights:
@@ -75,7 +96,7 @@ class AnchorWeights:
         self._current = str(loaded_from) if loaded_from is not None else None
         self._space: WeightSpace | None = None
         self._key: tuple | None = None
-        self._fingerprints: dict[str, str] = {}
+        self.fingerprints = Fingerprints()
 
     def materialise(self, spec: VariantSpec) -> None:
         if spec.mix is None:
@@ -94,11 +115,16 @@ class AnchorWeights:
             self._key = key
         return self._space  # type: ignore[return-value]
 
-    def fingerprints(self, spec: VariantSpec) -> dict[str, str]:
-        for path in spec.identity:
-            if path not in self._fingerprints:
-                self._fingerprints[path] = model_fingerprint(path)
-        return {path: self._fingerprints[path] for path in spec.identity}
+
+class EngineWeights:
+    """A weight source that only materialises (vLLM's `VLLMWeights`), with the fingerprints added."""
+
+    def __init__(self, source) -> None:
+        self.source = source
+        self.fingerprints = Fingerprints()
+
+    def materialise(self, spec: VariantSpec) -> None:
+        self.source.materialise(spec)
 
 
 SamplerFactory = Callable[[Any, Any], Sampler]
@@ -130,27 +156,54 @@ def hf_engine(
     )
 
 
+def vllm_engine(
+    model_dir: str | os.PathLike, options, tokenizer_dirs: Sequence[str | os.PathLike] = ()
+) -> Engine:
+    """The vLLM engine, started on `model_dir` with `options` (`sampling.vllm.EngineOptions`); its
+    workers load the anchors of each variant and switch weights in place (`VLLMWeights`). The prompts are
+    rendered with the tokenizer vLLM encodes them with."""
+    import dataclasses
+
+    from wiseft.sampling.vllm import VLLMSampler
+    from wiseft.sampling.vllm_weights import VLLMWeights
+
+    model_dir = validate_model_dir(model_dir)
+    if not _has_tokenizer(model_dir):
+        source = next((Path(d) for d in tokenizer_dirs if _has_tokenizer(Path(d))), None)
+        if source is None:
+            find_tokenizer([model_dir, *tokenizer_dirs])  # raises the error that names them
+        options = dataclasses.replace(options, tokenizer=str(source))
+    sampler = VLLMSampler.start(model_dir, options)
+    return Engine(sampler, EngineWeights(VLLMWeights(sampler, loaded_from=model_dir)), sampler.tokenizer,
+                  sampler.max_model_len, name="vllm", info=sampler.info)  # fmt: skip
+
+
 # Engines built above this package, by the config section that asks for them: "module:function", called
 # as function(cfg, specs, model_dir, tokenizer_dirs, progress) -> Engine.
 ENGINE_PLUGINS = {"ray": "wiseft.distributed.engine:ray_engine"}
 
 
 def make_engine(
-    cfg: EvalConfig,
-    specs: Sequence[VariantSpec],
-    model_dir: str | os.PathLike,
-    tokenizer_dirs: Sequence[str | os.PathLike] = (),
-    sampler_factory: SamplerFactory | None = None,
+    cfg, model_dir: str | os.PathLike, tokenizer_dirs: Sequence[str | os.PathLike] = (),
+    sampler_factory: SamplerFactory | None = None, *, specs: Sequence[VariantSpec] = (),
     progress: Callable | None = None,
-) -> Engine:
-    """The engine `cfg` asks for: the transformers engine in this process (`hf_engine`), or with a `ray:`
-    section the Ray engine (`ENGINE_PLUGINS["ray"]`), which samples `specs` on the cluster's actors."""
-    if cfg.ray is None:
+) -> Engine:  # fmt: skip
+    """The engine `cfg.engine` names, started on `model_dir` (the variant the plan evaluates first); with a
+    `ray:` section the Ray engine (`ENGINE_PLUGINS["ray"]`), whose actors each hold that engine and sample
+    `specs` on the cluster."""
+    options = cfg.engine_options()
+    if getattr(cfg, "ray", None) is not None:
+        if sampler_factory is not None:
+            raise ConfigError(
+                "--ray: a sampler_factory builds a sampler in this process; pass engine= instead"
+            )
+        module, _, name = ENGINE_PLUGINS["ray"].partition(":")
+        return getattr(importlib.import_module(module), name)(cfg, specs, model_dir, tokenizer_dirs, progress)
+    if options is None:
         return hf_engine(model_dir, cfg.device, cfg.threads, tokenizer_dirs, sampler_factory)
     if sampler_factory is not None:
-        raise ConfigError("--ray: a sampler_factory builds a sampler in this process; pass engine= instead")
-    module, _, name = ENGINE_PLUGINS["ray"].partition(":")
-    return getattr(importlib.import_module(module), name)(cfg, specs, model_dir, tokenizer_dirs, progress)
+        raise SamplingError("a sampler_factory makes a transformers sampler; it cannot serve --engine vllm")
+    return vllm_engine(model_dir, options, tokenizer_dirs)
 
 
 def context_length(config) -> int | None:
@@ -167,7 +220,11 @@ def context_length(config) -> int | None:
 def find_tokenizer(candidates: Sequence[str | os.PathLike]):
     """The tokenizer of the first directory in `candidates` that holds one."""
     for candidate in map(Path, candidates):
-        if (candidate / "tokenizer.json").is_file() or (candidate / "tokenizer_config.json").is_file():
+        if _has_tokenizer(candidate):
             return load_tokenizer(candidate)
     names = " or ".join(str(c) for c in candidates)
     raise SamplingError(f"no tokenizer in {names}; save the tokenizer with the model")
+
+
+def _has_tokenizer(directory: Path) -> bool:
+    return (directory / "tokenizer.json").is_file() or (directory / "tokenizer_config.json").is_file()

@@ -6,14 +6,15 @@
 
 Each checks its inputs before anything is written (task, split, checkpoint headers), evaluates through
 one `EvalSession`, and writes its outputs (`evaluate.outputs`). `engine` replaces the engine the config
-asks for (`make_engine`: transformers here, or Ray actors with `ray:`); `sampler_factory(model, tokenizer)`
-only the transformers engine's sampler.
+asks for (`make_engine`: transformers or vLLM here, or Ray actors holding one of them with `ray:`);
+`sampler_factory(model, tokenizer)` only the transformers engine's sampler.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 from wiseft.checkpoints import Checkpoint, find_checkpoints
 from wiseft.errors import ConfigError
@@ -42,8 +43,8 @@ def run_sweep(
     specs = plan_sweep(cfg, recipe)
     check_anchors(specs)
     SampleStore.check_free(store_path(cfg, out))  # a second writer is refused before the model loads
-    engine = engine or make_engine(cfg, specs, specs[0].anchors[-1], (), sampler_factory, progress)
-    return _evaluate_and_select(cfg, task, engine, specs, out, "sweep", progress, report)
+    with _engine(engine, cfg, specs[0].anchors[-1], (), sampler_factory, specs, progress) as engine:
+        return _evaluate_and_select(cfg, task, engine, specs, out, "sweep", progress, report)
 
 
 def run_trajectory(
@@ -61,12 +62,12 @@ def run_trajectory(
     specs = plan_trajectory(cfg, checkpoints, early_step)
     check_anchors(specs)
     SampleStore.check_free(store_path(cfg, out))
-    engine = engine or make_engine(
-        cfg, specs, checkpoints[early_step], [cfg.run_dir], sampler_factory, progress
-    )
-    return _evaluate_and_select(
-        cfg, task, engine, specs, out, "trajectory", progress, report, early_step=early_step
-    )
+    with _engine(
+        engine, cfg, checkpoints[early_step], [cfg.run_dir], sampler_factory, specs, progress
+    ) as engine:
+        return _evaluate_and_select(
+            cfg, task, engine, specs, out, "trajectory", progress, report, early_step=early_step
+        )
 
 
 def run_eval(
@@ -79,13 +80,31 @@ def run_eval(
     task = load_task(cfg, task)
     specs = plan_eval(cfg)
     SampleStore.check_free(store_path(cfg, out))
-    engine = engine or make_engine(cfg, specs, cfg.model, (), sampler_factory, progress)
-    with EvalSession.open(cfg, task, engine, out, "eval", progress) as session:
+    with (
+        _engine(engine, cfg, cfg.model, (), sampler_factory, specs, progress) as engine,
+        EvalSession.open(cfg, task, engine, out, "eval", progress) as session,
+    ):
         variants = session.evaluate_all(specs)
         records = [r for spec in specs for r in session.records(spec.name)]
         results = session.results(variants, None)
     write_eval(out, results, records, cfg)
     return results
+
+
+@contextlib.contextmanager
+def _engine(
+    engine: Engine | None, cfg, model_dir, tokenizer_dirs, sampler_factory, specs, progress
+) -> Iterator[Engine]:
+    """The given engine, or the one `cfg` asks for, started on `model_dir` (with `ray:`, actors that will
+    sample `specs`) and closed after the run."""
+    if engine is not None:
+        yield engine
+        return
+    built = make_engine(cfg, model_dir, tokenizer_dirs, sampler_factory, specs=specs, progress=progress)
+    try:
+        yield built
+    finally:
+        built.close()
 
 
 def _evaluate_and_select(

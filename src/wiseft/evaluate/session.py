@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from wiseft import __version__
+from wiseft.atomic import output_dir
 from wiseft.config import to_dict
 from wiseft.errors import SamplingError
 from wiseft.evaluate.config import EvalConfig
@@ -35,6 +36,7 @@ from wiseft.evaluate.engine import Engine, StreamingSampler
 from wiseft.evaluate.plan import VariantSpec
 from wiseft.grading import Grader
 from wiseft.grading.apply import grade_records
+from wiseft.grading.thinking import count_thinking_tokens, split_token_ids
 from wiseft.metrics import breakdown, summarize
 from wiseft.records import GROUP_FIELDS, sample_records
 from wiseft.results import RunResults, Selection, VariantResult
@@ -172,13 +174,12 @@ class EvalSession:
         the run is marked finished when the block completes. `run_config` is what the store records as
         the run's configuration (default: `cfg`)."""
         prompts = Prompts.render(cfg, task, engine)
-        out = Path(out_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        path = Path(cfg.store) if cfg.store else out / "samples.db"
         with (
-            SampleStore(path) as store,
-            Grader(task.grader_kind, workers=cfg.workers, problem_budget=cfg.problem_budget) as grader,
-        ):
+            output_dir(out_dir) as out,
+            SampleStore(store_path(cfg, out)) as store,
+            Grader(task.grader_kind, workers=cfg.workers, problem_budget=cfg.problem_budget,
+                   thinking=cfg.thinking()) as grader,
+        ):  # fmt: skip
             session = cls(cfg, task, engine, store, grader, command, prompts, progress, run_config)
             yield session
             store.end_run(session.run_id)
@@ -220,6 +221,8 @@ class EvalSession:
         sampling["prompt"] = self.cfg.prompt
         if self.prompt_digest is not None:  # other prompt text, other samples
             sampling["prompt_digest"] = self.prompt_digest
+        if self.engine.name != "hf":  # another engine draws other samples from the same seed
+            sampling["engine"] = self.engine.name
         return self.store.variant(
             spec.name, spec.kind, self.task.name, self.engine.weights.fingerprints(spec), sampling,
             recipe=spec.recipe, temperature=spec.temperature, seed=self.cfg.seed, step=spec.step,
@@ -232,7 +235,7 @@ class EvalSession:
         self._tick(spec.name, "sample", done, len(self.ids))
         for chunk, completions in self._units(todo, self._params(spec)):
             t1 = time.perf_counter()
-            self.store.add_samples(row, sample_records(chunk, completions))
+            self.store.add_samples(row, sample_records(chunk, completions, self._thinking_fields))
             self.timings.store += time.perf_counter() - t1
             done += len(chunk)
             self._tick(spec.name, "sample", done, len(self.ids))
@@ -254,6 +257,26 @@ class EvalSession:
             completions = sampler.generate([self.prompts[p] for p in chunk], n, params)
             self.timings.sample += time.perf_counter() - t0
             yield chunk, completions
+
+    def _thinking_fields(self, problem_id: str, completion) -> dict:
+        """Whether the sample closed a thinking block and how many of its tokens are thinking (exact from
+        the generated ids when the sampler kept them); nothing when thinking is not looked for."""
+        tags = self.cfg.thinking()
+        if tags is None:
+            return {}
+        close, opener = tags
+        opened = bool(opener) and self.prompts[problem_id].rstrip().endswith(opener)
+        text = completion.text
+        if close not in text and not opened and not (opener and text.lstrip().startswith(opener)):
+            return {"think_closed": False, "thinking_tokens": 0}
+        ids = getattr(completion, "token_ids", None)
+        if ids is not None:
+            encode = self.engine.tokenizer.encode
+            counts = split_token_ids(ids, encode(close, add_special_tokens=False),
+                                     encode(opener, add_special_tokens=False) if opener else None, opened)  # fmt: skip
+        else:
+            counts = count_thinking_tokens(text, self.engine.tokenizer, close, opener, opened)
+        return {"think_closed": counts.closed, "thinking_tokens": counts.thinking}
 
     def _grade(self, row: VariantRow, spec: VariantSpec) -> None:
         ungraded = self.store.ungraded_problems(row, self.ids, self.cfg.n, self.grader.name)
@@ -281,9 +304,13 @@ class EvalSession:
         """The run's `RunResults` (`extra`: early_step, and the demo's fields)."""
         task = {"name": self.task.name, "n_problems": len(self.ids), "source": self.task.source,
                 "example_prompt": self.prompts[self.ids[0]]}  # fmt: skip
+        run_versions = versions(self.grader.name)
+        run_versions["engine"] = self.engine.name
+        if "vllm_version" in self.engine.info:
+            run_versions["vllm"] = self.engine.info["vllm_version"]
         if self.engine.describe is not None:
             extra.setdefault("machine", self.engine.describe())
         return RunResults(
-            config=to_dict(self.cfg), versions=versions(self.grader.name), task=task, variants=variants,
+            config=to_dict(self.cfg), versions=run_versions, task=task, variants=variants,
             best=best, timings=self.timings.as_dict(), **extra,
         )  # fmt: skip

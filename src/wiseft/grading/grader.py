@@ -38,9 +38,14 @@ from typing import Any
 
 from wiseft.errors import GradingError
 from wiseft.grading.extract import extract_answer, normalise
+from wiseft.grading.grade import Grade
+from wiseft.grading.ifeval import grade_ifeval_items
+from wiseft.grading.ifeval import grader_name as ifeval_grader_name
 from wiseft.grading.pool import BUDGET, ERROR, TIMEOUT, Budget, VerifierPool, check_budget, check_timeout
+from wiseft.grading.thinking import graded_text
 
 VERDICTS = ("correct", "incorrect", "no_answer", "timeout")
+KINDS = ("math", "int", "ifeval")
 MAX_ANSWER_CHARS = 5000  # longer "answers" (or golds) are not sent to the verifier: verdict "timeout"
 DEFAULT_PROBLEM_BUDGET = 120.0  # seconds of verifier time per problem and grading batch
 MAX_DIGITS = 4000  # plain numbers longer than this are not converted (Python's limit is 4300 digits)
@@ -49,18 +54,6 @@ _INT = re.compile(r"[+-]?\d+")
 _DECIMAL = re.compile(r"[+-]?(\d*)\.(\d+)")
 _FRAC = re.compile(r"([+-]?)\\frac\{([+-]?\d+)\}\{([+-]?\d+)\}")
 _SLASH = re.compile(r"([+-]?\d+)/(\d+)")
-
-
-@dataclass(frozen=True)
-class Grade:
-    """The grade of one sample; `reason` says why it is not correct (no answer, timeout, …)."""
-
-    answer: str | None
-    extraction: str | None
-    verdict: str
-    correct: bool
-    answer_class: int
-    reason: str | None = None
 
 
 @dataclass
@@ -139,10 +132,15 @@ class Grader:
         workers: int | None = None,
         timeout: float = 5.0,
         problem_budget: float = DEFAULT_PROBLEM_BUDGET,
+        thinking: tuple[str, str | None] | None = None,
     ):
-        if kind not in ("math", "int"):
-            raise GradingError(f"grader kind must be 'math' or 'int', got {kind!r}")
+        """`kind` "math" (Math-Verify), "int" (exact integers) or "ifeval" (instruction checkers);
+        `thinking` (close tag, open tag) makes the grader read only the answer after a closed thinking
+        block (`grading.thinking.graded_text`), the whole completion when none closed."""
+        if kind not in KINDS:
+            raise GradingError(f"grader kind must be one of {', '.join(KINDS)}, got {kind!r}")
         self.kind = kind
+        self.thinking = thinking
         self.timeout = check_timeout(timeout)
         self.problem_budget = check_budget(problem_budget)
         self.pool = VerifierPool(workers=workers, timeout=self.timeout) if kind == "math" else None
@@ -153,6 +151,8 @@ class Grader:
             from importlib import metadata
 
             self.name = f"math-verify=={metadata.version('math-verify')}"
+        elif kind == "ifeval":
+            self.name = ifeval_grader_name()
         else:
             self.name = "int-exact"
 
@@ -381,6 +381,10 @@ class Grader:
         `problem_budget` seconds (see the module docstring)."""
         if problem_ids is not None and len(problem_ids) != len(items):
             raise GradingError(f"grade: {len(items)} items but {len(problem_ids)} problem ids")
+        if self.kind == "ifeval":
+            return self._grade_ifeval(items)
+        if self.thinking is not None:
+            items = [(gold, self._answer_part(completion)) for gold, completion in items]
         groups = list(problem_ids) if problem_ids is not None else [g for g, _ in items]
         extracted = [self._extract_item(gold, completion, task) for gold, completion in items]
         # Answers repeat heavily: normalise each distinct string once.
@@ -418,6 +422,18 @@ class Grader:
             )
             for i, ((gold, _), found) in enumerate(zip(items, extracted, strict=True))
         ]
+
+    def _answer_part(self, completion: Any) -> Any:
+        if not isinstance(completion, str):
+            return completion  # refused by _extract_item with the usual message
+        return graded_text(completion, *self.thinking)  # type: ignore[misc]
+
+    def _grade_ifeval(self, items: Sequence[tuple[str, str]]) -> list[Grade]:
+        close, opener = self.thinking if self.thinking is not None else (None, None)
+        grades = grade_ifeval_items(items, close_tag=close, open_tag=opener)
+        self.stats.samples += len(grades)
+        self.stats.no_answer += sum(g.verdict == "no_answer" for g in grades)
+        return grades
 
     def _extract_item(self, gold: Any, completion: Any, task: Any) -> tuple[str, str] | None:
         if not isinstance(completion, str) or not isinstance(gold, str):

@@ -26,7 +26,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from wiseft.errors import GradingError
-from wiseft.grading.grader import Grade
+from wiseft.grading.grade import Grade
 from wiseft.grading.thinking import OPEN_TAG, graded_text
 from wiseft.tasks.ifeval.evaluate import Followed, evaluate, parse_spec
 

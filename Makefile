@@ -4,7 +4,7 @@ VENV    := .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 
-.PHONY: venv venv-vllm demo test test-slow test-vllm bench bench-vllm bench-ray lint fmt clean chromium harness-readers ray
+.PHONY: venv venv-vllm demo test test-slow test-vllm bench bench-vllm bench-ray test-ray-vllm bench-ray-vllm lint fmt clean chromium harness-readers ray
 
 venv: $(STAMP)
 
@@ -39,6 +39,18 @@ test-vllm: $(VLLM_STAMP)
 
 bench-vllm: $(VLLM_STAMP)
 	$(VLLM_BIN)/python bench/vllm.py
+
+# --engine vllm on Ray actors: Ray (pinned, with its one dependency .venv-vllm lacks) in the vLLM
+# environment, then its test (slow: two vLLM engines start) and the benchmark's vLLM section.
+$(VLLM_VENV)/.ray: $(VLLM_STAMP)
+	$(VLLM_BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps ray==2.60.0 msgpack==1.2.4
+	touch $@
+
+test-ray-vllm: $(VLLM_VENV)/.ray
+	$(VLLM_BIN)/python -m pytest -q -m slow tests/test_ray_vllm.py
+
+bench-ray-vllm: $(VLLM_VENV)/.ray
+	$(VLLM_BIN)/python bench/ray.py --skip-scale --skip-sim --skip-composition --vllm
 
 demo: $(STAMP)
 	$(BIN)/wiseft demo

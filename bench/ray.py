@@ -18,11 +18,16 @@ this machine) serves every Ray run, so cluster start-up is reported once and not
    groups; samples whose tokens differ, and prefill logits of each prompt alone vs in one padded batch
    (rows not bit-identical, largest difference). Why Ray keeps the session's chunks as its units.
 
+4. vLLM (`--vllm`, in an environment with vLLM and Ray, e.g. `.venv-vllm` + `pip install ray==2.60.0`): the
+   same sweep with `--engine vllm` in this process and on 1 Ray actor holding vLLM; samples/s over the
+   sampling span and the wall, and the overhead of the actor (target, on a GPU: <= 5 %). `--vllm-anchors
+   EARLY,FINAL --vllm-device cuda` for real models on a GPU; by default a tiny Qwen2 pair on the CPU.
+
 CPU seconds (this driver process and the actors' processes) and the load average are printed beside the
 figures: on a shared, busy machine the wall-clock figures move with the other work.
 
 Usage: PYTHONPATH=src python bench/ray.py [--runs 3] [--limit 96] [--n 8] [--skip-scale] [--skip-sim]
-       [--skip-composition]
+       [--skip-composition] [--vllm [--vllm-anchors EARLY,FINAL] [--vllm-device cuda]]
 """
 
 from __future__ import annotations
@@ -98,13 +103,14 @@ def one_sweep(cfg, engine=None) -> dict:
 
     with tempfile.TemporaryDirectory() as tmp:
         t0, c0 = time.perf_counter(), time.process_time()
-        kw = {"engine": engine} if engine is not None or cfg.ray is not None else {"sampler_factory": factory}
+        plain = engine is None and cfg.ray is None and cfg.engine == "hf"  # (the CPU-timed local sampler)
+        kw = {"sampler_factory": factory} if plain else {"engine": engine}
         res = run_sweep(cfg, Path(tmp) / "out", report=False, **kw)
         wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     samples = cfg.n * cfg.limit * len(res.variants)
     ray = (res.machine or {}).get("ray")
     span = ray["span_s"] if ray else res.timings["sample"]
-    per_actor = [a["sample_cpu_s"] for a in ray["actors"]] if ray else [timed[0].cpu]
+    per_actor = [a["sample_cpu_s"] for a in ray["actors"]] if ray else [t.cpu for t in timed] or [0.0]
     return {"wall": wall, "span": span, "samples": samples, "driver_cpu": cpu, "record": ray,
             "actors_cpu": sum(a["cpu_s"] for a in ray["actors"]) if ray else 0.0,
             "sample_cpu": sum(per_actor), "busiest_cpu": max(per_actor),
@@ -198,6 +204,51 @@ def bench_composition() -> dict:
             "rows": len(ids), "max_diff": float(diff.max())}  # fmt: skip
 
 
+def bench_vllm(args) -> dict:
+    """The `--engine vllm` sweep locally and on one Ray actor, interleaved; each run starts its engine."""
+    import dataclasses
+
+    from wiseft.evaluate.config import RayConfig
+
+    if args.vllm_anchors:
+        early, final = args.vllm_anchors.split(",")
+        opts = dict(engine="vllm", device=args.vllm_device)
+    else:  # vLLM-CPU has attention kernels for head size 32 and up: a tiny Qwen2 pair (test_vllm.py's)
+        import torch
+
+        from wiseft.testing import save_tiny_model
+
+        early, final = (CACHE / "vllm-tiny-early", CACHE / "vllm-tiny-final")
+        for path, seed in ((early, 1), (final, 2)):
+            if not (path / "config.json").is_file():
+                save_tiny_model(path, seed=seed, dtype=torch.bfloat16, arch="qwen2", hidden=64, heads=2,
+                                kv_heads=1, intermediate=128, tied=True)  # fmt: skip
+        opts = dict(engine="vllm", device="cpu", vllm_dtype="float32", max_model_len=256, kv_cache_gib=0.1,
+                    enforce_eager=True, threads=None)  # fmt: skip
+    cfg = dataclasses.replace(sweep_cfg(args), anchors=(str(early), str(final)), **opts)
+    gpus = 1.0 if str(cfg.device).startswith("cuda") else 0.0
+    ray_cfg = RayConfig(actors=1, cpus_per_actor=1.0, gpus_per_actor=gpus)
+    out = {"local vLLM": [], "ray 1 vLLM actor": []}
+    for r in range(args.runs):
+        for label in list(out)[r % 2 :] + list(out)[: r % 2]:
+            out[label].append(one_sweep(dataclasses.replace(cfg, ray=ray_cfg if "ray" in label else None)))
+    return out
+
+
+def vllm_table(runs: dict) -> Table:
+    t = Table(title="4. --engine vllm: local vs 1 Ray actor (medians; each run starts its engine)")
+    for col in ("run", "samples", "wall s", "span s", "samples/s (span)", "samples/s (wall)"):
+        t.add_column(col, justify="right")
+    for label, rs in runs.items():
+        t.add_row(label, str(rs[0]["samples"]), f"{med(r['wall'] for r in rs):.1f}",
+                  f"{med(r['span'] for r in rs):.1f}", f"{med(r['rate_span'] for r in rs):.1f}",
+                  f"{med(r['rate_wall'] for r in rs):.1f}")  # fmt: skip
+    local, ray = runs["local vLLM"], runs["ray 1 vLLM actor"]
+    over = med(b["span"] / a["span"] - 1 for a, b in zip(local, ray, strict=True))
+    t.caption = f"Ray actor vs local, sampling span: {over:+.1%} (target on a GPU: <= +5%)"
+    return t
+
+
 def scale_table(runs: dict) -> Table:
     t = Table(title="1. toy sweep: local vs Ray actors (medians)")
     cols = ("run", "samples", "wall s", "span s", "samples/s (span)", "samples/s (wall)", "sampling CPU s",
@@ -277,6 +328,9 @@ def main() -> None:
     ap.add_argument("--skip-scale", action="store_true")
     ap.add_argument("--skip-sim", action="store_true")
     ap.add_argument("--skip-composition", action="store_true")
+    ap.add_argument("--vllm", action="store_true", help="also section 4 (needs vLLM and Ray)")
+    ap.add_argument("--vllm-anchors", default=None, help="EARLY,FINAL model directories for section 4")
+    ap.add_argument("--vllm-device", default="cuda", help="device of section 4 with --vllm-anchors")
     args = ap.parse_args()
     import ray
 
@@ -301,6 +355,8 @@ def main() -> None:
             f"padded batch: {c['rows_differ']} of {c['rows']} rows not bit-identical, largest difference "
             f"{c['max_diff']:.2g}"
         )
+    if args.vllm:
+        console.print(vllm_table(bench_vllm(args)))
     load1 = os.getloadavg()
     console.print(f"load average after: {load1[0]:.1f} / {load1[1]:.1f}; a shared machine under other work: "
                   "wall-clock figures are from a busy machine")  # fmt: skip

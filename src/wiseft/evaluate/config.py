@@ -28,7 +28,8 @@ MAX_N = 65536  # samples per problem
 ENGINES = ("hf", "vllm")
 # The vLLM options of EvalConfig and their defaults (an --engine hf run must leave them so).
 VLLM_FIELDS = {"tensor_parallel_size": 1, "gpu_memory_utilization": None, "max_model_len": None,
-               "kv_cache_gib": None, "max_num_seqs": None, "vllm_dtype": "auto", "enforce_eager": False}  # fmt: skip
+               "kv_cache_gib": None, "max_num_seqs": None, "vllm_dtype": "auto", "enforce_eager": False,
+               "enable_prefix_caching": None}  # fmt: skip
 TASK_HELP = "task: gsm8k, math, math500, aime24, aime25, jsonl, toy"
 
 
@@ -86,6 +87,11 @@ class EvalConfig:
     max_num_seqs: int | None = option(None, "vLLM: sequences decoded together (default: vLLM's)")
     vllm_dtype: str = option("auto", "vLLM: weight dtype", choices=VLLM_DTYPES)
     enforce_eager: bool = option(False, "vLLM: no CUDA graphs (quicker start, slower decoding)")
+    enable_prefix_caching: bool | None = option(
+        None,
+        "vLLM: reuse the KV cache of prompt prefixes that requests share (default: vLLM's choice; "
+        "a config file may set false)",
+    )
     chunk: int = option(64, "problems sampled and committed together")
     workers: int | None = option(None, "grader worker processes (default: from the cores)")
     problem_budget: float = option(DEFAULT_PROBLEM_BUDGET, "seconds of verifier time per problem")
@@ -139,7 +145,8 @@ class EvalConfig:
                 tensor_parallel_size=self.tensor_parallel_size, dtype=self.vllm_dtype,
                 gpu_memory_utilization=self.gpu_memory_utilization, max_model_len=self.max_model_len,
                 kv_cache_gib=self.kv_cache_gib, max_num_seqs=self.max_num_seqs,
-                enforce_eager=self.enforce_eager, device=device, seed=self.seed,
+                enforce_eager=self.enforce_eager, enable_prefix_caching=self.enable_prefix_caching,
+                device=device, seed=self.seed,
                 cpu_threads=f"0-{self.threads - 1}" if self.threads else None,
             )  # fmt: skip
         except ConfigError as exc:

@@ -476,6 +476,37 @@ def test_a_sweep_on_vllm_grades_what_the_transformers_engine_grades(pair, tmp_pa
     assert on_vllm.versions["engine"] == "vllm" and on_hf.versions["engine"] == "hf"
 
 
+def test_an_engine_that_measures_its_rates_reports_them_in_the_progress(pair, tmp_path):
+    """A sampler with `on_throughput` (as VLLMSampler has) reports samples/s and tokens/s through the
+    evaluation's progress, beside the problems sampled so far; the plain callback form still works."""
+    from wiseft.evaluate.config import ModelEvalConfig
+    from wiseft.evaluate.engine import hf_engine
+    from wiseft.evaluate.runners import run_eval
+    from wiseft.sampling.vllm import Throughput
+
+    engine = hf_engine(pair[1], "cpu", threads=1)
+    inner = engine.sampler
+
+    class Measuring:
+        on_throughput = None
+
+        def generate(self, prompts, n, params):
+            out = inner.generate(prompts, n, params)
+            tokens = sum(c.n_tokens for row in out for c in row)
+            self.on_throughput(Throughput(len(prompts) * n, tokens, 0.5))
+            return out
+
+    engine.sampler = Measuring()
+    seen = []
+    cfg = ModelEvalConfig(model=str(pair[1]), task="toy", limit=3, n=2, k=(1, 2), max_new_tokens=6, chunk=2,
+                          n_boot=20, device="cpu")  # fmt: skip
+    run_eval(cfg, tmp_path / "run", engine=engine, progress=lambda *a, **k: seen.append((a, k)))
+    rates = [(a, k["detail"]) for a, k in seen if k]
+    assert [a[2] for a, _ in rates] == [0, 2]  # problems already committed when each chunk reported
+    assert all(a[1] == "sample" and d.startswith(("8.0 samples/s", "4.0 samples/s")) for a, d in rates)
+    assert rates[0][1].endswith("tokens/s")
+
+
 def test_prefix_caching_is_a_vllm_option():
     from wiseft.evaluate.config import ModelEvalConfig
 

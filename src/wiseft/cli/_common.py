@@ -40,7 +40,7 @@ class ProgressView:
         hf_logging.disable_progress_bar()
         self.progress = Progress(
             TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-            console=console, transient=False, disable=not console.is_terminal,
+            TextColumn("{task.fields[detail]}"), console=console, transient=False, disable=not console.is_terminal,
         )  # fmt: skip
         self.tasks: dict[tuple[str, str], Any] = {}
         self.lines = LogLines(console)
@@ -52,13 +52,16 @@ class ProgressView:
     def __exit__(self, *exc):
         return self.progress.__exit__(*exc)
 
-    def __call__(self, variant: str, stage: str, done: int, total: int) -> None:
+    def __call__(self, variant: str, stage: str, done: int, total: int, detail: str = "") -> None:
+        """`detail`: the engine's rates while sampling (vLLM), shown beside the bar."""
         key = (variant, stage)
         verb = {"sample": "sampling", "grade": "grading"}.get(stage, stage)
         if key not in self.tasks:
-            self.tasks[key] = self.progress.add_task(f"{verb} {variant}", total=total)
-        self.progress.update(self.tasks[key], completed=done, total=total)
-        self.lines.update(key, f"{verb} {variant}", done, total)
+            self.tasks[key] = self.progress.add_task(f"{verb} {variant}", total=total, detail="")
+        self.progress.update(
+            self.tasks[key], completed=done, total=total, **({"detail": detail} if detail else {})
+        )
+        self.lines.update(key, f"{verb} {variant}", done, total, detail)
 
 
 def table_console():

@@ -12,7 +12,8 @@ For each variant, `EvalSession.evaluate(spec)`:
 Every variant samples with the same seed, so variants see common random numbers (paired comparisons are
 tighter), and the sampler's per-prompt random streams make a resumed run draw what an uninterrupted one
 would have. Library code reports progress through `progress(variant_name, stage, done, total)` with
-stage "sample" or "grade"; it never prints.
+stage "sample" or "grade"; it never prints. A sampler that measures its own throughput (vLLM's
+`on_throughput`) adds `detail="… samples/s, … tokens/s"` to its sampling reports.
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ from wiseft.results import RunResults, Selection, VariantResult
 from wiseft.store import SCHEMA_VERSION, SampleStore, VariantRow
 from wiseft.tasks import Task, get_task
 
-EvalProgress = Callable[[str, str, int, int], None]
+EvalProgress = Callable[..., None]  # (variant, stage, done, total[, detail=...])
 GRADE_BATCH_SAMPLES = 4096  # samples graded (and committed) together
 
 
@@ -147,6 +148,7 @@ class EvalSession:
         self.store = store
         self.grader = grader
         self.progress = progress
+        self._sampled = 0  # problems sampled of the variant being sampled (for rate reports)
         self.timings = Timings()
         self.rows: dict[str, VariantRow] = {}  # the store's row of each evaluated variant, by name
         self.ids = [p.id for p in task.problems]
@@ -231,14 +233,28 @@ class EvalSession:
 
     def _sample(self, row: VariantRow, spec: VariantSpec) -> None:
         todo = self.store.missing(row, self.ids, self.cfg.n)
-        done = len(self.ids) - len(todo)
-        self._tick(spec.name, "sample", done, len(self.ids))
+        self._sampled = len(self.ids) - len(todo)  # problems of this variant in the store
+        self._tick(spec.name, "sample", self._sampled, len(self.ids))
+        self._report_rates(spec.name)
         for chunk, completions in self._units(todo, self._params(spec)):
             t1 = time.perf_counter()
             self.store.add_samples(row, sample_records(chunk, completions, self._thinking_fields))
             self.timings.store += time.perf_counter() - t1
-            done += len(chunk)
-            self._tick(spec.name, "sample", done, len(self.ids))
+            self._sampled += len(chunk)
+            self._tick(spec.name, "sample", self._sampled, len(self.ids))
+
+    def _report_rates(self, name: str) -> None:
+        """Have a sampler that measures its own rates (vLLM's `on_throughput`) report them with the
+        sampling progress of variant `name`."""
+        sampler = self.engine.sampler
+        if self.progress is None or not hasattr(sampler, "on_throughput"):
+            return
+
+        def rates(t) -> None:
+            detail = f"{t.samples_per_s:.1f} samples/s, {t.tokens_per_s:.0f} tokens/s"
+            self.progress(name, "sample", self._sampled, len(self.ids), detail=detail)
+
+        sampler.on_throughput = rates
 
     def _units(self, todo: list[str], params) -> Iterator[tuple[list[str], list]]:
         """(problem ids, their completions) as the sampler finishes them: a chunk at a time, or each

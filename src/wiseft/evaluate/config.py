@@ -25,7 +25,7 @@ from wiseft.sampling.vllm import EngineOptions
 from wiseft.tasks.prompts import STYLES, make_prompter
 
 MAX_N = 65536  # samples per problem
-ENGINES = ("hf", "vllm")
+ENGINES = ("hf", "vllm", "auto")
 # The vLLM options of EvalConfig and their defaults (an --engine hf run must leave them so).
 VLLM_FIELDS = {"tensor_parallel_size": 1, "gpu_memory_utilization": None, "max_model_len": None,
                "kv_cache_gib": None, "max_num_seqs": None, "vllm_dtype": "auto", "enforce_eager": False,
@@ -74,8 +74,8 @@ class EvalConfig:
     seed: int = option(0, "sampling, split and bootstrap seed")
     device: str | None = option(None, "cpu, cuda or cuda:N (default: cuda when available)")
     threads: int | None = option(None, "CPU threads for sampling (default: torch's)")
-    engine: str = option("hf", "sampling engine: hf (transformers) or vllm (README: vLLM engine)",
-                         choices=ENGINES)  # fmt: skip
+    engine: str = option("hf", "sampling engine: hf (transformers), vllm, or auto: the faster of the two "
+                         "for the model (README: vLLM engine)", choices=ENGINES)  # fmt: skip
     tensor_parallel_size: int = option(1, "vLLM: GPUs that hold one model")
     gpu_memory_utilization: float | None = option(
         None, "vLLM on CUDA: the fraction of GPU memory it may take (default: vLLM's 0.9)"
@@ -129,11 +129,12 @@ class EvalConfig:
         return (self.thinking_tag, self.thinking_open_tag or None) if self.thinking_tag else None
 
     def engine_options(self) -> EngineOptions | None:
-        """The vLLM engine's options (None for --engine hf, where setting one of them is an error)."""
+        """The vLLM engine's options (None for --engine hf, where setting one of them is an error; for
+        --engine auto, the options vLLM starts with if auto chooses it)."""
         given = {
             f.name: getattr(self, f.name) for f in dataclasses.fields(EvalConfig) if f.name in VLLM_FIELDS
         }
-        if self.engine != "vllm":
+        if self.engine == "hf":
             changed = [n for n, v in given.items() if v != VLLM_FIELDS[n]]
             if changed:
                 flag = "--" + changed[0].replace("_", "-")

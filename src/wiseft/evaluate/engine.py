@@ -16,18 +16,29 @@ workers hold the anchors and switch variants inside the running engine, `samplin
 
 from __future__ import annotations
 
+import importlib.util
+import math
 import os
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
-from wiseft.checkpoints import load_causal_lm, load_tokenizer, model_fingerprint, validate_model_dir
+from wiseft.checkpoints import (
+    Checkpoint,
+    load_causal_lm,
+    load_tokenizer,
+    model_fingerprint,
+    validate_model_dir,
+)
 from wiseft.devices import resolve_device
 from wiseft.errors import SamplingError
 from wiseft.evaluate.plan import VariantSpec
 from wiseft.sampling import Completion, Sampler, SamplingParams
 from wiseft.weightspace import WeightSpace
+
+# --engine auto: vLLM for models of at least this many parameters (when installed); see `choose_engine`.
+AUTO_VLLM_MIN_PARAMS = 1_000_000_000
 
 
 @runtime_checkable
@@ -177,13 +188,39 @@ def make_engine(
     cfg, model_dir: str | os.PathLike, tokenizer_dirs: Sequence[str | os.PathLike] = (),
     sampler_factory: SamplerFactory | None = None,
 ) -> Engine:  # fmt: skip
-    """The engine `cfg.engine` names, started on `model_dir` (the variant the plan evaluates first)."""
+    """The engine `cfg.engine` names, started on `model_dir` (the variant the plan evaluates first); for
+    "auto" the one `choose_engine` picks, with its reason in `Engine.info["engine_choice"]`."""
     options = cfg.engine_options()
-    if options is None:
-        return hf_engine(model_dir, cfg.device, cfg.threads, tokenizer_dirs, sampler_factory)
-    if sampler_factory is not None:
+    name, reason = cfg.engine, None
+    if name == "auto":
+        name, reason = ("hf", "a sampler_factory was given") if sampler_factory else choose_engine(model_dir)
+    if name == "hf":
+        engine = hf_engine(model_dir, cfg.device, cfg.threads, tokenizer_dirs, sampler_factory)
+    elif sampler_factory is not None:
         raise SamplingError("a sampler_factory makes a transformers sampler; it cannot serve --engine vllm")
-    return vllm_engine(model_dir, options, tokenizer_dirs)
+    else:
+        engine = vllm_engine(model_dir, options, tokenizer_dirs)
+    if reason is not None:
+        engine.info["engine_choice"] = f"auto: {name} ({reason})"
+    return engine
+
+
+def model_parameters(model_dir: str | os.PathLike) -> int:
+    """Parameters of the model in `model_dir`, from its safetensors headers (nothing is loaded)."""
+    return sum(math.prod(info.shape) for info in Checkpoint.open(model_dir).tensors.values())
+
+
+def choose_engine(model_dir: str | os.PathLike) -> tuple[str, str]:
+    """("hf" or "vllm", why) for --engine auto: vLLM when it is installed and the model has at least
+    AUTO_VLLM_MIN_PARAMS parameters, below which the transformers sampler is the faster one (README:
+    vLLM engine, measured by bench/cpu_sampler.py); otherwise the transformers engine."""
+    params = model_parameters(model_dir)
+    size = f"{params / 1e6:.1f}M parameters"
+    if params < AUTO_VLLM_MIN_PARAMS:
+        return "hf", f"{size} < {AUTO_VLLM_MIN_PARAMS / 1e6:.0f}M"
+    if importlib.util.find_spec("vllm") is None:
+        return "hf", f"{size}, but vllm is not installed"
+    return "vllm", f"{size} >= {AUTO_VLLM_MIN_PARAMS / 1e6:.0f}M"
 
 
 def context_length(config) -> int | None:

@@ -324,6 +324,8 @@ class EvalSession:
         run_versions["engine"] = self.engine.name
         if "vllm_version" in self.engine.info:
             run_versions["vllm"] = self.engine.info["vllm_version"]
+        if "engine_choice" in self.engine.info:  # --engine auto: what it chose and why
+            run_versions["engine_choice"] = self.engine.info["engine_choice"]
         return RunResults(
             config=to_dict(self.cfg), versions=run_versions, task=task, variants=variants,
             best=best, timings=self.timings.as_dict(), **extra,

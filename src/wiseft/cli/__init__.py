@@ -17,10 +17,22 @@ from wiseft.memory import tune_allocator
 from wiseft.openmp import passive_openmp
 
 # Order is the order shown in `wiseft --help`.
-COMMANDS = ["merge", "grade", "score", "eval", "sweep", "trajectory", "train", "report", "store", "demo"]
+COMMANDS = [
+    "merge",
+    "grade",
+    "verify",
+    "score",
+    "eval",
+    "sweep",
+    "trajectory",
+    "train",
+    "report",
+    "store",
+    "demo",
+]
 # Commands that move model-sized memory get the allocator tuning of `wiseft.memory` (and the OpenMP
 # waiting policy of `wiseft.openmp`, set before anything imports torch).
-HEAVY = {"merge", "eval", "sweep", "trajectory", "train", "demo"}
+HEAVY = {"merge", "verify", "eval", "sweep", "trajectory", "train", "demo"}
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -622,6 +622,31 @@ def test_an_engine_that_measures_its_rates_reports_them_in_the_progress(pair, tm
     assert rates[0][1].endswith("tokens/s")
 
 
+def test_the_transformers_engine_reports_the_rates_the_session_measures(pair, tmp_path):
+    """A sampler that does not measure itself gets the rates of the variant's samples so far (sampling
+    time only) beside each committed chunk; a four-argument progress callback gets no `detail`."""
+    import re
+
+    from wiseft.evaluate.config import ModelEvalConfig
+    from wiseft.evaluate.runners import run_eval
+
+    cfg = ModelEvalConfig(model=str(pair[1]), task="toy", limit=3, n=2, k=(1, 2), max_new_tokens=6, chunk=2,
+                          n_boot=20, device="cpu")  # fmt: skip
+    seen = []
+    run_eval(cfg, tmp_path / "run", progress=lambda *a, **k: seen.append((a, k)))
+    sampling = [(a[2], k.get("detail", "")) for a, k in seen if a[1] == "sample"]
+    assert [done for done, _ in sampling] == [0, 2, 3]
+    assert sampling[0][1] == ""  # nothing drawn yet
+    assert all(re.fullmatch(r"\d+\.\d samples/s, \d+ tokens/s", d) for _, d in sampling[1:])
+    plain = []
+
+    def four(variant, stage, done, total):
+        plain.append(done)
+
+    run_eval(cfg, tmp_path / "again", progress=four, force=True)
+    assert plain
+
+
 def test_prefix_caching_is_a_vllm_option():
     from wiseft.evaluate.config import ModelEvalConfig
 

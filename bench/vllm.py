@@ -6,7 +6,9 @@
    - the toy shape (GPT-2, width 128, 3 layers, 4 heads, 18-token character vocabulary), 64 toy prompts,
      at most 26 new tokens, stop "$";
    - a ~0.3 B GPT-2 shape (width 1024, 24 layers, 16 heads, character vocabulary: 302 M parameters),
-     4 toy prompts, 32 new tokens.
+     4 toy prompts, 32 new tokens;
+   - the body of Qwen2.5-0.5B (Qwen2, width 896, 24 layers, 14 heads / 2 KV heads, MLP 4864, character
+     vocabulary: 358 M parameters), 4 toy prompts, 32 new tokens.
    Random-init models (nothing is downloaded), so completions end by chance (EOS or "$"): the table gives
    the mean tokens per sample of each engine beside the rates. Also for the record: plain
    `vllm.LLM.generate` on the same requests (our path's overhead over it).
@@ -45,7 +47,11 @@ from rich.table import Table  # noqa: E402
 
 TOY = dict(n_embd=128, n_layer=3, n_head=4, n_inner=512, n_positions=64)
 GPT2_300M = dict(n_embd=1024, n_layer=24, n_head=16, n_inner=4096, n_positions=128)
-SHAPES = {"toy": (TOY, 64, 26), "gpt2-300m": (GPT2_300M, 4, 32)}  # shape, prompts, max new tokens
+# The body of Qwen2.5-0.5B (358 M parameters without its 151,936-token embedding; here a character vocabulary).
+QWEN_05B = dict(arch="qwen2", hidden_size=896, num_hidden_layers=24, intermediate_size=4864,
+                num_attention_heads=14, num_key_value_heads=2, n_positions=128)  # fmt: skip
+SHAPES = {"toy": (TOY, 64, 26), "gpt2-300m": (GPT2_300M, 4, 32), "qwen2-0.5b": (QWEN_05B, 4, 32)}
+# (shape, prompts, max new tokens)
 N = 8
 
 
@@ -62,7 +68,8 @@ def cache_dir() -> Path:
 
 
 def gpt2_model(name: str) -> Path:
-    """A random-init GPT-2 of `SHAPES[name]` with the toy tokenizer, float32, built once and cached."""
+    """A random-init model of `SHAPES[name]` (GPT-2 or Qwen2) with the toy tokenizer, float32, built once
+    and cached."""
     path = cache_dir() / f"vllm-{name}"
     if (path / ".complete").exists():
         return path
@@ -71,9 +78,16 @@ def gpt2_model(name: str) -> Path:
     from wiseft.train.toy import toy_tokenizer
 
     tok = toy_tokenizer()
-    config = GPT2Config(vocab_size=len(tok), bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
-                        pad_token_id=tok.pad_token_id, tie_word_embeddings=True,
-                        activation_function="gelu_pytorch_tanh", **SHAPES[name][0])  # fmt: skip
+    ids = dict(vocab_size=len(tok), bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
+               pad_token_id=tok.pad_token_id, tie_word_embeddings=True)  # fmt: skip
+    shape = dict(SHAPES[name][0])
+    if shape.pop("arch", "gpt2") == "qwen2":
+        from transformers import Qwen2Config
+
+        positions = shape.pop("n_positions")
+        config = Qwen2Config(max_position_embeddings=positions, **ids, **shape)
+    else:
+        config = GPT2Config(activation_function="gelu_pytorch_tanh", **ids, **shape)
     torch.manual_seed(0)
     model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
     shutil.rmtree(path, ignore_errors=True)
@@ -346,11 +360,13 @@ def switch_rows(table: Table, args) -> None:
     early, final = anchors_05b()
     floor, params = lerp_floor(early, final, args.runs)
     sw = bench_switch(early, final, args.runs, switch_options(args.vllm_threads))
-    fresh = bench_fresh(early, final, args.runs, switch_options(args.vllm_threads))
     table.add_row(f"switch in vLLM, {params / 1e6:.0f}M params (a)", f"{sw['total']:.2f} s", f"{floor:.3f} s (lerp pass)",
                   f"{sw['total'] / floor:.1f}×", "≤ 3×")  # fmt: skip
     table.add_row("  of which mix / vLLM reload", f"{sw['mix']:.2f} s / {sw['reload']:.2f} s",
                   f"anchors read once: {sw['load']:.1f} s", "", "")  # fmt: skip
+    if args.skip_fresh:
+        return
+    fresh = bench_fresh(early, final, args.runs, switch_options(args.vllm_threads))
     table.add_row("switch vs merge + fresh engine (b)", f"{sw['total']:.2f} s",
                   f"{fresh['total']:.1f} s ({fresh['merge']:.1f} merge + {fresh['start']:.1f} start)",
                   f"{fresh['total'] / sw['total']:.0f}× faster", "≥ 10×")  # fmt: skip
@@ -364,6 +380,7 @@ def main() -> None:
     ap.add_argument("--shapes", default=",".join(SHAPES), help="throughput shapes: " + ", ".join(SHAPES))
     ap.add_argument("--skip-throughput", action="store_true")
     ap.add_argument("--skip-switch", action="store_true")
+    ap.add_argument("--skip-fresh", action="store_true", help="switch part: no merge + fresh engine (b)")
     ap.add_argument(
         "--agree", action="store_true", help="also sampled Pass@k of both engines on the toy task"
     )

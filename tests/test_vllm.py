@@ -660,19 +660,22 @@ def test_prefix_caching_is_a_vllm_option():
 
 
 @pytest.mark.parametrize(
-    "threshold, installed, want",
+    "threshold, installed, device, want",
     [
-        (10**9, True, ("hf", "M parameters < 1000M")),
-        (1, False, ("hf", "M parameters, but vllm is not installed")),
-        (1, True, ("vllm", "M parameters >= 0M")),
+        (10**9, True, "cpu", ("hf", "M parameters < 1000M on CPU")),
+        (1, False, "cpu", ("hf", "M parameters, vllm is not installed")),
+        (10**9, False, "cuda", ("hf", "M parameters, vllm is not installed")),
+        (1, True, "cpu", ("vllm", "M parameters >= 0M on CPU")),
+        (10**9, True, "cuda:1", ("vllm", "M parameters on CUDA")),
     ],
 )
-def test_engine_auto_chooses_by_model_size_and_installation(pair, monkeypatch, threshold, installed, want):
+def test_engine_auto_chooses_by_device_size_and_installation(pair, monkeypatch, threshold, installed, device,
+                                                             want):  # fmt: skip
     from wiseft.evaluate import engine
 
     monkeypatch.setattr(engine, "AUTO_VLLM_MIN_PARAMS", threshold)
     monkeypatch.setattr(engine.importlib.util, "find_spec", lambda name: object() if installed else None)
-    name, why = engine.choose_engine(pair[1])
+    name, why = engine.choose_engine(pair[1], device)
     assert name == want[0] and want[1] in why
     assert why.startswith(f"{engine.model_parameters(pair[1]) / 1e6:.1f}M parameters")
 

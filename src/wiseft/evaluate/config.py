@@ -26,10 +26,11 @@ from wiseft.tasks.prompts import STYLES, make_prompter
 
 MAX_N = 65536  # samples per problem
 PLACEMENT_STRATEGIES = ("PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD")
-ENGINES = ("hf", "vllm")
+ENGINES = ("hf", "vllm", "auto")
 # The vLLM options of EvalConfig and their defaults (an --engine hf run must leave them so).
 VLLM_FIELDS = {"tensor_parallel_size": 1, "gpu_memory_utilization": None, "max_model_len": None,
-               "kv_cache_gib": None, "max_num_seqs": None, "vllm_dtype": "auto", "enforce_eager": False}  # fmt: skip
+               "kv_cache_gib": None, "max_num_seqs": None, "vllm_dtype": "auto", "enforce_eager": False,
+               "enable_prefix_caching": None}  # fmt: skip
 TASK_HELP = "task: gsm8k, math, math500, aime24, aime25, jsonl, toy"
 
 
@@ -126,8 +127,8 @@ class EvalConfig:
     seed: int = option(0, "sampling, split and bootstrap seed")
     device: str | None = option(None, "cpu, cuda or cuda:N (default: cuda when available)")
     threads: int | None = option(None, "CPU threads for sampling (default: torch's)")
-    engine: str = option("hf", "sampling engine: hf (transformers) or vllm (README: vLLM engine)",
-                         choices=ENGINES)  # fmt: skip
+    engine: str = option("hf", "sampling engine: hf (transformers), vllm, or auto: the faster of the two "
+                         "for the model (README: vLLM engine)", choices=ENGINES)  # fmt: skip
     tensor_parallel_size: int = option(1, "vLLM: GPUs that hold one model")
     gpu_memory_utilization: float | None = option(
         None, "vLLM on CUDA: the fraction of GPU memory it may take (default: vLLM's 0.9)"
@@ -139,6 +140,11 @@ class EvalConfig:
     max_num_seqs: int | None = option(None, "vLLM: sequences decoded together (default: vLLM's)")
     vllm_dtype: str = option("auto", "vLLM: weight dtype", choices=VLLM_DTYPES)
     enforce_eager: bool = option(False, "vLLM: no CUDA graphs (quicker start, slower decoding)")
+    enable_prefix_caching: bool | None = option(
+        None,
+        "vLLM: reuse the KV cache of prompt prefixes that requests share (default: vLLM's choice; "
+        "a config file may set false)",
+    )
     chunk: int = option(64, "problems sampled and committed together")
     workers: int | None = option(None, "grader worker processes (default: from the cores)")
     problem_budget: float = option(DEFAULT_PROBLEM_BUDGET, "seconds of verifier time per problem")
@@ -180,11 +186,12 @@ class EvalConfig:
         return (self.thinking_tag, self.thinking_open_tag or None) if self.thinking_tag else None
 
     def engine_options(self) -> EngineOptions | None:
-        """The vLLM engine's options (None for --engine hf, where setting one of them is an error)."""
+        """The vLLM engine's options (None for --engine hf, where setting one of them is an error; for
+        --engine auto, the options vLLM starts with if auto chooses it)."""
         given = {
             f.name: getattr(self, f.name) for f in dataclasses.fields(EvalConfig) if f.name in VLLM_FIELDS
         }
-        if self.engine != "vllm":
+        if self.engine == "hf":
             changed = [n for n, v in given.items() if v != VLLM_FIELDS[n]]
             if changed:
                 flag = "--" + changed[0].replace("_", "-")
@@ -196,7 +203,8 @@ class EvalConfig:
                 tensor_parallel_size=self.tensor_parallel_size, dtype=self.vllm_dtype,
                 gpu_memory_utilization=self.gpu_memory_utilization, max_model_len=self.max_model_len,
                 kv_cache_gib=self.kv_cache_gib, max_num_seqs=self.max_num_seqs,
-                enforce_eager=self.enforce_eager, device=device, seed=self.seed,
+                enforce_eager=self.enforce_eager, enable_prefix_caching=self.enable_prefix_caching,
+                device=device, seed=self.seed,
                 cpu_threads=f"0-{self.threads - 1}" if self.threads else None,
             )  # fmt: skip
         except ConfigError as exc:

@@ -20,18 +20,30 @@ which sits above this package and is found by name (`ENGINE_PLUGINS`) so that no
 from __future__ import annotations
 
 import importlib
+import importlib.util
+import math
 import os
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
-from wiseft.checkpoints import load_causal_lm, load_tokenizer, model_fingerprint, validate_model_dir
+from wiseft.checkpoints import (
+    Checkpoint,
+    load_causal_lm,
+    load_tokenizer,
+    model_fingerprint,
+    validate_model_dir,
+)
 from wiseft.devices import resolve_device
 from wiseft.errors import ConfigError, SamplingError
 from wiseft.evaluate.plan import VariantSpec
 from wiseft.sampling import Completion, Sampler, SamplingParams
 from wiseft.weightspace import WeightSpace
+
+# --engine auto on CPU: vLLM for models of at least this many parameters (when installed); see
+# `choose_engine` and bench/RESULTS.md (the crossover lies between the toy and the 0.3 B shapes).
+AUTO_VLLM_MIN_PARAMS = 100_000_000
 
 
 @runtime_checkable
@@ -188,7 +200,8 @@ def make_engine(
     sampler_factory: SamplerFactory | None = None, *, specs: Sequence[VariantSpec] = (),
     progress: Callable | None = None,
 ) -> Engine:  # fmt: skip
-    """The engine `cfg.engine` names, started on `model_dir` (the variant the plan evaluates first); with a
+    """The engine `cfg.engine` names, started on `model_dir` (the variant the plan evaluates first); for
+    "auto" the one `choose_engine` picks, with its reason in `Engine.info["engine_choice"]`; with a
     `ray:` section the Ray engine (`ENGINE_PLUGINS["ray"]`), whose actors each hold that engine and sample
     `specs` on the cluster."""
     options = cfg.engine_options()
@@ -199,11 +212,42 @@ def make_engine(
             )
         module, _, name = ENGINE_PLUGINS["ray"].partition(":")
         return getattr(importlib.import_module(module), name)(cfg, specs, model_dir, tokenizer_dirs, progress)
-    if options is None:
-        return hf_engine(model_dir, cfg.device, cfg.threads, tokenizer_dirs, sampler_factory)
-    if sampler_factory is not None:
+    name, reason = cfg.engine, None
+    if name == "auto":
+        if sampler_factory is not None:
+            name, reason = "hf", "a sampler_factory was given"
+        else:
+            name, reason = choose_engine(model_dir, resolve_device(cfg.device))
+    if name == "hf":
+        engine = hf_engine(model_dir, cfg.device, cfg.threads, tokenizer_dirs, sampler_factory)
+    elif sampler_factory is not None:
         raise SamplingError("a sampler_factory makes a transformers sampler; it cannot serve --engine vllm")
-    return vllm_engine(model_dir, options, tokenizer_dirs)
+    else:
+        engine = vllm_engine(model_dir, options, tokenizer_dirs)
+    if reason is not None:
+        engine.info["engine_choice"] = f"auto: {name} ({reason})"
+    return engine
+
+
+def model_parameters(model_dir: str | os.PathLike) -> int:
+    """Parameters of the model in `model_dir`, from its safetensors headers (nothing is loaded)."""
+    return sum(math.prod(info.shape) for info in Checkpoint.open(model_dir).tensors.values())
+
+
+def choose_engine(model_dir: str | os.PathLike, device: str = "cpu") -> tuple[str, str]:
+    """("hf" or "vllm", why) for --engine auto on `device` (a resolved device name): the transformers
+    engine where vllm is not installed; vLLM on CUDA (a serving engine against a decode loop with no
+    paged KV cache or continuous batching); on CPU vLLM from AUTO_VLLM_MIN_PARAMS parameters, below
+    which the transformers sampler is the faster one (README: vLLM engine, measured by bench/vllm.py)."""
+    params = model_parameters(model_dir)
+    size = f"{params / 1e6:.1f}M parameters"
+    if importlib.util.find_spec("vllm") is None:
+        return "hf", f"{size}, vllm is not installed"
+    if device.startswith("cuda"):
+        return "vllm", f"{size} on CUDA"
+    if params < AUTO_VLLM_MIN_PARAMS:
+        return "hf", f"{size} < {AUTO_VLLM_MIN_PARAMS / 1e6:.0f}M on CPU"
+    return "vllm", f"{size} >= {AUTO_VLLM_MIN_PARAMS / 1e6:.0f}M on CPU"
 
 
 def context_length(config) -> int | None:

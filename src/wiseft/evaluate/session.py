@@ -12,7 +12,10 @@ For each variant, `EvalSession.evaluate(spec)`:
 Every variant samples with the same seed, so variants see common random numbers (paired comparisons are
 tighter), and the sampler's per-prompt random streams make a resumed run draw what an uninterrupted one
 would have. Library code reports progress through `progress(variant_name, stage, done, total)` with
-stage "sample" or "grade"; it never prints.
+stage "sample" or "grade"; it never prints. Sampling reports add `detail="… samples/s, … tokens/s"`
+for a callback that takes that keyword:
+the variant's rates so far in this run (sampling time only), or, for a sampler that measures its own
+throughput during a call (vLLM's `on_throughput`), its rates as it reports them.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import hashlib
+import inspect
 import json
 import os
 import time
@@ -43,7 +47,27 @@ from wiseft.results import RunResults, Selection, VariantResult
 from wiseft.store import SCHEMA_VERSION, SampleStore, VariantRow
 from wiseft.tasks import Task, get_task
 
-EvalProgress = Callable[[str, str, int, int], None]
+EvalProgress = Callable[..., None]  # (variant, stage, done, total[, detail=...])
+
+
+def takes_detail(progress: EvalProgress | None) -> bool:
+    """Whether a progress callback takes the `detail` keyword (older four-argument callbacks do not)."""
+    if progress is None:
+        return False
+    try:
+        params = inspect.signature(progress).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    return any(p.name == "detail" or p.kind is inspect.Parameter.VAR_KEYWORD for p in params)
+
+
+def rate_detail(samples: int, tokens: int, seconds: float) -> str:
+    """The sampling rates shown beside the progress ("" before any time was measured)."""
+    if seconds <= 0:
+        return ""
+    return f"{samples / seconds:.1f} samples/s, {tokens / seconds:.0f} tokens/s"
+
+
 GRADE_BATCH_SAMPLES = 4096  # samples graded (and committed) together
 
 
@@ -141,6 +165,7 @@ class EvalSession:
         self.store = store
         self.grader = grader
         self.progress = progress
+        self._sampled = 0  # problems sampled of the variant being sampled (for rate reports)
         self.timings = Timings()
         self.rows: dict[str, VariantRow] = {}  # the store's row of each evaluated variant, by name
         self.ids = [p.id for p in task.problems]
@@ -225,14 +250,34 @@ class EvalSession:
 
     def _sample(self, row: VariantRow, spec: VariantSpec) -> None:
         todo = self.store.missing(row, self.ids, self.cfg.n)
-        done = len(self.ids) - len(todo)
-        self._tick(spec.name, "sample", done, len(self.ids))
+        self._sampled = len(self.ids) - len(todo)  # problems of this variant in the store
+        self._tick(spec.name, "sample", self._sampled, len(self.ids))
+        measured = self._report_rates(spec.name)
+        drawn, tokens, start = 0, 0, self.timings.sample
         for chunk, completions in self._units(todo, self._params(spec)):
             t1 = time.perf_counter()
             self.store.add_samples(row, sample_records(chunk, completions, self._thinking_fields))
             self.timings.store += time.perf_counter() - t1
-            done += len(chunk)
-            self._tick(spec.name, "sample", done, len(self.ids))
+            self._sampled += len(chunk)
+            drawn += sum(len(row) for row in completions)
+            tokens += sum(c.n_tokens for row in completions for c in row)
+            detail = "" if measured else rate_detail(drawn, tokens, self.timings.sample - start)
+            self._tick(spec.name, "sample", self._sampled, len(self.ids), detail)
+
+    def _report_rates(self, name: str) -> bool:
+        """Have a sampler that measures its own rates (vLLM's `on_throughput`) report them with the
+        sampling progress of variant `name`; False when it does not (the session measures them)."""
+        sampler = self.engine.sampler
+        if not hasattr(sampler, "on_throughput"):
+            return False
+
+        def rates(t) -> None:
+            if takes_detail(self.progress):
+                detail = rate_detail(t.samples, t.tokens, t.seconds)
+                self.progress(name, "sample", self._sampled, len(self.ids), detail=detail)
+
+        sampler.on_throughput = rates
+        return True
 
     def _units(self, todo: list[str], params) -> Iterator[tuple[list[str], list]]:
         """(problem ids, their completions) as the sampler finishes them: a chunk at a time, or each
@@ -289,9 +334,12 @@ class EvalSession:
             done += len(chunk)
             self._tick(spec.name, "grade", done, len(self.ids))
 
-    def _tick(self, name: str, stage: str, done: int, total: int) -> None:
+    def _tick(self, name: str, stage: str, done: int, total: int, detail: str = "") -> None:
         if self.progress is not None:
-            self.progress(name, stage, done, total)
+            if detail and takes_detail(self.progress):
+                self.progress(name, stage, done, total, detail=detail)
+            else:
+                self.progress(name, stage, done, total)
 
     # --- the run -------------------------------------------------------------------------------------
     def results(self, variants: list[VariantResult], best: Selection | None, **extra) -> RunResults:
@@ -302,6 +350,8 @@ class EvalSession:
         run_versions["engine"] = self.engine.name
         if "vllm_version" in self.engine.info:
             run_versions["vllm"] = self.engine.info["vllm_version"]
+        if "engine_choice" in self.engine.info:  # --engine auto: what it chose and why
+            run_versions["engine_choice"] = self.engine.info["engine_choice"]
         if self.engine.describe is not None:
             extra.setdefault("machine", self.engine.describe())
         return RunResults(

@@ -4,7 +4,9 @@ Rows per batch are sized from an estimate of the bytes one row needs (the KV cac
 max_new_tokens, the logits work buffers) against free CUDA memory, or on CPU against a byte budget (at most
 a quarter of available RAM) and a row cap beyond which bigger batches stop paying. With `parts` > 1 the rows
 are split into a multiple of `parts` batches of similar size, each budgeted as if that many were in memory
-at once, so the plan does not depend on how many workers actually run.
+at once, so the plan does not depend on how many workers actually run (`cpu_plan_parts`). A large model
+is not split below LARGE_MODEL_ROWS rows per batch: every batch reads every weight at each step, and a
+batch of a few rows leaves its matrix products waiting on memory.
 """
 
 from __future__ import annotations
@@ -17,6 +19,22 @@ import torch
 CPU_BUDGET_BYTES = 1 << 30
 CPU_MAX_ROWS = 4096
 CUDA_MEMORY_FRACTION = 0.7
+# CPU plans are split into a multiple of this many batches (so 1 to 4 workers decode the same batches)...
+CPU_PLAN_PARTS = 4
+# ...except that a model of at least LARGE_MODEL_PARAMS parameters keeps LARGE_MODEL_ROWS rows per batch.
+LARGE_MODEL_PARAMS = 20_000_000
+LARGE_MODEL_ROWS = 64
+
+
+def cpu_plan_parts(workers: int, rows: int, params: int) -> int:
+    """How many parts a CPU plan of `rows` rows (prompts x n) is split into for `workers` workers and a
+    model of `params` parameters: at least CPU_PLAN_PARTS whatever the workers (up to that many), fewer
+    for a large model so that each part keeps LARGE_MODEL_ROWS rows. Never depends on `workers` below
+    CPU_PLAN_PARTS."""
+    parts = max(workers, CPU_PLAN_PARTS)
+    if params >= LARGE_MODEL_PARAMS:
+        parts = min(parts, max(1, rows // LARGE_MODEL_ROWS))
+    return parts
 
 
 def row_bytes(model, seq_len: int) -> int:

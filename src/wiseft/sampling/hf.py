@@ -45,6 +45,7 @@ import torch
 from wiseft.checkpoints import load_causal_lm, load_tokenizer
 from wiseft.devices import resolve_device
 from wiseft.errors import SamplingError
+from wiseft.sampling import batch_plan
 from wiseft.sampling.base import (
     Completion,
     SamplingParams,
@@ -54,6 +55,7 @@ from wiseft.sampling.base import (
 )
 from wiseft.sampling.batch_plan import CPU_BUDGET_BYTES, budget, plan_batches, row_bytes
 from wiseft.sampling.block_cache import make_cache
+from wiseft.sampling.cpu_linear import packed_linears
 from wiseft.sampling.picking import pick_tokens
 from wiseft.sampling.shared_kv import (
     IMPLEMENTATION,
@@ -71,8 +73,6 @@ UNIFORM_BLOCK = 32  # steps of uniforms drawn at once per prompt (a fixed block 
 DROP_FRACTION = 0.125
 # Prompts at least this many tokens wide decode with shared-prompt attention (`shared_kv`).
 SHARED_MIN_PROMPT = 24
-# CPU batch plans are split into a multiple of this many batches (see `_run_batches`).
-CPU_PLAN_PARTS = 4
 
 
 def load_model_and_tokenizer(
@@ -137,6 +137,8 @@ class HFSampler:
     cores to use (default: torch's thread count): that many batches are decoded at once, one core each
     (see `workers`). `shared_prompt` forces shared-prompt attention on (True) or off (False); by default
     it is used for prompts of at least SHARED_MIN_PROMPT tokens where the model supports it.
+    `pack_linears`: on CPU in float32, run the linear layers on weights prepacked for oneDNN during each
+    `generate` (`cpu_linear`; a copy of the weights for the call's duration); False keeps torch's default.
     """
 
     def __init__(
@@ -148,8 +150,11 @@ class HFSampler:
         cpu_budget_bytes: int = CPU_BUDGET_BYTES,
         threads: int | None = None,
         shared_prompt: bool | None = None,
+        pack_linears: bool = True,
     ):
         self.threads = threads
+        self.pack_linears = pack_linears
+        self.n_params = sum(p.numel() for p in model.parameters())
         self.model = model
         self.tokenizer = tokenizer
         self.max_rows = max_rows
@@ -265,10 +270,25 @@ class HFSampler:
 
     def _run_batches(self, prompts, encoded, order, n, params, results, progress) -> None:
         workers = self.workers()
-        # On CPU the plan is split for at least CPU_PLAN_PARTS workers whatever their number, so 1 to 4
-        # threads decode the same batches and draw the same samples (row numerics depend on the batch).
-        parts = max(workers, CPU_PLAN_PARTS) if self.device.type == "cpu" else 1
+        # On CPU the plan does not depend on 1 to 4 workers, so those threads decode the same batches and
+        # draw the same samples (row numerics depend on the batch); see `batch_plan.cpu_plan_parts`.
+        parts = 1
+        if self.device.type == "cpu":
+            parts = batch_plan.cpu_plan_parts(workers, len(order) * n, self.n_params)
         batches = self.plan_batches([len(encoded[i]) for i in order], n, params, parts=parts)
+        with self._packing(len(batches)):
+            self._decode_batches(batches, prompts, encoded, order, n, params, results, progress)
+
+    def _packing(self, batches: int):
+        """Prepacked linear layers (`cpu_linear`) for a large model, or for a plan of one batch, which
+        runs on all threads at once (intra-op) and must not draw differently with their number."""
+        large = self.n_params >= batch_plan.LARGE_MODEL_PARAMS
+        if self.pack_linears and self.device.type == "cpu" and (large or batches == 1):
+            return packed_linears(self.model)
+        return contextlib.nullcontext()
+
+    def _decode_batches(self, batches, prompts, encoded, order, n, params, results, progress) -> None:
+        workers = self.workers()
 
         def run(batch: list[int]) -> tuple[list[int], list[list[Completion]]]:
             idx = [order[j] for j in batch]

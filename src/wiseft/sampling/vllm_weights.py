@@ -73,8 +73,12 @@ class VLLMWeights:
     `loaded_from` names the model directory the engine was started on, so that a variant that is that
     model as it is needs no switch."""
 
-    def __init__(self, sampler, loaded_from: str | os.PathLike | None = None):
+    def __init__(self, sampler, loaded_from: str | os.PathLike | None = None, direct: bool = True):
         self.sampler = sampler
+        self.direct = direct  # the workers' direct reload where it applies (`vllm_worker.DirectReload`)
+        self.direct_used = False  # whether the workers switch with it (after `load`)
+        self.bound = False  # whether the last switch wrote θ straight into the engine's tensors
+        self.in_engine = 0  # after `digest`: mixed tensors that are the engine's own
         self.llm = sampler.llm
         if loaded_from is None:
             loaded_from = getattr(sampler, "info", {}).get("model")
@@ -105,7 +109,8 @@ class VLLMWeights:
         if key == self._key:
             return
         self._key = None
-        self._rpc("wiseft_load_anchors", list(key[0]), key[1])
+        results = self._rpc("wiseft_load_anchors", list(key[0]), key[1], self.direct)
+        self.direct_used = all(r.get("direct", False) for r in results)
         self._key = key
 
     def apply(self, variant: float | Sequence[float] | Recipe, extrapolate: bool = False) -> SwitchTiming:
@@ -122,6 +127,7 @@ class VLLMWeights:
             )
         done = time.perf_counter()
         self.variant = (kind, value)
+        self.bound = all(r.get("bound", False) for r in results)
         self._current = None
         self.last_timing = SwitchTiming(
             mix=max(r["mix_seconds"] for r in results),
@@ -130,6 +136,14 @@ class VLLMWeights:
             total=done - start,
         )
         return self.last_timing
+
+    def digest(self) -> dict[str, str]:
+        """The sha256 of each mixed tensor's bytes as the first worker holds it (tests compare a switch
+        with `WeightSpace` bit for bit); `self.in_engine` then counts those that are the
+        engine's own tensors."""
+        result = self._rpc("wiseft_digest")[0]
+        self.in_engine = result["in_engine"]
+        return result["digests"]
 
     def release(self) -> None:
         """Drop the anchors held by the workers."""

@@ -193,7 +193,7 @@ def test_loss_and_gradient_equal_trl_grpo_trainer(tmp_path, loss_type, beta):
     ref_model = toy.toy_model(SMALL, tok, seed=1)
     with torch.no_grad():
         ref_logps, mask = grpo.completion_logps(ref_model, rows, tok.pad_token_id, "cpu", 0.7)
-    ids, _, _, targets, _ = grpo._pack(rows, tok.pad_token_id, "cpu")
+    ids, _, _, targets, _ = grpo_loss.pack_rows(rows, tok.pad_token_id, "cpu")
     inputs = {
         "prompt_ids": ids[:, : len(prompts[0])], "prompt_mask": torch.ones_like(ids[:, : len(prompts[0])]),
         "completion_ids": targets, "completion_mask": mask.long(), "advantages": adv,

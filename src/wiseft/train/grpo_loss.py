@@ -110,3 +110,36 @@ def part_loss(
     else:
         raise ValueError(f"loss_type must be one of {LOSS_TYPES}, got {loss_type!r}")
     return loss, kl
+
+
+def completion_logps(model, rows, pad: int, device, temperature: float):
+    """(log-probabilities of each row's completion tokens under `model` at `temperature`, their mask),
+    both (rows, longest completion), for rows of (prompt ids, completion ids)."""
+    ids, attn, pos, targets, mask = pack_rows(rows, pad, device)
+    keep = targets.shape[1] + 1  # the last prompt position predicts the first completion token
+    logits = model(input_ids=ids, attention_mask=attn, position_ids=pos, logits_to_keep=keep).logits
+    return token_logps(logits[:, :-1], targets, temperature), mask
+
+
+def pack_rows(rows, pad: int, device):
+    """Tensors of one part: [prompt left-padded | completion right-padded] per row, targets and mask over
+    the completion columns. Without left padding no attention mask is needed (causal attention never lets
+    a real token see the pads after it), and none is given: the model takes its fast causal path."""
+    width_p = max(len(p) for p, _ in rows)
+    width_c = max(len(c) for _, c in rows)
+    ids = torch.full((len(rows), width_p + width_c), pad, dtype=torch.long)
+    attn = torch.zeros_like(ids)
+    targets = torch.full((len(rows), width_c), pad, dtype=torch.long)
+    mask = torch.zeros((len(rows), width_c), dtype=torch.float32)
+    for r, (p, c) in enumerate(rows):
+        ids[r, width_p - len(p) : width_p] = torch.tensor(p)
+        ids[r, width_p : width_p + len(c)] = torch.tensor(c)
+        attn[r, width_p - len(p) : width_p + len(c)] = 1
+        targets[r, : len(c)] = torch.tensor(c)
+        mask[r, : len(c)] = 1.0
+    if all(len(p) == width_p for p, _ in rows):
+        attn = pos = None
+    else:
+        pos = (attn.cumsum(-1) - 1).clamp(min=0).to(device)
+        attn = attn.to(device)
+    return ids.to(device), attn, pos, targets.to(device), mask.to(device)

@@ -20,8 +20,8 @@ from wiseft.grading.pool import check_budget, check_workers
 from wiseft.grids import check_ks_fit, parse_grid, parse_ks, powers_of_two
 from wiseft.metrics import check_n_boot
 from wiseft.sampling import SamplingParams
-from wiseft.sampling.vllm import DTYPES as VLLM_DTYPES
-from wiseft.sampling.vllm import EngineOptions
+from wiseft.sampling.vllm_options import DTYPES as VLLM_DTYPES
+from wiseft.sampling.vllm_options import EngineOptions
 from wiseft.tasks.prompts import STYLES, make_prompter
 
 MAX_N = 65536  # samples per problem

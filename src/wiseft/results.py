@@ -38,12 +38,15 @@ class VariantResult:
     summary: dict
     splits: dict | None = None
     per_problem: tuple[ProblemSamples, ...] = field(default=(), repr=False, compare=False)
+    ablation: dict | None = None  # a layer/module ablation: {"layers", "modules"} it interpolates
 
     def to_json(self) -> dict:
         out = {"name": self.name, "kind": self.kind, "delta": self.delta, "temperature": self.temperature,
                "step": self.step, "summary": self.summary}  # fmt: skip
         if self.splits is not None:
             out["splits"] = self.splits
+        if self.ablation is not None:
+            out["ablation"] = self.ablation
         return out
 
     @classmethod
@@ -70,6 +73,7 @@ class VariantResult:
             step=None if step is None else int(step),
             summary=summary,
             splits=splits if isinstance(splits, dict) else None,
+            ablation=obj.get("ablation") if isinstance(obj.get("ablation"), dict) else None,
         )
 
 
@@ -139,6 +143,7 @@ class RunResults:
     timings: dict | None = None
     cpu_seconds: dict | None = None
     machine: dict | None = None
+    warnings: list[str] | None = None  # what a reader must know (e.g. thinking blocks that never close)
 
     def variant(self, name: str) -> VariantResult:
         for v in self.variants:
@@ -157,7 +162,7 @@ class RunResults:
                 out[key] = getattr(self, key)
         if self.claims is not None:
             out["claims"] = [c.as_dict() for c in self.claims]
-        for key in ("paths", "timings", "cpu_seconds", "machine"):
+        for key in ("paths", "timings", "cpu_seconds", "machine", "warnings"):
             if getattr(self, key) is not None:
                 out[key] = getattr(self, key)
         return out
@@ -191,6 +196,7 @@ class RunResults:
             timings=data.get("timings") if isinstance(data.get("timings"), dict) else None,
             cpu_seconds=data.get("cpu_seconds") if isinstance(data.get("cpu_seconds"), dict) else None,
             machine=data.get("machine") if isinstance(data.get("machine"), dict) else None,
+            warnings=[str(w) for w in data.get("warnings") or [] if isinstance(w, str)] or None,
         )
 
 

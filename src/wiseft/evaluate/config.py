@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from wiseft.config import option
-from wiseft.errors import ConfigError, MetricError
+from wiseft.errors import ConfigError, MetricError, SamplingError
 from wiseft.grading.grader import DEFAULT_PROBLEM_BUDGET
 from wiseft.grading.pool import check_budget, check_workers
 from wiseft.grids import check_ks_fit, parse_grid, parse_ks, powers_of_two
@@ -330,8 +330,8 @@ def with_model_sampling(cfg: EvalConfig, model_dir: str | os.PathLike) -> EvalCo
     changes = {k: ((v,) if k == "temperature" else v) for k, v in used.items()}
     try:
         return dataclasses.replace(cfg, **changes, sampling_defaults={"source": str(path), **used})
-    except ConfigError as exc:
-        raise ConfigError(f"{path}: {exc} (or pass --generation-config ignore)") from None
+    except (ConfigError, SamplingError) as exc:
+        raise ConfigError(f"{path}: {exc} (fix the file or pass --generation-config ignore)") from None
 
 
 def check_metric(metric: str, ks: Sequence[int]) -> None:

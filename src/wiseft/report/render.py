@@ -139,8 +139,17 @@ def _md_cell(s: str) -> str:
     return s.replace("|", "\\|").replace("\n", " ")
 
 
-def markdown(res: Results, plots: Sequence[tuple[str, str, str]], metric_names: Sequence[str]) -> str:
-    """`plots`: (file name, title, caption) of each PNG written beside the report."""
+Section = tuple[str, list[str], list[str], list[list[str]]]  # title, notes, table header, table rows
+
+
+def markdown(
+    res: Results,
+    plots: Sequence[tuple[str, str, str]],
+    metric_names: Sequence[str],
+    sections: Sequence[Section] = (),
+) -> str:
+    """`plots`: (file name, title, caption) of each PNG written beside the report; `sections`: further
+    tables (e.g. the Instruct ↔ Thinking table, `report.thinking`) before the variants table."""
     out = [f"# {TITLE}", "", f"Source: `{res.source}` · {meta_line(res)}", ""]
     out += ["## Best variant", ""] + [f"- {line}" for line in best_lines(res)] + [""]
     if res.claims:
@@ -150,6 +159,11 @@ def markdown(res: Results, plots: Sequence[tuple[str, str, str]], metric_names: 
         out += ["No plot has data in these results.", ""]
     for fname, title, caption in plots:
         out += [f"### {title}", "", caption, "", f"![{title}]({fname})", ""]
+    for title, notes, head, body in sections:
+        out += [f"## {title}", ""] + [f"- {n}" for n in notes] + [""]
+        out.append("| " + " | ".join(_md_cell(h) for h in head) + " |")
+        out.append("|" + "|".join("---" for _ in head) + "|")
+        out += ["| " + " | ".join(_md_cell(c) for c in row) + " |" for row in body] + [""]
     header, rows = table(res, metric_names)
     out += ["## Variants", "", "Metrics in percent with 95% bootstrap intervals over problems.", ""]
     out.append("| " + " | ".join(_md_cell(h) for h in header) + " |")
@@ -176,8 +190,12 @@ li.held{color:#1b6e33}li.failed{color:#a4161a;font-weight:600}
 """
 
 
-def html_doc(res: Results, plots: Sequence[tuple[str, str, str, bytes]], metric_names: Sequence[str]) -> str:
-    """`plots`: (file name, title, caption, PNG bytes); the bytes are embedded as data URIs."""
+def html_doc(
+    res: Results, plots: Sequence[tuple[str, str, str, bytes]], metric_names: Sequence[str],
+    sections: Sequence[Section] = (),
+) -> str:  # fmt: skip
+    """`plots`: (file name, title, caption, PNG bytes); the bytes are embedded as data URIs; `sections` as
+    in `markdown`."""
     e = html.escape
     parts = [
         "<!DOCTYPE html>",
@@ -204,6 +222,15 @@ def html_doc(res: Results, plots: Sequence[tuple[str, str, str, bytes]], metric_
             f'<img alt="{e(title)}" src="data:image/png;base64,{data}">',
             f"<figcaption>{e(caption)} ({e(fname)})</figcaption></figure>",
         ]
+    for title, notes, head, body in sections:
+        parts += [f"<h2>{e(title)}</h2>", "<ul>"] + [f"<li>{e(n)}</li>" for n in notes] + ["</ul>"]
+        parts.append(
+            '<div class="scroll"><table><thead><tr>'
+            + "".join(f"<th>{e(h)}</th>" for h in head)
+            + "</tr></thead><tbody>"
+        )
+        parts += ["<tr>" + "".join(f"<td>{e(c)}</td>" for c in row) + "</tr>" for row in body]
+        parts.append("</tbody></table></div>")
     header, rows = table(res, metric_names)
     chosen = res.best_variant.name if res.best_variant else None
     parts += [

@@ -28,6 +28,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from wiseft.report.data import Results, Stat, VariantView, as_stat
+from wiseft.report.labels import PointLabels
 from wiseft.report.render import fmt_num, fmt_pct
 from wiseft.report.style import as_percent, axes, figure, line, percent_axis
 
@@ -202,14 +203,16 @@ def _frontier_panel(ax: Axes, pts: list[tuple[float, VariantView]]) -> None:
     acc = np.array([as_percent(a) for _, a in xy])
     ax.errorbar(tok, acc[:, 0], yerr=[acc[:, 0] - acc[:, 1], acc[:, 2] - acc[:, 0]], fmt="o", color="#1f5fa8",
                 ecolor="#1f5fa8", alpha=0.8, elinewidth=0.8, label="variants (λ)")  # fmt: skip
-    for (lam, _), x, y in zip(usable, tok, acc[:, 0], strict=True):
-        ax.annotate(f"{lam:g}", (x, y), textcoords="offset points", xytext=(3, 3), fontsize=7)
+    labels = PointLabels()
+    for (lam, v), x, y in zip(usable, tok, acc[:, 0], strict=True):
+        labels.add(v.name, x, y, f"λ={lam:g}", "#1f5fa8")
     front = frontier([(x, a.value) for x, a in xy])
     ax.plot(tok[front], acc[front, 0], color="#e8710a", linestyle="-", label="frontier")
     spot = sweet_spot(xy)
     if spot is not None:
         ax.plot([tok[spot]], [acc[spot, 0]], marker="*", markersize=14, color="#f2c200", markeredgecolor="black",
                 linestyle="none", label=f"sweet spot λ = {usable[spot][0]:g}", zorder=5)  # fmt: skip
+    labels.place(ax)
     ax.set_xlabel("mean tokens per sample (Token #N)")
     percent_axis(ax, "Pass@1")
     ax.set_title("accuracy per token", fontsize=9)

@@ -46,14 +46,17 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
+# The report's browser check keeps its screenshots in test-artifacts/report-screenshots/<run>/ (gitignored).
 test-slow: $(STAMP) chromium
 	$(BIN)/python -m pytest -q -m slow
+	@echo "report screenshots: test-artifacts/report-screenshots/"
 
 bench: $(STAMP)
 	$(BIN)/python bench/merge.py
 	$(BIN)/python bench/grade.py
 	$(BIN)/python bench/sweep.py
 	$(BIN)/python bench/grpo.py
+	$(BIN)/python bench/verify_store.py --threads 1
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -1,14 +1,16 @@
-"""Benchmark `wiseft merge` against the I/O floor of the same machine, in the same run.
+"""Benchmark `wiseft merge` (every method) against the I/O floor of the same machine, in the same run.
 
-Builds once (cached in ~/.cache/wiseft-bench, outside the repo) two random bfloat16 checkpoints with the
-shape of Qwen2.5-0.5B (default) or Qwen2.5-1.5B (`--shape 1.5b`), then, for each of ≥3 runs:
-  1. reads both inputs into the page cache;
-  2. measures the floor: read both inputs with plain `readinto` into one reused buffer, and write the
-     output's number of bytes to a file (then delete it);
-  3. times the whole `wiseft merge EARLY FINAL --delta 0.3 -o OUT` process (start-up included) while
-     sampling its anonymous resident memory (RssAnon in /proc/PID/status) every 5 ms.
-Python start-up (a process importing what a merge imports) is timed in each run too. Prints the medians, MB/s, the
-ratio to the floor, peak anonymous memory, and the target: median ≤ 2×floor + start-up, peak ≤ 1 GB.
+Builds once (cached in ~/.cache/wiseft-bench, outside the repo) three random bfloat16 checkpoints with the
+shape of Qwen2.5-0.5B (default) or Qwen2.5-1.5B (`--shape 1.5b`): EARLY, FINAL and BASE (the third model,
+the base of the task-vector methods). Then, for each of ≥3 runs:
+  1. measures the floors: read the inputs (two, or three with a base) with plain `readinto` into one reused
+     buffer and write the output's number of bytes to a file (then delete it), inputs in the page cache;
+  2. times each method's whole `wiseft merge … -o OUT` process (start-up included) while sampling its
+     anonymous resident memory (RssAnon in /proc/PID/status) every 5 ms.
+Python start-up (a process importing what a merge imports) is timed in each run too. Prints per method the
+median seconds, the ratio to its floor (median of the per-run paired ratios), peak anonymous memory, and
+the targets: the linear family and slerp ≤ 1.5× floor, sparsifying methods (ties, dare, breadcrumbs,
+della) ≤ 3× floor, everything ≤ 1 GB; wise-ft also against its own older target, 2×floor + start-up.
 """
 
 from __future__ import annotations
@@ -148,22 +150,50 @@ def rss_anon(pid: int) -> int:
     return 0
 
 
-def run_merge(early: Path, final: Path, out: Path) -> tuple[float, int]:
+# method -> (uses the base, extra flags, target ratio to the floor or None)
+METHODS = {
+    "wise-ft": (False, ["--delta", "0.3"], 1.5),
+    "linear": (False, ["--method", "linear", "--weights", "0.3,0.7"], 1.5),
+    "task_arithmetic": (True, ["--method", "task_arithmetic", "--weights", "0.5,0.5"], 1.5),
+    "slerp": (False, ["--method", "slerp", "--param", "t=0.3"], 1.5),
+    "nuslerp": (False, ["--method", "nuslerp", "--weights", "0.7,0.3"], 1.5),
+    "nuslerp-rows": (
+        False,
+        ["--method", "nuslerp", "--weights", "0.7,0.3", "--param", "nuslerp_flatten=false"],
+        None,
+    ),
+    "multislerp": (False, ["--method", "multislerp", "--weights", "0.7,0.3"], 1.5),
+    "karcher": (False, ["--method", "karcher", "--weights", "0.7,0.3"], 1.5),
+    "model_stock": (True, ["--method", "model_stock"], 1.5),
+    "ties": (True, ["--method", "ties", "--weights", "1,1", "--param", "density=0.5"], 3.0),
+    "dare_linear": (True, ["--method", "dare_linear", "--weights", "1,1", "--param", "density=0.5"], 3.0),
+    "dare_ties": (True, ["--method", "dare_ties", "--weights", "1,1", "--param", "density=0.5"], 3.0),
+    "breadcrumbs": (True, ["--method", "breadcrumbs", "--weights", "1,1", "--param", "density=0.9"], 3.0),
+    "breadcrumbs_ties": (
+        True,
+        ["--method", "breadcrumbs_ties", "--weights", "1,1", "--param", "density=0.9"],
+        3.0,
+    ),
+    "della": (
+        True,
+        ["--method", "della", "--weights", "1,1", "--param", "density=0.5", "--param", "epsilon=0.1"],
+        3.0,
+    ),
+    "della_linear": (
+        True,
+        ["--method", "della_linear", "--weights", "1,1", "--param", "density=0.5", "--param", "epsilon=0.1"],
+        3.0,
+    ),
+    "sce": (True, ["--method", "sce", "--param", "select_topk=0.5"], None),
+}
+
+
+def run_merge(models: list[Path], base: Path | None, flags: list[str], out: Path) -> tuple[float, int]:
     """Seconds for the whole `wiseft merge` process, and its peak anonymous memory (bytes)."""
     env = dict(os.environ)  # as a user runs it: wiseft tunes its own allocator at start-up
-    cmd = [
-        sys.executable,
-        "-m",
-        "wiseft",
-        "merge",
-        str(early),
-        str(final),
-        "--delta",
-        "0.3",
-        "-o",
-        str(out),
-        "--force",
-    ]
+    cmd = [sys.executable, "-m", "wiseft", "merge", *map(str, models), *flags, "-o", str(out), "--force"]
+    if base is not None:
+        cmd += ["--base", str(base)]
     peak = [0]
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -197,67 +227,74 @@ def main() -> None:
     )
     parser.add_argument("--shape", choices=sorted(SHAPES), default="0.5b")
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument(
+        "--methods", default=",".join(METHODS), help="comma-separated subset of: " + ", ".join(METHODS)
+    )
     args = parser.parse_args()
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown:
+        raise SystemExit(f"unknown method(s) {unknown}; choose from {list(METHODS)}")
     console = Console()
     console.print(f"building/using cached inputs in {CACHE} ...")
     early, final = build(args.shape, "early", 1), build(args.shape, "final", 2)
-    inputs = files_of(early) + files_of(final)
-    in_bytes = sum(p.stat().st_size for p in inputs)
+    base = build(args.shape, "base", 3) if any(METHODS[m][0] for m in methods) else None
+    pair = files_of(early) + files_of(final)
+    trio = pair + (files_of(base) if base else [])
     out_bytes = sum(p.stat().st_size for p in files_of(final))
     work = CACHE / "work"
     work.mkdir(exist_ok=True)
     out = work / f"merged-{args.shape}"
     buf = bytearray(16 << 20)
-    merges, floors, starts, peaks = [], [], [], []
-    for i in range(args.runs):  # each run measures floor, start-up and merge back to back (paired)
-        warm(inputs, buf)
-        floors.append(floor_once(inputs, out_bytes, work, buf))
+    floors: dict[int, list[float]] = {2: [], 3: []}
+    starts: list[float] = []
+    times: dict[str, list[float]] = {m: [] for m in methods}
+    peaks: dict[str, list[int]] = {m: [] for m in methods}
+    for i in range(args.runs):  # each run measures the floors, start-up and every method back to back
+        warm(trio, buf)
+        floors[2].append(floor_once(pair, out_bytes, work, buf))
+        if base:
+            floors[3].append(floor_once(trio, out_bytes, work, buf))
         starts.append(startup())
-        warm(inputs, buf)
-        seconds, peak = run_merge(early, final, out)
-        merges.append(seconds)
-        peaks.append(peak)
+        for m in methods:
+            uses_base, flags, _ = METHODS[m]
+            warm(trio if uses_base else pair, buf)
+            seconds, peak = run_merge([early, final], base if uses_base else None, flags, out)
+            times[m].append(seconds)
+            peaks[m].append(peak)
+            console.print(f"run {i + 1}: {m} {seconds:.2f} s, peak anon {peak / 2**20:.0f} MiB")
         console.print(
-            f"run {i + 1}: merge {seconds:.2f} s, floor {floors[-1]:.2f} s, start-up {starts[-1]:.2f} s, "
-            f"peak anon {peak / 2**20:.0f} MiB"
+            f"run {i + 1}: floors {floors[2][-1]:.2f} s (2 inputs), {floors[3][-1] if base else 0:.2f} s (3 inputs)"
         )
     shutil.rmtree(out, ignore_errors=True)
-    m, f, start = statistics.median(merges), statistics.median(floors), statistics.median(starts)
-    total = in_bytes + out_bytes
-    title = f"wiseft merge, Qwen2.5-{args.shape.upper()} shape, bf16, δ=0.3 (median of {args.runs} runs)"
+    _table(console, args, methods, floors, starts, times, peaks, pair, trio, out_bytes)
+
+
+def _table(console, args, methods, floors, starts, times, peaks, pair, trio, out_bytes) -> None:
+    title = (
+        f"wiseft merge, Qwen2.5-{args.shape.upper()} shape, bf16 (median of {args.runs} runs, whole process)"
+    )
     table = Table(title=title)
-    for col in ("", "seconds", "MB/s", "vs floor"):
-        table.add_column(col, justify="right" if col else "left")
-    table.add_row(
-        "floor: plain read of inputs + write of output", f"{f:.2f}", f"{total / f / 1e6:.0f}", "1.00×"
-    )
-    table.add_row("wiseft merge (whole process)", f"{m:.2f}", f"{total / m / 1e6:.0f}", f"{m / f:.2f}×")
-    paired = statistics.median(a / b for a, b in zip(merges, floors, strict=True))
-    table.add_row("  median of per-run ratios (paired)", "", "", f"{paired:.2f}×")
-    table.add_row("python start-up (imports of a merge)", f"{start:.2f}", "", "")
-    body = [a - b for a, b in zip(merges, starts, strict=True)]
-    paired_body = statistics.median(x / fl for x, fl in zip(body, floors, strict=True))
-    table.add_row(
-        "merge − start-up (per run, median)",
-        f"{statistics.median(body):.2f}",
-        f"{total / max(statistics.median(body), 1e-9) / 1e6:.0f}",
-        f"{paired_body:.2f}×",
-    )
-    met = sum(x <= 2 * fl + st for x, fl, st in zip(merges, floors, starts, strict=True))
-    table.add_row(
-        "target: 2×floor + start-up", f"{2 * f + start:.2f}", "", f"met in {met}/{len(merges)} runs"
-    )
-    peak = max(peaks)
-    table.add_row(
-        "peak anonymous memory (max of runs)",
-        f"{peak / 2**20:.0f} MiB",
-        "",
-        "met (≤ 1 GiB)" if peak <= 2**30 else "MISSED",
-    )
+    for col in ("method", "inputs", "seconds", "floor s", "vs floor (paired)", "target", "peak anon MiB"):
+        table.add_column(col, justify="left" if col == "method" else "right")
+    start = statistics.median(starts)
+    for m in methods:
+        uses_base, _, target = METHODS[m]
+        n = 3 if uses_base else 2
+        fl = floors[n]
+        ratio = statistics.median(a / b for a, b in zip(times[m], fl, strict=True))
+        met = "" if target is None else (f"≤ {target}× met" if ratio <= target else f"≤ {target}× MISSED")
+        peak = max(peaks[m])
+        table.add_row(
+            m, str(n), f"{statistics.median(times[m]):.2f}", f"{statistics.median(fl):.2f}", f"{ratio:.2f}×", met,
+            f"{peak / 2**20:.0f}" + ("" if peak <= 2**30 else " (> 1 GiB)"),
+        )  # fmt: skip
+    in2 = sum(p.stat().st_size for p in pair)
+    in3 = sum(p.stat().st_size for p in trio)
     table.caption = (
-        f"read {in_bytes / 1e9:.2f} GB, written {out_bytes / 1e9:.2f} GB; per run: merge "
-        f"{' '.join(f'{x:.2f}' for x in merges)}, floor {' '.join(f'{x:.2f}' for x in floors)}, start-up "
-        f"{' '.join(f'{x:.2f}' for x in starts)}; load average {os.getloadavg()[0]:.1f}"
+        f"floor = plain read of the inputs + write of the output ({in2 / 1e9:.2f} or {in3 / 1e9:.2f} GB read, "
+        f"{out_bytes / 1e9:.2f} GB written); python start-up {start:.2f} s (included in every method's time); "
+        f"load average {os.getloadavg()[0]:.1f}"
     )
     console.print(table)
 

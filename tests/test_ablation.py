@@ -295,8 +295,9 @@ def test_recipe_sweeps_ablate_linear_mixes_and_refuse_other_methods(pair, tmp_pa
     linear = Recipe(method="linear", models=pair, weights=(0.25, 0.75))
     (spec,) = plan_sweep(cfg, linear, names)
     assert spec.name == "linear,modules=attention,T=1"
-    assert spec.mix.coefficients("model.layers.0.self_attn.q_proj.weight", LAYERS)[0] == (0.25, 0.75)
-    assert spec.mix.coefficients("model.layers.0.mlp.up_proj.weight", LAYERS)[0] == (0.0, 1.0)
+    # linear's slots are (w_0, w_1, normalize); normalize stays off
+    assert spec.mix.coefficients("model.layers.0.self_attn.q_proj.weight", LAYERS)[0] == (0.25, 0.75, 0.0)
+    assert spec.mix.coefficients("model.layers.0.mlp.up_proj.weight", LAYERS)[0] == (0.0, 1.0, 0.0)
     ruled = Recipe(method="wise-ft", models=pair, delta=0.5, rules=({"match": "x", "delta": 0.1},))
     with pytest.raises(ConfigError, match="the --recipe already has rules"):
         plan_sweep(cfg, ruled, names)

@@ -33,6 +33,7 @@ def world(tmp_path_factory):
     (root / "bad.jsonl").write_text('{"prompt": "1+1=", "completion": "2$"}\n{not json\n')
     record = '{"problem_id": "toy-5-test-0000", "sample_idx": 0, "completion": "81$"}'
     (root / "bad-samples.jsonl").write_text(record + "\n{not json\n")
+    (root / "samples.jsonl").write_text(record[:-1] + ', "prompt": "1+1="}\n')
     (root / "deep.jsonl").write_text("[" * 100_000 + "]" * 100_000 + "\n")
     (root / "bad.yaml").write_text("task: toy\nn: [unclosed\n")
     run = root / "run"
@@ -96,6 +97,14 @@ CASES = [
     ("store-import-bad", lambda w, o: ["store", "import", o, w / "bad-samples.jsonl", "--task", "toy"],
      "bad-samples.jsonl:2"),
     ("store-info-missing", lambda w, o: ["store", "info", w / "no.db"], "no.db"),
+    ("verify-bad-jsonl", lambda w, o: ["verify", w / "bad-samples.jsonl", "--verifier", w / "good", "--kind",
+                                       "likelihood", "-o", o], "bad-samples.jsonl:2"),  # fmt: skip
+    ("verify-truncated", lambda w, o: ["verify", w / "samples.jsonl", "--verifier", w / "truncated", "--kind",
+                                       "likelihood", "-o", o], "truncated"),  # fmt: skip
+    ("verify-not-a-classifier", lambda w, o: ["verify", w / "samples.jsonl", "--verifier", w / "good", "--kind",
+                                              "orm", "-o", o], "is not a sequence classifier"),  # fmt: skip
+    ("verify-huge-budget", lambda w, o: ["verify", w / "samples.jsonl", "--verifier", w / "good", "--kind",
+                                         "likelihood", "--cpu-budget-gib", "1e9", "-o", o], "--cpu-budget-gib"),  # fmt: skip
 ]  # fmt: skip
 
 

@@ -279,7 +279,10 @@ def test_recipe_validation_messages(tmp_path):
         Recipe(models=("a", "b"), delta=0.5, rules=({"match": "x", "weights": [0.1]},))
     bad = tmp_path / "r.yaml"
     bad.write_text("method: wise-ft\nmodels: [a, b]\ndelta: 0.5\nmix: 3\n")
-    with pytest.raises(ConfigError, match="unknown key\\(s\\) mix"):
+    with pytest.raises(ConfigError, match="unknown key 'mix'"):
+        load_recipe(str(bad))
+    bad.write_text("method: wise-ft\nmodels: [a, b]\ndelta: 0.5\nrulez: []\n")
+    with pytest.raises(ConfigError, match="unknown key 'rulez'; did you mean 'rules'"):
         load_recipe(str(bad))
 
 

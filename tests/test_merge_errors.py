@@ -335,3 +335,74 @@ def test_nonfinite_input_with_zero_weight_and_output_overflow(capsys, pair, mode
     final = models.get("llama", 2, torch.float32)
     argv = ["merge", str(big), str(final), "--delta", "0.5", "--dtype", "float16", "-o", str(out)]
     fails(capsys, argv, "model.norm.weight: the merged values overflow float16", out)
+
+
+# --- the methods' parameters and mergekit configurations: checked before any tensor data is read ----------
+@pytest.fixture
+def trio(models):
+    return tuple(str(models.get("llama", s, torch.bfloat16)) for s in (1, 2, 3))
+
+
+def _mergekit(tmp_path, text):
+    path = tmp_path / "mk.yml"
+    path.write_text(text)
+    return ["--config", str(path)]
+
+
+PREFLIGHT = [
+    ("ties without a base", lambda m, d: [m[0], m[1], "--method", "ties", "--weights", "1,1"],
+     "method ties needs a base model"),
+    ("density above 1", lambda m, d: [m[0], m[1], "--base", m[2], "--method", "ties", "--weights", "1,1", "--param", "density=1.5"],
+     r"tensor lm_head\.weight \(default\): density 1.5 of model 0 is outside \(0, 1\]"),
+    ("density 0", lambda m, d: [m[0], "--base", m[2], "--method", "dare_linear", "--weights", "1", "--param", "density=0"],
+     r"density 0 of model 0 is outside \(0, 1\]"),
+    ("weights that cannot be normalised", lambda m, d: [m[0], m[1], "--method", "linear", "--weights", "1,-1", "--param", "normalize=true"],
+     "cannot be normalised"),
+    ("task-vector weights summing to 0", lambda m, d: [m[0], m[1], "--base", m[2], "--method", "dare_linear", "--weights", "2,-2", "--param", "normalize=true"],
+     "cannot be normalised"),
+    ("della epsilon too wide", lambda m, d: [m[0], "--base", m[2], "--method", "della", "--weights", "1", "--param", "density=0.5", "--param", "epsilon=0.6"],
+     r"epsilon 0.6 of model 0: density ± epsilon"),
+    ("breadcrumbs gamma 1", lambda m, d: [m[0], "--base", m[2], "--method", "breadcrumbs", "--weights", "1", "--param", "gamma=1"],
+     r"gamma 1 of model 0 is outside \[0, 1\)"),
+    ("unknown parameter", lambda m, d: [m[0], "--base", m[2], "--method", "ties", "--weights", "1", "--param", "densty=0.5"],
+     "unknown key 'densty'; did you mean 'density'"),
+    ("parameter without a value", lambda m, d: [m[0], m[1], "--method", "slerp", "--param", "t"],
+     "expected NAME=VALUE"),
+    ("slerp without t", lambda m, d: [m[0], m[1], "--method", "slerp"],
+     "no value for parameter t"),
+    ("slerp of three models", lambda m, d: [m[0], m[1], m[2], "--method", "slerp", "--param", "t=0.5"],
+     "method slerp needs exactly 2 model"),
+    ("rescale not a choice", lambda m, d: [m[0], "--base", m[2], "--method", "dare_ties", "--weights", "1", "--param", "rescale=l2"],
+     "rescale 'l2' is not one of none, l1, inverse"),
+    ("negative seed", lambda m, d: [m[0], "--base", m[2], "--method", "dare_ties", "--weights", "1", "--seed", "-1"],
+     "seed -1 must be a non-negative integer"),
+    ("mergekit: unknown key", lambda m, d: _mergekit(d, f"merge_method: linear\nmodels:\n  - model: {m[0]}\nbase_modle: {m[1]}\n"),
+     "unknown key 'base_modle'; did you mean 'base_model'"),
+    ("mergekit: unknown parameter", lambda m, d: _mergekit(d, f"merge_method: ties\nbase_model: {m[2]}\nmodels:\n  - model: {m[0]}\n    parameters: {{weight: 1, densty: 0.5}}\n"),
+     "unknown key 'densty'; did you mean 'density'"),
+    ("mergekit: unknown key of a model", lambda m, d: _mergekit(d, f"merge_method: linear\nmodels:\n  - model: {m[0]}\n    parameter: {{weight: 1}}\n"),
+     "unknown key 'parameter'; did you mean 'parameters'"),
+    ("mergekit: missing base_model", lambda m, d: _mergekit(d, f"merge_method: ties\nmodels:\n  - model: {m[0]}\n    parameters: {{weight: 1}}\n"),
+     "merge_method ties needs base_model"),
+    ("mergekit: a method of a later phase", lambda m, d: _mergekit(d, f"merge_method: passthrough\nmodels:\n  - model: {m[0]}\n"),
+     "merge_method passthrough is not supported yet"),
+    ("mergekit: a slice of some layers", lambda m, d: _mergekit(d, f"merge_method: slerp\nbase_model: {m[0]}\nparameters: {{t: 0.5}}\nslices:\n  - sources:\n      - {{model: {m[0]}, layer_range: [0, 1]}}\n      - {{model: {m[1]}, layer_range: [0, 1]}}\n"),
+     r"layer_range \[0, 1\]: the inputs have 2 layers"),
+    ("mergekit: a named chat template", lambda m, d: _mergekit(d, f"merge_method: linear\nmodels:\n  - {{model: {m[0]}, parameters: {{weight: 1}}}}\nchat_template: chatml\n"),
+     "chat_template 'chatml' names one of mergekit's bundled templates"),
+    ("mergekit: a required weight missing", lambda m, d: _mergekit(d, f"merge_method: task_arithmetic\nbase_model: {m[2]}\nmodels:\n  - model: {m[0]}\n    parameters: {{weight: [{{filter: mlp, value: 1}}]}}\n"),
+     "needs --weights|no value for parameter weight of model"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("case", PREFLIGHT, ids=[c[0] for c in PREFLIGHT])
+def test_bad_parameters_are_refused_before_reading_tensors(capsys, trio, tmp_path, monkeypatch, case):
+    from wiseft.checkpoints import Checkpoint
+
+    def no_reads(*args, **kwargs):
+        raise AssertionError("tensor data was read before the pre-flight refused the merge")
+
+    monkeypatch.setattr(Checkpoint, "read_into", no_reads)
+    monkeypatch.setattr(Checkpoint, "load", no_reads)
+    out = tmp_path / "out"
+    fails(capsys, ["merge", *case[1](trio, tmp_path), "-o", str(out)], case[2], out)

@@ -302,7 +302,7 @@ def test_summarize_shape_and_values_match_references():
     s = summarize(problems, [1, 2, 4, 8], seed=0, n_boot=200)
     json.dumps(s)  # JSON-ready
     assert s["n_problems"] == 30 and s["n"] == 8
-    assert set(s["metrics"]) == {f"{m}@{k}" for m in ("pass", "maj", "best") for k in (1, 2, 4, 8)}
+    assert set(s["metrics"]) == {f"{m}@{k}" for m in ("pass", "maj", "best", "wmaj") for k in (1, 2, 4, 8)}
     for k in (1, 2, 4, 8):
         ref_p = np.mean([float(ref_pass(p.n, p.c, k)) for p in problems])
         ref_m = np.mean([float(ref_maj(list(p.classes), list(p.correct), k)) for p in problems])

@@ -84,7 +84,10 @@ def test_pass_at_k_one_curve_per_variant_per_panel_with_bands(figs):
     ]
     counts = [len(series(ax)) for ax in axs]
     assert counts == [len(STEPS), len(STEPS), len(DELTAS), len(TEMPS)]
-    assert [bands(ax) for ax in axs] == counts  # a 95% band under every curve
+    # Five or more lines: thin, and a band only for the chosen variant and the panel's ends; fewer: all.
+    assert [bands(ax) for ax in axs] == [2, 2, 3, len(TEMPS)]
+    widths = [ln.get_linewidth() for ln in axs[2].get_lines()]
+    assert sorted(widths) == [0.9, 0.9, 1.6, 1.6, 1.6]
     assert axs[0].get_xscale() == "log"
     assert [round(x) for x in axs[0].get_lines()[0].get_xdata()] == [1, 2, 4, 8, 16]
     assert series(axs[3]) == [f"T={t:g}" for t in TEMPS]
@@ -142,7 +145,7 @@ def test_rho_histograms_one_panel_per_variant(full, figs):
         assert sum(p.get_height() for p in ax.patches) == pytest.approx(100.0)
 
 
-def test_bias_variance_with_jensen_bound(figs):
+def test_bias_variance_with_jensen_bound(figs, full):
     left, right = visible_axes(figs["bias_variance"])
     expected = ["SFT checkpoints (raw)", "mixed δ=0.5", "mixes over δ", "final model at temperature T"]
     assert series(left) == expected
@@ -150,9 +153,40 @@ def test_bias_variance_with_jensen_bound(figs):
     dotted = [ln for ln in left.get_lines() if ln.get_label().startswith("_") and ln.get_linestyle() == ":"]
     assert dotted  # iso-bound lines
     assert right.get_xscale() == "log" and "16" in right.get_title()
-    # The bound holds on the fixture's numbers: every point on or above the diagonal.
-    for line in right.get_lines()[:-1]:
-        assert all(y >= x for x, y in zip(line.get_xdata(), line.get_ydata(), strict=True))
+    # What the bound bounds is drawn: the plug-in E[(1 − ρ)^k], on or above the diagonal for every variant.
+    points = [(x, y) for line in right.get_lines()[:-1] for x, y in zip(*line.get_data(), strict=True)]
+    assert len(points) == len(full["variants"]) and "E[(1 − ρ)" in right.get_ylabel()
+    assert all(y >= x for x, y in points)
+
+
+@pytest.mark.parametrize(
+    "vals, want",
+    [
+        ([0.2, 0.3, 0.5], (0.0, 0.55, "linear")),  # within a factor 20: linear from 0
+        ([1e-6, 0.01, 0.3], (5e-7, 0.6, "log")),  # decades apart: log
+        ([0.0, 1e-6, 0.3], (0.0, 0.6, "symlog")),  # decades apart and a 0 (every problem solved): symlog
+        ([0.0, 0.0], (0.0, 1.0, "linear")),  # only zeros: still a panel, with the points at 0
+        ([1.0, 1.0], (0.0, 1.0, "linear")),  # a task nobody solves: everything at 1
+    ],
+)
+def test_bound_panel_scale_keeps_every_point(vals, want):
+    from wiseft.report.scatter import bound_scale
+
+    assert bound_scale(vals) == pytest.approx(want)
+
+
+def test_bound_panel_draws_a_zero_on_symlog_axes():
+    """1 − Pass@k = 0 for a variant that solved every problem: drawn at 0, not dropped (the panel was
+    empty when every point had a 0)."""
+    res = make_results(trajectory=False, temperatures=False)
+    for i, v in enumerate(res["variants"]):
+        bv = v["summary"]["bias_variance"]
+        bv["one_minus_pass_plugin"] = {kk: (0.0 if i < 2 else 0.3) for kk in bv["bound"]}
+        bv["bound"] = {kk: (0.0 if i < 2 else 10.0 ** -(i + 2)) for kk in bv["bound"]}
+    right = visible_axes(report.figures(res)["bias_variance"])[1]
+    assert right.get_xscale() == "symlog"
+    points = [(x, y) for line in right.get_lines()[:-1] for x, y in zip(*line.get_data(), strict=True)]
+    assert len(points) == len(res["variants"]) and points.count((0.0, 0.0)) == 2
 
 
 def test_distinct_answers_against_step_delta_temperature(figs):
@@ -219,8 +253,8 @@ def test_claims_split_scores_and_task_are_in_the_documents():
     text = "".join(parser.text)
     assert "HELD: Pass@1 rose while Pass@k fell over SFT — pass@1 +0.10 [+0.05, +0.15]" in text
     assert "DID NOT HOLD: the best mix recovered Pass@k" in text
-    assert "Pass@16 on the validation split: 80.0 [70.0, 90.0] %" in text
-    assert "Pass@16 on the test split: 75.0 [60.0, 85.0] %" in text
+    assert "Pass@1 on the validation split: 80.0 [70.0, 90.0] %" in text
+    assert "Pass@1 on the test split: 75.0 [60.0, 85.0] %" in text
     assert "task toy · 40 problems · n = 16 samples per problem · 11 variants" in text
     md = markdown(view, [], view.metric_names())
     assert "- DID NOT HOLD: the best mix recovered Pass@k" in md
@@ -269,12 +303,36 @@ def test_point_labels_do_not_stack_and_shared_points_get_one_label():
     labels = PointLabels()
     labels.add("a", 0.5, 0.5, "δ=0", "k")
     labels.add("a", 0.5, 0.5, "T=1", "k")  # the same variant on a second curve
-    labels.add("b", 0.5, 0.5, "δ=0.25", "k")
-    labels.add("c", 0.5, 0.5, "δ=0.5", "k")
+    labels.add("b", 0.5, 0.5, "δ=0.25", "k")  # another variant at the same spot: one label for both
+    labels.add("c", 0.51, 0.5, "δ=0.5", "k")  # close by: its own label, not on top of the first
+    labels.add("d", 0.5, 0.51, "δ=0.75", "k")
     labels.place(ax)
     texts = [t.get_text() for t in ax.texts]
-    assert texts == ["δ=0 · T=1", "δ=0.25", "δ=0.5"]
-    assert len({t.xyann for t in ax.texts}) == 3
+    assert texts == ["δ=0 · T=1 · δ=0.25", "δ=0.5", "δ=0.75"]
+    renderer = ax.figure.canvas.get_renderer()
+    boxes = [t.get_window_extent(renderer) for t in ax.texts]
+    assert not any(a.overlaps(b) for i, a in enumerate(boxes) for b in boxes[i + 1 :])
+    assert all(ax.bbox.x0 <= b.x0 and b.x1 <= ax.bbox.x1 for b in boxes)  # inside the axes
+
+
+def test_point_labels_stay_inside_the_axes_at_the_edges():
+    from matplotlib.figure import Figure
+
+    from wiseft.report.labels import PointLabels
+
+    ax = Figure(figsize=(4, 3)).subplots()
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    labels = PointLabels()
+    for key, x, y in (("tr", 1, 1), ("br", 1, 0), ("tl", 0, 1), ("bl", 0, 0)):
+        labels.add(key, x, y, f"a long label at {key}", "k")
+    labels.place(ax)
+    renderer = ax.figure.canvas.get_renderer()
+    for t in ax.texts:
+        b = t.get_window_extent(renderer)
+        assert ax.bbox.x0 <= b.x0 and b.x1 <= ax.bbox.x1 and ax.bbox.y0 <= b.y0 and b.y1 <= ax.bbox.y1, (
+            t.get_text()
+        )
 
 
 def test_percent_axes_stay_within_0_and_100(tmp_path):
@@ -282,9 +340,13 @@ def test_percent_axes_stay_within_0_and_100(tmp_path):
     for v in res["variants"]:  # a task nobody solves: every metric 0
         for m in v["summary"]["metrics"].values():
             m.update(value=0.0, lo=0.0, hi=0.0)
-    for ax in visible_axes(report.figures(res)["metrics_vs_delta"]):
+    figs = report.figures(res)
+    for ax in visible_axes(figs["metrics_vs_delta"]) + visible_axes(figs["pass_at_k"]):
         lo, hi = ax.get_ylim()
-        assert -2 <= lo < 0.0 < hi <= 102 and hi - lo >= 5
+        assert lo == 0.0 and hi == 5.0  # no negative percent; 5 points tall
+        assert not any(ln.get_clip_on() for ln in ax.get_lines())  # points at 0 % are drawn whole
+    (frontier,) = visible_axes(figs["frontier"])
+    assert frontier.get_xlim() == (0.0, 5.0) and frontier.get_ylim() == (0.0, 5.0)
 
 
 # --- plots without data are left out ------------------------------------------------------------------------
@@ -332,7 +394,7 @@ def test_summaries_from_metrics_summarize_draw_the_same_plots():
     axs = visible_axes(figs["pass_at_k"])
     assert [len(series(ax)) for ax in axs] == [len(STEPS), len(STEPS), len(DELTAS), len(TEMPS)]
     titles = [ax.get_title() for ax in visible_axes(figs["metrics_vs_delta"])]
-    assert titles == ["Pass@1", "Pass@16", "maj@16", "best@16"]
+    assert titles == ["Pass@1", "Pass@16", "maj@16", "best@16", "wmaj@16"]  # real summaries with scores
 
 
 def test_empty_results_give_a_report_without_plots(tmp_path):
@@ -416,11 +478,11 @@ def test_html_holds_table_best_versions_and_config(built, full):
     rows = [t for t, _ in parser.tags if t == "tr"]
     assert len(rows) >= len(full["variants"]) + 1
     assert "Chosen: delta=0.500,T=1.0" in text
-    assert "highest Pass@16 on the validation split" in text
+    assert "highest Pass@1 on the validation split" in text
     assert "math-verify==0.9.0" in text and "torch" in text
     assert "run/checkpoint-800" in text  # the resolved config
     chosen = [a for t, a in parser.tags if t == "tr" and a.get("class") == "chosen"]
-    assert len(chosen) == 1
+    assert len(chosen) == 3  # its row in each of the three tables
     # The interval of every metric is in the table: value [lo, hi] in percent.
     p1 = full["variants"][0]["summary"]["metrics"]["pass@1"]
     assert f"{100 * p1['value']:.1f} [{100 * p1['lo']:.1f}, {100 * p1['hi']:.1f}]" in text
@@ -431,12 +493,16 @@ def test_markdown_links_every_png_and_has_the_table(built, full):
     linked = set(re.findall(r"\]\(([a-z_]+\.png)\)", md))
     assert linked == {p.name for p in built.glob("*.png")}
     table_rows = [ln for ln in md.splitlines() if ln.startswith("| ")]
-    assert len(table_rows) == len(full["variants"]) + 1
+    # Three tables (headline; the other k; diversity, bias–variance and length), a row per variant each.
+    assert len(table_rows) == 3 * (len(full["variants"]) + 1)
     assert not re.search(r"maj@1\b", md)  # identical to Pass@1 by definition, not repeated
-    header = [c.strip() for c in table_rows[0].strip("| ").split(" | ")]
-    metrics = [c for c in header if "@" in c]
-    assert metrics == ["Pass@1 (%)", "Pass@2 (%)", "Pass@4 (%)", "Pass@8 (%)", "Pass@16 (%)", "maj@16 (%)",
-                       "best@16 (%)"]  # fmt: skip
+    headers = [
+        [c.strip() for c in row.strip("| ").split(" | ")] for row in table_rows[:: len(full["variants"]) + 1]
+    ]
+    assert headers[0] == ["variant", "kind", "step", "δ", "T", "Pass@1 (%)", "Pass@16 (%)", "maj@16 (%)",
+                          "best@16 (%)"]  # fmt: skip
+    assert headers[1] == ["variant", "Pass@2 (%)", "Pass@4 (%)", "Pass@8 (%)"]
+    assert headers[2] == ["variant", "distinct answers", "bias²", "Var ρ", "mean tokens", "truncated (%)"]
 
 
 def test_chosen_ks_pick_the_table_columns():
@@ -482,7 +548,7 @@ def test_metrics_json_of_one_model(tmp_path):
         json.dumps({"variant": None, "grader": "math-verify==0.9.0", **summary})
     )
     res = report.load_results(tmp_path).to_json()
-    assert [(v["name"], v["kind"]) for v in res["variants"]] == [("model", "base")]
+    assert [(v["name"], v["kind"]) for v in res["variants"]] == [("model", "imported")]
     assert res["variants"][0]["summary"]["metrics"] == summary["metrics"]
     assert res["versions"] == {"grader": "math-verify==0.9.0"}
     assert set(report.figures(res)) == {"pass_at_k", "rho_hist", "bias_variance"}
@@ -504,7 +570,7 @@ def test_metrics_json_of_several_variants_reads_delta_t_step_from_names(tmp_path
         ("mix", 1.0, 1.0, None),
         ("temperature", None, 0.7, None),
         ("checkpoint", None, None, 400),
-        ("base", None, None, None),
+        ("imported", None, None, None),  # nothing in the name says what it is: not "the base model"
     ]
     figs = report.figures(res)
     assert [ax.get_title() for ax in visible_axes(figs["metrics_vs_delta"])][:2] == ["Pass@1", "Pass@16"]

@@ -192,3 +192,14 @@ def test_plan_sweep_over_a_recipe(tmp_path):
     assert grid[1].recipe["delta"] == 0.5 and grid[1].anchors == ("e", "f")
     single = plan_sweep(from_dict(SweepConfig, {"recipe": str(path), "delta": "0.3", "n": 2}), recipe)
     assert [(s.name, s.mix) for s in single] == [("wise-ft,delta=0.300,T=1", recipe)]
+
+
+def test_the_closing_table_marks_no_best_on_a_tie_and_says_so(anchors, tmp_path, cli):
+    """Random tiny models solve no toy problem: every δ ties at 0 %, so no ★ and a note that says why."""
+    early, final = anchors
+    code, text = cli(["sweep", str(early), str(final), "--task", "toy", "--limit", "3", "--n", "2",
+                      "--delta", "0,1", "--max-new-tokens", "4", "--val-fraction", "0", "--n-boot", "20",
+                      "--device", "cpu", "--no-report", "-o", str(tmp_path / "out")])  # fmt: skip
+    assert code == 0, text
+    assert "★" not in cli.out
+    assert "All 2 variants tie on Pass@1" in " ".join(cli.out.split())

@@ -50,3 +50,7 @@ class StoreError(WiseftError):
 
 class TrainError(WiseftError):
     """Training cannot start or resume."""
+
+
+class VerifierError(WiseftError):
+    """A verifier (reward model, PRM, likelihood model) cannot be loaded or gave an unusable score."""

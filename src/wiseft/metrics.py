@@ -13,6 +13,10 @@ Why the estimators look the way they do:
   beyond that (binomials overflow) a fixed-seed Monte Carlo over subsets is used.
 - best@k is the closed form of Σ_i correct_(i)·C(n−i, k−1)/C(n, k) over samples sorted by score; tied
   scores get their group's mean correctness, which is the exact expectation over random tie-breaking.
+- weighted maj@k (wmaj@k) has no counting shortcut (votes are sums of real weights), so the k-subsets
+  are enumerated when there are at most WMAJ_EXACT_MAX_SUBSETS of them, else a fixed-seed Monte Carlo
+  over MAJ_MC_SUBSETS subsets is used. Votes are the raw scores mapped to weights ≥ 0 by a named
+  transform (VOTE_TRANSFORMS): each verifier documents its own (wiseft.verify).
 - Intervals: one bootstrap over problems (a fixed-seed multinomial resample matrix) shared by all
   metrics, so a whole summary costs one small matrix product. `n_boot` is at most `MAX_N_BOOT`, and the
   n_boot × problems resample matrix is drawn and multiplied in row blocks of at most `BOOT_CHUNK_BYTES`,
@@ -24,6 +28,7 @@ Why the estimators look the way they do:
 from __future__ import annotations
 
 import functools
+import itertools
 import math
 import re
 from collections.abc import Iterator, Sequence
@@ -31,7 +36,14 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 
 from wiseft.errors import MetricError
-from wiseft.records import GROUP_FIELDS, ProblemSamples, by_variant, group_value, to_problem_samples
+from wiseft.records import (
+    GROUP_FIELDS,
+    ProblemSamples,
+    by_variant,
+    choose_scores,
+    group_value,
+    to_problem_samples,
+)
 
 # Fixed edges for the histogram of per-problem Pass@1 (ρ): ten bins of width 0.1, the last one closed.
 RHO_EDGES = tuple(float(x) for x in np.linspace(0.0, 1.0, 11))
@@ -40,6 +52,11 @@ MAJ_EXACT_MAX_N = 1000
 MAJ_MC_SUBSETS = 2000
 MAX_N_BOOT = 100_000  # bootstrap resamples; 1,000 give intervals to about ±0.5 percentage point
 BOOT_CHUNK_BYTES = 64 * 1024**2  # one block of the resample matrix (float64; the int64 draws as much again)
+# Weighted maj@k enumerates every k-subset up to this many (C(32, 2) = 496, C(16, 4) = 1820, C(20, 4) = 4845).
+WMAJ_EXACT_MAX_SUBSETS = 10_000
+# Group votes within this relative distance of the top vote tie: float sums of the same weights in a
+# different order may differ in the last bits, and such groups must share the credit (1/m).
+WMAJ_TIE_RTOL = 1e-12
 
 
 def _check_k(n: int, k: int, where: str = "") -> None:
@@ -239,6 +256,146 @@ def _best_weights(n: int, k: int) -> np.ndarray:
     return (k / n) * np.concatenate(([1.0], np.cumprod(ratios)))
 
 
+# ------------------------------------------------------------------------------------- weighted maj@k
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    """1/(1 + e^−x) without overflow for either sign."""
+    e = np.exp(-np.abs(x))
+    return np.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
+
+
+# Scores → vote weights ≥ 0. Each verifier names its own (wiseft.verify): a probability is used as is, a
+# logit becomes the probability it stands for, a mean log-probability the geometric-mean token probability.
+VOTE_TRANSFORMS = {"identity": lambda s: s, "sigmoid": _sigmoid, "exp": np.exp}
+# For scores of unknown origin (a `score` field in JSONL): the sigmoid maps any real score to a vote in
+# (0, 1) and keeps probabilities' order; a verifier's own transform should be passed when it is known.
+DEFAULT_VOTE_TRANSFORM = "sigmoid"
+
+
+def vote_weights(scores: Sequence[float] | np.ndarray, transform: str = "identity") -> np.ndarray:
+    """The vote weight of each sample: `VOTE_TRANSFORMS[transform](score)`, checked finite and ≥ 0."""
+    if transform not in VOTE_TRANSFORMS:
+        raise MetricError(
+            f"unknown vote transform {transform!r}; choose one of {', '.join(sorted(VOTE_TRANSFORMS))}"
+        )
+    s = np.asarray(scores, dtype=np.float64).reshape(-1)
+    if not np.all(np.isfinite(s)):
+        raise MetricError("weighted maj@k: scores must be finite numbers (found NaN/inf)")
+    weights = VOTE_TRANSFORMS[transform](s)
+    if np.any(weights < 0):
+        raise MetricError(
+            f"weighted maj@k: transform {transform!r} leaves negative votes (lowest score {s.min():g}); "
+            "name the verifier's transform ('sigmoid' for logits, 'exp' for log-probabilities)"
+        )
+    return weights
+
+
+def weighted_maj_at_k(
+    classes: Sequence[int] | np.ndarray,
+    correct: Sequence[bool] | np.ndarray,
+    scores: Sequence[float] | np.ndarray,
+    k: int,
+    *,
+    transform: str = "identity",
+    method: str = "auto",
+    seed: int = 0,
+    n_subsets: int = MAJ_MC_SUBSETS,
+) -> float:
+    """Expected weighted-majority accuracy of one problem over k-subsets drawn without replacement.
+
+    In each subset an answer class's vote is the sum of its samples' weights (`vote_weights(scores,
+    transform)`); samples with class −1 never vote. The classes present in the subset compete; when m
+    tie for the top vote (within WMAJ_TIE_RTOL) the subset earns (correct classes among them)/m. `method`
+    is "exact" (every subset; at most WMAJ_EXACT_MAX_SUBSETS), "mc" (fixed-seed Monte Carlo over
+    `n_subsets` ≥ 1000 subsets) or "auto" (exact when C(n, k) ≤ WMAJ_EXACT_MAX_SUBSETS).
+    """
+    classes = np.asarray(classes, dtype=np.int64).reshape(-1)
+    correct = np.asarray(correct, dtype=bool).reshape(-1)
+    weights = vote_weights(scores, transform)
+    n = classes.shape[0]
+    if correct.shape[0] != n or weights.shape[0] != n:
+        raise MetricError(
+            f"weighted maj@k: {n} classes, {correct.shape[0]} correctness flags and {weights.shape[0]} scores"
+        )
+    _check_k(n, k)
+    if method not in ("auto", "exact", "mc"):
+        raise MetricError(f"weighted maj@k method must be 'auto', 'exact' or 'mc', got {method!r}")
+    if method == "exact" and math.comb(n, k) > WMAJ_EXACT_MAX_SUBSETS:
+        raise MetricError(
+            f"exact weighted maj@k enumerates at most {WMAJ_EXACT_MAX_SUBSETS} subsets, "
+            f"but C({n}, {k}) = {math.comb(n, k)}; use method 'mc' or 'auto'"
+        )
+    if method == "mc" and n_subsets < 1000:
+        raise MetricError(f"weighted maj@k Monte Carlo needs at least 1000 subsets, got {n_subsets}")
+    group, good = _groups(classes, correct)
+    return _wmaj(group, weights, good, k, method, seed, n_subsets)
+
+
+def _groups(classes: np.ndarray, correct: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each sample's group 0..G−1 (G for no answer) and whether each group is correct."""
+    valid = classes >= 0
+    labels, inverse = np.unique(classes[valid], return_inverse=True)
+    group = np.full(classes.shape[0], labels.shape[0], dtype=np.int64)
+    group[valid] = inverse
+    good = np.zeros(labels.shape[0], dtype=bool)
+    np.logical_or.at(good, inverse, correct[valid])
+    return group, good
+
+
+def _wmaj(
+    group: np.ndarray, weights: np.ndarray, good: np.ndarray, k: int, method: str, seed: int, n_subsets: int
+) -> float:
+    if not good.any():
+        return 0.0
+    n = group.shape[0]
+    if method == "exact" or (method == "auto" and math.comb(n, k) <= WMAJ_EXACT_MAX_SUBSETS):
+        subsets = _all_subsets(n, k)
+    else:
+        subsets = _random_subsets(n, k, seed, n_subsets)
+    return _wmaj_credit(group, weights, good, subsets)
+
+
+@functools.lru_cache(maxsize=256)
+def _all_subsets(n: int, k: int) -> np.ndarray:
+    """Every k-subset of range(n), one per row (read-only: shared by every caller)."""
+    count = math.comb(n, k)
+    flat = itertools.chain.from_iterable(itertools.combinations(range(n), k))
+    out = np.fromiter(flat, dtype=np.int64, count=count * k).reshape(count, k)
+    out.setflags(write=False)
+    return out
+
+
+@functools.lru_cache(maxsize=256)
+def _random_subsets(n: int, k: int, seed: int, n_subsets: int) -> np.ndarray:
+    """`n_subsets` uniform k-subsets of range(n), drawn as maj@k's Monte Carlo draws them."""
+    rng = np.random.default_rng(seed)
+    out = np.ascontiguousarray(np.argsort(rng.random((n_subsets, n)), axis=1)[:, :k])
+    out.setflags(write=False)
+    return out
+
+
+def _wmaj_credit(group: np.ndarray, weights: np.ndarray, good: np.ndarray, subsets: np.ndarray) -> float:
+    """Mean credit of the subsets (rows of sample indices) under the weighted vote.
+
+    Votes are laid out group-major (groups × subsets) so that every reduction runs across groups over
+    contiguous rows (numpy reduces a short last axis slowly).
+    """
+    m = subsets.shape[0]
+    n_groups = good.shape[0]
+    rows = n_groups + 1  # the last row collects the samples with no answer, which never vote
+    flat = (group[subsets] * m + np.arange(m)[:, None]).ravel()
+    votes = np.bincount(flat, weights=weights[subsets].ravel(), minlength=m * rows).reshape(rows, m)
+    present = np.bincount(flat, minlength=m * rows).reshape(rows, m)[:n_groups] > 0
+    votes = np.where(present, votes[:n_groups], -np.inf)
+    top = votes.max(axis=0)
+    with np.errstate(invalid="ignore"):
+        tied = present & (votes >= top - WMAJ_TIE_RTOL * np.abs(top))
+    m_tied = tied.sum(axis=0)
+    hits = tied[good].sum(axis=0)
+    return float(np.mean(np.where(m_tied > 0, hits / np.maximum(m_tied, 1), 0.0)))
+
+
 # -------------------------------------------------------------------------------------------- summaries
 
 
@@ -403,9 +560,15 @@ def thinking_stats(problems: Sequence[ProblemSamples], seed: int = 0, n_boot: in
 
 
 def per_problem_values(
-    problems: Sequence[ProblemSamples], ks: Sequence[int], seed: int = 0
+    problems: Sequence[ProblemSamples],
+    ks: Sequence[int],
+    seed: int = 0,
+    vote_transform: str = DEFAULT_VOTE_TRANSFORM,
 ) -> tuple[list[str], np.ndarray]:
-    """The per-problem value of every metric (columns named like "pass@4"); summaries average these."""
+    """The per-problem value of every metric (columns named like "pass@4"); summaries average these.
+
+    With scores on every problem, best@k and weighted maj@k ("wmaj@k", votes by `vote_transform`) join.
+    """
     if not problems:
         raise MetricError("no problems to score: the graded input is empty")
     ks = _normalise_ks(ks)
@@ -416,7 +579,7 @@ def per_problem_values(
     with_scores = all(p.scores is not None for p in problems)
     names = ["pass@1"] + [f"pass@{k}" for k in ks if k != 1] + [f"maj@{k}" for k in ks]
     if with_scores:
-        names += [f"best@{k}" for k in ks]
+        names += [f"best@{k}" for k in ks] + [f"wmaj@{k}" for k in ks]
     table = np.empty((len(problems), len(names)))
     for row, p in enumerate(problems):
         counts, is_correct, unparsed = _class_counts(p.classes, p.correct)
@@ -429,8 +592,18 @@ def per_problem_values(
             values += [_maj_monte_carlo(p.classes, p.correct, k, seed, MAJ_MC_SUBSETS) for k in ks]
         if with_scores:
             values += [best_at_k(p.scores, p.correct, k) for k in ks]
+            values += _wmaj_row(p, ks, vote_transform, seed)
         table[row] = values
     return names, table
+
+
+def _wmaj_row(p: ProblemSamples, ks: Sequence[int], transform: str, seed: int) -> list[float]:
+    try:
+        weights = vote_weights(p.scores, transform)
+    except MetricError as exc:
+        raise MetricError(f"problem {p.problem_id or '?'}: {exc}") from exc
+    group, good = _groups(p.classes, p.correct)
+    return [_wmaj(group, weights, good, k, "auto", seed, MAJ_MC_SUBSETS) for k in ks]
 
 
 def _normalise_ks(ks: Sequence[int]) -> list[int]:
@@ -446,11 +619,19 @@ def _normalise_ks(ks: Sequence[int]) -> list[int]:
 
 
 def summarize(
-    problems: Sequence[ProblemSamples], ks: Sequence[int], seed: int = 0, n_boot: int = 1000
+    problems: Sequence[ProblemSamples],
+    ks: Sequence[int],
+    seed: int = 0,
+    n_boot: int = 1000,
+    vote_transform: str = DEFAULT_VOTE_TRANSFORM,
 ) -> dict:
-    """Every metric of DESIGN §4 with bootstrap 95% intervals, in the shape of docs/ARCHITECTURE.md."""
+    """Every metric of DESIGN §4 with bootstrap 95% intervals, in the shape of docs/ARCHITECTURE.md.
+
+    With scores, best@k and wmaj@k are included and the summary records the `vote_transform` that turned
+    scores into votes (pass the verifier's own: `Verifier.identity["vote_transform"]`).
+    """
     ks = _normalise_ks(ks)
-    names, table = per_problem_values(problems, ks, seed=seed)
+    names, table = per_problem_values(problems, ks, seed=seed, vote_transform=vote_transform)
     mean, lo, hi = bootstrap_ci(table, seed=seed, n_boot=n_boot)
     metrics = {
         name: {"value": float(mean[i]), "lo": float(lo[i]), "hi": float(hi[i])}
@@ -463,7 +644,7 @@ def summarize(
         tokens["acc_per_1k"] = 1000.0 * metrics["pass@1"]["value"] / tokens["mean"]
     thinking = thinking_stats(problems, seed=seed, n_boot=n_boot)
     ns = sorted({p.n for p in problems})
-    return {
+    summary = {
         "n_problems": len(problems),
         "n": ns[0],
         "n_max": ns[-1],
@@ -476,6 +657,9 @@ def summarize(
         "tokens": tokens,
         **({"thinking": thinking} if thinking is not None else {}),
     }
+    if any(name.startswith("wmaj@") for name in names):
+        summary["vote_transform"] = vote_transform
+    return summary
 
 
 def breakdown(
@@ -525,11 +709,16 @@ def score_records(
     n_boot: int = 1000,
     variant: str | None = None,
     group_by: Sequence[str] | None = None,
+    verifier: str | None = None,
 ) -> tuple[list[tuple[str | None, dict]], list[str]]:
     """Summaries of graded records, one per variant (`variant` picks one), and the graders that graded them.
 
     `group_by` names record fields to break the metrics down by (`breakdown`, under the summary's
-    "groups"); None takes MATH's subject and level (`records.GROUP_FIELDS`) when every record has them."""
+    "groups"); None takes MATH's subject and level (`records.GROUP_FIELDS`) when every record has them.
+    Scores come from one verifier (`records.choose_scores`: `verifier` names it); their vote transform is
+    the one the records name, else `DEFAULT_VOTE_TRANSFORM`. A summary whose samples carry scores says
+    whose under "verifier" ({"id", "vote_transform", "scored", "samples"}); best@k and wmaj@k need every
+    sample scored."""
     groups = by_variant(records)
     if variant is not None:
         if variant not in groups:
@@ -537,13 +726,22 @@ def score_records(
                 f"--variant {variant!r} is not in the file; it holds {', '.join(map(str, groups)) or 'none'}"
             )
         groups = {variant: groups[variant]}
+    chosen = [r for recs in groups.values() for r in recs]
+    chosen, verifier_id, transform = choose_scores(chosen, verifier, "the graded records")
+    groups = by_variant(chosen)
     graders = sorted({str(r.get("grader")) for r in records if r.get("grader")})
     fields = _group_fields(records, group_by)
     summaries = []
     for name, recs in groups.items():
         where = f"variant {name!r}" if name is not None else "graded records"
         problems = to_problem_samples(recs, where)
-        summary = summarize(problems, ks, seed=seed, n_boot=n_boot)
+        summary = summarize(
+            problems, ks, seed=seed, n_boot=n_boot, vote_transform=transform or DEFAULT_VOTE_TRANSFORM
+        )
+        scored = sum(r.get("score") is not None for r in recs)
+        if scored:
+            summary["verifier"] = {"id": verifier_id, "vote_transform": transform or DEFAULT_VOTE_TRANSFORM,
+                                   "scored": scored, "samples": len(recs)}  # fmt: skip
         if fields:
             first = {}
             for r in recs:

@@ -1,7 +1,8 @@
 """The sample record: the one schema every stage reads and writes (docs/ARCHITECTURE.md, "Sample record").
 
 A sample record is one JSON object per sample (`problem_id`, `sample_idx`, `completion`, optional
-`n_tokens`, `finish_reason`, `variant`, `score`; after grading also the `GRADE_FIELDS`; a store export
+`n_tokens`, `finish_reason`, `variant`, `score` with the `verifier` id and `vote_transform` that go with
+it; after grading also the `GRADE_FIELDS`; a store export
 adds the problem's `PROBLEM_FIELDS`: `prompt`, `gold` and `meta` where the store knows them). This module is at
 the bottom of the package: the store, the grader, the metrics and the CLI all read records through it.
 
@@ -27,8 +28,9 @@ from wiseft.errors import GradingError, MetricError
 from wiseft.jsonl import iter_objects
 
 REQUIRED = {"problem_id": str, "sample_idx": int, "completion": str}
-OPTIONAL = {"n_tokens": int, "finish_reason": str, "variant": str, "score": float, "prompt": str, "gold": str,
-            "meta": dict, "think_closed": bool, "thinking_tokens": int}  # fmt: skip
+OPTIONAL = {"n_tokens": int, "finish_reason": str, "variant": str, "score": float, "verifier": str,
+            "vote_transform": str, "prompt": str, "gold": str, "meta": dict, "think_closed": bool,
+            "thinking_tokens": int}  # fmt: skip
 # Problem fields a record may carry (in `meta`) for breakdowns, e.g. MATH's subject and level: `score --group-by`.
 GROUP_FIELDS = ("subject", "level", "type")
 SAMPLE_FIELDS = ("problem_id", "sample_idx", "completion", "n_tokens", "finish_reason", "score")
@@ -165,6 +167,46 @@ def by_variant(records: Sequence[dict]) -> dict[str | None, list[dict]]:
     for rec in records:
         out.setdefault(rec.get("variant"), []).append(rec)
     return out
+
+
+def choose_scores(
+    records: Sequence[dict], verifier: str | None, where: str
+) -> tuple[list[dict], str | None, str | None]:
+    """The records with the scores of one verifier only: (records, its id, its vote transform).
+
+    `verifier` names it (an id; records scored by others lose their score), else every scored record
+    must come from the same verifier (or none name one): scores of two verifiers are never mixed in one
+    Best@k. The id and transform are None where the records do not say (scores of unknown origin)."""
+    scored = [r for r in records if r.get("score") is not None]
+    ids = list(dict.fromkeys(r.get("verifier") for r in scored))
+    if verifier is not None:
+        if verifier not in ids:
+            raise MetricError(
+                f"--verifier {verifier}: no sample of {where} is scored by it; the scores there come from: "
+                f"{_verifier_names(ids)}"
+            )
+        records = [r if r.get("verifier") == verifier else _unscored(r) for r in records]
+        scored, ids = [r for r in records if r.get("score") is not None], [verifier]
+    elif len(ids) > 1:
+        raise MetricError(
+            f"{where} hold scores of {len(ids)} verifiers ({_verifier_names(ids)}); Best@k and weighted maj@k "
+            "read one verifier's scores: name it with --verifier ID"
+        )
+    transforms = list(dict.fromkeys(r.get("vote_transform") for r in scored))
+    if len(transforms) > 1:
+        raise MetricError(
+            f"{where}: the scores of verifier {ids[0]} name {len(transforms)} vote transforms "
+            f"({', '.join(map(str, transforms))}); a verifier has one"
+        )
+    return list(records), (ids[0] if ids else None), (transforms[0] if transforms else None)
+
+
+def _verifier_names(ids: Sequence[str | None]) -> str:
+    return ", ".join("(no verifier named)" if i is None else i for i in ids) or "no verifier"
+
+
+def _unscored(record: dict) -> dict:
+    return {k: v for k, v in record.items() if k not in ("score", "verifier", "vote_transform")}
 
 
 def to_problem_samples(records: Sequence[dict], where: str = "graded records") -> list[ProblemSamples]:

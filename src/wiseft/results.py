@@ -6,7 +6,8 @@ naming the field at fault. A variant's per-problem samples ride along in memory 
 for selection and paired claims) but are not part of the JSON.
 
 The same module owns the other output schema, the `metrics.json` of `wiseft eval` / `wiseft score`
-(`metrics_json`).
+(`metrics_json`), and `selection_note`: what a reader must be told when the best variant was not clearly
+chosen (a tie, an interval that overlaps an endpoint's, a "best δ" that is an endpoint itself).
 """
 
 from __future__ import annotations
@@ -20,7 +21,9 @@ from wiseft.claims import Claim
 from wiseft.errors import ConfigError
 from wiseft.records import ProblemSamples
 
-KINDS = ("checkpoint", "mix", "temperature", "base")
+# "imported": samples brought in from elsewhere (`wiseft store import`, a metrics.json) whose name says no
+# δ, T or step.
+KINDS = ("checkpoint", "mix", "temperature", "base", "imported")
 
 
 @dataclass
@@ -228,3 +231,127 @@ def _opt_number(x: Any, where: str) -> float | None:
     if not _finite(x):
         raise ConfigError(f"{where} must be a finite number or null, got {x!r}")
     return float(x)
+
+
+# --- how firm is the choice of the best variant? ------------------------------------------------------------
+TIE_EPS = 1e-12
+
+
+@dataclass(frozen=True)
+class SelectionNote:
+    """What the reader must be told about the best variant: `tie` when the data did not single it out
+    (reports mark no variant as chosen then), and the sentences that say why (`text`)."""
+
+    tie: bool
+    text: str
+
+
+def selection_note(results: RunResults) -> str | None:
+    """One or more sentences when "the best variant" is weaker than it sounds, else None: every variant
+    (or some) ties with it on the selection metric; its 95% interval overlaps the interval of an endpoint
+    (δ=0, the final checkpoint; δ=1, the early one); or its δ is 0 or 1, an endpoint itself, not a mix.
+    A pure function of the results, for the report and the CLI's closing table."""
+    note = check_selection(results)
+    return note.text if note is not None else None
+
+
+def check_selection(results: RunResults) -> SelectionNote | None:
+    """`selection_note` with the tie flag (see `SelectionNote`)."""
+    best = results.best
+    chosen = next((v for v in results.variants if best is not None and v.name == best.variant), None)
+    if best is None or chosen is None or _stat(chosen, best, "choice") is None:
+        return None
+    sentences = []
+    tie = _tie_sentence(results, chosen, best)
+    if tie:
+        sentences.append(tie)
+    if chosen.kind == "mix" and chosen.delta in (0.0, 1.0):
+        which = "final" if chosen.delta == 0.0 else "early"
+        sentences.append(f"The best δ is {chosen.delta:g}: the {which} checkpoint itself, not a mix.")
+    elif chosen.kind == "mix" and not tie:
+        overlap = _overlap_sentence(results, chosen, best)
+        if overlap:
+            sentences.append(overlap)
+    return SelectionNote(bool(tie), " ".join(sentences)) if sentences else None
+
+
+def _metric_label(metric: str) -> str:
+    return "Pass" + metric[4:] if metric.startswith("pass@") else metric
+
+
+def _stat(v: VariantResult, best: Selection, use: str) -> dict | None:
+    """The variant's selection metric {value, lo?, hi?}: on the split that made the choice (`use`
+    "choice": validation) or reports it ("report": test), else on all problems."""
+    split = {"choice": "validation", "report": "test"}[use]
+    if getattr(best, split) is not None and isinstance(v.splits, dict):
+        part = v.splits.get(split)
+        stat = part.get(best.metric) if isinstance(part, dict) else None
+    else:
+        stat = v.summary.get("metrics", {}).get(best.metric)
+    return stat if isinstance(stat, dict) and _finite(stat.get("value")) else None
+
+
+def _where(best: Selection, use: str) -> str:
+    split = {"choice": "validation", "report": "test"}[use]
+    return f"the {split} split" if getattr(best, split) is not None else "all problems"
+
+
+def _tie_sentence(results: RunResults, chosen: VariantResult, best: Selection) -> str | None:
+    candidates = [v for v in results.variants if _stat(v, best, "choice") is not None]
+    value = _stat(chosen, best, "choice")["value"]
+    tied = [
+        v for v in candidates if v is not chosen and abs(_stat(v, best, "choice")["value"] - value) <= TIE_EPS
+    ]
+    if not tied:
+        return None
+    on = f"on {_metric_label(best.metric)} ({100 * value:.1f} % on {_where(best, 'choice')})"
+    if len(tied) + 1 == len(candidates):
+        return (
+            f"All {len(candidates)} variants tie {on}: the run singles none out, so none is marked as chosen."
+        )
+    names = ", ".join(v.name for v in tied[:3]) + (f" and {len(tied) - 3} more" if len(tied) > 3 else "")
+    return f"{chosen.name} ties with {names} {on}: the choice among them is arbitrary, so none is marked as chosen."
+
+
+def _overlap_sentence(results: RunResults, chosen: VariantResult, best: Selection) -> str | None:
+    mine = _stat(chosen, best, "report")
+    if mine is None or not (_finite(mine.get("lo")) and _finite(mine.get("hi"))):
+        return None
+    hits = []
+    for delta, role in ((0.0, "final"), (1.0, "early")):
+        end = endpoint(results, chosen, delta)
+        theirs = _stat(end, best, "report") if end is not None else None
+        if theirs is None or not (_finite(theirs.get("lo")) and _finite(theirs.get("hi"))):
+            continue
+        if mine["lo"] <= theirs["hi"] and theirs["lo"] <= mine["hi"]:
+            hits.append(f"the {role} checkpoint's (δ={delta:g}, {end.name}: {_interval(theirs)})")
+    if not hits:
+        return None
+    return (
+        f"The 95% interval of the best δ={chosen.delta:g} on {_metric_label(best.metric)} "
+        f"({_where(best, 'report')}: {_interval(mine)}) overlaps {' and '.join(hits)}: "
+        f"this run does not separate the mix from {'that endpoint' if len(hits) == 1 else 'those endpoints'}."
+    )
+
+
+def _interval(stat: dict) -> str:
+    return f"{100 * stat['value']:.1f} [{100 * stat['lo']:.1f}, {100 * stat['hi']:.1f}] %"
+
+
+def endpoint(results: RunResults, mix: VariantResult, delta: float) -> VariantResult | None:
+    """The model at δ=0 (the final checkpoint) or δ=1 (the early one) of `mix`'s line, at its temperature:
+    a mix sampled at that δ (same step), else the demo's `roles`, else the checkpoint of the step
+    (δ=0: the mix's own step; δ=1: `early_step`)."""
+    same_t = [v for v in results.variants if v is not mix and v.temperature == mix.temperature]
+    for v in same_t:
+        if v.kind == "mix" and v.delta == delta and v.step == mix.step:
+            return v
+    role = (results.roles or {}).get("final" if delta == 0.0 else "early")
+    for v in same_t:
+        if v.name == role and v.delta is None:
+            return v
+    step = mix.step if delta == 0.0 else results.early_step
+    for v in same_t:
+        if step is not None and v.kind == "checkpoint" and v.delta is None and v.step == step:
+            return v
+    return None

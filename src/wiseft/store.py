@@ -16,7 +16,13 @@ Tables (schema version `SCHEMA_VERSION`, kept in `meta`):
   released: opening an older store for writing adds the column (older wiseft versions still read it),
   opening it read-only reads it without;
 - `samples`: (variant, problem, sample_idx) → completion, n_tokens, finish_reason, score;
-- `grades`: (variant, problem, sample_idx) → answer, extraction, verdict, correct, answer_class, grader.
+- `grades`: (variant, problem, sample_idx) → answer, extraction, verdict, correct, answer_class, grader;
+- `verifiers`: one row per verifier that scored samples (`wiseft verify`): its 16-hex id, kind, vote
+  transform and full identity (JSON: weights/config/tokenizer hashes, options, path);
+- `scores`: (variant, problem, sample_idx, verifier) → score, and the run that wrote it. Several verifiers'
+  scores live side by side; `samples.score` holds only scores of unknown origin (JSONL imported without a
+  `verifier`). `verifiers` and `scores` came after schema version 1 too: a writer creates them in an older
+  store, a reader of a store without them sees no verifier scores.
 
 One writer at a time: opening for writing takes an exclusive `fcntl` lock on `PATH.lock` (released by
 the OS when the process dies, so a killed sweep never leaves a stale lock); a second writer gets a
@@ -29,6 +35,7 @@ import contextlib
 import fcntl
 import hashlib
 import json
+import math
 import os
 import sqlite3
 import time
@@ -121,6 +128,27 @@ CREATE TABLE IF NOT EXISTS grades (
     FOREIGN KEY (variant_id, problem_id, sample_idx) REFERENCES samples(variant_id, problem_id, sample_idx)
 );
 """
+# Added to schema version 1 later (`SampleStore._upgrade`): the scores of `wiseft verify`.
+SCORE_TABLES = """
+CREATE TABLE IF NOT EXISTS verifiers (
+    id TEXT PRIMARY KEY,
+    kind TEXT,
+    vote_transform TEXT,
+    identity TEXT NOT NULL,
+    added REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS scores (
+    variant_id INTEGER NOT NULL,
+    problem_id TEXT NOT NULL,
+    sample_idx INTEGER NOT NULL,
+    verifier_id TEXT NOT NULL REFERENCES verifiers(id),
+    score REAL NOT NULL,
+    run_id INTEGER,
+    PRIMARY KEY (variant_id, verifier_id, problem_id, sample_idx),
+    FOREIGN KEY (variant_id, problem_id, sample_idx) REFERENCES samples(variant_id, problem_id, sample_idx)
+);
+"""
+SCHEMA += SCORE_TABLES
 
 
 @dataclass(frozen=True)
@@ -148,6 +176,26 @@ class VariantRow:
     step: int | None
     model_hashes: dict
     sampling: dict
+
+
+@dataclass(frozen=True)
+class VerifierRow:
+    """A row of `verifiers`: a verifier that scored samples (kind and vote transform None when unknown,
+    e.g. scores imported from JSONL that named only the verifier's id)."""
+
+    id: str
+    kind: str | None
+    vote_transform: str | None
+    identity: dict
+
+    def describe(self) -> str:
+        """The kind ("orm") and where the verifier was loaded from, as far as known."""
+        parts = [self.kind or "unknown kind"]
+        if self.identity.get("path"):
+            parts.append(str(self.identity["path"]))
+        elif self.identity.get("imported_from"):
+            parts.append(f"imported from {self.identity['imported_from']}")
+        return ", ".join(parts)
 
 
 def variant_key(**fields: Any) -> str:
@@ -282,22 +330,28 @@ class SampleStore:
                 "INSERT INTO meta(key, value) VALUES (?, ?)",
                 [("schema_version", str(SCHEMA_VERSION)), ("wiseft_version", __version__)],
             )
-        self._problem_meta = self._thinking = True
+        self._problem_meta = self._thinking = self._scores = True
 
     def _upgrade(self) -> None:
-        """Additions to schema version 1 that older versions ignore: `problems.meta` and the thinking
-        columns of `samples`. A writer adds the columns; a reader of a store that lacks them reads without."""
+        """Additions to schema version 1 that older versions ignore: `problems.meta`, the thinking columns
+        of `samples` and the `verifiers`/`scores` tables. A writer adds them; a reader of a store that lacks
+        them reads without."""
         problems = {row[1] for row in self.db.execute("PRAGMA table_info(problems)")}
         samples = {row[1] for row in self.db.execute("PRAGMA table_info(samples)")}
+        tables = {row[0] for row in self.db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
         self._problem_meta = "meta" in problems
         self._thinking = {"think_closed", "thinking_tokens"} <= samples
-        if self.writer and not (self._problem_meta and self._thinking):
+        self._scores = {"verifiers", "scores"} <= tables
+        if self.writer and not (self._problem_meta and self._thinking and self._scores):
             with self.transaction() as db:
                 if not self._problem_meta:
                     db.execute("ALTER TABLE problems ADD COLUMN meta TEXT")
                 for column in {"think_closed", "thinking_tokens"} - samples:
                     db.execute(f"ALTER TABLE samples ADD COLUMN {column} INTEGER")
-            self._problem_meta = self._thinking = True
+                for statement in SCORE_TABLES.split(";"):
+                    if statement.strip():
+                        db.execute(statement)
+            self._problem_meta = self._thinking = self._scores = True
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
@@ -519,28 +573,22 @@ class SampleStore:
 
     def records(
         self, variant: VariantRow | int, problem_ids: Sequence[str] | None = None, n: int | None = None,
-        graded: bool = False, with_problem: bool = False,
+        graded: bool = False, with_problem: bool = False, verifier: str | None = None,
     ) -> list[dict]:  # fmt: skip
         """Sample records (the JSONL schema) of a variant, ordered by problem then sample index; with
         `graded`, only graded samples, with their grade fields; with `with_problem`, each record also has
-        its problem's `prompt`, `gold` and `meta` where the store knows them (the variant's task)."""
+        its problem's `prompt`, `gold` and `meta` where the store knows them (the variant's task).
+
+        `score` is the sample's score of unknown origin (`samples.score`) by default; with `verifier` (an
+        id), that verifier's score instead, with `verifier` and `vote_transform` beside it (samples it has
+        not scored carry no score)."""
         v = self._variant_row("id", _vid(variant))
         if v is None:
             raise StoreError(f"sample store {self.path} has no variant with id {_vid(variant)}")
-        join = "JOIN" if graded else "LEFT JOIN"
-        problem, args = "", [v.id]
-        thinking = "s.think_closed, s.thinking_tokens" if self._thinking else "NULL, NULL"
-        if with_problem:  # the problem's columns come last, 16th to 18th
-            meta = "p.meta" if self._problem_meta else "NULL"
-            problem = f", p.prompt, p.gold, {meta}"
-            join = f"LEFT JOIN problems p ON p.task=? AND p.problem_id=s.problem_id {join}"
-            args = [v.task, v.id]
-        sql = (
-            "SELECT s.problem_id, s.sample_idx, s.completion, s.n_tokens, s.finish_reason, s.score, "
-            f"g.answer, g.extraction, g.verdict, g.correct, g.answer_class, g.grader, g.reason, {thinking}{problem} "
-            f"FROM samples s {join} grades g ON g.variant_id=s.variant_id AND g.problem_id=s.problem_id "
-            "AND g.sample_idx=s.sample_idx WHERE s.variant_id=?"
-        )
+        scorer = self.verifier(verifier) if verifier is not None else None
+        if verifier is not None and scorer is None:
+            raise StoreError(f"sample store {self.path} holds no scores of verifier {verifier!r}")
+        sql, args = self._records_sql(v, graded, with_problem, verifier)
         if n is not None:
             sql += " AND s.sample_idx<?"
             args.append(n)
@@ -549,16 +597,48 @@ class SampleStore:
             args.extend(problem_ids)
         rows = self.db.execute(sql + " ORDER BY s.problem_id, s.sample_idx", args).fetchall()
         wanted = None if problem_ids is None else {pid: i for i, pid in enumerate(problem_ids)}
-        out = [self._record(row, v, with_problem) for row in rows if wanted is None or row[0] in wanted]
+        out = [
+            self._record(row, v, with_problem, scorer) for row in rows if wanted is None or row[0] in wanted
+        ]
         if wanted is not None:
             out.sort(key=lambda r: (wanted[r["problem_id"]], r["sample_idx"]))
         return out
 
-    def _record(self, row: tuple, v: VariantRow, with_problem: bool) -> dict:
+    def _records_sql(
+        self, v: VariantRow, graded: bool, with_problem: bool, verifier: str | None
+    ) -> tuple[str, list]:
+        """The query of `records` up to its WHERE clause on the variant, and its arguments."""
+        join = "JOIN" if graded else "LEFT JOIN"
+        problem, args = "", [v.id]
+        thinking = "s.think_closed, s.thinking_tokens" if self._thinking else "NULL, NULL"
+        if with_problem:  # the problem's columns come last, 16th to 18th
+            meta = "p.meta" if self._problem_meta else "NULL"
+            problem = f", p.prompt, p.gold, {meta}"
+            join = f"LEFT JOIN problems p ON p.task=? AND p.problem_id=s.problem_id {join}"
+            args = [v.task, v.id]
+        score = "s.score"
+        if verifier is not None:
+            score = "c.score"
+            join = ("LEFT JOIN scores c ON c.variant_id=s.variant_id AND c.problem_id=s.problem_id AND "
+                    f"c.sample_idx=s.sample_idx AND c.verifier_id=? {join}")  # fmt: skip
+            args.insert(0, verifier)
+        sql = (
+            f"SELECT s.problem_id, s.sample_idx, s.completion, s.n_tokens, s.finish_reason, {score}, "
+            f"g.answer, g.extraction, g.verdict, g.correct, g.answer_class, g.grader, g.reason, {thinking}{problem} "
+            f"FROM samples s {join} grades g ON g.variant_id=s.variant_id AND g.problem_id=s.problem_id "
+            "AND g.sample_idx=s.sample_idx WHERE s.variant_id=?"
+        )
+        return sql, args
+
+    def _record(self, row: tuple, v: VariantRow, with_problem: bool, scorer: VerifierRow | None) -> dict:
         rec = {"problem_id": row[0], "sample_idx": row[1], "completion": row[2], "n_tokens": row[3],
                "finish_reason": row[4], "variant": v.name}  # fmt: skip
         if row[5] is not None:
             rec["score"] = row[5]
+            if scorer is not None:
+                rec["verifier"] = scorer.id
+                if scorer.vote_transform is not None:
+                    rec["vote_transform"] = scorer.vote_transform
         if row[8] is not None:
             rec.update(zip(GRADE_FIELDS, (row[6], row[7], row[8], bool(row[9]), row[10], row[11], row[12]),
                            strict=True))  # fmt: skip
@@ -601,11 +681,13 @@ class SampleStore:
             )
 
     def problem_samples(
-        self, variant: VariantRow | int, problem_ids: Sequence[str] | None = None, n: int | None = None
-    ) -> list[ProblemSamples]:
+        self, variant: VariantRow | int, problem_ids: Sequence[str] | None = None, n: int | None = None,
+        verifier: str | None = None,
+    ) -> list[ProblemSamples]:  # fmt: skip
         """One `ProblemSamples` per problem (in `problem_ids` order, else by id), from samples 0..n-1 and
-        their grades. Every such sample must be graded."""
-        recs = self.records(variant, problem_ids, n)
+        their grades. Every such sample must be graded. Scores: those of `verifier` (an id) when named,
+        else `samples.score` (scores of unknown origin; none unless imported)."""
+        recs = self.records(variant, problem_ids, n, verifier=verifier)
         for r in recs:
             if "verdict" not in r:
                 raise StoreError(
@@ -622,16 +704,155 @@ class SampleStore:
                 )
         return to_problem_samples(recs, f"sample store {self.path}") if recs else []
 
+    # ---- verifier scores ---------------------------------------------------------------------------
+
+    def add_verifier(self, identity: dict) -> str:
+        """Record a verifier (its identity: `id`, `kind`, `vote_transform`, ...) unless its id is known
+        already; returns the id."""
+        vid = identity.get("id")
+        if not isinstance(vid, str) or not vid:
+            raise StoreError(
+                f"sample store {self.path}: a verifier's identity needs a string id, got {vid!r}"
+            )
+        row = (vid, identity.get("kind"), identity.get("vote_transform"),
+               json.dumps(identity, sort_keys=True, default=str), time.time())  # fmt: skip
+        with self.transaction() as db:
+            db.execute(
+                "INSERT OR IGNORE INTO verifiers(id, kind, vote_transform, identity, added) VALUES (?, ?, ?, ?, ?)",
+                row,
+            )
+        return vid
+
+    def verifier(self, verifier_id: str) -> VerifierRow | None:
+        if not self._scores:
+            return None
+        row = self.db.execute(
+            "SELECT id, kind, vote_transform, identity FROM verifiers WHERE id=?", (verifier_id,)
+        ).fetchone()
+        return VerifierRow(row[0], row[1], row[2], _json_object(row[3])) if row else None
+
+    def scored_by(self, variants: Sequence[VariantRow | int] | None = None) -> dict[str, int]:
+        """Verifier id → samples it scored (of `variants`, default all), by id."""
+        if not self._scores:
+            return {}
+        sql, args = "SELECT verifier_id, COUNT(*) FROM scores", []
+        if variants is not None:
+            ids = [_vid(v) for v in variants]
+            sql += f" WHERE variant_id IN ({','.join('?' * len(ids))})"
+            args = ids
+        return dict(self.db.execute(sql + " GROUP BY verifier_id ORDER BY verifier_id", args).fetchall())
+
+    def choose_verifier(
+        self, variants: Sequence[VariantRow | int] | None = None, verifier: str | None = None
+    ) -> VerifierRow | None:
+        """The verifier whose scores Best@k and weighted maj@k read for `variants`: `verifier` when named
+        (it must have scored some), else the only one that scored any, else None (no verifier scores).
+        Scores of two verifiers are never mixed: with several and none named, a StoreError lists them."""
+        counts = self.scored_by(variants)
+        rows = [self.verifier(vid) for vid in counts]
+        listed = ", ".join(f"{r.id} ({r.describe()})" for r in rows if r is not None) or "none"
+        if verifier is not None:
+            if verifier not in counts:
+                raise StoreError(
+                    f"sample store {self.path} holds no scores of verifier {verifier!r}; it holds scores of: "
+                    f"{listed}"
+                )
+            return self.verifier(verifier)
+        if len(counts) > 1:
+            raise StoreError(
+                f"sample store {self.path} holds scores of {len(counts)} verifiers: {listed}; scores of two "
+                "verifiers are never mixed (one Best@k, one export): name one with --verifier ID"
+            )
+        return rows[0] if rows else None
+
+    def score_counts(self, variant: VariantRow | int, verifier_id: str) -> tuple[int, int, float | None]:
+        """(samples of the variant, how many of them the verifier scored, their mean score)."""
+        total = self.db.execute(
+            "SELECT COUNT(*) FROM samples WHERE variant_id=?", (_vid(variant),)
+        ).fetchone()
+        scored: tuple = (0, None)
+        if self._scores:
+            scored = self.db.execute(
+                "SELECT COUNT(*), AVG(score) FROM scores WHERE variant_id=? AND verifier_id=?",
+                (_vid(variant), verifier_id),
+            ).fetchone()
+        return int(total[0]), int(scored[0]), scored[1]
+
+    def unscored(
+        self, variant: VariantRow | int, verifier_id: str, limit: int, after: tuple[str, int] | None = None
+    ) -> list[tuple[str, int, str]]:
+        """Up to `limit` (problem_id, sample_idx, completion) of the variant's samples that the verifier
+        has not scored, in (problem, sample) order, after the key `after` (the last key of the chunk
+        before: each chunk is then one index range scan, not a scan from the start)."""
+        sql = (
+            "SELECT s.problem_id, s.sample_idx, s.completion FROM samples s WHERE s.variant_id=? AND NOT EXISTS "
+            "(SELECT 1 FROM scores c WHERE c.variant_id=s.variant_id AND c.verifier_id=? AND "
+            "c.problem_id=s.problem_id AND c.sample_idx=s.sample_idx)"
+        )
+        args: list = [_vid(variant), verifier_id]
+        if after is not None:
+            sql += " AND (s.problem_id, s.sample_idx) > (?, ?)"
+            args += list(after)
+        rows = self.db.execute(sql + " ORDER BY s.problem_id, s.sample_idx LIMIT ?", [*args, limit])
+        return [(r[0], int(r[1]), r[2]) for r in rows]
+
+    def add_scores(
+        self, variant: VariantRow | int, verifier_id: str, scores: Sequence[tuple[str, int, float]],
+        run_id: int | None = None,
+    ) -> int:  # fmt: skip
+        """Commit (problem_id, sample_idx, score) of one verifier as one transaction; scores already stored
+        are kept. Returns how many were new. A score must be a finite number."""
+        vid = _vid(variant)
+        rows = []
+        for pid, idx, score in scores:
+            if not isinstance(score, (int, float)) or isinstance(score, bool) or not math.isfinite(score):
+                raise StoreError(
+                    f"sample store {self.path}: score {score!r} of sample {idx} of problem {pid!r} is not a "
+                    "finite number; nothing of this chunk was written"
+                )
+            rows.append((vid, pid, idx, verifier_id, float(score), run_id))
+        with self.transaction() as db:
+            before = db.total_changes
+            db.executemany(
+                "INSERT OR IGNORE INTO scores(variant_id, problem_id, sample_idx, verifier_id, score, run_id) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                rows,
+            )
+            return db.total_changes - before
+
+    def discard_run(self, run_id: int, verifier_id: str | None = None) -> None:
+        """Undo a run that failed: delete the scores it wrote, the verifier if no scores of it are left, and
+        the run's own row (one transaction)."""
+        with self.transaction() as db:
+            if self._scores:
+                db.execute("DELETE FROM scores WHERE run_id=?", (run_id,))
+                if verifier_id is not None:
+                    db.execute(
+                        "DELETE FROM verifiers WHERE id=? AND NOT EXISTS (SELECT 1 FROM scores WHERE "
+                        "verifier_id=?)",
+                        (verifier_id, verifier_id),
+                    )
+            db.execute("DELETE FROM runs WHERE id=?", (run_id,))
+
     # ---- JSONL export / import ---------------------------------------------------------------------
 
     def export_jsonl(
-        self, path: str | os.PathLike, variants: Sequence[VariantRow | int] | None = None
-    ) -> int:
+        self, path: str | os.PathLike, variants: Sequence[VariantRow | int] | None = None,
+        verifier: str | None = None,
+    ) -> int:  # fmt: skip
         """Write the sample records (with grades where present, and their problem's prompt, gold and meta
-        where known) of `variants` (default all) as JSONL, atomically. Returns the number of records."""
+        where known) of `variants` (default all) as JSONL, atomically. Returns the number of records.
+
+        Scores: those of `verifier`, else of the only verifier that scored any of these samples (each
+        record then carries `score`, `verifier` and `vote_transform`), else `samples.score`; scores of
+        several verifiers and none named is a StoreError listing them (`choose_verifier`)."""
         chosen = list(variants) if variants is not None else self.variants()
+        scorer = self.choose_verifier(chosen, verifier)
+        vid = scorer.id if scorer is not None else None
         lines = [
-            json.dumps(r, ensure_ascii=False) for v in chosen for r in self.records(v, with_problem=True)
+            json.dumps(r, ensure_ascii=False)
+            for v in chosen
+            for r in self.records(v, with_problem=True, verifier=vid)
         ]
         atomic_write_text(path, "".join(line + "\n" for line in lines))
         return len(lines)
@@ -647,15 +868,23 @@ class SampleStore:
         field (else `default_variant`), kind "imported"; records' `prompt`, `gold` and `meta` go to the
         problems of `task` (values already stored are kept). Returns {variant name: records added}."""
         problems = problem_fields(records, str(path))
+        verifiers = imported_verifiers(records, str(path))
         by_name: dict[str, list[dict]] = {}
         for r in records:
             by_name.setdefault(r.get("variant") or default_variant, []).append(r)
         if problems:
             self.add_problems(task, problems)
+        for vid, transform in verifiers.items():
+            self.add_verifier({"id": vid, "kind": None, "vote_transform": transform,
+                               "imported_from": str(Path(path).resolve())})  # fmt: skip
         added = {}
         for name, recs in by_name.items():
             v = self.variant(name, "imported", task, {"source": str(Path(path).resolve())}, {"name": name})
-            added[name] = self.add_samples(v, recs)
+            scored = [r for r in recs if r.get("verifier") is not None and r.get("score") is not None]
+            added[name] = self.add_samples(v, [_without_verifier_score(r) for r in recs])
+            for vid in dict.fromkeys(r["verifier"] for r in scored):
+                self.add_scores(v, vid, [(r["problem_id"], r["sample_idx"], r["score"]) for r in scored
+                                         if r["verifier"] == vid])  # fmt: skip
             graded = [r for r in recs if "verdict" in r and "correct" in r and "answer_class" in r]
             if graded:
                 self.add_grades(v, graded)
@@ -683,6 +912,30 @@ def problem_fields(records: Sequence[dict], where: str) -> list[tuple]:
     return [tuple(row) for row in found.values()]
 
 
+def imported_verifiers(records: Sequence[dict], where: str) -> dict[str, str | None]:
+    """Verifier id → vote transform of the scored records that name their verifier; one transform per id."""
+    found: dict[str, str | None] = {}
+    for r in records:
+        vid = r.get("verifier")
+        if vid is None or r.get("score") is None:
+            continue
+        transform = r.get("vote_transform")
+        if vid in found and transform != found[vid]:
+            raise StoreError(
+                f"{where}: verifier {vid!r} has two vote transforms ({found[vid]!r} and {transform!r}); "
+                "fix the file so that each verifier has one"
+            )
+        found[vid] = transform
+    return found
+
+
+def _without_verifier_score(record: dict) -> dict:
+    """The record as `samples` stores it: a score that names its verifier goes to `scores` instead."""
+    if record.get("verifier") is None:
+        return record
+    return {k: v for k, v in record.items() if k not in ("score", "verifier", "vote_transform")}
+
+
 def _thinking_columns(record: dict) -> tuple[int | None, int | None]:
     closed = record.get("think_closed")
     return (None if closed is None else int(bool(closed))), record.get("thinking_tokens")
@@ -690,3 +943,11 @@ def _thinking_columns(record: dict) -> tuple[int | None, int | None]:
 
 def _vid(variant: VariantRow | int) -> int:
     return variant.id if isinstance(variant, VariantRow) else int(variant)
+
+
+def _json_object(text: str) -> dict:
+    try:
+        value = json.loads(text)
+    except ValueError:
+        value = None
+    return value if isinstance(value, dict) else {}

@@ -5,6 +5,9 @@ causal LM of a few layers with a character-level tokenizer: a normal HF director
 wiseft command load. The mixture-of-experts shapes have 4 experts (2 per token); Qwen2-MoE adds a shared
 expert and its gate. They are saved with one tensor per expert (`mlp.experts.E.gate_proj.weight`), the Hub's
 layout.
+`save_tiny_verifier(path, head="sequence"|"token"|"causal", ...)` writes the same kind of model with a
+sequence- or token-classification head (reward-model and PRM shapes), optionally with extra whole tokens
+(a PRM's step separator) and a chat template.
 """
 
 from __future__ import annotations
@@ -15,6 +18,8 @@ from pathlib import Path
 import torch
 from transformers import (
     AutoModelForCausalLM,
+    AutoModelForSequenceClassification,
+    AutoModelForTokenClassification,
     GemmaConfig,
     GPT2Config,
     LlamaConfig,
@@ -23,7 +28,7 @@ from transformers import (
     Qwen3MoeConfig,
 )
 
-from wiseft.chartok import save_char_tokenizer
+from wiseft.chartok import char_tokenizer, save_char_tokenizer
 
 ALPHABET = "0123456789+-*/=,.$ ()abcdefghijklmnopqrstuvwxyz\\{}#:\n"
 ARCHES = {"llama": LlamaConfig, "qwen2": Qwen2Config, "gemma": GemmaConfig, "gpt2": GPT2Config,
@@ -92,4 +97,50 @@ def save_tiny_model(
     model.save_pretrained(str(path), **kwargs)
     if tokenizer:
         save_char_tokenizer(path, ALPHABET)
+    return path
+
+
+VERIFIER_HEADS = {
+    "sequence": AutoModelForSequenceClassification,
+    "token": AutoModelForTokenClassification,
+    "causal": AutoModelForCausalLM,
+}
+# A minimal chat template (role tags and newlines) for tests of the chat path.
+TINY_CHAT_TEMPLATE = "{% for m in messages %}#{{ m.role }}:{{ m.content }}\n{% endfor %}"
+
+
+def save_tiny_verifier(
+    path: str | os.PathLike,
+    head: str = "sequence",
+    arch: str = "llama",
+    seed: int = 0,
+    num_labels: int | None = None,
+    extra_tokens: tuple[str, ...] = (),
+    chat_template: str | None = None,
+    std: float = 0.5,
+    **config_kwargs,
+) -> Path:
+    """A random tiny model with a classification (or LM) head and the character tokenizer; return the path.
+
+    `num_labels` defaults to 1 for "sequence" (a reward) and 2 for "token" (a PRM's bad/good).
+    `extra_tokens` are added as whole special tokens (ids after the alphabet; the vocabulary of 64 has room).
+    """
+    path = Path(path)
+    config = tiny_config(arch, **config_kwargs)
+    if head != "causal":
+        config.num_labels = num_labels or (1 if head == "sequence" else 2)
+    torch.manual_seed(seed)
+    model = VERIFIER_HEADS[head].from_config(config, dtype=torch.float32)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.normal_(0.0, std)
+    model.save_pretrained(str(path))
+    tok = char_tokenizer(ALPHABET)
+    if extra_tokens:
+        tok.add_special_tokens({"additional_special_tokens": list(extra_tokens)})
+    if len(tok) > config.vocab_size:
+        raise ValueError(f"{len(tok)} tokens do not fit the vocabulary of {config.vocab_size}")
+    if chat_template:
+        tok.chat_template = chat_template
+    tok.save_pretrained(str(path))
     return path

@@ -15,6 +15,7 @@ Usage (the API the sweep codes against)::
     ws.apply(0.5)               # a float is δ (two anchors)
     ws.apply([0.2, 0.3, 0.5])   # a sequence is linear weights (or task-arithmetic λ when base= was given)
     ws.apply(recipe)            # any wiseft.merge.Recipe, schedules included (its models are not re-read)
+    ws.apply(recipe.with_parameter("density", 0.3))   # any method (ties, slerp, dare_*, …), any parameter
 
     ws = WeightSpace.load([early, final], model=my_model)   # or reuse a model you already built
     ws = WeightSpace.load([m1, m2], base=base_dir)          # task arithmetic: apply([λ1, λ2])
@@ -23,6 +24,12 @@ Usage (the API the sweep codes against)::
 names (the same inputs as `wiseft merge`; for two anchors the order is EARLY, FINAL as in DESIGN §4).
 `dtype` is the model's dtype when `model` is None (default: float32 on CPU, bfloat16 on CUDA); the
 anchors stay in their stored dtype on `device`. `ws.variant` is the recipe last applied.
+Methods that need a whole tensor (slerp's angle, TIES's top-k, …) run their per-tensor job on each
+parameter, one parameter per worker, with the same chunking rules as `wiseft merge`, so the bits are the
+same. What a job's observation passes found (norms and inner products, top-k thresholds) is kept per
+parameter and reused by later variants that need the same statistics: a grid over slerp's t or TIES's λ
+computes the angles or thresholds once; a grid over TIES's density finds each density's thresholds once.
+
 Errors: CheckpointError/MergeError (anchors incompatible with each other or with `model`, or holding
 nan/inf), ConfigError (bad coefficients, e.g. δ outside [0, 1] without extrapolate=True). Coefficients are
 validated exactly as `wiseft merge` validates them; tensors not among the model's parameters (e.g. a
@@ -50,9 +57,10 @@ from wiseft.merge.compute import (
     exact_in_float32,
     magnitude_range,
 )
-from wiseft.merge.methods import get_method
+from wiseft.merge.methods import TensorContext, get_method
 from wiseft.merge.plan import check_compatible, parse_dtype
 from wiseft.merge.recipe import Recipe, layer_count
+from wiseft.merge.tensorwise import run_job
 
 PIECE = 1 << 22  # elements per work item handed to a worker
 
@@ -86,6 +94,7 @@ class WeightSpace:
         workers = torch.get_num_threads() if self.device.type == "cpu" else 1
         self._scratches = [Scratch(size, self.device) for _ in range(max(1, workers))]
         self._pool = ThreadPoolExecutor(len(self._scratches)) if len(self._scratches) > 1 else None
+        self._stats: list[dict] = [{} for _ in self._slots]  # per slot: job statistics by cache key
         self.variant: Recipe | None = None
 
     # --- construction --------------------------------------------------------------------------------
@@ -164,10 +173,11 @@ class WeightSpace:
         else:
             raise ConfigError(f"cannot apply {variant!r}: give δ (float), weights (list) or a Recipe")
         method = get_method(recipe.method)
-        if len(recipe.models) != len(self.anchors) or method.needs_base != (self.base is not None):
+        self._check_fits(recipe, method)
+        if method.job is not None and self.device.type != "cpu":
             raise ConfigError(
-                f"recipe ({recipe.method}, {len(recipe.models)} model(s)) does not fit this weight space "
-                f"({len(self.anchors)} anchor(s){', with base' if self.base else ''})"
+                f"method {method.name} needs whole-tensor statistics, which WeightSpace computes on CPU only "
+                "for now; load the weight space with device='cpu' (or use wise-ft, linear, task_arithmetic)"
             )
         resolved = [
             (recipe.coefficients(name, self.n_layers), param, flats) for name, param, flats in self._slots
@@ -176,26 +186,48 @@ class WeightSpace:
             problem = method.check(coeffs, recipe.extrapolate)
             if problem:
                 raise ConfigError(f"tensor {name} ({source}): {problem}")
-        pieces = []  # (out, inputs, coeffs, float32 shortcut?) in slices of ≤ PIECE elements, for the workers
+        pieces = []  # work items for the workers: elementwise slices of ≤ PIECE elements, or whole-tensor jobs
         for i, ((coeffs, _), param, flats) in enumerate(resolved):
             out = param.data.view(-1)
+            if method.job is not None:
+                ctx = TensorContext(
+                    self._slots[i][0],
+                    tuple(param.shape),
+                    len(self.anchors),
+                    self.base is not None,
+                    recipe.seed or 0,
+                )
+                pieces.append((out, list(flats), coeffs, ("job", method.job(ctx, coeffs), self._stats[i])))
+                continue
             kernel = self._kernel_for(i, method, coeffs, out.dtype)
             for start in range(0, out.numel(), PIECE):
                 end = min(start + PIECE, out.numel())
                 pieces.append((out[start:end], [f[start:end] for f in flats], coeffs, kernel))
+        self._run_pieces(pieces, method)
+        self.variant = recipe
+
+    def _check_fits(self, recipe: Recipe, method) -> None:
+        has_base = self.base is not None
+        fits = method.needs_base == "optional" or bool(method.needs_base) == has_base
+        if len(recipe.models) != len(self.anchors) or (recipe.base is not None) != has_base or not fits:
+            raise ConfigError(
+                f"recipe ({recipe.method}, {len(recipe.models)} model(s){', with base' if recipe.base else ''}) "
+                f"does not fit this weight space ({len(self.anchors)} anchor(s){', with base' if has_base else ''})"
+            )
+
+    def _run_pieces(self, pieces, method) -> None:
         if self._pool is None:
             _run(pieces, method, self._scratches[0])
-        else:
-            threads = torch.get_num_threads()
-            torch.set_num_threads(1)
-            try:
-                n = len(self._scratches)
-                jobs = [self._pool.submit(_run, pieces[i::n], method, self._scratches[i]) for i in range(n)]
-                for job in jobs:
-                    job.result()
-            finally:
-                torch.set_num_threads(threads)
-        self.variant = recipe
+            return
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            n = len(self._scratches)
+            jobs = [self._pool.submit(_run, pieces[i::n], method, self._scratches[i]) for i in range(n)]
+            for job in jobs:
+                job.result()
+        finally:
+            torch.set_num_threads(threads)
 
     def _kernel_for(self, slot: int, method, coeffs, out_dtype) -> str:
         """Which kernel mixes slot `slot`; all three give the same bits as `wiseft merge`:
@@ -223,7 +255,10 @@ class WeightSpace:
 def _run(pieces, method, scratch: Scratch) -> None:
     with torch.no_grad():
         for out, xs, coeffs, kernel in pieces:
-            if kernel == "float32":
+            if isinstance(kernel, tuple):  # ("job", job, statistics cache of the slot)
+                _, job, cache = kernel
+                run_job(out, xs, job, scratch, cache)
+            elif kernel == "float32":
                 combine_float32(out, xs, method.weights(coeffs))
             elif kernel == "fused":
                 fused.combine(out, xs, method.weights(coeffs))

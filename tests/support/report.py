@@ -76,6 +76,7 @@ def make_summary(
         "var": var,
         "bound": {str(k): (bias2 + var) ** (k / 2) for k in ks if k <= n},
         "one_minus_pass": {str(k): 1 - metrics[f"pass@{k}"]["value"] for k in ks if k <= n},
+        "one_minus_pass_plugin": {str(k): float(np.mean((1 - r) ** k)) for k in ks if k <= n},
     }
     # Distinct answers: wrong samples spread over a few answers, more so when the model is diverse.
     spread = min(1.0, 2.0 / max(conc, 0.2))
@@ -224,10 +225,10 @@ def make_results(
         "best": None,
     }
     if best and sweep:
-        results["best"] = {
-            "metric": f"pass@{max(ks)}",
+        results["best"] = {  # Pass@1: Pass@16 of n=16 samples saturates at 100 % and ties
+            "metric": "pass@1",
             "variant": "delta=0.500,T=1.0",
-            "how": "highest Pass@16 on the validation split (20 problems); reported on the test split",
+            "how": "highest Pass@1 on the validation split (20 problems); reported on the test split",
         }
     return results
 
@@ -263,7 +264,7 @@ def make_demo_like_results(ks: tuple[int, ...] = (1, 2, 4, 8, 16)) -> dict:
         "versions": {"grader": "int"},
         "task": {"name": "toy", "n_problems": 40, "source": "toy generator seed 5"},
         "variants": variants,
-        "best": {"metric": "pass@16", "variant": "delta=0.500,T=1", "how": "highest pass@16 among the mixes"},
+        "best": {"metric": "pass@1", "variant": "delta=0.500,T=1", "how": "highest pass@1 among the mixes"},
         "roles": {"early": "step=75,T=1", "final": "step=300,T=1", "mix": "delta=0.500,T=1"},
         "claims": [
             {
@@ -329,3 +330,151 @@ def make_store(path, *, ungraded: bool = False, n_problems: int = 12, n: int = 8
                               recipe={"method": "wise-ft", "models": ["e", "f"], "delta": 0.75}, temperature=1.0)  # fmt: skip
             store.add_samples(v, samples_of(0.5, 1.0, seed=299)[0])
         store.end_run(run)
+
+
+# --- the five runs the report is checked on in a browser (tests/test_report_browser.py) -----------------
+def _splits(acc: float, conc: float, seed: int, metric: str) -> dict:
+    """A variant's selection metric on a validation and a test split (simulated, 20 problems each)."""
+    out = {}
+    for j, part in enumerate(("validation", "test")):
+        s = make_summary(acc, conc, seed=seed * 10 + j, n_problems=20)
+        out[part] = {"n_problems": 20, metric: s["metrics"][metric]}
+    return out
+
+
+def make_sweep_results(deltas=(0.0, 0.2, 0.4, 0.5, 0.6, 0.8, 1.0)) -> dict:
+    """A `wiseft sweep` over δ at T=1 (only mixes, as the sweep names them), chosen on a validation split
+    by Pass@1 (the sweep's default metric)."""
+    metric = "pass@1"
+    variants = []
+    for i, d in enumerate(deltas):
+        acc = 0.60 - 0.30 * d + 0.8 * d * (1 - d)
+        conc = 0.4 + 3.6 * d + 2.0 * d * (1 - d)
+        v = variant(
+            f"delta={d:.3f},T=1", "mix", make_summary(acc, conc, seed=300 + i, tokens=110 + 50 * d), d
+        )
+        v["splits"] = _splits(acc, conc, 300 + i, metric)
+        variants.append(v)
+    best = max(variants, key=lambda v: v["splits"]["validation"][metric]["value"])
+    return {
+        "config": {"anchors": {"early": "run/checkpoint-50", "final": "run/checkpoint-800"}, "task": "toy",
+                   "n": 16, "k": [1, 2, 4, 8, 16], "delta": list(deltas), "temperature": [1.0]},
+        "versions": {"wiseft": "0.1.0", "grader": "int"},
+        "task": {"name": "toy", "n_problems": 40, "source": "toy/test.jsonl"},
+        "variants": variants,
+        "best": {"metric": metric, "variant": best["name"], "how": "highest pass@1 on a validation split of "
+                 "20 problems (seed 0); reported on the other 20 held-out problems",
+                 "validation": best["splits"]["validation"][metric], "test": best["splits"]["test"][metric]},
+    }  # fmt: skip
+
+
+def make_trajectory_results(deltas=(0.25, 0.5, 0.75)) -> dict:
+    """A `wiseft trajectory`: each checkpoint raw and mixed with the early one at each δ."""
+    variants = []
+    for i, step in enumerate(STEPS):
+        t = i / (len(STEPS) - 1)
+        variants.append(variant(f"step={step},T=1", "checkpoint",
+                                make_summary(0.30 + 0.30 * t, 4.0 - 3.6 * t, seed=400 + i), step=step))  # fmt: skip
+        for j, d in enumerate(deltas):
+            if step == STEPS[0]:
+                continue
+            acc = 0.33 + 0.32 * t - 0.1 * d * t + 0.05 * j
+            summary = make_summary(acc, 4.0 - (2.6 - d) * t, seed=410 + 10 * i + j)
+            variants.append(variant(f"step={step},delta={d:.3f},T=1", "mix", summary, d, step=step))
+    best = max(variants, key=lambda v: v["summary"]["metrics"]["pass@1"]["value"])
+    return {
+        "config": {"run_dir": "run", "early_step": STEPS[0], "delta": list(deltas), "temperature": [1.0]},
+        "versions": {"wiseft": "0.1.0", "grader": "int"},
+        "task": {"name": "toy", "n_problems": 40, "source": "toy/test.jsonl"},
+        "variants": variants,
+        "best": {"metric": "pass@1", "variant": best["name"], "how": "highest pass@1 on all 40 problems "
+                 "(no validation split: in-sample)", "value": best["summary"]["metrics"]["pass@1"]},
+        "early_step": STEPS[0],
+    }  # fmt: skip
+
+
+def nobody_solves(seed: int, n_problems: int = 12, n: int = 8) -> list:
+    """Graded samples of a task no sample solves: every answer wrong (a few wrong classes) or missing."""
+    from wiseft.metrics import ProblemSamples
+
+    rng = np.random.default_rng(seed)
+    out = []
+    for x in range(n_problems):
+        classes = rng.integers(1, 4, size=n)
+        classes[rng.random(n) < 0.2] = -1
+        out.append(ProblemSamples(correct=np.zeros(n, dtype=bool), classes=classes, scores=None,
+                                  n_tokens=np.full(n, 16), truncated=np.ones(n, dtype=bool), problem_id=f"p{x}"))  # fmt: skip
+    return out
+
+
+def make_all_zero_results() -> dict:
+    """A sweep on a task nobody solves (every metric 0), summarised by `metrics.summarize` itself."""
+    from wiseft.metrics import summarize
+
+    variants = [
+        variant(f"delta={d:.3f},T=1", "mix", summarize(nobody_solves(500 + i), [1, 2, 4, 8], n_boot=200), d)
+        for i, d in enumerate((0.0, 0.25, 0.5, 0.75, 1.0))
+    ]
+    return {
+        "config": {"task": "aime25", "n": 8, "delta": [0.0, 0.25, 0.5, 0.75, 1.0]},
+        "versions": {"wiseft": "0.1.0", "grader": "math-verify==0.9.0"},
+        "task": {"name": "aime25", "n_problems": 12, "source": "aime25/test.jsonl"},
+        "variants": variants,
+        "best": {"metric": "pass@1", "variant": variants[0]["name"], "how": "highest pass@1 on all 12 problems "
+                 "(no validation split: in-sample)", "value": variants[0]["summary"]["metrics"]["pass@1"]},
+    }  # fmt: skip
+
+
+def make_imported_store(path, names=("vllm-qwen-7b", "vllm-qwen-7b-sft"), n_problems: int = 12, n: int = 8):
+    """A store made only by `wiseft store import`: graded JSONL records of two variants from another engine
+    (names without δ, T or step). Returns the JSONL path it imported."""
+    import json
+
+    from wiseft.store import SampleStore
+
+    jsonl = path.parent / "imported.jsonl"
+    lines = []
+    for j, name in enumerate(names):
+        for p in make_problems(0.35 + 0.2 * j, 1.0 + j, seed=600 + j, n_problems=n_problems, n=n, scores=False,
+                               tokens=300.0 - 80 * j):  # fmt: skip
+            for i in range(p.n):
+                lines.append({"problem_id": p.problem_id, "sample_idx": i, "completion": f"answer {p.classes[i]}",
+                              "n_tokens": int(p.n_tokens[i]), "finish_reason": "length" if p.truncated[i] else "stop",
+                              "variant": name, "verdict": "correct" if p.correct[i] else "incorrect",
+                              "correct": bool(p.correct[i]), "answer_class": int(p.classes[i]), "grader": "int"})  # fmt: skip
+    jsonl.write_text("".join(json.dumps(r) + "\n" for r in lines), encoding="utf-8")
+    with SampleStore(path) as store:
+        store.add_problems("toy", [(f"p{x}", str(x), f"q{x}") for x in range(n_problems)])
+        store.import_jsonl(jsonl, "toy")
+    return jsonl
+
+
+def layout_problems(fig) -> list[str]:
+    """What a reader would see as broken in a drawn figure: text cut by the figure's edge (titles, labels,
+    ticks, legends, point labels), a legend over an axes' data area, titles that run into one another."""
+    fig.draw_without_rendering()
+    renderer = fig.canvas.get_renderer()
+    edge = fig.bbox.padded(1.0)
+    axs = [ax for ax in fig.axes if ax.get_visible()]
+
+    def cut(box) -> bool:
+        return box.x0 < edge.x0 or box.x1 > edge.x1 or box.y0 < edge.y0 or box.y1 > edge.y1
+
+    problems = [f"axes {i} ({ax.get_title()!r}): cut by the figure's edge" for i, ax in enumerate(axs)
+                if cut(ax.get_tightbbox(renderer))]  # fmt: skip
+    texts = [*(t for ax in axs for t in ax.texts), *fig.texts, fig._suptitle]
+    texts = list(dict.fromkeys(t for t in texts if t is not None))
+    problems += [f"text {t.get_text()!r} cut by the figure's edge" for t in texts
+                 if t.get_visible() and t.get_text().strip() and cut(t.get_window_extent(renderer))]  # fmt: skip
+    legends = list(fig.legends) + [ax.get_legend() for ax in axs if ax.get_legend() is not None]
+    for lg in legends:
+        box = lg.get_window_extent(renderer)
+        problems += ["a legend cut by the figure's edge"] if cut(box) else []
+        problems += [
+            f"a legend over the data of axes {i}" for i, ax in enumerate(axs) if box.overlaps(ax.bbox)
+        ]
+    titles = [ax.title for ax in axs if ax.get_title()] + ([fig._suptitle] if fig._suptitle else [])
+    boxes = [(t.get_text(), t.get_window_extent(renderer)) for t in titles]
+    problems += [f"titles {a!r} and {b!r} overlap" for i, (a, ba) in enumerate(boxes) for b, bb in boxes[i + 1 :]
+                 if ba.overlaps(bb)]  # fmt: skip
+    return problems

@@ -1,7 +1,8 @@
 """Checkpoint I/O: safetensors headers, lazy per-tensor reads, the sharded atomic writer, provenance."""
 
 from wiseft.checkpoints.checkpoint import TOKENIZER_FILES, Checkpoint, validate_model_dir
-from wiseft.checkpoints.discovery import find_checkpoints, is_complete, model_fingerprint
+from wiseft.checkpoints.content import ContentHash, TensorDigest, content_hash, model_fingerprint
+from wiseft.checkpoints.discovery import find_checkpoints, is_complete
 from wiseft.checkpoints.hub import resolve
 from wiseft.checkpoints.loading import load_causal_lm, load_tokenizer
 from wiseft.checkpoints.safetensors_format import DTYPES, TensorInfo, read_header
@@ -12,8 +13,11 @@ __all__ = [
     "DTYPES",
     "TOKENIZER_FILES",
     "Checkpoint",
+    "ContentHash",
     "ShardWriter",
+    "TensorDigest",
     "TensorInfo",
+    "content_hash",
     "find_checkpoints",
     "is_complete",
     "load_causal_lm",

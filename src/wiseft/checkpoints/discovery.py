@@ -5,13 +5,10 @@
   complete when it holds `config.json` and its weights (`model.safetensors` or a safetensors index).
   Writers of this project rename a checkpoint into place only when it is complete, but other trainers
   write in place, so an incomplete directory is either an error (`strict`) or skipped.
-- `model_fingerprint(path)`: a cheap content fingerprint of a model directory, the identity the sample
-  store keys variants by.
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 from pathlib import Path
@@ -55,25 +52,3 @@ def find_checkpoints(run_dir: str | os.PathLike, *, strict: bool = True) -> dict
     if strict and not found:
         raise CheckpointError(f"training run {run} holds no checkpoint-STEP directories")
     return dict(sorted(found.items()))
-
-
-def model_fingerprint(path: str | os.PathLike, block: int = 1 << 16, blocks: int = 16) -> str:
-    """A content fingerprint of a model directory: config.json, and each weight file's size plus
-    `blocks` evenly spaced blocks of its bytes (whole files when small). Cheap on a 15 GB model, yet two
-    checkpoints of one training run (same shapes, different weights) never collide in practice."""
-    path = Path(path)
-    h = hashlib.sha256()
-    files = sorted(path.glob("*.safetensors")) + [p for p in (path / "config.json",) if p.is_file()]
-    if not files:
-        raise CheckpointError(f"model {path} has no *.safetensors files to fingerprint")
-    for f in files:
-        size = f.stat().st_size
-        h.update(f"{f.name}\0{size}\0".encode())
-        with open(f, "rb") as fh:
-            if size <= block * blocks:
-                h.update(fh.read())
-                continue
-            for i in range(blocks):
-                fh.seek((size - block) * i // (blocks - 1))
-                h.update(fh.read(block))
-    return h.hexdigest()[:32]

@@ -16,9 +16,21 @@ from wiseft.errors import WiseftError
 from wiseft.memory import tune_allocator
 
 # Order is the order shown in `wiseft --help`.
-COMMANDS = ["merge", "grade", "score", "eval", "sweep", "trajectory", "train", "report", "store", "demo"]
+COMMANDS = [
+    "merge",
+    "grade",
+    "verify",
+    "score",
+    "eval",
+    "sweep",
+    "trajectory",
+    "train",
+    "report",
+    "store",
+    "demo",
+]
 # Commands that move model-sized memory get the allocator tuning of `wiseft.memory`.
-HEAVY = {"merge", "eval", "sweep", "trajectory", "train", "demo"}
+HEAVY = {"merge", "verify", "eval", "sweep", "trajectory", "train", "demo"}
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -8,7 +8,10 @@ from typing import Any
 
 from wiseft.cli.progress import LogLines, stdout_console
 from wiseft.config import add_options, load
-from wiseft.results import RunResults
+from wiseft.results import RunResults, check_selection
+
+# The metric families of a summary, in table order (best@k and wmaj@k exist only with verifier scores).
+METRIC_FAMILIES = ("pass", "maj", "best", "wmaj")
 
 
 def add_eval_args(p: argparse.ArgumentParser, cls: type, default_out: str) -> None:
@@ -89,7 +92,9 @@ def results_table(console, results: RunResults, title: str) -> None:
     if thinking:  # Think % and length relative to the reference variant (issue 16)
         table.add_column("think %", justify="right")
         table.add_column("length ×ref", justify="right")
-    best = results.best.variant if results.best else None
+    selection = check_selection(results)
+    tie = selection is not None and selection.tie
+    best = results.best.variant if results.best and not tie else None  # no ★ on a tie
     for v in results.variants:
         s = v.summary
         tok = s["tokens"]["mean"]
@@ -111,6 +116,8 @@ def results_table(console, results: RunResults, title: str) -> None:
         console.print(f"best by {b.metric}: [bold]{b.variant}[/bold] — {b.how}: {shown}")
         if b.note:
             console.print(f"[yellow]note:[/] {b.note}")
+        if selection is not None:
+            console.print(f"[yellow]note:[/] {selection.text}", highlight=False)
 
 
 def print_warnings(console, results: RunResults) -> None:
@@ -158,7 +165,7 @@ def _single_table(console, s: dict, ks: list[int]) -> None:
     title = f"{s['n_problems']} problems × n={s['n']}" + (f" — {s['variant']}" if s.get("variant") else "")
     table = Table(title=title, caption="value [95% bootstrap interval over problems]")
     table.add_column("k", justify="right")
-    kinds = [m for m in ("pass", "maj", "best") if f"{m}@{ks[0]}" in s["metrics"]]
+    kinds = [m for m in METRIC_FAMILIES if f"{m}@{ks[0]}" in s["metrics"]]
     for m in kinds:
         table.add_column(f"{m}@k", justify="right")
     table.add_column("E[(1−ρ)^k]", justify="right")
@@ -191,7 +198,7 @@ def _variants_table(console, body: dict, ks: list[int]) -> None:
     table = Table(title="metrics by variant", caption="value [95% bootstrap interval over problems]")
     table.add_column("variant")
     first = body["variants"][0]["summary"]["metrics"]
-    names = [f"{m}@{k}" for m in ("pass", "maj", "best") for k in ks if f"{m}@{k}" in first]
+    names = [f"{m}@{k}" for m in METRIC_FAMILIES for k in ks if f"{m}@{k}" in first]
     for name in names:
         table.add_column(name, justify="right")
     for v in body["variants"]:

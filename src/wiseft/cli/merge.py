@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from rich.markup import escape
+
 from wiseft.cli.progress import stderr_console, stdout_console
 from wiseft.errors import ConfigError
 
@@ -12,7 +14,12 @@ EPILOG = """examples:
   wiseft merge EARLY FINAL --delta 0.25 -o mix                     # WiSE-FT: 0.25·EARLY + 0.75·FINAL
   wiseft merge A B C --method linear --weights 0.2,0.3,0.5 -o soup
   wiseft merge A B --base BASE --weights 0.7,0.7 -o ta             # task arithmetic
+  wiseft merge A B --method slerp --param t=0.3 -o s               # spherical interpolation
+  wiseft merge A B --base BASE --method ties --weights 1,1 --param density=0.5 -o t
+  wiseft merge A B --base BASE --method dare_ties --weights 1,1 --param density=0.3 --seed 7 -o d
   wiseft merge --config recipe.yaml -o out --dry-run               # schedules; show the plan only
+  wiseft merge --config mergekit.yml -o out                        # a mergekit configuration as it is
+  wiseft merge --list                                              # methods, parameters, formulas
 """
 
 
@@ -30,9 +37,19 @@ def register(subparsers) -> None:
     )
     p.add_argument("--delta", type=float, help="wise-ft: weight of EARLY, θ = δ·EARLY + (1−δ)·FINAL")
     p.add_argument("--weights", help="comma-separated weights: linear w_i (sum 1) or task-arithmetic λ_i")
-    p.add_argument("--base", help="task_arithmetic: the base model")
+    p.add_argument("--base", help="the base model of task-vector methods (task_arithmetic, ties, dare_*, …)")
     p.add_argument(
-        "--config", help="YAML recipe (method, models, coefficients, schedules); flags override it"
+        "--param",
+        "-p",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a method parameter (see --list), e.g. t=0.3, density=0.5 or density=0.5,0.7 (one per model)",
+    )
+    p.add_argument("--seed", type=int, help="seed of randomised methods (dare_*, della*; default 0)")
+    p.add_argument(
+        "--config",
+        help="YAML recipe (ours, or a mergekit configuration: merge_method, models, parameters …); flags override it",
     )
     p.add_argument("--extrapolate", action="store_true", help="allow δ / linear weights outside [0, 1]")
     p.add_argument("-o", "--output", help="output model directory (written atomically)")
@@ -51,9 +68,18 @@ def register(subparsers) -> None:
 
 
 def build_recipe(args):
-    from wiseft.merge import Recipe, load_recipe
+    """The recipe of the flags (and --config); `read_recipe` also says which schema the file was."""
+    return read_recipe_args(args)[0]
+
+
+def read_recipe_args(args):
+    """(recipe, schema read — "flags", "wiseft" or "mergekit", warnings)."""
+    from wiseft.merge import Recipe
+    from wiseft.merge.recipe import read_recipe
 
     weights = _weights(args.weights) if args.weights is not None else None
+    params = _params(getattr(args, "param", []) or [])
+    seed = getattr(args, "seed", None)
     if args.config:
         overrides = {
             "models": list(args.models) if args.models else None,
@@ -61,9 +87,11 @@ def build_recipe(args):
             "base": args.base,
             "delta": args.delta,
             "weights": weights,
+            "parameters": params or None,
+            "seed": seed,
             "extrapolate": True if args.extrapolate else None,
         }
-        return load_recipe(args.config, overrides)
+        return read_recipe(args.config, overrides)
     method = args.method or (
         "task_arithmetic" if args.base else "linear" if weights is not None else "wise-ft"
     )
@@ -71,14 +99,28 @@ def build_recipe(args):
         raise ConfigError(
             "give the input models (e.g. wiseft merge EARLY FINAL --delta 0.25 -o OUT) or --config"
         )
-    return Recipe(
+    recipe = Recipe(
         method=method,
         models=tuple(args.models),
         base=args.base,
         delta=args.delta,
         weights=weights,
         extrapolate=args.extrapolate,
+        parameters=params or None,
+        seed=seed,
     )
+    return recipe, "flags", []
+
+
+def _params(items: list[str]) -> dict:
+    out = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip():
+            raise ConfigError(f"--param {item!r}: expected NAME=VALUE, e.g. --param density=0.5")
+        parts = [v.strip() for v in value.split(",")]
+        out[name.strip()] = parts if len(parts) > 1 else parts[0]
+    return out
 
 
 def _weights(text: str) -> tuple[float, ...]:
@@ -97,15 +139,28 @@ def run(args) -> int:
     from wiseft.checkpoints import parse_size
     from wiseft.merge.plan import plan as make_plan
 
-    recipe = build_recipe(args)
+    recipe, schema, notes = read_recipe_args(args)
     shard_size = parse_size(args.shard_size)
     if not args.dry_run:
         if not args.output:
             raise ConfigError("-o/--output is required (or use --dry-run to only see the plan)")
         check_output_dir(Path(args.output), args.force)
     plan = make_plan(recipe, out_dtype=args.dtype, tokenizer_from=args.copy_tokenizer_from)
+    # said once the pre-flight passed, so that an error stays one line
+    if schema == "mergekit":
+        console.print(
+            f"read {args.config} as a mergekit configuration (merge_method {recipe.method}); interpreted as "
+            "mergekit does: substring filters, gradients over the layers with embeddings, norm and lm_head "
+            "at their first value",
+            soft_wrap=True,
+            markup=False,
+        )
+    elif schema == "wiseft":
+        console.print(f"read {args.config} as a wiseft recipe", soft_wrap=True, markup=False)
+    for note in notes:
+        console.print(f"[yellow]warning:[/] {escape(note)}", soft_wrap=True)
     for warning in plan.warnings:
-        console.print(f"[yellow]warning:[/] {warning}")
+        console.print(f"[yellow]warning:[/] {escape(warning)}", soft_wrap=True)
     if args.dry_run:
         if args.output:
             from wiseft.merge.driver import check_output_location
@@ -208,6 +263,39 @@ def _show_plan(console, plan, args) -> None:
         hi = tuple(max(c[i] for c in coeffs) for i in range(len(coeffs[0])))
         rules.add_row(rule, str(len(coeffs)), _fmt(lo), _fmt(hi))
     console.print(rules)
+    _per_tensor(console, plan)
+
+
+def _per_tensor(console, plan) -> None:
+    """Every tensor's resolved parameters, as the merge will use them: one line per tensor."""
+    n = len(plan.recipe.models)
+    layout = plan.method.layout(n)
+    params = {p.name: p for p in plan.method.params}
+    labels = [name if i is None else f"{name}[{i}]" for name, i in layout]
+    console.print("resolved parameters per tensor:", soft_wrap=True)
+    width = max((len(t.name) for t in plan.tensors), default=0)
+    for t in plan.tensors:
+        if t.kind != "merge":
+            continue
+        cells = [
+            f"{label}={_cell(params[name].decode(v))}"
+            for label, (name, _), v in zip(labels, layout, t.coeffs, strict=True)
+        ]
+        console.print(
+            f"  {t.name:<{width}}  {'  '.join(cells)}  ({t.rule})",
+            soft_wrap=True,
+            markup=False,
+            highlight=False,
+        )
+    if plan.recipe.seed is not None and plan.method.randomized:
+        console.print(
+            f"seed {plan.recipe.seed}: random draws per (seed, tensor, model, block of 65536 elements)",
+            soft_wrap=True,
+        )
+
+
+def _cell(value) -> str:
+    return f"{value:.6g}" if isinstance(value, float) else str(value)
 
 
 def _role(plan, i: int) -> str:
@@ -231,11 +319,19 @@ def _list_methods(console) -> int:
 
     from wiseft.merge.methods import all_methods
 
-    table = Table(title="merge methods")
+    table = Table(
+        title="merge methods (parameters: name (type, default); set with --weights, --delta, --param)"
+    )
     table.add_column("method")
-    table.add_column("coefficients")
-    table.add_column("what it computes")
+    table.add_column("inputs")
+    table.add_column("parameters")
+    table.add_column("formula")
     for m in all_methods():
-        table.add_row(m.name, f"--{m.coefficient}", m.summary)
+        base = {True: "base + ", "optional": "[base] + ", False: ""}[m.needs_base]
+        count = f"{m.min_models}" if m.max_models == m.min_models else f"≥{m.min_models}"
+        params = ", ".join(p.describe() for p in m.params)
+        if m.randomized:
+            params += ", seed (int, 0)"
+        table.add_row(m.name, f"{base}{count} models", params, m.summary)
     console.print(table)
     return 0

@@ -37,6 +37,11 @@ def register(subparsers) -> None:
     )  # fmt: skip
     exp.add_argument("--variant", action="append", help="only this variant (repeatable; default: all)")
     exp.add_argument(
+        "--verifier", metavar="ID",
+        help="whose scores the records carry when the store holds scores of several verifiers (`wiseft "
+        "verify`; default: the only one)",
+    )  # fmt: skip
+    exp.add_argument(
         "--k", help="Pass@k values in the harness files, each ≤ n (default: powers of two up to n)"
     )
     exp.add_argument(
@@ -62,6 +67,7 @@ def run_info(args) -> int:
     _check_exists(args.store)
     with SampleStore(args.store, writer=False) as store:
         rows = store.summary()
+        scorers = [(store.verifier(vid), n) for vid, n in store.scored_by().items()]
     table = Table(title=f"sample store {args.store}")
     for col in ("variant", "kind", "task", "T", "step", "problems", "samples", "graded", "correct"):
         table.add_column(col, justify="left" if col in ("variant", "kind", "task") else "right")
@@ -72,7 +78,22 @@ def run_info(args) -> int:
             str(r["problems"]), str(r["samples"]), str(r["graded"]), acc,
         )  # fmt: skip
     stdout_console().print(table)
+    if scorers:
+        _verifiers_table(scorers)
     return 0
+
+
+def _verifiers_table(scorers: list) -> None:
+    """The verifiers whose scores the store holds (`wiseft verify`)."""
+    from rich.table import Table
+
+    table = Table(title="verifier scores")
+    for col in ("verifier id", "kind", "from", "votes", "samples scored"):
+        table.add_column(col, justify="right" if col == "samples scored" else "left")
+    for row, n in scorers:
+        where = row.identity.get("path") or row.identity.get("imported_from") or "-"
+        table.add_row(row.id, row.kind or "-", str(where), row.vote_transform or "-", str(n))
+    stdout_console().print(table)
 
 
 def run_export(args) -> int:
@@ -90,7 +111,7 @@ def run_export(args) -> int:
         raise OutputError(f"output {out} already exists; choose another -o/--output or pass --force")
     with SampleStore(args.store, writer=False) as store:
         variants = [store.find_variant(name) for name in args.variant] if args.variant else None
-        n = store.export_jsonl(out, variants)
+        n = store.export_jsonl(out, variants, verifier=args.verifier)
     stdout_console().print(f"exported {n} sample records to {out}")
     return 0
 
@@ -103,7 +124,9 @@ def _export_harness(args, fmt: str) -> int:
     ks = parse_ks(args.k) if args.k is not None else None
     _check_exists(args.store)
     with SampleStore(args.store, writer=False) as store:
-        done = export_store(store, args.output, fmt, variants=args.variant, ks=ks, force=args.force)
+        done = export_store(
+            store, args.output, fmt, variants=args.variant, ks=ks, force=args.force, verifier=args.verifier
+        )
     console = stdout_console()
     console.soft_wrap = True  # paths whole on one line each
     for name, problems in zip(done.variants, done.problems, strict=True):

@@ -5,8 +5,8 @@
 - `StoreSamples`: the samples of every variant of a store; grades are written back beside them, each
   variant graded with its own task unless one is named.
 - `open_samples(path, output, force)` picks one from the file's type.
-- `read_graded(path)`: graded records from a graded JSONL file or a store (every variant under its own
-  name), for scoring.
+- `read_graded(path, verifier, variant)`: graded records from a graded JSONL file or a store (every
+  variant under its own name, scores of one verifier), for scoring.
 """
 
 from __future__ import annotations
@@ -100,18 +100,23 @@ def open_samples(path: str | Path, output: str | Path | None = None, force: bool
     return JsonlSamples(path, output, force)
 
 
-def read_graded(path: str | Path) -> list[dict]:
+def read_graded(path: str | Path, verifier: str | None = None, variant: str | None = None) -> list[dict]:
     """Graded records of a graded JSONL file, or of every variant of a store (a name shared by several
-    variants gets "#<id>" appended)."""
+    variants gets "#<id>" appended). From a store, the scores are those of one verifier
+    (`SampleStore.choose_verifier`: `verifier` names it, else the only one that scored the variants
+    read, which is `variant` when it names one), each record with `verifier` and `vote_transform`."""
     if not is_store(path):
         return read_records(path, graded=True)
     with SampleStore(path, writer=False) as store:
         variants = store.variants()
         names = [v.name for v in variants]
+        shown = [v.name if names.count(v.name) == 1 else f"{v.name}#{v.id}" for v in variants]
+        picked = [v for v, name in zip(variants, shown, strict=True) if name == variant] or variants
+        scorer = store.choose_verifier(picked, verifier)
+        vid = scorer.id if scorer is not None else None
         out = []
-        for v in variants:
-            name = v.name if names.count(v.name) == 1 else f"{v.name}#{v.id}"
-            out += [{**r, "variant": name} for r in store.records(v, graded=True)]
+        for v, name in zip(variants, shown, strict=True):
+            out += [{**r, "variant": name} for r in store.records(v, graded=True, verifier=vid)]
     if not out:
         raise ConfigError(f"sample store {path} holds no graded samples; run `wiseft grade` on it first")
     return out

@@ -40,10 +40,11 @@ def check_format(fmt: str) -> str:
 
 def export_store(
     store: SampleStore, out: str | Path, fmt: str, *, variants: Sequence[str] | None = None,
-    ks: Sequence[int] | None = None, force: bool = False, date: str | None = None,
+    ks: Sequence[int] | None = None, force: bool = False, date: str | None = None, verifier: str | None = None,
 ) -> HarnessExport:  # fmt: skip
     """Write the graded samples of `variants` (names; default all) of an open store as `fmt` files under
-    `out`. Nothing is written when any check fails."""
+    `out`. Nothing is written when any check fails. Scored samples carry the score and verifier id of one
+    verifier (`verifier`, else the only one; `SampleStore.choose_verifier`) in their per-sample lists."""
     check_format(fmt)
     out = Path(out)
     check_output(out, force)
@@ -53,7 +54,7 @@ def export_store(
     rows = [store.find_variant(name) for name in dict.fromkeys(variants)] if variants else store.variants()
     if not rows:
         raise ConfigError(f"sample store {store.path} holds no variants to export")
-    gathered = gather(store, rows, ks)
+    gathered = gather(store, rows, ks, verifier)
     with output_tree(out, force) as tmp:
         written = WRITERS[fmt](gathered, tmp, date)
     files = [out / p.relative_to(tmp) for p in written]

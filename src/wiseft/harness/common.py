@@ -27,6 +27,7 @@ from wiseft.metrics import pass_at_k
 from wiseft.store import SampleStore, VariantRow
 
 SAMPLE_LISTS = ("sample_idx", "correct", "verdict", "answer", "answer_class", "n_tokens", "finish_reason")
+SCORE_LISTS = ("score", "verifier")  # added to a variant's lists when any of its samples is scored
 MAX_NAME_BYTES = 150  # a directory or file name part; file systems allow 255 bytes per name
 DATE_ID = re.compile(r"^[0-9][0-9T.\-]*$")
 
@@ -41,6 +42,7 @@ class ProblemDoc:
     gold: str | None
     meta: dict
     samples: tuple[dict, ...]
+    lists: tuple[str, ...] = SAMPLE_LISTS
 
     @property
     def n(self) -> int:
@@ -52,7 +54,7 @@ class ProblemDoc:
 
     def sample_lists(self) -> dict[str, list]:
         """Each per-sample field as a list aligned with the completions."""
-        return {name: [r.get(name) for r in self.samples] for name in SAMPLE_LISTS}
+        return {name: [r.get(name) for r in self.samples] for name in self.lists}
 
 
 @dataclass(frozen=True)
@@ -74,14 +76,21 @@ class VariantDocs:
         return value if isinstance(value, int) else 0
 
 
-def gather(store: SampleStore, variants: Sequence[VariantRow], ks: Sequence[int] | None) -> list[VariantDocs]:
-    """Every variant's graded samples by problem, checked (all graded, one n) before anything is written."""
+def gather(
+    store: SampleStore, variants: Sequence[VariantRow], ks: Sequence[int] | None, verifier: str | None = None
+) -> list[VariantDocs]:
+    """Every variant's graded samples by problem, checked (all graded, one n) before anything is written.
+    Scores are those of one verifier (`SampleStore.choose_verifier`: `verifier` names it)."""
+    scorer = store.choose_verifier(variants, verifier)
+    vid = scorer.id if scorer is not None else None
     names = unique_dirnames([v.name for v in variants])
-    return [_gather_one(store, v, dirname, ks) for v, dirname in zip(variants, names, strict=True)]
+    return [_gather_one(store, v, dirname, ks, vid) for v, dirname in zip(variants, names, strict=True)]
 
 
-def _gather_one(store: SampleStore, v: VariantRow, dirname: str, ks: Sequence[int] | None) -> VariantDocs:
-    records = store.records(v, with_problem=True)
+def _gather_one(
+    store: SampleStore, v: VariantRow, dirname: str, ks: Sequence[int] | None, verifier: str | None
+) -> VariantDocs:
+    records = store.records(v, with_problem=True, verifier=verifier)
     if not records:
         raise StoreError(
             f"sample store {store.path}: variant {v.name!r} has no samples; choose variants with --variant"
@@ -104,16 +113,17 @@ def _gather_one(store: SampleStore, v: VariantRow, dirname: str, ks: Sequence[in
         )
     n = sizes[0]
     order = problem_order(list(by_problem), [p.problem_id for p in store.problems(v.task)])
-    docs = [_doc(i, pid, by_problem[pid]) for i, pid in order]
+    lists = SAMPLE_LISTS + (SCORE_LISTS if any(r.get("score") is not None for r in records) else ())
+    docs = [_doc(i, pid, by_problem[pid], lists) for i, pid in order]
     graders = sorted({r["grader"] for r in records if r.get("grader")})
     return VariantDocs(v, dirname, v.task, docs, n, _ks(ks, n, v.name), ", ".join(graders))
 
 
-def _doc(doc_id: int, pid: str, recs: list[dict]) -> ProblemDoc:
+def _doc(doc_id: int, pid: str, recs: list[dict], lists: tuple[str, ...]) -> ProblemDoc:
     recs = sorted(recs, key=lambda r: r["sample_idx"])
     first = recs[0]
     return ProblemDoc(
-        doc_id, pid, first.get("prompt"), first.get("gold"), first.get("meta") or {}, tuple(recs)
+        doc_id, pid, first.get("prompt"), first.get("gold"), first.get("meta") or {}, tuple(recs), lists
     )
 
 

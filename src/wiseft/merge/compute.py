@@ -26,8 +26,9 @@ CHUNK = 1 << 18  # elements per kernel call: 2 MiB per float64 buffer, cache-fri
 
 
 class Scratch:
-    """Reusable float64 buffers of `size` elements on `device`: acc, tmp, aux, and (grown on first use)
-    a k×size stack for sums of more than two terms. Nothing is allocated once they exist."""
+    """Reusable float64 buffers of `size` elements on `device`: acc, tmp, aux, named k×size row buffers
+    (`rows`, grown on first use; `stack` is the one canonical sums use). Nothing is allocated once they
+    exist. `ensure(size)` grows them for a per-tensor job whose rows are longer than `size`."""
 
     def __init__(self, size: int = CHUNK, device: str | torch.device = "cpu"):
         self.size = size
@@ -35,21 +36,32 @@ class Scratch:
         self.acc = torch.empty(size, dtype=torch.float64, device=device)
         self.tmp = torch.empty(size, dtype=torch.float64, device=device)
         self.aux = torch.empty(size, dtype=torch.float64, device=device)
-        self._stack = torch.empty(0, dtype=torch.float64, device=device)
+        self._rows: dict[str, torch.Tensor] = {}
         self._sorted = torch.empty(0, dtype=torch.float64, device=device)
         self._index = torch.empty(0, dtype=torch.int64, device=device)
 
+    def ensure(self, size: int) -> None:
+        if size > self.size:
+            self.__init__(size, self.device)
+
+    def rows(self, name: str, k: int, m: int, dtype: torch.dtype = torch.float64) -> torch.Tensor:
+        """A contiguous k×m buffer (m ≤ size) kept under `name`; another name is another buffer."""
+        buf = self._rows.get(name)
+        if buf is None or buf.numel() < k * self.size or buf.dtype != dtype:
+            buf = torch.empty(k * self.size, dtype=dtype, device=self.device)
+            self._rows[name] = buf
+        return buf[: k * m].view(k, m)
+
     def stack(self, k: int, m: int) -> torch.Tensor:
         """A contiguous k×m float64 buffer (m ≤ size) for the terms of a canonical sum."""
-        if self._stack.numel() < k * self.size:
-            self._stack = torch.empty(k * self.size, dtype=torch.float64, device=self.device)
-            self._sorted = torch.empty(k * self.size, dtype=torch.float64, device=self.device)
-            self._index = torch.empty(k * self.size, dtype=torch.int64, device=self.device)
-        return self._stack[: k * m].view(k, m)
+        return self.rows("stack", k, m)
 
     def canonical_sum(self, terms: torch.Tensor, acc: torch.Tensor) -> None:
-        """acc ← the sum of the k rows of `terms` (a `stack` view), added smallest value first."""
+        """acc ← the sum of the k rows of `terms` (k×m), added smallest value first."""
         k, m = terms.shape
+        if self._sorted.numel() < k * m:
+            self._sorted = torch.empty(k * max(m, self.size), dtype=torch.float64, device=self.device)
+            self._index = torch.empty(k * max(m, self.size), dtype=torch.int64, device=self.device)
         values = self._sorted[: k * m].view(k, m)
         torch.sort(terms, dim=0, out=(values, self._index[: k * m].view(k, m)))
         acc.copy_(values[0])
@@ -58,7 +70,8 @@ class Scratch:
 
     @property
     def nbytes(self) -> int:
-        return 3 * 8 * self.size + 2 * 8 * self._stack.numel()
+        held = sum(b.numel() * b.element_size() for b in self._rows.values())
+        return 3 * 8 * self.size + held + 16 * self._sorted.numel()
 
 
 def combine_into(

@@ -33,6 +33,7 @@ from wiseft.errors import MergeError, OutputError, WiseftError
 from wiseft.merge.compute import Scratch, all_finite, combine_into
 from wiseft.merge.plan import ST_NAMES, Plan, TensorPlan
 from wiseft.merge.recipe import recipe_to_dict
+from wiseft.merge.tensorwise import compute_span, observe_span, step_for
 
 Progress = Callable[[int, int], None]  # (bytes done, bytes total); bytes = read + written
 
@@ -135,11 +136,55 @@ def _write_side_files(plan: Plan, tmp: Path, prov: dict) -> None:
     for name in TOKENIZER_FILES:
         if (source / name).is_file():
             shutil.copyfile(source / name, tmp / name)
+    if plan.recipe.chat_template:
+        _write_chat_template(plan, tmp)
     write_json(tmp / "wiseft.json", prov)
     write_resolved(tmp, prov["recipe"], name="recipe.yaml")
 
 
+def chat_template(plan: Plan) -> str | None:
+    """The recipe's chat template; `auto`: the template most inputs have (the first input's on a tie,
+    none when no input has one)."""
+    value = plan.recipe.chat_template
+    if value != "auto":
+        return value
+    templates = [t for t in (_template_of(ck.path) for ck in plan.inputs) if t]
+    if not templates:
+        return None
+    return max(templates, key=lambda t: (templates.count(t), -templates.index(t)))
+
+
+def _template_of(path: Path) -> str | None:
+    jinja = path / "chat_template.jinja"
+    if jinja.is_file():
+        return jinja.read_text().strip()
+    config = path / "tokenizer_config.json"
+    if config.is_file():
+        template = json.loads(config.read_text()).get("chat_template")
+        if isinstance(template, dict):
+            template = template.get("default")
+        return template.strip() if isinstance(template, str) else None
+    return None
+
+
+def _write_chat_template(plan: Plan, tmp: Path) -> None:
+    template = chat_template(plan)
+    if template is None:
+        return
+    config_file = tmp / "tokenizer_config.json"
+    config = json.loads(config_file.read_text()) if config_file.is_file() else {}
+    config["chat_template"] = template
+    write_json(config_file, config)
+    (tmp / "chat_template.jinja").unlink(missing_ok=True)  # it would take precedence over the config
+
+
 # --- the streaming loop ----------------------------------------------------------------------------------
+#
+# The chunks are read in a walk over the tensors: each tensor's chunks in order, once per pass. A tensor
+# of an elementwise method has one pass (the output). A tensor of a per-tensor job has its observation
+# passes first; after the last chunk of an observation pass the job says whether another observation pass
+# follows, but either way the next read is the tensor's first chunk again, so the reader can prefetch it
+# before the decision. After the output pass the walk moves to the next tensor.
 
 
 @dataclass
@@ -150,10 +195,53 @@ class _Buffers:
     out_view: memoryview
 
 
-def _chunks(plan: Plan):
-    for t in plan.tensors:
-        for start in range(0, t.numel, plan.io_chunk):
-            yield t, start, min(plan.io_chunk, t.numel - start)
+@dataclass(frozen=True)
+class _Step:
+    index: int  # into plan.tensors
+    start: int
+    n: int
+    last: bool  # the tensor's last chunk
+
+
+@dataclass
+class _State:
+    """A tensor's progress: its job (None: elementwise or copied), the pass it is in, passes done."""
+
+    job: object
+    observing: bool
+    passes: int = 0
+
+
+class _Walk:
+    def __init__(self, plan: Plan):
+        self.plan = plan
+        self.states: dict[int, _State] = {}
+        self.sizes: dict[int, int] = {}
+
+    def state(self, index: int) -> _State:
+        if index not in self.states:
+            self.states.clear()  # one tensor at a time
+            job = self.plan.job(self.plan.tensors[index])
+            self.states[index] = _State(job, job is not None and job.needs_observation())
+        return self.states[index]
+
+    def step(self, index: int, start: int) -> _Step | None:
+        tensors = self.plan.tensors
+        while index < len(tensors) and tensors[index].numel == 0:
+            index += 1
+        if index >= len(tensors):
+            return None
+        t = tensors[index]
+        if index not in self.sizes:
+            self.sizes[index] = self.plan.io_step(t)
+        n = min(self.sizes[index], t.numel - start)
+        return _Step(index, start, n, start + n >= t.numel)
+
+    def following(self, step: _Step, again: bool) -> _Step | None:
+        """The read after `step`; `again`: the tensor is read once more (it was an observation pass)."""
+        if not step.last:
+            return self.step(step.index, step.start + step.n)
+        return self.step(step.index, 0) if again else self.step(step.index + 1, 0)
 
 
 def _stream(plan: Plan, writer: ShardWriter, allow_nonfinite: bool, progress: Progress | None) -> list[str]:
@@ -167,37 +255,51 @@ def _stream(plan: Plan, writer: ShardWriter, allow_nonfinite: bool, progress: Pr
         torch.set_num_threads(threads)
 
 
-def _pipeline(plan: Plan, writer: ShardWriter, allow_nonfinite: bool, progress: Progress | None) -> list[str]:
+def _buffers(plan: Plan) -> list[_Buffers]:
     sizes = [plan._max_itemsize(i) for i in range(len(plan.inputs))]
     out_size = max((t.out_bytes // max(t.numel, 1) for t in plan.tensors), default=1)
+    step = plan.max_io_step
     sets = []
     for _ in range(2):  # double buffering: one set is being read/written while the other is computed
-        ins = [torch.empty(plan.io_chunk * size, dtype=torch.uint8) for size in sizes]
-        outb = torch.empty(plan.io_chunk * out_size, dtype=torch.uint8)
+        ins = [torch.empty(step * size, dtype=torch.uint8) for size in sizes]
+        outb = torch.empty(step * out_size, dtype=torch.uint8)
         sets.append(_Buffers(ins, [memoryview(b.numpy()) for b in ins], outb, memoryview(outb.numpy())))
+    return sets
+
+
+def _pipeline(plan: Plan, writer: ShardWriter, allow_nonfinite: bool, progress: Progress | None) -> list[str]:
+    sets = _buffers(plan)
     scratch = Scratch(plan.chunk)
     total = plan.bytes_read + plan.bytes_written
     done = 0
     nonfinite: list[str] = []
-    chunks = list(_chunks(plan))
+    walk = _Walk(plan)
     reader = ThreadPoolExecutor(1, thread_name_prefix="wiseft-read")
     writer_pool = ThreadPoolExecutor(1, thread_name_prefix="wiseft-write")
     pending_writes: list[Future | None] = [None, None]
     try:
-        next_read = reader.submit(_read, plan, chunks[0], sets[0]) if chunks else None
-        for k, chunk in enumerate(chunks):
+        step = walk.step(0, 0)
+        next_read = reader.submit(_read, plan, step, sets[0]) if step else None
+        k = 0
+        while step is not None:
             buf = sets[k % 2]
             next_read.result()
-            if k + 1 < len(chunks):
-                next_read = reader.submit(_read, plan, chunks[k + 1], sets[(k + 1) % 2])
-            if pending_writes[k % 2] is not None:
-                pending_writes[k % 2].result()  # the staging buffer we are about to fill is free again
-            nbytes = _compute(plan, chunk, buf, scratch, allow_nonfinite, nonfinite)
-            pending_writes[k % 2] = writer_pool.submit(writer.write, buf.out_view[:nbytes])
-            t, _, n = chunk
-            done += n * _itemsizes(t)
-            if progress is not None:
-                progress(done, total)
+            state = walk.state(step.index)
+            following = walk.following(step, again=state.observing)
+            if following is not None:
+                next_read = reader.submit(_read, plan, following, sets[(k + 1) % 2])
+            if state.observing:
+                _observe(plan, step, buf, scratch, state, allow_nonfinite, nonfinite)
+            else:
+                if pending_writes[k % 2] is not None:
+                    pending_writes[k % 2].result()  # the staging buffer we are about to fill is free again
+                nbytes = _compute(plan, step, buf, scratch, state, allow_nonfinite, nonfinite)
+                pending_writes[k % 2] = writer_pool.submit(writer.write, buf.out_view[:nbytes])
+                done += step.n * _itemsizes(plan.tensors[step.index])
+                if progress is not None:
+                    progress(done, total)
+            step = following
+            k += 1
         for fut in pending_writes:
             if fut is not None:
                 fut.result()
@@ -212,28 +314,52 @@ def _itemsizes(t: TensorPlan) -> int:
     return sum(s.nbytes // max(t.numel, 1) for s in t.sources) + t.out_bytes // max(t.numel, 1)
 
 
-def _read(plan: Plan, chunk: tuple[TensorPlan, int, int], buf: _Buffers) -> None:
-    t, start, n = chunk
+def _read(plan: Plan, step: _Step, buf: _Buffers) -> None:
+    t = plan.tensors[step.index]
     for ck, src, view in zip(plan.inputs, t.sources, buf.views, strict=True):
         size = src.nbytes // t.numel
-        ck.read_into(src, view[: n * size], start * size)
+        ck.read_into(src, view[: step.n * size], step.start * size)
 
 
-def _compute(
-    plan: Plan,
-    chunk: tuple[TensorPlan, int, int],
-    buf: _Buffers,
-    scratch: Scratch,
-    allow_nonfinite: bool,
-    nonfinite: list[str],
-) -> int:
-    t, start, n = chunk
-    xs = [
-        b[: n * (s.nbytes // t.numel)].view(DTYPES[s.dtype])
+def _inputs(step: _Step, t: TensorPlan, buf: _Buffers) -> list[torch.Tensor]:
+    return [
+        b[: step.n * (s.nbytes // t.numel)].view(DTYPES[s.dtype])
         for b, s in zip(buf.inputs, t.sources, strict=True)
     ]
+
+
+def _check_inputs(plan: Plan, t: TensorPlan, xs, allow_nonfinite: bool, nonfinite: list[str]) -> None:
+    # Inputs are checked even where their coefficient is 0 (a NaN there is still a broken checkpoint).
+    for x, ck in zip(xs, plan.inputs, strict=True):
+        if not all_finite(x):
+            _nonfinite(
+                f"tensor {t.name} of {ck.path} contains non-finite values (nan/inf); fix the input or pass "
+                "--allow-nonfinite to merge anyway",
+                t.name,
+                allow_nonfinite,
+                nonfinite,
+            )
+
+
+def _observe(plan, step: _Step, buf, scratch, state: _State, allow_nonfinite, nonfinite) -> None:
+    t = plan.tensors[step.index]
+    xs = _inputs(step, t, buf)
+    if state.passes == 0:
+        _check_inputs(plan, t, xs, allow_nonfinite, nonfinite)
+    job = state.job
+    step_size = step_for(job, scratch.size)
+    scratch.ensure(step_size)
+    observe_span(job, xs, step.start, step_size, scratch)
+    if step.last:
+        state.passes += 1
+        state.observing = job.end_pass()
+
+
+def _compute(plan, step: _Step, buf, scratch, state: _State, allow_nonfinite, nonfinite) -> int:
+    t = plan.tensors[step.index]
+    xs = _inputs(step, t, buf)
     out_dtype = DTYPES[t.out_dtype]
-    out_bytes = n * (t.out_bytes // t.numel)
+    out_bytes = step.n * (t.out_bytes // t.numel)
     out = buf.out[:out_bytes].view(out_dtype)
     if t.kind == "copy":
         for x, ck in zip(xs[1:], plan.inputs[1:], strict=True):
@@ -244,18 +370,15 @@ def _compute(
                 )
         out.copy_(xs[0])
         return out_bytes
-    # Inputs are checked even where their coefficient is 0 (a NaN there is still a broken checkpoint),
-    # the output for overflow of the output dtype (extrapolation, or float32 inputs to float16).
-    for x, ck in zip(xs, plan.inputs, strict=True):
-        if not all_finite(x):
-            _nonfinite(
-                f"tensor {t.name} of {ck.path} contains non-finite values (nan/inf); fix the input or pass "
-                "--allow-nonfinite to merge anyway",
-                t.name,
-                allow_nonfinite,
-                nonfinite,
-            )
-    combine_into(out, xs, plan.method, t.coeffs, scratch)
+    if state.passes == 0:
+        _check_inputs(plan, t, xs, allow_nonfinite, nonfinite)
+    if state.job is None:
+        combine_into(out, xs, plan.method, t.coeffs, scratch)
+    else:
+        step_size = step_for(state.job, scratch.size)
+        scratch.ensure(step_size)
+        compute_span(out, xs, state.job, step.start, step_size, scratch)
+    # the output is checked for overflow of the output dtype (extrapolation, or float32 inputs to float16)
     if not all_finite(out):
         _nonfinite(
             f"tensor {t.name}: the merged values overflow {ST_NAMES[t.out_dtype]} (inf); use a wider --dtype, "

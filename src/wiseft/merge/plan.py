@@ -19,8 +19,10 @@ from wiseft.checkpoints import Checkpoint, TensorInfo
 from wiseft.checkpoints.safetensors_format import TORCH_TO_ST, itemsize
 from wiseft.errors import ConfigError, MergeError
 from wiseft.merge.compute import CHUNK
-from wiseft.merge.methods import Method, get_method
+from wiseft.merge.methods import Method, TensorContext, get_method
 from wiseft.merge.recipe import Recipe, layer_count
+from wiseft.merge.select import TOTAL_CAP
+from wiseft.merge.tensorwise import step_for
 
 IO_CHUNK = 1 << 22  # elements per read/write: 8 MiB of bf16 per input
 
@@ -71,6 +73,11 @@ class TensorPlan:
     def out_bytes(self) -> int:
         return self.numel * itemsize(self.out_dtype)
 
+    def context(self, recipe: Recipe) -> TensorContext:
+        return TensorContext(
+            self.name, self.shape, len(recipe.models), recipe.base is not None, recipe.seed or 0
+        )
+
 
 @dataclass(frozen=True)
 class Plan:
@@ -98,16 +105,43 @@ class Plan:
     def n_elements(self) -> int:
         return sum(t.numel for t in self.tensors)
 
+    def job(self, t: TensorPlan):
+        """The per-tensor job of tensor `t` (None for an elementwise method or a copied tensor)."""
+        if self.method.job is None or t.kind != "merge":
+            return None
+        return self.method.job(t.context(self.recipe), t.coeffs)
+
+    def io_step(self, t: TensorPlan) -> int:
+        """Elements per read of tensor `t`: io_chunk, in whole granules of its job."""
+        job = self.job(t)
+        return step_for(job, self.io_chunk) if job is not None else self.io_chunk
+
+    @property
+    def max_io_step(self) -> int:
+        if self.method.job is None:
+            return self.io_chunk
+        return max((self.io_step(t) for t in self.tensors), default=self.io_chunk)
+
     @property
     def buffer_bytes(self) -> int:
         """Memory the driver allocates: double-buffered input and output chunks of `io_chunk` elements,
         3 float64 kernel buffers of `chunk`, and for sums of 3+ terms a sorted stack (2 float64 + 1 int64
-        rows per term)."""
+        rows per term). Per-tensor jobs add float64 rows of a chunk per input and model (task vectors,
+        masks, sorted terms) and at most TOTAL_CAP gathered int64 keys for exact top-k selection."""
         n = len(self.inputs)
         per_element_in = sum(self._max_itemsize(i) for i in range(n))
         out = max((t.out_bytes // max(t.numel, 1) for t in self.tensors), default=1)
         stack = 3 * 8 * n * self.chunk if n >= 3 else 0
-        return 2 * (per_element_in + out) * self.io_chunk + 3 * 8 * self.chunk + stack
+        total = 2 * (per_element_in + out) * self.max_io_step + 3 * 8 * self.chunk + stack
+        if self.method.job is not None:
+            chunk = max(
+                self.chunk,
+                max(
+                    (step_for(self.job(t), self.chunk) for t in self.tensors if t.kind == "merge"), default=0
+                ),
+            )
+            total += 8 * chunk * (5 * n + 12) + 8 * TOTAL_CAP
+        return total
 
     def _max_itemsize(self, i: int) -> int:
         return max((t.sources[i].nbytes // max(t.numel, 1) for t in self.tensors), default=1)
@@ -183,8 +217,12 @@ def plan(
     chunk: int = CHUNK,
     io_chunk: int | None = None,
 ) -> Plan:
-    """Open the inputs of `recipe` and resolve the whole merge without reading tensor data."""
+    """Open the inputs of `recipe` and resolve the whole merge without reading tensor data.
+
+    `out_dtype` and `tokenizer_from` default to the recipe's `dtype` and `tokenizer_from`."""
     method = get_method(recipe.method)
+    out_dtype = out_dtype if out_dtype is not None else recipe.dtype
+    tokenizer_from = tokenizer_from if tokenizer_from is not None else recipe.tokenizer_from
     names = ([recipe.base] if recipe.base else []) + list(recipe.models)
     inputs = tuple(Checkpoint.open(n) for n in names)
     warnings = []
@@ -199,6 +237,9 @@ def plan(
         seen[key] = name
     tensor_names = check_compatible(inputs)
     ref = inputs[0]
+    check_layer_range(recipe, tensor_names, ref)
+    if tokenizer_from == "union":
+        tokenizer_from = union_tokenizer(inputs)
     dropped = ()
     if ref.tied_embeddings and any("lm_head.weight" in ck.tensors for ck in inputs):
         dropped = ("lm_head.weight",)
@@ -246,6 +287,38 @@ def plan(
         chunk=chunk,
         io_chunk=max(chunk, io_chunk or IO_CHUNK),
     )
+
+
+def check_layer_range(recipe: Recipe, names: list[str], ref: Checkpoint) -> None:
+    """A mergekit slice must cover every layer (stacking or selecting layers is not supported yet)."""
+    if recipe.layer_range is None:
+        return
+    n = layer_count(names, ref.config)
+    if tuple(recipe.layer_range) != (0, n):
+        raise ConfigError(
+            f"layer_range {list(recipe.layer_range)}: the inputs have {n} layers; a slice must cover all of them "
+            f"([0, {n}]); selecting or stacking layers (passthrough/frankenmerges) is not supported yet"
+        )
+
+
+def union_tokenizer(inputs: Sequence[Checkpoint]) -> int:
+    """`tokenizer_source: union` is the first input's tokenizer when every input has the same files."""
+    from wiseft.checkpoints import TOKENIZER_FILES
+
+    vocabulary = [n for n in TOKENIZER_FILES if n not in ("tokenizer_config.json", "chat_template.jinja")]
+    vocabulary = [n for n in vocabulary if "generation" not in n]
+
+    def files(ck: Checkpoint) -> dict[str, bytes]:
+        return {n: (ck.path / n).read_bytes() for n in vocabulary if (ck.path / n).is_file()}
+
+    first = files(inputs[0])
+    for ck in inputs[1:]:
+        if files(ck) != first:
+            raise ConfigError(
+                f"tokenizer_source: union: the tokenizer of {ck.path} differs from {inputs[0].path}; building a "
+                "union tokenizer is not supported yet; choose base or one model's tokenizer"
+            )
+    return 0
 
 
 def _input_index(which: str | int, names: list[str], inputs: Sequence[Checkpoint]) -> int:

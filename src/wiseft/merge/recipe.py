@@ -1,70 +1,97 @@
-"""Merge recipes: which method, which models, and the coefficient of every tensor (schedules).
+"""Merge recipes: which method, which models, and the parameters of every tensor (schedules).
 
 A recipe is a frozen dataclass, written as YAML (`wiseft merge --config recipe.yaml`) or built from flags:
 
-    method: wise-ft                 # wise-ft | linear | task_arithmetic  (wiseft merge --list)
-    models: [EARLY, FINAL]          # wise-ft: exactly two, early first; linear/task_arithmetic: N models
-    base: BASE                      # task_arithmetic only
+    method: ties                    # wiseft merge --list
+    models: [A, B]                  # wise-ft: exactly two, EARLY first
+    base: BASE                      # methods over task vectors (ties, dare_*, …), optional for nuslerp/multislerp
     delta: 0.25                     # wise-ft: weight of EARLY (DESIGN §4)
-    weights: [0.5, 0.5]             # linear: w_i (sum 1); task_arithmetic: λ_i
-    rules:                          # ordered; the first rule whose regex FULLY matches a tensor name wins
-      - match: 'model\\.embed_tokens\\.weight'
-        delta: 0.0
-      - match: 'model\\.layers\\.\\d+\\.mlp\\..*'
-        delta: {gradient: [0.0, 0.5, 1.0]}   # interpolated over the layer index
+    weights: [0.5, 0.5]             # per-model `weight` (linear w_i, task-arithmetic λ_i, …)
+    parameters:                     # the method's other parameters (see --list): a value, or one per model
+      density: 0.5                  # a per-model parameter given once applies to every model
+      lambda: 1.0
+    seed: 0                         # randomised methods (dare_*, della*): same inputs + seed → same bytes
+    rules:                          # ordered; per parameter the first matching rule that sets it wins
+      - match: 'model\\.embed_tokens\\.weight'   # a regex that must FULLY match the tensor name, or
+        density: 1.0
+      - filter: mlp                 # a substring of the name (mergekit's filter), "*" matches all
+        model: 1                    # optionally for one model only (index into models)
+        density: {gradient: [0.2, 0.8]}
     extrapolate: false              # allow δ (or linear weights) outside [0, 1]
+    schedule: wiseft                # how gradients are placed over the layers: wiseft | mergekit
+    dtype: bfloat16                 # output dtype (default: the inputs'; --dtype wins)
+    tokenizer_from: BASE            # whose tokenizer files the output gets (--copy-tokenizer-from wins);
+                                    # `union` only where every input has the same tokenizer files
+    chat_template: "{% … %}"        # written into the output's tokenizer_config.json; `auto`: the inputs'
+                                    # most common template
+    layer_range: [0, 28]            # (from a mergekit slice) must be every layer of the inputs
 
-A value is a number or `{gradient: [v_0, …, v_m]}`. A gradient is evaluated at t = L/(n_layers−1) for a
-tensor of layer L (`…layers.L.…`), by linear interpolation between its evenly spaced points. Tensors outside
-the layers: the input embeddings (a name containing `embed`, or GPT-2's `wte`/`wpe`; with tied embeddings
-also the shared lm_head) take t = 0 (the first value); everything else outside the layers (final norm,
-untied `lm_head`) takes t = 1 (the last value). The number of layers is counted from the tensor names. For `weights`, each model's entry is a value (number or gradient).
+For each parameter of each tensor (and each model, for per-model parameters) the value is: the first rule
+that matches the tensor and sets it, else the recipe's value, else the method's default. Values are
+numbers, booleans, choices, or gradients (merge/schedule.py says how a gradient is evaluated per layer).
 """
 
 from __future__ import annotations
 
-import math
-import re
-from collections.abc import Iterable
+import dataclasses
+import difflib
 from dataclasses import dataclass
 from typing import Any
 
 from wiseft.errors import ConfigError
 from wiseft.merge import regex
+from wiseft.merge.methods import Method, Param, get_method
+from wiseft.merge.schedule import (
+    SCHEDULES,
+    Gradient,
+    encode_value,
+    evaluate,
+    layer_count,
+    layer_position,
+    parse_value,
+)
 
-_LAYER = re.compile(r"(?:^|\.)(?:layers|h|blocks)\.(\d+)\.")
+__all__ = ["Gradient", "Recipe", "Rule", "layer_count", "layer_position", "load_recipe", "recipe_to_dict"]
 
-
-@dataclass(frozen=True)
-class Gradient:
-    """Values at evenly spaced positions over the layers (first layer … last layer)."""
-
-    gradient: tuple[float, ...]
-
-    def at(self, t: float) -> float:
-        points = self.gradient
-        if len(points) == 1:
-            return points[0]
-        x = t * (len(points) - 1)
-        i = min(int(math.floor(x)), len(points) - 2)
-        frac = x - i
-        if frac == 0.0:
-            return points[i]
-        if frac == 1.0:
-            return points[i + 1]
-        return points[i] + frac * (points[i + 1] - points[i])
-
-
-Value = float | Gradient
+RECIPE_KEYS = (
+    "method", "models", "base", "delta", "weights", "parameters", "seed", "rules", "extrapolate",
+    "schedule", "dtype", "tokenizer_from", "chat_template", "layer_range",
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
 class Rule:
-    """A schedule rule: tensors whose name fully matches `match` get this `delta` or these `weights`."""
+    """A schedule rule: tensors whose name fully matches `match` (a regex) and contains `filter` (a
+    substring; "*" or None: any) get these values; `model` limits it to one model's parameters."""
 
-    match: str
+    match: str | None = None
     delta: Any = None
     weights: Any = None
+    params: Any = None  # tuple of (name, value) for the method's other parameters
+    filter: str | None = None
+    model: int | None = None
+
+    def get(self, name: str) -> Any:
+        if name == "delta":
+            return self.delta
+        if name == "weight":
+            return self.weights
+        return dict(self.params or ()).get(name)
+
+    def matches(self, tensor: str) -> bool:
+        if self.match is not None and not regex.fullmatch(self.match, tensor):
+            return False
+        return self.filter is None or self.filter == "*" or self.filter in tensor
+
+    def label(self, i: int) -> str:
+        parts = [f"rules[{i}]"]
+        if self.match is not None:
+            parts.append(self.match)
+        if self.filter is not None:
+            parts.append(f"filter={self.filter}")
+        if self.model is not None:
+            parts.append(f"model={self.model}")
+        return " ".join(parts)
 
 
 @dataclass(frozen=True)
@@ -76,13 +103,39 @@ class Recipe:
     weights: Any = None
     rules: tuple[Rule, ...] = ()
     extrapolate: bool = False
+    parameters: Any = None  # tuple of (name, value) once built; a mapping is accepted
+    seed: int | None = None
+    schedule: str = "wiseft"
+    dtype: str | None = None
+    tokenizer_from: str | None = None
+    chat_template: str | None = None
+    layer_range: tuple[int, int] | None = None
 
     def __post_init__(self) -> None:
-        from wiseft.merge.methods import get_method
-
         method = get_method(self.method)
         object.__setattr__(self, "method", method.name)
         object.__setattr__(self, "models", tuple(str(m) for m in self.models))
+        self._check_inputs(method)
+        if self.schedule not in SCHEDULES:
+            raise ConfigError(f"schedule {self.schedule!r}: choose one of {', '.join(SCHEDULES)}")
+        object.__setattr__(
+            self, "rules", tuple(_rule(r, i, method, len(self.models)) for i, r in enumerate(self.rules))
+        )
+        object.__setattr__(self, "parameters", _parameters(self.parameters, method, len(self.models)))
+        self._check_coefficients(method)
+        if self.seed is not None and (
+            isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0
+        ):
+            raise ConfigError(f"seed {self.seed!r} must be a non-negative integer")
+        if method.randomized and self.seed is None:
+            object.__setattr__(self, "seed", 0)
+        if self.layer_range is not None:
+            r = self.layer_range
+            if not isinstance(r, (list, tuple)) or len(r) != 2 or not all(isinstance(v, int) for v in r):
+                raise ConfigError(f"layer_range {r!r} must be [start, end]")
+            object.__setattr__(self, "layer_range", tuple(r))
+
+    def _check_inputs(self, method: Method) -> None:
         n = len(self.models)
         if n < method.min_models or (method.max_models is not None and n > method.max_models):
             want = (
@@ -91,178 +144,243 @@ class Recipe:
                 else f"at least {method.min_models}"
             )
             raise ConfigError(f"method {method.name} needs {want} model(s), got {n}: {list(self.models)}")
-        if method.needs_base and not self.base:
+        if method.needs_base is True and not self.base:
             raise ConfigError(f"method {method.name} needs a base model (--base or `base:` in the recipe)")
-        if not method.needs_base and self.base:
+        if method.needs_base is False and self.base:
             raise ConfigError(f"method {method.name} takes no base model; remove --base/`base:`")
-        object.__setattr__(self, "rules", tuple(_rule(r) for r in self.rules))
-        if method.coefficient == "delta":
+
+    def _check_coefficients(self, method: Method) -> None:
+        n = len(self.models)
+        has = {p.name for p in method.params}
+        if "delta" in has:
             if self.weights is not None:
                 raise ConfigError(f"method {method.name} is set by delta, not weights; use --delta")
             if self.delta is None:
                 raise ConfigError(f"method {method.name} needs --delta (or `delta:` in the recipe)")
-            object.__setattr__(self, "delta", _value(self.delta, "delta"))
-            for i, rule in enumerate(self.rules):
-                if rule.weights is not None or rule.delta is None:
-                    raise ConfigError(f"rules[{i}] ({rule.match!r}) must set delta for method {method.name}")
-                object.__setattr__(rule, "delta", _value(rule.delta, f"rules[{i}].delta"))
-        else:
-            if self.delta is not None:
-                raise ConfigError(f"method {method.name} is set by weights, not delta; use --weights")
-            weights = self.weights
-            if weights is None:
-                if method.name == "linear":  # a plain average when no weights are given
-                    weights = [1.0 / n] * n if n else []
-                else:
-                    raise ConfigError(f"method {method.name} needs --weights (one λ per model)")
-            object.__setattr__(self, "weights", _values(weights, n, "weights"))
-            for i, rule in enumerate(self.rules):
-                if rule.delta is not None or rule.weights is None:
-                    raise ConfigError(
-                        f"rules[{i}] ({rule.match!r}) must set weights for method {method.name}"
-                    )
-                object.__setattr__(rule, "weights", _values(rule.weights, n, f"rules[{i}].weights"))
+            object.__setattr__(self, "delta", parse_value(self.delta, "delta"))
+            return
+        if self.delta is not None:
+            use = "--weights" if "weight" in has else f"--param {method.coefficient}=…"
+            raise ConfigError(f"method {method.name} is set by {method.coefficient}, not delta; use {use}")
+        if "weight" not in has:
+            if self.weights is not None:
+                raise ConfigError(
+                    f"method {method.name} takes no weights; set {method.coefficient} (--param {method.coefficient}=…)"
+                )
+            return
+        weights = self.weights
+        if weights is None and method.name == "linear":  # a plain average when no weights are given
+            weights = [1.0 / n] * n if n else []
+        if weights is None:
+            default = method.param("weight").default
+            if default is None and not any(r.get("weight") is not None for r in self.rules):
+                raise ConfigError(f"method {method.name} needs --weights (one per model)")
+            return
+        object.__setattr__(self, "weights", _per_model(weights, n, "weights", method.param("weight")))
 
     # --- per-tensor coefficients ------------------------------------------------------------------
+    def params_dict(self) -> dict[str, Any]:
+        return dict(self.parameters or ())
+
     def coefficients(self, name: str, n_layers: int) -> tuple[tuple[float, ...], str]:
-        """The coefficients of tensor `name` and which rule chose them ('default' when none matched)."""
-        spec, source = (self.delta if self.delta is not None else self.weights), "default"
-        for i, rule in enumerate(self.rules):
-            if regex.fullmatch(rule.match, name):
-                spec = rule.delta if rule.delta is not None else rule.weights
-                source = f"rules[{i}] {rule.match}"
-                break
-        t = layer_position(name, n_layers)
-        if isinstance(spec, tuple):
-            return tuple(_eval(v, t) for v in spec), source
-        return (_eval(spec, t),), source
+        """The coefficient slots of tensor `name` (Method.layout) and which rules chose them."""
+        method = get_method(self.method)
+        t = layer_position(name, n_layers, self.schedule)
+        slots: list[float] = []
+        sources: list[str] = []
+        for p in method.params:
+            models = range(len(self.models)) if p.scope == "model" else (None,)
+            for i in models:
+                value, source = self._lookup(p, name, i)
+                slots.append(p.encode(evaluate(value, t, self.schedule), f"tensor {name}"))
+                if source not in sources:
+                    sources.append(source)
+        labels = [s for s in sources if s != "default"]
+        return tuple(slots), " + ".join(labels) if labels else "default"
+
+    def _lookup(self, p: Param, name: str, i: int | None) -> tuple[Any, str]:
+        for k, rule in enumerate(self.rules):
+            value = rule.get(p.name)
+            if value is None or not rule.matches(name) or (rule.model is not None and rule.model != i):
+                continue
+            if isinstance(value, tuple):
+                value = value[i]
+            return value, rule.label(k)
+        value = self._top(p.name)
+        if value is not None:
+            return (value[i] if isinstance(value, tuple) else value), "default"
+        if p.default is not None:
+            return p.default, "default"
+        who = f" of model {self.models[i]}" if i is not None else ""
+        raise ConfigError(
+            f"tensor {name}: no value for parameter {p.name}{who}; set it in the recipe or a rule that matches"
+        )
+
+    def _top(self, name: str) -> Any:
+        if name == "delta":
+            return self.delta
+        if name == "weight":
+            return self.weights
+        return self.params_dict().get(name)
+
+    def with_parameter(self, name: str, value: Any) -> Recipe:
+        """This recipe with one parameter replaced (what a sweep over e.g. density or t varies)."""
+        if name == "delta":
+            return dataclasses.replace(self, delta=value)
+        if name in ("weight", "weights"):
+            return dataclasses.replace(self, weights=value)
+        return dataclasses.replace(self, parameters={**self.params_dict(), name: value})
 
 
-_EMBEDDING = re.compile(r"embed|(?:^|\.)(?:wte|wpe)\.")  # Llama/Qwen2/Gemma embed_tokens; GPT-2 wte, wpe
+def _known(method: Method) -> list[str]:
+    return [{"weight": "weights"}.get(p.name, p.name) for p in method.params]
 
 
-def layer_position(name: str, n_layers: int) -> float:
-    """Where tensor `name` sits along the depth, in [0, 1] (see the module docstring)."""
-    m = _LAYER.search(name)
-    if m:
-        layer = int(m.group(1))
-        return 0.0 if n_layers <= 1 else min(layer / (n_layers - 1), 1.0)
-    return 0.0 if _EMBEDDING.search(name) else 1.0
+def unknown_key(key: str, known: list[str] | tuple[str, ...], where: str) -> ConfigError:
+    close = difflib.get_close_matches(key, list(known), n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    return ConfigError(f"{where}: unknown key {key!r}{hint} (known: {', '.join(known)})")
 
 
-def layer_count(names: Iterable[str], config: dict | None = None) -> int:
-    """Number of layers gradients are spread over: from the tensor names (`…layers.L.…`, `…h.L.…`), else
-    from the config (num_hidden_layers, or GPT-2's n_layer), else 1."""
-    indices = [int(m.group(1)) for m in map(_LAYER.search, names) if m]
-    if indices:
-        return max(indices) + 1
-    config = config or {}
-    return int(config.get("num_hidden_layers") or config.get("n_layer") or 1)
+def _parse_param(p: Param, raw: Any, n: int, where: str, model: int | None) -> Any:
+    if p.scope == "model" and model is None and isinstance(raw, (list, tuple)):
+        return _per_model(raw, n, where, p)
+    if isinstance(raw, (list, tuple)):
+        raise ConfigError(
+            f"{where}: {p.name} is one value per tensor; write a gradient as {{gradient: [...]}}"
+        )
+    value = parse_value(raw, where, numeric=p.kind in ("float", "int"))
+    if not isinstance(value, Gradient):
+        p.encode(value, where)  # type check now, before any tensor is read
+    elif p.kind not in ("float", "int"):
+        raise ConfigError(f"{where}: {p.name} cannot be a gradient")
+    return value
 
 
-def _eval(v: Value, t: float) -> float:
-    return v.at(t) if isinstance(v, Gradient) else v
-
-
-def _value(raw: Any, where: str) -> Value:
-    if isinstance(raw, Gradient):
-        return raw
-    if isinstance(raw, bool):
-        raise ConfigError(f"{where}: expected a number or {{gradient: [...]}}, got {raw!r}")
-    if isinstance(raw, (int, float)):
-        value = float(raw)
-        if not math.isfinite(value):
-            raise ConfigError(f"{where}: {raw!r} is not a finite number")
-        return value
-    if isinstance(raw, dict) and set(raw) == {"gradient"}:
-        points = raw["gradient"]
-        if not isinstance(points, (list, tuple)) or not points:
-            raise ConfigError(f"{where}: gradient needs a non-empty list of numbers")
-        return Gradient(tuple(_value(p, f"{where}.gradient") for p in points))  # type: ignore[misc]
+def _per_model(raw: Any, n: int, where: str, p: Param) -> tuple:
     if isinstance(raw, str):
-        try:
-            return _value(float(raw), where)
-        except ValueError:
-            pass
-    raise ConfigError(f"{where}: expected a number or {{gradient: [v0, v1, ...]}}, got {raw!r}")
-
-
-def _values(raw: Any, n: int, where: str) -> tuple[Value, ...]:
-    if isinstance(raw, str):
-        raw = [p for p in raw.replace(",", " ").split()]
+        raw = raw.replace(",", " ").split()
     if not isinstance(raw, (list, tuple)):
-        raise ConfigError(f"{where}: expected one value per model ({n}), got {raw!r}")
+        return parse_value(raw, where, numeric=p.kind in ("float", "int"))
     if len(raw) != n:
         raise ConfigError(f"{where}: {len(raw)} value(s) given for {n} model(s); give one per model")
-    return tuple(_value(v, f"{where}[{i}]") for i, v in enumerate(raw))
+    return tuple(_parse_param(p, v, n, f"{where}[{i}]", i) for i, v in enumerate(raw))
 
 
-def _rule(raw: Any) -> Rule:
+def _parameters(raw: Any, method: Method, n: int) -> tuple:
+    if raw is None:
+        return ()
+    items = dict(raw).items() if not isinstance(raw, tuple) else raw
+    out = []
+    for key, value in items:
+        p = method.param(key)
+        if p is None or key in ("delta", "weight"):
+            raise unknown_key(key, _known(method), f"parameters of method {method.name}")
+        out.append((key, _parse_param(p, value, n, f"parameters.{key}", None)))
+    return tuple(sorted(out))
+
+
+def _rule(raw: Any, i: int, method: Method, n: int) -> Rule:
     if isinstance(raw, Rule):
-        rule = raw
-    elif isinstance(raw, dict):
-        unknown = set(raw) - {"match", "delta", "weights"}
-        if unknown or "match" not in raw:
-            raise ConfigError(
-                f"rule {raw!r}: needs `match` and `delta` or `weights` (unknown: {sorted(unknown)})"
-            )
-        rule = Rule(**raw)
-    else:
-        raise ConfigError(f"rule {raw!r}: expected a mapping with match and delta/weights")
-    regex.compile_rule(rule.match)  # RE2: linear time; refuses backreferences and lookaround
-    return Rule(rule.match, rule.delta, rule.weights)
+        raw = _rule_dict(raw)
+    if not isinstance(raw, dict):
+        raise ConfigError(f"rules[{i}] {raw!r}: expected a mapping with match/filter and parameter values")
+    where = f"rules[{i}] ({raw.get('match', raw.get('filter'))!r})"
+    model = raw.get("model")
+    if model is not None and (isinstance(model, bool) or not isinstance(model, int) or not 0 <= model < n):
+        raise ConfigError(f"{where}: model {model!r} must be an index into models (0..{n - 1})")
+    values = {_PARAM_OF.get(k, k): v for k, v in raw.items() if k not in ("match", "filter", "model")}
+    names = {p.name for p in method.params}
+    if not any(k in names for k in values):
+        wanted = " or ".join(_known(method))
+        raise ConfigError(f"rules[{i}] ({raw.get('match')!r}) must set {wanted} for method {method.name}")
+    for key in values:
+        if key not in names:
+            raise unknown_key(key, ["match", "filter", "model", *_known(method)], f"rules[{i}]")
+    _check_regex(raw.get("match"), i)
+    parsed = {k: _parse_param(method.param(k), v, n, f"rules[{i}].{k}", model) for k, v in values.items()}
+    params = tuple(sorted((k, v) for k, v in parsed.items() if k not in ("delta", "weight")))
+    return Rule(
+        raw.get("match"), parsed.get("delta"), parsed.get("weight"), params or None, raw.get("filter"), model
+    )
+
+
+_PARAM_OF = {"weights": "weight"}
+
+
+def _rule_dict(rule: Rule) -> dict:
+    out = {
+        "match": rule.match,
+        "filter": rule.filter,
+        "model": rule.model,
+        "delta": rule.delta,
+        "weights": rule.weights,
+    }
+    out.update(dict(rule.params or ()))
+    return {k: v for k, v in out.items() if v is not None}
+
+
+def _check_regex(match: Any, i: int) -> None:
+    if match is None:
+        return
+    regex.compile_rule(match)  # RE2: linear time; refuses backreferences and lookaround
 
 
 def recipe_to_dict(recipe: Recipe) -> dict[str, Any]:
     """The resolved recipe as plain YAML/JSON data (gradients as {gradient: [...]})."""
-
-    def enc(v: Any) -> Any:
-        if isinstance(v, Gradient):
-            return {"gradient": list(v.gradient)}
-        if isinstance(v, tuple):
-            return [enc(x) for x in v]
-        return v
-
     out: dict[str, Any] = {"method": recipe.method, "models": list(recipe.models)}
     if recipe.base:
         out["base"] = recipe.base
     if recipe.delta is not None:
-        out["delta"] = enc(recipe.delta)
+        out["delta"] = encode_value(recipe.delta)
     if recipe.weights is not None:
-        out["weights"] = enc(recipe.weights)
-    rules = []
-    for r in recipe.rules:
-        entry: dict[str, Any] = {"match": r.match}
-        if r.delta is not None:
-            entry["delta"] = enc(r.delta)
-        if r.weights is not None:
-            entry["weights"] = enc(r.weights)
-        rules.append(entry)
-    out["rules"] = rules
+        out["weights"] = encode_value(recipe.weights)
+    if recipe.parameters:
+        out["parameters"] = {k: encode_value(v) for k, v in recipe.parameters}
+    if recipe.seed is not None:
+        out["seed"] = recipe.seed
+    out["rules"] = [{k: encode_value(v) for k, v in _rule_dict(r).items()} for r in recipe.rules]
     out["extrapolate"] = recipe.extrapolate
+    for key in ("schedule", "dtype", "tokenizer_from", "chat_template", "layer_range"):
+        value = getattr(recipe, key)
+        if key == "layer_range" and value is not None:
+            value = list(value)
+        if value is not None and not (key == "schedule" and value == "wiseft"):
+            out[key] = value
     return out
 
 
 def load_recipe(path: str, overrides: dict[str, Any] | None = None) -> Recipe:
-    """Read a YAML recipe; non-None `overrides` (from flags) win over the file."""
+    """Read a YAML recipe (ours, or a mergekit configuration: see merge/mergekit.py); non-None
+    `overrides` (from flags) win over the file."""
+    return read_recipe(path, overrides)[0]
+
+
+def read_recipe(path: str, overrides: dict[str, Any] | None = None) -> tuple[Recipe, str, list[str]]:
+    """(recipe, which schema the file was read as — "wiseft" or "mergekit", warnings)."""
     from wiseft.config import load_yaml
+    from wiseft.merge import mergekit
 
     data = load_yaml(path)
     data.pop("wiseft_version", None)  # written beside the recipe in a merge output; informational
-    for key, value in (overrides or {}).items():
-        if value is not None:
-            data[key] = value
-    known = {"method", "models", "base", "delta", "weights", "rules", "extrapolate"}
-    unknown = sorted(set(data) - known)
-    if unknown:
-        raise ConfigError(
-            f"{path}: unknown key(s) {', '.join(unknown)}; known keys: {', '.join(sorted(known))}"
-        )
+    warnings: list[str] = []
+    schema = mergekit.detect(data, path)
+    if schema == "mergekit":
+        data, warnings = mergekit.translate(data, path)
+    overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
+    if "parameters" in overrides:
+        data["parameters"] = {**(data.get("parameters") or {}), **overrides.pop("parameters")}
+    data.update(overrides)
+    for key in data:
+        if key not in RECIPE_KEYS:
+            raise unknown_key(key, RECIPE_KEYS, str(path))
     if "models" in data and not isinstance(data["models"], (list, tuple)):
         raise ConfigError(f"{path}: models must be a list of model directories or Hub names")
     if "rules" in data and not isinstance(data["rules"], (list, tuple)):
-        raise ConfigError(f"{path}: rules must be a list of {{match, delta|weights}} mappings")
+        raise ConfigError(f"{path}: rules must be a list of {{match, delta|weights|…}} mappings")
+    if "parameters" in data and not isinstance(data["parameters"], dict):
+        raise ConfigError(f"{path}: parameters must be a mapping of parameter names to values")
     try:
-        return Recipe(**data)
+        return Recipe(**data), schema, warnings
     except TypeError as exc:
         raise ConfigError(f"{path}: {exc}") from exc

@@ -18,15 +18,16 @@ from wiseft.atomic import atomic_dir, check_output_dir, write_json
 from wiseft.errors import ConfigError
 from wiseft.jsonl import loads
 from wiseft.report import thinking
-from wiseft.report.data import Results
+from wiseft.report.captions import caption, omitted
+from wiseft.report.data import FAMILIES, Results
 from wiseft.report.from_store import results_from_store
 from wiseft.report.plots import PLOTS, make_figures, render_png
 from wiseft.report.render import html_doc, markdown
 from wiseft.report.sources import is_metrics_json, results_from_metrics
-from wiseft.results import RunResults
+from wiseft.results import RunResults, selection_note
 from wiseft.store import is_store
 
-__all__ = ["PLOTS", "REPORT_FILES", "build", "figures", "load_results", "resolve_ks"]
+__all__ = ["PLOTS", "REPORT_FILES", "build", "figures", "load_results", "resolve_ks", "selection_note"]
 
 REPORT_FILES = ("report.md", "report.html", "results.json")
 
@@ -37,7 +38,7 @@ def resolve_ks(res: Results, ks: Iterable[int] | None) -> tuple[list[int], list[
     Without `ks` the plots show Pass@1 and the largest k of the run, and the Pass@k curves every k.
     With `ks` (the CLI's --k) exactly those; each must be present in the results.
     """
-    available = sorted(set(res.ks("pass")) | set(res.ks("maj")) | set(res.ks("best")))
+    available = sorted({k for fam in FAMILIES for k in res.ks(fam)})
     if ks is None:
         big = [k for k in available if k > 1]
         return ([max(big)] if big else []), res.ks("pass")
@@ -72,7 +73,8 @@ def build(
     source: str | None = None,
 ) -> Path:
     """Write report.md, report.html (self-contained), the PNG plots and a copy of results.json into
-    `out_dir` (atomically; an existing `out_dir` needs `force`). Returns `out_dir`."""
+    `out_dir` (atomically; an existing `out_dir` needs `force`). Returns `out_dir`. Nothing is printed:
+    matplotlib's warnings are kept off the console."""
     out = Path(out_dir)
     check_output_dir(out, force)  # before the slow part
     res = Results(results, source or "results")
@@ -80,15 +82,24 @@ def build(
     figs = make_figures(res, headline, curve_ks)
     meta = {name: (title, caption) for name, title, caption, _ in PLOTS}
     sections = thinking_hook(res, figs, meta)
-    rendered = [(f"{name}.png", *meta[name], render_png(fig, dpi)) for name, fig in figs.items()]
+    rendered = [
+        (
+            f"{name}.png",
+            meta[name][0],
+            caption(name, res, meta[name][1], headline, curve_ks),
+            render_png(fig, dpi),
+        )
+        for name, fig in figs.items()
+    ]
     metric_names = res.metric_names(headline) if ks is not None else res.metric_names(vote_ks=headline)
+    left_out = omitted(res, list(figs))
     with atomic_dir(out, force) as tmp:
         for fname, _title, _caption, png in rendered:
             (tmp / fname).write_bytes(png)
-        (tmp / "report.md").write_text(
-            markdown(res, [r[:3] for r in rendered], metric_names, sections), encoding="utf-8"
-        )
-        (tmp / "report.html").write_text(html_doc(res, rendered, metric_names, sections), encoding="utf-8")
+        md = markdown(res, [r[:3] for r in rendered], metric_names, left_out, sections=sections)
+        (tmp / "report.md").write_text(md, encoding="utf-8")
+        doc = html_doc(res, rendered, metric_names, left_out, sections=sections)
+        (tmp / "report.html").write_text(doc, encoding="utf-8")
         write_json(tmp / "results.json", res.run.to_json())
     return out
 

@@ -15,10 +15,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from wiseft.results import RunResults
+from wiseft.results import RunResults, SelectionNote, check_selection
 
-METRIC_RE = re.compile(r"^(pass|maj|best)@(\d+)$")
-METRIC_LABEL = {"pass": "Pass", "maj": "maj", "best": "best"}
+METRIC_RE = re.compile(r"^(pass|maj|best|wmaj)@(\d+)$")
+METRIC_LABEL = {"pass": "Pass", "maj": "maj", "best": "best", "wmaj": "wmaj"}
+# In table and plot order; best@k and weighted maj@k (wmaj@k) exist only with verifier scores.
+FAMILIES = ("pass", "maj", "best", "wmaj")
 
 
 @dataclass(frozen=True)
@@ -175,6 +177,7 @@ class Results:
         self.variants = [
             VariantView(v.name, v.kind, v.delta, v.temperature, v.step, v.summary) for v in run.variants
         ]
+        self.selection: SelectionNote | None = check_selection(run)
 
     # --- what is available -------------------------------------------------------------------------
     def ks(self, family: str = "pass") -> list[int]:
@@ -186,19 +189,19 @@ class Results:
     def metric_names(
         self, ks: Iterable[int] | None = None, *, vote_ks: Iterable[int] | None = None
     ) -> list[str]:
-        """The table's metrics, present in the results: Pass@1, then per k Pass@k, maj@k and best@k.
+        """The table's metrics, present in the results: Pass@1, then per k Pass@k, maj@k, best@k, wmaj@k.
 
-        `ks` limits every family to those k; `vote_ks` (used when `ks` is None) limits maj@k and best@k
-        only, so the default table has the whole Pass@k curve but not a vote column per k.
+        `ks` limits every family to those k; `vote_ks` (used when `ks` is None) limits maj@k, best@k and
+        wmaj@k only, so the default table has the whole Pass@k curve but not a vote column per k.
         """
         wanted = set(ks) if ks is not None else None
         votes = set(vote_ks) if vote_ks is not None else None
         names = ["pass@1"] if self.has_metric("pass@1") else []
-        all_ks = sorted(set(self.ks("pass")) | set(self.ks("maj")) | set(self.ks("best")))
+        all_ks = sorted({k for fam in FAMILIES for k in self.ks(fam)})
         for k in all_ks:
             if wanted is not None and k not in wanted:
                 continue
-            for fam in ("pass", "maj", "best"):
+            for fam in FAMILIES:
                 name = f"{fam}@{k}"
                 if fam != "pass" and votes is not None and k not in votes:
                     continue
@@ -211,6 +214,20 @@ class Results:
         if not self.best:
             return None
         return next((v for v in self.variants if v.name == self.best.variant), None)
+
+    @property
+    def chosen(self) -> VariantView | None:
+        """The variant to mark as chosen (★, the highlighted row): the best one, unless it ties."""
+        return None if self.selection is not None and self.selection.tie else self.best_variant
+
+    def same_length(self, rel: float = 0.01, least: float = 0.5) -> float | None:
+        """The mean completion length when every variant's is the same (within `least` tokens or `rel` of
+        it), else None: a length plot would then show noise as if it were a trade-off."""
+        means = [s.value for v in self.variants if (s := v.tokens("mean")) is not None]
+        if not means:
+            return None
+        mid = sum(means) / len(means)
+        return mid if max(means) - min(means) <= max(least, rel * abs(mid)) else None
 
     # --- groupings -----------------------------------------------------------------------------------
     def of_kind(self, kind: str) -> list[VariantView]:

@@ -14,10 +14,10 @@ from pathlib import Path
 
 from wiseft.errors import ConfigError, StoreError
 from wiseft.grids import powers_of_two
-from wiseft.metrics import summarize
+from wiseft.metrics import DEFAULT_VOTE_TRANSFORM, summarize
 from wiseft.report.sources import variant_from_name
 from wiseft.results import KINDS, RunResults, Selection, VariantResult
-from wiseft.store import SampleStore
+from wiseft.store import SampleStore, VerifierRow
 
 
 def results_from_store(path: str | os.PathLike, *, seed: int = 0, n_boot: int = 1000) -> RunResults:
@@ -27,9 +27,10 @@ def results_from_store(path: str | os.PathLike, *, seed: int = 0, n_boot: int = 
         for v in store.variants():  # a name sampled again with other settings: the latest one counts
             latest[v.name] = v
         variants, skipped = [], []
+        scorer, note = _verifier(store, list(latest.values()))
         for v in latest.values():
             try:
-                problems = store.problem_samples(v)
+                problems = store.problem_samples(v, verifier=scorer.id if scorer else None)
             except StoreError as exc:  # samples not graded yet (a sweep still running)
                 skipped.append(f"{v.name}: {exc}")
                 continue
@@ -37,9 +38,12 @@ def results_from_store(path: str | os.PathLike, *, seed: int = 0, n_boot: int = 
                 skipped.append(f"{v.name}: no samples")
                 continue
             n = min(p.n for p in problems)
-            summary = summarize(problems, powers_of_two(n), seed=seed, n_boot=n_boot)
+            transform = (scorer.vote_transform if scorer else None) or DEFAULT_VOTE_TRANSFORM
+            summary = summarize(
+                problems, powers_of_two(n), seed=seed, n_boot=n_boot, vote_transform=transform
+            )
             variants.append(_entry(v, summary))
-        config, graders = _run_info(store)
+        config, graders = _run_info(store, list(latest.values()))
     if not variants:
         raise ConfigError(
             f"sample store {path} holds no graded variant to report on"
@@ -47,8 +51,19 @@ def results_from_store(path: str | os.PathLike, *, seed: int = 0, n_boot: int = 
         )
     if skipped:
         config = {**config, "skipped_variants": skipped}
+    if note:
+        config = {**config, "verifier_note": note}
     versions = {"grader": ", ".join(graders) or None, "store": str(path)}
     return RunResults(config, versions, variants, _best(variants))
+
+
+def _verifier(store: SampleStore, variants: list) -> tuple[VerifierRow | None, str | None]:
+    """The verifier whose scores give best@k and wmaj@k: the only one that scored these variants; with
+    several, none (the note says why: `wiseft score --verifier ID` picks one)."""
+    try:
+        return store.choose_verifier(variants), None
+    except StoreError as exc:
+        return None, f"best@k and wmaj@k left out: {exc}"
 
 
 def _entry(v, summary: dict) -> VariantResult:
@@ -62,7 +77,7 @@ def _entry(v, summary: dict) -> VariantResult:
         "step": v.step,
         "summary": summary,
     }
-    if v.kind not in KINDS:  # e.g. "imported" from JSONL: read what the name says
+    if v.kind not in KINDS or v.kind == "imported":  # from JSONL: read what the name says, else "imported"
         guess = variant_from_name(v.name, summary)
         entry["kind"] = guess["kind"]
         for key in ("delta", "temperature", "step"):
@@ -71,16 +86,26 @@ def _entry(v, summary: dict) -> VariantResult:
     return VariantResult(**entry)
 
 
-def _run_info(store) -> tuple[dict, list[str]]:
-    """The resolved config of the latest run and the graders used (read-only queries on the store)."""
+def _run_info(store, variants: list) -> tuple[dict, list[str]]:
+    """What made the store and the graders used (read-only queries on the store): the latest run's command
+    and resolved config; for variants brought in by `wiseft store import`, the command, the task and the
+    JSONL file each came from."""
     try:
         run = store.latest_run()
         graders = store.graders()
     except sqlite3.Error as exc:  # an older or damaged store
         raise StoreError(f"sample store {store.path}: cannot read its runs or grades ({exc})") from exc
-    config = {}
+    config: dict = {}
     if run is not None:
         config = {"command": run["command"], "wiseft_version": run["wiseft_version"], **run["config"]}
+    imported = [
+        {"variant": v.name, "task": v.task, "from": (v.model_hashes or {}).get("source")}
+        for v in variants
+        if v.kind == "imported"
+    ]
+    if imported:
+        config = {"command": "store import", **config} if run is None else config
+        config["imported"] = imported
     return config, graders
 
 

@@ -11,7 +11,9 @@ from __future__ import annotations
 import base64
 import html
 import json
-from collections.abc import Sequence
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import yaml
 
@@ -41,11 +43,53 @@ def _opt(x: float | int | None) -> str:
     return "–" if x is None else f"{x:g}"
 
 
-def table(res: Results, metric_names: Sequence[str]) -> tuple[list[str], list[list[str]]]:
-    """Header and rows: one row per variant, metrics in percent with their 95% intervals."""
-    header = ["variant", "kind", "step", "δ", "T", "problems", "n"]
-    header += [f"{metric_label(m)} (%)" for m in metric_names]
-    extra = []
+Column = tuple[str, Callable[[VariantView], str]]
+
+
+@dataclass(frozen=True)
+class Table:
+    """One table of the variants: a title (None for the headline table), the header and the rows."""
+
+    title: str | None
+    header: list[str]
+    rows: list[list[str]]
+
+
+def tables(res: Results, metric_names: Sequence[str], headline: Sequence[str] | None = None) -> list[Table]:
+    """The variants table, split so that none scrolls sideways: the headline table (what the variant is,
+    Pass@1 and the metrics at the headline k, the selection metric), then the other Pass@k/maj@k/best@k,
+    then diversity, bias–variance and length. Columns empty for every variant are left out."""
+    heads = list(headline) if headline is not None else default_headline(res, metric_names)
+    ident: list[Column] = [("variant", lambda v: v.name), ("kind", lambda v: v.kind)]
+    for name, key in (("step", "step"), ("δ", "delta"), ("T", "temperature")):
+        if any(getattr(v, key) is not None for v in res.variants):
+            ident.append((name, lambda v, key=key: _opt(getattr(v, key))))
+    for name, key in (("problems", "n_problems"), ("n", "n")):
+        if len({v.summary.get(key) for v in res.variants}) > 1:  # the same for all: in the meta line
+            ident.append((name, lambda v, key=key: _opt(v.summary.get(key))))
+    pct = [(f"{metric_label(m)} (%)", lambda v, m=m: fmt_pct(v.metric(m))) for m in metric_names]
+    first = ident + [c for c, m in zip(pct, metric_names, strict=True) if m in heads]
+    more = [c for c, m in zip(pct, metric_names, strict=True) if m not in heads]
+    out = [_table(res, None, first)]
+    if more:
+        out.append(_table(res, "Pass@k, maj@k and best@k at the other k", ident[:1] + more))
+    if _extra_columns(res):
+        out.append(_table(res, "Diversity, bias–variance and length", ident[:1] + _extra_columns(res)))
+    return out
+
+
+def default_headline(res: Results, metric_names: Sequence[str]) -> list[str]:
+    """Pass@1, every metric at the largest k of the table, and the metric that chose the best variant."""
+    ks = [int(m.split("@")[1]) for m in metric_names]
+    top = max(ks, default=1)
+    names = [m for m in metric_names if m == "pass@1" or m.endswith(f"@{top}")]
+    if res.best is not None and res.best.metric in metric_names and res.best.metric not in names:
+        names.append(res.best.metric)
+    return names
+
+
+def _extra_columns(res: Results) -> list[Column]:
+    extra: list[Column] = []
     if any(v.diversity("mean_distinct") for v in res.variants):
         extra.append(("distinct answers", lambda v: fmt_num(v.diversity("mean_distinct"))))
     if any(v.bv("var") for v in res.variants):
@@ -54,15 +98,11 @@ def table(res: Results, metric_names: Sequence[str]) -> tuple[list[str], list[li
     if any(v.tokens("mean") for v in res.variants):
         extra.append(("mean tokens", lambda v: fmt_num(v.tokens("mean"), 1)))
         extra.append(("truncated (%)", lambda v: fmt_pct(v.tokens("truncated_frac"))))
-    header += [name for name, _ in extra]
-    rows = []
-    for v in res.variants:
-        row = [v.name, v.kind, _opt(v.step), _opt(v.delta), _opt(v.temperature)]
-        row += [_opt(v.summary.get("n_problems")), _opt(v.summary.get("n"))]
-        row += [fmt_pct(v.metric(m)) for m in metric_names]
-        row += [fn(v) for _, fn in extra]
-        rows.append(row)
-    return header, rows
+    return extra
+
+
+def _table(res: Results, title: str | None, columns: Sequence[Column]) -> Table:
+    return Table(title, [name for name, _ in columns], [[fn(v) for _, fn in columns] for v in res.variants])
 
 
 def best_lines(res: Results) -> list[str]:
@@ -79,7 +119,28 @@ def best_lines(res: Results) -> list[str]:
             lines.append(f"{metric_label(metric)} on the {split} split: {fmt_pct(stat)} %")
     if v is not None and v.metric(metric) is not None:
         lines.append(f"{metric_label(metric)} on all problems: {fmt_pct(v.metric(metric))} %")
+    if res.selection is not None:
+        lines.append(f"Note: {res.selection.text}")
     return lines
+
+
+def provenance(res: Results) -> str | None:
+    """What made these results, when they say it: the command of a store's run, imported JSONL files."""
+    parts = []
+    command = res.config.get("command")
+    imported = res.config.get("imported")
+    if isinstance(command, str) and command and not (command == "store import" and imported):
+        version = res.config.get("wiseft_version")
+        parts.append(f"made by wiseft {command}" + (f" (wiseft {version})" if version else ""))
+    if isinstance(imported, list) and imported:
+        files = sorted({str(i.get("from")) for i in imported if isinstance(i, dict) and i.get("from")})
+        where = f" from {', '.join(files)}" if files else ""
+        parts.append(f"{len(imported)} variant(s) imported with wiseft store import{where}")
+    store = res.versions.get("store")
+    if store:
+        parts.append(f"read from the sample store {store}")
+    text = "; ".join(parts)
+    return f"{text[0].upper()}{text[1:]}." if text else None
 
 
 def meta_line(res: Results) -> str:
@@ -111,7 +172,8 @@ def claim_lines(res: Results) -> list[tuple[bool, str]]:
 
 
 def _describe(v: VariantView) -> str:
-    parts = [v.kind]
+    ends = {0.0: "the final checkpoint itself", 1.0: "the early checkpoint itself"}
+    parts = [ends[v.delta] if v.kind == "mix" and v.delta in ends else v.kind]
     if v.delta is not None:
         parts.append(f"δ={v.delta:g}")
     if v.temperature is not None:
@@ -123,7 +185,7 @@ def _describe(v: VariantView) -> str:
 
 def config_text(res: Results) -> str:
     if not res.config:
-        return "(no config recorded in the results)"
+        return f"(the results record no config; they were read from {res.source})"
     return yaml.safe_dump(
         res.config, sort_keys=False, allow_unicode=True, default_flow_style=None, width=100
     ).rstrip()
@@ -135,43 +197,76 @@ def versions(res: Results) -> list[tuple[str, str]]:
     return out
 
 
-def _md_cell(s: str) -> str:
-    return s.replace("|", "\\|").replace("\n", " ")
+# --- Markdown: text from the results (names, paths, sentences) is escaped, never markup -----------------------
+_MD_PUNCT = re.compile(r"([\\`*_|~])")
+_MD_LINK = re.compile(r"\]([(\[])")  # "](" or "][": what makes brackets a link or an image
 
 
 Section = tuple[str, list[str], list[str], list[list[str]]]  # title, notes, table header, table rows
 
 
+def md_text(s: str) -> str:
+    """Text as Markdown shows it literally: HTML escaped (`<script>` stays text), emphasis, code and table
+    punctuation backslash-escaped, and no "](" that could make a link or image; one line."""
+    s = " ".join(str(s).split()).replace("&", "&amp;").replace("<", "&lt;")  # no tag or entity can open
+    return _MD_LINK.sub(r"]\\\1", _MD_PUNCT.sub(r"\\\1", s))
+
+
+def md_code(s: str) -> str:
+    """An inline code span that holds `s` whatever backticks it contains (one line; `|` escaped for tables)."""
+    s = " ".join(str(s).split()).replace("|", "\\|")
+    ticks = "`" * (max((len(r) for r in re.findall(r"`+", s)), default=0) + 1)
+    pad = " " if s.startswith("`") or s.endswith("`") or not s else ""
+    return f"{ticks}{pad}{s}{pad}{ticks}"
+
+
+def md_fence(s: str, lang: str = "") -> list[str]:
+    """A fenced code block longer than any run of backticks inside it."""
+    ticks = "`" * max(3, max((len(r) for r in re.findall(r"`+", s)), default=0) + 1)
+    return [f"{ticks}{lang}", s, ticks]
+
+
+def _md_table(t: Table) -> list[str]:
+    out = [f"### {md_text(t.title)}", ""] if t.title else []
+    out.append("| " + " | ".join(md_text(h) for h in t.header) + " |")
+    out.append("|" + "|".join("---" for _ in t.header) + "|")
+    out += ["| " + " | ".join(md_text(c) for c in row) + " |" for row in t.rows]
+    return out + [""]
+
+
 def markdown(
-    res: Results,
-    plots: Sequence[tuple[str, str, str]],
-    metric_names: Sequence[str],
+    res: Results, plots: Sequence[tuple[str, str, str]], metric_names: Sequence[str],
+    omitted: Sequence[tuple[str, str]] = (), headline: Sequence[str] | None = None,
     sections: Sequence[Section] = (),
-) -> str:
-    """`plots`: (file name, title, caption) of each PNG written beside the report; `sections`: further
-    tables (e.g. the Instruct ↔ Thinking table, `report.thinking`) before the variants table."""
-    out = [f"# {TITLE}", "", f"Source: `{res.source}` · {meta_line(res)}", ""]
-    out += ["## Best variant", ""] + [f"- {line}" for line in best_lines(res)] + [""]
+) -> str:  # fmt: skip
+    """`plots`: (file name, title, caption) of each PNG written beside the report; `omitted`: (title,
+    reason) of plots left out on purpose; `sections`: further tables (e.g. the Instruct ↔ Thinking table,
+    `report.thinking`) before the variants table."""
+    out = [f"# {TITLE}", "", f"Source: {md_code(res.source)} · {md_text(meta_line(res))}", ""]
+    if provenance(res):
+        out += [md_text(provenance(res)), ""]
+    out += ["## Best variant", ""] + [f"- {md_text(line)}" for line in best_lines(res)] + [""]
     if res.claims:
-        out += ["## Claims checked on this run", ""] + [f"- {text}" for _, text in claim_lines(res)] + [""]
+        out += (
+            ["## Claims checked on this run", ""]
+            + [f"- {md_text(text)}" for _, text in claim_lines(res)]
+            + [""]
+        )
     out += ["## Plots", ""]
     if not plots:
         out += ["No plot has data in these results.", ""]
     for fname, title, caption in plots:
-        out += [f"### {title}", "", caption, "", f"![{title}]({fname})", ""]
+        out += [f"### {md_text(title)}", "", md_text(caption), "", f"![{md_text(title)}]({fname})", ""]
+    out += [f"Not drawn: {md_text(title)} — {md_text(reason)}" for title, reason in omitted]
     for title, notes, head, body in sections:
-        out += [f"## {title}", ""] + [f"- {n}" for n in notes] + [""]
-        out.append("| " + " | ".join(_md_cell(h) for h in head) + " |")
-        out.append("|" + "|".join("---" for _ in head) + "|")
-        out += ["| " + " | ".join(_md_cell(c) for c in row) + " |" for row in body] + [""]
-    header, rows = table(res, metric_names)
-    out += ["## Variants", "", "Metrics in percent with 95% bootstrap intervals over problems.", ""]
-    out.append("| " + " | ".join(_md_cell(h) for h in header) + " |")
-    out.append("|" + "|".join("---" for _ in header) + "|")
-    out += ["| " + " | ".join(_md_cell(c) for c in row) + " |" for row in rows]
-    out += ["", "## Versions", ""]
-    out += [f"- {name}: `{value}`" for name, value in versions(res)]
-    out += ["", "## Config", "", "```yaml", config_text(res), "```", ""]
+        out += ["", f"## {md_text(title)}", ""] + [f"- {md_text(n)}" for n in notes] + [""]
+        out += _md_table(Table(None, head, body))[:-1]
+    out += ["", "## Variants", "", "Metrics in percent with 95% bootstrap intervals over problems.", ""]
+    for t in tables(res, metric_names, headline):
+        out += _md_table(t)
+    out += ["## Versions", ""]
+    out += [f"- {md_text(name)}: {md_code(value)}" for name, value in versions(res)]
+    out += ["", "## Config", "", *md_fence(config_text(res), "yaml"), ""]
     return "\n".join(out)
 
 
@@ -179,23 +274,62 @@ CSS = """
 body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,Helvetica,Arial,sans-serif;margin:2rem auto;
 max-width:1200px;padding:0 1rem;color:#1d1d1f;line-height:1.45}
 h1{font-size:1.6rem;margin-bottom:.2rem}h2{border-bottom:1px solid #ddd;padding-bottom:.2rem;margin-top:2rem}
-.meta{color:#666;font-size:.9rem}.best{background:#fff8dc;border:1px solid #f2c200;padding:.6rem 1rem;
-border-radius:6px}figure{margin:1.2rem 0}figure img{max-width:100%;height:auto;border:1px solid #eee}
-figcaption{color:#555;font-size:.9rem}.scroll{overflow-x:auto}
-table{border-collapse:collapse;font-size:.8rem;white-space:nowrap}th,td{border:1px solid #ddd;
-padding:.25rem .5rem;text-align:right}th{background:#f4f4f6;position:sticky;top:0}
-td:first-child,td:nth-child(2),th:first-child,th:nth-child(2){text-align:left}tr.chosen td{background:#fff3c4;font-weight:600}
-pre{background:#f6f8fa;padding:.8rem;overflow-x:auto;font-size:.8rem}
-li.held{color:#1b6e33}li.failed{color:#a4161a;font-weight:600}
+.meta{color:#666;font-size:.9rem;overflow-wrap:anywhere}.best{background:#fff8dc;border:1px solid #f2c200;
+padding:.6rem 1rem;border-radius:6px;overflow-wrap:anywhere}.best .note{color:#8a5a00;font-weight:600}
+figure{margin:1.2rem 0}figure img{max-width:100%;height:auto;border:1px solid #eee;box-sizing:border-box}
+figcaption{color:#555;font-size:.9rem;overflow-wrap:anywhere}.scroll{overflow-x:auto;max-width:100%}
+table{border-collapse:collapse;font-size:.8rem}th,td{border:1px solid #ddd;padding:.25rem .5rem;text-align:right}
+td{white-space:nowrap}th{background:#f4f4f6;position:sticky;top:0}
+td:first-child,th:first-child{text-align:left;white-space:normal;overflow-wrap:anywhere;max-width:18rem}
+td:nth-child(2),th:nth-child(2),table.kv td{text-align:left}
+tr.chosen td{background:#fff3c4;font-weight:600}
+details{margin:1rem 0}summary{cursor:pointer;font-weight:600}
+pre{background:#f6f8fa;padding:.8rem;overflow-x:auto;font-size:.8rem;white-space:pre-wrap;overflow-wrap:anywhere}
+li.held{color:#1b6e33}li.failed{color:#a4161a;font-weight:600}code{overflow-wrap:anywhere}
 """
+
+
+def _html_table(t: Table, chosen: str | None) -> list[str]:
+    e = html.escape
+    out = ['<div class="scroll"><table><thead><tr>' + "".join(f"<th>{e(h)}</th>" for h in t.header)]
+    out.append("</tr></thead><tbody>")
+    for row in t.rows:
+        cls = ' class="chosen"' if chosen is not None and row[0] == chosen else ""
+        out.append(f"<tr{cls}>" + "".join(f"<td>{e(c)}</td>" for c in row) + "</tr>")
+    return out + ["</tbody></table></div>"]
+
+
+def _html_best(res: Results) -> str:
+    e = html.escape
+    lines = [
+        f'<span class="note">{e(ln)}</span>' if ln.startswith("Note: ") else e(ln) for ln in best_lines(res)
+    ]
+    return '<div class="best">' + "<br>".join(lines) + "</div>"
+
+
+def _html_plots(
+    plots: Sequence[tuple[str, str, str, bytes]], omitted: Sequence[tuple[str, str]]
+) -> list[str]:
+    e = html.escape
+    parts = ["<h2>Plots</h2>"] + (["<p>No plot has data in these results.</p>"] if not plots else [])
+    for fname, title, caption, png in plots:
+        data = base64.b64encode(png).decode("ascii")
+        parts += [
+            f'<figure id="{e(fname.rsplit(".", 1)[0])}"><h3>{e(title)}</h3>',
+            f'<img alt="{e(title)}" src="data:image/png;base64,{data}">',
+            f"<figcaption>{e(caption)} ({e(fname)})</figcaption></figure>",
+        ]
+    return parts + [f'<p class="meta">Not drawn: {e(title)} — {e(reason)}</p>' for title, reason in omitted]
 
 
 def html_doc(
     res: Results, plots: Sequence[tuple[str, str, str, bytes]], metric_names: Sequence[str],
+    omitted: Sequence[tuple[str, str]] = (), headline: Sequence[str] | None = None,
     sections: Sequence[Section] = (),
 ) -> str:  # fmt: skip
-    """`plots`: (file name, title, caption, PNG bytes); the bytes are embedded as data URIs; `sections` as
-    in `markdown`."""
+    """`plots`: (file name, title, caption, PNG bytes); the bytes are embedded as data URIs. The headline
+    table is shown; the other columns fold into <details>, so the page never scrolls sideways. `sections`
+    as in `markdown`."""
     e = html.escape
     parts = [
         "<!DOCTYPE html>",
@@ -204,47 +338,27 @@ def html_doc(
         f"<title>{e(TITLE)}</title><style>{CSS}</style></head><body>",
         f"<h1>{e(TITLE)}</h1>",
         f'<p class="meta">Source: <code>{e(res.source)}</code> · {e(meta_line(res))}</p>',
-        "<h2>Best variant</h2>",
-        '<div class="best">' + "<br>".join(e(line) for line in best_lines(res)) + "</div>",
     ]
+    if provenance(res):
+        parts.append(f'<p class="meta">{e(provenance(res))}</p>')
+    parts += ["<h2>Best variant</h2>", _html_best(res)]
     if res.claims:
         parts += ["<h2>Claims checked on this run</h2>", "<ul>"]
         for held, text in claim_lines(res):
             parts.append(f'<li class="{"held" if held else "failed"}">{e(text)}</li>')
         parts.append("</ul>")
-    parts.append("<h2>Plots</h2>")
-    if not plots:
-        parts.append("<p>No plot has data in these results.</p>")
-    for fname, title, caption, png in plots:
-        data = base64.b64encode(png).decode("ascii")
-        parts += [
-            f'<figure id="{e(fname.rsplit(".", 1)[0])}"><h3>{e(title)}</h3>',
-            f'<img alt="{e(title)}" src="data:image/png;base64,{data}">',
-            f"<figcaption>{e(caption)} ({e(fname)})</figcaption></figure>",
-        ]
+    parts += _html_plots(plots, omitted)
     for title, notes, head, body in sections:
-        parts += [f"<h2>{e(title)}</h2>", "<ul>"] + [f"<li>{e(n)}</li>" for n in notes] + ["</ul>"]
-        parts.append(
-            '<div class="scroll"><table><thead><tr>'
-            + "".join(f"<th>{e(h)}</th>" for h in head)
-            + "</tr></thead><tbody>"
-        )
-        parts += ["<tr>" + "".join(f"<td>{e(c)}</td>" for c in row) + "</tr>" for row in body]
-        parts.append("</tbody></table></div>")
-    header, rows = table(res, metric_names)
-    chosen = res.best_variant.name if res.best_variant else None
-    parts += [
-        "<h2>Variants</h2>",
-        "<p>Metrics in percent with 95% bootstrap intervals over problems, as <i>value [lo, hi]</i>.</p>",
-        '<div class="scroll"><table><thead><tr>'
-        + "".join(f"<th>{e(h)}</th>" for h in header)
-        + "</tr></thead>",
-        "<tbody>",
-    ]
-    for row in rows:
-        cls = ' class="chosen"' if row[0] == chosen else ""
-        parts.append(f"<tr{cls}>" + "".join(f"<td>{e(c)}</td>" for c in row) + "</tr>")
-    parts += ["</tbody></table></div>", "<h2>Versions</h2>", "<table><tbody>"]
+        parts += [f"<h2>{e(title)}</h2>", "<ul>", *[f"<li>{e(n)}</li>" for n in notes], "</ul>"]
+        parts += _html_table(Table(None, head, body), None)
+    parts += ["<h2>Variants</h2>",
+              "<p>Metrics in percent with 95% bootstrap intervals over problems, as <i>value [lo, hi]</i>.</p>"]  # fmt: skip
+    chosen = res.chosen.name if res.chosen is not None else None
+    first, *rest = tables(res, metric_names, headline)
+    parts += _html_table(first, chosen)
+    for t in rest:
+        parts += [f"<details><summary>{e(t.title or '')}</summary>", *_html_table(t, chosen), "</details>"]
+    parts += ["<h2>Versions</h2>", '<table class="kv"><tbody>']
     parts += [f"<tr><td>{e(k)}</td><td><code>{e(v)}</code></td></tr>" for k, v in versions(res)]
     parts += [
         "</tbody></table>",

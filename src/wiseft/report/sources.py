@@ -3,7 +3,7 @@
 - `metrics.json` of `wiseft score` / `wiseft eval`: one summary (the `summarize()` dict plus "variant" and
   "grader"), or {"variants": [{"name", "summary"}], "grader"}. Those carry no kind, δ, T or step, so they are
   read from the variant name in the sample-record convention (`delta=0.250,T=1.0`, `step=400`); a name
-  without them is a single model ("base").
+  without them is a model whose samples came from elsewhere ("imported"), not the base model.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ def variant_from_name(name: str, summary: dict) -> dict:
     elif "temperature" in found:
         kind = "temperature"
     else:
-        kind = "base"
+        kind = "imported"
     return {
         "name": name,
         "kind": kind,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from wiseft.merge.methods import Method, register
+from wiseft.merge.methods import Method, Param, register
 from wiseft.merge.methods.linear import weighted_sum
 
 
@@ -27,7 +27,7 @@ def _check(coeffs: tuple[float, ...], extrapolate: bool) -> str | None:
 WISEFT = register(
     Method(
         name="wise-ft",
-        summary="two anchors EARLY FINAL: δ·EARLY + (1−δ)·FINAL (--delta)",
+        summary="δ·EARLY + (1−δ)·FINAL (two anchors, EARLY first)",
         coefficient="delta",
         needs_base=False,
         min_models=2,
@@ -35,5 +35,7 @@ WISEFT = register(
         kernel=_kernel,
         check=_check,
         weights=_weights,
+        params=(Param("delta", "global", None, doc="weight of EARLY"),),
+        reference="https://arxiv.org/abs/2109.01903",
     )
 )

@@ -1,0 +1,504 @@
+"""The numba loops of merge/compiled.py, at module level so numba caches them on disk.
+
+Imported only by `compiled._build()` (numba is optional at run time). See merge/compiled.py for what
+each loop computes and why its bits equal the torch path's.
+"""
+
+import numba
+import numpy as np
+from llvmlite import ir
+from numba.core import types
+from numba.extending import intrinsic, overload
+
+
+@intrinsic
+def bits_to_f32(typingctx, bits):
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.FloatType())
+
+    return types.float32(types.uint32), codegen
+
+
+@intrinsic
+def f32_to_bits(typingctx, value):
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.IntType(32))
+
+    return types.uint32(types.float32), codegen
+
+
+@intrinsic
+def f64_to_bits(typingctx, value):
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.IntType(64))
+
+    return types.int64(types.float64), codegen
+
+
+def widen(x):
+    pass
+
+
+@overload(widen)
+def _widen(x):
+    if isinstance(x, types.Integer):  # bfloat16 bits
+        return lambda x: np.float64(bits_to_f32(np.uint32(np.uint16(x)) << np.uint32(16)))
+    return lambda x: np.float64(x)
+
+
+def cast_out(sample, v):
+    pass
+
+
+@overload(cast_out)
+def _cast_out(sample, v):
+    if isinstance(sample, types.Integer):  # bfloat16 bits, rounded through float32 as torch does
+
+        def to_bf16(sample, v):
+            f = np.float32(v)
+            if f != f:
+                return np.int16(0x7FC0)
+            u = np.uint32(f32_to_bits(f))
+            u = np.uint32(u + ((u >> np.uint32(16)) & np.uint32(1)) + np.uint32(0x7FFF))
+            return np.int16(u >> np.uint32(16))  # truncating to 16 bits keeps the bit pattern
+
+        return to_bf16
+    return lambda sample, v: np.float32(v)
+
+
+# Element loops call no jitted function with array arguments (each such call costs reference-count
+# updates, ~20x the arithmetic): inputs are loaded and results stored a block of BLOCK elements at a
+# time by helpers, and the element loops in between only index arrays.
+BLOCK = 256
+
+
+@numba.njit(nogil=True, cache=True)
+def load_block(xs, start, width, over_base, v, base_row):
+    """v[j, e] ← x_j (or x_j − base, base = xs[0], also in base_row) at start + e."""
+    if over_base:
+        b = xs[0]
+        for e in range(width):
+            base_row[e] = widen(b[start + e])
+        for j in range(1, len(xs)):
+            x = xs[j]
+            for e in range(width):
+                v[j - 1, e] = widen(x[start + e]) - base_row[e]
+    else:
+        for j in range(len(xs)):
+            x = xs[j]
+            for e in range(width):
+                v[j, e] = widen(x[start + e])
+
+
+@numba.njit(nogil=True, cache=True)
+def canonical(t, count, width, res):
+    """res[e] ← Σ_q t[q, e]: 0 → 0.0, one term, two added, more sorted ascending and added in order
+    (t's columns are sorted in place)."""
+    if count == 0:
+        for e in range(width):
+            res[e] = 0.0
+    elif count == 1:
+        for e in range(width):
+            res[e] = t[0, e]
+    elif count == 2:
+        for e in range(width):
+            res[e] = t[0, e] + t[1, e]
+    else:
+        for e in range(width):
+            for a in range(1, count):
+                value = t[a, e]
+                b = a - 1
+                while b >= 0 and t[b, e] > value:
+                    t[b + 1, e] = t[b, e]
+                    b -= 1
+                t[b + 1, e] = value
+            total = t[0, e]
+            for a in range(1, count):
+                total += t[a, e]
+            res[e] = total
+
+
+@numba.njit(nogil=True, cache=True)
+def store_block(out, start, width, res):
+    sample = out[0]
+    for e in range(width):
+        out[start + e] = cast_out(sample, res[e])
+
+
+@numba.njit(nogil=True, cache=True)
+def gram(xs, over_base, block, out):
+    """out[b, p] ← Σ over block b (left to right from 0.0) of v_a·v_c, pairs p = (a ≤ c) in order."""
+    n = len(xs) - 1 if over_base else len(xs)
+    m = xs[0].shape[0]
+    v = np.empty((n, BLOCK))
+    base_row = np.empty(BLOCK)
+    acc = np.zeros(out.shape[1])
+    b = 0
+    start = 0
+    while start < m:
+        width = min(BLOCK, block - start % block, m - start)  # never across a block boundary
+        load_block(xs, start, width, over_base, v, base_row)
+        if n == 2:  # three independent chains, in registers
+            s0, s1, s2 = acc[0], acc[1], acc[2]
+            for e in range(width):
+                x, y = v[0, e], v[1, e]
+                s0 += x * x
+                s1 += x * y
+                s2 += y * y
+            acc[0], acc[1], acc[2] = s0, s1, s2
+        else:
+            p = 0
+            for a in range(n):
+                for c in range(a, n):
+                    total = acc[p]
+                    for e in range(width):
+                        total += v[a, e] * v[c, e]
+                    acc[p] = total
+                    p += 1
+        start += width
+        if start % block == 0 or start == m:
+            for q in range(acc.shape[0]):
+                out[b, q] = acc[q]
+                acc[q] = 0.0
+            b += 1
+
+
+@numba.njit(nogil=True, cache=True)
+def combine(xs, coeffs, over_base, out):
+    """out ← round(Σ c_j·v_j (+ base)), zero coefficients skipped (merge/methods/linear.weighted_sum)."""
+    n = coeffs.shape[0]
+    m = out.shape[0]
+    active = np.array([j for j in range(n) if coeffs[j] != 0.0], dtype=np.int64)
+    v = np.empty((n, BLOCK))
+    t = np.empty((max(1, active.shape[0]), BLOCK))
+    base_row = np.empty(BLOCK)
+    res = np.empty(BLOCK)
+    for start in range(0, m, BLOCK):
+        width = min(BLOCK, m - start)
+        load_block(xs, start, width, over_base, v, base_row)
+        for q in range(active.shape[0]):
+            j = active[q]
+            c = coeffs[j]
+            for e in range(width):
+                t[q, e] = v[j, e] * c if c != 1.0 else v[j, e]
+        canonical(t, active.shape[0], width, res)
+        if over_base:
+            for e in range(width):
+                res[e] = res[e] + base_row[e]
+        store_block(out, start, width, res)
+
+
+@numba.njit(nogil=True, cache=True)
+def stock(xs, t, out):
+    """model_stock: out ← round(t·mean + (1 − t)·base), mean = (Σ models)/N, xs[0] the base."""
+    n = len(xs) - 1
+    m = out.shape[0]
+    v = np.empty((n + 1, BLOCK))
+    terms = np.empty((max(n, 2), BLOCK))
+    base_row = np.empty(BLOCK)
+    mean = np.empty(BLOCK)
+    res = np.empty(BLOCK)
+    for start in range(0, m, BLOCK):
+        width = min(BLOCK, m - start)
+        load_block(xs, start, width, False, v, base_row)
+        for j in range(n):
+            for e in range(width):
+                terms[j, e] = v[j + 1, e]
+        canonical(terms, n, width, mean)
+        count = 0
+        if t != 0.0:
+            for e in range(width):
+                terms[count, e] = mean[e] / n * t if t != 1.0 else mean[e] / n
+            count += 1
+        if 1.0 - t != 0.0:
+            for e in range(width):
+                terms[count, e] = v[0, e] * (1.0 - t) if 1.0 - t != 1.0 else v[0, e]
+            count += 1
+        canonical(terms, count, width, res)
+        store_block(out, start, width, res)
+
+
+@numba.njit(nogil=True, cache=True)
+def observe_keys(x, base, mode, lo, hi, shift, counts, gathered, filled):
+    """A selection pass over the |x − base| keys (merge/select.py): mode 0 the first histogram,
+    1 a histogram inside [lo, hi], 2 gathering [lo, hi]. Returns (below lo, filled, zeros)."""
+    below = 0
+    zeros = 0
+    mask = np.int64(0x7FFFFFFFFFFFFFFF)
+    for i in range(x.shape[0]):
+        key = f64_to_bits(widen(x[i]) - widen(base[i])) & mask
+        if mode == 0:
+            counts[key >> 47] += 1
+            if key == 0:
+                zeros += 1
+        elif key < lo:
+            below += 1
+        elif key <= hi:
+            if mode == 1:
+                counts[(key - lo) >> shift] += 1
+            else:
+                gathered[filled] = key
+                filled += 1
+    return below, filled, zeros
+
+
+@numba.njit(nogil=True, cache=True)
+def sparse_block(
+    v,
+    start,
+    width,
+    j,
+    kind,
+    density,
+    has_low,
+    low,
+    has_high,
+    high,
+    ties,
+    seen,
+    u,
+    p,
+    rescale,
+    factor,
+    s,
+    kept,
+):
+    """s[j, e] ← model j's sparsified task-vector element (TaskVectorJob._sparse) for the block;
+    rescale 0 none, 1 l1 (× factor), 2 inverse (÷ keep probability), -1 none (l1 observation).
+    kept[j, i]: the keep decisions, read (kind KEPT) or, with rescale -1, written. One loop per kind,
+    the model's parameters in locals."""
+    k = kind[j]
+    if k == 0:
+        for e in range(width):
+            s[j, e] = v[j, e]
+        return
+    if k == 1:
+        for e in range(width):
+            s[j, e] = 0.0
+        return
+    d_j = density[j]
+    f_j = factor[j]
+    write = rescale == -1 and kept.shape[1] > 1
+    if k == 2:
+        mask = np.int64(0x7FFFFFFFFFFFFFFF)
+        lo_on, lo, hi_on, hi = has_low[j], low[j], has_high[j], high[j]
+        t0_on, t0, a0, b0 = ties[j, 0, 2] > ties[j, 0, 1], ties[j, 0, 0], ties[j, 0, 1], ties[j, 0, 2]
+        t1_on, t1, a1, b1 = ties[j, 1, 2] > ties[j, 1, 1], ties[j, 1, 0], ties[j, 1, 1], ties[j, 1, 2]
+        tied = False
+        for e in range(width):  # branch-free, so it vectorises; elements equal to a tie value after
+            d = v[j, e]
+            key = f64_to_bits(d) & mask
+            keep = (not lo_on or key > lo) and (not hi_on or key < hi)
+            s[j, e] = d if keep else 0.0
+            tied = tied or (t0_on and key == t0) or (t1_on and key == t1)
+        if tied:  # rare: tie ranks count in index order
+            seen0, seen1 = seen[j, 0], seen[j, 1]
+            for e in range(width):
+                key = f64_to_bits(v[j, e]) & mask
+                if t0_on and key == t0:
+                    if a0 <= seen0 < b0:
+                        s[j, e] = v[j, e]
+                    seen0 += 1
+                if t1_on and key == t1:
+                    if a1 <= seen1 < b1:
+                        s[j, e] = v[j, e]
+                    seen1 += 1
+            seen[j, 0], seen[j, 1] = seen0, seen1
+        if rescale == 2:
+            for e in range(width):
+                s[j, e] = s[j, e] / d_j
+        elif rescale == 1 and f_j != 1.0:
+            for e in range(width):
+                s[j, e] = s[j, e] * f_j
+        return  # (keep decisions are stored only for the random kinds)
+    if k == 3:
+        for e in range(width):
+            s[j, e] = v[j, e] if u[j, start + e] < d_j else 0.0
+    elif k == 4:
+        for e in range(width):
+            s[j, e] = v[j, e] if u[j, start + e] < p[j, start + e] else 0.0
+    else:
+        for e in range(width):
+            s[j, e] = v[j, e] if kept[j, start + e] != 0 else 0.0
+    if write:
+        for e in range(width):
+            if k == 3:
+                kept[j, start + e] = 1 if u[j, start + e] < d_j else 0
+            else:
+                kept[j, start + e] = 1 if u[j, start + e] < p[j, start + e] else 0
+    if rescale == 2:
+        if k == 4:
+            for e in range(width):
+                s[j, e] = s[j, e] / p[j, start + e]
+        else:
+            for e in range(width):
+                s[j, e] = s[j, e] / d_j
+    elif rescale == 1 and f_j != 1.0:
+        for e in range(width):
+            s[j, e] = s[j, e] * f_j
+
+
+@numba.njit(nogil=True, cache=True)
+def task_vectors(xs, kind, density, has_low, low, has_high, high, ties, seen, u, p, kept, rescale, factor,
+                 weights, scales, consensus, normalize, lam, out):  # fmt: skip
+    """out ← round(the task-vector family's result) (merge/taskvectors.py)."""
+    n = kind.shape[0]
+    m = out.shape[0]
+    v = np.empty((n, BLOCK))
+    s = np.empty((n, BLOCK))
+    t = np.empty((n + 1, BLOCK))
+    base_row = np.empty(BLOCK)
+    res = np.empty(BLOCK)
+    total = np.empty(BLOCK)
+    agree = np.empty((n, BLOCK), dtype=np.bool_)
+    active = np.array([j for j in range(n) if scales[j] != 0.0], dtype=np.int64)
+    for start in range(0, m, BLOCK):
+        width = min(BLOCK, m - start)
+        load_block(xs, start, width, True, v, base_row)
+        for j in range(n):
+            sparse_block(
+                v,
+                start,
+                width,
+                j,
+                kind,
+                density,
+                has_low,
+                low,
+                has_high,
+                high,
+                ties,
+                seen,
+                u,
+                p,
+                rescale,
+                factor,
+                s,
+                kept,
+            )
+        if not consensus and active.shape[0] == 2:  # fused: base and two terms, sorted by a network
+            c0, c1 = scales[active[0]], scales[active[1]]
+            for e in range(width):
+                x, y, z = base_row[e], s[active[0], e] * c0, s[active[1], e] * c1
+                if x > y:
+                    x, y = y, x
+                if y > z:
+                    y, z = z, y
+                if x > y:
+                    x, y = y, x
+                res[e] = (x + y) + z
+            store_block(out, start, width, res)
+            continue
+        if consensus and n == 2:  # fused, branch-free (x·1 = x, so weights and λ of 1 need no test)
+            w0, w1 = weights[0], weights[1]
+            for e in range(width):
+                t0 = s[0, e] * w0
+                t1 = s[1, e] * w1
+                positive = t0 + t1 >= 0.0
+                a0 = t0 > 0.0 if positive else t0 < 0.0
+                a1 = t1 > 0.0 if positive else t1 < 0.0
+                mixed = (t0 if a0 else 0.0) + (t1 if a1 else 0.0)
+                if normalize:
+                    divisor = (w0 if a0 else 0.0) + (w1 if a1 else 0.0)
+                    mixed = mixed / (divisor if divisor != 0.0 else 1.0)
+                res[e] = base_row[e] + mixed * lam
+            store_block(out, start, width, res)
+            continue
+        if not consensus:
+            if active.shape[0] <= 1:
+                for e in range(width):
+                    res[e] = base_row[e]
+                for q in range(active.shape[0]):
+                    c = scales[active[q]]
+                    for e in range(width):
+                        res[e] = base_row[e] + (s[active[q], e] * c if c != 1.0 else s[active[q], e])
+            else:
+                for e in range(width):
+                    t[0, e] = base_row[e]
+                for q in range(active.shape[0]):
+                    c = scales[active[q]]
+                    for e in range(width):
+                        t[q + 1, e] = s[active[q], e] * c if c != 1.0 else s[active[q], e]
+                canonical(t, active.shape[0] + 1, width, res)
+            store_block(out, start, width, res)
+            continue
+        for j in range(n):
+            w = weights[j]
+            if w != 1.0:
+                for e in range(width):
+                    s[j, e] = s[j, e] * w
+            for e in range(width):
+                t[j, e] = s[j, e]
+        canonical(t, n, width, total)
+        for j in range(n):
+            for e in range(width):
+                agree[j, e] = s[j, e] > 0.0 if total[e] >= 0.0 else s[j, e] < 0.0
+                t[j, e] = s[j, e] if agree[j, e] else 0.0
+        canonical(t, n, width, res)
+        if normalize:
+            for j in range(n):
+                w = weights[j]
+                for e in range(width):
+                    t[j, e] = w if agree[j, e] else 0.0
+            canonical(t, n, width, total)
+            for e in range(width):
+                res[e] = res[e] / (total[e] if total[e] != 0.0 else 1.0)
+        for e in range(width):
+            if lam != 1.0:
+                res[e] = res[e] * lam
+            res[e] = base_row[e] + res[e]
+        store_block(out, start, width, res)
+
+
+@numba.njit(nogil=True, cache=True)
+def l1_sums(xs, kind, density, has_low, low, has_high, high, ties, seen, u, p, kept, block, before, after):
+    """Block sums (left to right from 0.0) of |δ_j| and |kept δ_j| for the models with kind ≥ 2; the
+    keep decisions are written into kept[j, i] (when it has a column per element)."""
+    n = kind.shape[0]
+    m = xs[0].shape[0]
+    v = np.empty((n, BLOCK))
+    s = np.empty((n, BLOCK))
+    base_row = np.empty(BLOCK)
+    factor = np.ones(n)
+    acc_before = np.zeros(n)
+    acc_after = np.zeros(n)
+    b = 0
+    start = 0
+    while start < m:
+        width = min(BLOCK, block - start % block, m - start)  # never across a block boundary
+        load_block(xs, start, width, True, v, base_row)
+        for j in range(n):
+            if kind[j] >= 2:
+                sparse_block(
+                    v,
+                    start,
+                    width,
+                    j,
+                    kind,
+                    density,
+                    has_low,
+                    low,
+                    has_high,
+                    high,
+                    ties,
+                    seen,
+                    u,
+                    p,
+                    -1,
+                    factor,
+                    s,
+                    kept,
+                )
+                total_before, total_after = acc_before[j], acc_after[j]
+                for e in range(width):
+                    total_before += abs(v[j, e])
+                    total_after += abs(s[j, e])
+                acc_before[j], acc_after[j] = total_before, total_after
+        start += width
+        if start % block == 0 or start == m:
+            for j in range(n):
+                before[j, b] = acc_before[j]
+                after[j, b] = acc_after[j]
+                acc_before[j] = 0.0
+                acc_after[j] = 0.0
+            b += 1

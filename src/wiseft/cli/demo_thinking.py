@@ -108,7 +108,7 @@ def show(results, console, out: Path, report: bool) -> None:
                   f"{roles.get('switch_end')}; sweet spot (fewest tokens within the best Pass@1's interval): "
                   f"{roles.get('sweet_spot')}")  # fmt: skip
     claims = Table(title="claims, rules fixed in advance (wiseft.demo_thinking)", show_lines=True)
-    claims.add_column("", justify="center")
+    claims.add_column("", justify="center", no_wrap=True)
     claims.add_column("claim")
     claims.add_column("evidence (95% bootstrap intervals)")
     for c in results.claims:

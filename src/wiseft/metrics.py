@@ -540,18 +540,20 @@ def _weights(problems: Sequence[ProblemSamples]) -> np.ndarray:
 def thinking_stats(problems: Sequence[ProblemSamples], seed: int = 0, n_boot: int = 1000) -> dict | None:
     """Think % (the share of samples whose thinking block closed) and mean thinking and answer tokens per
     sample, each {"value", "lo", "hi"} with a 95% bootstrap interval over problems; None when the samples
-    carry no thinking counts."""
-    if not problems or any(p.think_closed is None or p.thinking_tokens is None for p in problems):
+    do not say whether they closed a thinking block. Samples graded without a tokenizer (`wiseft grade`
+    of a JSONL file) carry `think_closed` but no thinking token counts: then Think % alone."""
+    if not problems or any(p.think_closed is None for p in problems):
         return None
     scale = len(problems) * _weights(problems)
+    counted = all(p.thinking_tokens is not None for p in problems)
     columns = [np.array([f(p) for p in problems]) * scale for f in (
         lambda p: p.think_closed.mean(),
-        lambda p: p.thinking_tokens.mean(),
-        lambda p: (p.n_tokens - p.thinking_tokens).mean() if p.n_tokens is not None else np.nan,
+        lambda p: p.thinking_tokens.mean() if counted else np.nan,
+        lambda p: (p.n_tokens - p.thinking_tokens).mean() if counted and p.n_tokens is not None else np.nan,
     )]  # fmt: skip
     names = ["think_frac", "thinking_tokens", "answer_tokens"]
-    if np.isnan(columns[2]).any():
-        columns, names = columns[:2], names[:2]
+    keep = [i for i, c in enumerate(columns) if not np.isnan(c).any()]
+    columns, names = [columns[i] for i in keep], [names[i] for i in keep]
     mean, lo, hi = bootstrap_ci(np.stack(columns, axis=1), seed=seed, n_boot=n_boot)
     return {
         name: {"value": float(mean[i]), "lo": float(lo[i]), "hi": float(hi[i])}

@@ -318,6 +318,17 @@ def test_the_cli_runs_the_thinking_demo(tmp_path, cli, monkeypatch):
     assert not (tmp_path / "o" / "report").exists()
 
 
+@pytest.mark.parametrize("flag", ["--delta", "--temperature"])
+def test_the_other_demos_grids_are_refused_with_nothing_written(tmp_path, cli, flag):
+    code, err = cli(["demo", "--thinking", flag, "0.5", "-o", tmp_path / "o", "--cache-dir", tmp_path / "c"])
+    assert code == 2
+    assert err.strip() == (
+        f"wiseft demo: error: {flag} is a setting of wiseft demo; the thinking demo sweeps a fixed λ grid at "
+        f"the paper's Thinking sampling (T = 0.6): drop {flag} or --thinking"
+    )
+    assert not (tmp_path / "o").exists() and not (tmp_path / "c").exists()
+
+
 @pytest.mark.slow
 def test_full_thinking_demo_shows_the_stages_with_the_default_seed(tmp_path, cli):
     out = tmp_path / "demo"

@@ -8,11 +8,21 @@ from pathlib import Path
 
 from wiseft.cli.progress import LogLines, stderr_console, stdout_console
 
+NOT_THINKING = {"delta": "--delta", "temperature": "--temperature"}  # `wiseft demo`'s own grids
+
 
 def build_config(args):
     import dataclasses
 
     from wiseft.demo_thinking import ThinkingDemoConfig
+    from wiseft.errors import ConfigError
+
+    for name, flag in NOT_THINKING.items():
+        if getattr(args, name, None) is not None:
+            raise ConfigError(
+                f"{flag} is a setting of wiseft demo; the thinking demo sweeps a fixed λ grid at the paper's "
+                f"Thinking sampling (T = 0.6): drop {flag} or --thinking"
+            )
     from wiseft.train.toy import ToyRecipe
     from wiseft.train.toy_thinking import StyleSFT
 

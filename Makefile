@@ -4,7 +4,7 @@ VENV    := .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 
-.PHONY: venv venv-vllm demo test test-slow test-vllm bench bench-vllm lint fmt clean chromium harness-readers
+.PHONY: venv venv-vllm venv-mergekit bench-mergekit demo test test-slow test-vllm bench bench-vllm lint fmt clean chromium harness-readers
 
 venv: $(STAMP)
 
@@ -39,6 +39,24 @@ test-vllm: $(VLLM_STAMP)
 
 bench-vllm: $(VLLM_STAMP)
 	$(VLLM_BIN)/python bench/vllm.py
+
+# mergekit 0.1.5 in its own environment, for bench/mergekit_compare.py only (the unit tests never need it):
+# torch first and pinned (ours), then mergekit and its dependencies from a pinned list, without resolving.
+MK_VENV  := .venv-mergekit
+MK_BIN   := $(MK_VENV)/bin
+MK_STAMP := $(MK_VENV)/.installed
+
+venv-mergekit: $(MK_STAMP)
+
+$(MK_STAMP): requirements/mergekit.txt
+	test -x $(MK_BIN)/python || $(PY) -m venv $(MK_VENV)
+	$(MK_BIN)/python -m pip install --quiet --disable-pip-version-check torch==2.13.0
+	$(MK_BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps -r requirements/mergekit.txt
+	$(MK_BIN)/python -c "import mergekit.merge, mergekit.config"
+	touch $(MK_STAMP)
+
+bench-mergekit: $(STAMP) $(MK_STAMP)
+	$(BIN)/python bench/mergekit_compare.py
 
 demo: $(STAMP)
 	$(BIN)/wiseft demo

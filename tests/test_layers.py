@@ -39,7 +39,7 @@ def test_the_package_keeps_its_layers(tmp_path):
     "module, upward",
     [
         ("records.py", "import wiseft.store"),  # the schema at the bottom reaching for persistence
-        ("store.py", "from wiseft import metrics"),  # persistence reaching for what comes after grading
+        ("store/core.py", "from wiseft import metrics"),  # persistence reaching for what comes after grading
         ("tasks/base.py", "import wiseft.sampling"),  # independent siblings
         ("train/sft.py", "import wiseft.evaluate.session"),  # training reaching for evaluation
     ],

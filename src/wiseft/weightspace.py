@@ -179,8 +179,11 @@ class WeightSpace:
                 f"method {method.name} needs whole-tensor statistics, which WeightSpace computes on CPU only "
                 "for now; load the weight space with device='cpu' (or use wise-ft, linear, task_arithmetic)"
             )
+        recipe.unmatched([name for name, _, _ in self._slots], "the weight space's model")
+        piece = self._slice_of(recipe)
         resolved = [
-            (recipe.coefficients(name, self.n_layers), param, flats) for name, param, flats in self._slots
+            (recipe.coefficients(name, self.n_layers, slice_index=piece), param, flats)
+            for name, param, flats in self._slots
         ]
         for ((coeffs, source), _, _), (name, _, _) in zip(resolved, self._slots, strict=True):
             problem = method.check(coeffs, recipe.extrapolate)
@@ -205,6 +208,21 @@ class WeightSpace:
                 pieces.append((out[start:end], [f[start:end] for f in flats], coeffs, kernel))
         self._run_pieces(pieces, method)
         self.variant = recipe
+
+    def _slice_of(self, recipe: Recipe) -> int | None:
+        """0 for a recipe with one slice over every layer (mergekit's usual slerp file); layer slices that
+        select or stack layers change the model's shape, which a weight space cannot."""
+        if recipe.slices is None:
+            return None
+        whole = len(recipe.slices) == 1 and all(
+            s.start == 0 and s.end == self.n_layers for s in recipe.slices[0]
+        )
+        if not whole or recipe.method == "passthrough":
+            raise ConfigError(
+                "recipe slices select or stack layers, which changes the model's shape; merge it with "
+                "wiseft merge and evaluate the output instead of sweeping it in memory"
+            )
+        return 0
 
     def _check_fits(self, recipe: Recipe, method) -> None:
         has_base = self.base is not None

@@ -101,7 +101,12 @@ def model_fingerprint(path: str | os.PathLike) -> str:
         weights = content_hash(ckpt)
     finally:
         ckpt.close()
+    return fingerprint(weights, ckpt.config)
+
+
+def fingerprint(weights: str, config: dict) -> str:
+    """The model fingerprint of weights with content hash `weights` and the parsed config.json `config`."""
     h = _xxh3()
     h.update(weights.encode())
-    h.update(json.dumps(ckpt.config, sort_keys=True, separators=(",", ":")).encode())
+    h.update(json.dumps(config, sort_keys=True, separators=(",", ":")).encode())
     return h.hexdigest()

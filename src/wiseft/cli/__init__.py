@@ -18,6 +18,7 @@ from wiseft.memory import tune_allocator
 # Order is the order shown in `wiseft --help`.
 COMMANDS = [
     "merge",
+    "fisher",
     "grade",
     "verify",
     "score",
@@ -30,7 +31,7 @@ COMMANDS = [
     "demo",
 ]
 # Commands that move model-sized memory get the allocator tuning of `wiseft.memory`.
-HEAVY = {"merge", "verify", "eval", "sweep", "trajectory", "train", "demo"}
+HEAVY = {"merge", "fisher", "verify", "eval", "sweep", "trajectory", "train", "demo"}
 
 
 def build_parser() -> argparse.ArgumentParser:

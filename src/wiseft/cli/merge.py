@@ -19,6 +19,7 @@ EPILOG = """examples:
   wiseft merge A B --base BASE --method dare_ties --weights 1,1 --param density=0.3 --seed 7 -o d
   wiseft merge --config recipe.yaml -o out --dry-run               # schedules; show the plan only
   wiseft merge --config mergekit.yml -o out                        # a mergekit configuration as it is
+  wiseft merge A B --method fisher --fisher FA --fisher FB -o f   # Fisher merging (wiseft fisher)
   wiseft merge --list                                              # methods, parameters, formulas
 """
 
@@ -48,6 +49,12 @@ def register(subparsers) -> None:
     )
     p.add_argument("--seed", type=int, help="seed of randomised methods (dare_*, della*; default 0)")
     p.add_argument(
+        "--fisher",
+        action="append",
+        metavar="DIR",
+        help="method fisher: a model's Fisher directory (wiseft fisher), once per model in order",
+    )
+    p.add_argument(
         "--config",
         help="YAML recipe (ours, or a mergekit configuration: merge_method, models, parameters …); flags override it",
     )
@@ -60,6 +67,11 @@ def register(subparsers) -> None:
         "--dry-run", action="store_true", help="check the inputs and print the plan; write nothing"
     )
     p.add_argument("--allow-nonfinite", action="store_true", help="merge even if values are nan/inf")
+    p.add_argument(
+        "--allow-unmatched",
+        action="store_true",
+        help="a recipe rule that matches no tensor is a warning, not an error",
+    )
     p.add_argument(
         "--copy-tokenizer-from", help="input (path or index) whose tokenizer/generation files are copied"
     )
@@ -90,6 +102,8 @@ def read_recipe_args(args):
             "parameters": params or None,
             "seed": seed,
             "extrapolate": True if args.extrapolate else None,
+            "allow_unmatched": True if getattr(args, "allow_unmatched", False) else None,
+            "fishers": getattr(args, "fisher", None),
         }
         return read_recipe(args.config, overrides)
     method = args.method or (
@@ -108,6 +122,8 @@ def read_recipe_args(args):
         extrapolate=args.extrapolate,
         parameters=params or None,
         seed=seed,
+        allow_unmatched=bool(getattr(args, "allow_unmatched", False)),
+        fishers=getattr(args, "fisher", None),
     )
     return recipe, "flags", []
 
@@ -236,6 +252,10 @@ def _show_plan(console, plan, args) -> None:
     table.add_row("output", str(args.output or "(none given)"))
     dtype = ST_NAMES.get(plan.out_dtype, "same as inputs") if plan.out_dtype else "same as inputs"
     table.add_row("output dtype", dtype)
+    if plan.vocabulary:
+        table.add_row(
+            "vocabulary", f"of input {plan.tokenizer_from}, embeddings re-indexed by token: {plan.vocabulary}"
+        )
     n_copy = sum(t.kind == "copy" for t in plan.tensors)
     table.add_row("tensors", f"{len(plan.tensors)} ({n_copy} integer/bool copied)")
     if plan.dropped:
@@ -268,21 +288,23 @@ def _show_plan(console, plan, args) -> None:
 
 def _per_tensor(console, plan) -> None:
     """Every tensor's resolved parameters, as the merge will use them: one line per tensor."""
-    n = len(plan.recipe.models)
-    layout = plan.method.layout(n)
     params = {p.name: p for p in plan.method.params}
-    labels = [name if i is None else f"{name}[{i}]" for name, i in layout]
+    base = 1 if plan.recipe.base else 0
     console.print("resolved parameters per tensor:", soft_wrap=True)
     width = max((len(t.name) for t in plan.tensors), default=0)
     for t in plan.tensors:
         if t.kind != "merge":
             continue
+        layout = plan.method.layout(len(t.sources) - base if t.inputs else len(plan.recipe.models))
         cells = [
-            f"{label}={_cell(params[name].decode(v))}"
-            for label, (name, _), v in zip(labels, layout, t.coeffs, strict=True)
+            f"{name if i is None else f'{name}[{i}]'}={_cell(params[name].decode(v))}"
+            for (name, i), v in zip(layout, t.coeffs, strict=True)
         ]
+        source = ""
+        if t.inputs and len(t.sources) == 1:  # a passthrough tensor: which model and tensor it is
+            source = f"  ← {t.sources[0].name} of input {t.inputs[0]}"
         console.print(
-            f"  {t.name:<{width}}  {'  '.join(cells)}  ({t.rule})",
+            f"  {t.name:<{width}}  {'  '.join(cells)}{source}  ({t.rule})",
             soft_wrap=True,
             markup=False,
             highlight=False,
@@ -299,6 +321,9 @@ def _cell(value) -> str:
 
 
 def _role(plan, i: int) -> str:
+    n = len(plan.recipe.models)
+    if plan.recipe.fishers is not None and i >= n:
+        return f"Fisher of model {i - n + 1}"
     if plan.method.name == "wise-ft":
         return ("early", "final")[i]
     if plan.method.needs_base:

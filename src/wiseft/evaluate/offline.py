@@ -16,7 +16,6 @@ from pathlib import Path
 
 from wiseft.atomic import write_json
 from wiseft.errors import ConfigError, OutputError
-from wiseft.evaluate.session import problem_meta
 from wiseft.grading import Grader, GradingStats
 from wiseft.grading.apply import grade_records
 from wiseft.grading.grader import DEFAULT_PROBLEM_BUDGET
@@ -72,7 +71,7 @@ def grade_file(
             the_task = get_task(name, data=data, **(options or {}))
             done = len(report.graded)
             tick = (lambda n, d=done: progress(d + n, len(records))) if progress else None
-            source.record_problems(name, [(p.id, p.gold, None, problem_meta(p)) for p in the_task.problems])
+            source.record_problems(name, [(p.id, p.gold, None, p.store_meta()) for p in the_task.problems])
             with Grader(the_task.grader_kind, workers, timeout, problem_budget=problem_budget,
                         thinking=thinking) as grader:  # fmt: skip
                 report.graded += grade_records(recs, the_task, grader, progress=tick)

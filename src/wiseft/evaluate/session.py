@@ -120,12 +120,6 @@ class Prompts:
             )
 
 
-def problem_meta(problem) -> dict:
-    """What the store keeps of a problem beside its gold and prompt: the question, and the fields metrics
-    break down by (`records.GROUP_FIELDS`, e.g. MATH's subject and level); not long reference solutions."""
-    return {"question": problem.question, **{k: problem.meta[k] for k in GROUP_FIELDS if k in problem.meta}}
-
-
 def versions(grader_name: str | None = None) -> dict:
     import torch
     import transformers
@@ -160,7 +154,7 @@ class EvalSession:
             if all(f in p.meta for p in task.problems)
         }
         store.add_problems(
-            task.name, [(p.id, p.gold, self.prompts[p.id], problem_meta(p)) for p in task.problems]
+            task.name, [(p.id, p.gold, self.prompts[p.id], p.store_meta()) for p in task.problems]
         )
         self.run_id = store.begin_run(command, run_config if run_config is not None else to_dict(cfg))
 
@@ -209,7 +203,7 @@ class EvalSession:
 
     def records(self, name: str) -> list[dict]:
         """The graded sample records of an evaluated variant, by problem then sample index, each with its
-        problem's `gold`, `prompt` and `meta` (the question and the group fields, `problem_meta`)."""
+        problem's `gold`, `prompt` and `meta` (the question and the group fields, `Problem.store_meta`)."""
         return self.store.records(self.rows[name], self.ids, self.cfg.n, with_problem=True)
 
     def _params(self, spec: VariantSpec):

@@ -30,30 +30,24 @@ The "int" kind (the toy task) compares integers exactly and never starts a worke
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from fractions import Fraction
 from typing import Any
 
 from wiseft.errors import GradingError
+from wiseft.grading.classes import MAX_ANSWER_CHARS, AnswerClasses
 from wiseft.grading.extract import extract_answer, normalise
 from wiseft.grading.grade import Grade
 from wiseft.grading.ifeval import grade_ifeval_items
 from wiseft.grading.ifeval import grader_name as ifeval_grader_name
+from wiseft.grading.numbers import exact_number, int_value
 from wiseft.grading.pool import BUDGET, ERROR, TIMEOUT, Budget, VerifierPool, check_budget, check_timeout
 from wiseft.grading.thinking import graded_text
 
 VERDICTS = ("correct", "incorrect", "no_answer", "timeout")
 KINDS = ("math", "int", "ifeval")
-MAX_ANSWER_CHARS = 5000  # longer "answers" (or golds) are not sent to the verifier: verdict "timeout"
 DEFAULT_PROBLEM_BUDGET = 120.0  # seconds of verifier time per problem and grading batch
-MAX_DIGITS = 4000  # plain numbers longer than this are not converted (Python's limit is 4300 digits)
 UNFAILING = (True, False)  # verifier results that are verdicts (the others: timeout, error, budget)
-_INT = re.compile(r"[+-]?\d+")
-_DECIMAL = re.compile(r"[+-]?(\d*)\.(\d+)")
-_FRAC = re.compile(r"([+-]?)\\frac\{([+-]?\d+)\}\{([+-]?\d+)\}")
-_SLASH = re.compile(r"([+-]?\d+)/(\d+)")
 
 
 @dataclass
@@ -87,40 +81,6 @@ class GradingStats:
                     self.rules[rule] = self.rules.get(rule, 0) + count
             else:
                 setattr(self, name, getattr(self, name) + value)
-
-
-def _exact_number(s: str) -> tuple[Fraction, bool] | None:
-    """(value, is_short) for a plain exact number, else None. Long decimals are left to the verifier,
-    whose numeric comparison rounds; so are numbers of more than MAX_DIGITS characters (Python refuses to
-    convert them, and no answer needs them)."""
-    if len(s) > MAX_DIGITS:
-        return None
-    if _INT.fullmatch(s):
-        return Fraction(int(s)), len(s) <= 15
-    m = _DECIMAL.fullmatch(s)
-    if m:
-        return Fraction(s), len(m.group(2)) < 6
-    m = _FRAC.fullmatch(s) or _SLASH.fullmatch(s)
-    if m:
-        *sign, num, den = m.groups()
-        if int(den) == 0:
-            return None
-        value = Fraction(int(num), int(den))
-        return (-value if sign and sign[0] == "-" else value), True
-    return None
-
-
-def _int_value(s: str) -> str | None:
-    """The canonical spelling (sign and digits, no leading zeros) of an integer answer, else None.
-    Compared as strings, so that integers of any length compare exactly without conversion."""
-    s = s.replace(",", "").replace("\\$", "").replace("$", "").strip()
-    m = _DECIMAL.fullmatch(s)
-    if m and set(m.group(2)) == {"0"}:  # "18.00"
-        s = s[: s.index(".")].rstrip("+-") and s[: s.index(".")] or "0"
-    if not _INT.fullmatch(s):
-        return None
-    negative, digits = s.startswith("-"), s.lstrip("+-").lstrip("0")
-    return ("-" if negative and digits else "") + (digits or "0")
 
 
 class Grader:
@@ -273,12 +233,12 @@ class Grader:
             self.stats.string_equal += 1
             return True
         if self.kind == "int":
-            x, y = _int_value(a), _int_value(b)
+            x, y = int_value(a), int_value(b)
             self.stats.numeric += 1
             return x is not None and x == y
         if len(a) > MAX_ANSWER_CHARS or len(b) > MAX_ANSWER_CHARS:
             return None
-        x, y = _exact_number(a), _exact_number(b)
+        x, y = exact_number(a), exact_number(b)
         if x is not None and y is not None:
             if x[0] == y[0]:
                 self.stats.numeric += 1
@@ -340,12 +300,12 @@ class Grader:
         representatives of the wrong-answer classes so far. The problems advance in lockstep rounds so
         that every round's comparisons, across all problems, go to the workers as one batch.
         """
-        states = [_Classes.start(group, distinct, verdicts) for group, _, distinct, verdicts in problems]
+        states = [AnswerClasses.start(group, distinct, verdicts) for group, _, distinct, verdicts in problems]
         while any(st.pending for st in states):
             self._class_round(states, task, budget)
         return [st.numbered(forms) for (_, forms, _, _), st in zip(problems, states, strict=True)]
 
-    def _class_round(self, states: list[_Classes], task, budget: Budget | None) -> None:
+    def _class_round(self, states: list[AnswerClasses], task, budget: Budget | None) -> None:
         """Place the next pending answer of every problem (one batch of comparisons for all of them)."""
         pairs, owner = [], []
         for n, st in enumerate(states):
@@ -466,54 +426,6 @@ class Grader:
         elif verdict == "incorrect":
             reason = "answer differs from the gold answer"
         return Grade(found[0], found[1], verdict, verdict == "correct", cls, reason)
-
-
-@dataclass
-class _Classes:
-    """The answer classes of one problem while they are built: each answer's representative."""
-
-    group: Any
-    rep_of: dict[str, str]
-    reps: list[str]  # representatives of the wrong-answer classes, compared with each new answer
-    pending: list[str]  # answers not placed yet, in order of first appearance
-
-    @classmethod
-    def start(cls, group: Any, distinct: list[str], verdicts: dict[str, str]) -> _Classes:
-        st = cls(group, {}, [], [])
-        gold_rep = None
-        for f in distinct:
-            if verdicts.get(f) == "correct":
-                gold_rep = gold_rep or f
-                st.rep_of[f] = gold_rep
-            elif verdicts.get(f) in (TIMEOUT, BUDGET) or len(f) > MAX_ANSWER_CHARS:
-                st.rep_of[f] = f  # unverifiable: alone (comparing it would time out again)
-        st.pending = [f for f in distinct if f not in st.rep_of]
-        return st
-
-    def alone(self, answers: list[str]) -> None:
-        for f in answers:
-            self.rep_of[f] = f
-        self.pending = []
-
-    def place(self, f: str, match: str | None, represent: bool) -> None:
-        """`f` joins `match`'s class, or opens its own; it represents that class in later comparisons
-        only when all its comparisons gave a verdict (one that timed out would likely time out again)."""
-        self.rep_of[f] = match or f
-        if match is None and represent:
-            self.reps.append(f)
-
-    def numbered(self, forms: list[str | None]) -> list[int]:
-        numbering: dict[str, int] = {}
-        classes = []
-        for f in forms:
-            if f is None:
-                classes.append(-1)
-                continue
-            rep = self.rep_of[f]
-            if rep not in numbering:
-                numbering[rep] = len(numbering)
-            classes.append(numbering[rep])
-        return classes
 
 
 def _verdict(result: Any) -> str:

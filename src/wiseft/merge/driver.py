@@ -31,9 +31,11 @@ from wiseft.checkpoints.safetensors_format import DTYPES
 from wiseft.config import write_resolved
 from wiseft.errors import MergeError, OutputError, WiseftError
 from wiseft.merge.compute import Scratch, all_finite, combine_into
+from wiseft.merge.hashing import MergeHashes
 from wiseft.merge.plan import ST_NAMES, Plan, TensorPlan
 from wiseft.merge.recipe import recipe_to_dict
 from wiseft.merge.tensorwise import compute_span, observe_span, step_for
+from wiseft.merge.vocab import RowMap
 
 Progress = Callable[[int, int], None]  # (bytes done, bytes total); bytes = read + written
 
@@ -102,12 +104,18 @@ def merge(
     try:
         with atomic_dir(out, force=force) as tmp:
             writer = ShardWriter(tmp, shards)
+            hashes = MergeHashes(len(plan.inputs))
             try:
-                nonfinite = _stream(plan, writer, allow_nonfinite, progress)
+                nonfinite = _stream(plan, writer, hashes, allow_nonfinite, progress)
             finally:
                 writer.abort()
             writer.close(index_metadata={"wiseft_version": __version__})
-            _write_side_files(plan, tmp, prov)
+            config = output_config(plan)
+            hashes.empty_outputs(plan.tensors)
+            per_input, prov["output"] = hashes.provenance(plan.inputs, config)
+            for entry, digests in zip(prov["inputs"], per_input, strict=True):
+                entry.update(digests)
+            _write_side_files(plan, tmp, prov, config)
     except WiseftError:
         raise
     except OSError as exc:
@@ -125,12 +133,17 @@ def merge(
     )
 
 
-def _write_side_files(plan: Plan, tmp: Path, prov: dict) -> None:
-    config = dict(plan.inputs[plan.config_from].config)
+def output_config(plan: Plan) -> dict:
+    """The output's config.json: the config input's, with the output dtype."""
+    config = dict(plan.out_config if plan.out_config is not None else plan.inputs[plan.config_from].config)
     if plan.out_dtype is not None:
         config["dtype"] = ST_NAMES[plan.out_dtype]
         if "torch_dtype" in config:
             config["torch_dtype"] = ST_NAMES[plan.out_dtype]
+    return config
+
+
+def _write_side_files(plan: Plan, tmp: Path, prov: dict, config: dict) -> None:
     write_json(tmp / "config.json", config)
     source = plan.inputs[plan.tokenizer_from].path
     for name in TOKENIZER_FILES:
@@ -244,19 +257,21 @@ class _Walk:
         return self.step(step.index, 0) if again else self.step(step.index + 1, 0)
 
 
-def _stream(plan: Plan, writer: ShardWriter, allow_nonfinite: bool, progress: Progress | None) -> list[str]:
+def _stream(
+    plan: Plan, writer: ShardWriter, hashes: MergeHashes, allow_nonfinite: bool, progress: Progress | None
+) -> list[str]:
     # One torch thread: the pipeline already keeps both cores busy (reader, writer, compute), and torch's
     # own worker threads spin against them; under load that made merges ten times slower.
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        return _pipeline(plan, writer, allow_nonfinite, progress)
+        return _pipeline(plan, writer, hashes, allow_nonfinite, progress)
     finally:
         torch.set_num_threads(threads)
 
 
 def _buffers(plan: Plan) -> list[_Buffers]:
-    sizes = [plan._max_itemsize(i) for i in range(len(plan.inputs))]
+    sizes = [plan._max_itemsize(i) for i in range(plan.n_sources)]
     out_size = max((t.out_bytes // max(t.numel, 1) for t in plan.tensors), default=1)
     step = plan.max_io_step
     sets = []
@@ -267,7 +282,9 @@ def _buffers(plan: Plan) -> list[_Buffers]:
     return sets
 
 
-def _pipeline(plan: Plan, writer: ShardWriter, allow_nonfinite: bool, progress: Progress | None) -> list[str]:
+def _pipeline(
+    plan: Plan, writer: ShardWriter, hashes: MergeHashes, allow_nonfinite: bool, progress: Progress | None
+) -> list[str]:
     sets = _buffers(plan)
     scratch = Scratch(plan.chunk)
     total = plan.bytes_read + plan.bytes_written
@@ -279,7 +296,7 @@ def _pipeline(plan: Plan, writer: ShardWriter, allow_nonfinite: bool, progress: 
     pending_writes: list[Future | None] = [None, None]
     try:
         step = walk.step(0, 0)
-        next_read = reader.submit(_read, plan, step, sets[0]) if step else None
+        next_read = reader.submit(_read, plan, step, sets[0], hashes) if step else None
         k = 0
         while step is not None:
             buf = sets[k % 2]
@@ -287,14 +304,16 @@ def _pipeline(plan: Plan, writer: ShardWriter, allow_nonfinite: bool, progress: 
             state = walk.state(step.index)
             following = walk.following(step, again=state.observing)
             if following is not None:
-                next_read = reader.submit(_read, plan, following, sets[(k + 1) % 2])
+                next_read = reader.submit(_read, plan, following, sets[(k + 1) % 2], hashes)
             if state.observing:
                 _observe(plan, step, buf, scratch, state, allow_nonfinite, nonfinite)
             else:
                 if pending_writes[k % 2] is not None:
                     pending_writes[k % 2].result()  # the staging buffer we are about to fill is free again
                 nbytes = _compute(plan, step, buf, scratch, state, allow_nonfinite, nonfinite)
-                pending_writes[k % 2] = writer_pool.submit(writer.write, buf.out_view[:nbytes])
+                pending_writes[k % 2] = writer_pool.submit(
+                    _write, writer, hashes, plan.tensors[step.index], step.start, buf.out_view[:nbytes]
+                )
                 done += step.n * _itemsizes(plan.tensors[step.index])
                 if progress is not None:
                     progress(done, total)
@@ -314,23 +333,35 @@ def _itemsizes(t: TensorPlan) -> int:
     return sum(s.nbytes // max(t.numel, 1) for s in t.sources) + t.out_bytes // max(t.numel, 1)
 
 
-def _read(plan: Plan, step: _Step, buf: _Buffers) -> None:
+def _read(plan: Plan, step: _Step, buf: _Buffers, hashes: MergeHashes) -> None:
+    """Read the step's chunk of every input (reader thread) and feed it to the input's content hash."""
     t = plan.tensors[step.index]
-    for ck, src, view in zip(plan.inputs, t.sources, buf.views, strict=True):
+    which = t.inputs or range(len(plan.inputs))
+    for i, src, view in zip(which, t.sources, buf.views, strict=False):
         size = src.nbytes // t.numel
-        ck.read_into(src, view[: step.n * size], step.start * size)
+        if isinstance(src, RowMap):  # embeddings re-indexed to the output vocabulary (merge/vocab.py)
+            src.read_into(plan.inputs, view[: step.n * size], step.start * size)
+            continue  # not the input's own bytes: its content hash reads the tensor after the stream
+        plan.inputs[i].read_into(src, view[: step.n * size], step.start * size)
+        hashes.inputs[i].feed_info(src, step.start * size, view[: step.n * size])
+
+
+def _write(writer: ShardWriter, hashes: MergeHashes, t: TensorPlan, start: int, data: memoryview) -> None:
+    """Write a chunk of output tensor `t` (writer thread) and feed it to the output's content hash."""
+    writer.write(data)
+    hashes.output.feed(t.name, t.out_dtype, t.shape, t.out_bytes, start * (t.out_bytes // t.numel), data)
 
 
 def _inputs(step: _Step, t: TensorPlan, buf: _Buffers) -> list[torch.Tensor]:
     return [
         b[: step.n * (s.nbytes // t.numel)].view(DTYPES[s.dtype])
-        for b, s in zip(buf.inputs, t.sources, strict=True)
+        for b, s in zip(buf.inputs, t.sources, strict=False)  # buffers: one per source position
     ]
 
 
 def _check_inputs(plan: Plan, t: TensorPlan, xs, allow_nonfinite: bool, nonfinite: list[str]) -> None:
     # Inputs are checked even where their coefficient is 0 (a NaN there is still a broken checkpoint).
-    for x, ck in zip(xs, plan.inputs, strict=True):
+    for x, ck in zip(xs, plan.sources_of(t), strict=True):
         if not all_finite(x):
             _nonfinite(
                 f"tensor {t.name} of {ck.path} contains non-finite values (nan/inf); fix the input or pass "
@@ -362,10 +393,11 @@ def _compute(plan, step: _Step, buf, scratch, state: _State, allow_nonfinite, no
     out_bytes = step.n * (t.out_bytes // t.numel)
     out = buf.out[:out_bytes].view(out_dtype)
     if t.kind == "copy":
-        for x, ck in zip(xs[1:], plan.inputs[1:], strict=True):
+        cks = plan.sources_of(t)
+        for x, ck in zip(xs[1:], cks[1:], strict=True):
             if not torch.equal(x, xs[0]):
                 raise MergeError(
-                    f"{t.sources[0].dtype} tensor {t.name} differs between {plan.inputs[0].path} and {ck.path}; "
+                    f"{t.sources[0].dtype} tensor {t.name} differs between {cks[0].path} and {ck.path}; "
                     "integer/bool tensors are copied, so they must be identical in every input"
                 )
         out.copy_(xs[0])

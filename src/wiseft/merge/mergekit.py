@@ -35,7 +35,7 @@ MODEL_KEYS = ("model", "parameters")
 SOURCE_KEYS = ("model", "layer_range", "parameters")
 SLICE_KEYS = ("sources", "base_model", "parameters", "residual_weight")
 TOKENIZER_KEYS = ("source", "tokens", "pad_to_multiple_of")
-LATER = ("passthrough", "nearswap", "arcee_fusion", "ram", "ramplus_tl")
+LATER = ("nearswap", "arcee_fusion", "ram", "ramplus_tl")
 MERGEKIT_DEFAULTS = {"linear": {"normalize": True}}
 
 
@@ -65,58 +65,90 @@ def translate(data: dict, path: str) -> tuple[dict, list[str]]:
     if data.get("modules"):
         raise ConfigError(f"{path}: modules: is not supported yet; use models: or one full-range slice")
     warnings: list[str] = []
-    entries, slice_params, layer_range, slice_base = _entries(data, path)
+    entries, pieces, slice_base = _entries(data, path)
     base = data.get("base_model") or slice_base
     base = _reference(base, f"{path}: base_model") if base is not None else None
+    if method.name == "passthrough" and pieces is not None:
+        entries = _distinct([s for p in pieces for s in p["sources"]])
     models, params = _roles(method, entries, base, path, warnings)
     recipe: dict[str, Any] = {"method": method.name, "models": models, "schedule": "mergekit"}
     if base is not None and method.needs_base is not False:
         recipe["base"] = base
     rules = []
-    for i, model_params in enumerate(params):
-        rules += _rules(method, model_params, f"{path}: models[{i}].parameters", warnings, model=i)
-    rules += _rules(method, slice_params, f"{path}: slices[0].parameters", warnings)
+    if pieces is None:
+        for i, model_params in enumerate(params):
+            rules += _rules(method, model_params, f"{path}: models[{i}].parameters", warnings, model=i)
+    else:
+        recipe["slices"] = [{"sources": [_source_of(s) for s in piece["sources"]]} for piece in pieces]
+        rules += _slice_rules(method, pieces, models, path, warnings)
     rules += _rules(method, data.get("parameters") or {}, f"{path}: parameters", warnings)
     defaults = MERGEKIT_DEFAULTS.get(method.name, {})
     if defaults:
         recipe["parameters"] = dict(defaults)
     recipe["rules"] = rules
-    if layer_range is not None:
-        recipe["layer_range"] = layer_range
     recipe.update(_output(data, path, base))
     if method.name == "karcher" and any(r.get("weights") is not None for r in rules):
         warnings.append("karcher: mergekit ignores per-model weights; wiseft honours them")
     return recipe, warnings
 
 
-def _entries(data: dict, path: str) -> tuple[list[dict], dict, tuple[int, int] | None, Any]:
-    """The model entries ({model, parameters}), the slice's parameters, its layer range, its base."""
+def _entries(data: dict, path: str) -> tuple[list[dict], list[dict] | None, Any]:
+    """The model entries ({model, parameters}: `models`, or the sources of the first slice), the slices
+    (each {sources, parameters}; None without `slices:`) and the first slice's base_model."""
     models, slices = data.get("models"), data.get("slices")
     if bool(models) == bool(slices):
         raise ConfigError(f"{path}: give exactly one of models: or slices:")
     if models:
         if not isinstance(models, list):
             raise ConfigError(f"{path}: models must be a list of {{model: NAME, parameters: {{...}}}}")
-        return [_entry(m, i, MODEL_KEYS, path) for i, m in enumerate(models)], {}, None, None
-    if not isinstance(slices, list) or len(slices) != 1 or not isinstance(slices[0], dict):
-        raise ConfigError(
-            f"{path}: slices: only one slice whose sources cover every layer is supported yet (stacking or "
-            "selecting layers, passthrough/frankenmerges, comes later)"
-        )
-    only = slices[0]
-    for key in only:
+        return [_entry(m, i, MODEL_KEYS, path) for i, m in enumerate(models)], None, None
+    if not isinstance(slices, list) or not all(isinstance(p, dict) for p in slices):
+        raise ConfigError(f"{path}: slices must be a list of {{sources: [{{model, layer_range}}]}}")
+    pieces = [_piece(p, k, path) for k, p in enumerate(slices)]
+    return pieces[0]["sources"], pieces, slices[0].get("base_model")
+
+
+def _piece(raw: dict, k: int, path: str) -> dict:
+    for key in raw:
         if key not in SLICE_KEYS:
-            raise unknown_key(key, SLICE_KEYS, f"{path}: slices[0]")
-    if only.get("residual_weight") is not None:
-        raise ConfigError(f"{path}: slices[0].residual_weight is not supported yet")
-    sources = [
-        _entry(s, i, SOURCE_KEYS, f"{path}: slices[0].sources")
-        for i, s in enumerate(only.get("sources") or [])
-    ]
-    ranges = {tuple(s.get("layer_range") or ()) for s in sources}
-    if len(ranges) != 1 or len(next(iter(ranges))) != 2:
-        raise ConfigError(f"{path}: slices[0].sources must all have the same layer_range [start, end]")
-    return sources, only.get("parameters") or {}, next(iter(ranges)), only.get("base_model")
+            raise unknown_key(key, SLICE_KEYS, f"{path}: slices[{k}]")
+    if raw.get("residual_weight") is not None:
+        raise ConfigError(f"{path}: slices[{k}].residual_weight is not supported yet")
+    sources = raw.get("sources")
+    if not isinstance(sources, list) or not sources:
+        raise ConfigError(f"{path}: slices[{k}].sources must be a non-empty list of {{model, layer_range}}")
+    entries = [_entry(s, j, SOURCE_KEYS, f"{path}: slices[{k}].sources") for j, s in enumerate(sources)]
+    params = raw.get("parameters") or {}
+    if not isinstance(params, dict):
+        raise ConfigError(f"{path}: slices[{k}].parameters must be a mapping of parameter names to values")
+    return {"sources": entries, "parameters": params}
+
+
+def _distinct(entries: list[dict]) -> list[dict]:
+    """One entry per model (passthrough names a model in several slices)."""
+    seen: dict[str, dict] = {}
+    for e in entries:
+        seen.setdefault(e["model"], {"model": e["model"]})
+    return list(seen.values())
+
+
+def _source_of(entry: dict) -> dict:
+    return {"model": entry["model"], "layer_range": entry.get("layer_range")}
+
+
+def _slice_rules(method: Method, pieces: list[dict], models: list[str], path: str, warnings: list[str]):
+    """mergekit's lookup order within slice k: the source's own parameters, then the slice's."""
+    rules: list[dict] = []
+    for k, piece in enumerate(pieces):
+        for j, src in enumerate(piece["sources"]):
+            if src.get("parameters") and src["model"] in models:
+                where = f"{path}: slices[{k}].sources[{j}].parameters"
+                found = _rules(method, src["parameters"], where, warnings, model=models.index(src["model"]))
+                rules += [{**r, "slice": k} for r in found]
+    for k, piece in enumerate(pieces):
+        found = _rules(method, piece["parameters"], f"{path}: slices[{k}].parameters", warnings)
+        rules += [{**r, "slice": k} for r in found]
+    return rules
 
 
 def _entry(raw: Any, i: int, keys: tuple[str, ...], where: str) -> dict:

@@ -8,6 +8,8 @@ sources, the bytes to read and write, an estimated time and the peak memory. `--
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import math
 import os
 from collections.abc import Sequence
@@ -18,6 +20,8 @@ import torch
 from wiseft.checkpoints import Checkpoint, TensorInfo
 from wiseft.checkpoints.safetensors_format import TORCH_TO_ST, itemsize
 from wiseft.errors import ConfigError, MergeError
+from wiseft.merge import slices
+from wiseft.merge import vocab as vocabs
 from wiseft.merge.compute import CHUNK
 from wiseft.merge.methods import Method, TensorContext, get_method
 from wiseft.merge.recipe import Recipe, layer_count
@@ -64,6 +68,7 @@ class TensorPlan:
     coeffs: tuple[float, ...]
     rule: str
     sources: tuple[TensorInfo, ...]
+    inputs: tuple[int, ...] = ()  # the plan input of each source (empty: every input, in order)
 
     @property
     def numel(self) -> int:
@@ -74,9 +79,9 @@ class TensorPlan:
         return self.numel * itemsize(self.out_dtype)
 
     def context(self, recipe: Recipe) -> TensorContext:
-        return TensorContext(
-            self.name, self.shape, len(recipe.models), recipe.base is not None, recipe.seed or 0
-        )
+        has_base = recipe.base is not None
+        n_models = len(self.sources) - has_base if self.inputs else len(recipe.models)
+        return TensorContext(self.name, self.shape, n_models, has_base, recipe.seed or 0)
 
 
 @dataclass(frozen=True)
@@ -92,6 +97,17 @@ class Plan:
     warnings: tuple[str, ...] = ()
     chunk: int = CHUNK  # elements per kernel call (float64 scratch size)
     io_chunk: int = IO_CHUNK  # elements per read/write (bigger: fewer thread hand-offs)
+    out_config: dict | None = None  # the output's config.json when it is not the config input's (slices)
+    vocabulary: str | None = None  # embeddings re-indexed to one vocabulary (merge/vocab.py): a summary
+
+    def sources_of(self, t: TensorPlan) -> tuple[Checkpoint, ...]:
+        """The checkpoint of each of `t`'s sources."""
+        return tuple(self.inputs[i] for i in t.inputs) if t.inputs else self.inputs
+
+    @property
+    def n_sources(self) -> int:
+        """The most sources any tensor has (the driver's buffers: one per source position)."""
+        return max((len(t.sources) for t in self.tensors), default=len(self.inputs))
 
     @property
     def bytes_read(self) -> int:
@@ -128,7 +144,7 @@ class Plan:
         3 float64 kernel buffers of `chunk`, and for sums of 3+ terms a sorted stack (2 float64 + 1 int64
         rows per term). Per-tensor jobs add float64 rows of a chunk per input and model (task vectors,
         masks, sorted terms) and at most TOTAL_CAP gathered int64 keys for exact top-k selection."""
-        n = len(self.inputs)
+        n = self.n_sources
         per_element_in = sum(self._max_itemsize(i) for i in range(n))
         out = max((t.out_bytes // max(t.numel, 1) for t in self.tensors), default=1)
         stack = 3 * 8 * n * self.chunk if n >= 3 else 0
@@ -144,7 +160,9 @@ class Plan:
         return total
 
     def _max_itemsize(self, i: int) -> int:
-        return max((t.sources[i].nbytes // max(t.numel, 1) for t in self.tensors), default=1)
+        """Bytes per element of source position `i`, the most over the tensors."""
+        sizes = (t.sources[i].nbytes // max(t.numel, 1) for t in self.tensors if i < len(t.sources))
+        return max(sizes, default=1)
 
     @property
     def peak_memory_bytes(self) -> int:
@@ -157,12 +175,23 @@ class Plan:
         return STARTUP_S + max(io, compute)
 
 
-def check_compatible(inputs: Sequence[Checkpoint]) -> list[str]:
+def check_compatible(inputs: Sequence[Checkpoint], remapped: frozenset[str] = frozenset()) -> list[str]:
     """Architecture, vocab size, tied embeddings, tensor names, shapes and dtype kinds agree.
 
     Returns the names every input holds, in the first input's file order. Raises MergeError naming the
-    model and the first differing names/shapes.
+    model and the first differing names/shapes. `remapped`: token matrices re-indexed to one vocabulary
+    (merge/vocab.py), whose row counts may differ.
     """
+    check_family(inputs, vocab=not remapped)
+    ref = inputs[0]
+    tied = ref.tied_embeddings
+    names = [n for n in ref.tensors if not (tied and n == "lm_head.weight")]
+    return _check_same_tensors(inputs, names, remapped)
+
+
+def check_family(inputs: Sequence[Checkpoint], vocab: bool = True) -> None:
+    """Architecture, vocab size and tied embeddings agree (what layer slices need: the layer counts may
+    differ)."""
     ref = inputs[0]
     for ck in inputs[1:]:
         if ck.architecture != ref.architecture:
@@ -170,18 +199,22 @@ def check_compatible(inputs: Sequence[Checkpoint]) -> list[str]:
                 f"different architectures: {ref.path} is {ref.architecture} but {ck.path} is {ck.architecture}; "
                 "only checkpoints of one architecture can be merged"
             )
-        if ck.vocab_size != ref.vocab_size:
+        if vocab and ck.vocab_size != ref.vocab_size:
             raise MergeError(
                 f"different vocab sizes: {ref.path} has {ref.vocab_size} but {ck.path} has {ck.vocab_size}; "
-                "resize the embeddings to match first"
+                "choose the output's vocabulary with a tokenizer policy (--copy-tokenizer-from BASE|INPUT, "
+                "`tokenizer_from:`, mergekit's tokenizer_source) to re-index the embeddings by token"
             )
         if ck.tied_embeddings != ref.tied_embeddings:
             raise MergeError(
                 f"tie_word_embeddings differs: {ref.path} is {'tied' if ref.tied_embeddings else 'untied'} but "
                 f"{ck.path} is {'tied' if ck.tied_embeddings else 'untied'}"
             )
+
+
+def _check_same_tensors(inputs: Sequence[Checkpoint], names: list[str], remapped=frozenset()) -> list[str]:
+    ref = inputs[0]
     tied = ref.tied_embeddings
-    names = [n for n in ref.tensors if not (tied and n == "lm_head.weight")]
     wanted = set(names)
     for ck in inputs[1:]:
         have = {n for n in ck.tensors if not (tied and n == "lm_head.weight")}
@@ -198,7 +231,7 @@ def check_compatible(inputs: Sequence[Checkpoint]) -> list[str]:
         a = ref.tensors[name]
         for ck in inputs[1:]:
             b = ck.tensors[name]
-            if b.shape != a.shape:
+            if b.shape != a.shape and not (name in remapped and b.shape[1:] == a.shape[1:]):
                 raise MergeError(
                     f"tensor {name} has shape {list(a.shape)} in {ref.path} but {list(b.shape)} in {ck.path}"
                 )
@@ -224,55 +257,39 @@ def plan(
     out_dtype = out_dtype if out_dtype is not None else recipe.dtype
     tokenizer_from = tokenizer_from if tokenizer_from is not None else recipe.tokenizer_from
     names = ([recipe.base] if recipe.base else []) + list(recipe.models)
-    inputs = tuple(Checkpoint.open(n) for n in names)
-    warnings = []
-    seen: dict[str, str] = {}
-    for name, ck in zip(names, inputs, strict=True):
-        key = str(ck.path)
-        if key in seen:
-            warnings.append(
-                f"the same model is given twice ({seen[key]} and {name} are both {ck.path}); the merge "
-                "still runs but probably not as intended"
-            )
-        seen[key] = name
-    tensor_names = check_compatible(inputs)
+    inputs, warnings = _open_inputs(names)
     ref = inputs[0]
-    check_layer_range(recipe, tensor_names, ref)
+    out_st = None
+    if out_dtype is not None:
+        out_st = TORCH_TO_ST[out_dtype if isinstance(out_dtype, torch.dtype) else parse_dtype(out_dtype)]
+    vocab = _vocabulary(tokenizer_from, names, inputs, recipe)
+    if recipe.slices is not None and not _whole(recipe, inputs):
+        if vocab is not None:
+            raise ConfigError(
+                "a tokenizer policy over different vocabularies with layer slices is not supported yet"
+            )
+        tensors, out_config, float_names = _sliced_tensors(recipe, method, inputs, out_st)
+    else:
+        remapped = _token_matrices(inputs) if vocab is not None else frozenset()
+        tensor_names = check_compatible(inputs, remapped)
+        check_layer_range(recipe, tensor_names, ref)
+        float_names = [n for n in tensor_names if ref.tensors[n].is_float]
+        tensors = _whole_tensors(recipe, method, inputs, tensor_names, out_st, remapped, vocab)
+        out_config = None
+    if vocab is not None:
+        config_from = 1 if method.name == "wise-ft" else 0
+        out_config = {**inputs[config_from].config, "vocab_size": vocab.size}
+    warnings += recipe.unmatched(float_names, str(ref.path))
+    if recipe.fishers is not None:
+        inputs, tensors = _with_fishers(recipe, method, inputs, tensors)
     if tokenizer_from == "union":
         tokenizer_from = union_tokenizer(inputs)
     dropped = ()
     if ref.tied_embeddings and any("lm_head.weight" in ck.tensors for ck in inputs):
         dropped = ("lm_head.weight",)
-    if out_dtype is None:
-        out_st = None
-    else:
-        out_st = TORCH_TO_ST[out_dtype if isinstance(out_dtype, torch.dtype) else parse_dtype(out_dtype)]
-    n_layers = layer_count(tensor_names, ref.config)
-    tensors = []
-    for name in tensor_names:
-        sources = tuple(ck.tensors[name] for ck in inputs)
-        if not sources[0].is_float:
-            tensors.append(TensorPlan(name, sources[0].shape, sources[0].dtype, "copy", (), "copy", sources))
-            continue
-        dtypes = {s.dtype for s in sources}
-        if out_st is not None:
-            dtype = out_st
-        elif len(dtypes) == 1:
-            dtype = sources[0].dtype
-        else:
-            detail = ", ".join(f"{s.dtype} in {ck.path}" for s, ck in zip(sources, inputs, strict=True))
-            raise MergeError(f"tensor {name} has different dtypes ({detail}); choose the output with --dtype")
-        coeffs, rule = recipe.coefficients(name, n_layers)
-        problem = method.check(coeffs, recipe.extrapolate)
-        if problem:
-            raise ConfigError(f"tensor {name} ({rule}): {problem}")
-        tensors.append(TensorPlan(name, sources[0].shape, dtype, "merge", coeffs, rule, sources))
     # The output takes config and tokenizer from the "final" model: FINAL for wise-ft, the base for task
     # arithmetic, the first model for linear.
-    if method.name == "wise-ft":
-        config_from = 1
-    else:
-        config_from = 0
+    config_from = 1 if method.name == "wise-ft" else 0
     tok = config_from if tokenizer_from is None else _input_index(tokenizer_from, names, inputs)
     return Plan(
         recipe=recipe,
@@ -286,7 +303,185 @@ def plan(
         warnings=tuple(warnings),
         chunk=chunk,
         io_chunk=max(chunk, io_chunk or IO_CHUNK),
+        out_config=out_config,
+        vocabulary=vocabs.describe(vocab, [ck.name for ck in inputs]) if vocab is not None else None,
     )
+
+
+def _vocabulary(tokenizer_from, names, inputs, recipe) -> vocabs.Vocabulary | None:
+    """The output vocabulary when a tokenizer policy is given and the inputs' vocabularies differ; without
+    a policy, different vocabulary sizes are refused (check_family)."""
+    if tokenizer_from is None or tokenizer_from == "union" or len(inputs) < 2:
+        return None
+    out = _input_index(tokenizer_from, names, inputs)
+    read = [vocabs.read_vocab(ck) for ck in inputs]
+    if all(v == read[0] for v in read[1:]):
+        return None
+    return vocabs.resolve(read, out, 0 if recipe.base else None)
+
+
+def _token_matrices(inputs) -> frozenset[str]:
+    """Names that are one-row-per-token matrices in every input (re-indexed to the output vocabulary)."""
+    names = None
+    for ck in inputs:
+        found = {n for n, info in ck.tensors.items() if vocabs.is_token_matrix(info, ck.vocab_size, n)}
+        names = found if names is None else names & found
+    return frozenset(names or ())
+
+
+def _open_inputs(names: list[str]) -> tuple[tuple[Checkpoint, ...], list[str]]:
+    inputs = tuple(Checkpoint.open(n) for n in names)
+    warnings = []
+    seen: dict[str, str] = {}
+    for name, ck in zip(names, inputs, strict=True):
+        key = str(ck.path)
+        if key in seen:
+            warnings.append(
+                f"the same model is given twice ({seen[key]} and {name} are both {ck.path}); the merge "
+                "still runs but probably not as intended"
+            )
+        seen[key] = name
+    return inputs, warnings
+
+
+def _whole_tensors(recipe, method, inputs, tensor_names, out_st, remapped, vocab) -> list[TensorPlan]:
+    """Every tensor of the inputs, merged as a whole (no slices); token matrices re-indexed to `vocab`."""
+    n_layers = layer_count(tensor_names, inputs[0].config)
+    tensors = []
+    for name in tensor_names:
+        sources = tuple(ck.tensors[name] for ck in inputs)
+        if name in remapped:
+            sources = tuple(vocabs.RowMap(i, sources, vocab) for i in range(len(inputs)))
+        piece = 0 if recipe.slices is not None else None  # one slice covering every layer
+        coeffs, rule = (
+            recipe.coefficients(name, n_layers, slice_index=piece) if sources[0].is_float else ((), "copy")
+        )
+        tensors.append(_tensor(name, sources, inputs, (), coeffs, rule, out_st, method, recipe))
+    return tensors
+
+
+def _tensor(name, sources, cks, idx, coeffs, rule, out_st, method, recipe) -> TensorPlan:
+    """One output tensor: an integer/bool tensor is copied; a float one gets its output dtype and
+    checked coefficients."""
+    if not sources[0].is_float:
+        return TensorPlan(name, sources[0].shape, sources[0].dtype, "copy", (), "copy", sources, idx)
+    dtypes = {s.dtype for s in sources}
+    if out_st is not None:
+        dtype = out_st
+    elif len(dtypes) == 1:
+        dtype = sources[0].dtype
+    else:
+        detail = ", ".join(f"{s.dtype} in {ck.path}" for s, ck in zip(sources, cks, strict=True))
+        raise MergeError(f"tensor {name} has different dtypes ({detail}); choose the output with --dtype")
+    problem = method.check(coeffs, recipe.extrapolate)
+    if problem:
+        raise ConfigError(f"tensor {name} ({rule}): {problem}")
+    return TensorPlan(name, sources[0].shape, dtype, "merge", coeffs, rule, sources, idx)
+
+
+# --- Fisher merging (merge/methods/fisher.py) -----------------------------------------------------------
+
+FISHER_INFO = "fisher.json"
+
+
+def _with_fishers(recipe, method, inputs, tensors) -> tuple[tuple[Checkpoint, ...], list[TensorPlan]]:
+    """The models' Fishers become inputs N..2N−1; every merged tensor gets its models' Fishers as sources
+    (copied tensors keep the models only), and with normalize_fishers each Fisher's norm."""
+    n = len(inputs)
+    fishers = tuple(Checkpoint.open(f) for f in recipe.fishers)
+    norms = [_fisher_norm(f) for f in fishers]
+    out = []
+    for t in tensors:
+        if t.kind != "merge":
+            out.append(dataclasses.replace(t, inputs=tuple(range(n))))
+            continue
+        extra = []
+        for f, model in zip(fishers, inputs, strict=True):
+            info = f.tensors.get(t.name)
+            if info is None or info.shape != t.shape or not info.is_float:
+                what = "has no tensor" if info is None else f"has {info.dtype} {list(info.shape)} for"
+                raise MergeError(
+                    f"Fisher {f.path} {what} {t.name} ({list(t.shape)} in {model.path}); compute it for that "
+                    "model with wiseft fisher"
+                )
+            extra.append(info)
+        coeffs = t.coeffs
+        if method.unpack(coeffs, n).normalize_fishers:
+            coeffs = tuple(
+                norms[i] if name == "fisher_norm" else v
+                for (name, i), v in zip(method.layout(n), coeffs, strict=True)
+            )
+        sources = t.sources + tuple(extra)
+        out.append(dataclasses.replace(t, sources=sources, inputs=tuple(range(2 * n)), coeffs=coeffs))
+    return inputs + fishers, out
+
+
+def _fisher_norm(ck: Checkpoint) -> float:
+    info = ck.path / FISHER_INFO
+    if not info.is_file():
+        raise MergeError(
+            f"{ck.path} is not a Fisher directory (no {FISHER_INFO}); compute it with wiseft fisher"
+        )
+    try:
+        norm = float(json.loads(info.read_text())["norm"])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise MergeError(f"{info}: expected a JSON object with a numeric norm ({exc})") from exc
+    if not norm > 0.0 or not math.isfinite(norm):
+        raise MergeError(f"{info}: norm {norm} must be a positive number")
+    return norm
+
+
+# --- layer slices (merge/slices.py) ---------------------------------------------------------------------
+
+
+def _input_of(recipe: Recipe):
+    """(slice k, source j) -> plan input index."""
+    offset = 1 if recipe.base else 0
+    if recipe.method == "passthrough":
+        return lambda k, j: offset + recipe.models.index(recipe.slices[k][j].model)
+    return lambda k, j: j  # each slice's sources are in input order (base first)
+
+
+def _whole(recipe: Recipe, inputs) -> bool:
+    """A sliced recipe whose one slice covers every layer of every input is a plain merge."""
+    n_layers = [layer_count(list(ck.tensors), ck.config) for ck in inputs]
+    input_of = _input_of(recipe)
+    slices.check_ranges(recipe.slices, n_layers, input_of)
+    return slices.is_identity(recipe.slices, n_layers, input_of)
+
+
+def _sliced_tensors(recipe, method, inputs, out_st) -> tuple[list[TensorPlan], dict, list[str]]:
+    check_family(inputs)
+    input_of = _input_of(recipe)
+    outs, layer_sources = slices.layout(
+        recipe.slices, inputs, input_of, recipe.schedule, inputs[0].tied_embeddings
+    )
+    n_out = len(layer_sources)
+    tensors = []
+    for o in outs:
+        idx = tuple(i for i, _ in o.sources)
+        sources = tuple(inputs[i].tensors[name] for i, name in o.sources)
+        cks = tuple(inputs[i] for i in idx)
+        for src, ck in zip(sources[1:], cks[1:], strict=True):
+            if src.shape != sources[0].shape or src.is_float != sources[0].is_float:
+                raise MergeError(
+                    f"tensor {o.name}: {sources[0].name} of {cks[0].path} is {sources[0].dtype} "
+                    f"{list(sources[0].shape)} but {src.name} of {ck.path} is {src.dtype} {list(src.shape)}"
+                )
+        coeffs, rule = (), "copy"
+        if sources[0].is_float:
+            coeffs, rule = recipe.coefficients(o.name, n_out, t=o.t, slice_index=o.slice_index)
+            if method.name == "passthrough":
+                coeffs = _narrow(method, coeffs, len(recipe.models), idx[0] - (1 if recipe.base else 0))
+        tensors.append(_tensor(o.name, sources, cks, idx, coeffs, rule, out_st, method, recipe))
+    config_input = inputs[input_of(0, 0)] if method.name == "passthrough" else inputs[0]
+    out_config = slices.output_config(config_input.config, n_out, layer_sources)
+    return tensors, out_config, [t.name for t in tensors if t.kind == "merge"]
+
+
+def _narrow(method, coeffs: tuple[float, ...], n: int, model: int) -> tuple[float, ...]:
+    """The coefficient slots of one model (global slots kept): a passthrough tensor has one source."""
+    return tuple(v for (_, i), v in zip(method.layout(n), coeffs, strict=True) if i is None or i == model)
 
 
 def check_layer_range(recipe: Recipe, names: list[str], ref: Checkpoint) -> None:

@@ -24,7 +24,11 @@ A recipe is a frozen dataclass, written as YAML (`wiseft merge --config recipe.y
                                     # `union` only where every input has the same tokenizer files
     chat_template: "{% … %}"        # written into the output's tokenizer_config.json; `auto`: the inputs'
                                     # most common template
-    layer_range: [0, 28]            # (from a mergekit slice) must be every layer of the inputs
+    layer_range: [0, 28]            # (older recipes) must be every layer of the inputs
+    slices:                         # layer slices (merge/slices.py): stack or select layers
+      - sources: [{model: A, layer_range: [0, 16]}]
+    allow_unmatched: false          # a rule that matches no tensor: a warning instead of an error
+    fishers: [FA, FB]               # method fisher: each model's Fisher directory (wiseft fisher)
 
 For each parameter of each tensor (and each model, for per-model parameters) the value is: the first rule
 that matches the tensor and sets it, else the recipe's value, else the method's default. Values are
@@ -36,6 +40,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from wiseft.errors import ConfigError
@@ -50,12 +55,14 @@ from wiseft.merge.schedule import (
     layer_position,
     parse_value,
 )
+from wiseft.merge.slices import parse_slices, slice_models, slices_to_data
 
 __all__ = ["Gradient", "Recipe", "Rule", "layer_count", "layer_position", "load_recipe", "recipe_to_dict"]
 
 RECIPE_KEYS = (
     "method", "models", "base", "delta", "weights", "parameters", "seed", "rules", "extrapolate",
-    "schedule", "dtype", "tokenizer_from", "chat_template", "layer_range",
+    "schedule", "dtype", "tokenizer_from", "chat_template", "layer_range", "allow_unmatched",
+    "slices", "fishers",
 )  # fmt: skip
 
 
@@ -70,6 +77,7 @@ class Rule:
     params: Any = None  # tuple of (name, value) for the method's other parameters
     filter: str | None = None
     model: int | None = None
+    slice: int | None = None  # only tensors of this output slice (index into the recipe's slices)
 
     def get(self, name: str) -> Any:
         if name == "delta":
@@ -91,6 +99,8 @@ class Rule:
             parts.append(f"filter={self.filter}")
         if self.model is not None:
             parts.append(f"model={self.model}")
+        if self.slice is not None:
+            parts.append(f"slice={self.slice}")
         return " ".join(parts)
 
 
@@ -110,12 +120,19 @@ class Recipe:
     tokenizer_from: str | None = None
     chat_template: str | None = None
     layer_range: tuple[int, int] | None = None
+    allow_unmatched: bool = False  # a rule that matches no tensor: a warning instead of an error
+    slices: Any = None  # layer slices (merge/slices.py): tuple of slices, each a tuple of Source
+    fishers: tuple[str, ...] | None = None  # method fisher: one Fisher directory per model (wiseft fisher)
 
     def __post_init__(self) -> None:
         method = get_method(self.method)
         object.__setattr__(self, "method", method.name)
+        if self.slices is not None and not self.models:  # passthrough: the models are the slices'
+            object.__setattr__(self, "models", slice_models(self.slices, self.base))
         object.__setattr__(self, "models", tuple(str(m) for m in self.models))
+        object.__setattr__(self, "slices", parse_slices(self.slices, method, self.models, self.base))
         self._check_inputs(method)
+        self._check_fishers(method)
         if self.schedule not in SCHEDULES:
             raise ConfigError(f"schedule {self.schedule!r}: choose one of {', '.join(SCHEDULES)}")
         object.__setattr__(
@@ -134,6 +151,40 @@ class Recipe:
             if not isinstance(r, (list, tuple)) or len(r) != 2 or not all(isinstance(v, int) for v in r):
                 raise ConfigError(f"layer_range {r!r} must be [start, end]")
             object.__setattr__(self, "layer_range", tuple(r))
+
+    def unmatched(self, names: list[str], model: str) -> list[str]:
+        """Check that every rule matches one of the tensor `names` of `model` (issue 13: a rule that
+        matches nothing is a silent no-op). Raises ConfigError naming the first such rule and three of the
+        model's names; with `allow_unmatched`, returns one warning per such rule instead."""
+        found = []
+        for i, rule in enumerate(self.rules):
+            if not any(rule.matches(n) for n in names):
+                found.append(rule.label(i))
+        if not found:
+            return []
+        picks = list(dict.fromkeys([names[0], names[len(names) // 2], names[-1]])) if names else []
+        examples = f" (its tensors are named like {', '.join(picks)})"
+        if not self.allow_unmatched:
+            raise ConfigError(
+                f"recipe rule {found[0]} matches no tensor of {model}{examples}; fix the pattern, or pass "
+                "--allow-unmatched (`allow_unmatched: true`) to merge anyway"
+            )
+        return [
+            f"recipe rule {label} matches no tensor of {model}{examples}; it has no effect" for label in found
+        ]
+
+    def _check_fishers(self, method: Method) -> None:
+        if method.name != "fisher":
+            if self.fishers is not None:
+                raise ConfigError(f"method {method.name} takes no fishers; remove `fishers:`")
+            return
+        if not isinstance(self.fishers, (list, tuple)) or len(self.fishers) != len(self.models):
+            raise ConfigError(
+                f"method fisher needs one Fisher per model (`fishers:` or --fisher, {len(self.models)} of them; "
+                "compute each with wiseft fisher MODEL --data FILE -o FISHER), got "
+                f"{0 if not self.fishers else len(self.fishers)}"
+            )
+        object.__setattr__(self, "fishers", tuple(str(f) for f in self.fishers))
 
     def _check_inputs(self, method: Method) -> None:
         n = len(self.models)
@@ -182,26 +233,31 @@ class Recipe:
     def params_dict(self) -> dict[str, Any]:
         return dict(self.parameters or ())
 
-    def coefficients(self, name: str, n_layers: int) -> tuple[tuple[float, ...], str]:
-        """The coefficient slots of tensor `name` (Method.layout) and which rules chose them."""
+    def coefficients(
+        self, name: str, n_layers: int, t: float | None = None, slice_index: int | None = None
+    ) -> tuple[tuple[float, ...], str]:
+        """The coefficient slots of tensor `name` (Method.layout) and which rules chose them; `t` (where
+        gradients are evaluated) and `slice_index` are given for the tensors of layer slices."""
         method = get_method(self.method)
-        t = layer_position(name, n_layers, self.schedule)
+        t = layer_position(name, n_layers, self.schedule) if t is None else t
         slots: list[float] = []
         sources: list[str] = []
         for p in method.params:
             models = range(len(self.models)) if p.scope == "model" else (None,)
             for i in models:
-                value, source = self._lookup(p, name, i)
+                value, source = self._lookup(p, name, i, slice_index)
                 slots.append(p.encode(evaluate(value, t, self.schedule), f"tensor {name}"))
                 if source not in sources:
                     sources.append(source)
         labels = [s for s in sources if s != "default"]
         return tuple(slots), " + ".join(labels) if labels else "default"
 
-    def _lookup(self, p: Param, name: str, i: int | None) -> tuple[Any, str]:
+    def _lookup(self, p: Param, name: str, i: int | None, slice_index: int | None) -> tuple[Any, str]:
         for k, rule in enumerate(self.rules):
             value = rule.get(p.name)
             if value is None or not rule.matches(name) or (rule.model is not None and rule.model != i):
+                continue
+            if rule.slice is not None and rule.slice != slice_index:
                 continue
             if isinstance(value, tuple):
                 value = value[i]
@@ -289,19 +345,30 @@ def _rule(raw: Any, i: int, method: Method, n: int) -> Rule:
     model = raw.get("model")
     if model is not None and (isinstance(model, bool) or not isinstance(model, int) or not 0 <= model < n):
         raise ConfigError(f"{where}: model {model!r} must be an index into models (0..{n - 1})")
-    values = {_PARAM_OF.get(k, k): v for k, v in raw.items() if k not in ("match", "filter", "model")}
+    values = {
+        _PARAM_OF.get(k, k): v for k, v in raw.items() if k not in ("match", "filter", "model", "slice")
+    }
+    piece = raw.get("slice")
+    if piece is not None and (isinstance(piece, bool) or not isinstance(piece, int) or piece < 0):
+        raise ConfigError(f"{where}: slice {piece!r} must be an index into slices")
     names = {p.name for p in method.params}
     if not any(k in names for k in values):
         wanted = " or ".join(_known(method))
         raise ConfigError(f"rules[{i}] ({raw.get('match')!r}) must set {wanted} for method {method.name}")
     for key in values:
         if key not in names:
-            raise unknown_key(key, ["match", "filter", "model", *_known(method)], f"rules[{i}]")
+            raise unknown_key(key, ["match", "filter", "model", "slice", *_known(method)], f"rules[{i}]")
     _check_regex(raw.get("match"), i)
     parsed = {k: _parse_param(method.param(k), v, n, f"rules[{i}].{k}", model) for k, v in values.items()}
     params = tuple(sorted((k, v) for k, v in parsed.items() if k not in ("delta", "weight")))
     return Rule(
-        raw.get("match"), parsed.get("delta"), parsed.get("weight"), params or None, raw.get("filter"), model
+        raw.get("match"),
+        parsed.get("delta"),
+        parsed.get("weight"),
+        params or None,
+        raw.get("filter"),
+        model,
+        piece,
     )
 
 
@@ -313,6 +380,7 @@ def _rule_dict(rule: Rule) -> dict:
         "match": rule.match,
         "filter": rule.filter,
         "model": rule.model,
+        "slice": rule.slice,
         "delta": rule.delta,
         "weights": rule.weights,
     }
@@ -341,6 +409,12 @@ def recipe_to_dict(recipe: Recipe) -> dict[str, Any]:
         out["seed"] = recipe.seed
     out["rules"] = [{k: encode_value(v) for k, v in _rule_dict(r).items()} for r in recipe.rules]
     out["extrapolate"] = recipe.extrapolate
+    if recipe.allow_unmatched:
+        out["allow_unmatched"] = True
+    if recipe.slices is not None:
+        out["slices"] = slices_to_data(recipe.slices)
+    if recipe.fishers is not None:
+        out["fishers"] = list(recipe.fishers)
     for key in ("schedule", "dtype", "tokenizer_from", "chat_template", "layer_range"):
         value = getattr(recipe, key)
         if key == "layer_range" and value is not None:
@@ -348,6 +422,46 @@ def recipe_to_dict(recipe: Recipe) -> dict[str, Any]:
         if value is not None and not (key == "schedule" and value == "wiseft"):
             out[key] = value
     return out
+
+
+def _relative_to(data: dict, root: Path, path: str) -> None:
+    """Model paths in a recipe file are relative to the file's directory, not the current directory
+    (issue 13); Hub names (org/model) that are not a directory there stay names."""
+    if isinstance(data.get("models"), (list, tuple)):
+        data["models"] = [
+            resolve_reference(m, root, f"{path}: models[{i}]") if isinstance(m, str) else m
+            for i, m in enumerate(data["models"])
+        ]
+    if isinstance(data.get("fishers"), (list, tuple)):
+        data["fishers"] = [
+            resolve_reference(f, root, f"{path}: fishers[{i}]") if isinstance(f, str) else f
+            for i, f in enumerate(data["fishers"])
+        ]
+    if isinstance(data.get("base"), str):
+        data["base"] = resolve_reference(data["base"], root, f"{path}: base")
+    tok = data.get("tokenizer_from")
+    if isinstance(tok, str) and tok not in ("union", "base") and not tok.isdigit():
+        data["tokenizer_from"] = resolve_reference(tok, root, f"{path}: tokenizer_from")
+
+
+def resolve_reference(value: str, root: Path, where: str) -> str:
+    """`value` (a model path or Hub name in a recipe file) with relative paths taken from `root`."""
+    from wiseft.checkpoints.hub import looks_like_hub_name
+
+    if not value or Path(value).expanduser().is_absolute():
+        return str(Path(value).expanduser()) if value else value
+    candidate = root / value
+    if candidate.exists():
+        return str(candidate.resolve())
+    if looks_like_hub_name(value):
+        if Path(value).exists() and root.resolve() != Path.cwd().resolve():
+            raise ConfigError(
+                f"{where}: {value!r} is not a directory beside the recipe ({candidate}) but is one in the "
+                "current directory; paths in a recipe are relative to the recipe file: write the path from "
+                "there or an absolute path"
+            )
+        return value
+    return str(candidate)
 
 
 def load_recipe(path: str, overrides: dict[str, Any] | None = None) -> Recipe:
@@ -367,6 +481,7 @@ def read_recipe(path: str, overrides: dict[str, Any] | None = None) -> tuple[Rec
     schema = mergekit.detect(data, path)
     if schema == "mergekit":
         data, warnings = mergekit.translate(data, path)
+    _relative_to(data, Path(path).parent, path)
     overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
     if "parameters" in overrides:
         data["parameters"] = {**(data.get("parameters") or {}), **overrides.pop("parameters")}

@@ -25,6 +25,7 @@ from wiseft.errors import ConfigError
 SCHEDULES = ("wiseft", "mergekit")
 _LAYER = re.compile(r"(?:^|\.)(?:layers|h|blocks)\.(\d+)\.")
 _EMBEDDING = re.compile(r"embed|(?:^|\.)(?:wte|wpe)\.")  # Llama/Qwen2/Gemma embed_tokens; GPT-2 wte, wpe
+LAYER, EMBEDDING = _LAYER, _EMBEDDING  # a tensor's layer index; input-embedding names (merge/slices.py)
 
 
 @dataclass(frozen=True)

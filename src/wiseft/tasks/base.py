@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from wiseft.errors import TaskError
+from wiseft.records import GROUP_FIELDS
 from wiseft.tasks.prompts import make_prompter
 
 INSTRUCTION = "Please reason step by step, and put your final answer within \\boxed{}."
@@ -34,6 +35,12 @@ class Problem:
     question: str
     gold: str
     meta: dict = field(default_factory=dict, compare=False, hash=False)
+
+    def store_meta(self) -> dict:
+        """What the sample store keeps of the problem beside its gold and prompt: the question, and the
+        fields metrics break down by (`records.GROUP_FIELDS`, e.g. MATH's subject and level); not long
+        reference solutions."""
+        return {"question": self.question, **{k: self.meta[k] for k in GROUP_FIELDS if k in self.meta}}
 
 
 @dataclass(frozen=True)

@@ -28,16 +28,18 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Self
 
 import numpy as np
 import torch
 
 from wiseft.errors import VerifierError
+from wiseft.verify.load import open_model
 
 # Bumped whenever the way a kind turns text into a score changes: stored scores of another format
 # version are not comparable.
@@ -102,6 +104,28 @@ class Verifier:
 
     kind = "?"
     vote_transform = "identity"
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        path: str | os.PathLike,
+        *,
+        device: str | None = None,
+        dtype: torch.dtype | None = None,
+        trust_remote_code: bool = False,
+        **options: Any,
+    ) -> Self:
+        """Load a verifier of this kind from a model directory or Hub name (`load.open_model` checks the
+        architecture against the kind); `options` are the kind's fields."""
+        model, tokenizer, head, source = open_model(
+            path, cls.kind, device=device, dtype=dtype, trust_remote_code=trust_remote_code
+        )
+        return cls(model, tokenizer, source=source, **cls._loaded_fields(head), **options)
+
+    @classmethod
+    def _loaded_fields(cls, head: Any) -> dict[str, Any]:
+        """Fields a kind takes from what `open_model` found (the PRM its head); none by default."""
+        return {}
 
     def __post_init__(self) -> None:
         self.device = next(self.model.parameters()).device

@@ -15,14 +15,12 @@ probability, in (0, 1].
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 
 from wiseft.verify.base import Encoded, Item, ItemProblem, Verifier
-from wiseft.verify.load import open_model
 
 
 @dataclass(eq=False)
@@ -31,21 +29,6 @@ class LikelihoodVerifier(Verifier):
 
     kind = "likelihood"
     vote_transform = "exp"
-
-    @classmethod
-    def from_pretrained(
-        cls,
-        path: str | os.PathLike,
-        *,
-        device: str | None = None,
-        dtype: torch.dtype | None = None,
-        trust_remote_code: bool = False,
-        **options: Any,
-    ) -> LikelihoodVerifier:
-        model, tokenizer, _, source = open_model(
-            path, "likelihood", device=device, dtype=dtype, trust_remote_code=trust_remote_code
-        )
-        return cls(model, tokenizer, source=source, **options)
 
     def encode(self, item: Item) -> Encoded:
         context = list(self.tokenizer(item.prompt, add_special_tokens=self.add_special_tokens)["input_ids"])

@@ -14,7 +14,6 @@ sigmoid is the chance it beats a reward of 0).
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,7 +21,6 @@ import torch
 
 from wiseft.errors import VerifierError
 from wiseft.verify.base import Encoded, Item, Verifier
-from wiseft.verify.load import open_model
 from wiseft.verify.text import check_system, encode_pair, resolve_template
 
 
@@ -64,21 +62,6 @@ class OutcomeRewardModel(Verifier):
                 "or 2 (bad/good)"
             )
         self._pool_pad = self.model.config.get_text_config().pad_token_id
-
-    @classmethod
-    def from_pretrained(
-        cls,
-        path: str | os.PathLike,
-        *,
-        device: str | None = None,
-        dtype: torch.dtype | None = None,
-        trust_remote_code: bool = False,
-        **options: Any,
-    ) -> OutcomeRewardModel:
-        model, tokenizer, _, source = open_model(
-            path, "orm", device=device, dtype=dtype, trust_remote_code=trust_remote_code
-        )
-        return cls(model, tokenizer, source=source, **options)
 
     def encode(self, item: Item) -> Encoded:
         ids = encode_pair(self.tokenizer, item.prompt, item.completion, self.template, self.system)

@@ -16,7 +16,6 @@ transform "identity": it is already a probability.
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,7 +23,6 @@ import torch
 
 from wiseft.errors import VerifierError
 from wiseft.verify.base import Encoded, Item, ItemProblem, Verifier
-from wiseft.verify.load import open_model
 from wiseft.verify.text import (
     check_system,
     encode_pair,
@@ -83,19 +81,8 @@ class ProcessRewardModel(Verifier):
             ]
 
     @classmethod
-    def from_pretrained(
-        cls,
-        path: str | os.PathLike,
-        *,
-        device: str | None = None,
-        dtype: torch.dtype | None = None,
-        trust_remote_code: bool = False,
-        **options: Any,
-    ) -> ProcessRewardModel:
-        model, tokenizer, head, source = open_model(
-            path, "prm", device=device, dtype=dtype, trust_remote_code=trust_remote_code
-        )
-        return cls(model, tokenizer, source=source, head=head, **options)
+    def _loaded_fields(cls, head: Any) -> dict[str, Any]:
+        return {"head": head}
 
     def encode(self, item: Item) -> Encoded:
         steps = split_steps(item.completion, self.step_delimiter, self.separator)

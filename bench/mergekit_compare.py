@@ -1,0 +1,191 @@
+"""wiseft merge against mergekit 0.1.5 on the same inputs and the same mergekit configurations.
+
+Needs mergekit in its own environment: `make venv-mergekit` (.venv-mergekit, pinned in
+requirements/mergekit.txt, torch pinned to ours). For each configuration, both tools merge the same
+checkpoints (wiseft with `wiseft merge --config`, mergekit with `mergekit-yaml`, each a whole process,
+start-up included, ≥ 3 runs, median), then every output tensor is compared:
+
+- "float64 compute": the configuration with `dtype: float64, out_dtype: bfloat16`, so mergekit computes in
+  float64 and rounds once, as wiseft always does: the outputs should be equal element for element where
+  mergekit is exact (linear, task arithmetic, slerp, ties, passthrough);
+- "as users write it": `dtype: bfloat16`, mergekit computing in bfloat16: differences are mergekit's
+  bfloat16 rounding, reported as the share of differing elements and the largest difference in ulps.
+
+`--shape tiny` (default) uses small random Llama checkpoints (fast); `--shape 0.5b` the Qwen2.5-0.5B-shaped
+bf16 checkpoints of bench/merge.py (what the speed target is about).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+import yaml
+from rich.console import Console
+from rich.table import Table
+from safetensors.torch import load_file
+
+ROOT = Path(__file__).resolve().parents[1]
+MERGEKIT = ROOT / ".venv-mergekit" / "bin" / "mergekit-yaml"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+
+def models(shape: str, root: Path) -> dict[str, Path]:
+    if shape == "0.5b":
+        from merge import build  # bench/merge.py's cached checkpoints
+
+        return {
+            "A": build("0.5b", "early", 1),
+            "B": build("0.5b", "final", 2),
+            "BASE": build("0.5b", "base", 3),
+        }
+    from wiseft.testing import save_tiny_model
+
+    kw = dict(arch="llama", dtype=torch.bfloat16, hidden=256, layers=4, intermediate=512, vocab=512, heads=4)
+    return {k: save_tiny_model(root / k, seed=s, **kw) for k, s in (("A", 1), ("B", 2), ("BASE", 3))}
+
+
+def configs(m: dict[str, Path], layers: int) -> dict[str, dict]:
+    a, b, base = str(m["A"]), str(m["B"]), str(m["BASE"])
+    half = layers // 2
+    return {
+        "linear": {"merge_method": "linear", "models": [
+            {"model": a, "parameters": {"weight": 0.3}}, {"model": b, "parameters": {"weight": 0.7}}]},
+        "task_arithmetic": {"merge_method": "task_arithmetic", "base_model": base, "models": [
+            {"model": a, "parameters": {"weight": 0.7}}, {"model": b, "parameters": {"weight": 0.5}}]},
+        "slerp": {"merge_method": "slerp", "base_model": a, "models": [{"model": a}, {"model": b}],
+                  "parameters": {"t": [{"filter": "self_attn", "value": [0, 0.5, 0.3, 0.7, 1]},
+                                       {"filter": "mlp", "value": [1, 0.5, 0.7, 0.3, 0]}, {"value": 0.5}]}},
+        "ties": {"merge_method": "ties", "base_model": base, "parameters": {"normalize": True}, "models": [
+            {"model": a, "parameters": {"weight": 1.0, "density": 0.5}},
+            {"model": b, "parameters": {"weight": 0.5, "density": 0.7}}]},
+        "passthrough": {"merge_method": "passthrough", "slices": [
+            {"sources": [{"model": a, "layer_range": [0, half + 1]}]},
+            {"sources": [{"model": b, "layer_range": [half - 1, layers]}]}]},
+    }  # fmt: skip
+
+
+def timed(cmd: list[str], env: dict | None = None) -> float:
+    t0 = time.perf_counter()
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    if done.returncode != 0:
+        raise SystemExit(f"{cmd[0]} failed: {done.stderr.strip().splitlines()[-1:]}")
+    return time.perf_counter() - t0
+
+
+def tensors(path: Path) -> dict[str, torch.Tensor]:
+    out = {}
+    for f in sorted(path.glob("*.safetensors")):
+        out.update(load_file(str(f)))
+    return out
+
+
+def compare(ours: Path, theirs: Path) -> tuple[int, int, float, float, list[str]]:
+    """(differing elements, elements, largest difference in ulps of the output dtype (of the larger of the
+    two values), largest absolute difference, names only one output has)."""
+    a, b = tensors(ours), tensors(theirs)
+    names = sorted(set(a) ^ set(b))
+    differ = total = 0
+    worst = largest = 0.0
+    for name in sorted(set(a) & set(b)):
+        x, y = a[name], b[name].to(a[name].dtype)
+        total += x.numel()
+        mask = x != y
+        differ += int(mask.sum())
+        if mask.any():
+            xs, ys = x[mask].double(), y[mask].double()
+            scale = torch.maximum(xs.abs(), ys.abs()).clamp(min=torch.finfo(x.dtype).tiny)
+            gap = (xs - ys).abs()
+            worst = max(worst, float((gap / (torch.finfo(x.dtype).eps * scale)).max()))
+            largest = max(largest, float(gap.max()))
+    return differ, total, worst, largest, names
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--shape", default="tiny", choices=("tiny", "0.5b"))
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--only", help="comma-separated configuration names")
+    args = parser.parse_args()
+    if not MERGEKIT.exists():
+        print(f"mergekit is not installed ({MERGEKIT}); run `make venv-mergekit` first", file=sys.stderr)
+        return 2
+    table = Table(
+        title=f"wiseft merge vs mergekit 0.1.5 ({args.shape}; median of {max(3, args.runs)} runs, whole processes)"
+    )
+    for column in (
+        "config",
+        "compute",
+        "wiseft s",
+        "mergekit s",
+        "speed-up",
+        "differing",
+        "max ulps",
+        "max |diff|",
+    ):
+        table.add_column(column)
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        m = models(args.shape, tmp / "models")
+        layers = 24 if args.shape == "0.5b" else 4
+        chosen = configs(m, layers)
+        if args.only:
+            chosen = {k: v for k, v in chosen.items() if k in args.only.split(",")}
+        for name, cfg in chosen.items():
+            for label, dtypes in (
+                ("float64", {"dtype": "float64", "out_dtype": "bfloat16"}),
+                ("bfloat16", {"dtype": "bfloat16"}),
+            ):
+                path = tmp / f"{name}-{label}.yml"
+                path.write_text(yaml.safe_dump({**cfg, **dtypes}, sort_keys=False))
+                ours_t, theirs_t = [], []
+                for _ in range(max(3, args.runs)):
+                    shutil.rmtree(tmp / "ours", ignore_errors=True)
+                    shutil.rmtree(tmp / "theirs", ignore_errors=True)
+                    ours_t.append(
+                        timed(
+                            [
+                                sys.executable,
+                                "-m",
+                                "wiseft",
+                                "merge",
+                                "--config",
+                                str(path),
+                                "-o",
+                                str(tmp / "ours"),
+                            ]
+                        )
+                    )
+                    theirs_t.append(
+                        timed(
+                            [str(MERGEKIT), str(path), str(tmp / "theirs")],
+                            {**os.environ, "CUDA_VISIBLE_DEVICES": ""},
+                        )
+                    )
+                differ, total, worst, largest, names = compare(tmp / "ours", tmp / "theirs")
+                o, t = statistics.median(ours_t), statistics.median(theirs_t)
+                note = f" (names differ: {', '.join(names[:3])})" if names else ""
+                table.add_row(
+                    name,
+                    label,
+                    f"{o:.2f}",
+                    f"{t:.2f}",
+                    f"{t / o:.1f}×",
+                    f"{differ}/{total}{note}",
+                    f"{worst:.0f}",
+                    f"{largest:.2g}",
+                )
+    Console().print(table)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

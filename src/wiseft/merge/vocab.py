@@ -1,0 +1,179 @@
+"""Tokenizer policy: embeddings re-indexed to one output vocabulary when the inputs' vocabularies differ.
+
+mergekit users' most common failure is a merge of models whose tokenizers differ (a fine-tune that added
+chat tokens, another vocabulary size). wiseft refuses different vocabulary sizes unless a tokenizer
+policy says which vocabulary the output has (`tokenizer_from` / mergekit's `tokenizer_source`: `base` or
+one of the inputs). Then, as mergekit's `PermutedEmbeddings` does, every input's embedding rows
+(`embed_tokens`, GPT-2's `wte`, an untied `lm_head`: 2-D float tensors with one row per token) are
+re-indexed by token string to the output vocabulary (read from each input's tokenizer.json, added tokens
+included), and a token an input lacks gets a default row:
+
+- present in exactly one input: that input's row;
+- in none: zeros;
+- in the base (and others): the base's row;
+- otherwise: the mean of the rows of the inputs that have it (in float64, rounded once to the input's
+  dtype).
+
+The output has one row per token of the output vocabulary (config `vocab_size` updated; padding rows past
+the tokenizer's length are dropped, as mergekit does without `pad_to_multiple_of`). The merge method then
+runs on the re-indexed rows. Rows are gathered on the fly (`RowMap.read_into`, one read per run of
+consecutive rows), so nothing model-sized is held.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import torch
+
+from wiseft.checkpoints import Checkpoint, TensorInfo
+from wiseft.checkpoints.safetensors_format import DTYPES
+from wiseft.errors import ConfigError
+
+MAX_TOKENIZER_BYTES = 256 * 2**20
+
+
+def read_vocab(ck: Checkpoint) -> dict[str, int]:
+    """token → id of `ck`'s tokenizer.json (model vocabulary and added tokens)."""
+    path = ck.path / "tokenizer.json"
+    if not path.is_file():
+        raise ConfigError(
+            f"{ck.path} has no tokenizer.json; re-indexing embeddings to another vocabulary needs every "
+            "input's tokenizer.json"
+        )
+    if path.stat().st_size > MAX_TOKENIZER_BYTES:
+        raise ConfigError(f"{path} is larger than {MAX_TOKENIZER_BYTES >> 20} MiB; refusing to read it")
+    from tokenizers import Tokenizer
+
+    try:
+        return dict(Tokenizer.from_file(str(path)).get_vocab(with_added_tokens=True))
+    except Exception as exc:  # the tokenizers library raises its own exception types
+        raise ConfigError(f"{path}: not a readable tokenizer.json ({type(exc).__name__}: {exc})") from exc
+
+
+@dataclass(frozen=True)
+class Vocabulary:
+    """The output vocabulary and, per input, the source row of every output token (-1: missing)."""
+
+    tokens: tuple[str, ...]
+    rows: tuple[tuple[int, ...], ...]
+    defaults: Mapping[int, tuple[tuple[int, int], ...]] = field(default_factory=dict)
+
+    @property
+    def size(self) -> int:
+        return len(self.tokens)
+
+
+def resolve(vocabs: Sequence[dict[str, int]], out: int, base: int | None) -> Vocabulary:
+    """Input `out`'s vocabulary for the output; mergekit's default rows for tokens an input lacks."""
+    by_id = sorted(vocabs[out].items(), key=lambda kv: kv[1])
+    if [i for _, i in by_id] != list(range(len(by_id))):
+        raise ConfigError("the chosen tokenizer's ids are not 0..n-1 without gaps; cannot re-index to it")
+    tokens = tuple(t for t, _ in by_id)
+    rows = tuple(tuple(v.get(t, -1) for t in tokens) for v in vocabs)
+    defaults: dict[int, tuple[tuple[int, int], ...]] = {}
+    for r in range(len(tokens)):
+        present = [(i, rows[i][r]) for i in range(len(vocabs)) if rows[i][r] >= 0]
+        if len(present) == len(vocabs):
+            continue
+        if len(present) <= 1:
+            defaults[r] = tuple(present)
+        elif base is not None and rows[base][r] >= 0:
+            defaults[r] = ((base, rows[base][r]),)
+        else:
+            defaults[r] = tuple(present)
+    return Vocabulary(tokens, rows, defaults)
+
+
+def is_token_matrix(info: TensorInfo, vocab_size: int | None, name: str) -> bool:
+    """Embedding-like tensors: one row per token (input embeddings and an untied lm_head)."""
+    return (
+        info.is_float
+        and len(info.shape) == 2
+        and vocab_size is not None
+        and info.shape[0] == vocab_size
+        and ("embed" in name or name.endswith("wte.weight") or name.startswith("lm_head"))
+    )
+
+
+@dataclass(frozen=True, eq=False)
+class RowMap:
+    """Input `input`'s tensor re-indexed to the output vocabulary: a source the driver reads like a
+    TensorInfo (`name`, `dtype`, `shape`, `nbytes`), gathering rows from `infos` (the tensor in every
+    input, for default rows)."""
+
+    input: int
+    infos: tuple[TensorInfo, ...]
+    vocab: Vocabulary
+
+    @property
+    def name(self) -> str:
+        return self.infos[self.input].name
+
+    @property
+    def dtype(self) -> str:
+        return self.infos[self.input].dtype
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return (self.vocab.size, self.infos[self.input].shape[1])
+
+    @property
+    def nbytes(self) -> int:
+        own = self.infos[self.input]
+        return self.vocab.size * (own.nbytes // own.shape[0])
+
+    @property
+    def is_float(self) -> bool:
+        return True
+
+    def read_into(self, inputs: Sequence[Checkpoint], buf: memoryview, start: int) -> None:
+        """`len(buf)` bytes of the re-indexed tensor from byte `start` (one read per run of rows)."""
+        row_bytes = self.nbytes // self.vocab.size
+        view = memoryview(buf).cast("B")
+        pos, end = start, start + len(view)
+        rows = self.vocab.rows[self.input]
+        while pos < end:
+            r, off = divmod(pos, row_bytes)
+            if rows[r] < 0:
+                data = self._default(inputs, r)
+                take = min(row_bytes - off, end - pos)
+                view[pos - start : pos - start + take] = data[off : off + take]
+                pos += take
+                continue
+            run = 1  # consecutive source rows: one read
+            while (r + run) * row_bytes < end and rows[r + run] == rows[r] + run:
+                run += 1
+            take = min(run * row_bytes - off, end - pos)
+            own = self.infos[self.input]
+            inputs[self.input].read_into(
+                own, view[pos - start : pos - start + take], rows[r] * row_bytes + off
+            )
+            pos += take
+
+    def _default(self, inputs: Sequence[Checkpoint], r: int) -> bytes:
+        own = self.infos[self.input]
+        width = own.shape[1]
+        acc = torch.zeros(width, dtype=torch.float64)
+        donors = self.vocab.defaults.get(r, ())
+        for i, row in donors:
+            info = self.infos[i]
+            size = info.nbytes // info.shape[0]
+            raw = torch.empty(size, dtype=torch.uint8)
+            inputs[i].read_into(info, memoryview(raw.numpy()), row * size)
+            acc += raw.view(DTYPES[info.dtype]).double()
+        if len(donors) > 1:
+            acc /= len(donors)
+        return acc.to(DTYPES[own.dtype]).view(torch.uint8).numpy().tobytes()
+
+
+def describe(vocab: Vocabulary, names: Sequence[str]) -> str:
+    """One line for the dry run: output size and how many tokens each input lacks."""
+    missing = ", ".join(
+        f"{n} lacks {sum(r < 0 for r in rows)}" for n, rows in zip(names, vocab.rows, strict=True)
+    )
+    return f"{vocab.size} tokens; {missing}"
+
+
+__all__ = ["RowMap", "Vocabulary", "describe", "is_token_matrix", "read_vocab", "resolve"]

@@ -1,0 +1,67 @@
+"""Light commands never import torch (seconds of start-up on a busy machine): the CLI's subcommand modules
+import their library entry point inside `run`, and the offline path (grade, score, store) must not reach
+the evaluation session, the engine or checkpoints."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from wiseft.store import SampleStore
+
+PROBE = (
+    "import sys\n"
+    "from wiseft.cli import main\n"
+    "rc = main(sys.argv[1:])\n"
+    "print('TORCH' if 'torch' in sys.modules else 'NO-TORCH', rc)\n"
+)
+
+
+def _records(path, graded: bool) -> None:
+    lines = []
+    for pid, gold in (("a", "3"), ("b", "7")):
+        for i in range(4):
+            answer = gold if i % 2 == 0 else "5"
+            rec = {"problem_id": pid, "sample_idx": i, "completion": f"so \\boxed{{{answer}}}", "gold": gold}
+            if graded:
+                ok = answer == gold
+                rec.update(answer=answer, extraction="boxed", verdict="correct" if ok else "incorrect",
+                           correct=ok, answer_class=0 if ok else 1)  # fmt: skip
+            lines.append(json.dumps(rec))
+    path.write_text("\n".join(lines) + "\n")
+
+
+def _problems(path) -> None:
+    rows = [{"id": "a", "question": "1+2?", "answer": "3"}, {"id": "b", "question": "3+4?", "answer": "7"}]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+
+def _probe(argv: list[str], cwd) -> str:
+    done = subprocess.run([sys.executable, "-c", PROBE, *argv], cwd=cwd, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout.strip().splitlines()[-1]
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["store", "info", "{store}"],
+        ["grade", "{samples}", "--task", "jsonl", "--data", "{problems}", "-o", "{out}/graded.jsonl"],
+        ["score", "{graded}", "--k", "1,2", "-o", "{out}/metrics.json"],
+    ],
+    ids=["store-info", "grade", "score"],
+)
+def test_light_commands_do_not_import_torch(tmp_path, argv):
+    _records(tmp_path / "samples.jsonl", graded=False)
+    _records(tmp_path / "graded.jsonl", graded=True)
+    _problems(tmp_path / "problems.jsonl")
+    with SampleStore(tmp_path / "s.db") as store:
+        store.import_jsonl(tmp_path / "graded.jsonl", task="jsonl")
+    names = {"store": tmp_path / "s.db", "samples": tmp_path / "samples.jsonl",
+             "graded": tmp_path / "graded.jsonl", "out": tmp_path / "out", "problems": tmp_path / "problems.jsonl"}  # fmt: skip
+    (tmp_path / "out").mkdir()
+    line = _probe([a.format(**names) for a in argv], tmp_path)
+    assert line == "NO-TORCH 0", line

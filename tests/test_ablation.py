@@ -205,6 +205,12 @@ def test_bad_flags_are_config_errors(field, value, message):
     assert str(err.value).startswith(message)
 
 
+def test_the_torch_free_flag_parsers_know_exactly_the_classified_kinds():
+    from wiseft.grids import MODULE_KINDS
+
+    assert tuple(ablation.KINDS) == MODULE_KINDS  # wiseft.grids parses the flags without importing torch
+
+
 def test_flags_parse_to_canonical_choices():
     cfg = from_dict(
         SweepConfig, {"anchors": ["a", "b"], "layers": "0:12, 12:24,all", "modules": "attn,ffn,no-attention"}

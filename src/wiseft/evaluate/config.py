@@ -19,9 +19,8 @@ from wiseft.config import option
 from wiseft.errors import ConfigError, MetricError, SamplingError
 from wiseft.grading.grader import DEFAULT_PROBLEM_BUDGET
 from wiseft.grading.pool import check_budget, check_workers
-from wiseft.grids import check_ks_fit, parse_grid, parse_ks, powers_of_two
+from wiseft.grids import check_ks_fit, parse_grid, parse_ks, parse_layers, parse_modules, powers_of_two
 from wiseft.jsonl import loads
-from wiseft.merge.ablation import parse_layers, parse_modules
 from wiseft.metrics import check_n_boot
 from wiseft.sampling import SamplingParams
 from wiseft.sampling.vllm import DTYPES as VLLM_DTYPES

@@ -38,6 +38,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from wiseft.errors import ConfigError, MergeError
+from wiseft.grids import MODULE_ALIASES, parse_layers, parse_modules
 from wiseft.merge.recipe import Recipe, Rule, layer_count
 
 # Sub-layer kinds: the part of the name after `<prefix>.<layer>.` that each kind fully matches.
@@ -50,7 +51,9 @@ KINDS: dict[str, str] = {
     "norm": r"(?:input_layernorm|post_attention_layernorm|pre_feedforward_layernorm|"
     r"post_feedforward_layernorm|ln_1|ln_2)\..+",
 }
-ALIASES = {"attn": "attention", "ffn": "mlp", "shared_experts": "shared_expert"}
+__all__ = ["KINDS", "ALIASES", "Choice", "parse_layers", "parse_modules", "choices", "classify", "selected",
+           "check_choice", "ablation_rules", "resolve", "group_names"]  # fmt: skip
+ALIASES = MODULE_ALIASES  # the flag parsers (torch-free, for the CLI) live in wiseft.grids
 _LAYER = re.compile(r"^(.*?(?:^|\.)(?:layers|h|blocks)\.)(\d+)\.(.+)$")
 
 
@@ -78,47 +81,6 @@ class Choice:
             "layers": None if self.layers is None else list(self.layers),
             "modules": None if self.module is None else ("no-" if self.exclude else "") + self.module,
         }
-
-
-def parse_layers(value: Any) -> tuple[str, ...]:
-    """`0:12,12:24` → ('0:12', '12:24'): the syntax is checked here, the depth against the model later."""
-    items = _items(value, "--layers")
-    for item in items:
-        if item != "all" and not re.fullmatch(r"\d{1,6}:\d{1,6}", item):
-            raise ConfigError(
-                f"--layers {item!r}: give half-open block ranges START:STOP such as 0:12 (or 'all')"
-            )
-        if item != "all":
-            start, stop = map(int, item.split(":"))
-            if start >= stop:
-                raise ConfigError(f"--layers {item}: START must be below STOP (half-open, e.g. 0:12)")
-    return items
-
-
-def parse_modules(value: Any) -> tuple[str, ...]:
-    """`attention,mlp,no-attention` → the canonical kind names (aliases resolved)."""
-    out = []
-    for item in _items(value, "--modules"):
-        neg = item.startswith("no-")
-        kind = ALIASES.get(item.removeprefix("no-"), item.removeprefix("no-"))
-        if kind != "all" and kind not in KINDS or (neg and kind == "all"):
-            known = ", ".join(list(KINDS) + [f"no-{k}" for k in ("attention", "mlp")] + ["all"])
-            raise ConfigError(f"--modules {item!r} is not a module kind; choose among {known}")
-        out.append(("no-" if neg else "") + kind)
-    return tuple(out)
-
-
-def _items(value: Any, flag: str) -> tuple[str, ...]:
-    if isinstance(value, str):
-        value = value.split(",")
-    if not isinstance(value, (list, tuple)) or not value:
-        raise ConfigError(f"{flag} must be a comma-separated list, got {value!r}")
-    items = tuple(str(v).strip() for v in value)
-    if any(not v for v in items):
-        raise ConfigError(f"{flag} has an empty entry: {value!r}")
-    if len(items) > 1000:
-        raise ConfigError(f"{flag} has {len(items)} entries; at most 1000")
-    return items
 
 
 def choices(layers: Sequence[str] | None, modules: Sequence[str] | None) -> list[Choice]:

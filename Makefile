@@ -4,7 +4,7 @@ VENV    := .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 
-.PHONY: venv venv-vllm venv-mergekit bench-mergekit demo test test-slow test-vllm bench bench-vllm lint fmt clean chromium harness-readers
+.PHONY: venv venv-vllm venv-mergekit bench-mergekit demo test test-slow test-vllm bench bench-vllm bench-ray test-ray-vllm bench-ray-vllm lint fmt clean chromium harness-readers ray
 
 venv: $(STAMP)
 
@@ -40,6 +40,18 @@ test-vllm: $(VLLM_STAMP)
 bench-vllm: $(VLLM_STAMP)
 	$(VLLM_BIN)/python bench/vllm.py
 
+# --engine vllm on Ray actors: Ray (pinned, with its one dependency .venv-vllm lacks) in the vLLM
+# environment, then its test (slow: two vLLM engines start) and the benchmark's vLLM section.
+$(VLLM_VENV)/.ray: $(VLLM_STAMP)
+	$(VLLM_BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps ray==2.60.0 msgpack==1.2.4
+	touch $@
+
+test-ray-vllm: $(VLLM_VENV)/.ray
+	$(VLLM_BIN)/python -m pytest -q -m slow tests/test_ray_vllm.py
+
+bench-ray-vllm: $(VLLM_VENV)/.ray
+	$(VLLM_BIN)/python bench/ray.py --skip-scale --skip-sim --skip-composition --vllm
+
 # mergekit 0.1.5 in its own environment, for bench/mergekit_compare.py only (the unit tests never need it):
 # torch first and pinned (ours), then mergekit and its dependencies from a pinned list, without resolving.
 MK_VENV  := .venv-mergekit
@@ -65,7 +77,7 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
 # The report's browser check keeps its screenshots in test-artifacts/report-screenshots/<run>/ (gitignored).
-test-slow: $(STAMP) chromium
+test-slow: $(STAMP) chromium ray
 	$(BIN)/python -m pytest -q -m slow
 	@echo "report screenshots: test-artifacts/report-screenshots/"
 
@@ -75,6 +87,18 @@ bench: $(STAMP)
 	$(BIN)/python bench/sweep.py
 	$(BIN)/python bench/grpo.py
 	$(BIN)/python bench/verify_store.py --threads 1
+
+# Sampling on Ray (--ray): the optional extra, pinned; its tests (tests/test_ray*.py) are slow-marked.
+ray: $(VENV)/.ray
+
+$(VENV)/.ray: $(STAMP)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[ray]'
+	touch $@
+
+# Ray's benchmark: a local cluster of 2 actors vs 1 vs the plain local sweep, and the scheduler on 8
+# scripted actors (minutes).
+bench-ray: ray
+	$(BIN)/python bench/ray.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -318,9 +318,9 @@ def test_the_cli_runs_the_thinking_demo(tmp_path, cli, monkeypatch):
     assert not (tmp_path / "o" / "report").exists()
 
 
-@pytest.mark.parametrize("flag", ["--delta", "--temperature"])
+@pytest.mark.parametrize("flag", ["--delta", "--temperature", "--n-val", "--seeds"])
 def test_the_other_demos_grids_are_refused_with_nothing_written(tmp_path, cli, flag):
-    code, err = cli(["demo", "--thinking", flag, "0.5", "-o", tmp_path / "o", "--cache-dir", tmp_path / "c"])
+    code, err = cli(["demo", "--thinking", flag, "1", "-o", tmp_path / "o", "--cache-dir", tmp_path / "c"])
     assert code == 2
     assert err.strip() == (
         f"wiseft demo: error: {flag} is a setting of wiseft demo; the thinking demo sweeps a fixed λ grid at "

@@ -42,6 +42,7 @@ def test_the_package_keeps_its_layers(tmp_path):
         ("store/core.py", "from wiseft import metrics"),  # persistence reaching for what comes after grading
         ("tasks/base.py", "import wiseft.sampling"),  # independent siblings
         ("train/sft.py", "import wiseft.evaluate.session"),  # training reaching for evaluation
+        ("evaluate/runners.py", "import wiseft.distributed.engine"),  # the engine seam reaching for Ray
     ],
 )
 def test_an_upward_import_breaks_the_contract(tmp_path, module, upward):

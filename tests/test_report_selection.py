@@ -116,3 +116,22 @@ def test_endpoint_of_a_mix(extra, delta, want):
     res = run(variants, "delta=0.500,T=1", **extra)
     found = endpoint(res, res.variant("delta=0.500,T=1"), delta)
     assert (found.name if found else None) == want
+
+
+def test_only_the_variants_measured_on_validation_can_tie_with_a_choice_made_there():
+    """The demo chooses among its mixes on validation problems; its checkpoints have no validation value,
+    so a checkpoint whose test Pass@1 happens to equal the choice's validation Pass@1 is no tie."""
+    split = {"validation": {"pass@1": stat(0.6)}, "test": {"pass@1": stat(0.55, 0.5, 0.6)}}
+    other = {"validation": {"pass@1": stat(0.5)}, "test": {"pass@1": stat(0.5, 0.45, 0.55)}}
+    variants = [
+        mix(None, 0.6, "step=640,T=1", kind="checkpoint", step=640),
+        {**mix(0.5, 0.55), "splits": split},
+        {**mix(0.25, 0.5), "splits": other},
+    ]
+    best = {"metric": "pass@1", "variant": "delta=0.500,T=1", "how": "on validation",
+            "validation": stat(0.6), "test": stat(0.55, 0.5, 0.6)}  # fmt: skip
+    res = RunResults.from_json({"variants": variants, "best": best})
+    assert check_selection(res) is None or not check_selection(res).tie
+    variants[2]["splits"] = split  # a second mix with the same validation value: a tie
+    res = RunResults.from_json({"variants": variants, "best": best})
+    assert check_selection(res).tie

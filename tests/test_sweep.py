@@ -189,7 +189,8 @@ def test_plan_sweep_over_a_recipe(tmp_path):
         ("delta=0.000,T=1", 0.0, 1.0), ("delta=0.500,T=1", 0.5, 1.0),
     ]  # fmt: skip
     assert all(s.mix.rules == recipe.rules for s in grid)  # the schedule is kept, δ replaced
-    assert grid[1].recipe["delta"] == 0.5 and grid[1].anchors == ("e", "f")
+    # recipe paths are relative to the recipe file (issue 13)
+    assert grid[1].recipe["delta"] == 0.5 and grid[1].anchors == (str(tmp_path / "e"), str(tmp_path / "f"))
     single = plan_sweep(from_dict(SweepConfig, {"recipe": str(path), "delta": "0.3", "n": 2}), recipe)
     assert [(s.name, s.mix) for s in single] == [("wise-ft,delta=0.300,T=1", recipe)]
 

@@ -259,28 +259,34 @@ def test_toy_recipe_on_a_tiny_budget_gives_a_base_and_an_sft_trajectory(tmp_path
         model=SMALL,
         pretrain_steps=4,
         pretrain_batch=16,
-        sft_steps=6,
+        sft_steps=8,
         sft_batch=4,
-        sft_save_every=2,
+        sft_halvings=2,
         warmup_steps=1,
         threads=1,
     )
     pre = toy.pretrain(recipe, tmp_path / "pre")
     assert list(pre.checkpoints) == [4]
     run = toy.finetune(recipe, pre.checkpoints[4], tmp_path / "sft")
-    assert list(run.checkpoints) == [2, 4, 6]
-    model = AutoModelForCausalLM.from_pretrained(run.checkpoints[6])
+    assert list(run.checkpoints) == recipe.checkpoint_steps() == [2, 4, 8] and recipe.early_step == 2
+    model = AutoModelForCausalLM.from_pretrained(run.checkpoints[8])
     assert type(model).__name__ == "GPT2LMHeadModel"
-    sampler = HFSampler.from_pretrained(run.checkpoints[6], device="cpu")
+    sampler = HFSampler.from_pretrained(run.checkpoints[8], device="cpu")
     out = sampler.generate(["12+34="], 2, SamplingParams(max_new_tokens=8, stop=("$",)))
     assert len(out[0]) == 2 and all(set(c.text) <= set(world.ALPHABET) for c in out[0])
     # the base key changes with anything that changes the base, and only with that
     assert recipe.base_key() != toy.ToyRecipe(pretrain_seed=1).base_key()
-    assert recipe.base_key() == toy.ToyRecipe(**{**recipe.__dict__, "sft_steps": 99, "n_sft": 5}).base_key()
+    assert recipe.base_key() == toy.ToyRecipe(**{**recipe.__dict__, "sft_steps": 100, "n_sft": 5}).base_key()
     assert recipe.base_key() != toy.ToyRecipe(**{**recipe.__dict__, "n_test": 17}).base_key()
     assert recipe.base_key() != toy.ToyRecipe(**{**recipe.__dict__, "micro_batches": 1}).base_key()
     gelu_new = dataclasses.replace(SMALL, activation="gelu_new")
     assert recipe.base_key() != toy.ToyRecipe(**{**recipe.__dict__, "model": gelu_new}).base_key()
+
+
+@pytest.mark.parametrize("steps, halvings", [(600, 5), (640, 0), (8, 4)])
+def test_toy_recipe_refuses_checkpoints_that_do_not_halve_evenly(steps, halvings):
+    with pytest.raises(ConfigError, match="multiple of 2\\^sft_halvings"):
+        toy.ToyRecipe(sft_steps=steps, sft_halvings=halvings)
 
 
 # ------------------------------------------------------------------------------------------------- CLI

@@ -9,6 +9,15 @@
 (c) No temperature of the final model reached the mix's Pass@1 at equal or higher Pass@k: for every
     temperature and every k >= 8, not (Pass@1_T >= Pass@1_mix and Pass@k_T >= Pass@k_mix), on the
     point estimates.
+(d) The best mix lowered bias² = (1−E[ρ])² and Var[ρ] together relative to the final model (the paired
+    95% interval of each difference below zero), while every other temperature of the final model traded
+    one for the other: its paired differences from the final model at T=1 have opposite signs (point
+    estimates, as in (c); their intervals are printed). bias² and Var[ρ] are not per-problem means, so
+    their paired intervals recompute both for both variants on the same resamples of problems
+    (`PairedTables.bias_variance_diff`).
+(e) With a verifier's scores (the demo's toy outcome verifier), the best mix beat the final model under
+    Best@K (the verifier picks one of K samples) as well as under majority vote maj@K, K the largest k:
+    the paired 95% interval of each difference above zero. Weighted maj@K is reported beside them.
 
 Paired differences are bootstraps over the same problems (all variants answer the same problems with
 common random numbers), which is far tighter than comparing two separate intervals.
@@ -104,6 +113,7 @@ def claim_temperature_cannot(t: PairedTables, mix: str, temperatures: dict[str, 
             {"variant": name, "temperature": temp, "pass@1": p1, **{f"pass@{k}": v for k, v in pk.items()}}
         )
     mix_row = {"pass@1": mix_p1, **{f"pass@{k}": t.value(mix, f"pass@{k}") for k in t.big_ks()}}
+    nearest = _nearest_temperature(t, mix, temperatures)
     best_t = max(rows, key=lambda r: r["pass@1"]) if rows else None
     evidence = f"mix Pass@1 {mix_p1:.3f}, " + ", ".join(
         f"Pass@{k} {mix_row[f'pass@{k}']:.3f}" for k in t.big_ks()
@@ -119,5 +129,144 @@ def claim_temperature_cannot(t: PairedTables, mix: str, temperatures: dict[str, 
         "no temperature of the final model reached the mix's Pass@1 at equal or higher Pass@k",
         bool(rows) and not reached,
         evidence,
-        {"mix": mix_row, "temperatures": rows, "reached_by": reached},
+        {"mix": mix_row, "temperatures": rows, "reached_by": reached, "nearest": nearest},
     )
+
+
+def _nearest_temperature(t: PairedTables, mix: str, temperatures: dict[str, float]) -> dict | None:
+    """The temperature that came closest to the mix at the largest k, and by how much it fell short.
+
+    A temperature reaches the mix when it is at least as high on Pass@1 and on Pass@K; its shortfall is
+    the larger of the mix's two leads. The nearest one has the smallest shortfall; its paired difference
+    (mix − it) on the metric of that shortfall is the effect size of (c) (negative: it reached the mix).
+    """
+    if not t.big_ks() or not temperatures:
+        return None
+    top = f"pass@{max(t.big_ks())}"
+    best = None
+    for name, temp in temperatures.items():
+        leads = {m: t.value(mix, m) - t.value(name, m) for m in ("pass@1", top)}
+        metric = max(leads, key=leads.get)
+        if best is None or leads[metric] < best[0]:
+            best = (leads[metric], name, temp, metric)
+    _, name, temp, metric = best
+    return {"variant": name, "temperature": temp, "diff": t.diff(mix, name, metric).as_dict()}
+
+
+def claim_bias_variance(t: PairedTables, mix: str, final: str, temperatures: dict[str, float]) -> Claim:
+    """(d): `temperatures` are the other temperatures of the final model (its T=1 self excluded)."""
+    b2, var = t.bias_variance_diff(mix, final)
+    together = b2.hi < 0 and var.hi < 0
+    rows, not_trading = [], []
+    for name, temp in temperatures.items():
+        tb, tv = t.bias_variance_diff(name, final)
+        trades = tb.value * tv.value < 0
+        if not trades:
+            not_trading.append(f"T={temp:g}")
+        rows.append({"variant": name, "temperature": temp, "trades": trades,
+                     "diffs": [tb.as_dict(), tv.as_dict()]})  # fmt: skip
+    evidence = f"mix − final: {b2.text()}; {var.text()}"
+    for row in rows:
+        tb, tv = row["diffs"]
+        evidence += (
+            f"; T={row['temperature']:g} − T=1: bias² {tb['value']:+.3f} [{tb['lo']:+.3f}, {tb['hi']:+.3f}], "
+            f"Var[ρ] {tv['value']:+.3f} [{tv['lo']:+.3f}, {tv['hi']:+.3f}]"
+        )
+    if not_trading:
+        evidence += "; not a trade at " + ", ".join(not_trading)
+    return Claim(
+        "d",
+        "the best mix lowered bias² and Var[ρ] together, while temperature traded one for the other",
+        together and bool(rows) and not not_trading,
+        evidence,
+        {
+            "mix": mix,
+            "final": final,
+            "diffs": [b2.as_dict(), var.as_dict()],
+            "together": together,
+            "mix_bias_variance": list(t.bias_variance(mix)),
+            "final_bias_variance": list(t.bias_variance(final)),
+            "temperatures": rows,
+            "not_trading": not_trading,
+        },
+    )
+
+
+def claim_best_of_k(t: PairedTables, mix: str, final: str, skipped: str | None = None) -> Claim:
+    """(e): needs best@K in both variants' tables (every sample of both scored by one verifier); with
+    `skipped` (why there are no scores) it is recorded as not held, for that reason."""
+    k = max(t.ks)
+    if skipped:
+        statement = (
+            f"the best mix beat the final model under Best@{k} (toy verifier) as well as majority vote"
+        )
+        return Claim("e", statement, False, f"not checked: {skipped}", {"mix": mix, "final": final})
+    best, maj = t.diff(mix, final, f"best@{k}"), t.diff(mix, final, f"maj@{k}")
+    wmaj = t.diff(mix, final, f"wmaj@{k}")
+    held = best.lo > 0 and maj.lo > 0
+    evidence = f"mix − final: {best.text()}; {maj.text()} (weighted by the verifier: {wmaj.text()})"
+    return Claim(
+        "e",
+        f"the best mix beat the final model under Best@{k} (toy verifier) as well as majority vote",
+        held,
+        evidence,
+        {"mix": mix, "final": final, "diffs": [best.as_dict(), maj.as_dict(), wmaj.as_dict()]},
+    )
+
+
+# --- the claims over replicates: one row per seed, and how many seeds each claim held on -----------------
+
+
+def claim_effects(claim: Claim) -> list[dict]:
+    """The paired differences (value, lo, hi) that stand for a claim in a replicate table.
+
+    (a) Pass@1 and Pass@K (final − early), K the largest k; (b) Pass@K and Pass@1 (mix − final); (c) the
+    nearest temperature's shortfall (mix − it, with `versus`); (d) bias² and Var[ρ] (mix − final); (e)
+    best@K and maj@K (mix − final).
+    """
+    n = claim.numbers
+    diffs = n.get("diffs") or []
+    if claim.key == "a" and diffs:
+        return [diffs[0], diffs[-1]]
+    if claim.key == "b" and len(diffs) >= 2:
+        return [diffs[-2], diffs[-1]]
+    if claim.key == "c" and n.get("nearest"):
+        near = n["nearest"]
+        return [{**near["diff"], "versus": f"T={near['temperature']:g}"}]
+    if claim.key == "d":
+        return list(diffs)
+    if claim.key == "e":
+        return list(diffs[:2])
+    return []
+
+
+def effect_text(diff: dict) -> str:
+    """`Pass@32 -0.227 [-0.283, -0.173]`, and `vs T=0.7` where the claim compares with a temperature."""
+    name = str(diff.get("metric", "?")).replace("pass@", "Pass@").replace("best@", "Best@")
+    versus = f" vs {diff['versus']}" if diff.get("versus") else ""
+    return f"{name} {diff['value']:+.3f} [{diff['lo']:+.3f}, {diff['hi']:+.3f}]{versus}"
+
+
+def replicate_row(seed: int, claims: list[Claim], extra: dict | None = None) -> dict:
+    """One seed's line of the replicate table: which claims held and their effect sizes (plus `extra`)."""
+    return {
+        "seed": seed,
+        "held": {c.key: c.held for c in claims},
+        "effects": {c.key: claim_effects(c) for c in claims},
+        **(extra or {}),
+    }
+
+
+def replicate_table(rows: list[dict]) -> dict:
+    """The seed × claim table: the rows, and on how many seeds each claim (and all of them) held."""
+    keys: list[str] = []
+    for row in rows:
+        keys += [k for k in row["held"] if k not in keys]
+    return {
+        "seeds": [row["seed"] for row in rows],
+        "claims": keys,
+        "rows": list(rows),
+        "held": {k: sum(row["held"].get(k) is True for row in rows) for k in keys},
+        "all_held": sum(all(row["held"].get(k) is True for k in keys) for row in rows),
+        "n": len(rows),
+    }

@@ -3,10 +3,12 @@
 - `option(default, help, parse=...)` declares a field with its help text and, for fields whose text form
   needs parsing (a grid such as `0:1:0.125`), the parser; defaults live in the dataclass alone.
 - `add_options(parser, cls)` adds one flag per declared field, its help showing the dataclass default;
-  flags default to None so that a YAML `--config` fills in what the command line leaves out.
-- `load(cls, yaml_path, overrides)` reads a YAML mapping, lets every non-None override win, parses text
-  values with the field's parser, checks that every key is a field of `cls` (recursively for nested
-  dataclasses) and returns the frozen instance.
+  flags default to None so that a YAML `--config` fills in what the command line leaves out. A field
+  whose type is itself a dataclass is a *section* (`ray:` in YAML): its own flag (`--ray [ADDRESS]`)
+  switches it on, and each of its declared fields gets a flag `--ray-actors` (dest `ray.actors`).
+- `load(cls, yaml_path, overrides)` reads a YAML mapping, lets every non-None override win (a section's
+  flags are merged into its YAML mapping), parses text values with the field's parser, checks that every
+  key is a field of `cls` (recursively for nested dataclasses) and returns the frozen instance.
 - `write_resolved(dir, cfg)` writes what was actually run, with the package version, beside the results.
 """
 
@@ -39,11 +41,14 @@ def option(
     choices: tuple[str, ...] | None = None,
     metavar: str | None = None,
     shown: str | None = None,
+    nargs: str | None = None,
+    const: Any = None,
 ) -> Any:
     """A dataclass field with its command-line help (and parser for text values such as grids).
 
     The help gets "(default …)" from `default` (or `shown`); a None default ("automatic") adds nothing,
-    so its help text says what happens."""
+    so its help text says what happens. `nargs="?"` with `const` makes the value optional (`--ray` alone
+    gives `const`)."""
     meta = {
         "help": help,
         "parse": parse,
@@ -51,31 +56,56 @@ def option(
         "choices": choices,
         "metavar": metavar,
         "shown": shown,
+        "nargs": nargs,
+        "const": const,
     }
     return dataclasses.field(default=default, metadata=meta)
 
 
 def add_options(parser: argparse.ArgumentParser, cls: type, names: Iterable[str] | None = None) -> None:
-    """One flag per field of `cls` declared with `option` (or only `names`), in field order."""
-    hints = typing.get_type_hints(cls)
+    """One flag per field of `cls` declared with `option` (or only `names`), in field order; a section's
+    fields follow its own flag, as `--SECTION-FIELD` (dest `SECTION.FIELD`)."""
     wanted = set(names) if names is not None else None
-    for f in dataclasses.fields(cls):
-        meta = f.metadata
-        if "help" not in meta or (wanted is not None and f.name not in wanted):
+    for f, dest, flag, tp in _declared(cls):
+        if wanted is not None and dest.split(".")[0] not in wanted:
             continue
-        flag = meta["flag"] or "--" + f.name.replace("_", "-")
+        meta = f.metadata
         shown = meta["shown"] or _describe(f.default)
         text = (meta["help"] + (f" (default {shown})" if shown else "")).replace("%", "%%")
-        kwargs: dict[str, Any] = {"dest": f.name, "default": None, "help": text}
-        base = _base_type(hints[f.name])
+        kwargs: dict[str, Any] = {"dest": dest, "default": None, "help": text}
+        base = _base_type(tp)
         if base is bool:
             kwargs["action"] = "store_true"
         else:
             kwargs["type"] = str if meta["parse"] or base not in (int, float) else base
-            for key in ("choices", "metavar"):
-                if meta[key]:
+            for key in ("choices", "metavar", "nargs", "const"):
+                if meta.get(key) is not None:
                     kwargs[key] = meta[key]
+            if "." in dest and "choices" not in kwargs:
+                kwargs.setdefault("metavar", dest.rpartition(".")[2].upper())
         parser.add_argument(flag, **kwargs)
+
+
+def option_dests(cls: type) -> list[str]:
+    """The argparse dests of `cls`'s flags: field names, and `SECTION.FIELD` for a section's fields."""
+    return [dest for _, dest, _, _ in _declared(cls)]
+
+
+def _declared(cls: type, prefix: str = "") -> list[tuple[dataclasses.Field, str, str, Any]]:
+    """(field, dest, flag, type) of every declared option of `cls`, a section's fields after its own."""
+    hints = typing.get_type_hints(cls)
+    out = []
+    for f in dataclasses.fields(cls):
+        if "help" not in f.metadata:
+            continue
+        dest = prefix + f.name
+        out.append(
+            (f, dest, f.metadata["flag"] or "--" + dest.replace(".", "-").replace("_", "-"), hints[f.name])
+        )
+        section = _base_type(hints[f.name])
+        if not prefix and dataclasses.is_dataclass(section):
+            out.extend(_declared(section, dest + "."))
+    return out
 
 
 def _base_type(tp: Any) -> Any:
@@ -157,10 +187,34 @@ def load(
     cls: type[T], yaml_path: str | os.PathLike | None = None, overrides: dict[str, Any] | None = None
 ) -> T:
     data: dict[str, Any] = load_yaml(yaml_path) if yaml_path else {}
-    for key, value in (overrides or {}).items():
-        if value is not None:
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    given = {k: v for k, v in (overrides or {}).items() if v is not None}
+    for key, value in sorted(given.items(), key=lambda kv: "." in kv[0]):  # sections before their fields
+        section, _, name = key.partition(".")
+        if section not in fields or not _is_section(cls, section):
             data[key] = value
+            continue
+        current = _section_mapping(data.get(section), fields[section])
+        if name:
+            if current is None:
+                flag = "--" + key.replace(".", "-").replace("_", "-")
+                raise ConfigError(f"{flag} needs --{section} (or a `{section}:` section in --config)")
+            data[section] = {**current, name: value}
+        else:  # the section's own flag: its mapping wins key by key over the YAML's
+            data[section] = {**(current or {}), **_section_mapping(value, fields[section])}
     return from_dict(cls, data, str(yaml_path) if yaml_path else "flags")
+
+
+def _is_section(cls: type, name: str) -> bool:
+    return dataclasses.is_dataclass(_base_type(typing.get_type_hints(cls)[name]))
+
+
+def _section_mapping(value: Any, f: dataclasses.Field) -> dict[str, Any] | None:
+    """A section's value as a mapping: YAML shorthands (`ray: auto`) and flag text through its parser."""
+    parse = f.metadata.get("parse")
+    if value is None or value is False or isinstance(value, dict) or parse is None:
+        return value if value is not False else None
+    return parse(value)
 
 
 def to_dict(cfg: Any) -> Any:

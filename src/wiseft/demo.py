@@ -19,23 +19,36 @@ import contextlib
 import dataclasses
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from wiseft.atomic import atomic_dir
-from wiseft.claims import claim_mix_recovers, claim_sft_collapse, claim_temperature_cannot
+from wiseft.claims import (
+    claim_best_of_k,
+    claim_bias_variance,
+    claim_mix_recovers,
+    claim_sft_collapse,
+    claim_temperature_cannot,
+    replicate_row,
+    replicate_table,
+)
 from wiseft.config import to_dict, write_resolved
 from wiseft.errors import ConfigError
 from wiseft.evaluate.config import EvalConfig
 from wiseft.evaluate.engine import hf_engine
 from wiseft.evaluate.outputs import write_report, write_results
 from wiseft.evaluate.plan import VariantSpec, variant_name
-from wiseft.evaluate.session import EvalSession
+from wiseft.evaluate.session import EvalSession, store_path
+from wiseft.evaluate.verifying import verify_in_store
 from wiseft.merge.recipe import Recipe
+from wiseft.metrics import summarize
 from wiseft.paired import PairedTables
-from wiseft.results import RunResults, Selection
+from wiseft.results import RunResults, Selection, VariantResult
+from wiseft.store import SampleStore, VariantRow
 from wiseft.tasks import get_task
 from wiseft.train import toy
+from wiseft.verify import load_verifier
+from wiseft.verify.toy import ToyVerifierConfig, train_toy_verifier
 
 DemoProgress = Callable[[str, int, int, str], None]
 
@@ -49,14 +62,16 @@ class DemoConfig:
     ks: tuple[int, ...] = (1, 2, 4, 8, 16, 32)
     deltas: tuple[float, ...] = (0.25, 0.5, 0.75)
     temperatures: tuple[float, ...] = (0.7, 1.3, 1.6)
-    early_step: int = 75
-    eval_steps: tuple[int, ...] = (75, 150, 300, 450, 600)  # SFT checkpoints evaluated (+ early, final)
-    n_eval: int = 300  # held-out problems evaluated (docs/TOY-LOG.md)
+    early_step: int | None = None  # None: the recipe's rule, its first SFT checkpoint
+    eval_steps: tuple[int, ...] | None = None  # SFT checkpoints evaluated (None: all; + early, final)
+    n_eval: int = 300  # held-out problems the claims are checked on (docs/TOY-LOG.md)
+    n_val: int = 100  # the next test problems, which choose the mix (0: choose in-sample)
     sample_seed: int = 0
     n_boot: int = 1000
     max_new_tokens: int = 16
     select_metric: str = "pass@1"  # how the best mix is chosen (the sweep's default)
     threads: int = 0
+    verifier: ToyVerifierConfig | None = ToyVerifierConfig()  # None: no Best@k (no toy verifier)
 
     def __post_init__(self):
         if self.select_metric not in [f"pass@{k}" for k in self.ks] + [f"maj@{k}" for k in self.ks]:
@@ -69,23 +84,43 @@ class DemoConfig:
             raise ConfigError(
                 f"--n-eval must lie in 1..{self.recipe.n_test} (the test problems), got {self.n_eval}"
             )
+        if not 0 <= self.n_val <= self.recipe.n_test - self.n_eval:
+            raise ConfigError(
+                f"--n-val must lie in 0..{self.recipe.n_test - self.n_eval} (the test problems beyond "
+                f"--n-eval {self.n_eval}), got {self.n_val}"
+            )
         if not self.deltas:
             raise ConfigError("give at least one --delta")
         if any(not 0 < d < 1 for d in self.deltas):
             raise ConfigError(f"--delta values must lie strictly between 0 and 1, got {self.deltas}")
         self._check_steps()
 
+    @property
+    def early(self) -> int:
+        """The early checkpoint's step: `early_step`, else the recipe's first checkpoint (a rule fixed in
+        advance, never chosen by looking at the outcome)."""
+        return self.early_step if self.early_step is not None else self.recipe.early_step
+
+    @property
+    def steps(self) -> tuple[int, ...]:
+        """The SFT checkpoints evaluated."""
+        return self.eval_steps if self.eval_steps is not None else tuple(self.recipe.checkpoint_steps())
+
     def _check_steps(self) -> None:
-        steps = self.recipe.sft_config().checkpoint_steps()
-        if self.early_step not in steps:
-            raise ConfigError(
-                f"--early-step {self.early_step} is not a checkpoint step; choose one of {steps}"
-            )
-        if self.early_step == self.recipe.sft_steps:
+        steps = self.recipe.checkpoint_steps()
+        if self.early not in steps:
+            raise ConfigError(f"--early-step {self.early} is not a checkpoint step; choose one of {steps}")
+        if self.early == self.recipe.sft_steps:
             raise ConfigError("--early-step must come before the last SFT step")
-        missing = [s for s in self.eval_steps if s not in steps]
+        missing = [s for s in self.steps if s not in steps]
         if missing:
             raise ConfigError(f"eval steps {missing} are not checkpoint steps; choose among {steps}")
+
+    def for_seed(self, seed: int) -> DemoConfig:
+        """This demo with pretraining and SFT seeded by `seed` (a replicate: its own base)."""
+        return dataclasses.replace(
+            self, recipe=dataclasses.replace(self.recipe, pretrain_seed=seed, sft_seed=seed)
+        )
 
     def eval_config(self) -> EvalConfig:
         """How each variant is sampled, graded and scored (one chunk per variant: the sampler batches it)."""
@@ -125,9 +160,9 @@ def plan_demo(cfg: DemoConfig, checkpoints: dict[int, Path], base: Path) -> list
     """In evaluation order: the base, the SFT checkpoints, the early⊕final mixes, the final model's
     temperatures. Models evaluated as they are use linear weights (1.0,) over themselves."""
     final_step = max(checkpoints)
-    early, final = str(checkpoints[cfg.early_step]), str(checkpoints[final_step])
+    early, final = str(checkpoints[cfg.early]), str(checkpoints[final_step])
     specs = [VariantSpec("base,T=1", "base", 1.0, mix=(1.0,), anchors=(str(base),))]
-    wanted = set(cfg.eval_steps) | {cfg.early_step, final_step}
+    wanted = set(cfg.steps) | {cfg.early, final_step}
     for step, path in checkpoints.items():
         if step in wanted:
             specs.append(VariantSpec(variant_name(None, 1.0, step), "checkpoint", 1.0, step=step, mix=(1.0,),
@@ -153,35 +188,122 @@ def run_demo(
     progress: DemoProgress | None = None,
 ) -> RunResults:
     """Run the demo into `out_dir` (atomically) and return its results (claims and timings included)."""
+    cache = Path(cache_dir) if cache_dir else default_cache_dir()
+    with atomic_dir(out_dir, force=force) as tmp:
+        results = _run_into(cfg, tmp, Path(out_dir), cache, fresh, progress)
+        _finish(tmp, results, report, progress)
+    return results
+
+
+def run_replicates(
+    cfg: DemoConfig,
+    seeds: Sequence[int],
+    out_dir: str | os.PathLike,
+    *,
+    cache_dir: str | os.PathLike | None = None,
+    fresh: bool = False,
+    report: bool = True,
+    force: bool = False,
+    progress: DemoProgress | None = None,
+) -> RunResults:
+    """The whole demo once per seed, into OUT/seed-<s>/ (pretraining and SFT seeded by s, each base
+    cached), and the seed × claim table (`claims.replicate_table`).
+
+    OUT/results.json and OUT/report are the first seed's results with the table added as `replicates`.
+    `progress("replicates", i, len(seeds), "seed s")` marks the start of each seed's stages.
+    """
+    seeds = check_seeds(seeds)
+    cache = Path(cache_dir) if cache_dir else default_cache_dir()
+    with atomic_dir(out_dir, force=force) as tmp:
+        runs = []
+        for i, seed in enumerate(seeds):
+            if progress:
+                progress("replicates", i, len(seeds), f"seed {seed}")
+            sub = f"seed-{seed}"
+            results = _run_into(cfg.for_seed(seed), tmp / sub, Path(out_dir) / sub, cache, fresh, progress)
+            write_results(tmp / sub, results)
+            runs.append(results)
+        if progress:
+            progress("replicates", len(seeds), len(seeds), "done")
+        head = runs[0]
+        head.replicates = replicate_table([_replicate_row(s, r) for s, r in zip(seeds, runs, strict=True)])
+        _finish(tmp, head, report, progress)
+    return head
+
+
+def check_seeds(seeds: Sequence[int]) -> list[int]:
+    """The replicate seeds, checked: at least one, non-negative integers, no repeats."""
+    seeds = list(seeds)
+    if not seeds:
+        raise ConfigError("give at least one seed (--seeds 0,1,2 or --replicates 3)")
+    if any(isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in seeds):
+        raise ConfigError(f"--seeds must be non-negative integers, got {seeds}")
+    repeated = sorted({s for s in seeds if seeds.count(s) > 1})
+    if repeated:
+        raise ConfigError(
+            f"--seeds lists {', '.join(map(str, repeated))} more than once; give each seed once"
+        )
+    return seeds
+
+
+def _replicate_row(seed: int, results: RunResults) -> dict:
+    r = results.config.get("recipe", {})
+    extra = {
+        "pretrain_seed": r.get("pretrain_seed"),
+        "sft_seed": r.get("sft_seed"),
+        "dir": f"seed-{seed}",
+        "mix": (results.roles or {}).get("mix"),
+        "base_cached": (results.base or {}).get("cached"),
+        "seconds": (results.timings or {}).get("total"),
+        "cpu_seconds": round(sum((results.cpu_seconds or {}).values()), 2),
+    }
+    return replicate_row(seed, results.claims or [], extra)
+
+
+def _run_into(
+    cfg: DemoConfig, tmp: Path, out: Path, cache: Path, fresh: bool, progress: DemoProgress | None
+) -> RunResults:
+    """Base, SFT, evaluation and claims in the directory `tmp` (renamed to `out` by the caller)."""
     import torch
 
     clock = Clock()
     load_before = os.getloadavg()[0]
     busy_before = busy_cores_now()
     torch.set_num_threads(choose_threads(cfg.threads, busy_before))
-    cache = Path(cache_dir) if cache_dir else default_cache_dir()
-    with atomic_dir(out_dir, force=force) as tmp:
-        with clock.stage("base"):
-            base, cached = ensure_base(cfg, cache, fresh, progress)
-        with clock.stage("sft"):
-            run = toy.finetune(cfg.recipe, base, tmp / "sft", on_step=_sft_ticks(cfg, progress))
-        with clock.stage("eval"):
-            final = run.checkpoints[max(run.checkpoints)]
-            results = _evaluate(cfg, plan_demo(cfg, run.checkpoints, base), final, tmp, progress)
-        with clock.stage("claims"):
-            _add_claims(cfg, results, base, cached, run.checkpoints)
-        results.paths = {"base": str(base), "sft": str(Path(out_dir) / "sft")}
-        write_resolved(tmp, cfg, name="demo_config.yaml")
-        if report:
-            if progress:
-                progress("report", 0, 1, "plots")
-            with clock.stage("report"):
-                write_report(tmp, results)
-            if progress:
-                progress("report", 1, 1, "done")
-        _add_machine(cfg, results, clock, busy_before, load_before)
-        write_results(tmp, results)
+    with clock.stage("base"):
+        base, cached = ensure_base(cfg, cache, fresh, progress)
+    with clock.stage("sft"):
+        run = toy.finetune(cfg.recipe, base, tmp / "sft", on_step=_sft_ticks(cfg, progress))
+    with clock.stage("eval"):
+        final = run.checkpoints[max(run.checkpoints)]
+        ev = _evaluate(cfg, plan_demo(cfg, run.checkpoints, base), final, tmp, progress)
+        results = ev.results
+        _add_roles(cfg, results, ev.validation, base, cached, run.checkpoints)
+    results.paths = {"base": str(base), "sft": str(out / "sft")}
+    if cfg.verifier is not None:
+        with clock.stage("verifier"):
+            results.base["verifier"] = add_verifier_scores(cfg, ev, tmp, progress)
+        results.paths["verifier"] = str(out / "verifier")
+    with clock.stage("claims"):
+        _add_claims(cfg, results)
+    write_resolved(tmp, cfg, name="demo_config.yaml")
+    _add_machine(cfg, results, clock, busy_before, load_before)
     return results
+
+
+def _finish(tmp: Path, results: RunResults, report: bool, progress: DemoProgress | None) -> None:
+    """The report (timed into the results) and results.json."""
+    if report:
+        if progress:
+            progress("report", 0, 1, "plots")
+        t0, c0 = time.perf_counter(), time.process_time()
+        write_report(tmp, results)
+        results.timings["report"] = round(time.perf_counter() - t0, 2)
+        results.timings["total"] = round(results.timings["total"] + results.timings["report"], 2)
+        results.cpu_seconds["report"] = round(time.process_time() - c0, 2)
+        if progress:
+            progress("report", 1, 1, "done")
+    write_results(tmp, results)
 
 
 def _sft_ticks(cfg: DemoConfig, progress: DemoProgress | None):
@@ -194,57 +316,160 @@ def _sft_ticks(cfg: DemoConfig, progress: DemoProgress | None):
     return on_sft
 
 
+@dataclasses.dataclass
+class Evaluated:
+    """What the evaluation leaves for the stages after it: the results on the claims' problems, the mixes
+    on the validation problems, the store's row of each variant, and the base model's graded samples of
+    the SFT problems (prompt, completion, correct), which the toy verifier is trained on."""
+
+    results: RunResults
+    validation: list[VariantResult]
+    rows: dict[str, VariantRow]
+    problem_ids: list[str]
+    verifier_samples: list[tuple[str, str, bool]]
+
+
 def _evaluate(
     cfg: DemoConfig, specs: list[VariantSpec], final: Path, out: Path, progress: DemoProgress | None
-) -> RunResults:
-    """Sample, grade and summarise every variant with one model (built from the final checkpoint), one
-    store and one grader."""
+) -> Evaluated:
+    """Sample, grade and summarise every variant on the claims' problems, then the mixes on the
+    validation problems (which choose the mix) and, for the toy verifier, the base on the SFT problems
+    (never a test problem), with one model (built from the final checkpoint), one store and one grader."""
     r = cfg.recipe
     task = get_task("toy", seed=r.data_seed, n_sft=r.n_sft, n_test=r.n_test)
-    task = task.subset([p.id for p in task.problems[: cfg.n_eval]])
+    ids = [p.id for p in task.problems]
+    parts = [("demo", task.subset(ids[: cfg.n_eval]), specs)]
+    if cfg.n_val:
+        val = task.subset(ids[cfg.n_eval : cfg.n_eval + cfg.n_val])
+        parts.append(("demo-validation", val, [s for s in specs if s.kind == "mix"]))
+    if cfg.verifier is not None:
+        sft = get_task("toy", seed=r.data_seed, n_sft=r.n_sft, n_test=r.n_test, split="sft")
+        parts.append(("demo-verifier", sft, [s for s in specs if s.kind == "base"]))
     engine = hf_engine(final, "cpu", threads=None)
-    order = {s.name: i for i, s in enumerate(specs)}
-    total = len(specs) * len(task.problems)
+    total = sum(len(t.problems) * len(ss) for _, t, ss in parts)
+    ecfg, before, timings, evaluated, samples = cfg.eval_config(), 0, {}, {}, []
+    for command, part, part_specs in parts:
+        order = {s.name: i for i, s in enumerate(part_specs)}
+        tag = {"demo-validation": " (validation)", "demo-verifier": " (SFT problems, for the verifier)"}
+        tag = tag.get(command, "")
 
-    def tick(name, stage, done, n_problems):
-        if progress and stage == "sample":
-            progress("eval", order[name] * n_problems + done, total, name)
+        def tick(name, stage, done, n_problems, before=before, order=order, tag=tag):
+            if progress and stage == "sample":
+                progress("eval", before + order[name] * n_problems + done, total, name + tag)
 
-    ecfg = cfg.eval_config()
-    with EvalSession.open(ecfg, task, engine, out, "demo", tick, run_config=to_dict(cfg)) as session:
-        variants = session.evaluate_all(specs)
-        results = session.results(variants, None)
+        with EvalSession.open(ecfg, part, engine, out, command, tick, run_config=to_dict(cfg)) as session:
+            evaluated[command] = session.evaluate_all(part_specs)
+            if command == "demo":
+                results, rows = session.results(evaluated[command], None), dict(session.rows)
+            if command == "demo-verifier":
+                recs = session.records(part_specs[0].name)
+                samples = [(rec["prompt"], rec["completion"], bool(rec["correct"])) for rec in recs]
+        for k, v in session.timings.as_dict().items():
+            timings[f"eval.{k}"] = round(timings.get(f"eval.{k}", 0.0) + v, 3)
+        before += len(part.problems) * len(part_specs)
     results.config = to_dict(cfg)
     results.task = {"name": "toy", "n_problems": cfg.n_eval, "source": f"toy generator seed {r.data_seed}"}
-    results.timings = {f"eval.{k}": v for k, v in session.timings.as_dict().items()}
-    return results
+    results.timings = timings
+    claim_ids = ids[: cfg.n_eval]
+    return Evaluated(results, evaluated.get("demo-validation", []), rows, claim_ids, samples)
 
 
-def _add_claims(cfg: DemoConfig, results: RunResults, base: Path, cached: bool, checkpoints: dict) -> None:
-    """The best mix (in-sample, among the mixes), the roles of the variants and the paper's claims."""
+def add_verifier_scores(cfg: DemoConfig, ev: Evaluated, out: Path, progress: DemoProgress | None) -> dict:
+    """Train the toy outcome verifier on the base model's graded samples of the SFT problems, save it as a
+    Hugging Face sequence classifier in OUT/verifier, score the final model, the chosen mix and the
+    temperatures through `verify_in_store` (the path of `wiseft verify`), and summarise those variants
+    again with the scores, so that their summaries and per-problem values gain best@k and wmaj@k.
+    Returns the verifier's identity and training record."""
+    results, roles = ev.results, ev.results.roles
+    names = [roles["final"], roles["mix"], *roles["temperatures"]]
+    steps = cfg.verifier.steps
+    n_correct = sum(c for _, _, c in ev.verifier_samples)
+    if n_correct in (0, len(ev.verifier_samples)):  # nothing to learn: one class only
+        return {"skipped": f"the base model got {n_correct} of its {len(ev.verifier_samples)} samples of the "
+                "SFT problems right; a verifier needs right and wrong ones to learn from"}  # fmt: skip
+
+    def on_step(step, _steps):
+        if progress and (step == steps or step % 25 == 0):
+            progress("verifier", step, steps + len(names), "train")
+
+    record = train_toy_verifier(
+        ev.verifier_samples, out / "verifier", toy.toy_tokenizer(), cfg.verifier, progress=on_step
+    )
+    verifier = load_verifier(out / "verifier", "orm")
+    ecfg = cfg.eval_config()
+    with SampleStore(store_path(ecfg, out)) as store:
+        report = verify_in_store(store, verifier, variants=names, config={"command": "demo"})
+        vid, transform = report.identity["id"], report.identity["vote_transform"]
+        for i, name in enumerate(names):
+            v = results.variant(name)
+            per_problem = store.problem_samples(ev.rows[name], ev.problem_ids, cfg.n, verifier=vid)
+            v.summary = summarize(per_problem, cfg.ks, seed=ecfg.seed, n_boot=ecfg.n_boot,
+                                  vote_transform=transform)  # fmt: skip
+            v.summary["verifier"] = {"id": vid, "vote_transform": transform}
+            v.per_problem = tuple(per_problem)
+            if progress:
+                progress("verifier", steps + i + 1, steps + len(names), f"scored {name}")
+    return {"id": vid, "vote_transform": transform, "trained_on": "the base model's samples of the SFT "
+            "problems (no test problem)", "scored": names, **record}  # fmt: skip
+
+
+def choose_mix(cfg: DemoConfig, mixes: list[VariantResult], validation: list[VariantResult]) -> Selection:
+    """The mix with the highest `cfg.select_metric` on the validation problems (reported on the claims'
+    problems, each mix's two values in its `splits`), or in-sample when there are none (`n_val` 0)."""
+    metric, deltas = cfg.select_metric, list(cfg.deltas)
+    if not validation:
+        how = (
+            f"highest {metric} among the mixes δ ∈ {deltas}, on all {cfg.n_eval} evaluated test problems "
+            "(in-sample: the demo's claims use the same problems)"
+        )
+        return Selection.highest(mixes, metric, how)
+    on_val = {v.name: v.summary["metrics"][metric] for v in validation}
+    for v in mixes:
+        v.splits = {
+            "validation": {"n_problems": cfg.n_val, metric: on_val[v.name]},
+            "test": {"n_problems": cfg.n_eval, metric: v.summary["metrics"][metric]},
+        }
+    best = max(mixes, key=lambda v: on_val[v.name]["value"])  # ties: the smallest δ
+    how = (
+        f"highest {metric} among the mixes δ ∈ {deltas} on {cfg.n_val} validation problems (test problems "
+        f"{cfg.n_eval + 1}–{cfg.n_eval + cfg.n_val}); the claims are checked on the other {cfg.n_eval}"
+    )
+    return Selection(metric, best.name, how, on_val[best.name], best.summary["metrics"][metric])
+
+
+def _add_roles(
+    cfg: DemoConfig, results: RunResults, validation: list[VariantResult], base: Path, cached: bool,
+    checkpoints: dict,
+) -> None:  # fmt: skip
+    """The chosen mix and the roles of the variants (early, final, mix, temperatures)."""
     variants = results.variants
-    final_step = max(checkpoints)
     ckpt = {v.step: v.name for v in variants if v.kind == "checkpoint"}
     mixes = [v for v in variants if v.kind == "mix"]
-    temps = {v.name: v.temperature for v in variants if v.kind == "temperature"}
-    tables = PairedTables(
-        {v.name: v.per_problem for v in variants}, cfg.ks, seed=cfg.sample_seed, n_boot=cfg.n_boot
-    )
-    metric = cfg.select_metric
-    early, final = ckpt[cfg.early_step], ckpt[final_step]
-    how = (
-        f"highest {metric} among the mixes δ ∈ {list(cfg.deltas)}, on all {cfg.n_eval} evaluated test problems "
-        "(in-sample: the demo's claims use the same problems)"
-    )
-    results.best = best = Selection.highest(mixes, metric, how)
+    temps = [v.name for v in variants if v.kind == "temperature"]
+    results.best = best = choose_mix(cfg, mixes, validation)
     results.base = {"path": str(base), "cached": cached, "key": cfg.recipe.base_key()}
-    results.roles = {"early": early, "final": final, "mix": best.variant, "temperatures": list(temps)}
-    results.early_step = cfg.early_step
+    results.roles = {"early": ckpt[cfg.early], "final": ckpt[max(checkpoints)], "mix": best.variant,
+                     "temperatures": temps}  # fmt: skip
+    results.early_step = cfg.early
+
+
+def _add_claims(cfg: DemoConfig, results: RunResults) -> None:
+    """The paper's claims on this run's numbers; (e) when the toy verifier scored the samples."""
+    roles = results.roles
+    early, final, mix = roles["early"], roles["final"], roles["mix"]
+    temps = {name: results.variant(name).temperature for name in roles["temperatures"]}
+    tables = PairedTables(
+        {v.name: v.per_problem for v in results.variants}, cfg.ks, seed=cfg.sample_seed, n_boot=cfg.n_boot
+    )
     results.claims = [  # the final model at T=1 is a temperature of the final model too
         claim_sft_collapse(tables, early, final),
-        claim_mix_recovers(tables, best.variant, final),
-        claim_temperature_cannot(tables, best.variant, {final: 1.0, **temps}),
+        claim_mix_recovers(tables, mix, final),
+        claim_temperature_cannot(tables, mix, {final: 1.0, **temps}),
+        claim_bias_variance(tables, mix, final, temps),
     ]
+    if cfg.verifier is not None:
+        skipped = (results.base.get("verifier") or {}).get("skipped")
+        results.claims.append(claim_best_of_k(tables, mix, final, skipped))
 
 
 def _add_machine(cfg: DemoConfig, results: RunResults, clock: Clock, busy_before: float, load_before: float):
@@ -259,6 +484,7 @@ def _add_machine(cfg: DemoConfig, results: RunResults, clock: Clock, busy_before
     results.machine = {
         "torch_threads": torch.get_num_threads(),
         "micro_batches": cfg.recipe.micro_batches,
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),  # the vector ISA torch dispatched to
         "cpu_count": os.cpu_count(),
         "busy_cores_before": round(busy_before, 2),
         "loadavg_1min_before": round(load_before, 2),

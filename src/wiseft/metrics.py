@@ -460,6 +460,24 @@ def _percentiles(boots: np.ndarray, level: float) -> tuple[np.ndarray, np.ndarra
     return lo, hi
 
 
+def bias_variance_boot(rho: np.ndarray, seed: int = 0, n_boot: int = 1000) -> np.ndarray:
+    """n_boot × 3 bootstrap replicates of (E[ρ], bias², Var[ρ]) over problems.
+
+    `rho` is P (one variant) or P×V (V variants on the same problems: n_boot × 3 × V). The resamples are
+    those of `bootstrap_ci` with this seed, shared by every column, so replicates of two variants are
+    paired: their difference is the bootstrap of the difference of bias² (or Var), which are not
+    per-problem means and cannot be bootstrapped as one paired series.
+    """
+    rho = np.asarray(rho, dtype=np.float64)
+    columns = np.empty((check_n_boot(n_boot), 3, *rho.shape[1:]))
+    for rows, counts in _resample_blocks(rho.shape[0], seed, n_boot):
+        weights = counts / rho.shape[0]
+        boot_mean = weights @ rho
+        boot_var = np.maximum(weights @ (rho * rho) - boot_mean**2, 0.0)
+        columns[rows] = np.stack([boot_mean, (1.0 - boot_mean) ** 2, boot_var], axis=1)
+    return columns
+
+
 def bias_variance(
     rho: np.ndarray,
     ks: Sequence[int],
@@ -478,13 +496,7 @@ def bias_variance(
     mean = float(rho.mean())
     bias2 = (1.0 - mean) ** 2
     var = float(rho.var())
-    columns = np.empty((check_n_boot(n_boot), 3))
-    for rows, counts in _resample_blocks(rho.shape[0], seed, n_boot):
-        weights = counts / rho.shape[0]
-        boot_mean = weights @ rho
-        boot_var = np.maximum(weights @ (rho * rho) - boot_mean**2, 0.0)
-        columns[rows] = np.stack([boot_mean, (1.0 - boot_mean) ** 2, boot_var], axis=1)
-    lo, hi = _percentiles(columns, 0.95)
+    lo, hi = _percentiles(bias_variance_boot(rho, seed, n_boot), 0.95)
     out = {
         "mean_rho": mean,
         "bias2": bias2,

@@ -131,7 +131,7 @@ class RunResults:
     """An evaluation run: its resolved config, the versions that ran it, the task, every variant in
     evaluation order and the best one. Trajectories add `early_step`; the demo adds `base`, `roles`
     (which variants are early, final, the chosen mix, the temperatures), `claims`, `paths`, `timings`,
-    `cpu_seconds` and `machine`."""
+    `cpu_seconds` and `machine`; a demo over several seeds adds `replicates` (`claims.replicate_table`)."""
 
     config: dict
     versions: dict
@@ -147,6 +147,7 @@ class RunResults:
     cpu_seconds: dict | None = None
     machine: dict | None = None
     warnings: list[str] | None = None  # what a reader must know (e.g. thinking blocks that never close)
+    replicates: dict | None = None
 
     def variant(self, name: str) -> VariantResult:
         for v in self.variants:
@@ -165,7 +166,7 @@ class RunResults:
                 out[key] = getattr(self, key)
         if self.claims is not None:
             out["claims"] = [c.as_dict() for c in self.claims]
-        for key in ("paths", "timings", "cpu_seconds", "machine", "warnings"):
+        for key in ("paths", "timings", "cpu_seconds", "machine", "warnings", "replicates"):
             if getattr(self, key) is not None:
                 out[key] = getattr(self, key)
         return out
@@ -200,6 +201,7 @@ class RunResults:
             cpu_seconds=data.get("cpu_seconds") if isinstance(data.get("cpu_seconds"), dict) else None,
             machine=data.get("machine") if isinstance(data.get("machine"), dict) else None,
             warnings=[str(w) for w in data.get("warnings") or [] if isinstance(w, str)] or None,
+            replicates=_replicates(data.get("replicates"), source),
         )
 
 
@@ -214,6 +216,18 @@ def metrics_json(
     if task is not None:
         body["task"] = task
     return body
+
+
+def _replicates(obj: Any, source: str) -> dict | None:
+    """The replicate table of a demo over several seeds, checked where the report reads it."""
+    if obj is None:
+        return None
+    rows = obj.get("rows") if isinstance(obj, dict) else None
+    if not isinstance(rows, list) or not all(
+        isinstance(r, dict) and isinstance(r.get("held"), dict) for r in rows
+    ):
+        raise ConfigError(f"{source}: field 'replicates' must hold 'rows', each with a 'held' object")
+    return obj
 
 
 def _mapping(data: dict, key: str) -> dict:
@@ -281,8 +295,11 @@ def _metric_label(metric: str) -> str:
 
 def _stat(v: VariantResult, best: Selection, use: str) -> dict | None:
     """The variant's selection metric {value, lo?, hi?}: on the split that made the choice (`use`
-    "choice": validation) or reports it ("report": test), else on all problems."""
+    "choice": validation) or reports it ("report": test), else on all problems. A variant with no
+    validation value was no candidate when a validation split chose (the demo's checkpoints): None."""
     split = {"choice": "validation", "report": "test"}[use]
+    if use == "choice" and best.validation is not None and not isinstance(v.splits, dict):
+        return None
     if getattr(best, split) is not None and isinstance(v.splits, dict):
         part = v.splits.get(split)
         stat = part.get(best.metric) if isinstance(part, dict) else None

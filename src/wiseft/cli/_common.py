@@ -7,7 +7,7 @@ import argparse
 from typing import Any
 
 from wiseft.cli.progress import LogLines, stdout_console
-from wiseft.config import add_options, load
+from wiseft.config import add_options, load, option_dests
 from wiseft.results import RunResults, check_selection
 
 # The metric families of a summary, in table order (best@k and wmaj@k exist only with verifier scores).
@@ -24,10 +24,7 @@ def add_eval_args(p: argparse.ArgumentParser, cls: type, default_out: str) -> No
 
 def load_config(cls: type, args: argparse.Namespace, **fixed: Any):
     """The frozen config of `cls`: the YAML `--config`, then every flag given, then `fixed` values."""
-    import dataclasses
-
-    names = {f.name for f in dataclasses.fields(cls)}
-    flags = {name: getattr(args, name) for name in names if getattr(args, name, None) is not None}
+    flags = {name: getattr(args, name) for name in option_dests(cls) if getattr(args, name, None) is not None}
     flags.update({k: v for k, v in fixed.items() if v is not None})
     return load(cls, args.config, flags)
 
@@ -55,13 +52,16 @@ class ProgressView:
     def __exit__(self, *exc):
         return self.progress.__exit__(*exc)
 
-    def __call__(self, variant: str, stage: str, done: int, total: int) -> None:
+    def __call__(self, variant: str, stage: str, done: int, total: int, detail: str = "") -> None:
+        """One bar per (variant, stage); `detail` (a Ray actor's throughput, the queue) follows the label."""
         key = (variant, stage)
         verb = {"sample": "sampling", "grade": "grading"}.get(stage, stage)
+        label = f"{verb} {variant}"
         if key not in self.tasks:
-            self.tasks[key] = self.progress.add_task(f"{verb} {variant}", total=total)
-        self.progress.update(self.tasks[key], completed=done, total=total)
-        self.lines.update(key, f"{verb} {variant}", done, total)
+            self.tasks[key] = self.progress.add_task(label, total=total)
+        text = f"{label}: {detail}" if detail else label
+        self.progress.update(self.tasks[key], completed=done, total=total, description=text)
+        self.lines.update(key, label, done, total, detail)
 
 
 def table_console():
@@ -92,9 +92,7 @@ def results_table(console, results: RunResults, title: str) -> None:
     if thinking:  # Think % and length relative to the reference variant (issue 16)
         table.add_column("think %", justify="right")
         table.add_column("length ×ref", justify="right")
-    selection = check_selection(results)
-    tie = selection is not None and selection.tie
-    best = results.best.variant if results.best and not tie else None  # no ★ on a tie
+    best = starred(results)
     for v in results.variants:
         s = v.summary
         tok = s["tokens"]["mean"]
@@ -110,14 +108,29 @@ def results_table(console, results: RunResults, title: str) -> None:
             ]
         table.add_row(*row)
     console.print(table)
-    if results.best:
-        b = results.best
-        shown = interval(b.test or b.value)
-        console.print(f"best by {b.metric}: [bold]{b.variant}[/bold] — {b.how}: {shown}")
-        if b.note:
-            console.print(f"[yellow]note:[/] {b.note}")
-        if selection is not None:
-            console.print(f"[yellow]note:[/] {selection.text}", highlight=False)
+    selection_lines(console, results)
+
+
+def starred(results: RunResults) -> str | None:
+    """The variant a closing table marks with ★: the best one, unless it ties (`check_selection`)."""
+    selection = check_selection(results)
+    tie = selection is not None and selection.tie
+    return results.best.variant if results.best and not tie else None
+
+
+def selection_lines(console, results: RunResults, label: str = "best") -> None:
+    """Under a closing table: which variant was chosen, how, and its value, then the selection's notes
+    (why it is in-sample; a tie, an endpoint, an overlap with an endpoint: `check_selection`)."""
+    if not results.best:
+        return
+    b = results.best
+    shown = interval(b.test or b.value)
+    console.print(f"{label} by {b.metric}: [bold]{b.variant}[/bold] — {b.how}: {shown}")
+    if b.note:
+        console.print(f"[yellow]note:[/] {b.note}")
+    selection = check_selection(results)
+    if selection is not None:
+        console.print(f"[yellow]note:[/] {selection.text}", highlight=False)
 
 
 def print_warnings(console, results: RunResults) -> None:

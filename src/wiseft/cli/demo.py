@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from wiseft.cli._common import selection_lines, starred
 from wiseft.cli.progress import LogLines, stderr_console, stdout_console
 
 
@@ -12,10 +13,14 @@ def register(subparsers) -> None:
     p = subparsers.add_parser(
         "demo",
         help="the whole effect end to end on a tiny model (a few minutes on a CPU)",
-        description="Pretrain a tiny sloppy base (cached), fine-tune it on 96 clean problems with checkpoints, "
-        "evaluate the trajectory, early⊕final mixes and temperatures of the final model (Pass@1…Pass@32, "
-        "maj@32, distinct answers, bootstrap intervals), check the paper's three claims on this run, and "
-        "write results.json and the report.",
+        description="Pretrain a tiny sloppy base (cached), fine-tune it on 96 clean problems with checkpoints "
+        "that double from 1/32 of SFT (the first is the early checkpoint), evaluate the trajectory, "
+        "early⊕final mixes (one chosen on validation problems) and temperatures of the final model "
+        "(Pass@1…Pass@32, maj@32, distinct answers, bias²/Var[ρ], bootstrap intervals), train a toy outcome "
+        "verifier on the base's samples of the SFT problems for Best@32 and weighted maj@32 of the final "
+        "model, the mix and the temperatures, check the paper's claims on this run, and write results.json "
+        "and the report. --seeds/--replicates repeat the "
+        "whole story per seed and count the seeds each claim held on.",
     )
     p.add_argument("-o", "--output", help="output directory (default: wiseft-out/demo-<UTC time>)")
     p.add_argument("--force", action="store_true", help="replace --output if it exists")
@@ -23,17 +28,33 @@ def register(subparsers) -> None:
     p.add_argument("--no-report", action="store_true", help="skip report.md/report.html and the plots")
     p.add_argument("--cache-dir", help="where the base model is cached (default: ~/.cache/wiseft)")
     p.add_argument("--data-seed", type=int, default=None, help="seed of the SFT/test problems (default 5)")
-    p.add_argument("--pretrain-seed", type=int, default=None, help="seed of pretraining (default 2)")
+    p.add_argument("--pretrain-seed", type=int, default=None, help="seed of pretraining (default 0)")
     p.add_argument("--sft-seed", type=int, default=None, help="seed of SFT batches (default 0)")
     p.add_argument("--sample-seed", type=int, default=None, help="seed of sampling and bootstrap (default 0)")
     p.add_argument("--n-test", type=int, default=None, help="test problems (default 400)")
-    p.add_argument("--n-eval", type=int, default=None, help="test problems evaluated (default 300)")
+    p.add_argument("--n-eval", type=int, default=None, help="test problems the claims use (default 300)")
+    p.add_argument(
+        "--n-val", type=int, default=None,
+        help="the next test problems, which choose the mix (default 100; 0: choose in-sample)",
+    )  # fmt: skip
     p.add_argument("--n", type=int, default=None, help="samples per problem (default 32)")
     p.add_argument("--delta", default=None, help="δ grid of the early⊕final mixes, e.g. 0.25,0.5,0.75")
     p.add_argument("--temperature", default=None, help="temperatures of the final model, e.g. 0.7,1.3,1.6")
     p.add_argument("--threads", type=int, default=0, help="CPU threads (0: torch's default)")
     p.add_argument("--thinking", action="store_true",
                    help="instead: the Instruct ↔ Thinking interpolation's three stages (wiseft.demo_thinking)")  # fmt: skip
+    p.add_argument(
+        "--no-verifier", action="store_true",
+        help="skip the toy outcome verifier (Best@k, weighted maj@k and claim (e))",
+    )  # fmt: skip
+    seeds = p.add_mutually_exclusive_group()
+    seeds.add_argument(
+        "--seeds",
+        default=None,
+        help="run the whole story once per seed (pretraining and SFT seeded by it, each base cached), "
+        "e.g. 0,1,2, and print the seed × claim table",
+    )
+    seeds.add_argument("--replicates", type=int, default=None, help="= --seeds 0,1,…,N-1")
     p.set_defaults(func=run)
 
 
@@ -49,6 +70,29 @@ def _floats(text: str | None, flag: str) -> tuple[float, ...] | None:
     if not values:
         raise ConfigError(f"{flag} is empty; give comma-separated numbers")
     return values
+
+
+def parse_seeds(args) -> list[int] | None:
+    """The replicate seeds of --seeds or --replicates (None: one run), checked before any work."""
+    from wiseft.demo import check_seeds
+    from wiseft.errors import ConfigError
+
+    if args.replicates is not None:
+        if args.replicates < 1:
+            raise ConfigError(f"--replicates must be at least 1, got {args.replicates}")
+        seeds = list(range(args.replicates))
+    elif args.seeds is not None:
+        try:
+            seeds = [int(x) for x in args.seeds.split(",") if x.strip()]
+        except ValueError:
+            raise ConfigError(f"--seeds must be comma-separated integers, got {args.seeds!r}") from None
+    else:
+        return None
+    if args.pretrain_seed is not None or args.sft_seed is not None:
+        raise ConfigError(
+            "--seeds/--replicates set the pretraining and SFT seeds; drop --pretrain-seed/--sft-seed"
+        )
+    return check_seeds(seeds)
 
 
 def build_config(args):
@@ -69,12 +113,16 @@ def build_config(args):
         if v is not None
     }
     recipe = dataclasses.replace(ToyRecipe(), **recipe_changes)
+    n_eval = args.n_eval if args.n_eval is not None else min(DemoConfig.n_eval, recipe.n_test)
     changes = {
         k: v
         for k, v in {
             "recipe": recipe,
             "n": args.n,
-            "n_eval": args.n_eval if args.n_eval is not None else min(DemoConfig.n_eval, recipe.n_test),
+            "n_eval": n_eval,
+            "n_val": args.n_val
+            if args.n_val is not None
+            else max(0, min(DemoConfig.n_val, recipe.n_test - n_eval)),
             "sample_seed": args.sample_seed,
             "deltas": _floats(args.delta, "--delta"),
             "temperatures": _floats(args.temperature, "--temperature"),
@@ -82,6 +130,8 @@ def build_config(args):
         }.items()
         if v is not None
     }
+    if args.no_verifier:
+        changes["verifier"] = None
     return DemoConfig(**changes)
 
 
@@ -90,57 +140,80 @@ def run(args) -> int:
         from wiseft.cli.demo_thinking import run_thinking
 
         return run_thinking(args)
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
     from transformers.utils import logging as hf_logging
 
     from wiseft.atomic import check_output_dir
-    from wiseft.demo import base_path, default_cache_dir, run_demo
+    from wiseft.demo import base_path, default_cache_dir, run_demo, run_replicates
 
     hf_logging.disable_progress_bar()  # transformers' per-load bars would interleave with ours
     hf_logging.set_verbosity_error()  # training feeds right-padded rows without a mask on purpose
     console = stderr_console()
     cfg = build_config(args)
+    seeds = parse_seeds(args)
     out = Path(args.output or f"wiseft-out/demo-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}")
     check_output_dir(out, args.force)
     cache = Path(args.cache_dir) if args.cache_dir else default_cache_dir()
-    cached = (base_path(cfg, cache) / "model.safetensors").is_file() and not args.fresh
-    console.print(
-        f"[bold]wiseft demo[/]: base model {'cached in' if cached else 'to build into'} {base_path(cfg, cache)}"
-    )
-    labels = {
-        "pretrain": "1/4 pretrain the sloppy base",
-        "sft": f"2/4 SFT on {cfg.recipe.n_sft} clean problems",
-        "eval": "3/4 sample, grade, summarise",
-        "report": "4/4 report",
-    }
-    with Progress(
-        TextColumn("{task.description:34}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[detail]}"),
-        TimeElapsedColumn(),
-        console=console,
-    ) as bar:
-        tasks: dict[str, int] = {}
-        lines = LogLines(console)
-
-        def progress(stage, done, total, detail):
-            if stage not in tasks:
-                tasks[stage] = bar.add_task(labels.get(stage, stage), total=total, detail="")
-            bar.update(tasks[stage], completed=done, total=total, detail=detail)
-            lines.update(stage, labels.get(stage, stage), done, total, detail)
-
-        results = run_demo(
-            cfg,
-            out,
-            cache_dir=cache,
-            fresh=args.fresh,
-            report=not args.no_report,
-            force=args.force,
-            progress=progress,
-        )
+    options = dict(cache_dir=cache, fresh=args.fresh, report=not args.no_report, force=args.force)
+    with DemoProgress(console, cfg) as progress:
+        if seeds is None:
+            cached = (base_path(cfg, cache) / "model.safetensors").is_file() and not args.fresh
+            where = "cached in" if cached else "to build into"
+            console.print(f"[bold]wiseft demo[/]: base model {where} {base_path(cfg, cache)}")
+            results = run_demo(cfg, out, progress=progress, **options)
+        else:
+            console.print(
+                f"[bold]wiseft demo[/]: {len(seeds)} replicates, seeds {', '.join(map(str, seeds))}"
+            )
+            results = run_replicates(cfg, seeds, out, progress=progress, **options)
     show(results, stdout_console(), out, report=not args.no_report)
     return 0
+
+
+class DemoProgress:
+    """Live bars on a terminal, plain lines when piped (`LogLines`); a replicate's bars restart per seed."""
+
+    def __init__(self, console, cfg):
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self.bar = Progress(
+            TextColumn("{task.description:40}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[detail]}"),
+            TimeElapsedColumn(),
+            console=console,
+        )
+        self.lines = LogLines(console)
+        self.tasks: dict[str, int] = {}
+        self.seed = ""
+        self.labels = {
+            "replicates": "replicates",
+            "pretrain": "1/4 pretrain the sloppy base",
+            "sft": f"2/4 SFT on {cfg.recipe.n_sft} clean problems",
+            "eval": "3/4 sample, grade, summarise",
+            "verifier": "3/4 toy verifier: train, score",
+            "report": "4/4 report",
+        }
+
+    def __enter__(self):
+        self.bar.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        return self.bar.__exit__(*exc)
+
+    def __call__(self, stage, done, total, detail):
+        if stage == "replicates" and done < total:
+            for key in [k for k in self.tasks if k != "replicates"]:
+                self.bar.remove_task(self.tasks.pop(key))
+            self.seed = f"{detail} · "
+        label = self.labels.get(stage, stage)
+        if stage not in ("replicates", "report"):
+            label = self.seed + label
+        if stage not in self.tasks:
+            self.tasks[stage] = self.bar.add_task(label, total=total, detail="")
+        self.bar.update(self.tasks[stage], completed=done, total=total, detail=detail)
+        self.lines.update((self.seed, stage), label, done, total, detail)
 
 
 def _cell(metric) -> str:
@@ -148,38 +221,47 @@ def _cell(metric) -> str:
 
 
 def headline_table(results):
+    """One row per variant: Pass@1, Pass@8 and Pass@K (K the largest k) with intervals, maj@K, Best@K and
+    weighted maj@K where the toy verifier scored the variant, distinct answers, bias² and Var[ρ]."""
     from rich.table import Table
 
-    roles = results.roles
+    roles, star = results.roles, starred(results)
+    big = max(results.variants[0].summary["ks"])
     table = Table()
-    for col in ("model", "Pass@1", "Pass@8", "Pass@32", "maj@32", "distinct"):
+    columns = ["model", "Pass@1"] + (["Pass@8"] if big > 8 else []) + [f"Pass@{big}", f"maj@{big}"]
+    scored = any(f"best@{big}" in v.summary["metrics"] for v in results.variants)
+    columns += [f"Best@{big}", f"wmaj@{big}"] if scored else []
+    for col in columns + ["distinct", "bias²", "Var[ρ]"]:
         table.add_column(col, justify="left" if col == "model" else "right")
     for v in results.variants:
-        m = v.summary["metrics"]
+        m, bv = v.summary["metrics"], v.summary["bias_variance"]
         style = "bold" if v.name in (roles["mix"], roles["final"], roles["early"]) else None
-        table.add_row(
-            _label(v, roles),
-            _cell(m["pass@1"]),
-            f"{m['pass@8']['value']:.3f}",
-            _cell(m["pass@32"]),
-            f"{m['maj@32']['value']:.3f}",
-            f"{v.summary['diversity']['mean_distinct']:.1f}",
-            style=style,
-        )
+        cells = [_label(v, roles, star), _cell(m["pass@1"])]
+        cells += [f"{m['pass@8']['value']:.3f}"] if big > 8 else []
+        cells += [_cell(m[f"pass@{big}"]), f"{m[f'maj@{big}']['value']:.3f}"]
+        if scored:
+            cells += [_cell(m[f"best@{big}"]) if f"best@{big}" in m else "-"]
+            cells += [f"{m[f'wmaj@{big}']['value']:.3f}" if f"wmaj@{big}" in m else "-"]
+        cells += [f"{v.summary['diversity']['mean_distinct']:.1f}", f"{bv['bias2']:.3f}", f"{bv['var']:.3f}"]
+        table.add_row(*cells, style=style)
     n = results.variants[-1].summary["n"]
     table.title = f"wiseft demo: {results.task['n_problems']} held-out toy problems, n={n} samples each"
     return table
 
 
-def _label(v, roles) -> str:
+def _label(v, roles, star: str | None) -> str:
+    """The row's name; ★ marks the chosen mix unless it ties with another (then the claims still use it,
+    and the note under the table says the choice was arbitrary)."""
     if v.kind == "base":
         return "base (sloppy pretraining)"
     if v.kind == "checkpoint":
         tag = " (early)" if v.name == roles["early"] else " (final)" if v.name == roles["final"] else ""
         return f"SFT step {v.step}{tag}"
     if v.kind == "mix":
-        star = "  ← best mix" if v.name == roles["mix"] else ""
-        return f"{v.delta:g}·early + {1 - v.delta:g}·final{star}"
+        name = f"{v.delta:g}·early + {1 - v.delta:g}·final"
+        if v.name == star:
+            return f"★ {name}  ← chosen mix"
+        return f"{name}  ← the claims' mix (tied)" if v.name == roles["mix"] else name
     return f"final at T={v.temperature:g}"
 
 
@@ -187,6 +269,7 @@ def show(results, console, out: Path, report: bool) -> None:
     from rich.table import Table
 
     console.print(headline_table(results))
+    selection_lines(console, results, label="mix chosen")
     claims = Table(title="the paper's claims, checked on this run", show_lines=True)
     claims.add_column("", justify="center")
     claims.add_column("claim")
@@ -195,6 +278,9 @@ def show(results, console, out: Path, report: bool) -> None:
         mark = "[green]held[/]" if c.held else "[red]did not hold[/]"
         claims.add_row(mark, f"({c.key}) {c.statement}", c.evidence)
     console.print(claims)
+    verifier_line(console, (results.base or {}).get("verifier"))
+    if results.replicates:
+        console.print(replicate_view(results.replicates))
     t, cpu = results.timings, results.cpu_seconds or {}
     timing = Table(title="where the time went (seconds)")
     timing.add_column("stage")
@@ -209,6 +295,7 @@ def show(results, console, out: Path, report: bool) -> None:
         ("  sample", "eval.sample"),
         ("  grade", "eval.grade"),
         ("  summarise", "eval.score"),
+        ("toy verifier (train, score)", "verifier"),
         ("claims", "claims"),
         ("report", "report"),
         ("total", "total"),
@@ -226,7 +313,58 @@ def show(results, console, out: Path, report: bool) -> None:
             "(other processes slow the demo)"
         )
     held = sum(c.held for c in results.claims)
-    console.print(f"{held}/{len(results.claims)} claims held. Results: [bold]{out / 'results.json'}[/]")
+    first = f" on seed {results.replicates['seeds'][0]}" if results.replicates else ""
+    console.print(
+        f"{held}/{len(results.claims)} claims held{first}. Results: [bold]{out / 'results.json'}[/]"
+    )
+    if results.replicates:
+        rep = results.replicates
+        counts = ", ".join(f"({k}) {rep['held'][k]}/{rep['n']}" for k in rep["claims"])
+        console.print(f"Over {rep['n']} seeds: {counts}; all claims on {rep['all_held']}/{rep['n']} seeds.")
     if report:
         console.print(f"Report: [bold]{out / 'report' / 'report.html'}[/] (and report.md)")
     console.print(f"Output directory: [bold]{out}[/]")
+
+
+def verifier_line(console, info: dict | None) -> None:
+    """What the toy verifier learned from, and how well it fits its own training samples (chance is 0.5
+    under its balanced loss), so that a Best@k column is read with the verifier's quality in mind."""
+    if not info:
+        return
+    if info.get("skipped"):
+        console.print(f"toy verifier: not trained — {info['skipped']}", highlight=False)
+        return
+    acc = info.get("train_accuracy")
+    console.print(
+        f"toy verifier {info['id']}: trained on {info['n_samples']} samples of the base model on the SFT "
+        f"problems ({info['n_correct']} right); accuracy on them {acc:.2f} (0.5 is chance), loss "
+        f"{info['loss_first']:.3f} → {info['loss_last']:.3f}",
+        highlight=False,
+    )
+
+
+def replicate_view(rep: dict):
+    """The seed × claim table: held or not, with the paired effects behind each claim."""
+    from rich.table import Table
+
+    from wiseft.claims import effect_text
+
+    table = Table(title="the claims over seeds (paired 95% bootstrap intervals)", show_lines=True)
+    table.add_column("seed", justify="right")
+    for key in rep["claims"]:
+        table.add_column(f"({key})")
+    table.add_column("all", justify="center")
+    table.add_column("wall / CPU s", justify="right")
+    for row in rep["rows"]:
+        cells = []
+        for key in rep["claims"]:
+            mark = "[green]held[/]" if row["held"].get(key) else "[red]did not hold[/]"
+            cells.append("\n".join([mark] + [effect_text(d) for d in row["effects"].get(key, [])]))
+        every = all(row["held"].get(k) for k in rep["claims"])
+        seconds = f"{row.get('seconds') or 0:.0f} / {row.get('cpu_seconds') or 0:.0f}"
+        table.add_row(str(row["seed"]), *cells, "[green]yes[/]" if every else "[red]no[/]", seconds)
+    counts = [f"{rep['held'][k]}/{rep['n']}" for k in rep["claims"]]
+    total = sum(row.get("seconds") or 0 for row in rep["rows"])
+    cpu = sum(row.get("cpu_seconds") or 0 for row in rep["rows"])
+    table.add_row("held on", *counts, f"{rep['all_held']}/{rep['n']}", f"{total:.0f} / {cpu:.0f}")
+    return table

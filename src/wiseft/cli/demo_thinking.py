@@ -8,7 +8,14 @@ from pathlib import Path
 
 from wiseft.cli.progress import LogLines, stderr_console, stdout_console
 
-NOT_THINKING = {"delta": "--delta", "temperature": "--temperature"}  # `wiseft demo`'s own grids
+NOT_THINKING = {
+    "delta": "--delta",
+    "temperature": "--temperature",
+    "n_val": "--n-val",
+    "seeds": "--seeds",
+    "replicates": "--replicates",
+    "no_verifier": "--no-verifier",
+}  # `wiseft demo`'s own settings
 
 
 def build_config(args):
@@ -16,22 +23,20 @@ def build_config(args):
 
     from wiseft.demo_thinking import ThinkingDemoConfig
     from wiseft.errors import ConfigError
+    from wiseft.train.toy_thinking import StyleSFT
 
     for name, flag in NOT_THINKING.items():
-        if getattr(args, name, None) is not None:
+        if getattr(args, name, None) not in (None, False):
             raise ConfigError(
                 f"{flag} is a setting of wiseft demo; the thinking demo sweeps a fixed λ grid at the paper's "
                 f"Thinking sampling (T = 0.6): drop {flag} or --thinking"
             )
-    from wiseft.train.toy import ToyRecipe
-    from wiseft.train.toy_thinking import StyleSFT
-
     recipe_changes = {k: v for k, v in {"data_seed": args.data_seed, "pretrain_seed": args.pretrain_seed,
                                         "n_test": args.n_test}.items() if v is not None}  # fmt: skip
     sft = StyleSFT(seed=args.sft_seed if args.sft_seed is not None else 0, threads=args.threads or 0)
     changes = {k: v for k, v in {"n": args.n, "n_eval": args.n_eval, "sample_seed": args.sample_seed}.items()
                if v is not None}  # fmt: skip
-    return ThinkingDemoConfig(recipe=dataclasses.replace(ToyRecipe(), **recipe_changes), sft=sft,
+    return ThinkingDemoConfig(recipe=dataclasses.replace(ThinkingDemoConfig().recipe, **recipe_changes), sft=sft,
                               threads=args.threads or 0, **changes)  # fmt: skip
 
 

@@ -28,6 +28,7 @@ from wiseft.sampling.vllm import EngineOptions
 from wiseft.tasks.prompts import STYLES, make_prompter
 
 MAX_N = 65536  # samples per problem
+PLACEMENT_STRATEGIES = ("PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD")
 ENGINES = ("hf", "vllm")
 # The vLLM options of EvalConfig and their defaults (an --engine hf run must leave them so).
 VLLM_FIELDS = {"tensor_parallel_size": 1, "gpu_memory_utilization": None, "max_model_len": None,
@@ -43,6 +44,58 @@ def _temperatures(value) -> tuple[float, ...]:
 
 def _deltas(value) -> tuple[float, ...]:
     return parse_grid(value, "--delta")
+
+
+def _ray_section(value) -> dict:
+    """`--ray [ADDRESS]` and the YAML shorthands (`ray: auto`, `ray: true`) as a `ray:` mapping; `local`
+    or nothing is a cluster started for the run."""
+    if isinstance(value, (dict, RayConfig)):
+        return value
+    if value is True or value in ("", "local"):
+        return {}
+    if not isinstance(value, str):
+        raise ConfigError(f"--ray takes an address (auto, HOST:PORT) or nothing, got {value!r}")
+    return {"address": value}
+
+
+@dataclass(frozen=True)
+class RayConfig:
+    """Where and how a run samples on a Ray cluster (`wiseft.distributed`): one long-lived actor per engine
+    replica, placed with a placement group, each holding the run's engine (`--engine`: transformers or
+    vLLM) and its anchors."""
+
+    address: str | None = None  # "auto" or "HOST:PORT"; None: a local cluster started for the run
+    actors: int | None = option(
+        None, "Ray actors, one engine replica each (default: as many as the cluster holds)"
+    )
+    cpus_per_actor: float = option(1.0, "CPUs each Ray actor reserves (fractions allowed)")
+    gpus_per_actor: float | None = option(
+        None,
+        "GPUs each Ray actor reserves (default: when the cluster has GPUs and --device is not cpu, 1, or "
+        "--tensor-parallel-size with --engine vllm; else 0)",
+    )
+    strategy: str = option("PACK", "placement of the actors over the nodes", choices=PLACEMENT_STRATEGIES)
+    start_timeout: float = option(600.0, "seconds to wait for the cluster to place and start the actors")
+
+    def __post_init__(self) -> None:
+        if self.address is not None and (not isinstance(self.address, str) or not self.address.strip()):
+            raise ConfigError(f"--ray address must be auto or HOST:PORT, got {self.address!r}")
+        if self.actors is not None and not (isinstance(self.actors, int) and self.actors >= 1):
+            raise ConfigError(f"--ray-actors must be at least 1, got {self.actors!r}")
+        for flag, value in (
+            ("--ray-cpus-per-actor", self.cpus_per_actor),
+            ("--ray-gpus-per-actor", self.gpus_per_actor),
+        ):
+            if value is not None and not (isinstance(value, (int, float)) and 0 <= value < 1e6):
+                raise ConfigError(f"{flag} must be a number of at least 0, got {value!r}")
+        if not self.cpus_per_actor and not self.gpus_per_actor:
+            raise ConfigError("--ray-cpus-per-actor and --ray-gpus-per-actor are both 0; an actor needs one")
+        if self.strategy not in PLACEMENT_STRATEGIES:
+            raise ConfigError(
+                f"--ray-strategy must be one of {', '.join(PLACEMENT_STRATEGIES)}, got {self.strategy!r}"
+            )
+        if not (isinstance(self.start_timeout, (int, float)) and self.start_timeout > 0):
+            raise ConfigError(f"--ray-start-timeout must be positive seconds, got {self.start_timeout!r}")
 
 
 @dataclass(frozen=True)
@@ -113,6 +166,10 @@ class EvalConfig:
     # `with_model_sampling` fills them from the model), and what was taken from generation_config.json.
     sampling_unset: tuple[str, ...] = ()
     sampling_defaults: dict | None = None
+    ray: RayConfig | None = option(
+        None, "sample on Ray actors: auto, HOST:PORT, or nothing (or local) for a local cluster; put it after "
+        "the positional arguments", parse=_ray_section, nargs="?", const="local", metavar="ADDRESS",
+    )  # fmt: skip
 
     def __post_init__(self) -> None:
         self._fill_sampling()

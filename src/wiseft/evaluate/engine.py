@@ -7,15 +7,19 @@
 - `WeightSource`: `materialise(spec)` puts a variant's weights into the model the sampler samples from;
   `fingerprints(spec)` names the content of the models that identify the variant in the store.
 
-`Engine` bundles a sampler, a weight source and the tokenizer the prompts are rendered with.
+`Engine` bundles a sampler, a weight source and the tokenizer the prompts are rendered with (and, for
+engines spread over machines, `describe()`: what the run records of where it ran).
 `AnchorWeights` is the in-process weight source: anchors held in memory by `WeightSpace`, each variant
 written into the live model in place (bit-identical to `wiseft merge` output). `make_engine` builds the
 engine a config asks for: `hf_engine` (transformers, in this process) or `vllm_engine` (vLLM, whose
-workers hold the anchors and switch variants inside the running engine, `sampling.vllm_weights`).
+workers hold the anchors and switch variants inside the running engine, `sampling.vllm_weights`), or with
+a `ray:` section the Ray engine of `wiseft.distributed` (actors each holding one of those two engines),
+which sits above this package and is found by name (`ENGINE_PLUGINS`) so that nothing here imports it.
 """
 
 from __future__ import annotations
 
+import importlib
 import os
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -24,7 +28,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from wiseft.checkpoints import load_causal_lm, load_tokenizer, model_fingerprint, validate_model_dir
 from wiseft.devices import resolve_device
-from wiseft.errors import SamplingError
+from wiseft.errors import ConfigError, SamplingError
 from wiseft.evaluate.plan import VariantSpec
 from wiseft.sampling import Completion, Sampler, SamplingParams
 from wiseft.weightspace import WeightSpace
@@ -56,6 +60,7 @@ class Engine:
     max_context: int | None = None  # tokens the model attends over (prompt + completion), when known
     name: str = "hf"  # which engine draws the samples; part of a variant's identity in the store
     info: dict[str, Any] = field(default_factory=dict)  # versions and options, recorded in the run
+    describe: Callable[[], dict] | None = None  # where the run sampled, for results.json's "machine"
 
     def close(self) -> None:
         """Release what the engine holds outside this process (vLLM's engine processes)."""
@@ -173,12 +178,27 @@ def vllm_engine(
                   sampler.max_model_len, name="vllm", info=sampler.info)  # fmt: skip
 
 
+# Engines built above this package, by the config section that asks for them: "module:function", called
+# as function(cfg, specs, model_dir, tokenizer_dirs, progress) -> Engine.
+ENGINE_PLUGINS = {"ray": "wiseft.distributed.engine:ray_engine"}
+
+
 def make_engine(
     cfg, model_dir: str | os.PathLike, tokenizer_dirs: Sequence[str | os.PathLike] = (),
-    sampler_factory: SamplerFactory | None = None,
+    sampler_factory: SamplerFactory | None = None, *, specs: Sequence[VariantSpec] = (),
+    progress: Callable | None = None,
 ) -> Engine:  # fmt: skip
-    """The engine `cfg.engine` names, started on `model_dir` (the variant the plan evaluates first)."""
+    """The engine `cfg.engine` names, started on `model_dir` (the variant the plan evaluates first); with a
+    `ray:` section the Ray engine (`ENGINE_PLUGINS["ray"]`), whose actors each hold that engine and sample
+    `specs` on the cluster."""
     options = cfg.engine_options()
+    if getattr(cfg, "ray", None) is not None:
+        if sampler_factory is not None:
+            raise ConfigError(
+                "--ray: a sampler_factory builds a sampler in this process; pass engine= instead"
+            )
+        module, _, name = ENGINE_PLUGINS["ray"].partition(":")
+        return getattr(importlib.import_module(module), name)(cfg, specs, model_dir, tokenizer_dirs, progress)
     if options is None:
         return hf_engine(model_dir, cfg.device, cfg.threads, tokenizer_dirs, sampler_factory)
     if sampler_factory is not None:

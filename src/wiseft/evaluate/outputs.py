@@ -3,7 +3,8 @@
 A run directory holds `results.json` (`RunResults.to_json()`), the resolved config (`config.yaml`),
 `samples.jsonl` (every graded sample record, with its problem's gold answer and prompt), the sample store
 (`samples.db`, written as the run goes) and, unless switched off, `report/`. `wiseft eval` writes
-`metrics.json` (the shape of `wiseft score`) instead of results.json. Each file is written atomically.
+`metrics.json` (the shape of `wiseft score`) instead of results.json, and `machine.json` when the engine
+describes where it sampled (`--ray`: results.json's `machine`). Each file is written atomically.
 """
 
 from __future__ import annotations
@@ -61,3 +62,5 @@ def write_eval(out: Path, results: RunResults, records: list[dict], cfg) -> None
     write_json(
         out / "metrics.json", metrics_json(summaries, grader, str(out / "samples.jsonl"), results.task)
     )
+    if results.machine:  # where it sampled (a Ray run: the cluster, the actors, which actor drew each unit)
+        write_json(out / "machine.json", results.machine)

@@ -5,8 +5,9 @@
 - `run_eval(cfg, out)`: one model at each temperature.
 
 Each checks its inputs before anything is written (task, split, checkpoint headers), evaluates through
-one `EvalSession`, and writes its outputs (`evaluate.outputs`). `engine` replaces the transformers engine
-(another sampler or weight source); `sampler_factory(model, tokenizer)` only its sampler.
+one `EvalSession`, and writes its outputs (`evaluate.outputs`). `engine` replaces the engine the config
+asks for (`make_engine`: transformers or vLLM here, or Ray actors holding one of them with `ray:`);
+`sampler_factory(model, tokenizer)` only the transformers engine's sampler.
 """
 
 from __future__ import annotations
@@ -55,7 +56,7 @@ def run_sweep(
     cfg, specs = plan_sweep_run(cfg)
     task = load_task(cfg, task)
     SampleStore.check_free(store_path(cfg, out))  # a second writer is refused before the model loads
-    with _engine(engine, cfg, specs[0].anchors[-1], (), sampler_factory) as engine:
+    with _engine(engine, cfg, specs[0].anchors[-1], (), sampler_factory, specs, progress) as engine:
         return _evaluate_and_select(cfg, task, engine, specs, out, "sweep", progress, report)
 
 
@@ -106,7 +107,9 @@ def run_trajectory(
     check_anchors(specs)
     check_reference(cfg.length_reference, [s.name for s in specs])
     SampleStore.check_free(store_path(cfg, out))
-    with _engine(engine, cfg, checkpoints[early_step], [cfg.run_dir], sampler_factory) as engine:
+    with _engine(
+        engine, cfg, checkpoints[early_step], [cfg.run_dir], sampler_factory, specs, progress
+    ) as engine:
         return _evaluate_and_select(
             cfg, task, engine, specs, out, "trajectory", progress, report, early_step=early_step
         )
@@ -125,7 +128,7 @@ def run_eval(
     check_reference(cfg.length_reference, [s.name for s in specs])
     SampleStore.check_free(store_path(cfg, out))
     with (
-        _engine(engine, cfg, cfg.model, (), sampler_factory) as engine,
+        _engine(engine, cfg, cfg.model, (), sampler_factory, specs, progress) as engine,
         EvalSession.open(cfg, task, engine, out, "eval", progress) as session,
     ):
         variants = session.evaluate_all(specs)
@@ -136,12 +139,15 @@ def run_eval(
 
 
 @contextlib.contextmanager
-def _engine(engine: Engine | None, cfg, model_dir, tokenizer_dirs, sampler_factory) -> Iterator[Engine]:
-    """The given engine, or the one `cfg` asks for, started on `model_dir` and closed after the run."""
+def _engine(
+    engine: Engine | None, cfg, model_dir, tokenizer_dirs, sampler_factory, specs, progress
+) -> Iterator[Engine]:
+    """The given engine, or the one `cfg` asks for, started on `model_dir` (with `ray:`, actors that will
+    sample `specs`) and closed after the run."""
     if engine is not None:
         yield engine
         return
-    built = make_engine(cfg, model_dir, tokenizer_dirs, sampler_factory)
+    built = make_engine(cfg, model_dir, tokenizer_dirs, sampler_factory, specs=specs, progress=progress)
     try:
         yield built
     finally:

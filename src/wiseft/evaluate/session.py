@@ -302,6 +302,8 @@ class EvalSession:
         run_versions["engine"] = self.engine.name
         if "vllm_version" in self.engine.info:
             run_versions["vllm"] = self.engine.info["vllm_version"]
+        if self.engine.describe is not None:
+            extra.setdefault("machine", self.engine.describe())
         return RunResults(
             config=to_dict(self.cfg), versions=run_versions, task=task, variants=variants,
             best=best, timings=self.timings.as_dict(), **extra,

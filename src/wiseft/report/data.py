@@ -174,6 +174,7 @@ class Results:
         self.early_step = run.early_step
         self.task = run.task or {}
         self.claims = run.claims or []
+        self.replicates = run.replicates
         self.variants = [
             VariantView(v.name, v.kind, v.delta, v.temperature, v.step, v.summary) for v in run.variants
         ]
@@ -235,6 +236,10 @@ class Results:
 
     def _named(self, name: Any) -> VariantView | None:
         return next((v for v in self.variants if v.name == name), None) if isinstance(name, str) else None
+
+    def role(self, key: str) -> VariantView | None:
+        """The variant the results name as `roles[key]` (the demo: early, final, mix), if any."""
+        return self._named(self.roles.get(key))
 
     def final_model(self, step: int | None, temperature: float | None) -> VariantView | None:
         """The raw final checkpoint at `temperature`: the δ=0 end of a sweep at `step`.

@@ -19,6 +19,7 @@ import yaml
 
 from wiseft import __version__
 from wiseft.report.data import Results, Stat, VariantView, as_stat, metric_label
+from wiseft.report.replicates import replicate_table
 
 TITLE = "wiseft report"
 
@@ -252,6 +253,9 @@ def markdown(
             + [f"- {md_text(text)}" for _, text in claim_lines(res)]
             + [""]
         )
+    if rep := replicate_table(res.replicates):
+        header, rows, summary = rep
+        out += ["## Claims over seeds", "", md_text(summary), "", *_md_table(Table(None, header, rows))]
     out += ["## Plots", ""]
     if not plots:
         out += ["No plot has data in these results.", ""]
@@ -347,6 +351,13 @@ def html_doc(
         for held, text in claim_lines(res):
             parts.append(f'<li class="{"held" if held else "failed"}">{e(text)}</li>')
         parts.append("</ul>")
+    if rep := replicate_table(res.replicates):
+        header, rows, summary = rep
+        parts += [
+            "<h2>Claims over seeds</h2>",
+            f"<p>{e(summary)}</p>",
+            *_html_table(Table(None, header, rows), None),
+        ]
     parts += _html_plots(plots, omitted)
     for title, notes, head, body in sections:
         parts += [f"<h2>{e(title)}</h2>", "<ul>", *[f"<li>{e(n)}</li>" for n in notes], "</ul>"]

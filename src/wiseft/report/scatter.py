@@ -170,6 +170,7 @@ def plot_bias_variance(res: Results, headline_ks: Sequence[int], curve_ks: Seque
     fig = figure(2 if k else 1, width=4.7, height=3.9)
     axs = axes(fig, 2 if k else 1)
     labels = _bias_variance_panel(axs[0], series, res.chosen)
+    _mark_final_and_mix(axs[0], res)
     if k:
         _bound_panel(axs[1], series, k)
     shared_legend(fig, axs)
@@ -199,6 +200,24 @@ def _bias_variance_panel(ax: Axes, series, chosen: VariantView | None) -> PointL
     ax.set_ylabel("bias² = (1 − E[ρ])²")
     title(ax, "bias² against variance: lower left is better", 4.2, fontsize=9)
     return labels
+
+
+def _mark_final_and_mix(ax: Axes, res: Results) -> None:
+    """Ring the final model and the chosen mix (the demo's roles; nothing for runs without them) and draw
+    the WiSE-FT step between them: toward the origin lowers both; the temperature curve runs across."""
+    final, mix = res.role("final"), res.role("mix")
+    points = {}
+    for tag, v in (("final", final), ("chosen mix", mix)):
+        if v is not None and v.bv("var") is not None and v.bv("bias2") is not None:
+            points[tag] = (v.bv("var").value, v.bv("bias2").value)
+            ax.plot(*points[tag], marker="o", markersize=13, markerfacecolor="none", markeredgewidth=1.4,
+                    color="black", linestyle="none", label="_nolegend_")  # fmt: skip
+            ax.annotate(
+                tag, points[tag], xytext=(9, -11), textcoords="offset points", fontsize=7, weight="bold"
+            )
+    if len(points) == 2 and points["final"] != points["chosen mix"]:
+        ax.annotate("", points["chosen mix"], xytext=points["final"],
+                    arrowprops={"arrowstyle": "->", "color": "black", "linewidth": 1.2})  # fmt: skip
 
 
 def _bound_panel(ax: Axes, series, k: int) -> None:

@@ -66,6 +66,9 @@ class EngineOptions:
     engine-core or worker processes; quicker to start, but vLLM then binds this process's threads and
     `torch.set_num_threads` stops working in it); default: vLLM's own processes. `tokenizer`: the
     directory of the tokenizer when the model's own has none (a training run's checkpoints).
+    `executor_backend`: vLLM's `distributed_executor_backend` for tensor parallelism (None: vLLM's choice;
+    `wiseft.distributed` asks for "mp" in its Ray actors, where vLLM would otherwise pick its own Ray
+    executor and wait for GPUs the actor already holds).
     """
 
     tensor_parallel_size: int = 1
@@ -82,6 +85,7 @@ class EngineOptions:
     in_process: bool = False
     trust_remote_code: bool = False
     tokenizer: str | None = None
+    executor_backend: str | None = None  # vLLM's distributed_executor_backend ("mp" inside a Ray actor)
 
     def __post_init__(self) -> None:
         problem = _option_problem(self)
@@ -113,6 +117,8 @@ class EngineOptions:
             kwargs["kv_cache_memory_bytes"] = int(kv_gib * (1 << 30))
         if self.in_process:
             kwargs["distributed_executor_backend"] = "uni"
+        elif self.executor_backend:
+            kwargs["distributed_executor_backend"] = self.executor_backend
         return kwargs
 
     def to_dict(self) -> dict[str, Any]:

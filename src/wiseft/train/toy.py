@@ -119,9 +119,11 @@ class ToyRecipe:
 
     Pretraining: `pretrain_steps` steps of `pretrain_batch` fresh sloppy problems at `pretrain_lr`
     (constant after warm-up). SFT: `sft_steps` steps of `sft_batch` of the `n_sft` clean problems at
-    `sft_lr` with cosine decay to `sft_min_lr`, a checkpoint every `sft_save_every` steps. Both stages split
-    each batch into `micro_batches` parts whose gradients are summed in a fixed order, so the weights are
-    the same bytes for any thread count (`train.sft`). docs/TOY-LOG.md says how the values were chosen.
+    `sft_lr` with cosine decay to `sft_min_lr`; checkpoints at `sft_steps`/2^i for i = `sft_halvings`…0,
+    dense early, and the first of them is the early checkpoint of the mixes (a rule fixed in advance). Both
+    stages split each batch into `micro_batches` parts whose gradients are summed in a fixed order, so the
+    weights are the same bytes for any thread count (`train.sft`). docs/TOY-LOG.md says how the values
+    were chosen.
     """
 
     data_seed: int = DATA_SEED
@@ -129,19 +131,35 @@ class ToyRecipe:
     n_test: int = N_TEST
     model: ToyModelConfig = ToyModelConfig()
     sloppy: SloppyConfig = SloppyConfig()
-    pretrain_seed: int = 2
+    pretrain_seed: int = 0
     pretrain_steps: int = 800
     pretrain_batch: int = 128
     pretrain_lr: float = 2e-3
     sft_seed: int = 0
-    sft_steps: int = 600
+    sft_steps: int = 640
     sft_batch: int = 32
     sft_lr: float = 1e-3
     sft_min_lr: float = 1e-4
-    sft_save_every: int = 75
+    sft_halvings: int = 5
     warmup_steps: int = 50
     threads: int = 0
     micro_batches: int = 2
+
+    def __post_init__(self):
+        if self.sft_halvings < 1 or self.sft_steps % 2**self.sft_halvings:
+            raise ConfigError(
+                f"the SFT steps ({self.sft_steps}) must be a multiple of 2^sft_halvings "
+                f"(2^{self.sft_halvings}), and sft_halvings at least 1, to place the checkpoints"
+            )
+
+    def checkpoint_steps(self) -> list[int]:
+        """The SFT checkpoints: `sft_steps`/2^i for i = `sft_halvings`…0 (640, 5: 20, 40, 80, …, 640)."""
+        return [self.sft_steps >> i for i in range(self.sft_halvings, -1, -1)]
+
+    @property
+    def early_step(self) -> int:
+        """The early checkpoint: the first one, at 1/2^`sft_halvings` of SFT."""
+        return self.checkpoint_steps()[0]
 
     def splits(self) -> ToySplits:
         return make_splits(self.data_seed, n_sft=self.n_sft, n_test=self.n_test)
@@ -167,7 +185,7 @@ class ToyRecipe:
             min_lr=self.sft_min_lr,
             schedule="cosine",
             warmup_steps=self.warmup_steps,
-            save_every=self.sft_save_every,
+            save_steps=tuple(self.checkpoint_steps()),
             seed=self.sft_seed,
             device="cpu",
             threads=self.threads,

@@ -1,0 +1,177 @@
+"""The actor: one engine replica that samples work units, its weights switched in place per variant.
+
+`EngineWorker` is a plain class that `dispatch` turns into a Ray actor (`ray.remote`). It is built cheaply
+and loads its engine in `start()`, so a bad model directory comes back to the driver as the library's own
+typed error (an error in a Ray actor's constructor would only come back as text). The engine is made on
+the actor's machine by an actor-side factory, named in `ACTOR_ENGINES` (or any picklable callable):
+
+- `"hf"`: `evaluate.engine.hf_engine`, the transformers model with `HFSampler` and `AnchorWeights` (the
+  anchors loaded once, each variant written into the live model in place, exactly as on one machine);
+- `"vllm"`: `evaluate.engine.vllm_engine`, vLLM started with the run's options (`--engine vllm`) on the
+  GPUs Ray gave the actor (or its CPUs), its workers holding the anchors and switching variants in place.
+  With one GPU the engine runs inside the actor's process (stopping the actor stops it); with
+  `--tensor-parallel-size` > 1 its workers are the actor's child processes (vLLM's "mp" executor; its Ray
+  executor would wait for GPUs this actor already holds).
+
+`run(spec, fingerprints, prompts, n, params)` switches to `spec` when it is not the variant the engine
+holds (lazily: once per variant per actor), checks on first use that this node's copy of each model is
+the one the driver fingerprinted (models are read from the same paths on every node; nothing is written
+to shared storage), samples, and returns the completions with the unit's timings.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from wiseft.checkpoints import model_fingerprint
+from wiseft.errors import CheckpointError, ConfigError
+from wiseft.evaluate.engine import Engine, hf_engine, vllm_engine
+from wiseft.evaluate.plan import VariantSpec
+from wiseft.sampling import Completion, SamplingParams
+
+
+@dataclass(frozen=True)
+class ActorSetup:
+    """What an actor-side factory needs to build one engine replica on its node."""
+
+    model_dir: str
+    tokenizer_dirs: tuple[str, ...] = ()
+    device: str = "cpu"
+    threads: int | None = None
+    options: dict = field(default_factory=dict)
+
+
+def hf_actor_engine(setup: ActorSetup) -> Engine:
+    """The transformers engine: the model on the actor's device, `HFSampler`, `AnchorWeights`."""
+    return hf_engine(setup.model_dir, setup.device, setup.threads, setup.tokenizer_dirs)
+
+
+def vllm_options(options, device: str):
+    """The run's vLLM options (`EngineOptions`) as one actor starts them: on the actor's device, in its
+    process with one worker, with vLLM's multiprocessing executor for tensor parallelism."""
+    one = options.tensor_parallel_size == 1
+    return dataclasses.replace(
+        options, device="cuda" if device.startswith("cuda") else "cpu", in_process=one,
+        executor_backend=None if one else "mp",
+    )  # fmt: skip
+
+
+def vllm_actor_engine(setup: ActorSetup) -> Engine:
+    """The vLLM engine with `setup.options["vllm"]` (the run's `EngineOptions`), see `vllm_options`."""
+    options = vllm_options(setup.options["vllm"], setup.device)
+    return vllm_engine(setup.model_dir, options, setup.tokenizer_dirs)
+
+
+ActorEngineFactory = Callable[[ActorSetup], Engine]
+ACTOR_ENGINES: dict[str, ActorEngineFactory] = {"hf": hf_actor_engine, "vllm": vllm_actor_engine}
+
+
+def resolve_factory(engine: str | ActorEngineFactory) -> ActorEngineFactory:
+    if callable(engine):
+        return engine
+    if engine not in ACTOR_ENGINES:
+        raise ConfigError(
+            f"--engine {engine!r} has no Ray actor engine; choose one of {', '.join(ACTOR_ENGINES)}"
+        )
+    return ACTOR_ENGINES[engine]
+
+
+@dataclass(frozen=True)
+class UnitResult:
+    """One sampled unit as the actor returns it."""
+
+    completions: list[list[Completion]]
+    sample_s: float
+    switch_s: float
+    switched: bool
+    tokens: int
+    cpu_s: float = 0.0  # CPU seconds the actor's process has used so far (start-up included)
+    sample_cpu_s: float = 0.0  # CPU seconds of this unit's sampling (its switch not included)
+
+
+class EngineWorker:
+    """One engine replica. Ray calls its methods one at a time (a plain, synchronous actor)."""
+
+    def __init__(self, engine: str | ActorEngineFactory, setup: ActorSetup):
+        self.factory = engine
+        self.setup = setup
+        self.engine: Engine | None = None
+        self.current: VariantSpec | None = None
+        self.checked: dict[str, str] = {}
+
+    def start(self) -> dict:
+        """Build the engine (load the model); return where this actor runs and what engine it holds
+        (`engine_info`: versions and options, as `Engine.info`)."""
+        if self.engine is None:
+            self.engine = resolve_factory(self.factory)(self.setup)
+        return {**where(), "engine_info": _plain(self.engine.info)}
+
+    def stop(self) -> None:
+        """Release what the engine holds outside this process (vLLM's workers) before the actor ends."""
+        engine, self.engine = self.engine, None
+        if engine is not None:
+            engine.close()
+
+    def run(
+        self,
+        spec: VariantSpec,
+        fingerprints: dict[str, str],
+        prompts: list[str],
+        n: int,
+        params: SamplingParams,
+    ) -> UnitResult:
+        engine = self.engine if self.engine is not None else self._started()
+        t0 = time.perf_counter()
+        switched = spec != self.current
+        if switched:
+            self.check_models(fingerprints)
+            self.current = None  # a switch that fails leaves no variant claimed
+            engine.weights.materialise(spec)
+            self.current = spec
+        t1, c1 = time.perf_counter(), time.process_time()
+        completions = engine.sampler.generate(prompts, n, params)
+        t2, c2 = time.perf_counter(), time.process_time()
+        tokens = sum(c.n_tokens for row in completions for c in row)
+        return UnitResult(completions, t2 - t1, t1 - t0, switched, tokens, c2, c2 - c1)
+
+    def _started(self) -> Engine:
+        self.start()
+        return self.engine  # type: ignore[return-value]
+
+    def check_models(self, fingerprints: dict[str, str]) -> None:
+        """This node reads the models the driver fingerprinted, or the unit fails with a typed error."""
+        for path, expected in fingerprints.items():
+            if path not in self.checked:
+                self.checked[path] = model_fingerprint(path)
+            if self.checked[path] != expected:
+                raise CheckpointError(
+                    f"{path} on node {socket.gethostname()} is not the driver's copy (fingerprint "
+                    f"{self.checked[path]} vs {expected}); give every node the same model files at that path"
+                )
+
+
+def _plain(info: dict) -> dict:
+    """`Engine.info` as JSON values (vLLM's options are a dataclass's dict already)."""
+    import json
+
+    return json.loads(json.dumps(info, default=str))
+
+
+def where() -> dict[str, Any]:
+    """The actor's process, node and accelerators."""
+    import ray
+
+    ctx = ray.get_runtime_context()
+    return {
+        "pid": os.getpid(),
+        "host": socket.gethostname(),
+        "ip": ray.util.get_node_ip_address(),
+        "node_id": ctx.get_node_id(),
+        "gpus": [str(g) for g in ray.get_gpu_ids()],
+    }

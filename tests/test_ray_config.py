@@ -1,0 +1,200 @@
+"""The Ray settings without a cluster: `--ray [ADDRESS]` and the `ray:` section, the actors' shape, the
+units, the monitor's record, and the errors that stop a run before anything starts."""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+from support.sampling import tiny_model_dir
+
+from wiseft.cli import build_parser
+from wiseft.cli._common import load_config
+from wiseft.config import from_dict, load_yaml, write_resolved
+from wiseft.distributed.actor import vllm_options
+from wiseft.distributed.cluster import ActorShape, actor_shape, ray_module
+from wiseft.distributed.dispatch import split_units
+from wiseft.distributed.engine import RayEngine, ray_engine
+from wiseft.distributed.monitor import Monitor, _takes_detail
+from wiseft.errors import ConfigError
+from wiseft.evaluate.config import RayConfig, SweepConfig
+from wiseft.evaluate.engine import ENGINE_PLUGINS, make_engine
+from wiseft.evaluate.plan import VariantSpec, plan_sweep
+from wiseft.sampling import SamplingParams
+from wiseft.sampling.vllm import EngineOptions
+
+
+def _ray(argv, yaml_text=None, tmp_path=None):
+    if yaml_text is not None:
+        path = tmp_path / "c.yaml"
+        path.write_text(yaml_text)
+        argv = [*argv, "--config", str(path)]
+    args = build_parser().parse_args(["sweep", "e", "f", *argv])
+    return load_config(SweepConfig, args, anchors=tuple(args.anchors)).ray
+
+
+@pytest.mark.parametrize(
+    "argv, yaml_text, want",
+    [
+        ([], None, None),
+        (["--ray"], None, RayConfig()),
+        (["--ray", "local"], None, RayConfig()),
+        (["--ray", "auto"], None, RayConfig(address="auto")),
+        (["--ray-actors", "3", "--ray", "10.0.0.1:6379"], None, RayConfig(address="10.0.0.1:6379", actors=3)),
+        ([], "ray: {address: auto, actors: 2, cpus_per_actor: 1, gpus_per_actor: 0}",
+         RayConfig(address="auto", actors=2, cpus_per_actor=1.0, gpus_per_actor=0.0)),
+        (["--ray-actors", "4"], "ray: {address: auto, actors: 2}", RayConfig(address="auto", actors=4)),
+        (["--ray"], "ray: {address: auto, actors: 2}", RayConfig(address="auto", actors=2)),  # bare flag keeps it
+        (["--ray", "h:1"], "ray: auto", RayConfig(address="h:1")),
+        (["--ray-strategy", "SPREAD"], "ray: true", RayConfig(strategy="SPREAD")),
+    ],
+)  # fmt: skip
+def test_ray_flags_and_section(argv, yaml_text, want, tmp_path):
+    assert _ray(argv, yaml_text, tmp_path) == want
+
+
+@pytest.mark.parametrize(
+    "argv, yaml_text, message",
+    [
+        (["--ray-actors", "2"], None, "--ray-actors needs --ray (or a `ray:` section in --config)"),
+        (["--ray"], "ray: {actors: 0}", "--ray-actors must be at least 1, got 0"),
+        (["--ray"], "ray: {cpus_per_actor: 0, gpus_per_actor: 0}", "an actor needs one"),
+        (["--ray"], "ray: {nodes: 3}", "unknown key(s) nodes for RayConfig"),
+        (["--ray"], "ray: {start_timeout: -1}", "--ray-start-timeout must be positive seconds"),
+        ([], "ray: 5", "--ray takes an address (auto, HOST:PORT) or nothing, got 5"),
+    ],
+)
+def test_bad_ray_settings_name_the_flag(argv, yaml_text, message, tmp_path):
+    with pytest.raises(ConfigError) as err:
+        _ray(argv, yaml_text, tmp_path)
+    assert message in str(err.value)
+
+
+@pytest.mark.parametrize(
+    "cfg, device, resources, want",
+    [
+        (RayConfig(), "cpu", {"CPU": 4.0}, ActorShape(4, 1.0, 0.0)),
+        (RayConfig(cpus_per_actor=0.25), "cpu", {"CPU": 2.0}, ActorShape(8, 0.25, 0.0)),
+        (RayConfig(), "", {"CPU": 16.0, "GPU": 2.0}, ActorShape(2, 1.0, 1.0)),  # GPUs when there are some
+        (RayConfig(), "cpu", {"CPU": 16.0, "GPU": 2.0}, ActorShape(16, 1.0, 0.0)),  # unless --device cpu
+        (RayConfig(gpus_per_actor=2, cpus_per_actor=4), "cuda", {"CPU": 32.0, "GPU": 8.0}, ActorShape(4, 4.0, 2.0)),
+        (RayConfig(actors=3), "cpu", {"CPU": 1.0}, ActorShape(3, 1.0, 0.0)),  # asked for: the placement waits
+    ],
+)  # fmt: skip
+def test_actor_shape(cfg, device, resources, want):
+    assert actor_shape(cfg, device, resources) == want
+
+
+@pytest.mark.parametrize(
+    "cfg, device, resources, message",
+    [
+        (RayConfig(cpus_per_actor=4), "cpu", {"CPU": 2.0}, "an actor needs 4 CPU and 0 GPU, the cluster has 2 CPU"),
+        (RayConfig(gpus_per_actor=0), "cuda", {"CPU": 2.0, "GPU": 1.0}, "--device cuda with --ray-gpus-per-actor 0"),
+    ],
+)  # fmt: skip
+def test_actor_shape_errors(cfg, device, resources, message):
+    with pytest.raises(ConfigError, match=message):
+        actor_shape(cfg, device, resources)
+
+
+def test_units_are_the_sessions_chunks():
+    spec = VariantSpec("v", "mix", 1.0)
+    params = SamplingParams(seed=1)
+    units = split_units(spec, [f"p{i}" for i in range(7)], 2, params, 3)
+    assert [(u.start, u.prompts) for u in units] == [
+        (0, ("p0", "p1", "p2")),
+        (3, ("p3", "p4", "p5")),
+        (6, ("p6",)),
+    ]
+    assert len({u.key for u in units}) == 3 and all(u.attempt == 1 and not u.lookahead for u in units)
+
+
+@pytest.mark.parametrize(
+    "fn, five",
+    [
+        (lambda a, b, c, d: None, False),
+        (lambda a, b, c, d, e="": None, True),
+        (lambda *a: None, True),
+        (print, True),
+    ],
+)
+def test_progress_gets_detail_only_when_it_takes_five_arguments(fn, five):
+    assert _takes_detail(fn) is five
+
+
+def test_monitor_busy_share_counts_from_each_actors_ready_time():
+    now = [0.0]
+    monitor = Monitor(clock=lambda: now[0])
+    a, b = monitor.add_actor(0), monitor.add_actor(1)
+    monitor.ready(a, {"pid": 1})
+    now[0] = 4.0
+    monitor.ready(b, {"pid": 2})  # four seconds later: its start-up is not idle time
+
+    class Result:
+        completions = [[None, None]]
+        tokens, sample_s, switch_s, switched, cpu_s, sample_cpu_s = 10, 5.0, 1.0, True, 2.0, 1.5
+
+    class Unit:
+        spec = VariantSpec("v", "mix", 1.0)
+        start, prompts, attempt, lookahead = 0, ("p",), 1, False
+
+    now[0] = 10.0
+    monitor.finished(a, Unit, Result, 6.0)
+    monitor.finished(b, Unit, Result, 6.0)
+    record = monitor.record()
+    assert record["busy_share"] == pytest.approx(12.0 / (10.0 + 6.0))
+    assert [u["actor"] for u in record["units"]] == ["actor 0", "actor 1"] and record["switches"] == 2
+
+
+def test_the_ray_engine_is_found_by_name_and_builds_nothing_for_a_bad_request(tmp_path):
+    assert ENGINE_PLUGINS["ray"] == "wiseft.distributed.engine:ray_engine"
+    cfg = SweepConfig(anchors=("e", "f"), ray=RayConfig())
+    with pytest.raises(ConfigError, match="--ray: a sampler_factory builds a sampler in this process"):
+        make_engine(cfg, "e", (), sampler_factory=lambda m, t: None)
+    with pytest.raises(ConfigError, match="--engine 'nope' has no Ray actor engine; choose one of hf, vllm"):
+        RayEngine(RayConfig(), [], None, "nope")
+
+
+@pytest.mark.parametrize(
+    "tp, device, want",
+    [
+        (1, "cuda", dict(device="cuda", in_process=True, executor_backend=None)),
+        (1, "cpu", dict(device="cpu", in_process=True, executor_backend=None)),
+        (2, "cuda:0", dict(device="cuda", in_process=False, executor_backend="mp")),
+    ],
+)  # fmt: skip
+def test_a_vllm_actor_starts_the_runs_options_on_its_own_device(tp, device, want):
+    options = vllm_options(EngineOptions(tensor_parallel_size=tp, max_model_len=64, seed=5), device)
+    assert {k: getattr(options, k) for k in want} == want
+    assert (options.tensor_parallel_size, options.max_model_len, options.seed) == (tp, 64, 5)
+    kwargs = options.engine_kwargs(options.device)
+    assert kwargs["distributed_executor_backend"] == ("uni" if tp == 1 else "mp")
+
+
+def test_engine_vllm_with_ray_gives_the_actors_vllm_and_keys_samples_as_vllm(monkeypatch, tmp_path):
+    """`--engine vllm --ray`: each actor holds vLLM with the run's options (one replica's GPUs each), and
+    the engine the session sees is named "vllm", as the same run on one machine."""
+    early, final = tiny_model_dir(tmp_path, "early", seed=1), tiny_model_dir(tmp_path, "final", seed=2)
+    monkeypatch.setattr(RayEngine, "start", lambda self: None)  # no cluster: only what is built
+    args = build_parser().parse_args(["sweep", str(early), str(final), "--engine", "vllm",
+                                      "--tensor-parallel-size", "2", "--max-model-len", "96", "--ray", "auto"])  # fmt: skip
+    cfg = load_config(SweepConfig, args, anchors=tuple(args.anchors))
+    engine = ray_engine(cfg, plan_sweep(cfg), final)
+    ray_side = engine.sampler
+    assert (engine.name, engine.max_context, ray_side.actor_engine) == ("vllm", 96, "vllm")
+    assert ray_side.setup.options["vllm"] == cfg.engine_options()
+    assert actor_shape(cfg.ray, "", {"CPU": 16.0, "GPU": 8.0}, 2) == ActorShape(4, 1.0, 2.0)
+
+
+def test_without_ray_the_flag_says_how_to_get_it(monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)  # as if not installed
+    with pytest.raises(ConfigError, match=r"--ray needs Ray: pip install 'wiseft\[ray\]'"):
+        ray_module()
+
+
+def test_the_resolved_config_keeps_the_ray_section_and_reads_back(tmp_path):
+    cfg = SweepConfig(anchors=("e", "f"), ray=RayConfig(address="auto", actors=2, strategy="SPREAD"))
+    path = write_resolved(tmp_path, cfg)
+    assert "ray:\n  address: auto\n  actors: 2\n" in path.read_text()
+    data = {k: v for k, v in load_yaml(path).items() if k != "wiseft_version"}
+    assert from_dict(SweepConfig, data).ray == cfg.ray

@@ -1,5 +1,6 @@
 """Grids and k lists as users write them: `0:1:0.125` (start:stop:step, both ends included), `0,0.5,1`,
-a number, or a YAML list. The one parser of `--delta`, `--temperature`, `--k` (and any other grid flag).
+a number, or a YAML list. The one parser of `--delta`, `--temperature`, `--k` (and any other grid flag),
+and of the ablation flags `--layers`/`--modules` that expand a sweep into one variant per choice.
 
 Every grid is bounded before it is built (`MAX_GRID` values; non-finite bounds refused), so a typo such
 as `--delta 0:1:1e-9` is a one-line error, not a billion-element list.
@@ -8,6 +9,7 @@ as `--delta 0:1:1e-9` is a one-line error, not a billion-element list.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -98,3 +100,49 @@ def check_ks_fit(ks: Sequence[int], n: int, flag: str = "--k") -> None:
             f"{flag} {max(ks)} is larger than --n {n}: Pass@k needs at least k samples per problem; "
             f"raise --n to {max(ks)} or drop k > {n}"
         )
+
+
+# --- ablation flags (`wiseft sweep --layers/--modules`; the classification is in wiseft.merge.ablation) ---
+MODULE_KINDS = ("attention", "mlp", "experts", "router", "shared_expert", "norm")
+MODULE_ALIASES = {"attn": "attention", "ffn": "mlp", "shared_experts": "shared_expert"}
+
+
+def parse_layers(value: Any) -> tuple[str, ...]:
+    """`0:12,12:24` → ('0:12', '12:24'): the syntax is checked here, the depth against the model later."""
+    items = _items(value, "--layers")
+    for item in items:
+        if item != "all" and not re.fullmatch(r"\d{1,6}:\d{1,6}", item):
+            raise ConfigError(
+                f"--layers {item!r}: give half-open block ranges START:STOP such as 0:12 (or 'all')"
+            )
+        if item != "all":
+            start, stop = map(int, item.split(":"))
+            if start >= stop:
+                raise ConfigError(f"--layers {item}: START must be below STOP (half-open, e.g. 0:12)")
+    return items
+
+
+def parse_modules(value: Any) -> tuple[str, ...]:
+    """`attention,mlp,no-attention` → the canonical kind names (aliases resolved)."""
+    out = []
+    for item in _items(value, "--modules"):
+        neg = item.startswith("no-")
+        kind = MODULE_ALIASES.get(item.removeprefix("no-"), item.removeprefix("no-"))
+        if kind != "all" and kind not in MODULE_KINDS or (neg and kind == "all"):
+            known = ", ".join(list(MODULE_KINDS) + [f"no-{k}" for k in ("attention", "mlp")] + ["all"])
+            raise ConfigError(f"--modules {item!r} is not a module kind; choose among {known}")
+        out.append(("no-" if neg else "") + kind)
+    return tuple(out)
+
+
+def _items(value: Any, flag: str) -> tuple[str, ...]:
+    if isinstance(value, str):
+        value = value.split(",")
+    if not isinstance(value, (list, tuple)) or not value:
+        raise ConfigError(f"{flag} must be a comma-separated list, got {value!r}")
+    items = tuple(str(v).strip() for v in value)
+    if any(not v for v in items):
+        raise ConfigError(f"{flag} has an empty entry: {value!r}")
+    if len(items) > 1000:
+        raise ConfigError(f"{flag} has {len(items)} entries; at most 1000")
+    return items

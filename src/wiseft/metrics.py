@@ -552,18 +552,20 @@ def _weights(problems: Sequence[ProblemSamples]) -> np.ndarray:
 def thinking_stats(problems: Sequence[ProblemSamples], seed: int = 0, n_boot: int = 1000) -> dict | None:
     """Think % (the share of samples whose thinking block closed) and mean thinking and answer tokens per
     sample, each {"value", "lo", "hi"} with a 95% bootstrap interval over problems; None when the samples
-    carry no thinking counts."""
-    if not problems or any(p.think_closed is None or p.thinking_tokens is None for p in problems):
+    do not say whether they closed a thinking block. Samples graded without a tokenizer (`wiseft grade`
+    of a JSONL file) carry `think_closed` but no thinking token counts: then Think % alone."""
+    if not problems or any(p.think_closed is None for p in problems):
         return None
     scale = len(problems) * _weights(problems)
+    counted = all(p.thinking_tokens is not None for p in problems)
     columns = [np.array([f(p) for p in problems]) * scale for f in (
         lambda p: p.think_closed.mean(),
-        lambda p: p.thinking_tokens.mean(),
-        lambda p: (p.n_tokens - p.thinking_tokens).mean() if p.n_tokens is not None else np.nan,
+        lambda p: p.thinking_tokens.mean() if counted else np.nan,
+        lambda p: (p.n_tokens - p.thinking_tokens).mean() if counted and p.n_tokens is not None else np.nan,
     )]  # fmt: skip
     names = ["think_frac", "thinking_tokens", "answer_tokens"]
-    if np.isnan(columns[2]).any():
-        columns, names = columns[:2], names[:2]
+    keep = [i for i, c in enumerate(columns) if not np.isnan(c).any()]
+    columns, names = [columns[i] for i in keep], [names[i] for i in keep]
     mean, lo, hi = bootstrap_ci(np.stack(columns, axis=1), seed=seed, n_boot=n_boot)
     return {
         name: {"value": float(mean[i]), "lo": float(lo[i]), "hi": float(hi[i])}
@@ -774,3 +776,33 @@ def _group_fields(records: Sequence[dict], group_by: Sequence[str] | None) -> li
             f"--group-by {', '.join(missing)}: no record has that field; records have {', '.join(have)}"
         )
     return list(group_by)
+
+
+def length_ratio(
+    problems: Sequence[ProblemSamples], reference: Sequence[ProblemSamples], seed: int = 0, n_boot: int = 1000
+) -> dict | None:
+    """Mean tokens per sample of `problems` over those of `reference` (the same problems, in the same
+    order), {"value", "lo", "hi"} with a paired 95% bootstrap interval over problems: each resample takes
+    the same problems for both, and the ratio of the resampled sample means. None when either lacks
+    token counts or the reference never generated a token."""
+    if len(problems) != len(reference) or not problems:
+        raise MetricError(f"length ratio needs the same problems: {len(problems)} against {len(reference)}")
+    if any(p.n_tokens is None for p in (*problems, *reference)):
+        return None
+    cols = np.array([[p.n_tokens.sum(), p.n, r.n_tokens.sum(), r.n] for p, r in zip(problems, reference, strict=True)],
+                    dtype=np.float64)  # fmt: skip
+    if cols[:, 2].sum() == 0:
+        return None
+    check_n_boot(n_boot)
+    ratios = np.empty(n_boot)
+    for rows, counts in _resample_blocks(len(cols), seed, n_boot):
+        sums = counts @ cols
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ratios[rows] = (sums[:, 0] / sums[:, 1]) / (sums[:, 2] / sums[:, 3])
+    lo, hi = (
+        _percentiles(ratios[np.isfinite(ratios)][:, None], 0.95)
+        if np.isfinite(ratios).any()
+        else ([np.nan], [np.nan])
+    )
+    value = (cols[:, 0].sum() / cols[:, 1].sum()) / (cols[:, 2].sum() / cols[:, 3].sum())
+    return {"value": float(value), "lo": float(lo[0]), "hi": float(hi[0])}

@@ -230,9 +230,8 @@ def to_problem_samples(records: Sequence[dict], where: str = "graded records") -
     all_scores = all(r.get("score") is not None for r in records)
     all_tokens = all(r.get("n_tokens") is not None for r in records)
     all_finish = all(r.get("finish_reason") is not None for r in records)
-    all_thinking = all(
-        r.get("think_closed") is not None and r.get("thinking_tokens") is not None for r in records
-    )
+    all_closed = all(r.get("think_closed") is not None for r in records)
+    all_thinking = all_closed and all(r.get("thinking_tokens") is not None for r in records)
     out = []
     for pid, recs in by_problem.items():
         recs = sorted(recs, key=lambda r: r["sample_idx"])
@@ -244,9 +243,7 @@ def to_problem_samples(records: Sequence[dict], where: str = "graded records") -
                 n_tokens=np.array([r["n_tokens"] for r in recs], dtype=np.int64) if all_tokens else None,
                 truncated=np.array([r["finish_reason"] == "length" for r in recs]) if all_finish else None,
                 problem_id=pid,
-                think_closed=np.array([r["think_closed"] for r in recs], dtype=bool)
-                if all_thinking
-                else None,
+                think_closed=np.array([r["think_closed"] for r in recs], dtype=bool) if all_closed else None,
                 thinking_tokens=np.array([r["thinking_tokens"] for r in recs], dtype=np.int64)
                 if all_thinking
                 else None,

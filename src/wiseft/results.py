@@ -41,12 +41,15 @@ class VariantResult:
     summary: dict
     splits: dict | None = None
     per_problem: tuple[ProblemSamples, ...] = field(default=(), repr=False, compare=False)
+    ablation: dict | None = None  # a layer/module ablation: {"layers", "modules"} it interpolates
 
     def to_json(self) -> dict:
         out = {"name": self.name, "kind": self.kind, "delta": self.delta, "temperature": self.temperature,
                "step": self.step, "summary": self.summary}  # fmt: skip
         if self.splits is not None:
             out["splits"] = self.splits
+        if self.ablation is not None:
+            out["ablation"] = self.ablation
         return out
 
     @classmethod
@@ -73,6 +76,7 @@ class VariantResult:
             step=None if step is None else int(step),
             summary=summary,
             splits=splits if isinstance(splits, dict) else None,
+            ablation=obj.get("ablation") if isinstance(obj.get("ablation"), dict) else None,
         )
 
 
@@ -142,6 +146,7 @@ class RunResults:
     timings: dict | None = None
     cpu_seconds: dict | None = None
     machine: dict | None = None
+    warnings: list[str] | None = None  # what a reader must know (e.g. thinking blocks that never close)
     replicates: dict | None = None
 
     def variant(self, name: str) -> VariantResult:
@@ -161,7 +166,7 @@ class RunResults:
                 out[key] = getattr(self, key)
         if self.claims is not None:
             out["claims"] = [c.as_dict() for c in self.claims]
-        for key in ("paths", "timings", "cpu_seconds", "machine", "replicates"):
+        for key in ("paths", "timings", "cpu_seconds", "machine", "warnings", "replicates"):
             if getattr(self, key) is not None:
                 out[key] = getattr(self, key)
         return out
@@ -195,6 +200,7 @@ class RunResults:
             timings=data.get("timings") if isinstance(data.get("timings"), dict) else None,
             cpu_seconds=data.get("cpu_seconds") if isinstance(data.get("cpu_seconds"), dict) else None,
             machine=data.get("machine") if isinstance(data.get("machine"), dict) else None,
+            warnings=[str(w) for w in data.get("warnings") or [] if isinstance(w, str)] or None,
             replicates=_replicates(data.get("replicates"), source),
         )
 

@@ -1,7 +1,10 @@
 """Tiny, locally built Hugging Face checkpoints for tests and benchmarks (nothing is downloaded).
 
-`save_tiny_model(path, arch="llama"|"qwen2"|"gemma"|"gpt2", ...)` writes a random-init causal LM of a few layers
-with a character-level tokenizer: a normal HF directory that transformers and every wiseft command load.
+`save_tiny_model(path, arch="llama"|"qwen2"|"gemma"|"gpt2"|"qwen2_moe"|"qwen3_moe", ...)` writes a random-init
+causal LM of a few layers with a character-level tokenizer: a normal HF directory that transformers and every
+wiseft command load. The mixture-of-experts shapes have 4 experts (2 per token); Qwen2-MoE adds a shared
+expert and its gate. They are saved with one tensor per expert (`mlp.experts.E.gate_proj.weight`), the Hub's
+layout.
 `save_tiny_verifier(path, head="sequence"|"token"|"causal", ...)` writes the same kind of model with a
 sequence- or token-classification head (reward-model and PRM shapes), optionally with extra whole tokens
 (a PRM's step separator) and a chat template.
@@ -21,12 +24,15 @@ from transformers import (
     GPT2Config,
     LlamaConfig,
     Qwen2Config,
+    Qwen2MoeConfig,
+    Qwen3MoeConfig,
 )
 
 from wiseft.chartok import char_tokenizer, save_char_tokenizer
 
 ALPHABET = "0123456789+-*/=,.$ ()abcdefghijklmnopqrstuvwxyz\\{}#:\n"
-ARCHES = {"llama": LlamaConfig, "qwen2": Qwen2Config, "gemma": GemmaConfig, "gpt2": GPT2Config}
+ARCHES = {"llama": LlamaConfig, "qwen2": Qwen2Config, "gemma": GemmaConfig, "gpt2": GPT2Config,
+          "qwen2_moe": Qwen2MoeConfig, "qwen3_moe": Qwen3MoeConfig}  # fmt: skip
 
 
 def tiny_config(
@@ -55,8 +61,12 @@ def tiny_config(
         eos_token_id=2,
         pad_token_id=0,
     )
-    if arch == "gemma":
+    if arch in ("gemma", "qwen3_moe"):
         kwargs["head_dim"] = hidden // heads
+    if arch in ("qwen2_moe", "qwen3_moe"):
+        kwargs.update(num_experts=4, num_experts_per_tok=2, moe_intermediate_size=intermediate // 4)
+    if arch == "qwen2_moe":
+        kwargs["shared_expert_intermediate_size"] = intermediate // 2
     if arch == "gpt2":  # GPT-2's own names; no grouped-query attention
         renames = dict(hidden_size="n_embd", num_hidden_layers="n_layer", num_attention_heads="n_head",
                        intermediate_size="n_inner", max_position_embeddings="n_positions")  # fmt: skip

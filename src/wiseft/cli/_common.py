@@ -88,6 +88,10 @@ def results_table(console, results: RunResults, title: str) -> None:
         table.add_column(name, justify="right", no_wrap=True)
     table.add_column("distinct", justify="right")
     table.add_column("tokens", justify="right")
+    thinking = any("thinking" in v.summary for v in results.variants)
+    if thinking:  # Think % and length relative to the reference variant (issue 16)
+        table.add_column("think %", justify="right")
+        table.add_column("length ×ref", justify="right")
     best = starred(results)
     for v in results.variants:
         s = v.summary
@@ -95,6 +99,13 @@ def results_table(console, results: RunResults, title: str) -> None:
         row = [("★ " if v.name == best else "") + v.name]
         row += [interval(s["metrics"].get(n)) for n in names]
         row += [f"{s['diversity']['mean_distinct']:.2f}", f"{tok:.1f}" if tok is not None else "-"]
+        if thinking:
+            think = s.get("thinking", {}).get("think_frac")
+            ratio = s["tokens"].get("length_ratio")
+            row += [
+                f"{100 * think['value']:.1f}" if think else "-",
+                f"{ratio['value']:.2f}" if ratio else "-",
+            ]
         table.add_row(*row)
     console.print(table)
     selection_lines(console, results)
@@ -120,6 +131,12 @@ def selection_lines(console, results: RunResults, label: str = "best") -> None:
     selection = check_selection(results)
     if selection is not None:
         console.print(f"[yellow]note:[/] {selection.text}", highlight=False)
+
+
+def print_warnings(console, results: RunResults) -> None:
+    """The run's warnings (e.g. thinking blocks that never close), one line each."""
+    for warning in results.warnings or []:
+        console.print(f"[yellow]warning:[/] {warning}", highlight=False)
 
 
 def metrics_tables(console, body: dict, ks: list[int]) -> None:

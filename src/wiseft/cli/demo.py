@@ -41,6 +41,8 @@ def register(subparsers) -> None:
     p.add_argument("--delta", default=None, help="δ grid of the early⊕final mixes, e.g. 0.25,0.5,0.75")
     p.add_argument("--temperature", default=None, help="temperatures of the final model, e.g. 0.7,1.3,1.6")
     p.add_argument("--threads", type=int, default=0, help="CPU threads (0: torch's default)")
+    p.add_argument("--thinking", action="store_true",
+                   help="instead: the Instruct ↔ Thinking interpolation's three stages (wiseft.demo_thinking)")  # fmt: skip
     p.add_argument(
         "--no-verifier", action="store_true",
         help="skip the toy outcome verifier (Best@k, weighted maj@k and claim (e))",
@@ -139,6 +141,10 @@ def build_config(args):
 
 
 def run(args) -> int:
+    if args.thinking:  # issue 16: its own module
+        from wiseft.cli.demo_thinking import run_thinking
+
+        return run_thinking(args)
     from transformers.utils import logging as hf_logging
 
     from wiseft.atomic import check_output_dir

@@ -6,7 +6,14 @@ config.yaml the resolved settings, samples.db the store (a rerun resumes from it
 
 from __future__ import annotations
 
-from wiseft.cli._common import ProgressView, add_eval_args, load_config, metrics_tables, table_console
+from wiseft.cli._common import (
+    ProgressView,
+    add_eval_args,
+    load_config,
+    metrics_tables,
+    print_warnings,
+    table_console,
+)
 from wiseft.cli.progress import stderr_console
 from wiseft.evaluate.config import ModelEvalConfig
 
@@ -35,5 +42,6 @@ def run(args) -> int:
     show = table_console()
     body = metrics_json([(v.name, v.summary) for v in results.variants], results.versions["grader"], None)
     metrics_tables(show, body, list(cfg.k))
+    print_warnings(console, results)
     show.print(f"metrics written to {args.output}/metrics.json")
     return 0

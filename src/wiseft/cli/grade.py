@@ -61,6 +61,13 @@ def register(subparsers) -> None:
         default=120.0,
         help="seconds of verifier time per problem; answers beyond it get verdict timeout (default 120)",
     )
+    p.add_argument(
+        "--thinking-tag",
+        default="</think>",
+        help="closing tag of a thinking block: answers are read after it, and each sample records whether "
+        "it closed one ('': off; default </think>, as wiseft eval)",
+    )
+    p.add_argument("--thinking-open-tag", default="<think>", help="opening tag of a thinking block")
     p.set_defaults(func=run)
 
 
@@ -78,6 +85,7 @@ def run(args) -> int:
             args.samples, task=args.task, data=args.data, options=options, output=args.output,
             force=args.force, workers=args.workers, timeout=args.timeout, problem_budget=args.problem_budget,
             progress=lambda done, total: bar.update(task, completed=done, total=total),
+            thinking=(args.thinking_tag, args.thinking_open_tag or None) if args.thinking_tag else None,
         )  # fmt: skip
     _summary_table(stdout_console(), report)
     return 0

@@ -3,7 +3,14 @@ checkpoint, evaluated and tabulated by step (results.json, config.yaml, report/)
 
 from __future__ import annotations
 
-from wiseft.cli._common import ProgressView, add_eval_args, load_config, results_table, table_console
+from wiseft.cli._common import (
+    ProgressView,
+    add_eval_args,
+    load_config,
+    print_warnings,
+    results_table,
+    table_console,
+)
 from wiseft.cli.progress import stderr_console
 from wiseft.evaluate.config import TrajectoryConfig
 
@@ -34,5 +41,6 @@ def run(args) -> int:
     )
     show = table_console()
     results_table(show, results, title)
+    print_warnings(stderr_console(), results)
     show.print(f"results written to {args.output}/results.json")
     return 0

@@ -9,15 +9,18 @@ the defaults live here and nowhere else. `__post_init__` validates the values to
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from wiseft.config import option
-from wiseft.errors import ConfigError, MetricError
+from wiseft.errors import ConfigError, MetricError, SamplingError
 from wiseft.grading.grader import DEFAULT_PROBLEM_BUDGET
 from wiseft.grading.pool import check_budget, check_workers
-from wiseft.grids import check_ks_fit, parse_grid, parse_ks, powers_of_two
+from wiseft.grids import check_ks_fit, parse_grid, parse_ks, parse_layers, parse_modules, powers_of_two
+from wiseft.jsonl import loads
 from wiseft.metrics import check_n_boot
 from wiseft.sampling import SamplingParams
 from wiseft.sampling.vllm_options import DTYPES as VLLM_DTYPES
@@ -32,6 +35,8 @@ VLLM_FIELDS = {"tensor_parallel_size": 1, "gpu_memory_utilization": None, "max_m
                "kv_cache_gib": None, "max_num_seqs": None, "vllm_dtype": "auto", "enforce_eager": False,
                "enable_prefix_caching": None}  # fmt: skip
 TASK_HELP = "task: gsm8k, math, math500, aime24, aime25, jsonl, toy"
+GENERATION_CONFIG = ("auto", "ignore")
+FALLBACK_SAMPLING = {"temperature": (1.0,), "top_p": 1.0, "top_k": 0}  # when neither flag nor model says
 
 
 def _temperatures(value) -> tuple[float, ...]:
@@ -118,11 +123,18 @@ class EvalConfig:
         "k values for Pass@k/maj@k, each <= n, e.g. 1,4,16 (default: 1, 2, 4, … up to n)",
         parse=parse_ks,
     )
-    temperature: tuple[float, ...] = option(
-        (1.0,), "sampling temperature(s), comma-separated", parse=_temperatures
-    )
-    top_p: float = option(1.0, "nucleus sampling (1: off)")
-    top_k: int = option(0, "top-k sampling (0: off)")
+    temperature: tuple[float, ...] = option(  # type: ignore[assignment]  # None: not given (filled below)
+        None, "sampling temperature(s), comma-separated (default: the model's generation_config.json, else 1)",
+        parse=_temperatures,
+    )  # fmt: skip
+    top_p: float = option(
+        None, "nucleus sampling, 1: off (default: the model's generation_config.json, else 1)"
+    )  # type: ignore[assignment]
+    top_k: int = option(None, "top-k sampling, 0: off (default: the model's generation_config.json, else 0)")  # type: ignore[assignment]
+    generation_config: str = option(
+        "auto", "auto: sampling settings not given take the evaluated model's generation_config.json values "
+        "(vLLM's default); ignore: they take 1, 1, 0", choices=GENERATION_CONFIG,
+    )  # fmt: skip
     max_new_tokens: int = option(512, "length limit per completion")
     seed: int = option(0, "sampling, split and bootstrap seed")
     device: str | None = option(None, "cpu, cuda or cuda:N (default: cuda when available)")
@@ -152,12 +164,21 @@ class EvalConfig:
     store: str | None = option(
         None, "sample store (SQLite; default OUTPUT/samples.db); reruns resume from it"
     )
+    length_reference: str | None = option(
+        None, "variant that lengths are relative to (default: the last anchor as it is, e.g. the Thinking "
+        "model of an Instruct→Thinking sweep)",
+    )  # fmt: skip
+    # Not flags. Which of temperature/top_p/top_k the user left unset (they take FALLBACK_SAMPLING until
+    # `with_model_sampling` fills them from the model), and what was taken from generation_config.json.
+    sampling_unset: tuple[str, ...] = ()
+    sampling_defaults: dict | None = None
     ray: RayConfig | None = option(
         None, "sample on Ray actors: auto, HOST:PORT, or nothing (or local) for a local cluster; put it after "
         "the positional arguments", parse=_ray_section, nargs="?", const="local", metavar="ADDRESS",
     )  # fmt: skip
 
     def __post_init__(self) -> None:
+        self._fill_sampling()
         if not 1 <= self.n <= MAX_N:
             raise ConfigError(f"--n must lie in 1..{MAX_N}, got {self.n}")
         if self.k is None:  # the default depends on n
@@ -180,6 +201,20 @@ class EvalConfig:
         check_budget(self.problem_budget)
         self.engine_options()
         SamplingParams(top_p=self.top_p, top_k=self.top_k, max_new_tokens=self.max_new_tokens)
+
+    def _fill_sampling(self) -> None:
+        """Unset sampling settings (None) take the fallbacks and are remembered in `sampling_unset`."""
+        unset = [name for name in FALLBACK_SAMPLING if getattr(self, name) is None]
+        for name in unset:
+            object.__setattr__(self, name, FALLBACK_SAMPLING[name])
+        if self.generation_config not in GENERATION_CONFIG:
+            raise ConfigError(f"--generation-config must be auto or ignore, got {self.generation_config!r}")
+        known = tuple(dict.fromkeys(tuple(self.sampling_unset) + tuple(unset)))
+        if any(name not in FALLBACK_SAMPLING for name in known):
+            raise ConfigError(
+                f"sampling_unset may name only {', '.join(FALLBACK_SAMPLING)}, got {list(known)}"
+            )
+        object.__setattr__(self, "sampling_unset", known)
 
     def thinking(self) -> tuple[str, str | None] | None:
         """(closing tag, opening tag) of thinking blocks, or None when thinking is not looked for."""
@@ -259,11 +294,30 @@ class SweepConfig(SelectConfig):
         shown="0:1:0.125",
     )  # fmt: skip
     extrapolate: bool = option(False, "allow δ outside [0, 1]")
+    layers: tuple[str, ...] | None = option(
+        None, "interpolate only these block ranges, half-open START:STOP (e.g. 0:12,12:24; 'all'): one "
+        "variant each (× δ); other tensors from --rest-from", parse=parse_layers,
+    )  # fmt: skip
+    modules: tuple[str, ...] | None = option(
+        None, "interpolate only this kind in every block: attention, mlp (MoE: experts, router and shared "
+        "expert), experts, router, shared_expert, norm, or no-KIND (all but it): one variant each (× δ)",
+        parse=parse_modules,
+    )  # fmt: skip
+    rest_from: str = option(
+        "first", "anchor the tensors outside --layers/--modules come from: first, last, or its path"
+    )
 
     def __post_init__(self) -> None:
         super().__post_init__()
         _check_tuple(self.delta, float, "--delta")
         _check_tuple(self.anchors, str, "anchors")
+        for value, parse in ((self.layers, parse_layers), (self.modules, parse_modules)):
+            if value is not None:
+                parse(value)  # a YAML list is checked like the flag's text
+        if self.recipe is None and self.rest_from not in ("first", "last", *self.anchors):
+            raise ConfigError(
+                f"--rest-from {self.rest_from!r} must be first, last or one of the anchors {list(self.anchors)}"
+            )
         if self.recipe is None and len(self.anchors) != 2:
             raise ConfigError(
                 f"wiseft sweep needs two anchors EARLY FINAL (or --recipe), got {len(self.anchors)}"
@@ -287,6 +341,61 @@ class TrajectoryConfig(SelectConfig):
             raise ConfigError("wiseft trajectory needs a RUN_DIR holding checkpoint-STEP directories")
         if any(not 0 <= d <= 1 for d in self.delta):
             raise ConfigError(f"--delta values must lie in [0, 1], got {self.delta}")
+
+
+GENERATION_KEYS = {"temperature": float, "top_p": float, "top_k": int}
+MAX_GENERATION_CONFIG_BYTES = 1 << 20
+
+
+def read_generation_config(model_dir: str | os.PathLike) -> tuple[Path, dict] | None:
+    """(path, the sampling values it sets) of a model's generation_config.json: temperature, top_p and
+    top_k where present and valid; None when the directory has no such file. A malformed file is an
+    error naming it (it would otherwise silently change how the model samples)."""
+    path = Path(model_dir) / "generation_config.json"
+    if not path.is_file():
+        return None
+    if path.stat().st_size > MAX_GENERATION_CONFIG_BYTES:
+        raise ConfigError(
+            f"{path} is larger than 1 MiB; is it a generation config? (or --generation-config ignore)"
+        )
+    data = loads(path.read_bytes(), str(path), ConfigError)
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path} must hold a JSON object; fix it or pass --generation-config ignore")
+    found = {}
+    for key, tp in GENERATION_KEYS.items():
+        value = data.get(key)
+        if value is None:
+            continue
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, (int, float))
+            or (tp is int and value != int(value))
+        ):
+            raise ConfigError(
+                f"{path}: {key} is {value!r}, not a {tp.__name__}; fix it or pass --generation-config ignore"
+            )
+        found[key] = tp(value)
+    return path, found
+
+
+def with_model_sampling(cfg: EvalConfig, model_dir: str | os.PathLike) -> EvalConfig:
+    """`cfg` with the sampling settings the user left unset taken from `model_dir`'s
+    generation_config.json (with --generation-config auto, as vLLM and transformers do), recorded in
+    `sampling_defaults`; unchanged otherwise. Flags and YAML values always win."""
+    if cfg.generation_config != "auto" or not cfg.sampling_unset:
+        return cfg
+    found = read_generation_config(model_dir)
+    if found is None:
+        return cfg
+    path, values = found
+    used = {k: v for k, v in values.items() if k in cfg.sampling_unset}
+    if not used:
+        return cfg
+    changes = {k: ((v,) if k == "temperature" else v) for k, v in used.items()}
+    try:
+        return dataclasses.replace(cfg, **changes, sampling_defaults={"source": str(path), **used})
+    except (ConfigError, SamplingError) as exc:
+        raise ConfigError(f"{path}: {exc} (fix the file or pass --generation-config ignore)") from None
 
 
 def check_metric(metric: str, ks: Sequence[int]) -> None:

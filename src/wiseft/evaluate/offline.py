@@ -47,8 +47,10 @@ def grade_file(
     samples: str | Path, *, task: str | None = None, data: str | None = None, options: dict | None = None,
     output: str | Path | None = None, force: bool = False, workers: int | None = None, timeout: float = 5.0,
     problem_budget: float = DEFAULT_PROBLEM_BUDGET, progress: Callable[[int, int], None] | None = None,
+    thinking: tuple[str, str | None] | None = None,
 ) -> GradeReport:  # fmt: skip
-    """Grade every sample of `samples` (JSONL or store) and write the grades; `progress(done, total)`."""
+    """Grade every sample of `samples` (JSONL or store) and write the grades; `progress(done, total)`.
+    `thinking` (close tag, open tag): answers are read after the thinking block, as `wiseft eval` does."""
     check_timeout(timeout)
     check_workers(workers)
     check_budget(problem_budget)
@@ -70,7 +72,8 @@ def grade_file(
             done = len(report.graded)
             tick = (lambda n, d=done: progress(d + n, len(records))) if progress else None
             source.record_problems(name, [(p.id, p.gold, None, p.store_meta()) for p in the_task.problems])
-            with Grader(the_task.grader_kind, workers, timeout, problem_budget=problem_budget) as grader:
+            with Grader(the_task.grader_kind, workers, timeout, problem_budget=problem_budget,
+                        thinking=thinking) as grader:  # fmt: skip
                 report.graded += grade_records(recs, the_task, grader, progress=tick)
             report.stats.add(grader.stats)
             report.graders.append(grader.name)

@@ -16,14 +16,29 @@ import contextlib
 import os
 from collections.abc import Iterator, Sequence
 
-from wiseft.checkpoints import Checkpoint, find_checkpoints
+from wiseft.checkpoints import Checkpoint, find_checkpoints, resolve
 from wiseft.errors import ConfigError
-from wiseft.evaluate.config import ModelEvalConfig, SelectConfig, SweepConfig, TrajectoryConfig
+from wiseft.evaluate.config import (
+    ModelEvalConfig,
+    SelectConfig,
+    SweepConfig,
+    TrajectoryConfig,
+    with_model_sampling,
+)
 from wiseft.evaluate.engine import Engine, SamplerFactory, make_engine
 from wiseft.evaluate.outputs import check_output, write_eval, write_run
-from wiseft.evaluate.plan import VariantSpec, plan_eval, plan_sweep, plan_trajectory
+from wiseft.evaluate.plan import (
+    VariantSpec,
+    default_length_reference,
+    plan_eval,
+    plan_sweep,
+    plan_trajectory,
+)
 from wiseft.evaluate.select import choose_best
 from wiseft.evaluate.session import EvalProgress, EvalSession, load_task, store_path
+from wiseft.evaluate.thinking import add_length_ratios, check_reference, unclosed_thinking
+from wiseft.merge.ablation import group_names
+from wiseft.merge.ablation import resolve as resolve_choice
 from wiseft.merge.plan import check_compatible
 from wiseft.merge.recipe import load_recipe
 from wiseft.results import RunResults
@@ -38,13 +53,41 @@ def run_sweep(
 ) -> RunResults:  # fmt: skip
     """Run (or resume) a δ × temperature sweep into `out_dir`; return its results."""
     out = check_output(out_dir, "results.json", force)
-    recipe = load_recipe(cfg.recipe) if cfg.recipe else None
+    cfg, specs = plan_sweep_run(cfg)
     task = load_task(cfg, task)
-    specs = plan_sweep(cfg, recipe)
-    check_anchors(specs)
     SampleStore.check_free(store_path(cfg, out))  # a second writer is refused before the model loads
     with _engine(engine, cfg, specs[0].anchors[-1], (), sampler_factory, specs, progress) as engine:
         return _evaluate_and_select(cfg, task, engine, specs, out, "sweep", progress, report)
+
+
+def plan_sweep_run(cfg: SweepConfig) -> tuple[SweepConfig, list[VariantSpec]]:
+    """The sweep's config with the model's sampling defaults filled in, and its checked variants: the
+    anchors' headers read (no tensor data), ablations resolved against them, --length-reference checked.
+    Nothing is written."""
+    recipe = load_recipe(cfg.recipe) if cfg.recipe else None
+    anchors = tuple(recipe.models) if recipe is not None else cfg.anchors
+    cfg = with_model_sampling(cfg, resolve(anchors[-1]))
+    names: list[str] = []
+    if cfg.layers is not None or cfg.modules is not None:
+        names = list(Checkpoint.open(anchors[-1]).tensors)
+    specs = plan_sweep(cfg, recipe, names)
+    check_anchors(specs)
+    check_reference(cfg.length_reference, [s.name for s in specs])
+    return cfg, specs
+
+
+def dry_run_sweep(cfg: SweepConfig) -> list[dict]:
+    """What `wiseft sweep --dry-run` shows, per variant: its name, δ, T, ablation and the tensors it moves
+    (block indices folded, `merge.ablation.group_names`), of how many. Reads headers only."""
+    cfg, specs = plan_sweep_run(cfg)
+    names = list(Checkpoint.open(specs[0].anchors[-1]).tensors)
+    rows = []
+    for spec in specs:
+        moved = names if spec.choice is None else resolve_choice(spec.choice, names)
+        rows.append({"name": spec.name, "delta": spec.delta, "temperature": spec.temperature,
+                     "ablation": spec.ablation, "moved": group_names(moved), "n_moved": len(moved),
+                     "n_tensors": len(names)})  # fmt: skip
+    return rows
 
 
 def run_trajectory(
@@ -58,9 +101,11 @@ def run_trajectory(
     early_step = cfg.early if cfg.early is not None else min(checkpoints)
     if early_step not in checkpoints:
         raise ConfigError(f"--early {early_step}: {cfg.run_dir} has checkpoints at steps {list(checkpoints)}")
+    cfg = with_model_sampling(cfg, checkpoints[max(checkpoints)])
     task = load_task(cfg, task)
     specs = plan_trajectory(cfg, checkpoints, early_step)
     check_anchors(specs)
+    check_reference(cfg.length_reference, [s.name for s in specs])
     SampleStore.check_free(store_path(cfg, out))
     with _engine(
         engine, cfg, checkpoints[early_step], [cfg.run_dir], sampler_factory, specs, progress
@@ -77,17 +122,19 @@ def run_eval(
 ) -> RunResults:  # fmt: skip
     """One model at each temperature: sample → grade → summarise; writes metrics.json and samples.jsonl."""
     out = check_output(out_dir, "metrics.json", force)
+    cfg = with_model_sampling(cfg, resolve(cfg.model))
     task = load_task(cfg, task)
     specs = plan_eval(cfg)
+    check_reference(cfg.length_reference, [s.name for s in specs])
     SampleStore.check_free(store_path(cfg, out))
     with (
         _engine(engine, cfg, cfg.model, (), sampler_factory, specs, progress) as engine,
         EvalSession.open(cfg, task, engine, out, "eval", progress) as session,
     ):
         variants = session.evaluate_all(specs)
-        records = [r for spec in specs for r in session.records(spec.name)]
-        results = session.results(variants, None)
-    write_eval(out, results, records, cfg)
+        records = {spec.name: session.records(spec.name) for spec in specs}
+        results = session.results(variants, None, **_thinking_extras(cfg, variants, records, "eval", specs))
+    write_eval(out, results, [r for recs in records.values() for r in recs], cfg)
     return results
 
 
@@ -117,10 +164,20 @@ def _evaluate_and_select(
         best, splits = choose_best(variants, task.problems, cfg)
         for v in variants:
             v.splits = splits.get(v.name)
+        records = {spec.name: session.records(spec.name) for spec in specs}
+        extra.update(_thinking_extras(cfg, variants, records, command, specs))
         results = session.results(variants, best, **extra)
-        records = [r for spec in specs for r in session.records(spec.name)]
-    write_run(out, results, records, cfg, report)
+    write_run(out, results, [r for recs in records.values() for r in recs], cfg, report)
     return results
+
+
+def _thinking_extras(cfg, variants, records: dict[str, list[dict]], command: str, specs) -> dict:
+    """Lengths relative to the reference variant (in each summary) and the warnings for thinking blocks
+    that never close ({"warnings": [...]} when there are any)."""
+    reference = cfg.length_reference or default_length_reference(specs, command)
+    add_length_ratios(variants, reference, cfg.seed, cfg.n_boot)
+    warnings = [w for name, recs in records.items() if (w := unclosed_thinking(name, recs, cfg.thinking()))]
+    return {"warnings": warnings} if warnings else {}
 
 
 def check_anchors(specs: Sequence[VariantSpec]) -> None:

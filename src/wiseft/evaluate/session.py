@@ -221,7 +221,7 @@ class EvalSession:
             )
         self.timings.score += time.perf_counter() - t0
         return VariantResult(spec.name, spec.kind, spec.delta, spec.temperature, spec.step, summary,
-                             per_problem=tuple(per_problem))  # fmt: skip
+                             per_problem=tuple(per_problem), ablation=spec.ablation)  # fmt: skip
 
     def evaluate_all(self, specs: Sequence[VariantSpec]) -> list[VariantResult]:
         return [self.evaluate(spec) for spec in specs]

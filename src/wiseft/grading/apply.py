@@ -9,6 +9,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from wiseft.errors import GradingError
+from wiseft.grading.thinking import split_thinking
 from wiseft.records import check_record, check_unique
 
 
@@ -19,7 +20,9 @@ def grade_records(
     progress: Callable[[int], None] | None = None,
     chunk: int = 4096,
 ) -> list[dict]:
-    """New records with the grade fields added. Unknown problem ids are an error naming the id.
+    """New records with the grade fields added. Unknown problem ids are an error naming the id. When the
+    grader reads answers after a thinking block (`grader.thinking`), records that do not say whether
+    they closed one get `think_closed` from their text.
 
     Work goes in chunks of whole problems (so answer classes stay per problem) and `progress(n)` is
     called with the number of records done after each.
@@ -27,6 +30,7 @@ def grade_records(
     for i, rec in enumerate(records):
         check_record(rec, f"record {i + 1}")
     check_unique(records, "samples")
+    thinking = getattr(grader, "thinking", None)  # (close tag, open tag) or None
     gold_of = {p.id: p.gold for p in task.problems}
     unknown = sorted({r["problem_id"] for r in records} - set(gold_of))
     if unknown:
@@ -47,6 +51,8 @@ def grade_records(
         keys = [f"{records[i].get('variant')}\x00{records[i]['problem_id']}" for i in batch]
         for i, g in zip(batch, grader.grade(items, task=task, problem_ids=keys), strict=True):
             rec = dict(records[i])
+            if thinking is not None and rec.get("think_closed") is None:  # drawn elsewhere: from the text
+                rec["think_closed"] = split_thinking(rec["completion"], *thinking).closed
             rec.update(
                 answer=g.answer,
                 extraction=g.extraction,

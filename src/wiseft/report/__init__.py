@@ -17,6 +17,7 @@ from matplotlib.figure import Figure
 from wiseft.atomic import atomic_dir, check_output_dir, write_json
 from wiseft.errors import ConfigError
 from wiseft.jsonl import loads
+from wiseft.report import thinking
 from wiseft.report.captions import caption, omitted
 from wiseft.report.data import FAMILIES, Results
 from wiseft.report.from_store import results_from_store
@@ -95,6 +96,7 @@ def build(
     headline, curve_ks = resolve_ks(res, ks)
     figs = make_figures(res, headline, curve_ks)
     meta = {name: (title, caption) for name, title, caption, _ in PLOTS}
+    sections = thinking_hook(res, figs, meta)
     rendered = [
         (
             f"{name}.png",
@@ -110,9 +112,9 @@ def build(
     with atomic_dir(out, force) as tmp:
         for fname, _title, _caption, png in rendered + list(section.plots if section else []):
             (tmp / fname).write_bytes(png)
-        md = markdown(res, [r[:3] for r in rendered], metric_names, left_out, rl=section)
+        md = markdown(res, [r[:3] for r in rendered], metric_names, left_out, rl=section, sections=sections)
         (tmp / "report.md").write_text(md, encoding="utf-8")
-        page = html_doc(res, rendered, metric_names, left_out, rl=section)
+        page = html_doc(res, rendered, metric_names, left_out, rl=section, sections=sections)
         (tmp / "report.html").write_text(page, encoding="utf-8")
         write_json(tmp / "results.json", res.run.to_json())
     return out
@@ -128,6 +130,19 @@ def rl_section(runs: Sequence[RLRun], dpi: int = 110) -> RLSection | None:
     plots = [(f"{name}.png", *meta[name], render_png(fig, dpi)) for name, fig in figs.items()]
     header, rows = rl_table(runs)
     return RLSection(plots, Table("RL runs", header, rows))
+
+
+def thinking_hook(res: Results, figs: dict, meta: dict) -> list:
+    """The Instruct ↔ Thinking section (`report.thinking`), only when the run has thinking statistics:
+    its figure added to `figs`/`meta`, its (title, notes, header, rows) returned."""
+    if not thinking.has_thinking(res):
+        return []
+    fig = thinking.figure_for(res)
+    if fig is not None:
+        figs[thinking.PLOT[0]] = fig
+        meta[thinking.PLOT[0]] = thinking.PLOT[1:]
+    found = thinking.section(res)
+    return [("Instruct ↔ Thinking", *found)] if found else []
 
 
 def load_results(path: str | os.PathLike) -> RunResults:

@@ -203,6 +203,9 @@ _MD_PUNCT = re.compile(r"([\\`*_|~])")
 _MD_LINK = re.compile(r"\]([(\[])")  # "](" or "][": what makes brackets a link or an image
 
 
+Section = tuple[str, list[str], list[str], list[list[str]]]  # title, notes, table header, table rows
+
+
 def md_text(s: str) -> str:
     """Text as Markdown shows it literally: HTML escaped (`<script>` stays text), emphasis, code and table
     punctuation backslash-escaped, and no "](" that could make a link or image; one line."""
@@ -236,9 +239,11 @@ def markdown(
     res: Results, plots: Sequence[tuple[str, str, str]], metric_names: Sequence[str],
     omitted: Sequence[tuple[str, str]] = (), headline: Sequence[str] | None = None,
     rl: RLSection | None = None,
+    sections: Sequence[Section] = (),
 ) -> str:  # fmt: skip
     """`plots`: (file name, title, caption) of each PNG written beside the report; `omitted`: (title,
-    reason) of plots left out on purpose."""
+    reason) of plots left out on purpose; `sections`: further tables (e.g. the Instruct ↔ Thinking table,
+    `report.thinking`) before the variants table."""
     out = [f"# {TITLE}", "", f"Source: {md_code(res.source)} · {md_text(meta_line(res))}", ""]
     if provenance(res):
         out += [md_text(provenance(res)), ""]
@@ -259,6 +264,9 @@ def markdown(
         out += [f"### {md_text(title)}", "", md_text(caption), "", f"![{md_text(title)}]({fname})", ""]
     out += [f"Not drawn: {md_text(title)} — {md_text(reason)}" for title, reason in omitted]
     out += _md_rl(rl) if rl is not None else []
+    for title, notes, head, body in sections:
+        out += ["", f"## {md_text(title)}", ""] + [f"- {md_text(n)}" for n in notes] + [""]
+        out += _md_table(Table(None, head, body))[:-1]
     out += ["", "## Variants", "", "Metrics in percent with 95% bootstrap intervals over problems.", ""]
     for t in tables(res, metric_names, headline):
         out += _md_table(t)
@@ -356,9 +364,11 @@ def html_doc(
     res: Results, plots: Sequence[tuple[str, str, str, bytes]], metric_names: Sequence[str],
     omitted: Sequence[tuple[str, str]] = (), headline: Sequence[str] | None = None,
     rl: RLSection | None = None,
+    sections: Sequence[Section] = (),
 ) -> str:  # fmt: skip
     """`plots`: (file name, title, caption, PNG bytes); the bytes are embedded as data URIs. The headline
-    table is shown; the other columns fold into <details>, so the page never scrolls sideways."""
+    table is shown; the other columns fold into <details>, so the page never scrolls sideways. `sections`
+    as in `markdown`."""
     e = html.escape
     parts = [
         "<!DOCTYPE html>",
@@ -385,6 +395,9 @@ def html_doc(
         ]
     parts += _html_plots(plots, omitted)
     parts += _html_rl(rl) if rl is not None else []
+    for title, notes, head, body in sections:
+        parts += [f"<h2>{e(title)}</h2>", "<ul>", *[f"<li>{e(n)}</li>" for n in notes], "</ul>"]
+        parts += _html_table(Table(None, head, body), None)
     parts += ["<h2>Variants</h2>",
               "<p>Metrics in percent with 95% bootstrap intervals over problems, as <i>value [lo, hi]</i>.</p>"]  # fmt: skip
     chosen = res.chosen.name if res.chosen is not None else None

@@ -6,10 +6,10 @@ import json
 import numpy as np
 import pytest
 
-from wiseft import metrics
 from wiseft.cli import main
 from wiseft.errors import MetricError
 from wiseft.metrics import MAX_N_BOOT, bias_variance, bootstrap_ci, check_n_boot
+from wiseft.metrics import intervals as metrics
 
 
 def reference_ci(values: np.ndarray, seed: int, n_boot: int, level: float = 0.95):
@@ -55,9 +55,9 @@ def test_blocks_do_not_change_the_resamples(monkeypatch, block_bytes):
     values = np.random.default_rng(0).random((7, 5))
     whole = bootstrap_ci(values, seed=4, n_boot=300)
     monkeypatch.setattr(metrics, "BOOT_CHUNK_BYTES", block_bytes)
-    rows = [r.stop - r.start for r, _ in metrics._resample_blocks(7, 4, 300)]
+    rows = [r.stop - r.start for r, _ in metrics.resample_blocks(7, 4, 300)]
     assert max(rows) == max(1, block_bytes // (8 * 7)) and sum(rows) == 300
-    np.testing.assert_array_equal(metrics._resample_weights(7, 4, 300), reference_counts(7, 4, 300))
+    np.testing.assert_array_equal(metrics.resample_weights(7, 4, 300), reference_counts(7, 4, 300))
     for got, want in zip(bootstrap_ci(values, seed=4, n_boot=300), whole, strict=True):
         np.testing.assert_allclose(got, want, rtol=1e-14, atol=0)  # equal bits here; BLAS may vary
 

@@ -135,7 +135,7 @@ def test_claim_d_needs_a_temperature_to_compare():
 
 
 def test_paired_bias_variance_matches_a_direct_bootstrap():
-    from wiseft.metrics import _resample_weights
+    from wiseft.metrics import resample_weights
 
     a, b = MIXED, COLLAPSED
     t = _tables(a=a, b=b)
@@ -144,7 +144,7 @@ def test_paired_bias_variance_matches_a_direct_bootstrap():
     assert d_b2.value == pytest.approx((1 - ra.mean()) ** 2 - (1 - rb.mean()) ** 2, abs=1e-12)
     assert d_var.value == pytest.approx(ra.var() - rb.var(), abs=1e-12)
     # plain reference: for each resample, both quantities of both variants from the same drawn problems
-    counts = _resample_weights(len(a), 0, 300)
+    counts = resample_weights(len(a), 0, 300)
     ref_b2, ref_var = [], []
     for w in counts:
         xa, xb = np.repeat(ra, w.astype(int)), np.repeat(rb, w.astype(int))

@@ -226,12 +226,12 @@ def test_jensen_bound_holds_and_is_tight_at_k2(seed):
 def test_bias_variance_and_diversity_intervals_match_a_direct_bootstrap():
     """The intervals of E[ρ], bias², Var[ρ] and distinct answers come from the same resamples as
     `bootstrap_ci`: recompute them resample by resample."""
-    from wiseft.metrics import _resample_weights, diversity
+    from wiseft.metrics import diversity, resample_weights
 
     rng = np.random.default_rng(7)
     rho = rng.beta(0.5, 0.5, size=200)
     bv = bias_variance(rho, [2], seed=3, n_boot=400)
-    weights = _resample_weights(len(rho), 3, 400)
+    weights = resample_weights(len(rho), 3, 400)
     direct = []
     for w in weights:
         sample = np.repeat(rho, w.astype(int))

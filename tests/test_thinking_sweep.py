@@ -13,7 +13,7 @@ from wiseft.config import from_dict
 from wiseft.errors import ConfigError
 from wiseft.evaluate.config import ModelEvalConfig, SweepConfig, with_model_sampling
 from wiseft.evaluate.thinking import unclosed_thinking
-from wiseft.metrics import _resample_weights, length_ratio
+from wiseft.metrics import length_ratio, resample_weights
 from wiseft.records import ProblemSamples
 from wiseft.sampling.fake import ScriptedSampler
 
@@ -112,7 +112,7 @@ def test_length_ratio_is_the_ratio_of_sample_means_with_a_paired_bootstrap():
     got = length_ratio(a, ref, seed=3, n_boot=400)
     assert got["value"] == pytest.approx((130 / 7) / (180 / 7))
     # A plain reference: the same resamples of problems for both, the ratio of the resampled sample means.
-    counts = _resample_weights(3, 3, 400)
+    counts = resample_weights(3, 3, 400)
     sa, na = np.array([30, 90, 10.0]), np.array([2, 3, 2.0])
     sr, nr = np.array([80, 60, 40.0]), np.array([2, 3, 2.0])
     ratios = [(c @ sa / (c @ na)) / (c @ sr / (c @ nr)) for c in counts]

@@ -266,7 +266,7 @@ def test_ablation_variants_equal_wiseft_merge_of_the_same_recipe_bit_for_bit(pai
 
     from wiseft.merge.driver import merge
     from wiseft.merge.plan import plan
-    from wiseft.merge.recipe import load_recipe
+    from wiseft.merge.recipe_file import load_recipe
     from wiseft.weightspace import WeightSpace
 
     names = list(Checkpoint.open(pair[1]).tensors)

@@ -147,7 +147,7 @@ def layout(models, tmp_path, monkeypatch):
     ids=["wiseft", "mergekit"],
 )
 def test_recipe_paths_are_relative_to_the_recipe_file(layout, text, cli):
-    from wiseft.merge.recipe import read_recipe
+    from wiseft.merge.recipe_file import read_recipe
 
     path = layout / "recipes" / "r.yaml"
     path.write_text(text)
@@ -161,7 +161,7 @@ def test_recipe_paths_are_relative_to_the_recipe_file(layout, text, cli):
 
 
 def test_hub_names_in_a_recipe_stay_names(layout):
-    from wiseft.merge.recipe import read_recipe
+    from wiseft.merge.recipe_file import read_recipe
 
     path = layout / "recipes" / "r.yaml"
     path.write_text("method: wise-ft\nmodels: [org/early, org/final]\ndelta: 0.5\n")
@@ -205,7 +205,7 @@ def _readme_recipes() -> list[tuple[str, str, str]]:
 
 @pytest.mark.parametrize(("n", "tag", "text"), _readme_recipes(), ids=lambda v: v if len(v) < 20 else "")
 def test_readme_recipe_examples_plan_on_the_architectures_they_name(models, tmp_path, n, tag, text):
-    from wiseft.merge.recipe import read_recipe
+    from wiseft.merge.recipe_file import read_recipe
 
     arch, tied = ARCHES[tag]
     path = tmp_path / "recipe.yaml"

@@ -15,7 +15,7 @@ from wiseft.checkpoints import content_hash
 from wiseft.merge import Recipe
 from wiseft.merge.driver import merge
 from wiseft.merge.plan import plan
-from wiseft.merge.recipe import read_recipe
+from wiseft.merge.recipe_file import read_recipe
 from wiseft.testing import save_tiny_model
 
 LAYER = re.compile(r"(?:^|\.)(?:layers|h)\.(\d+)\.")

@@ -99,7 +99,7 @@ def test_mergekit_tokenizer_source_base_uses_the_base_rows(models, tmp_path):
     }  # fmt: skip
     path = tmp_path / "mk.yml"
     path.write_text(yaml.safe_dump(config))
-    from wiseft.merge.recipe import read_recipe
+    from wiseft.merge.recipe_file import read_recipe
 
     p = plan(read_recipe(str(path))[0])
     merge(p, tmp_path / "out")

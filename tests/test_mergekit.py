@@ -13,7 +13,7 @@ from support.merge import load_dir, reference
 from wiseft.cli import main
 from wiseft.merge.driver import merge
 from wiseft.merge.plan import plan
-from wiseft.merge.recipe import read_recipe
+from wiseft.merge.recipe_file import read_recipe
 from wiseft.testing import save_tiny_model
 
 LAYERS = 4

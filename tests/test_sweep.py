@@ -14,7 +14,7 @@ from wiseft.evaluate.config import SweepConfig
 from wiseft.evaluate.plan import plan_sweep
 from wiseft.evaluate.runners import run_sweep
 from wiseft.evaluate.select import choose_best
-from wiseft.merge.recipe import load_recipe
+from wiseft.merge.recipe_file import load_recipe
 from wiseft.records import ProblemSamples
 from wiseft.results import VariantResult
 from wiseft.sampling import SamplingParams

@@ -48,6 +48,7 @@ import torch
 from wiseft.checkpoints import Checkpoint, load_causal_lm
 from wiseft.errors import ConfigError, MergeError
 from wiseft.merge import fused
+from wiseft.merge.compat import check_compatible
 from wiseft.merge.compute import (
     CHUNK,
     Scratch,
@@ -58,7 +59,7 @@ from wiseft.merge.compute import (
     magnitude_range,
 )
 from wiseft.merge.methods import TensorContext, get_method
-from wiseft.merge.plan import check_compatible, parse_dtype
+from wiseft.merge.plan import parse_dtype
 from wiseft.merge.recipe import Recipe, layer_count
 from wiseft.merge.tensorwise import run_job
 

@@ -87,7 +87,7 @@ def build_recipe(args):
 def read_recipe_args(args):
     """(recipe, schema read — "flags", "wiseft" or "mergekit", warnings)."""
     from wiseft.merge import Recipe
-    from wiseft.merge.recipe import read_recipe
+    from wiseft.merge.recipe_file import read_recipe
 
     weights = _weights(args.weights) if args.weights is not None else None
     params = _params(getattr(args, "param", []) or [])

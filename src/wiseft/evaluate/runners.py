@@ -39,8 +39,8 @@ from wiseft.evaluate.session import EvalProgress, EvalSession, load_task, store_
 from wiseft.evaluate.thinking import add_length_ratios, check_reference, unclosed_thinking
 from wiseft.merge.ablation import group_names
 from wiseft.merge.ablation import resolve as resolve_choice
-from wiseft.merge.plan import check_compatible
-from wiseft.merge.recipe import load_recipe
+from wiseft.merge.compat import check_compatible
+from wiseft.merge.recipe_file import load_recipe
 from wiseft.results import RunResults
 from wiseft.store import SampleStore
 from wiseft.tasks import Task

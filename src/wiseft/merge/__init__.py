@@ -2,7 +2,8 @@
 
 from wiseft.merge.compute import Scratch, combine_into
 from wiseft.merge.methods import Method, all_methods, get_method
-from wiseft.merge.recipe import Gradient, Recipe, Rule, load_recipe, recipe_to_dict
+from wiseft.merge.recipe import Gradient, Recipe, Rule, recipe_to_dict
+from wiseft.merge.recipe_file import load_recipe
 
 __all__ = [
     "Gradient",

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from wiseft import claims, demo
+from wiseft import claims, demo, machine
 from wiseft.demo import DemoConfig, run_demo
 from wiseft.errors import ConfigError
 from wiseft.paired import PairedTables
@@ -332,21 +332,21 @@ def test_replicates_run_each_seed_with_its_own_base_and_count_the_claims(tmp_pat
 
 
 def test_threads_are_the_cores_other_work_leaves_free(monkeypatch):
-    monkeypatch.setattr(demo.os, "cpu_count", lambda: 2)
-    assert demo.choose_threads(3, 9.0) == 3  # asked for: no second-guessing
-    assert demo.choose_threads(0, 0.2) == 2
-    assert demo.choose_threads(0, 0.9) == 1
-    assert demo.choose_threads(0, 2.0) == 1
-    monkeypatch.setattr(demo.os, "cpu_count", lambda: 16)
-    assert demo.choose_threads(0, 3.2) == 13
+    monkeypatch.setattr(machine.os, "cpu_count", lambda: 2)
+    assert machine.choose_threads(3, 9.0) == 3  # asked for: no second-guessing
+    assert machine.choose_threads(0, 0.2) == 2
+    assert machine.choose_threads(0, 0.9) == 1
+    assert machine.choose_threads(0, 2.0) == 1
+    monkeypatch.setattr(machine.os, "cpu_count", lambda: 16)
+    assert machine.choose_threads(0, 3.2) == 13
 
 
 def test_busy_cores_are_read_from_the_cpu_counters(monkeypatch):
     import psutil
 
-    monkeypatch.setattr(demo.os, "cpu_count", lambda: 4)
+    monkeypatch.setattr(machine.os, "cpu_count", lambda: 4)
     monkeypatch.setattr(psutil, "cpu_percent", lambda interval: 37.5)
-    assert demo.busy_cores_now(0.01) == pytest.approx(1.5)
+    assert machine.busy_cores_now(0.01) == pytest.approx(1.5)
 
 
 @pytest.mark.parametrize(

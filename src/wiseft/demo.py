@@ -15,7 +15,6 @@ output directory is written atomically.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import os
 import time
@@ -41,6 +40,7 @@ from wiseft.evaluate.outputs import write_report, write_results
 from wiseft.evaluate.plan import VariantSpec, variant_name
 from wiseft.evaluate.session import EvalSession, store_path
 from wiseft.evaluate.verifying import verify_in_store
+from wiseft.machine import Clock, busy_cores_now, choose_threads
 from wiseft.merge.recipe import Recipe
 from wiseft.metrics import summarize
 from wiseft.paired import PairedTables
@@ -495,44 +495,3 @@ def _add_machine(cfg: DemoConfig, results: RunResults, clock: Clock, busy_before
         "loadavg_1min_before": round(load_before, 2),
         "loadavg_1min_after": round(os.getloadavg()[0], 2),
     }
-
-
-def choose_threads(asked: int, busy_cores: float) -> int:
-    """`asked` when given; else the cores that other processes leave free (at least one).
-
-    `busy_cores` is how many cores other work occupies right now (`busy_cores_now`): two intra-op threads
-    wait on each other while a core is taken, so a busy core is not counted. The 1-minute load average is
-    no guide here: right after another run it still reads high on an idle machine.
-    """
-    if asked:
-        return asked
-    cores = os.cpu_count() or 1
-    return max(1, min(cores, int(cores - busy_cores + 0.5)))
-
-
-def busy_cores_now(seconds: float = 0.5) -> float:
-    """Cores in use by all processes over the next `seconds` (from /proc/stat via psutil)."""
-    import psutil
-
-    return psutil.cpu_percent(interval=seconds) / 100.0 * (os.cpu_count() or 1)
-
-
-class Clock:
-    """Wall and CPU seconds per named stage."""
-
-    def __init__(self):
-        self.start = time.perf_counter()
-        self.wall: dict[str, float] = {}
-        self.cpu: dict[str, float] = {}
-
-    @contextlib.contextmanager
-    def stage(self, name: str):
-        wall, cpu = time.perf_counter(), time.process_time()
-        try:
-            yield
-        finally:
-            self.wall[name] = time.perf_counter() - wall
-            self.cpu[name] = time.process_time() - cpu
-
-    def total(self) -> float:
-        return time.perf_counter() - self.start

@@ -35,7 +35,7 @@ import numpy as np
 from wiseft.atomic import atomic_dir
 from wiseft.claims import Claim
 from wiseft.config import to_dict, write_resolved
-from wiseft.demo import Clock, DemoProgress, choose_threads, default_cache_dir, ensure_base
+from wiseft.demo import DemoProgress, default_cache_dir, ensure_base
 from wiseft.errors import ConfigError
 from wiseft.evaluate.config import EvalConfig
 from wiseft.evaluate.engine import hf_engine
@@ -43,6 +43,7 @@ from wiseft.evaluate.outputs import write_report, write_results
 from wiseft.evaluate.plan import VariantSpec
 from wiseft.evaluate.session import EvalSession
 from wiseft.evaluate.thinking import add_length_ratios
+from wiseft.machine import Clock, busy_cores_now, choose_threads
 from wiseft.merge.recipe import Recipe
 from wiseft.metrics import bootstrap_ci
 from wiseft.paired import PairedTables
@@ -115,8 +116,6 @@ def run_thinking_demo(
 ) -> RunResults:  # fmt: skip
     """Run the thinking demo into `out_dir` (atomically) and return its results (claims, stages, timings)."""
     import torch
-
-    from wiseft.demo import busy_cores_now
 
     clock = Clock()
     torch.set_num_threads(choose_threads(cfg.threads, busy_cores_now()))

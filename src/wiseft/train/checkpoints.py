@@ -13,7 +13,7 @@ from pathlib import Path
 
 from wiseft.atomic import atomic_dir, write_json
 from wiseft.checkpoints import Checkpoint
-from wiseft.errors import TrainError
+from wiseft.errors import ConfigError, TrainError
 from wiseft.jsonl import loads
 from wiseft.train import optim_state
 
@@ -100,3 +100,18 @@ def read_state(ckpt: Path, key: str) -> dict:
 def read_history(ckpt: Path) -> list[float]:
     """The loss of every step up to `ckpt`, from its trainer_state.json."""
     return list(read_state(ckpt, "loss_history")["loss_history"])
+
+
+def check_save_steps(save_steps, steps: int) -> None:
+    """Every --save-steps value is a step of the run (1..steps)."""
+    bad = [s for s in save_steps if not 1 <= s <= steps]
+    if bad:
+        raise ConfigError(f"--save-steps {bad} lie outside 1..{steps} (the --steps of this run)")
+
+
+def checkpoint_steps(steps: int, save_every: int, save_steps) -> list[int]:
+    """Steps at which a checkpoint is written: every `save_every`, the `save_steps`, and the last step."""
+    chosen = set(save_steps) | {steps}
+    if save_every:
+        chosen |= set(range(save_every, steps + 1, save_every))
+    return sorted(chosen)

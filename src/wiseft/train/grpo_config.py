@@ -11,6 +11,7 @@ from pathlib import Path
 from wiseft.errors import ConfigError
 from wiseft.tasks.prompts import STYLES
 from wiseft.train import grpo_loss
+from wiseft.train.checkpoints import check_save_steps, checkpoint_steps
 
 SCHEDULES = ("constant", "linear", "cosine")
 # Settings that may change between a run and its resumption without changing what is computed.
@@ -78,16 +79,11 @@ class GRPOConfig:
             raise ConfigError(
                 "--warmup-steps, --save-every, --threads and --warn-zero-reward-after must be >= 0"
             )
-        bad = [s for s in self.save_steps if not 1 <= s <= self.steps]
-        if bad:
-            raise ConfigError(f"--save-steps {bad} lie outside 1..{self.steps} (the --steps of this run)")
+        check_save_steps(self.save_steps, self.steps)
 
     def checkpoint_steps(self) -> list[int]:
         """Steps at which a checkpoint is written; the last step always is."""
-        steps = set(self.save_steps) | {self.steps}
-        if self.save_every:
-            steps |= set(range(self.save_every, self.steps + 1, self.save_every))
-        return sorted(steps)
+        return checkpoint_steps(self.steps, self.save_every, self.save_steps)
 
     def lr_at(self, step: int) -> float:
         """Learning rate of optimizer step `step` (1-based): linear warm-up to lr, then the schedule from lr

@@ -28,7 +28,15 @@ from wiseft.checkpoints import find_checkpoints, load_causal_lm, load_tokenizer
 from wiseft.config import to_dict, write_resolved
 from wiseft.devices import resolve_device
 from wiseft.errors import ConfigError, TrainError
-from wiseft.train.checkpoints import load_optimizer, load_weights, make_adamw, read_history, save_checkpoint
+from wiseft.train.checkpoints import (
+    check_save_steps,
+    checkpoint_steps,
+    load_optimizer,
+    load_weights,
+    make_adamw,
+    read_history,
+    save_checkpoint,
+)
 from wiseft.train.data import Collator, Pair, epoch_batches, load_pairs
 
 
@@ -72,16 +80,11 @@ class SFTConfig:
             raise ConfigError(
                 f"--micro-batches must be between 1 and --batch-size ({self.batch_size}), got {self.micro_batches}"
             )
-        bad = [s for s in self.save_steps if not 1 <= s <= self.steps]
-        if bad:
-            raise ConfigError(f"--save-steps {bad} lie outside 1..{self.steps} (the --steps of this run)")
+        check_save_steps(self.save_steps, self.steps)
 
     def checkpoint_steps(self) -> list[int]:
         """Steps at which a checkpoint is written; the last step always is."""
-        steps = set(self.save_steps) | {self.steps}
-        if self.save_every:
-            steps |= set(range(self.save_every, self.steps + 1, self.save_every))
-        return sorted(steps)
+        return checkpoint_steps(self.steps, self.save_every, self.save_steps)
 
     def lr_at(self, step: int) -> float:
         """Learning rate used for optimizer step `step` (1-based)."""

@@ -119,3 +119,22 @@ def test_a_record_that_already_says_whether_it_closed_keeps_it(tmp_path):
     assert [g["think_closed"] for g in graded] == [False, True]
     with Grader("int") as grader:
         assert "think_closed" not in grade_records(records[1:], task, grader)[0]
+
+
+def test_grading_a_store_keeps_whether_each_sample_closed_its_thinking(files, tmp_path):
+    """Samples imported into a store without think_closed learn it when the store is graded, so Think %
+    is reported from the store as from the JSONL (a value the sampler recorded is never overwritten)."""
+    from wiseft.store import SampleStore
+
+    data, samples = files
+    store = tmp_path / "s.db"
+    assert main(["store", "import", str(store), str(samples), "--task", "jsonl"]) == 0
+    assert main(["grade", str(store), *OPTIONS, "--data", str(data)]) == 0
+    with SampleStore(store, writer=False) as s:
+        (variant,) = s.variants()
+        records = s.records(variant)
+    assert [r["think_closed"] for r in records] == [closed for *_, closed, _ in SAMPLES]
+    out = tmp_path / "metrics.json"
+    assert main(["score", str(store), "--k", "1,3", "-o", str(out), "--n-boot", "200"]) == 0
+    (result,) = json.loads(out.read_text())["variants"]
+    assert result["summary"]["thinking"]["think_frac"]["value"] == pytest.approx(2 / 3)

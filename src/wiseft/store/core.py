@@ -306,19 +306,30 @@ class SampleStore(StoreConnection, VerifierScores, JsonlTransfer):
         return [pid for pid in problem_ids if counts.get(pid, 0) < n]
 
     def add_grades(self, variant: VariantRow | int, graded: Sequence[dict]) -> None:
-        """Store grade fields of graded records, replacing older grades of the same samples."""
+        """Store grade fields of graded records, replacing older grades of the same samples, and the
+        `think_closed` a grader inferred for samples that did not record it."""
         vid = variant_id(variant)
         rows = [
             (vid, r["problem_id"], r["sample_idx"], r.get("answer"), r.get("extraction"), r["verdict"],
              int(bool(r["correct"])), int(r["answer_class"]), r.get("grader") or "", r.get("reason"))
             for r in graded
         ]  # fmt: skip
+        # Samples drawn elsewhere learn whether they closed a thinking block when graded (from their text);
+        # a value the sampler recorded is kept.
+        closed = [(int(bool(r["think_closed"])), vid, r["problem_id"], r["sample_idx"])
+                  for r in graded if r.get("think_closed") is not None]  # fmt: skip
         with self.transaction() as db:
             db.executemany(
                 "INSERT OR REPLACE INTO grades(variant_id, problem_id, sample_idx, answer, extraction, "
                 "verdict, correct, answer_class, grader, reason) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 rows,
             )
+            if closed and self._thinking:
+                db.executemany(
+                    "UPDATE samples SET think_closed=? WHERE variant_id=? AND problem_id=? AND sample_idx=? "
+                    "AND think_closed IS NULL",
+                    closed,
+                )
 
     def problem_samples(
         self, variant: VariantRow | int, problem_ids: Sequence[str] | None = None, n: int | None = None,

@@ -138,3 +138,48 @@ def test_grading_a_store_keeps_whether_each_sample_closed_its_thinking(files, tm
     assert main(["score", str(store), "--k", "1,3", "-o", str(out), "--n-boot", "200"]) == 0
     (result,) = json.loads(out.read_text())["variants"]
     assert result["summary"]["thinking"]["think_frac"]["value"] == pytest.approx(2 / 3)
+
+
+def _store_with_lengths(tmp_path):
+    """Two imported variants of the same problems: `long` writes twice the tokens of `short`."""
+    from wiseft.store import SampleStore
+
+    lines = []
+    for variant, scale in (("short", 1), ("long", 2)):
+        for pid, gold in (("a", "3"), ("b", "7"), ("c", "9")):
+            for i in range(4):
+                lines.append(json.dumps({
+                    "problem_id": pid, "sample_idx": i, "completion": f"<think>x</think>\\boxed{{{gold}}}",
+                    "n_tokens": scale * (3 + i), "variant": variant, "gold": gold, "answer": gold,
+                    "extraction": "boxed", "verdict": "correct", "correct": True, "answer_class": 0,
+                }))  # fmt: skip
+    path = tmp_path / "lengths.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    with SampleStore(tmp_path / "s.db") as store:
+        store.import_jsonl(path, task="jsonl")
+    return tmp_path / "s.db"
+
+
+def test_a_report_from_a_store_gives_lengths_relative_to_a_named_variant(tmp_path):
+    store = _store_with_lengths(tmp_path)
+    out = tmp_path / "report"
+    assert main(["report", str(store), "-o", str(out), "--length-reference", "short"]) == 0
+    variants = {v["name"]: v for v in json.loads((out / "results.json").read_text())["variants"]}
+    ratio = variants["long"]["summary"]["tokens"]["length_ratio"]
+    assert ratio["reference"] == "short" and ratio["value"] == pytest.approx(2.0)
+    assert variants["short"]["summary"]["tokens"]["length_ratio"]["value"] == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize(
+    "source, message", [("store", "no graded variant of that name"), ("results", "sample store")]
+)
+def test_a_bad_length_reference_is_one_line_naming_the_flag(tmp_path, capsys, source, message):
+    store = _store_with_lengths(tmp_path)
+    target = store
+    if source == "results":
+        assert main(["report", str(store), "-o", str(tmp_path / "first")]) == 0
+        target = tmp_path / "first" / "results.json"
+    assert main(["report", str(target), "-o", str(tmp_path / "out"), "--length-reference", "nope"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "--length-reference" in err and message in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "out").exists()

@@ -29,6 +29,12 @@ def register(subparsers) -> None:
         help="the k values to plot and tabulate, e.g. 1,4,16 (default: Pass@1 and the largest k of the run)",
     )
     p.add_argument(
+        "--length-reference",
+        metavar="VARIANT",
+        help="for a sample store: lengths of every variant relative to this one (e.g. the Thinking model's "
+        "variant), with paired intervals",
+    )
+    p.add_argument(
         "--rl",
         action="append",
         default=[],
@@ -52,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
     check_output_dir(out, args.force)
     console = stdout_console()
     with console.status(f"reading {args.source}"):
-        results = report.load_results(args.source)
+        results = report.load_results(args.source, length_reference=args.length_reference)
         rl = [run for where in [args.source, *args.rl] for run in report.load_rl_runs(where)]
         missing = [d for d in args.rl if not report.find_rl_logs(d)]
         if missing:

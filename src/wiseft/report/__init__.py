@@ -145,16 +145,17 @@ def thinking_hook(res: Results, figs: dict, meta: dict) -> list:
     return [("Instruct ↔ Thinking", *found)] if found else []
 
 
-def load_results(path: str | os.PathLike) -> RunResults:
+def load_results(path: str | os.PathLike, *, length_reference: str | None = None) -> RunResults:
     """A run directory holding results.json, a results.json file, a sample store, or the metrics.json of
-    `wiseft score`/`wiseft eval` → its `RunResults`."""
+    `wiseft score`/`wiseft eval` → its `RunResults`. `length_reference` (a variant's name) adds lengths
+    relative to it to a report built from a store (a run's results carry their own)."""
     p = Path(path)
     if p.is_dir():
         for name in ("results.json", "metrics.json"):
             if (p / name).is_file():
-                return _read_json(p / name)
+                return load_results(p / name, length_reference=length_reference)
         if (p / "samples.db").is_file():  # a run that was killed before it wrote results.json
-            return load_results(p / "samples.db")
+            return load_results(p / "samples.db", length_reference=length_reference)
         raise ConfigError(
             f"{p} holds no results.json, metrics.json or samples.db; give a run directory written by wiseft "
             "sweep/trajectory/demo/eval, a results.json or metrics.json file, or a sample store"
@@ -162,7 +163,12 @@ def load_results(path: str | os.PathLike) -> RunResults:
     if not p.is_file():
         raise ConfigError(f"{p} does not exist; give a run directory, a results.json file or a sample store")
     if is_store(p):
-        return results_from_store(p)
+        return results_from_store(p, length_reference=length_reference)
+    if length_reference is not None:
+        raise ConfigError(
+            f"--length-reference applies to a report built from a sample store; {p} is a results file, whose "
+            "variants carry the lengths their run computed"
+        )
     return _read_json(p)
 
 

@@ -14,19 +14,23 @@ from pathlib import Path
 
 from wiseft.errors import ConfigError, StoreError
 from wiseft.grids import powers_of_two
-from wiseft.metrics import DEFAULT_VOTE_TRANSFORM, summarize
+from wiseft.metrics import DEFAULT_VOTE_TRANSFORM, length_ratio, summarize
 from wiseft.report.sources import variant_from_name
 from wiseft.results import KINDS, RunResults, Selection, VariantResult
 from wiseft.store import SampleStore, VerifierRow
 
 
-def results_from_store(path: str | os.PathLike, *, seed: int = 0, n_boot: int = 1000) -> RunResults:
+def results_from_store(
+    path: str | os.PathLike, *, seed: int = 0, n_boot: int = 1000, length_reference: str | None = None
+) -> RunResults:
+    """Every graded variant of the store summarised; with `length_reference`, each variant's mean length
+    relative to that variant's on the same problems (`metrics.length_ratio`, paired interval)."""
     path = Path(path)
     with SampleStore(path, writer=False) as store:
         latest = {}
         for v in store.variants():  # a name sampled again with other settings: the latest one counts
             latest[v.name] = v
-        variants, skipped = [], []
+        variants, skipped, samples = [], [], {}
         scorer, note = _verifier(store, list(latest.values()))
         for v in latest.values():
             try:
@@ -43,18 +47,37 @@ def results_from_store(path: str | os.PathLike, *, seed: int = 0, n_boot: int = 
                 problems, powers_of_two(n), seed=seed, n_boot=n_boot, vote_transform=transform
             )
             variants.append(_entry(v, summary))
+            samples[v.name] = problems
         config, graders = _run_info(store, list(latest.values()))
     if not variants:
         raise ConfigError(
             f"sample store {path} holds no graded variant to report on"
             + (f" ({len(skipped)} not graded yet; run `wiseft grade` or finish the sweep)" if skipped else "")
         )
+    if length_reference is not None:
+        _length_ratios(variants, samples, length_reference, path, seed, n_boot)
     if skipped:
         config = {**config, "skipped_variants": skipped}
     if note:
         config = {**config, "verifier_note": note}
     versions = {"grader": ", ".join(graders) or None, "store": str(path)}
     return RunResults(config, versions, variants, _best(variants))
+
+
+def _length_ratios(variants, samples: dict, reference: str, path: Path, seed: int, n_boot: int) -> None:
+    if reference not in samples:
+        raise ConfigError(
+            f"--length-reference {reference!r}: sample store {path} has no graded variant of that name "
+            f"(it has: {', '.join(sorted(samples)) or 'none'})"
+        )
+    ref = {p.problem_id: p for p in samples[reference]}
+    for v in variants:
+        mine = [p for p in samples[v.name] if p.problem_id in ref]
+        if not mine:
+            continue
+        ratio = length_ratio(mine, [ref[p.problem_id] for p in mine], seed=seed, n_boot=n_boot)
+        if ratio is not None:
+            v.summary.setdefault("tokens", {})["length_ratio"] = {"reference": reference, **ratio}
 
 
 def _verifier(store: SampleStore, variants: list) -> tuple[VerifierRow | None, str | None]:

@@ -48,20 +48,13 @@ from rich.table import Table
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
 CACHE = Path(os.environ.get("WISEFT_BENCH_CACHE", Path.home() / ".cache" / "wiseft-bench"))
-TOY_SHAPE = dict(hidden=128, layers=3, heads=4, kv_heads=4, intermediate=512, vocab=64)
 med = statistics.median
 
 
 def toy_models() -> tuple[Path, Path]:
-    from wiseft.testing import save_tiny_model
+    from wiseft.testing import toy_shape_pair
 
-    out = []
-    for which, seed in (("early", 1), ("final", 2)):
-        path = CACHE / f"toy-shape-{which}"
-        if not (path / "config.json").is_file():
-            save_tiny_model(path, seed=seed, **TOY_SHAPE)
-        out.append(path)
-    return out[0], out[1]
+    return toy_shape_pair(CACHE)
 
 
 def sweep_cfg(args, ray=None, **kw):

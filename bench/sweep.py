@@ -35,19 +35,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from merge import CACHE  # noqa: E402  (bench/merge.py: cache location and the Qwen-shaped builder)
 from merge import build as build_qwen  # noqa: E402
 
-TOY_SHAPE = dict(hidden=128, layers=3, heads=4, kv_heads=4, intermediate=512, vocab=64)
-
 
 def toy_models() -> tuple[Path, Path]:
-    from wiseft.testing import save_tiny_model
+    from wiseft.testing import toy_shape_pair
 
-    out = []
-    for which, seed in (("early", 1), ("final", 2)):
-        path = CACHE / f"toy-shape-{which}"
-        if not (path / "config.json").is_file():
-            save_tiny_model(path, seed=seed, **TOY_SHAPE)
-        out.append(path)
-    return out[0], out[1]
+    return toy_shape_pair(CACHE)
 
 
 # ---- 1. variant switch ---------------------------------------------------------------------------------

@@ -6,7 +6,6 @@ from __future__ import annotations
 import base64
 import json
 import re
-from html.parser import HTMLParser
 
 import numpy as np
 import pytest
@@ -15,6 +14,7 @@ from support.report import (
     DELTAS,
     STEPS,
     TEMPS,
+    HtmlCollect,
     drop,
     make_demo_like_results,
     make_results,
@@ -248,7 +248,7 @@ def test_claims_split_scores_and_task_are_in_the_documents():
     from wiseft.report.render import html_doc, markdown
 
     view = Results(res)  # the documents without the plots: rendering them is tested elsewhere
-    parser = _Collect()
+    parser = HtmlCollect()
     parser.feed(html_doc(view, [], view.metric_names()))
     text = "".join(parser.text)
     assert "HELD: Pass@1 rose while Pass@k fell over SFT — pass@1 +0.10 [+0.05, +0.15]" in text
@@ -430,17 +430,6 @@ def test_any_subset_of_variants_and_sections_draws_without_error(seed):
 
 
 # --- the written report -------------------------------------------------------------------------------------
-class _Collect(HTMLParser):
-    def __init__(self):
-        super().__init__()
-        self.tags: list[tuple[str, dict]] = []
-        self.text: list[str] = []
-
-    def handle_starttag(self, tag, attrs):
-        self.tags.append((tag, dict(attrs)))
-
-    def handle_data(self, data):
-        self.text.append(data)
 
 
 def test_build_writes_report_files_and_every_png(built):
@@ -453,7 +442,7 @@ def test_build_writes_report_files_and_every_png(built):
 
 def test_html_is_self_contained_and_embeds_every_plot(built):
     text = (built / "report.html").read_text(encoding="utf-8")
-    parser = _Collect()
+    parser = HtmlCollect()
     parser.feed(text)
     parser.close()
     tags = [t for t, _ in parser.tags]
@@ -470,7 +459,7 @@ def test_html_is_self_contained_and_embeds_every_plot(built):
 
 
 def test_html_holds_table_best_versions_and_config(built, full):
-    parser = _Collect()
+    parser = HtmlCollect()
     parser.feed((built / "report.html").read_text(encoding="utf-8"))
     text = "".join(parser.text)
     for v in full["variants"]:

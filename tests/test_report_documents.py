@@ -5,7 +5,6 @@ captions say what this run shows (no temperature talk when none were swept)."""
 from __future__ import annotations
 
 import re
-from html.parser import HTMLParser
 
 import pytest
 from support.report import (
@@ -15,6 +14,7 @@ from support.report import (
     make_results,
     make_store,
     make_summary,
+    parsed_html,
     variant,
 )
 
@@ -24,25 +24,6 @@ from wiseft.report.data import Results
 from wiseft.report.render import html_doc, markdown, md_code, md_text, tables
 
 DPI = 30
-
-
-class Parse(HTMLParser):
-    def __init__(self):
-        super().__init__()
-        self.tags: list[tuple[str, dict]] = []
-        self.text: list[str] = []
-
-    def handle_starttag(self, tag, attrs):
-        self.tags.append((tag, dict(attrs)))
-
-    def handle_data(self, data):
-        self.text.append(data)
-
-
-def parsed(html: str) -> Parse:
-    p = Parse()
-    p.feed(html)
-    return p
 
 
 def outside_code(md: str) -> str:
@@ -128,7 +109,7 @@ def test_tables_headline_first_the_rest_folded():
     assert extra.header[0] == "variant" and "bias²" in extra.header
     assert all(len(t.rows) == len(res.variants) for t in (first, more, extra))
     html = html_doc(res, [], res.metric_names(vote_ks=[16]))
-    p = parsed(html)
+    p = parsed_html(html)
     assert [t for t, _ in p.tags].count("details") == 2 and [t for t, _ in p.tags].count("table") == 4
     assert html.index("<details>") > html.index("best@16 (%)")  # the headline table comes first, open
 
@@ -163,7 +144,7 @@ def test_imported_store_says_where_its_variants_came_from(tmp_path):
     assert res.config["command"] == "store import"
     assert {i["from"] for i in res.config["imported"]} == {str(jsonl.resolve())}
     out = report.build(res, tmp_path / "r", dpi=DPI, source="imp.db")
-    text = "".join(parsed((out / "report.html").read_text(encoding="utf-8")).text)
+    text = "".join(parsed_html((out / "report.html").read_text(encoding="utf-8")).text)
     assert "2 variant(s) imported with wiseft store import from " + str(jsonl.resolve()) in text
     assert "no config" not in text and "base" not in re.findall(r"<td>(\w+)</td>", text)
     pass_at_k = report.figures(res)["pass_at_k"].axes[0]
@@ -199,7 +180,7 @@ def test_best_delta_of_one_is_the_early_checkpoint(tmp_path):
 
 def test_overlap_with_an_endpoint_is_said_in_the_report():
     view = Results(make_demo_like_results())
-    text = "".join(parsed(html_doc(view, [], view.metric_names())).text)
+    text = "".join(parsed_html(html_doc(view, [], view.metric_names())).text)
     assert "Note: The 95% interval of the best δ=0.5 on Pass@1" in text and "overlaps" in text
     assert "Note:" in markdown(view, [], view.metric_names())
 

@@ -144,3 +144,18 @@ def save_tiny_verifier(
         tok.chat_template = chat_template
     tok.save_pretrained(str(path))
     return path
+
+
+# The benches' toy-shaped pair (bench/sweep.py, bench/ray.py): random, so only their speed means anything.
+TOY_SHAPE = dict(hidden=128, layers=3, heads=4, kv_heads=4, intermediate=512, vocab=64)
+
+
+def toy_shape_pair(cache: str | os.PathLike) -> tuple[Path, Path]:
+    """Two random toy-shaped checkpoints ("early", "final") under `cache`, built once."""
+    out = []
+    for which, seed in (("early", 1), ("final", 2)):
+        path = Path(cache) / f"toy-shape-{which}"
+        if not (path / "config.json").is_file():
+            save_tiny_model(path, seed=seed, **TOY_SHAPE)
+        out.append(path)
+    return out[0], out[1]

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import math
+from html.parser import HTMLParser
 
 import numpy as np
 
@@ -478,3 +479,25 @@ def layout_problems(fig) -> list[str]:
     problems += [f"titles {a!r} and {b!r} overlap" for i, (a, ba) in enumerate(boxes) for b, bb in boxes[i + 1 :]
                  if ba.overlaps(bb)]  # fmt: skip
     return problems
+
+
+class HtmlCollect(HTMLParser):
+    """Every start tag (name, attributes) and every text run of an HTML document, in order."""
+
+    def __init__(self):
+        super().__init__()
+        self.tags: list[tuple[str, dict]] = []
+        self.text: list[str] = []
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append((tag, dict(attrs)))
+
+    def handle_data(self, data):
+        self.text.append(data)
+
+
+def parsed_html(html: str) -> HtmlCollect:
+    parser = HtmlCollect()
+    parser.feed(html)
+    parser.close()
+    return parser

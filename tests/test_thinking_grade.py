@@ -14,6 +14,7 @@ from wiseft.grading import Grader
 from wiseft.grading.apply import grade_records
 from wiseft.metrics import thinking_stats
 from wiseft.records import ProblemSamples, to_problem_samples
+from wiseft.store import SampleStore
 from wiseft.tasks import get_task
 
 DATA = [{"id": "q1", "question": "2+3?", "answer": "5"}, {"id": "q2", "question": "1+1?", "answer": "2"}]
@@ -124,7 +125,6 @@ def test_a_record_that_already_says_whether_it_closed_keeps_it(tmp_path):
 def test_grading_a_store_keeps_whether_each_sample_closed_its_thinking(files, tmp_path):
     """Samples imported into a store without think_closed learn it when the store is graded, so Think %
     is reported from the store as from the JSONL (a value the sampler recorded is never overwritten)."""
-    from wiseft.store import SampleStore
 
     data, samples = files
     store = tmp_path / "s.db"
@@ -142,7 +142,6 @@ def test_grading_a_store_keeps_whether_each_sample_closed_its_thinking(files, tm
 
 def _store_with_lengths(tmp_path):
     """Two imported variants of the same problems: `long` writes twice the tokens of `short`."""
-    from wiseft.store import SampleStore
 
     lines = []
     for variant, scale in (("short", 1), ("long", 2)):
@@ -168,6 +167,15 @@ def test_a_report_from_a_store_gives_lengths_relative_to_a_named_variant(tmp_pat
     ratio = variants["long"]["summary"]["tokens"]["length_ratio"]
     assert ratio["reference"] == "short" and ratio["value"] == pytest.approx(2.0)
     assert variants["short"]["summary"]["tokens"]["length_ratio"]["value"] == pytest.approx(1.0)
+
+
+def test_a_length_reference_without_token_counts_is_refused(tmp_path, capsys):
+    store = _store_with_lengths(tmp_path)
+    with SampleStore(store) as s:
+        s.db.execute("UPDATE samples SET n_tokens = NULL")
+    assert main(["report", str(store), "-o", str(tmp_path / "out"), "--length-reference", "short"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "no token counts" in err and len(err.splitlines()) == 1 and not (tmp_path / "out").exists()
 
 
 @pytest.mark.parametrize(

@@ -71,9 +71,14 @@ def _length_ratios(variants, samples: dict, reference: str, path: Path, seed: in
             f"(it has: {', '.join(sorted(samples)) or 'none'})"
         )
     ref = {p.problem_id: p for p in samples[reference]}
+    if any(p.n_tokens is None for p in ref.values()):
+        raise ConfigError(
+            f"--length-reference {reference!r}: its samples in sample store {path} carry no token counts "
+            "(n_tokens), so no length can be compared; import samples with n_tokens or drop the flag"
+        )
     for v in variants:
         mine = [p for p in samples[v.name] if p.problem_id in ref]
-        if not mine:
+        if not mine:  # no problem in common with the reference: no ratio to give
             continue
         ratio = length_ratio(mine, [ref[p.problem_id] for p in mine], seed=seed, n_boot=n_boot)
         if ratio is not None:

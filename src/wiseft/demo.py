@@ -452,7 +452,8 @@ def _add_roles(
     mixes = [v for v in variants if v.kind == "mix"]
     temps = [v.name for v in variants if v.kind == "temperature"]
     results.best = best = choose_mix(cfg, mixes, validation)
-    results.base = {"path": str(base), "cached": cached, "key": cfg.recipe.base_key()}
+    results.base = {"path": str(base), "cached": cached, "key": cfg.recipe.base_key(),
+                    **toy.describe_base(cfg.recipe, base)}  # fmt: skip
     results.roles = {"early": ckpt[cfg.early], "final": ckpt[max(checkpoints)], "mix": best.variant,
                      "temperatures": temps}  # fmt: skip
     results.early_step = cfg.early

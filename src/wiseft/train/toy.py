@@ -36,6 +36,7 @@ from wiseft.tasks.toy import (
     sloppy_batches,
     write_split_jsonl,
 )
+from wiseft.train.checkpoints import read_state
 from wiseft.train.data import Collator
 from wiseft.train.sft import SFTConfig, epoch_batches, train
 
@@ -119,8 +120,10 @@ def toy_model(cfg: ToyModelConfig, tokenizer, seed: int):
 class ToyRecipe:
     """The demo's two stages, all seeded: sloppy pretraining, then small over-trained clean SFT.
 
-    Pretraining: `pretrain_steps` steps of `pretrain_batch` fresh sloppy problems at `pretrain_lr`
-    (constant after warm-up). SFT: `sft_steps` steps of `sft_batch` of the `n_sft` clean problems at
+    Pretraining: steps of `pretrain_batch` fresh sloppy problems at `pretrain_lr` (constant after
+    warm-up) until the gate passes, at most `pretrain_steps`: every `gate_every` steps the base's mean
+    probability of writing the gold chain of `n_gate` clean problems (never test ones) is compared with
+    `pretrain_gate`, so every seed's base stops at the same competence, however long its plateau lasts. SFT: `sft_steps` steps of `sft_batch` of the `n_sft` clean problems at
     `sft_lr` with cosine decay to `sft_min_lr`; checkpoints at `sft_steps`/2^i for i = `sft_halvings`…0,
     dense early, and the first of them is the early checkpoint of the mixes (a rule fixed in advance). Both
     stages split each batch into `micro_batches` parts whose gradients are summed in a fixed order, so the
@@ -134,10 +137,10 @@ class ToyRecipe:
     model: ToyModelConfig = ToyModelConfig()
     sloppy: SloppyConfig = SloppyConfig()
     pretrain_seed: int = 0
-    pretrain_steps: int = 800  # the most pretraining may take; the gate usually ends it sooner
+    pretrain_steps: int = 2400  # the most pretraining may take; the gate ends it sooner
     pretrain_batch: int = 128
-    pretrain_lr: float = 2e-3
-    pretrain_gate: float = 0.0  # > 0: end pretraining once the base writes the gold chain this often
+    pretrain_lr: float = 4e-3
+    pretrain_gate: float = 0.08  # > 0: end pretraining once the base writes the gold chain this often
     gate_every: int = 25
     n_gate: int = 256
     sft_seed: int = 0
@@ -239,14 +242,18 @@ def chain_probability(model, tokenizer, pairs) -> float:
     return float(per_chain.exp().mean())
 
 
+def _gate_pairs(recipe: ToyRecipe) -> list[tuple[str, str]]:
+    gate = gate_problems(recipe.data_seed, recipe.n_gate, exclude=recipe.splits().test_keys)
+    return [(p.prompt, p.completion) for p in gate]
+
+
 def pretraining_gate(recipe: ToyRecipe, tokenizer):
     """The `stop_when` of pretraining: every `gate_every` steps, end once the model writes the gold chain
     of the recipe's gate problems (clean, never a test problem) with mean probability ≥ the gate.
     A rule on the base alone, fixed before any SFT or test outcome is seen; None without a gate."""
     if not recipe.pretrain_gate:
         return None
-    gate = gate_problems(recipe.data_seed, recipe.n_gate, exclude=recipe.splits().test_keys)
-    pairs = [(p.prompt, p.completion) for p in gate]
+    pairs = _gate_pairs(recipe)
 
     def stop_when(step: int, model) -> bool:
         return (
@@ -255,6 +262,19 @@ def pretraining_gate(recipe: ToyRecipe, tokenizer):
         )
 
     return stop_when
+
+
+def describe_base(recipe: ToyRecipe, base_dir) -> dict:
+    """How pretraining ended for the base in `base_dir`: its step, whether the gate ended it, and its
+    gold-chain probability on the gate problems (what the gate compares with `pretrain_gate`)."""
+    state = read_state(Path(base_dir), "loss_history")
+    info = {"pretrain_steps": state.get("step"), "max_steps": recipe.pretrain_steps,
+            "stopped_at_gate": state.get("stopped_early") is True, "gate": recipe.pretrain_gate,
+            "gate_every": recipe.gate_every}  # fmt: skip
+    if recipe.pretrain_gate:
+        model, tok = load_causal_lm(base_dir), load_tokenizer(base_dir)
+        info["gate_probability"] = round(chain_probability(model, tok, _gate_pairs(recipe)), 4)
+    return info
 
 
 def pretrain(recipe: ToyRecipe, out_dir, on_step=None, resume: bool = True):

@@ -37,11 +37,17 @@ def _free_port() -> int:
 def client_address():
     from ray.cluster_utils import Cluster
 
-    port = _free_port()
-    cluster = Cluster(
-        initialize_head=True, connect=False,
-        head_node_args={"num_cpus": 2, "include_dashboard": False, "ray_client_server_port": port},
-    )  # fmt: skip
+    for attempt in (1, 2, 3):  # Ray gives a node 30 s to register, which a loaded machine can miss
+        port = _free_port()
+        try:
+            cluster = Cluster(
+                initialize_head=True, connect=False,
+                head_node_args={"num_cpus": 2, "include_dashboard": False, "ray_client_server_port": port},
+            )  # fmt: skip
+            break
+        except Exception as exc:  # noqa: BLE001 - Ray raises a bare Exception for a node that timed out
+            if attempt == 3 or "timed out during startup" not in str(exc):
+                raise
     yield f"ray://127.0.0.1:{port}"
     cluster.shutdown()
 

@@ -119,8 +119,9 @@ def place(shape: ActorShape, strategy: str, timeout: float):
     if not pg.wait(timeout_seconds=timeout):
         remove_placement_group(pg)
         have = {k: v for k, v in ray.cluster_resources().items() if k in ("CPU", "GPU")}
+        each = shape.replica_bundles() if shape.split else shape.bundle()
         raise ConfigError(
-            f"--ray: {shape.actors} actor(s) of {shape.replica_bundles()} ({strategy}) could not be placed within "
+            f"--ray: {shape.actors} actor(s) of {each} ({strategy}) could not be placed within "
             f"{timeout:g} s on a cluster with {have}; lower --ray-actors or the resources per actor"
         )
     return pg

@@ -328,7 +328,7 @@ def sim_table(sim: dict) -> Table:
     return t
 
 
-def start_cluster(ray, tries: int = 3) -> None:
+def start_cluster(ray, tries: int = 5) -> None:
     """The benchmark's local cluster. Ray gives its node 30 s to register, which a loaded, shared machine
     can miss: try again (the failed try's processes end with this one)."""
     for attempt in range(1, tries + 1):

@@ -19,8 +19,10 @@ supervision, used in training only (the saved model is still a plain sequence cl
   prefix of the reference" (a process label; at the last token the outcome label as before), so the
   score read at the last token learns to mean "no step went wrong";
 - `lm_weight`: a next-token loss (through the tied input embeddings) on the reference's next token while
-  the completion is still on its track, which teaches the arithmetic itself.
-Process labels need one token per character (the toy world's tokenizer); that is checked.
+  the completion is still on its track, meant to teach the arithmetic itself.
+Process labels need one token per character (the toy world's tokenizer); that is checked. Both weights
+are 0 by default: within the demo's budget neither has yet been shown to give a verifier that ranks
+held-out samples better than chance, from scratch or from the toy base model.
 
 Determinism: the initial weights come from `seed`, the batches from `seed` and the step (shuffled
 epochs), and training runs on `threads` CPU threads (1 by default), so the same samples and seed write

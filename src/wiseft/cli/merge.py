@@ -354,7 +354,7 @@ def _list_methods(console) -> int:
     for m in all_methods():
         base = {True: "base + ", "optional": "[base] + ", False: ""}[m.needs_base]
         count = f"{m.min_models}" if m.max_models == m.min_models else f"≥{m.min_models}"
-        params = ", ".join(p.describe() for p in m.params)
+        params = ", ".join(p.describe() for p in m.params) or "none"
         if m.randomized:
             params += ", seed (int, 0)"
         table.add_row(m.name, f"{base}{count} models", params, m.summary)

@@ -209,10 +209,16 @@ class Recipe:
                 raise ConfigError(f"method {method.name} needs --delta (or `delta:` in the recipe)")
             object.__setattr__(self, "delta", parse_value(self.delta, "delta"))
             return
+        if self.delta is not None and not has:
+            raise ConfigError(f"method {method.name} takes no parameters; remove --delta")
         if self.delta is not None:
             use = "--weights" if "weight" in has else f"--param {method.coefficient}=…"
             raise ConfigError(f"method {method.name} is set by {method.coefficient}, not delta; use {use}")
         if "weight" not in has:
+            if self.weights is not None and not has:
+                raise ConfigError(
+                    f"method {method.name} takes no weights and no parameters; remove --weights"
+                )
             if self.weights is not None:
                 raise ConfigError(
                     f"method {method.name} takes no weights; set {method.coefficient} (--param {method.coefficient}=…)"

@@ -197,6 +197,7 @@ def all_methods() -> list[Method]:
 
 def _load_builtin() -> None:
     from wiseft.merge.methods import (  # noqa: F401  (they register themselves)
+        arcee_fusion,
         breadcrumbs,
         dare,
         della,
@@ -205,6 +206,7 @@ def _load_builtin() -> None:
         linear,
         model_stock,
         multislerp,
+        nearswap,
         nuslerp,
         passthrough,
         sce,

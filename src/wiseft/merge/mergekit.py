@@ -273,10 +273,10 @@ def _output(data: dict, path: str, base: str | None) -> dict:
         for key in tokenizer:
             if key not in TOKENIZER_KEYS:
                 raise unknown_key(key, TOKENIZER_KEYS, f"{path}: tokenizer")
-        if tokenizer.get("tokens") or tokenizer.get("pad_to_multiple_of"):
-            raise ConfigError(
-                f"{path}: tokenizer.tokens / pad_to_multiple_of (building a tokenizer) is not supported yet"
-            )
+        if tokenizer.get("tokens"):
+            out["tokenizer_tokens"] = tokenizer["tokens"]
+        if tokenizer.get("pad_to_multiple_of") is not None:
+            out["pad_to_multiple_of"] = tokenizer["pad_to_multiple_of"]
         source = tokenizer.get("source", "union")
     if source == "base":
         if base is None:

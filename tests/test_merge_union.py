@@ -246,3 +246,13 @@ def test_tokens_without_a_tokenizer_policy_are_refused(models, cli, tmp_path):
     code, err = cli(["merge", "--config", recipe, "-o", out])
     assert code == 2 and len(err.strip().splitlines()) == 1 and "need a tokenizer policy" in err, err
     assert not out.exists()
+
+
+def test_cli_union_flag_dry_run_says_what_is_appended(models, cli, tmp_path):
+    argv = ["merge", models["A"], models["B"], "--delta", "0.5", "--copy-tokenizer-from", "union"]
+    code, err = cli([*argv, "--dry-run"])
+    assert code == 0 and "3 appended to the tokenizer" in cli.out, err
+    code, err = cli([*argv, "-o", tmp_path / "out"])
+    assert code == 0, err
+    tok = AutoTokenizer.from_pretrained(str(tmp_path / "out"))
+    assert tok.decode(tok(f"{IM}aÖ", add_special_tokens=False)["input_ids"]) == f"{IM}aÖ"

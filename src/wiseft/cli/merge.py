@@ -73,7 +73,8 @@ def register(subparsers) -> None:
         help="a recipe rule that matches no tensor is a warning, not an error",
     )
     p.add_argument(
-        "--copy-tokenizer-from", help="input (path or index) whose tokenizer/generation files are copied"
+        "--copy-tokenizer-from",
+        help="input (path or index) whose tokenizer/generation files are copied, or union (every input's tokens)",
     )
     p.add_argument("--list", action="store_true", help="list the merge methods and exit")
     p.set_defaults(func=run)

@@ -9,10 +9,12 @@ With a the base and b the one model, per tensor, rows along the last dimension (
 
 Computed in float64 and rounded once. Two deliberate differences from mergekit, both about
 reproducibility: the quartiles are exact order statistics of the whole tensor (found in streaming passes,
-merge/select.py), where mergekit estimates them from 1,000,000 elements drawn with an unseeded
-`randperm` once a tensor has more, so its output changes from run to run; and kl_row is clamped at 0
-(it is ≥ 0 mathematically; rounding can make it −1e−17, which would make the keys of the selection
-negative). No parameters. merge(A, A) = A: the importances are all 0, every element is kept, and b − a = 0.
+merge/select.py), where mergekit (0.1.5) estimates them from 1,000,000 elements drawn at random from
+torch's global generator, which it does not seed, once a tensor has more, so its thresholds are
+approximate and depend on the order tensors are processed in; and kl_row is clamped at 0 (it is ≥ 0
+mathematically; rounding can make it −1e−17, which would make the keys of the selection negative).
+On tensors of at most 1,000,000 elements mergekit's quartiles are exact too. No parameters.
+merge(A, A) = A: the importances are all 0, every element is kept, and b − a = 0.
 """
 
 from __future__ import annotations

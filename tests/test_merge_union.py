@@ -256,3 +256,11 @@ def test_cli_union_flag_dry_run_says_what_is_appended(models, cli, tmp_path):
     assert code == 0, err
     tok = AutoTokenizer.from_pretrained(str(tmp_path / "out"))
     assert tok.decode(tok(f"{IM}aÖ", add_special_tokens=False)["input_ids"]) == f"{IM}aÖ"
+
+
+def test_tokenizer_from_base_is_the_base(models):
+    a, b = str(models["A"]), str(models["B"])
+    p = plan(Recipe("task_arithmetic", (b,), base=a, weights=(1.0,), tokenizer_from="base"))
+    assert p.tokenizer_from == 0 and p.vocabulary.startswith(f"{len(vocab_of(models['A']))} tokens")
+    with pytest.raises(ConfigError, match="tokenizer_from: base needs a base model"):
+        plan(Recipe("linear", (a, b), weights=(0.5, 0.5), tokenizer_from="base"))

@@ -196,6 +196,10 @@ def plan(
     method = get_method(recipe.method)
     out_dtype = out_dtype if out_dtype is not None else recipe.dtype
     tokenizer_from = tokenizer_from if tokenizer_from is not None else recipe.tokenizer_from
+    if tokenizer_from == "base":  # mergekit's spelling; the base is input 0
+        if not recipe.base:
+            raise ConfigError("tokenizer_from: base needs a base model (--base or `base:`)")
+        tokenizer_from = 0
     names = ([recipe.base] if recipe.base else []) + list(recipe.models)
     inputs, warnings = _open_inputs(names)
     ref = inputs[0]

@@ -23,6 +23,7 @@ tokenizer_config.json's `added_tokens_decoder` (and added_tokens.json when there
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -123,13 +124,10 @@ def write_tokenizer(out: Path, new: Sequence[NewToken], first_id: int) -> None:
     if not path.is_file():
         raise MergeError(f"{out}: the output tokenizer has no tokenizer.json to add {len(new)} tokens to")
     tok = Tokenizer.from_file(str(path))
-    k = 0
-    while k < len(new):  # runs of equal specialness: one call each (each call rebuilds the matcher)
-        run = [t for t in new[k:]]
-        end = next((j for j, t in enumerate(run) if t.special != run[0].special), len(run))
-        batch = [AddedToken(t.content, **{f: getattr(t, f) for f in FLAGS}) for t in run[:end]]
-        (tok.add_special_tokens if run[0].special else tok.add_tokens)(batch)
-        k += end
+    # one call per run of equal specialness (each call rebuilds the added-token matcher)
+    for special, run in itertools.groupby(new, key=lambda t: t.special):
+        batch = [AddedToken(t.content, **{f: getattr(t, f) for f in FLAGS}) for t in run]
+        (tok.add_special_tokens if special else tok.add_tokens)(batch)
     for j, t in enumerate(new):
         if tok.token_to_id(t.content) != first_id + j:
             raise MergeError(

@@ -274,3 +274,17 @@ def test_cli_soup_on_the_toy_task_writes_the_soup(candidates, cli, tmp_path):
     assert soup["kept"] == list(candidates[:3]) and soup["order"] == list(candidates[:3])
     assert "kept 3 of 3 candidates" in cli.out
     assert Path(str(out) + ".samples.db").is_file()
+
+
+def test_merge_lists_greedy_soup_and_points_to_the_command(candidates, cli, tmp_path):
+    code, _ = cli(["merge", "--list"])
+    assert (
+        code == 0
+        and "greedy_soup" in cli.out
+        and "needs an evaluation" in cli.out
+        and "wiseft soup" in cli.out
+    )
+    code, err = cli(["merge", *candidates[:2], "--method", "greedy_soup", "-o", tmp_path / "m"])
+    assert code == 2 and err.count("\n") == 1
+    assert "merge method greedy_soup needs an evaluation, so it is its own command: wiseft soup" in err
+    assert list(tmp_path.iterdir()) == []

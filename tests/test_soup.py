@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 from support.sampling import tiny_model_dir
 from support.soup import EXPECTED, TABLE, SoupOracle
 
@@ -288,3 +289,22 @@ def test_merge_lists_greedy_soup_and_points_to_the_command(candidates, cli, tmp_
     assert code == 2 and err.count("\n") == 1
     assert "merge method greedy_soup needs an evaluation, so it is its own command: wiseft soup" in err
     assert list(tmp_path.iterdir()) == []
+
+
+def test_the_soup_evaluated_in_memory_is_the_soup_written(souped, candidates):
+    """The weights the session sampled the final soup with are the output's tensors, bit for bit."""
+    from safetensors.torch import load_file
+
+    from wiseft.checkpoints import load_causal_lm
+    from wiseft.evaluate.engine import AnchorWeights
+
+    result, out, _ = souped
+    model = load_causal_lm(candidates[0], torch.float32)
+    AnchorWeights(model, loaded_from=candidates[0]).materialise(
+        soup_spec(_cfg(candidates), result.trace.kept, "ABCD")
+    )
+    written = load_file(str(out / "model.safetensors"))
+    params = dict(model.named_parameters())
+    assert set(params) <= set(written)
+    for name, param in params.items():
+        assert torch.equal(param.detach().view(torch.int32), written[name].view(torch.int32)), name

@@ -143,7 +143,10 @@ def _split_task(cfg: SoupConfig, split: str) -> Task:
     try:
         return get_task(cfg.task, data=cfg.data, split=split)
     except TypeError:
-        raise TaskError(f"task {cfg.task} has no named splits (--split {split}); {hint}") from None
+        raise TaskError(
+            f"task {cfg.task} has no named splits (--split {split}): its problems are the --data file; pass "
+            "--in-sample to choose the soup on them (recorded as in-sample)"
+        ) from None
     except TaskError as exc:
         raise TaskError(f"--split {split}: {exc}; {hint}") from None
 

@@ -16,7 +16,7 @@ from wiseft.evaluate.greedy import Score, greedy_order, greedy_soup
 from wiseft.evaluate.soup import default_store, run_soup, soup_spec
 from wiseft.evaluate.soup_config import SoupConfig
 from wiseft.store import SampleStore
-from wiseft.tasks import get_task
+from wiseft.tasks import get_task, split_problems
 
 LIMIT = 10
 
@@ -228,6 +228,8 @@ def other_arch(tmp_path_factory):
             "--in-sample chooses the soup on the test problems",
         ),
         (["{A}", "{B}", "--split", "sft", "--temperature", "0.5,1"], "samples at one temperature"),
+        (["{A}", "{B}", "--val-fraction", "1"], "--val-fraction must lie strictly between 0 and 1"),
+        (["{A}", "{B}", "--val-fraction", "0.5", "--split", "sft"], "drop --split and --in-sample"),
         (["{A}", "{B}", "--split", "sft", "--dtype", "int8"], "--dtype 'int8' is not a float dtype"),
         (["{A}", "{B}", "--split", "sft", "--store", "{out}/s.db"], "lies inside -o"),
     ],
@@ -263,6 +265,26 @@ def test_in_sample_is_recorded(candidates, tmp_path):
     val = json.loads((tmp_path / "s" / "wiseft.json").read_text())["soup"]["validation"]
     assert val["in_sample"] and val["split"] == "test" and val["store_task"] == "toy"
     assert val["disjoint_from_test"].startswith("no: in-sample")
+
+
+def test_val_fraction_chooses_on_a_share_of_the_test_split_and_records_the_rest(candidates, tmp_path):
+    test = get_task("toy").problems
+    validation, held_out = split_problems(test, 0.05, 3)
+    made = []
+    factory = _factory(candidates[:2], made, {(0,): 1, (1,): 2, (0, 1): 1}, [p.question for p in validation])
+    result = run_soup(
+        _cfg(candidates[:2], split=None, val_fraction=0.05), tmp_path / "s", sampler_factory=factory
+    )
+    assert result.trace.kept == (1,) and made[0].prompts[:LIMIT] == [p.question for p in validation[:LIMIT]]
+    val = result.record["validation"]
+    assert (val["split"], val["in_sample"], val["val_fraction"], val["store_task"]) == (
+        "test",
+        False,
+        0.05,
+        "toy",
+    )
+    assert val["held_out"] == [p.id for p in held_out] and len(held_out) == 380
+    assert val["disjoint_from_test"].startswith("by construction")
 
 
 def test_cli_soup_on_the_toy_task_writes_the_soup(candidates, cli, tmp_path):

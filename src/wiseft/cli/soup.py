@@ -12,6 +12,7 @@ from wiseft.evaluate.soup_config import SoupConfig
 EPILOG = """examples:
   wiseft soup A B C D --task toy --split sft --n 8 --metric pass@1 -o soup
   wiseft soup A B C --task gsm8k --data DIR --split train --limit 200 --n 4 --metric maj@4 -o soup
+  wiseft soup A B C --task math500 --val-fraction 0.5 --n 4 -o soup   # a seeded half; the rest held out
   wiseft soup A B C --task math500 --in-sample --n 4 -o soup     # chosen on the test problems (recorded)
 
 Every candidate is evaluated alone, then tried in the order of its score (best first; ties keep the order
@@ -21,7 +22,7 @@ to a store (default OUTPUT.samples.db), so a rerun of a killed run resumes. OUTP
 `wiseft merge KEPT... --method linear` with equal weights; its wiseft.json records the order, every
 score (with its bootstrap interval) and which candidates were kept."""
 
-HIDDEN = {"ray", "candidates"}  # a soup's variants are decided one at a time; the candidates are positional
+HIDDEN = {"ray", "candidates", "length_reference"}  # Ray: variants decided one at a time; no length report
 
 
 def register(subparsers) -> None:

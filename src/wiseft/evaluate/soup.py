@@ -46,7 +46,7 @@ from wiseft.merge.plan import plan as make_plan
 from wiseft.merge.recipe import Recipe, recipe_to_dict
 from wiseft.results import VariantResult
 from wiseft.store import SampleStore
-from wiseft.tasks import Task, get_task
+from wiseft.tasks import Task, get_task, split_problems
 
 
 @dataclass(frozen=True)
@@ -127,12 +127,28 @@ def validation_task(cfg: SoupConfig) -> tuple[Task, dict]:
     if cfg.in_sample:
         task = load_task(cfg)
         info["disjoint_from_test"] = "no: in-sample, the soup is chosen on the test problems themselves"
+    elif cfg.val_fraction is not None:
+        task, info["held_out"] = _share_of_test(cfg)
+        info["val_fraction"] = cfg.val_fraction
+        info["disjoint_from_test"] = (
+            f"by construction: a seeded share of the test split; the other {len(info['held_out'])} problems "
+            "(held_out) are the test set to report the soup on"
+        )
     else:
         task = load_task(cfg, _split_task(cfg, split))
         info["disjoint_from_test"] = _check_disjoint(cfg, task, split)
         task = dataclasses.replace(task, name=f"{task.name}/{split}")
     info.update(n_problems=len(task.problems), source=task.source, store_task=task.name)
     return task, info
+
+
+def _share_of_test(cfg: SoupConfig) -> tuple[Task, list[str]]:
+    """The validation part of `tasks.split_problems(test problems, --val-fraction, --seed)` (cut to
+    --limit), and the ids of the held-out rest. The problems are the test split's own, so the task keeps
+    its name: their samples are the same in any store."""
+    task = get_task(cfg.task, data=cfg.data)
+    validation, held_out = split_problems(task.problems, cfg.val_fraction, cfg.seed)  # type: ignore[arg-type]
+    return load_task(cfg, task.subset([p.id for p in validation])), [p.id for p in held_out]
 
 
 def _split_task(cfg: SoupConfig, split: str) -> Task:

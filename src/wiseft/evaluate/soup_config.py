@@ -29,6 +29,11 @@ class SoupConfig(EvalConfig):
         f"the task's split the soup is chosen on, disjoint from its test set (default {DEFAULT_SPLIT}; the "
         "toy task has sft, a --data directory NAME.jsonl files)",
     )
+    val_fraction: float | None = option(
+        None,
+        "choose the soup on this seeded share of the test problems (--seed), leaving the rest held out: for "
+        "tasks with only a test split",
+    )
     in_sample: bool = option(
         False, "choose the soup on the task's test problems themselves (recorded as in-sample)"
     )
@@ -55,6 +60,15 @@ class SoupConfig(EvalConfig):
                 "wiseft soup chooses each next soup from the last score, so it cannot plan its variants "
                 "ahead for Ray actors; drop --ray"
             )
+        if self.val_fraction is not None:
+            if not (isinstance(self.val_fraction, (int, float)) and 0 < self.val_fraction < 1):
+                raise ConfigError(
+                    f"--val-fraction must lie strictly between 0 and 1, got {self.val_fraction!r}"
+                )
+            if self.in_sample or self.split is not None:
+                raise ConfigError(
+                    "--val-fraction chooses on a share of the test split; drop --split and --in-sample"
+                )
         if self.in_sample and self.split not in (None, TEST_SPLIT):
             raise ConfigError(
                 f"--in-sample chooses the soup on the test problems; drop --split {self.split} (or --in-sample)"
@@ -68,4 +82,6 @@ class SoupConfig(EvalConfig):
     @property
     def validation_split(self) -> str:
         """The split the soup is chosen on."""
-        return TEST_SPLIT if self.in_sample else (self.split or DEFAULT_SPLIT)
+        if self.in_sample or self.val_fraction is not None:
+            return TEST_SPLIT
+        return self.split or DEFAULT_SPLIT

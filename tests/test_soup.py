@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from safetensors.torch import load_file
 from support.sampling import tiny_model_dir
 from support.soup import EXPECTED, TABLE, SoupOracle
 
@@ -156,6 +157,12 @@ def test_soup_output_is_wiseft_merge_linear_bit_for_bit(souped, candidates, cli,
     provenance = json.loads((out / "wiseft.json").read_text())
     del provenance["soup"]
     assert provenance == json.loads((ref / "wiseft.json").read_text())
+    # `--method linear` without weights (the plain average) gives the same tensors
+    plain = tmp_path / "plain"
+    assert cli(["merge", a, b, d, "--method", "linear", "-o", plain])[0] == 0
+    ours, theirs = load_file(str(out / "model.safetensors")), load_file(str(plain / "model.safetensors"))
+    assert ours.keys() == theirs.keys()
+    assert all(torch.equal(ours[k].view(torch.int32), theirs[k].view(torch.int32)) for k in ours)
 
 
 def test_store_keys_each_soup_by_its_recipe(souped, candidates):
@@ -315,8 +322,6 @@ def test_merge_lists_greedy_soup_and_points_to_the_command(candidates, cli, tmp_
 
 def test_the_soup_evaluated_in_memory_is_the_soup_written(souped, candidates):
     """The weights the session sampled the final soup with are the output's tensors, bit for bit."""
-    from safetensors.torch import load_file
-
     from wiseft.checkpoints import load_causal_lm
     from wiseft.evaluate.engine import AnchorWeights
 

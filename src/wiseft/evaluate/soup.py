@@ -158,7 +158,9 @@ def _split_task(cfg: SoupConfig, split: str) -> Task:
     )
     try:
         return get_task(cfg.task, data=cfg.data, split=split)
-    except TypeError:
+    except TypeError as exc:
+        if "split" not in str(exc):  # not the factory refusing the option: a real error
+            raise
         raise TaskError(
             f"task {cfg.task} has no named splits (--split {split}): its problems are the --data file; pass "
             "--in-sample to choose the soup on them (recorded as in-sample)"
@@ -170,7 +172,7 @@ def _split_task(cfg: SoupConfig, split: str) -> Task:
 def _check_disjoint(cfg: SoupConfig, task: Task, split: str) -> str:
     try:
         test = get_task(cfg.task, data=cfg.data, split=TEST_SPLIT)
-    except (TaskError, TypeError) as exc:
+    except TaskError as exc:
         return f"not checked: the test split did not load ({exc})"
     seen = {p.question.strip() for p in test.problems}
     shared = [p.id for p in task.problems if p.question.strip() in seen]

@@ -21,6 +21,7 @@ EPILOG = """examples:
   wiseft merge --config mergekit.yml -o out                        # a mergekit configuration as it is
   wiseft merge A B --method fisher --fisher FA --fisher FB -o f   # Fisher merging (wiseft fisher)
   wiseft merge --list                                              # methods, parameters, formulas
+  wiseft soup A B C --task toy --split sft --n 8 -o soup           # greedy soup (needs an evaluation)
 """
 
 
@@ -343,7 +344,7 @@ def _gb(n: int) -> str:
 def _list_methods(console) -> int:
     from rich.table import Table
 
-    from wiseft.merge.methods import all_methods
+    from wiseft.merge.methods import all_methods, command_methods
 
     table = Table(
         title="merge methods (parameters: name (type, default); set with --weights, --delta, --param)"
@@ -359,5 +360,7 @@ def _list_methods(console) -> int:
         if m.randomized:
             params += ", seed (int, 0)"
         table.add_row(m.name, f"{base}{count} models", params, m.summary)
+    for c in command_methods():  # methods that need an evaluation: their own command
+        table.add_row(c.name, c.inputs, c.params, f"{c.summary}: {c.command}")
     console.print(table)
     return 0

@@ -65,3 +65,24 @@ def test_light_commands_do_not_import_torch(tmp_path, argv):
     (tmp_path / "out").mkdir()
     line = _probe([a.format(**names) for a in argv], tmp_path)
     assert line == "NO-TORCH 0", line
+
+
+# Importing the CLI and building the parser of every command (what `wiseft --help` and argument parsing
+# need) loads no array or model library: they load inside the command that runs.
+PARSER_PROBE = (
+    "import sys\n"
+    "from wiseft.cli import COMMANDS, build_parser\n"
+    "parser = build_parser()\n"
+    "for name in COMMANDS:\n"
+    "    try:\n"
+    "        parser.parse_args([name, '--help'])\n"
+    "    except SystemExit:\n"
+    "        pass\n"
+    "print(' '.join(sorted(m for m in ('numpy', 'torch', 'transformers') if m in sys.modules)) or 'NONE')\n"
+)
+
+
+def test_parsing_every_command_loads_no_numpy_torch_or_transformers(tmp_path):
+    done = subprocess.run([sys.executable, "-c", PARSER_PROBE], cwd=tmp_path, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().splitlines()[-1] == "NONE"

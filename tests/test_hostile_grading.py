@@ -19,18 +19,8 @@ from wiseft.cli import main
 from wiseft.errors import ConfigError
 from wiseft.grading import Grader
 from wiseft.grading.extract import extract_answer
-from wiseft.grading.pool import (
-    BUDGET,
-    DEPTH,
-    MAX_WORKERS,
-    TIMEOUT,
-    Budget,
-    _Batch,
-    check_budget,
-    check_timeout,
-    check_workers,
-    worker_count,
-)
+from wiseft.grading.pool import BUDGET, DEPTH, TIMEOUT, Budget, _Batch, worker_count
+from wiseft.limits import MAX_WORKERS, check_budget, check_timeout, check_workers
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from wiseft.errors import ConfigError, TaskError
-from wiseft.tasks.prompts import FEWSHOT, GSM8K_SHOTS, MINERVA_SHOTS, PAPER_INSTRUCTION, make_prompter
+from wiseft.prompts import FEWSHOT, GSM8K_SHOTS, MINERVA_SHOTS, PAPER_INSTRUCTION, make_prompter
 
 Q = "What is 2+3?"
 TEMPLATE = "Problem: {question}\nSolve it.\n\nSolution:"

@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from wiseft.cli._common import selection_lines, starred
 from wiseft.cli.progress import LogLines, stderr_console, stdout_console
 
 
@@ -246,6 +245,8 @@ def headline_table(results):
     weighted maj@K where the toy verifier scored the variant, distinct answers, bias² and Var[ρ]."""
     from rich.table import Table
 
+    from wiseft.cli.tables import starred
+
     roles, star = results.roles, starred(results)
     big = max(results.variants[0].summary["ks"])
     table = Table()
@@ -288,6 +289,8 @@ def _label(v, roles, star: str | None) -> str:
 
 def show(results, console, out: Path, report: bool) -> None:
     from rich.table import Table
+
+    from wiseft.cli.tables import selection_lines
 
     console.print(headline_table(results))
     selection_lines(console, results, label="mix chosen")

@@ -6,15 +6,8 @@ config.yaml the resolved settings, samples.db the store (a rerun resumes from it
 
 from __future__ import annotations
 
-from wiseft.cli._common import (
-    ProgressView,
-    add_eval_args,
-    load_config,
-    metrics_tables,
-    print_warnings,
-    table_console,
-)
-from wiseft.cli.progress import stderr_console
+from wiseft.cli._common import add_eval_args, load_config
+from wiseft.cli.progress import ProgressView, stderr_console
 from wiseft.evaluate.config import ModelEvalConfig
 
 
@@ -31,7 +24,7 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-
+    from wiseft.cli.tables import metrics_tables, print_warnings, table_console
     from wiseft.evaluate.runners import run_eval
     from wiseft.results import metrics_json
 

@@ -5,8 +5,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from rich.markup import escape
-
 from wiseft.cli.progress import stderr_console, stdout_console
 from wiseft.errors import ConfigError
 
@@ -153,6 +151,8 @@ def run(args) -> int:
     console = stderr_console()
     if args.list:
         return _list_methods(stdout_console())
+    from rich.markup import escape
+
     from wiseft.atomic import check_output_dir
     from wiseft.checkpoints import parse_size
     from wiseft.merge.plan import plan as make_plan

@@ -4,15 +4,17 @@
 its width; piped into a log they are `PIPED_WIDTH` columns wide, so a table keeps every column rather
 than being squeezed to rich's default of 80.
 
-
 rich draws live bars only on a terminal; piped into a log (CI, `| tee`), a long run would print nothing
 until its end. `LogLines` prints one plain line when a task starts, at each quarter, and when it ends —
 only when the console is not a terminal, so it never doubles the live bars.
+
+`ProgressView`: the evaluating commands' progress callback, one bar per (variant, stage).
 """
 
 from __future__ import annotations
 
 import sys
+from typing import Any
 
 PIPED_WIDTH = 200
 
@@ -44,3 +46,38 @@ class LogLines:
         self.last[key] = mark
         extra = f"  {detail}" if detail else ""
         self.console.print(f"{label}: {done}/{total}{extra}", highlight=False)
+
+
+class ProgressView:
+    """A rich progress display with one bar per (variant, stage): the library's progress callback.
+    transformers' own per-load bars are switched off for the command (they would interleave)."""
+
+    def __init__(self, console):
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+        self.progress = Progress(
+            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+            console=console, transient=False, disable=not console.is_terminal,
+        )  # fmt: skip
+        self.tasks: dict[tuple[str, str], Any] = {}
+        self.lines = LogLines(console)
+
+    def __enter__(self):
+        self.progress.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        return self.progress.__exit__(*exc)
+
+    def __call__(self, variant: str, stage: str, done: int, total: int, detail: str = "") -> None:
+        """One bar per (variant, stage); `detail` (a Ray actor's throughput, the queue) follows the label."""
+        key = (variant, stage)
+        verb = {"sample": "sampling", "grade": "grading"}.get(stage, stage)
+        label = f"{verb} {variant}"
+        if key not in self.tasks:
+            self.tasks[key] = self.progress.add_task(label, total=total)
+        text = f"{label}: {detail}" if detail else label
+        self.progress.update(self.tasks[key], completed=done, total=total, description=text)
+        self.lines.update(key, label, done, total, detail)

@@ -8,7 +8,6 @@ name). With scores (`wiseft verify`), best@k and weighted maj@k (wmaj@k) join, f
 
 from __future__ import annotations
 
-from wiseft.cli._common import metrics_tables
 from wiseft.cli.progress import stdout_console
 
 
@@ -41,7 +40,7 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-
+    from wiseft.cli.tables import metrics_tables
     from wiseft.evaluate.offline import score_file
     from wiseft.grids import parse_ks
 

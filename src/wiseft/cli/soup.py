@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from wiseft.cli._common import ProgressView, interval, load_config, table_console
-from wiseft.cli.progress import stderr_console
+from wiseft.cli._common import load_config
+from wiseft.cli.progress import ProgressView, stderr_console
 from wiseft.config import add_options, option_dests
 from wiseft.evaluate.soup_config import SoupConfig
 
@@ -43,6 +43,7 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
+    from wiseft.cli.tables import table_console
     from wiseft.evaluate.soup import run_soup
 
     cfg = load_config(SoupConfig, args, candidates=tuple(args.candidates) or None)
@@ -55,6 +56,8 @@ def run(args) -> int:
 def show_soup(console, result) -> None:
     """One row per candidate in the greedy order: its own score, the soup tried with it, kept or not."""
     from rich.table import Table
+
+    from wiseft.cli.tables import interval
 
     trace, names, record = result.trace, result.labels, result.record
     metric = record["metric"]

@@ -2,15 +2,8 @@
 
 from __future__ import annotations
 
-from wiseft.cli._common import (
-    ProgressView,
-    add_eval_args,
-    load_config,
-    print_warnings,
-    results_table,
-    table_console,
-)
-from wiseft.cli.progress import stderr_console
+from wiseft.cli._common import add_eval_args, load_config
+from wiseft.cli.progress import ProgressView, stderr_console
 from wiseft.evaluate.config import SweepConfig
 
 
@@ -32,7 +25,7 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-
+    from wiseft.cli.tables import print_warnings, results_table, table_console
     from wiseft.evaluate.runners import dry_run_sweep, run_sweep
 
     cfg = load_config(SweepConfig, args, anchors=tuple(args.anchors) or None)

@@ -3,15 +3,8 @@ checkpoint, evaluated and tabulated by step (results.json, config.yaml, report/)
 
 from __future__ import annotations
 
-from wiseft.cli._common import (
-    ProgressView,
-    add_eval_args,
-    load_config,
-    print_warnings,
-    results_table,
-    table_console,
-)
-from wiseft.cli.progress import stderr_console
+from wiseft.cli._common import add_eval_args, load_config
+from wiseft.cli.progress import ProgressView, stderr_console
 from wiseft.evaluate.config import TrajectoryConfig
 
 
@@ -29,7 +22,7 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-
+    from wiseft.cli.tables import print_warnings, results_table, table_console
     from wiseft.evaluate.runners import run_trajectory
 
     cfg = load_config(TrajectoryConfig, args, run_dir=args.run_dir)

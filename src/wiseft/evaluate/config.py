@@ -17,15 +17,13 @@ from pathlib import Path
 
 from wiseft.config import option
 from wiseft.errors import ConfigError, MetricError, SamplingError
-from wiseft.grading.grader import DEFAULT_PROBLEM_BUDGET
-from wiseft.grading.pool import check_budget, check_workers
 from wiseft.grids import check_ks_fit, parse_grid, parse_ks, parse_layers, parse_modules, powers_of_two
 from wiseft.jsonl import loads
-from wiseft.metrics import check_n_boot
+from wiseft.limits import DEFAULT_PROBLEM_BUDGET, check_budget, check_n_boot, check_workers
+from wiseft.prompts import STYLES, make_prompter
 from wiseft.sampling import SamplingParams
 from wiseft.sampling.vllm_options import DTYPES as VLLM_DTYPES
 from wiseft.sampling.vllm_options import EngineOptions
-from wiseft.tasks.prompts import STYLES, make_prompter
 
 MAX_N = 65536  # samples per problem
 PLACEMENT_STRATEGIES = ("PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD")
@@ -283,7 +281,7 @@ class EvalConfig:
             raise ConfigError(f"vLLM engine option: {exc}") from None
 
     def prompter(self):
-        """How this run renders its prompts (`tasks.prompts.Prompter`)."""
+        """How this run renders its prompts (`prompts.Prompter`)."""
         return make_prompter(self.prompt, self.fewshot, self.system_prompt, self.prompt_template)
 
     def sampling_params(self, temperature: float, stop: Sequence[str]) -> SamplingParams:

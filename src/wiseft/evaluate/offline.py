@@ -18,10 +18,9 @@ from wiseft.atomic import write_json
 from wiseft.errors import ConfigError, OutputError
 from wiseft.grading import Grader, GradingStats
 from wiseft.grading.apply import grade_records
-from wiseft.grading.grader import DEFAULT_PROBLEM_BUDGET
-from wiseft.grading.pool import check_budget, check_timeout, check_workers
 from wiseft.grading.sources import open_samples, read_graded
-from wiseft.metrics import check_n_boot, score_records
+from wiseft.limits import DEFAULT_PROBLEM_BUDGET, check_budget, check_n_boot, check_timeout, check_workers
+from wiseft.metrics import score_records
 from wiseft.results import metrics_json
 from wiseft.tasks import get_task
 

@@ -41,12 +41,12 @@ from wiseft.grading.grade import Grade
 from wiseft.grading.ifeval import grade_ifeval_items
 from wiseft.grading.ifeval import grader_name as ifeval_grader_name
 from wiseft.grading.numbers import exact_number, int_value
-from wiseft.grading.pool import BUDGET, ERROR, TIMEOUT, Budget, VerifierPool, check_budget, check_timeout
+from wiseft.grading.pool import BUDGET, ERROR, TIMEOUT, Budget, VerifierPool
 from wiseft.grading.thinking import graded_text
+from wiseft.limits import DEFAULT_PROBLEM_BUDGET, check_budget, check_timeout
 
 VERDICTS = ("correct", "incorrect", "no_answer", "timeout")
 KINDS = ("math", "int", "ifeval")
-DEFAULT_PROBLEM_BUDGET = 120.0  # seconds of verifier time per problem and grading batch
 UNFAILING = (True, False)  # verifier results that are verdicts (the others: timeout, error, budget)
 
 

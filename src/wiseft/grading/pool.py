@@ -25,9 +25,9 @@ Workers are plain subprocesses (`python -m wiseft.grading.worker`) speaking JSON
 and stdout: nothing is pickled, the parent (which may hold torch and its threads) is never forked, and
 the caller's `__main__` is never re-imported (as multiprocessing's spawn would do).
 
-Limits (refused with a ConfigError naming the flag): `--workers` at most `MAX_WORKERS` (and capped at
-`WORKERS_PER_CORE` × cores), `--timeout` finite in (0, `MAX_TIMEOUT`], the per-problem budget finite in
-(0, `MAX_BUDGET`].
+Limits (refused with a ConfigError naming the flag; the checks live in the leaf `wiseft.limits`):
+`--workers` at most `MAX_WORKERS` (and capped at `WORKERS_PER_CORE` × cores), `--timeout` finite in
+(0, `MAX_TIMEOUT`], the per-problem budget finite in (0, `MAX_BUDGET`].
 """
 
 from __future__ import annotations
@@ -35,7 +35,6 @@ from __future__ import annotations
 import collections
 import concurrent.futures
 import json
-import math
 import os
 import selectors
 import subprocess
@@ -46,14 +45,12 @@ import zlib
 from collections.abc import Hashable, Sequence
 from pathlib import Path
 
-from wiseft.errors import ConfigError, GradingError
+from wiseft.errors import GradingError
+from wiseft.limits import check_budget, check_timeout, check_workers
 
 MEMORY_LIMIT_BYTES = 4 * 1024**3
 START_TIMEOUT = 120.0  # seconds for a worker to import Math-Verify and warm up, even on a loaded machine
-MAX_WORKERS = 64  # hard limit on --workers
 WORKERS_PER_CORE = 4  # more verifier processes than this per core only thrash
-MAX_TIMEOUT = 3600.0  # seconds per call
-MAX_BUDGET = 86400.0  # seconds of verifier time per problem
 DEPTH = 2  # calls handed to one worker at a time: the one it runs and the next
 PIPELINE_BYTES = 16 * 1024  # a call is queued behind a running one only if its line fits a pipe buffer
 TIMEOUT, ERROR, BUDGET = "timeout", "error", "budget"
@@ -62,41 +59,6 @@ TIMEOUT, ERROR, BUDGET = "timeout", "error", "budget"
 
 
 # ------------------------------------------------------------------------------------------- limits
-
-
-def check_timeout(value, flag: str = "--timeout") -> float:
-    """`value` as seconds per verification: a finite number in (0, MAX_TIMEOUT], else ConfigError."""
-    return _seconds(value, flag, MAX_TIMEOUT, "per verification")
-
-
-def check_budget(value, flag: str = "--problem-budget") -> float:
-    """`value` as seconds of verifier time per problem: finite, in (0, MAX_BUDGET], else ConfigError."""
-    return _seconds(value, flag, MAX_BUDGET, "of verifier time per problem")
-
-
-def _seconds(value, flag: str, limit: float, what: str) -> float:
-    try:
-        seconds = float(value)
-    except (TypeError, ValueError):
-        raise ConfigError(f"{flag} must be a number of seconds {what}, got {value!r}") from None
-    if isinstance(value, bool) or not math.isfinite(seconds) or seconds <= 0:
-        raise ConfigError(f"{flag} must be positive seconds {what} (finite, > 0), got {value!r}")
-    if seconds > limit:
-        raise ConfigError(f"{flag} is {seconds:g} s; the limit is {limit:g} s {what}")
-    return seconds
-
-
-def check_workers(value, flag: str = "--workers") -> int | None:
-    """`value` as a number of verifier processes (None: automatic): an integer in [1, MAX_WORKERS]."""
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ConfigError(f"{flag} must be a whole number of processes, got {value!r}")
-    if value < 1:
-        raise ConfigError(f"{flag} must be at least 1, got {value}")
-    if value > MAX_WORKERS:
-        raise ConfigError(f"{flag} is {value}; the limit is {MAX_WORKERS} verifier processes")
-    return value
 
 
 def worker_count(requested: int | None) -> int:

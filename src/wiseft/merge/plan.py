@@ -195,46 +195,18 @@ def plan(
     `out_dtype` and `tokenizer_from` default to the recipe's `dtype` and `tokenizer_from`."""
     method = get_method(recipe.method)
     out_dtype = out_dtype if out_dtype is not None else recipe.dtype
-    tokenizer_from = tokenizer_from if tokenizer_from is not None else recipe.tokenizer_from
-    if tokenizer_from == "base":  # mergekit's spelling; the base is input 0
-        if not recipe.base:
-            raise ConfigError("tokenizer_from: base needs a base model (--base or `base:`)")
-        tokenizer_from = 0
+    tokenizer_from = _tokenizer_policy(recipe, tokenizer_from)
     names = ([recipe.base] if recipe.base else []) + list(recipe.models)
     inputs, warnings = _open_inputs(names)
-    ref = inputs[0]
-    out_st = None
-    if out_dtype is not None:
-        out_st = TORCH_TO_ST[out_dtype if isinstance(out_dtype, torch.dtype) else parse_dtype(out_dtype)]
+    out_st = _st_dtype(out_dtype)
     vocab = _vocabulary(tokenizer_from, names, inputs, recipe)
-    if recipe.slices is not None and not _whole(recipe, inputs):
-        if vocab is not None:
-            raise ConfigError(
-                "a tokenizer policy over different vocabularies with layer slices is not supported yet"
-            )
-        tensors, out_config, float_names = _sliced_tensors(recipe, method, inputs, out_st)
-    else:
-        remapped = _token_matrices(inputs) if vocab is not None else frozenset()
-        tensor_names = check_compatible(inputs, remapped)
-        check_layer_range(recipe, tensor_names, ref)
-        float_names = [n for n in tensor_names if ref.tensors[n].is_float]
-        tensors = _whole_tensors(recipe, method, inputs, tensor_names, out_st, remapped, vocab)
-        out_config = None
-    if vocab is not None:
-        config_from = 1 if method.name == "wise-ft" else 0
-        out_config = {**inputs[config_from].config, "vocab_size": vocab.size}
-    warnings += recipe.unmatched(float_names, str(ref.path))
+    tensors, out_config, float_names = _resolve_tensors(recipe, method, inputs, out_st, vocab)
+    warnings += recipe.unmatched(float_names, str(inputs[0].path))
     if recipe.fishers is not None:
         inputs, tensors = _with_fishers(recipe, method, inputs, tensors)
     if tokenizer_from == "union" or vocab is not None:  # a union of equal vocabularies: the first input's
         tokenizer_from = vocab.source if vocab is not None else 0
-    dropped = ()
-    if ref.tied_embeddings and any("lm_head.weight" in ck.tensors for ck in inputs):
-        dropped = ("lm_head.weight",)
-    # The output takes config and tokenizer from the "final" model: FINAL for wise-ft, the base for task
-    # arithmetic, the first model for linear.
-    config_from = 1 if method.name == "wise-ft" else 0
-    tok = config_from if tokenizer_from is None else _input_index(tokenizer_from, names, inputs)
+    config_from = _config_from(method)
     return Plan(
         recipe=recipe,
         method=method,
@@ -242,8 +214,8 @@ def plan(
         tensors=tuple(tensors),
         out_dtype=out_st,
         config_from=config_from,
-        tokenizer_from=tok,
-        dropped=dropped,
+        tokenizer_from=config_from if tokenizer_from is None else _input_index(tokenizer_from, names, inputs),
+        dropped=_dropped(inputs),
         warnings=tuple(warnings),
         chunk=chunk,
         io_chunk=max(chunk, io_chunk or IO_CHUNK),
@@ -252,6 +224,60 @@ def plan(
         new_tokens=vocab.new if vocab is not None else (),
         first_new_id=len(vocab.tokens) - len(vocab.new) if vocab is not None else 0,
     )
+
+
+def _tokenizer_policy(recipe: Recipe, tokenizer_from: str | int | None) -> str | int | None:
+    """The flag's tokenizer policy, else the recipe's; mergekit's `base` is input 0 (the base)."""
+    tokenizer_from = tokenizer_from if tokenizer_from is not None else recipe.tokenizer_from
+    if tokenizer_from == "base":
+        if not recipe.base:
+            raise ConfigError("tokenizer_from: base needs a base model (--base or `base:`)")
+        return 0
+    return tokenizer_from
+
+
+def _st_dtype(out_dtype: str | torch.dtype | None) -> str | None:
+    """The safetensors name of the output dtype (None: each tensor keeps its input's)."""
+    if out_dtype is None:
+        return None
+    return TORCH_TO_ST[out_dtype if isinstance(out_dtype, torch.dtype) else parse_dtype(out_dtype)]
+
+
+def _config_from(method: Method) -> int:
+    """The input whose config (and, by default, tokenizer) the output takes: the "final" model, FINAL for
+    wise-ft, the base for task arithmetic, the first model for linear."""
+    return 1 if method.name == "wise-ft" else 0
+
+
+def _dropped(inputs: Sequence[Checkpoint]) -> tuple[str, ...]:
+    """Tensors the output leaves out: an lm_head tied to the embeddings in the reference model."""
+    if inputs[0].tied_embeddings and any("lm_head.weight" in ck.tensors for ck in inputs):
+        return ("lm_head.weight",)
+    return ()
+
+
+def _resolve_tensors(
+    recipe: Recipe, method: Method, inputs, out_st: str | None, vocab: vocabs.Vocabulary | None
+) -> tuple[list[TensorPlan], dict | None, list[str]]:
+    """(every output tensor's plan, the output config when it differs from the config input's, the names
+    of the floating-point tensors the recipe's filters apply to): by layer slices, or whole tensors
+    (token matrices re-indexed to `vocab` when the vocabularies differ)."""
+    if recipe.slices is not None and not _whole(recipe, inputs):
+        if vocab is not None:
+            raise ConfigError(
+                "a tokenizer policy over different vocabularies with layer slices is not supported yet"
+            )
+        return _sliced_tensors(recipe, method, inputs, out_st)
+    ref = inputs[0]
+    remapped = _token_matrices(inputs) if vocab is not None else frozenset()
+    tensor_names = check_compatible(inputs, remapped)
+    check_layer_range(recipe, tensor_names, ref)
+    float_names = [n for n in tensor_names if ref.tensors[n].is_float]
+    tensors = _whole_tensors(recipe, method, inputs, tensor_names, out_st, remapped, vocab)
+    out_config = None
+    if vocab is not None:
+        out_config = {**inputs[_config_from(method)].config, "vocab_size": vocab.size}
+    return tensors, out_config, float_names
 
 
 def _vocabulary(tokenizer_from, names, inputs, recipe) -> vocabs.Vocabulary | None:

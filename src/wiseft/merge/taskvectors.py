@@ -18,6 +18,9 @@ Combination of the sparse s_i with weights w_i and λ:
   terms and the base added smallest first (task_arithmetic's kernel);
 - sign consensus (TIES): t_i = w_i·s_i; the elected sign is + where Σ t_i ≥ 0, else −; mixed = Σ of the
   t_i with that sign; with `normalize`, divided by Σ of their w_i (0 → 1); times λ; θ = θ_base + mixed.
+
+The sparsifiers are in merge/sparsify.py, the combinations in merge/combine.py; this module holds the
+family's parameters, its per-tensor job (the passes over a tensor) and its pre-flight checks.
 """
 
 from __future__ import annotations
@@ -28,48 +31,12 @@ import numpy as np
 import torch
 
 from wiseft.merge import compiled, rng, select, tensorwise
+from wiseft.merge.combine import base_plus, consensus, scales
 from wiseft.merge.methods import Param, TensorContext
-from wiseft.merge.methods.linear import NORMALIZE_EPS
-from wiseft.merge.select import Keep, Selector, keep_range
+from wiseft.merge.select import Keep
+from wiseft.merge.sparsify import KeepArrays, Sparsifier, della_probabilities
 from wiseft.merge.spherical import rows_of
 from wiseft.merge.tensorwise import BlockSums, Job, task_vectors
-
-
-def scales(weights, lam: float, normalize: bool) -> tuple[float, ...]:
-    """c_i = λ·w_i/D with D = Σ w (|D| < 1e-8 → 1, as mergekit) when normalising, else 1. λ = 1 and no
-    normalisation give c_i = w_i exactly."""
-    divisor = math.fsum(weights) if normalize else 1.0
-    if abs(divisor) < NORMALIZE_EPS:
-        divisor = 1.0
-    if lam == 1.0 and divisor == 1.0:
-        return tuple(weights)
-    return tuple(lam * w / divisor for w in weights)
-
-
-def base_plus(base64, deltas, coeffs, acc, scratch) -> None:
-    """acc ← base + Σ c_i·δ_i in float64 (base and δ_i float64 chunks); zero c_i are skipped.
-
-    With one non-zero c this is `base + c·δ`; with more, the terms (the base among them) are added
-    smallest value first (`canonical_sum`), so the order of the models does not matter."""
-    m = acc.numel()
-    active = [(d, c) for d, c in zip(deltas, coeffs, strict=True) if c != 0.0]
-    if len(active) <= 1:
-        acc.copy_(base64)
-        for d, c in active:
-            tmp = scratch.tmp[:m]
-            tmp.copy_(d)
-            if c != 1.0:
-                tmp.mul_(c)
-            acc.add_(tmp)
-        return
-    stack = scratch.stack(len(active) + 1, m)
-    stack[0].copy_(base64)
-    for row, (d, c) in zip(stack[1:], active, strict=True):
-        row.copy_(d)
-        if c != 1.0:
-            row.mul_(c)
-    scratch.canonical_sum(stack, acc)
-
 
 RESCALE = ("none", "l1", "inverse")
 RESCALE_EPS = 1e-7
@@ -89,41 +56,6 @@ def common_params(normalize: bool, rescale: str) -> tuple[Param, ...]:
     )  # fmt: skip
 
 
-class _Model:
-    """One task vector's sparsification state across the passes."""
-
-    def __init__(self, index: int, kind: str, density: float, numel: int, gamma: float = 0.0):
-        self.index, self.kind, self.density = index, kind, density
-        self.selectors: list[Selector | None] = [None, None]
-        self.first, self.last = 0, numel
-        self.stage = "dense" if density >= 1.0 else "ready"
-        if self.stage == "dense" or kind not in ("magnitude", "outliers"):
-            return
-        if kind == "magnitude":
-            self.first = numel - int(density * numel)
-        else:
-            target, top = int(density * numel), int(gamma * numel)
-            bottom = numel - target - top
-            if bottom < 0:
-                top, bottom = top + bottom, 0
-            self.first, self.last = keep_range(numel, bottom, numel - top)
-        if self.first >= self.last:
-            self.stage = "none"
-            return
-        if self.first > 0:
-            self.selectors[0] = Selector(self.first)
-        if self.last < numel:
-            self.selectors[1] = Selector(self.last - 1)
-        self.stage = "select" if self.active_selectors() else "ready"
-
-    def active_selectors(self) -> list[Selector]:
-        return [s for s in self.selectors if s is not None]
-
-    def keep(self) -> Keep:
-        low, high = (s.result if s is not None else None for s in self.selectors)
-        return Keep(self.first, self.last, low, high)
-
-
 class TaskVectorJob(Job):
     """The family's per-tensor job (module docstring)."""
 
@@ -135,7 +67,8 @@ class TaskVectorJob(Job):
         self.epsilon = getattr(c, "epsilon", (0.0,) * n)
         gamma = getattr(c, "gamma", (0.0,) * n)
         self.models = [
-            _Model(i, kind or "none", c.density[i] if kind else 1.0, ctx.numel, gamma[i]) for i in range(n)
+            Sparsifier(i, kind or "none", c.density[i] if kind else 1.0, ctx.numel, gamma[i])
+            for i in range(n)
         ]
         selectors = [s for m in self.models for s in m.active_selectors()]
         for s in selectors:
@@ -303,7 +236,7 @@ class TaskVectorJob(Job):
         else:
             base_plus(base, sparse, scales(self.weights, self.lam, self.normalize), acc, scratch)
 
-    def _sparse(self, model: _Model, delta, start: int, scratch, rescale: bool) -> torch.Tensor:
+    def _sparse(self, model: Sparsifier, delta, start: int, scratch, rescale: bool) -> torch.Tensor:
         """model's sparsified task vector for this chunk, in the scratch row "sparse/i"."""
         m_len = delta.numel()
         out = scratch.rows(f"sparse/{model.index}", 1, m_len)[0]
@@ -320,7 +253,7 @@ class TaskVectorJob(Job):
             out.mul_(self.factors[model.index])
         return out
 
-    def _keep_mask(self, model: _Model, delta, start: int, keep, scratch):
+    def _keep_mask(self, model: Sparsifier, delta, start: int, keep, scratch):
         """keep ← which elements survive; returns their keep probability (a float or a tensor)."""
         m_len = delta.numel()
         if model.kind in ("magnitude", "outliers"):
@@ -336,107 +269,6 @@ class TaskVectorJob(Job):
         )
         torch.lt(u, p, out=keep)
         return p
-
-
-class KeepArrays:
-    """Every model's keep decision as arrays for the compiled loop: kind codes, densities, thresholds,
-    tie ranges (value, a, b) and tie counters (fresh for each pass), l1 factors. `only`: the models that
-    take part in this pass (others count as dense)."""
-
-    def __init__(self, models: list[_Model], only: list[int] | None = None, factors=None):
-        n = len(models)
-        self.kinds = np.full(n, compiled.DENSE, dtype=np.int64)
-        self.density = np.array([m.density for m in models], dtype=np.float64)
-        self.has_low, self.has_high = np.zeros(n, dtype=np.bool_), np.zeros(n, dtype=np.bool_)
-        self.low, self.high = np.zeros(n, dtype=np.int64), np.zeros(n, dtype=np.int64)
-        self.ties = np.zeros((n, 2, 3), dtype=np.int64)
-        self.seen = np.zeros((n, 2), dtype=np.int64)
-        self.factors = np.array(factors if factors is not None else [1.0] * n, dtype=np.float64)
-        codes = {
-            "magnitude": compiled.THRESHOLD,
-            "outliers": compiled.THRESHOLD,
-            "random": compiled.RANDOM,
-            "della": compiled.DELLA,
-        }
-        for m in models:
-            if only is not None and m.index not in only:
-                continue
-            if m.stage == "dense" or m.kind == "none":
-                continue
-            if m.stage == "none":
-                self.kinds[m.index] = compiled.ZERO
-                continue
-            self.kinds[m.index] = codes[m.kind]
-            if m.kind in ("magnitude", "outliers"):
-                self._thresholds(m)
-
-    def _thresholds(self, m: _Model) -> None:
-        keep = m.keep()
-        j = m.index
-        if keep.low is not None:
-            self.has_low[j], self.low[j] = True, keep.low.value
-        if keep.high is not None:
-            self.has_high[j], self.high[j] = True, keep.high.value
-        for e, (value, (a, b)) in enumerate(keep.ties.items()):
-            self.ties[j, e] = (value, a, b)
-
-
-def della_probabilities(delta, cols: int, density: float, epsilon: float, scratch) -> torch.Tensor:
-    """DELLA's keep probability of each element of whole rows: (density − ε) + rank/(c−1)·2·ε, rank by |δ|
-    ascending within the row, the lower index ranking higher among equal magnitudes."""
-    m_len = delta.numel()
-    magnitude = torch.abs(delta).view(-1, cols).flip(1)  # flipped: a stable sort puts lower indices last
-    order = torch.sort(magnitude, dim=1, stable=True).indices
-    rows = order.shape[0]
-    ranks = torch.empty_like(order)
-    ranks.scatter_(1, (cols - 1) - order, torch.arange(cols).expand(rows, cols))
-    out = scratch.rows("probability", 1, m_len)[0].view(rows, cols)
-    out.copy_(ranks)
-    if cols > 1:
-        out.div_(cols - 1)
-    out.mul_(2).mul_(epsilon).add_(density - epsilon)
-    return out.view(-1)
-
-
-def consensus(base, sparse, weights, lam: float, normalize: bool, acc, scratch) -> None:
-    """acc ← base + λ·(Σ agreeing t_i) [÷ Σ agreeing w_i], t_i = w_i·s_i (module docstring)."""
-    n, m_len = len(sparse), acc.numel()
-    t = scratch.rows("weighted", n, m_len)
-    for row, s, w in zip(t, sparse, weights, strict=True):
-        row.copy_(s)
-        if w != 1.0:
-            row.mul_(w)
-    elected = scratch.rows("elected", 1, m_len)[0]
-    _sum_rows(t, elected, scratch)
-    positive = elected >= 0
-    agree = scratch.rows("agree", n, m_len, torch.bool)
-    for i in range(n):
-        torch.where(positive, t[i] > 0, t[i] < 0, out=agree[i])
-    chosen = scratch.rows("chosen", n, m_len)
-    dissent = agree.logical_not()
-    chosen.copy_(t).masked_fill_(dissent, 0.0)
-    mixed = elected
-    _sum_rows(chosen, mixed, scratch)
-    if normalize:
-        for i, w in enumerate(weights):
-            chosen[i].fill_(w).masked_fill_(dissent[i], 0.0)
-        divisor = scratch.rows("divisor", 1, m_len)[0]
-        _sum_rows(chosen, divisor, scratch)
-        divisor.masked_fill_(divisor == 0, 1.0)
-        mixed.div_(divisor)
-    if lam != 1.0:
-        mixed.mul_(lam)
-    torch.add(base, mixed, out=acc)
-
-
-def _sum_rows(rows: torch.Tensor, out: torch.Tensor, scratch) -> None:
-    """out ← Σ rows: one row copied, two added, more added smallest first (canonical_sum)."""
-    if rows.shape[0] == 1:
-        out.copy_(rows[0])
-    elif rows.shape[0] == 2:
-        torch.add(rows[0], rows[1], out=out)
-    else:
-        scratch.canonical_sum(rows, out)
 
 
 def check_family(coeffs: dict, n: int) -> str | None:

@@ -22,22 +22,21 @@ Why the estimators look the way they do:
   over MAJ_MC_SUBSETS subsets is used. Votes are the raw scores mapped to weights ≥ 0 by a named
   transform (VOTE_TRANSFORMS): each verifier documents its own (wiseft.verify).
 - Intervals: one bootstrap over problems (a fixed-seed multinomial resample matrix) shared by all
-  metrics, so a whole summary costs one small matrix product. `n_boot` is at most `MAX_N_BOOT`, and the
+  metrics, so a whole summary costs one small matrix product. `n_boot` is at most `MAX_N_BOOT` (`wiseft.limits`), and the
   n_boot × problems resample matrix is drawn and multiplied in row blocks of at most `BOOT_CHUNK_BYTES`,
   so memory stays bounded (the bootstrap means themselves take n_boot × metrics × 8 bytes). Blocks are
   consecutive draws of one generator, so the resamples do not depend on the block size, and at the
   default n_boot = 1000 the whole matrix is one block up to 8,388 problems.
 """
 
+from wiseft.limits import MAX_N_BOOT, check_n_boot
 from wiseft.metrics.estimators import MAJ_EXACT_MAX_N, MAJ_MC_SUBSETS, best_at_k, maj_at_k, pass_at_k
 from wiseft.metrics.intervals import (
     BOOT_CHUNK_BYTES,
-    MAX_N_BOOT,
     RHO_EDGES,
     bias_variance,
     bias_variance_boot,
     bootstrap_ci,
-    check_n_boot,
     resample_blocks,
     resample_weights,
 )

@@ -8,10 +8,10 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 
 from wiseft.errors import MetricError
+from wiseft.limits import check_n_boot
 
 # Fixed edges for the histogram of per-problem Pass@1 (ρ): ten bins of width 0.1, the last one closed.
 RHO_EDGES = tuple(float(x) for x in np.linspace(0.0, 1.0, 11))
-MAX_N_BOOT = 100_000  # bootstrap resamples; 1,000 give intervals to about ±0.5 percentage point
 BOOT_CHUNK_BYTES = 64 * 1024**2  # one block of the resample matrix (float64; the int64 draws as much again)
 
 
@@ -42,17 +42,6 @@ def bootstrap_ci(
     if one_d:
         return mean[0], lo[0], hi[0]
     return mean, lo, hi
-
-
-def check_n_boot(n_boot, flag: str = "--n-boot") -> int:
-    """`n_boot` as a number of bootstrap resamples in [1, MAX_N_BOOT]; MetricError naming `flag` else."""
-    if isinstance(n_boot, bool) or not isinstance(n_boot, (int, np.integer)):
-        raise MetricError(f"{flag} must be a whole number of resamples, got {n_boot!r}")
-    if n_boot < 1:
-        raise MetricError(f"n_boot must be at least 1, got {n_boot} ({flag})")
-    if n_boot > MAX_N_BOOT:
-        raise MetricError(f"{flag} is {n_boot}; the limit is {MAX_N_BOOT} bootstrap resamples")
-    return int(n_boot)
 
 
 def resample_blocks(p: int, seed: int, n_boot: int) -> Iterator[tuple[slice, np.ndarray]]:

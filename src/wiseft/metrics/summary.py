@@ -10,6 +10,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from wiseft.errors import MetricError
+from wiseft.limits import check_n_boot
 from wiseft.metrics.estimators import (
     MAJ_EXACT_MAX_N,
     MAJ_MC_SUBSETS,
@@ -26,7 +27,6 @@ from wiseft.metrics.intervals import (
     _percentiles,
     bias_variance,
     bootstrap_ci,
-    check_n_boot,
     resample_blocks,
 )
 from wiseft.metrics.weighted import (

@@ -4,6 +4,8 @@
 `split_problems(problems, val_fraction, seed)` gives the validation/test split.
 """
 
+from wiseft.prompts import STYLES as PROMPT_STYLES
+from wiseft.prompts import Prompter, make_prompter
 from wiseft.tasks.base import (
     INSTRUCTION,
     PLAIN_TEMPLATE,
@@ -14,8 +16,6 @@ from wiseft.tasks.base import (
     split_problems,
     task_names,
 )
-from wiseft.tasks.prompts import STYLES as PROMPT_STYLES
-from wiseft.tasks.prompts import Prompter, make_prompter
 
 __all__ = [
     "PROMPT_STYLES",

@@ -21,8 +21,8 @@ from typing import Any
 import numpy as np
 
 from wiseft.errors import TaskError
+from wiseft.prompts import make_prompter
 from wiseft.records import GROUP_FIELDS
-from wiseft.tasks.prompts import make_prompter
 
 INSTRUCTION = "Please reason step by step, and put your final answer within \\boxed{}."
 PLAIN_TEMPLATE = "Problem: {question}\n" + INSTRUCTION + "\n\nSolution:"
@@ -78,7 +78,7 @@ class Task:
         return {p.id: p for p in self.problems}
 
     def prompt(self, problem: Problem, style: str = "plain", tokenizer: Any = None) -> str:
-        """The exact text given to the model in prompt `style` (`tasks.prompts`; few-shot styles with
+        """The exact text given to the model in prompt `style` (`wiseft.prompts`; few-shot styles with
         their default number of worked examples)."""
         return make_prompter(style).render(problem.question, self.template, self.instruction, tokenizer)
 

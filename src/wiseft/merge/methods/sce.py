@@ -14,9 +14,9 @@ import math
 import torch
 
 from wiseft.merge import tensorwise
+from wiseft.merge.combine import sum_rows
 from wiseft.merge.methods import Method, Param, TensorContext, register
 from wiseft.merge.select import Keep, Selector
-from wiseft.merge.taskvectors import _sum_rows
 from wiseft.merge.tensorwise import BlockSums, Job, task_vectors
 
 WEIGHT_EPS = 1e-6
@@ -29,12 +29,12 @@ def variance(deltas, scratch, out: torch.Tensor) -> torch.Tensor:
     mean = scratch.rows("mean", 1, m)[0]
     for row, d in zip(rows, deltas, strict=True):
         row.copy_(d)
-    _sum_rows(rows, mean, scratch)
+    sum_rows(rows, mean, scratch)
     mean.div_(n)
     for row in rows:
         row.sub_(mean)
         row.mul_(row)
-    _sum_rows(rows, out, scratch)
+    sum_rows(rows, out, scratch)
     return out.div_(n)
 
 
@@ -115,7 +115,7 @@ class SceJob(Job):
         stack = scratch.rows("weighted", len(deltas), m)
         for row, d in zip(stack, deltas, strict=True):
             row.copy_(d)
-        _sum_rows(stack, total, scratch)
+        sum_rows(stack, total, scratch)
         positive = total >= 0
         chosen = scratch.rows("chosen", len(deltas), m)
         weights = scratch.rows("divisor", len(deltas), m)
@@ -123,9 +123,9 @@ class SceJob(Job):
             agree = torch.where(positive, d > 0, d < 0)
             weights[i].fill_(w).masked_fill_(agree.logical_not(), 0.0)
             torch.mul(d, weights[i], out=chosen[i])
-        _sum_rows(chosen, total, scratch)
+        sum_rows(chosen, total, scratch)
         divisor = scratch.rows("sum", 1, m)[0]
-        _sum_rows(weights, divisor, scratch)
+        sum_rows(weights, divisor, scratch)
         total.div_(divisor.clamp_(min=WEIGHT_EPS))
         torch.add(base, total, out=acc)
 

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from wiseft.merge.combine import base_plus, scales
 from wiseft.merge.methods import Method, Param, TensorContext, register
-from wiseft.merge.taskvectors import TaskVectorJob, base_plus, scales
+from wiseft.merge.taskvectors import TaskVectorJob
 
 
 def _kernel(xs, coeffs, acc, scratch) -> None:

@@ -52,8 +52,8 @@ from wiseft.devices import resolve_device
 from wiseft.errors import ConfigError, TrainError
 from wiseft.grading import Grader
 from wiseft.metrics import pass_at_k
+from wiseft.prompts import make_prompter
 from wiseft.sampling import SamplingParams
-from wiseft.tasks.prompts import make_prompter
 from wiseft.train import grpo_loss, steplog
 from wiseft.train.checkpoints import load_optimizer, load_weights, make_adamw, read_state, save_checkpoint
 from wiseft.train.data import epoch_batches

@@ -9,7 +9,7 @@ import math
 from pathlib import Path
 
 from wiseft.errors import ConfigError
-from wiseft.tasks.prompts import STYLES
+from wiseft.prompts import STYLES
 from wiseft.train import grpo_loss
 from wiseft.train.checkpoints import check_save_steps, checkpoint_steps
 

@@ -103,6 +103,7 @@ def workload(name: str):
     from wiseft.tasks import get_task
 
     _, count, max_new = SHAPES[name]
+    max_new = int(os.environ.get("WISEFT_BENCH_MAX_NEW", max_new))  # --max-new-tokens
     task = get_task("toy")
     prompts = [task.prompt(p) for p in task.problems[:count]]
     stop = tuple(task.stop) if name == "toy" else ()
@@ -380,7 +381,9 @@ def agree_rows(table: Table, args) -> None:
 def throughput_rows(table: Table, args) -> None:
     for name in args.shapes.split(","):
         hf = bench_hf(name, args.runs, args.threads)
+        print(name, "HFSampler", json.dumps(hf), file=sys.stderr, flush=True)
         vl = bench_vllm(name, args.runs, args.vllm_threads)
+        print(name, "vLLM", json.dumps(vl), file=sys.stderr, flush=True)
         table.add_row(f"{name}: tokens/s, n={N}, float32", f"{vl['rate']:,.1f} (vLLM)", f"{hf['rate']:,.1f} (HFSampler, transformers {hf.get('transformers', '?')})",
                       f"vLLM {vl['rate'] / hf['rate']:.2f}×", "HFSampler within 1.25× of vLLM")  # fmt: skip
         table.add_row("  tokens per CPU-second (all threads, vLLM's processes too)", f"{vl['cpu_rate']:,.1f}",
@@ -415,6 +418,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2, help="HFSampler threads")
     ap.add_argument("--vllm-threads", default=None, help="VLLM_CPU_OMP_THREADS_BIND (default: vLLM's auto)")
     ap.add_argument("--shapes", default=",".join(SHAPES), help="throughput shapes: " + ", ".join(SHAPES))
+    ap.add_argument("--max-new-tokens", type=int, default=None, help="throughput: instead of the shape's")
     ap.add_argument("--skip-throughput", action="store_true")
     ap.add_argument("--skip-switch", action="store_true")
     ap.add_argument("--skip-fresh", action="store_true", help="switch part: no merge + fresh engine (b)")
@@ -423,6 +427,8 @@ def main() -> None:
     )
     ap.add_argument("--hf-worker", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.max_new_tokens:
+        os.environ["WISEFT_BENCH_MAX_NEW"] = str(args.max_new_tokens)  # the HFSampler subprocess too
     if args.hf_worker:
         print(json.dumps(hf_worker(args.hf_worker, args.runs, args.threads)))
         return

@@ -16,8 +16,10 @@ the order a reader expects:
    token or completed a stop string, drop retired rows from the cache once they are DROP_FRACTION of
    the batch, and feed the rest back.
 
-On CPU, `threads` batches are decoded side by side, each on one core (`HFSampler.workers`); on CUDA one
-batch at a time. The measurements behind these choices and constants are in bench/RESULTS.md.
+On CPU, `threads` batches are decoded side by side, each on one core (`HFSampler.workers`); a large
+model whose rows fit one batch decodes it with torch single-threaded and its linear layers split by
+output features over `threads` Python threads (`cpu_linear`), never with OpenMP's spinning threads; on
+CUDA one batch at a time. The measurements behind these choices and constants are in bench/RESULTS.md.
 
 Reproducibility: each prompt has its own CPU `torch.Generator`, seeded from (seed, prompt text)
 (`base.prompt_seed`), that draws a fixed block of uniforms per step for all `n` samples whether or not

@@ -238,6 +238,50 @@ def test_resume_without_optimizer_state_continues_and_says_so(tmp_path):
     assert again.losses == () and again.resumed_from == 6
 
 
+def test_a_stop_rule_ends_the_run_with_a_checkpoint_and_resume_keeps_it_ended(tmp_path):
+    pairs = _pairs()
+    model, tok = _model()
+    full = sft.train(model, tok, data.epoch_batches(pairs, 4, 1), _cfg(steps=12), tmp_path / "full")
+    asked = []
+
+    def stop_when(step, m):
+        asked.append(step)
+        return step == 7
+
+    cfg = _cfg(steps=12, save_steps=(3,))
+    model2, _ = _model()
+    stopped = sft.train(
+        model2, tok, data.epoch_batches(pairs, 4, 1), cfg, tmp_path / "s", stop_when=stop_when
+    )
+    assert asked == list(range(1, 8)) and stopped.losses == full.losses[:7]
+    assert list(stopped.checkpoints) == [3, 7]
+    state = json.loads((tmp_path / "s" / "checkpoint-7" / "trainer_state.json").read_text())
+    assert state["stopped_early"] is True and state["step"] == 7
+    again = sft.train(
+        _model()[0], tok, data.epoch_batches(pairs, 4, 1), cfg, tmp_path / "s", stop_when=stop_when
+    )
+    assert again.losses == () and list(again.checkpoints) == [3, 7] and asked == list(range(1, 8))
+
+
+def test_a_run_killed_before_its_stop_rule_resumes_to_the_same_stop(tmp_path):
+    pairs = _pairs()
+    cfg = _cfg(steps=12, save_steps=(3,), save_optimizer=True)
+
+    def stop_when(step, m):
+        return step == 8
+
+    model, tok = _model()
+    whole = sft.train(model, tok, data.epoch_batches(pairs, 4, 1), cfg, tmp_path / "w", stop_when=stop_when)
+    with pytest.raises(_Stop):
+        sft.train(_model()[0], tok, data.epoch_batches(pairs, 4, 1), cfg, tmp_path / "c",
+                  on_step=_interrupt_at(5), stop_when=stop_when)  # fmt: skip
+    fresh, _ = _model(seed=99)
+    resumed = sft.train(fresh, tok, data.epoch_batches(pairs, 4, 1), cfg, tmp_path / "c", stop_when=stop_when)
+    assert list(resumed.checkpoints) == [3, 8] and resumed.losses == whole.losses[3:]
+    for a, b in zip(model.state_dict().values(), fresh.state_dict().values(), strict=True):
+        assert torch.equal(a, b)
+
+
 def test_existing_checkpoints_without_resume_are_refused_untouched(tmp_path):
     model, tok = _model()
     sft.train(model, tok, data.epoch_batches(_pairs(), 4, 1), _cfg(steps=2), tmp_path / "r")
@@ -281,6 +325,45 @@ def test_toy_recipe_on_a_tiny_budget_gives_a_base_and_an_sft_trajectory(tmp_path
     assert recipe.base_key() != toy.ToyRecipe(**{**recipe.__dict__, "micro_batches": 1}).base_key()
     gelu_new = dataclasses.replace(SMALL, activation="gelu_new")
     assert recipe.base_key() != toy.ToyRecipe(**{**recipe.__dict__, "model": gelu_new}).base_key()
+
+
+def test_chain_probability_is_the_mean_probability_of_writing_each_gold_chain():
+    model, tok = _model()
+    model.eval()
+    pairs = _pairs(3)
+    direct = []
+    for prompt, completion in pairs:
+        ids = tok(prompt)["input_ids"]
+        p = 1.0
+        for t in tok(completion, add_special_tokens=False)["input_ids"] + [tok.eos_token_id]:
+            with torch.no_grad():
+                probs = torch.softmax(model(input_ids=torch.tensor([ids])).logits[0, -1].double(), -1)
+            p *= float(probs[t])
+            ids = ids + [t]
+        direct.append(p)
+    assert toy.chain_probability(model, tok, pairs) == pytest.approx(sum(direct) / 3, rel=1e-5)
+
+
+def test_gate_problems_are_distinct_seeded_and_never_test_problems():
+    splits = world.make_splits(5, n_sft=8, n_test=300)
+    gate = world.gate_problems(5, 200, exclude=splits.test_keys)
+    keys = [p.numbers for p in gate]
+    assert len(set(keys)) == 200 and not set(keys) & splits.test_keys
+    assert all(len(k) == 4 and all(10 <= x <= 99 for x in k) for k in keys)
+    assert gate == world.gate_problems(5, 200, exclude=splits.test_keys)
+    assert gate[:50] == world.gate_problems(5, 50, exclude=splits.test_keys)
+
+
+def test_the_pretraining_gate_ends_pretraining_at_a_check_step(tmp_path):
+    recipe = toy.ToyRecipe(n_sft=8, n_test=16, model=SMALL, pretrain_steps=12, pretrain_batch=8,
+                           pretrain_gate=1e-300, gate_every=5, n_gate=4, warmup_steps=1, threads=1)  # fmt: skip
+    pre = toy.pretrain(recipe, tmp_path / "pre")
+    assert list(pre.checkpoints) == [5] and len(pre.losses) == 5  # the first check passes
+    never = dataclasses.replace(recipe, pretrain_gate=0.999999)
+    assert list(toy.pretrain(never, tmp_path / "never").checkpoints) == [12]
+    assert recipe.base_key() != never.base_key() != dataclasses.replace(recipe, pretrain_gate=0).base_key()
+    with pytest.raises(ConfigError, match="pretraining gate must lie in"):
+        dataclasses.replace(recipe, pretrain_gate=1.0)
 
 
 @pytest.mark.parametrize("steps, halvings", [(600, 5), (640, 0), (8, 4)])

@@ -174,6 +174,20 @@ def run(args) -> int:
     return 0
 
 
+def base_line(console, base: dict) -> None:
+    """How pretraining ended: at the gate (the rule fixed in advance) or at its step limit."""
+    if not base.get("gate"):
+        return
+    steps, prob, gate = base.get("pretrain_steps"), base.get("gate_probability"), base["gate"]
+    if base.get("stopped_at_gate"):
+        console.print(f"base: pretraining ended at step {steps}, where the base first wrote the gold chain "
+                      f"of its gate problems with probability {prob:.3f} ≥ {gate:g} (checked every "
+                      f"{base.get('gate_every', 25)} steps)")  # fmt: skip
+    else:
+        console.print(f"[yellow]base: pretraining reached its limit of {steps} steps before the gate "
+                      f"(gold-chain probability {prob:.3f} < {gate:g}); the claims rest on a weaker base[/]")  # fmt: skip
+
+
 class DemoProgress:
     """Live bars on a terminal, plain lines when piped (`LogLines`); a replicate's bars restart per seed."""
 
@@ -285,6 +299,7 @@ def show(results, console, out: Path, report: bool) -> None:
         mark = "[green]held[/]" if c.held else "[red]did not hold[/]"
         claims.add_row(mark, f"({c.key}) {c.statement}", c.evidence)
     console.print(claims)
+    base_line(console, results.base or {})
     verifier_line(console, (results.base or {}).get("verifier"))
     if results.replicates:
         console.print(replicate_view(results.replicates))

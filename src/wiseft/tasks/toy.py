@@ -162,6 +162,19 @@ def make_splits(
     return ToySplits(sft=sft, test=test, seed=seed)
 
 
+def gate_problems(seed: int, n_gate: int, exclude: Iterable[tuple[int, ...]]) -> tuple[ToyProblem, ...]:
+    """`n_gate` distinct clean problems of the test problems' shape from their own seeded stream, none in
+    `exclude` (the test problems): what the toy recipe's pretraining checks its base on."""
+    excluded, seen, drawn = frozenset(exclude), set(), []
+    rng = random.Random(f"toy-gate-{seed}")
+    while len(drawn) < n_gate:
+        nums = tuple(rng.randint(10, 99) for _ in range(4))
+        if nums not in excluded and nums not in seen:
+            seen.add(nums)
+            drawn.append(ToyProblem(f"toy-{seed}-gate-{len(drawn):04d}", nums))
+    return tuple(drawn)
+
+
 SLIPS = (-10, -2, -1, 1, 2, 10)
 
 

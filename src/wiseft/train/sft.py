@@ -35,6 +35,7 @@ from wiseft.train.checkpoints import (
     load_weights,
     make_adamw,
     read_history,
+    read_state,
     save_checkpoint,
 )
 from wiseft.train.data import Collator, Pair, epoch_batches, load_pairs
@@ -128,11 +129,15 @@ def train(
     resume: bool = True,
     meta: dict[str, Any] | None = None,
     on_step: Callable[[TrainStep], None] | None = None,
+    stop_when: Callable[[int, Any], bool] | None = None,
 ) -> TrainResult:
     """Train `model` for `cfg.steps` optimizer steps on `batch_at(step)`, writing the checkpoint schedule.
 
+    `stop_when(step, model)`, asked after every step, may end the run early: a checkpoint is written at
+    that step and marked `stopped_early`, and `cfg.steps` is then the most the run could take. It must
+    leave the model and the random state as it found them (an evaluation under `torch.no_grad()`).
     With `resume`, the weights (and optimizer state, when saved) of the last checkpoint in `out_dir` are
-    loaded and training continues after it; a run already complete returns at once.
+    loaded and training continues after it; a run already complete (or stopped early) returns at once.
     """
     import torch
 
@@ -167,13 +172,16 @@ def train(
             losses.append(value)
             history.append(value)
             saved = None
-            if step in schedule:
-                state = _checkpoint_state(cfg, step, history, start, restored, meta)
+            stop = stop_when is not None and stop_when(step, model)
+            if step in schedule or stop:
+                state = _checkpoint_state(cfg, step, history, start, restored, meta, stopped_early=stop)
                 saved = save_checkpoint(
                     model, tokenizer, out, step, state, optimizer if cfg.save_optimizer else None
                 )
             if on_step:
                 on_step(TrainStep(step, cfg.steps, value, lr, time.perf_counter() - t0, saved))
+            if stop:
+                break
     finally:
         stepper.close()
     model.eval()
@@ -194,6 +202,8 @@ def _resume_point(out: Path, cfg: SFTConfig, resume: bool) -> tuple[int, Path | 
             f"another -o/--output"
         )
     start = max(existing)
+    if read_state(existing[start], "loss_history").get("stopped_early") is True:
+        return cfg.steps, existing[start]  # the run ended at its stop rule: nothing left to train
     if start > cfg.steps:
         raise TrainError(
             f"{existing[start]} is beyond --steps {cfg.steps}; raise --steps to continue training"
@@ -201,10 +211,11 @@ def _resume_point(out: Path, cfg: SFTConfig, resume: bool) -> tuple[int, Path | 
     return start, existing[start]
 
 
-def _checkpoint_state(cfg, step: int, history: list[float], start: int, restored, meta) -> dict:
-    """The trainer_state.json of the checkpoint at `step`."""
+def _checkpoint_state(cfg, step, history, start, restored, meta, stopped_early: bool = False) -> dict:
+    """The trainer_state.json of the checkpoint at `step` (`stopped_early`: the stop rule ended the run)."""
     return {
         "step": step,
+        "stopped_early": stopped_early,
         "config": to_dict(cfg),
         "seed": cfg.seed,
         "loss_history": history,

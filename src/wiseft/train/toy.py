@@ -30,11 +30,14 @@ from wiseft.tasks.toy import (
     N_TEST,
     SloppyConfig,
     ToySplits,
+    gate_problems,
     make_splits,
     sft_pairs,
     sloppy_batches,
     write_split_jsonl,
 )
+from wiseft.train.checkpoints import read_state
+from wiseft.train.data import Collator
 from wiseft.train.sft import SFTConfig, epoch_batches, train
 
 # --- tokenizer and model: standard Hugging Face pieces ------------------------------------------------
@@ -117,8 +120,10 @@ def toy_model(cfg: ToyModelConfig, tokenizer, seed: int):
 class ToyRecipe:
     """The demo's two stages, all seeded: sloppy pretraining, then small over-trained clean SFT.
 
-    Pretraining: `pretrain_steps` steps of `pretrain_batch` fresh sloppy problems at `pretrain_lr`
-    (constant after warm-up). SFT: `sft_steps` steps of `sft_batch` of the `n_sft` clean problems at
+    Pretraining: steps of `pretrain_batch` fresh sloppy problems at `pretrain_lr` (constant after
+    warm-up) until the gate passes, at most `pretrain_steps`: every `gate_every` steps the base's mean
+    probability of writing the gold chain of `n_gate` clean problems (never test ones) is compared with
+    `pretrain_gate`, so every seed's base stops at the same competence, however long its plateau lasts. SFT: `sft_steps` steps of `sft_batch` of the `n_sft` clean problems at
     `sft_lr` with cosine decay to `sft_min_lr`; checkpoints at `sft_steps`/2^i for i = `sft_halvings`…0,
     dense early, and the first of them is the early checkpoint of the mixes (a rule fixed in advance). Both
     stages split each batch into `micro_batches` parts whose gradients are summed in a fixed order, so the
@@ -132,9 +137,12 @@ class ToyRecipe:
     model: ToyModelConfig = ToyModelConfig()
     sloppy: SloppyConfig = SloppyConfig()
     pretrain_seed: int = 0
-    pretrain_steps: int = 800
+    pretrain_steps: int = 2400  # the most pretraining may take; the gate ends it sooner
     pretrain_batch: int = 128
-    pretrain_lr: float = 2e-3
+    pretrain_lr: float = 4e-3
+    pretrain_gate: float = 0.08  # > 0: end pretraining once the base writes the gold chain this often
+    gate_every: int = 25
+    n_gate: int = 256
     sft_seed: int = 0
     sft_steps: int = 640
     sft_batch: int = 32
@@ -150,6 +158,12 @@ class ToyRecipe:
             raise ConfigError(
                 f"the SFT steps ({self.sft_steps}) must be a multiple of 2^sft_halvings "
                 f"(2^{self.sft_halvings}), and sft_halvings at least 1, to place the checkpoints"
+            )
+
+        if not 0 <= self.pretrain_gate < 1 or self.gate_every < 1 or self.n_gate < 1:
+            raise ConfigError(
+                f"the pretraining gate must lie in [0, 1) with gate_every and n_gate >= 1, got "
+                f"{self.pretrain_gate}, {self.gate_every} and {self.n_gate}"
             )
 
     def checkpoint_steps(self) -> list[int]:
@@ -203,13 +217,71 @@ class ToyRecipe:
             "micro_batches": self.micro_batches,
             "warmup": self.warmup_steps,
         }
+        if self.pretrain_gate:  # (a key without the gate stays the key of the bases built before it)
+            parts["gate"] = [self.pretrain_gate, self.gate_every, self.n_gate]
         return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def chain_probability(model, tokenizer, pairs) -> float:
+    """Mean over `pairs` of the model's probability of writing each completion exactly and then stopping,
+    from one teacher-forced forward pass on one thread (the same bits for any thread count): the expected
+    Pass@1 at T=1 of the gold chain itself, a lower bound of Pass@1 (slips that cancel also end right)."""
+    import torch
+
+    input_ids, _mask, labels = Collator(tokenizer)(pairs)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with torch.no_grad():  # right-padded rows need no mask under causal attention (train.sft)
+            logits = model(input_ids=input_ids).logits[:, :-1].float()
+    finally:
+        torch.set_num_threads(threads)
+    target = labels[:, 1:]
+    logp = torch.log_softmax(logits, -1).gather(-1, target.clamp(min=0).unsqueeze(-1)).squeeze(-1)
+    per_chain = (logp * (target != -100)).double().sum(1)
+    return float(per_chain.exp().mean())
+
+
+def _gate_pairs(recipe: ToyRecipe) -> list[tuple[str, str]]:
+    gate = gate_problems(recipe.data_seed, recipe.n_gate, exclude=recipe.splits().test_keys)
+    return [(p.prompt, p.completion) for p in gate]
+
+
+def pretraining_gate(recipe: ToyRecipe, tokenizer):
+    """The `stop_when` of pretraining: every `gate_every` steps, end once the model writes the gold chain
+    of the recipe's gate problems (clean, never a test problem) with mean probability ≥ the gate.
+    A rule on the base alone, fixed before any SFT or test outcome is seen; None without a gate."""
+    if not recipe.pretrain_gate:
+        return None
+    pairs = _gate_pairs(recipe)
+
+    def stop_when(step: int, model) -> bool:
+        return (
+            step % recipe.gate_every == 0
+            and chain_probability(model, tokenizer, pairs) >= recipe.pretrain_gate
+        )
+
+    return stop_when
+
+
+def describe_base(recipe: ToyRecipe, base_dir) -> dict:
+    """How pretraining ended for the base in `base_dir`: its step, whether the gate ended it, and its
+    gold-chain probability on the gate problems (what the gate compares with `pretrain_gate`)."""
+    state = read_state(Path(base_dir), "loss_history")
+    info = {"pretrain_steps": state.get("step"), "max_steps": recipe.pretrain_steps,
+            "stopped_at_gate": state.get("stopped_early") is True, "gate": recipe.pretrain_gate,
+            "gate_every": recipe.gate_every}  # fmt: skip
+    if recipe.pretrain_gate:
+        model, tok = load_causal_lm(base_dir), load_tokenizer(base_dir)
+        info["gate_probability"] = round(chain_probability(model, tok, _gate_pairs(recipe)), 4)
+    return info
 
 
 def pretrain(recipe: ToyRecipe, out_dir, on_step=None, resume: bool = True):
     """Stage 1: train a fresh toy model on sloppy text (test problems excluded); checkpoints in `out_dir`.
 
-    Returns the `TrainResult`; the base model is its last checkpoint.
+    Returns the `TrainResult`; the base model is its last checkpoint (where the gate ended pretraining,
+    when the recipe has one).
     """
     tok = toy_tokenizer()
     model = toy_model(recipe.model, tok, recipe.pretrain_seed)
@@ -217,9 +289,8 @@ def pretrain(recipe: ToyRecipe, out_dir, on_step=None, resume: bool = True):
         recipe.pretrain_seed, recipe.pretrain_batch, recipe.sloppy, exclude=recipe.splits().test_keys
     )
     meta = {"stage": "toy-pretrain", "recipe": to_dict(recipe)}
-    return train(
-        model, tok, batches, recipe.pretrain_config(), out_dir, resume=resume, meta=meta, on_step=on_step
-    )
+    return train(model, tok, batches, recipe.pretrain_config(), out_dir, resume=resume, meta=meta,
+                 on_step=on_step, stop_when=pretraining_gate(recipe, tok))  # fmt: skip
 
 
 def finetune(recipe: ToyRecipe, base_dir, out_dir, on_step=None, resume: bool = True):

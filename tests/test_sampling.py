@@ -468,7 +468,8 @@ def test_packed_linears_do_not_depend_on_the_thread_count(tmp_path):
         (4864, 896, 2, [(0, 2432), (2432, 4864)]),
         (896, 4864, 2, [(0, 448), (448, 896)]),
         (896, 896, 3, [(0, 256), (256, 576), (576, 896)]),
-        (130, 4096, 4, [(0, 64), (64, 128), (128, 130)]),  # no more slices than 64-feature blocks
+        (640, 4096, 4, [(0, 320), (320, 640)]),  # slices of at least MIN_SLICE features
+        (4864, 896, 64, [(i * 256, i * 256 + 256) for i in range(19)]),
         (64, 4096, 2, [(0, 64)]),  # one block: not split
         (256, 256, 2, [(0, 256)]),  # too few multiply-adds to pay for a hand-off
         (4864, 896, 1, [(0, 4864)]),
@@ -485,6 +486,7 @@ def test_column_parallel_linears_give_the_same_bits(arch, tmp_path, monkeypatch)
     one packed layer, for batches of 1 to 33 rows; the layers are undone and torch's threads kept."""
     monkeypatch.setattr(cpu_linear, "SPLIT_MIN_MACS", 0)
     monkeypatch.setattr(cpu_linear, "SLICE_ALIGN", 16)
+    monkeypatch.setattr(cpu_linear, "MIN_SLICE", 16)
     path = tiny_model_dir(tmp_path, arch=arch, hidden=128, intermediate=352, heads=4, kv_heads=2, layers=2)
     model = HFSampler.from_pretrained(path, device="cpu").model
     threads = torch.get_num_threads()
@@ -509,6 +511,7 @@ def test_a_large_model_on_two_threads_uses_column_parallel_layers(tiny, monkeypa
     monkeypatch.setattr(batch_plan, "LARGE_MODEL_PARAMS", 1)
     monkeypatch.setattr(cpu_linear, "SPLIT_MIN_MACS", 0)
     monkeypatch.setattr(cpu_linear, "SLICE_ALIGN", 16)
+    monkeypatch.setattr(cpu_linear, "MIN_SLICE", 16)
     seen = []
     original = cpu_linear.packed_linears
 

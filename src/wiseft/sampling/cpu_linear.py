@@ -37,8 +37,9 @@ PACK_ROWS = 32
 # Column-parallel slices are cut at multiples of this many output features (oneDNN's blocking)...
 SLICE_ALIGN = 64
 # ...and only layers with at least this many multiply-adds per input row are split (below, a thread
-# hand-off costs more than the slice saves).
+# hand-off costs more than the slice saves), into slices of at least MIN_SLICE output features.
 SPLIT_MIN_MACS = 1 << 18
+MIN_SLICE = 256
 
 
 def available() -> bool:
@@ -83,9 +84,10 @@ def _packed_forward(packed: torch.Tensor, bias: torch.Tensor | None):
 
 def slices(out_features: int, in_features: int, parts: int) -> list[tuple[int, int]]:
     """(start, stop) of the output features each of at most `parts` threads computes: whole
-    SLICE_ALIGN blocks, as even as they go; one slice for a layer too small to split."""
+    SLICE_ALIGN blocks, as even as they go, at least MIN_SLICE features each; one slice for a layer too
+    small to split."""
     blocks = -(-out_features // SLICE_ALIGN)
-    parts = min(parts, blocks)
+    parts = min(parts, blocks, max(1, out_features // MIN_SLICE))
     if parts <= 1 or out_features * in_features < SPLIT_MIN_MACS:
         return [(0, out_features)]
     bounds = [min(out_features, (blocks * i // parts) * SLICE_ALIGN) for i in range(parts + 1)]

@@ -92,7 +92,7 @@ bench: $(STAMP)
 # Sampling on Ray (--ray): the optional extra, pinned; its tests (tests/test_ray*.py) are slow-marked.
 ray: $(VENV)/.ray
 
-$(VENV)/.ray: $(STAMP)
+$(VENV)/.ray: $(STAMP) pyproject.toml
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[ray]'
 	touch $@
 

@@ -24,7 +24,10 @@ this machine) serves every Ray run, so cluster start-up is reported once and not
    EARLY,FINAL --vllm-device cuda` for real models on a GPU; by default a tiny Qwen2 pair on the CPU.
 
 CPU seconds (this driver process and the actors' processes) and the load average are printed beside the
-figures: on a shared, busy machine the wall-clock figures move with the other work.
+figures: on a shared, busy machine the wall-clock figures move with the other work. Table 1b gives, per
+actor, its busy share (did the scheduler keep it fed?) and its sampling CPU seconds per busy second (how
+much of a core it got); with both actors near 100 % busy, the 2-vs-1 figure "from CPU time" is what two
+free cores would give.
 
 Usage: PYTHONPATH=src python bench/ray.py [--runs 3] [--limit 96] [--n 8] [--skip-scale] [--skip-sim]
        [--skip-composition] [--vllm [--vllm-anchors EARLY,FINAL] [--vllm-device cuda]]
@@ -258,6 +261,29 @@ def scale_table(runs: dict) -> Table:
     return t
 
 
+def actor_table(runs: dict) -> Table:
+    """Each Ray run's actors, medians over the runs: whether the scheduler kept every actor fed (busy share:
+    sampling + switch seconds over the seconds from its start to the sweep's last unit) and how much CPU
+    each actually got for it (sampling CPU seconds per busy second: 1.0 on a free core, less when the
+    machine is shared). On a loaded machine wall samples/s say little; these two say whether 2 actors
+    both worked the whole time and what 2 free cores would give."""
+    t = Table(title="1b. per actor (medians): busy share and CPU, meaningful on a loaded machine")
+    cols = ("run", "actor", "units", "samples", "busy s", "busy share", "sampling CPU s", "process CPU s",
+            "CPU per busy s", "switches")  # fmt: skip
+    for col in cols:
+        t.add_column(col, justify="right")
+    for label, rs in runs.items():
+        recs = [r["record"] for r in rs if r["record"]]
+        for i in range(min((len(rec["actors"]) for rec in recs), default=0)):
+            a = [rec["actors"][i] for rec in recs]
+            t.add_row(label, str(i), f"{med(x['units'] for x in a):g}", f"{med(x['samples'] for x in a):g}",
+                      f"{med(x['busy_s'] for x in a):.1f}", f"{med(x['busy_frac'] for x in a):.0%}",
+                      f"{med(x['sample_cpu_s'] for x in a):.1f}", f"{med(x['cpu_s'] for x in a):.1f}",
+                      f"{med(x['sample_cpu_s'] / x['busy_s'] if x['busy_s'] else 0.0 for x in a):.2f}",
+                      f"{med(x['switches'] for x in a):g}")  # fmt: skip
+    return t
+
+
 def scale_verdicts(runs: dict) -> list[str]:
     one, two, local = runs["ray 1 actor"], runs["ray 2 actors"], runs["local"]
     pairs = list(zip(one, two, strict=True))
@@ -302,6 +328,19 @@ def sim_table(sim: dict) -> Table:
     return t
 
 
+def start_cluster(ray, tries: int = 5) -> None:
+    """The benchmark's local cluster. Ray gives its node 30 s to register, which a loaded, shared machine
+    can miss: try again (the failed try's processes end with this one)."""
+    for attempt in range(1, tries + 1):
+        try:
+            ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+            return
+        except Exception as exc:  # noqa: BLE001 - Ray raises a bare Exception for a node that timed out
+            if attempt == tries or "timed out during startup" not in str(exc):
+                raise
+            print(f"Ray's node did not register in time (try {attempt} of {tries}, a loaded machine); again")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--runs", type=int, default=3)
@@ -330,12 +369,13 @@ def main() -> None:
     console = Console(width=150)
     toy_models()
     load0, t0 = os.getloadavg(), time.perf_counter()
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    start_cluster(ray)
     console.print(f"local Ray cluster (2 CPUs) started in {time.perf_counter() - t0:.1f} s; "
                   f"load average before: {load0[0]:.1f} / {load0[1]:.1f} (1 / 5 min), {os.cpu_count()} cores")  # fmt: skip
     if not args.skip_scale:
         runs = bench_scale(args)
         console.print(scale_table(runs))
+        console.print(actor_table({k: v for k, v in runs.items() if k != "local"}))
         for line in scale_verdicts(runs):
             console.print(line)
     if not args.skip_sim:

@@ -3,6 +3,9 @@ units, the monitor's record, and the errors that stop a run before anything star
 
 from __future__ import annotations
 
+import importlib.util
+import logging
+import re
 import sys
 
 import pytest
@@ -12,12 +15,13 @@ from wiseft.cli import build_parser
 from wiseft.cli._common import load_config
 from wiseft.config import from_dict, load_yaml, write_resolved
 from wiseft.distributed.actor import vllm_options
-from wiseft.distributed.cluster import ActorShape, actor_shape, ray_module
+from wiseft.distributed.cluster import connect, init_kwargs, ray_module
 from wiseft.distributed.dispatch import split_units
 from wiseft.distributed.engine import RayEngine, ray_engine
 from wiseft.distributed.monitor import Monitor, _takes_detail
+from wiseft.distributed.shape import ActorShape, actor_shape
 from wiseft.errors import ConfigError
-from wiseft.evaluate.config import RayConfig, SweepConfig
+from wiseft.evaluate.config import RayConfig, SweepConfig, ray_address_problem
 from wiseft.evaluate.engine import ENGINE_PLUGINS, make_engine
 from wiseft.evaluate.plan import VariantSpec, plan_sweep
 from wiseft.sampling import SamplingParams
@@ -61,7 +65,7 @@ def test_ray_flags_and_section(argv, yaml_text, want, tmp_path):
         (["--ray"], "ray: {cpus_per_actor: 0, gpus_per_actor: 0}", "an actor needs one"),
         (["--ray"], "ray: {nodes: 3}", "unknown key(s) nodes for RayConfig"),
         (["--ray"], "ray: {start_timeout: -1}", "--ray-start-timeout must be positive seconds"),
-        ([], "ray: 5", "--ray takes an address (auto, HOST:PORT) or nothing, got 5"),
+        ([], "ray: 5", "--ray takes an address (auto, HOST:PORT, ray://HOST:PORT) or nothing, got 5"),
     ],
 )
 def test_bad_ray_settings_name_the_flag(argv, yaml_text, message, tmp_path):
@@ -183,7 +187,7 @@ def test_engine_vllm_with_ray_gives_the_actors_vllm_and_keys_samples_as_vllm(mon
     ray_side = engine.sampler
     assert (engine.name, engine.max_context, ray_side.actor_engine) == ("vllm", 96, "vllm")
     assert ray_side.setup.options["vllm"] == cfg.engine_options()
-    assert actor_shape(cfg.ray, "", {"CPU": 16.0, "GPU": 8.0}, 2) == ActorShape(4, 1.0, 2.0)
+    assert actor_shape(cfg.ray, "", {"CPU": 16.0, "GPU": 8.0}, 2) == ActorShape(4, 1.0, 2.0, 2, "mp")
 
 
 def test_without_ray_the_flag_says_how_to_get_it(monkeypatch):
@@ -198,3 +202,99 @@ def test_the_resolved_config_keeps_the_ray_section_and_reads_back(tmp_path):
     assert "ray:\n  address: auto\n  actors: 2\n" in path.read_text()
     data = {k: v for k, v in load_yaml(path).items() if k != "wiseft_version"}
     assert from_dict(SweepConfig, data).ray == cfg.ray
+
+
+@pytest.mark.parametrize(
+    "address",
+    ["auto", "local", "h:1", "10.0.0.1:6379", "head-0.example.com:6379", "[::1]:6379", "ray://head:10001",
+     "ray://10.0.0.1:10001", "ray://[fe80::1]:10001"],
+)  # fmt: skip
+def test_addresses_ray_can_join_are_taken(address):
+    assert ray_address_problem(address) is None
+    assert RayConfig(address=address).address == address
+
+
+@pytest.mark.parametrize(
+    "address, message",
+    [
+        ("head", "--ray head: not an address Ray can join; give auto, HOST:PORT"),
+        ("head:0", "--ray head:0: not an address"),
+        ("head:70000", "--ray head:70000: not an address"),
+        ("ray://head", "--ray ray://head: not an address Ray can join; give auto, HOST:PORT (the cluster's GCS"),
+        ("ray://", "--ray ray://: not an address"),
+        ("ray://head:10001/x", "--ray ray://head:10001/x: not an address"),
+        ("ray://h:1:2", "not an address"),
+        (" ", "--ray  : not an address"),
+        ("http://head:8265", "--ray http://head:8265: only a Ray Client address takes a scheme, ray:// (an http "
+         "address is the dashboard's); give auto, HOST:PORT (the cluster's GCS, port 6379 by default) or "
+         "ray://HOST:PORT (Ray Client, 10001)"),
+        ("grpc://head:10001", "--ray grpc://head:10001: only a Ray Client address takes a scheme, ray://; give"),
+    ],
+)  # fmt: skip
+def test_addresses_ray_cannot_join_are_refused_in_one_line(address, message, tmp_path):
+    assert message in ray_address_problem(address)
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        _ray(["--ray", address])
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        _ray([], f"ray: {{address: '{address}'}}", tmp_path)
+
+
+@pytest.mark.parametrize(
+    "address, want",
+    [
+        (None, dict(address="local", include_dashboard=False)),
+        ("local", dict(address="local", include_dashboard=False)),
+        ("auto", dict(address="auto", include_dashboard=False)),
+        ("10.0.0.1:6379", dict(address="10.0.0.1:6379", include_dashboard=False)),
+        ("ray://head:10001", dict(address="ray://head:10001")),  # forwarded to the server's ray.init: no dashboard
+    ],
+)  # fmt: skip
+def test_ray_init_gets_the_address_and_only_what_its_kind_takes(address, want):
+    assert init_kwargs(address) == {**want, "log_to_driver": False, "logging_level": logging.WARNING}
+
+
+class _Unreachable:
+    """A `ray` module whose `init` fails as Ray Client does when nothing answers on the port."""
+
+    def __init__(self, exc):
+        self.exc, self.calls = exc, []
+
+    def is_initialized(self):
+        return False
+
+    def init(self, **kwargs):
+        self.calls.append(kwargs)
+        raise self.exc
+
+
+@pytest.mark.parametrize(
+    "address, exc, message",
+    [
+        ("ray://head:10001", ConnectionError("ray client connection timeout"),
+         "--ray ray://head:10001: cannot connect to the Ray Client server (ray client connection timeout); check "
+         "that the head node serves Ray Client on that port (`ray start --head` does, on 10001;"),
+        ("ray://head:10001", RuntimeError("Version mismatch: The cluster was started with:\n    Ray: 2.60.0\n"),
+         "(Version mismatch: The cluster was started with: Ray: 2.60.0); check that the head node serves Ray Client"),
+        ("head:6379", ConnectionError("Could not find any running Ray instance."),
+         "--ray head:6379: cannot connect to a Ray cluster (Could not find any running Ray instance.); check that "
+         "`ray start --head --port PORT` runs there"),
+        ("auto", ConnectionError("x" * 300), "cannot connect to a Ray cluster (" + "x" * 197 + "...); start one"),
+    ],
+)  # fmt: skip
+def test_a_cluster_that_cannot_be_reached_is_one_line_naming_the_address(monkeypatch, address, exc, message):
+    fake = _Unreachable(exc)
+    monkeypatch.setitem(sys.modules, "ray", fake)
+    with pytest.raises(ConfigError) as err:
+        connect(address)
+    assert message in str(err.value) and "\n" not in str(err.value)
+    assert fake.calls == [init_kwargs(address)]
+
+
+def test_ray_client_without_grpcio_says_how_to_get_it(monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", _Unreachable(AssertionError("not called")))
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "grpc" else real(name, *a)
+    )
+    with pytest.raises(ConfigError, match=re.escape("--ray ray://h:1: Ray Client needs grpcio: pip install")):
+        connect("ray://h:1")

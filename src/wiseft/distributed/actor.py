@@ -10,8 +10,8 @@ the actor's machine by an actor-side factory, named in `ACTOR_ENGINES` (or any p
 - `"vllm"`: `evaluate.engine.vllm_engine`, vLLM started with the run's options (`--engine vllm`) on the
   GPUs Ray gave the actor (or its CPUs), its workers holding the anchors and switching variants in place.
   With one GPU the engine runs inside the actor's process (stopping the actor stops it); with
-  `--tensor-parallel-size` > 1 its workers are the actor's child processes (vLLM's "mp" executor; its Ray
-  executor would wait for GPUs this actor already holds).
+  `--tensor-parallel-size` > 1 its workers are the actor's child processes on the actor's GPUs (vLLM's
+  "mp" executor) or Ray actors in the replica's own bundles (its "ray" executor), see `shape`.
 
 `run(spec, fingerprints, prompts, n, params)` switches to `spec` when it is not the variant the engine
 holds (lazily: once per variant per actor), checks on first use that this node's copy of each model is
@@ -45,6 +45,10 @@ class ActorSetup:
     device: str = "cpu"
     threads: int | None = None
     options: dict = field(default_factory=dict)
+    vllm_backend: str | None = (
+        None  # vLLM's executor for tensor parallelism (`shape.ActorShape.vllm_backend`)
+    )
+    env: dict = field(default_factory=dict)  # set (None: removed) in the actor before its engine starts
 
 
 def hf_actor_engine(setup: ActorSetup) -> Engine:
@@ -52,19 +56,20 @@ def hf_actor_engine(setup: ActorSetup) -> Engine:
     return hf_engine(setup.model_dir, setup.device, setup.threads, setup.tokenizer_dirs)
 
 
-def vllm_options(options, device: str):
-    """The run's vLLM options (`EngineOptions`) as one actor starts them: on the actor's device, in its
-    process with one worker, with vLLM's multiprocessing executor for tensor parallelism."""
+def vllm_options(options, device: str, backend: str | None = None):
+    """The run's vLLM options (`EngineOptions`) as one actor starts them: on the actor's device; one
+    worker in the actor's process; more with `backend` ("mp": child processes on the actor's GPUs, "ray":
+    worker actors in the replica's bundles; see `shape`), "mp" when none is named."""
     one = options.tensor_parallel_size == 1
     return dataclasses.replace(
         options, device="cuda" if device.startswith("cuda") else "cpu", in_process=one,
-        executor_backend=None if one else "mp",
+        executor_backend=None if one else (backend or "mp"),
     )  # fmt: skip
 
 
 def vllm_actor_engine(setup: ActorSetup) -> Engine:
     """The vLLM engine with `setup.options["vllm"]` (the run's `EngineOptions`), see `vllm_options`."""
-    options = vllm_options(setup.options["vllm"], setup.device)
+    options = vllm_options(setup.options["vllm"], setup.device, setup.vllm_backend)
     return vllm_engine(setup.model_dir, options, setup.tokenizer_dirs)
 
 
@@ -109,6 +114,7 @@ class EngineWorker:
         """Build the engine (load the model); return where this actor runs and what engine it holds
         (`engine_info`: versions and options, as `Engine.info`)."""
         if self.engine is None:
+            apply_env(self.setup.env)
             self.engine = resolve_factory(self.factory)(self.setup)
         return {**where(), "engine_info": _plain(self.engine.info)}
 
@@ -154,6 +160,15 @@ class EngineWorker:
                     f"{path} on node {socket.gethostname()} is not the driver's copy (fingerprint "
                     f"{self.checked[path]} vs {expected}); give every node the same model files at that path"
                 )
+
+
+def apply_env(env: dict) -> None:
+    """Set (or, for None, remove) environment variables in this actor's process."""
+    for key, value in env.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
 
 
 def _plain(info: dict) -> dict:

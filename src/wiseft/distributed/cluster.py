@@ -1,22 +1,23 @@
 """The cluster a run samples on: connect (or start a local one), read its resources, place the actors.
 
 - `connect(address)`: `None`/"local" starts a local cluster for the run (stopped at the end), "auto" joins
-  the cluster started on this machine with `ray start`, "HOST:PORT" a remote one.
+  the cluster started on this machine with `ray start`, "HOST:PORT" a cluster by its GCS address (this
+  machine becomes a driver node: it must reach every node), "ray://HOST:PORT" a cluster through its Ray
+  Client server (only that port is needed; the driver's Ray calls go over it).
   A driver that is already connected (a test, a notebook) keeps its connection, and keeps it afterwards.
 - `snapshot()`: the cluster's total resources and its nodes, as the run records them.
-- `actor_shape(cfg, device, resources, gpus_per_replica)`: how many actors of how many CPUs and GPUs.
-- `place(shape, strategy, timeout)`: a placement group of one bundle per actor, ready, or a ConfigError
-  that says what the cluster has.
+- `place(shape, strategy, timeout)`: the placement group of the actors' bundles (`shape.ActorShape`),
+  ready, or a ConfigError that says what the cluster has.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import logging
-import math
-from dataclasses import dataclass
+import warnings
 
+from wiseft.distributed.shape import ActorShape
 from wiseft.errors import ConfigError
-from wiseft.evaluate.config import RayConfig
 
 
 def ray_module():
@@ -28,23 +29,67 @@ def ray_module():
     return ray
 
 
+def address_kind(address: str | None) -> str:
+    """ "local" (a cluster started for the run), "auto" (the one `ray start` runs on this machine),
+    "client" (ray://HOST:PORT: a Ray Client server) or "gcs" (HOST:PORT: a cluster's GCS)."""
+    if address in (None, "local"):
+        return "local"
+    if address == "auto":
+        return "auto"
+    return "client" if address.startswith("ray://") else "gcs"
+
+
+def init_kwargs(address: str | None) -> dict:
+    """`ray.init`'s arguments for `address`. A Ray Client connection forwards its arguments to the
+    `ray.init` the server runs for this driver, so it gets only the quiet logging; the dashboard is the
+    cluster's business there, as with any existing cluster."""
+    kind = address_kind(address)
+    quiet = dict(log_to_driver=False, logging_level=logging.WARNING)
+    if kind == "client":
+        return {"address": address, **quiet}
+    return {"address": "local" if kind == "local" else address, "include_dashboard": False, **quiet}
+
+
+CONNECT_HINTS = {
+    "local": "the local cluster did not start; see the Ray logs under /tmp/ray",
+    "auto": "start one with `ray start --head`, or give --ray without an address for a local cluster",
+    "gcs": "check that `ray start --head --port PORT` runs there and that this machine reaches every port of "
+    "the cluster's nodes (from outside the cluster, use Ray Client: ray://HOST:10001)",
+    "client": "check that the head node serves Ray Client on that port (`ray start --head` does, on 10001; "
+    "--ray-client-server-port to change it), that the port is reachable from here, and that this machine "
+    "runs the cluster's Ray and Python versions",
+}
+
+
 def connect(address: str | None) -> bool:
     """Connect this process to a Ray cluster; True when the connection (and a local cluster) is ours to
     close at the end of the run."""
     ray = ray_module()
     if ray.is_initialized():
         return False
-    kwargs = dict(include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
-    local = address in (None, "local")
-    try:
-        ray.init(address="local" if local else address, **kwargs)  # "local": a new one, not `ray start`'s
-    except (ConnectionError, RuntimeError, ValueError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        hint = "start one with `ray start --head`, or give --ray without an address for a local cluster"
+    if address_kind(address) == "client" and importlib.util.find_spec("grpc") is None:
         raise ConfigError(
-            f"--ray {address or 'local'}: cannot connect to a Ray cluster ({first}); {hint}"
-        ) from None
+            f"--ray {address}: Ray Client needs grpcio: pip install 'wiseft[ray]' (grpcio==1.85.3)"
+        )
+    try:
+        with warnings.catch_warnings():  # (Ray Client warns of a timeout before it raises; the error says it)
+            warnings.simplefilter("ignore")
+            ray.init(**init_kwargs(address))  # "local": a new cluster, not `ray start`'s
+    except (ConnectionError, RuntimeError, ValueError, TimeoutError) as exc:
+        raise connect_error(address, exc) from None
     return True
+
+
+def connect_error(address: str | None, exc: BaseException) -> ConfigError:
+    """One line: the address, Ray's message (on one line, cut at 200 characters), and what to check for
+    that kind of address."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    first = text if len(text) <= 200 else text[:197] + "..."
+    kind = address_kind(address)
+    what = "the Ray Client server" if kind == "client" else "a Ray cluster"
+    return ConfigError(
+        f"--ray {address or 'local'}: cannot connect to {what} ({first}); {CONNECT_HINTS[kind]}"
+    )
 
 
 def disconnect() -> None:
@@ -65,51 +110,18 @@ def snapshot() -> dict:
     return {"resources": total, "nodes": nodes}
 
 
-@dataclass(frozen=True)
-class ActorShape:
-    actors: int
-    cpus: float
-    gpus: float
-
-    def bundle(self) -> dict[str, float]:
-        return {k: v for k, v in (("CPU", self.cpus), ("GPU", self.gpus)) if v}
-
-
-def actor_shape(
-    cfg: RayConfig, device: str | None, resources: dict[str, float], gpus_per_replica: int = 1
-) -> ActorShape:
-    """Actors and their resources: GPUs default to one replica's (1, or vLLM's tensor-parallel size) per
-    actor when the cluster has GPUs and the device is not the CPU; actors default to as many as the
-    cluster's resources hold."""
-    have_gpus = resources.get("GPU", 0.0)
-    gpus = cfg.gpus_per_actor
-    if gpus is None:
-        gpus = float(gpus_per_replica) if have_gpus and not (device or "").startswith("cpu") else 0.0
-    if (device or "").startswith("cuda") and not gpus:
-        raise ConfigError(f"--device {device} with --ray-gpus-per-actor 0: the actors would see no GPU")
-    cpus = float(cfg.cpus_per_actor)
-    fits = [resources.get("CPU", 0.0) / cpus] if cpus else []
-    fits += [have_gpus / gpus] if gpus else []
-    actors = cfg.actors if cfg.actors is not None else int(math.floor(min(fits) + 1e-9))
-    if actors < 1:
-        raise ConfigError(
-            f"--ray: an actor needs {cpus:g} CPU and {gpus:g} GPU, the cluster has {resources.get('CPU', 0):g} "
-            f"CPU and {have_gpus:g} GPU; lower --ray-cpus-per-actor/--ray-gpus-per-actor or add nodes"
-        )
-    return ActorShape(actors, cpus, gpus)
-
-
 def place(shape: ActorShape, strategy: str, timeout: float):
-    """A ready placement group of `shape.actors` bundles, or a ConfigError naming what does not fit."""
+    """A ready placement group of `shape.bundles()`, or a ConfigError naming what does not fit."""
     ray = ray_module()
     from ray.util.placement_group import placement_group, remove_placement_group
 
-    pg = placement_group([shape.bundle()] * shape.actors, strategy=strategy)
+    pg = placement_group(shape.bundles(), strategy=strategy)
     if not pg.wait(timeout_seconds=timeout):
         remove_placement_group(pg)
         have = {k: v for k, v in ray.cluster_resources().items() if k in ("CPU", "GPU")}
+        each = shape.replica_bundles() if shape.split else shape.bundle()
         raise ConfigError(
-            f"--ray: {shape.actors} actor(s) of {shape.bundle()} ({strategy}) could not be placed within "
+            f"--ray: {shape.actors} actor(s) of {each} ({strategy}) could not be placed within "
             f"{timeout:g} s on a cluster with {have}; lower --ray-actors or the resources per actor"
         )
     return pg

@@ -25,6 +25,7 @@ for a config with a `ray:` section.
 from __future__ import annotations
 
 import atexit
+import dataclasses
 import os
 import weakref
 from collections.abc import Callable, Iterator, Sequence
@@ -35,6 +36,7 @@ from wiseft.distributed import cluster
 from wiseft.distributed.actor import ActorEngineFactory, ActorSetup, EngineWorker, resolve_factory
 from wiseft.distributed.dispatch import Dispatcher
 from wiseft.distributed.monitor import Monitor
+from wiseft.distributed.shape import ActorShape, actor_shape
 from wiseft.errors import SamplingError
 from wiseft.evaluate.config import EvalConfig, RayConfig
 from wiseft.evaluate.engine import Engine, context_length, find_tokenizer
@@ -58,7 +60,7 @@ class RayEngine:
         self.monitor = Monitor(progress)
         self.current: VariantSpec | None = None
         self.cluster: dict | None = None
-        self.shape: cluster.ActorShape | None = None
+        self.shape: ActorShape | None = None
         self._fingerprints: dict[str, str] = {}
         self._dispatcher: Dispatcher | None = None
         self._pg = None
@@ -118,31 +120,37 @@ class RayEngine:
         self._owns_connection = cluster.connect(self.cfg.address)
         self.cluster = cluster.snapshot()
         vllm = self.setup.options.get("vllm")
-        per_replica = vllm.tensor_parallel_size if vllm is not None else 1
-        self.shape = shape = cluster.actor_shape(
-            self.cfg, self.setup.device, self.cluster["resources"], per_replica
-        )
+        self.shape = shape = actor_shape(
+            self.cfg, self.setup.device, self.cluster["resources"],
+            vllm.tensor_parallel_size if vllm is not None else 1, self.cluster["nodes"],
+        )  # fmt: skip
         self._pg = cluster.place(shape, self.cfg.strategy, self.cfg.start_timeout)
         remote = ray.remote(EngineWorker)
         setup = self._setup_for(shape)
 
-        def new_actor(bundle: int):
-            where = PlacementGroupSchedulingStrategy(self._pg, placement_group_bundle_index=bundle)
-            return remote.options(
-                num_cpus=shape.cpus, num_gpus=shape.gpus, max_restarts=0, scheduling_strategy=where
-            ).remote(self.actor_engine, setup)
+        def new_actor(actor: int):
+            options = shape.actor_options(actor)
+            where = PlacementGroupSchedulingStrategy(
+                self._pg, placement_group_bundle_index=options.pop("placement_group_bundle_index"),
+                placement_group_capture_child_tasks=options.pop("placement_group_capture_child_tasks"),
+            )  # fmt: skip
+            actor_setup = dataclasses.replace(setup, env=shape.actor_env(actor))
+            return remote.options(**options, max_restarts=0, scheduling_strategy=where).remote(
+                self.actor_engine, actor_setup
+            )
 
         self._dispatcher = Dispatcher(
             new_actor, shape.actors, self.fingerprints, self.monitor, self.cfg.start_timeout, self.lookahead
         )
         return self._dispatcher
 
-    def _setup_for(self, shape: cluster.ActorShape) -> ActorSetup:
-        """The actors' device (a GPU when they reserve one) and threads (their CPUs, at least one)."""
+    def _setup_for(self, shape: ActorShape) -> ActorSetup:
+        """The actors' device (a GPU when the replica has some), threads (their CPUs, at least one) and
+        vLLM's executor for the replica's workers (`shape.vllm_backend`)."""
         device = self.setup.device or ("cuda" if shape.gpus else "cpu")
         threads = self.setup.threads or max(1, int(shape.cpus))
-        return ActorSetup(
-            self.setup.model_dir, self.setup.tokenizer_dirs, device, threads, self.setup.options
+        return dataclasses.replace(
+            self.setup, device=device, threads=threads, vllm_backend=shape.vllm_backend()
         )
 
     def close(self) -> None:
@@ -164,7 +172,10 @@ class RayEngine:
         return {"ray": {
             "address": self.cfg.address or "local", "engine": _engine_name(self.actor_engine),
             "strategy": self.cfg.strategy, "cluster": self.cluster,
-            "actor_resources": shape.bundle() if shape else None, "actors_planned": shape.actors if shape else None,
+            "actor_resources": shape.bundle() if shape else None,
+            "replica_bundles": shape.replica_bundles() if shape else None,
+            "vllm_executor": shape.vllm_backend() if shape and "vllm" in self.setup.options else None,
+            "actors_planned": shape.actors if shape else None,
             "lookahead": self.lookahead, **self.monitor.record(),
         }}  # fmt: skip
 

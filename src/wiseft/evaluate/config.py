@@ -29,6 +29,11 @@ from wiseft.tasks.prompts import STYLES, make_prompter
 
 MAX_N = 65536  # samples per problem
 PLACEMENT_STRATEGIES = ("PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD")
+TP_EXECUTORS = ("mp", "ray")  # how a Ray actor's vLLM starts its tensor-parallel workers
+RAY_ADDRESSES = (
+    "auto, HOST:PORT (the cluster's GCS, port 6379 by default) or ray://HOST:PORT (Ray Client, 10001)"
+)
+_HOST_PORT = re.compile(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9][A-Za-z0-9_.-]*):([0-9]{1,5})")
 ENGINES = ("hf", "vllm", "auto")
 # The vLLM options of EvalConfig and their defaults (an --engine hf run must leave them so).
 VLLM_FIELDS = {"tensor_parallel_size": 1, "gpu_memory_utilization": None, "max_model_len": None,
@@ -55,8 +60,28 @@ def _ray_section(value) -> dict:
     if value is True or value in ("", "local"):
         return {}
     if not isinstance(value, str):
-        raise ConfigError(f"--ray takes an address (auto, HOST:PORT) or nothing, got {value!r}")
+        raise ConfigError(
+            f"--ray takes an address (auto, HOST:PORT, ray://HOST:PORT) or nothing, got {value!r}"
+        )
     return {"address": value}
+
+
+def ray_address_problem(address: str) -> str | None:
+    """Why `address` is not one `--ray` takes, or None. `auto` and `local` (a cluster started for the run)
+    by name; `HOST:PORT` the GCS of a cluster this machine belongs to or can reach on every port;
+    `ray://HOST:PORT` a Ray Client server (the driver stays here, the cluster runs everything else)."""
+    if address in ("auto", "local"):
+        return None
+    scheme, sep, rest = address.partition("://")
+    if not sep:
+        scheme, rest = "", address
+    if scheme not in ("", "ray"):
+        dashboard = " (an http address is the dashboard's)" if scheme in ("http", "https") else ""
+        return f"--ray {address}: only a Ray Client address takes a scheme, ray://{dashboard}; give {RAY_ADDRESSES}"
+    match = _HOST_PORT.fullmatch(rest)
+    if match is None or not 1 <= int(match.group(2)) <= 65535:
+        return f"--ray {address}: not an address Ray can join; give {RAY_ADDRESSES}"
+    return None
 
 
 @dataclass(frozen=True)
@@ -65,7 +90,7 @@ class RayConfig:
     replica, placed with a placement group, each holding the run's engine (`--engine`: transformers or
     vLLM) and its anchors."""
 
-    address: str | None = None  # "auto" or "HOST:PORT"; None: a local cluster started for the run
+    address: str | None = None  # auto, HOST:PORT, ray://HOST:PORT; None: a cluster started for the run
     actors: int | None = option(
         None, "Ray actors, one engine replica each (default: as many as the cluster holds)"
     )
@@ -77,10 +102,18 @@ class RayConfig:
     )
     strategy: str = option("PACK", "placement of the actors over the nodes", choices=PLACEMENT_STRATEGIES)
     start_timeout: float = option(600.0, "seconds to wait for the cluster to place and start the actors")
+    tp_executor: str = option(
+        "mp", "with --engine vllm and --tensor-parallel-size T > 1 on GPUs, how each actor starts vLLM's T "
+        "workers: mp (child processes on the actor's T GPUs, one bundle) or ray (Ray actors, T one-GPU "
+        "bundles per actor)", choices=TP_EXECUTORS,
+    )  # fmt: skip
 
     def __post_init__(self) -> None:
-        if self.address is not None and (not isinstance(self.address, str) or not self.address.strip()):
-            raise ConfigError(f"--ray address must be auto or HOST:PORT, got {self.address!r}")
+        if self.address is not None and not isinstance(self.address, str):
+            raise ConfigError(f"--ray address must be {RAY_ADDRESSES}, got {self.address!r}")
+        problem = ray_address_problem(self.address) if self.address is not None else None
+        if problem:
+            raise ConfigError(problem)
         if self.actors is not None and not (isinstance(self.actors, int) and self.actors >= 1):
             raise ConfigError(f"--ray-actors must be at least 1, got {self.actors!r}")
         for flag, value in (
@@ -97,6 +130,10 @@ class RayConfig:
             )
         if not (isinstance(self.start_timeout, (int, float)) and self.start_timeout > 0):
             raise ConfigError(f"--ray-start-timeout must be positive seconds, got {self.start_timeout!r}")
+        if self.tp_executor not in TP_EXECUTORS:
+            raise ConfigError(
+                f"--ray-tp-executor must be one of {', '.join(TP_EXECUTORS)}, got {self.tp_executor!r}"
+            )
 
 
 @dataclass(frozen=True)
@@ -173,7 +210,7 @@ class EvalConfig:
     sampling_unset: tuple[str, ...] = ()
     sampling_defaults: dict | None = None
     ray: RayConfig | None = option(
-        None, "sample on Ray actors: auto, HOST:PORT, or nothing (or local) for a local cluster; put it after "
+        None, "sample on Ray actors: auto, HOST:PORT, ray://HOST:PORT (Ray Client), or nothing (or local) for a local cluster; put it after "
         "the positional arguments", parse=_ray_section, nargs="?", const="local", metavar="ADDRESS",
     )  # fmt: skip
 

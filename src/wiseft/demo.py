@@ -22,16 +22,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from wiseft.atomic import atomic_dir
-from wiseft.claims import (
-    claim_best_of_k,
-    claim_bias_variance,
-    claim_mix_recovers,
-    claim_sft_collapse,
-    claim_temperature_cannot,
-    replicate_row,
-    replicate_table,
-)
+from wiseft.claims import replicate_row, replicate_table
 from wiseft.config import to_dict, write_resolved
+from wiseft.demo_claims import choose_mix, demo_claims
 from wiseft.demo_rl import RLStageConfig, add_rl_stage
 from wiseft.errors import ConfigError
 from wiseft.evaluate.config import EvalConfig
@@ -43,8 +36,7 @@ from wiseft.evaluate.verifying import verify_in_store
 from wiseft.machine import Clock, busy_cores_now, choose_threads
 from wiseft.merge.recipe import Recipe
 from wiseft.metrics import summarize
-from wiseft.paired import PairedTables
-from wiseft.results import RunResults, Selection, VariantResult
+from wiseft.results import RunResults, VariantResult
 from wiseft.store import SampleStore, VariantRow
 from wiseft.tasks import get_task
 from wiseft.train import toy
@@ -287,7 +279,7 @@ def _run_into(
             results.base["verifier"] = add_verifier_scores(cfg, ev, tmp, progress)
         results.paths["verifier"] = str(out / "verifier")
     with clock.stage("claims"):
-        _add_claims(cfg, results)
+        results.claims = demo_claims(results, cfg.ks, cfg.sample_seed, cfg.n_boot, cfg.verifier is not None)
     if cfg.rl is not None:
         with clock.stage("rl"):
             add_rl_stage(cfg, results, run.checkpoints, cfg.early, tmp / "rl", progress, out)
@@ -418,30 +410,6 @@ def add_verifier_scores(cfg: DemoConfig, ev: Evaluated, out: Path, progress: Dem
             "problems (no test problem)", "scored": names, **record}  # fmt: skip
 
 
-def choose_mix(cfg: DemoConfig, mixes: list[VariantResult], validation: list[VariantResult]) -> Selection:
-    """The mix with the highest `cfg.select_metric` on the validation problems (reported on the claims'
-    problems, each mix's two values in its `splits`), or in-sample when there are none (`n_val` 0)."""
-    metric, deltas = cfg.select_metric, list(cfg.deltas)
-    if not validation:
-        how = (
-            f"highest {metric} among the mixes δ ∈ {deltas}, on all {cfg.n_eval} evaluated test problems "
-            "(in-sample: the demo's claims use the same problems)"
-        )
-        return Selection.highest(mixes, metric, how)
-    on_val = {v.name: v.summary["metrics"][metric] for v in validation}
-    for v in mixes:
-        v.splits = {
-            "validation": {"n_problems": cfg.n_val, metric: on_val[v.name]},
-            "test": {"n_problems": cfg.n_eval, metric: v.summary["metrics"][metric]},
-        }
-    best = max(mixes, key=lambda v: on_val[v.name]["value"])  # ties: the smallest δ
-    how = (
-        f"highest {metric} among the mixes δ ∈ {deltas} on {cfg.n_val} validation problems (test problems "
-        f"{cfg.n_eval + 1}–{cfg.n_eval + cfg.n_val}); the claims are checked on the other {cfg.n_eval}"
-    )
-    return Selection(metric, best.name, how, on_val[best.name], best.summary["metrics"][metric])
-
-
 def _add_roles(
     cfg: DemoConfig, results: RunResults, validation: list[VariantResult], base: Path, cached: bool,
     checkpoints: dict,
@@ -451,31 +419,12 @@ def _add_roles(
     ckpt = {v.step: v.name for v in variants if v.kind == "checkpoint"}
     mixes = [v for v in variants if v.kind == "mix"]
     temps = [v.name for v in variants if v.kind == "temperature"]
-    results.best = best = choose_mix(cfg, mixes, validation)
+    results.best = best = choose_mix(mixes, validation, cfg.select_metric, cfg.deltas, cfg.n_eval, cfg.n_val)
     results.base = {"path": str(base), "cached": cached, "key": cfg.recipe.base_key(),
                     **toy.describe_base(cfg.recipe, base)}  # fmt: skip
     results.roles = {"early": ckpt[cfg.early], "final": ckpt[max(checkpoints)], "mix": best.variant,
                      "temperatures": temps}  # fmt: skip
     results.early_step = cfg.early
-
-
-def _add_claims(cfg: DemoConfig, results: RunResults) -> None:
-    """The paper's claims on this run's numbers; (e) when the toy verifier scored the samples."""
-    roles = results.roles
-    early, final, mix = roles["early"], roles["final"], roles["mix"]
-    temps = {name: results.variant(name).temperature for name in roles["temperatures"]}
-    tables = PairedTables(
-        {v.name: v.per_problem for v in results.variants}, cfg.ks, seed=cfg.sample_seed, n_boot=cfg.n_boot
-    )
-    results.claims = [  # the final model at T=1 is a temperature of the final model too
-        claim_sft_collapse(tables, early, final),
-        claim_mix_recovers(tables, mix, final),
-        claim_temperature_cannot(tables, mix, {final: 1.0, **temps}),
-        claim_bias_variance(tables, mix, final, temps),
-    ]
-    if cfg.verifier is not None:
-        skipped = (results.base.get("verifier") or {}).get("skipped")
-        results.claims.append(claim_best_of_k(tables, mix, final, skipped))
 
 
 def _add_machine(cfg: DemoConfig, results: RunResults, clock: Clock, busy_before: float, load_before: float):

@@ -69,6 +69,7 @@ $(MK_STAMP): requirements/mergekit.txt
 
 bench-mergekit: $(STAMP) $(MK_STAMP)
 	$(BIN)/python bench/mergekit_compare.py
+	$(BIN)/python bench/mergekit_tokenizer_compare.py
 
 demo: $(STAMP)
 	$(BIN)/wiseft demo

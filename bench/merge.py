@@ -2,22 +2,29 @@
 
 Builds once (cached in ~/.cache/wiseft-bench, outside the repo) three random bfloat16 checkpoints with the
 shape of Qwen2.5-0.5B (default) or Qwen2.5-1.5B (`--shape 1.5b`): EARLY, FINAL and BASE (the third model,
-the base of the task-vector methods). Then, for each of ≥3 runs:
-  1. measures the floors: read the inputs (two, or three with a base) with plain `readinto` into one reused
-     buffer and write the output's number of bytes to a file (then delete it), inputs in the page cache;
+the base of the task-vector methods), and, for `fisher`, a random float32 Fisher of EARLY and of FINAL
+(the shape `wiseft fisher` writes; its values do not change the cost). Then, for each of ≥3 runs:
+  1. measures the floors: read the inputs (two, three with a base, the two models and their Fishers for
+     fisher, one model's bytes for `passthrough-slices`, which reads half of each) with plain `readinto`
+     into one reused buffer and write the output's number of bytes to a file (then delete it), inputs in
+     the page cache;
   2. times each method's whole `wiseft merge … -o OUT` process (start-up included) while sampling its
      anonymous resident memory (RssAnon in /proc/PID/status) every 5 ms.
 Python start-up (a process importing what a merge imports) is timed in each run too. Prints per method the
 median seconds, the ratio to its floor (median of the per-run paired ratios), peak anonymous memory, and
 the targets: the linear family and slerp ≤ 1.5× floor, sparsifying methods (ties, dare, breadcrumbs,
 della) ≤ 3× floor, everything ≤ 1 GB; wise-ft also against its own older target, 2×floor + start-up.
+`passthrough-slices` is a mergekit "frankenmerge" configuration (`--config`): the first half of the layers
+from EARLY, the second half from FINAL.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -106,6 +113,50 @@ def build(shape: str, which: str, seed: int) -> Path:
     return path
 
 
+def build_fisher(shape: str, which: str, seed: int) -> Path:
+    """A random float32 Fisher directory for model `which` (|N(0, 1e-4)|, with fisher.json), written once."""
+    path = CACHE / f"qwen2.5-{shape}-{which}-fisher"
+    if (path / ".complete").exists():
+        return path
+    model = build(shape, which, seed)
+    shutil.rmtree(path, ignore_errors=True)
+    path.mkdir(parents=True)
+    shutil.copyfile(model / "config.json", path / "config.json")
+    entries = [(n, "F32", shp) for n, shp in qwen2_tensors(SHAPES[shape])]
+    writer = ShardWriter(path, plan_shards(entries, 10**12, {"format": "pt"}))
+    gen = torch.Generator().manual_seed(seed + 100)
+    piece = 1 << 24
+    f32 = torch.empty(piece)
+    squares = []
+    for _, _, shp in entries:
+        n = math.prod(shp)
+        for start in range(0, n, piece):
+            m = min(piece, n - start)
+            f32[:m].normal_(0.0, 1e-4, generator=gen).abs_()
+            squares.append(float(f32[:m].double().square().sum()))
+            writer.write(memoryview(f32[:m].view(torch.uint8).numpy()))
+    writer.close()
+    (path / "fisher.json").write_text(
+        json.dumps({"model": str(model), "norm": math.sqrt(math.fsum(squares))})
+    )
+    (path / ".complete").write_text("ok")
+    return path
+
+
+def slices_config(early: Path, final: Path, shape: str, work: Path) -> Path:
+    """A mergekit passthrough configuration: layers [0, L/2) of EARLY, then [L/2, L) of FINAL."""
+    layers = SHAPES[shape]["layers"]
+    half = layers // 2
+    text = (
+        "merge_method: passthrough\ndtype: bfloat16\nslices:\n"
+        f"  - sources: [{{model: {early}, layer_range: [0, {half}]}}]\n"
+        f"  - sources: [{{model: {final}, layer_range: [{half}, {layers}]}}]\n"
+    )
+    path = work / f"passthrough-slices-{shape}.yml"
+    path.write_text(text)
+    return path
+
+
 def files_of(model: Path) -> list[Path]:
     return sorted(model.glob("*.safetensors"))
 
@@ -150,50 +201,59 @@ def rss_anon(pid: int) -> int:
     return 0
 
 
-# method -> (uses the base, extra flags, target ratio to the floor or None)
+# method -> (inputs: "pair", "trio" (with the base), "fisher" (pair + Fishers) or "slices" (a config that
+# reads one model's bytes), extra flags, target ratio to the floor or None)
 METHODS = {
-    "wise-ft": (False, ["--delta", "0.3"], 1.5),
-    "linear": (False, ["--method", "linear", "--weights", "0.3,0.7"], 1.5),
-    "task_arithmetic": (True, ["--method", "task_arithmetic", "--weights", "0.5,0.5"], 1.5),
-    "slerp": (False, ["--method", "slerp", "--param", "t=0.3"], 1.5),
-    "nuslerp": (False, ["--method", "nuslerp", "--weights", "0.7,0.3"], 1.5),
+    "wise-ft": ("pair", ["--delta", "0.3"], 1.5),
+    "linear": ("pair", ["--method", "linear", "--weights", "0.3,0.7"], 1.5),
+    "task_arithmetic": ("trio", ["--method", "task_arithmetic", "--weights", "0.5,0.5"], 1.5),
+    "slerp": ("pair", ["--method", "slerp", "--param", "t=0.3"], 1.5),
+    "nuslerp": ("pair", ["--method", "nuslerp", "--weights", "0.7,0.3"], 1.5),
     "nuslerp-rows": (
-        False,
+        "pair",
         ["--method", "nuslerp", "--weights", "0.7,0.3", "--param", "nuslerp_flatten=false"],
         None,
     ),
-    "multislerp": (False, ["--method", "multislerp", "--weights", "0.7,0.3"], 1.5),
-    "karcher": (False, ["--method", "karcher", "--weights", "0.7,0.3"], 1.5),
-    "model_stock": (True, ["--method", "model_stock"], 1.5),
-    "ties": (True, ["--method", "ties", "--weights", "1,1", "--param", "density=0.5"], 3.0),
-    "dare_linear": (True, ["--method", "dare_linear", "--weights", "1,1", "--param", "density=0.5"], 3.0),
-    "dare_ties": (True, ["--method", "dare_ties", "--weights", "1,1", "--param", "density=0.5"], 3.0),
-    "breadcrumbs": (True, ["--method", "breadcrumbs", "--weights", "1,1", "--param", "density=0.9"], 3.0),
+    "multislerp": ("pair", ["--method", "multislerp", "--weights", "0.7,0.3"], 1.5),
+    "karcher": ("pair", ["--method", "karcher", "--weights", "0.7,0.3"], 1.5),
+    "model_stock": ("trio", ["--method", "model_stock"], 1.5),
+    "ties": ("trio", ["--method", "ties", "--weights", "1,1", "--param", "density=0.5"], 3.0),
+    "dare_linear": ("trio", ["--method", "dare_linear", "--weights", "1,1", "--param", "density=0.5"], 3.0),
+    "dare_ties": ("trio", ["--method", "dare_ties", "--weights", "1,1", "--param", "density=0.5"], 3.0),
+    "breadcrumbs": ("trio", ["--method", "breadcrumbs", "--weights", "1,1", "--param", "density=0.9"], 3.0),
     "breadcrumbs_ties": (
-        True,
+        "trio",
         ["--method", "breadcrumbs_ties", "--weights", "1,1", "--param", "density=0.9"],
         3.0,
     ),
     "della": (
-        True,
+        "trio",
         ["--method", "della", "--weights", "1,1", "--param", "density=0.5", "--param", "epsilon=0.1"],
         3.0,
     ),
     "della_linear": (
-        True,
+        "trio",
         ["--method", "della_linear", "--weights", "1,1", "--param", "density=0.5", "--param", "epsilon=0.1"],
         3.0,
     ),
-    "sce": (True, ["--method", "sce", "--param", "select_topk=0.5"], None),
+    "sce": ("trio", ["--method", "sce", "--param", "select_topk=0.5"], None),
+    "fisher": ("fisher", ["--method", "fisher"], 1.5),
+    "passthrough-slices": ("slices", [], 1.5),
 }
 
 
-def run_merge(models: list[Path], base: Path | None, flags: list[str], out: Path) -> tuple[float, int]:
-    """Seconds for the whole `wiseft merge` process, and its peak anonymous memory (bytes)."""
+def child_cpu() -> float:
+    """CPU seconds (user + system) of this process's finished children."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def run_merge(args: list[str], out: Path) -> tuple[float, int, float]:
+    """Seconds for the whole `wiseft merge ARGS -o OUT` process, its peak anonymous memory (bytes) and its
+    CPU seconds (what a loaded machine does not distort)."""
+    cpu0 = child_cpu()
     env = dict(os.environ)  # as a user runs it: wiseft tunes its own allocator at start-up
-    cmd = [sys.executable, "-m", "wiseft", "merge", *map(str, models), *flags, "-o", str(out), "--force"]
-    if base is not None:
-        cmd += ["--base", str(base)]
+    cmd = [sys.executable, "-m", "wiseft", "merge", *map(str, args), "-o", str(out), "--force"]
     peak = [0]
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -210,7 +270,26 @@ def run_merge(models: list[Path], base: Path | None, flags: list[str], out: Path
     sampler.join()
     if proc.returncode != 0:
         raise SystemExit(f"wiseft merge failed ({proc.returncode}): {err.decode()[-2000:]}")
-    return elapsed, peak[0]
+    return elapsed, peak[0], child_cpu() - cpu0
+
+
+def merge_args(kind: str, flags: list[str], models: dict[str, Path]) -> list[str]:
+    """The command line of a method whose inputs are of `kind` (METHODS)."""
+    pair = [models["early"], models["final"]]
+    if kind == "trio":
+        return [*pair, *flags, "--base", models["base"]]
+    if kind == "fisher":
+        return [*pair, *flags, "--fisher", models["early-fisher"], "--fisher", models["final-fisher"]]
+    if kind == "slices":
+        return ["--config", models["slices"], *flags]
+    return [*pair, *flags]
+
+
+def floor_inputs(kind: str, models: dict[str, Path]) -> list[Path]:
+    """The files a method of `kind` reads (for `slices`: one model's worth, FINAL's files)."""
+    names = {"pair": ("early", "final"), "trio": ("early", "final", "base"), "slices": ("final",)}
+    names["fisher"] = ("early", "final", "early-fisher", "final-fisher")
+    return [f for n in names[kind] for f in files_of(models[n])]
 
 
 def startup() -> float:
@@ -237,62 +316,69 @@ def main() -> None:
         raise SystemExit(f"unknown method(s) {unknown}; choose from {list(METHODS)}")
     console = Console()
     console.print(f"building/using cached inputs in {CACHE} ...")
-    early, final = build(args.shape, "early", 1), build(args.shape, "final", 2)
-    base = build(args.shape, "base", 3) if any(METHODS[m][0] for m in methods) else None
-    pair = files_of(early) + files_of(final)
-    trio = pair + (files_of(base) if base else [])
-    out_bytes = sum(p.stat().st_size for p in files_of(final))
+    kinds = sorted({METHODS[m][0] for m in methods})
     work = CACHE / "work"
     work.mkdir(exist_ok=True)
+    models = {"early": build(args.shape, "early", 1), "final": build(args.shape, "final", 2)}
+    if "trio" in kinds:
+        models["base"] = build(args.shape, "base", 3)
+    if "fisher" in kinds:
+        models["early-fisher"] = build_fisher(args.shape, "early", 1)
+        models["final-fisher"] = build_fisher(args.shape, "final", 2)
+    if "slices" in kinds:
+        models["slices"] = slices_config(models["early"], models["final"], args.shape, work)
+    reads = {k: floor_inputs(k, models) for k in kinds}
+    out_bytes = sum(p.stat().st_size for p in files_of(models["final"]))
     out = work / f"merged-{args.shape}"
     buf = bytearray(16 << 20)
-    floors: dict[int, list[float]] = {2: [], 3: []}
+    floors: dict[str, list[float]] = {k: [] for k in kinds}
     starts: list[float] = []
     times: dict[str, list[float]] = {m: [] for m in methods}
     peaks: dict[str, list[int]] = {m: [] for m in methods}
+    cpus: dict[str, list[float]] = {m: [] for m in methods}
     for i in range(args.runs):  # each run measures the floors, start-up and every method back to back
-        warm(trio, buf)
-        floors[2].append(floor_once(pair, out_bytes, work, buf))
-        if base:
-            floors[3].append(floor_once(trio, out_bytes, work, buf))
+        for k in kinds:
+            warm(reads[k], buf)
+            floors[k].append(floor_once(reads[k], out_bytes, work, buf))
         starts.append(startup())
         for m in methods:
-            uses_base, flags, _ = METHODS[m]
-            warm(trio if uses_base else pair, buf)
-            seconds, peak = run_merge([early, final], base if uses_base else None, flags, out)
+            kind, flags, _ = METHODS[m]
+            warm(reads[kind], buf)
+            seconds, peak, cpu = run_merge(merge_args(kind, flags, models), out)
             times[m].append(seconds)
             peaks[m].append(peak)
-            console.print(f"run {i + 1}: {m} {seconds:.2f} s, peak anon {peak / 2**20:.0f} MiB")
-        console.print(
-            f"run {i + 1}: floors {floors[2][-1]:.2f} s (2 inputs), {floors[3][-1] if base else 0:.2f} s (3 inputs)"
-        )
+            cpus[m].append(cpu)
+            console.print(
+                f"run {i + 1}: {m} {seconds:.2f} s ({cpu:.2f} CPU s), peak anon {peak / 2**20:.0f} MiB"
+            )
+        console.print(f"run {i + 1}: floors " + ", ".join(f"{k} {floors[k][-1]:.2f} s" for k in kinds))
     shutil.rmtree(out, ignore_errors=True)
-    _table(console, args, methods, floors, starts, times, peaks, pair, trio, out_bytes)
+    _table(console, args, methods, floors, starts, times, peaks, cpus, reads, out_bytes)
 
 
-def _table(console, args, methods, floors, starts, times, peaks, pair, trio, out_bytes) -> None:
+def _table(console, args, methods, floors, starts, times, peaks, cpus, reads, out_bytes) -> None:
     title = (
         f"wiseft merge, Qwen2.5-{args.shape.upper()} shape, bf16 (median of {args.runs} runs, whole process)"
     )
     table = Table(title=title)
-    for col in ("method", "inputs", "seconds", "floor s", "vs floor (paired)", "target", "peak anon MiB"):
+    cols = ("method", "inputs", "seconds", "CPU s", "floor s", "vs floor (paired)", "target", "peak anon MiB")
+    for col in cols:
         table.add_column(col, justify="left" if col == "method" else "right")
     start = statistics.median(starts)
     for m in methods:
-        uses_base, _, target = METHODS[m]
-        n = 3 if uses_base else 2
-        fl = floors[n]
+        kind, _, target = METHODS[m]
+        fl = floors[kind]
         ratio = statistics.median(a / b for a, b in zip(times[m], fl, strict=True))
         met = "" if target is None else (f"≤ {target}× met" if ratio <= target else f"≤ {target}× MISSED")
         peak = max(peaks[m])
         table.add_row(
-            m, str(n), f"{statistics.median(times[m]):.2f}", f"{statistics.median(fl):.2f}", f"{ratio:.2f}×", met,
+            m, kind, f"{statistics.median(times[m]):.2f}", f"{statistics.median(cpus[m]):.2f}",
+            f"{statistics.median(fl):.2f}", f"{ratio:.2f}×", met,
             f"{peak / 2**20:.0f}" + ("" if peak <= 2**30 else " (> 1 GiB)"),
         )  # fmt: skip
-    in2 = sum(p.stat().st_size for p in pair)
-    in3 = sum(p.stat().st_size for p in trio)
+    read = ", ".join(f"{k} {sum(p.stat().st_size for p in files) / 1e9:.2f}" for k, files in reads.items())
     table.caption = (
-        f"floor = plain read of the inputs + write of the output ({in2 / 1e9:.2f} or {in3 / 1e9:.2f} GB read, "
+        f"floor = plain read of the inputs + write of the output (GB read: {read}; "
         f"{out_bytes / 1e9:.2f} GB written); python start-up {start:.2f} s (included in every method's time); "
         f"load average {os.getloadavg()[0]:.1f}"
     )

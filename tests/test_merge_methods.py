@@ -134,6 +134,14 @@ CASES = [
      _gta(None, False, [1.0, 3.0], 1.0, lam=0.5, normalize=True), True),
     ("linear-normalize", lambda p: Recipe("linear", (p.A, p.B, p.C), weights=[1.0, 2.0, 5.0], parameters={"normalize": True}),
      _linear([1.0 / 8.0, 2.0 / 8.0, 5.0 / 8.0]), True),
+    ("nearswap", lambda p: Recipe("nearswap", (p.f1,), base=p.base, parameters={"t": 0.03}),
+     lambda x, n, s: ref.nearswap(x[0], x[1], 0.03), True),
+    ("nearswap-far", lambda p: Recipe("nearswap", (p.B,), base=p.A, parameters={"t": 0.4}),
+     lambda x, n, s: ref.nearswap(x[0], x[1], 0.4), True),
+    ("arcee_fusion", lambda p: Recipe("arcee_fusion", (p.f3,), base=p.base),
+     lambda x, n, s: ref.arcee_fusion(x[0], x[1], s), True),
+    ("arcee_fusion-far", lambda p: Recipe("arcee_fusion", (p.B,), base=p.A),
+     lambda x, n, s: ref.arcee_fusion(x[0], x[1], s), True),
 ]  # fmt: skip
 
 
@@ -181,6 +189,8 @@ ENDPOINTS = [
     ("slerp-lerp", lambda p, e: Recipe("slerp", (p.f1, p.f2), parameters={"t": float(e)})),
     ("nuslerp", lambda p, e: Recipe("nuslerp", (p.A, p.B), weights=[1.0 - e, float(e)])),
     ("nuslerp-rows", lambda p, e: Recipe("nuslerp", (p.A, p.B), weights=[1.0 - e, float(e)], parameters={"nuslerp_flatten": False})),
+    # t = 0 gives the base; a t beyond every |a − b| gives the model
+    ("nearswap", lambda p, e: Recipe("nearswap", (p.B,), base=p.A, parameters={"t": 1e3 * e})),
 ]  # fmt: skip
 
 
@@ -189,7 +199,8 @@ def test_endpoints_give_a_model_bit_for_bit(paths, tmp_path, case):
     for end, model in ((0, 0), (1, 1)):
         recipe = case[1](paths, end)
         merge(plan(recipe), tmp_path / f"e{end}")
-        got, expected = load_dir(tmp_path / f"e{end}"), load_dir(recipe.models[model])
+        names = ([recipe.base] if recipe.base else []) + list(recipe.models)  # the base is model 0
+        got, expected = load_dir(tmp_path / f"e{end}"), load_dir(names[model])
         assert all(torch.equal(got[n], expected[n]) for n in expected), (case[0], end)
 
 
@@ -200,6 +211,8 @@ SELF = [
     ("multislerp", lambda p: Recipe("multislerp", (p.A, p.A, p.A), weights=[1.0, 2.0, 3.0])),
     ("karcher", lambda p: Recipe("karcher", (p.A, p.A), weights=[1.0, 3.0])),
     ("model_stock", lambda p: Recipe("model_stock", (p.f1, p.f1), base=p.base)),
+    ("nearswap", lambda p: Recipe("nearswap", (p.A,), base=p.A, parameters={"t": 0.3})),
+    ("arcee_fusion", lambda p: Recipe("arcee_fusion", (p.A,), base=p.A)),
 ]  # fmt: skip
 
 

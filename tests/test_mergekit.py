@@ -182,3 +182,39 @@ def test_cli_says_which_schema_it_read_and_dry_run_shows_every_tensor(models, tm
     first, again = load_dir(out), load_dir(tmp_path / "again")
     assert all(torch.equal(first[n], again[n]) for n in first)  # the written recipe reproduces the merge
     assert "read" in capsys.readouterr().err
+
+
+def test_nearswap_and_arcee_fusion_configs_merge_as_their_references(models, tmp_path):
+    a, b = str(models["A"]), str(models["B"])
+    nearswap = {"merge_method": "nearswap", "base_model": a, "models": [{"model": a}, {"model": b}],
+                "parameters": {"t": [0.0, 0.5]}, "dtype": "float32"}  # fmt: skip
+    recipe, _, warnings = read_recipe(str(write(tmp_path, nearswap)))
+    assert recipe.base == a and recipe.models == (b,) and not warnings
+    p = plan(recipe)
+    merge(p, tmp_path / "ns")
+    got, ta, tb = load_dir(tmp_path / "ns"), load_dir(models["A"]), load_dir(models["B"])
+    for t in p.tensors:
+        assert t.coeffs == (lookup(t.name, None, nearswap["parameters"], "t"),), t.name
+        expected = ref.nearswap(ta[t.name].double().view(-1), tb[t.name].double().view(-1), t.coeffs[0])
+        ref.assert_matches(got[t.name], expected, True, t.name)
+    fusion = {"merge_method": "arcee_fusion", "base_model": a,
+              "models": [{"model": b, "parameters": {"weight": 0.5}}]}  # fmt: skip
+    recipe, _, warnings = read_recipe(str(write(tmp_path, fusion)))
+    assert any("weight is not one of arcee_fusion's parameters" in w for w in warnings), warnings
+    merge(plan(recipe), tmp_path / "af")
+    got = load_dir(tmp_path / "af")
+    for name, t in got.items():
+        expected = ref.arcee_fusion(ta[name].double().view(-1), tb[name].double().view(-1), tuple(t.shape))
+        ref.assert_matches(t, expected, True, name)
+
+
+def test_residual_weight_is_ignored_as_mergekit_ignores_it(models, tmp_path):
+    a = str(models["A"])
+    config = {"merge_method": "passthrough",
+              "slices": [{"sources": [{"model": a, "layer_range": [0, 2]}], "residual_weight": 0.3},
+                         {"sources": [{"model": a, "layer_range": [1, LAYERS]}]}]}  # fmt: skip
+    recipe, _, warnings = read_recipe(str(write(tmp_path, config)))
+    assert any("slices[0].residual_weight" in w and "never reads it" in w for w in warnings), warnings
+    del config["slices"][0]["residual_weight"]
+    plain, _, _ = read_recipe(str(write(tmp_path, config)))
+    assert recipe == plain

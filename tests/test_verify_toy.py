@@ -153,3 +153,104 @@ def test_language_model_of_another_vocabulary_is_refused(tmp_path):
             graded(5, 32), tmp_path / "v", toy_tok(), ToyVerifierConfig(steps=2), init_from=tmp_path / "lm"
         )
     assert not (tmp_path / "v").exists()
+
+
+def _toy_orm():
+    from wiseft.verify.toy import toy_classifier
+
+    cfg = ToyVerifierConfig(hidden=8, layers=1, heads=2, intermediate=16)
+    from wiseft.verify import OutcomeRewardModel
+
+    return OutcomeRewardModel(toy_classifier(toy_tok(), cfg), toy_tok(), template="plain")
+
+
+@pytest.mark.parametrize(
+    "completion,reference,process,targets",
+    [
+        ("36,1", "36,1", (1, 1, 1, 1), "36,1"),
+        ("36,2", "36,1", (1, 1, 1, 0), "36,1"),
+        ("46,1", "36,1", (0, 0, 0, 0), "3..."),
+        ("36,15", "36,1", (1, 1, 1, 1, 0), "36,1."),  # past the reference's end: no next token
+        ("3", "36,1", (1,), "3"),
+    ],
+)
+def test_process_labels_and_next_token_targets_follow_the_reference(completion, reference, process, targets):
+    from wiseft.verify.toy import _row
+
+    row = _row(_toy_orm(), 0, ("12+24=", completion, completion == reference, reference))
+    assert row.process == tuple(float(p) for p in process)
+    tok = toy_tok()
+    want = tuple(-1 if ch == "." else tok.convert_tokens_to_ids(ch) for ch in targets)
+    assert row.targets == want and row.label == float(completion == reference)
+
+
+def test_samples_without_a_reference_have_no_dense_targets():
+    from wiseft.verify.toy import _row
+
+    row = _row(_toy_orm(), 0, ("12+24=", "36,1", True))
+    assert row.process == () and row.targets == () and row.label == 1.0
+
+
+def test_process_labels_refuse_a_tokenizer_that_merges_characters(tmp_path):
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {"<pad>": 0, "<s>": 1, "</s>": 2, "<unk>": 3, "36": 4, ",": 5, "1": 6, "=": 7, "+": 8, "2": 9}
+    raw = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    raw.pre_tokenizer = pre_tokenizers.Split(r"\d\d|.", behavior="isolated")
+    tok = PreTrainedTokenizerFast(tokenizer_object=raw, pad_token="<pad>", bos_token="<s>", eos_token="</s>",
+                                  unk_token="<unk>", padding_side="left")  # fmt: skip
+    data = [("1+2=", "36,1", True, "36,1"), ("1+2=", "36,2", False, "36,1")]
+    with pytest.raises(VerifierError, match="sample #0: process labels need one token per character"):
+        train_toy_verifier(data, tmp_path / "v", tok, ToyVerifierConfig(steps=1, process_weight=1.0))
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    "weights",
+    [dict(process_weight=1.0), dict(lm_weight=1.0), dict(process_weight=0.5, lm_weight=2.0)],
+)
+def test_dense_losses_train_deterministically_and_change_the_weights(tmp_path, weights):
+    cfg = ToyVerifierConfig(
+        hidden=16, layers=1, heads=2, intermediate=32, steps=4, batch_size=8, warmup_steps=0
+    )
+    data = [(*g, _reference(g[0])) for g in graded(6, 48)]
+    dense = ToyVerifierConfig(**{**cfg.__dict__, **weights})
+    a = train_toy_verifier(data, tmp_path / "a", toy_tok(), dense)
+    train_toy_verifier(data, tmp_path / "b", toy_tok(), dense)
+    train_toy_verifier(data, tmp_path / "plain", toy_tok(), cfg)
+    read = lambda name: (tmp_path / name / "model.safetensors").read_bytes()  # noqa: E731
+    assert read("a") == read("b") != read("plain")
+    assert a["n_with_reference"] == 48 and 0.0 <= a["train_auc"] <= 1.0
+
+
+def _reference(prompt: str) -> str:
+    nums = [int(x[::-1]) for x in prompt[:-1].split("+")]
+    sums = [sum(nums[: i + 1]) for i in range(1, len(nums))]
+    return ",".join(rev(s) for s in sums)
+
+
+@pytest.mark.parametrize(
+    "scores,truth",
+    [
+        ([0.9, 0.1, 0.5, 0.5], [True, False, True, False]),
+        ([1.0, 1.0, 1.0], [True, False, False]),
+        ([0.2, 0.8, 0.3, 0.1, 0.7], [False, True, False, True, True]),
+        ([3.0, 1.0], [False, True]),
+    ],
+)
+def test_auc_is_the_chance_a_right_sample_outscores_a_wrong_one(scores, truth):
+    from wiseft.verify.toy import _auc
+
+    pos = [s for s, t in zip(scores, truth, strict=True) if t]
+    neg = [s for s, t in zip(scores, truth, strict=True) if not t]
+    brute = sum((p > n) + 0.5 * (p == n) for p in pos for n in neg) / (len(pos) * len(neg))
+    assert _auc(np.array(scores), np.array(truth)) == pytest.approx(brute, abs=1e-12)
+
+
+@pytest.mark.parametrize("field", ["process_weight", "lm_weight"])
+def test_negative_loss_weights_are_refused(field):
+    from wiseft.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="toy verifier loss weights must be ≥ 0"):
+        ToyVerifierConfig(**{field: -1.0})

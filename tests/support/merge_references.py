@@ -231,6 +231,29 @@ def sce(models, base, topk):
 
 
 # --- comparing -------------------------------------------------------------------------------------------
+# --- nearswap and arcee_fusion (mergekit's merge_methods/nearswap.py and arcee_fusion.py, docs) ---------
+def nearswap(a, b, t):
+    """w = clamp(t / max(|a − b|, 1e-6), 0, 1); w·b + (1 − w)·a (t / d a true division)."""
+    w = (torch.full_like(a, t) / (a - b).abs().clamp(min=1e-6)).clamp(0, 1)
+    return w * b + (1 - w) * a
+
+
+def arcee_fusion(a, b, shape):
+    """importance = |b − a|·KL(softmax(b) + 1e-8 ‖ softmax(a) + 1e-8) per last-dimension row; keep the
+    change where importance ≥ median + 1.5·IQR, quartiles at sorted index ⌊q·(n − 1)⌋ of all elements."""
+    cols = shape[-1] if len(shape) >= 2 else a.numel()
+    a2, b2 = a.view(-1, cols), b.view(-1, cols)
+    p = torch.softmax(b2, dim=-1) + 1e-8
+    q = torch.softmax(a2, dim=-1) + 1e-8
+    kl = (p * torch.log(p / q)).sum(dim=-1, keepdim=True).clamp(min=0)
+    imp = ((b2 - a2).abs() * kl).view(-1)
+    ordered = imp.sort().values
+    n = imp.numel()
+    q1, q2, q3 = (float(ordered[k * (n - 1) // 4]) for k in (1, 2, 3))
+    keep = imp >= q2 + 1.5 * (q3 - q1)
+    return a + (b - a) * keep
+
+
 def assert_matches(got: torch.Tensor, ref64: torch.Tensor, exact: bool, name: str = "") -> None:
     """got equals ref64 rounded once to got's dtype; with `exact` False (reductions summed in another
     order), elements may differ by one unit in the last place, at most 1 in 1000 of them."""

@@ -25,6 +25,7 @@ COMMANDS = [
     "score",
     "eval",
     "sweep",
+    "soup",
     "trajectory",
     "train",
     "report",
@@ -33,7 +34,7 @@ COMMANDS = [
 ]
 # Commands that move model-sized memory get the allocator tuning of `wiseft.memory` (and the OpenMP
 # waiting policy of `wiseft.openmp`, set before anything imports torch).
-HEAVY = {"merge", "fisher", "verify", "eval", "sweep", "trajectory", "train", "demo"}
+HEAVY = {"merge", "fisher", "verify", "eval", "sweep", "soup", "trajectory", "train", "demo"}
 
 
 def build_parser() -> argparse.ArgumentParser:

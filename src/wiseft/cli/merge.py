@@ -21,6 +21,7 @@ EPILOG = """examples:
   wiseft merge --config mergekit.yml -o out                        # a mergekit configuration as it is
   wiseft merge A B --method fisher --fisher FA --fisher FB -o f   # Fisher merging (wiseft fisher)
   wiseft merge --list                                              # methods, parameters, formulas
+  wiseft soup A B C --task toy --split sft --n 8 -o soup           # greedy soup (needs an evaluation)
 """
 
 
@@ -73,7 +74,8 @@ def register(subparsers) -> None:
         help="a recipe rule that matches no tensor is a warning, not an error",
     )
     p.add_argument(
-        "--copy-tokenizer-from", help="input (path or index) whose tokenizer/generation files are copied"
+        "--copy-tokenizer-from",
+        help="input (path or index) whose tokenizer/generation files are copied, or union (every input's tokens)",
     )
     p.add_argument("--list", action="store_true", help="list the merge methods and exit")
     p.set_defaults(func=run)
@@ -342,7 +344,7 @@ def _gb(n: int) -> str:
 def _list_methods(console) -> int:
     from rich.table import Table
 
-    from wiseft.merge.methods import all_methods
+    from wiseft.merge.methods import all_methods, command_methods
 
     table = Table(
         title="merge methods (parameters: name (type, default); set with --weights, --delta, --param)"
@@ -354,9 +356,11 @@ def _list_methods(console) -> int:
     for m in all_methods():
         base = {True: "base + ", "optional": "[base] + ", False: ""}[m.needs_base]
         count = f"{m.min_models}" if m.max_models == m.min_models else f"≥{m.min_models}"
-        params = ", ".join(p.describe() for p in m.params)
+        params = ", ".join(p.describe() for p in m.params) or "none"
         if m.randomized:
             params += ", seed (int, 0)"
         table.add_row(m.name, f"{base}{count} models", params, m.summary)
+    for c in command_methods():  # methods that need an evaluation: their own command
+        table.add_row(c.name, c.inputs, c.params, f"{c.summary}: {c.command}")
     console.print(table)
     return 0

@@ -6,6 +6,7 @@
 - `session`: `EvalSession`, which evaluates a variant given its spec;
 - `select`: the best variant on a validation split;
 - `runners`: `run_sweep`, `run_trajectory`, `run_eval`;
+- `greedy`, `soup_config`, `soup`: the greedy model soup (`wiseft soup`), each soup a variant of a session;
 - `outputs`: the files a run writes;
 - `offline`: grading and scoring samples drawn elsewhere (`wiseft grade`, `wiseft score`).
 

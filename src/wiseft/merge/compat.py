@@ -1,12 +1,12 @@
 """Can these checkpoints be merged? Architecture, vocabulary size, tied embeddings, tensor names, shapes
-and dtype kinds agree (headers only, no tensor data read); the layer range of a mergekit slice and a
-`union` tokenizer source are checked here too."""
+and dtype kinds agree (headers only, no tensor data read); the layer range of a mergekit slice is checked
+here too."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-from wiseft.checkpoints import TOKENIZER_FILES, Checkpoint
+from wiseft.checkpoints import Checkpoint
 from wiseft.errors import ConfigError, MergeError
 from wiseft.merge.recipe import Recipe, layer_count
 
@@ -89,21 +89,3 @@ def check_layer_range(recipe: Recipe, names: list[str], ref: Checkpoint) -> None
             f"layer_range {list(recipe.layer_range)}: the inputs have {n} layers; a slice must cover all of them "
             f"([0, {n}]); selecting or stacking layers (passthrough/frankenmerges) is not supported yet"
         )
-
-
-def union_tokenizer(inputs: Sequence[Checkpoint]) -> int:
-    """`tokenizer_source: union` is the first input's tokenizer when every input has the same files."""
-    vocabulary = [n for n in TOKENIZER_FILES if n not in ("tokenizer_config.json", "chat_template.jinja")]
-    vocabulary = [n for n in vocabulary if "generation" not in n]
-
-    def files(ck: Checkpoint) -> dict[str, bytes]:
-        return {n: (ck.path / n).read_bytes() for n in vocabulary if (ck.path / n).is_file()}
-
-    first = files(inputs[0])
-    for ck in inputs[1:]:
-        if files(ck) != first:
-            raise ConfigError(
-                f"tokenizer_source: union: the tokenizer of {ck.path} differs from {inputs[0].path}; building a "
-                "union tokenizer is not supported yet; choose base or one model's tokenizer"
-            )
-    return 0

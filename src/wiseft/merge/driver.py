@@ -35,6 +35,7 @@ from wiseft.merge.hashing import MergeHashes
 from wiseft.merge.plan import ST_NAMES, Plan, TensorPlan
 from wiseft.merge.recipe import recipe_to_dict
 from wiseft.merge.tensorwise import compute_span, observe_span, step_for
+from wiseft.merge.union import write_tokenizer
 from wiseft.merge.vocab import RowMap
 
 Progress = Callable[[int, int], None]  # (bytes done, bytes total); bytes = read + written
@@ -149,6 +150,8 @@ def _write_side_files(plan: Plan, tmp: Path, prov: dict, config: dict) -> None:
     for name in TOKENIZER_FILES:
         if (source / name).is_file():
             shutil.copyfile(source / name, tmp / name)
+    if plan.new_tokens:  # a union vocabulary, or tokens named in tokenizer_tokens (merge/union.py)
+        write_tokenizer(tmp, plan.new_tokens, plan.first_new_id)
     if plan.recipe.chat_template:
         _write_chat_template(plan, tmp)
     write_json(tmp / "wiseft.json", prov)

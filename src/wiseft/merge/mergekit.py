@@ -13,6 +13,8 @@ entry whose sources all cover every layer, `base_model`, `parameters`, `dtype`/`
   L/(n−1); embeddings, final norm and lm_head all at the first value.
 - `dtype` is mergekit's compute dtype; here every merge computes in float64, and `out_dtype` (else
   `dtype`) is the output dtype. The base model listed among `models` is the base, not a model.
+- A slice's `residual_weight` is accepted and ignored with a warning: mergekit declares it in its schema
+  but none of its code reads it.
 - mergekit's defaults are kept (linear normalises its weights); parameters mergekit does not use for the
   method are ignored as mergekit ignores them, with a warning; a key mergekit does not know is an error
   naming the closest known key.
@@ -35,7 +37,7 @@ MODEL_KEYS = ("model", "parameters")
 SOURCE_KEYS = ("model", "layer_range", "parameters")
 SLICE_KEYS = ("sources", "base_model", "parameters", "residual_weight")
 TOKENIZER_KEYS = ("source", "tokens", "pad_to_multiple_of")
-LATER = ("nearswap", "arcee_fusion", "ram", "ramplus_tl")
+LATER = ("ram", "ramplus_tl")
 MERGEKIT_DEFAULTS = {"linear": {"normalize": True}}
 
 
@@ -66,6 +68,12 @@ def translate(data: dict, path: str) -> tuple[dict, list[str]]:
         raise ConfigError(f"{path}: modules: is not supported yet; use models: or one full-range slice")
     warnings: list[str] = []
     entries, pieces, slice_base = _entries(data, path)
+    for k, piece in enumerate(data.get("slices") or []):
+        if piece.get("residual_weight") is not None:
+            warnings.append(
+                f"slices[{k}].residual_weight: mergekit's schema has this key but its code never reads it "
+                "(v0.1.0 to today); ignored, as in mergekit"
+            )
     base = data.get("base_model") or slice_base
     base = _reference(base, f"{path}: base_model") if base is not None else None
     if method.name == "passthrough" and pieces is not None:
@@ -112,8 +120,9 @@ def _piece(raw: dict, k: int, path: str) -> dict:
     for key in raw:
         if key not in SLICE_KEYS:
             raise unknown_key(key, SLICE_KEYS, f"{path}: slices[{k}]")
-    if raw.get("residual_weight") is not None:
-        raise ConfigError(f"{path}: slices[{k}].residual_weight is not supported yet")
+    residual = raw.get("residual_weight")
+    if residual is not None and (isinstance(residual, bool) or not isinstance(residual, (int, float))):
+        raise ConfigError(f"{path}: slices[{k}].residual_weight must be a number, got {residual!r}")
     sources = raw.get("sources")
     if not isinstance(sources, list) or not sources:
         raise ConfigError(f"{path}: slices[{k}].sources must be a non-empty list of {{model, layer_range}}")
@@ -264,10 +273,10 @@ def _output(data: dict, path: str, base: str | None) -> dict:
         for key in tokenizer:
             if key not in TOKENIZER_KEYS:
                 raise unknown_key(key, TOKENIZER_KEYS, f"{path}: tokenizer")
-        if tokenizer.get("tokens") or tokenizer.get("pad_to_multiple_of"):
-            raise ConfigError(
-                f"{path}: tokenizer.tokens / pad_to_multiple_of (building a tokenizer) is not supported yet"
-            )
+        if tokenizer.get("tokens"):
+            out["tokenizer_tokens"] = tokenizer["tokens"]
+        if tokenizer.get("pad_to_multiple_of") is not None:
+            out["pad_to_multiple_of"] = tokenizer["pad_to_multiple_of"]
         source = tokenizer.get("source", "union")
     if source == "base":
         if base is None:

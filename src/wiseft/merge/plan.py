@@ -26,13 +26,13 @@ from wiseft.merge.compat import (
     check_compatible,
     check_family,
     check_layer_range,
-    union_tokenizer,
 )
 from wiseft.merge.compute import CHUNK
 from wiseft.merge.methods import Method, TensorContext, get_method
 from wiseft.merge.recipe import Recipe, layer_count
 from wiseft.merge.select import TOTAL_CAP
 from wiseft.merge.tensorwise import step_for
+from wiseft.merge.union import output_tokens
 
 IO_CHUNK = 1 << 22  # elements per read/write: 8 MiB of bf16 per input
 
@@ -105,6 +105,8 @@ class Plan:
     io_chunk: int = IO_CHUNK  # elements per read/write (bigger: fewer thread hand-offs)
     out_config: dict | None = None  # the output's config.json when it is not the config input's (slices)
     vocabulary: str | None = None  # embeddings re-indexed to one vocabulary (merge/vocab.py): a summary
+    new_tokens: tuple = ()  # tokens appended to the output tokenizer (merge/union.py), after its own
+    first_new_id: int = 0  # the id of the first of them
 
     def sources_of(self, t: TensorPlan) -> tuple[Checkpoint, ...]:
         """The checkpoint of each of `t`'s sources."""
@@ -194,6 +196,10 @@ def plan(
     method = get_method(recipe.method)
     out_dtype = out_dtype if out_dtype is not None else recipe.dtype
     tokenizer_from = tokenizer_from if tokenizer_from is not None else recipe.tokenizer_from
+    if tokenizer_from == "base":  # mergekit's spelling; the base is input 0
+        if not recipe.base:
+            raise ConfigError("tokenizer_from: base needs a base model (--base or `base:`)")
+        tokenizer_from = 0
     names = ([recipe.base] if recipe.base else []) + list(recipe.models)
     inputs, warnings = _open_inputs(names)
     ref = inputs[0]
@@ -220,8 +226,8 @@ def plan(
     warnings += recipe.unmatched(float_names, str(ref.path))
     if recipe.fishers is not None:
         inputs, tensors = _with_fishers(recipe, method, inputs, tensors)
-    if tokenizer_from == "union":
-        tokenizer_from = union_tokenizer(inputs)
+    if tokenizer_from == "union" or vocab is not None:  # a union of equal vocabularies: the first input's
+        tokenizer_from = vocab.source if vocab is not None else 0
     dropped = ()
     if ref.tied_embeddings and any("lm_head.weight" in ck.tensors for ck in inputs):
         dropped = ("lm_head.weight",)
@@ -243,19 +249,58 @@ def plan(
         io_chunk=max(chunk, io_chunk or IO_CHUNK),
         out_config=out_config,
         vocabulary=vocabs.describe(vocab, [ck.name for ck in inputs]) if vocab is not None else None,
+        new_tokens=vocab.new if vocab is not None else (),
+        first_new_id=len(vocab.tokens) - len(vocab.new) if vocab is not None else 0,
     )
 
 
 def _vocabulary(tokenizer_from, names, inputs, recipe) -> vocabs.Vocabulary | None:
-    """The output vocabulary when a tokenizer policy is given and the inputs' vocabularies differ; without
-    a policy, different vocabulary sizes are refused (check_family)."""
-    if tokenizer_from is None or tokenizer_from == "union" or len(inputs) < 2:
+    """The output vocabulary when a tokenizer policy is given and the inputs' vocabularies differ (or
+    `tokenizer_tokens`/`pad_to_multiple_of` ask for rows); without a policy, different vocabulary sizes
+    are refused (check_family)."""
+    building = bool(recipe.tokenizer_tokens) or recipe.pad_to_multiple_of is not None
+    if tokenizer_from is None:
+        if building:
+            raise ConfigError(
+                "tokenizer_tokens / pad_to_multiple_of need a tokenizer policy (tokenizer_from: union, base or "
+                "an input; mergekit's tokenizer: {source: ...})"
+            )
         return None
-    out = _input_index(tokenizer_from, names, inputs)
+    if len(inputs) < 2 and not building:
+        return None
     read = [vocabs.read_vocab(ck) for ck in inputs]
-    if all(v == read[0] for v in read[1:]):
+    if all(v == read[0] for v in read[1:]) and not building:
         return None
-    return vocabs.resolve(read, out, 0 if recipe.base else None)
+    union = tokenizer_from == "union"
+    source = 0 if union else _input_index(tokenizer_from, names, inputs)
+    extra = [s.token for s in recipe.tokenizer_tokens]
+    tokens, new = output_tokens(inputs, read, source, union, extra)
+    limits = [ck.vocab_size or len(v) for ck, v in zip(inputs, read, strict=True)]
+    specs = {s.token: _token_source(s, names, inputs, read, limits) for s in recipe.tokenizer_tokens}
+    base = 0 if recipe.base else None
+    vocab = vocabs.resolve(read, tokens, base, limits, specs, recipe.pad_to_multiple_of)
+    return dataclasses.replace(vocab, source=source, new=new)
+
+
+def _token_source(spec, names, inputs, read, limits) -> tuple[tuple[tuple[int, int], ...], bool]:
+    """(donor rows, force) of one `tokenizer_tokens` entry, checked against the inputs' vocabularies."""
+    where = f"tokenizer_tokens[{spec.token!r}]"
+    if spec.kind == "zero":
+        return (), spec.force
+    i = _input_index(spec.model, names, inputs, where=f"{where}: source model")
+    if spec.kind == "model":
+        row = read[i].get(spec.token, -1)
+        if not 0 <= row < limits[i]:
+            raise ConfigError(
+                f"{where}: source {spec.model} has no token {spec.token!r}; name another model, or "
+                "{kind: model_token, model, token} for another token's row"
+            )
+        return ((i, row),), spec.force
+    row = spec.source_id if spec.source_id is not None else read[i].get(spec.source_token, -1)
+    if not 0 <= row < limits[i]:
+        what = f"token_id {spec.source_id}" if spec.source_id is not None else f"token {spec.source_token!r}"
+        raise ConfigError(f"{where}: {what} is not in {spec.model} (it has {limits[i]} rows)")
+    return ((i, row),), spec.force
 
 
 def _token_matrices(inputs) -> frozenset[str]:
@@ -422,15 +467,15 @@ def _narrow(method, coeffs: tuple[float, ...], n: int, model: int) -> tuple[floa
     return tuple(v for (_, i), v in zip(method.layout(n), coeffs, strict=True) if i is None or i == model)
 
 
-def _input_index(which: str | int, names: list[str], inputs: Sequence[Checkpoint]) -> int:
+def _input_index(
+    which: str | int, names: list[str], inputs: Sequence[Checkpoint], where: str = "--copy-tokenizer-from"
+) -> int:
     if isinstance(which, int) or str(which).isdigit():
         i = int(which)
         if not 0 <= i < len(inputs):
-            raise ConfigError(
-                f"--copy-tokenizer-from {which}: there are {len(inputs)} inputs (0..{len(inputs) - 1})"
-            )
+            raise ConfigError(f"{where} {which}: there are {len(inputs)} inputs (0..{len(inputs) - 1})")
         return i
     for i, (name, ck) in enumerate(zip(names, inputs, strict=True)):
         if str(which) == name or os.path.realpath(str(which)) == str(ck.path):
             return i
-    raise ConfigError(f"--copy-tokenizer-from {which}: not one of the inputs ({', '.join(names)})")
+    raise ConfigError(f"{where} {which}: not one of the inputs ({', '.join(names)})")

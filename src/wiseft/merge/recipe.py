@@ -20,8 +20,10 @@ A recipe is a frozen dataclass, written as YAML (`wiseft merge --config recipe.y
     extrapolate: false              # allow δ (or linear weights) outside [0, 1]
     schedule: wiseft                # how gradients are placed over the layers: wiseft | mergekit
     dtype: bfloat16                 # output dtype (default: the inputs'; --dtype wins)
-    tokenizer_from: BASE            # whose tokenizer files the output gets (--copy-tokenizer-from wins);
-                                    # `union` only where every input has the same tokenizer files
+    tokenizer_from: BASE            # the output's tokenizer (--copy-tokenizer-from wins): an input, `base`, or
+                                    # `union` (every input's tokens; merge/union.py)
+    tokenizer_tokens: {...}         # per-token embedding sources, as mergekit's tokenizer.tokens (merge/tokens.py)
+    pad_to_multiple_of: 64          # output vocabulary rows rounded up (padding rows: each model's mean row)
     chat_template: "{% … %}"        # written into the output's tokenizer_config.json; `auto`: the inputs'
                                     # most common template
     layer_range: [0, 28]            # (older recipes) must be every layer of the inputs
@@ -55,13 +57,14 @@ from wiseft.merge.schedule import (
     parse_value,
 )
 from wiseft.merge.slices import parse_slices, slice_models, slices_to_data
+from wiseft.merge.tokens import parse_pad, parse_tokens, tokens_to_data
 
 __all__ = ["Gradient", "Recipe", "Rule", "layer_count", "layer_position", "recipe_to_dict"]
 
 RECIPE_KEYS = (
     "method", "models", "base", "delta", "weights", "parameters", "seed", "rules", "extrapolate",
     "schedule", "dtype", "tokenizer_from", "chat_template", "layer_range", "allow_unmatched",
-    "slices", "fishers",
+    "slices", "fishers", "tokenizer_tokens", "pad_to_multiple_of",
 )  # fmt: skip
 
 
@@ -122,6 +125,8 @@ class Recipe:
     allow_unmatched: bool = False  # a rule that matches no tensor: a warning instead of an error
     slices: Any = None  # layer slices (merge/slices.py): tuple of slices, each a tuple of Source
     fishers: tuple[str, ...] | None = None  # method fisher: one Fisher directory per model (wiseft fisher)
+    tokenizer_tokens: Any = None  # per-token embedding sources (merge/tokens.py); a mapping is accepted
+    pad_to_multiple_of: int | None = None  # output vocabulary rows rounded up (merge/tokens.py)
 
     def __post_init__(self) -> None:
         method = get_method(self.method)
@@ -132,6 +137,8 @@ class Recipe:
         object.__setattr__(self, "slices", parse_slices(self.slices, method, self.models, self.base))
         self._check_inputs(method)
         self._check_fishers(method)
+        object.__setattr__(self, "tokenizer_tokens", parse_tokens(self.tokenizer_tokens))
+        object.__setattr__(self, "pad_to_multiple_of", parse_pad(self.pad_to_multiple_of))
         if self.schedule not in SCHEDULES:
             raise ConfigError(f"schedule {self.schedule!r}: choose one of {', '.join(SCHEDULES)}")
         object.__setattr__(
@@ -209,10 +216,16 @@ class Recipe:
                 raise ConfigError(f"method {method.name} needs --delta (or `delta:` in the recipe)")
             object.__setattr__(self, "delta", parse_value(self.delta, "delta"))
             return
+        if self.delta is not None and not has:
+            raise ConfigError(f"method {method.name} takes no parameters; remove --delta")
         if self.delta is not None:
             use = "--weights" if "weight" in has else f"--param {method.coefficient}=…"
             raise ConfigError(f"method {method.name} is set by {method.coefficient}, not delta; use {use}")
         if "weight" not in has:
+            if self.weights is not None and not has:
+                raise ConfigError(
+                    f"method {method.name} takes no weights and no parameters; remove --weights"
+                )
             if self.weights is not None:
                 raise ConfigError(
                     f"method {method.name} takes no weights; set {method.coefficient} (--param {method.coefficient}=…)"
@@ -414,6 +427,10 @@ def recipe_to_dict(recipe: Recipe) -> dict[str, Any]:
         out["slices"] = slices_to_data(recipe.slices)
     if recipe.fishers is not None:
         out["fishers"] = list(recipe.fishers)
+    if recipe.tokenizer_tokens:
+        out["tokenizer_tokens"] = tokens_to_data(recipe.tokenizer_tokens)
+    if recipe.pad_to_multiple_of is not None:
+        out["pad_to_multiple_of"] = recipe.pad_to_multiple_of
     for key in ("schedule", "dtype", "tokenizer_from", "chat_template", "layer_range"):
         value = getattr(recipe, key)
         if key == "layer_range" and value is not None:

@@ -28,9 +28,25 @@ def _relative_to(data: dict, root: Path, path: str) -> None:
         ]
     if isinstance(data.get("base"), str):
         data["base"] = resolve_reference(data["base"], root, f"{path}: base")
+    tokens = data.get("tokenizer_tokens")
+    if isinstance(tokens, dict):
+        data["tokenizer_tokens"] = {t: _relative_spec(s, root, path) for t, s in tokens.items()}
     tok = data.get("tokenizer_from")
     if isinstance(tok, str) and tok not in ("union", "base") and not tok.isdigit():
         data["tokenizer_from"] = resolve_reference(tok, root, f"{path}: tokenizer_from")
+
+
+def _relative_spec(spec: Any, root: Path, path: str) -> Any:
+    """A tokenizer_tokens entry with its model path taken relative to the recipe file."""
+    if not isinstance(spec, dict):
+        return spec
+    source = spec.get("source")
+    if isinstance(source, str):
+        return {**spec, "source": resolve_reference(source, root, f"{path}: tokenizer_tokens")}
+    if isinstance(source, dict) and isinstance(source.get("model"), str):
+        model = resolve_reference(source["model"], root, f"{path}: tokenizer_tokens")
+        return {**spec, "source": {**source, "model": model}}
+    return spec
 
 
 def resolve_reference(value: str, root: Path, where: str) -> str:

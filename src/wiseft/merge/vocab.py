@@ -2,20 +2,25 @@
 
 mergekit users' most common failure is a merge of models whose tokenizers differ (a fine-tune that added
 chat tokens, another vocabulary size). wiseft refuses different vocabulary sizes unless a tokenizer
-policy says which vocabulary the output has (`tokenizer_from` / mergekit's `tokenizer_source`: `base` or
-one of the inputs). Then, as mergekit's `PermutedEmbeddings` does, every input's embedding rows
-(`embed_tokens`, GPT-2's `wte`, an untied `lm_head`: 2-D float tensors with one row per token) are
-re-indexed by token string to the output vocabulary (read from each input's tokenizer.json, added tokens
-included), and a token an input lacks gets a default row:
+policy says which vocabulary the output has (`tokenizer_from` / mergekit's `tokenizer_source`: `base`,
+one of the inputs, or `union`: every input's tokens, merge/union.py). Then, as mergekit's
+`PermutedEmbeddings` does, every input's embedding rows (`embed_tokens`, GPT-2's `wte`, an untied
+`lm_head`: 2-D float tensors with one row per token) are re-indexed by token string to the output
+vocabulary (read from each input's tokenizer.json, added tokens included), and a token an input lacks gets
+a default row:
 
-- present in exactly one input: that input's row;
+- a source named for it in `tokenizer_tokens` (merge/tokens.py): that row (or zeros); with `force`, every
+  input takes it, even one that has the token;
+- else present in exactly one input: that input's row;
 - in none: zeros;
 - in the base (and others): the base's row;
 - otherwise: the mean of the rows of the inputs that have it (in float64, rounded once to the input's
   dtype).
 
 The output has one row per token of the output vocabulary (config `vocab_size` updated; padding rows past
-the tokenizer's length are dropped, as mergekit does without `pad_to_multiple_of`). The merge method then
+the tokenizer's length are dropped, as mergekit does without `pad_to_multiple_of`). With
+`pad_to_multiple_of` the row count is rounded up and each input's padding rows are the mean of its
+re-indexed token rows (mergekit's choice, after Hewitt's vocabulary-expansion note). The merge method then
 runs on the re-indexed rows. Rows are gathered on the fly (`RowMap.read_into`, one read per run of
 consecutive rows), so nothing model-sized is held.
 """
@@ -32,6 +37,7 @@ from wiseft.checkpoints.safetensors_format import DTYPES
 from wiseft.errors import ConfigError
 
 MAX_TOKENIZER_BYTES = 256 * 2**20
+MEAN_BLOCK = 4096  # rows per read when averaging a tensor's rows for padding
 
 
 def read_vocab(ck: Checkpoint) -> dict[str, int]:
@@ -54,26 +60,47 @@ def read_vocab(ck: Checkpoint) -> dict[str, int]:
 
 @dataclass(frozen=True)
 class Vocabulary:
-    """The output vocabulary and, per input, the source row of every output token (-1: missing)."""
+    """The output vocabulary and, per input, the source row of every output token (-1: missing, or
+    `force`d to the default); `defaults`: the donor rows (input, row) averaged for a missing row (none:
+    zeros); `padded`: the output's row count when rounded up past the tokens (padding rows: the mean
+    row); `source`: the input whose tokenizer the output extends with `new` (merge/union.py)."""
 
     tokens: tuple[str, ...]
     rows: tuple[tuple[int, ...], ...]
     defaults: Mapping[int, tuple[tuple[int, int], ...]] = field(default_factory=dict)
+    padded: int = 0
+    source: int = 0
+    new: tuple = ()
 
     @property
     def size(self) -> int:
-        return len(self.tokens)
+        return max(len(self.tokens), self.padded)
 
 
-def resolve(vocabs: Sequence[dict[str, int]], out: int, base: int | None) -> Vocabulary:
-    """Input `out`'s vocabulary for the output; mergekit's default rows for tokens an input lacks."""
-    by_id = sorted(vocabs[out].items(), key=lambda kv: kv[1])
-    if [i for _, i in by_id] != list(range(len(by_id))):
-        raise ConfigError("the chosen tokenizer's ids are not 0..n-1 without gaps; cannot re-index to it")
-    tokens = tuple(t for t, _ in by_id)
-    rows = tuple(tuple(v.get(t, -1) for t in tokens) for v in vocabs)
+def resolve(
+    vocabs: Sequence[dict[str, int]],
+    tokens: Sequence[str],
+    base: int | None,
+    limits: Sequence[int],
+    specs: Mapping[str, tuple[tuple[tuple[int, int], ...], bool]] | None = None,
+    pad: int | None = None,
+) -> Vocabulary:
+    """Rows of every input for the output `tokens` (an input's token at or past its `limits` rows counts
+    as missing) and mergekit's default rows for tokens an input lacks; `specs`: token → (donor rows,
+    force) from `tokenizer_tokens` (merge/tokens.py), which replace the default."""
+    specs = specs or {}
+    rows = tuple(
+        tuple(i if (i := v.get(t, -1)) < limit else -1 for t in tokens)
+        for v, limit in zip(vocabs, limits, strict=True)
+    )
     defaults: dict[int, tuple[tuple[int, int], ...]] = {}
-    for r in range(len(tokens)):
+    forced = []
+    for r, t in enumerate(tokens):
+        if t in specs:
+            defaults[r], force = specs[t]
+            if force:
+                forced.append(r)
+            continue
         present = [(i, rows[i][r]) for i in range(len(vocabs)) if rows[i][r] >= 0]
         if len(present) == len(vocabs):
             continue
@@ -83,7 +110,11 @@ def resolve(vocabs: Sequence[dict[str, int]], out: int, base: int | None) -> Voc
             defaults[r] = ((base, rows[base][r]),)
         else:
             defaults[r] = tuple(present)
-    return Vocabulary(tokens, rows, defaults)
+    if forced:
+        gone = set(forced)
+        rows = tuple(tuple(-1 if r in gone else x for r, x in enumerate(rs)) for rs in rows)
+    padded = -(-len(tokens) // pad) * pad if pad else 0
+    return Vocabulary(tuple(tokens), rows, defaults, padded)
 
 
 def is_token_matrix(info: TensorInfo, vocab_size: int | None, name: str) -> bool:
@@ -106,6 +137,7 @@ class RowMap:
     input: int
     infos: tuple[TensorInfo, ...]
     vocab: Vocabulary
+    cache: dict = field(default_factory=dict, compare=False, repr=False)  # the padding row, once computed
 
     @property
     def name(self) -> str:
@@ -134,16 +166,17 @@ class RowMap:
         view = memoryview(buf).cast("B")
         pos, end = start, start + len(view)
         rows = self.vocab.rows[self.input]
+        n_tokens = len(rows)
         while pos < end:
             r, off = divmod(pos, row_bytes)
-            if rows[r] < 0:
-                data = self._default(inputs, r)
+            if r >= n_tokens or rows[r] < 0:
+                data = self._mean(inputs) if r >= n_tokens else self._default(inputs, r)
                 take = min(row_bytes - off, end - pos)
                 view[pos - start : pos - start + take] = data[off : off + take]
                 pos += take
                 continue
             run = 1  # consecutive source rows: one read
-            while (r + run) * row_bytes < end and rows[r + run] == rows[r] + run:
+            while r + run < n_tokens and (r + run) * row_bytes < end and rows[r + run] == rows[r] + run:
                 run += 1
             take = min(run * row_bytes - off, end - pos)
             own = self.infos[self.input]
@@ -151,6 +184,23 @@ class RowMap:
                 own, view[pos - start : pos - start + take], rows[r] * row_bytes + off
             )
             pos += take
+
+    def _mean(self, inputs: Sequence[Checkpoint]) -> bytes:
+        """The padding row: the mean of this input's re-indexed token rows (float64 sums of MEAN_BLOCK
+        rows added in order, rounded once to the input's dtype), computed once."""
+        if "mean" not in self.cache:
+            own = self.infos[self.input]
+            row_bytes = own.nbytes // own.shape[0]
+            n = len(self.vocab.tokens)
+            acc = torch.zeros(own.shape[1], dtype=torch.float64)
+            for first in range(0, n, MEAN_BLOCK):
+                k = min(MEAN_BLOCK, n - first)
+                raw = torch.empty(k * row_bytes, dtype=torch.uint8)
+                self.read_into(inputs, memoryview(raw.numpy()), first * row_bytes)
+                acc += raw.view(DTYPES[own.dtype]).view(k, -1).double().sum(dim=0)
+            acc /= n
+            self.cache["mean"] = acc.to(DTYPES[own.dtype]).view(torch.uint8).numpy().tobytes()
+        return self.cache["mean"]
 
     def _default(self, inputs: Sequence[Checkpoint], r: int) -> bytes:
         own = self.infos[self.input]
@@ -173,7 +223,9 @@ def describe(vocab: Vocabulary, names: Sequence[str]) -> str:
     missing = ", ".join(
         f"{n} lacks {sum(r < 0 for r in rows)}" for n, rows in zip(names, vocab.rows, strict=True)
     )
-    return f"{vocab.size} tokens; {missing}"
+    extra = f" ({len(vocab.new)} appended to the tokenizer)" if vocab.new else ""
+    padded = f", padded to {vocab.padded} rows" if vocab.padded > len(vocab.tokens) else ""
+    return f"{len(vocab.tokens)} tokens{extra}{padded}; {missing}"
 
 
 __all__ = ["RowMap", "Vocabulary", "describe", "is_token_matrix", "read_vocab", "resolve"]

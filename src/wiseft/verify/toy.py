@@ -9,11 +9,20 @@ world's character tokenizer). Texts are encoded exactly as the ORM path encodes 
 logit is trained with a logistic loss whose classes are weighted equally, so that `sigmoid(score)`
 reads as the chance that the sample is correct under a balanced prior.
 
-What it can learn in the demo's budget (a few hundred steps): the shape of a solution (a partial sum
-missing, repeated or cut short), not arithmetic. A slip of ±1 or ±10 in a partial sum looks like any
-other digit to a classifier trained from scratch on a few thousand labels, and starting from the toy
-language model (`init_from`) did not change that within a few hundred steps either; the language
-model's own likelihood (`LikelihoodVerifier`) does see slips, since they are unlikely digits to it.
+What an outcome label alone teaches in the demo's budget (a few hundred steps): the shape of a solution
+(a partial sum missing, repeated or cut short), not arithmetic: a slip of ±1 or ±10 in a partial sum looks
+like any other digit to a classifier trained from scratch on one bit per sample, and starting from the
+toy language model (`init_from`) did not change that (docs/TOY-LOG.md). Samples may therefore carry a
+*reference* completion (the problem's correct solution), which turns each sample into dense, token-level
+supervision, used in training only (the saved model is still a plain sequence classifier):
+- `process_weight`: the score head is trained at every completion token on "the text so far is still a
+  prefix of the reference" (a process label; at the last token the outcome label as before), so the
+  score read at the last token learns to mean "no step went wrong";
+- `lm_weight`: a next-token loss (through the tied input embeddings) on the reference's next token while
+  the completion is still on its track, meant to teach the arithmetic itself.
+Process labels need one token per character (the toy world's tokenizer); that is checked. Both weights
+are 0 by default: within the demo's budget neither has yet been shown to give a verifier that ranks
+held-out samples better than chance, from scratch or from the toy base model.
 
 Determinism: the initial weights come from `seed`, the batches from `seed` and the step (shuffled
 epochs), and training runs on `threads` CPU threads (1 by default), so the same samples and seed write
@@ -31,6 +40,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from wiseft.atomic import atomic_dir, write_json
@@ -64,6 +74,8 @@ class ToyVerifierConfig:
     grad_clip: float = 1.0
     seed: int = 0
     threads: int = 1
+    process_weight: float = 0.0  # dense "still on the reference's track" labels (samples with a reference)
+    lm_weight: float = 0.0  # next-token loss on the reference's tokens while on track (training only)
 
     def __post_init__(self):
         if self.steps < 1 or self.batch_size < 1:
@@ -72,6 +84,10 @@ class ToyVerifierConfig:
             )
         if self.hidden % self.heads:
             raise ConfigError(f"toy verifier width {self.hidden} is not a multiple of its {self.heads} heads")
+        if self.process_weight < 0 or self.lm_weight < 0:
+            raise ConfigError(
+                f"toy verifier loss weights must be ≥ 0, got process {self.process_weight}, lm {self.lm_weight}"
+            )
         if not self.lr > 0 or self.threads < 1:
             raise ConfigError(f"toy verifier needs lr > 0 and threads ≥ 1, got {self.lr}, {self.threads}")
 
@@ -138,8 +154,22 @@ def _from_language_model(path: Path, tokenizer: Any, special: dict[str, Any]):
     return model
 
 
+Sample = tuple[str, str, bool] | tuple[str, str, bool, str | None]
+
+
+@dataclasses.dataclass(frozen=True)
+class _Row:
+    """One training sample: its encoding, outcome label, and (with a reference) per-completion-token process
+    labels and next-token targets, both indexed by the completion token (-1: no target)."""
+
+    enc: Encoded
+    label: float
+    process: tuple[float, ...] = ()
+    targets: tuple[int, ...] = ()
+
+
 def train_toy_verifier(
-    samples: Sequence[tuple[str, str, bool]],
+    samples: Sequence[Sample],
     out_dir: str | os.PathLike,
     tokenizer: Any,
     cfg: ToyVerifierConfig = ToyVerifierConfig(),
@@ -147,10 +177,11 @@ def train_toy_verifier(
     progress: Callable[[int, int], None] | None = None,
     init_from: str | os.PathLike | None = None,
 ) -> dict[str, Any]:
-    """Train the toy ORM on (prompt, completion, correct) triples and save it to `out_dir`; return the
-    training record (also written to `wiseft_verifier.json`). `progress(step, steps)` after each step;
-    `init_from`: a GPT-2 language model over the same tokenizer to start from (see `toy_classifier`)."""
-    labels = torch.tensor([bool(c) for _, _, c in samples], dtype=torch.float32)
+    """Train the toy ORM on (prompt, completion, correct[, reference]) samples and save it to `out_dir`;
+    return the training record (also written to `wiseft_verifier.json`). `reference`: the problem's
+    correct completion, for the dense losses (see the module doc); `progress(step, steps)` after each
+    step; `init_from`: a GPT-2 language model over the same tokenizer to start from (`toy_classifier`)."""
+    labels = torch.tensor([bool(s[2]) for s in samples], dtype=torch.float32)
     n_pos = int(labels.sum())
     if n_pos == 0 or n_pos == len(samples):
         raise VerifierError(
@@ -159,31 +190,65 @@ def train_toy_verifier(
         )
     model = toy_classifier(tokenizer, cfg, init_from)
     ver = OutcomeRewardModel(model, tokenizer, template="plain")
-    encoded = [ver._encode_checked(i, Item(p, c, f"#{i}")) for i, (p, c, _) in enumerate(samples)]
+    rows = [_row(ver, i, s) for i, s in enumerate(samples)]
     before = torch.get_num_threads()
     torch.set_num_threads(cfg.threads)
     try:
-        losses = _train(ver, encoded, labels, cfg, progress)
+        losses = _train(ver, rows, labels, cfg, progress)
+        model.eval()
+        with torch.inference_mode():
+            scores = ver.score([Item(s[0], s[1]) for s in samples]).scores
     finally:
         torch.set_num_threads(before)
-    model.eval()
-    with torch.inference_mode():
-        scores = ver.score([Item(p, c) for p, c, _ in samples]).scores
+    truth = labels.numpy().astype(bool)
     record = {
         "config": to_dict(cfg),
         "init_from": str(init_from) if init_from is not None else None,
         "n_samples": len(samples),
         "n_correct": n_pos,
+        "n_with_reference": sum(1 for r in rows if r.process),
         "loss_first": losses[0],
         "loss_last": losses[-1],
-        "train_accuracy": float(((scores > 0) == labels.numpy().astype(bool)).mean()),
+        "train_accuracy": float(((scores > 0) == truth).mean()),
+        "train_auc": _auc(scores, truth),
     }
     _save(model, tokenizer, Path(out_dir), record, force)
     return record
 
 
+def _row(ver: OutcomeRewardModel, index: int, sample: Sample) -> _Row:
+    prompt, completion, correct = sample[0], sample[1], bool(sample[2])
+    enc = ver._encode_checked(index, Item(prompt, completion, f"#{index}"))
+    reference = sample[3] if len(sample) > 3 else None
+    if reference is None or not completion:
+        return _Row(enc, float(correct))
+    tok = ver.tokenizer
+    chars = tok.convert_ids_to_tokens(enc.ids[len(enc.ids) - len(completion) :])
+    if "".join(chars) != completion or len(enc.ids) < len(completion):
+        raise VerifierError(
+            f"sample #{index}: process labels need one token per character of the completion (the toy "
+            f"world's tokenizer); {type(tok).__name__} splits {completion!r} otherwise; give no reference"
+        )
+    process = tuple(float(reference.startswith(completion[: j + 1])) for j in range(len(completion)))
+    targets = []
+    for j in range(len(completion)):  # the next token of the reference while the text is on its track
+        on_track = j < len(reference) and completion[:j] == reference[:j]
+        targets.append(int(tok.convert_tokens_to_ids(reference[j])) if on_track else -1)
+    return _Row(enc, float(correct), process, tuple(targets))
+
+
+def _auc(scores, truth) -> float:
+    """ROC-AUC: the chance that a right sample outscores a wrong one (ties count half)."""
+    scores, truth = np.asarray(scores, dtype=np.float64), np.asarray(truth, dtype=bool)
+    pos, neg = scores[truth], np.sort(scores[~truth])
+    if not len(pos) or not len(neg):
+        return float("nan")
+    below, upto = np.searchsorted(neg, pos, side="left"), np.searchsorted(neg, pos, side="right")
+    return float((below + 0.5 * (upto - below)).sum() / (len(pos) * len(neg)))
+
+
 def _train(
-    ver: OutcomeRewardModel, encoded: list[Encoded], labels, cfg: ToyVerifierConfig, progress
+    ver: OutcomeRewardModel, rows: list[_Row], labels, cfg: ToyVerifierConfig, progress
 ) -> list[float]:
     model = ver.model
     model.train()
@@ -196,15 +261,11 @@ def _train(
         lr=cfg.lr,
         betas=(0.9, 0.98),
     )
-    order = _batches(len(encoded), cfg.batch_size, cfg.seed)
+    order = _batches(len(rows), cfg.batch_size, cfg.seed)
     losses = []
     for step in range(1, cfg.steps + 1):
-        idx = next(order)
-        rows = [encoded[i] for i in idx]
-        scores = ver.forward(*ver.pad(rows), rows)
-        loss = torch.nn.functional.binary_cross_entropy_with_logits(
-            scores, labels[idx], pos_weight=pos_weight
-        )
+        batch = [rows[i] for i in next(order)]
+        loss = _loss(ver, batch, pos_weight, cfg)
         for group in opt.param_groups:
             group["lr"] = cfg.lr_at(step)
         opt.zero_grad(set_to_none=True)
@@ -215,6 +276,40 @@ def _train(
         if progress is not None:
             progress(step, cfg.steps)
     return losses
+
+
+def _loss(ver: OutcomeRewardModel, batch: list[_Row], pos_weight, cfg: ToyVerifierConfig):
+    """The outcome loss at the last token (classes weighed equally), plus the dense losses of the rows
+    with a reference."""
+    encs = [r.enc for r in batch]
+    input_ids, mask, positions = ver.pad(encs)
+    out = ver._base(input_ids=input_ids, attention_mask=mask, position_ids=positions, use_cache=False)
+    hidden = out[0] if isinstance(out, tuple) else out.last_hidden_state
+    scores = ver._head(hidden[:, -1]).float()[:, 0]  # left-padded: every row ends in the last column
+    labels = torch.tensor([r.label for r in batch])
+    loss = torch.nn.functional.binary_cross_entropy_with_logits(scores, labels, pos_weight=pos_weight)
+    if not (cfg.process_weight or cfg.lm_weight) or not any(r.process for r in batch):
+        return loss
+    width = input_ids.shape[1]
+    process = torch.full((len(batch), width), -1.0)
+    targets = torch.full((len(batch), width), -100, dtype=torch.long)
+    for i, r in enumerate(batch):
+        n = len(r.process)
+        if n:  # completion token j sits at width - n + j and is predicted at the position before it
+            process[i, width - n : width - 1] = torch.tensor(r.process[:-1])
+            targets[i, width - n - 1 : width - 1] = torch.tensor([t if t >= 0 else -100 for t in r.targets])
+    if cfg.process_weight:
+        dense = ver._head(hidden).float()[..., 0]
+        known = process >= 0
+        loss = loss + cfg.process_weight * torch.nn.functional.binary_cross_entropy_with_logits(
+            dense[known], process[known]
+        )
+    if cfg.lm_weight and bool((targets >= 0).any()):
+        logits = hidden @ ver._base.get_input_embeddings().weight.T
+        loss = loss + cfg.lm_weight * torch.nn.functional.cross_entropy(
+            logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=-100
+        )
+    return loss
 
 
 def _batches(n: int, batch_size: int, seed: int):

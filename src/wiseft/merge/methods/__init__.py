@@ -171,12 +171,35 @@ class Method:
         return (len(coeffs) - n_global) // n_model if n_model else 0
 
 
+@dataclass(frozen=True)
+class CommandMethod:
+    """A merge method that is its own command because it needs more than the weights (an evaluation):
+    listed by `wiseft merge --list`, and named by the error for `--method NAME`."""
+
+    name: str
+    summary: str
+    inputs: str
+    params: str
+    command: str  # how to run it, e.g. "wiseft soup CKPT... --task T --split S --n N --metric M -o OUT"
+
+
 _REGISTRY: dict[str, Method] = {}
+_COMMANDS: dict[str, CommandMethod] = {}
 
 
 def register(method: Method) -> Method:
     _REGISTRY[method.name] = method
     return method
+
+
+def register_command(method: CommandMethod) -> CommandMethod:
+    _COMMANDS[method.name] = method
+    return method
+
+
+def command_methods() -> list[CommandMethod]:
+    _load_builtin()
+    return list(_COMMANDS.values())
 
 
 def get_method(name: str) -> Method:
@@ -185,6 +208,11 @@ def get_method(name: str) -> Method:
     for method in _REGISTRY.values():
         if method.name.replace("_", "-") == key:
             return method
+    for command in _COMMANDS.values():
+        if command.name.replace("_", "-") == key:
+            raise ConfigError(
+                f"merge method {command.name} needs an evaluation, so it is its own command: {command.command}"
+            )
     raise ConfigError(
         f"unknown merge method {name!r}; choose one of {', '.join(sorted(_REGISTRY))} (wiseft merge --list)"
     )
@@ -197,14 +225,17 @@ def all_methods() -> list[Method]:
 
 def _load_builtin() -> None:
     from wiseft.merge.methods import (  # noqa: F401  (they register themselves)
+        arcee_fusion,
         breadcrumbs,
         dare,
         della,
         fisher,
+        greedy_soup,
         karcher,
         linear,
         model_stock,
         multislerp,
+        nearswap,
         nuslerp,
         passthrough,
         sce,

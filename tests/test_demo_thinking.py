@@ -10,10 +10,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from wiseft.demo import DemoConfig, base_path
 from wiseft.demo_thinking import (
     ThinkingDemoConfig,
     roles,
     run_thinking_demo,
+    run_thinking_replicates,
     stages_appeared,
     thinking_claims,
     variant_label,
@@ -226,6 +228,23 @@ def test_the_terminal_tables_show_every_lambda_the_boundaries_and_each_claim():
     assert "time: base 1.0s, eval 2.5s, total 4.0s (CPU 0.0s)" in lines
 
 
+def test_the_default_base_is_wiseft_demos_cached_base(tmp_path):
+    # after `wiseft demo` (or `make demo`) the thinking demo finds its base in the same cache entry
+    assert ThinkingDemoConfig().recipe == DemoConfig().recipe
+    assert base_path(ThinkingDemoConfig(), tmp_path) == base_path(DemoConfig(), tmp_path)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 7])
+def test_a_replicate_seeds_the_whole_story(seed):
+    cfg = ThinkingDemoConfig().for_seed(seed)
+    assert (cfg.recipe.pretrain_seed, cfg.sft.seed, cfg.sample_seed) == (seed, seed, seed)
+    assert (
+        cfg.recipe.base_key() == DemoConfig().for_seed(seed).recipe.base_key()
+    )  # `wiseft demo --seeds`'s base
+    assert dataclasses.replace(cfg.recipe, pretrain_seed=0, sft_seed=0) == ThinkingDemoConfig().recipe
+    assert cfg.lambdas == ThinkingDemoConfig().lambdas and cfg.sft.steps == ThinkingDemoConfig().sft.steps
+
+
 def test_bad_demo_settings_are_named():
     with pytest.raises(ConfigError, match="the λ grid must rise from 0 to 1"):
         ThinkingDemoConfig(lambdas=(0.0, 0.5))
@@ -318,7 +337,7 @@ def test_the_cli_runs_the_thinking_demo(tmp_path, cli, monkeypatch):
     assert not (tmp_path / "o" / "report").exists()
 
 
-@pytest.mark.parametrize("flag", ["--delta", "--temperature", "--n-val", "--seeds"])
+@pytest.mark.parametrize("flag", ["--delta", "--temperature", "--n-val"])
 def test_the_other_demos_grids_are_refused_with_nothing_written(tmp_path, cli, flag):
     code, err = cli(["demo", "--thinking", flag, "1", "-o", tmp_path / "o", "--cache-dir", tmp_path / "c"])
     assert code == 2
@@ -326,6 +345,76 @@ def test_the_other_demos_grids_are_refused_with_nothing_written(tmp_path, cli, f
         f"wiseft demo: error: {flag} is a setting of wiseft demo; the thinking demo sweeps a fixed λ grid at "
         f"the paper's Thinking sampling (T = 0.6): drop {flag} or --thinking"
     )
+    assert not (tmp_path / "o").exists() and not (tmp_path / "c").exists()
+
+
+def test_replicates_tell_the_whole_story_per_seed_each_base_cached(tmp_path):
+    out, cache = tmp_path / "reps", tmp_path / "cache"
+    events = []
+    head = run_thinking_replicates(TINY, [1, 0], out, cache_dir=cache, progress=lambda *e: events.append(e))
+    assert [e for e in events if e[0] == "replicates"] == [
+        ("replicates", 0, 2, "seed 1"), ("replicates", 1, 2, "seed 0"), ("replicates", 2, 2, "done")]  # fmt: skip
+    assert not list(tmp_path.glob(".*wiseft-tmp*"))
+    written = json.loads((out / "results.json").read_text())
+    per_seed = {s: json.loads((out / f"seed-{s}" / "results.json").read_text()) for s in (1, 0)}
+    # each seed its own base, cached under `wiseft demo --seeds`'s key, and its own fine-tunes and sampling
+    for s, res in per_seed.items():
+        key = TINY.for_seed(s).recipe.base_key()
+        assert res["base"]["key"] == key and res["base"]["cached"] is False
+        assert (cache / f"toy-base-{key}" / "model.safetensors").is_file()
+        assert (res["config"]["recipe"]["pretrain_seed"], res["config"]["sft"]["seed"], res["config"]["sample_seed"]) == (s, s, s)  # fmt: skip
+        assert res["paths"] == {st: str(out / f"seed-{s}" / st) for st in ("instruct", "thinking")}
+    assert per_seed[1]["base"]["key"] != per_seed[0]["base"]["key"]
+    # the head is the first seed's run plus the seed × claim table
+    assert written["config"] == per_seed[1]["config"] and written["claims"] == per_seed[1]["claims"]
+    rep = written["replicates"]
+    assert rep["seeds"] == [1, 0] and rep["claims"] == ["a", "b", "c", "d"] and rep["n"] == 2
+    for row, s in zip(rep["rows"], (1, 0), strict=True):
+        claims = {c["key"]: c for c in per_seed[s]["claims"]}
+        assert row["held"] == {k: c["held"] for k, c in claims.items()} and row["dir"] == f"seed-{s}"
+        assert row["appeared"] == all(claims[k]["held"] for k in "abc")
+        assert (row["pretrain_seed"], row["sft_seed"], row["sample_seed"]) == (s, s, s)
+        assert row["pass1_thinking"] == per_seed[s]["variants"][-1]["summary"]["metrics"]["pass@1"]["value"]
+        if "diff" in claims["c"]["numbers"]:
+            assert row["effects"]["c"] == [claims["c"]["numbers"]["diff"]]
+    assert rep["held"] == {k: sum(r["held"][k] for r in rep["rows"]) for k in "abcd"}
+    assert head.replicates == rep
+    assert "## Claims over seeds" in (out / "report" / "report.md").read_text()
+    # seed 0's replicate is the default run, from the base the replicates cached
+    again = run_thinking_demo(TINY, tmp_path / "again", cache_dir=cache, report=False)
+    assert again.base["cached"] is True
+    assert [v.summary["metrics"] for v in again.variants] == [
+        v["summary"]["metrics"] for v in per_seed[0]["variants"]
+    ]
+
+
+def test_the_cli_runs_replicates_and_prints_the_seed_table(tmp_path, cli, monkeypatch):
+    import wiseft.cli.demo_thinking as cli_thinking
+
+    monkeypatch.setattr(cli_thinking, "build_config", lambda args: TINY)
+    code, err = cli(["demo", "--thinking", "--seeds", "2", "-o", tmp_path / "o", "--cache-dir", tmp_path / "c",
+                     "--no-report"])  # fmt: skip
+    assert code == 0, err
+    written = json.loads((tmp_path / "o" / "results.json").read_text())
+    assert written["config"]["recipe"]["pretrain_seed"] == 2 and written["replicates"]["seeds"] == [2]
+    assert "wiseft demo --thinking over 1 seeds" in cli.out
+    (row,) = [ln for ln in cli.out.splitlines() if ln.lstrip("│ ").startswith("2 ")]
+    assert ("yes" if written["replicates"]["rows"][0]["appeared"] else "NO") in row
+    assert (tmp_path / "o" / "seed-2" / "results.json").is_file()
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--seeds", "0,1", "--sample-seed", "3"], "set the pretraining, fine-tuning and sampling seeds; drop --sample-seed"),
+        (["--replicates", "2", "--pretrain-seed", "1"], "drop --pretrain-seed/--sft-seed"),
+        (["--seeds", "1,1"], "--seeds lists 1 more than once"),
+        (["--replicates", "0"], "--replicates must be at least 1"),
+    ],
+)  # fmt: skip
+def test_bad_seed_flags_are_refused_with_nothing_written(tmp_path, cli, flags, message):
+    code, err = cli(["demo", "--thinking", *flags, "-o", tmp_path / "o", "--cache-dir", tmp_path / "c"])
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "o").exists() and not (tmp_path / "c").exists()
 
 

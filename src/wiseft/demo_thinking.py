@@ -20,7 +20,9 @@ The rules, fixed before any run (paired intervals are 95% bootstraps over the sa
 (d) **stage 3 saturates** (the paper's observation, not required of the toy): from the first λ above 90 %
     to λ = 1, Pass@1 moves by less than 5 points (paired interval inside ±0.05).
 
-The stages "appear" when (a), (b) and (c) hold. The library reports progress through
+The stages "appear" when (a), (b) and (c) hold. `run_thinking_replicates` tells the whole story once per
+seed (the base's pretraining, both fine-tunes and sampling seeded by it, each base cached as `wiseft demo
+--seeds` caches it) and counts the seeds each claim held on. The library reports progress through
 `progress(stage, done, total, detail)` and never prints; the output directory is written atomically.
 """
 
@@ -28,14 +30,16 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
 from wiseft.atomic import atomic_dir
-from wiseft.claims import Claim
+from wiseft.claims import Claim, replicate_row, replicate_table
 from wiseft.config import to_dict, write_resolved
-from wiseft.demo import DemoProgress, default_cache_dir, ensure_base
+from wiseft.demo import DemoProgress, check_seeds, default_cache_dir, ensure_base
 from wiseft.errors import ConfigError
 from wiseft.evaluate.config import EvalConfig
 from wiseft.evaluate.engine import hf_engine
@@ -61,9 +65,9 @@ SATURATION = 0.05  # claim (d): Pass@1 moves less than this in stage 3
 class ThinkingDemoConfig:
     """What `wiseft demo --thinking` runs: the base recipe, the two fine-tunes, the λ grid and sampling."""
 
-    # The base and the test problems: the toy world's, pretrained with seed 2, the base the stages were
-    # measured on (docs/TOY-THINKING.md); `wiseft demo`'s own default pretraining seed has since become 0.
-    recipe: toy.ToyRecipe = toy.ToyRecipe(pretrain_seed=2)
+    # The base and the test problems: `wiseft demo`'s default toy recipe, so its cached base (same key, same
+    # cache directory) serves both demos and a thinking demo after `wiseft demo` costs only its own stages.
+    recipe: toy.ToyRecipe = toy.ToyRecipe()
     sft: StyleSFT = StyleSFT()
     lambdas: tuple[float, ...] = tuple(i / 20 for i in range(21))
     n_eval: int = 100
@@ -85,6 +89,15 @@ class ThinkingDemoConfig:
             raise ConfigError(f"--n-eval must lie in 1..{self.recipe.n_test}, got {self.n_eval}")
         if self.n < max(self.ks):
             raise ConfigError(f"--n {self.n} is smaller than the largest k {max(self.ks)}; raise --n")
+
+    def for_seed(self, seed: int) -> ThinkingDemoConfig:
+        """This demo with the whole story seeded by `seed` (a replicate): the base's pretraining (its own
+        base, cached under its own key), both fine-tunes (their batches and the tags' new embedding rows),
+        and sampling with its bootstraps."""
+        return dataclasses.replace(
+            self, recipe=dataclasses.replace(self.recipe, pretrain_seed=seed, sft_seed=seed),
+            sft=dataclasses.replace(self.sft, seed=seed), sample_seed=seed,
+        )  # fmt: skip
 
     def eval_config(self) -> EvalConfig:
         return EvalConfig(
@@ -115,39 +128,114 @@ def run_thinking_demo(
     fresh: bool = False, report: bool = True, force: bool = False, progress: DemoProgress | None = None,
 ) -> RunResults:  # fmt: skip
     """Run the thinking demo into `out_dir` (atomically) and return its results (claims, stages, timings)."""
+    cache = Path(cache_dir) if cache_dir else default_cache_dir()
+    with atomic_dir(out_dir, force=force) as tmp:
+        results = _run_into(cfg, tmp, Path(out_dir), cache, fresh, progress)
+        _finish(tmp, results, report)
+    return results
+
+
+def run_thinking_replicates(
+    cfg: ThinkingDemoConfig, seeds: Sequence[int], out_dir: str | os.PathLike, *,
+    cache_dir: str | os.PathLike | None = None, fresh: bool = False, report: bool = True, force: bool = False,
+    progress: DemoProgress | None = None,
+) -> RunResults:  # fmt: skip
+    """The whole thinking demo once per seed (`ThinkingDemoConfig.for_seed`: each seed its own base,
+    cached) into OUT/seed-<s>/, and the seed × claim table (`claims.replicate_table`) as `replicates` of
+    OUT/results.json and OUT/report, which are otherwise the first seed's.
+    `progress("replicates", i, len(seeds), "seed s")` marks the start of each seed's stages."""
+    seeds = check_seeds(seeds)
+    cache = Path(cache_dir) if cache_dir else default_cache_dir()
+    with atomic_dir(out_dir, force=force) as tmp:
+        runs = []
+        for i, seed in enumerate(seeds):
+            if progress:
+                progress("replicates", i, len(seeds), f"seed {seed}")
+            sub = f"seed-{seed}"
+            runs.append(_run_into(cfg.for_seed(seed), tmp / sub, Path(out_dir) / sub, cache, fresh, progress))
+            write_results(tmp / sub, runs[-1])
+        if progress:
+            progress("replicates", len(seeds), len(seeds), "done")
+        head = runs[0]
+        head.replicates = replicate_table([seed_row(s, r) for s, r in zip(seeds, runs, strict=True)])
+        _finish(tmp, head, report)
+    return head
+
+
+def _run_into(
+    cfg, tmp: Path, out: Path, cache: Path, fresh: bool, progress: DemoProgress | None
+) -> RunResults:
+    """Base, the two fine-tunes, the λ sweep and the claims in `tmp` (renamed to `out` by the caller)."""
     import torch
 
     clock = Clock()
     torch.set_num_threads(choose_threads(cfg.threads, busy_cores_now()))
-    cache = Path(cache_dir) if cache_dir else default_cache_dir()
-    with atomic_dir(out_dir, force=force) as tmp:
-        with clock.stage("base"):
-            base, cached = ensure_base(cfg, cache, fresh, progress)  # `wiseft demo`'s base and cache key
-            extended = extend_base(base, tmp / "base-think", seed=cfg.sft.seed)
-        models = {}
-        for style in STYLES:
-            with clock.stage(style):
-                run = finetune_style(style, extended, tmp / style, cfg.sft, cfg.recipe.splits().test_keys,
-                                     on_step=_ticks(style, cfg.sft.steps, progress))  # fmt: skip
-                models[style] = run.checkpoints[max(run.checkpoints)]
-        with clock.stage("eval"):
-            results = _evaluate(cfg, plan(cfg, models["instruct"], models["thinking"]), models["thinking"], tmp,
-                                progress)  # fmt: skip
-        with clock.stage("claims"):
-            results.claims = thinking_claims(cfg, results)
-            results.roles = roles(cfg, results)
-        results.base = {"path": str(base), "cached": cached, "key": cfg.recipe.base_key()}
-        results.paths = {name: str(Path(out_dir) / name) for name in STYLES}
-        write_resolved(tmp, cfg, name="demo_config.yaml")
-        if report:
-            with clock.stage("report"):
-                write_report(tmp, results)
-        results.timings = {**{k: round(v, 2) for k, v in clock.wall.items()}, **(results.timings or {}),
-                           "total": round(clock.total(), 2)}  # fmt: skip
-        results.cpu_seconds = {k: round(v, 2) for k, v in clock.cpu.items()}
-        results.machine = {"torch_threads": torch.get_num_threads(), "cpu_count": os.cpu_count()}
-        write_results(tmp, results)
+    with clock.stage("base"):
+        base, cached = ensure_base(cfg, cache, fresh, progress)  # `wiseft demo`'s base and cache key
+        described = {"path": str(base), "cached": cached, "key": cfg.recipe.base_key(),
+                     **toy.describe_base(cfg.recipe, base)}  # fmt: skip
+        extended = extend_base(base, tmp / "base-think", seed=cfg.sft.seed)
+    models = {}
+    for style in STYLES:
+        with clock.stage(style):
+            run = finetune_style(style, extended, tmp / style, cfg.sft, cfg.recipe.splits().test_keys,
+                                 on_step=_ticks(style, cfg.sft.steps, progress))  # fmt: skip
+            models[style] = run.checkpoints[max(run.checkpoints)]
+    with clock.stage("eval"):
+        results = _evaluate(cfg, plan(cfg, models["instruct"], models["thinking"]), models["thinking"], tmp,
+                            progress)  # fmt: skip
+    with clock.stage("claims"):
+        results.claims = thinking_claims(cfg, results)
+        results.roles = roles(cfg, results)
+    results.base = described
+    results.paths = {name: str(out / name) for name in STYLES}
+    write_resolved(tmp, cfg, name="demo_config.yaml")
+    results.timings = {**{k: round(v, 2) for k, v in clock.wall.items()}, **(results.timings or {}),
+                       "total": round(clock.total(), 2)}  # fmt: skip
+    results.cpu_seconds = {k: round(v, 2) for k, v in clock.cpu.items()}
+    results.machine = {"torch_threads": torch.get_num_threads(), "cpu_count": os.cpu_count(),
+                       "cpu_capability": torch.backends.cpu.get_cpu_capability()}  # fmt: skip
     return results
+
+
+def _finish(tmp: Path, results: RunResults, report: bool) -> None:
+    """The report (timed into the results) and results.json."""
+    if report:
+        wall, cpu = time.perf_counter(), time.process_time()
+        write_report(tmp, results)
+        results.timings["report"] = round(time.perf_counter() - wall, 2)
+        results.timings["total"] = round(results.timings["total"] + results.timings["report"], 2)
+        results.cpu_seconds["report"] = round(time.process_time() - cpu, 2)
+    write_results(tmp, results)
+
+
+def seed_row(seed: int, results: RunResults) -> dict:
+    """One seed's line of the replicate table: the claims held, their paired effects (tokens for (b),
+    Pass@1 for (c) and (d)), the boundaries, the base and the time."""
+    effects = {c.key: _effects(c) for c in results.claims or []}
+    by = {v.name: v.summary["metrics"]["pass@1"]["value"] for v in results.variants}
+    base, roles_ = results.base or {}, results.roles or {}
+    extra = {
+        "pretrain_seed": results.config.get("recipe", {}).get("pretrain_seed"),
+        "sft_seed": results.config.get("sft", {}).get("seed"),
+        "sample_seed": results.config.get("sample_seed"),
+        "dir": f"seed-{seed}", "effects": effects, "appeared": stages_appeared(results),
+        "switch_start": roles_.get("switch_start"), "switch_end": roles_.get("switch_end"),
+        "sweet_spot": roles_.get("sweet_spot"),
+        "pass1_instruct": by.get(variant_label(0.0)), "pass1_thinking": by.get(variant_label(1.0)),
+        "base_cached": base.get("cached"), "pretrain_steps": base.get("pretrain_steps"),
+        "stopped_at_gate": base.get("stopped_at_gate"),
+        "seconds": (results.timings or {}).get("total"),
+        "cpu_seconds": round(sum((results.cpu_seconds or {}).values()), 2),
+    }  # fmt: skip
+    return replicate_row(seed, results.claims or [], extra)
+
+
+def _effects(claim: Claim) -> list[dict]:
+    d = claim.numbers.get("diff")
+    if not d:
+        return []
+    return [d if "metric" in d else {"metric": "tokens", **d}]
 
 
 def _ticks(style: str, steps: int, progress: DemoProgress | None):

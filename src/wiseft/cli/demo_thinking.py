@@ -1,5 +1,6 @@
 """`wiseft demo --thinking`: the Instruct ↔ Thinking interpolation's three stages on the toy world
-(`wiseft.demo_thinking`): progress, the λ table, the claims held or not, where the time went."""
+(`wiseft.demo_thinking`): progress, the λ table, the claims held or not, where the time went; with
+--seeds/--replicates the whole story once per seed and the seed × claim table."""
 
 from __future__ import annotations
 
@@ -12,8 +13,6 @@ NOT_THINKING = {
     "delta": "--delta",
     "temperature": "--temperature",
     "n_val": "--n-val",
-    "seeds": "--seeds",
-    "replicates": "--replicates",
     "no_verifier": "--no-verifier",
 }  # `wiseft demo`'s own settings
 
@@ -40,36 +39,59 @@ def build_config(args):
                               threads=args.threads or 0, **changes)  # fmt: skip
 
 
+def thinking_seeds(args) -> list[int] | None:
+    """The replicate seeds of --seeds/--replicates (`cli.demo.parse_seeds`), which also seed sampling
+    here: --sample-seed beside them is refused."""
+    from wiseft.cli.demo import parse_seeds
+    from wiseft.errors import ConfigError
+
+    seeds = parse_seeds(args)
+    if seeds is not None and args.sample_seed is not None:
+        raise ConfigError(
+            "--seeds/--replicates of the thinking demo set the pretraining, fine-tuning and sampling seeds; "
+            "drop --sample-seed"
+        )
+    return seeds
+
+
 def run_thinking(args) -> int:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
     from transformers.utils import logging as hf_logging
 
     from wiseft.atomic import check_output_dir
     from wiseft.demo import default_cache_dir
-    from wiseft.demo_thinking import run_thinking_demo
+    from wiseft.demo_thinking import run_thinking_demo, run_thinking_replicates
 
     hf_logging.disable_progress_bar()
     hf_logging.set_verbosity_error()
     console = stderr_console()
     cfg = build_config(args)
+    seeds = thinking_seeds(args)
     out = Path(args.output or f"wiseft-out/demo-thinking-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}")
     check_output_dir(out, args.force)
     cache = Path(args.cache_dir) if args.cache_dir else default_cache_dir()
     labels = {"pretrain": "0/4 pretrain the sloppy base (once)", "instruct": "1/4 SFT the Instruct model",
               "thinking": "2/4 SFT the Thinking model", "eval": "3/4 sample λ = 0 … 1"}  # fmt: skip
-    with Progress(TextColumn("{task.description:36}"), BarColumn(), MofNCompleteColumn(),
+    options = dict(cache_dir=cache, fresh=args.fresh, report=not args.no_report, force=args.force)
+    with Progress(TextColumn("{task.description:40}"), BarColumn(), MofNCompleteColumn(),
                   TextColumn("{task.fields[detail]}"), TimeElapsedColumn(), console=console) as bar:  # fmt: skip
         tasks: dict[str, int] = {}
         lines = LogLines(console)
+        seed = [""]  # a replicate's bars restart per seed
 
         def progress(stage, done, total, detail):
-            if stage not in tasks:
-                tasks[stage] = bar.add_task(labels.get(stage, stage), total=total, detail="")
-            bar.update(tasks[stage], completed=done, total=total, detail=detail)
-            lines.update(stage, labels.get(stage, stage), done, total, detail)
+            if stage == "replicates" and done < total:
+                seed[0] = f"{detail}: "
+            key, label = seed[0] + stage, seed[0] + labels.get(stage, stage)
+            if key not in tasks:
+                tasks[key] = bar.add_task(label, total=total, detail="")
+            bar.update(tasks[key], completed=done, total=total, detail=detail)
+            lines.update(key, label, done, total, detail)
 
-        results = run_thinking_demo(cfg, out, cache_dir=cache, fresh=args.fresh, report=not args.no_report,
-                                    force=args.force, progress=progress)  # fmt: skip
+        if seeds is None:
+            results = run_thinking_demo(cfg, out, progress=progress, **options)
+        else:
+            results = run_thinking_replicates(cfg, seeds, out, progress=progress, **options)
     show(results, stdout_console(), out, report=not args.no_report)
     return 0
 
@@ -112,11 +134,44 @@ def lambda_table(results):
     return table
 
 
+def replicates_table(rep: dict):
+    """The seed × claim table of `run_thinking_replicates`: one row per seed, then the seeds each held on."""
+    from rich.table import Table
+
+    n = rep["n"]
+    table = Table(title=f"wiseft demo --thinking over {n} seeds (pretraining, both fine-tunes and sampling "
+                  "seeded by each; every seed its own base)")  # fmt: skip
+    for col in ("seed", "base steps", *(f"({k})" for k in rep["claims"]), "stages", ">10 % at λ", ">90 % at λ",
+                "Pass@1 λ=0 %", "Pass@1 λ=1 %", "s", "CPU s"):  # fmt: skip
+        table.add_column(col, justify="right")
+    for r in rep["rows"]:
+        steps = f"{r.get('pretrain_steps')}" + ("" if r.get("stopped_at_gate") else " (limit)")
+        table.add_row(
+            str(r["seed"]), steps, *("held" if r["held"].get(k) else "[red]no[/]" for k in rep["claims"]),
+            "yes" if r.get("appeared") else "[red]NO[/]", str(r.get("switch_start")), str(r.get("switch_end")),
+            _pct_or_dash(r.get("pass1_instruct")), _pct_or_dash(r.get("pass1_thinking")),
+            f"{r.get('seconds') or 0:.1f}", f"{r.get('cpu_seconds') or 0:.1f}",
+        )  # fmt: skip
+    appeared = sum(bool(r.get("appeared")) for r in rep["rows"])
+    table.add_row("held on", "", *(f"{rep['held'][k]}/{n}" for k in rep["claims"]), f"{appeared}/{n}",
+                  *[""] * 6)  # fmt: skip
+    return table
+
+
+def _pct_or_dash(x) -> str:
+    return "-" if x is None else f"{100 * x:.1f}"
+
+
 def show(results, console, out: Path, report: bool) -> None:
     from rich.table import Table
 
+    from wiseft.cli.demo import base_line
     from wiseft.demo_thinking import stages_appeared
 
+    if results.replicates:
+        console.print(replicates_table(results.replicates))
+        console.print(f"below: the first seed's run ({out / results.replicates['rows'][0]['dir']})")
+    base_line(console, results.base or {})
     console.print(lambda_table(results))
     roles = results.roles or {}
     console.print(f"stage boundaries from Think %: first λ above 10 %: {roles.get('switch_start')}, above 90 %: "

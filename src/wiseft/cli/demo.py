@@ -53,7 +53,8 @@ def register(subparsers) -> None:
     seeds.add_argument(
         "--seeds",
         default=None,
-        help="run the whole story once per seed (pretraining and SFT seeded by it, each base cached), "
+        help="run the whole story once per seed (pretraining and SFT seeded by it, and with --thinking "
+        "sampling too; each base cached), "
         "e.g. 0,1,2, and print the seed × claim table",
     )
     seeds.add_argument("--replicates", type=int, default=None, help="= --seeds 0,1,…,N-1")

@@ -28,7 +28,8 @@ def replicate_table(rep: dict | None) -> tuple[list[str], list[list[str]], str] 
     counts = rep.get("held") or {}
     rows.append(["held on"] + [f"{counts.get(k, 0)}/{n}" for k in keys] + [f"{rep.get('all_held', 0)}/{n}"])
     summary = (
-        f"The whole story on {n} seeds (pretraining and SFT seeded by each, every seed its own base); "
+        f"The whole story on {n} seeds (pretraining and the fine-tunes seeded by each, every seed its own "
+        "base); "
         "effects are paired differences with 95% bootstrap intervals over problems."
     )
     return header, rows, summary

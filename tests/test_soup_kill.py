@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
 
 from support.sampling import tiny_model_dir
+from support.stores import sample_count, sample_rows
 
 from wiseft.evaluate.soup import run_soup
 from wiseft.evaluate.soup_config import SoupConfig
@@ -27,27 +27,6 @@ def _cmd(models, out):
     ]  # fmt: skip
 
 
-def _rows(db_path):
-    db = sqlite3.connect(db_path)
-    rows = db.execute(
-        "SELECT v.name, s.problem_id, s.sample_idx, s.completion FROM samples s JOIN variants v "
-        "ON v.id = s.variant_id ORDER BY v.name, s.problem_id, s.sample_idx"
-    ).fetchall()
-    db.close()
-    return rows
-
-
-def _count(db_path):
-    try:
-        db = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, timeout=1)
-        try:
-            return db.execute("SELECT COUNT(*) FROM samples").fetchone()[0]
-        finally:
-            db.close()
-    except sqlite3.Error:
-        return 0
-
-
 def test_sigkill_mid_soup_then_resume(tmp_path):
     models = [str(tiny_model_dir(tmp_path, name, seed=s)) for name, s in zip("ABC", (1, 2, 3), strict=True)]
     env = dict(os.environ, PYTHONUNBUFFERED="1")
@@ -57,19 +36,19 @@ def test_sigkill_mid_soup_then_resume(tmp_path):
     proc = subprocess.Popen(_cmd(models, out), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.time() + 600
     while time.time() < deadline and proc.poll() is None:
-        if db_path.exists() and _count(db_path) >= 2 * LIMIT * N + N:  # into the third candidate
+        if db_path.exists() and sample_count(db_path) >= 2 * LIMIT * N + N:  # into the third candidate
             break
         time.sleep(0.02)
     assert proc.poll() is None, "the soup finished before it could be killed: " + proc.stderr.read().decode()
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
-    partial = _count(db_path)
+    partial = sample_count(db_path)
     assert 0 < partial < total and partial % N == 0  # whole problems only: one transaction per chunk
     assert not out.exists()
 
     resumed = subprocess.run(_cmd(models, out), env=env, capture_output=True, timeout=900)
     assert resumed.returncode == 0, resumed.stderr.decode()[-2000:]
-    rows = _rows(db_path)
+    rows = sample_rows(db_path)
     keys = [r[:3] for r in rows]
     assert len(keys) == len(set(keys)) == total
 
@@ -78,7 +57,7 @@ def test_sigkill_mid_soup_then_resume(tmp_path):
     cfg = SoupConfig(candidates=tuple(models), task="toy", split="sft", limit=LIMIT, n=N, max_new_tokens=8,
                      chunk=LIMIT, threads=1, n_boot=20, device="cpu")  # fmt: skip
     run_soup(cfg, clean)
-    assert _rows(tmp_path / "clean.samples.db") == rows
+    assert sample_rows(tmp_path / "clean.samples.db") == rows
     for name in ("model.safetensors", "config.json", "recipe.yaml"):
         assert (out / name).read_bytes() == (clean / name).read_bytes()
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
 
 from support.sampling import tiny_model_dir
+from support.stores import sample_count, sample_rows
 
 from wiseft.evaluate.config import SweepConfig
 from wiseft.evaluate.runners import run_sweep
@@ -27,27 +27,6 @@ def _sweep_cmd(early, final, out):
     ]  # fmt: skip
 
 
-def _rows(db_path):
-    db = sqlite3.connect(db_path)
-    rows = db.execute(
-        "SELECT v.name, s.problem_id, s.sample_idx, s.completion FROM samples s JOIN variants v "
-        "ON v.id = s.variant_id ORDER BY v.name, s.problem_id, s.sample_idx"
-    ).fetchall()
-    db.close()
-    return rows
-
-
-def _count(db_path):
-    try:
-        db = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, timeout=1)
-        try:
-            return db.execute("SELECT COUNT(*) FROM samples").fetchone()[0]
-        finally:
-            db.close()
-    except sqlite3.Error:
-        return 0
-
-
 def test_sigkill_mid_sweep_then_resume(tmp_path):
     early = tiny_model_dir(tmp_path, "early", seed=1)
     final = tiny_model_dir(tmp_path, "final", seed=2)
@@ -60,19 +39,19 @@ def test_sigkill_mid_sweep_then_resume(tmp_path):
     db_path = out / "samples.db"
     deadline = time.time() + 120
     while time.time() < deadline and proc.poll() is None:
-        if db_path.exists() and _count(db_path) >= N * 4:
+        if db_path.exists() and sample_count(db_path) >= N * 4:
             break
         time.sleep(0.02)
     assert proc.poll() is None, "the sweep finished before it could be killed: " + proc.stderr.read().decode()
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
-    partial = _count(db_path)
+    partial = sample_count(db_path)
     assert 0 < partial < total
     assert partial % N == 0  # whole problems only: each chunk was one transaction
 
     resumed = subprocess.run(_sweep_cmd(early, final, out), env=env, capture_output=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr.decode()[-2000:]
-    rows = _rows(db_path)
+    rows = sample_rows(db_path)
     keys = [r[:3] for r in rows]
     assert len(keys) == len(set(keys)) == total
     assert {r[2] for r in rows} == set(range(N))
@@ -82,5 +61,5 @@ def test_sigkill_mid_sweep_then_resume(tmp_path):
     cfg = SweepConfig(anchors=(str(early), str(final)), task="toy", limit=LIMIT, n=N, k=(1, 3), delta=DELTA_VALUES,
                       max_new_tokens=10, chunk=LIMIT, threads=1, n_boot=20, device="cpu")  # fmt: skip
     run_sweep(cfg, clean, report=False)
-    assert _rows(clean / "samples.db") == rows
+    assert sample_rows(clean / "samples.db") == rows
     assert (out / "results.json").is_file() and (out / "config.yaml").is_file()

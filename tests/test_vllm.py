@@ -16,6 +16,7 @@ import sys
 
 import pytest
 import torch
+from support.stores import sample_count
 
 from wiseft.errors import ConfigError, MergeError, SamplingError
 from wiseft.merge import Recipe
@@ -529,19 +530,6 @@ def _sweep_rows(db_path) -> list[tuple]:
         db.close()
 
 
-def _sample_count(db_path) -> int:
-    import sqlite3
-
-    try:
-        db = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, timeout=1)
-        try:
-            return db.execute("SELECT COUNT(*) FROM samples").fetchone()[0]
-        finally:
-            db.close()
-    except sqlite3.Error:
-        return 0
-
-
 @needs_vllm
 def test_a_vllm_sweep_killed_with_sigkill_resumes_with_nothing_lost_or_duplicated(pair, tmp_path):
     """A `wiseft sweep --engine vllm` of 3 variants is SIGKILLed (driver and engine processes) once some
@@ -568,14 +556,14 @@ def test_a_vllm_sweep_killed_with_sigkill_resumes_with_nothing_lost_or_duplicate
     db_path, total = out / "samples.db", 3 * limit * n
     try:
         deadline = time.time() + 600
-        while time.time() < deadline and proc.poll() is None and _sample_count(db_path) < n * (limit + 2):
+        while time.time() < deadline and proc.poll() is None and sample_count(db_path) < n * (limit + 2):
             time.sleep(0.05)
         assert proc.poll() is None, "the sweep ended before it could be killed"
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)  # the driver and vLLM's engine processes at once
         proc.wait()
-    partial = _sample_count(db_path)
+    partial = sample_count(db_path)
     assert n * limit < partial < total and partial % n == 0  # into the second variant; whole problems
 
     resumed = subprocess.run(cmd, env=env, capture_output=True, timeout=900)

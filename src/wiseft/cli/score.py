@@ -41,7 +41,7 @@ def register(subparsers) -> None:
 
 def run(args) -> int:
     from wiseft.cli.tables import metrics_tables
-    from wiseft.evaluate.offline import score_file
+    from wiseft.evaluate.scoring import score_file
     from wiseft.grids import parse_ks
 
     ks = parse_ks(args.k)

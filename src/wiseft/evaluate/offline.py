@@ -1,10 +1,8 @@
-"""Grading and scoring samples that are already drawn (`wiseft grade`, `wiseft score`).
+"""Grading samples that are already drawn (`wiseft grade`; scoring them is `evaluate.scoring`).
 
 - `grade_file(samples, ...)`: grade a JSONL file of sample records (written to a graded JSONL) or a sample
   store (grades written back into it); samples are grouped by task, one grader per task, and the
   statistics of every grader are added up.
-- `score_file(graded, ks, ...)`: Pass@k, maj@k, best@k with intervals of graded records (a graded JSONL
-  or a store), as the `metrics.json` body; written next to its input unless told otherwise.
 """
 
 from __future__ import annotations
@@ -14,14 +12,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from wiseft.atomic import write_json
-from wiseft.errors import ConfigError, OutputError
+from wiseft.errors import ConfigError
 from wiseft.grading import Grader, GradingStats
 from wiseft.grading.apply import grade_records
-from wiseft.grading.sources import open_samples, read_graded
-from wiseft.limits import DEFAULT_PROBLEM_BUDGET, check_budget, check_n_boot, check_timeout, check_workers
-from wiseft.metrics import score_records
-from wiseft.results import metrics_json
+from wiseft.grading.sources import open_samples
+from wiseft.limits import DEFAULT_PROBLEM_BUDGET, check_budget, check_timeout, check_workers
 from wiseft.tasks import get_task
 
 
@@ -81,31 +76,3 @@ def grade_file(
         return report
     finally:
         source.close()
-
-
-@dataclass(frozen=True)
-class ScoreReport:
-    body: dict  # the metrics.json
-    path: Path  # where it was written
-    ks: tuple[int, ...]
-
-
-def score_file(
-    graded: str | Path, ks: tuple[int, ...], *, seed: int = 0, n_boot: int = 1000, variant: str | None = None,
-    output: str | Path | None = None, force: bool = False, group_by: list[str] | None = None,
-    verifier: str | None = None,
-) -> ScoreReport:  # fmt: skip
-    """Score graded records and write metrics.json (default: beside `graded`); `group_by` breaks the
-    metrics down by record fields (default: MATH's subject and level when present); `verifier` (an id)
-    names whose scores go into best@k and wmaj@k when samples carry scores of several."""
-    check_n_boot(n_boot)
-    out = Path(output) if output else Path(graded).with_name("metrics.json")
-    if out.exists() and not force:
-        raise OutputError(f"output {out} already exists; choose another -o/--output or pass --force")
-    records = read_graded(graded, verifier=verifier, variant=variant)
-    summaries, graders = score_records(
-        records, ks, seed=seed, n_boot=n_boot, variant=variant, group_by=group_by, verifier=verifier
-    )
-    body = metrics_json(summaries, ", ".join(graders) or None, str(graded))
-    write_json(out, body)
-    return ScoreReport(body, out, tuple(ks))

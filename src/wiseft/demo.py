@@ -209,20 +209,34 @@ def run_replicates(
     seeds = check_seeds(seeds)
     cache = Path(cache_dir) if cache_dir else default_cache_dir()
     with atomic_dir(out_dir, force=force) as tmp:
-        runs = []
-        for i, seed in enumerate(seeds):
-            if progress:
-                progress("replicates", i, len(seeds), f"seed {seed}")
-            sub = f"seed-{seed}"
-            results = _run_into(cfg.for_seed(seed), tmp / sub, Path(out_dir) / sub, cache, fresh, progress)
-            write_results(tmp / sub, results)
-            runs.append(results)
-        if progress:
-            progress("replicates", len(seeds), len(seeds), "done")
+
+        def one(seed: int, tmp_sub: Path, out_sub: Path) -> RunResults:
+            return _run_into(cfg.for_seed(seed), tmp_sub, out_sub, cache, fresh, progress)
+
+        runs = run_seeds(seeds, one, tmp, Path(out_dir), progress)
         head = runs[0]
         head.replicates = replicate_table([_replicate_row(s, r) for s, r in zip(seeds, runs, strict=True)])
         _finish(tmp, head, report, progress)
     return head
+
+
+def run_seeds(
+    seeds: Sequence[int], run_one: Callable[[int, Path, Path], RunResults], tmp: Path, out: Path,
+    progress: DemoProgress | None,
+) -> list[RunResults]:  # fmt: skip
+    """`run_one(seed, tmp/seed-s, out/seed-s)` for each seed in turn, each seed's results.json written
+    into its directory; `progress("replicates", i, n, "seed s")` marks each start (the replicate loop of
+    both demos)."""
+    runs = []
+    for i, seed in enumerate(seeds):
+        if progress:
+            progress("replicates", i, len(seeds), f"seed {seed}")
+        sub = f"seed-{seed}"
+        runs.append(run_one(seed, tmp / sub, out / sub))
+        write_results(tmp / sub, runs[-1])
+    if progress:
+        progress("replicates", len(seeds), len(seeds), "done")
+    return runs
 
 
 def check_seeds(seeds: Sequence[int]) -> list[int]:

@@ -39,7 +39,7 @@ import numpy as np
 from wiseft.atomic import atomic_dir
 from wiseft.claims import Claim, replicate_row, replicate_table
 from wiseft.config import to_dict, write_resolved
-from wiseft.demo import DemoProgress, check_seeds, default_cache_dir, ensure_base
+from wiseft.demo import DemoProgress, check_seeds, default_cache_dir, ensure_base, run_seeds
 from wiseft.errors import ConfigError
 from wiseft.evaluate.config import EvalConfig
 from wiseft.evaluate.engine import hf_engine
@@ -147,15 +147,11 @@ def run_thinking_replicates(
     seeds = check_seeds(seeds)
     cache = Path(cache_dir) if cache_dir else default_cache_dir()
     with atomic_dir(out_dir, force=force) as tmp:
-        runs = []
-        for i, seed in enumerate(seeds):
-            if progress:
-                progress("replicates", i, len(seeds), f"seed {seed}")
-            sub = f"seed-{seed}"
-            runs.append(_run_into(cfg.for_seed(seed), tmp / sub, Path(out_dir) / sub, cache, fresh, progress))
-            write_results(tmp / sub, runs[-1])
-        if progress:
-            progress("replicates", len(seeds), len(seeds), "done")
+
+        def one(seed: int, tmp_sub: Path, out_sub: Path) -> RunResults:
+            return _run_into(cfg.for_seed(seed), tmp_sub, out_sub, cache, fresh, progress)
+
+        runs = run_seeds(seeds, one, tmp, Path(out_dir), progress)
         head = runs[0]
         head.replicates = replicate_table([seed_row(s, r) for s, r in zip(seeds, runs, strict=True)])
         _finish(tmp, head, report)

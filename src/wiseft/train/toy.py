@@ -123,9 +123,9 @@ class ToyRecipe:
     Pretraining: steps of `pretrain_batch` fresh sloppy problems at `pretrain_lr` (constant after
     warm-up) until the gate passes, at most `pretrain_steps`: every `gate_every` steps the base's mean
     probability of writing the gold chain of `n_gate` clean problems (never test ones) is compared with
-    `pretrain_gate`, so every seed's base stops at the same competence, however long its plateau lasts. SFT: `sft_steps` steps of `sft_batch` of the `n_sft` clean problems at
-    `sft_lr` with cosine decay to `sft_min_lr`; checkpoints at `sft_steps`/2^i for i = `sft_halvings`…0,
-    dense early, and the first of them is the early checkpoint of the mixes (a rule fixed in advance). Both
+    `pretrain_gate`, so every seed's base stops at the same competence, however long its plateau lasts.
+    SFT: `sft_steps` steps of `sft_batch` of the `n_sft` clean problems at `sft_lr` with cosine decay
+    to `sft_min_lr`; checkpoints at `sft_steps`/2^i for i = `sft_halvings`…0, dense early, and the first of them is the early checkpoint of the mixes (a rule fixed in advance). Both
     stages split each batch into `micro_batches` parts whose gradients are summed in a fixed order, so the
     weights are the same bytes for any thread count (`train.sft`). docs/TOY-LOG.md says how the values
     were chosen.
@@ -226,9 +226,13 @@ def chain_probability(model, tokenizer, pairs) -> float:
     """Mean over `pairs` of the model's probability of writing each completion exactly and then stopping,
     from one teacher-forced forward pass on one thread (the same bits for any thread count): the expected
     Pass@1 at T=1 of the gold chain itself, a lower bound of Pass@1 (slips that cancel also end right)."""
+    input_ids, _mask, labels = Collator(tokenizer)(pairs)
+    return _chain_probability(model, input_ids, labels)
+
+
+def _chain_probability(model, input_ids, labels) -> float:
     import torch
 
-    input_ids, _mask, labels = Collator(tokenizer)(pairs)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
@@ -253,12 +257,12 @@ def pretraining_gate(recipe: ToyRecipe, tokenizer):
     A rule on the base alone, fixed before any SFT or test outcome is seen; None without a gate."""
     if not recipe.pretrain_gate:
         return None
-    pairs = _gate_pairs(recipe)
+    input_ids, _mask, labels = Collator(tokenizer)(_gate_pairs(recipe))  # tokenised once, checked often
 
     def stop_when(step: int, model) -> bool:
         return (
             step % recipe.gate_every == 0
-            and chain_probability(model, tokenizer, pairs) >= recipe.pretrain_gate
+            and _chain_probability(model, input_ids, labels) >= recipe.pretrain_gate
         )
 
     return stop_when

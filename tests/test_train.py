@@ -464,3 +464,10 @@ def test_cli_toy_base_then_sft_on_its_data(tmp_path):
     )
     assert list(find_checkpoints(run, strict=False)) == [2]
     assert main(args + ["--n-test", "8"]) == 2  # exists, no --force
+
+
+def test_cli_toy_base_refuses_a_gate_outside_its_range_and_writes_nothing(tmp_path, capsys):
+    out = tmp_path / "toy"
+    assert main(["train", "toy-base", "-o", str(out), "--steps", "2", "--gate", "1.5"]) == 2
+    assert "pretraining gate must lie in [0, 1)" in capsys.readouterr().err
+    assert not out.exists()

@@ -44,7 +44,13 @@ def register(subparsers) -> None:
         "demo's recipe (wiseft.train.toy.ToyRecipe).",
     )
     toy.add_argument("-o", "--output", required=True)
-    toy.add_argument("--steps", type=int, help="pretraining steps")
+    toy.add_argument("--steps", type=int, help="the most pretraining steps (the gate usually ends it sooner)")
+    toy.add_argument(
+        "--gate",
+        type=float,
+        help="end pretraining once the base writes the gold chain of its gate problems with this mean "
+        "probability, checked every 25 steps (default 0.08; 0: train all --steps)",
+    )
     toy.add_argument("--batch-size", type=int, help="pretraining batch size")
     toy.add_argument("--lr", type=float, help="pretraining learning rate")
     toy.add_argument("--seed", type=int, help="pretraining seed (weights and text)")
@@ -167,7 +173,8 @@ def run_toy_base(args) -> int:
     from wiseft.train import toy
 
     given = {"data_seed": args.data_seed, "n_sft": args.n_sft, "n_test": args.n_test, "pretrain_seed": args.seed,
-             "pretrain_steps": args.steps, "pretrain_batch": args.batch_size, "pretrain_lr": args.lr}  # fmt: skip
+             "pretrain_steps": args.steps, "pretrain_batch": args.batch_size, "pretrain_lr": args.lr,
+             "pretrain_gate": args.gate}  # fmt: skip
     changes = {k: v for k, v in given.items() if v is not None}
     recipe = dataclasses.replace(toy.ToyRecipe(), threads=args.threads, **changes)
     _, console = _train_with_progress(

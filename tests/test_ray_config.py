@@ -3,6 +3,7 @@ units, the monitor's record, and the errors that stop a run before anything star
 
 from __future__ import annotations
 
+import importlib.machinery
 import importlib.util
 import logging
 import re
@@ -253,6 +254,17 @@ def test_ray_init_gets_the_address_and_only_what_its_kind_takes(address, want):
     assert init_kwargs(address) == {**want, "log_to_driver": False, "logging_level": logging.WARNING}
 
 
+def _grpc_installed(monkeypatch, installed: bool) -> None:
+    """Make `grpc` look installed (or not) to connect()'s check, whichever this environment has."""
+    real = importlib.util.find_spec
+    spec = importlib.machinery.ModuleSpec("grpc", None)
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *a: (spec if installed else None) if name == "grpc" else real(name, *a),
+    )
+
+
 class _Unreachable:
     """A `ray` module whose `init` fails as Ray Client does when nothing answers on the port."""
 
@@ -284,6 +296,7 @@ class _Unreachable:
 def test_a_cluster_that_cannot_be_reached_is_one_line_naming_the_address(monkeypatch, address, exc, message):
     fake = _Unreachable(exc)
     monkeypatch.setitem(sys.modules, "ray", fake)
+    _grpc_installed(monkeypatch, True)  # (CI's environment has no `ray` extra, so no grpcio)
     with pytest.raises(ConfigError) as err:
         connect(address)
     assert message in str(err.value) and "\n" not in str(err.value)
@@ -292,9 +305,6 @@ def test_a_cluster_that_cannot_be_reached_is_one_line_naming_the_address(monkeyp
 
 def test_ray_client_without_grpcio_says_how_to_get_it(monkeypatch):
     monkeypatch.setitem(sys.modules, "ray", _Unreachable(AssertionError("not called")))
-    real = importlib.util.find_spec
-    monkeypatch.setattr(
-        importlib.util, "find_spec", lambda name, *a: None if name == "grpc" else real(name, *a)
-    )
+    _grpc_installed(monkeypatch, False)
     with pytest.raises(ConfigError, match=re.escape("--ray ray://h:1: Ray Client needs grpcio: pip install")):
         connect("ray://h:1")

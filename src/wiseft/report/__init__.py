@@ -11,8 +11,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-
-from matplotlib.figure import Figure
+from typing import TYPE_CHECKING
 
 from wiseft.atomic import atomic_dir, check_output_dir, write_json
 from wiseft.errors import ConfigError
@@ -27,6 +26,9 @@ from wiseft.report.rl import RL_PLOTS, RLRun, find_rl_logs, load_rl_runs, rl_fig
 from wiseft.report.sources import is_metrics_json, results_from_metrics
 from wiseft.results import RunResults, selection_note
 from wiseft.store import is_store
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 __all__ = [
     "PLOTS",

@@ -288,25 +288,24 @@ def _label(v, roles, star: str | None) -> str:
     return f"final at T={v.temperature:g}"
 
 
-def show(results, console, out: Path, report: bool) -> None:
+def claims_table(claims):
+    """The paper's claims checked on this run: held or not, the claim, its evidence."""
     from rich.table import Table
 
-    from wiseft.cli.tables import selection_lines
-
-    console.print(headline_table(results))
-    selection_lines(console, results, label="mix chosen")
-    claims = Table(title="the paper's claims, checked on this run", show_lines=True)
-    claims.add_column("", justify="center")
-    claims.add_column("claim")
-    claims.add_column("evidence (paired 95% bootstrap intervals)")
-    for c in results.claims:
+    table = Table(title="the paper's claims, checked on this run", show_lines=True)
+    table.add_column("", justify="center")
+    table.add_column("claim")
+    table.add_column("evidence (paired 95% bootstrap intervals)")
+    for c in claims:
         mark = "[green]held[/]" if c.held else "[red]did not hold[/]"
-        claims.add_row(mark, f"({c.key}) {c.statement}", c.evidence)
-    console.print(claims)
-    base_line(console, results.base or {})
-    verifier_line(console, (results.base or {}).get("verifier"))
-    if results.replicates:
-        console.print(replicate_view(results.replicates))
+        table.add_row(mark, f"({c.key}) {c.statement}", c.evidence)
+    return table
+
+
+def timing_table(results):
+    """Where the time went: wall and CPU seconds of each stage the run timed."""
+    from rich.table import Table
+
     t, cpu = results.timings, results.cpu_seconds or {}
     timing = Table(title="where the time went (seconds)")
     timing.add_column("stage")
@@ -331,7 +330,20 @@ def show(results, console, out: Path, report: bool) -> None:
         if key in t:
             c = cpu.get(key)
             timing.add_row(name, f"{t[key]:.1f}", "" if c is None else f"{c:.1f}")
-    console.print(timing)
+    return timing
+
+
+def show(results, console, out: Path, report: bool) -> None:
+    from wiseft.cli.tables import selection_lines
+
+    console.print(headline_table(results))
+    selection_lines(console, results, label="mix chosen")
+    console.print(claims_table(results.claims))
+    base_line(console, results.base or {})
+    verifier_line(console, (results.base or {}).get("verifier"))
+    if results.replicates:
+        console.print(replicate_view(results.replicates))
+    console.print(timing_table(results))
     m = results.machine or {}
     if m:
         console.print(

@@ -34,9 +34,9 @@ from wiseft.atomic import atomic_dir, check_output_dir, write_json
 from wiseft.checkpoints import parse_size, resolve
 from wiseft.config import to_dict
 from wiseft.errors import ConfigError, TaskError
-from wiseft.evaluate.config import with_model_sampling
 from wiseft.evaluate.engine import Engine, SamplerFactory, make_engine
 from wiseft.evaluate.greedy import Score, SoupTrace, greedy_soup
+from wiseft.evaluate.model_sampling import with_model_sampling
 from wiseft.evaluate.plan import VariantSpec
 from wiseft.evaluate.session import EvalProgress, EvalSession, load_task
 from wiseft.evaluate.soup_config import TEST_SPLIT, SoupConfig

@@ -5,7 +5,9 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from wiseft.atomic import check_output_dir
 from wiseft.cli.progress import LogLines, stderr_console, stdout_console
+from wiseft.errors import ConfigError
 
 
 def register(subparsers) -> None:
@@ -62,8 +64,6 @@ def register(subparsers) -> None:
 
 
 def _floats(text: str | None, flag: str) -> tuple[float, ...] | None:
-    from wiseft.errors import ConfigError
-
     if text is None:
         return None
     try:
@@ -78,7 +78,6 @@ def _floats(text: str | None, flag: str) -> tuple[float, ...] | None:
 def parse_seeds(args) -> list[int] | None:
     """The replicate seeds of --seeds or --replicates (None: one run), checked before any work."""
     from wiseft.demo import check_seeds
-    from wiseft.errors import ConfigError
 
     if args.replicates is not None:
         if args.replicates < 1:
@@ -141,13 +140,12 @@ def build_config(args):
 
 
 def run(args) -> int:
-    if args.thinking:  # issue 16: its own module
+    if args.thinking:  # issue 16: its own module (which imports this one: imported here, not at the top)
         from wiseft.cli.demo_thinking import run_thinking
 
         return run_thinking(args)
     from transformers.utils import logging as hf_logging
 
-    from wiseft.atomic import check_output_dir
     from wiseft.demo import base_path, default_cache_dir, run_demo, run_replicates
 
     hf_logging.disable_progress_bar()  # transformers' per-load bars would interleave with ours

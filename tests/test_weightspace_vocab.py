@@ -116,3 +116,24 @@ def test_different_vocabularies_without_a_policy_or_with_another_are_refused(mod
         plain.apply(
             Recipe("linear", (a, a), weights=(0.5, 0.5), tokenizer_from="union", pad_to_multiple_of=8)
         )
+
+
+def test_the_variants_tokenizer_is_the_merged_checkpoints(models, tmp_path):
+    """A sampler over the weight space encodes prompts with the output vocabulary's tokenizer: the files
+    `wiseft merge` writes (a union appends tokens no input's tokenizer has)."""
+    a, b, c = models["A"], models["B"], models["C"]
+    recipe = Recipe(
+        "linear", (a, b, c), weights=(0.5, 0.3, 0.2), tokenizer_from="union", pad_to_multiple_of=8
+    )
+    ws = WeightSpace.load([a, b, c], dtype=torch.bfloat16, tokenizer_from="union", pad_to_multiple_of=8)
+    ws.apply(recipe)
+    merged = _same_as_merge(ws, recipe, torch.bfloat16, tmp_path / "out")
+    ws.write_tokenizer(tmp_path / "tok")
+    for name in ("tokenizer.json", "tokenizer_config.json"):
+        assert (tmp_path / "tok" / name).read_bytes() == (tmp_path / "out" / name).read_bytes(), name
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(str(tmp_path / "tok"))
+    assert tok.convert_tokens_to_ids("ß") < merged["model.embed_tokens.weight"].shape[0]
+    with pytest.raises(ConfigError, match="keeps its inputs' vocabulary"):
+        WeightSpace.load([a, a]).write_tokenizer(tmp_path / "none")

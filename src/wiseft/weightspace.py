@@ -51,6 +51,7 @@ import os
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -69,6 +70,7 @@ from wiseft.merge.compute import (
     exact_in_float32,
     magnitude_range,
 )
+from wiseft.merge.driver import tokenizer_files
 from wiseft.merge.methods import TensorContext, get_method
 from wiseft.merge.plan import parse_dtype, plan
 from wiseft.merge.recipe import Recipe, layer_count
@@ -88,6 +90,13 @@ class Reindexed:
     inputs: tuple[Checkpoint, ...]
     vocab_size: int
     policy: tuple
+
+    def write_tokenizer(self, directory: str | os.PathLike) -> None:
+        """The output vocabulary's tokenizer files (as `wiseft merge` writes them) into `directory`."""
+        vocab = next(iter(self.sources.values()))[0].vocab
+        os.makedirs(directory, exist_ok=True)
+        first = len(vocab.tokens) - len(vocab.new)
+        tokenizer_files(self.inputs[vocab.source].path, Path(directory), vocab.new, first)
 
     def load(self, name: str, device: torch.device) -> tuple[torch.Tensor, ...]:
         """Every input's tensor `name` re-indexed (flat), read once."""
@@ -160,18 +169,22 @@ class WeightSpace:
         dtype: torch.dtype | str | None = None,
         base: str | os.PathLike | None = None,
         tokenizer_from: str | int | None = None,
+        tokenizer_tokens: Any = None,
+        pad_to_multiple_of: int | None = None,
     ) -> WeightSpace:
         """Read the anchors once and (when `model` is None) build the model from the final anchor (the
-        base when given); `tokenizer_from`: the tokenizer policy when the vocabularies differ."""
+        base when given); `tokenizer_from`, `tokenizer_tokens`, `pad_to_multiple_of`: the tokenizer
+        policy (a recipe's keys of those names) when the vocabularies differ."""
         if not anchors:
             raise ConfigError("WeightSpace needs at least one anchor model")
         reindexed = None
-        if tokenizer_from is not None:
+        if tokenizer_from is not None or tokenizer_tokens or pad_to_multiple_of is not None:
             models = tuple(str(a) for a in anchors)
             method = "task_arithmetic" if base is not None else "linear"
             weights = (1.0,) * len(models) if base is not None else None
             policy = Recipe(method, models, None if base is None else str(base), weights=weights,
-                            tokenizer_from=tokenizer_from)  # fmt: skip
+                            tokenizer_from=tokenizer_from, tokenizer_tokens=tokenizer_tokens,
+                            pad_to_multiple_of=pad_to_multiple_of)  # fmt: skip
             reindexed = reindexing(policy)
         return cls._open(anchors, base, model, device, dtype, reindexed)
 
@@ -238,6 +251,13 @@ class WeightSpace:
                 if not all_finite(flat):
                     raise MergeError(f"tensor {pname} of {ck.path} contains non-finite values (nan/inf)")
             self._slots.append((pname, param, flats))
+
+    def write_tokenizer(self, directory: str | os.PathLike) -> None:
+        """The tokenizer of the variants' vocabulary into `directory` (what a sampler must encode prompts
+        with when the token matrices were re-indexed; a union adds tokens no input's tokenizer has)."""
+        if self.reindexed is None:
+            raise ConfigError("this weight space keeps its inputs' vocabulary; use the anchors' tokenizer")
+        self.reindexed.write_tokenizer(directory)
 
     def anchor_tensors(self) -> list[tuple[str, tuple[torch.Tensor, ...]]]:
         """(parameter name, its flat anchor tensors in anchor order) for every mixed parameter; read-only

@@ -157,16 +157,21 @@ def output_config(plan: Plan) -> dict:
 
 def _write_side_files(plan: Plan, tmp: Path, prov: dict, config: dict) -> None:
     write_json(tmp / "config.json", config)
-    source = plan.inputs[plan.tokenizer_from].path
-    for name in TOKENIZER_FILES:
-        if (source / name).is_file():
-            shutil.copyfile(source / name, tmp / name)
-    if plan.new_tokens:  # a union vocabulary, or tokens named in tokenizer_tokens (merge/union.py)
-        write_tokenizer(tmp, plan.new_tokens, plan.first_new_id)
+    tokenizer_files(plan.inputs[plan.tokenizer_from].path, tmp, plan.new_tokens, plan.first_new_id)
     if plan.recipe.chat_template:
         _write_chat_template(plan, tmp)
     write_json(tmp / "wiseft.json", prov)
     write_resolved(tmp, prov["recipe"], name="recipe.yaml")
+
+
+def tokenizer_files(source: Path, dest: Path, new_tokens=(), first_new_id: int = 0) -> None:
+    """The output's tokenizer files in `dest`: `source`'s, with `new_tokens` appended (a union
+    vocabulary, or tokens named in tokenizer_tokens; merge/union.py)."""
+    for name in TOKENIZER_FILES:
+        if (source / name).is_file():
+            shutil.copyfile(source / name, dest / name)
+    if new_tokens:
+        write_tokenizer(dest, new_tokens, first_new_id)
 
 
 def chat_template(plan: Plan) -> str | None:

@@ -3,7 +3,8 @@
 `build(results, out_dir)` is what `wiseft report`, `wiseft sweep`, `wiseft trajectory` and `wiseft demo`
 call (`results` a `RunResults`, or its JSON); `load_results(path)` reads a run directory, a results.json,
 a metrics.json or a sample store into a `RunResults`. The report directory
-is written atomically: it appears complete or not at all.
+is written atomically: it appears complete or not at all. matplotlib is imported inside the functions that
+draw (the evaluation engine imports this package; `wiseft eval` draws nothing).
 """
 
 from __future__ import annotations

@@ -489,3 +489,12 @@ def test_demo_scores_final_mix_and_temperatures_with_the_toy_verifier(tmp_path, 
     text = _shown(results, tmp_path)
     assert "Best@8" in text and "wmaj@8" in text
     assert f"toy verifier {info['id']}: trained on 60 samples of the base model on the SFT problems" in text
+
+
+def test_the_demo_help_names_the_recipe_sft_set_size():
+    from wiseft.cli import build_parser
+    from wiseft.tasks.toy import N_SFT
+
+    demo_parser = build_parser()._subparsers._group_actions[0].choices["demo"]
+    assert f"fine-tune it on {N_SFT} clean problems" in demo_parser.description
+    assert toy.ToyRecipe().n_sft == N_SFT

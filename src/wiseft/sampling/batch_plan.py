@@ -16,6 +16,8 @@ from collections.abc import Callable
 import psutil
 import torch
 
+from wiseft.batching import greedy_batches
+
 CPU_BUDGET_BYTES = 1 << 30
 CPU_MAX_ROWS = 4096
 CUDA_MEMORY_FRACTION = 0.7
@@ -78,16 +80,9 @@ def plan_batches(
         count = -(-len(lengths) * n // max(cap, n))  # batches needed anyway
         count = -(-count // parts) * parts
         cap = min(cap, max(n, -(-len(lengths) // count) * n))
-    batches: list[list[int]] = []
-    current: list[int] = []
-    for j, length in enumerate(lengths):
-        longest = lengths[current[0]] if current else length
-        rows = (len(current) + 1) * n
-        fits = rows <= cap and rows * bytes_per_row(prompt_tokens(longest) + max_new_tokens) <= total
-        if current and not fits:
-            batches.append(current)
-            current = []
-        current.append(j)
-    if current:
-        batches.append(current)
-    return batches
+
+    def fits(prompts: int, longest: int) -> bool:
+        rows = prompts * n
+        return rows <= cap and rows * bytes_per_row(prompt_tokens(longest) + max_new_tokens) <= total
+
+    return greedy_batches(lengths, fits)

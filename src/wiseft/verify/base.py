@@ -38,6 +38,7 @@ from typing import Any, Self
 import numpy as np
 import torch
 
+from wiseft.batching import greedy_batches
 from wiseft.errors import VerifierError
 from wiseft.verify.load import open_model
 
@@ -293,19 +294,11 @@ class Verifier:
         budget, max_rows, max_tokens = self._budget()
         max_rows = self.max_rows or max_rows
         max_tokens = self.max_batch_tokens or max_tokens
-        batches: list[list[int]] = []
-        current: list[int] = []
-        for j, length in enumerate(lengths):
-            width = lengths[current[0]] if current else length
-            rows = len(current) + 1
-            fits = rows <= max_rows and rows * width <= max_tokens and rows * self.row_bytes(width) <= budget
-            if current and not fits:
-                batches.append(current)
-                current = []
-            current.append(j)
-        if current:
-            batches.append(current)
-        return batches
+
+        def fits(rows: int, width: int) -> bool:
+            return rows <= max_rows and rows * width <= max_tokens and rows * self.row_bytes(width) <= budget
+
+        return greedy_batches(lengths, fits)
 
 
 def score_samples(verifier: Verifier, items: Sequence[Item], progress: Progress | None = None) -> Scores:

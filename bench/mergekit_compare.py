@@ -45,6 +45,7 @@ ROOT = Path(__file__).resolve().parents[1]
 MERGEKIT = Path(os.environ.get("MERGEKIT_YAML", ROOT / ".venv-mergekit" / "bin" / "mergekit-yaml"))
 EXACT = ("linear", "task_arithmetic", "slerp", "ties", "passthrough")  # mergekit is exact in float64
 SPEED_UP = 5.0  # issue 14's target, end to end
+COMPUTE = {"float64": {"dtype": "float64", "out_dtype": "bfloat16"}, "bfloat16": {"dtype": "bfloat16"}}
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 
@@ -155,6 +156,9 @@ def main() -> int:
     parser.add_argument("--shape", default="tiny", choices=("tiny", "0.5b", "1.5b"))
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--only", help="comma-separated configuration names")
+    parser.add_argument(
+        "--compute", default="float64,bfloat16", help="compute dtypes to run: float64,bfloat16"
+    )
     args = parser.parse_args()
     if not MERGEKIT.exists():
         print(f"mergekit is not installed ({MERGEKIT}); run `make venv-mergekit` first", file=sys.stderr)
@@ -182,10 +186,9 @@ def main() -> int:
         if args.only:
             chosen = {k: v for k, v in chosen.items() if k in args.only.split(",")}
         for name, cfg in chosen.items():
-            for label, dtypes in (
-                ("float64", {"dtype": "float64", "out_dtype": "bfloat16"}),
-                ("bfloat16", {"dtype": "bfloat16"}),
-            ):
+            for label, dtypes in COMPUTE.items():
+                if label not in args.compute.split(","):
+                    continue
                 path = tmp / f"{name}-{label}.yml"
                 path.write_text(yaml.safe_dump({**cfg, **dtypes}, sort_keys=False))
                 ours_t, theirs_t = [], []

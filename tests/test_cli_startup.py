@@ -16,7 +16,7 @@ PROBE = (
     "import sys\n"
     "from wiseft.cli import main\n"
     "rc = main(sys.argv[1:])\n"
-    "print('TORCH' if 'torch' in sys.modules else 'NO-TORCH', rc)\n"
+    "print('TORCH' if 'torch' in sys.modules else 'NO-TORCH', rc, 'NUMPY' if 'numpy' in sys.modules else 'NO-NUMPY')\n"
 )
 
 
@@ -50,9 +50,10 @@ def _probe(argv: list[str], cwd) -> str:
     [
         ["store", "info", "{store}"],
         ["grade", "{samples}", "--task", "jsonl", "--data", "{problems}", "-o", "{out}/graded.jsonl"],
+        ["grade", "{store}", "--task", "jsonl", "--data", "{problems}"],
         ["score", "{graded}", "--k", "1,2", "-o", "{out}/metrics.json"],
     ],
-    ids=["store-info", "grade", "score"],
+    ids=["store-info", "grade", "grade-store", "score"],
 )
 def test_light_commands_do_not_import_torch(tmp_path, argv):
     _records(tmp_path / "samples.jsonl", graded=False)
@@ -64,7 +65,9 @@ def test_light_commands_do_not_import_torch(tmp_path, argv):
              "graded": tmp_path / "graded.jsonl", "out": tmp_path / "out", "problems": tmp_path / "problems.jsonl"}  # fmt: skip
     (tmp_path / "out").mkdir()
     line = _probe([a.format(**names) for a in argv], tmp_path)
-    assert line == "NO-TORCH 0", line
+    assert line.startswith("NO-TORCH 0 "), line
+    if argv[0] in ("grade", "store"):  # neither builds arrays: records, tasks and the store load no numpy
+        assert line.endswith(" NO-NUMPY"), line
 
 
 # Importing the CLI and building the parser of every command (what `wiseft --help` and argument parsing
@@ -86,3 +89,33 @@ def test_parsing_every_command_loads_no_numpy_torch_or_transformers(tmp_path):
     done = subprocess.run([sys.executable, "-c", PARSER_PROBE], cwd=tmp_path, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip().splitlines()[-1] == "NONE"
+
+
+# `wiseft eval` writes no report, so its path loads no matplotlib: the report package imports matplotlib
+# inside the functions that draw, and evaluate/outputs.py imports `wiseft.report` at its top.
+MODULES_PROBE = (
+    "import importlib, sys\n"
+    "for name in sys.argv[1:]:\n"
+    "    importlib.import_module(name)\n"
+    "print(' '.join(sorted(m for m in ('matplotlib', 'numpy') if m in sys.modules)) or 'NONE')\n"
+)
+
+
+def _loaded(modules: list[str], cwd) -> str:
+    done = subprocess.run(
+        [sys.executable, "-c", MODULES_PROBE, *modules], cwd=cwd, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout.strip().splitlines()[-1]
+
+
+@pytest.mark.parametrize(
+    "modules",
+    [
+        ["wiseft.report"],
+        ["wiseft.cli.eval", "wiseft.cli.tables", "wiseft.evaluate.runners", "wiseft.evaluate.outputs"],
+    ],
+    ids=["report-package", "eval-path"],
+)
+def test_report_and_eval_path_load_no_matplotlib(tmp_path, modules):
+    assert "matplotlib" not in _loaded(modules, tmp_path).split()

@@ -17,7 +17,8 @@ from wiseft.evaluate.greedy import Score, greedy_order, greedy_soup
 from wiseft.evaluate.soup import default_store, run_soup, soup_spec
 from wiseft.evaluate.soup_config import SoupConfig
 from wiseft.store import SampleStore
-from wiseft.tasks import get_task, split_problems
+from wiseft.tasks import get_task
+from wiseft.tasks.split import split_problems
 
 LIMIT = 10
 

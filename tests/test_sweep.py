@@ -20,7 +20,8 @@ from wiseft.results import VariantResult
 from wiseft.sampling import SamplingParams
 from wiseft.sampling.hf import HFSampler
 from wiseft.store import SampleStore
-from wiseft.tasks import Problem, get_task, split_problems
+from wiseft.tasks import Problem, get_task
+from wiseft.tasks.split import split_problems
 
 
 @pytest.mark.parametrize(

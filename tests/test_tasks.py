@@ -6,8 +6,9 @@ import pytest
 from support.grading import DATA
 
 from wiseft.errors import ConfigError, TaskError
-from wiseft.tasks import INSTRUCTION, Problem, Task, get_task, register_task, split_problems, task_names
+from wiseft.tasks import INSTRUCTION, Problem, Task, get_task, register_task, task_names
 from wiseft.tasks.builtin import gsm8k_gold
+from wiseft.tasks.split import split_problems
 
 
 @pytest.mark.parametrize(

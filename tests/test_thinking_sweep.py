@@ -11,7 +11,8 @@ from support.sampling import tiny_model_dir
 
 from wiseft.config import from_dict
 from wiseft.errors import ConfigError
-from wiseft.evaluate.config import ModelEvalConfig, SweepConfig, with_model_sampling
+from wiseft.evaluate.config import ModelEvalConfig, SweepConfig
+from wiseft.evaluate.model_sampling import with_model_sampling
 from wiseft.evaluate.thinking import unclosed_thinking
 from wiseft.metrics import length_ratio, resample_weights
 from wiseft.records import ProblemSamples

@@ -51,6 +51,7 @@ from wiseft.machine import Clock, busy_cores_now, choose_threads
 from wiseft.merge.recipe import Recipe
 from wiseft.metrics import bootstrap_ci
 from wiseft.paired import PairedTables
+from wiseft.report.data import as_stat
 from wiseft.report.thinking import stages, sweet_spot
 from wiseft.results import RunResults
 from wiseft.tasks import get_task
@@ -351,8 +352,6 @@ def stages_appeared(results: RunResults) -> bool:
 
 def roles(cfg: ThinkingDemoConfig, results: RunResults) -> dict:
     """The stage boundaries and the sweet spot (fewest tokens within the best Pass@1's interval)."""
-    from wiseft.report.data import as_stat
-
     st = boundaries(cfg, results)
     pts = [(v.summary["tokens"]["mean"], as_stat(v.summary["metrics"]["pass@1"])) for v in results.variants]
     spot = sweet_spot(pts)

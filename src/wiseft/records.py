@@ -10,6 +10,9 @@ the bottom of the package: the store, the grader, the metrics and the CLI all re
   JSONL in and (atomically) out;
 - `ProblemSamples`: the graded samples of one problem as arrays, the input of `wiseft.metrics`;
 - `to_problem_samples(records)` / `by_variant(records)`: graded records → `ProblemSamples`.
+
+numpy is imported inside the functions that build the arrays: grading (`wiseft grade`) reads and writes
+records through this module and the store but never builds arrays, and starts without numpy.
 """
 
 from __future__ import annotations
@@ -19,13 +22,14 @@ import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from wiseft.atomic import atomic_write_text
 from wiseft.errors import GradingError, MetricError
 from wiseft.jsonl import iter_objects
+
+if TYPE_CHECKING:
+    import numpy as np
 
 REQUIRED = {"problem_id": str, "sample_idx": int, "completion": str}
 OPTIONAL = {"n_tokens": int, "finish_reason": str, "variant": str, "score": float, "verifier": str,
@@ -124,6 +128,8 @@ class ProblemSamples:
     thinking_tokens: np.ndarray | None = None  # tokens of each sample's thinking (closing tag included)
 
     def __post_init__(self) -> None:
+        import numpy as np
+
         correct = np.asarray(self.correct, dtype=bool).reshape(-1)
         n = correct.shape[0]
         object.__setattr__(self, "correct", correct)
@@ -153,6 +159,8 @@ class ProblemSamples:
 
 
 def _vector(value, dtype, n: int, name: str, pid: str | None) -> np.ndarray:
+    import numpy as np
+
     arr = np.asarray(value, dtype=dtype).reshape(-1)
     if arr.shape[0] != n:
         raise MetricError(
@@ -232,6 +240,8 @@ def to_problem_samples(records: Sequence[dict], where: str = "graded records") -
     all_finish = all(r.get("finish_reason") is not None for r in records)
     all_closed = all(r.get("think_closed") is not None for r in records)
     all_thinking = all_closed and all(r.get("thinking_tokens") is not None for r in records)
+    import numpy as np
+
     out = []
     for pid, recs in by_problem.items():
         recs = sorted(recs, key=lambda r: r["sample_idx"])

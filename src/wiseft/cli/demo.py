@@ -5,7 +5,9 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from wiseft.atomic import check_output_dir
 from wiseft.cli.progress import LogLines, stderr_console, stdout_console
+from wiseft.errors import ConfigError
 
 
 def register(subparsers) -> None:
@@ -62,8 +64,6 @@ def register(subparsers) -> None:
 
 
 def _floats(text: str | None, flag: str) -> tuple[float, ...] | None:
-    from wiseft.errors import ConfigError
-
     if text is None:
         return None
     try:
@@ -78,7 +78,6 @@ def _floats(text: str | None, flag: str) -> tuple[float, ...] | None:
 def parse_seeds(args) -> list[int] | None:
     """The replicate seeds of --seeds or --replicates (None: one run), checked before any work."""
     from wiseft.demo import check_seeds
-    from wiseft.errors import ConfigError
 
     if args.replicates is not None:
         if args.replicates < 1:
@@ -141,13 +140,12 @@ def build_config(args):
 
 
 def run(args) -> int:
-    if args.thinking:  # issue 16: its own module
+    if args.thinking:  # issue 16: its own module (which imports this one: imported here, not at the top)
         from wiseft.cli.demo_thinking import run_thinking
 
         return run_thinking(args)
     from transformers.utils import logging as hf_logging
 
-    from wiseft.atomic import check_output_dir
     from wiseft.demo import base_path, default_cache_dir, run_demo, run_replicates
 
     hf_logging.disable_progress_bar()  # transformers' per-load bars would interleave with ours
@@ -288,25 +286,24 @@ def _label(v, roles, star: str | None) -> str:
     return f"final at T={v.temperature:g}"
 
 
-def show(results, console, out: Path, report: bool) -> None:
+def claims_table(claims):
+    """The paper's claims checked on this run: held or not, the claim, its evidence."""
     from rich.table import Table
 
-    from wiseft.cli.tables import selection_lines
-
-    console.print(headline_table(results))
-    selection_lines(console, results, label="mix chosen")
-    claims = Table(title="the paper's claims, checked on this run", show_lines=True)
-    claims.add_column("", justify="center")
-    claims.add_column("claim")
-    claims.add_column("evidence (paired 95% bootstrap intervals)")
-    for c in results.claims:
+    table = Table(title="the paper's claims, checked on this run", show_lines=True)
+    table.add_column("", justify="center")
+    table.add_column("claim")
+    table.add_column("evidence (paired 95% bootstrap intervals)")
+    for c in claims:
         mark = "[green]held[/]" if c.held else "[red]did not hold[/]"
-        claims.add_row(mark, f"({c.key}) {c.statement}", c.evidence)
-    console.print(claims)
-    base_line(console, results.base or {})
-    verifier_line(console, (results.base or {}).get("verifier"))
-    if results.replicates:
-        console.print(replicate_view(results.replicates))
+        table.add_row(mark, f"({c.key}) {c.statement}", c.evidence)
+    return table
+
+
+def timing_table(results):
+    """Where the time went: wall and CPU seconds of each stage the run timed."""
+    from rich.table import Table
+
     t, cpu = results.timings, results.cpu_seconds or {}
     timing = Table(title="where the time went (seconds)")
     timing.add_column("stage")
@@ -331,7 +328,20 @@ def show(results, console, out: Path, report: bool) -> None:
         if key in t:
             c = cpu.get(key)
             timing.add_row(name, f"{t[key]:.1f}", "" if c is None else f"{c:.1f}")
-    console.print(timing)
+    return timing
+
+
+def show(results, console, out: Path, report: bool) -> None:
+    from wiseft.cli.tables import selection_lines
+
+    console.print(headline_table(results))
+    selection_lines(console, results, label="mix chosen")
+    console.print(claims_table(results.claims))
+    base_line(console, results.base or {})
+    verifier_line(console, (results.base or {}).get("verifier"))
+    if results.replicates:
+        console.print(replicate_view(results.replicates))
+    console.print(timing_table(results))
     m = results.machine or {}
     if m:
         console.print(

@@ -7,7 +7,10 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from wiseft.atomic import check_output_dir
+from wiseft.cli.demo import base_line, parse_seeds
 from wiseft.cli.progress import LogLines, stderr_console, stdout_console
+from wiseft.errors import ConfigError
 
 NOT_THINKING = {
     "delta": "--delta",
@@ -21,7 +24,6 @@ def build_config(args):
     import dataclasses
 
     from wiseft.demo_thinking import ThinkingDemoConfig
-    from wiseft.errors import ConfigError
     from wiseft.train.toy_thinking import StyleSFT
 
     for name, flag in NOT_THINKING.items():
@@ -42,9 +44,6 @@ def build_config(args):
 def thinking_seeds(args) -> list[int] | None:
     """The replicate seeds of --seeds/--replicates (`cli.demo.parse_seeds`), which also seed sampling
     here: --sample-seed beside them is refused."""
-    from wiseft.cli.demo import parse_seeds
-    from wiseft.errors import ConfigError
-
     seeds = parse_seeds(args)
     if seeds is not None and args.sample_seed is not None:
         raise ConfigError(
@@ -58,7 +57,6 @@ def run_thinking(args) -> int:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
     from transformers.utils import logging as hf_logging
 
-    from wiseft.atomic import check_output_dir
     from wiseft.demo import default_cache_dir
     from wiseft.demo_thinking import run_thinking_demo, run_thinking_replicates
 
@@ -165,7 +163,6 @@ def _pct_or_dash(x) -> str:
 def show(results, console, out: Path, report: bool) -> None:
     from rich.table import Table
 
-    from wiseft.cli.demo import base_line
     from wiseft.demo_thinking import stages_appeared
 
     if results.replicates:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from wiseft.cli.progress import stdout_console
+from wiseft.errors import ConfigError
 
 EPILOG = """examples:
   wiseft fisher A --data val.jsonl -o A.fisher          # {"text": ...} or {"prompt": ..., "completion": ...} lines
@@ -32,7 +33,6 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    from wiseft.errors import ConfigError
     from wiseft.train.fisher import compute_fisher
 
     if args.max_length < 2:

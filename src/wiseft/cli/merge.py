@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from wiseft.atomic import check_output_dir
 from wiseft.cli.progress import stderr_console, stdout_console
 from wiseft.errors import ConfigError
 
@@ -153,7 +154,6 @@ def run(args) -> int:
         return _list_methods(stdout_console())
     from rich.markup import escape
 
-    from wiseft.atomic import check_output_dir
     from wiseft.checkpoints import parse_size
     from wiseft.merge.plan import plan as make_plan
 

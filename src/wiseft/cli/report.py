@@ -5,7 +5,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from wiseft.atomic import check_output_dir
 from wiseft.cli.progress import stdout_console
+from wiseft.errors import ConfigError
+from wiseft.grids import parse_ks
 
 
 def register(subparsers) -> None:
@@ -49,9 +52,6 @@ def run(args: argparse.Namespace) -> int:
     from rich.table import Table
 
     from wiseft import report
-    from wiseft.atomic import check_output_dir
-    from wiseft.errors import ConfigError
-    from wiseft.grids import parse_ks
 
     ks = list(parse_ks(args.k)) if args.k is not None else None
     out = Path(args.output)

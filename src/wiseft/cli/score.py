@@ -9,6 +9,7 @@ name). With scores (`wiseft verify`), best@k and weighted maj@k (wmaj@k) join, f
 from __future__ import annotations
 
 from wiseft.cli.progress import stdout_console
+from wiseft.grids import parse_ks
 
 
 def register(subparsers) -> None:
@@ -42,7 +43,6 @@ def register(subparsers) -> None:
 def run(args) -> int:
     from wiseft.cli.tables import metrics_tables
     from wiseft.evaluate.scoring import score_file
-    from wiseft.grids import parse_ks
 
     ks = parse_ks(args.k)
     report = score_file(

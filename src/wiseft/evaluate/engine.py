@@ -156,7 +156,7 @@ def hf_engine(
     `sampler_factory(model, tokenizer)`) and `AnchorWeights` over that model."""
     import torch
 
-    from wiseft.sampling.hf import HFSampler
+    from wiseft.sampling.hf import HFSampler  # imports torch at its top: loaded with torch, here
 
     device = resolve_device(device)
     dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
@@ -178,7 +178,7 @@ def vllm_engine(
     rendered with the tokenizer vLLM encodes them with."""
     import dataclasses
 
-    from wiseft.sampling.vllm import VLLMSampler
+    from wiseft.sampling.vllm import VLLMSampler  # the vllm extra: only when asked for
     from wiseft.sampling.vllm_weights import VLLMWeights
 
     model_dir = validate_model_dir(model_dir)

@@ -15,6 +15,7 @@ from wiseft.atomic import write_json
 from wiseft.config import write_resolved
 from wiseft.errors import OutputError
 from wiseft.records import write_records
+from wiseft.report import build, load_rl_runs
 from wiseft.results import RunResults, metrics_json
 
 
@@ -48,12 +49,7 @@ def write_results(out: Path, results: RunResults, cfg=None) -> None:
 
 
 def write_report(out: Path, results: RunResults) -> Path:
-    """The report of `results` in OUT/report (replacing an older one), with the RL runs found in OUT.
-
-    The one internal import inside a function: `wiseft.report` loads matplotlib at its top, and `wiseft
-    eval` (which imports this module through the runners) writes no report."""
-    from wiseft.report import build, load_rl_runs
-
+    """The report of `results` in OUT/report (replacing an older one), with the RL runs found in OUT."""
     return build(results, out / "report", force=True, rl=load_rl_runs(out))
 
 

@@ -23,9 +23,9 @@ from wiseft.evaluate.config import (
     SelectConfig,
     SweepConfig,
     TrajectoryConfig,
-    with_model_sampling,
 )
 from wiseft.evaluate.engine import Engine, SamplerFactory, make_engine
+from wiseft.evaluate.model_sampling import with_model_sampling
 from wiseft.evaluate.outputs import check_output, write_eval, write_run
 from wiseft.evaluate.plan import (
     VariantSpec,

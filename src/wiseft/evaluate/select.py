@@ -1,6 +1,6 @@
 """Choosing the best variant without grading the choice on the data that made it.
 
-The variant with the highest `cfg.metric` on a validation split of the problems (`tasks.split_problems`,
+The variant with the highest `cfg.metric` on a validation split of the problems (`tasks.split.split_problems`,
 seeded) is chosen and reported on the held-out rest. With `val_fraction` 0 the choice is made and reported
 on all problems, and the selection says it is in-sample; so it is, with a note saying why, when the
 problems are too few to split (`--limit 1`).
@@ -14,7 +14,8 @@ from wiseft.errors import ConfigError, MetricError, TaskError
 from wiseft.evaluate.config import SelectConfig
 from wiseft.metrics import summarize
 from wiseft.results import Selection, VariantResult
-from wiseft.tasks import Problem, split_problems
+from wiseft.tasks import Problem
+from wiseft.tasks.split import split_problems
 
 
 def choose_best(

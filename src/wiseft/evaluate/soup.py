@@ -34,9 +34,9 @@ from wiseft.atomic import check_output_dir
 from wiseft.checkpoints import parse_size, resolve
 from wiseft.config import to_dict
 from wiseft.errors import ConfigError, TaskError
-from wiseft.evaluate.config import with_model_sampling
 from wiseft.evaluate.engine import Engine, SamplerFactory, make_engine
 from wiseft.evaluate.greedy import Score, SoupTrace, greedy_soup
+from wiseft.evaluate.model_sampling import with_model_sampling
 from wiseft.evaluate.plan import VariantSpec
 from wiseft.evaluate.session import EvalProgress, EvalSession, load_task
 from wiseft.evaluate.soup_config import TEST_SPLIT, SoupConfig
@@ -46,7 +46,8 @@ from wiseft.merge.plan import plan as make_plan
 from wiseft.merge.recipe import Recipe, recipe_to_dict
 from wiseft.results import VariantResult
 from wiseft.store import SampleStore
-from wiseft.tasks import Task, get_task, split_problems
+from wiseft.tasks import Task, get_task
+from wiseft.tasks.split import split_problems
 
 
 @dataclass(frozen=True)
@@ -143,7 +144,7 @@ def validation_task(cfg: SoupConfig) -> tuple[Task, dict]:
 
 
 def _share_of_test(cfg: SoupConfig) -> tuple[Task, list[str]]:
-    """The validation part of `tasks.split_problems(test problems, --val-fraction, --seed)` (cut to
+    """The validation part of `tasks.split.split_problems(test problems, --val-fraction, --seed)` (cut to
     --limit), and the ids of the held-out rest. The problems are the test split's own, so the task keeps
     its name: their samples are the same in any store."""
     task = get_task(cfg.task, data=cfg.data)

@@ -74,6 +74,8 @@ def main(argv: list[str]) -> int:
     die_with_parent(parent)
     if opts.get("memory"):
         _limit_memory(opts["memory"])
+    # Math-Verify (seconds to import) loads only once the worker dies with its parent and is held to its
+    # memory limit (tests import its helpers without it).
     from wiseft.grading import mathverify
 
     out = sys.stdout

@@ -2,6 +2,10 @@
 
 Imported only by `compiled._build()` (numba is optional at run time). See merge/compiled.py for what
 each loop computes and why its bits equal the torch path's.
+
+One file on purpose: numba's on-disk cache is invalidated only by a change to the file that defines a
+cached function, not to the files of the functions it calls, so kernels split across files would keep
+running stale machine code after an edit to a shared helper (load_block, canonical, cast_out).
 """
 
 import numba
@@ -243,26 +247,8 @@ def observe_keys(x, base, mode, lo, hi, shift, counts, gathered, filled):
 
 
 @numba.njit(nogil=True, cache=True)
-def sparse_block(
-    v,
-    start,
-    width,
-    j,
-    kind,
-    density,
-    has_low,
-    low,
-    has_high,
-    high,
-    ties,
-    seen,
-    u,
-    p,
-    rescale,
-    factor,
-    s,
-    kept,
-):
+def sparse_block(v, start, width, j, kind, density, has_low, low, has_high, high, ties, seen, u, p, rescale,
+                 factor, s, kept):  # fmt: skip
     """s[j, e] ← model j's sparsified task-vector element (TaskVectorJob._sparse) for the block;
     rescale 0 none, 1 l1 (× factor), 2 inverse (÷ keep probability), -1 none (l1 observation).
     kept[j, i]: the keep decisions, read (kind KEPT) or, with rescale -1, written. One loop per kind,
@@ -276,41 +262,57 @@ def sparse_block(
         for e in range(width):
             s[j, e] = 0.0
         return
-    d_j = density[j]
-    f_j = factor[j]
-    write = rescale == -1 and kept.shape[1] > 1
-    if k == 2:
-        mask = np.int64(0x7FFFFFFFFFFFFFFF)
-        lo_on, lo, hi_on, hi = has_low[j], low[j], has_high[j], high[j]
-        t0_on, t0, a0, b0 = ties[j, 0, 2] > ties[j, 0, 1], ties[j, 0, 0], ties[j, 0, 1], ties[j, 0, 2]
-        t1_on, t1, a1, b1 = ties[j, 1, 2] > ties[j, 1, 1], ties[j, 1, 0], ties[j, 1, 1], ties[j, 1, 2]
-        tied = False
-        for e in range(width):  # branch-free, so it vectorises; elements equal to a tie value after
-            d = v[j, e]
-            key = f64_to_bits(d) & mask
-            keep = (not lo_on or key > lo) and (not hi_on or key < hi)
-            s[j, e] = d if keep else 0.0
-            tied = tied or (t0_on and key == t0) or (t1_on and key == t1)
-        if tied:  # rare: tie ranks count in index order
-            seen0, seen1 = seen[j, 0], seen[j, 1]
+    if k == 2:  # (keep decisions are stored only for the random kinds)
+        magnitude_block(v, width, j, has_low[j], low[j], has_high[j], high[j], ties, seen, s)
+    else:
+        random_block(v, start, width, j, k, density[j], u, p, kept, rescale == -1 and kept.shape[1] > 1, s)
+    if rescale == 2:
+        if k == 4:
             for e in range(width):
-                key = f64_to_bits(v[j, e]) & mask
-                if t0_on and key == t0:
-                    if a0 <= seen0 < b0:
-                        s[j, e] = v[j, e]
-                    seen0 += 1
-                if t1_on and key == t1:
-                    if a1 <= seen1 < b1:
-                        s[j, e] = v[j, e]
-                    seen1 += 1
-            seen[j, 0], seen[j, 1] = seen0, seen1
-        if rescale == 2:
+                s[j, e] = s[j, e] / p[j, start + e]
+        else:
+            d_j = density[j]
             for e in range(width):
                 s[j, e] = s[j, e] / d_j
-        elif rescale == 1 and f_j != 1.0:
-            for e in range(width):
-                s[j, e] = s[j, e] * f_j
-        return  # (keep decisions are stored only for the random kinds)
+    elif rescale == 1 and factor[j] != 1.0:
+        f_j = factor[j]
+        for e in range(width):
+            s[j, e] = s[j, e] * f_j
+
+
+@numba.njit(nogil=True, cache=True)
+def magnitude_block(v, width, j, lo_on, lo, hi_on, hi, ties, seen, s):
+    """s[j, e] ← v[j, e] where its magnitude key lies in (lo, hi), else 0; of the elements equal to a tie
+    value, those whose rank (in index order, counted in seen[j]) falls in the tie's range are kept."""
+    mask = np.int64(0x7FFFFFFFFFFFFFFF)
+    t0_on, t0, a0, b0 = ties[j, 0, 2] > ties[j, 0, 1], ties[j, 0, 0], ties[j, 0, 1], ties[j, 0, 2]
+    t1_on, t1, a1, b1 = ties[j, 1, 2] > ties[j, 1, 1], ties[j, 1, 0], ties[j, 1, 1], ties[j, 1, 2]
+    tied = False
+    for e in range(width):  # branch-free, so it vectorises; elements equal to a tie value after
+        d = v[j, e]
+        key = f64_to_bits(d) & mask
+        keep = (not lo_on or key > lo) and (not hi_on or key < hi)
+        s[j, e] = d if keep else 0.0
+        tied = tied or (t0_on and key == t0) or (t1_on and key == t1)
+    if tied:  # rare: tie ranks count in index order
+        seen0, seen1 = seen[j, 0], seen[j, 1]
+        for e in range(width):
+            key = f64_to_bits(v[j, e]) & mask
+            if t0_on and key == t0:
+                if a0 <= seen0 < b0:
+                    s[j, e] = v[j, e]
+                seen0 += 1
+            if t1_on and key == t1:
+                if a1 <= seen1 < b1:
+                    s[j, e] = v[j, e]
+                seen1 += 1
+        seen[j, 0], seen[j, 1] = seen0, seen1
+
+
+@numba.njit(nogil=True, cache=True)
+def random_block(v, start, width, j, k, d_j, u, p, kept, write, s):
+    """s[j, e] ← v[j, e] where it is kept, else 0: kind 3 keeps u < density, 4 u < p (per element), else
+    the stored decision kept[j, i]; with `write` the drawn decisions are stored in kept."""
     if k == 3:
         for e in range(width):
             s[j, e] = v[j, e] if u[j, start + e] < d_j else 0.0
@@ -326,16 +328,6 @@ def sparse_block(
                 kept[j, start + e] = 1 if u[j, start + e] < d_j else 0
             else:
                 kept[j, start + e] = 1 if u[j, start + e] < p[j, start + e] else 0
-    if rescale == 2:
-        if k == 4:
-            for e in range(width):
-                s[j, e] = s[j, e] / p[j, start + e]
-        else:
-            for e in range(width):
-                s[j, e] = s[j, e] / d_j
-    elif rescale == 1 and f_j != 1.0:
-        for e in range(width):
-            s[j, e] = s[j, e] * f_j
 
 
 @numba.njit(nogil=True, cache=True)
@@ -356,98 +348,102 @@ def task_vectors(xs, kind, density, has_low, low, has_high, high, ties, seen, u,
         width = min(BLOCK, m - start)
         load_block(xs, start, width, True, v, base_row)
         for j in range(n):
-            sparse_block(
-                v,
-                start,
-                width,
-                j,
-                kind,
-                density,
-                has_low,
-                low,
-                has_high,
-                high,
-                ties,
-                seen,
-                u,
-                p,
-                rescale,
-                factor,
-                s,
-                kept,
-            )
-        if not consensus and active.shape[0] == 2:  # fused: base and two terms, sorted by a network
-            c0, c1 = scales[active[0]], scales[active[1]]
+            sparse_block(v, start, width, j, kind, density, has_low, low, has_high, high, ties, seen, u, p,
+                         rescale, factor, s, kept)  # fmt: skip
+        if not consensus and active.shape[0] == 2:
+            sum_of_three(base_row, s, active[0], active[1], scales[active[0]], scales[active[1]], width, res)
+        elif consensus and n == 2:
+            consensus_of_two(base_row, s, weights[0], weights[1], normalize, lam, width, res)
+        elif not consensus:
+            linear_sum(base_row, s, scales, active, width, t, res)
+        else:
+            consensus_sum(base_row, s, weights, normalize, lam, width, t, total, agree, res)
+        store_block(out, start, width, res)
+
+
+@numba.njit(nogil=True, cache=True)
+def sum_of_three(base_row, s, a, b, c0, c1, width, res):
+    """res ← base + c0·s_a + c1·s_b, fused: the three terms sorted by a network, then added in order."""
+    for e in range(width):
+        x, y, z = base_row[e], s[a, e] * c0, s[b, e] * c1
+        if x > y:
+            x, y = y, x
+        if y > z:
+            y, z = z, y
+        if x > y:
+            x, y = y, x
+        res[e] = (x + y) + z
+
+
+@numba.njit(nogil=True, cache=True)
+def consensus_of_two(base_row, s, w0, w1, normalize, lam, width, res):
+    """The sign-consensus sum of two task vectors, fused and branch-free (x·1 = x, so weights and λ of 1
+    need no test)."""
+    for e in range(width):
+        t0 = s[0, e] * w0
+        t1 = s[1, e] * w1
+        positive = t0 + t1 >= 0.0
+        a0 = t0 > 0.0 if positive else t0 < 0.0
+        a1 = t1 > 0.0 if positive else t1 < 0.0
+        mixed = (t0 if a0 else 0.0) + (t1 if a1 else 0.0)
+        if normalize:
+            divisor = (w0 if a0 else 0.0) + (w1 if a1 else 0.0)
+            mixed = mixed / (divisor if divisor != 0.0 else 1.0)
+        res[e] = base_row[e] + mixed * lam
+
+
+@numba.njit(nogil=True, cache=True)
+def linear_sum(base_row, s, scales, active, width, t, res):
+    """res ← base + Σ scale_j·s_j over the active models (a scale of 1 not multiplied), in canonical
+    order (t is scratch)."""
+    if active.shape[0] <= 1:
+        for e in range(width):
+            res[e] = base_row[e]
+        for q in range(active.shape[0]):
+            c = scales[active[q]]
             for e in range(width):
-                x, y, z = base_row[e], s[active[0], e] * c0, s[active[1], e] * c1
-                if x > y:
-                    x, y = y, x
-                if y > z:
-                    y, z = z, y
-                if x > y:
-                    x, y = y, x
-                res[e] = (x + y) + z
-            store_block(out, start, width, res)
-            continue
-        if consensus and n == 2:  # fused, branch-free (x·1 = x, so weights and λ of 1 need no test)
-            w0, w1 = weights[0], weights[1]
+                res[e] = base_row[e] + (s[active[q], e] * c if c != 1.0 else s[active[q], e])
+        return
+    for e in range(width):
+        t[0, e] = base_row[e]
+    for q in range(active.shape[0]):
+        c = scales[active[q]]
+        for e in range(width):
+            t[q + 1, e] = s[active[q], e] * c if c != 1.0 else s[active[q], e]
+    canonical(t, active.shape[0] + 1, width, res)
+
+
+@numba.njit(nogil=True, cache=True)
+def consensus_sum(base_row, s, weights, normalize, lam, width, t, total, agree, res):
+    """res ← base + λ·(the weighted task vectors that agree with the sign of their sum, summed; divided
+    by the agreeing weights with `normalize`), each sum in canonical order (t, total, agree: scratch;
+    s is weighted in place)."""
+    n = s.shape[0]
+    for j in range(n):
+        w = weights[j]
+        if w != 1.0:
             for e in range(width):
-                t0 = s[0, e] * w0
-                t1 = s[1, e] * w1
-                positive = t0 + t1 >= 0.0
-                a0 = t0 > 0.0 if positive else t0 < 0.0
-                a1 = t1 > 0.0 if positive else t1 < 0.0
-                mixed = (t0 if a0 else 0.0) + (t1 if a1 else 0.0)
-                if normalize:
-                    divisor = (w0 if a0 else 0.0) + (w1 if a1 else 0.0)
-                    mixed = mixed / (divisor if divisor != 0.0 else 1.0)
-                res[e] = base_row[e] + mixed * lam
-            store_block(out, start, width, res)
-            continue
-        if not consensus:
-            if active.shape[0] <= 1:
-                for e in range(width):
-                    res[e] = base_row[e]
-                for q in range(active.shape[0]):
-                    c = scales[active[q]]
-                    for e in range(width):
-                        res[e] = base_row[e] + (s[active[q], e] * c if c != 1.0 else s[active[q], e])
-            else:
-                for e in range(width):
-                    t[0, e] = base_row[e]
-                for q in range(active.shape[0]):
-                    c = scales[active[q]]
-                    for e in range(width):
-                        t[q + 1, e] = s[active[q], e] * c if c != 1.0 else s[active[q], e]
-                canonical(t, active.shape[0] + 1, width, res)
-            store_block(out, start, width, res)
-            continue
+                s[j, e] = s[j, e] * w
+        for e in range(width):
+            t[j, e] = s[j, e]
+    canonical(t, n, width, total)
+    for j in range(n):
+        for e in range(width):
+            agree[j, e] = s[j, e] > 0.0 if total[e] >= 0.0 else s[j, e] < 0.0
+            t[j, e] = s[j, e] if agree[j, e] else 0.0
+    canonical(t, n, width, res)
+    if normalize:
         for j in range(n):
             w = weights[j]
-            if w != 1.0:
-                for e in range(width):
-                    s[j, e] = s[j, e] * w
             for e in range(width):
-                t[j, e] = s[j, e]
+                t[j, e] = w if agree[j, e] else 0.0
         canonical(t, n, width, total)
-        for j in range(n):
-            for e in range(width):
-                agree[j, e] = s[j, e] > 0.0 if total[e] >= 0.0 else s[j, e] < 0.0
-                t[j, e] = s[j, e] if agree[j, e] else 0.0
-        canonical(t, n, width, res)
-        if normalize:
-            for j in range(n):
-                w = weights[j]
-                for e in range(width):
-                    t[j, e] = w if agree[j, e] else 0.0
-            canonical(t, n, width, total)
-            for e in range(width):
-                res[e] = res[e] / (total[e] if total[e] != 0.0 else 1.0)
         for e in range(width):
-            if lam != 1.0:
-                res[e] = res[e] * lam
-            res[e] = base_row[e] + res[e]
-        store_block(out, start, width, res)
+            res[e] = res[e] / (total[e] if total[e] != 0.0 else 1.0)
+    for e in range(width):
+        if lam != 1.0:
+            res[e] = res[e] * lam
+        res[e] = base_row[e] + res[e]
 
 
 @numba.njit(nogil=True, cache=True)
@@ -469,26 +465,8 @@ def l1_sums(xs, kind, density, has_low, low, has_high, high, ties, seen, u, p, k
         load_block(xs, start, width, True, v, base_row)
         for j in range(n):
             if kind[j] >= 2:
-                sparse_block(
-                    v,
-                    start,
-                    width,
-                    j,
-                    kind,
-                    density,
-                    has_low,
-                    low,
-                    has_high,
-                    high,
-                    ties,
-                    seen,
-                    u,
-                    p,
-                    -1,
-                    factor,
-                    s,
-                    kept,
-                )
+                sparse_block(v, start, width, j, kind, density, has_low, low, has_high, high, ties, seen, u,
+                             p, -1, factor, s, kept)  # fmt: skip
                 total_before, total_after = acc_before[j], acc_after[j]
                 for e in range(width):
                     total_before += abs(v[j, e])

@@ -52,6 +52,29 @@ class MergeResult:
     nonfinite: tuple[str, ...]  # tensors with non-finite output values (only with allow_nonfinite)
 
 
+def _checked_extra(prov: dict, provenance_extra: Mapping[str, object] | None) -> dict:
+    """The caller's extra wiseft.json sections; one that the driver writes itself is a ConfigError."""
+    extra = dict(provenance_extra or {})
+    clash = sorted(set(extra) & (set(prov) | {"output"}))
+    if clash:
+        raise ConfigError(
+            f"provenance_extra key {clash[0]!r} is a section wiseft.json already has; name it otherwise"
+        )
+    return extra
+
+
+def _metadata(prov: dict) -> dict[str, str]:
+    """The safetensors metadata of every shard: the format, wiseft's version, the recipe and the inputs."""
+    return {
+        "format": "pt",
+        "wiseft_version": __version__,
+        "wiseft_recipe": json.dumps(prov["recipe"], sort_keys=True),
+        "wiseft_inputs": json.dumps(
+            [{k: i[k] for k in ("name", "tensor_bytes", "sha256")} for i in prov["inputs"]]
+        ),
+    }
+
+
 def check_output_location(plan: Plan, out: Path) -> None:
     """OUT must not be (inside) an input directory, nor contain one (a --force would delete it)."""
     target = out.resolve()
@@ -97,21 +120,8 @@ def merge(
     check_output_location(plan, out)
     start = time.perf_counter()
     prov = provenance(plan, shard_size)
-    extra = dict(provenance_extra or {})
-    clash = sorted(set(extra) & (set(prov) | {"output"}))
-    if clash:
-        raise ConfigError(
-            f"provenance_extra key {clash[0]!r} is a section wiseft.json already has; name it otherwise"
-        )
-    metadata = {
-        "format": "pt",
-        "wiseft_version": __version__,
-        "wiseft_recipe": json.dumps(prov["recipe"], sort_keys=True),
-        "wiseft_inputs": json.dumps(
-            [{k: i[k] for k in ("name", "tensor_bytes", "sha256")} for i in prov["inputs"]]
-        ),
-    }
-    shards = plan_shards([(t.name, t.out_dtype, t.shape) for t in plan.tensors], shard_size, metadata)
+    extra = _checked_extra(prov, provenance_extra)
+    shards = plan_shards([(t.name, t.out_dtype, t.shape) for t in plan.tensors], shard_size, _metadata(prov))
     try:
         with atomic_dir(out, force=force) as tmp:
             writer = ShardWriter(tmp, shards)

@@ -4,6 +4,8 @@
 names, shapes, float dtypes, architecture, vocab size, tied embeddings — resolves every tensor's
 coefficients from the recipe's schedule, and returns a `Plan`: the list of output tensors with their
 sources, the bytes to read and write, an estimated time and the peak memory. `--dry-run` prints it.
+The output's tokenizer and vocabulary (a tokenizer policy over different vocabularies) are planned by
+merge/tokenizer_plan.py.
 """
 
 from __future__ import annotations
@@ -11,7 +13,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -32,7 +33,7 @@ from wiseft.merge.methods import Method, TensorContext, get_method
 from wiseft.merge.recipe import Recipe, layer_count
 from wiseft.merge.select import TOTAL_CAP
 from wiseft.merge.tensorwise import step_for
-from wiseft.merge.union import output_tokens
+from wiseft.merge.tokenizer_plan import input_index, output_vocabulary, token_matrices, tokenizer_policy
 
 IO_CHUNK = 1 << 22  # elements per read/write: 8 MiB of bf16 per input
 
@@ -195,11 +196,11 @@ def plan(
     `out_dtype` and `tokenizer_from` default to the recipe's `dtype` and `tokenizer_from`."""
     method = get_method(recipe.method)
     out_dtype = out_dtype if out_dtype is not None else recipe.dtype
-    tokenizer_from = _tokenizer_policy(recipe, tokenizer_from)
+    tokenizer_from = tokenizer_policy(recipe, tokenizer_from)
     names = ([recipe.base] if recipe.base else []) + list(recipe.models)
     inputs, warnings = _open_inputs(names)
     out_st = _st_dtype(out_dtype)
-    vocab = _vocabulary(tokenizer_from, names, inputs, recipe)
+    vocab = output_vocabulary(tokenizer_from, names, inputs, recipe)
     tensors, out_config, float_names = _resolve_tensors(recipe, method, inputs, out_st, vocab)
     warnings += recipe.unmatched(float_names, str(inputs[0].path))
     if recipe.fishers is not None:
@@ -214,7 +215,7 @@ def plan(
         tensors=tuple(tensors),
         out_dtype=out_st,
         config_from=config_from,
-        tokenizer_from=config_from if tokenizer_from is None else _input_index(tokenizer_from, names, inputs),
+        tokenizer_from=config_from if tokenizer_from is None else input_index(tokenizer_from, names, inputs),
         dropped=_dropped(inputs),
         warnings=tuple(warnings),
         chunk=chunk,
@@ -224,16 +225,6 @@ def plan(
         new_tokens=vocab.new if vocab is not None else (),
         first_new_id=len(vocab.tokens) - len(vocab.new) if vocab is not None else 0,
     )
-
-
-def _tokenizer_policy(recipe: Recipe, tokenizer_from: str | int | None) -> str | int | None:
-    """The flag's tokenizer policy, else the recipe's; mergekit's `base` is input 0 (the base)."""
-    tokenizer_from = tokenizer_from if tokenizer_from is not None else recipe.tokenizer_from
-    if tokenizer_from == "base":
-        if not recipe.base:
-            raise ConfigError("tokenizer_from: base needs a base model (--base or `base:`)")
-        return 0
-    return tokenizer_from
 
 
 def _st_dtype(out_dtype: str | torch.dtype | None) -> str | None:
@@ -265,7 +256,7 @@ def _resolve_tensors(
     if recipe.slices is not None and not _whole(recipe, inputs):
         return _sliced_tensors(recipe, method, inputs, out_st, vocab)
     ref = inputs[0]
-    remapped = _token_matrices(inputs) if vocab is not None else frozenset()
+    remapped = token_matrices(inputs) if vocab is not None else frozenset()
     tensor_names = check_compatible(inputs, remapped)
     check_layer_range(recipe, tensor_names, ref)
     float_names = [n for n in tensor_names if ref.tensors[n].is_float]
@@ -274,64 +265,6 @@ def _resolve_tensors(
     if vocab is not None:
         out_config = {**inputs[_config_from(method)].config, "vocab_size": vocab.size}
     return tensors, out_config, float_names
-
-
-def _vocabulary(tokenizer_from, names, inputs, recipe) -> vocabs.Vocabulary | None:
-    """The output vocabulary when a tokenizer policy is given and the inputs' vocabularies differ (or
-    `tokenizer_tokens`/`pad_to_multiple_of` ask for rows); without a policy, different vocabulary sizes
-    are refused (check_family)."""
-    building = bool(recipe.tokenizer_tokens) or recipe.pad_to_multiple_of is not None
-    if tokenizer_from is None:
-        if building:
-            raise ConfigError(
-                "tokenizer_tokens / pad_to_multiple_of need a tokenizer policy (tokenizer_from: union, base or "
-                "an input; mergekit's tokenizer: {source: ...})"
-            )
-        return None
-    if len(inputs) < 2 and not building:
-        return None
-    read = [vocabs.read_vocab(ck) for ck in inputs]
-    if all(v == read[0] for v in read[1:]) and not building:
-        return None
-    union = tokenizer_from == "union"
-    source = 0 if union else _input_index(tokenizer_from, names, inputs)
-    extra = [s.token for s in recipe.tokenizer_tokens]
-    tokens, new = output_tokens(inputs, read, source, union, extra)
-    limits = [ck.vocab_size or len(v) for ck, v in zip(inputs, read, strict=True)]
-    specs = {s.token: _token_source(s, names, inputs, read, limits) for s in recipe.tokenizer_tokens}
-    base = 0 if recipe.base else None
-    vocab = vocabs.resolve(read, tokens, base, limits, specs, recipe.pad_to_multiple_of)
-    return dataclasses.replace(vocab, source=source, new=new)
-
-
-def _token_source(spec, names, inputs, read, limits) -> tuple[tuple[tuple[int, int], ...], bool]:
-    """(donor rows, force) of one `tokenizer_tokens` entry, checked against the inputs' vocabularies."""
-    where = f"tokenizer_tokens[{spec.token!r}]"
-    if spec.kind == "zero":
-        return (), spec.force
-    i = _input_index(spec.model, names, inputs, where=f"{where}: source model")
-    if spec.kind == "model":
-        row = read[i].get(spec.token, -1)
-        if not 0 <= row < limits[i]:
-            raise ConfigError(
-                f"{where}: source {spec.model} has no token {spec.token!r}; name another model, or "
-                "{kind: model_token, model, token} for another token's row"
-            )
-        return ((i, row),), spec.force
-    row = spec.source_id if spec.source_id is not None else read[i].get(spec.source_token, -1)
-    if not 0 <= row < limits[i]:
-        what = f"token_id {spec.source_id}" if spec.source_id is not None else f"token {spec.source_token!r}"
-        raise ConfigError(f"{where}: {what} is not in {spec.model} (it has {limits[i]} rows)")
-    return ((i, row),), spec.force
-
-
-def _token_matrices(inputs) -> frozenset[str]:
-    """Names that are one-row-per-token matrices in every input (re-indexed to the output vocabulary)."""
-    names = None
-    for ck in inputs:
-        found = {n for n, info in ck.tensors.items() if vocabs.is_token_matrix(info, ck.vocab_size, n)}
-        names = found if names is None else names & found
-    return frozenset(names or ())
 
 
 def _open_inputs(names: list[str]) -> tuple[tuple[Checkpoint, ...], list[str]]:
@@ -463,7 +396,7 @@ def _sliced_tensors(recipe, method, inputs, out_st, vocab) -> tuple[list[TensorP
     outs, layer_sources = slices.layout(
         recipe.slices, inputs, input_of, recipe.schedule, inputs[0].tied_embeddings
     )
-    remapped = _token_matrices(inputs) if vocab is not None else frozenset()
+    remapped = token_matrices(inputs) if vocab is not None else frozenset()
     n_out = len(layer_sources)
     tensors = []
     for o in outs:
@@ -507,17 +440,3 @@ def _check_slice_sources(o, sources, cks) -> None:
 def _narrow(method, coeffs: tuple[float, ...], n: int, model: int) -> tuple[float, ...]:
     """The coefficient slots of one model (global slots kept): a passthrough tensor has one source."""
     return tuple(v for (_, i), v in zip(method.layout(n), coeffs, strict=True) if i is None or i == model)
-
-
-def _input_index(
-    which: str | int, names: list[str], inputs: Sequence[Checkpoint], where: str = "--copy-tokenizer-from"
-) -> int:
-    if isinstance(which, int) or str(which).isdigit():
-        i = int(which)
-        if not 0 <= i < len(inputs):
-            raise ConfigError(f"{where} {which}: there are {len(inputs)} inputs (0..{len(inputs) - 1})")
-        return i
-    for i, (name, ck) in enumerate(zip(names, inputs, strict=True)):
-        if str(which) == name or os.path.realpath(str(which)) == str(ck.path):
-            return i
-    raise ConfigError(f"{where} {which}: not one of the inputs ({', '.join(names)})")

@@ -3,7 +3,8 @@
 `build(results, out_dir)` is what `wiseft report`, `wiseft sweep`, `wiseft trajectory` and `wiseft demo`
 call (`results` a `RunResults`, or its JSON); `load_results(path)` reads a run directory, a results.json,
 a metrics.json or a sample store into a `RunResults`. The report directory
-is written atomically: it appears complete or not at all.
+is written atomically: it appears complete or not at all. matplotlib is imported inside the functions that
+draw (the evaluation engine imports this package; `wiseft eval` draws nothing).
 """
 
 from __future__ import annotations
@@ -11,8 +12,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-
-from matplotlib.figure import Figure
+from typing import TYPE_CHECKING
 
 from wiseft.atomic import atomic_dir, check_output_dir, write_json
 from wiseft.errors import ConfigError
@@ -27,6 +27,9 @@ from wiseft.report.rl import RL_PLOTS, RLRun, find_rl_logs, load_rl_runs, rl_fig
 from wiseft.report.sources import is_metrics_json, results_from_metrics
 from wiseft.results import RunResults, selection_note
 from wiseft.store import is_store
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 __all__ = [
     "PLOTS",

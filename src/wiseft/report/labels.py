@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-from matplotlib.axes import Axes
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.transforms import Bbox
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.transforms import Bbox
 
 
 class PointLabels:
@@ -48,6 +51,9 @@ class PointLabels:
 
     def place(self, ax: Axes) -> None:
         """Annotate `ax`; call it last, when the figure's titles, legends and limits are set."""
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.transforms import Bbox
+
         fig = ax.get_figure()
         if not isinstance(fig.canvas, FigureCanvasAgg):
             FigureCanvasAgg(fig)  # measure text with the renderer the PNG is drawn with
@@ -100,6 +106,8 @@ class PointLabels:
 
 
 def _square(px: float, py: float, half: float) -> Bbox:
+    from matplotlib.transforms import Bbox
+
     return Bbox.from_extents(px - half, py - half, px + half, py + half)
 
 

@@ -20,11 +20,9 @@ import math
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
 import numpy as np
-from matplotlib import rc_context
-from matplotlib.axes import Axes
-from matplotlib.figure import Figure
 
 from wiseft.report.data import FAMILIES, Curve, Results, VariantView, metric_label
 from wiseft.report.scatter import plot_bias_variance, plot_frontier, plot_tokens
@@ -50,6 +48,10 @@ from wiseft.report.style import (
     suptitle,
     title,
 )
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
 
 PlotFn = Callable[[Results, Sequence[int], Sequence[int]], "Figure | None"]
 
@@ -330,6 +332,8 @@ PLOTS: list[tuple[str, str, str, PlotFn]] = [
 def quiet(caught: list[str] | None = None) -> Iterator[None]:
     """Keep matplotlib's warnings and log records off the console (the library never prints); what was
     caught is appended to `caught` when given, so tests can require that nothing was."""
+    from matplotlib import rc_context
+
     records: list[str] = []
     handler = logging.Handler(logging.WARNING)
     handler.emit = lambda record: records.append(record.getMessage())  # type: ignore[method-assign]

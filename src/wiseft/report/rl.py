@@ -17,12 +17,15 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-from matplotlib.figure import Figure
 
 from wiseft.errors import ConfigError
 from wiseft.report.style import axes, figure, percent_axis, shared_legend, suptitle, title
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 LOG_NAME = "grpo_log.jsonl"
 MAX_LOG_BYTES = 64 << 20

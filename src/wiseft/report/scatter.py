@@ -6,10 +6,9 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
-from matplotlib.axes import Axes
-from matplotlib.figure import Figure
 
 from wiseft.report.data import Curve, Results, VariantView
 from wiseft.report.labels import PointLabels
@@ -27,6 +26,10 @@ from wiseft.report.style import (
     shared_legend,
     title,
 )
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
 
 Points = list[tuple[float | None, VariantView]]
 

@@ -5,17 +5,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
-from matplotlib import colormaps
-from matplotlib.axes import Axes
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
-from matplotlib.font_manager import FontProperties
-from matplotlib.textpath import text_to_path
-from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
 
 from wiseft.report.data import Stat, VariantView
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
 
 STYLE = {
     "font.size": 9,
@@ -94,6 +92,9 @@ def figure(
 ) -> Figure:
     """A constrained-layout Figure with its own Agg canvas (no pyplot), at least `min_width` inches wide so
     that a one-panel figure still has room for its title."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
     fig = Figure(figsize=(max(width * ncols, min_width), height * nrows), layout="constrained")
     FigureCanvasAgg(fig)
     return fig
@@ -104,6 +105,9 @@ def text_width(text: str, fontsize: float) -> float:
     as the Agg renderer lays text out; mathtext between $…$ included)."""
     if not text.strip():
         return 0.0
+    from matplotlib.font_manager import FontProperties
+    from matplotlib.textpath import text_to_path
+
     ismath = text.count("$") >= 2 and text.count("$") % 2 == 0
     width, _h, _d = text_to_path.get_text_width_height_descent(
         text, FontProperties(size=fontsize), ismath=ismath
@@ -198,6 +202,8 @@ def percent_axis(ax: Axes, label: str | None, axis: str = "y") -> None:
 
 
 def log2_axis(ax: Axes, ks: Sequence[int]) -> None:
+    from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
+
     ax.set_xscale("log", base=2)
     ax.xaxis.set_major_locator(FixedLocator(list(ks)))
     ax.xaxis.set_minor_locator(NullLocator())
@@ -227,12 +233,16 @@ def ramp(role: str, n: int) -> list:
     name = {"raw": "Blues", "mixed": "OrRd", "delta": "Oranges", "temperature": "Greens"}.get(role, "Greys")
     if n == 1:
         return [ROLE.get(role, ("#6b6b6b",))[0]]
+    from matplotlib import colormaps
+
     return [colormaps[name](0.4 + 0.55 * i / (n - 1)) for i in range(n)]
 
 
 def shared_legend(fig: Figure, axs: Axes | Sequence[Axes]) -> None:
     """One legend under the panels, outside the data: the labelled artists of `axs`, each label once, in
     as many columns as fit the figure's width."""
+    from matplotlib.axes import Axes
+
     handles: dict[str, object] = {}
     for ax in [axs] if isinstance(axs, Axes) else axs:
         for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):

@@ -22,15 +22,18 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-from matplotlib.axes import Axes
-from matplotlib.figure import Figure
 
 from wiseft.report.data import Results, Stat, VariantView, as_stat
 from wiseft.report.labels import PointLabels
 from wiseft.report.render import fmt_num, fmt_pct
 from wiseft.report.style import as_percent, axes, figure, line, percent_axis
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
 
 SWITCH_START, SWITCH_END = 0.10, 0.90
 PLOT = (

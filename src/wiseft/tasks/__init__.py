@@ -1,7 +1,8 @@
 """Tasks: problems, gold answers and prompts (gsm8k, math, math500, aime24, aime25, jsonl, toy).
 
 `get_task(name, data=None, **options)` builds one; `register_task(name)` adds a factory;
-`split_problems(problems, val_fraction, seed)` gives the validation/test split.
+`wiseft.tasks.split.split_problems(problems, val_fraction, seed)` gives the validation/test split (its own
+module: it loads numpy, which grading does not).
 """
 
 from wiseft.prompts import STYLES as PROMPT_STYLES
@@ -13,7 +14,6 @@ from wiseft.tasks.base import (
     Task,
     get_task,
     register_task,
-    split_problems,
     task_names,
 )
 
@@ -27,6 +27,5 @@ __all__ = [
     "Task",
     "get_task",
     "register_task",
-    "split_problems",
     "task_names",
 ]

@@ -1,4 +1,4 @@
-"""Problems, tasks, the task registry, prompts and the validation split.
+"""Problems, tasks, the task registry and prompts (the validation split: `tasks/split.py`).
 
 A `Task` knows its problems (id, question, gold answer), how to prompt for them, which kind of grader
 verifies them (`grader_kind`: "math" = Math-Verify, "int" = exact integers), its stop strings, and optionally its own
@@ -17,8 +17,6 @@ import importlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
-
-import numpy as np
 
 from wiseft.errors import TaskError
 from wiseft.prompts import make_prompter
@@ -142,30 +140,3 @@ def get_task(name: str, data: Any = None, **options: Any) -> Task:
     if not isinstance(task, Task):
         raise TaskError(f"task factory for {name!r} returned {type(task).__name__}, not a Task")
     return task
-
-
-# ---------------------------------------------------------------------------------------------- split
-
-
-def split_problems(
-    problems: Sequence[Problem], val_fraction: float, seed: int
-) -> tuple[list[Problem], list[Problem]]:
-    """A seeded random split into (validation, test), each in the original order.
-
-    The validation part chooses δ; the test part reports it, so the choice is not graded on itself.
-    """
-    if not 0.0 < val_fraction < 1.0:
-        raise TaskError(f"--val-fraction must lie strictly between 0 and 1, got {val_fraction}")
-    n = len(problems)
-    n_val = int(round(n * val_fraction))
-    if n_val < 1 or n_val >= n:
-        raise TaskError(
-            f"--val-fraction {val_fraction} of {n} problems leaves an empty validation or test split; "
-            "use more problems or another fraction"
-        )
-    chosen = np.random.default_rng(seed).permutation(n)[:n_val]
-    mask = np.zeros(n, dtype=bool)
-    mask[chosen] = True
-    return [p for p, m in zip(problems, mask, strict=True) if m], [
-        p for p, m in zip(problems, mask, strict=True) if not m
-    ]

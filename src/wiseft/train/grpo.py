@@ -152,7 +152,7 @@ class _Run:
     def __init__(self, model, tokenizer, task, problems, cfg: GRPOConfig, device: str, grader, sampler):
         import torch
 
-        from wiseft.sampling.hf import HFSampler
+        from wiseft.sampling.hf import HFSampler  # imports torch at its top: loaded with torch, here
 
         self.cfg, self.task, self.tok, self.device = cfg, task, tokenizer, device
         prompter = make_prompter(cfg.prompt_style)

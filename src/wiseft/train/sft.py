@@ -139,20 +139,9 @@ def train(
     With `resume`, the weights (and optimizer state, when saved) of the last checkpoint in `out_dir` are
     loaded and training continues after it; a run already complete (or stopped early) returns at once.
     """
-    import torch
-
     out = Path(out_dir)
     start, last = _resume_point(out, cfg, resume)
-    device = resolve_device(cfg.device)
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    torch.manual_seed(cfg.seed)
-    if last is not None:
-        model = load_weights(model, last)
-    model.to(device)
-    model.train()
-    optimizer = make_adamw(model, cfg.lr, (cfg.beta1, cfg.beta2), cfg.weight_decay)
-    restored = load_optimizer(optimizer, last) if last is not None else None
+    model, device, optimizer, restored = _start(model, cfg, last)
     collate = Collator(tokenizer, cfg.max_length)
     stepper = _MicroBatches(model, cfg, device) if cfg.micro_batches > 1 else _WholeBatch(model, cfg)
     schedule = set(cfg.checkpoint_steps())
@@ -161,14 +150,8 @@ def train(
     t0 = time.perf_counter()
     try:  # the micro-batch pool's threads end with the run, also when it fails
         for step in range(start + 1, cfg.steps + 1):
-            input_ids, mask, labels = (t.to(device) for t in collate(batch_at(step)))
-            lr = cfg.lr_at(step)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            optimizer.zero_grad(set_to_none=True)
-            value = float(stepper.step(input_ids, mask, labels, optimizer).detach())
-            if not math.isfinite(value):
-                raise TrainError(f"loss became {value} at step {step}; lower --lr or check the data")
+            batch = [t.to(device) for t in collate(batch_at(step))]
+            value, lr = _optimizer_step(stepper, optimizer, batch, cfg.lr_at(step), step)
             losses.append(value)
             history.append(value)
             saved = None
@@ -187,6 +170,36 @@ def train(
     model.eval()
     found = find_checkpoints(out, strict=False)
     return TrainResult(out, found, start, tuple(losses), time.perf_counter() - t0)
+
+
+def _start(model, cfg: SFTConfig, last: Path | None):
+    """The model seeded, with the weights of checkpoint `last` (if any), on its device in train mode, and
+    its AdamW, restored from `last` where it was saved: (model, device, optimizer, restored state)."""
+    import torch
+
+    device = resolve_device(cfg.device)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed)
+    if last is not None:
+        model = load_weights(model, last)
+    model.to(device)
+    model.train()
+    optimizer = make_adamw(model, cfg.lr, (cfg.beta1, cfg.beta2), cfg.weight_decay)
+    restored = load_optimizer(optimizer, last) if last is not None else None
+    return model, device, optimizer, restored
+
+
+def _optimizer_step(stepper, optimizer, batch: list, lr: float, step: int) -> tuple[float, float]:
+    """One optimizer step at learning rate `lr` on `batch` (input ids, mask, labels): (loss, lr). A loss
+    that is not finite stops the run."""
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+    optimizer.zero_grad(set_to_none=True)
+    value = float(stepper.step(*batch, optimizer).detach())
+    if not math.isfinite(value):
+        raise TrainError(f"loss became {value} at step {step}; lower --lr or check the data")
+    return value, lr
 
 
 def _resume_point(out: Path, cfg: SFTConfig, resume: bool) -> tuple[int, Path | None]:

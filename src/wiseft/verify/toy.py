@@ -47,7 +47,7 @@ from wiseft.atomic import atomic_dir, write_json
 from wiseft.config import to_dict
 from wiseft.errors import ConfigError, VerifierError
 from wiseft.verify.base import Encoded, Item
-from wiseft.verify.load import quiet_transformers
+from wiseft.verify.load import architecture_head, quiet_transformers
 from wiseft.verify.orm import OutcomeRewardModel
 
 RECORD_FILE = "wiseft_verifier.json"
@@ -133,8 +133,6 @@ def toy_classifier(tokenizer: Any, cfg: ToyVerifierConfig, init_from: str | os.P
 
 def _from_language_model(path: Path, tokenizer: Any, special: dict[str, Any]):
     from transformers import AutoConfig, GPT2ForSequenceClassification
-
-    from wiseft.verify.load import architecture_head
 
     config = AutoConfig.from_pretrained(str(path))
     arch, _, _ = architecture_head(path, {"architectures": config.architectures}, "likelihood")

@@ -1,7 +1,8 @@
 """Benchmark `wiseft merge` (every method) against the I/O floor of the same machine, in the same run.
 
 Builds once (cached in ~/.cache/wiseft-bench, outside the repo) three random bfloat16 checkpoints with the
-shape of Qwen2.5-0.5B (default) or Qwen2.5-1.5B (`--shape 1.5b`): EARLY, FINAL and BASE (the third model,
+shape of Qwen2.5-0.5B (default) or Qwen2.5-1.5B (`--shape 1.5b`; `--shape tiny` checks that the script
+runs): EARLY, FINAL and BASE (the third model,
 the base of the task-vector methods), and, for `fisher`, a random float32 Fisher of EARLY and of FINAL
 (the shape `wiseft fisher` writes; its values do not change the cost). Then, for each of ≥3 runs:
   1. measures the floors: read the inputs (two, three with a base, the two models and their Fishers for
@@ -13,7 +14,8 @@ the base of the task-vector methods), and, for `fisher`, a random float32 Fisher
 Python start-up (a process importing what a merge imports) is timed in each run too. Prints per method the
 median seconds, the ratio to its floor (median of the per-run paired ratios), peak anonymous memory, and
 the targets: the linear family and slerp ≤ 1.5× floor, sparsifying methods (ties, dare, breadcrumbs,
-della) ≤ 3× floor, everything ≤ 1 GB; wise-ft also against its own older target, 2×floor + start-up.
+della) ≤ 3× floor, everything ≤ 1 GiB of peak anonymous memory. nearswap and arcee_fusion (one model over
+the base) are measured without a floor target.
 `passthrough-slices` is a mergekit "frankenmerge" configuration (`--config`): the first half of the layers
 from EARLY, the second half from FINAL.
 """
@@ -41,6 +43,7 @@ from wiseft.checkpoints import ShardWriter, plan_shards
 
 CACHE = Path(os.environ.get("WISEFT_BENCH_CACHE", Path.home() / ".cache" / "wiseft-bench"))
 SHAPES = {
+    "tiny": dict(hidden=64, layers=4, intermediate=128, heads=4, kv_heads=2, vocab=1024),  # smoke runs
     "0.5b": dict(hidden=896, layers=24, intermediate=4864, heads=14, kv_heads=2, vocab=151936),
     "1.5b": dict(hidden=1536, layers=28, intermediate=8960, heads=12, kv_heads=2, vocab=151936),
 }
@@ -201,8 +204,8 @@ def rss_anon(pid: int) -> int:
     return 0
 
 
-# method -> (inputs: "pair", "trio" (with the base), "fisher" (pair + Fishers) or "slices" (a config that
-# reads one model's bytes), extra flags, target ratio to the floor or None)
+# method -> (inputs: "pair", "trio" (with the base), "based" (FINAL over the base), "fisher" (pair +
+# Fishers) or "slices" (a config that reads one model's bytes), extra flags, target ratio to the floor or None)
 METHODS = {
     "wise-ft": ("pair", ["--delta", "0.3"], 1.5),
     "linear": ("pair", ["--method", "linear", "--weights", "0.3,0.7"], 1.5),
@@ -237,6 +240,8 @@ METHODS = {
         3.0,
     ),
     "sce": ("trio", ["--method", "sce", "--param", "select_topk=0.5"], None),
+    "nearswap": ("based", ["--method", "nearswap", "--param", "t=0.01"], None),
+    "arcee_fusion": ("based", ["--method", "arcee_fusion"], None),
     "fisher": ("fisher", ["--method", "fisher"], 1.5),
     "passthrough-slices": ("slices", [], 1.5),
 }
@@ -278,6 +283,8 @@ def merge_args(kind: str, flags: list[str], models: dict[str, Path]) -> list[str
     pair = [models["early"], models["final"]]
     if kind == "trio":
         return [*pair, *flags, "--base", models["base"]]
+    if kind == "based":
+        return [models["final"], *flags, "--base", models["base"]]
     if kind == "fisher":
         return [*pair, *flags, "--fisher", models["early-fisher"], "--fisher", models["final-fisher"]]
     if kind == "slices":
@@ -288,6 +295,7 @@ def merge_args(kind: str, flags: list[str], models: dict[str, Path]) -> list[str
 def floor_inputs(kind: str, models: dict[str, Path]) -> list[Path]:
     """The files a method of `kind` reads (for `slices`: one model's worth, FINAL's files)."""
     names = {"pair": ("early", "final"), "trio": ("early", "final", "base"), "slices": ("final",)}
+    names["based"] = ("final", "base")
     names["fisher"] = ("early", "final", "early-fisher", "final-fisher")
     return [f for n in names[kind] for f in files_of(models[n])]
 
@@ -320,7 +328,7 @@ def main() -> None:
     work = CACHE / "work"
     work.mkdir(exist_ok=True)
     models = {"early": build(args.shape, "early", 1), "final": build(args.shape, "final", 2)}
-    if "trio" in kinds:
+    if "trio" in kinds or "based" in kinds:
         models["base"] = build(args.shape, "base", 3)
     if "fisher" in kinds:
         models["early-fisher"] = build_fisher(args.shape, "early", 1)
@@ -371,6 +379,7 @@ def _table(console, args, methods, floors, starts, times, peaks, cpus, reads, ou
         ratio = statistics.median(a / b for a, b in zip(times[m], fl, strict=True))
         met = "" if target is None else (f"≤ {target}× met" if ratio <= target else f"≤ {target}× MISSED")
         peak = max(peaks[m])
+        met += ("; " if met else "") + ("≤ 1 GiB met" if peak <= 2**30 else "≤ 1 GiB MISSED")
         table.add_row(
             m, kind, f"{statistics.median(times[m]):.2f}", f"{statistics.median(cpus[m]):.2f}",
             f"{statistics.median(fl):.2f}", f"{ratio:.2f}×", met,

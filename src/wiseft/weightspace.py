@@ -22,8 +22,9 @@ Usage (the API the sweep codes against)::
     ws = WeightSpace.from_recipe(recipe)    # the recipe's anchors, base and tokenizer policy; holds its variant
     ws = WeightSpace.load([a, b], tokenizer_from="union")   # inputs whose vocabularies differ (below)
 
-`load(anchors, model=None, device="cpu", dtype=None, base=None)`: anchors are model directories or Hub
-names (the same inputs as `wiseft merge`; for two anchors the order is EARLY, FINAL as in DESIGN §4).
+`load(anchors, model=None, device="cpu", dtype=None, base=None, tokenizer_from=None, …)`: anchors are
+model directories or Hub names (the same inputs as `wiseft merge`; for two anchors the order is EARLY,
+FINAL as in DESIGN §4).
 `dtype` is the model's dtype when `model` is None (default: float32 on CPU, bfloat16 on CUDA); the
 anchors stay in their stored dtype on `device`. `ws.variant` is the recipe last applied.
 Methods that need a whole tensor (slerp's angle, TIES's top-k, …) run their per-tensor job on each

@@ -211,6 +211,8 @@ def train_toy_verifier(
         "loss_last": losses[-1],
         "train_accuracy": float(((scores > 0) == truth).mean()),
         "train_auc": _auc(scores, truth),
+        "train_within_auc": _finite_or_none(within_auc(scores, truth, [s[0] for s in samples])),
+        "n_mixed_prompts": _n_mixed(truth, [s[0] for s in samples]),
     }
     _save(model, tokenizer, Path(out_dir), record, force)
     return record
@@ -245,6 +247,29 @@ def _auc(scores, truth) -> float:
         return float("nan")
     below, upto = np.searchsorted(neg, pos, side="left"), np.searchsorted(neg, pos, side="right")
     return float((below + 0.5 * (upto - below)).sum() / (len(pos) * len(neg)))
+
+
+def within_auc(scores, truth, groups: Sequence[str]) -> float:
+    """The mean over groups (problems) with right and wrong samples of the AUC within the group: how well
+    the scores rank the samples of one problem, which is what Best@k needs (a pooled AUC also rewards
+    telling easy problems from hard ones). NaN when no group has both."""
+    scores, truth = np.asarray(scores, dtype=np.float64), np.asarray(truth, dtype=bool)
+    members: dict[str, list[int]] = {}
+    for i, g in enumerate(groups):
+        members.setdefault(g, []).append(i)
+    aucs = [_auc(scores[idx], truth[idx]) for idx in members.values() if 0 < truth[idx].sum() < len(idx)]
+    return float(np.mean(aucs)) if aucs else float("nan")
+
+
+def _finite_or_none(x: float) -> float | None:
+    return x if math.isfinite(x) else None
+
+
+def _n_mixed(truth, groups: Sequence[str]) -> int:
+    seen: dict[str, set[bool]] = {}
+    for t, g in zip(truth, groups, strict=True):
+        seen.setdefault(g, set()).add(bool(t))
+    return sum(1 for v in seen.values() if len(v) == 2)
 
 
 def _train(

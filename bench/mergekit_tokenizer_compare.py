@@ -4,7 +4,8 @@ Needs mergekit in its own environment (`make venv-mergekit`, or MERGEKIT_YAML=/p
 Tiny random Llama checkpoints: X and Y share a tokenizer (nearswap, arcee_fusion); A, B, C have
 character tokenizers with different ids and tokens (B adds a special chat token), merged with
 `tokenizer_source: union` and with a `tokenizer:` block (tokens with sources and force,
-pad_to_multiple_of). Every configuration uses `dtype: float64, out_dtype: bfloat16` (mergekit computes in
+pad_to_multiple_of), over whole models and over layer slices (a passthrough frankenmerge, and task
+arithmetic slice by slice). Every configuration uses `dtype: float64, out_dtype: bfloat16` (mergekit computes in
 float64 and rounds once, as wiseft does). Prints, per configuration, the differing elements of the tensors
 that are not token matrices, and of the token matrices compared token by token (the two tools may give
 new tokens different ids), and whether the token sets and a decode round trip agree.
@@ -75,6 +76,17 @@ def configs(m: dict[str, str]) -> dict[str, dict]:
             "merge_method": "task_arithmetic", "base_model": m["A"],
             "models": [{"model": m["B"], "parameters": {"weight": 1.0}}, {"model": m["C"], "parameters": {"weight": 0.5}}],
             "tokenizer": block, **exact,
+        },
+        "passthrough slices (union)": {
+            "merge_method": "passthrough", "tokenizer_source": "union", **exact,
+            "slices": [{"sources": [{"model": m[k], "layer_range": r}]} for k, r in (("A", [0, 2]), ("C", [1, 2]), ("B", [0, 1]))],
+        },
+        "slices + tokenizer block (task arithmetic)": {
+            "merge_method": "task_arithmetic", "base_model": m["A"], "tokenizer": block, **exact,
+            "slices": [{"sources": [{"model": m["A"], "layer_range": r},
+                                    {"model": m["B"], "layer_range": r, "parameters": {"weight": 1.0}},
+                                    {"model": m["C"], "layer_range": r, "parameters": {"weight": 0.5}}]}
+                       for r in ([0, 1], [1, 2], [1, 2])],
         },
     }  # fmt: skip
 

@@ -8,7 +8,9 @@
    - a ~0.3 B GPT-2 shape (width 1024, 24 layers, 16 heads, character vocabulary: 302 M parameters),
      4 toy prompts, 32 new tokens;
    - the body of Qwen2.5-0.5B (Qwen2, width 896, 24 layers, 14 heads / 2 KV heads, MLP 4864, character
-     vocabulary: 358 M parameters), 4 toy prompts, 32 new tokens.
+     vocabulary: 358 M parameters), 4 toy prompts, 32 new tokens;
+   - the whole of Qwen2.5-0.5B: that body with its 151,936-token vocabulary (tied, 494 M parameters), the
+     toy characters followed by filler characters, 4 toy prompts, 32 new tokens.
    Random-init models (nothing is downloaded), so completions end by chance (EOS or "$"): the table gives
    the mean tokens per sample of each engine beside the rates. Also for the record: plain
    `vllm.LLM.generate` on the same requests (our path's overhead over it).
@@ -51,7 +53,12 @@ GPT2_300M = dict(n_embd=1024, n_layer=24, n_head=16, n_inner=4096, n_positions=1
 # The body of Qwen2.5-0.5B (358 M parameters without its 151,936-token embedding; here a character vocabulary).
 QWEN_05B = dict(arch="qwen2", hidden_size=896, num_hidden_layers=24, intermediate_size=4864,
                 num_attention_heads=14, num_key_value_heads=2, n_positions=128)  # fmt: skip
-SHAPES = {"toy": (TOY, 64, 26), "gpt2-300m": (GPT2_300M, 4, 32), "qwen2-0.5b": (QWEN_05B, 4, 32)}
+# Qwen2.5-0.5B whole: the same body with its real vocabulary size (151,936 rows, tied: 494 M parameters),
+# so each new token pays for the full output projection; the tokenizer is the toy's characters followed
+# by filler characters up to that size (every id decodes to one character).
+QWEN_05B_VOCAB = dict(QWEN_05B, vocab=151_936)
+SHAPES = {"toy": (TOY, 64, 26), "gpt2-300m": (GPT2_300M, 4, 32), "qwen2-0.5b": (QWEN_05B, 4, 32),
+          "qwen2-0.5b-vocab": (QWEN_05B_VOCAB, 4, 32)}  # fmt: skip
 # (shape, prompts, max new tokens)
 N = 8
 
@@ -76,12 +83,17 @@ def gpt2_model(name: str) -> Path:
         return path
     from transformers import AutoModelForCausalLM, GPT2Config
 
+    from wiseft.chartok import char_tokenizer
+    from wiseft.tasks.toy import ALPHABET
     from wiseft.train.toy import toy_tokenizer
 
+    shape = dict(SHAPES[name][0])
+    vocab = shape.pop("vocab", None)
     tok = toy_tokenizer()
+    if vocab:  # characters from U+10000 on: no surrogates, one token each
+        tok = char_tokenizer([*ALPHABET, *(chr(0x10000 + i) for i in range(vocab - len(tok)))], 64)
     ids = dict(vocab_size=len(tok), bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
                pad_token_id=tok.pad_token_id, tie_word_embeddings=True)  # fmt: skip
-    shape = dict(SHAPES[name][0])
     if shape.pop("arch", "gpt2") == "qwen2":
         from transformers import Qwen2Config
 

@@ -79,12 +79,13 @@ HOT = [0.8] * 140 + [0.1] * 60
     "mix, temps, together, not_trading",
     [
         ("mix", {"hot": 1.6}, True, []),
-        ("mix", {"hot": 1.6, "twin": 1.3}, True, ["T=1.3"]),  # a temperature that lowers both: no trade
+        ("mix", {"hot": 1.6, "twin": 1.3}, True, ["T=1.3"]),  # a raised temperature that lowers both
+        ("mix", {"hot": 1.6, "twin": 0.7}, True, []),  # a lowered one is reported, not judged
         ("final", {"hot": 1.6}, False, []),  # the final model itself lowers nothing
         ("hot", {"hot": 1.6}, False, []),  # a "mix" that only trades
     ],
 )
-def test_claim_d_needs_both_lowered_by_the_mix_and_a_trade_at_every_temperature(
+def test_claim_d_needs_both_lowered_by_the_mix_and_a_trade_at_every_raised_temperature(
     mix, temps, together, not_trading
 ):
     t = _tables(final=COLLAPSED, mix=MIXED, hot=HOT, twin=MIXED)
@@ -92,6 +93,7 @@ def test_claim_d_needs_both_lowered_by_the_mix_and_a_trade_at_every_temperature(
     assert c.numbers["together"] is together and c.numbers["not_trading"] == not_trading
     assert c.held is (together and not not_trading)
     assert c.key == "d" and "bias²" in c.evidence and "Var[ρ]" in c.evidence
+    assert ("not judged" in c.evidence) is any(temp < 1 for temp in temps.values())
 
 
 def _scored(rhos, distinct_wrong=1):
@@ -129,9 +131,11 @@ def test_claim_e_without_scores_says_why_it_was_not_checked():
     assert not c.held and c.evidence == "not checked: the base got none right"
 
 
-def test_claim_d_needs_a_temperature_to_compare():
-    t = _tables(final=COLLAPSED, mix=MIXED)
-    assert not claims.claim_bias_variance(t, "mix", "final", {}).held
+@pytest.mark.parametrize("temps", [{}, {"twin": 0.7}])
+def test_claim_d_needs_a_raised_temperature_to_compare(temps):
+    t = _tables(final=COLLAPSED, mix=MIXED, twin=MIXED)
+    c = claims.claim_bias_variance(t, "mix", "final", temps)
+    assert not c.held and "no temperature above 1" in c.evidence
 
 
 def test_paired_bias_variance_matches_a_direct_bootstrap():
@@ -489,3 +493,12 @@ def test_demo_scores_final_mix_and_temperatures_with_the_toy_verifier(tmp_path, 
     text = _shown(results, tmp_path)
     assert "Best@8" in text and "wmaj@8" in text
     assert f"toy verifier {info['id']}: trained on 60 samples of the base model on the SFT problems" in text
+
+
+def test_the_demo_help_names_the_recipe_sft_set_size():
+    from wiseft.cli import build_parser
+    from wiseft.tasks.toy import N_SFT
+
+    demo_parser = build_parser()._subparsers._group_actions[0].choices["demo"]
+    assert f"fine-tune it on {N_SFT} clean problems" in demo_parser.description
+    assert toy.ToyRecipe().n_sft == N_SFT

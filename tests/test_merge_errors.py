@@ -349,6 +349,19 @@ def _mergekit(tmp_path, text):
     return ["--config", str(path)]
 
 
+def _fake_fisher(model, path, drop=None, reshape=None) -> str:
+    """A Fisher directory shaped like `model` (its tensors as float32, fisher.json), with tensor `drop`
+    left out or tensor `reshape` stored in another shape; built from the safetensors library only."""
+    tensors = {n: t.float() for n, t in load_dir(Path(model)).items() if n != drop}
+    if reshape is not None:
+        tensors[reshape] = tensors[reshape].reshape(-1, 2).contiguous()
+    path.mkdir()
+    save_file(tensors, str(path / "model.safetensors"), metadata={"format": "pt"})
+    shutil.copyfile(Path(model) / "config.json", path / "config.json")
+    (path / "fisher.json").write_text(json.dumps({"norm": 1.0}))
+    return str(path)
+
+
 PREFLIGHT = [
     ("ties without a base", lambda m, d: [m[0], m[1], "--method", "ties", "--weights", "1,1"],
      "method ties needs a base model"),
@@ -410,6 +423,20 @@ PREFLIGHT = [
      r"slices\[0\]\.sources\[0\]: layer_range \[0, 3\] of .* does not exist: it has 2 layers"),
     ("mergekit: a named chat template", lambda m, d: _mergekit(d, f"merge_method: linear\nmodels:\n  - {{model: {m[0]}, parameters: {{weight: 1}}}}\nchat_template: chatml\n"),
      "chat_template 'chatml' names one of mergekit's bundled templates"),
+    ("mergekit: density 0 of a model", lambda m, d: _mergekit(d, f"merge_method: ties\nbase_model: {m[2]}\nmodels:\n  - model: {m[0]}\n    parameters: {{weight: 1, density: 0}}\n"),
+     r"density 0 of model 0 is outside \(0, 1\]"),
+    ("mergekit: unknown key of a slice source", lambda m, d: _mergekit(d, f"merge_method: passthrough\nslices:\n  - sources:\n      - {{model: {m[0]}, layer_rnage: [0, 2]}}\n"),
+     "unknown key 'layer_rnage'; did you mean 'layer_range'"),
+    ("mergekit: unknown key of the tokenizer block", lambda m, d: _mergekit(d, f"merge_method: linear\nmodels:\n  - model: {m[0]}\n  - model: {m[1]}\ntokenizer: {{sorce: union}}\n"),
+     "unknown key 'sorce'; did you mean 'source'"),
+    ("mergekit: a passthrough range that does not exist", lambda m, d: _mergekit(d, f"merge_method: passthrough\nslices:\n  - sources: [{{model: {m[0]}, layer_range: [0, 2]}}]\n  - sources: [{{model: {m[1]}, layer_range: [1, 4]}}]\n"),
+     r"slices\[1\]\.sources\[0\]: layer_range \[1, 4\] of .* does not exist: it has 2 layers"),
+    ("mergekit: a token source outside a slice's models", lambda m, d: _mergekit(d, f"merge_method: passthrough\nslices:\n  - sources: [{{model: {m[0]}, layer_range: [0, 2]}}]\n  - sources: [{{model: {m[1]}, layer_range: [1, 2]}}]\ntokenizer: {{source: union, tokens: {{'a': {{source: {m[1]}}}}}}}\n"),
+     r"tokenizer_tokens\['a'\]: source .* is not among the models tensor model\.embed_tokens\.weight is taken from"),
+    ("fisher: a Fisher without one of the model's tensors", lambda m, d: [m[0], m[1], "--method", "fisher", "--fisher", _fake_fisher(m[0], d / "f0"), "--fisher", _fake_fisher(m[1], d / "f1", drop="model.norm.weight")],
+     r"Fisher .*f1 has no tensor model\.norm\.weight \(\[32\] in .*\); compute it for that model with wiseft fisher"),
+    ("fisher: a Fisher tensor of another shape", lambda m, d: [m[0], m[1], "--method", "fisher", "--fisher", _fake_fisher(m[0], d / "f0", reshape="model.norm.weight"), "--fisher", _fake_fisher(m[1], d / "f1")],
+     r"Fisher .*f0 has F32 \[16, 2\] for model\.norm\.weight \(\[32\] in .*\)"),
     ("mergekit: a required weight missing", lambda m, d: _mergekit(d, f"merge_method: task_arithmetic\nbase_model: {m[2]}\nmodels:\n  - model: {m[0]}\n    parameters: {{weight: [{{filter: mlp, value: 1}}]}}\n"),
      "needs --weights|no value for parameter weight of model"),
 ]  # fmt: skip

@@ -9,6 +9,7 @@ from safetensors.torch import save_file
 from support.merge import load_dir
 
 from wiseft.checkpoints import content_hash, model_fingerprint
+from wiseft.errors import ConfigError
 from wiseft.merge import Recipe
 from wiseft.merge.driver import merge
 from wiseft.merge.plan import plan
@@ -220,3 +221,42 @@ def test_readme_recipe_examples_plan_on_the_architectures_they_name(models, tmp_
     if arch == "gpt2":  # the GPT-2 example merges
         merge(p, tmp_path / "out")
         assert (tmp_path / "out" / "model.safetensors").is_file()
+
+
+def test_provenance_extra_is_written_with_the_rest_in_one_write(models, tmp_path, monkeypatch):
+    """`wiseft soup`'s section goes into wiseft.json through the driver (issue 14): one write of the file,
+    the driver's own sections intact; a key the driver writes is refused before anything is written."""
+    import wiseft.merge.driver as driver
+
+    recipe = Recipe(models=(str(models.get("llama", 1)), str(models.get("llama", 2))), delta=0.5)
+    writes = []
+    real = driver.write_json
+    monkeypatch.setattr(
+        driver, "write_json", lambda path, data: (writes.append(Path(path).name), real(path, data))
+    )
+    out = tmp_path / "out"
+    merge(plan(recipe), out, provenance_extra={"soup": {"kept": [0, 1]}})
+    prov = json.loads((out / "wiseft.json").read_text())
+    assert prov["soup"] == {"kept": [0, 1]} and writes.count("wiseft.json") == 1
+    assert prov["output"]["content_hash"] == content_hash(out) and prov["recipe"]["delta"] == 0.5
+    for key in ("recipe", "output", "inputs"):
+        with pytest.raises(
+            ConfigError, match=f"provenance_extra key '{key}' is a section wiseft.json already"
+        ):
+            merge(plan(recipe), tmp_path / key, provenance_extra={key: 1})
+        assert not (tmp_path / key).exists()
+
+
+def test_soup_output_is_written_by_one_driver_merge(models, tmp_path, monkeypatch):
+    import wiseft.evaluate.soup as soup
+
+    calls = []
+    monkeypatch.setattr(soup, "merge", lambda *a, **k: calls.append(k))
+    soup.write_soup(
+        plan(Recipe(models=(str(models.get("llama", 1)),) * 2, delta=0.5)),
+        tmp_path / "o",
+        {"a": 1},
+        False,
+        10**9,
+    )
+    assert calls == [{"force": False, "shard_size": 10**9, "provenance_extra": {"soup": {"a": 1}}}]

@@ -154,30 +154,38 @@ def _nearest_temperature(t: PairedTables, mix: str, temperatures: dict[str, floa
 
 
 def claim_bias_variance(t: PairedTables, mix: str, final: str, temperatures: dict[str, float]) -> Claim:
-    """(d): `temperatures` are the other temperatures of the final model (its T=1 self excluded)."""
+    """(d): `temperatures` are the other temperatures of the final model (its T=1 self excluded). The
+    statement is about *raising* the temperature: each T > 1 must trade (bias² and Var[ρ] move in opposite
+    directions); those below 1 are reported, not judged."""
     b2, var = t.bias_variance_diff(mix, final)
     together = b2.hi < 0 and var.hi < 0
     rows, not_trading = [], []
     for name, temp in temperatures.items():
         tb, tv = t.bias_variance_diff(name, final)
+        judged = temp > 1
         trades = tb.value * tv.value < 0
-        if not trades:
+        if judged and not trades:
             not_trading.append(f"T={temp:g}")
-        rows.append({"variant": name, "temperature": temp, "trades": trades,
+        rows.append({"variant": name, "temperature": temp, "judged": judged, "trades": trades,
                      "diffs": [tb.as_dict(), tv.as_dict()]})  # fmt: skip
+    raised = [row for row in rows if row["judged"]]
     evidence = f"mix − final: {b2.text()}; {var.text()}"
     for row in rows:
         tb, tv = row["diffs"]
         evidence += (
-            f"; T={row['temperature']:g} − T=1: bias² {tb['value']:+.3f} [{tb['lo']:+.3f}, {tb['hi']:+.3f}], "
+            f"; T={row['temperature']:g} − T=1{'' if row['judged'] else ' (lower T, not judged)'}: "
+            f"bias² {tb['value']:+.3f} [{tb['lo']:+.3f}, {tb['hi']:+.3f}], "
             f"Var[ρ] {tv['value']:+.3f} [{tv['lo']:+.3f}, {tv['hi']:+.3f}]"
         )
     if not_trading:
         evidence += "; not a trade at " + ", ".join(not_trading)
+    if not raised:
+        evidence += "; no temperature above 1 to compare"
     return Claim(
         "d",
-        "the best mix lowered bias² and Var[ρ] together, while temperature traded one for the other",
-        together and bool(rows) and not not_trading,
+        "the best mix lowered bias² and Var[ρ] together, while raising the temperature traded one for the "
+        "other",
+        together and bool(raised) and not not_trading,
         evidence,
         {
             "mix": mix,

@@ -19,6 +19,8 @@ Usage (the API the sweep codes against)::
 
     ws = WeightSpace.load([early, final], model=my_model)   # or reuse a model you already built
     ws = WeightSpace.load([m1, m2], base=base_dir)          # task arithmetic: apply([λ1, λ2])
+    ws = WeightSpace.from_recipe(recipe)    # the recipe's anchors, base and tokenizer policy; holds its variant
+    ws = WeightSpace.load([a, b], tokenizer_from="union")   # inputs whose vocabularies differ (below)
 
 `load(anchors, model=None, device="cpu", dtype=None, base=None)`: anchors are model directories or Hub
 names (the same inputs as `wiseft merge`; for two anchors the order is EARLY, FINAL as in DESIGN §4).
@@ -30,6 +32,13 @@ same. What a job's observation passes found (norms and inner products, top-k thr
 parameter and reused by later variants that need the same statistics: a grid over slerp's t or TIES's λ
 computes the angles or thresholds once; a grid over TIES's density finds each density's thresholds once.
 
+Inputs whose vocabularies differ need a tokenizer policy (`tokenizer_from`, and a recipe's
+`tokenizer_tokens`/`pad_to_multiple_of`), as for `wiseft merge`: the token matrices (embeddings, an untied
+lm_head) of every input are re-indexed to the output vocabulary once, at load, by the very `RowMap`s the
+merge plan builds (merge/vocab.py), so a variant is bit-identical to the merged checkpoint and a switch
+costs what it costs without a policy. The model (when `model` is None) is the config input's with its
+token matrices resized to the output vocabulary; a recipe applied later must have the same policy.
+
 Errors: CheckpointError/MergeError (anchors incompatible with each other or with `model`, or holding
 nan/inf), ConfigError (bad coefficients, e.g. δ outside [0, 1] without extrapolate=True). Coefficients are
 validated exactly as `wiseft merge` validates them; tensors not among the model's parameters (e.g. a
@@ -39,13 +48,16 @@ stored lm_head of a tied model) are ignored.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
 
 from wiseft.checkpoints import Checkpoint, load_causal_lm
+from wiseft.checkpoints.safetensors_format import DTYPES
 from wiseft.errors import ConfigError, MergeError
 from wiseft.merge import fused
 from wiseft.merge.compat import check_compatible
@@ -58,12 +70,59 @@ from wiseft.merge.compute import (
     exact_in_float32,
     magnitude_range,
 )
+from wiseft.merge.driver import tokenizer_files
 from wiseft.merge.methods import TensorContext, get_method
-from wiseft.merge.plan import parse_dtype
+from wiseft.merge.plan import parse_dtype, plan
 from wiseft.merge.recipe import Recipe, layer_count
 from wiseft.merge.tensorwise import run_job
+from wiseft.merge.vocab import RowMap
 
 PIECE = 1 << 22  # elements per work item handed to a worker
+
+
+@dataclass(frozen=True)
+class Reindexed:
+    """Token matrices re-indexed to one output vocabulary (a tokenizer policy): per tensor name, the
+    merge plan's RowMap of each input (base first), the checkpoints they read, the output's vocab_size,
+    and the policy (tokenizer_from, tokenizer_tokens, pad_to_multiple_of) a variant must repeat."""
+
+    sources: Mapping[str, tuple[RowMap, ...]]
+    inputs: tuple[Checkpoint, ...]
+    vocab_size: int
+    policy: tuple
+
+    def write_tokenizer(self, directory: str | os.PathLike) -> None:
+        """The output vocabulary's tokenizer files (as `wiseft merge` writes them) into `directory`."""
+        vocab = next(iter(self.sources.values()))[0].vocab
+        os.makedirs(directory, exist_ok=True)
+        first = len(vocab.tokens) - len(vocab.new)
+        tokenizer_files(self.inputs[vocab.source].path, Path(directory), vocab.new, first)
+
+    def load(self, name: str, device: torch.device) -> tuple[torch.Tensor, ...]:
+        """Every input's tensor `name` re-indexed (flat), read once."""
+        flats = []
+        for src in self.sources[name]:
+            raw = torch.empty(src.nbytes, dtype=torch.uint8)
+            src.read_into(self.inputs, memoryview(raw.numpy()), 0)
+            flats.append(raw.view(DTYPES[src.dtype]).to(device))
+        return tuple(flats)
+
+
+def policy_of(recipe: Recipe) -> tuple:
+    """What a recipe says about the output vocabulary (compared between the space and a variant)."""
+    return (recipe.tokenizer_from, recipe.tokenizer_tokens or (), recipe.pad_to_multiple_of)
+
+
+def reindexing(recipe: Recipe) -> Reindexed | None:
+    """The re-indexed token matrices of `recipe`'s inputs under its tokenizer policy, from the merge
+    pre-flight (no tensor data read); None when the inputs share one vocabulary and nothing is added."""
+    p = plan(recipe)
+    n = 1 + len(recipe.models) if recipe.base else len(recipe.models)
+    sources = {t.name: t.sources[:n] for t in p.tensors if t.sources and isinstance(t.sources[0], RowMap)}
+    if not sources:
+        return None
+    first = next(iter(sources.values()))[0]
+    return Reindexed(sources, p.inputs[:n], first.vocab.size, policy_of(recipe))
 
 
 class WeightSpace:
@@ -75,14 +134,16 @@ class WeightSpace:
         model: torch.nn.Module,
         device: str | torch.device = "cpu",
         base: Checkpoint | None = None,
+        reindexed: Reindexed | None = None,
     ):
         self.anchors = tuple(anchors)
         self.base = base
         self.model = model
         self.device = torch.device(device)
+        self.reindexed = reindexed
         inputs = ([base] if base is not None else []) + list(self.anchors)
         reference = base if base is not None else self.anchors[-1]
-        names = check_compatible(inputs)
+        names = check_compatible(inputs, frozenset(reindexed.sources) if reindexed else frozenset())
         self.n_layers = layer_count(names, reference.config)
         self._slots: list[tuple[str, torch.Tensor, tuple[torch.Tensor, ...]]] = []
         self._ranges: dict[int, tuple[tuple[float, float], ...]] = {}  # slot -> magnitude_range per input
@@ -107,10 +168,44 @@ class WeightSpace:
         device: str | torch.device = "cpu",
         dtype: torch.dtype | str | None = None,
         base: str | os.PathLike | None = None,
+        tokenizer_from: str | int | None = None,
+        tokenizer_tokens: Any = None,
+        pad_to_multiple_of: int | None = None,
     ) -> WeightSpace:
-        """Read the anchors once and (when `model` is None) build the model from the final anchor."""
+        """Read the anchors once and (when `model` is None) build the model from the final anchor (the
+        base when given); `tokenizer_from`, `tokenizer_tokens`, `pad_to_multiple_of`: the tokenizer
+        policy (a recipe's keys of those names) when the vocabularies differ."""
         if not anchors:
             raise ConfigError("WeightSpace needs at least one anchor model")
+        reindexed = None
+        if tokenizer_from is not None or tokenizer_tokens or pad_to_multiple_of is not None:
+            models = tuple(str(a) for a in anchors)
+            method = "task_arithmetic" if base is not None else "linear"
+            weights = (1.0,) * len(models) if base is not None else None
+            policy = Recipe(method, models, None if base is None else str(base), weights=weights,
+                            tokenizer_from=tokenizer_from, tokenizer_tokens=tokenizer_tokens,
+                            pad_to_multiple_of=pad_to_multiple_of)  # fmt: skip
+            reindexed = reindexing(policy)
+        return cls._open(anchors, base, model, device, dtype, reindexed)
+
+    @classmethod
+    def from_recipe(
+        cls,
+        recipe: Recipe,
+        model: torch.nn.Module | None = None,
+        device: str | torch.device = "cpu",
+        dtype: torch.dtype | str | None = None,
+    ) -> WeightSpace:
+        """The weight space of `recipe`'s models and base, under its tokenizer policy, holding its
+        variant (later variants: `apply(recipe.with_parameter(...))`)."""
+        if not recipe.models:
+            raise ConfigError("WeightSpace needs at least one anchor model")
+        space = cls._open(recipe.models, recipe.base, model, device, dtype, reindexing(recipe))
+        space.apply(recipe)
+        return space
+
+    @classmethod
+    def _open(cls, anchors, base, model, device, dtype, reindexed: Reindexed | None) -> WeightSpace:
         checkpoints = [Checkpoint.open(a) for a in anchors]
         base_ckpt = Checkpoint.open(base) if base is not None else None
         device = torch.device(device)
@@ -119,12 +214,16 @@ class WeightSpace:
                 dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
             source = base_ckpt if base_ckpt is not None else checkpoints[-1]
             model = load_causal_lm(source.path, _dtype(dtype))
+            if reindexed is not None:  # rows of the output vocabulary (the values come with a variant)
+                model.resize_token_embeddings(reindexed.vocab_size, mean_resizing=False)
             model.to(device)
         model.eval()
-        return cls(checkpoints, model, device, base_ckpt)
+        return cls(checkpoints, model, device, base_ckpt, reindexed)
 
     def _load_slots(self, inputs: list[Checkpoint]) -> None:
-        names = inputs[0].tensors
+        names = dict(inputs[0].tensors)
+        remapped = self.reindexed.sources if self.reindexed is not None else {}
+        names.update({n: sources[0] for n, sources in remapped.items()})  # the output vocabulary's rows
         for pname, param in self.model.named_parameters():
             if pname not in names:
                 raise MergeError(
@@ -144,11 +243,21 @@ class WeightSpace:
                 raise MergeError(
                     f"model parameter {pname!r} is {param.dtype}; only float parameters can be mixed"
                 )
-            flats = tuple(ck.load(pname).reshape(-1).to(self.device) for ck in inputs)
+            if pname in remapped:
+                flats = self.reindexed.load(pname, self.device)
+            else:
+                flats = tuple(ck.load(pname).reshape(-1).to(self.device) for ck in inputs)
             for ck, flat in zip(inputs, flats, strict=True):
                 if not all_finite(flat):
                     raise MergeError(f"tensor {pname} of {ck.path} contains non-finite values (nan/inf)")
             self._slots.append((pname, param, flats))
+
+    def write_tokenizer(self, directory: str | os.PathLike) -> None:
+        """The tokenizer of the variants' vocabulary into `directory` (what a sampler must encode prompts
+        with when the token matrices were re-indexed; a union adds tokens no input's tokenizer has)."""
+        if self.reindexed is None:
+            raise ConfigError("this weight space keeps its inputs' vocabulary; use the anchors' tokenizer")
+        self.reindexed.write_tokenizer(directory)
 
     def anchor_tensors(self) -> list[tuple[str, tuple[torch.Tensor, ...]]]:
         """(parameter name, its flat anchor tensors in anchor order) for every mixed parameter; read-only
@@ -226,12 +335,30 @@ class WeightSpace:
         return 0
 
     def _check_fits(self, recipe: Recipe, method) -> None:
+        self._check_policy(recipe)
         has_base = self.base is not None
         fits = method.needs_base == "optional" or bool(method.needs_base) == has_base
         if len(recipe.models) != len(self.anchors) or (recipe.base is not None) != has_base or not fits:
             raise ConfigError(
                 f"recipe ({recipe.method}, {len(recipe.models)} model(s){', with base' if recipe.base else ''}) "
                 f"does not fit this weight space ({len(self.anchors)} anchor(s){', with base' if has_base else ''})"
+            )
+
+    def _check_policy(self, recipe: Recipe) -> None:
+        """A variant's tokenizer policy must be the one the token matrices were re-indexed for."""
+        want = policy_of(recipe)
+        if self.reindexed is None:
+            if recipe.tokenizer_tokens or recipe.pad_to_multiple_of is not None:
+                raise ConfigError(
+                    "recipe tokenizer_tokens / pad_to_multiple_of re-index the embeddings; load the weight space "
+                    "with that recipe (WeightSpace.from_recipe) instead of applying it to this one"
+                )
+            return
+        if want != self.reindexed.policy:
+            raise ConfigError(
+                f"recipe tokenizer policy (tokenizer_from {want[0]!r}, {len(want[1])} tokenizer_tokens, "
+                f"pad_to_multiple_of {want[2]}) is not the weight space's (tokenizer_from "
+                f"{self.reindexed.policy[0]!r}); load a weight space for that policy (WeightSpace.from_recipe)"
             )
 
     def _run_pieces(self, pieces, method) -> None:
@@ -268,6 +395,9 @@ class WeightSpace:
     def _recipe(self, method: str, **kwargs: Any) -> Recipe:
         models = tuple(str(a.path) for a in self.anchors)
         base = str(self.base.path) if self.base is not None else None
+        if self.reindexed is not None:
+            tokenizer_from, tokens, pad = self.reindexed.policy
+            kwargs.update(tokenizer_from=tokenizer_from, tokenizer_tokens=tokens, pad_to_multiple_of=pad)
         return Recipe(method=method, models=models, base=base, **kwargs)
 
 

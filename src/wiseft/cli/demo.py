@@ -12,7 +12,7 @@ def register(subparsers) -> None:
     p = subparsers.add_parser(
         "demo",
         help="the whole effect end to end on a tiny model (a few minutes on a CPU)",
-        description="Pretrain a tiny sloppy base (cached), fine-tune it on 96 clean problems with checkpoints "
+        description="Pretrain a tiny sloppy base (cached), fine-tune it on 48 clean problems with checkpoints "
         "that double from 1/32 of SFT (the first is the early checkpoint), evaluate the trajectory, "
         "early⊕final mixes (one chosen on validation problems) and temperatures of the final model "
         "(Pass@1…Pass@32, maj@32, distinct answers, bias²/Var[ρ], bootstrap intervals), train a toy outcome "

@@ -17,20 +17,20 @@
    a linear recipe (the kept candidates in the order given, weights 1/m), so the output is the bytes of
    `wiseft merge KEPT... --method linear --weights 1/m,...`; its wiseft.json gains a `soup` record: the
    greedy order, every candidate's and every tried soup's score with its interval, which were kept, the
-   validation problems and the settings. The directory appears whole (`atomic.atomic_dir`).
+   validation problems and the settings, written by the driver in its one write of wiseft.json
+   (`merge(..., provenance_extra=)`). The directory appears whole (`atomic.atomic_dir`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from wiseft.atomic import atomic_dir, check_output_dir, write_json
+from wiseft.atomic import check_output_dir
 from wiseft.checkpoints import parse_size, resolve
 from wiseft.config import to_dict
 from wiseft.errors import ConfigError, TaskError
@@ -274,11 +274,6 @@ def soup_record(cfg: SoupConfig, trace: SoupTrace, validation: dict, store: Path
 
 
 def write_soup(plan: Plan, out: str | os.PathLike, record: dict, force: bool, shard_size: int) -> MergeResult:
-    """Merge `plan` with the streaming driver into a temporary sibling of `out`, add `record` to its
-    wiseft.json as `soup`, and rename it into place: `out` appears whole, or not at all."""
-    with atomic_dir(out, force=force) as tmp:
-        merged = merge(plan, tmp, force=True, shard_size=shard_size)
-        provenance = json.loads((tmp / "wiseft.json").read_text())
-        provenance["soup"] = record
-        write_json(tmp / "wiseft.json", provenance)
-    return dataclasses.replace(merged, out=Path(out))
+    """Merge `plan` with the streaming driver into `out`, `record` written as wiseft.json's `soup` section
+    in the driver's one write of it: `out` appears whole (atomically), or not at all."""
+    return merge(plan, out, force=force, shard_size=shard_size, provenance_extra={"soup": record})

@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +29,7 @@ from wiseft.atomic import atomic_dir, write_json
 from wiseft.checkpoints import TOKENIZER_FILES, ShardWriter, plan_shards
 from wiseft.checkpoints.safetensors_format import DTYPES
 from wiseft.config import write_resolved
-from wiseft.errors import MergeError, OutputError, WiseftError
+from wiseft.errors import ConfigError, MergeError, OutputError, WiseftError
 from wiseft.merge.compute import Scratch, all_finite, combine_into
 from wiseft.merge.hashing import MergeHashes
 from wiseft.merge.plan import ST_NAMES, Plan, TensorPlan
@@ -87,12 +87,22 @@ def merge(
     shard_size: int = 5 * 10**9,
     allow_nonfinite: bool = False,
     progress: Progress | None = None,
+    provenance_extra: Mapping[str, object] | None = None,
 ) -> MergeResult:
-    """Write the merge described by `plan` into the model directory `out` (atomically)."""
+    """Write the merge described by `plan` into the model directory `out` (atomically).
+
+    `provenance_extra`: more top-level sections of the output's wiseft.json (e.g. `wiseft soup`'s
+    `soup`), written with the rest in its one write; a key the driver writes itself is a ConfigError."""
     out = Path(out)
     check_output_location(plan, out)
     start = time.perf_counter()
     prov = provenance(plan, shard_size)
+    extra = dict(provenance_extra or {})
+    clash = sorted(set(extra) & (set(prov) | {"output"}))
+    if clash:
+        raise ConfigError(
+            f"provenance_extra key {clash[0]!r} is a section wiseft.json already has; name it otherwise"
+        )
     metadata = {
         "format": "pt",
         "wiseft_version": __version__,
@@ -116,6 +126,7 @@ def merge(
             per_input, prov["output"] = hashes.provenance(plan.inputs, config)
             for entry, digests in zip(prov["inputs"], per_input, strict=True):
                 entry.update(digests)
+            prov.update(extra)
             _write_side_files(plan, tmp, prov, config)
     except WiseftError:
         raise
@@ -146,16 +157,21 @@ def output_config(plan: Plan) -> dict:
 
 def _write_side_files(plan: Plan, tmp: Path, prov: dict, config: dict) -> None:
     write_json(tmp / "config.json", config)
-    source = plan.inputs[plan.tokenizer_from].path
-    for name in TOKENIZER_FILES:
-        if (source / name).is_file():
-            shutil.copyfile(source / name, tmp / name)
-    if plan.new_tokens:  # a union vocabulary, or tokens named in tokenizer_tokens (merge/union.py)
-        write_tokenizer(tmp, plan.new_tokens, plan.first_new_id)
+    tokenizer_files(plan.inputs[plan.tokenizer_from].path, tmp, plan.new_tokens, plan.first_new_id)
     if plan.recipe.chat_template:
         _write_chat_template(plan, tmp)
     write_json(tmp / "wiseft.json", prov)
     write_resolved(tmp, prov["recipe"], name="recipe.yaml")
+
+
+def tokenizer_files(source: Path, dest: Path, new_tokens=(), first_new_id: int = 0) -> None:
+    """The output's tokenizer files in `dest`: `source`'s, with `new_tokens` appended (a union
+    vocabulary, or tokens named in tokenizer_tokens; merge/union.py)."""
+    for name in TOKENIZER_FILES:
+        if (source / name).is_file():
+            shutil.copyfile(source / name, dest / name)
+    if new_tokens:
+        write_tokenizer(dest, new_tokens, first_new_id)
 
 
 def chat_template(plan: Plan) -> str | None:

@@ -263,11 +263,7 @@ def _resolve_tensors(
     of the floating-point tensors the recipe's filters apply to): by layer slices, or whole tensors
     (token matrices re-indexed to `vocab` when the vocabularies differ)."""
     if recipe.slices is not None and not _whole(recipe, inputs):
-        if vocab is not None:
-            raise ConfigError(
-                "a tokenizer policy over different vocabularies with layer slices is not supported yet"
-            )
-        return _sliced_tensors(recipe, method, inputs, out_st)
+        return _sliced_tensors(recipe, method, inputs, out_st, vocab)
     ref = inputs[0]
     remapped = _token_matrices(inputs) if vocab is not None else frozenset()
     tensor_names = check_compatible(inputs, remapped)
@@ -459,24 +455,24 @@ def _whole(recipe: Recipe, inputs) -> bool:
     return slices.is_identity(recipe.slices, n_layers, input_of)
 
 
-def _sliced_tensors(recipe, method, inputs, out_st) -> tuple[list[TensorPlan], dict, list[str]]:
-    check_family(inputs)
+def _sliced_tensors(recipe, method, inputs, out_st, vocab) -> tuple[list[TensorPlan], dict, list[str]]:
+    """The output tensors of layer slices; with a tokenizer policy the token matrices (outside the
+    layers) are re-indexed to `vocab`, their default rows from the slice's sources (as mergekit)."""
+    check_family(inputs, vocab=vocab is None)
     input_of = _input_of(recipe)
     outs, layer_sources = slices.layout(
         recipe.slices, inputs, input_of, recipe.schedule, inputs[0].tied_embeddings
     )
+    remapped = _token_matrices(inputs) if vocab is not None else frozenset()
     n_out = len(layer_sources)
     tensors = []
     for o in outs:
         idx = tuple(i for i, _ in o.sources)
         sources = tuple(inputs[i].tensors[name] for i, name in o.sources)
         cks = tuple(inputs[i] for i in idx)
-        for src, ck in zip(sources[1:], cks[1:], strict=True):
-            if src.shape != sources[0].shape or src.is_float != sources[0].is_float:
-                raise MergeError(
-                    f"tensor {o.name}: {sources[0].name} of {cks[0].path} is {sources[0].dtype} "
-                    f"{list(sources[0].shape)} but {src.name} of {ck.path} is {src.dtype} {list(src.shape)}"
-                )
+        if o.name in remapped:
+            sources = _remapped_sources(o, inputs, vocab)
+        _check_slice_sources(o, sources, cks)
         coeffs, rule = (), "copy"
         if sources[0].is_float:
             coeffs, rule = recipe.coefficients(o.name, n_out, t=o.t, slice_index=o.slice_index)
@@ -485,7 +481,27 @@ def _sliced_tensors(recipe, method, inputs, out_st) -> tuple[list[TensorPlan], d
         tensors.append(_tensor(o.name, sources, cks, idx, coeffs, rule, out_st, method, recipe))
     config_input = inputs[input_of(0, 0)] if method.name == "passthrough" else inputs[0]
     out_config = slices.output_config(config_input.config, n_out, layer_sources)
+    if vocab is not None:
+        out_config["vocab_size"] = vocab.size
     return tensors, out_config, [t.name for t in tensors if t.kind == "merge"]
+
+
+def _remapped_sources(o: slices.OutTensor, inputs, vocab: vocabs.Vocabulary) -> tuple[vocabs.RowMap, ...]:
+    """A token matrix of a slice re-indexed to `vocab`, per source, defaults from the slice's inputs."""
+    idx = tuple(i for i, _ in o.sources)
+    names = [ck.name for ck in inputs]
+    own = vocab.among(idx, o.name, names)
+    infos = tuple(ck.tensors[o.name] for ck in inputs)
+    return tuple(vocabs.RowMap(i, infos, own) for i in idx)
+
+
+def _check_slice_sources(o, sources, cks) -> None:
+    for src, ck in zip(sources[1:], cks[1:], strict=True):
+        if src.shape != sources[0].shape or src.is_float != sources[0].is_float:
+            raise MergeError(
+                f"tensor {o.name}: {sources[0].name} of {cks[0].path} is {sources[0].dtype} "
+                f"{list(sources[0].shape)} but {src.name} of {ck.path} is {src.dtype} {list(src.shape)}"
+            )
 
 
 def _narrow(method, coeffs: tuple[float, ...], n: int, model: int) -> tuple[float, ...]:

@@ -28,7 +28,7 @@ consecutive rows), so nothing model-sized is held.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 
@@ -63,7 +63,8 @@ class Vocabulary:
     """The output vocabulary and, per input, the source row of every output token (-1: missing, or
     `force`d to the default); `defaults`: the donor rows (input, row) averaged for a missing row (none:
     zeros); `padded`: the output's row count when rounded up past the tokens (padding rows: the mean
-    row); `source`: the input whose tokenizer the output extends with `new` (merge/union.py)."""
+    row); `source`: the input whose tokenizer the output extends with `new` (merge/union.py); `named`:
+    the output rows whose default a `tokenizer_tokens` entry gives; `base`: the base's input index."""
 
     tokens: tuple[str, ...]
     rows: tuple[tuple[int, ...], ...]
@@ -71,10 +72,48 @@ class Vocabulary:
     padded: int = 0
     source: int = 0
     new: tuple = ()
+    named: frozenset[int] = frozenset()
+    base: int | None = None
 
     @property
     def size(self) -> int:
         return max(len(self.tokens), self.padded)
+
+    def among(self, keep: Sequence[int], tensor: str, names: Sequence[str]) -> Vocabulary:
+        """This vocabulary for a tensor merged from the inputs `keep` only (a layer slice's sources):
+        default rows from those inputs, as mergekit computes them from the tensors it gathers; a
+        `tokenizer_tokens` donor outside them is a ConfigError naming the token and `tensor` (`names`:
+        the inputs' names)."""
+        keep = tuple(sorted(set(keep)))
+        if len(keep) == len(self.rows):
+            return self
+        defaults = _defaults(self.rows, self.tokens, keep, self.base, self.named)
+        for r in self.named:
+            for i, _ in self.defaults.get(r, ()):
+                if i not in keep:
+                    raise ConfigError(
+                        f"tokenizer_tokens[{self.tokens[r]!r}]: source {names[i]} is not among the models "
+                        f"tensor {tensor} is taken from ({', '.join(names[k] for k in keep)}); name one of them"
+                    )
+            defaults[r] = self.defaults.get(r, ())
+        return replace(self, defaults=defaults)
+
+
+def _defaults(rows, tokens, keep, base, named) -> dict[int, tuple[tuple[int, int], ...]]:
+    """mergekit's default rows of the tokens some input of `keep` lacks (`named` rows left out): the one
+    input that has it, the base's row, or every input that has it (none: zeros)."""
+    defaults: dict[int, tuple[tuple[int, int], ...]] = {}
+    for r in range(len(tokens)):
+        if r in named:
+            continue
+        present = [(i, rows[i][r]) for i in keep if rows[i][r] >= 0]
+        if len(present) == len(keep):
+            continue
+        if len(present) > 1 and base in keep and rows[base][r] >= 0:
+            defaults[r] = ((base, rows[base][r]),)
+        else:
+            defaults[r] = tuple(present)
+    return defaults
 
 
 def resolve(
@@ -93,28 +132,18 @@ def resolve(
         tuple(i if (i := v.get(t, -1)) < limit else -1 for t in tokens)
         for v, limit in zip(vocabs, limits, strict=True)
     )
-    defaults: dict[int, tuple[tuple[int, int], ...]] = {}
+    named = frozenset(r for r, t in enumerate(tokens) if t in specs)
+    defaults = _defaults(rows, tokens, range(len(vocabs)), base, named)
     forced = []
-    for r, t in enumerate(tokens):
-        if t in specs:
-            defaults[r], force = specs[t]
-            if force:
-                forced.append(r)
-            continue
-        present = [(i, rows[i][r]) for i in range(len(vocabs)) if rows[i][r] >= 0]
-        if len(present) == len(vocabs):
-            continue
-        if len(present) <= 1:
-            defaults[r] = tuple(present)
-        elif base is not None and rows[base][r] >= 0:
-            defaults[r] = ((base, rows[base][r]),)
-        else:
-            defaults[r] = tuple(present)
+    for r in sorted(named):
+        defaults[r], force = specs[tokens[r]]
+        if force:
+            forced.append(r)
     if forced:
         gone = set(forced)
         rows = tuple(tuple(-1 if r in gone else x for r, x in enumerate(rs)) for rs in rows)
     padded = -(-len(tokens) // pad) * pad if pad else 0
-    return Vocabulary(tuple(tokens), rows, defaults, padded)
+    return Vocabulary(tuple(tokens), rows, defaults, padded, named=named, base=base)
 
 
 def is_token_matrix(info: TensorInfo, vocab_size: int | None, name: str) -> bool:

@@ -299,6 +299,7 @@ def main():
     ap.add_argument("--fresh", default="")
     ap.add_argument("--extra", type=int, default=0)
     ap.add_argument("--lm", default="")
+    ap.add_argument("--diag", default="")
     ap.add_argument("--freeze", type=int, default=0)
     ap.add_argument("--fresh-n", type=int, default=0)
     ap.add_argument("--likelihood", action="store_true")
@@ -374,6 +375,9 @@ def main():
         st += dt
         m = metrics(evals[k], sc)
         log(f"{k}: " + " ".join(f"{a}={b:.3f}" for a, b in m.items()) + f" score_s={dt:.1f}")
+    if args.diag:
+        diag(ver, train.aux, [tuple(r) for r in json.load(open(args.diag))], log)
+        diag(ver, train.aux, samples[:800], log)
     log(f"train_cpu_s={tt:.1f} score_cpu_s={st:.1f} cfg={vars(args)}")
 
 

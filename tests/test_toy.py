@@ -54,6 +54,39 @@ def test_extract_answer_reads_the_last_partial_sum_unreversed(completion, answer
     assert world.extract_answer(completion) == answer
 
 
+@pytest.mark.parametrize(
+    "completion, labels",
+    [
+        ("18,271,981", "1111111111"),  # 23+58 = 81, 81+91 = 172, 172+17 = 189: every step right
+        ("18,271,981$", "11111111111"),  # the end marker after the last sum due is right
+        ("18,281,991", "1111010111"),  # 182 is wrong (its 8 and its comma), but 199 = 182+17 is right
+        ("19,281,991", "1001111111"),  # 91 is wrong (the 9 and the comma closing it); 91+91 = 182 right
+        ("18,271,982", "1111111110"),  # the last digit of the answer
+        ("18,271", "111111"),  # cut short: every step written is right (the outcome says the rest)
+        ("18,271$", "1111110"),  # the end marker before the last sum
+        ("18,271,981,1", "111111111100"),  # a sum past the last one due, and its comma
+        ("18,,981", "1110111"),  # an empty sum: its comma is wrong, the next step checked from 172
+        ("1+,271,981", "1001111111"),  # a character that is neither a digit nor a comma
+        ("18,2719", "1111110"),  # a digit past the sum's length
+        ("18,271,981$5", "111111111110"),  # after the end marker everything is wrong
+        ("", ""),
+    ],
+)
+def test_step_labels_check_each_step_against_the_completions_own_previous_sum(completion, labels):
+    got = world.step_labels((23, 58, 91, 17), completion)
+    assert "".join(map(str, got)) == labels and len(got) == len(completion)
+
+
+def test_step_labels_are_all_right_exactly_on_the_gold_chain():
+    rng = random.Random(2)
+    for _ in range(200):
+        nums = [rng.randint(1, 99) for _ in range(rng.randint(2, 5))]
+        gold = world.completion_text(world.partial_sums(nums))
+        assert all(world.step_labels(nums, gold))
+        slipped = gold.replace(gold[0], str((int(gold[0]) + 1) % 10), 1)
+        assert not all(world.step_labels(nums, slipped))
+
+
 def test_splits_are_seeded_disjoint_and_sized():
     a = world.make_splits(5, n_sft=32, n_test=400)
     b = world.make_splits(5, n_sft=32, n_test=400)

@@ -254,3 +254,36 @@ def test_negative_loss_weights_are_refused(field):
 
     with pytest.raises(ConfigError, match="toy verifier loss weights must be ≥ 0"):
         ToyVerifierConfig(**{field: -1.0})
+
+
+@pytest.mark.parametrize(
+    "scores,truth,groups,want",
+    [
+        ([0.9, 0.1, 0.5, 0.6], [True, False, True, False], ["a", "a", "b", "b"], 0.5),  # a: 1, b: 0
+        ([1.0, 1.0, 0.2, 0.3], [True, False, True, False], ["a", "a", "b", "b"], 0.25),  # a tie counts half
+        ([0.9, 0.1, 0.5], [True, True, False], ["a", "a", "b"], None),  # no problem has both
+        ([3.0, 1.0, 2.0, 0.0, 5.0], [True, False, False, True, True], ["a", "a", "a", "b", "b"], 1.0),
+    ],
+)
+def test_within_auc_averages_the_auc_of_each_problem_with_both_classes(scores, truth, groups, want):
+    from wiseft.verify.toy import within_auc
+
+    got = within_auc(np.array(scores), np.array(truth), groups)
+    assert np.isnan(got) if want is None else got == pytest.approx(want, abs=1e-12), got
+
+
+def test_saved_checkpoint_scores_equal_a_direct_forward_pass(trained):
+    """What `wiseft verify` stores is the classifier's own logit at the last token of prompt + completion
+    (transformers' pooling), computed here one sample at a time without the verifier's batching."""
+    from transformers import AutoModelForSequenceClassification
+
+    out, record = trained
+    assert record["n_mixed_prompts"] == 0 and record["train_within_auc"] is None  # one sample per problem
+    data = graded(7, 40)
+    ver = load_verifier(out, "orm", device="cpu")
+    got = ver.score([Item(p, c, f"t{i}") for i, (p, c, _) in enumerate(data)]).scores
+    model = AutoModelForSequenceClassification.from_pretrained(out).eval()
+    tok = toy_tok()
+    with torch.inference_mode():
+        want = [float(model(torch.tensor([tok(p + c)["input_ids"]])).logits[0, 0]) for p, c, _ in data]
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-5)  # batched vs one by one: float rounding only

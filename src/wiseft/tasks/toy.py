@@ -98,6 +98,44 @@ def extract_answer(completion: str) -> str | None:
     return str(unrev(last))
 
 
+def step_labels(numbers: Sequence[int], completion: str) -> tuple[int, ...]:
+    """One label per character of `completion`: 1 where the character is what a correct step writes
+    *given the completion's own previous partial sum*, 0 where it is not (a process label that checks each
+    step locally, not against the reference chain).
+
+    Partial sum i (0-based) should be the previous partial sum as written (the first number for i = 0)
+    plus number i + 1; its j-th reversed digit is right when it is that sum's j-th reversed digit, the comma
+    after it when the sum is complete and another one is due. A character past the last sum due, or one
+    that is neither a digit nor a comma, is wrong. After an unreadable sum (e.g. empty) the next step is
+    checked from the correct running sum. The end marker, when present, is right once the last sum due is
+    complete. `step_labels([23, 58, 91], "18,271")` → all 1; `"18,281"`: the 8 of 281 is 0;
+    `"19,281"`: the 9 of 19 and the comma closing 19 are 0, but 281 is right given 19 (91 + 91 = 182).
+    """
+    if len(numbers) < 2:
+        raise ValueError("a toy problem has at least two numbers")
+    labels: list[int] = []
+    i, body, ended = 0, "", False  # the sum being written, its characters so far, the end marker seen
+    prev = truth = numbers[0]  # the previous sum as written (when readable) and the correct one
+    want = rev(prev + numbers[1])
+    for ch in completion:
+        due = i < len(numbers) - 1
+        if ended or ch not in "0123456789" + SEP + END:
+            labels.append(0)
+            body += "" if ended else ch
+        elif ch.isdigit():
+            labels.append(int(due and len(body) < len(want) and ch == want[len(body)]))
+            body += ch
+        else:  # a comma or the end marker closes sum i
+            more = i + 1 < len(numbers) - 1
+            labels.append(int(due and body == want and (more if ch == SEP else not more)))
+            ended = ch == END
+            truth += numbers[i + 1] if due else 0
+            prev = int(body[::-1]) if body.isdigit() else truth
+            i, body = i + 1, ""
+            want = rev(prev + numbers[i + 1]) if i < len(numbers) - 1 else ""
+    return tuple(labels)
+
+
 @dataclasses.dataclass(frozen=True)
 class ToyProblem:
     """One clean problem: its numbers (ordinary order), prompt, gold completion and gold answer."""

@@ -24,6 +24,17 @@ Process labels need one token per character (the toy world's tokenizer); that is
 are 0 by default: within the demo's budget neither has yet been shown to give a verifier that ranks
 held-out samples better than chance, from scratch or from the toy base model.
 
+What it does not learn: to rank the samples of *one* problem, which is what Best@k needs. The training
+record's `train_within_auc` (the AUC within each problem that has right and wrong samples, averaged)
+says how far it gets on its own training samples; on the demo's held-out samples it was ≈ 0.5 or below
+(docs/TOY-LOG.md, round 7), while its pooled AUC (0.6–0.8) comes from telling hard problems from easy
+ones. Round 7 also tried, within ~150–600 steps: starting from the final SFT model, per-character step
+labels that check each step against the completion's own previous sum (`tasks.toy.step_labels`), the
+final model's own samples of fresh problems, and its most probable one-digit errors as hard negatives;
+none ranked within a problem better than the generator's own likelihood (within-problem AUC 0.6–0.7,
+Best@32 ≈ Pass@1): the fine-tuned model's mistakes are the ones its arithmetic finds plausible, and a
+verifier built from it must learn to add better than it does, which this budget does not buy.
+
 Determinism: the initial weights come from `seed`, the batches from `seed` and the step (shuffled
 epochs), and training runs on `threads` CPU threads (1 by default), so the same samples and seed write
 the same bytes. The output directory is written atomically: safetensors, config.json, the tokenizer,
@@ -209,6 +220,8 @@ def train_toy_verifier(
         "loss_last": losses[-1],
         "train_accuracy": float(((scores > 0) == truth).mean()),
         "train_auc": _auc(scores, truth),
+        "train_within_auc": _finite_or_none(within_auc(scores, truth, [s[0] for s in samples])),
+        "n_mixed_prompts": _n_mixed(truth, [s[0] for s in samples]),
     }
     _save(model, tokenizer, Path(out_dir), record, force)
     return record
@@ -243,6 +256,29 @@ def _auc(scores, truth) -> float:
         return float("nan")
     below, upto = np.searchsorted(neg, pos, side="left"), np.searchsorted(neg, pos, side="right")
     return float((below + 0.5 * (upto - below)).sum() / (len(pos) * len(neg)))
+
+
+def within_auc(scores, truth, groups: Sequence[str]) -> float:
+    """The mean over groups (problems) with right and wrong samples of the AUC within the group: how well
+    the scores rank the samples of one problem, which is what Best@k needs (a pooled AUC also rewards
+    telling easy problems from hard ones). NaN when no group has both."""
+    scores, truth = np.asarray(scores, dtype=np.float64), np.asarray(truth, dtype=bool)
+    members: dict[str, list[int]] = {}
+    for i, g in enumerate(groups):
+        members.setdefault(g, []).append(i)
+    aucs = [_auc(scores[idx], truth[idx]) for idx in members.values() if 0 < truth[idx].sum() < len(idx)]
+    return float(np.mean(aucs)) if aucs else float("nan")
+
+
+def _finite_or_none(x: float) -> float | None:
+    return x if math.isfinite(x) else None
+
+
+def _n_mixed(truth, groups: Sequence[str]) -> int:
+    seen: dict[str, set[bool]] = {}
+    for t, g in zip(truth, groups, strict=True):
+        seen.setdefault(g, set()).add(bool(t))
+    return sum(1 for v in seen.values() if len(v) == 2)
 
 
 def _train(

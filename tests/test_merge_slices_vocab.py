@@ -10,43 +10,24 @@ import pytest
 import torch
 import yaml
 from support.merge import bits_equal, float64_sum, load_dir
-from support.vocab import permuted, union_tokens
+from support.vocab import permuted, union_tokens, vocab_models
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from wiseft.errors import ConfigError
 from wiseft.merge.driver import merge
 from wiseft.merge.plan import plan
 from wiseft.merge.recipe_file import read_recipe
-from wiseft.testing import ALPHABET, save_char_tokenizer, save_tiny_model
 
 LAYER = re.compile(r"(?:^|\.)layers\.(\d+)\.")
-ALPHABETS = {
-    "A": ALPHABET,
-    "B": ALPHABET[::-1].replace("z", "").replace("y", "") + "ÄÖ",  # other ids, lacks y and z, two new
-    "C": ALPHABET.replace("z", "") + "Äß",  # lacks z; Ä also in B, ß only here
-}
 SHAPES = {"A": (64, 3), "B": (66, 3), "C": (66, 4)}  # (embedding rows, layers)
 EMBEDS = ("model.embed_tokens.weight", "lm_head.weight")
 
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
-    root = tmp_path_factory.mktemp("slicevocab")
-    out = {}
-    for k, seed in (("A", 1), ("B", 2), ("C", 3)):
-        rows, layers = SHAPES[k]
-        path = save_tiny_model(
-            root / k,
-            arch="llama",
-            seed=seed,
-            dtype=torch.bfloat16,
-            vocab=rows,
-            layers=layers,
-            tokenizer=False,
-        )
-        save_char_tokenizer(path, ALPHABETS[k])
-        out[k] = path
-    return out
+    rows = {k: r for k, (r, _) in SHAPES.items()}
+    layers = {k: n for k, (_, n) in SHAPES.items()}
+    return vocab_models(tmp_path_factory.mktemp("slicevocab"), rows, layers)
 
 
 def _write(tmp_path, config):

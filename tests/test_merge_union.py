@@ -8,7 +8,7 @@ import pytest
 import torch
 import yaml
 from support.merge import float64_sum, load_dir
-from support.vocab import permuted, union_tokens, vocab_of
+from support.vocab import permuted, union_tokens, vocab_models, vocab_of
 from tokenizers import AddedToken
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -20,28 +20,16 @@ from wiseft.merge.recipe_file import read_recipe
 from wiseft.testing import ALPHABET, save_char_tokenizer, save_tiny_model
 
 IM = "<|im_start|>"
-ALPHABETS = {
-    "A": ALPHABET,
-    "B": ALPHABET[::-1].replace("z", "").replace("y", "") + "ÄÖ",  # other ids, lacks y and z, two new
-    "C": ALPHABET.replace("z", "") + "Äß",  # lacks z; Ä also in B, ß only here
-}
 ROWS = {"A": 64, "B": 66, "C": 66}
 EMBEDS = ("model.embed_tokens.weight", "lm_head.weight")
 
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
-    root = tmp_path_factory.mktemp("union")
-    out = {}
-    for k, seed in (("A", 1), ("B", 2), ("C", 3)):
-        path = save_tiny_model(
-            root / k, arch="llama", seed=seed, dtype=torch.bfloat16, vocab=ROWS[k], tokenizer=False
-        )
-        tok = save_char_tokenizer(path, ALPHABETS[k])
-        if k == "B":  # a chat token the others lack, added as a special token
-            tok.add_tokens([AddedToken(IM, special=True, normalized=False)], special_tokens=True)
-            tok.save_pretrained(str(path))
-        out[k] = path
+    out = vocab_models(tmp_path_factory.mktemp("union"), ROWS)
+    tok = AutoTokenizer.from_pretrained(str(out["B"]))  # a chat token the others lack, as a special token
+    tok.add_tokens([AddedToken(IM, special=True, normalized=False)], special_tokens=True)
+    tok.save_pretrained(str(out["B"]))
     return out
 
 

@@ -7,33 +7,24 @@ import pytest
 import torch
 import yaml
 from support.merge import float64_sum, load_dir
+from support.vocab import ALPHABETS as VOCAB_ALPHABETS
+from support.vocab import vocab_models
 from transformers import AutoModelForCausalLM
 
 from wiseft.checkpoints import content_hash
 from wiseft.merge import Recipe
 from wiseft.merge.driver import merge
 from wiseft.merge.plan import plan
-from wiseft.testing import ALPHABET, save_char_tokenizer, save_tiny_model
+from wiseft.testing import ALPHABET, save_tiny_model
 
-ALPHABETS = {
-    "A": ALPHABET,
-    "B": ALPHABET[::-1].replace("z", "").replace("y", "") + "ÄÖ",  # other ids, lacks y and z, two new
-    "C": ALPHABET.replace("z", "") + "Ä",  # lacks z
-}
+# as support.vocab.ALPHABETS, but C has only Ä beyond A's letters (no ß)
+ALPHABETS = {**VOCAB_ALPHABETS, "C": ALPHABET.replace("z", "") + "Ä"}
 VOCAB_ROWS = {"A": 64, "B": 66, "C": 64}
 
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
-    root = tmp_path_factory.mktemp("vocab")
-    out = {}
-    for k, seed in (("A", 1), ("B", 2), ("C", 3)):
-        path = save_tiny_model(
-            root / k, arch="llama", seed=seed, dtype=torch.bfloat16, vocab=VOCAB_ROWS[k], tokenizer=False
-        )
-        save_char_tokenizer(path, ALPHABETS[k])
-        out[k] = path
-    return out
+    return vocab_models(tmp_path_factory.mktemp("vocab"), VOCAB_ROWS, alphabets=ALPHABETS)
 
 
 def vocab_of(path):

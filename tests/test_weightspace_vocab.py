@@ -4,6 +4,7 @@ load by the merge plan's RowMaps, and every variant is bit-identical to `wiseft 
 import pytest
 import torch
 from support.merge import bits_equal, load_dir
+from support.vocab import vocab_models
 
 from wiseft.checkpoints import Checkpoint
 from wiseft.errors import ConfigError, MergeError
@@ -11,28 +12,14 @@ from wiseft.merge import Recipe
 from wiseft.merge.driver import merge
 from wiseft.merge.plan import plan
 from wiseft.merge.vocab import RowMap
-from wiseft.testing import ALPHABET, save_char_tokenizer, save_tiny_model
 from wiseft.weightspace import WeightSpace
 
-ALPHABETS = {
-    "A": ALPHABET,
-    "B": ALPHABET[::-1].replace("z", "").replace("y", "") + "ÄÖ",  # other ids, lacks y and z, two new
-    "C": ALPHABET.replace("z", "") + "Äß",  # lacks z; Ä also in B, ß only here
-}
 ROWS = {"A": 64, "B": 66, "C": 66}
 
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
-    root = tmp_path_factory.mktemp("wsvocab")
-    out = {}
-    for k, seed in (("A", 1), ("B", 2), ("C", 3)):
-        path = save_tiny_model(
-            root / k, arch="llama", seed=seed, dtype=torch.bfloat16, vocab=ROWS[k], tokenizer=False
-        )
-        save_char_tokenizer(path, ALPHABETS[k])
-        out[k] = path
-    return {k: str(v) for k, v in out.items()}
+    return {k: str(v) for k, v in vocab_models(tmp_path_factory.mktemp("wsvocab"), ROWS).items()}
 
 
 def _recipes(m):

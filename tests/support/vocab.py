@@ -7,6 +7,29 @@ import torch
 from transformers import AutoTokenizer
 
 from support.merge import load_dir
+from wiseft.testing import ALPHABET, save_char_tokenizer, save_tiny_model
+
+# Three character vocabularies that differ: B has other ids, lacks y and z and adds two letters; C lacks z,
+# shares Ä with B and has ß only itself.
+ALPHABETS = {
+    "A": ALPHABET,
+    "B": ALPHABET[::-1].replace("z", "").replace("y", "") + "ÄÖ",
+    "C": ALPHABET.replace("z", "") + "Äß",
+}
+
+
+def vocab_models(root, rows, layers=None, alphabets=ALPHABETS):
+    """Tiny bf16 Llama models A, B, C (seeds 1, 2, 3) with `rows[k]` embedding rows, `layers[k]` layers
+    when given, and character tokenizers of `alphabets[k]`; {name: path}."""
+    out = {}
+    for k, seed in (("A", 1), ("B", 2), ("C", 3)):
+        extra = {"layers": layers[k]} if layers else {}
+        path = save_tiny_model(
+            root / k, arch="llama", seed=seed, dtype=torch.bfloat16, vocab=rows[k], tokenizer=False, **extra
+        )
+        save_char_tokenizer(path, alphabets[k])
+        out[k] = path
+    return out
 
 
 def vocab_of(path):

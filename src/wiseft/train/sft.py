@@ -151,7 +151,8 @@ def train(
     try:  # the micro-batch pool's threads end with the run, also when it fails
         for step in range(start + 1, cfg.steps + 1):
             batch = [t.to(device) for t in collate(batch_at(step))]
-            value, lr = _optimizer_step(stepper, optimizer, batch, cfg.lr_at(step), step)
+            lr = cfg.lr_at(step)
+            value = _optimizer_step(stepper, optimizer, batch, lr, step)
             losses.append(value)
             history.append(value)
             saved = None
@@ -190,16 +191,16 @@ def _start(model, cfg: SFTConfig, last: Path | None):
     return model, device, optimizer, restored
 
 
-def _optimizer_step(stepper, optimizer, batch: list, lr: float, step: int) -> tuple[float, float]:
-    """One optimizer step at learning rate `lr` on `batch` (input ids, mask, labels): (loss, lr). A loss
-    that is not finite stops the run."""
+def _optimizer_step(stepper, optimizer, batch: list, lr: float, step: int) -> float:
+    """One optimizer step at learning rate `lr` on `batch` (input ids, mask, labels); its loss. A loss that
+    is not finite stops the run."""
     for group in optimizer.param_groups:
         group["lr"] = lr
     optimizer.zero_grad(set_to_none=True)
     value = float(stepper.step(*batch, optimizer).detach())
     if not math.isfinite(value):
         raise TrainError(f"loss became {value} at step {step}; lower --lr or check the data")
-    return value, lr
+    return value
 
 
 def _resume_point(out: Path, cfg: SFTConfig, resume: bool) -> tuple[int, Path | None]:

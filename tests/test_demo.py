@@ -493,6 +493,7 @@ def test_demo_scores_final_mix_and_temperatures_with_the_toy_verifier(tmp_path, 
     text = _shown(results, tmp_path)
     assert "Best@8" in text and "wmaj@8" in text
     assert f"toy verifier {info['id']}: trained on 60 samples of the base model on the SFT problems" in text
+    assert ("AUC within a problem" in text) is (info["train_within_auc"] is not None)
 
 
 def test_the_demo_help_names_the_recipe_sft_set_size():

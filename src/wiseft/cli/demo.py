@@ -371,11 +371,17 @@ def verifier_line(console, info: dict | None) -> None:
     if info.get("skipped"):
         console.print(f"toy verifier: not trained — {info['skipped']}", highlight=False)
         return
-    acc = info.get("train_accuracy")
+    acc, within = info.get("train_accuracy"), info.get("train_within_auc")
+    ranks = (
+        f"; AUC within a problem (what Best@k needs) {within:.2f} over its {info['n_mixed_prompts']} problems "
+        "with right and wrong samples"
+        if within is not None
+        else ""
+    )
     console.print(
         f"toy verifier {info['id']}: trained on {info['n_samples']} samples of the base model on the SFT "
         f"problems ({info['n_correct']} right); accuracy on them {acc:.2f} (0.5 is chance), loss "
-        f"{info['loss_first']:.3f} → {info['loss_last']:.3f}",
+        f"{info['loss_first']:.3f} → {info['loss_last']:.3f}{ranks}",
         highlight=False,
     )
 

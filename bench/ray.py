@@ -11,6 +11,7 @@ this machine) serves every Ray run, so cluster start-up is reported once and not
    with and without `--ray ADDRESS` (this benchmark's cluster, 1 single-CPU actor); wall time of each
    command, paired and interleaved. In 1 the local sweep runs in this process, whose imports are already
    done, while the actor pays its own; here both commands pay theirs, as in real use.
+1d. (`--machine`) The machine's ceiling for 2 actors vs 1: the local command alone and two at once.
 2. A simulated larger cluster: 8 actors of 0.25 CPU each holding `distributed.fake.ScriptedEngine`
    (a fixed cost per token, answers of uneven length: one problem in eight is up to 8× longer), with and
    without lookahead; targets: actors ≥ 90 % busy over the sampling span, weight switches ≤ variants ×
@@ -33,7 +34,7 @@ actor, its busy share (did the scheduler keep it fed?) and its sampling CPU seco
 much of a core it got); with both actors near 100 % busy, the 2-vs-1 figure "from CPU time" is what two
 free cores would give.
 
-Usage: PYTHONPATH=src python bench/ray.py [--runs 3] [--limit 96] [--n 8] [--skip-scale] [--skip-sim] [--commands]
+Usage: PYTHONPATH=src python bench/ray.py [--runs 3] [--limit 96] [--n 8] [--skip-scale] [--skip-sim] [--commands] [--machine]
        [--skip-composition] [--vllm [--vllm-anchors EARLY,FINAL] [--vllm-device cuda]]
 """
 
@@ -167,6 +168,43 @@ def bench_commands(args) -> dict:
             cpu = (c1.ru_utime - c0.ru_utime) + (c1.ru_stime - c0.ru_stime)
             out[label].append({"wall": wall, "cpu": cpu})
     return out
+
+
+def bench_machine(args) -> dict:
+    """1d. The machine's own ceiling for 2 actors vs 1: the local `wiseft sweep` command alone, and two of
+    them at once (no Ray), interleaved. Two processes that slow each other (shared memory bandwidth and
+    cache, the host's clock under load) bound what 2 actors on this machine can give."""
+    import subprocess
+
+    out = {"1 local command": [], "2 local commands at once": []}
+    for r in range(args.runs):
+        for label in list(out)[r % 2 :] + list(out)[: r % 2]:
+            with tempfile.TemporaryDirectory() as tmp:
+                cmds = [command(args, Path(tmp) / str(i), None) for i in range(1 if label[0] == "1" else 2)]
+                t0 = time.perf_counter()
+                procs = [
+                    subprocess.Popen(c, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for c in cmds
+                ]
+                if any(p.wait() for p in procs):
+                    raise RuntimeError(f"{label}: a command failed")
+                out[label].append({"wall": time.perf_counter() - t0, "commands": len(cmds)})
+    return out
+
+
+def machine_table(runs: dict, args) -> Table:
+    t = Table(title="1d. the machine's ceiling: the local command alone vs two at once, no Ray (medians)")
+    for col in ("run", "wall s (each run)", "samples/s (all commands)"):
+        t.add_column(col, justify="right")
+    samples = args.n * args.limit * len(args.delta)
+    rate = {}
+    for label, rs in runs.items():
+        rate[label] = med(r["commands"] * samples / r["wall"] for r in rs)
+        t.add_row(label, ", ".join(f"{r['wall']:.1f}" for r in rs), f"{rate[label]:.1f}")
+    one, two = rate["1 local command"], rate["2 local commands at once"]
+    t.caption = (
+        f"2 processes vs 1 on this machine: {two / one:.2f}x samples/s (the ceiling for 2 actors vs 1)"
+    )
+    return t
 
 
 def commands_table(runs: dict) -> Table:
@@ -415,11 +453,20 @@ def main() -> None:
     ap.add_argument("--skip-scale", action="store_true")
     ap.add_argument("--skip-sim", action="store_true")
     ap.add_argument("--commands", action="store_true", help="also 1c: whole `wiseft sweep` commands")
+    ap.add_argument("--machine", action="store_true", help="also 1d: 1 local command vs 2 at once")
     ap.add_argument("--skip-composition", action="store_true")
     ap.add_argument("--vllm", action="store_true", help="also section 4 (needs vLLM and Ray)")
     ap.add_argument("--vllm-anchors", default=None, help="EARLY,FINAL model directories for section 4")
     ap.add_argument("--vllm-device", default="cuda", help="device of section 4 with --vllm-anchors")
     args = ap.parse_args()
+    # The process settings the CLI gives the commands that run models (`wiseft.cli.main`), so that the
+    # local sweep in this process runs as `wiseft sweep` would and as the actors do (they tune their own
+    # allocator; a local cluster started here passes the OpenMP policy on to them).
+    from wiseft.memory import tune_allocator
+    from wiseft.openmp import passive_openmp
+
+    passive_openmp()
+    tune_allocator()
     import ray
 
     console = Console(width=150)
@@ -436,6 +483,8 @@ def main() -> None:
             console.print(line)
     if args.commands:
         console.print(commands_table(bench_commands(args)))
+    if args.machine:
+        console.print(machine_table(bench_machine(args), args))
     if not args.skip_sim:
         console.print(sim_table(bench_sim(args)))
     if not args.skip_composition:

@@ -10,11 +10,13 @@ import hashlib
 
 import pytest
 import torch
-from support.merge import load_dir
+from support.merge import bits_equal, load_dir
 
 from wiseft.merge import Recipe, compiled, rng
+from wiseft.merge.compute import Scratch
 from wiseft.merge.driver import merge
 from wiseft.merge.plan import plan
+from wiseft.merge.sparsify import della_probabilities
 from wiseft.weightspace import WeightSpace
 
 SEED = 1234
@@ -84,3 +86,29 @@ def test_the_uniform_draws_are_pinned(case, digest):
     values = rng.uniform(*case)
     assert values.dtype == torch.float64 and values.numel() == case[4]
     assert hashlib.sha256(values.numpy().tobytes()).hexdigest() == digest
+
+
+@pytest.mark.parametrize("seed, start, n", [(0, 0, 1 << 16), (2**64 - 1, 65535, 3), (99, 1000, 200_000)])
+def test_the_compiled_draws_are_torchs_generator(monkeypatch, seed, start, n):
+    if not compiled.available():
+        pytest.skip("numba is not installed: the compiled path is not available")
+    fast = rng.uniform(seed, "t", 3, start, n).clone()
+    monkeypatch.setattr(compiled, "_K", False)
+    assert torch.equal(rng.uniform(seed, "t", 3, start, n), fast)
+
+
+@pytest.mark.parametrize("cols", [1, 2, 7, 1536])
+def test_the_compiled_della_ranks_equal_the_torch_sort(monkeypatch, cols):
+    if not compiled.available():
+        pytest.skip("numba is not installed: the compiled path is not available")
+    gen = torch.Generator().manual_seed(cols)
+    delta = torch.randn(cols * 9, generator=gen).to(torch.bfloat16).double()
+    delta -= torch.randn(cols * 9, generator=gen).to(torch.bfloat16).double()
+    delta[::3] = delta[1]  # many equal magnitudes, of both signs
+    delta[::5] = -delta[1]
+    delta[::11] = 0.0
+    scratch = Scratch(1 << 12)
+    scratch.ensure(delta.numel())
+    fast = della_probabilities(delta, cols, 0.4, 0.15, scratch).clone()
+    monkeypatch.setattr(compiled, "_K", False)
+    assert bits_equal(della_probabilities(delta, cols, 0.4, 0.15, scratch), fast)

@@ -46,7 +46,7 @@ from wiseft.merge.recipe_file import load_recipe
 from wiseft.results import RunResults
 from wiseft.store import SampleStore
 from wiseft.tasks import Task
-from wiseft.weightspace import reindexes
+from wiseft.weightspace import policy_of, reindexes
 
 
 def run_sweep(
@@ -187,7 +187,8 @@ def check_anchors(specs: Sequence[VariantSpec]) -> None:
     """Pre-flight on headers only: every group of anchors a variant mixes is compatible (same tensors and
     shapes), so a mismatch fails before anything is sampled or written."""
     groups = {(spec.anchors, spec.base) for spec in specs if spec.mix is not None}
-    policies = {repr(s.mix): s.mix for s in specs if isinstance(s.mix, Recipe) and reindexes(s.mix)}
+    policies = {(s.mix.models, s.mix.base, repr(policy_of(s.mix))): s.mix
+                for s in specs if isinstance(s.mix, Recipe) and reindexes(s.mix)}  # fmt: skip
     for recipe in policies.values():  # vocabularies may differ: the merge pre-flight checks the re-indexing
         groups.discard((recipe.models, recipe.base))
         plan(recipe)

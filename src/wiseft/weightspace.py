@@ -91,6 +91,7 @@ class Reindexed:
     inputs: tuple[Checkpoint, ...]
     vocab_size: int
     policy: tuple
+    config_input: Path | None = None  # the input whose config.json the merged output takes
 
     def write_tokenizer(self, directory: str | os.PathLike) -> None:
         """The output vocabulary's tokenizer files (as `wiseft merge` writes them) into `directory`."""
@@ -114,6 +115,11 @@ def policy_of(recipe: Recipe) -> tuple:
     return (recipe.tokenizer_from, recipe.tokenizer_tokens or (), recipe.pad_to_multiple_of)
 
 
+def reindexes(recipe: Recipe) -> bool:
+    """Whether `recipe` names a tokenizer policy (its token matrices may be re-indexed)."""
+    return policy_of(recipe) != (None, (), None)
+
+
 def reindexing(recipe: Recipe) -> Reindexed | None:
     """The re-indexed token matrices of `recipe`'s inputs under its tokenizer policy, from the merge
     pre-flight (no tensor data read); None when the inputs share one vocabulary and nothing is added."""
@@ -123,7 +129,8 @@ def reindexing(recipe: Recipe) -> Reindexed | None:
     if not sources:
         return None
     first = next(iter(sources.values()))[0]
-    return Reindexed(sources, p.inputs[:n], first.vocab.size, policy_of(recipe))
+    config_input = p.inputs[p.config_from].path
+    return Reindexed(sources, p.inputs[:n], first.vocab.size, policy_of(recipe), config_input)
 
 
 class WeightSpace:
@@ -196,13 +203,16 @@ class WeightSpace:
         model: torch.nn.Module | None = None,
         device: str | torch.device = "cpu",
         dtype: torch.dtype | str | None = None,
+        apply: bool = True,
     ) -> WeightSpace:
         """The weight space of `recipe`'s models and base, under its tokenizer policy, holding its
-        variant (later variants: `apply(recipe.with_parameter(...))`)."""
+        variant (later variants: `apply(recipe.with_parameter(...))`); `apply=False`: no variant yet (a
+        given `model` must already have the output vocabulary's rows)."""
         if not recipe.models:
             raise ConfigError("WeightSpace needs at least one anchor model")
         space = cls._open(recipe.models, recipe.base, model, device, dtype, reindexing(recipe))
-        space.apply(recipe)
+        if apply:
+            space.apply(recipe)
         return space
 
     @classmethod

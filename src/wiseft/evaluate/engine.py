@@ -38,8 +38,9 @@ from wiseft.checkpoints import (
 from wiseft.devices import resolve_device
 from wiseft.errors import ConfigError, SamplingError
 from wiseft.evaluate.plan import VariantSpec
+from wiseft.merge.recipe import Recipe
 from wiseft.sampling import Completion, Sampler, SamplingParams
-from wiseft.weightspace import WeightSpace
+from wiseft.weightspace import Reindexed, WeightSpace, policy_of, reindexes, reindexing
 
 # --engine auto on CPU: vLLM for models of at least this many parameters (when installed); see
 # `choose_engine` and bench/RESULTS.md: with the column-parallel CPU linear layers the transformers engine
@@ -118,14 +119,22 @@ class AnchorWeights:
                 return
             self._space_for((spec.anchors[0],), None).apply([1.0])
         else:
-            self._space_for(spec.anchors, spec.base).apply(spec.mix)
+            recipe = spec.mix if isinstance(spec.mix, Recipe) and reindexes(spec.mix) else None
+            self._space_for(spec.anchors, spec.base, recipe).apply(spec.mix)
         self._current = spec.anchors[0] if spec.mix is None else None
 
-    def _space_for(self, anchors: Sequence[str], base: str | None) -> WeightSpace:
-        key = (tuple(anchors), base)
+    def _space_for(
+        self, anchors: Sequence[str], base: str | None, policy: Recipe | None = None
+    ) -> WeightSpace:
+        """The weight space of `anchors` (and `base`); with `policy`, a recipe naming a tokenizer policy,
+        its token matrices re-indexed to that recipe's output vocabulary (the model has its rows)."""
+        key = (tuple(anchors), base, repr(policy_of(policy)) if policy is not None else None)
         if key != self._key:
             self._space = None  # release the previous anchors before reading the next ones
-            self._space = WeightSpace.load(list(anchors), model=self.model, device=self.device, base=base)
+            if policy is not None:
+                self._space = WeightSpace.from_recipe(policy, self.model, self.device, apply=False)
+            else:
+                self._space = WeightSpace.load(list(anchors), model=self.model, device=self.device, base=base)
             self._key = key
         return self._space  # type: ignore[return-value]
 
@@ -150,24 +159,65 @@ def hf_engine(
     threads: int | None,
     tokenizer_dirs: Sequence[str | os.PathLike] = (),
     sampler_factory: SamplerFactory | None = None,
+    vocabulary: Reindexed | None = None,
 ) -> Engine:
     """The transformers engine: the model of `model_dir` (float32 on CPU, bfloat16 on CUDA), its
     tokenizer (from `model_dir`, else the first of `tokenizer_dirs` that has one), an `HFSampler` (or
-    `sampler_factory(model, tokenizer)`) and `AnchorWeights` over that model."""
+    `sampler_factory(model, tokenizer)`) and `AnchorWeights` over that model.
+
+    `vocabulary` (`variant_vocabulary`): the variants' token matrices are re-indexed to another
+    vocabulary; the model is then the merged output's config input with its token matrices resized to
+    that vocabulary, and the tokenizer the one `wiseft merge` writes for it."""
     import torch
 
     from wiseft.sampling.hf import HFSampler  # imports torch at its top: loaded with torch, here
 
     device = resolve_device(device)
     dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
+    if vocabulary is not None and vocabulary.config_input is not None:
+        model_dir = vocabulary.config_input
     model_dir = validate_model_dir(model_dir)  # headers checked before transformers reads the files
-    tokenizer = find_tokenizer([model_dir, *tokenizer_dirs])
+    if vocabulary is not None:
+        tokenizer = output_tokenizer(vocabulary)
+    else:
+        tokenizer = find_tokenizer([model_dir, *tokenizer_dirs])
     model = load_causal_lm(model_dir, dtype)
+    if vocabulary is not None:  # the output vocabulary's rows; each variant writes their values
+        model.resize_token_embeddings(vocabulary.vocab_size, mean_resizing=False)
     model.to(device).eval()
     sampler = (sampler_factory or (lambda m, t: HFSampler(m, t, threads=threads)))(model, tokenizer)
-    return Engine(
-        sampler, AnchorWeights(model, device, loaded_from=model_dir), tokenizer, context_length(model.config)
-    )
+    loaded_from = model_dir if vocabulary is None else None  # resized: no input's weights as they are
+    weights = AnchorWeights(model, device, loaded_from=loaded_from)
+    return Engine(sampler, weights, tokenizer, context_length(model.config))
+
+
+def output_tokenizer(vocabulary: Reindexed):
+    """The tokenizer `wiseft merge` writes for a re-indexed vocabulary, loaded (its files are written
+    to a temporary directory, read and removed)."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="wiseft-tokenizer-") as tmp:
+        vocabulary.write_tokenizer(tmp)
+        return load_tokenizer(Path(tmp))
+
+
+def variant_vocabulary(specs: Sequence[VariantSpec]) -> Reindexed | None:
+    """The output vocabulary the variants' token matrices are re-indexed to (their recipe's tokenizer
+    policy, from the merge pre-flight: headers and tokenizer files only); None when every variant keeps
+    its inputs' vocabulary. One engine holds one vocabulary."""
+    found: dict[tuple, Reindexed | None] = {}
+    for spec in specs:
+        if isinstance(spec.mix, Recipe) and reindexes(spec.mix):
+            key = (spec.mix.models, spec.mix.base, repr(policy_of(spec.mix)))
+            if key not in found:
+                found[key] = reindexing(spec.mix)
+    spaces = [r for r in found.values() if r is not None]
+    if len(spaces) > 1:
+        raise ConfigError(
+            "the variants re-index their token matrices to different vocabularies (tokenizer policies); "
+            "one engine holds one vocabulary: evaluate each recipe in its own run"
+        )
+    return spaces[0] if spaces else None
 
 
 def vllm_engine(
@@ -205,8 +255,12 @@ def make_engine(
     """The engine `cfg.engine` names, started on `model_dir` (the variant the plan evaluates first); for
     "auto" the one `choose_engine` picks, with its reason in `Engine.info["engine_choice"]`; with a
     `ray:` section the Ray engine (`ENGINE_PLUGINS["ray"]`), whose actors each hold that engine and sample
-    `specs` on the cluster."""
+    `specs` on the cluster. Variants whose recipe re-indexes the vocabulary (`variant_vocabulary`) need
+    the transformers engine; any other is refused before it starts."""
     options = cfg.engine_options()
+    vocabulary = variant_vocabulary(specs)
+    if vocabulary is not None:
+        check_reindexing_engine(cfg, sampler_factory)
     if getattr(cfg, "ray", None) is not None:
         if sampler_factory is not None:
             raise ConfigError(
@@ -218,10 +272,12 @@ def make_engine(
     if name == "auto":
         if sampler_factory is not None:
             name, reason = "hf", "a sampler_factory was given"
+        elif vocabulary is not None:
+            name, reason = "hf", "the recipe re-indexes the vocabulary: only this engine resizes it"
         else:
             name, reason = choose_engine(model_dir, resolve_device(cfg.device))
     if name == "hf":
-        engine = hf_engine(model_dir, cfg.device, cfg.threads, tokenizer_dirs, sampler_factory)
+        engine = hf_engine(model_dir, cfg.device, cfg.threads, tokenizer_dirs, sampler_factory, vocabulary)
     elif sampler_factory is not None:
         raise SamplingError("a sampler_factory makes a transformers sampler; it cannot serve --engine vllm")
     else:
@@ -229,6 +285,22 @@ def make_engine(
     if reason is not None:
         engine.info["engine_choice"] = f"auto: {name} ({reason})"
     return engine
+
+
+def check_reindexing_engine(cfg, sampler_factory) -> None:
+    """Only the transformers engine (in this process) can hold a model resized to a recipe's output
+    vocabulary: vLLM and Ray are refused up front, naming the flag and what to do."""
+    where = "--ray" if getattr(cfg, "ray", None) is not None else None
+    if where is None and cfg.engine == "vllm" and sampler_factory is None:
+        where = "--engine vllm"
+    if where is None:
+        return
+    recipe = getattr(cfg, "recipe", None) or "the recipe"
+    raise ConfigError(
+        f"{where}: {recipe} has a tokenizer policy that re-indexes the embeddings to another vocabulary, "
+        "which this engine cannot switch in place; sweep it with --engine hf, or merge it with "
+        "`wiseft merge --config` and evaluate the output"
+    )
 
 
 def model_parameters(model_dir: str | os.PathLike) -> int:

@@ -40,10 +40,13 @@ from wiseft.evaluate.thinking import add_length_ratios, check_reference, unclose
 from wiseft.merge.ablation import group_names
 from wiseft.merge.ablation import resolve as resolve_choice
 from wiseft.merge.compat import check_compatible
+from wiseft.merge.plan import plan
+from wiseft.merge.recipe import Recipe
 from wiseft.merge.recipe_file import load_recipe
 from wiseft.results import RunResults
 from wiseft.store import SampleStore
 from wiseft.tasks import Task
+from wiseft.weightspace import policy_of, reindexes
 
 
 def run_sweep(
@@ -184,6 +187,11 @@ def check_anchors(specs: Sequence[VariantSpec]) -> None:
     """Pre-flight on headers only: every group of anchors a variant mixes is compatible (same tensors and
     shapes), so a mismatch fails before anything is sampled or written."""
     groups = {(spec.anchors, spec.base) for spec in specs if spec.mix is not None}
+    policies = {(s.mix.models, s.mix.base, repr(policy_of(s.mix))): s.mix
+                for s in specs if isinstance(s.mix, Recipe) and reindexes(s.mix)}  # fmt: skip
+    for recipe in policies.values():  # vocabularies may differ: the merge pre-flight checks the re-indexing
+        groups.discard((recipe.models, recipe.base))
+        plan(recipe)
     for anchors, base in sorted(groups, key=str):
         paths = ([base] if base is not None else []) + list(anchors)
         check_compatible([Checkpoint.open(p) for p in dict.fromkeys(paths)])

@@ -480,3 +480,95 @@ def l1_sums(xs, kind, density, has_low, low, has_high, high, ties, seen, u, p, k
                 acc_before[j] = 0.0
                 acc_after[j] = 0.0
             b += 1
+
+
+@numba.njit(nogil=True, cache=True)
+def mt_twist(state):
+    """One MT19937 state transition, in place (state: 624 uint32 words held in uint64)."""
+    upper, lower, matrix = np.uint64(0x80000000), np.uint64(0x7FFFFFFF), np.uint64(0x9908B0DF)
+    one = np.uint64(1)
+    for i in range(227):
+        y = (state[i] & upper) | (state[i + 1] & lower)
+        state[i] = state[i + 397] ^ (y >> one) ^ (matrix * (y & one))
+    for i in range(227, 623):
+        y = (state[i] & upper) | (state[i + 1] & lower)
+        state[i] = state[i - 227] ^ (y >> one) ^ (matrix * (y & one))
+    y = (state[623] & upper) | (state[0] & lower)
+    state[623] = state[396] ^ (y >> one) ^ (matrix * (y & one))
+
+
+@numba.njit(nogil=True, cache=True)
+def mt_uniform(seed, skip, out):
+    """out[i] ← the (skip + i)-th number of `torch.rand` (float32, widened) from a CPU generator after
+    `manual_seed(seed)`: torch's MT19937 seeded with the low 32 bits, each number (y & (2^24 − 1))·2^−24
+    of one tempered 32-bit output (merge/rng.py; tests compare it with torch bit for bit)."""
+    state = np.empty(624, dtype=np.uint64)
+    state[0] = np.uint64(seed) & np.uint64(0xFFFFFFFF)
+    for j in range(1, 624):
+        prev = state[j - 1]
+        word = np.uint64(1812433253) * (prev ^ (prev >> np.uint64(30))) + np.uint64(j)
+        state[j] = word & np.uint64(0xFFFFFFFF)
+    scale = 1.0 / 16777216.0
+    position = 0  # numbers drawn so far
+    done = 0
+    n = out.shape[0]
+    while done < n:
+        mt_twist(state)
+        first = min(max(skip - position, 0), 624)
+        last = min(624, skip + n - position)
+        for k in range(first, last):
+            y = state[k]
+            y ^= y >> np.uint64(11)
+            y ^= (y << np.uint64(7)) & np.uint64(0x9D2C5680)
+            y ^= (y << np.uint64(15)) & np.uint64(0xEFC60000)
+            y ^= y >> np.uint64(18)
+            out[done] = np.float64(y & np.uint64(0xFFFFFF)) * scale
+            done += 1
+        position += 624
+
+
+@numba.njit(nogil=True, cache=True)
+def row_ranks(delta, cols, density, epsilon, out):
+    """out ← DELLA's keep probability of each element of whole rows of `cols` (merge/sparsify.py's
+    della_probabilities, the same float64 operations): rank by |δ| ascending within the row, the lower index
+    ranking higher among equal magnitudes. The ranks come from a stable LSD radix sort of the bit patterns
+    of |δ| (non-negative float64 values order like their bits) over the row taken from its last element to
+    its first, so equal magnitudes keep the higher index first; byte positions where every key agrees are
+    skipped."""
+    rows = delta.shape[0] // cols
+    keys = np.empty(cols, dtype=np.int64)
+    spare_keys = np.empty(cols, dtype=np.int64)
+    index = np.empty(cols, dtype=np.int64)
+    spare_index = np.empty(cols, dtype=np.int64)
+    counts = np.empty(256, dtype=np.int64)
+    ranks = np.empty(cols, dtype=np.int64)
+    for r in range(rows):
+        base = r * cols
+        for c in range(cols):
+            keys[c] = f64_to_bits(abs(delta[base + cols - 1 - c]))
+            index[c] = cols - 1 - c
+        for shift in range(0, 64, 8):
+            counts[:] = 0
+            for c in range(cols):
+                counts[(keys[c] >> shift) & 255] += 1
+            if counts[(keys[0] >> shift) & 255] == cols:
+                continue  # one digit for the whole row: the pass would not move anything
+            total = 0
+            for d in range(256):
+                count = counts[d]
+                counts[d] = total
+                total += count
+            for c in range(cols):
+                d = (keys[c] >> shift) & 255
+                spare_keys[counts[d]] = keys[c]
+                spare_index[counts[d]] = index[c]
+                counts[d] += 1
+            keys, spare_keys = spare_keys, keys
+            index, spare_index = spare_index, index
+        for k in range(cols):
+            ranks[index[k]] = k
+        for c in range(cols):
+            v = np.float64(ranks[c])
+            if cols > 1:
+                v = v / (cols - 1)
+            out[base + c] = v * 2.0 * epsilon + (density - epsilon)

@@ -39,7 +39,16 @@ def _build():
         return None
     _K = {
         name: getattr(_kernels, name)
-        for name in ("gram", "combine", "stock", "observe_keys", "task_vectors", "l1_sums")
+        for name in (
+            "gram",
+            "combine",
+            "stock",
+            "observe_keys",
+            "task_vectors",
+            "l1_sums",
+            "mt_uniform",
+            "row_ranks",
+        )
     }
     return _K
 

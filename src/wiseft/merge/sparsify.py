@@ -93,8 +93,14 @@ class KeepArrays:
 
 def della_probabilities(delta, cols: int, density: float, epsilon: float, scratch) -> torch.Tensor:
     """DELLA's keep probability of each element of whole rows: (density − ε) + rank/(c−1)·2·ε, rank by |δ|
-    ascending within the row, the lower index ranking higher among equal magnitudes."""
+    ascending within the row, the lower index ranking higher among equal magnitudes. The compiled loop
+    (`_kernels.row_ranks`, where available) does the same operations row by row."""
     m_len = delta.numel()
+    if compiled.available() and delta.dtype == torch.float64 and delta.device.type == "cpu":
+        out = scratch.rows("probability", 1, m_len)[0]
+        kernel = compiled.kernel("row_ranks")
+        kernel(delta.contiguous().numpy(), cols, float(density), float(epsilon), out.numpy())
+        return out
     magnitude = torch.abs(delta).view(-1, cols).flip(1)  # flipped: a stable sort puts lower indices last
     order = torch.sort(magnitude, dim=1, stable=True).indices
     rows = order.shape[0]

@@ -1,0 +1,114 @@
+"""The bytes of the sparsifying methods, pinned: the same inputs and seed give these exact outputs on the
+compiled path, the torch path and in the weight space, whatever is optimised underneath (issue 14).
+
+The digests are sha256 over the output tensors (name, then raw bytes, in name order). They were recorded
+before the kernels were optimised; a change to them changes what users' seeds produce."""
+
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+import torch
+from support.merge import bits_equal, load_dir
+
+from wiseft.merge import Recipe, compiled, rng
+from wiseft.merge.compute import Scratch
+from wiseft.merge.driver import merge
+from wiseft.merge.plan import plan
+from wiseft.merge.sparsify import della_probabilities
+from wiseft.weightspace import WeightSpace
+
+SEED = 1234
+CASES = {  # method -> parameters (dare_linear and della: l1 rescale, their default)
+    "ties": {"density": 0.5},
+    "breadcrumbs_ties": {"density": 0.8, "gamma": 0.05},
+    "dare_linear": {"density": 0.6},
+    "dare_ties": {"density": 0.6, "rescale": "inverse"},
+    "della": {"density": 0.6, "epsilon": 0.2},
+    "della_linear": {"density": 0.5, "epsilon": 0.1, "rescale": "inverse"},
+}
+PINNED = {
+    "ties": "320321eedd64f59f01eccc21deb3ab4d1228b32e40318368beda76fd2ca9eb08",
+    "breadcrumbs_ties": "b939f76fe5d5ab1d5ed7963b0fe7aa2c85dc25c3f3d94c44746a6c09aea31279",
+    "dare_linear": "3e33cb203b0492b77fb18c42ee594e05b7bea95085be24d943d72a0bbd2bb90a",
+    "dare_ties": "bdff490f58c7ccf7d8036d5767c40064cb84f153c82fda7522aeb1f55e2415c6",
+    "della": "5fadfdb2ab39087b6719a8bfd90518ad1f7f086bb2a5cdd17c86c7ea8e91bd5a",
+    "della_linear": "8fd168d2248a904fbc608bb2f7ae20fb68d5bdc6ba6d4cd7131356de504b1364",
+}
+# (seed, tensor, model, start, n) -> sha256 of the float64 uniform numbers: crosses block boundaries
+DRAWS = [
+    (0, "w", 0, 0, 70000),
+    (7, "model.layers.0.mlp.up_proj.weight", 2, 60000, 140000),
+    (2**40, "x", 1, 5, 3),
+]
+PINNED_DRAWS = [
+    "b665d4e8f74d9d2908f6845e433b8c576cd6804f22bb845ffc3199c968ed98b4",
+    "cff6f7c09842d89d12c6d8a5636d80e7080d1b4e09c102d64ab5256c22583a56",
+    "417655c219f672c2f304fb9e7ad453b8b26df0713e51630bebe4fbf61d00efc0",
+]
+
+
+def _recipe(models, method):
+    params = CASES[method]
+    m = [str(models.get(seed=s, dtype=torch.bfloat16)) for s in (11, 12, 13)]
+    return Recipe(method, (m[1], m[2]), base=m[0], weights=(1.0, 0.7), parameters=params, seed=SEED)
+
+
+def _digest(tensors: dict[str, torch.Tensor]) -> str:
+    h = hashlib.sha256()
+    for name in sorted(tensors):
+        h.update(name.encode())
+        h.update(tensors[name].contiguous().view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+@pytest.mark.parametrize("path", ["compiled", "torch"])
+@pytest.mark.parametrize("method", list(CASES))
+def test_the_merged_bytes_are_pinned(models, tmp_path, monkeypatch, method, path):
+    if path == "compiled" and not compiled.available():
+        pytest.skip("numba is not installed: the compiled path is not available")
+    if path == "torch":
+        monkeypatch.setattr(compiled, "_K", False)
+    merge(plan(_recipe(models, method)), tmp_path / "out")
+    assert _digest(load_dir(tmp_path / "out")) == PINNED[method]
+
+
+@pytest.mark.parametrize("method", ["dare_ties", "della_linear"])
+def test_the_weight_space_gives_the_pinned_bytes(models, method):
+    recipe = _recipe(models, method)
+    ws = WeightSpace.from_recipe(recipe, dtype=torch.bfloat16)
+    assert _digest({n: p.data for n, p in ws.model.named_parameters()}) == PINNED[method]
+
+
+@pytest.mark.parametrize("case, digest", list(zip(DRAWS, PINNED_DRAWS, strict=True)))
+def test_the_uniform_draws_are_pinned(case, digest):
+    values = rng.uniform(*case)
+    assert values.dtype == torch.float64 and values.numel() == case[4]
+    assert hashlib.sha256(values.numpy().tobytes()).hexdigest() == digest
+
+
+@pytest.mark.parametrize("seed, start, n", [(0, 0, 1 << 16), (2**64 - 1, 65535, 3), (99, 1000, 200_000)])
+def test_the_compiled_draws_are_torchs_generator(monkeypatch, seed, start, n):
+    if not compiled.available():
+        pytest.skip("numba is not installed: the compiled path is not available")
+    fast = rng.uniform(seed, "t", 3, start, n).clone()
+    monkeypatch.setattr(compiled, "_K", False)
+    assert torch.equal(rng.uniform(seed, "t", 3, start, n), fast)
+
+
+@pytest.mark.parametrize("cols", [1, 2, 7, 1536])
+def test_the_compiled_della_ranks_equal_the_torch_sort(monkeypatch, cols):
+    if not compiled.available():
+        pytest.skip("numba is not installed: the compiled path is not available")
+    gen = torch.Generator().manual_seed(cols)
+    delta = torch.randn(cols * 9, generator=gen).to(torch.bfloat16).double()
+    delta -= torch.randn(cols * 9, generator=gen).to(torch.bfloat16).double()
+    delta[::3] = delta[1]  # many equal magnitudes, of both signs
+    delta[::5] = -delta[1]
+    delta[::11] = 0.0
+    scratch = Scratch(1 << 12)
+    scratch.ensure(delta.numel())
+    fast = della_probabilities(delta, cols, 0.4, 0.15, scratch).clone()
+    monkeypatch.setattr(compiled, "_K", False)
+    assert bits_equal(della_probabilities(delta, cols, 0.4, 0.15, scratch), fast)

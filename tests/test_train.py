@@ -85,6 +85,40 @@ def test_collator_labels_only_completion_tokens_and_appends_eos():
     assert mask[1].tolist() == [1] * 7 + [0] * 2
 
 
+def _collate_reference(tok, pairs, max_length):
+    """The collator written plainly: one tokenizer call per text, one row at a time."""
+    rows = []
+    for prompt, completion in pairs:
+        p = tok(prompt, add_special_tokens=True)["input_ids"]
+        ids = p + tok(completion, add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
+        rows.append((ids[:max_length] if max_length else ids, len(p)))
+    width = max(len(ids) for ids, _ in rows)
+    input_ids = torch.full((len(rows), width), tok.pad_token_id)
+    labels = torch.full((len(rows), width), -100)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for r, (ids, n) in enumerate(rows):
+        input_ids[r, : len(ids)] = torch.tensor(ids)
+        mask[r, : len(ids)] = 1
+        labels[r, n : len(ids)] = torch.tensor(ids)[n:]
+    return input_ids, mask, labels
+
+
+@pytest.mark.parametrize("max_length", [0, 10, 16])
+def test_collator_batches_equal_a_row_by_row_reference(max_length):
+    tok = toy.toy_tokenizer()
+    col = data.Collator(tok, max_length)
+    pairs = _pairs(10)
+    batches = [pairs[:6], pairs[3:9] + pairs[:1], pairs[:6]]  # fresh pairs, a repeat, cache hits
+    for batch in batches:
+        if max_length == 10:  # every completion cut away (12-token prompts): the collator refuses the batch
+            with pytest.raises(TrainError, match="no completion tokens"):
+                col(batch)
+            continue
+        got, want = col(batch), _collate_reference(tok, batch, max_length)
+        for g, w in zip(got, want, strict=True):
+            assert g.dtype == torch.long and torch.equal(g, w)
+
+
 def test_completion_loss_matches_a_float64_reference():
     torch.manual_seed(0)
     logits = torch.randn(2, 5, 7)

@@ -208,6 +208,30 @@ class _Stop(Exception):
     pass
 
 
+@pytest.mark.parametrize("parts", [1, 2, 3])
+def test_part_gradients_are_summed_in_part_order_to_the_same_bits(parts):
+    torch.manual_seed(0)
+    shapes = [(5, 3), (7,), (2, 2)]
+    per_part = [[torch.randn(s) * 10 ** (i - j) for i, s in enumerate(shapes)] for j in range(parts)]
+    per_part[0][1] = None  # a parameter one part does not reach
+    if parts > 1:
+        per_part[-1][2] = None
+    want = []
+    for j in range(len(shapes)):  # the plain loop: clone the first, add the others in part order
+        grad = None
+        for grads in per_part:
+            if grads[j] is not None:
+                grad = grads[j].clone() if grad is None else grad.add_(grads[j])
+        want.append(grad)
+    originals = [[None if g is None else g.clone() for g in grads] for grads in per_part]
+    got = sft.sum_part_grads(per_part)
+    for g, w in zip(got, want, strict=True):
+        assert (g is None and w is None) or torch.equal(g, w)
+    for grads, before in zip(per_part, originals, strict=True):  # the parts' own tensors untouched
+        for g, b in zip(grads, before, strict=True):
+            assert (g is None and b is None) or torch.equal(g, b)
+
+
 def test_an_interrupted_micro_batch_run_leaves_no_worker_threads(tmp_path):
     import threading
 

@@ -85,6 +85,40 @@ def test_collator_labels_only_completion_tokens_and_appends_eos():
     assert mask[1].tolist() == [1] * 7 + [0] * 2
 
 
+def _collate_reference(tok, pairs, max_length):
+    """The collator written plainly: one tokenizer call per text, one row at a time."""
+    rows = []
+    for prompt, completion in pairs:
+        p = tok(prompt, add_special_tokens=True)["input_ids"]
+        ids = p + tok(completion, add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
+        rows.append((ids[:max_length] if max_length else ids, len(p)))
+    width = max(len(ids) for ids, _ in rows)
+    input_ids = torch.full((len(rows), width), tok.pad_token_id)
+    labels = torch.full((len(rows), width), -100)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for r, (ids, n) in enumerate(rows):
+        input_ids[r, : len(ids)] = torch.tensor(ids)
+        mask[r, : len(ids)] = 1
+        labels[r, n : len(ids)] = torch.tensor(ids)[n:]
+    return input_ids, mask, labels
+
+
+@pytest.mark.parametrize("max_length", [0, 10, 16])
+def test_collator_batches_equal_a_row_by_row_reference(max_length):
+    tok = toy.toy_tokenizer()
+    col = data.Collator(tok, max_length)
+    pairs = _pairs(10)
+    batches = [pairs[:6], pairs[3:9] + pairs[:1], pairs[:6]]  # fresh pairs, a repeat, cache hits
+    for batch in batches:
+        if max_length == 10:  # every completion cut away (12-token prompts): the collator refuses the batch
+            with pytest.raises(TrainError, match="no completion tokens"):
+                col(batch)
+            continue
+        got, want = col(batch), _collate_reference(tok, batch, max_length)
+        for g, w in zip(got, want, strict=True):
+            assert g.dtype == torch.long and torch.equal(g, w)
+
+
 def test_completion_loss_matches_a_float64_reference():
     torch.manual_seed(0)
     logits = torch.randn(2, 5, 7)
@@ -172,6 +206,30 @@ def test_micro_batches_give_the_same_weights_for_any_thread_count(tmp_path):
 
 class _Stop(Exception):
     pass
+
+
+@pytest.mark.parametrize("parts", [1, 2, 3])
+def test_part_gradients_are_summed_in_part_order_to_the_same_bits(parts):
+    torch.manual_seed(0)
+    shapes = [(5, 3), (7,), (2, 2)]
+    per_part = [[torch.randn(s) * 10 ** (i - j) for i, s in enumerate(shapes)] for j in range(parts)]
+    per_part[0][1] = None  # a parameter one part does not reach
+    if parts > 1:
+        per_part[-1][2] = None
+    want = []
+    for j in range(len(shapes)):  # the plain loop: clone the first, add the others in part order
+        grad = None
+        for grads in per_part:
+            if grads[j] is not None:
+                grad = grads[j].clone() if grad is None else grad.add_(grads[j])
+        want.append(grad)
+    originals = [[None if g is None else g.clone() for g in grads] for grads in per_part]
+    got = sft.sum_part_grads(per_part)
+    for g, w in zip(got, want, strict=True):
+        assert (g is None and w is None) or torch.equal(g, w)
+    for grads, before in zip(per_part, originals, strict=True):  # the parts' own tensors untouched
+        for g, b in zip(grads, before, strict=True):
+            assert (g is None and b is None) or torch.equal(g, b)
 
 
 def test_an_interrupted_micro_batch_run_leaves_no_worker_threads(tmp_path):

@@ -118,10 +118,14 @@ class Collator:
         prompt, completion = pair
         p = self.tok(prompt, add_special_tokens=True)["input_ids"]
         c = self.tok(completion, add_special_tokens=False)["input_ids"]
+        return self._join(p, c, pair)
+
+    def _join(self, p: list[int], c: list[int], pair: Pair | None = None) -> tuple[list[int], int]:
+        """Prompt ids + completion ids (+ EOS), cut to max_length; cached by `pair` while the cache has room."""
         ids = p + c + ([self.eos] if self.eos is not None else [])
         if self.max_length:
             ids = ids[: self.max_length]
-        if len(self._cache) < 200_000:
+        if pair is not None and len(self._cache) < 200_000:
             self._cache[pair] = (ids, len(p))
         return ids, len(p)
 
@@ -140,19 +144,31 @@ class Collator:
                 "and completions, or --max-length cuts them all); give non-empty prompt/completion pairs"
             )
 
+    def encode_all(self, pairs: Sequence[Pair]) -> list[tuple[list[int], int]]:
+        """`encode` of each pair, the uncached ones tokenised in one batch call per side (the same ids as
+        one call per text: no padding or truncation is asked of the tokenizer)."""
+        todo = list(dict.fromkeys(p for p in pairs if p not in self._cache))
+        if todo:
+            prompts = self.tok([p for p, _ in todo], add_special_tokens=True)["input_ids"]
+            completions = self.tok([c for _, c in todo], add_special_tokens=False)["input_ids"]
+            fresh = {
+                pair: self._join(p, c, pair) for pair, p, c in zip(todo, prompts, completions, strict=True)
+            }
+        else:
+            fresh = {}
+        return [self._cache.get(pair) or fresh[pair] for pair in pairs]
+
     def __call__(self, pairs: Sequence[Pair]):
         import torch
 
-        encoded = [self.encode(p) for p in pairs]
+        encoded = self.encode_all(pairs)
         width = max(len(ids) for ids, _ in encoded)
-        input_ids = torch.full((len(encoded), width), self.pad, dtype=torch.long)
-        labels = torch.full((len(encoded), width), -100, dtype=torch.long)
-        mask = torch.zeros((len(encoded), width), dtype=torch.long)
-        for row, (ids, n_prompt) in enumerate(encoded):
-            t = torch.tensor(ids, dtype=torch.long)
-            input_ids[row, : len(ids)] = t
-            mask[row, : len(ids)] = 1
-            labels[row, n_prompt : len(ids)] = t[n_prompt:]
+        # Built as nested lists and converted once: one tensor per row costs more than the model on a
+        # fresh batch of short texts (pretraining).
+        input_ids = [ids + [self.pad] * (width - len(ids)) for ids, _ in encoded]
+        mask = [[1] * len(ids) + [0] * (width - len(ids)) for ids, _ in encoded]
+        labels = [[-100] * min(n, len(ids)) + ids[n:] + [-100] * (width - len(ids)) for ids, n in encoded]
+        input_ids, mask, labels = (torch.tensor(x, dtype=torch.long) for x in (input_ids, mask, labels))
         if not (labels[:, 1:] != -100).any():  # the first position is never predicted
             raise TrainError(
                 "no completion tokens in this batch (empty or all truncated?); raise --max-length"

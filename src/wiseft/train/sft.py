@@ -316,12 +316,7 @@ class _MicroBatches:
             loss = results[0][0]
             for part_loss, _ in results[1:]:
                 loss = loss + part_loss
-            for j, param in enumerate(self.params):
-                grad = None
-                for _, grads in results:
-                    g = grads[j]
-                    if g is not None:
-                        grad = g.clone() if grad is None else grad.add_(g)
+            for param, grad in zip(self.params, sum_part_grads([g for _, g in results]), strict=True):
                 param.grad = grad
             if self.cfg.grad_clip:
                 torch.nn.utils.clip_grad_norm_(self.params, self.cfg.grad_clip)
@@ -333,6 +328,34 @@ class _MicroBatches:
     def close(self) -> None:
         if self.pool is not None:
             self.pool.shutdown()
+
+
+def sum_part_grads(per_part: list) -> list:
+    """Per parameter, the parts' gradients added in part order (None where no part has one): the same
+    bits as adding them one parameter at a time, in two multi-tensor adds instead of two small ops per
+    parameter (a step's serial time on CPU)."""
+    import torch
+
+    n = len(per_part[0])
+    whole = [j for j in range(n) if all(grads[j] is not None for grads in per_part)]
+    out: list = [None] * n
+    if whole:
+        acc = [per_part[0][j] for j in whole]
+        acc = (
+            torch._foreach_add(acc, [per_part[1][j] for j in whole])
+            if len(per_part) > 1
+            else [g.clone() for g in acc]
+        )
+        for grads in per_part[2:]:
+            torch._foreach_add_(acc, [grads[j] for j in whole])
+        for j, g in zip(whole, acc, strict=True):
+            out[j] = g
+    for j in sorted(set(range(n)) - set(whole)):
+        for grads in per_part:
+            g = grads[j]
+            if g is not None:
+                out[j] = g.clone() if out[j] is None else out[j].add_(g)
+    return out
 
 
 def completion_loss(logits, labels, reduction: str = "mean"):

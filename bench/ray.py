@@ -7,6 +7,10 @@ this machine) serves every Ray run, so cluster start-up is reported once and not
    the sampling span (first unit handed out → last unit done) and over the whole sweep (wall, actor
    start-up included); targets: 2 actors ≥ 1.7× the samples/s of 1, and Ray with 1 actor within 10 % of
    the local sweep's wall time, on a sweep of ≥ 30 s.
+1c. (`--commands`) The same sweep as a user runs it: the whole `wiseft sweep` command, a fresh process,
+   with and without `--ray ADDRESS` (this benchmark's cluster, 1 single-CPU actor); wall time of each
+   command, paired and interleaved. In 1 the local sweep runs in this process, whose imports are already
+   done, while the actor pays its own; here both commands pay theirs, as in real use.
 2. A simulated larger cluster: 8 actors of 0.25 CPU each holding `distributed.fake.ScriptedEngine`
    (a fixed cost per token, answers of uneven length: one problem in eight is up to 8× longer), with and
    without lookahead; targets: actors ≥ 90 % busy over the sampling span, weight switches ≤ variants ×
@@ -29,7 +33,7 @@ actor, its busy share (did the scheduler keep it fed?) and its sampling CPU seco
 much of a core it got); with both actors near 100 % busy, the 2-vs-1 figure "from CPU time" is what two
 free cores would give.
 
-Usage: PYTHONPATH=src python bench/ray.py [--runs 3] [--limit 96] [--n 8] [--skip-scale] [--skip-sim]
+Usage: PYTHONPATH=src python bench/ray.py [--runs 3] [--limit 96] [--n 8] [--skip-scale] [--skip-sim] [--commands]
        [--skip-composition] [--vllm [--vllm-anchors EARLY,FINAL] [--vllm-device cuda]]
 """
 
@@ -125,6 +129,57 @@ def bench_scale(args) -> dict:
             ray = RayConfig(actors=actors, cpus_per_actor=1.0) if actors else None
             runs[label].append(one_sweep(sweep_cfg(args, ray)))
     return runs
+
+
+def command(args, tmp: Path, ray_address: str | None) -> list[str]:
+    """`wiseft sweep` on the scale-out sweep's settings, locally or with one single-CPU actor."""
+    early, final = toy_models()
+    cmd = [sys.executable, "-m", "wiseft", "sweep", str(early), str(final), "--task", "toy", "--limit",
+           str(args.limit), "--n", str(args.n), "--k", "1", "--delta", ",".join(map(str, args.delta)),
+           "--max-new-tokens", "26", "--threads", "1", "--chunk", str(args.chunk), "--n-boot", "100",
+           "--device", "cpu", "--val-fraction", "0", "--no-report", "-o", str(tmp / "out")]  # fmt: skip
+    if ray_address:
+        cmd += ["--ray", ray_address, "--ray-actors", "1", "--ray-cpus-per-actor", "1"]
+    return cmd
+
+
+def bench_commands(args) -> dict:
+    """1c. The user's view: the whole `wiseft sweep` command (a fresh process: imports, model reads, the
+    store, grading) with and without `--ray` to the benchmark's running cluster, interleaved. The Ray
+    command's driver connects to the cluster and its actor imports torch and loads the model while the
+    driver reads its task, opens its store and fingerprints the models, as in real use."""
+    import resource
+    import subprocess
+
+    import ray
+
+    address = ray.get_runtime_context().gcs_address
+    out = {"local command": [], "--ray command, 1 actor": []}
+    for r in range(args.runs):
+        for label in list(out)[r % 2 :] + list(out)[: r % 2]:
+            with tempfile.TemporaryDirectory() as tmp:
+                c0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+                t0 = time.perf_counter()
+                subprocess.run(command(args, Path(tmp), address if "ray" in label else None), check=True,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+                wall = time.perf_counter() - t0
+                c1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+            cpu = (c1.ru_utime - c0.ru_utime) + (c1.ru_stime - c0.ru_stime)
+            out[label].append({"wall": wall, "cpu": cpu})
+    return out
+
+
+def commands_table(runs: dict) -> Table:
+    t = Table(title="1c. the whole `wiseft sweep` command, with and without --ray (medians)")
+    for col in ("command", "wall s (each run)", "median wall s", "command process CPU s"):
+        t.add_column(col, justify="right")
+    for label, rs in runs.items():
+        t.add_row(label, ", ".join(f"{r['wall']:.1f}" for r in rs), f"{med(r['wall'] for r in rs):.1f}",
+                  f"{med(r['cpu'] for r in rs):.1f}")  # fmt: skip
+    local, ray = runs["local command"], runs["--ray command, 1 actor"]
+    over = med(b["wall"] / a["wall"] - 1 for a, b in zip(local, ray, strict=True))
+    t.caption = f"--ray with 1 actor vs the local command, wall: {over:+.1%} (paired median; target <= +10%)"
+    return t
 
 
 def bench_sim(args) -> dict:
@@ -359,6 +414,7 @@ def main() -> None:
     )
     ap.add_argument("--skip-scale", action="store_true")
     ap.add_argument("--skip-sim", action="store_true")
+    ap.add_argument("--commands", action="store_true", help="also 1c: whole `wiseft sweep` commands")
     ap.add_argument("--skip-composition", action="store_true")
     ap.add_argument("--vllm", action="store_true", help="also section 4 (needs vLLM and Ray)")
     ap.add_argument("--vllm-anchors", default=None, help="EARLY,FINAL model directories for section 4")
@@ -378,6 +434,8 @@ def main() -> None:
         console.print(actor_table({k: v for k, v in runs.items() if k != "local"}))
         for line in scale_verdicts(runs):
             console.print(line)
+    if args.commands:
+        console.print(commands_table(bench_commands(args)))
     if not args.skip_sim:
         console.print(sim_table(bench_sim(args)))
     if not args.skip_composition:

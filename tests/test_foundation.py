@@ -2,6 +2,7 @@
 
 import dataclasses
 import os
+import platform
 import subprocess
 import sys
 
@@ -143,11 +144,37 @@ def test_allocator_tuning_respects_the_users_malloc_settings():
     run = lambda extra: subprocess.run(  # noqa: E731
         [sys.executable, "-c", code], env={**env, **extra}, capture_output=True, text=True, check=True
     ).stdout.strip()
-    import platform
-
     assert run({}) == ("True" if platform.libc_ver()[0] == "glibc" else "False")
     assert run({"MALLOC_TOP_PAD_": "0"}) == "False"
     assert run({"WISEFT_NO_MALLOC_TUNING": "1"}) == "False"
+
+
+MAPPED = """
+import ctypes, sys
+from wiseft.memory import tune_allocator
+class Info(ctypes.Structure):
+    _fields_ = [(n, ctypes.c_size_t) for n in
+                "arena ordblks smblks hblks hblkhd usmblks fsmblks uordblks fordblks keepcost".split()]
+libc = ctypes.CDLL("libc.so.6")
+libc.mallinfo2.restype = Info
+libc.malloc.restype = ctypes.c_void_p
+tune_allocator(heap_only=sys.argv[1] == "1")
+before = libc.mallinfo2().hblkhd
+block = libc.malloc(256 << 20)  # above the largest mmap threshold glibc allows (32 MiB)
+print(libc.mallinfo2().hblkhd - before >= 256 << 20)
+"""
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="mallopt and mallinfo2 are glibc's")
+@pytest.mark.parametrize(("heap_only", "mapped"), [("0", "True"), ("1", "False")])
+def test_heap_only_serves_large_blocks_from_the_heap(heap_only, mapped):
+    """The vLLM worker's setting: a block above the mmap threshold comes from the heap, whose pages a
+    freed block keeps, instead of a fresh mapping (page faults on every switch)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MALLOC_", "WISEFT_NO_MALLOC"))}
+    out = subprocess.run(
+        [sys.executable, "-c", MAPPED, heap_only], env=env, capture_output=True, text=True, check=True
+    )
+    assert out.stdout.strip() == mapped
 
 
 def test_progress_lines_only_when_not_a_terminal():

@@ -25,6 +25,7 @@ from wiseft.errors import ConfigError
 from wiseft.evaluate.config import RayConfig, SweepConfig, ray_address_problem
 from wiseft.evaluate.engine import ENGINE_PLUGINS, make_engine
 from wiseft.evaluate.plan import VariantSpec, plan_sweep
+from wiseft.evaluate.session import takes_detail
 from wiseft.sampling import SamplingParams
 from wiseft.sampling.vllm import EngineOptions
 
@@ -125,6 +126,21 @@ def test_units_are_the_sessions_chunks():
 )
 def test_progress_gets_detail_only_when_it_takes_five_arguments(fn, five):
     assert _takes_detail(fn) is five
+
+
+@pytest.mark.parametrize(
+    "fn, keyword",
+    [
+        (lambda name, stage, done, total: None, False),
+        (lambda name, stage, done, total, detail="": None, True),
+        (lambda name, stage, done, total, *, detail: None, True),
+        (lambda name, stage, done, total, **kw: None, True),
+        (lambda name, stage, done, total, *detail: None, False),  # a fifth positional, not the keyword
+        (lambda *args: None, False),
+    ],
+)
+def test_the_session_passes_detail_by_keyword_only_to_callbacks_that_take_it(fn, keyword):
+    assert takes_detail(fn) is keyword
 
 
 def test_monitor_busy_share_counts_from_each_actors_ready_time():

@@ -33,6 +33,7 @@ from wiseft.checkpoints import model_fingerprint
 from wiseft.errors import CheckpointError, ConfigError
 from wiseft.evaluate.engine import Engine, hf_engine, vllm_engine
 from wiseft.evaluate.plan import VariantSpec
+from wiseft.memory import tune_allocator
 from wiseft.sampling import Completion, SamplingParams
 
 
@@ -115,6 +116,7 @@ class EngineWorker:
         (`engine_info`: versions and options, as `Engine.info`)."""
         if self.engine is None:
             apply_env(self.setup.env)
+            tune_allocator()  # as the CLI does for the commands that run models (`wiseft.memory`)
             self.engine = resolve_factory(self.factory)(self.setup)
         return {**where(), "engine_info": _plain(self.engine.info)}
 

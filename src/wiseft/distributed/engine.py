@@ -41,6 +41,7 @@ from wiseft.errors import SamplingError
 from wiseft.evaluate.config import EvalConfig, RayConfig
 from wiseft.evaluate.engine import Engine, context_length, find_tokenizer
 from wiseft.evaluate.plan import VariantSpec
+from wiseft.openmp import VARIABLE
 from wiseft.sampling import Completion, SamplingParams
 
 
@@ -135,9 +136,9 @@ class RayEngine:
                 placement_group_capture_child_tasks=options.pop("placement_group_capture_child_tasks"),
             )  # fmt: skip
             actor_setup = dataclasses.replace(setup, env=shape.actor_env(actor))
-            return remote.options(**options, max_restarts=0, scheduling_strategy=where).remote(
-                self.actor_engine, actor_setup
-            )
+            return remote.options(
+                **options, max_restarts=0, scheduling_strategy=where, runtime_env=actor_runtime_env()
+            ).remote(self.actor_engine, actor_setup)
 
         self._dispatcher = Dispatcher(
             new_actor, shape.actors, self.fingerprints, self.monitor, self.cfg.start_timeout, self.lookahead
@@ -180,8 +181,27 @@ class RayEngine:
         }}  # fmt: skip
 
 
+def actor_runtime_env() -> dict | None:
+    """The actors' process environment, where it must be set before their interpreter imports torch:
+    the driver's OpenMP waiting policy (the CLI sets PASSIVE for the commands that run models, see
+    `wiseft.openmp`), so that actors spend their cores as the same command run locally would."""
+    policy = os.environ.get(VARIABLE)
+    return {"env_vars": {VARIABLE: policy}} if policy else None
+
+
 def _engine_name(engine) -> str:
     return engine if isinstance(engine, str) else type(engine).__name__
+
+
+def _driver_side(model_dir: Path, tokenizer_dirs, options) -> tuple:
+    """The tokenizer and the context length, read on the driver (it renders and checks the prompts)."""
+    from transformers import AutoConfig
+
+    tokenizer = find_tokenizer([model_dir, *tokenizer_dirs])
+    max_context = context_length(AutoConfig.from_pretrained(str(model_dir)))
+    if options is not None and options.max_model_len:
+        max_context = options.max_model_len
+    return tokenizer, max_context
 
 
 def _close_if_alive(ref: weakref.ref) -> None:
@@ -198,19 +218,18 @@ def ray_engine(
     (its vLLM options travel to them); the tokenizer and context length read here (the prompts are
     rendered and checked on the driver), the model loaded only by the actors. The engine's name is the
     actors' engine, so the store keys the samples as a run on one machine with that engine would."""
-    from transformers import AutoConfig
-
     options = cfg.engine_options()  # None for --engine hf
     model_dir = validate_model_dir(model_dir)
-    tokenizer = find_tokenizer([model_dir, *tokenizer_dirs])
-    max_context = context_length(AutoConfig.from_pretrained(str(model_dir)))
-    if options is not None and options.max_model_len:
-        max_context = options.max_model_len
     setup = ActorSetup(
         str(model_dir), tuple(str(Path(d)) for d in tokenizer_dirs), cfg.device or "", cfg.threads,
         {"vllm": options} if options is not None else {},
     )  # fmt: skip
     engine = RayEngine(cfg.ray, specs, setup, cfg.engine, progress)
-    engine.start()  # the actors load their engines while the session opens
+    engine.start()  # first: the actors start (imports, model) while this process reads the tokenizer
+    try:
+        tokenizer, max_context = _driver_side(model_dir, tokenizer_dirs, options)
+    except BaseException:
+        engine.close()
+        raise
     return Engine(engine, engine, tokenizer, max_context, name=cfg.engine, info=engine.monitor.engine_info,
                   describe=engine.describe)  # fmt: skip

@@ -58,7 +58,10 @@ def takes_detail(progress: EvalProgress | None) -> bool:
         params = inspect.signature(progress).parameters.values()
     except (TypeError, ValueError):
         return False
-    return any(p.name == "detail" or p.kind is inspect.Parameter.VAR_KEYWORD for p in params)
+    named = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    return any(
+        (p.name == "detail" and p.kind in named) or p.kind is inspect.Parameter.VAR_KEYWORD for p in params
+    )
 
 
 def rate_detail(samples: int, tokens: int, seconds: float) -> str:

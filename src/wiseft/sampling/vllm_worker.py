@@ -232,6 +232,8 @@ class DirectReload:
             module.weight = tensor
         if not self.bound:
             self._load(shadow)
+        for module in self.processed:  # free every packed weight before packing any: the new ones
+            module.cpu_linear = None  # then reuse the same heap pages switch after switch
         for module in self.processed:
             module.quant_method.process_weights_after_loading(module)
         refresh_followers(self.model)
@@ -301,6 +303,8 @@ class WeightMixExtension:
             return _failure(exc)
         if direct and self._wiseft_direct_applies():
             self._wiseft_direct = DirectReload.build(self.model_runner.get_model())
+            # each switch frees and re-allocates the packed weights, mostly above the mmap threshold
+            tune_allocator(heap_only=self._wiseft_direct is not None)
         return {
             "ok": True,
             "seconds": time.perf_counter() - start,

@@ -4,7 +4,8 @@ A refactor must not cost speed. This bench checks out a git ref (default: 6666fa
 evaluation-engine rebuild of issue 10) into a temporary worktree, builds one set of inputs with the current
 code, and then times the same command lines through the CLI of both versions, alternating (before, after,
 before, after, ...) so that a busy machine slows both alike. It prints the median wall time of each and
-their ratio (after / before; below 1 is faster).
+their ratio (after / before; below 1 is faster), and the same for CPU time (user + system of the command
+and the processes it waited for), which a busy machine inflates less than wall time.
 
 The commands (whole CLI processes, Python start-up included, as a user runs them):
 - merge: `wiseft merge --delta 0.5` of two random bfloat16 Llama-shaped checkpoints (~0.2 GB each);
@@ -21,6 +22,7 @@ import argparse
 import json
 import os
 import random
+import resource
 import statistics
 import subprocess
 import sys
@@ -75,16 +77,23 @@ def _completions(gsm8k: Path, problems: int, n: int) -> str:
     return "\n".join(lines) + "\n"
 
 
-def time_command(src: Path, argv: list[str], out: Path) -> float:
+def time_command(src: Path, argv: list[str], out: Path) -> tuple[float, float]:
+    """(wall seconds, CPU seconds) of one `wiseft` process running `argv` from source tree `src`."""
     out.mkdir(parents=True, exist_ok=True)
     args = [a.replace("{out}", str(out)) for a in argv]
     env = {**os.environ, "PYTHONPATH": str(src)}
+    cpu0 = _children_cpu()
     start = time.perf_counter()
     done = subprocess.run([sys.executable, "-m", "wiseft", *args], env=env, capture_output=True, text=True)
     elapsed = time.perf_counter() - start
     if done.returncode != 0:
         raise SystemExit(f"{src}: wiseft {' '.join(args)} failed:\n{done.stderr[-2000:]}")
-    return elapsed
+    return elapsed, _children_cpu() - cpu0
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def main() -> None:
@@ -107,18 +116,20 @@ def main() -> None:
             commands = build_inputs(tmp, gsm8k)
             rows = []
             for name in args.only.split(","):
-                times: dict[str, list[float]] = {"before": [], "after": []}
+                times: dict[str, list[tuple[float, float]]] = {"before": [], "after": []}
                 for run in range(args.runs):
                     for label, src in (("before", before / "src"), ("after", ROOT / "src")):
                         times[label].append(
                             time_command(src, commands[name], tmp / "out" / f"{name}-{label}-{run}")
                         )
-                    print(
-                        f"  {name} run {run + 1}/{args.runs}: before {times['before'][-1]:.2f} s, after {times['after'][-1]:.2f} s",
-                        flush=True,
-                    )
-                b, a = statistics.median(times["before"]), statistics.median(times["after"])
-                rows.append((name, b, a, a / b))
+                    (bw, bc), (aw, ac) = times["before"][-1], times["after"][-1]
+                    print(f"  {name} run {run + 1}/{args.runs}: before {bw:.2f} s ({bc:.2f} s CPU), "
+                          f"after {aw:.2f} s ({ac:.2f} s CPU)", flush=True)  # fmt: skip
+                b, a = (
+                    [statistics.median(t[i] for t in times[label]) for i in (0, 1)]
+                    for label in ("before", "after")
+                )
+                rows.append((name, b[0], a[0], a[0] / b[0], b[1], a[1], a[1] / b[1]))
         finally:
             subprocess.run(
                 ["git", "-C", str(ROOT), "worktree", "remove", "--force", str(before)], check=False
@@ -126,9 +137,10 @@ def main() -> None:
     load = os.getloadavg()[0]
     print(f"\nbench/before_after.py: wiseft CLI, {args.ref} (before) vs this tree (after), median of {args.runs}, "
           f"alternating; load average {load:.1f}")  # fmt: skip
-    print(f"{'command':<8} {'before (s)':>11} {'after (s)':>10} {'after/before':>13}")
-    for name, b, a, ratio in rows:
-        print(f"{name:<8} {b:>11.2f} {a:>10.2f} {ratio:>13.2f}")
+    print(f"{'command':<8} {'before (s)':>11} {'after (s)':>10} {'after/before':>13}"
+          f" {'CPU before (s)':>15} {'CPU after (s)':>14} {'after/before':>13}")  # fmt: skip
+    for name, b, a, ratio, bc, ac, cratio in rows:
+        print(f"{name:<8} {b:>11.2f} {a:>10.2f} {ratio:>13.2f} {bc:>15.2f} {ac:>14.2f} {cratio:>13.2f}")
 
 
 if __name__ == "__main__":

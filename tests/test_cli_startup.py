@@ -10,14 +10,18 @@ import sys
 
 import pytest
 
+from wiseft.cli import build_parser, command_of
 from wiseft.store import SampleStore
 
 PROBE = (
     "import sys\n"
     "from wiseft.cli import main\n"
     "rc = main(sys.argv[1:])\n"
+    "print(' '.join(sorted(m for m in sys.modules if m.startswith('wiseft.cli.'))))\n"
     "print('TORCH' if 'torch' in sys.modules else 'NO-TORCH', rc, 'NUMPY' if 'numpy' in sys.modules else 'NO-NUMPY')\n"
 )
+# What a command may load of the CLI besides its own module: its consoles, flags and closing tables.
+CLI_SHARED = {"wiseft.cli.progress", "wiseft.cli._common", "wiseft.cli.tables"}
 
 
 def _records(path, graded: bool) -> None:
@@ -39,10 +43,12 @@ def _problems(path) -> None:
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
 
 
-def _probe(argv: list[str], cwd) -> str:
+def _probe(argv: list[str], cwd) -> tuple[str, set[str]]:
+    """(the probe's last line, the `wiseft.cli` modules the command loaded)."""
     done = subprocess.run([sys.executable, "-c", PROBE, *argv], cwd=cwd, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-2000:]
-    return done.stdout.strip().splitlines()[-1]
+    lines = done.stdout.strip().splitlines()
+    return lines[-1], set(lines[-2].split())
 
 
 @pytest.mark.parametrize(
@@ -64,10 +70,36 @@ def test_light_commands_do_not_import_torch(tmp_path, argv):
     names = {"store": tmp_path / "s.db", "samples": tmp_path / "samples.jsonl",
              "graded": tmp_path / "graded.jsonl", "out": tmp_path / "out", "problems": tmp_path / "problems.jsonl"}  # fmt: skip
     (tmp_path / "out").mkdir()
-    line = _probe([a.format(**names) for a in argv], tmp_path)
+    line, cli_modules = _probe([a.format(**names) for a in argv], tmp_path)
     assert line.startswith("NO-TORCH 0 "), line
     if argv[0] in ("grade", "store"):  # neither builds arrays: records, tasks and the store load no numpy
         assert line.endswith(" NO-NUMPY"), line
+    # a command line is parsed by its own command's parser: no other command's module (nor the config
+    # modules their flags are generated from) is loaded
+    assert cli_modules - CLI_SHARED == {f"wiseft.cli.{argv[0]}"}, cli_modules
+
+
+@pytest.mark.parametrize(
+    "argv, command",
+    [
+        (["merge", "A", "B"], "merge"),
+        (["-v", "grade", "s.jsonl"], "grade"),
+        (["--verbose", "eval", "M"], "eval"),
+        ([], None),
+        (["--help"], None),
+        (["--version"], None),
+        (["-v"], None),
+        (["merg", "A"], None),  # misspelt: the full parser lists the commands
+        (["--config", "merge"], None),
+    ],
+)
+def test_command_of(argv, command):
+    assert command_of(argv) == command
+
+
+@pytest.mark.parametrize("argv", [["merge", "--list"], ["grade", "x.jsonl"], ["eval", "m"]])
+def test_one_command_parser_parses_as_the_full_parser(argv):
+    assert vars(build_parser(command_of(argv)).parse_args(argv)) == vars(build_parser().parse_args(argv))
 
 
 # Importing the CLI and building the parser of every command (what `wiseft --help` and argument parsing

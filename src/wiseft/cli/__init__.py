@@ -37,7 +37,9 @@ COMMANDS = [
 HEAVY = {"merge", "fisher", "verify", "eval", "sweep", "soup", "trajectory", "train", "demo"}
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The parser of every command, or of command `only` alone (what parsing that command's line needs:
+    the other commands' modules, and the config modules their flags are generated from, stay unloaded)."""
     parser = argparse.ArgumentParser(
         prog="wiseft",
         description="Weight ensembling of LM checkpoints and its effect on reasoning under test-time scaling.",
@@ -45,13 +47,25 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"wiseft {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="show debug logs and full tracebacks")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in COMMANDS:
+    for name in COMMANDS if only is None else [only]:
         importlib.import_module(f"wiseft.cli.{name}").register(sub)
     return parser
 
 
+def command_of(argv: list[str]) -> str | None:
+    """The command a command line runs, when its first argument names one after the global flags
+    (`-v`/`--verbose`); None otherwise (no command, `--help`, `--version`, a misspelt command: those
+    need every command's parser, to list them)."""
+    for arg in argv:
+        if arg in ("-v", "--verbose"):
+            continue
+        return arg if arg in COMMANDS else None
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser(command_of(argv))
     args = parser.parse_args(argv)
     if args.command in HEAVY:
         passive_openmp()

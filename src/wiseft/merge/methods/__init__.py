@@ -21,6 +21,7 @@ one slot, each per-model parameter n slots; booleans are 0/1, choices the index 
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -183,6 +184,31 @@ class CommandMethod:
     command: str  # how to run it, e.g. "wiseft soup CKPT... --task T --split S --n N --metric M -o OUT"
 
 
+# The module that registers each method, by name as `get_method` compares names ("_" read as "-"): looking
+# a method up loads its module alone; `all_methods` loads them all and lists them in this order.
+MODULES = {
+    "arcee-fusion": "arcee_fusion",
+    "linear": "linear",
+    "ties": "ties",
+    "breadcrumbs": "breadcrumbs",
+    "breadcrumbs-ties": "breadcrumbs",
+    "dare-linear": "dare",
+    "dare-ties": "dare",
+    "della": "della",
+    "della-linear": "della",
+    "fisher": "fisher",
+    "multislerp": "multislerp",
+    "karcher": "karcher",
+    "model-stock": "model_stock",
+    "nearswap": "nearswap",
+    "nuslerp": "nuslerp",
+    "passthrough": "passthrough",
+    "sce": "sce",
+    "slerp": "slerp",
+    "task-arithmetic": "task_arithmetic",
+    "wise-ft": "wiseft",
+    "greedy-soup": "greedy_soup",
+}
 _REGISTRY: dict[str, Method] = {}
 _COMMANDS: dict[str, CommandMethod] = {}
 
@@ -199,48 +225,50 @@ def register_command(method: CommandMethod) -> CommandMethod:
 
 def command_methods() -> list[CommandMethod]:
     _load_builtin()
-    return list(_COMMANDS.values())
+    return _in_table_order(_COMMANDS.values())
 
 
 def get_method(name: str) -> Method:
-    _load_builtin()
-    key = str(name).replace("_", "-").lower()
-    for method in _REGISTRY.values():
-        if method.name.replace("_", "-") == key:
+    key = _key(name)
+    if key in MODULES:
+        importlib.import_module(f"{__name__}.{MODULES[key]}")
+    found = _find(key)
+    if found is None:  # not in the table: every module (the error lists every method)
+        _load_builtin()
+        found = _find(key)
+    if isinstance(found, CommandMethod):
+        raise ConfigError(
+            f"merge method {found.name} needs an evaluation, so it is its own command: {found.command}"
+        )
+    if found is None:
+        raise ConfigError(
+            f"unknown merge method {name!r}; choose one of {', '.join(sorted(_REGISTRY))} (wiseft merge --list)"
+        )
+    return found
+
+
+def _key(name: str) -> str:
+    return str(name).replace("_", "-").lower()
+
+
+def _find(key: str) -> Method | CommandMethod | None:
+    for method in (*_REGISTRY.values(), *_COMMANDS.values()):
+        if _key(method.name) == key:
             return method
-    for command in _COMMANDS.values():
-        if command.name.replace("_", "-") == key:
-            raise ConfigError(
-                f"merge method {command.name} needs an evaluation, so it is its own command: {command.command}"
-            )
-    raise ConfigError(
-        f"unknown merge method {name!r}; choose one of {', '.join(sorted(_REGISTRY))} (wiseft merge --list)"
-    )
+    return None
 
 
 def all_methods() -> list[Method]:
     _load_builtin()
-    return list(_REGISTRY.values())
+    return _in_table_order(_REGISTRY.values())
+
+
+def _in_table_order(methods):
+    """`methods` in the order of MODULES (whichever modules loaded first); others after, as registered."""
+    order = {key: i for i, key in enumerate(MODULES)}
+    return sorted(methods, key=lambda m: order.get(_key(m.name), len(order)))
 
 
 def _load_builtin() -> None:
-    from wiseft.merge.methods import (  # noqa: F401  (they register themselves)
-        arcee_fusion,
-        breadcrumbs,
-        dare,
-        della,
-        fisher,
-        greedy_soup,
-        karcher,
-        linear,
-        model_stock,
-        multislerp,
-        nearswap,
-        nuslerp,
-        passthrough,
-        sce,
-        slerp,
-        task_arithmetic,
-        ties,
-        wiseft,
-    )
+    for module in sorted(set(MODULES.values())):
+        importlib.import_module(f"{__name__}.{module}")

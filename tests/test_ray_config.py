@@ -143,6 +143,22 @@ def test_the_session_passes_detail_by_keyword_only_to_callbacks_that_take_it(fn,
     assert takes_detail(fn) is keyword
 
 
+@pytest.mark.parametrize(
+    "policy, want",
+    [(None, None), ("PASSIVE", {"env_vars": {"OMP_WAIT_POLICY": "PASSIVE"}}),
+     ("ACTIVE", {"env_vars": {"OMP_WAIT_POLICY": "ACTIVE"}})],
+)  # fmt: skip
+def test_actors_get_the_drivers_openmp_policy(monkeypatch, policy, want):
+    """The CLI sets OMP_WAIT_POLICY before torch loads; actors' interpreters must get it the same way."""
+    from wiseft.distributed.engine import actor_runtime_env
+
+    if policy is None:
+        monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    else:
+        monkeypatch.setenv("OMP_WAIT_POLICY", policy)
+    assert actor_runtime_env() == want
+
+
 def test_monitor_busy_share_counts_from_each_actors_ready_time():
     now = [0.0]
     monitor = Monitor(clock=lambda: now[0])

@@ -112,20 +112,14 @@ class Collator:
 
     def encode(self, pair: Pair) -> tuple[list[int], int]:
         """Token ids of prompt+completion(+EOS) and the number of prompt tokens."""
-        hit = self._cache.get(pair)
-        if hit is not None:
-            return hit
-        prompt, completion = pair
-        p = self.tok(prompt, add_special_tokens=True)["input_ids"]
-        c = self.tok(completion, add_special_tokens=False)["input_ids"]
-        return self._join(p, c, pair)
+        return self.encode_all([pair])[0]
 
-    def _join(self, p: list[int], c: list[int], pair: Pair | None = None) -> tuple[list[int], int]:
+    def _join(self, p: list[int], c: list[int], pair: Pair) -> tuple[list[int], int]:
         """Prompt ids + completion ids (+ EOS), cut to max_length; cached by `pair` while the cache has room."""
         ids = p + c + ([self.eos] if self.eos is not None else [])
         if self.max_length:
             ids = ids[: self.max_length]
-        if pair is not None and len(self._cache) < 200_000:
+        if len(self._cache) < 200_000:
             self._cache[pair] = (ids, len(p))
         return ids, len(p)
 

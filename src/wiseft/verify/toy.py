@@ -221,7 +221,7 @@ def train_toy_verifier(
         "train_accuracy": float(((scores > 0) == truth).mean()),
         "train_auc": _auc(scores, truth),
         "train_within_auc": _finite_or_none(within_auc(scores, truth, [s[0] for s in samples])),
-        "n_mixed_prompts": _n_mixed(truth, [s[0] for s in samples]),
+        "n_mixed_prompts": len(_mixed_groups(truth, [s[0] for s in samples])),
     }
     _save(model, tokenizer, Path(out_dir), record, force)
     return record
@@ -263,22 +263,21 @@ def within_auc(scores, truth, groups: Sequence[str]) -> float:
     the scores rank the samples of one problem, which is what Best@k needs (a pooled AUC also rewards
     telling easy problems from hard ones). NaN when no group has both."""
     scores, truth = np.asarray(scores, dtype=np.float64), np.asarray(truth, dtype=bool)
+    aucs = [_auc(scores[idx], truth[idx]) for idx in _mixed_groups(truth, groups)]
+    return float(np.mean(aucs)) if aucs else float("nan")
+
+
+def _mixed_groups(truth, groups: Sequence[str]) -> list[list[int]]:
+    """The indices of each group (problem) that has both right and wrong samples."""
+    truth = np.asarray(truth, dtype=bool)
     members: dict[str, list[int]] = {}
     for i, g in enumerate(groups):
         members.setdefault(g, []).append(i)
-    aucs = [_auc(scores[idx], truth[idx]) for idx in members.values() if 0 < truth[idx].sum() < len(idx)]
-    return float(np.mean(aucs)) if aucs else float("nan")
+    return [idx for idx in members.values() if 0 < truth[idx].sum() < len(idx)]
 
 
 def _finite_or_none(x: float) -> float | None:
     return x if math.isfinite(x) else None
-
-
-def _n_mixed(truth, groups: Sequence[str]) -> int:
-    seen: dict[str, set[bool]] = {}
-    for t, g in zip(truth, groups, strict=True):
-        seen.setdefault(g, set()).add(bool(t))
-    return sum(1 for v in seen.values() if len(v) == 2)
 
 
 def _train(

@@ -263,7 +263,8 @@ class _WholeBatch:
 
 
 class _MicroBatches:
-    """One optimizer step over a batch split into `cfg.micro_batches` fixed parts.
+    """One optimizer step over a batch split into `cfg.micro_batches` parts (`length_parts`: rows sorted by
+    length, cut so that the parts' padded sizes are even, which pads less and keeps the threads busy).
 
     Each part's loss is its summed token cross-entropy divided by the whole batch's completion tokens, so
     the parts' losses add up to the batch's mean loss; each part's gradients come from its own
@@ -297,14 +298,8 @@ class _MicroBatches:
         import torch
 
         total = max(1, int((labels[:, 1:] != -100).sum()))
-        parts = list(
-            zip(
-                input_ids.tensor_split(self.cfg.micro_batches),
-                mask.tensor_split(self.cfg.micro_batches),
-                labels.tensor_split(self.cfg.micro_batches),
-                strict=True,
-            )
-        )
+        rows = length_parts(mask.sum(dim=1).tolist(), self.cfg.micro_batches)
+        parts = [(input_ids[idx], mask[idx], labels[idx]) for idx in map(torch.tensor, rows)]
         threads = torch.get_num_threads()
         if self.cpu:
             torch.set_num_threads(1)
@@ -328,6 +323,35 @@ class _MicroBatches:
     def close(self) -> None:
         if self.pool is not None:
             self.pool.shutdown()
+
+
+def length_parts(lengths: list[int], parts: int) -> list[list[int]]:
+    """Split rows of these token `lengths` into at most `parts` micro-batches: rows sorted by length (ties
+    in row order), cut into runs whose padded size (rows x the run's longest row) is as even as it can be,
+    shortest run first. A function of the lengths alone, so the step is the same for any thread count;
+    every row is in exactly one part, and no part is empty."""
+    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+    sizes = [max(1, lengths[i]) for i in order]
+
+    def cuts(cap: int) -> list[int] | None:  # fewest runs from the longest end, each padded <= cap
+        bounds, end = [], len(sizes)
+        while end > 0:
+            if len(bounds) == parts:
+                return None
+            start = end - 1
+            while start > 0 and (end - start + 1) * sizes[end - 1] <= cap:
+                start -= 1
+            bounds.append(start)
+            end = start
+        return bounds[::-1]
+
+    lo, hi = sizes[-1], len(sizes) * sizes[-1]  # the longest row alone .. everything in one part
+    while lo < hi:
+        mid = (lo + hi) // 2
+        lo, hi = (lo, mid) if cuts(mid) is not None else (mid + 1, hi)
+    starts = cuts(lo) or [0]
+    ends = starts[1:] + [len(order)]
+    return [order[a:b] for a, b in zip(starts, ends, strict=True)]
 
 
 def sum_part_grads(per_part: list) -> list:

@@ -208,6 +208,64 @@ class _Stop(Exception):
     pass
 
 
+def _padded(lengths, part):
+    return len(part) * max(max(1, lengths[i]) for i in part)
+
+
+def _best_padded(lengths, parts):
+    """Brute force: the least possible largest padded size over every split of the sorted rows into at
+    most `parts` runs."""
+    import itertools
+
+    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+    best = None
+    for k in range(1, parts + 1):
+        for inner in itertools.combinations(range(1, len(order)), k - 1):
+            bounds = [0, *inner, len(order)]
+            cost = max(_padded(lengths, order[a:b]) for a, b in itertools.pairwise(bounds))
+            best = cost if best is None else min(best, cost)
+    return best
+
+
+@pytest.mark.parametrize(
+    ("lengths", "parts"),
+    [
+        ([5, 3, 9, 9, 1, 2], 2),
+        ([4] * 8, 2),
+        ([4] * 7, 3),
+        ([1], 3),
+        ([3, 1, 2], 3),
+        ([0, 0, 7], 2),
+        ([25, 9, 14, 17, 22, 11, 8, 19, 25, 13], 2),
+        ([25, 9, 14, 17, 22, 11, 8, 19, 25, 13], 4),
+        (list(range(1, 30)), 3),
+    ],
+)
+def test_length_parts_cover_every_row_once_and_even_out_the_padding(lengths, parts):
+    """Every row in exactly one non-empty part, parts in length order with rows sorted by length (ties in
+    row order), at most `parts` of them, and the largest padded size the least any split achieves."""
+    split = sft.length_parts(lengths, parts)
+    flat = [i for part in split for i in part]
+    assert sorted(flat) == list(range(len(lengths))) and all(split) and len(split) <= parts
+    assert flat == sorted(range(len(lengths)), key=lambda i: lengths[i])
+    assert max(_padded(lengths, p) for p in split) == _best_padded(lengths, parts)
+
+
+def test_length_parts_pad_less_than_equal_rows_on_toy_batches():
+    """On the demo's pretraining batches the parts pad at most as much as the equal-row split they
+    replace, and less in total."""
+    recipe = toy.ToyRecipe()
+    tok = toy.toy_tokenizer()
+    batch_at = world.sloppy_batches(0, 128, recipe.sloppy)
+    for step in (1, 2, 3):
+        _ids, mask, _labels = data.Collator(tok)(batch_at(step))
+        lengths = mask.sum(dim=1).tolist()
+        split = sft.length_parts(lengths, 2)
+        halves = [list(range(64)), list(range(64, 128))]
+        assert max(_padded(lengths, p) for p in split) <= max(_padded(lengths, p) for p in halves)
+        assert sum(_padded(lengths, p) for p in split) < sum(_padded(lengths, p) for p in halves)
+
+
 @pytest.mark.parametrize("parts", [1, 2, 3])
 def test_part_gradients_are_summed_in_part_order_to_the_same_bits(parts):
     torch.manual_seed(0)
@@ -529,3 +587,20 @@ def test_cli_toy_base_refuses_a_gate_outside_its_range_and_writes_nothing(tmp_pa
     assert main(["train", "toy-base", "-o", str(out), "--steps", "2", "--gate", "1.5"]) == 2
     assert "pretraining gate must lie in [0, 1)" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_chain_probability_is_the_same_bits_for_any_thread_count():
+    """The chains are scored in fixed parts, one thread each: one or two threads give the same float."""
+    model, tok = _model()
+    model.eval()
+    pairs = _pairs(9)
+    before = torch.get_num_threads()
+    try:
+        values = []
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            values.append(toy.chain_probability(model, tok, pairs))
+            assert torch.get_num_threads() == threads  # restored
+    finally:
+        torch.set_num_threads(before)
+    assert values[0] == values[1]

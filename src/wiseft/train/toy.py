@@ -15,6 +15,7 @@ import dataclasses
 import hashlib
 import json
 import shutil
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from wiseft.atomic import atomic_dir
@@ -38,7 +39,7 @@ from wiseft.tasks.toy import (
 )
 from wiseft.train.checkpoints import read_state
 from wiseft.train.data import Collator
-from wiseft.train.sft import SFTConfig, epoch_batches, train
+from wiseft.train.sft import SFTConfig, epoch_batches, length_parts, train
 
 # --- tokenizer and model: standard Hugging Face pieces ------------------------------------------------
 
@@ -52,8 +53,8 @@ def toy_tokenizer():
 class ToyModelConfig:
     """A standard transformers causal LM of ~0.6 M parameters: width 128, 3 layers, 4 heads, MLP 4x.
 
-    `arch` "gpt2" (learned absolute positions, GELU MLP of 4x width; the activation is the fused tanh
-    approximation `gelu_pytorch_tanh`) or "llama" (RoPE, SwiGLU; `intermediate` 352, about 8/3 of the
+    `arch` "gpt2" (learned absolute positions, GELU MLP of 4x width; the activation is the exact `gelu`,
+    whose CPU kernels take a third of the tanh approximation's time) or "llama" (RoPE, SwiGLU; `intermediate` 352, about 8/3 of the
     width, matches the parameter count of a 4x two-matrix MLP). Choices are logged in docs/TOY-LOG.md.
     """
 
@@ -63,7 +64,7 @@ class ToyModelConfig:
     heads: int = 4
     intermediate: int = 512
     max_positions: int = 64
-    activation: str = "gelu_pytorch_tanh"  # GPT-2 only
+    activation: str = "gelu"  # GPT-2 only
 
     def __post_init__(self):
         if self.arch not in ("gpt2", "llama"):
@@ -214,7 +215,7 @@ class ToyRecipe:
             "model": to_dict(self.model),
             "sloppy": to_dict(self.sloppy),
             "pretrain": [self.pretrain_seed, self.pretrain_steps, self.pretrain_batch, self.pretrain_lr],
-            "micro_batches": self.micro_batches,
+            "micro_batches": [self.micro_batches, "by length"],  # `train.sft.length_parts`
             "warmup": self.warmup_steps,
         }
         if self.pretrain_gate:  # (a key without the gate stays the key of the bases built before it)
@@ -222,27 +223,38 @@ class ToyRecipe:
         return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:12]
 
 
+# The chains are scored in this many fixed parts (`length_parts`), side by side on up to as many cores.
+CHAIN_PARTS = 2
+
+
 def chain_probability(model, tokenizer, pairs) -> float:
     """Mean over `pairs` of the model's probability of writing each completion exactly and then stopping,
-    from one teacher-forced forward pass on one thread (the same bits for any thread count): the expected
-    Pass@1 at T=1 of the gold chain itself, a lower bound of Pass@1 (slips that cancel also end right)."""
-    input_ids, _mask, labels = Collator(tokenizer)(pairs)
-    return _chain_probability(model, input_ids, labels)
+    from one teacher-forced forward pass: the expected Pass@1 at T=1 of the gold chain itself, a lower
+    bound of Pass@1 (slips that cancel also end right). The rows go in CHAIN_PARTS fixed parts, each on
+    one thread, so the result is the same bits for any thread count."""
+    return _chain_probability(model, *Collator(tokenizer)(pairs))
 
 
-def _chain_probability(model, input_ids, labels) -> float:
+def _chain_probability(model, input_ids, mask, labels) -> float:
     import torch
 
+    def part(rows: list[int]):
+        idx = torch.tensor(rows)
+        width = max(1, int(mask[idx].sum(dim=1).max()))  # right-padded: the pads after it never matter
+        with torch.no_grad():  # and causal attention needs no mask (train.sft)
+            logits = model(input_ids=input_ids[idx, :width], use_cache=False).logits[:, :-1].float()
+        target = labels[idx, 1:width]
+        logp = torch.log_softmax(logits, -1).gather(-1, target.clamp(min=0).unsqueeze(-1)).squeeze(-1)
+        return (logp * (target != -100)).double().sum(1)
+
+    parts = length_parts(mask.sum(dim=1).tolist(), CHAIN_PARTS)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        with torch.no_grad():  # right-padded rows need no mask under causal attention (train.sft)
-            logits = model(input_ids=input_ids).logits[:, :-1].float()
+        with ThreadPoolExecutor(max(1, min(threads, len(parts)))) as pool:
+            per_chain = torch.cat(list(pool.map(part, parts)))
     finally:
         torch.set_num_threads(threads)
-    target = labels[:, 1:]
-    logp = torch.log_softmax(logits, -1).gather(-1, target.clamp(min=0).unsqueeze(-1)).squeeze(-1)
-    per_chain = (logp * (target != -100)).double().sum(1)
     return float(per_chain.exp().mean())
 
 
@@ -257,13 +269,10 @@ def pretraining_gate(recipe: ToyRecipe, tokenizer):
     A rule on the base alone, fixed before any SFT or test outcome is seen; None without a gate."""
     if not recipe.pretrain_gate:
         return None
-    input_ids, _mask, labels = Collator(tokenizer)(_gate_pairs(recipe))  # tokenised once, checked often
+    batch = Collator(tokenizer)(_gate_pairs(recipe))  # tokenised once, checked often
 
     def stop_when(step: int, model) -> bool:
-        return (
-            step % recipe.gate_every == 0
-            and _chain_probability(model, input_ids, labels) >= recipe.pretrain_gate
-        )
+        return step % recipe.gate_every == 0 and _chain_probability(model, *batch) >= recipe.pretrain_gate
 
     return stop_when
 

@@ -297,12 +297,34 @@ def test_demo_refuses_an_existing_output_before_any_work(tmp_path, cli):
         (["--delta", "0.5,x"], "--delta must be comma-separated numbers"),
         (["--delta", "1.5"], "--delta values must lie strictly between 0 and 1"),
         (["--n", "16"], "--n 16 is smaller than the largest k 32"),
+        (["--eval-steps", "20,x"], "--eval-steps must be comma-separated integers or 'all'"),
+        (["--eval-steps", ","], "--eval-steps is empty"),
+        (["--eval-steps", "20,30"], "eval steps [30] are not checkpoint steps"),
     ],
 )
 def test_demo_bad_flags_are_named(tmp_path, cli, flags, message):
     code, err = cli(["demo", "-o", tmp_path / "o", "--cache-dir", tmp_path / "c", *flags])
     assert code == 2 and message in err
     assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize(
+    ("flag", "steps"),
+    [(None, (20, 80, 320, 640)), ("all", (20, 40, 80, 160, 320, 640)), ("40,640", (40, 640))],
+)
+def test_eval_steps_default_to_every_other_checkpoint_from_the_early_one(flag, steps):
+    """The default trajectory: the early checkpoint, every other one after it, the final; --eval-steps
+    chooses others ('all': every checkpoint)."""
+    import argparse
+
+    from wiseft.cli import demo as demo_cli
+
+    parser = argparse.ArgumentParser()
+    demo_cli.register(parser.add_subparsers())
+    args = parser.parse_args(["demo", *(["--eval-steps", flag] if flag else [])])
+    cfg = demo_cli.build_config(args)
+    assert cfg.recipe.checkpoint_steps() == [20, 40, 80, 160, 320, 640]
+    assert cfg.steps == steps and cfg.early == 20
 
 
 def test_seeds_and_replicates_are_exclusive(tmp_path, cli):

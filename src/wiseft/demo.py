@@ -56,7 +56,8 @@ class DemoConfig:
     deltas: tuple[float, ...] = (0.25, 0.5, 0.75)
     temperatures: tuple[float, ...] = (0.7, 1.3, 1.6)
     early_step: int | None = None  # None: the recipe's rule, its first SFT checkpoint
-    eval_steps: tuple[int, ...] | None = None  # SFT checkpoints evaluated (None: all; + early, final)
+    # SFT checkpoints evaluated (+ early, final); None: the early one, every other one after it, the final
+    eval_steps: tuple[int, ...] | None = None
     n_eval: int = 300  # held-out problems the claims are checked on (docs/TOY-LOG.md)
     n_val: int = 100  # the next test problems, which choose the mix (0: choose in-sample)
     sample_seed: int = 0
@@ -97,8 +98,13 @@ class DemoConfig:
 
     @property
     def steps(self) -> tuple[int, ...]:
-        """The SFT checkpoints evaluated."""
-        return self.eval_steps if self.eval_steps is not None else tuple(self.recipe.checkpoint_steps())
+        """The SFT checkpoints evaluated: `eval_steps`, or the early checkpoint, every other checkpoint
+        after it and the final one (20, 80, 320, 640 of 20, 40, …, 640): the trajectory's shape for two
+        thirds of its sampling."""
+        if self.eval_steps is not None:
+            return self.eval_steps
+        steps = self.recipe.checkpoint_steps()
+        return tuple(sorted({*steps[::2], steps[-1]}))
 
     def _check_steps(self) -> None:
         steps = self.recipe.checkpoint_steps()

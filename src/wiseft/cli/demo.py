@@ -41,6 +41,11 @@ def register(subparsers) -> None:
     p.add_argument("--n", type=int, default=None, help="samples per problem (default 32)")
     p.add_argument("--delta", default=None, help="δ grid of the early⊕final mixes, e.g. 0.25,0.5,0.75")
     p.add_argument("--temperature", default=None, help="temperatures of the final model, e.g. 0.7,1.3,1.6")
+    p.add_argument(
+        "--eval-steps", default=None,
+        help="SFT checkpoints to evaluate, e.g. 20,40,80, or 'all' (default: the early one, every other "
+        "one after it, and the final)",
+    )  # fmt: skip
     p.add_argument("--threads", type=int, default=0, help="CPU threads (0: torch's default)")
     p.add_argument("--thinking", action="store_true",
                    help="instead: the Instruct ↔ Thinking interpolation's three stages (wiseft.demo_thinking)")  # fmt: skip
@@ -73,6 +78,20 @@ def _floats(text: str | None, flag: str) -> tuple[float, ...] | None:
     if not values:
         raise ConfigError(f"{flag} is empty; give comma-separated numbers")
     return values
+
+
+def _eval_steps(text: str | None, recipe) -> tuple[int, ...] | None:
+    if text is None:
+        return None
+    if text.strip() == "all":
+        return tuple(recipe.checkpoint_steps())
+    try:
+        steps = tuple(int(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        raise ConfigError(f"--eval-steps must be comma-separated integers or 'all', got {text!r}") from None
+    if not steps:
+        raise ConfigError("--eval-steps is empty; give comma-separated checkpoint steps or 'all'")
+    return steps
 
 
 def parse_seeds(args) -> list[int] | None:
@@ -129,6 +148,7 @@ def build_config(args):
             "sample_seed": args.sample_seed,
             "deltas": _floats(args.delta, "--delta"),
             "temperatures": _floats(args.temperature, "--temperature"),
+            "eval_steps": _eval_steps(getattr(args, "eval_steps", None), recipe),
             "threads": args.threads,
             "rl": RLStageConfig(threads=args.threads) if getattr(args, "rl", False) else None,
         }.items()

@@ -21,7 +21,8 @@ from wiseft.report import thinking
 from wiseft.report.captions import caption, omitted
 from wiseft.report.data import FAMILIES, Results
 from wiseft.report.from_store import results_from_store
-from wiseft.report.plots import PLOTS, make_figures, quiet, render_png
+from wiseft.report.plots import PLOTS, make_figures, quiet
+from wiseft.report.pngs import render_pngs
 from wiseft.report.render import RLSection, Table, html_doc, markdown
 from wiseft.report.rl import RL_PLOTS, RLRun, find_rl_logs, load_rl_runs, rl_figures, rl_table
 from wiseft.report.sources import is_metrics_json, results_from_metrics
@@ -100,14 +101,10 @@ def build(
     figs = make_figures(res, headline, curve_ks)
     meta = {name: (title, caption) for name, title, caption, _ in PLOTS}
     sections = thinking_hook(res, figs, meta)
+    pngs = render_pngs(figs, dpi)
     rendered = [
-        (
-            f"{name}.png",
-            meta[name][0],
-            caption(name, res, meta[name][1], headline, curve_ks),
-            render_png(fig, dpi),
-        )
-        for name, fig in figs.items()
+        (f"{name}.png", meta[name][0], caption(name, res, meta[name][1], headline, curve_ks), pngs[name])
+        for name in figs
     ]
     metric_names = res.metric_names(headline) if ks is not None else res.metric_names(vote_ks=headline)
     left_out = omitted(res, list(figs))
@@ -130,7 +127,8 @@ def rl_section(runs: Sequence[RLRun], dpi: int = 110) -> RLSection | None:
     with quiet():
         figs = rl_figures(runs)
     meta = {name: (title, caption) for name, title, caption, _ in RL_PLOTS}
-    plots = [(f"{name}.png", *meta[name], render_png(fig, dpi)) for name, fig in figs.items()]
+    pngs = render_pngs(figs, dpi)
+    plots = [(f"{name}.png", *meta[name], pngs[name]) for name in figs]
     header, rows = rl_table(runs)
     return RLSection(plots, Table("RL runs", header, rows))
 

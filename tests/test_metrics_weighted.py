@@ -244,3 +244,41 @@ def test_summarize_without_scores_has_no_wmaj_and_no_transform():
 def test_summarize_names_the_problem_with_negative_identity_votes():
     with pytest.raises(MetricError, match="problem p0: weighted maj@k: transform 'identity'"):
         summarize(_problems(np.random.default_rng(11)), [2], vote_transform="identity")
+
+
+# ------------------------------------------------- per-problem tables computed once, reused exactly
+
+
+def test_a_table_handed_to_summarize_gives_the_same_summary_and_a_mismatch_is_refused():
+    from wiseft.metrics import problem_table
+
+    problems = _problems(np.random.default_rng(3))
+    table = problem_table(problems, [1, 2, 4], seed=5, vote_transform="exp")
+    assert not table.values.flags.writeable
+    plain = summarize(problems, [1, 2, 4], seed=5, n_boot=100, vote_transform="exp")
+    assert summarize(problems, [4, 2, 1], seed=5, n_boot=100, vote_transform="exp", table=table) == plain
+    for kw in ({"ks": [1, 2]}, {"seed": 6}, {"vote_transform": "sigmoid"}):
+        args = {"ks": [1, 2, 4], "seed": 5, "vote_transform": "exp", **kw}
+        ks = args.pop("ks")
+        with pytest.raises(MetricError, match="per-problem table was computed for ks"):
+            summarize(problems, ks, n_boot=100, table=table, **args)
+
+
+def test_paired_tables_reuse_known_tables_only_where_they_match():
+    from wiseft.metrics import problem_table
+    from wiseft.paired import PairedTables
+
+    rng = np.random.default_rng(4)
+    samples = {"a": _problems(rng), "b": _problems(rng)}
+    plain = PairedTables(samples, [1, 2, 4], seed=2, n_boot=200)
+    known = {
+        "a": problem_table(samples["a"], [1, 2, 4], seed=2),  # matches: used as it is
+        "b": problem_table(samples["b"], [1, 2, 4], seed=2, vote_transform="exp"),  # another transform
+    }
+    reused = PairedTables(samples, [4, 2, 1], seed=2, n_boot=200, known=known)
+    assert reused.tables["a"][1] is known["a"].values
+    assert reused.tables["b"][1] is not known["b"].values
+    for name in samples:
+        assert reused.tables[name][0] == plain.tables[name][0]
+        np.testing.assert_array_equal(reused.tables[name][1], plain.tables[name][1])
+    assert reused.diff("a", "b", "wmaj@4") == plain.diff("a", "b", "wmaj@4")

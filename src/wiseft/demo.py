@@ -35,7 +35,7 @@ from wiseft.evaluate.session import EvalSession, store_path
 from wiseft.evaluate.verifying import verify_in_store
 from wiseft.machine import Clock, busy_cores_now, choose_threads
 from wiseft.merge.recipe import Recipe
-from wiseft.metrics import summarize
+from wiseft.metrics import problem_table, summarize
 from wiseft.results import RunResults, VariantResult
 from wiseft.store import SampleStore, VariantRow
 from wiseft.tasks import get_task
@@ -420,8 +420,9 @@ def add_verifier_scores(cfg: DemoConfig, ev: Evaluated, out: Path, progress: Dem
         for i, name in enumerate(names):
             v = results.variant(name)
             per_problem = store.problem_samples(ev.rows[name], ev.problem_ids, cfg.n, verifier=vid)
+            v.table = problem_table(per_problem, cfg.ks, seed=ecfg.seed, vote_transform=transform)
             v.summary = summarize(per_problem, cfg.ks, seed=ecfg.seed, n_boot=ecfg.n_boot,
-                                  vote_transform=transform)  # fmt: skip
+                                  vote_transform=transform, table=v.table)  # fmt: skip
             v.summary["verifier"] = {"id": vid, "vote_transform": transform}
             v.per_problem = tuple(per_problem)
             if progress:

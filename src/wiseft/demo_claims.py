@@ -51,7 +51,9 @@ def demo_claims(
     roles = results.roles
     early, final, mix = roles["early"], roles["final"], roles["mix"]
     temps = {name: results.variant(name).temperature for name in roles["temperatures"]}
-    tables = PairedTables({v.name: v.per_problem for v in results.variants}, ks, seed=seed, n_boot=n_boot)
+    variants = results.variants
+    tables = PairedTables({v.name: v.per_problem for v in variants}, ks, seed=seed, n_boot=n_boot,
+                          known={v.name: v.table for v in variants})  # fmt: skip
     claims = [  # the final model at T=1 is a temperature of the final model too
         claim_sft_collapse(tables, early, final),
         claim_mix_recovers(tables, mix, final),

@@ -11,12 +11,12 @@ differences of those.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
-from wiseft.metrics import bias_variance_boot, bootstrap_ci, per_problem_values
+from wiseft.metrics import ProblemTable, bias_variance_boot, bootstrap_ci, per_problem_values
 from wiseft.records import ProblemSamples
 
 BIG_K_MIN = 8
@@ -42,14 +42,22 @@ class PairedTables:
     """Per-problem metric values of each variant, for paired bootstrap differences."""
 
     def __init__(
-        self, samples: dict[str, Sequence[ProblemSamples]], ks: Sequence[int], seed: int = 0, n_boot=1000
-    ):
+        self, samples: dict[str, Sequence[ProblemSamples]], ks: Sequence[int], seed: int = 0, n_boot=1000,
+        known: Mapping[str, ProblemTable | None] | None = None,
+    ):  # fmt: skip
+        """`known`: variants' `problem_table`s already computed (e.g. by their summaries); one is used
+        where it was computed for these ks and seed with the default vote transform, as these tables are."""
         self.ks = sorted(set(ks))
         self.seed = seed
         self.n_boot = n_boot
-        self.tables: dict[str, tuple[list[str], np.ndarray]] = {
-            name: per_problem_values(list(problems), self.ks, seed=seed) for name, problems in samples.items()
-        }
+        known = known or {}
+        self.tables: dict[str, tuple[list[str], np.ndarray]] = {}
+        for name, problems in samples.items():
+            table = known.get(name)
+            if table is not None and table.matches(self.ks, seed):
+                self.tables[name] = (list(table.names), table.values)
+            else:
+                self.tables[name] = per_problem_values(list(problems), self.ks, seed=seed)
 
     def value(self, variant: str, metric: str) -> float:
         names, table = self.tables[variant]

@@ -19,6 +19,7 @@ from typing import Any
 
 from wiseft.claims import Claim
 from wiseft.errors import ConfigError
+from wiseft.metrics import ProblemTable
 from wiseft.records import ProblemSamples
 
 # "imported": samples brought in from elsewhere (`wiseft store import`, a metrics.json) whose name says no
@@ -41,6 +42,8 @@ class VariantResult:
     summary: dict
     splits: dict | None = None
     per_problem: tuple[ProblemSamples, ...] = field(default=(), repr=False, compare=False)
+    # per_problem's metric values, as summarised (in memory only; paired comparisons reuse them)
+    table: ProblemTable | None = field(default=None, repr=False, compare=False)
     ablation: dict | None = None  # a layer/module ablation: {"layers", "modules"} it interpolates
 
     def to_json(self) -> dict:

@@ -41,7 +41,7 @@ from wiseft.evaluate.plan import VariantSpec
 from wiseft.grading import Grader
 from wiseft.grading.apply import grade_records
 from wiseft.grading.thinking import count_thinking_tokens, split_token_ids
-from wiseft.metrics import breakdown, summarize
+from wiseft.metrics import breakdown, problem_table, summarize
 from wiseft.records import GROUP_FIELDS, sample_records
 from wiseft.results import RunResults, Selection, VariantResult
 from wiseft.store import SCHEMA_VERSION, SampleStore, VariantRow
@@ -217,14 +217,15 @@ class EvalSession:
         self._grade(row, spec)
         t0 = time.perf_counter()
         per_problem = self.store.problem_samples(row, self.ids, self.cfg.n)
-        summary = summarize(per_problem, self.cfg.k, seed=self.cfg.seed, n_boot=self.cfg.n_boot)
+        table = problem_table(per_problem, self.cfg.k, seed=self.cfg.seed)
+        summary = summarize(per_problem, self.cfg.k, seed=self.cfg.seed, n_boot=self.cfg.n_boot, table=table)
         if self.groups:
             summary["groups"] = breakdown(
                 per_problem, self.groups, self.cfg.k, seed=self.cfg.seed, n_boot=self.cfg.n_boot
             )
         self.timings.score += time.perf_counter() - t0
         return VariantResult(spec.name, spec.kind, spec.delta, spec.temperature, spec.step, summary,
-                             per_problem=tuple(per_problem), ablation=spec.ablation)  # fmt: skip
+                             per_problem=tuple(per_problem), table=table, ablation=spec.ablation)  # fmt: skip
 
     def evaluate_all(self, specs: Sequence[VariantSpec]) -> list[VariantResult]:
         return [self.evaluate(spec) for spec in specs]

@@ -41,10 +41,12 @@ from wiseft.metrics.intervals import (
     resample_weights,
 )
 from wiseft.metrics.summary import (
+    ProblemTable,
     breakdown,
     diversity,
     length_ratio,
     per_problem_values,
+    problem_table,
     score_records,
     summarize,
     thinking_stats,
@@ -61,6 +63,7 @@ from wiseft.metrics.weighted import (
 from wiseft.records import ProblemSamples
 
 __all__ = [
+    "ProblemTable",
     "BOOT_CHUNK_BYTES",
     "DEFAULT_VOTE_TRANSFORM",
     "MAJ_EXACT_MAX_N",
@@ -82,6 +85,7 @@ __all__ = [
     "maj_at_k",
     "pass_at_k",
     "per_problem_values",
+    "problem_table",
     "resample_blocks",
     "resample_weights",
     "score_records",

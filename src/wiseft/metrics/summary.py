@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -167,20 +168,53 @@ def _normalise_ks(ks: Sequence[int]) -> list[int]:
     return sorted(out)
 
 
+@dataclass(frozen=True)
+class ProblemTable:
+    """What `per_problem_values` returned (read-only), with the arguments that decide it, so that a
+    caller computing it once can hand it to `summarize` and to paired comparisons (`paired.PairedTables`)."""
+
+    names: tuple[str, ...]
+    values: np.ndarray
+    ks: tuple[int, ...]
+    seed: int
+    vote_transform: str
+
+    def matches(self, ks: Sequence[int], seed: int, vote_transform: str = DEFAULT_VOTE_TRANSFORM) -> bool:
+        return (self.ks, self.seed, self.vote_transform) == (tuple(_normalise_ks(ks)), seed, vote_transform)
+
+
+def problem_table(
+    problems: Sequence[ProblemSamples], ks: Sequence[int], seed: int = 0,
+    vote_transform: str = DEFAULT_VOTE_TRANSFORM,
+) -> ProblemTable:  # fmt: skip
+    names, values = per_problem_values(problems, ks, seed=seed, vote_transform=vote_transform)
+    values.setflags(write=False)
+    return ProblemTable(tuple(names), values, tuple(_normalise_ks(ks)), seed, vote_transform)
+
+
 def summarize(
     problems: Sequence[ProblemSamples],
     ks: Sequence[int],
     seed: int = 0,
     n_boot: int = 1000,
     vote_transform: str = DEFAULT_VOTE_TRANSFORM,
+    table: ProblemTable | None = None,
 ) -> dict:
     """Every metric of DESIGN §4 with bootstrap 95% intervals, in the shape of docs/ARCHITECTURE.md.
 
     With scores, best@k and wmaj@k are included and the summary records the `vote_transform` that turned
-    scores into votes (pass the verifier's own: `Verifier.identity["vote_transform"]`).
+    scores into votes (pass the verifier's own: `Verifier.identity["vote_transform"]`). `table`: these
+    problems' `problem_table` for the same ks, seed and vote transform, when the caller has it already.
     """
     ks = _normalise_ks(ks)
-    names, table = per_problem_values(problems, ks, seed=seed, vote_transform=vote_transform)
+    if table is None:
+        table = problem_table(problems, ks, seed=seed, vote_transform=vote_transform)
+    elif not table.matches(ks, seed, vote_transform):
+        raise MetricError(
+            f"the per-problem table was computed for ks {list(table.ks)}, seed {table.seed} and votes by "
+            f"{table.vote_transform!r}, not for ks {ks}, seed {seed} and {vote_transform!r}"
+        )
+    names, table = list(table.names), table.values
     mean, lo, hi = bootstrap_ci(table, seed=seed, n_boot=n_boot)
     metrics = {
         name: {"value": float(mean[i]), "lo": float(lo[i]), "hi": float(hi[i])}

@@ -1,13 +1,16 @@
-"""What recipe-level options of `wiseft demo` would buy: CPU milliseconds of one pretraining step of the
-toy model (the demo's micro-batched step, parts run one after the other on one thread, so the figure is
-the step's CPU cost whatever the load), per activation and per batch size, beside the demo's recipe
-measured in the same run. Median of --repeats runs of --steps steps each.
+"""What a training step of `wiseft demo` costs, per recipe choice: the demo's micro-batched step on the
+pretraining batches (128 sloppy rows) and on the SFT batches (32 clean rows), for the current recipe
+(round 7: exact GELU, micro-batches cut by length) beside round 6's (the tanh GELU approximation,
+micro-batches of equal rows) and single changes, measured in the same run. Two figures per row: CPU ms
+with the parts run one after the other on one thread (the step's CPU cost whatever the load), and wall ms
+with the parts side by side on two threads (the demo's default). Median of --repeats runs of --steps
+steps each, rows interleaved so that a change of load touches every row alike.
 
     PYTHONPATH=src python bench/toy_step_costs.py            # the default table
     PYTHONPATH=src python bench/toy_step_costs.py --steps 10 --repeats 3
 
-Not a recipe change: a row here only says what a step would cost; whether the effect still shows is a new
-10-run claims table (docs/TOY-LOG.md).
+A row here says what a step costs; whether the effect still shows is a 10-run claims table
+(docs/TOY-LOG.md).
 """
 
 from __future__ import annotations
@@ -16,46 +19,74 @@ import argparse
 import dataclasses
 import statistics
 import time
+from contextlib import contextmanager
 
 import torch
 
-from wiseft.tasks.toy import sloppy_batches
-from wiseft.train import toy
+from wiseft.tasks.toy import sft_pairs, sloppy_batches
+from wiseft.train import sft, toy
 from wiseft.train.checkpoints import make_adamw
-from wiseft.train.data import Collator
-from wiseft.train.sft import _MicroBatches
+from wiseft.train.data import Collator, epoch_batches
 
-ROWS = [  # (label, activation, batch size)
-    ("recipe: gelu_pytorch_tanh, batch 128", "gelu_pytorch_tanh", 128),
-    ("gelu (exact erf)", "gelu", 128),
-    ("relu", "relu", 128),
-    ("silu", "silu", 128),
-    ("gelu_pytorch_tanh, batch 256 (per 128 rows)", "gelu_pytorch_tanh", 256),
+EQUAL_ROWS = "equal rows"
+BY_LENGTH = "by length"
+ROWS = [  # (label, activation, micro-batch split)
+    ("round 7 (recipe): gelu, parts by length", "gelu", BY_LENGTH),
+    ("round 6: gelu_pytorch_tanh, parts of equal rows", "gelu_pytorch_tanh", EQUAL_ROWS),
+    ("gelu, parts of equal rows", "gelu", EQUAL_ROWS),
+    ("gelu_pytorch_tanh, parts by length", "gelu_pytorch_tanh", BY_LENGTH),
+    ("relu, parts by length", "relu", BY_LENGTH),
 ]
 
 
-def step_ms(activation: str, batch: int, steps: int) -> float:
-    """CPU ms of one optimizer step (per 128 rows of text) on one thread."""
-    torch.set_num_threads(1)
+def equal_rows(lengths: list[int], parts: int) -> list[list[int]]:
+    """Round 6's split: consecutive rows, as equal in number as they can be (`Tensor.tensor_split`)."""
+    return [chunk.tolist() for chunk in torch.arange(len(lengths)).tensor_split(parts) if len(chunk)]
+
+
+@contextmanager
+def split_rule(split: str):
+    before = sft.length_parts
+    if split == EQUAL_ROWS:
+        sft.length_parts = equal_rows
+    try:
+        yield
+    finally:
+        sft.length_parts = before
+
+
+def batches(stage: str, steps: int) -> list:
     recipe = toy.ToyRecipe()
-    tok = toy.toy_tokenizer()
-    model = toy.toy_model(dataclasses.replace(recipe.model, activation=activation), tok, 0)
+    collate = Collator(toy.toy_tokenizer())
+    if stage == "pretrain":
+        batch_at = sloppy_batches(0, recipe.pretrain_batch, recipe.sloppy, exclude=recipe.splits().test_keys)
+    else:
+        batch_at = epoch_batches(sft_pairs(recipe.splits()), recipe.sft_batch, recipe.sft_seed)
+    return [collate(batch_at(s)) for s in range(1, steps + 3)]
+
+
+def step_ms(stage: str, data: list, activation: str, split: str, threads: int) -> float:
+    """ms of one optimizer step: CPU time on one thread, or wall time with `threads` threads."""
+    torch.set_num_threads(threads)
+    recipe = toy.ToyRecipe()
+    model = toy.toy_model(dataclasses.replace(recipe.model, activation=activation), toy.toy_tokenizer(), 0)
     model.train()
-    cfg = dataclasses.replace(recipe.pretrain_config(), batch_size=batch, threads=1)
-    stepper = _MicroBatches(model, cfg, "cpu")
+    base = recipe.pretrain_config() if stage == "pretrain" else recipe.sft_config()
+    cfg = dataclasses.replace(base, threads=threads)
+    stepper = sft._MicroBatches(model, cfg, "cpu")
     optimizer = make_adamw(model, cfg.lr, (cfg.beta1, cfg.beta2), cfg.weight_decay)
-    batch_at = sloppy_batches(0, batch, recipe.sloppy, exclude=recipe.splits().test_keys)
-    collate = Collator(tok)
-    batches = [collate(batch_at(s)) for s in range(1, steps + 3)]
-    for b in batches[:2]:  # warm-up
-        optimizer.zero_grad(set_to_none=True)
-        stepper.step(*b, optimizer)
-    t0 = time.process_time()
-    for b in batches[2:]:
-        optimizer.zero_grad(set_to_none=True)
-        stepper.step(*b, optimizer)
+    clock = time.process_time if threads == 1 else time.perf_counter
+    with split_rule(split):
+        for b in data[:2]:  # warm-up
+            optimizer.zero_grad(set_to_none=True)
+            stepper.step(*b, optimizer)
+        t0 = clock()
+        for b in data[2:]:
+            optimizer.zero_grad(set_to_none=True)
+            stepper.step(*b, optimizer)
+        elapsed = clock() - t0
     stepper.close()
-    return (time.process_time() - t0) / steps * 1000 * 128 / batch
+    return elapsed / (len(data) - 2) * 1000
 
 
 def main() -> None:
@@ -63,17 +94,24 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--repeats", type=int, default=3)
     args = ap.parse_args()
-    print(f"torch {torch.__version__}, ISA {torch.backends.cpu.get_cpu_capability()}, 1 thread")
-    results = {label: [] for label, _, _ in ROWS}
-    for _ in range(args.repeats):  # interleaved, so a change of load touches every row alike
-        for label, activation, batch in ROWS:
-            results[label].append(step_ms(activation, batch, args.steps))
-    base = statistics.median(results[ROWS[0][0]])
-    print(f"| pretraining step (per 128 rows), median of {args.repeats} | CPU ms | vs recipe |")
-    print("|---|---|---|")
-    for label, values in results.items():
-        med = statistics.median(values)
-        print(f"| {label} | {med:.1f} | {med / base:.2f}x |")
+    print(f"torch {torch.__version__}, ISA {torch.backends.cpu.get_cpu_capability()}")
+    for stage in ("pretrain", "sft"):
+        data = batches(stage, args.steps)
+        cells = {(label, t): [] for label, _, _ in ROWS for t in (1, 2)}
+        for _ in range(args.repeats):
+            for label, activation, split in ROWS:
+                for threads in (1, 2):
+                    cells[label, threads].append(step_ms(stage, data, activation, split, threads))
+        med = {key: statistics.median(values) for key, values in cells.items()}
+        ref = ROWS[1][0]
+        print(f"\n{stage} step ({len(data[0][0])} rows), median of {args.repeats}")
+        print("| recipe | CPU ms, 1 thread | vs round 6 | wall ms, 2 threads | vs round 6 |")
+        print("|---|---|---|---|---|")
+        for label, _, _ in ROWS:
+            one, two = med[label, 1], med[label, 2]
+            print(
+                f"| {label} | {one:.1f} | {one / med[ref, 1]:.2f}x | {two:.1f} | {two / med[ref, 2]:.2f}x |"
+            )
 
 
 if __name__ == "__main__":

@@ -1,10 +1,11 @@
 """What a training step of `wiseft demo` costs, per recipe choice: the demo's micro-batched step on the
-pretraining batches (128 sloppy rows) and on the SFT batches (32 clean rows), for the current recipe
-(round 7: exact GELU, micro-batches cut by length) beside round 6's (the tanh GELU approximation,
-micro-batches of equal rows) and single changes, measured in the same run. Two figures per row: CPU ms
-with the parts run one after the other on one thread (the step's CPU cost whatever the load), and wall ms
-with the parts side by side on two threads (the demo's default). Median of --repeats runs of --steps
-steps each, rows interleaved so that a change of load touches every row alike.
+pretraining batches (128 sloppy rows) and on the SFT batches (32 clean rows), for the recipe (round 6:
+the tanh GELU approximation, micro-batches of equal rows) beside round 8's candidate (exact GELU,
+micro-batches cut by length; measured on 10 runs and not adopted, docs/TOY-LOG.md) and single changes,
+measured in the same run. Two figures per row: CPU ms with the parts run one after the other on one
+thread (the step's CPU cost whatever the load), and wall ms with the parts side by side on two threads
+(the demo's default). Median of --repeats runs of --steps steps each, rows interleaved so that a change
+of load touches every row alike.
 
     PYTHONPATH=src python bench/toy_step_costs.py            # the default table
     PYTHONPATH=src python bench/toy_step_costs.py --steps 10 --repeats 3
@@ -19,7 +20,6 @@ import argparse
 import dataclasses
 import statistics
 import time
-from contextlib import contextmanager
 
 import torch
 
@@ -28,31 +28,13 @@ from wiseft.train import sft, toy
 from wiseft.train.checkpoints import make_adamw
 from wiseft.train.data import Collator, epoch_batches
 
-EQUAL_ROWS = "equal rows"
-BY_LENGTH = "by length"
-ROWS = [  # (label, activation, micro-batch split)
-    ("round 7 (recipe): gelu, parts by length", "gelu", BY_LENGTH),
-    ("round 6: gelu_pytorch_tanh, parts of equal rows", "gelu_pytorch_tanh", EQUAL_ROWS),
-    ("gelu, parts of equal rows", "gelu", EQUAL_ROWS),
-    ("gelu_pytorch_tanh, parts by length", "gelu_pytorch_tanh", BY_LENGTH),
-    ("relu, parts by length", "relu", BY_LENGTH),
+ROWS = [  # (label, activation, micro-batch split: SFTConfig.micro_split)
+    ("round 6 (recipe): gelu_pytorch_tanh, parts of equal rows", "gelu_pytorch_tanh", "rows"),
+    ("round 8 (not adopted): gelu, parts by length", "gelu", "length"),
+    ("gelu, parts of equal rows", "gelu", "rows"),
+    ("gelu_pytorch_tanh, parts by length", "gelu_pytorch_tanh", "length"),
+    ("relu, parts by length", "relu", "length"),
 ]
-
-
-def equal_rows(lengths: list[int], parts: int) -> list[list[int]]:
-    """Round 6's split: consecutive rows, as equal in number as they can be (`Tensor.tensor_split`)."""
-    return [chunk.tolist() for chunk in torch.arange(len(lengths)).tensor_split(parts) if len(chunk)]
-
-
-@contextmanager
-def split_rule(split: str):
-    before = sft.length_parts
-    if split == EQUAL_ROWS:
-        sft.length_parts = equal_rows
-    try:
-        yield
-    finally:
-        sft.length_parts = before
 
 
 def batches(stage: str, steps: int) -> list:
@@ -72,19 +54,18 @@ def step_ms(stage: str, data: list, activation: str, split: str, threads: int) -
     model = toy.toy_model(dataclasses.replace(recipe.model, activation=activation), toy.toy_tokenizer(), 0)
     model.train()
     base = recipe.pretrain_config() if stage == "pretrain" else recipe.sft_config()
-    cfg = dataclasses.replace(base, threads=threads)
+    cfg = dataclasses.replace(base, threads=threads, micro_split=split)
     stepper = sft._MicroBatches(model, cfg, "cpu")
     optimizer = make_adamw(model, cfg.lr, (cfg.beta1, cfg.beta2), cfg.weight_decay)
     clock = time.process_time if threads == 1 else time.perf_counter
-    with split_rule(split):
-        for b in data[:2]:  # warm-up
-            optimizer.zero_grad(set_to_none=True)
-            stepper.step(*b, optimizer)
-        t0 = clock()
-        for b in data[2:]:
-            optimizer.zero_grad(set_to_none=True)
-            stepper.step(*b, optimizer)
-        elapsed = clock() - t0
+    for b in data[:2]:  # warm-up
+        optimizer.zero_grad(set_to_none=True)
+        stepper.step(*b, optimizer)
+    t0 = clock()
+    for b in data[2:]:
+        optimizer.zero_grad(set_to_none=True)
+        stepper.step(*b, optimizer)
+    elapsed = clock() - t0
     stepper.close()
     return elapsed / (len(data) - 2) * 1000
 
@@ -103,7 +84,7 @@ def main() -> None:
                 for threads in (1, 2):
                     cells[label, threads].append(step_ms(stage, data, activation, split, threads))
         med = {key: statistics.median(values) for key, values in cells.items()}
-        ref = ROWS[1][0]
+        ref = ROWS[0][0]
         print(f"\n{stage} step ({len(data[0][0])} rows), median of {args.repeats}")
         print("| recipe | CPU ms, 1 thread | vs round 6 | wall ms, 2 threads | vs round 6 |")
         print("|---|---|---|---|---|")

@@ -12,6 +12,7 @@ from wiseft.cli import main
 from wiseft.errors import ConfigError, TrainError
 from wiseft.tasks import toy as world
 from wiseft.train import data, optim_state, sft, toy
+from wiseft.train import parts as parts_mod
 
 SMALL = toy.ToyModelConfig(hidden=32, layers=1, heads=2, intermediate=64, max_positions=64)
 
@@ -62,6 +63,7 @@ def test_learning_rate_schedule_against_closed_form():
         (dict(lr=0.0), "--lr must be > 0"),
         (dict(micro_batches=5), r"--micro-batches must be between 1 and --batch-size \(4\)"),
         (dict(micro_batches=0), "--micro-batches"),
+        (dict(micro_split="random"), "--micro-split must be one of length, rows, got 'random'"),
     ],
 )
 def test_bad_config_is_rejected_with_the_flag_named(kw, message):
@@ -183,16 +185,17 @@ def test_training_writes_loadable_hf_checkpoints_and_lowers_the_loss(tmp_path):
     assert [p.name for p in (tmp_path / "run").iterdir() if "tmp" in p.name] == []
 
 
-def test_micro_batches_give_the_same_weights_for_any_thread_count(tmp_path):
-    """Two micro-batches run side by side on two threads, or one after the other on one: the weights are
-    the same bytes. And the summed micro-batch gradient is the batch's gradient (to rounding), so the
-    run follows the plain one closely."""
+@pytest.mark.parametrize("split", ["length", "rows"])
+def test_micro_batches_give_the_same_weights_for_any_thread_count(tmp_path, split):
+    """Two micro-batches (cut either way) run side by side on two threads, or one after the other on one:
+    the weights are the same bytes. And the summed micro-batch gradient is the batch's gradient (to
+    rounding), so the run follows the plain one closely."""
     pairs = _pairs()
     runs = {}
     for name, kw in (
         ("plain", {}),
-        ("one", dict(micro_batches=2)),
-        ("two", dict(micro_batches=2, threads=2)),
+        ("one", dict(micro_batches=2, micro_split=split)),
+        ("two", dict(micro_batches=2, micro_split=split, threads=2)),
     ):
         model, tok = _model()
         result = sft.train(model, tok, data.epoch_batches(pairs, 4, 1), _cfg(steps=4, **kw), tmp_path / name)
@@ -244,7 +247,7 @@ def _best_padded(lengths, parts):
 def test_length_parts_cover_every_row_once_and_even_out_the_padding(lengths, parts):
     """Every row in exactly one non-empty part, parts in length order with rows sorted by length (ties in
     row order), at most `parts` of them, and the largest padded size the least any split achieves."""
-    split = sft.length_parts(lengths, parts)
+    split = parts_mod.length_parts(lengths, parts)
     flat = [i for part in split for i in part]
     assert sorted(flat) == list(range(len(lengths))) and all(split) and len(split) <= parts
     assert flat == sorted(range(len(lengths)), key=lambda i: lengths[i])
@@ -252,15 +255,15 @@ def test_length_parts_cover_every_row_once_and_even_out_the_padding(lengths, par
 
 
 def test_length_parts_pad_less_than_equal_rows_on_toy_batches():
-    """On the demo's pretraining batches the parts pad at most as much as the equal-row split they
-    replace, and less in total."""
+    """On the demo's pretraining batches the parts cut by length pad at most as much as equal row counts,
+    and less in total."""
     recipe = toy.ToyRecipe()
     tok = toy.toy_tokenizer()
     batch_at = world.sloppy_batches(0, 128, recipe.sloppy)
     for step in (1, 2, 3):
         _ids, mask, _labels = data.Collator(tok)(batch_at(step))
         lengths = mask.sum(dim=1).tolist()
-        split = sft.length_parts(lengths, 2)
+        split = parts_mod.length_parts(lengths, 2)
         halves = [list(range(64)), list(range(64, 128))]
         assert max(_padded(lengths, p) for p in split) <= max(_padded(lengths, p) for p in halves)
         assert sum(_padded(lengths, p) for p in split) < sum(_padded(lengths, p) for p in halves)
@@ -439,6 +442,7 @@ def test_toy_recipe_on_a_tiny_budget_gives_a_base_and_an_sft_trajectory(tmp_path
     assert recipe.base_key() == toy.ToyRecipe(**{**recipe.__dict__, "sft_steps": 100, "n_sft": 5}).base_key()
     assert recipe.base_key() != toy.ToyRecipe(**{**recipe.__dict__, "n_test": 17}).base_key()
     assert recipe.base_key() != toy.ToyRecipe(**{**recipe.__dict__, "micro_batches": 1}).base_key()
+    assert recipe.base_key() != toy.ToyRecipe(**{**recipe.__dict__, "micro_split": "length"}).base_key()
     gelu_new = dataclasses.replace(SMALL, activation="gelu_new")
     assert recipe.base_key() != toy.ToyRecipe(**{**recipe.__dict__, "model": gelu_new}).base_key()
 
@@ -604,3 +608,12 @@ def test_chain_probability_is_the_same_bits_for_any_thread_count():
     finally:
         torch.set_num_threads(before)
     assert values[0] == values[1]
+
+
+def test_the_toy_recipe_keeps_the_base_key_and_the_split_of_its_validated_rounds():
+    """Round 6's recipe (validated on 10 runs) is the default: equal-row micro-batches, the tanh GELU; the
+    base key is the one its cached bases carry (docs/TOY-LOG.md round 8 measured the alternatives)."""
+    recipe = toy.ToyRecipe()
+    assert recipe.micro_split == "rows" and recipe.pretrain_config().micro_split == "rows"
+    assert recipe.sft_config().micro_split == "rows" and recipe.model.activation == "gelu_pytorch_tanh"
+    assert recipe.base_key() == "8d0955d993d3"

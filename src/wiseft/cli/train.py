@@ -92,6 +92,11 @@ def _training_flags(p: argparse.ArgumentParser) -> None:
         help="split each batch into N parts, gradients summed in a fixed order; on CPU the parts run "
         "side by side, one core each, with the same result for any --threads (default 1)",
     )
+    p.add_argument(
+        "--micro-split", choices=("length", "rows"), default="length",
+        help="how the parts are cut: 'length' sorts rows by length and evens out the parts' padded sizes "
+        "(less padding), 'rows' takes consecutive rows in equal counts (default length)",
+    )  # fmt: skip
 
 
 def _parse_steps(text: str) -> tuple[int, ...]:
@@ -107,7 +112,8 @@ def _sft_config(args):
     from wiseft.train.sft import SFTConfig
 
     names = ("steps", "batch_size", "lr", "min_lr", "schedule", "warmup_steps", "weight_decay", "grad_clip",
-             "save_every", "save_optimizer", "max_length", "seed", "device", "threads", "micro_batches")  # fmt: skip
+             "save_every", "save_optimizer", "max_length", "seed", "device", "threads", "micro_batches",
+             "micro_split")  # fmt: skip
     device = None if args.device == "auto" else args.device
     return SFTConfig(**{n: getattr(args, n) for n in names if n != "device"}, device=device,
                      save_steps=_parse_steps(args.save_steps))  # fmt: skip

@@ -62,3 +62,32 @@ def split_rows(n: int, parts: int) -> list[range]:
             out.append(range(start, start + size))
         start += size
     return out
+
+
+def length_parts(lengths: list[int], parts: int) -> list[list[int]]:
+    """Split rows of these token `lengths` into at most `parts` micro-batches: rows sorted by length (ties
+    in row order), cut into runs whose padded size (rows x the run's longest row) is as even as it can be,
+    shortest run first. A function of the lengths alone, so the step is the same for any thread count;
+    every row is in exactly one part, and no part is empty."""
+    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+    sizes = [max(1, lengths[i]) for i in order]
+
+    def cuts(cap: int) -> list[int] | None:  # fewest runs from the longest end, each padded <= cap
+        bounds, end = [], len(sizes)
+        while end > 0:
+            if len(bounds) == parts:
+                return None
+            start = end - 1
+            while start > 0 and (end - start + 1) * sizes[end - 1] <= cap:
+                start -= 1
+            bounds.append(start)
+            end = start
+        return bounds[::-1]
+
+    lo, hi = sizes[-1], len(sizes) * sizes[-1]  # the longest row alone .. everything in one part
+    while lo < hi:
+        mid = (lo + hi) // 2
+        lo, hi = (lo, mid) if cuts(mid) is not None else (mid + 1, hi)
+    starts = cuts(lo) or [0]
+    ends = starts[1:] + [len(order)]
+    return [order[a:b] for a, b in zip(starts, ends, strict=True)]

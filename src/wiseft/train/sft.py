@@ -39,6 +39,9 @@ from wiseft.train.checkpoints import (
     save_checkpoint,
 )
 from wiseft.train.data import Collator, Pair, epoch_batches, load_pairs
+from wiseft.train.parts import length_parts, split_rows
+
+MICRO_SPLITS = ("length", "rows")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,6 +68,9 @@ class SFTConfig:
     # Split each batch into this many micro-batches whose gradients are summed in a fixed order. On CPU
     # they run side by side, one core each (`_MicroBatches`); the result is the same for any --threads.
     micro_batches: int = 1
+    # How: "length" (rows sorted by length, even padded sizes: `parts.length_parts`, less padding) or
+    # "rows" (consecutive rows, equal counts: `parts.split_rows`, the toy recipe's rule since round 2)
+    micro_split: str = "length"
 
     def __post_init__(self):
         if self.steps < 1:
@@ -77,6 +83,10 @@ class SFTConfig:
             raise ConfigError(f"--schedule must be 'cosine' or 'constant', got {self.schedule!r}")
         if self.warmup_steps < 0 or self.save_every < 0:
             raise ConfigError("--warmup-steps and --save-every must be non-negative")
+        if self.micro_split not in MICRO_SPLITS:
+            raise ConfigError(
+                f"--micro-split must be one of {', '.join(MICRO_SPLITS)}, got {self.micro_split!r}"
+            )
         if not 1 <= self.micro_batches <= self.batch_size:
             raise ConfigError(
                 f"--micro-batches must be between 1 and --batch-size ({self.batch_size}), got {self.micro_batches}"
@@ -263,8 +273,8 @@ class _WholeBatch:
 
 
 class _MicroBatches:
-    """One optimizer step over a batch split into `cfg.micro_batches` parts (`length_parts`: rows sorted by
-    length, cut so that the parts' padded sizes are even, which pads less and keeps the threads busy).
+    """One optimizer step over a batch split into `cfg.micro_batches` parts by `cfg.micro_split` ("length"
+    pads less and keeps the threads evenly busy; `rows`: consecutive rows, equal counts).
 
     Each part's loss is its summed token cross-entropy divided by the whole batch's completion tokens, so
     the parts' losses add up to the batch's mean loss; each part's gradients come from its own
@@ -298,8 +308,14 @@ class _MicroBatches:
         import torch
 
         total = max(1, int((labels[:, 1:] != -100).sum()))
-        rows = length_parts(mask.sum(dim=1).tolist(), self.cfg.micro_batches)
-        parts = [(input_ids[idx], mask[idx], labels[idx]) for idx in map(torch.tensor, rows)]
+        if self.cfg.micro_split == "length":
+            rows = length_parts(mask.sum(dim=1).tolist(), self.cfg.micro_batches)
+            parts = [(input_ids[idx], mask[idx], labels[idx]) for idx in map(torch.tensor, rows)]
+        else:
+            spans = split_rows(len(input_ids), self.cfg.micro_batches)
+            parts = [
+                (input_ids[r.start : r.stop], mask[r.start : r.stop], labels[r.start : r.stop]) for r in spans
+            ]
         threads = torch.get_num_threads()
         if self.cpu:
             torch.set_num_threads(1)
@@ -323,35 +339,6 @@ class _MicroBatches:
     def close(self) -> None:
         if self.pool is not None:
             self.pool.shutdown()
-
-
-def length_parts(lengths: list[int], parts: int) -> list[list[int]]:
-    """Split rows of these token `lengths` into at most `parts` micro-batches: rows sorted by length (ties
-    in row order), cut into runs whose padded size (rows x the run's longest row) is as even as it can be,
-    shortest run first. A function of the lengths alone, so the step is the same for any thread count;
-    every row is in exactly one part, and no part is empty."""
-    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
-    sizes = [max(1, lengths[i]) for i in order]
-
-    def cuts(cap: int) -> list[int] | None:  # fewest runs from the longest end, each padded <= cap
-        bounds, end = [], len(sizes)
-        while end > 0:
-            if len(bounds) == parts:
-                return None
-            start = end - 1
-            while start > 0 and (end - start + 1) * sizes[end - 1] <= cap:
-                start -= 1
-            bounds.append(start)
-            end = start
-        return bounds[::-1]
-
-    lo, hi = sizes[-1], len(sizes) * sizes[-1]  # the longest row alone .. everything in one part
-    while lo < hi:
-        mid = (lo + hi) // 2
-        lo, hi = (lo, mid) if cuts(mid) is not None else (mid + 1, hi)
-    starts = cuts(lo) or [0]
-    ends = starts[1:] + [len(order)]
-    return [order[a:b] for a, b in zip(starts, ends, strict=True)]
 
 
 def sum_part_grads(per_part: list) -> list:

@@ -15,7 +15,6 @@ import dataclasses
 import hashlib
 import json
 import shutil
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from wiseft.atomic import atomic_dir
@@ -39,7 +38,8 @@ from wiseft.tasks.toy import (
 )
 from wiseft.train.checkpoints import read_state
 from wiseft.train.data import Collator
-from wiseft.train.sft import SFTConfig, epoch_batches, length_parts, train
+from wiseft.train.parts import PartPool, length_parts
+from wiseft.train.sft import SFTConfig, epoch_batches, train
 
 # --- tokenizer and model: standard Hugging Face pieces ------------------------------------------------
 
@@ -53,8 +53,8 @@ def toy_tokenizer():
 class ToyModelConfig:
     """A standard transformers causal LM of ~0.6 M parameters: width 128, 3 layers, 4 heads, MLP 4x.
 
-    `arch` "gpt2" (learned absolute positions, GELU MLP of 4x width; the activation is the exact `gelu`,
-    whose CPU kernels take a third of the tanh approximation's time) or "llama" (RoPE, SwiGLU; `intermediate` 352, about 8/3 of the
+    `arch` "gpt2" (learned absolute positions, GELU MLP of 4x width; the activation is the fused tanh
+    approximation `gelu_pytorch_tanh`) or "llama" (RoPE, SwiGLU; `intermediate` 352, about 8/3 of the
     width, matches the parameter count of a 4x two-matrix MLP). Choices are logged in docs/TOY-LOG.md.
     """
 
@@ -64,7 +64,7 @@ class ToyModelConfig:
     heads: int = 4
     intermediate: int = 512
     max_positions: int = 64
-    activation: str = "gelu"  # GPT-2 only
+    activation: str = "gelu_pytorch_tanh"  # GPT-2 only
 
     def __post_init__(self):
         if self.arch not in ("gpt2", "llama"):
@@ -153,6 +153,7 @@ class ToyRecipe:
     warmup_steps: int = 50
     threads: int = 0
     micro_batches: int = 2
+    micro_split: str = "rows"  # consecutive rows (round 8 measured "length": docs/TOY-LOG.md)
 
     def __post_init__(self):
         if self.sft_halvings < 1 or self.sft_steps % 2**self.sft_halvings:
@@ -190,6 +191,7 @@ class ToyRecipe:
             device="cpu",
             threads=self.threads,
             micro_batches=self.micro_batches,
+            micro_split=self.micro_split,
         )
 
     def sft_config(self) -> SFTConfig:
@@ -205,6 +207,7 @@ class ToyRecipe:
             device="cpu",
             threads=self.threads,
             micro_batches=self.micro_batches,
+            micro_split=self.micro_split,
         )
 
     def base_key(self) -> str:
@@ -215,11 +218,13 @@ class ToyRecipe:
             "model": to_dict(self.model),
             "sloppy": to_dict(self.sloppy),
             "pretrain": [self.pretrain_seed, self.pretrain_steps, self.pretrain_batch, self.pretrain_lr],
-            "micro_batches": [self.micro_batches, "by length"],  # `train.sft.length_parts`
+            "micro_batches": self.micro_batches,
             "warmup": self.warmup_steps,
         }
         if self.pretrain_gate:  # (a key without the gate stays the key of the bases built before it)
             parts["gate"] = [self.pretrain_gate, self.gate_every, self.n_gate]
+        if self.micro_split != "rows":  # (likewise for the split of round 2's recipe)
+            parts["micro_split"] = self.micro_split
         return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:12]
 
 
@@ -247,14 +252,11 @@ def _chain_probability(model, input_ids, mask, labels) -> float:
         logp = torch.log_softmax(logits, -1).gather(-1, target.clamp(min=0).unsqueeze(-1)).squeeze(-1)
         return (logp * (target != -100)).double().sum(1)
 
-    parts = length_parts(mask.sum(dim=1).tolist(), CHAIN_PARTS)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
+    pool = PartPool(CHAIN_PARTS, torch.get_num_threads(), cpu=True)
     try:
-        with ThreadPoolExecutor(max(1, min(threads, len(parts)))) as pool:
-            per_chain = torch.cat(list(pool.map(part, parts)))
+        per_chain = torch.cat(pool.map(part, length_parts(mask.sum(dim=1).tolist(), CHAIN_PARTS)))
     finally:
-        torch.set_num_threads(threads)
+        pool.close()
     return float(per_chain.exp().mean())
 
 

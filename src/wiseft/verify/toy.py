@@ -75,7 +75,7 @@ class ToyVerifierConfig:
     heads: int = 4
     intermediate: int = 128
     max_positions: int = 64
-    activation: str = "gelu"
+    activation: str = "gelu_pytorch_tanh"
     steps: int = 300
     batch_size: int = 32
     lr: float = 3e-3

@@ -274,7 +274,7 @@ class _WholeBatch:
 
 class _MicroBatches:
     """One optimizer step over a batch split into `cfg.micro_batches` parts by `cfg.micro_split` ("length"
-    pads less and keeps the threads evenly busy; `rows`: consecutive rows, equal counts).
+    pads less and keeps the threads evenly busy; "rows": consecutive rows, equal counts).
 
     Each part's loss is its summed token cross-entropy divided by the whole batch's completion tokens, so
     the parts' losses add up to the batch's mean loss; each part's gradients come from its own

@@ -126,10 +126,11 @@ class ToyRecipe:
     probability of writing the gold chain of `n_gate` clean problems (never test ones) is compared with
     `pretrain_gate`, so every seed's base stops at the same competence, however long its plateau lasts.
     SFT: `sft_steps` steps of `sft_batch` of the `n_sft` clean problems at `sft_lr` with cosine decay
-    to `sft_min_lr`; checkpoints at `sft_steps`/2^i for i = `sft_halvings`…0, dense early, and the first of them is the early checkpoint of the mixes (a rule fixed in advance). Both
-    stages split each batch into `micro_batches` parts whose gradients are summed in a fixed order, so the
-    weights are the same bytes for any thread count (`train.sft`). docs/TOY-LOG.md says how the values
-    were chosen.
+    to `sft_min_lr`; checkpoints at `sft_steps`/2^i for i = `sft_halvings`…0, dense early, and the first
+    of them is the early checkpoint of the mixes (a rule fixed in advance). Both stages split each batch
+    into `micro_batches` parts (consecutive rows: `micro_split`) whose gradients are summed in a fixed
+    order, so the weights are the same bytes for any thread count (`train.sft`). docs/TOY-LOG.md says how
+    the values were chosen.
     """
 
     data_seed: int = DATA_SEED

@@ -326,7 +326,7 @@ def main() -> None:
     console.print(f"building/using cached inputs in {CACHE} ...")
     kinds = sorted({METHODS[m][0] for m in methods})
     work = CACHE / "work"
-    work.mkdir(exist_ok=True)
+    work.mkdir(parents=True, exist_ok=True)
     models = {"early": build(args.shape, "early", 1), "final": build(args.shape, "final", 2)}
     if "trio" in kinds or "based" in kinds:
         models["base"] = build(args.shape, "base", 3)

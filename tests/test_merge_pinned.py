@@ -63,13 +63,18 @@ def _digest(tensors: dict[str, torch.Tensor]) -> str:
     return h.hexdigest()
 
 
-@pytest.mark.parametrize("path", ["compiled", "torch"])
+@pytest.mark.parametrize("path", ["compiled", "parts", "torch"])
 @pytest.mark.parametrize("method", list(CASES))
 def test_the_merged_bytes_are_pinned(models, tmp_path, monkeypatch, method, path):
-    if path == "compiled" and not compiled.available():
+    """`parts`: the compiled loops cut every span into three parts of as few as 64 elements (on threads),
+    so the cuts fall inside tensors, across RNG blocks' worth of draws and inside rows."""
+    if path != "torch" and not compiled.available():
         pytest.skip("numba is not installed: the compiled path is not available")
     if path == "torch":
         monkeypatch.setattr(compiled, "_K", False)
+    if path == "parts":
+        monkeypatch.setattr(compiled, "MIN_PART", 64)
+        monkeypatch.setattr(compiled, "parts_wanted", lambda: 3)
     merge(plan(_recipe(models, method)), tmp_path / "out")
     assert _digest(load_dir(tmp_path / "out")) == PINNED[method]
 
@@ -112,3 +117,30 @@ def test_the_compiled_della_ranks_equal_the_torch_sort(monkeypatch, cols):
     fast = della_probabilities(delta, cols, 0.4, 0.15, scratch).clone()
     monkeypatch.setattr(compiled, "_K", False)
     assert bits_equal(della_probabilities(delta, cols, 0.4, 0.15, scratch), fast)
+
+
+@pytest.mark.parametrize("method", list(CASES))
+def test_cutting_the_loops_into_parts_keeps_the_bytes_on_long_tensors(models, tmp_path, monkeypatch, method):
+    """MLP tensors of 192,000 elements: several RNG blocks and l1 blocks (the last one partial), so the
+    parts of the compiled loops (compiled.run_parts) start inside tensors, on block boundaries and mid-row.
+    Uncut, cut in two (the default size) and cut in three small parts all give the torch path's bytes."""
+    if not compiled.available():
+        pytest.skip("numba is not installed: the compiled path is not available")
+    m = [str(models.get(seed=s, dtype=torch.bfloat16, layers=1, intermediate=6000)) for s in (21, 22, 23)]
+    recipe = Recipe(method, (m[1], m[2]), base=m[0], weights=(1.0, 0.7), parameters=CASES[method], seed=SEED)
+    digests, cut, run_parts = [], [], compiled.run_parts
+    monkeypatch.setattr(
+        compiled, "run_parts", lambda call, parts: (cut.append(len(parts)), run_parts(call, parts))
+    )
+    for parts, min_part in [(1, compiled.MIN_PART), (2, compiled.MIN_PART), (3, 64)]:
+        monkeypatch.setattr(compiled, "parts_wanted", lambda parts=parts: parts)
+        monkeypatch.setattr(compiled, "MIN_PART", min_part)
+        cut.clear()
+        merge(plan(recipe), tmp_path / f"out-{parts}")
+        digests.append(_digest(load_dir(tmp_path / f"out-{parts}")))
+        # the loops were cut as asked; magnitude selections of bfloat16 values tie at their threshold, and
+        # tie ranks count in index order, so those loops run whole (KeepArrays.in_order)
+        assert max(cut) == (1 if method in ("ties", "breadcrumbs_ties") else parts)
+    monkeypatch.setattr(compiled, "_K", False)
+    merge(plan(recipe), tmp_path / "out-torch")
+    assert digests == [_digest(load_dir(tmp_path / "out-torch"))] * 3

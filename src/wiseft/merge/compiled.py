@@ -14,11 +14,19 @@ else, a machine without numba, or WISEFT_NO_FUSED=1 takes the torch path.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 
 import torch
 
 _K = None
+_POOL: tuple[int, ThreadPoolExecutor] | None = None  # (the pid that made it: a forked child makes its own)
+# A compiled loop over a span is cut into parts that run side by side (the loops release the GIL) when the
+# span has at least MIN_PART elements per part; MAX_PARTS bounds the threads (a merge also keeps a reader
+# and a writer thread busy). Cutting never changes a value: the parts are element-wise, or aligned to the
+# blocks whose sums the loops return (bench/RESULTS.md has the measurements).
+MIN_PART = 1 << 16
+MAX_PARTS = 4
 # per-model kinds of the task-vector kernel
 DENSE, ZERO, THRESHOLD, RANDOM, DELLA, KEPT = range(6)  # KEPT: keep decisions stored by an earlier pass
 RESCALE_CODES = {"none": 0, "l1": 1, "inverse": 2}
@@ -77,3 +85,46 @@ def out_array(out: torch.Tensor):
 
 def kernel(name: str):
     return _build()[name]
+
+
+def parts_wanted() -> int:
+    """How many parts a long span is cut into: the CPUs this process may run on, at most MAX_PARTS."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not Linux
+        cpus = os.cpu_count() or 1
+    return max(1, min(MAX_PARTS, cpus))
+
+
+def spans(m: int, align: int = 1, min_part: int | None = None) -> list[tuple[int, int]]:
+    """[0, m) cut into up to `parts_wanted()` consecutive spans of at least `min_part` (MIN_PART)
+    elements each, every start a multiple of `align`; [(0, m)] when it is too short to cut."""
+    min_part = MIN_PART if min_part is None else min_part
+    parts = min(parts_wanted(), max(1, m // max(1, min_part)))
+    if parts <= 1:
+        return [(0, m)]
+    unit = -(-m // parts)
+    unit = -(-unit // align) * align
+    cuts = [(lo, min(lo + unit, m)) for lo in range(0, m, unit)]
+    if len(cuts) > 1 and cuts[-1][1] - cuts[-1][0] < min_part:  # a short tail joins the part before it
+        cuts[-2:] = [(cuts[-2][0], m)]
+    return cuts
+
+
+def run_parts(call: Callable[[int, int], None], parts: list[tuple[int, int]]) -> None:
+    """call(lo, hi) for each part, side by side: the first on this thread, the others on a small pool.
+    Every part has finished when this returns or raises (the parts write into shared buffers)."""
+    global _POOL
+    if len(parts) == 1:
+        call(*parts[0])
+        return
+    if _POOL is None or _POOL[0] != os.getpid():
+        _POOL = (os.getpid(), ThreadPoolExecutor(MAX_PARTS - 1, thread_name_prefix="wiseft-kernel"))
+    futures = [_POOL[1].submit(call, lo, hi) for lo, hi in parts[1:]]
+    try:
+        call(*parts[0])
+    finally:
+        errors = [f.exception() for f in futures]
+    for error in errors:
+        if error is not None:
+            raise error

@@ -35,11 +35,15 @@ def uniform(
     first, last = start // RNG_BLOCK, (start + n - 1) // RNG_BLOCK
     if compiled.available() and out.is_contiguous() and out.device.type == "cpu":
         draw, target = compiled.kernel("mt_uniform"), out.numpy()
-        for block in range(first, last + 1):
-            lo = max(start, block * RNG_BLOCK)
-            hi = min(start + n, (block + 1) * RNG_BLOCK)
-            seed64 = np.uint64(block_seed(seed, tensor, model, block))
-            draw(seed64, lo - block * RNG_BLOCK, target[lo - start : hi - start])
+        seeds = [np.uint64(block_seed(seed, tensor, model, b)) for b in range(first, last + 1)]
+
+        def part(a: int, b: int) -> None:  # blocks are drawn independently: any cut gives the same numbers
+            for block in range(first + a, first + b):
+                lo = max(start, block * RNG_BLOCK)
+                hi = min(start + n, (block + 1) * RNG_BLOCK)
+                draw(seeds[block - first], lo - block * RNG_BLOCK, target[lo - start : hi - start])
+
+        compiled.run_parts(part, compiled.spans(len(seeds), min_part=2))
         return out
     generator = torch.Generator(device="cpu")
     for block in range(first, last + 1):

@@ -80,6 +80,11 @@ class KeepArrays:
             if m.kind in ("magnitude", "outliers"):
                 self._thresholds(m)
 
+    def in_order(self) -> bool:
+        """Whether a loop must see the span whole and in order: the ranks of tied magnitudes are counted
+        in index order (`seen`), so such a span is not cut into parts (compiled.run_parts)."""
+        return bool((self.ties[:, :, 2] > self.ties[:, :, 1]).any())
+
     def _thresholds(self, m: Sparsifier) -> None:
         keep = m.keep()
         j = m.index
@@ -99,7 +104,12 @@ def della_probabilities(delta, cols: int, density: float, epsilon: float, scratc
     if compiled.available() and delta.dtype == torch.float64 and delta.device.type == "cpu":
         out = scratch.rows("probability", 1, m_len)[0]
         kernel = compiled.kernel("row_ranks")
-        kernel(delta.contiguous().numpy(), cols, float(density), float(epsilon), out.numpy())
+        values, target = delta.contiguous().numpy(), out.numpy()
+
+        def part(lo: int, hi: int) -> None:  # whole rows, each ranked on its own
+            kernel(values[lo:hi], cols, float(density), float(epsilon), target[lo:hi])
+
+        compiled.run_parts(part, compiled.spans(m_len, align=cols, min_part=max(cols, compiled.MIN_PART)))
         return out
     magnitude = torch.abs(delta).view(-1, cols).flip(1)  # flipped: a stable sort puts lower indices last
     order = torch.sort(magnitude, dim=1, stable=True).indices

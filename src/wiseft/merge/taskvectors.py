@@ -167,8 +167,13 @@ class TaskVectorJob(Job):
         blocks = -(-m // tensorwise.REDUCE_BLOCK)
         before, after = np.empty((n, blocks)), np.empty((n, blocks))
         kept = scratch.rows("kept", n, m, torch.uint8).numpy()
-        compiled.kernel("l1_sums")(arrays, a.kinds, a.density, a.has_low, a.low, a.has_high, a.high, a.ties,
-                                   a.seen, u, p, kept, tensorwise.REDUCE_BLOCK, before, after)  # fmt: skip
+        block = tensorwise.REDUCE_BLOCK
+
+        def part(lo: int, hi: int) -> None:  # parts start on block boundaries: their sums are whole blocks
+            compiled.kernel("l1_sums")(arrays, a.kinds, a.density, a.has_low, a.low, a.has_high, a.high, a.ties,
+                                       a.seen, u, p, kept, block, before, after, lo, hi)  # fmt: skip
+
+        compiled.run_parts(part, [(0, m)] if a.in_order() else compiled.spans(m, align=block))
         for model in norm:
             self.sums[model.index][0].extend(before[model.index])
             self.sums[model.index][1].extend(after[model.index])
@@ -218,11 +223,17 @@ class TaskVectorJob(Job):
                 kept[j] = np.unpackbits(bits[start // 8 : -(-(start + m) // 8)], count=m)
         weights = np.array(self.weights, dtype=np.float64)
         cs = np.array(scales(self.weights, self.lam, self.normalize), dtype=np.float64)
-        compiled.kernel("task_vectors")(
-            compiled.arrays(xs), a.kinds, a.density, a.has_low, a.low, a.has_high, a.high, a.ties, a.seen, u, p,
-            kept, compiled.RESCALE_CODES[self.rescale], a.factors, weights, cs, self.consensus,
-            bool(self.normalize), float(self.lam), compiled.out_array(out),
-        )  # fmt: skip
+        arrays, target = compiled.arrays(xs), compiled.out_array(out)
+        rescale = compiled.RESCALE_CODES[self.rescale]
+
+        def part(lo: int, hi: int) -> None:  # element-wise, so any cut gives the same bits
+            compiled.kernel("task_vectors")(
+                arrays, a.kinds, a.density, a.has_low, a.low, a.has_high, a.high, a.ties, a.seen, u, p, kept,
+                rescale, a.factors, weights, cs, self.consensus, bool(self.normalize), float(self.lam), target,
+                lo, hi,
+            )  # fmt: skip
+
+        compiled.run_parts(part, [(0, m)] if a.in_order() else compiled.spans(m))
         return True
 
     # --- the output pass ---------------------------------------------------------------------------

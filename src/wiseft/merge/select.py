@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from wiseft.merge import compiled
@@ -55,6 +56,7 @@ class Selector:
         self.mode = "hist"
         self.result: Rank | None = None
         self.zeros = 0  # keys equal to 0, counted in the first pass
+        self._parts: list[tuple[np.ndarray, np.ndarray]] = []  # per-part bins and gather buffers (_spare)
         self._first = True
         self._reset_pass()
 
@@ -99,14 +101,53 @@ class Selector:
         if self._counts is None:
             self._counts = torch.zeros(1 << BINS_LOG2, dtype=torch.int64)
         mode = 0 if self._first else (1 if self.mode == "hist" else 2)
-        below, filled, zeros = compiled.kernel("observe_keys")(
-            arrays[model + 1], arrays[0], mode, self.lo, self.hi, self.shift, self._counts.numpy(),
-            self._gathered.numpy(), self._filled,
-        )  # fmt: skip
-        if filled > self._gathered.numel():  # cannot happen: the bin's count is exact
+        x, base, kernel = arrays[model + 1], arrays[0], compiled.kernel("observe_keys")
+        parts = compiled.spans(x.shape[0])
+        if len(parts) == 1:
+            below, filled, zeros = kernel(x, base, mode, self.lo, self.hi, self.shift, self._counts.numpy(),
+                                          self._gathered.numpy(), self._filled)  # fmt: skip
+            self._add(below, filled - self._filled, zeros)
+            return
+        # Parts side by side (compiled.run_parts): each counts into its own bins and gathers into its own
+        # buffer; counts add up and gathered keys are sorted at the end, so nothing depends on the cut.
+        spare = self._spare(len(parts), max(hi - lo for lo, hi in parts))
+        found = {}
+
+        def part(lo: int, hi: int) -> None:
+            i = next(k for k, (a, _) in enumerate(parts) if a == lo)
+            counts, gathered = spare[i]
+            counts[:] = 0
+            found[i] = kernel(x[lo:hi], base[lo:hi], mode, self.lo, self.hi, self.shift, counts, gathered, 0)
+
+        compiled.run_parts(part, parts)
+        for i in range(len(parts)):
+            below, filled, zeros = found[i]
+            counts, gathered = spare[i]
+            if mode == 2:
+                self._check_room(filled)
+                self._gathered.numpy()[self._filled : self._filled + filled] = gathered[:filled]
+            else:
+                self._counts.numpy()[:] += counts
+            self._add(below, filled, zeros)
+
+    def _spare(self, n: int, size: int) -> list:
+        """Per-part bins and gather buffers (numpy, reused across chunks: the hot path allocates nothing)."""
+        held = self._parts
+        if len(held) < n or held[0][1].shape[0] < size:
+            held = [
+                (np.zeros(1 << BINS_LOG2, dtype=np.int64), np.empty(size, dtype=np.int64)) for _ in range(n)
+            ]
+            self._parts = held
+        return held
+
+    def _check_room(self, filled: int) -> None:
+        if self._filled + filled > self._gathered.numel():  # cannot happen: the bin's count is exact
             raise RuntimeError("selection gathered more keys than its bin held")
+
+    def _add(self, below: int, filled: int, zeros: int) -> None:
+        self._check_room(filled)
         self._below += below
-        self._filled = filled
+        self._filled += filled
         self.zeros += zeros
 
     def end_pass(self) -> bool:

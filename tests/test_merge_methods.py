@@ -11,7 +11,7 @@ import torch
 from safetensors.torch import save_file
 from support.merge import bits_equal, float64_sum, load_dir, reference
 
-from wiseft.merge import Recipe, rng, select, tensorwise
+from wiseft.merge import Recipe, compiled, rng, select, tensorwise
 from wiseft.merge.driver import merge
 from wiseft.merge.plan import plan
 from wiseft.testing import save_tiny_model
@@ -355,6 +355,37 @@ def test_selector_finds_exact_ranks_with_ties_in_few_passes(cap, seed):
         expected = torch.zeros(5000, dtype=torch.bool)
         expected[order[first:last]] = True
         assert torch.equal(got, expected), (first, last)
+
+
+@pytest.mark.parametrize("cap", [4, 64, 1 << 20])
+@pytest.mark.parametrize("parts", [1, 3])
+def test_the_compiled_selection_finds_the_torch_paths_ranks(monkeypatch, cap, parts):
+    """observe_compiled (branch-free loops, optionally in parts side by side) against observe: the same
+    Rank at every position asked, over chunks whose gathers end exactly at the buffer's size."""
+    if not compiled.available():
+        pytest.skip("numba is not installed: the compiled path is not available")
+    monkeypatch.setattr(compiled, "parts_wanted", lambda: parts)
+    monkeypatch.setattr(compiled, "MIN_PART", 64)
+    g = torch.Generator().manual_seed(cap)
+    x = torch.randn(20000, generator=g, dtype=torch.float32)
+    x[::3] = x[7]  # ties, of both signs
+    x[::5] = -x[7]
+    x[::11] = 0.0
+    base = torch.zeros_like(x)
+    keys = x.double().abs().view(torch.int64)
+    for position in (0, 1, 6000, 13333, 19999):
+        fast, slow = select.Selector(position, cap), select.Selector(position, cap)
+        while True:
+            for start in range(0, 20000, 4999):
+                fast.observe_compiled(
+                    (base[start : start + 4999].numpy(), x[start : start + 4999].numpy()), 0
+                )
+                slow.observe(keys[start : start + 4999])
+            more = [fast.end_pass(), slow.end_pass()]
+            assert more[0] == more[1]
+            if not more[0]:
+                break
+        assert fast.result == slow.result, position
 
 
 # --- in-memory sweeps --------------------------------------------------------------------------------------

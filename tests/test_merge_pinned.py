@@ -128,6 +128,8 @@ def test_cutting_the_loops_into_parts_keeps_the_bytes_on_long_tensors(models, tm
         pytest.skip("numba is not installed: the compiled path is not available")
     m = [str(models.get(seed=s, dtype=torch.bfloat16, layers=1, intermediate=6000)) for s in (21, 22, 23)]
     recipe = Recipe(method, (m[1], m[2]), base=m[0], weights=(1.0, 0.7), parameters=CASES[method], seed=SEED)
+    used, kernel = set(), compiled.kernel
+    monkeypatch.setattr(compiled, "kernel", lambda name: (used.add(name), kernel(name))[1])
     digests, cut, run_parts = [], [], compiled.run_parts
     monkeypatch.setattr(
         compiled, "run_parts", lambda call, parts: (cut.append(len(parts)), run_parts(call, parts))
@@ -138,9 +140,11 @@ def test_cutting_the_loops_into_parts_keeps_the_bytes_on_long_tensors(models, tm
         cut.clear()
         merge(plan(recipe), tmp_path / f"out-{parts}")
         digests.append(_digest(load_dir(tmp_path / f"out-{parts}")))
-        # the loops were cut as asked (for ties and breadcrumbs the selection passes: bfloat16 magnitudes
-        # tie at the threshold, and tie ranks count in index order, so their output loop runs whole)
+        # the loops were cut as asked (for ties and breadcrumbs too, whose bfloat16 magnitudes tie at the
+        # threshold: each part's tie ranks start from the ties counted before it)
         assert max(cut) == parts
+        assert ("tie_counts" in used) == (parts > 1 and method in ("ties", "breadcrumbs_ties"))
+        used.clear()
     monkeypatch.setattr(compiled, "_K", False)
     merge(plan(recipe), tmp_path / "out-torch")
     assert digests == [_digest(load_dir(tmp_path / "out-torch"))] * 3

@@ -52,6 +52,7 @@ def _build():
             "combine",
             "stock",
             "observe_keys",
+            "tie_counts",
             "task_vectors",
             "l1_sums",
             "mt_uniform",

@@ -64,7 +64,8 @@ class Selector:
         self._below = 0
         self._counts: torch.Tensor | None = None  # allocated on first use: a job is cheap to create
         # one buffer of the known size: many small long-lived tensors would fragment the heap
-        self._gathered = torch.empty(expected if self.mode == "gather" else 0, dtype=torch.int64)
+        # (+1: the compiled gather writes every key at the fill position and advances only for keys inside)
+        self._gathered = torch.empty(expected + 1 if self.mode == "gather" else 0, dtype=torch.int64)
         self._filled = 0
 
     def _count(self, bins: torch.Tensor) -> None:
@@ -124,7 +125,7 @@ class Selector:
             below, filled, zeros = found[i]
             counts, gathered = spare[i]
             if mode == 2:
-                self._check_room(filled)
+                self._check_room(filled)  # (before the copy)
                 self._gathered.numpy()[self._filled : self._filled + filled] = gathered[:filled]
             else:
                 self._counts.numpy()[:] += counts
@@ -141,7 +142,7 @@ class Selector:
         return held
 
     def _check_room(self, filled: int) -> None:
-        if self._filled + filled > self._gathered.numel():  # cannot happen: the bin's count is exact
+        if filled and self._filled + filled > self._gathered.numel() - 1:  # cannot happen: counts are exact
             raise RuntimeError("selection gathered more keys than its bin held")
 
     def _add(self, below: int, filled: int, zeros: int) -> None:

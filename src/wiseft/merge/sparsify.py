@@ -81,8 +81,8 @@ class KeepArrays:
                 self._thresholds(m)
 
     def in_order(self) -> bool:
-        """Whether a loop must see the span whole and in order: the ranks of tied magnitudes are counted
-        in index order (`seen`), so such a span is not cut into parts (compiled.run_parts)."""
+        """Whether the ranks of tied magnitudes are counted (`seen`, in index order): then each part of a
+        span cut for compiled.run_parts starts from the ties before it (taskvectors.in_parts)."""
         return bool((self.ties[:, :, 2] > self.ties[:, :, 1]).any())
 
     def _thresholds(self, m: Sparsifier) -> None:

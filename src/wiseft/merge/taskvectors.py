@@ -169,11 +169,11 @@ class TaskVectorJob(Job):
         kept = scratch.rows("kept", n, m, torch.uint8).numpy()
         block = tensorwise.REDUCE_BLOCK
 
-        def part(lo: int, hi: int) -> None:  # parts start on block boundaries: their sums are whole blocks
+        def part(lo: int, hi: int, seen) -> None:  # parts start on block boundaries: whole blocks' sums
             compiled.kernel("l1_sums")(arrays, a.kinds, a.density, a.has_low, a.low, a.has_high, a.high, a.ties,
-                                       a.seen, u, p, kept, block, before, after, lo, hi)  # fmt: skip
+                                       seen, u, p, kept, block, before, after, lo, hi)  # fmt: skip
 
-        compiled.run_parts(part, [(0, m)] if a.in_order() else compiled.spans(m, align=block))
+        in_parts(a, arrays, compiled.spans(m, align=block), part)
         for model in norm:
             self.sums[model.index][0].extend(before[model.index])
             self.sums[model.index][1].extend(after[model.index])
@@ -226,14 +226,14 @@ class TaskVectorJob(Job):
         arrays, target = compiled.arrays(xs), compiled.out_array(out)
         rescale = compiled.RESCALE_CODES[self.rescale]
 
-        def part(lo: int, hi: int) -> None:  # element-wise, so any cut gives the same bits
+        def part(lo: int, hi: int, seen) -> None:  # element-wise, so any cut gives the same bits
             compiled.kernel("task_vectors")(
-                arrays, a.kinds, a.density, a.has_low, a.low, a.has_high, a.high, a.ties, a.seen, u, p, kept,
+                arrays, a.kinds, a.density, a.has_low, a.low, a.has_high, a.high, a.ties, seen, u, p, kept,
                 rescale, a.factors, weights, cs, self.consensus, bool(self.normalize), float(self.lam), target,
                 lo, hi,
             )  # fmt: skip
 
-        compiled.run_parts(part, [(0, m)] if a.in_order() else compiled.spans(m))
+        in_parts(a, arrays, compiled.spans(m), part)
         return True
 
     # --- the output pass ---------------------------------------------------------------------------
@@ -280,6 +280,23 @@ class TaskVectorJob(Job):
         )
         torch.lt(u, p, out=keep)
         return p
+
+
+def in_parts(a: KeepArrays, arrays: tuple, parts: list[tuple[int, int]], call) -> None:
+    """call(lo, hi, seen) for each part side by side (compiled.run_parts). Tie ranks count in index order,
+    so where magnitudes tie at a threshold (`a.in_order()`) each part starts from the ties counted before
+    it (`_kernels.tie_counts`, a cheap pass over all parts but the last), and `a.seen` ends where the
+    last part's count ends, as after one loop over the whole span."""
+    if len(parts) == 1 or not a.in_order():
+        compiled.run_parts(lambda lo, hi: call(lo, hi, a.seen), parts)
+        return
+    starts = [a.seen.copy()]
+    for lo, hi in parts[:-1]:
+        starts.append(starts[-1].copy())
+        compiled.kernel("tie_counts")(arrays, a.kinds, a.ties, lo, hi, starts[-1])
+    first = {lo: k for k, (lo, _) in enumerate(parts)}
+    compiled.run_parts(lambda lo, hi: call(lo, hi, starts[first[lo]]), parts)
+    a.seen[:] = starts[-1]
 
 
 def check_family(coeffs: dict, n: int) -> str | None:

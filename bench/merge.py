@@ -11,7 +11,9 @@ the base of the task-vector methods), and, for `fisher`, a random float32 Fisher
      the page cache;
   2. times each method's whole `wiseft merge … -o OUT` process (start-up included) while sampling its
      anonymous resident memory (RssAnon in /proc/PID/status) every 5 ms.
-Python start-up (a process importing what a merge imports) is timed in each run too. Prints per method the
+Python start-up (a process importing what a merge imports) is timed in each run too. `--baseline CHECKOUT`
+runs every method with that checkout's wiseft as well, alternating with this tree within each run, and adds
+its median and the median of the paired ratios. Prints per method the
 median seconds, the ratio to its floor (median of the per-run paired ratios), peak anonymous memory, and
 the targets: the linear family and slerp ≤ 1.5× floor, sparsifying methods (ties, dare, breadcrumbs,
 della) ≤ 3× floor, everything ≤ 1 GiB of peak anonymous memory. nearswap and arcee_fusion (one model over
@@ -253,11 +255,14 @@ def child_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def run_merge(args: list[str], out: Path) -> tuple[float, int, float]:
+def run_merge(args: list[str], out: Path, src: Path | None = None) -> tuple[float, int, float]:
     """Seconds for the whole `wiseft merge ARGS -o OUT` process, its peak anonymous memory (bytes) and its
-    CPU seconds (what a loaded machine does not distort)."""
+    CPU seconds (what a loaded machine does not distort). `src`: run the wiseft found there instead
+    (a baseline checkout's src folder)."""
     cpu0 = child_cpu()
     env = dict(os.environ)  # as a user runs it: wiseft tunes its own allocator at start-up
+    if src is not None:
+        env["PYTHONPATH"] = str(src)
     cmd = [sys.executable, "-m", "wiseft", "merge", *map(str, args), "-o", str(out), "--force"]
     peak = [0]
     t0 = time.perf_counter()
@@ -317,7 +322,20 @@ def main() -> None:
     parser.add_argument(
         "--methods", default=",".join(METHODS), help="comma-separated subset of: " + ", ".join(METHODS)
     )
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        help="a baseline checkout (its root or src folder): each method runs with it too, alternating with "
+        "this tree in every run, and the table adds its median and the paired ratio",
+    )
     args = parser.parse_args()
+    if args.baseline is not None:
+        root = args.baseline.resolve()
+        args.baseline = root / "src" if (root / "src" / "wiseft").is_dir() else root
+        if not (args.baseline / "wiseft").is_dir():
+            raise SystemExit(
+                f"--baseline {root}: no wiseft package there (give a checkout or its src folder)"
+            )
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
@@ -344,6 +362,7 @@ def main() -> None:
     times: dict[str, list[float]] = {m: [] for m in methods}
     peaks: dict[str, list[int]] = {m: [] for m in methods}
     cpus: dict[str, list[float]] = {m: [] for m in methods}
+    base_times: dict[str, list[float]] = {m: [] for m in methods}
     for i in range(args.runs):  # each run measures the floors, start-up and every method back to back
         for k in kinds:
             warm(reads[k], buf)
@@ -351,25 +370,33 @@ def main() -> None:
         starts.append(startup())
         for m in methods:
             kind, flags, _ = METHODS[m]
-            warm(reads[kind], buf)
-            seconds, peak, cpu = run_merge(merge_args(kind, flags, models), out)
-            times[m].append(seconds)
-            peaks[m].append(peak)
-            cpus[m].append(cpu)
-            console.print(
-                f"run {i + 1}: {m} {seconds:.2f} s ({cpu:.2f} CPU s), peak anon {peak / 2**20:.0f} MiB"
-            )
+            trees = [None] if args.baseline is None else [None, args.baseline][:: 1 if i % 2 == 0 else -1]
+            for src in trees:  # with a baseline: this tree first in even runs, the baseline first in odd ones
+                warm(reads[kind], buf)
+                seconds, peak, cpu = run_merge(merge_args(kind, flags, models), out, src)
+                if src is not None:
+                    base_times[m].append(seconds)
+                    console.print(f"run {i + 1}: {m} baseline {seconds:.2f} s ({cpu:.2f} CPU s)")
+                    continue
+                times[m].append(seconds)
+                peaks[m].append(peak)
+                cpus[m].append(cpu)
+                console.print(
+                    f"run {i + 1}: {m} {seconds:.2f} s ({cpu:.2f} CPU s), peak anon {peak / 2**20:.0f} MiB"
+                )
         console.print(f"run {i + 1}: floors " + ", ".join(f"{k} {floors[k][-1]:.2f} s" for k in kinds))
     shutil.rmtree(out, ignore_errors=True)
-    _table(console, args, methods, floors, starts, times, peaks, cpus, reads, out_bytes)
+    _table(console, args, methods, floors, starts, times, peaks, cpus, reads, out_bytes, base_times)
 
 
-def _table(console, args, methods, floors, starts, times, peaks, cpus, reads, out_bytes) -> None:
+def _table(console, args, methods, floors, starts, times, peaks, cpus, reads, out_bytes, base_times) -> None:
     title = (
         f"wiseft merge, Qwen2.5-{args.shape.upper()} shape, bf16 (median of {args.runs} runs, whole process)"
     )
     table = Table(title=title)
     cols = ("method", "inputs", "seconds", "CPU s", "floor s", "vs floor (paired)", "target", "peak anon MiB")
+    if args.baseline is not None:
+        cols += ("baseline s", "vs baseline (paired)")
     for col in cols:
         table.add_column(col, justify="left" if col == "method" else "right")
     start = statistics.median(starts)
@@ -380,16 +407,21 @@ def _table(console, args, methods, floors, starts, times, peaks, cpus, reads, ou
         met = "" if target is None else (f"≤ {target}× met" if ratio <= target else f"≤ {target}× MISSED")
         peak = max(peaks[m])
         met += ("; " if met else "") + ("≤ 1 GiB met" if peak <= 2**30 else "≤ 1 GiB MISSED")
-        table.add_row(
+        row = [
             m, kind, f"{statistics.median(times[m]):.2f}", f"{statistics.median(cpus[m]):.2f}",
             f"{statistics.median(fl):.2f}", f"{ratio:.2f}×", met,
             f"{peak / 2**20:.0f}" + ("" if peak <= 2**30 else " (> 1 GiB)"),
-        )  # fmt: skip
+        ]  # fmt: skip
+        if args.baseline is not None:
+            paired = statistics.median(a / b for a, b in zip(times[m], base_times[m], strict=True))
+            row += [f"{statistics.median(base_times[m]):.2f}", f"{paired:.2f}×"]
+        table.add_row(*row)
     read = ", ".join(f"{k} {sum(p.stat().st_size for p in files) / 1e9:.2f}" for k, files in reads.items())
     table.caption = (
         f"floor = plain read of the inputs + write of the output (GB read: {read}; "
         f"{out_bytes / 1e9:.2f} GB written); python start-up {start:.2f} s (included in every method's time); "
         f"load average {os.getloadavg()[0]:.1f}"
+        + (f"; baseline: {args.baseline}" if args.baseline is not None else "")
     )
     console.print(table)
 

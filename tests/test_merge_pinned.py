@@ -12,7 +12,7 @@ import pytest
 import torch
 from support.merge import bits_equal, load_dir
 
-from wiseft.merge import Recipe, compiled, rng
+from wiseft.merge import Recipe, compiled, compute, rng
 from wiseft.merge.compute import Scratch
 from wiseft.merge.driver import merge
 from wiseft.merge.plan import plan
@@ -170,6 +170,7 @@ def test_weighted_sums_in_parts_equal_the_torch_path(
                     dtype=dtype)  # fmt: skip
     monkeypatch.setattr(compiled, "parts_wanted", lambda: 3)
     monkeypatch.setattr(compiled, "MIN_PART", 64)
+    monkeypatch.setattr(compute, "COMPILED_MIN", 0)  # (the real size limit would keep these on torch)
     cut, run_parts = [], compiled.run_parts
     monkeypatch.setattr(
         compiled, "run_parts", lambda call, parts: (cut.append(len(parts)), run_parts(call, parts))

@@ -25,6 +25,10 @@ from wiseft.merge import compiled
 from wiseft.merge.methods import Method
 
 CHUNK = 1 << 18  # elements per kernel call: 2 MiB per float64 buffer, cache-friendly
+# Weighted sums of tensors from this size take the compiled loop: loading numba and its cached loops costs
+# a merge ~0.45 s once, which the loop repays (~4 ns per element) only on models of ~100 M parameters, whose
+# largest tensors have millions of elements; small models stay on the torch path (bench/RESULTS.md).
+COMPILED_MIN = 1 << 22
 
 
 class Scratch:
@@ -102,8 +106,10 @@ def combine_into(
 def _combine_compiled(out: torch.Tensor, xs: Sequence[torch.Tensor], method: Method, coeffs) -> bool:
     """A plain weighted sum (`method.weights`) by the compiled loop (merge/compiled.py: the same float64
     operations in one pass, rounded as `.copy_` rounds), in parts side by side; False where it does not
-    apply (no numba, other dtypes, per-row coefficients)."""
-    if method.weights is None or not compiled.supports(xs, out.dtype) or not out.is_contiguous():
+    apply (no numba, other dtypes, per-row coefficients, or a tensor too small to pay for loading numba)."""
+    if out.numel() < COMPILED_MIN or method.weights is None or not out.is_contiguous():
+        return False
+    if not compiled.supports(xs, out.dtype):
         return False
     weights = method.weights(coeffs)
     if not all(isinstance(w, float) for w in weights):

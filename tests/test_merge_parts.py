@@ -3,14 +3,9 @@ bytes they give are pinned in test_merge_pinned.py)."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import threading
-from pathlib import Path
 
 import pytest
-import torch
 
 from wiseft.merge import compiled
 
@@ -55,17 +50,3 @@ def test_run_parts_runs_every_part_and_raises_after_all_have_finished(monkeypatc
     with pytest.raises(ValueError, match="part 1"):
         compiled.run_parts(call, [(0, 1), (1, 2), (2, 3)])
     assert sorted(done) == [(0, 1), (1, 2), (2, 3)] and len(threads) == 3
-
-
-def test_a_small_weighted_merge_does_not_load_numba(models, tmp_path):
-    """Loading numba costs a merge ~0.45 s; a model whose tensors are all below compute.COMPILED_MIN
-    merges by wise-ft on the torch path without loading it."""
-    a, b = (models.get(seed=s, dtype=torch.bfloat16) for s in (1, 2))
-    code = (
-        "import sys; from wiseft.cli import main; "
-        f"code = main(['merge', {str(a)!r}, {str(b)!r}, '--delta', '0.3', '-o', {str(tmp_path / 'out')!r}]); "
-        "print(code, 'numba' in sys.modules)"
-    )
-    env = {**os.environ, "PYTHONPATH": str(Path(compiled.__file__).parents[2])}
-    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
-    assert done.stdout.split()[-2:] == ["0", "False"]

@@ -12,7 +12,7 @@ import pytest
 import torch
 from support.merge import bits_equal, load_dir
 
-from wiseft.merge import Recipe, compiled, compute, rng
+from wiseft.merge import Recipe, compiled, rng
 from wiseft.merge.compute import Scratch
 from wiseft.merge.driver import merge
 from wiseft.merge.plan import plan
@@ -148,35 +148,3 @@ def test_cutting_the_loops_into_parts_keeps_the_bytes_on_long_tensors(models, tm
     monkeypatch.setattr(compiled, "_K", False)
     merge(plan(recipe), tmp_path / "out-torch")
     assert digests == [_digest(load_dir(tmp_path / "out-torch"))] * 3
-
-
-@pytest.mark.parametrize(
-    "method, models_used, weights, dtype",
-    [
-        ("wise-ft", 2, None, None),
-        ("linear", 3, (0.2, 0.3, 0.5), None),  # three terms: the sorted sum
-        ("linear", 3, (0.2, 0.3, 0.5), "float32"),
-    ],
-)
-def test_weighted_sums_in_parts_equal_the_torch_path(
-    models, tmp_path, monkeypatch, method, models_used, weights, dtype
-):
-    """The compiled weighted sum (compute._combine_compiled), cut in three parts, against the torch
-    float64 path on long tensors."""
-    if not compiled.available():
-        pytest.skip("numba is not installed: the compiled path is not available")
-    m = [str(models.get(seed=s, dtype=torch.bfloat16, layers=1, intermediate=6000)) for s in (21, 22, 23)]
-    recipe = Recipe(method, tuple(m[:models_used]), delta=0.3 if weights is None else None, weights=weights,
-                    dtype=dtype)  # fmt: skip
-    monkeypatch.setattr(compiled, "parts_wanted", lambda: 3)
-    monkeypatch.setattr(compiled, "MIN_PART", 64)
-    monkeypatch.setattr(compute, "COMPILED_MIN", 0)  # (the real size limit would keep these on torch)
-    cut, run_parts = [], compiled.run_parts
-    monkeypatch.setattr(
-        compiled, "run_parts", lambda call, parts: (cut.append(len(parts)), run_parts(call, parts))
-    )
-    merge(plan(recipe), tmp_path / "parts")
-    assert max(cut) == 3
-    monkeypatch.setattr(compiled, "_K", False)
-    merge(plan(recipe), tmp_path / "torch")
-    assert _digest(load_dir(tmp_path / "parts")) == _digest(load_dir(tmp_path / "torch"))

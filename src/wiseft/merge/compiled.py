@@ -9,6 +9,11 @@ first, block sums added left to right from 0.0, and the result rounded as torch'
 
 Inputs of one dtype among bfloat16 and float32 and outputs in bfloat16 or float32 are compiled; anything
 else, a machine without numba, or WISEFT_NO_FUSED=1 takes the torch path.
+
+The loops release the GIL, and a long span is cut into parts that run side by side (`spans`, `run_parts`):
+the element-wise loops may be cut anywhere, the block sums on block boundaries, DELLA's ranks on whole rows,
+RNG draws on RNG blocks, selection passes into per-part bins and gathers, and tie ranks continue from the
+ties counted before each part (taskvectors.in_parts), so a cut never changes a bit (tests cut in three).
 """
 
 from __future__ import annotations

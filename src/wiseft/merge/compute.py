@@ -18,17 +18,11 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-import numpy as np
 import torch
 
-from wiseft.merge import compiled
 from wiseft.merge.methods import Method
 
 CHUNK = 1 << 18  # elements per kernel call: 2 MiB per float64 buffer, cache-friendly
-# Weighted sums of tensors from this size take the compiled loop: loading numba and its cached loops costs
-# a merge ~0.45 s once, which the loop repays (~4 ns per element) only on models of ~100 M parameters, whose
-# largest tensors have millions of elements; small models stay on the torch path (bench/RESULTS.md).
-COMPILED_MIN = 1 << 22
 
 
 class Scratch:
@@ -93,36 +87,12 @@ def combine_into(
     nothing is allocated here.
     """
     n = out.numel()
-    if _combine_compiled(out, xs, method, coeffs):
-        return
     step = scratch.size
     for start in range(0, n, step):
         end = min(start + step, n)
         acc = scratch.acc[: end - start]
         method.kernel([x[start:end] for x in xs], coeffs, acc, scratch)
         out[start:end].copy_(acc)
-
-
-def _combine_compiled(out: torch.Tensor, xs: Sequence[torch.Tensor], method: Method, coeffs) -> bool:
-    """A plain weighted sum (`method.weights`) by the compiled loop (merge/compiled.py: the same float64
-    operations in one pass, rounded as `.copy_` rounds), in parts side by side; False where it does not
-    apply (no numba, other dtypes, per-row coefficients, or a tensor too small to pay for loading numba)."""
-    if out.numel() < COMPILED_MIN or method.weights is None or not out.is_contiguous():
-        return False
-    if not compiled.supports(xs, out.dtype):
-        return False
-    weights = method.weights(coeffs)
-    if not all(isinstance(w, float) for w in weights):
-        return False
-    arrays, target = compiled.arrays(xs), compiled.out_array(out)
-    c = np.array(weights, dtype=np.float64)
-    kernel = compiled.kernel("combine")
-
-    def part(lo: int, hi: int) -> None:
-        kernel(tuple(a[lo:hi] for a in arrays), c, False, target[lo:hi])
-
-    compiled.run_parts(part, compiled.spans(out.numel()))
-    return True
 
 
 def all_finite(x: torch.Tensor) -> bool:

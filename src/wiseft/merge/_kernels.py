@@ -573,23 +573,27 @@ def row_ranks(delta, cols, density, epsilon, out):
     ranking higher among equal magnitudes. The ranks come from a stable LSD radix sort of the bit patterns
     of |δ| (non-negative float64 values order like their bits) over the row taken from its last element to
     its first, so equal magnitudes keep the higher index first; byte positions where every key agrees are
-    skipped."""
+    skipped. The eight digits' counts come from one pass over the keys (they do not change as the keys
+    move)."""
     rows = delta.shape[0] // cols
     keys = np.empty(cols, dtype=np.int64)
     spare_keys = np.empty(cols, dtype=np.int64)
     index = np.empty(cols, dtype=np.int64)
     spare_index = np.empty(cols, dtype=np.int64)
-    counts = np.empty(256, dtype=np.int64)
+    all_counts = np.empty((8, 256), dtype=np.int64)
     ranks = np.empty(cols, dtype=np.int64)
     for r in range(rows):
-        base = r * cols
+        row = delta[r * cols : (r + 1) * cols]
+        all_counts[:] = 0
         for c in range(cols):
-            keys[c] = f64_to_bits(abs(delta[base + cols - 1 - c]))
+            key = f64_to_bits(abs(row[cols - 1 - c]))
+            keys[c] = key
             index[c] = cols - 1 - c
-        for shift in range(0, 64, 8):
-            counts[:] = 0
-            for c in range(cols):
-                counts[(keys[c] >> shift) & 255] += 1
+            for b in range(8):
+                all_counts[b, (key >> (8 * b)) & 255] += 1
+        for b in range(8):
+            shift = 8 * b
+            counts = all_counts[b]
             if counts[(keys[0] >> shift) & 255] == cols:
                 continue  # one digit for the whole row: the pass would not move anything
             total = 0
@@ -606,8 +610,9 @@ def row_ranks(delta, cols, density, epsilon, out):
             index, spare_index = spare_index, index
         for k in range(cols):
             ranks[index[k]] = k
+        target = out[r * cols : (r + 1) * cols]
         for c in range(cols):
             v = np.float64(ranks[c])
             if cols > 1:
                 v = v / (cols - 1)
-            out[base + c] = v * 2.0 * epsilon + (density - epsilon)
+            target[c] = v * 2.0 * epsilon + (density - epsilon)

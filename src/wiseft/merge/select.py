@@ -76,6 +76,10 @@ class Selector:
     def done(self) -> bool:
         return self.result is not None
 
+    @property
+    def in_first_pass(self) -> bool:
+        return not self.done and self._first
+
     def set_position(self, position: int) -> None:
         self.position = position
 
@@ -186,6 +190,24 @@ class Selector:
         equal = int(torch.searchsorted(keys, torch.tensor([value]), right=True)[0]) - (less - self._below)
         self.result = Rank(value, less, equal)
         self._gathered = torch.empty(0, dtype=torch.int64)
+
+
+def observe_all_compiled(selectors: list[Selector], arrays: tuple, model: int) -> None:
+    """observe_compiled for each of one model's selectors; those in their first pass count the same
+    histogram of the same keys, so only the first of them counts it (`share_first_pass` copies it)."""
+    first = [s for s in selectors if s.in_first_pass]
+    for s in selectors:
+        if s not in first[1:]:
+            s.observe_compiled(arrays, model)
+
+
+def share_first_pass(selectors: list[Selector]) -> None:
+    """Before their end_pass: selectors in their first pass take the bins and zeros of the first of them
+    (observe_all_compiled; on the torch path they are equal already)."""
+    first = [s for s in selectors if s.in_first_pass]
+    for s in first[1:]:
+        s._counts = None if first[0]._counts is None else first[0]._counts.clone()
+        s.zeros = first[0].zeros
 
 
 class Keep:

@@ -127,6 +127,7 @@ class TaskVectorJob(Job):
     def end_pass(self) -> bool:
         for model in self.models:
             if model.stage == "select":
+                select.share_first_pass(model.active_selectors())
                 pending = [s.end_pass() for s in model.active_selectors()]
                 if not any(pending) and all(s.done for s in model.active_selectors()):
                     model.stage = "norm" if self.l1 else "ready"
@@ -154,8 +155,7 @@ class TaskVectorJob(Job):
         arrays = compiled.arrays(xs)
         for model in self.models:
             if model.stage == "select":
-                for selector in model.active_selectors():
-                    selector.observe_compiled(arrays, model.index)
+                select.observe_all_compiled(model.active_selectors(), arrays, model.index)
         norm = [m for m in self.models if m.stage == "norm"]
         if not norm:
             return

@@ -113,27 +113,35 @@ class Selector:
                                           self._gathered.numpy(), self._filled)  # fmt: skip
             self._add(below, filled - self._filled, zeros)
             return
-        # Parts side by side (compiled.run_parts): each counts into its own bins and gathers into its own
-        # buffer; counts add up and gathered keys are sorted at the end, so nothing depends on the cut.
-        spare = self._spare(len(parts), max(hi - lo for lo, hi in parts))
+        # Parts side by side (compiled.run_parts): the first counts and gathers in place, the others into
+        # their own bins and buffers; counts add up and gathered keys are sorted at the end, so nothing
+        # depends on the cut.
+        spare = self._spare(len(parts) - 1, max(hi - lo for lo, hi in parts[1:]))
+        index = {lo: k for k, (lo, _) in enumerate(parts)}
         found = {}
 
         def part(lo: int, hi: int) -> None:
-            i = next(k for k, (a, _) in enumerate(parts) if a == lo)
-            counts, gathered = spare[i]
-            counts[:] = 0
-            found[i] = kernel(x[lo:hi], base[lo:hi], mode, self.lo, self.hi, self.shift, counts, gathered, 0)
+            k = index[lo]
+            if k == 0:
+                counts, gathered, at = self._counts.numpy(), self._gathered.numpy(), self._filled
+            else:
+                (counts, gathered), at = spare[k - 1], 0
+                if mode != 2:
+                    counts[:] = 0
+            found[k] = kernel(x[lo:hi], base[lo:hi], mode, self.lo, self.hi, self.shift, counts, gathered, at)
 
         compiled.run_parts(part, parts)
-        for i in range(len(parts)):
-            below, filled, zeros = found[i]
-            counts, gathered = spare[i]
+        below, filled, zeros = found[0]
+        self._add(below, filled - self._filled, zeros)
+        for k in range(1, len(parts)):
+            below, filled, zeros = found[k]
+            counts, gathered = spare[k - 1]
+            at = self._filled
+            self._add(below, filled, zeros)  # (checks the room before the copy)
             if mode == 2:
-                self._check_room(filled)  # (before the copy)
-                self._gathered.numpy()[self._filled : self._filled + filled] = gathered[:filled]
+                self._gathered.numpy()[at : at + filled] = gathered[:filled]
             else:
                 self._counts.numpy()[:] += counts
-            self._add(below, filled, zeros)
 
     def _spare(self, n: int, size: int) -> list:
         """Per-part bins and gather buffers (numpy, reused across chunks: the hot path allocates nothing)."""
@@ -145,12 +153,9 @@ class Selector:
             self._parts = held
         return held
 
-    def _check_room(self, filled: int) -> None:
+    def _add(self, below: int, filled: int, zeros: int) -> None:
         if filled and self._filled + filled > self._gathered.numel() - 1:  # cannot happen: counts are exact
             raise RuntimeError("selection gathered more keys than its bin held")
-
-    def _add(self, below: int, filled: int, zeros: int) -> None:
-        self._check_room(filled)
         self._below += below
         self._filled += filled
         self.zeros += zeros

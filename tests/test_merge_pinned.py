@@ -148,3 +148,39 @@ def test_cutting_the_loops_into_parts_keeps_the_bytes_on_long_tensors(models, tm
     monkeypatch.setattr(compiled, "_K", False)
     merge(plan(recipe), tmp_path / "out-torch")
     assert digests == [_digest(load_dir(tmp_path / "out-torch"))] * 3
+
+
+# the methods of the Gram-matrix family (merge/spherical.GramJob): block sums of inner products, then a
+# weighted sum of the inputs; both compiled loops run in parts
+GRAM_CASES = {
+    "slerp": ({"t": 0.3}, None, None),
+    "nuslerp": ({}, (0.7, 0.3), None),
+    "multislerp": ({}, (0.6, 0.4), "base"),
+    "karcher": ({}, (0.7, 0.3), None),
+}
+
+
+@pytest.mark.parametrize("method", list(GRAM_CASES))
+def test_cutting_the_gram_loops_into_parts_keeps_the_bytes(models, tmp_path, monkeypatch, method):
+    """The Gram family's block sums are cut on block boundaries and its weighted sum anywhere: uncut, in two
+    and in three small parts, the bytes are the torch path's (192,000-element tensors: 12 blocks)."""
+    if not compiled.available():
+        pytest.skip("numba is not installed: the compiled path is not available")
+    params, weights, base = GRAM_CASES[method]
+    m = [str(models.get(seed=s, dtype=torch.bfloat16, layers=1, intermediate=6000)) for s in (21, 22, 23)]
+    recipe = Recipe(method, (m[1], m[2]), base=m[0] if base else None, weights=weights, parameters=params)
+    cut, run_parts = [], compiled.run_parts
+    monkeypatch.setattr(
+        compiled, "run_parts", lambda call, parts: (cut.append(len(parts)), run_parts(call, parts))
+    )
+    digests = []
+    for parts, min_part in [(1, compiled.MIN_PART), (2, compiled.MIN_PART), (3, 64)]:
+        monkeypatch.setattr(compiled, "parts_wanted", lambda parts=parts: parts)
+        monkeypatch.setattr(compiled, "MIN_PART", min_part)
+        cut.clear()
+        merge(plan(recipe), tmp_path / f"out-{parts}")
+        digests.append(_digest(load_dir(tmp_path / f"out-{parts}")))
+        assert max(cut) == parts
+    monkeypatch.setattr(compiled, "_K", False)
+    merge(plan(recipe), tmp_path / "out-torch")
+    assert digests == [_digest(load_dir(tmp_path / "out-torch"))] * 3

@@ -68,7 +68,12 @@ class GramJob(Job):
         if not compiled.supports(xs, out.dtype):
             return False
         coeffs = np.array(self.coeffs, dtype=np.float64)
-        compiled.kernel("combine")(compiled.arrays(xs), coeffs, self.over_base, compiled.out_array(out))
+        arrays, target = compiled.arrays(xs), compiled.out_array(out)
+
+        def part(lo: int, hi: int) -> None:  # element-wise, so any cut gives the same bits
+            compiled.kernel("combine")(tuple(a[lo:hi] for a in arrays), coeffs, self.over_base, target[lo:hi])
+
+        compiled.run_parts(part, compiled.spans(out.numel()))
         return True
 
     def stats(self) -> list[list[float]] | None:
@@ -143,11 +148,18 @@ class ColumnJob(Job):
 
 
 def observe_gram(gram: Gram, xs, over_base: bool) -> None:
-    """Gram.add with the compiled loop (the same block sums, bit for bit)."""
+    """Gram.add with the compiled loop (the same block sums, bit for bit), in parts side by side."""
     block = tensorwise.REDUCE_BLOCK
-    blocks = -(-xs[0].numel() // block)
-    sums = np.empty((blocks, len(gram.sums)))
-    compiled.kernel("gram")(compiled.arrays(xs), over_base, block, sums)
+    m = xs[0].numel()
+    sums = np.empty((-(-m // block), len(gram.sums)))
+    arrays = compiled.arrays(xs)
+
+    def part(lo: int, hi: int) -> None:  # parts start on block boundaries: whole blocks' sums
+        compiled.kernel("gram")(
+            tuple(a[lo:hi] for a in arrays), over_base, block, sums[lo // block : -(-hi // block)]
+        )
+
+    compiled.run_parts(part, compiled.spans(m, align=block))
     for p, total in enumerate(gram.sums.values()):
         total.extend(sums[:, p])
 

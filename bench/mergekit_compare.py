@@ -7,7 +7,10 @@ start-up included, ≥ 3 runs, median), then every output tensor is compared:
 
 - "float64 compute": the configuration with `dtype: float64, out_dtype: bfloat16`, so mergekit computes in
   float64 and rounds once, as wiseft always does: the outputs should be equal element for element where
-  mergekit is exact (linear, task arithmetic, slerp, ties, passthrough);
+  mergekit is exact (linear, task arithmetic, slerp, ties, passthrough). Where they are not, the
+  "explained" column counts the differing elements with a known cause (`explain`: float64 rounding of
+  cancelling terms for linear and task arithmetic, a tie at the top-k threshold for ties); `--outputs-only`
+  runs each tool once for this column alone;
 - "as users write it": `dtype: bfloat16`, mergekit computing in bfloat16: differences are mergekit's
   bfloat16 rounding, reported as the share of differing elements and the largest difference in ulps.
 
@@ -39,6 +42,7 @@ import torch
 import yaml
 from rich.console import Console
 from rich.table import Table
+from safetensors import safe_open
 from safetensors.torch import load_file
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -122,12 +126,20 @@ def tensors(path: Path) -> dict[str, torch.Tensor]:
     return out
 
 
-def compare(ours: Path, theirs: Path) -> tuple[int, int, float, float, list[str]]:
-    """(differing elements, elements, largest difference in ulps of the output dtype (of the larger of the
+# Two float64 evaluations of the same sum (another order, a fused multiply-add) differ by a few ulps of
+# the terms' magnitude; a difference within this many is "float64 rounding" (see `explain`).
+RESIDUE_ULPS = 8
+
+
+def compare(
+    ours: Path, theirs: Path, cfg: dict | None = None
+) -> tuple[int, int, int, float, float, list[str]]:
+    """(differing elements, elements, differing elements with a known cause (`explain`; only for the exact
+    methods in float64, given `cfg`), largest difference in ulps of the output dtype (of the larger of the
     two values), largest absolute difference, names only one output has)."""
     a, b = tensors(ours), tensors(theirs)
     names = sorted(set(a) ^ set(b))
-    differ = total = 0
+    differ = total = explained = 0
     worst = largest = 0.0
     for name in sorted(set(a) & set(b)):
         x, y = a[name], b[name].to(a[name].dtype)
@@ -140,12 +152,61 @@ def compare(ours: Path, theirs: Path) -> tuple[int, int, float, float, list[str]
             gap = (xs - ys).abs()
             worst = max(worst, float((gap / (torch.finfo(x.dtype).eps * scale)).max()))
             largest = max(largest, float(gap.max()))
-    return differ, total, worst, largest, names
+            if cfg is not None:
+                explained += explain(cfg, name, mask.flatten(), x.flatten(), y.flatten())
+    return differ, total, explained, worst, largest, names
 
 
-def verdict(name: str, label: str, speed_up: float, differ: int, names: list[str]) -> str:
-    """The issue-14 targets of one row: ≥ 5× faster; equal outputs where mergekit is exact (float64)."""
-    parts = [f"≥ {SPEED_UP:.0f}× {'met' if speed_up >= SPEED_UP else 'MISSED'}"]
+def _input(path: str, name: str) -> torch.Tensor:
+    with safe_open(str(Path(path) / "model.safetensors"), framework="pt") as fh:
+        return fh.get_tensor(name).flatten().double()
+
+
+def explain(cfg: dict, name: str, mask: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> int:
+    """How many of tensor `name`'s differing elements (`mask`) have one of the two known causes:
+
+    - linear, task_arithmetic: both outputs are roundings of values within RESIDUE_ULPS float64 ulps of the
+      terms' magnitude Σ|term| from the float64 reference: the two tools evaluate the same float64 sum in
+      another order (mergekit multiplies and adds as torch fuses them), which matters where the terms cancel
+      (the decimal weights' exact result is then 0) or the sum lies on a rounding boundary of bfloat16;
+    - ties: some model's |task vector| there equals that model's top-k threshold magnitude in float32 (the
+      k-th largest): mergekit keeps an arbitrary k of the tied entries (an unstable argsort of float32
+      magnitudes), wiseft the lowest flat indices (README), so a tie at the threshold keeps other entries.
+    """
+    method = cfg["merge_method"]
+    models = [(m["model"], m.get("parameters", {})) for m in cfg["models"]]
+    where = mask.nonzero().flatten()
+    if method == "ties":
+        base = _input(cfg["base_model"], name)
+        tied = torch.zeros(len(where), dtype=torch.bool)
+        for path, params in models:
+            mag = (_input(path, name) - base).abs().float()
+            k = max(1, int(params["density"] * mag.numel()))
+            threshold = torch.kthvalue(mag, mag.numel() - k + 1).values
+            tied |= mag[where] == threshold
+        return int(tied.sum())
+    if method not in ("linear", "task_arithmetic"):
+        return 0
+    weights = torch.tensor([float(p["weight"]) for _, p in models], dtype=torch.float64)
+    if method == "linear" and cfg.get("parameters", {}).get("normalize", True):
+        weights = weights / weights.sum()
+    base = _input(cfg["base_model"], name)[where] if method == "task_arithmetic" else None
+    ref = torch.zeros(len(where), dtype=torch.float64) if base is None else base.clone()
+    size = torch.zeros_like(ref) if base is None else base.abs()
+    for w, (path, _) in zip(weights.tolist(), models, strict=True):
+        term = w * (_input(path, name)[where] - (0.0 if base is None else base))
+        ref += term
+        size += term.abs()
+    slack = RESIDUE_ULPS * torch.finfo(torch.float64).eps * size
+    lo, hi = (ref - slack).to(x.dtype).double(), (ref + slack).to(x.dtype).double()
+    within = [(lo <= v[where].double()) & (v[where].double() <= hi) for v in (x, y)]
+    return int((within[0] & within[1]).sum())
+
+
+def verdict(name: str, label: str, speed_up: float | None, differ: int, names: list[str]) -> str:
+    """The issue-14 targets of one row: ≥ 5× faster (not judged from one run: `speed_up` None); equal
+    outputs where mergekit is exact (float64)."""
+    parts = [] if speed_up is None else [f"≥ {SPEED_UP:.0f}× {'met' if speed_up >= SPEED_UP else 'MISSED'}"]
     if name in EXACT and label == "float64":
         parts.append("equal" if differ == 0 and not names else f"{differ} differ")
     return ", ".join(parts)
@@ -155,16 +216,28 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--shape", default="tiny", choices=("tiny", "0.5b", "1.5b"))
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument(
+        "--outputs-only",
+        action="store_true",
+        help="one run of each tool: compare (and explain) the outputs; no timings are claimed",
+    )
     parser.add_argument("--only", help="comma-separated configuration names")
     parser.add_argument(
         "--compute", default="float64,bfloat16", help="compute dtypes to run: float64,bfloat16"
     )
     args = parser.parse_args()
+    runs = 1 if args.outputs_only else max(3, args.runs)
     if not MERGEKIT.exists():
         print(f"mergekit is not installed ({MERGEKIT}); run `make venv-mergekit` first", file=sys.stderr)
         return 2
     table = Table(
-        title=f"wiseft merge vs mergekit 0.1.5 ({args.shape}; median of {max(3, args.runs)} runs, whole processes)"
+        title=f"wiseft merge vs mergekit 0.1.5 ({args.shape}; "
+        + (
+            "outputs only, one run: no timings"
+            if args.outputs_only
+            else f"median of {runs} runs, whole processes"
+        )
+        + ")"
     )
     for column in (
         "config",
@@ -173,6 +246,7 @@ def main() -> int:
         "mergekit s",
         "speed-up",
         "differing",
+        "explained",
         "max ulps",
         "max |diff|",
         "targets",
@@ -192,7 +266,7 @@ def main() -> int:
                 path = tmp / f"{name}-{label}.yml"
                 path.write_text(yaml.safe_dump({**cfg, **dtypes}, sort_keys=False))
                 ours_t, theirs_t = [], []
-                for _ in range(max(3, args.runs)):
+                for _ in range(runs):
                     shutil.rmtree(tmp / "ours", ignore_errors=True)
                     shutil.rmtree(tmp / "theirs", ignore_errors=True)
                     ours_t.append(
@@ -215,7 +289,14 @@ def main() -> int:
                             {**os.environ, "CUDA_VISIBLE_DEVICES": ""},
                         )
                     )
-                differ, total, worst, largest, names = compare(tmp / "ours", tmp / "theirs")
+                    print(
+                        f"{name} {label}: wiseft {ours_t[-1]:.2f} s, mergekit {theirs_t[-1]:.2f} s",
+                        flush=True,
+                    )
+                exact = name in EXACT and label == "float64"
+                differ, total, explained, worst, largest, names = compare(
+                    tmp / "ours", tmp / "theirs", cfg if exact else None
+                )
                 o, t = statistics.median(ours_t), statistics.median(theirs_t)
                 note = f" (names differ: {', '.join(names[:3])})" if names else ""
                 table.add_row(
@@ -225,9 +306,10 @@ def main() -> int:
                     f"{t:.2f}",
                     f"{t / o:.1f}×",
                     f"{differ}/{total}{note}",
+                    f"{explained}/{differ}" if exact and differ else "",
                     f"{worst:.0f}",
                     f"{largest:.2g}",
-                    verdict(name, label, t / o, differ, names),
+                    verdict(name, label, None if args.outputs_only else t / o, differ, names),
                 )
     Console().print(table)
     return 0

@@ -150,13 +150,14 @@ def test_cutting_the_loops_into_parts_keeps_the_bytes_on_long_tensors(models, tm
     assert digests == [_digest(load_dir(tmp_path / "out-torch"))] * 3
 
 
-# the methods of the Gram-matrix family (merge/spherical.GramJob): block sums of inner products, then a
-# weighted sum of the inputs; both compiled loops run in parts
+# the methods of the Gram-matrix family (merge/spherical.GramJob, model_stock's StockJob): block sums of
+# inner products, then a weighted sum of the inputs; both compiled loops run in parts
 GRAM_CASES = {
     "slerp": ({"t": 0.3}, None, None),
     "nuslerp": ({}, (0.7, 0.3), None),
     "multislerp": ({}, (0.6, 0.4), "base"),
     "karcher": ({}, (0.7, 0.3), None),
+    "model_stock": ({}, None, "base"),
 }
 
 

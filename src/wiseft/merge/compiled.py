@@ -117,6 +117,17 @@ def spans(m: int, align: int = 1, min_part: int | None = None) -> list[tuple[int
     return cuts
 
 
+def elementwise(name: str, xs: Sequence[torch.Tensor], out: torch.Tensor, *args) -> None:
+    """Kernel `name`(inputs, *args, output), an element-wise loop, over the whole of `out` in parts side by
+    side (any cut gives the same bits)."""
+    inputs, target = arrays(xs), out_array(out)
+
+    def part(lo: int, hi: int) -> None:
+        kernel(name)(tuple(a[lo:hi] for a in inputs), *args, target[lo:hi])
+
+    run_parts(part, spans(out.numel()))
+
+
 def run_parts(call: Callable[[int, int], None], parts: list[tuple[int, int]]) -> None:
     """call(lo, hi) for each part, side by side: the first on this thread, the others on a small pool.
     Every part has finished when this returns or raises (the parts write into shared buffers)."""

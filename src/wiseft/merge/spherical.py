@@ -68,12 +68,7 @@ class GramJob(Job):
         if not compiled.supports(xs, out.dtype):
             return False
         coeffs = np.array(self.coeffs, dtype=np.float64)
-        arrays, target = compiled.arrays(xs), compiled.out_array(out)
-
-        def part(lo: int, hi: int) -> None:  # element-wise, so any cut gives the same bits
-            compiled.kernel("combine")(tuple(a[lo:hi] for a in arrays), coeffs, self.over_base, target[lo:hi])
-
-        compiled.run_parts(part, compiled.spans(out.numel()))
+        compiled.elementwise("combine", xs, out, coeffs, self.over_base)
         return True
 
     def stats(self) -> list[list[float]] | None:

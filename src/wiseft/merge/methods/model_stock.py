@@ -96,7 +96,7 @@ class StockJob(Job):
     def compute_out(self, xs, start, out, scratch) -> bool:
         if not compiled.supports(xs, out.dtype):
             return False
-        compiled.kernel("stock")(compiled.arrays(xs), float(self.t), compiled.out_array(out))
+        compiled.elementwise("stock", xs, out, float(self.t))
         return True
 
     def end_pass(self) -> bool:

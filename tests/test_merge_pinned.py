@@ -119,6 +119,32 @@ def test_the_compiled_della_ranks_equal_the_torch_sort(monkeypatch, cols):
     assert bits_equal(della_probabilities(delta, cols, 0.4, 0.15, scratch), fast)
 
 
+def _cut_three_ways(recipe, tmp_path, monkeypatch, after=lambda parts: None) -> None:
+    """Merge `recipe` uncut, cut in two (the default part size) and in three small parts, then on the torch
+    path: every output has the torch path's bytes, and the loops were cut as asked. `after(parts)` checks
+    more after each compiled merge."""
+    cut, run_parts = [], compiled.run_parts
+    monkeypatch.setattr(
+        compiled, "run_parts", lambda call, parts: (cut.append(len(parts)), run_parts(call, parts))
+    )
+    digests = []
+    for parts, min_part in [(1, compiled.MIN_PART), (2, compiled.MIN_PART), (3, 64)]:
+        monkeypatch.setattr(compiled, "parts_wanted", lambda parts=parts: parts)
+        monkeypatch.setattr(compiled, "MIN_PART", min_part)
+        cut.clear()
+        merge(plan(recipe), tmp_path / f"out-{parts}")
+        digests.append(_digest(load_dir(tmp_path / f"out-{parts}")))
+        assert max(cut) == parts
+        after(parts)
+    monkeypatch.setattr(compiled, "_K", False)
+    merge(plan(recipe), tmp_path / "out-torch")
+    assert digests == [_digest(load_dir(tmp_path / "out-torch"))] * 3
+
+
+def _long_models(models) -> list[str]:
+    return [str(models.get(seed=s, dtype=torch.bfloat16, layers=1, intermediate=6000)) for s in (21, 22, 23)]
+
+
 @pytest.mark.parametrize("method", list(CASES))
 def test_cutting_the_loops_into_parts_keeps_the_bytes_on_long_tensors(models, tmp_path, monkeypatch, method):
     """MLP tensors of 192,000 elements: several RNG blocks and l1 blocks (the last one partial), so the
@@ -126,28 +152,18 @@ def test_cutting_the_loops_into_parts_keeps_the_bytes_on_long_tensors(models, tm
     Uncut, cut in two (the default size) and cut in three small parts all give the torch path's bytes."""
     if not compiled.available():
         pytest.skip("numba is not installed: the compiled path is not available")
-    m = [str(models.get(seed=s, dtype=torch.bfloat16, layers=1, intermediate=6000)) for s in (21, 22, 23)]
+    m = _long_models(models)
     recipe = Recipe(method, (m[1], m[2]), base=m[0], weights=(1.0, 0.7), parameters=CASES[method], seed=SEED)
     used, kernel = set(), compiled.kernel
     monkeypatch.setattr(compiled, "kernel", lambda name: (used.add(name), kernel(name))[1])
-    digests, cut, run_parts = [], [], compiled.run_parts
-    monkeypatch.setattr(
-        compiled, "run_parts", lambda call, parts: (cut.append(len(parts)), run_parts(call, parts))
-    )
-    for parts, min_part in [(1, compiled.MIN_PART), (2, compiled.MIN_PART), (3, 64)]:
-        monkeypatch.setattr(compiled, "parts_wanted", lambda parts=parts: parts)
-        monkeypatch.setattr(compiled, "MIN_PART", min_part)
-        cut.clear()
-        merge(plan(recipe), tmp_path / f"out-{parts}")
-        digests.append(_digest(load_dir(tmp_path / f"out-{parts}")))
-        # the loops were cut as asked (for ties and breadcrumbs too, whose bfloat16 magnitudes tie at the
-        # threshold: each part's tie ranks start from the ties counted before it)
-        assert max(cut) == parts
+
+    def tie_ranks_continue(parts: int) -> None:
+        # ties and breadcrumbs' bfloat16 magnitudes tie at the threshold: each part's tie ranks start
+        # from the ties counted before it
         assert ("tie_counts" in used) == (parts > 1 and method in ("ties", "breadcrumbs_ties"))
         used.clear()
-    monkeypatch.setattr(compiled, "_K", False)
-    merge(plan(recipe), tmp_path / "out-torch")
-    assert digests == [_digest(load_dir(tmp_path / "out-torch"))] * 3
+
+    _cut_three_ways(recipe, tmp_path, monkeypatch, tie_ranks_continue)
 
 
 # the methods of the Gram-matrix family (merge/spherical.GramJob, model_stock's StockJob): block sums of
@@ -168,20 +184,6 @@ def test_cutting_the_gram_loops_into_parts_keeps_the_bytes(models, tmp_path, mon
     if not compiled.available():
         pytest.skip("numba is not installed: the compiled path is not available")
     params, weights, base = GRAM_CASES[method]
-    m = [str(models.get(seed=s, dtype=torch.bfloat16, layers=1, intermediate=6000)) for s in (21, 22, 23)]
+    m = _long_models(models)
     recipe = Recipe(method, (m[1], m[2]), base=m[0] if base else None, weights=weights, parameters=params)
-    cut, run_parts = [], compiled.run_parts
-    monkeypatch.setattr(
-        compiled, "run_parts", lambda call, parts: (cut.append(len(parts)), run_parts(call, parts))
-    )
-    digests = []
-    for parts, min_part in [(1, compiled.MIN_PART), (2, compiled.MIN_PART), (3, 64)]:
-        monkeypatch.setattr(compiled, "parts_wanted", lambda parts=parts: parts)
-        monkeypatch.setattr(compiled, "MIN_PART", min_part)
-        cut.clear()
-        merge(plan(recipe), tmp_path / f"out-{parts}")
-        digests.append(_digest(load_dir(tmp_path / f"out-{parts}")))
-        assert max(cut) == parts
-    monkeypatch.setattr(compiled, "_K", False)
-    merge(plan(recipe), tmp_path / "out-torch")
-    assert digests == [_digest(load_dir(tmp_path / "out-torch"))] * 3
+    _cut_three_ways(recipe, tmp_path, monkeypatch)

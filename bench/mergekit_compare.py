@@ -111,11 +111,16 @@ def others(a: str, b: str, base: str) -> dict[str, dict]:
     }  # fmt: skip
 
 
-def timed(cmd: list[str], env: dict | None = None) -> float:
+class ToolFailed(Exception):
+    """A merge process exited non-zero; its row says so and the benchmark goes on to the next one."""
+
+
+def timed(tool: str, cmd: list[str], env: dict | None = None) -> float:
     t0 = time.perf_counter()
     done = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if done.returncode != 0:
-        raise SystemExit(f"{cmd[0]} failed: {done.stderr.strip().splitlines()[-1:]}")
+        last = (done.stderr.strip().splitlines() or ["(no message)"])[-1].strip()
+        raise ToolFailed(f"{tool} failed: {last}")
     return time.perf_counter() - t0
 
 
@@ -212,6 +217,30 @@ def verdict(name: str, label: str, speed_up: float | None, differ: int, names: l
     return ", ".join(parts)
 
 
+def measure(config: Path, tmp: Path, runs: int, label: str) -> tuple[list[float], list[float]]:
+    """Seconds of `runs` whole-process merges of `config` by each tool, alternating; the last outputs stay
+    in tmp/ours and tmp/theirs."""
+    ours_t, theirs_t = [], []
+    for _ in range(runs):
+        shutil.rmtree(tmp / "ours", ignore_errors=True)
+        shutil.rmtree(tmp / "theirs", ignore_errors=True)
+        ours_t.append(
+            timed(
+                "wiseft",
+                [sys.executable, "-m", "wiseft", "merge", "--config", str(config), "-o", str(tmp / "ours")],
+            )
+        )
+        theirs_t.append(
+            timed(
+                "mergekit",
+                [str(MERGEKIT), str(config), str(tmp / "theirs")],
+                {**os.environ, "CUDA_VISIBLE_DEVICES": ""},
+            )
+        )
+        print(f"{label}: wiseft {ours_t[-1]:.2f} s, mergekit {theirs_t[-1]:.2f} s", flush=True)
+    return ours_t, theirs_t
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--shape", default="tiny", choices=("tiny", "0.5b", "1.5b"))
@@ -265,41 +294,19 @@ def main() -> int:
                     continue
                 path = tmp / f"{name}-{label}.yml"
                 path.write_text(yaml.safe_dump({**cfg, **dtypes}, sort_keys=False))
-                ours_t, theirs_t = [], []
-                for _ in range(runs):
-                    shutil.rmtree(tmp / "ours", ignore_errors=True)
-                    shutil.rmtree(tmp / "theirs", ignore_errors=True)
-                    ours_t.append(
-                        timed(
-                            [
-                                sys.executable,
-                                "-m",
-                                "wiseft",
-                                "merge",
-                                "--config",
-                                str(path),
-                                "-o",
-                                str(tmp / "ours"),
-                            ]
-                        )
-                    )
-                    theirs_t.append(
-                        timed(
-                            [str(MERGEKIT), str(path), str(tmp / "theirs")],
-                            {**os.environ, "CUDA_VISIBLE_DEVICES": ""},
-                        )
-                    )
-                    print(
-                        f"{name} {label}: wiseft {ours_t[-1]:.2f} s, mergekit {theirs_t[-1]:.2f} s",
-                        flush=True,
-                    )
+                try:
+                    ours_t, theirs_t = measure(path, tmp, runs, f"{name} {label}")
+                except ToolFailed as failed:
+                    print(f"{name} {label}: {failed}", flush=True)
+                    table.add_row(name, label, *[""] * (len(table.columns) - 3), str(failed))
+                    continue
                 exact = name in EXACT and label == "float64"
                 differ, total, explained, worst, largest, names = compare(
                     tmp / "ours", tmp / "theirs", cfg if exact else None
                 )
                 o, t = statistics.median(ours_t), statistics.median(theirs_t)
                 note = f" (names differ: {', '.join(names[:3])})" if names else ""
-                table.add_row(
+                row = (
                     name,
                     label,
                     f"{o:.2f}",
@@ -311,6 +318,8 @@ def main() -> int:
                     f"{largest:.2g}",
                     verdict(name, label, None if args.outputs_only else t / o, differ, names),
                 )
+                table.add_row(*row)
+                print(" | ".join(row), flush=True)  # a row survives a later failure or interruption
     Console().print(table)
     return 0
 

@@ -163,8 +163,12 @@ def compare(
 
 
 def _input(path: str, name: str) -> torch.Tensor:
-    with safe_open(str(Path(path) / "model.safetensors"), framework="pt") as fh:
-        return fh.get_tensor(name).flatten().double()
+    """Tensor `name` of the checkpoint directory `path` (one file or shards), flat, in float64."""
+    for shard in sorted(Path(path).glob("*.safetensors")):
+        with safe_open(str(shard), framework="pt") as fh:
+            if name in fh.keys():
+                return fh.get_tensor(name).flatten().double()
+    raise KeyError(f"{path} has no tensor {name}")
 
 
 def explain(cfg: dict, name: str, mask: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> int:
@@ -193,8 +197,11 @@ def explain(cfg: dict, name: str, mask: torch.Tensor, x: torch.Tensor, y: torch.
     if method not in ("linear", "task_arithmetic"):
         return 0
     weights = torch.tensor([float(p["weight"]) for _, p in models], dtype=torch.float64)
-    if method == "linear" and cfg.get("parameters", {}).get("normalize", True):
+    params = cfg.get("parameters", {})
+    if params.get("normalize", method == "linear"):  # mergekit's defaults: linear normalises, TA does not
         weights = weights / weights.sum()
+    if method == "task_arithmetic":
+        weights = weights * float(params.get("lambda", 1.0))
     base = _input(cfg["base_model"], name)[where] if method == "task_arithmetic" else None
     ref = torch.zeros(len(where), dtype=torch.float64) if base is None else base.clone()
     size = torch.zeros_like(ref) if base is None else base.abs()
@@ -306,12 +313,11 @@ def main() -> int:
                 )
                 o, t = statistics.median(ours_t), statistics.median(theirs_t)
                 note = f" (names differ: {', '.join(names[:3])})" if names else ""
+                timing = ("", "", "") if args.outputs_only else (f"{o:.2f}", f"{t:.2f}", f"{t / o:.1f}×")
                 row = (
                     name,
                     label,
-                    f"{o:.2f}",
-                    f"{t:.2f}",
-                    f"{t / o:.1f}×",
+                    *timing,
                     f"{differ}/{total}{note}",
                     f"{explained}/{differ}" if exact and differ else "",
                     f"{worst:.0f}",

@@ -138,6 +138,18 @@ def test_cli_help_and_version(capsys):
     assert "wiseft" in capsys.readouterr().out
 
 
+def test_the_version_is_one_literal_that_the_installed_metadata_agrees_with():
+    """`wiseft.__version__` is written once; pyproject reads it (no importlib.metadata at start-up)."""
+    import importlib.metadata
+
+    import wiseft
+
+    assert wiseft.__version__ == importlib.metadata.version("wiseft")
+    probe = "import sys, wiseft; print('importlib.metadata' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "False"
+
+
 def test_allocator_tuning_respects_the_users_malloc_settings():
     code = "from wiseft.memory import tune_allocator; print(tune_allocator())"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MALLOC_", "WISEFT_NO_MALLOC"))}

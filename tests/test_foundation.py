@@ -205,3 +205,21 @@ def test_progress_lines_only_when_not_a_terminal():
     tty = Console(file=io.StringIO(), force_terminal=True)
     LogLines(tty).update("s", "sampling x", 1, 2)
     assert tty.file.getvalue() == ""
+
+
+def test_progress_lines_keep_a_heartbeat_between_quarters():
+    """A stage whose total is only a ceiling (pretraining stops at its gate long before 2,400 steps) still
+    prints a line every `heartbeat` seconds, and no more often than that within one quarter."""
+    import io
+
+    from rich.console import Console
+
+    from wiseft.cli.progress import LogLines
+
+    piped, now = Console(file=io.StringIO(), force_terminal=False), [0.0]
+    lines = LogLines(piped, heartbeat=30.0, clock=lambda: now[0])
+    for step in range(1, 501):  # 0.2 s a step, all inside the first quarter of 2,400
+        now[0] = step * 0.2
+        lines.update("pretrain", "pretrain", step, 2400)
+    out = piped.file.getvalue().splitlines()
+    assert out == [f"pretrain: {s}/2400" for s in (1, 151, 301, 451)]

@@ -5,8 +5,10 @@ its width; piped into a log they are `PIPED_WIDTH` columns wide, so a table keep
 than being squeezed to rich's default of 80.
 
 rich draws live bars only on a terminal; piped into a log (CI, `| tee`), a long run would print nothing
-until its end. `LogLines` prints one plain line when a task starts, at each quarter, and when it ends —
-only when the console is not a terminal, so it never doubles the live bars.
+until its end. `LogLines` prints one plain line when a task starts, at each quarter, when it ends, and
+at least every `heartbeat` seconds in between (a stage whose total is a ceiling, such as pretraining's
+2,400 steps that the gate ends near 900, would otherwise go quiet for minutes) — only when the console is
+not a terminal, so it never doubles the live bars.
 
 `ProgressView`: the evaluating commands' progress callback, one bar per (variant, stage).
 """
@@ -14,6 +16,8 @@ only when the console is not a terminal, so it never doubles the live bars.
 from __future__ import annotations
 
 import sys
+import time
+from collections.abc import Callable
 from typing import Any
 
 PIPED_WIDTH = 200
@@ -32,18 +36,24 @@ def stderr_console():
 
 
 class LogLines:
-    def __init__(self, console, marks: int = 4):
+    def __init__(
+        self, console, marks: int = 4, heartbeat: float = 30.0, clock: Callable[[], float] = time.monotonic
+    ):
         self.console = console
         self.marks = marks
-        self.last: dict[object, int] = {}
+        self.heartbeat = heartbeat
+        self.clock = clock
+        self.last: dict[object, tuple[int, float]] = {}
 
     def update(self, key: object, label: str, done: int, total: int, detail: str = "") -> None:
         if self.console.is_terminal:
             return
         mark = self.marks if not total else min(self.marks, done * self.marks // total)
-        if self.last.get(key) == mark:
+        now = self.clock()
+        last = self.last.get(key)
+        if last is not None and last[0] == mark and now - last[1] < self.heartbeat:
             return
-        self.last[key] = mark
+        self.last[key] = (mark, now)
         extra = f"  {detail}" if detail else ""
         self.console.print(f"{label}: {done}/{total}{extra}", highlight=False)
 

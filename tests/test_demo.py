@@ -381,8 +381,8 @@ def test_busy_cores_are_read_from_the_cpu_counters(monkeypatch):
         ({"select_metric": "best@4"}, "select_metric 'best@4'"),
         ({"early_step": 70}, "--early-step 70 is not a checkpoint step"),
         ({"eval_steps": (40, 80, 70)}, "eval steps [70] are not checkpoint steps"),
-        ({"n_eval": 401}, "--n-eval must lie in 1..400"),
-        ({"n_eval": 350, "n_val": 51}, "--n-val must lie in 0..50"),
+        ({"n_eval": 701}, "--n-eval must lie in 1..700"),
+        ({"n_eval": 650, "n_val": 51}, "--n-val must lie in 0..50"),
     ],
 )
 def test_demo_config_names_the_bad_setting(changes, message):

@@ -248,7 +248,7 @@ def test_a_replicate_seeds_the_whole_story(seed):
 def test_bad_demo_settings_are_named():
     with pytest.raises(ConfigError, match="the λ grid must rise from 0 to 1"):
         ThinkingDemoConfig(lambdas=(0.0, 0.5))
-    with pytest.raises(ConfigError, match="--n-eval must lie in 1..400"):
+    with pytest.raises(ConfigError, match="--n-eval must lie in 1..700"):
         ThinkingDemoConfig(n_eval=0)
 
 

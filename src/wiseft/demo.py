@@ -58,7 +58,7 @@ class DemoConfig:
     early_step: int | None = None  # None: the recipe's rule, its first SFT checkpoint
     # SFT checkpoints evaluated (+ early, final); None: the early one, every other one after it, the final
     eval_steps: tuple[int, ...] | None = None
-    n_eval: int = 300  # held-out problems the claims are checked on (docs/TOY-LOG.md)
+    n_eval: int = 600  # held-out problems the claims are checked on (docs/TOY-LOG.md, round 9)
     n_val: int = 100  # the next test problems, which choose the mix (0: choose in-sample)
     sample_seed: int = 0
     n_boot: int = 1000
@@ -147,7 +147,7 @@ def ensure_base(cfg: DemoConfig, cache_dir: Path, fresh: bool = False, progress:
     target = base_path(cfg, cache_dir)
     if not fresh and (target / "config.json").is_file() and (target / "model.safetensors").is_file():
         return target, True
-    steps = cfg.recipe.pretrain_steps
+    steps = cfg.recipe.pretrain_steps * cfg.recipe.pretrain_attempts  # the ceiling; the gate ends it sooner
 
     def on_step(p):
         if progress:

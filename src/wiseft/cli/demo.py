@@ -32,8 +32,8 @@ def register(subparsers) -> None:
     p.add_argument("--pretrain-seed", type=int, default=None, help="seed of pretraining (default 0)")
     p.add_argument("--sft-seed", type=int, default=None, help="seed of SFT batches (default 0)")
     p.add_argument("--sample-seed", type=int, default=None, help="seed of sampling and bootstrap (default 0)")
-    p.add_argument("--n-test", type=int, default=None, help="test problems (default 400)")
-    p.add_argument("--n-eval", type=int, default=None, help="test problems the claims use (default 300)")
+    p.add_argument("--n-test", type=int, default=None, help="test problems (default 700)")
+    p.add_argument("--n-eval", type=int, default=None, help="test problems the claims use (default 600)")
     p.add_argument(
         "--n-val", type=int, default=None,
         help="the next test problems, which choose the mix (default 100; 0: choose in-sample)",
@@ -197,12 +197,16 @@ def base_line(console, base: dict) -> None:
     if not base.get("gate"):
         return
     steps, prob, gate = base.get("pretrain_steps"), base.get("gate_probability"), base["gate"]
+    attempt, attempts = base.get("attempt", 1), base.get("attempts", 1)
+    restarted = (f" of attempt {attempt} (the {attempt - 1} before it stayed on their plateau for "
+                 f"{base.get('max_steps')} steps each and were restarted)") if attempt > 1 else ""  # fmt: skip
     if base.get("stopped_at_gate"):
-        console.print(f"base: pretraining ended at step {steps}, where the base first wrote the gold chain "
-                      f"of its gate problems with probability {prob:.3f} ≥ {gate:g} (checked every "
+        console.print(f"base: pretraining ended at step {steps}{restarted}, where the base first wrote the gold "
+                      f"chain of its gate problems with probability {prob:.3f} ≥ {gate:g} (checked every "
                       f"{base.get('gate_every', 25)} steps)")  # fmt: skip
     else:
-        console.print(f"[yellow]base: pretraining reached its limit of {steps} steps before the gate "
+        tries = f" in each of {attempts} attempts" if attempts > 1 else ""
+        console.print(f"[yellow]base: pretraining reached its limit of {steps} steps{tries} before the gate "
                       f"(gold-chain probability {prob:.3f} < {gate:g}); the claims rest on a weaker base[/]")  # fmt: skip
 
 

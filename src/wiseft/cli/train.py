@@ -44,7 +44,14 @@ def register(subparsers) -> None:
         "demo's recipe (wiseft.train.toy.ToyRecipe).",
     )
     toy.add_argument("-o", "--output", required=True)
-    toy.add_argument("--steps", type=int, help="the most pretraining steps (the gate usually ends it sooner)")
+    toy.add_argument(
+        "--steps", type=int, help="the most steps of one pretraining attempt (default 1600; the gate usually "
+        "ends it sooner)",
+    )  # fmt: skip
+    toy.add_argument(
+        "--attempts", type=int, help="fresh starts (another seed each) while the gate is not passed within "
+        "--steps (default 3; 1: none)",
+    )  # fmt: skip
     toy.add_argument(
         "--gate",
         type=float,
@@ -180,12 +187,12 @@ def run_toy_base(args) -> int:
 
     given = {"data_seed": args.data_seed, "n_sft": args.n_sft, "n_test": args.n_test, "pretrain_seed": args.seed,
              "pretrain_steps": args.steps, "pretrain_batch": args.batch_size, "pretrain_lr": args.lr,
-             "pretrain_gate": args.gate}  # fmt: skip
+             "pretrain_gate": args.gate, "pretrain_attempts": args.attempts}  # fmt: skip
     changes = {k: v for k, v in given.items() if v is not None}
     recipe = dataclasses.replace(toy.ToyRecipe(), threads=args.threads, **changes)
     _, console = _train_with_progress(
         "pretrain",
-        recipe.pretrain_steps,
+        recipe.pretrain_steps * recipe.pretrain_attempts,
         lambda on_step: toy.write_toy_world(recipe, args.output, on_step, args.force),
     )
     console.print(f"toy base model in {args.output}/base; SFT data in {args.output}/sft.jsonl")

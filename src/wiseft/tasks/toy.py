@@ -34,7 +34,7 @@ from wiseft.tasks.base import Problem, Task, register_task
 # The problems of the demo's recipe (`wiseft.train.toy.ToyRecipe` uses these defaults too).
 DATA_SEED = 5
 N_SFT = 48  # docs/TOY-LOG.md round 6
-N_TEST = 400
+N_TEST = 700  # round 9: 600 claims problems and 100 that choose the mix
 SPLITS = ("test", "sft")
 
 ALPHABET = "0123456789+=,$"

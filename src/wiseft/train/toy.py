@@ -125,6 +125,10 @@ class ToyRecipe:
     warm-up) until the gate passes, at most `pretrain_steps`: every `gate_every` steps the base's mean
     probability of writing the gold chain of `n_gate` clean problems (never test ones) is compared with
     `pretrain_gate`, so every seed's base stops at the same competence, however long its plateau lasts.
+    A run that never leaves its plateau within `pretrain_steps` (it happens: docs/TOY-LOG.md, round 9)
+    starts again from a fresh initialisation, seeded by (`pretrain_seed`, attempt), at most
+    `pretrain_attempts` times in all; the first attempt is the seed itself, so a base that passes the
+    gate on it is the same bytes as without the rule.
     SFT: `sft_steps` steps of `sft_batch` of the `n_sft` clean problems at `sft_lr` with cosine decay
     to `sft_min_lr`; checkpoints at `sft_steps`/2^i for i = `sft_halvings`…0, dense early, and the first
     of them is the early checkpoint of the mixes (a rule fixed in advance). Both stages split each batch
@@ -139,7 +143,8 @@ class ToyRecipe:
     model: ToyModelConfig = ToyModelConfig()
     sloppy: SloppyConfig = SloppyConfig()
     pretrain_seed: int = 0
-    pretrain_steps: int = 2400  # the most pretraining may take; the gate ends it sooner
+    pretrain_steps: int = 1600  # the most one attempt may take; the gate ends it sooner (round 9)
+    pretrain_attempts: int = 3  # fresh starts while the gate is not passed (a stuck plateau; round 9)
     pretrain_batch: int = 128
     pretrain_lr: float = 4e-3
     pretrain_gate: float = 0.08  # > 0: end pretraining once the base writes the gold chain this often
@@ -163,6 +168,8 @@ class ToyRecipe:
                 f"(2^{self.sft_halvings}), and sft_halvings at least 1, to place the checkpoints"
             )
 
+        if self.pretrain_attempts < 1:
+            raise ConfigError(f"pretrain_attempts must be at least 1, got {self.pretrain_attempts}")
         if not 0 <= self.pretrain_gate < 1 or self.gate_every < 1 or self.n_gate < 1:
             raise ConfigError(
                 f"the pretraining gate must lie in [0, 1) with gate_every and n_gate >= 1, got "
@@ -181,14 +188,14 @@ class ToyRecipe:
     def splits(self) -> ToySplits:
         return make_splits(self.data_seed, n_sft=self.n_sft, n_test=self.n_test)
 
-    def pretrain_config(self) -> SFTConfig:
+    def pretrain_config(self, attempt: int = 1) -> SFTConfig:
         return SFTConfig(
             steps=self.pretrain_steps,
             batch_size=self.pretrain_batch,
             lr=self.pretrain_lr,
             schedule="constant",
             warmup_steps=self.warmup_steps,
-            seed=self.pretrain_seed,
+            seed=attempt_seed(self.pretrain_seed, attempt),
             device="cpu",
             threads=self.threads,
             micro_batches=self.micro_batches,
@@ -226,6 +233,8 @@ class ToyRecipe:
             parts["gate"] = [self.pretrain_gate, self.gate_every, self.n_gate]
         if self.micro_split != "rows":  # (likewise for the split of round 2's recipe)
             parts["micro_split"] = self.micro_split
+        if self.pretrain_gate and self.pretrain_attempts != 1:  # (likewise for round 9's restarts; without a
+            parts["attempts"] = self.pretrain_attempts  # gate the first attempt is the only one)
         return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:12]
 
 
@@ -281,32 +290,60 @@ def pretraining_gate(recipe: ToyRecipe, tokenizer):
 
 
 def describe_base(recipe: ToyRecipe, base_dir) -> dict:
-    """How pretraining ended for the base in `base_dir`: its step, whether the gate ended it, and its
-    gold-chain probability on the gate problems (what the gate compares with `pretrain_gate`)."""
+    """How pretraining ended for the base in `base_dir`: its step, whether the gate ended it, on which
+    attempt, and its gold-chain probability on the gate problems (what the gate compares with
+    `pretrain_gate`)."""
     state = read_state(Path(base_dir), "loss_history")
+    attempt = (state.get("meta") or {}).get("attempt", 1)
     info = {"pretrain_steps": state.get("step"), "max_steps": recipe.pretrain_steps,
             "stopped_at_gate": state.get("stopped_early") is True, "gate": recipe.pretrain_gate,
-            "gate_every": recipe.gate_every}  # fmt: skip
+            "gate_every": recipe.gate_every, "attempt": attempt,
+            "attempts": recipe.pretrain_attempts}  # fmt: skip
     if recipe.pretrain_gate:
         model, tok = load_causal_lm(base_dir), load_tokenizer(base_dir)
         info["gate_probability"] = round(chain_probability(model, tok, _gate_pairs(recipe)), 4)
     return info
 
 
-def pretrain(recipe: ToyRecipe, out_dir, on_step=None, resume: bool = True):
-    """Stage 1: train a fresh toy model on sloppy text (test problems excluded); checkpoints in `out_dir`.
+def attempt_seed(seed: int, attempt: int) -> int:
+    """The seed of pretraining attempt `attempt` (initialisation and batches): the recipe's seed for the
+    first, then one derived from (seed, attempt) that no plain seed a user picks is likely to equal."""
+    if attempt == 1:
+        return seed
+    digest = hashlib.sha256(f"toy-pretrain-attempt-{seed}-{attempt}".encode()).digest()
+    return int.from_bytes(digest[:4], "big")
 
-    Returns the `TrainResult`; the base model is its last checkpoint (where the gate ended pretraining,
-    when the recipe has one).
+
+def pretrain(recipe: ToyRecipe, out_dir, on_step=None, resume: bool = True):
+    """Stage 1: train a fresh toy model on sloppy text (test problems excluded); checkpoints in `out_dir`
+    (a restart's in `out_dir/attempt-N`).
+
+    Returns the `TrainResult` of the attempt that passed the gate, else of the last attempt; the base model
+    is its last checkpoint. `on_step` sees every attempt's steps, numbered on from the attempts before.
     """
     tok = toy_tokenizer()
-    model = toy_model(recipe.model, tok, recipe.pretrain_seed)
-    batches = sloppy_batches(
-        recipe.pretrain_seed, recipe.pretrain_batch, recipe.sloppy, exclude=recipe.splits().test_keys
-    )
+    stop_when = pretraining_gate(recipe, tok)
+    test_keys = recipe.splits().test_keys
     meta = {"stage": "toy-pretrain", "recipe": to_dict(recipe)}
-    return train(model, tok, batches, recipe.pretrain_config(), out_dir, resume=resume, meta=meta,
-                 on_step=on_step, stop_when=pretraining_gate(recipe, tok))  # fmt: skip
+    for attempt in range(1, recipe.pretrain_attempts + 1):
+        seed = attempt_seed(recipe.pretrain_seed, attempt)
+        model = toy_model(recipe.model, tok, seed)
+        batches = sloppy_batches(seed, recipe.pretrain_batch, recipe.sloppy, exclude=test_keys)
+        offset = (attempt - 1) * recipe.pretrain_steps
+        report = on_step if on_step is None or not offset else _offset_steps(on_step, offset)
+        run_dir = Path(out_dir) if attempt == 1 else Path(out_dir) / f"attempt-{attempt}"
+        result = train(model, tok, batches, recipe.pretrain_config(attempt), run_dir, resume=resume,
+                       meta=meta if attempt == 1 else {**meta, "attempt": attempt, "attempt_seed": seed},
+                       on_step=report,
+                       stop_when=stop_when)  # fmt: skip
+        last = result.checkpoints[max(result.checkpoints)]
+        if stop_when is None or read_state(last, "loss_history").get("stopped_early") is True:
+            break
+    return result
+
+
+def _offset_steps(on_step, offset: int):
+    return lambda p: on_step(dataclasses.replace(p, step=p.step + offset))
 
 
 def finetune(recipe: ToyRecipe, base_dir, out_dir, on_step=None, resume: bool = True):

@@ -525,3 +525,37 @@ def test_the_demo_help_names_the_recipe_sft_set_size():
     demo_parser = build_parser()._subparsers._group_actions[0].choices["demo"]
     assert f"fine-tune it on {N_SFT} clean problems" in demo_parser.description
     assert toy.ToyRecipe().n_sft == N_SFT
+
+
+@pytest.mark.parametrize(
+    "base, expected",
+    [
+        (
+            {"stopped_at_gate": True, "attempt": 1},
+            "pretraining ended at step 925, where the base first wrote",
+        ),
+        (
+            {"stopped_at_gate": True, "attempt": 2},
+            "ended at step 925 of attempt 2 (the attempt before it stayed on"
+            " the plateau for 1600 steps and started again from a fresh seed)",
+        ),
+        (
+            {"stopped_at_gate": True, "attempt": 3},
+            "of attempt 3 (the 2 attempts before it stayed on the plateau",
+        ),
+        (
+            {"stopped_at_gate": False, "attempt": 3},
+            "reached its limit of 925 steps in each of 3 attempts before the gate",
+        ),
+    ],
+)
+def test_the_base_line_says_how_pretraining_ended_and_on_which_attempt(base, expected):
+    from rich.console import Console
+
+    from wiseft.cli.demo import base_line
+
+    console = Console(width=400, record=True)
+    info = {"pretrain_steps": 925, "max_steps": 1600, "gate": 0.08, "gate_every": 25, "gate_probability": 0.09,
+            "attempts": 3, **base}  # fmt: skip
+    base_line(console, info)
+    assert expected in console.export_text()

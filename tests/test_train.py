@@ -666,6 +666,7 @@ def test_the_toy_recipe_keeps_the_base_key_and_the_split_of_its_validated_rounds
     assert recipe.micro_split == "rows" and recipe.pretrain_config().micro_split == "rows"
     assert recipe.sft_config().micro_split == "rows" and recipe.model.activation == "gelu_pytorch_tanh"
     assert (recipe.n_test, recipe.pretrain_steps, recipe.pretrain_attempts) == (700, 1600, 3)
+    assert recipe.pretrain_ceiling == 4800  # what the progress bars count to
     assert recipe.base_key() == "691eb1291c01"
     # round 6's recipe keeps its key, so its bases stay where they were cached
     round6 = dataclasses.replace(recipe, n_test=400, pretrain_steps=2400, pretrain_attempts=1)

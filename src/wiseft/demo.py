@@ -147,7 +147,7 @@ def ensure_base(cfg: DemoConfig, cache_dir: Path, fresh: bool = False, progress:
     target = base_path(cfg, cache_dir)
     if not fresh and (target / "config.json").is_file() and (target / "model.safetensors").is_file():
         return target, True
-    steps = cfg.recipe.pretrain_steps * cfg.recipe.pretrain_attempts  # the ceiling; the gate ends it sooner
+    steps = cfg.recipe.pretrain_ceiling
 
     def on_step(p):
         if progress:

@@ -198,9 +198,11 @@ def base_line(console, base: dict) -> None:
         return
     steps, prob, gate = base.get("pretrain_steps"), base.get("gate_probability"), base["gate"]
     attempt, attempts = base.get("attempt", 1), base.get("attempts", 1)
-    before = "the attempt before it" if attempt == 2 else f"the {attempt - 1} attempts before it"
-    restarted = (f" of attempt {attempt} ({before} stayed on the plateau for {base.get('max_steps')} steps and "
-                 "started again from a fresh seed)") if attempt > 1 else ""  # fmt: skip
+    restarted = ""
+    if attempt > 1:
+        before = "the attempt before it" if attempt == 2 else f"the {attempt - 1} attempts before it"
+        restarted = (f" of attempt {attempt} ({before} stayed on the plateau for {base.get('max_steps')} steps "
+                     "and started again from a fresh seed)")  # fmt: skip
     if base.get("stopped_at_gate"):
         console.print(f"base: pretraining ended at step {steps}{restarted}, where the base first wrote the gold "
                       f"chain of its gate problems with probability {prob:.3f} ≥ {gate:g} (checked every "

@@ -6,8 +6,8 @@ than being squeezed to rich's default of 80.
 
 rich draws live bars only on a terminal; piped into a log (CI, `| tee`), a long run would print nothing
 until its end. `LogLines` prints one plain line when a task starts, at each quarter, when it ends, and
-at least every `heartbeat` seconds in between (a stage whose total is a ceiling, such as pretraining's
-2,400 steps that the gate ends near 900, would otherwise go quiet for minutes) — only when the console is
+at least every `heartbeat` seconds in between (a stage whose total is a ceiling, such as the toy pretraining's
+3 × 1,600 steps that its gate ends near 900, would otherwise go quiet for minutes) — only when the console is
 not a terminal, so it never doubles the live bars.
 
 `ProgressView`: the evaluating commands' progress callback, one bar per (variant, stage).

@@ -192,7 +192,7 @@ def run_toy_base(args) -> int:
     recipe = dataclasses.replace(toy.ToyRecipe(), threads=args.threads, **changes)
     _, console = _train_with_progress(
         "pretrain",
-        recipe.pretrain_steps * recipe.pretrain_attempts,
+        recipe.pretrain_ceiling,
         lambda on_step: toy.write_toy_world(recipe, args.output, on_step, args.force),
     )
     console.print(f"toy base model in {args.output}/base; SFT data in {args.output}/sft.jsonl")

@@ -188,6 +188,11 @@ class ToyRecipe:
     def splits(self) -> ToySplits:
         return make_splits(self.data_seed, n_sft=self.n_sft, n_test=self.n_test)
 
+    @property
+    def pretrain_ceiling(self) -> int:
+        """The most steps pretraining can take over all its attempts (the gate usually ends it sooner)."""
+        return self.pretrain_steps * self.pretrain_attempts
+
     def pretrain_config(self, attempt: int = 1) -> SFTConfig:
         return SFTConfig(
             steps=self.pretrain_steps,
@@ -330,7 +335,7 @@ def pretrain(recipe: ToyRecipe, out_dir, on_step=None, resume: bool = True):
         model = toy_model(recipe.model, tok, seed)
         batches = sloppy_batches(seed, recipe.pretrain_batch, recipe.sloppy, exclude=test_keys)
         offset = (attempt - 1) * recipe.pretrain_steps
-        report = on_step if on_step is None or not offset else _offset_steps(on_step, offset)
+        report = _offset_steps(on_step, offset) if on_step and offset else on_step
         run_dir = Path(out_dir) if attempt == 1 else Path(out_dir) / f"attempt-{attempt}"
         result = train(model, tok, batches, recipe.pretrain_config(attempt), run_dir, resume=resume,
                        meta=meta if attempt == 1 else {**meta, "attempt": attempt, "attempt_seed": seed},

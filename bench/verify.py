@@ -7,7 +7,10 @@ Two verifiers, both through `OutcomeRewardModel.score` (the path `wiseft verify`
 - a random sequence classifier of Qwen2.5-0.5B's shape (24 layers, width 896, MLP 4864, 14 heads,
   2 key/value heads, vocabulary 151 936), built from its config in memory (nothing is downloaded; 2 GB in
   float32), over the character tokenizer; texts are random problem/answer pairs of 8-24 tokens (short
-  texts), and of 64-128 tokens for comparison.
+  texts), and of 64-128 tokens for comparison. Beside each Qwen-shaped row, the ceiling that the CPU's matrix
+  multiply sets on the ratio: GFLOP/s of the model's largest product (896 → 4864, float32) with all the
+  row's tokens as one matrix against one text's tokens, measured in the same run. The model's cost is
+  that product's kind of arithmetic, so batching cannot gain more than this however it is planned.
 
 "batched" is the default plan (length-sorted, batches under the CPU budget, small models one batch per
 core side by side); "one at a time" is the same verifier with max_rows=1 and one worker, the baseline of
@@ -158,10 +161,31 @@ def main() -> None:
     ver.score(text_items(2, 0, 8, 24))  # warm-up: first-call allocations
     for lo, hi in ((8, 24), (64, 128)):
         items = text_items(args.qwen_samples, seed=1, lo=lo, hi=hi)
-        _row(table, f"Qwen2.5-0.5B-shaped, random, {lo}-{hi} tokens", rates(ver, items, items, args.runs))
+        tokens = sum(len(it.prompt) + len(it.completion) for it in items)
+        one, many = gemm_rate(round(tokens / len(items))), gemm_rate(tokens)
+        name = f"Qwen2.5-0.5B-shaped, random, {lo}-{hi} tokens"
+        _row(table, name, rates(ver, items, items, args.runs))
+        table.add_row(
+            f"  matmul ceiling: 896→4864 at {tokens:,} vs {round(tokens / len(items))} rows",
+            f"{many:.0f} GFLOP/s", f"{one:.0f} GFLOP/s", f"≤ {many / one:.1f}×",
+        )  # fmt: skip
+        print(f"{name}: matmul ceiling {many:.0f} vs {one:.0f} GFLOP/s = {many / one:.1f}x", flush=True)
     Console(width=180).print(table)
     cores = os.cpu_count() or 1
     Console().print(f"load average during the runs: {os.getloadavg()[0]:.1f} ({cores} cores)")
+
+
+def gemm_rate(rows: int, k: int = 896, n: int = 4864, reps: int = 7) -> float:
+    """GFLOP/s of a float32 (rows × k) @ (k × n) product on this CPU, median of `reps` timed calls."""
+    a, b = torch.randn(rows, k), torch.randn(k, n)
+    out = torch.empty(rows, n)
+    torch.mm(a, b, out=out)  # warm-up
+    times = []
+    for _ in range(reps):
+        start = time.perf_counter()
+        torch.mm(a, b, out=out)
+        times.append(time.perf_counter() - start)
+    return 2 * rows * k * n / statistics.median(times) / 1e9
 
 
 def cpu_seconds() -> float:

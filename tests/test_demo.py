@@ -516,6 +516,13 @@ def test_demo_scores_final_mix_and_temperatures_with_the_toy_verifier(tmp_path, 
     assert "Best@8" in text and "wmaj@8" in text
     assert f"toy verifier {info['id']}: trained on 60 samples of the base model on the SFT problems" in text
     assert ("AUC within a problem" in text) is (info["train_within_auc"] is not None)
+    from wiseft.verify.toy import heldout_ranking  # the held-out ranking is that of the stored scores
+
+    assert list(info["heldout_ranking"]) == info["scored"]
+    for name, got in info["heldout_ranking"].items():
+        assert got == heldout_ranking(results.variant(name).per_problem), name
+    shown = any(r["within_auc"] is not None for r in info["heldout_ranking"].values())
+    assert ("on the claims problems (never trained on)" in text) is shown
 
 
 def test_the_demo_help_names_the_recipe_sft_set_size():

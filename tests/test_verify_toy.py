@@ -272,6 +272,26 @@ def test_within_auc_averages_the_auc_of_each_problem_with_both_classes(scores, t
     assert np.isnan(got) if want is None else got == pytest.approx(want, abs=1e-12), got
 
 
+def test_heldout_ranking_is_the_within_auc_of_the_stored_scores():
+    from wiseft.records import ProblemSamples
+    from wiseft.verify.toy import heldout_ranking
+
+    def problem(correct, scores):
+        return ProblemSamples(correct=correct, classes=list(range(len(correct))), scores=scores)
+
+    got = heldout_ranking([
+        problem([True, False], [0.9, 0.1]),  # ranked right: AUC 1
+        problem([True, False, False], [0.2, 0.5, 0.1]),  # one of two pairs right: 0.5
+        problem([True, True], [0.3, 0.4]),  # one class only: left out
+    ])  # fmt: skip
+    assert got == {"within_auc": pytest.approx(0.75), "n_mixed_problems": 2}
+    assert heldout_ranking([problem([False, False], [0.1, 0.2])]) == {
+        "within_auc": None,
+        "n_mixed_problems": 0,
+    }
+    assert heldout_ranking([]) == {"within_auc": None, "n_mixed_problems": 0}
+
+
 def test_saved_checkpoint_scores_equal_a_direct_forward_pass(trained):
     """What `wiseft verify` stores is the classifier's own logit at the last token of prompt + completion
     (transformers' pooling), computed here one sample at a time without the verifier's batching."""

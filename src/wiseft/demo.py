@@ -41,7 +41,7 @@ from wiseft.store import SampleStore, VariantRow
 from wiseft.tasks import get_task
 from wiseft.train import toy
 from wiseft.verify import load_verifier
-from wiseft.verify.toy import ToyVerifierConfig, train_toy_verifier
+from wiseft.verify.toy import ToyVerifierConfig, heldout_ranking, train_toy_verifier
 
 DemoProgress = Callable[[str, int, int, str], None]
 
@@ -413,7 +413,7 @@ def add_verifier_scores(cfg: DemoConfig, ev: Evaluated, out: Path, progress: Dem
         ev.verifier_samples, out / "verifier", toy.toy_tokenizer(), cfg.verifier, progress=on_step
     )
     verifier = load_verifier(out / "verifier", "orm")
-    ecfg = cfg.eval_config()
+    ecfg, ranking = cfg.eval_config(), {}
     with SampleStore(store_path(ecfg, out)) as store:
         report = verify_in_store(store, verifier, variants=names, config={"command": "demo"})
         vid, transform = report.identity["id"], report.identity["vote_transform"]
@@ -425,10 +425,11 @@ def add_verifier_scores(cfg: DemoConfig, ev: Evaluated, out: Path, progress: Dem
                                   vote_transform=transform, table=v.table)  # fmt: skip
             v.summary["verifier"] = {"id": vid, "vote_transform": transform}
             v.per_problem = tuple(per_problem)
+            ranking[name] = heldout_ranking(per_problem)
             if progress:
                 progress("verifier", steps + i + 1, steps + len(names), f"scored {name}")
     return {"id": vid, "vote_transform": transform, "trained_on": "the base model's samples of the SFT "
-            "problems (no test problem)", "scored": names, **record}  # fmt: skip
+            "problems (no test problem)", "scored": names, **record, "heldout_ranking": ranking}  # fmt: skip
 
 
 def _add_roles(

@@ -391,8 +391,9 @@ def show(results, console, out: Path, report: bool) -> None:
 
 
 def verifier_line(console, info: dict | None) -> None:
-    """What the toy verifier learned from, and how well it fits its own training samples (chance is 0.5
-    under its balanced loss), so that a Best@k column is read with the verifier's quality in mind."""
+    """What the toy verifier learned from, how well it fits its own training samples (chance is 0.5
+    under its balanced loss) and how well it ranks the samples of each held-out claims problem, so that a
+    Best@k column is read with the verifier's quality in mind."""
     if not info:
         return
     if info.get("skipped"):
@@ -411,6 +412,18 @@ def verifier_line(console, info: dict | None) -> None:
         f"{info['loss_first']:.3f} → {info['loss_last']:.3f}{ranks}",
         highlight=False,
     )
+    held = [
+        (name, r)
+        for name, r in (info.get("heldout_ranking") or {}).items()
+        if r.get("within_auc") is not None
+    ]
+    if held:
+        parts = ", ".join(f"{name} {r['within_auc']:.2f} ({r['n_mixed_problems']})" for name, r in held)
+        console.print(
+            f"  on the claims problems (never trained on), AUC within a problem (problems with right and wrong "
+            f"samples): {parts}; 0.5 is a random pick, where Best@k is about Pass@1",
+            highlight=False,
+        )
 
 
 def replicate_view(rep: dict):

@@ -267,6 +267,18 @@ def within_auc(scores, truth, groups: Sequence[str]) -> float:
     return float(np.mean(aucs)) if aucs else float("nan")
 
 
+def heldout_ranking(per_problem) -> dict:
+    """How well a verifier's stored scores rank each problem's samples on problems it never saw: the
+    `within_auc` over the problems (`records.ProblemSamples` with scores) that have right and wrong
+    samples, and how many those are. 0.5 is a random pick among a problem's samples, where Best@k is
+    about Pass@1; above it Best@k climbs towards Pass@k."""
+    scores = np.concatenate([p.scores for p in per_problem]) if per_problem else np.zeros(0)
+    truth = np.concatenate([p.correct for p in per_problem]) if per_problem else np.zeros(0, dtype=bool)
+    groups = [str(i) for i, p in enumerate(per_problem) for _ in range(len(p.correct))]
+    return {"within_auc": _finite_or_none(within_auc(scores, truth, groups)),
+            "n_mixed_problems": len(_mixed_groups(truth, groups))}  # fmt: skip
+
+
 def _mixed_groups(truth, groups: Sequence[str]) -> list[list[int]]:
     """The indices of each group (problem) that has both right and wrong samples."""
     truth = np.asarray(truth, dtype=bool)

@@ -395,6 +395,10 @@ def scale_verdicts(runs: dict) -> list[str]:
         f"Ray, 1 actor, vs the local sweep ({med(r['wall'] for r in local):.0f} s): {over:+.1%} wall, "
         f"{over_span:+.1%} sampling span, {over_cpu:+.1%} CPU (driver + the actor's units, start-up "
         f"and switches excluded) (target <= +10%)",
+        "per run (local | 1 actor | 2 actors), wall s: "
+        + " | ".join(", ".join(f"{r['wall']:.1f}" for r in rs) for rs in (local, one, two))
+        + "; sampling CPU s: "
+        + " | ".join(", ".join(f"{r['sample_cpu']:.1f}" for r in rs) for rs in (local, one, two)),
     ]
 
 

@@ -172,6 +172,25 @@ def test_weightspace_variant_is_bit_identical_to_wiseft_merge(paths, tmp_path, c
         assert bits_equal(p.data, written[name]), name
 
 
+def test_arcee_fusion_computes_each_rows_kl_once(paths, tmp_path, small_blocks, monkeypatch):
+    """The selection takes several passes here (tiny caps); each row's kl is computed in the first only."""
+    from wiseft.merge.methods import arcee_fusion
+
+    computed, real = [], arcee_fusion.row_kl
+
+    def counting(a, b, cols, scratch):
+        out = real(a, b, cols, scratch)
+        computed.append(out.shape[0])
+        return out
+
+    monkeypatch.setattr(arcee_fusion, "row_kl", counting)
+    merge(plan(Recipe("arcee_fusion", (paths.B,), base=paths.A), out_dtype=F32, chunk=192, io_chunk=448),
+          tmp_path / "out")  # fmt: skip
+    got = load_dir(tmp_path / "out")
+    rows = sum(t.numel() // t.shape[-1] if t.dim() >= 2 else 1 for t in got.values())
+    assert sum(computed) == rows
+
+
 def test_output_does_not_depend_on_the_chunk_size(paths, tmp_path, small_blocks):
     for build in (CASES[0][1], CASES[10][1], CASES[13][1], CASES[17][1], CASES[19][1]):
         recipe = build(paths)

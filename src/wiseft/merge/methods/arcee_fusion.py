@@ -39,6 +39,11 @@ def quartile_positions(n: int) -> tuple[int, ...]:
 def importance(a: torch.Tensor, b: torch.Tensor, cols: int, scratch) -> torch.Tensor:
     """|b − a|·KL(softmax(b_row) + ε ‖ softmax(a_row) + ε) per element, float64 chunks of whole rows,
     in scratch.tmp (non-negative: kl is clamped at 0 and −0 turned into +0)."""
+    return weigh(a, b, row_kl(a, b, cols, scratch), cols, scratch)
+
+
+def row_kl(a: torch.Tensor, b: torch.Tensor, cols: int, scratch) -> torch.Tensor:
+    """KL(softmax(b_row) + ε ‖ softmax(a_row) + ε) of each row of the chunk, clamped at 0: [rows, 1]."""
     m = a.numel()
     work = scratch.rows("fusion", 2, m)
     p, q = work[0].view(-1, cols), work[1].view(-1, cols)
@@ -48,8 +53,12 @@ def importance(a: torch.Tensor, b: torch.Tensor, cols: int, scratch) -> torch.Te
     q.add_(EPS)
     torch.div(p, q, out=q)
     q.log_().mul_(p)
-    kl = q.sum(dim=-1, keepdim=True).clamp_(min=0.0)
-    out = scratch.tmp[:m]
+    return q.sum(dim=-1, keepdim=True).clamp_(min=0.0)
+
+
+def weigh(a: torch.Tensor, b: torch.Tensor, kl: torch.Tensor, cols: int, scratch) -> torch.Tensor:
+    """|b − a| times its row's kl ([rows, 1]), in scratch.tmp, −0 turned into +0."""
+    out = scratch.tmp[: a.numel()]
     torch.sub(b, a, out=out).abs_()
     out.view(-1, cols).mul_(kl)
     return out.add_(0.0)
@@ -57,7 +66,12 @@ def importance(a: torch.Tensor, b: torch.Tensor, cols: int, scratch) -> torch.Te
 
 class FusionJob(Job):
     """Observation passes find the three quartiles of the importances exactly; the output pass keeps the
-    model's value where the importance reaches τ."""
+    model's value where the importance reaches τ.
+
+    Each row's kl (two softmaxes and a log over the row: most of the arithmetic) is computed once, in
+    the first pass over the tensor, and kept for the passes after it (8 bytes a row), which only weigh
+    |b − a| by it: the same values, bit for bit. In the first pass the three selectors' histograms are
+    the same, so one selector counts and the others take its bins (`select.share_first_pass`)."""
 
     cache_key = ("arcee_fusion",)  # the threshold depends on the values only
 
@@ -67,17 +81,36 @@ class FusionJob(Job):
         cap = max(select.MIN_CAP, select.TOTAL_CAP // len(QUARTILES))
         self.selectors = [Selector(p, cap) for p in quartile_positions(ctx.numel)]
         self.threshold: float | None = None
+        self.n_rows = max(1, ctx.numel // self.cols)
+        self._kl: torch.Tensor | None = None  # [n_rows, 1], filled by the first pass
+        self._kl_ready = False
+
+    def _importance(self, xs, start: int, scratch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The chunk's a, b (float64) and importances."""
+        a, b = as_float64(xs, scratch)
+        rows = slice(start // self.cols, (start + a.numel()) // self.cols)
+        if not self._kl_ready:
+            if self._kl is None:
+                self._kl = torch.empty(self.n_rows, 1, dtype=torch.float64)
+            self._kl[rows] = row_kl(a, b, self.cols, scratch)
+        return a, b, weigh(a, b, self._kl[rows], self.cols, scratch)
 
     def needs_observation(self) -> bool:
         return self.threshold is None
 
     def observe(self, xs, start, scratch) -> None:
-        a, b = as_float64(xs, scratch)
-        keys = importance(a, b, self.cols, scratch).view(torch.int64)
+        keys = self._importance(xs, start, scratch)[2].view(torch.int64)
+        counted = False
         for s in self.selectors:
+            if s.in_first_pass:
+                if counted:
+                    continue  # takes the first one's bins at the end of the pass
+                counted = True
             s.observe(keys)
 
     def end_pass(self) -> bool:
+        select.share_first_pass(self.selectors)
+        self._kl_ready = self._kl is not None  # the first pass has seen every row
         pending = [s.end_pass() for s in self.selectors]
         if any(pending):
             return True
@@ -92,8 +125,8 @@ class FusionJob(Job):
         self.threshold = stats
 
     def compute(self, xs, start, acc, scratch) -> None:
-        a, b = as_float64(xs, scratch)
-        keep = torch.ge(importance(a, b, self.cols, scratch), self.threshold)
+        a, b, weighed = self._importance(xs, start, scratch)
+        keep = torch.ge(weighed, self.threshold)
         torch.sub(b, a, out=acc).mul_(keep).add_(a)
 
 

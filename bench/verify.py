@@ -17,7 +17,7 @@ core side by side); "one at a time" is the same verifier with max_rows=1 and one
 the same run. Texts are distinct, so no sample is saved by scoring identical pairs once. Printed: the median of --runs runs of each, and
 the ratio against the issue's target (≥ 5×).
 
-The last toy row times the demo's use: training the default toy verifier and scoring 48,000 samples
+The last toy row times the demo's use: training the default toy verifier and scoring 96,000 samples
 (target ≤ 20 s).
 
     .venv/bin/python bench/verify.py [--runs 3] [--toy-samples 4000] [--qwen-samples 48] [--demo-samples N]
@@ -124,7 +124,7 @@ def main() -> None:
     ap.add_argument("--toy-samples", type=int, default=4000)
     ap.add_argument("--toy-single", type=int, default=500, help="samples scored one at a time (toy)")
     ap.add_argument("--qwen-samples", type=int, default=48, help="0 skips the Qwen-shaped rows")
-    ap.add_argument("--demo-samples", type=int, default=48000, help="0 skips the demo-budget row")
+    ap.add_argument("--demo-samples", type=int, default=96000, help="0 skips the demo-budget row")
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's)")
     args = ap.parse_args()
     if args.threads:
@@ -195,7 +195,7 @@ def cpu_seconds() -> float:
 
 def _demo_row(table: Table, tmp: str, toy: list[Item], args) -> None:
     """The demo's budget: train the default toy verifier on 3,000 graded samples, then score
-    `--demo-samples` samples (the final model, the mix and three temperatures: 5 × 300 problems × 32)."""
+    `--demo-samples` samples (the final model, the mix and three temperatures: 5 × 600 claims problems × 32, round 9)."""
     tok = char_tokenizer(TOY_ALPHABET, 64)
     graded = [(it.prompt, it.completion, i % 3 == 0) for i, it in enumerate(toy_items(3000, seed=2))]
     items = toy_items(args.demo_samples, seed=3)

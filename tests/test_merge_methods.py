@@ -377,6 +377,32 @@ def test_selector_finds_exact_ranks_with_ties_in_few_passes(cap, seed):
 
 
 @pytest.mark.parametrize("cap", [4, 64, 1 << 20])
+def test_observe_array_finds_the_torch_paths_ranks(cap):
+    """The compiled loop over a key array (arcee_fusion's selection) against observe: the same Rank (value,
+    below, equal) at every position asked, pass for pass, with exact ties and zeros."""
+    if not compiled.available():
+        pytest.skip("numba is not installed: the compiled path is not available")
+    g = torch.Generator().manual_seed(cap)
+    values = torch.randn(20000, generator=g, dtype=torch.float64).abs()
+    values[::3] = values[7]
+    values[::11] = 0.0
+    keys = values.view(torch.int64)
+    for position in (0, 1, 6000, 13333, 19999):
+        fast, slow = select.Selector(position, cap), select.Selector(position, cap)
+        passes = 0
+        while True:
+            for start in range(0, 20000, 4999):
+                fast.observe_array(keys[start : start + 4999])
+                slow.observe(keys[start : start + 4999])
+            passes += 1
+            more = [fast.end_pass(), slow.end_pass()]
+            assert more[0] == more[1] and fast.zeros == slow.zeros, (position, passes)
+            if not more[0]:
+                break
+        assert fast.result == slow.result, position
+
+
+@pytest.mark.parametrize("cap", [4, 64, 1 << 20])
 @pytest.mark.parametrize("parts", [1, 3])
 def test_the_compiled_selection_finds_the_torch_paths_ranks(monkeypatch, cap, parts):
     """observe_compiled (branch-free loops, optionally in parts side by side) against observe: the same

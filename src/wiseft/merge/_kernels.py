@@ -255,6 +255,33 @@ def observe_keys(x, base, mode, lo, hi, shift, counts, gathered, filled):
 
 
 @numba.njit(nogil=True, cache=True)
+def observe_key_array(keys, mode, lo, hi, shift, counts, gathered, filled):
+    """observe_keys for keys given as an array (non-negative int64: the bits of non-negative float64
+    values, e.g. arcee_fusion's importances), with the same modes, returns and slack."""
+    below = 0
+    zeros = 0
+    m = keys.shape[0]
+    if mode == 0:
+        for i in range(m):
+            key = keys[i]
+            counts[key >> 47] += 1
+            zeros += key == 0
+    elif mode == 1:
+        for i in range(m):
+            key = keys[i]
+            below += key < lo
+            inside = (key >= lo) & (key <= hi)
+            counts[((key - lo) >> shift) if inside else 0] += inside
+    else:
+        for i in range(m):
+            key = keys[i]
+            below += key < lo
+            gathered[filled] = key
+            filled += (key >= lo) & (key <= hi)
+    return below, filled, zeros
+
+
+@numba.njit(nogil=True, cache=True)
 def tie_counts(xs, kind, ties, first, stop, seen):
     """seen[j, e] += how many |x_j − base| keys in [first, stop) equal tie value e of magnitude model j
     (kind 2), the count magnitude_block advances over the same span (xs: base first)."""

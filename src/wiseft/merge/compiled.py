@@ -57,6 +57,7 @@ def _build():
             "combine",
             "stock",
             "observe_keys",
+            "observe_key_array",
             "tie_counts",
             "task_vectors",
             "l1_sums",

@@ -99,6 +99,23 @@ class Selector:
         else:
             self._count((chosen - self.lo) >> self.shift)
 
+    def observe_array(self, keys: torch.Tensor) -> None:
+        """observe(keys) for a contiguous CPU int64 tensor, in one compiled loop when numba is there
+        (`_kernels.observe_key_array`: no temporary tensors), else on the torch path."""
+        if self.done:
+            return
+        if not (compiled.available() and keys.device.type == "cpu" and keys.is_contiguous()):
+            self.observe(keys)
+            return
+        if self._counts is None:
+            self._counts = torch.zeros(1 << BINS_LOG2, dtype=torch.int64)
+        mode = 0 if self._first else (1 if self.mode == "hist" else 2)
+        below, filled, zeros = compiled.kernel("observe_key_array")(
+            keys.numpy(), mode, self.lo, self.hi, self.shift, self._counts.numpy(), self._gathered.numpy(),
+            self._filled,
+        )  # fmt: skip
+        self._add(below, filled - self._filled, zeros)
+
     def observe_compiled(self, arrays: tuple, model: int) -> None:
         """observe() for the |x_model − base| keys of a chunk (arrays: base first), compiled."""
         if self.done:

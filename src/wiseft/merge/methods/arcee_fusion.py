@@ -106,7 +106,7 @@ class FusionJob(Job):
                 if counted:
                     continue  # takes the first one's bins at the end of the pass
                 counted = True
-            s.observe(keys)
+            s.observe_array(keys)
 
     def end_pass(self) -> bool:
         select.share_first_pass(self.selectors)

@@ -99,6 +99,11 @@ class Selector:
         else:
             self._count((chosen - self.lo) >> self.shift)
 
+    @property
+    def _kernel_mode(self) -> int:
+        """The compiled loops' mode for this pass: 0 the first histogram, 1 a finer one, 2 the gather."""
+        return 0 if self._first else (1 if self.mode == "hist" else 2)
+
     def observe_array(self, keys: torch.Tensor) -> None:
         """observe(keys) for a contiguous CPU int64 tensor, in one compiled loop when numba is there
         (`_kernels.observe_key_array`: no temporary tensors), else on the torch path."""
@@ -109,7 +114,7 @@ class Selector:
             return
         if self._counts is None:
             self._counts = torch.zeros(1 << BINS_LOG2, dtype=torch.int64)
-        mode = 0 if self._first else (1 if self.mode == "hist" else 2)
+        mode = self._kernel_mode
         below, filled, zeros = compiled.kernel("observe_key_array")(
             keys.numpy(), mode, self.lo, self.hi, self.shift, self._counts.numpy(), self._gathered.numpy(),
             self._filled,
@@ -122,7 +127,7 @@ class Selector:
             return
         if self._counts is None:
             self._counts = torch.zeros(1 << BINS_LOG2, dtype=torch.int64)
-        mode = 0 if self._first else (1 if self.mode == "hist" else 2)
+        mode = self._kernel_mode
         x, base, kernel = arrays[model + 1], arrays[0], compiled.kernel("observe_keys")
         parts = compiled.spans(x.shape[0])
         if len(parts) == 1:

@@ -210,6 +210,7 @@ def train_toy_verifier(
     finally:
         torch.set_num_threads(before)
     truth = labels.numpy().astype(bool)
+    ranked = ranking_within(scores, truth, [s[0] for s in samples])
     record = {
         "config": to_dict(cfg),
         "init_from": str(init_from) if init_from is not None else None,
@@ -220,8 +221,8 @@ def train_toy_verifier(
         "loss_last": losses[-1],
         "train_accuracy": float(((scores > 0) == truth).mean()),
         "train_auc": _auc(scores, truth),
-        "train_within_auc": _finite_or_none(within_auc(scores, truth, [s[0] for s in samples])),
-        "n_mixed_prompts": len(_mixed_groups(truth, [s[0] for s in samples])),
+        "train_within_auc": ranked["within_auc"],
+        "n_mixed_prompts": ranked["n_mixed_problems"],
     }
     _save(model, tokenizer, Path(out_dir), record, force)
     return record
@@ -262,21 +263,30 @@ def within_auc(scores, truth, groups: Sequence[str]) -> float:
     """The mean over groups (problems) with right and wrong samples of the AUC within the group: how well
     the scores rank the samples of one problem, which is what Best@k needs (a pooled AUC also rewards
     telling easy problems from hard ones). NaN when no group has both."""
-    scores, truth = np.asarray(scores, dtype=np.float64), np.asarray(truth, dtype=bool)
-    aucs = [_auc(scores[idx], truth[idx]) for idx in _mixed_groups(truth, groups)]
-    return float(np.mean(aucs)) if aucs else float("nan")
+    return _within(scores, truth, groups)[0]
+
+
+def ranking_within(scores, truth, groups: Sequence[str]) -> dict:
+    """`within_auc` (None when no group has both classes) and how many groups it averages over."""
+    auc, n = _within(scores, truth, groups)
+    return {"within_auc": _finite_or_none(auc), "n_mixed_problems": n}
 
 
 def heldout_ranking(per_problem) -> dict:
-    """How well a verifier's stored scores rank each problem's samples on problems it never saw: the
-    `within_auc` over the problems (`records.ProblemSamples` with scores) that have right and wrong
-    samples, and how many those are. 0.5 is a random pick among a problem's samples, where Best@k is
-    about Pass@1; above it Best@k climbs towards Pass@k."""
+    """`ranking_within` of a verifier's stored scores over problems it never saw (`records.ProblemSamples`
+    with scores, one group each). 0.5 is a random pick among a problem's samples, where Best@k is about
+    Pass@1; above it Best@k climbs towards Pass@k."""
     scores = np.concatenate([p.scores for p in per_problem]) if per_problem else np.zeros(0)
     truth = np.concatenate([p.correct for p in per_problem]) if per_problem else np.zeros(0, dtype=bool)
     groups = [str(i) for i, p in enumerate(per_problem) for _ in range(len(p.correct))]
-    return {"within_auc": _finite_or_none(within_auc(scores, truth, groups)),
-            "n_mixed_problems": len(_mixed_groups(truth, groups))}  # fmt: skip
+    return ranking_within(scores, truth, groups)
+
+
+def _within(scores, truth, groups: Sequence[str]) -> tuple[float, int]:
+    scores, truth = np.asarray(scores, dtype=np.float64), np.asarray(truth, dtype=bool)
+    mixed = _mixed_groups(truth, groups)
+    aucs = [_auc(scores[idx], truth[idx]) for idx in mixed]
+    return (float(np.mean(aucs)) if aucs else float("nan")), len(mixed)
 
 
 def _mixed_groups(truth, groups: Sequence[str]) -> list[list[int]]:

@@ -100,13 +100,10 @@ class FusionJob(Job):
 
     def observe(self, xs, start, scratch) -> None:
         keys = self._importance(xs, start, scratch)[2].view(torch.int64)
-        counted = False
+        sharing = [s for s in self.selectors if s.in_first_pass][1:]  # take the first one's bins (end_pass)
         for s in self.selectors:
-            if s.in_first_pass:
-                if counted:
-                    continue  # takes the first one's bins at the end of the pass
-                counted = True
-            s.observe_array(keys)
+            if s not in sharing:
+                s.observe_array(keys)
 
     def end_pass(self) -> bool:
         select.share_first_pass(self.selectors)

@@ -566,3 +566,52 @@ def test_the_base_line_says_how_pretraining_ended_and_on_which_attempt(base, exp
             "attempts": 3, **base}  # fmt: skip
     base_line(console, info)
     assert expected in console.export_text()
+
+
+def _trajectory(values: dict, final_step: int):
+    """RunResults with one T=1 checkpoint per step of `values` (Pass@1), a T=0.7 one and a mix."""
+    from wiseft.results import RunResults, VariantResult
+
+    def variant(name, kind, step, value, temperature=1.0):
+        return VariantResult(name, kind, None, temperature, step, {"metrics": {"pass@1": {"value": value}}})
+
+    variants = [variant(f"step={s},T=1", "checkpoint", s, v) for s, v in values.items()]
+    variants += [
+        variant("hot", "checkpoint", 5, 0.99, temperature=0.7),
+        variant("mix", "mix", final_step, 0.98),
+    ]
+    return RunResults({}, {}, variants, roles={"final": f"step={final_step},T=1"})
+
+
+@pytest.mark.parametrize(
+    "values, final, expected",
+    [
+        ({20: 0.278, 80: 0.339, 320: 0.381, 640: 0.375}, 640, (320, 0.381, -0.006)),  # a late small fall
+        ({20: 0.294, 80: 0.535, 320: 0.563, 640: 0.568}, 640, (640, 0.568, 0.0)),  # still climbing
+        ({20: 0.3, 80: 0.6, 320: 0.6, 640: 0.5}, 640, (80, 0.6, -0.1)),  # a tie: the earlier step
+        ({20: 0.3}, 20, None),  # one checkpoint: no trajectory to speak of
+    ],
+)
+def test_sft_peak_is_the_best_checkpoint_at_the_finals_temperature(values, final, expected):
+    from wiseft.demo_claims import sft_peak
+
+    peak = sft_peak(_trajectory(values, final))
+    if expected is None:
+        assert peak is None
+        return
+    best_step, best, gap = expected
+    assert (peak["best_step"], peak["best"], peak["final_step"]) == (best_step, best, final)
+    assert peak["final_minus_best"] == pytest.approx(gap)  # other temperatures and the mix do not count
+
+
+def test_claim_d_records_the_sft_peak_and_the_demo_prints_it(tmp_path):
+    results = run_demo(TINY_DEMO, tmp_path / "out", cache_dir=tmp_path / "cache", report=False)
+    d = next(c for c in results.claims if c.key == "d")
+    peak = d.numbers["sft_peak"]
+    steps = {
+        v.step: v.summary["metrics"]["pass@1"]["value"] for v in results.variants if v.kind == "checkpoint"
+    }
+    assert peak["best"] == max(steps.values()) and peak["final"] == steps[peak["final_step"]]
+    written = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert next(c for c in written["claims"] if c["key"] == "d")["numbers"]["sft_peak"] == peak
+    assert f"SFT: Pass@1 peaked at step {peak['best_step']} ({peak['best']:.3f})" in _shown(results, tmp_path)

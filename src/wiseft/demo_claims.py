@@ -3,6 +3,7 @@ fixed in advance), and the paper's claims (a)–(e) on paired tables of the clai
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 
 from wiseft.claims import (
@@ -54,13 +55,39 @@ def demo_claims(
     variants = results.variants
     tables = PairedTables({v.name: v.per_problem for v in variants}, ks, seed=seed, n_boot=n_boot,
                           known={v.name: v.table for v in variants})  # fmt: skip
+    bias_variance = claim_bias_variance(tables, mix, final, temps)
+    peak = sft_peak(results)
+    if peak is not None:  # what (d)'s bias² side depends on, recorded beside it (not part of the verdict)
+        bias_variance = dataclasses.replace(
+            bias_variance, numbers={**bias_variance.numbers, "sft_peak": peak}
+        )
     claims = [  # the final model at T=1 is a temperature of the final model too
         claim_sft_collapse(tables, early, final),
         claim_mix_recovers(tables, mix, final),
         claim_temperature_cannot(tables, mix, {final: 1.0, **temps}),
-        claim_bias_variance(tables, mix, final, temps),
+        bias_variance,
     ]
     if with_verifier:
         skipped = (results.base.get("verifier") or {}).get("skipped")
         claims.append(claim_best_of_k(tables, mix, final, skipped))
     return claims
+
+
+def sft_peak(results: RunResults) -> dict | None:
+    """Where Pass@1 on the claims' problems peaked along the evaluated SFT checkpoints (at T=1), and how far
+    the final checkpoint lies below that peak. A mix can undo SFT's late narrowing; where SFT was still
+    climbing at its last step there is none to undo, and the runs where (d)'s bias² side failed were those
+    (docs/TOY-LOG.md, "Round 9 on a third CPU"). None with fewer than two checkpoints evaluated. The earlier
+    step wins a tie."""
+    final = results.variant(results.roles["final"])
+    points = [
+        (v.step, v.summary["metrics"]["pass@1"]["value"])
+        for v in results.variants
+        if v.kind == "checkpoint" and v.step is not None and v.temperature == final.temperature
+    ]
+    if len(points) < 2 or final.step is None:
+        return None
+    best_step, best = max(points, key=lambda point: (point[1], -point[0]))
+    value = final.summary["metrics"]["pass@1"]["value"]
+    return {"metric": "pass@1", "best_step": best_step, "best": best, "final_step": final.step, "final": value,
+            "final_minus_best": value - best}  # fmt: skip

@@ -365,6 +365,7 @@ def show(results, console, out: Path, report: bool) -> None:
     selection_lines(console, results, label="mix chosen")
     console.print(claims_table(results.claims))
     base_line(console, results.base or {})
+    sft_peak_line(console, results.claims)
     verifier_line(console, (results.base or {}).get("verifier"))
     if results.replicates:
         console.print(replicate_view(results.replicates))
@@ -388,6 +389,19 @@ def show(results, console, out: Path, report: bool) -> None:
     if report:
         console.print(f"Report: [bold]{out / 'report' / 'report.html'}[/] (and report.md)")
     console.print(f"Output directory: [bold]{out}[/]")
+
+
+def sft_peak_line(console, claims) -> None:
+    """Where SFT's Pass@1 peaked and how far below it the final checkpoint is (claim (d)'s `sft_peak`)."""
+    peak = next((c.numbers.get("sft_peak") for c in claims if c.key == "d"), None)
+    if not peak:
+        return
+    console.print(
+        f"SFT: Pass@1 peaked at step {peak['best_step']} ({peak['best']:.3f}); the final checkpoint (step "
+        f"{peak['final_step']}) has {peak['final']:.3f}, {peak['final_minus_best']:+.3f} from that peak. In the runs "
+        "measured so far the mix did not raise Pass@1, so (d)'s bias² did not fall, where the final was within "
+        "0.01 of that peak (docs/TOY-LOG.md)"
+    )
 
 
 def verifier_line(console, info: dict | None) -> None:

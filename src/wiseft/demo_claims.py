@@ -75,10 +75,11 @@ def demo_claims(
 
 def sft_peak(results: RunResults) -> dict | None:
     """Where Pass@1 on the claims' problems peaked along the evaluated SFT checkpoints (at T=1), and how far
-    the final checkpoint lies below that peak. A mix can undo SFT's late narrowing; where SFT was still
-    climbing at its last step there is none to undo, and the runs where (d)'s bias² side failed were those
-    (docs/TOY-LOG.md, "Round 9 on a third CPU"). None with fewer than two checkpoints evaluated. The earlier
-    step wins a tie."""
+    the final checkpoint lies below that peak: how much late narrowing there was for a mix to undo. On
+    round 9's ten runs on the Intel VM the two where the mix did not raise Pass@1 were the two with the
+    final within 0.01 of its peak; a design seed then gained +0.060 at a gap of 0, so it is recorded beside
+    (d), not used by it (docs/TOY-LOG.md, "Round 9 on a third CPU"). None with fewer than two checkpoints
+    evaluated. The earlier step wins a tie."""
     final = results.variant(results.roles["final"])
     points = [
         (v.step, v.summary["metrics"]["pass@1"]["value"])

@@ -398,9 +398,8 @@ def sft_peak_line(console, claims) -> None:
         return
     console.print(
         f"SFT: Pass@1 peaked at step {peak['best_step']} ({peak['best']:.3f}); the final checkpoint (step "
-        f"{peak['final_step']}) has {peak['final']:.3f}, {peak['final_minus_best']:+.3f} from that peak. In the runs "
-        "measured so far the mix did not raise Pass@1, so (d)'s bias² did not fall, where the final was within "
-        "0.01 of that peak (docs/TOY-LOG.md)"
+        f"{peak['final_step']}) has {peak['final']:.3f}, {peak['final_minus_best']:+.3f} from that peak (how this "
+        "gap and claim (d) went together over the seeds measured so far: docs/TOY-LOG.md)"
     )
 
 

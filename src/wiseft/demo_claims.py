@@ -74,12 +74,10 @@ def demo_claims(
 
 
 def sft_peak(results: RunResults) -> dict | None:
-    """Where Pass@1 on the claims' problems peaked along the evaluated SFT checkpoints (at T=1), and how far
-    the final checkpoint lies below that peak: how much late narrowing there was for a mix to undo. On
-    round 9's ten runs on the Intel VM the two where the mix did not raise Pass@1 were the two with the
-    final within 0.01 of its peak; a design seed then gained +0.060 at a gap of 0, so it is recorded beside
-    (d), not used by it (docs/TOY-LOG.md, "Round 9 on a third CPU"). None with fewer than two checkpoints
-    evaluated. The earlier step wins a tie."""
+    """Where Pass@1 on the claims' problems peaked along the evaluated SFT checkpoints (at the final's
+    temperature), and how far below that peak the final checkpoint lies: how much late narrowing there was
+    for a mix to undo. Recorded beside (d), not used by it (docs/TOY-LOG.md, "Round 9 on a third CPU", has
+    how the two went together). None with fewer than two checkpoints evaluated; the earlier step wins a tie."""
     final = results.variant(results.roles["final"])
     points = [
         (v.step, v.summary["metrics"]["pass@1"]["value"])

@@ -101,3 +101,23 @@ def test_score_refuses_a_huge_n_boot_and_writes_nothing(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "--n-boot is 1000000000; the limit is 100000" in err, err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["g.jsonl"]
+
+
+def test_the_one_block_resample_matrix_is_drawn_once_and_kept_read_only(monkeypatch):
+    """A summary asks for the same resamples many times: the matrix is kept by (p, seed, n_boot), equal
+    to the one drawn afresh, and read-only, so no caller can change the resamples of the next."""
+    monkeypatch.setattr(metrics, "_resamples", type(metrics._resamples)())
+    draws = []
+    real = metrics._draw_blocks
+    monkeypatch.setattr(metrics, "_draw_blocks", lambda *a: draws.append(a) or real(*a))
+    first = [c for _, c in metrics.resample_blocks(9, 5, 200)]
+    again = [c for _, c in metrics.resample_blocks(9, 5, 200)]
+    assert len(first) == 1 and again[0] is first[0] and len(draws) == 1
+    np.testing.assert_array_equal(first[0], reference_counts(9, 5, 200))
+    assert not first[0].flags.writeable
+    with pytest.raises(ValueError):
+        first[0][0, 0] = 1.0
+    for seed in range(metrics.RESAMPLE_CACHE + 1):  # the oldest falls out; each key is drawn once
+        next(metrics.resample_blocks(9, 100 + seed, 200))
+    assert len(metrics._resamples) == metrics.RESAMPLE_CACHE and (9, 5, 200) not in metrics._resamples
+    np.testing.assert_array_equal(metrics.resample_weights(9, 5, 200), reference_counts(9, 5, 200))

@@ -10,7 +10,7 @@ import time
 import numpy as np
 import pytest
 
-from wiseft.errors import StoreError
+from wiseft.errors import GradingError, StoreError
 from wiseft.records import read_records
 from wiseft.records import to_problem_samples as records_problem_samples
 from wiseft.store import SampleStore
@@ -188,3 +188,89 @@ def test_os_error_during_a_transaction_is_a_store_error(tmp_path):
                 raise OSError(28, "No space left on device")
         assert store.missing(v, ["a", "b"], 2) == ["b"]
         assert len(store.records(v)) == 2
+
+
+def _record_path(store, v, ids, n, verifier=None):
+    """problem_samples as it was built before the column path: records, then the records module."""
+    return records_problem_samples(store.records(v, ids, n, verifier=verifier), f"sample store {store.path}")
+
+
+def _same_arrays(got, want):
+    assert [p.problem_id for p in got] == [p.problem_id for p in want]
+    for g, w in zip(got, want, strict=True):
+        for name in (
+            "correct",
+            "classes",
+            "scores",
+            "n_tokens",
+            "truncated",
+            "think_closed",
+            "thinking_tokens",
+        ):
+            a, b = getattr(g, name), getattr(w, name)
+            assert (a is None) == (b is None), name
+            if a is not None:
+                assert a.dtype == b.dtype and np.array_equal(a, b), name
+
+
+@pytest.mark.parametrize("drop", [None, "n_tokens", "finish_reason", "think_closed"])
+def test_problem_samples_reads_columns_into_the_arrays_of_the_record_path(tmp_path, drop):
+    """The store builds ProblemSamples from columns; they equal those of records → to_problem_samples,
+    whatever optional field is missing on one sample, in the asked problem order and with n."""
+    with SampleStore(tmp_path / "s.db") as store:
+        v = _variant(store)
+        recs = _samples(["a", "b", "c"], 5)
+        for i, r in enumerate(recs):
+            r["think_closed"], r["thinking_tokens"] = i % 3 == 0, i
+        if drop:
+            recs[4].pop(drop)
+        store.add_samples(v, recs)
+        store.add_grades(v, _grades(store.records(v)))
+        for ids, n in ((["c", "a", "b"], 4), (["b"], 5), (None, None), (None, 3)):
+            _same_arrays(store.problem_samples(v, ids, n), _record_path(store, v, ids, n))
+        wide = [f"p{i}" for i in range(950)] + ["b", "a"]  # past the SQL variable limit: filtered in Python
+        with pytest.raises(StoreError, match="no samples for problem\\(s\\) p0, p1"):
+            store.problem_samples(v, wide, 4)
+        assert store.problem_samples(v, [], 4) == []
+
+
+@pytest.mark.parametrize(
+    "column, value, message",
+    [
+        ("answer_class", "'x'", "fields 'correct' (bool) and 'answer_class' (int) have the wrong type"),
+        ("n_tokens", "2.5", "field 'n_tokens' must be int, got float"),
+        ("score", "'high'", "field 'score' must be float, got str"),
+        ("completion", "x'00ff'", "field 'completion' must be str, got bytes"),
+        ("thinking_tokens", "'many'", "field 'thinking_tokens' must be int, got str"),
+        ("sample_idx", "'one'", "field 'sample_idx' must be int, got str"),
+    ],
+)
+def test_a_tampered_store_is_refused_as_the_record_path_refuses_it(tmp_path, column, value, message):
+    """A store is an input: a value of the wrong type (written around wiseft) is refused with the record
+    path's message, naming the store and the record, never read as a number."""
+    path = tmp_path / "s.db"
+    with SampleStore(path) as store:
+        v = _variant(store)
+        recs = _samples(["a", "b"], 3)
+        for r in recs:
+            r["think_closed"], r["thinking_tokens"] = True, 1
+        store.add_samples(v, recs)
+        store.add_grades(v, _grades(store.records(v)))
+    db = sqlite3.connect(path)
+    table = "grades" if column == "answer_class" else "samples"
+    db.execute("PRAGMA ignore_check_constraints=ON")
+    db.execute(f"UPDATE {table} SET {column}={value} WHERE problem_id='b' AND sample_idx=1")
+    if column == "sample_idx":  # the grade follows its sample
+        db.execute(f"UPDATE grades SET sample_idx={value} WHERE problem_id='b' AND sample_idx=1")
+    db.commit()
+    db.close()
+    with SampleStore(path) as store:
+        for read in (
+            lambda: store.problem_samples(v.id, ["a", "b"]),
+            lambda: _record_path(store, v.id, ["a", "b"], None),
+        ):
+            with pytest.raises(GradingError) as err:
+                read()
+            assert str(err.value) == f"sample store {path} record 5: {message}" or (
+                column == "sample_idx" and str(err.value) == f"sample store {path} record 6: {message}"
+            ), str(err.value)

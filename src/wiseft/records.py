@@ -9,7 +9,8 @@ the bottom of the package: the store, the grader, the metrics and the CLI all re
 - `check_record` / `read_records` / `write_records`: validation (errors name the file, line and field),
   JSONL in and (atomically) out;
 - `ProblemSamples`: the graded samples of one problem as arrays, the input of `wiseft.metrics`;
-- `to_problem_samples(records)` / `by_variant(records)`: graded records → `ProblemSamples`.
+- `to_problem_samples(records)` / `by_variant(records)`: graded records → `ProblemSamples`;
+  `columns_to_problem_samples`: the same from columns, checked alike (the sample store's path).
 
 numpy is imported inside the functions that build the arrays: grading (`wiseft grade`) reads and writes
 records through this module and the store but never builds arrays, and starts without numpy.
@@ -41,6 +42,7 @@ SAMPLE_FIELDS = ("problem_id", "sample_idx", "completion", "n_tokens", "finish_r
 PROBLEM_FIELDS = ("prompt", "gold", "meta")  # the problem's, repeated on each of its samples
 GRADE_FIELDS = ("answer", "extraction", "verdict", "correct", "answer_class", "grader", "reason")
 FINISH_REASONS = ("stop", "length")
+GRADED_TYPES = "fields 'correct' (bool) and 'answer_class' (int) have the wrong type"
 
 
 def check_record(rec: Any, where: str, graded: bool = False) -> dict:
@@ -72,9 +74,7 @@ def check_record(rec: Any, where: str, graded: bool = False) -> dict:
                     f"{where}: missing field {name!r}; is this a graded file? run `wiseft grade` first"
                 )
         if not isinstance(rec["correct"], bool) or not _is(rec["answer_class"], int):
-            raise GradingError(
-                f"{where}: fields 'correct' (bool) and 'answer_class' (int) have the wrong type"
-            )
+            raise GradingError(f"{where}: {GRADED_TYPES}")
     return rec
 
 
@@ -260,6 +260,97 @@ def to_problem_samples(records: Sequence[dict], where: str = "graded records") -
             )
         )
     return out
+
+
+# The columns of `columns_to_problem_samples`, with the types `check_record` asks of each (None: optional).
+SAMPLE_COLUMNS = {"problem_id": (str, False), "sample_idx": (int, False), "completion": (str, False),
+                  "n_tokens": (int, True), "finish_reason": (str, True), "score": (float, True),
+                  "correct": (bool, False), "answer_class": (int, False), "think_closed": (bool, True),
+                  "thinking_tokens": (int, True)}  # fmt: skip
+
+
+def columns_to_problem_samples(
+    columns: dict[str, Sequence], groups: Sequence[tuple[str, int, int]], where: str
+) -> list[ProblemSamples]:
+    """`to_problem_samples` of graded samples given as columns (the store's path: no dict per sample).
+
+    `columns` maps each of `SAMPLE_COLUMNS` to one value per sample, the samples of a problem consecutive
+    and sorted by sample_idx; `groups` lists (problem_id, start, stop) in output order. The values are
+    checked as `check_record(graded=True)` checks a record, and the first bad sample is named the same
+    way ("<where> record <i>: field ..."); `correct` and `think_closed` are read as truth values."""
+    _check_columns(columns, where)
+    import numpy as np
+
+    n = len(columns["problem_id"])
+
+    def complete(name: str) -> bool:
+        return all(v is not None for v in columns[name])
+
+    def array(name: str, dtype, convert=None):
+        values = columns[name] if convert is None else map(convert, columns[name])
+        return np.fromiter(values, dtype=dtype, count=n)
+
+    correct, classes = array("correct", bool, bool), array("answer_class", np.int64)
+    scores = array("score", np.float64) if complete("score") else None
+    n_tokens = array("n_tokens", np.int64) if complete("n_tokens") else None
+    finish = columns["finish_reason"]
+    truncated = (
+        np.fromiter((f == "length" for f in finish), bool, count=n) if complete("finish_reason") else None
+    )
+    closed = array("think_closed", bool, bool) if complete("think_closed") else None
+    thinking = (
+        array("thinking_tokens", np.int64) if closed is not None and complete("thinking_tokens") else None
+    )
+
+    def part(arr, a: int, b: int):
+        return None if arr is None else arr[a:b]
+
+    return [
+        ProblemSamples(
+            correct=correct[a:b],
+            classes=classes[a:b],
+            scores=part(scores, a, b),
+            n_tokens=part(n_tokens, a, b),
+            truncated=part(truncated, a, b),
+            problem_id=pid,
+            think_closed=part(closed, a, b),
+            thinking_tokens=part(thinking, a, b),
+        )  # fmt: skip
+        for pid, a, b in groups
+    ]
+
+
+def _check_columns(columns: dict[str, Sequence], where: str) -> None:
+    """GradingError naming the first sample (in order) with a value `check_record` would refuse, and of
+    that sample the first check `check_record` makes; each check costs one pass over a column."""
+    first: list[tuple[int, int, str]] = []  # (sample, check, message) of each check's first refusal
+
+    def refuse(check: int, name: str, bad, message) -> None:
+        i = next((i for i, v in enumerate(columns[name]) if bad(v)), None)
+        if i is not None:
+            first.append((i, check, message(columns[name][i])))
+
+    names = [n for n in (*REQUIRED, *OPTIONAL, "answer_class") if n in SAMPLE_COLUMNS]
+    for check, name in enumerate(names):  # check_record's order: types (required, optional), then graded
+        tp, optional = SAMPLE_COLUMNS[name]
+        allowed = {float: {int, float}}.get(tp, {tp}) | ({type(None)} if optional else set())
+        if tp is not bool and not set(map(type, columns[name])) <= allowed:
+            graded = name == "answer_class"  # check_record's message for the graded fields
+            refuse(99 if graded else check, name, lambda v, a=allowed: type(v) not in a,
+                   (lambda v: GRADED_TYPES) if graded
+                   else lambda v, n=name, t=tp: f"field {n!r} must be {t.__name__}, got {type(v).__name__}")  # fmt: skip
+    refuse(
+        97,
+        "sample_idx",
+        lambda v: type(v) is int and v < 0,
+        lambda v: f"field 'sample_idx' must be ≥ 0, got {v}",
+    )
+    if not set(columns["finish_reason"]) <= {None, *FINISH_REASONS}:
+        refuse(98, "finish_reason", lambda v: type(v) is str and v not in FINISH_REASONS,
+               lambda v: f"field 'finish_reason' must be 'stop' or 'length', got {v!r}")  # fmt: skip
+    if first:
+        i, _, message = min(first)
+        raise GradingError(f"{where} record {i + 1}: {message}")
 
 
 def sample_records(

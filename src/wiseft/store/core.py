@@ -13,9 +13,10 @@ from wiseft.errors import StoreError
 from wiseft.records import (
     GRADE_FIELDS,
     PROBLEM_FIELDS,
+    SAMPLE_COLUMNS,
     SAMPLE_FIELDS,
     ProblemSamples,
-    to_problem_samples,
+    columns_to_problem_samples,
 )
 from wiseft.store.connection import StoreConnection
 from wiseft.store.rows import ProblemRow, VariantRow, VerifierRow, variant_id, variant_key
@@ -222,13 +223,26 @@ class SampleStore(StoreConnection, VerifierScores, JsonlTransfer):
         `score` is the sample's score of unknown origin (`samples.score`) by default; with `verifier` (an
         id), that verifier's score instead, with `verifier` and `vote_transform` beside it (samples it has
         not scored carry no score)."""
+        v = self._variant_for(variant, verifier)
+        scorer = self.verifier(verifier) if verifier is not None else None
+        sql, args = self._records_sql(v, graded, with_problem, verifier)
+        rows = self._ordered_rows(sql, args, problem_ids, n)
+        return [self._record(row, v, with_problem, scorer) for row in rows]
+
+    def _variant_for(self, variant: VariantRow | int, verifier: str | None) -> VariantRow:
+        """The variant's row, checked to exist, as is the verifier whose scores are asked for."""
         v = self._variant_row("id", variant_id(variant))
         if v is None:
             raise StoreError(f"sample store {self.path} has no variant with id {variant_id(variant)}")
-        scorer = self.verifier(verifier) if verifier is not None else None
-        if verifier is not None and scorer is None:
+        if verifier is not None and self.verifier(verifier) is None:
             raise StoreError(f"sample store {self.path} holds no scores of verifier {verifier!r}")
-        sql, args = self._records_sql(v, graded, with_problem, verifier)
+        return v
+
+    def _ordered_rows(
+        self, sql: str, args: list, problem_ids: Sequence[str] | None, n: int | None
+    ) -> list[tuple]:
+        """The rows of a samples query (problem id first, sample index second) for samples 0..n-1 of
+        `problem_ids`, by problem (in the given order, else by id), then by sample index."""
         if n is not None:
             sql += " AND s.sample_idx<?"
             args.append(n)
@@ -236,18 +250,19 @@ class SampleStore(StoreConnection, VerifierScores, JsonlTransfer):
             sql += f" AND s.problem_id IN ({','.join('?' * len(problem_ids))})"
             args.extend(problem_ids)
         rows = self.db.execute(sql + " ORDER BY s.problem_id, s.sample_idx", args).fetchall()
-        wanted = None if problem_ids is None else {pid: i for i, pid in enumerate(problem_ids)}
-        out = [
-            self._record(row, v, with_problem, scorer) for row in rows if wanted is None or row[0] in wanted
-        ]
-        if wanted is not None:
-            out.sort(key=lambda r: (wanted[r["problem_id"]], r["sample_idx"]))
-        return out
+        if problem_ids is None:
+            return rows
+        wanted = {pid: i for i, pid in enumerate(problem_ids)}
+        rows = [row for row in rows if row[0] in wanted]
+        rows.sort(key=lambda row: wanted[row[0]])  # stable: sample order within a problem stays
+        return rows
 
     def _records_sql(
-        self, v: VariantRow, graded: bool, with_problem: bool, verifier: str | None
+        self, v: VariantRow, graded: bool, with_problem: bool, verifier: str | None, lean: bool = False
     ) -> tuple[str, list]:
-        """The query of `records` up to its WHERE clause on the variant, and its arguments."""
+        """The query of `records` up to its WHERE clause on the variant, and its arguments; `lean`: only
+        what `problem_samples` reads (`SAMPLE_COLUMNS` with the verdict after the score), the completion
+        as '' when it is text (its type is all that is checked)."""
         join = "JOIN" if graded else "LEFT JOIN"
         problem, args = "", [v.id]
         thinking = "s.think_closed, s.thinking_tokens" if self._thinking else "NULL, NULL"
@@ -262,9 +277,15 @@ class SampleStore(StoreConnection, VerifierScores, JsonlTransfer):
             join = ("LEFT JOIN scores c ON c.variant_id=s.variant_id AND c.problem_id=s.problem_id AND "
                     f"c.sample_idx=s.sample_idx AND c.verifier_id=? {join}")  # fmt: skip
             args.insert(0, verifier)
+        columns = (
+            f"s.problem_id, s.sample_idx, CASE typeof(s.completion) WHEN 'text' THEN '' ELSE s.completion END, "
+            f"s.n_tokens, s.finish_reason, {score}, g.verdict, g.correct, g.answer_class, {thinking}"
+            if lean
+            else f"s.problem_id, s.sample_idx, s.completion, s.n_tokens, s.finish_reason, {score}, g.answer, "
+            f"g.extraction, g.verdict, g.correct, g.answer_class, g.grader, g.reason, {thinking}{problem}"
+        )
         sql = (
-            f"SELECT s.problem_id, s.sample_idx, s.completion, s.n_tokens, s.finish_reason, {score}, "
-            f"g.answer, g.extraction, g.verdict, g.correct, g.answer_class, g.grader, g.reason, {thinking}{problem} "
+            f"SELECT {columns} "
             f"FROM samples s {join} grades g ON g.variant_id=s.variant_id AND g.problem_id=s.problem_id "
             "AND g.sample_idx=s.sample_idx WHERE s.variant_id=?"
         )
@@ -337,23 +358,36 @@ class SampleStore(StoreConnection, VerifierScores, JsonlTransfer):
     ) -> list[ProblemSamples]:  # fmt: skip
         """One `ProblemSamples` per problem (in `problem_ids` order, else by id), from samples 0..n-1 and
         their grades. Every such sample must be graded. Scores: those of `verifier` (an id) when named,
-        else `samples.score` (scores of unknown origin; none unless imported)."""
-        recs = self.records(variant, problem_ids, n, verifier=verifier)
-        for r in recs:
-            if "verdict" not in r:
+        else `samples.score` (scores of unknown origin; none unless imported).
+
+        The same arrays as `to_problem_samples(records(...))`, checked alike, read as columns."""
+        v = self._variant_for(variant, verifier)
+        sql, args = self._records_sql(v, False, False, verifier, lean=True)
+        rows = self._ordered_rows(sql, args, problem_ids, n)
+        for r in rows:
+            if r[6] is None:
                 raise StoreError(
-                    f"sample store {self.path}: sample {r['sample_idx']} of problem {r['problem_id']!r} "
-                    f"(variant {r['variant']!r}) is not graded yet; grade before scoring"
+                    f"sample store {self.path}: sample {r[1]} of problem {r[0]!r} (variant {v.name!r}) is "
+                    "not graded yet; grade before scoring"
                 )
+        groups, start = [], 0
+        for i in range(1, len(rows) + 1):
+            if i == len(rows) or rows[i][0] != rows[start][0]:
+                groups.append((rows[start][0], start, i))
+                start = i
         if problem_ids is not None:
-            present = {r["problem_id"] for r in recs}
+            present = {pid for pid, _, _ in groups}
             absent = [pid for pid in problem_ids if pid not in present]
             if absent:
                 raise StoreError(
                     f"sample store {self.path}: no samples for problem(s) {', '.join(absent[:5])}; "
                     "sample them first"
                 )
-        return to_problem_samples(recs, f"sample store {self.path}") if recs else []
+        if not rows:
+            return []
+        values = list(zip(*rows, strict=True))
+        columns = dict(zip(SAMPLE_COLUMNS, values[:6] + values[7:], strict=True))
+        return columns_to_problem_samples(columns, groups, f"sample store {self.path}")
 
 
 def _thinking_columns(record: dict) -> tuple[int | None, int | None]:

@@ -310,7 +310,7 @@ def test_demo_bad_flags_are_named(tmp_path, cli, flags, message):
 
 @pytest.mark.parametrize(
     ("flag", "steps"),
-    [(None, (20, 80, 320, 640)), ("all", (20, 40, 80, 160, 320, 640)), ("40,640", (40, 640))],
+    [(None, (20, 80, 320, 1280)), ("all", (20, 40, 80, 160, 320, 640, 1280)), ("40,1280", (40, 1280))],
 )
 def test_eval_steps_default_to_every_other_checkpoint_from_the_early_one(flag, steps):
     """The default trajectory: the early checkpoint, every other one after it, the final; --eval-steps
@@ -323,7 +323,7 @@ def test_eval_steps_default_to_every_other_checkpoint_from_the_early_one(flag, s
     demo_cli.register(parser.add_subparsers())
     args = parser.parse_args(["demo", *(["--eval-steps", flag] if flag else [])])
     cfg = demo_cli.build_config(args)
-    assert cfg.recipe.checkpoint_steps() == [20, 40, 80, 160, 320, 640]
+    assert cfg.recipe.checkpoint_steps() == [20, 40, 80, 160, 320, 640, 1280]
     assert cfg.steps == steps and cfg.early == 20
 
 

@@ -99,8 +99,8 @@ class DemoConfig:
     @property
     def steps(self) -> tuple[int, ...]:
         """The SFT checkpoints evaluated: `eval_steps`, or the early checkpoint, every other checkpoint
-        after it and the final one (20, 80, 320, 640 of 20, 40, …, 640): the trajectory's shape for two
-        thirds of its sampling."""
+        after it and the final one (20, 80, 320, 1280 of 20, 40, …, 1280): the trajectory's shape for
+        four of its seven checkpoints."""
         if self.eval_steps is not None:
             return self.eval_steps
         steps = self.recipe.checkpoint_steps()

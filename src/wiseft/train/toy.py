@@ -151,11 +151,11 @@ class ToyRecipe:
     gate_every: int = 25
     n_gate: int = 256
     sft_seed: int = 0
-    sft_steps: int = 640
+    sft_steps: int = 1280  # twice round 9's, so SFT overshoots its Pass@1 peak (docs/TOY-LOG.md, round 10)
     sft_batch: int = 32
     sft_lr: float = 1e-3
     sft_min_lr: float = 1e-4
-    sft_halvings: int = 5
+    sft_halvings: int = 6  # checkpoints 20, 40, …, 1280: the early one stays step 20
     warmup_steps: int = 50
     threads: int = 0
     micro_batches: int = 2
@@ -177,7 +177,7 @@ class ToyRecipe:
             )
 
     def checkpoint_steps(self) -> list[int]:
-        """The SFT checkpoints: `sft_steps`/2^i for i = `sft_halvings`…0 (640, 5: 20, 40, 80, …, 640)."""
+        """The SFT checkpoints: `sft_steps`/2^i for i = `sft_halvings`…0 (1280, 6: 20, 40, 80, …, 1280)."""
         return [self.sft_steps >> i for i in range(self.sft_halvings, -1, -1)]
 
     @property

@@ -88,6 +88,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/sweep.py
 	$(BIN)/python bench/grpo.py
 	$(BIN)/python bench/verify_store.py --threads 1
+	$(BIN)/python bench/score.py
 
 # Sampling on Ray (--ray): the optional extra, pinned; its tests (tests/test_ray*.py) are slow-marked.
 ray: $(VENV)/.ray

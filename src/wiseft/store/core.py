@@ -223,20 +223,22 @@ class SampleStore(StoreConnection, VerifierScores, JsonlTransfer):
         `score` is the sample's score of unknown origin (`samples.score`) by default; with `verifier` (an
         id), that verifier's score instead, with `verifier` and `vote_transform` beside it (samples it has
         not scored carry no score)."""
-        v = self._variant_for(variant, verifier)
-        scorer = self.verifier(verifier) if verifier is not None else None
+        v, scorer = self._variant_for(variant, verifier)
         sql, args = self._records_sql(v, graded, with_problem, verifier)
         rows = self._ordered_rows(sql, args, problem_ids, n)
         return [self._record(row, v, with_problem, scorer) for row in rows]
 
-    def _variant_for(self, variant: VariantRow | int, verifier: str | None) -> VariantRow:
-        """The variant's row, checked to exist, as is the verifier whose scores are asked for."""
+    def _variant_for(
+        self, variant: VariantRow | int, verifier: str | None
+    ) -> tuple[VariantRow, VerifierRow | None]:
+        """The variant's row and the row of the verifier whose scores are asked for, each checked to exist."""
         v = self._variant_row("id", variant_id(variant))
         if v is None:
             raise StoreError(f"sample store {self.path} has no variant with id {variant_id(variant)}")
-        if verifier is not None and self.verifier(verifier) is None:
+        scorer = self.verifier(verifier) if verifier is not None else None
+        if verifier is not None and scorer is None:
             raise StoreError(f"sample store {self.path} holds no scores of verifier {verifier!r}")
-        return v
+        return v, scorer
 
     def _ordered_rows(
         self, sql: str, args: list, problem_ids: Sequence[str] | None, n: int | None
@@ -361,7 +363,7 @@ class SampleStore(StoreConnection, VerifierScores, JsonlTransfer):
         else `samples.score` (scores of unknown origin; none unless imported).
 
         The same arrays as `to_problem_samples(records(...))`, checked alike, read as columns."""
-        v = self._variant_for(variant, verifier)
+        v, _ = self._variant_for(variant, verifier)
         sql, args = self._records_sql(v, False, False, verifier, lean=True)
         rows = self._ordered_rows(sql, args, problem_ids, n)
         for r in rows:

@@ -338,28 +338,34 @@ def sparse_block(v, start, width, j, kind, density, has_low, low, has_high, high
 @numba.njit(nogil=True, cache=True)
 def magnitude_block(v, width, j, lo_on, lo, hi_on, hi, ties, seen, s):
     """s[j, e] ← v[j, e] where its magnitude key lies in (lo, hi), else 0; of the elements equal to a tie
-    value, those whose rank (in index order, counted in seen[j]) falls in the tie's range are kept."""
+    value, those whose rank (in index order, counted in seen[j]) falls in the tie's range are kept.
+    The element loop is branch-free and indexes sliced rows, so it vectorises: a side that is off, or an
+    unused tie, is a bound no key can cross or equal (keys are ≥ 0 and < 2⁶³ − 1), and ties are counted,
+    not tested with a short-circuit `or` (that alone made the loop 3x slower)."""
     mask = np.int64(0x7FFFFFFFFFFFFFFF)
-    t0_on, t0, a0, b0 = ties[j, 0, 2] > ties[j, 0, 1], ties[j, 0, 0], ties[j, 0, 1], ties[j, 0, 2]
-    t1_on, t1, a1, b1 = ties[j, 1, 2] > ties[j, 1, 1], ties[j, 1, 0], ties[j, 1, 1], ties[j, 1, 2]
-    tied = False
-    for e in range(width):  # branch-free, so it vectorises; elements equal to a tie value after
-        d = v[j, e]
+    lo_e = lo if lo_on else np.int64(-1)
+    hi_e = hi if hi_on else mask
+    t0 = ties[j, 0, 0] if ties[j, 0, 2] > ties[j, 0, 1] else np.int64(-1)
+    t1 = ties[j, 1, 0] if ties[j, 1, 2] > ties[j, 1, 1] else np.int64(-1)
+    v_j, s_j = v[j], s[j]
+    tied = 0
+    for e in range(width):
+        d = v_j[e]
         key = f64_to_bits(d) & mask
-        keep = (not lo_on or key > lo) and (not hi_on or key < hi)
-        s[j, e] = d if keep else 0.0
-        tied = tied or (t0_on and key == t0) or (t1_on and key == t1)
+        s_j[e] = d if (key > lo_e) & (key < hi_e) else 0.0
+        tied += (key == t0) | (key == t1)
     if tied:  # rare: tie ranks count in index order
+        a0, b0, a1, b1 = ties[j, 0, 1], ties[j, 0, 2], ties[j, 1, 1], ties[j, 1, 2]
         seen0, seen1 = seen[j, 0], seen[j, 1]
         for e in range(width):
-            key = f64_to_bits(v[j, e]) & mask
-            if t0_on and key == t0:
+            key = f64_to_bits(v_j[e]) & mask
+            if key == t0:
                 if a0 <= seen0 < b0:
-                    s[j, e] = v[j, e]
+                    s_j[e] = v_j[e]
                 seen0 += 1
-            if t1_on and key == t1:
+            if key == t1:
                 if a1 <= seen1 < b1:
-                    s[j, e] = v[j, e]
+                    s_j[e] = v_j[e]
                 seen1 += 1
         seen[j, 0], seen[j, 1] = seen0, seen1
 

@@ -101,6 +101,11 @@ class TaskVectorJob(Job):
         self._start_pass()
         return any(m.stage in ("select", "norm") for m in self.models)
 
+    def observe_step(self, xs, step: int) -> int:
+        if compiled.supports(xs) and not any(m.stage == "norm" for m in self.models):
+            return max(step, xs[0].numel())  # selection only: the compiled loops need no scratch
+        return step
+
     def _start_pass(self) -> None:
         self._keeps = {m.index: m.keep() for m in self.models if m.stage == "norm" and m.kind != "random"}
         self.sums = {m.index: (BlockSums(), BlockSums()) for m in self.models if m.stage == "norm"}

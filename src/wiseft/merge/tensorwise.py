@@ -34,6 +34,12 @@ class Job:
     def needs_observation(self) -> bool:
         return False
 
+    def observe_step(self, xs: Sequence[torch.Tensor], step: int) -> int:
+        """Elements per `observe` call in this pass over the span xs: `step` (what the scratch buffers
+        hold), or more where the pass needs no scratch (a compiled selection pass takes the whole span:
+        fewer calls, and parts long enough for both cores)."""
+        return step
+
     def observe(self, xs: Sequence[torch.Tensor], start: int, scratch) -> None:
         pass
 
@@ -63,8 +69,10 @@ def step_for(job: Job, preferred: int) -> int:
 
 
 def observe_span(job: Job, xs: Sequence[torch.Tensor], start: int, step: int, scratch) -> None:
-    """One observation pass over the span xs (starting at element `start`), in calls of `step` elements."""
+    """One observation pass over the span xs (starting at element `start`), in calls of `step` elements
+    (or as many as the job takes at once, `Job.observe_step`)."""
     n = xs[0].numel()
+    step = job.observe_step(xs, step)
     for offset in range(0, n, step):
         end = min(offset + step, n)
         job.observe([x[offset:end] for x in xs], start + offset, scratch)

@@ -27,6 +27,7 @@ CASES = {  # method -> parameters (dare_linear and della: l1 rescale, their defa
     "dare_ties": {"density": 0.6, "rescale": "inverse"},
     "della": {"density": 0.6, "epsilon": 0.2},
     "della_linear": {"density": 0.5, "epsilon": 0.1, "rescale": "inverse"},
+    "sce": {"select_topk": 0.5},  # no weights: sce weighs the models by their mean squared task vector
 }
 PINNED = {
     "ties": "320321eedd64f59f01eccc21deb3ab4d1228b32e40318368beda76fd2ca9eb08",
@@ -35,6 +36,7 @@ PINNED = {
     "dare_ties": "bdff490f58c7ccf7d8036d5767c40064cb84f153c82fda7522aeb1f55e2415c6",
     "della": "5fadfdb2ab39087b6719a8bfd90518ad1f7f086bb2a5cdd17c86c7ea8e91bd5a",
     "della_linear": "8fd168d2248a904fbc608bb2f7ae20fb68d5bdc6ba6d4cd7131356de504b1364",
+    "sce": "758c2540d6c59d97b1f822a1dddfa866ac3cf7c111620629702dd2a40f65510e",
 }
 # (seed, tensor, model, start, n) -> sha256 of the float64 uniform numbers: crosses block boundaries
 DRAWS = [
@@ -52,7 +54,8 @@ PINNED_DRAWS = [
 def _recipe(models, method):
     params = CASES[method]
     m = [str(models.get(seed=s, dtype=torch.bfloat16)) for s in (11, 12, 13)]
-    return Recipe(method, (m[1], m[2]), base=m[0], weights=(1.0, 0.7), parameters=params, seed=SEED)
+    weights = None if method == "sce" else (1.0, 0.7)
+    return Recipe(method, (m[1], m[2]), base=m[0], weights=weights, parameters=params, seed=SEED)
 
 
 def _digest(tensors: dict[str, torch.Tensor]) -> str:
@@ -153,7 +156,8 @@ def test_cutting_the_loops_into_parts_keeps_the_bytes_on_long_tensors(models, tm
     if not compiled.available():
         pytest.skip("numba is not installed: the compiled path is not available")
     m = _long_models(models)
-    recipe = Recipe(method, (m[1], m[2]), base=m[0], weights=(1.0, 0.7), parameters=CASES[method], seed=SEED)
+    weights = None if method == "sce" else (1.0, 0.7)
+    recipe = Recipe(method, (m[1], m[2]), base=m[0], weights=weights, parameters=CASES[method], seed=SEED)
     used, kernel = set(), compiled.kernel
     monkeypatch.setattr(compiled, "kernel", lambda name: (used.add(name), kernel(name))[1])
 

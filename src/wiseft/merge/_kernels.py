@@ -649,3 +649,169 @@ def row_ranks(delta, cols, density, epsilon, out):
             if cols > 1:
                 v = v / (cols - 1)
             target[c] = v * 2.0 * epsilon + (density - epsilon)
+
+
+# --- sce (merge/methods/sce.py) ---------------------------------------------------------------------------
+@numba.njit(nogil=True, cache=True)
+def sce_variance(v, width, t, mean, var):
+    """var[e] ← the population variance of v[0…n−1, e] as sce.variance computes it: mean = Σ/n, then
+    Σ (v − mean)²/n, both sums in canonical order (t is scratch)."""
+    n = v.shape[0]
+    for j in range(n):
+        v_j, t_j = v[j], t[j]
+        for e in range(width):
+            t_j[e] = v_j[e]
+    canonical(t, n, width, mean)
+    for e in range(width):
+        mean[e] = mean[e] / n
+    for j in range(n):
+        v_j, t_j = v[j], t[j]
+        for e in range(width):
+            d = v_j[e] - mean[e]
+            t_j[e] = d * d
+    canonical(t, n, width, var)
+    for e in range(width):
+        var[e] = var[e] / n
+
+
+@numba.njit(nogil=True, cache=True)
+def sce_keep(var, width, select, low, tie, a, b, seen, keep):
+    """keep[e] ← whether position e is selected: select 0 all, 1 none, 2 variance key > low, or equal to
+    the tie value with a tie rank (in index order, counted in seen[0]) in [a, b)."""
+    if select == 0:
+        for e in range(width):
+            keep[e] = True
+        return
+    if select == 1:
+        for e in range(width):
+            keep[e] = False
+        return
+    tied = 0
+    for e in range(width):
+        key = f64_to_bits(var[e])
+        keep[e] = key > low
+        tied += key == tie
+    if tied:
+        count = seen[0]
+        for e in range(width):
+            if f64_to_bits(var[e]) == tie:
+                keep[e] = a <= count < b
+                count += 1
+        seen[0] = count
+
+
+@numba.njit(nogil=True, cache=True)
+def sce_keys(xs, keys, first, stop):
+    """keys[i] ← the bits of the variance of the task vectors at position i, i in [first, stop)."""
+    n = len(xs) - 1
+    v = np.empty((n, BLOCK))
+    t = np.empty((n, BLOCK))
+    base_row = np.empty(BLOCK)
+    mean = np.empty(BLOCK)
+    var = np.empty(BLOCK)
+    for start in range(first, stop, BLOCK):
+        width = min(BLOCK, stop - start)
+        load_block(xs, start, width, True, v, base_row)
+        sce_variance(v, width, t, mean, var)
+        k = keys[start : start + width]
+        for e in range(width):
+            k[e] = f64_to_bits(var[e])
+
+
+@numba.njit(nogil=True, cache=True)
+def sce_tie_count(xs, tie, first, stop):
+    """How many positions in [first, stop) have the variance key `tie` (what sce_keep counts there)."""
+    n = len(xs) - 1
+    v = np.empty((n, BLOCK))
+    t = np.empty((n, BLOCK))
+    base_row = np.empty(BLOCK)
+    mean = np.empty(BLOCK)
+    var = np.empty(BLOCK)
+    count = 0
+    for start in range(first, stop, BLOCK):
+        width = min(BLOCK, stop - start)
+        load_block(xs, start, width, True, v, base_row)
+        sce_variance(v, width, t, mean, var)
+        for e in range(width):
+            count += f64_to_bits(var[e]) == tie
+    return count
+
+
+@numba.njit(nogil=True, cache=True)
+def sce_sums(xs, select, low, tie, a, b, seen, block, sums, first, stop):
+    """sums[j, k] ← Σ over block k (left to right from 0.0) of the selected δ_j², for the blocks of
+    [first, stop) (first a multiple of `block`, k counted from first // block)."""
+    n = len(xs) - 1
+    v = np.empty((n, BLOCK))
+    t = np.empty((n, BLOCK))
+    base_row = np.empty(BLOCK)
+    mean = np.empty(BLOCK)
+    var = np.empty(BLOCK)
+    keep = np.empty(BLOCK, dtype=np.bool_)
+    acc = np.zeros(n)
+    k = first // block
+    start = first
+    while start < stop:
+        width = min(BLOCK, block - start % block, stop - start)  # never across a block boundary
+        load_block(xs, start, width, True, v, base_row)
+        if select == 2:
+            sce_variance(v, width, t, mean, var)
+        sce_keep(var, width, select, low, tie, a, b, seen, keep)
+        for j in range(n):
+            v_j, total = v[j], acc[j]
+            for e in range(width):
+                d = v_j[e] if keep[e] else 0.0
+                total += d * d
+            acc[j] = total
+        start += width
+        if start % block == 0 or start == stop:
+            for j in range(n):
+                sums[j, k] = acc[j]
+                acc[j] = 0.0
+            k += 1
+
+
+@numba.njit(nogil=True, cache=True)
+def sce_out(xs, select, low, tie, a, b, seen, omega, eps, out, first, stop):
+    """out[first:stop] ← round(sce's result) (merge/methods/sce.py SceJob.compute): the selected δ_j,
+    signs elected by their canonical sum, θ_base + Σ ω_j·agreeing δ_j / max(Σ agreeing ω_j, eps)."""
+    n = len(xs) - 1
+    v = np.empty((n, BLOCK))
+    t = np.empty((n, BLOCK))
+    base_row = np.empty(BLOCK)
+    mean = np.empty(BLOCK)
+    var = np.empty(BLOCK)
+    total = np.empty(BLOCK)
+    divisor = np.empty(BLOCK)
+    res = np.empty(BLOCK)
+    keep = np.empty(BLOCK, dtype=np.bool_)
+    w = np.empty((n, BLOCK))
+    for start in range(first, stop, BLOCK):
+        width = min(BLOCK, stop - start)
+        load_block(xs, start, width, True, v, base_row)
+        if select == 2:
+            sce_variance(v, width, t, mean, var)
+        sce_keep(var, width, select, low, tie, a, b, seen, keep)
+        for j in range(n):
+            v_j, t_j = v[j], t[j]
+            for e in range(width):
+                d = v_j[e] if keep[e] else 0.0
+                v_j[e] = d
+                t_j[e] = d
+        canonical(t, n, width, total)
+        for j in range(n):
+            v_j, t_j, w_j, o_j = v[j], t[j], w[j], omega[j]
+            for e in range(width):
+                d = v_j[e]
+                agree = (d > 0.0) if total[e] >= 0.0 else (d < 0.0)
+                w_j[e] = o_j if agree else 0.0
+                t_j[e] = d * w_j[e]
+        canonical(t, n, width, res)
+        for j in range(n):
+            w_j, t_j = w[j], t[j]
+            for e in range(width):
+                t_j[e] = w_j[e]
+        canonical(t, n, width, divisor)
+        for e in range(width):
+            res[e] = base_row[e] + res[e] / max(divisor[e], eps)
+        store_block(out, start, width, res)

@@ -63,6 +63,10 @@ def _build():
             "l1_sums",
             "mt_uniform",
             "row_ranks",
+            "sce_keys",
+            "sce_tie_count",
+            "sce_sums",
+            "sce_out",
         )
     }
     return _K

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 
-from wiseft.merge import tensorwise
+from wiseft.merge import compiled, tensorwise
 from wiseft.merge.combine import sum_rows
 from wiseft.merge.methods import Method, Param, TensorContext, register
 from wiseft.merge.select import Keep, Selector
@@ -56,6 +57,9 @@ class SceJob(Job):
         return True
 
     def observe(self, xs, start, scratch) -> None:
+        if compiled.supports(xs):
+            self._observe_compiled(xs, start, scratch)
+            return
         _, deltas = task_vectors(xs, scratch)
         m = xs[0].numel()
         if self.stage == "select":
@@ -105,6 +109,72 @@ class SceJob(Job):
         self.keep.mask(keys, keep)
         for d in deltas:
             d.masked_fill_(~keep, 0.0)
+
+    # --- the compiled loops (merge/_kernels.py, sce_*): the same float64 operations in one pass --------
+    def _selection(self) -> tuple[int, int, int, int, int]:
+        """(select, low, tie, a, b) for the loops: select 0 keeps all, 1 none, 2 by the threshold."""
+        if self.first <= 0:
+            return 0, 0, -1, 0, 0
+        if self.first >= self.ctx.numel:
+            return 1, 0, -1, 0, 0
+        ((tie, (a, b)),) = self.keep.ties.items()
+        return 2, self.keep.low.value, tie, a, b
+
+    def _in_parts(self, arrays, parts, call) -> None:
+        """call(lo, hi, seen) for each part side by side; the tie ranks of each part start from the ties
+        counted before it (as taskvectors.in_parts does for magnitudes), so any cut gives the same bits."""
+        select, _, tie, a, b = self._selection()
+        if len(parts) == 1 or select != 2 or b <= a:
+            compiled.run_parts(lambda lo, hi: call(lo, hi, self._seen), parts)
+            return
+        starts = [self._seen.copy()]
+        for lo, hi in parts[:-1]:
+            starts.append(starts[-1] + compiled.kernel("sce_tie_count")(arrays, tie, lo, hi))
+        first = {lo: k for k, (lo, _) in enumerate(parts)}
+        compiled.run_parts(lambda lo, hi: call(lo, hi, starts[first[lo]]), parts)
+        self._seen[:] = starts[-1]
+
+    def _observe_compiled(self, xs, start, scratch) -> None:
+        arrays, m = compiled.arrays(xs), xs[0].numel()
+        if self.stage == "select":
+            keys = scratch.aux[:m].view(torch.int64)
+            target = keys.numpy()
+            compiled.run_parts(
+                lambda lo, hi: compiled.kernel("sce_keys")(arrays, target, lo, hi), compiled.spans(m)
+            )
+            self.selector.observe_array(keys)
+            return
+        self._start_keep(start)
+        if start == 0:
+            self._seen = np.zeros(1, dtype=np.int64)
+        block = tensorwise.REDUCE_BLOCK
+        sums = np.empty((len(self.sums), -(-m // block)))
+        select, low, tie, a, b = self._selection()
+
+        def part(lo: int, hi: int, seen) -> None:  # parts start on block boundaries: whole blocks' sums
+            compiled.kernel("sce_sums")(arrays, select, low, tie, a, b, seen, block, sums, lo, hi)
+
+        self._in_parts(arrays, compiled.spans(m, align=block), part)
+        for row, block_sums in zip(sums, self.sums, strict=True):
+            block_sums.extend(row)
+
+    def compute_out(self, xs, start, out, scratch) -> bool:
+        if not compiled.supports(xs, out.dtype):
+            return False
+        self._start_keep(start)
+        if start == 0:
+            self._seen = np.zeros(1, dtype=np.int64)
+        arrays, target = compiled.arrays(xs), compiled.out_array(out)
+        omega = np.array(self.omega, dtype=np.float64)
+        select, low, tie, a, b = self._selection()
+
+        def part(lo: int, hi: int, seen) -> None:  # element-wise, so any cut gives the same bits
+            compiled.kernel("sce_out")(
+                arrays, select, low, tie, a, b, seen, omega, WEIGHT_EPS, target, lo, hi
+            )
+
+        self._in_parts(arrays, compiled.spans(xs[0].numel()), part)
+        return True
 
     def compute(self, xs, start, acc, scratch) -> None:
         self._start_keep(start)

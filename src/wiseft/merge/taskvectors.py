@@ -39,6 +39,7 @@ from wiseft.merge.spherical import rows_of
 from wiseft.merge.tensorwise import BlockSums, Job, task_vectors
 
 RESCALE = ("none", "l1", "inverse")
+_NONE = np.zeros((0, 0))  # the loops' draws where no model draws (TaskVectorJob.compute_step)
 RESCALE_EPS = 1e-7
 
 
@@ -105,6 +106,16 @@ class TaskVectorJob(Job):
         if compiled.supports(xs) and not any(m.stage == "norm" for m in self.models):
             return max(step, xs[0].numel())  # selection only: the compiled loops need no scratch
         return step
+
+    def compute_step(self, xs, out, step: int) -> int:
+        if compiled.supports(xs, out.dtype) and not self._draws_out():
+            return max(step, xs[0].numel())  # thresholds only: no draws, no stored decisions, no scratch
+        return step
+
+    def _draws_out(self) -> bool:
+        """Whether the output pass draws or reads stored keep decisions (rows of the scratch)."""
+        drawn = any(m.kind in ("random", "della") and m.stage not in ("dense", "none") for m in self.models)
+        return drawn or bool(self._bits)
 
     def _start_pass(self) -> None:
         self._keeps = {m.index: m.keep() for m in self.models if m.stage == "norm" and m.kind != "random"}
@@ -220,7 +231,7 @@ class TaskVectorJob(Job):
                 self._out_arrays.kinds[j] = compiled.KEPT
         a = self._out_arrays
         m, n = xs[0].numel(), len(self.models)
-        u, p = self._draws(xs, start, scratch, skip=self._bits)
+        u, p = self._draws(xs, start, scratch, skip=self._bits) if self._draws_out() else (_NONE, _NONE)
         kept = np.zeros((n, 1), dtype=np.uint8)
         if self._bits:
             kept = scratch.rows("kept", n, m, torch.uint8).numpy()

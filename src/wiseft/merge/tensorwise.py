@@ -40,6 +40,11 @@ class Job:
         fewer calls, and parts long enough for both cores)."""
         return step
 
+    def compute_step(self, xs: Sequence[torch.Tensor], out: torch.Tensor, step: int) -> int:
+        """Elements per output call over the span xs, as `observe_step`: more than `step` only where
+        `compute_out` takes the call without scratch."""
+        return step
+
     def observe(self, xs: Sequence[torch.Tensor], start: int, scratch) -> None:
         pass
 
@@ -83,6 +88,7 @@ def compute_span(
 ) -> None:
     """out ← round(job's output) over the span xs starting at element `start`."""
     n = out.numel()
+    step = job.compute_step(xs, out, step)
     for offset in range(0, n, step):
         end = min(offset + step, n)
         chunk = [x[offset:end] for x in xs]

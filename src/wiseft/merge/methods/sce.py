@@ -110,6 +110,14 @@ class SceJob(Job):
         for d in deltas:
             d.masked_fill_(~keep, 0.0)
 
+    def observe_step(self, xs, step: int) -> int:
+        if compiled.supports(xs) and self.stage == "norm":
+            return max(step, xs[0].numel())  # the block sums need no scratch (the variance keys do)
+        return step
+
+    def compute_step(self, xs, out, step: int) -> int:
+        return max(step, xs[0].numel()) if compiled.supports(xs, out.dtype) else step
+
     # --- the compiled loops (merge/_kernels.py, sce_*): the same float64 operations in one pass --------
     def _selection(self) -> tuple[int, int, int, int, int]:
         """(select, low, tie, a, b) for the loops: select 0 keeps all, 1 none, 2 by the threshold."""

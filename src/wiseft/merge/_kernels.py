@@ -603,52 +603,92 @@ def mt_uniform(seed, skip, out):
 def row_ranks(delta, cols, density, epsilon, out):
     """out ← DELLA's keep probability of each element of whole rows of `cols` (merge/sparsify.py's
     della_probabilities, the same float64 operations): rank by |δ| ascending within the row, the lower index
-    ranking higher among equal magnitudes. The ranks come from a stable LSD radix sort of the bit patterns
-    of |δ| (non-negative float64 values order like their bits) over the row taken from its last element to
-    its first, so equal magnitudes keep the higher index first; byte positions where every key agrees are
-    skipped. The eight digits' counts come from one pass over the keys (they do not change as the keys
-    move)."""
-    rows = delta.shape[0] // cols
-    keys = np.empty(cols, dtype=np.int64)
-    spare_keys = np.empty(cols, dtype=np.int64)
-    index = np.empty(cols, dtype=np.int64)
-    spare_index = np.empty(cols, dtype=np.int64)
-    all_counts = np.empty((8, 256), dtype=np.int64)
-    ranks = np.empty(cols, dtype=np.int64)
-    for r in range(rows):
+    ranking higher among equal magnitudes (`rank_row`)."""
+    work = rank_work(cols, density, epsilon)
+    keys = work[0]
+    for r in range(delta.shape[0] // cols):
         row = delta[r * cols : (r + 1) * cols]
-        all_counts[:] = 0
+        for c in range(cols):  # the row from its last element to its first
+            keys[c] = f64_to_bits(abs(row[cols - 1 - c]))
+        rank_row(*work, out[r * cols : (r + 1) * cols])
+
+
+@numba.njit(nogil=True, cache=True)
+def row_ranks_of(x, base, cols, density, epsilon, out):
+    """row_ranks of δ = x − base, from the inputs (bfloat16 bits or float32) without a float64 copy of δ."""
+    work = rank_work(cols, density, epsilon)
+    keys = work[0]
+    for r in range(x.shape[0] // cols):
+        lo = r * cols
         for c in range(cols):
-            key = f64_to_bits(abs(row[cols - 1 - c]))
-            keys[c] = key
-            index[c] = cols - 1 - c
-            for b in range(8):
-                all_counts[b, (key >> (8 * b)) & 255] += 1
-        for b in range(8):
-            shift = 8 * b
-            counts = all_counts[b]
-            if counts[(keys[0] >> shift) & 255] == cols:
-                continue  # one digit for the whole row: the pass would not move anything
-            total = 0
-            for d in range(256):
-                count = counts[d]
-                counts[d] = total
-                total += count
-            for c in range(cols):
-                d = (keys[c] >> shift) & 255
-                spare_keys[counts[d]] = keys[c]
-                spare_index[counts[d]] = index[c]
-                counts[d] += 1
-            keys, spare_keys = spare_keys, keys
-            index, spare_index = spare_index, index
-        for k in range(cols):
-            ranks[index[k]] = k
-        target = out[r * cols : (r + 1) * cols]
+            i = lo + cols - 1 - c
+            keys[c] = f64_to_bits(abs(widen(x[i]) - widen(base[i])))
+        rank_row(*work, out[lo : lo + cols])
+
+
+@numba.njit(nogil=True, cache=True)
+def rank_work(cols, density, epsilon):
+    """The buffers of rank_row for rows of `cols` (keys first), and the keep probability of each rank,
+    computed once with the torch path's operations: (density − ε) + rank/(c−1)·2·ε."""
+    probability = np.empty(cols)
+    for k in range(cols):
+        v = np.float64(k)
+        if cols > 1:
+            v = v / (cols - 1)
+        probability[k] = v * 2.0 * epsilon + (density - epsilon)
+    return (
+        np.empty(cols, dtype=np.int64),
+        np.empty(cols, dtype=np.int64),
+        np.empty(cols, dtype=np.int64),
+        np.empty(cols, dtype=np.int64),
+        np.empty((8, 256), dtype=np.int64),
+        np.empty(8, dtype=np.int64),
+        probability,
+    )
+
+
+@numba.njit(nogil=True, cache=True)
+def rank_row(keys, spare_keys, index, spare_index, all_counts, digits, probability, target):
+    """target[c] ← the probability of the rank of the key given for column c, the keys given from the
+    row's last element to its first. A stable LSD radix sort of the keys (bit patterns of non-negative
+    float64 values order like the values), so equal magnitudes keep the higher index first, i.e. the lower
+    index ranks higher. Bytes where no key differs from another (no bit of the row's OR and AND differs)
+    are skipped, and not even counted; the digits' counts come from one pass over the keys (they do not
+    change as the keys move)."""
+    cols = target.shape[0]
+    any_bits, all_bits = np.int64(0), np.int64(-1)
+    for c in range(cols):
+        index[c] = cols - 1 - c
+        any_bits |= keys[c]
+        all_bits &= keys[c]
+    varying = any_bits ^ all_bits
+    used = 0
+    for b in range(8):
+        if (varying >> (8 * b)) & 255:
+            digits[used] = 8 * b
+            used += 1
+    all_counts[:used] = 0
+    for c in range(cols):
+        key = keys[c]
+        for q in range(used):
+            all_counts[q, (key >> digits[q]) & 255] += 1
+    for q in range(used):
+        shift = digits[q]
+        counts = all_counts[q]
+        total = 0
+        for d in range(256):
+            count = counts[d]
+            counts[d] = total
+            total += count
         for c in range(cols):
-            v = np.float64(ranks[c])
-            if cols > 1:
-                v = v / (cols - 1)
-            target[c] = v * 2.0 * epsilon + (density - epsilon)
+            d = (keys[c] >> shift) & 255
+            spare_keys[counts[d]] = keys[c]
+            spare_index[counts[d]] = index[c]
+            counts[d] += 1
+        keys, spare_keys = spare_keys, keys
+        index, spare_index = spare_index, index
+    for k in range(cols):
+        target[index[k]] = probability[k]
 
 
 # --- sce (merge/methods/sce.py) ---------------------------------------------------------------------------

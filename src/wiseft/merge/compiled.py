@@ -63,6 +63,7 @@ def _build():
             "l1_sums",
             "mt_uniform",
             "row_ranks",
+            "row_ranks_of",
             "sce_keys",
             "sce_tie_count",
             "sce_sums",

@@ -96,6 +96,22 @@ class KeepArrays:
             self.ties[j, e] = (value, a, b)
 
 
+def della_probabilities_compiled(
+    arrays: tuple, j: int, cols: int, density: float, epsilon: float, out
+) -> None:
+    """della_probabilities of δ_j = x_j − base straight from the inputs (compiled.arrays, base first) into
+    the float64 tensor `out`, whole rows in parts side by side (`_kernels.row_ranks_of`): the same bits
+    without a float64 copy of δ_j."""
+    x, base, target = arrays[j + 1], arrays[0], out.numpy()
+    kernel = compiled.kernel("row_ranks_of")
+
+    def part(lo: int, hi: int) -> None:
+        kernel(x[lo:hi], base[lo:hi], cols, float(density), float(epsilon), target[lo:hi])
+
+    m = target.shape[0]
+    compiled.run_parts(part, compiled.spans(m, align=cols, min_part=max(cols, compiled.MIN_PART)))
+
+
 def della_probabilities(delta, cols: int, density: float, epsilon: float, scratch) -> torch.Tensor:
     """DELLA's keep probability of each element of whole rows: (density − ε) + rank/(c−1)·2·ε, rank by |δ|
     ascending within the row, the lower index ranking higher among equal magnitudes. The compiled loop

@@ -34,7 +34,7 @@ from wiseft.merge import compiled, rng, select, tensorwise
 from wiseft.merge.combine import base_plus, consensus, scales
 from wiseft.merge.methods import Param, TensorContext
 from wiseft.merge.select import Keep
-from wiseft.merge.sparsify import KeepArrays, Sparsifier, della_probabilities
+from wiseft.merge.sparsify import KeepArrays, Sparsifier, della_probabilities, della_probabilities_compiled
 from wiseft.merge.spherical import rows_of
 from wiseft.merge.tensorwise import BlockSums, Job, task_vectors
 
@@ -213,7 +213,12 @@ class TaskVectorJob(Job):
             ):
                 continue
             rng.uniform(self.ctx.seed, self.ctx.name, model.index, start, m, u[model.index])
-            if model.kind == "della":
+            if model.kind == "della" and compiled.supports(xs):
+                della_probabilities_compiled(
+                    compiled.arrays(xs), model.index, rows_of(self.ctx.shape), model.density,
+                    self.epsilon[model.index], p[model.index],
+                )  # fmt: skip
+            elif model.kind == "della":
                 delta = scratch.rows("della", 1, m)[0]
                 delta.copy_(xs[model.index + 1]).sub_(scratch.rows("della-base", 1, m)[0].copy_(xs[0]))
                 probability = della_probabilities(

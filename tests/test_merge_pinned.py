@@ -7,12 +7,14 @@ before the kernels were optimised; a change to them changes what users' seeds pr
 from __future__ import annotations
 
 import hashlib
+from collections import Counter
 
 import pytest
 import torch
 from support.merge import bits_equal, load_dir
 
-from wiseft.merge import Recipe, compiled, rng
+from wiseft.merge import Recipe, compiled, driver, rng
+from wiseft.merge import plan as plan_module
 from wiseft.merge.compute import Scratch
 from wiseft.merge.driver import merge
 from wiseft.merge.plan import plan
@@ -191,3 +193,28 @@ def test_cutting_the_gram_loops_into_parts_keeps_the_bytes(models, tmp_path, mon
     m = _long_models(models)
     recipe = Recipe(method, (m[1], m[2]), base=m[0] if base else None, weights=weights, parameters=params)
     _cut_three_ways(recipe, tmp_path, monkeypatch)
+
+
+@pytest.mark.parametrize("held", ["all", "none", "some"])
+@pytest.mark.parametrize("method", list(CASES))
+def test_held_and_streamed_tensors_give_the_pinned_bytes(models, tmp_path, monkeypatch, method, held):
+    """A per-tensor job's tensor whose inputs fit RESIDENT_BYTES is read once and held for all its
+    passes; a larger one is read again in every pass. Held, streamed, or some of each (the limit between
+    the tensors' sizes), in chunks of 448 elements: the pinned bytes, each held chunk read once, each
+    streamed one once per pass."""
+    p = plan(_recipe(models, method), chunk=192, io_chunk=448)
+    sizes = sorted(sum(s.nbytes for s in t.sources) for t in p.tensors if t.kind == "merge")
+    limit = {"all": sizes[-1], "none": 0, "some": sizes[len(sizes) // 2]}[held]
+    monkeypatch.setattr(plan_module, "RESIDENT_BYTES", limit)
+    reads, read = Counter(), driver._read
+    monkeypatch.setattr(
+        driver, "_read", lambda p_, step, buf, hashes: (reads.update([(step.index, step.start)]), read(p_, step, buf, hashes))[1]
+    )  # fmt: skip
+    merge(p, tmp_path / "out")
+    assert _digest(load_dir(tmp_path / "out")) == PINNED[method]
+    passes = {i for i, t in enumerate(p.tensors) if p.job(t) is not None and p.job(t).needs_observation()}
+    kept = {i for i in passes if p.holds_resident(p.tensors[i])}
+    assert all(reads[k] == 1 for k in reads if k[0] in kept)
+    assert all(reads[k] > 1 for k in reads if k[0] in passes - kept)
+    if passes:  # (dare_ties and della_linear here rescale by the keep probability: one pass, nothing held)
+        assert bool(kept) == (held != "none") and bool(passes - kept) == (held != "all")

@@ -225,8 +225,16 @@ def _write_chat_template(plan: Plan, tmp: Path) -> None:
 # The chunks are read in a walk over the tensors: each tensor's chunks in order, once per pass. A tensor
 # of an elementwise method has one pass (the output). A tensor of a per-tensor job has its observation
 # passes first; after the last chunk of an observation pass the job says whether another observation pass
-# follows, but either way the next read is the tensor's first chunk again, so the reader can prefetch it
+# follows, but either way the next chunk is the tensor's first chunk again, so the reader can prefetch it
 # before the decision. After the output pass the walk moves to the next tensor.
+# A per-tensor job's tensor of at most RESIDENT_BYTES of inputs is read once: its first pass reads into
+# the resident buffers (its first chunk into a staging set, like every tensor's, and copied there: the
+# reader prefetches it while the tensor before may still be computed from the resident buffers), and
+# its later passes read nothing.
+
+
+_DONE: Future = Future()  # the read of a step whose inputs are held already
+_DONE.set_result(None)
 
 
 @dataclass
@@ -243,6 +251,8 @@ class _Step:
     start: int
     n: int
     last: bool  # the tensor's last chunk
+    pass_: int = 0  # the tensor's pass this chunk belongs to
+    into: str = "staging"  # where its read goes: "staging", "resident" or "none" (held since pass 0)
 
 
 @dataclass
@@ -252,6 +262,7 @@ class _State:
     job: object
     observing: bool
     passes: int = 0
+    resident: bool = False  # its inputs are held in the resident buffers across its passes
 
 
 class _Walk:
@@ -263,11 +274,13 @@ class _Walk:
     def state(self, index: int) -> _State:
         if index not in self.states:
             self.states.clear()  # one tensor at a time
-            job = self.plan.job(self.plan.tensors[index])
-            self.states[index] = _State(job, job is not None and job.needs_observation())
+            t = self.plan.tensors[index]
+            job = self.plan.job(t)
+            observing = job is not None and job.needs_observation()
+            self.states[index] = _State(job, observing, resident=observing and self.plan.holds_resident(t))
         return self.states[index]
 
-    def step(self, index: int, start: int) -> _Step | None:
+    def step(self, index: int, start: int, pass_: int = 0) -> _Step | None:
         tensors = self.plan.tensors
         while index < len(tensors) and tensors[index].numel == 0:
             index += 1
@@ -277,13 +290,42 @@ class _Walk:
         if index not in self.sizes:
             self.sizes[index] = self.plan.io_step(t)
         n = min(self.sizes[index], t.numel - start)
-        return _Step(index, start, n, start + n >= t.numel)
+        into = "staging"
+        state = self.states.get(index)  # None for a tensor's first chunk: read before its state exists
+        if state is not None and state.resident:
+            into = "resident" if pass_ == 0 else "none"
+        return _Step(index, start, n, start + n >= t.numel, pass_, into)
 
     def following(self, step: _Step, again: bool) -> _Step | None:
-        """The read after `step`; `again`: the tensor is read once more (it was an observation pass)."""
+        """The chunk after `step`; `again`: the tensor is gone over once more (it was an observation pass)."""
         if not step.last:
-            return self.step(step.index, step.start + step.n)
-        return self.step(step.index, 0) if again else self.step(step.index + 1, 0)
+            return self.step(step.index, step.start + step.n, step.pass_)
+        return self.step(step.index, 0, step.pass_ + 1) if again else self.step(step.index + 1, 0)
+
+
+class _Resident:
+    """The resident buffers (one per source position, sized by plan.resident_sizes, allocated once): a
+    held tensor's inputs at their element offsets, for all its passes."""
+
+    def __init__(self, plan: Plan):
+        self.inputs = [torch.empty(size, dtype=torch.uint8) for size in plan.resident_sizes]
+        self.views = [memoryview(b.numpy()) for b in self.inputs]
+
+    def at(self, step: _Step, t: TensorPlan, staging: _Buffers) -> _Buffers:
+        """The step's inputs in the resident buffers (and the staging set's output buffer)."""
+        offsets = [step.start * (s.nbytes // t.numel) for s in t.sources]
+        return _Buffers(
+            [b[o:] for b, o in zip(self.inputs, offsets, strict=False)],
+            [v[o:] for v, o in zip(self.views, offsets, strict=False)],
+            staging.out,
+            staging.out_view,
+        )
+
+    def hold(self, step: _Step, t: TensorPlan, staging: _Buffers) -> None:
+        """Copy a chunk read into a staging set (a held tensor's first) into the resident buffers."""
+        for b, s, src in zip(self.inputs, t.sources, staging.inputs, strict=False):
+            size = s.nbytes // t.numel
+            b[step.start * size : (step.start + step.n) * size].copy_(src[: step.n * size])
 
 
 def _stream(
@@ -315,6 +357,7 @@ def _pipeline(
     plan: Plan, writer: ShardWriter, hashes: MergeHashes, allow_nonfinite: bool, progress: Progress | None
 ) -> list[str]:
     sets = _buffers(plan)
+    resident = _Resident(plan)
     scratch = Scratch(plan.chunk)
     total = plan.bytes_read + plan.bytes_written
     done = 0
@@ -333,7 +376,20 @@ def _pipeline(
             state = walk.state(step.index)
             following = walk.following(step, again=state.observing)
             if following is not None:
-                next_read = reader.submit(_read, plan, following, sets[(k + 1) % 2], hashes)
+                t_next = plan.tensors[following.index]
+                target = sets[(k + 1) % 2]
+                if following.into == "resident":
+                    target = resident.at(following, t_next, target)
+                next_read = (
+                    _DONE
+                    if following.into == "none"
+                    else reader.submit(_read, plan, following, target, hashes)
+                )
+            if state.resident:
+                t = plan.tensors[step.index]
+                if step.into == "staging":
+                    resident.hold(step, t, buf)
+                buf = resident.at(step, t, buf)
             if state.observing:
                 _observe(plan, step, buf, scratch, state, allow_nonfinite, nonfinite)
             else:

@@ -36,6 +36,9 @@ from wiseft.merge.tensorwise import step_for
 from wiseft.merge.tokenizer_plan import input_index, output_vocabulary, token_matrices, tokenizer_policy
 
 IO_CHUNK = 1 << 22  # elements per read/write: 8 MiB of bf16 per input
+# A per-tensor job's tensor whose inputs take at most this many bytes is read once and held in memory for
+# all its passes (the driver's resident buffers); larger ones (embeddings) are read again in every pass.
+RESIDENT_BYTES = 1 << 28
 
 _DTYPE_NAMES = {
     "bfloat16": torch.bfloat16,
@@ -152,7 +155,8 @@ class Plan:
         """Memory the driver allocates: double-buffered input and output chunks of `io_chunk` elements,
         3 float64 kernel buffers of `chunk`, and for sums of 3+ terms a sorted stack (2 float64 + 1 int64
         rows per term). Per-tensor jobs add float64 rows of a chunk per input and model (task vectors,
-        masks, sorted terms) and at most TOTAL_CAP gathered int64 keys for exact top-k selection."""
+        masks, sorted terms), at most TOTAL_CAP gathered int64 keys for exact top-k selection, and the
+        resident buffers that hold a tensor's inputs across its passes (`resident_sizes`)."""
         n = self.n_sources
         per_element_in = sum(self._max_itemsize(i) for i in range(n))
         out = max((t.out_bytes // max(t.numel, 1) for t in self.tensors), default=1)
@@ -165,8 +169,25 @@ class Plan:
                     (step_for(self.job(t), self.chunk) for t in self.tensors if t.kind == "merge"), default=0
                 ),
             )
-            total += 8 * chunk * (5 * n + 12) + 8 * TOTAL_CAP
+            total += 8 * chunk * (5 * n + 12) + 8 * TOTAL_CAP + sum(self.resident_sizes)
         return total
+
+    def holds_resident(self, t: TensorPlan) -> bool:
+        """Whether the driver reads tensor `t` once for all the passes of its job (RESIDENT_BYTES)."""
+        return (
+            self.method.job is not None
+            and t.kind == "merge"
+            and sum(s.nbytes for s in t.sources) <= RESIDENT_BYTES
+        )
+
+    @property
+    def resident_sizes(self) -> list[int]:
+        """Bytes of the resident buffer of each source position: the most over the tensors held."""
+        held = [t for t in self.tensors if self.holds_resident(t)]
+        return [
+            max((t.sources[i].nbytes for t in held if i < len(t.sources)), default=0)
+            for i in range(self.n_sources)
+        ]
 
     def _max_itemsize(self, i: int) -> int:
         """Bytes per element of source position `i`, the most over the tensors."""

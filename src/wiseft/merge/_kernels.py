@@ -693,15 +693,22 @@ def rank_row(keys, spare_keys, index, spare_index, all_counts, digits, probabili
 
 # --- sce (merge/methods/sce.py) ---------------------------------------------------------------------------
 @numba.njit(nogil=True, cache=True)
+def canonical_copy(rows, t, width, res):
+    """res ← the canonical sum of the rows (copied into t first: canonical sorts its terms in place)."""
+    n = rows.shape[0]
+    for j in range(n):
+        r_j, t_j = rows[j], t[j]
+        for e in range(width):
+            t_j[e] = r_j[e]
+    canonical(t, n, width, res)
+
+
+@numba.njit(nogil=True, cache=True)
 def sce_variance(v, width, t, mean, var):
     """var[e] ← the population variance of v[0…n−1, e] as sce.variance computes it: mean = Σ/n, then
     Σ (v − mean)²/n, both sums in canonical order (t is scratch)."""
     n = v.shape[0]
-    for j in range(n):
-        v_j, t_j = v[j], t[j]
-        for e in range(width):
-            t_j[e] = v_j[e]
-    canonical(t, n, width, mean)
+    canonical_copy(v, t, width, mean)
     for e in range(width):
         mean[e] = mean[e] / n
     for j in range(n):
@@ -741,18 +748,39 @@ def sce_keep(var, width, select, low, tie, a, b, seen, keep):
 
 
 @numba.njit(nogil=True, cache=True)
+def sce_work(n):
+    """The block buffers of the sce loops for n models: task vectors, scratch, base, mean, variance."""
+    return np.empty((n, BLOCK)), np.empty((n, BLOCK)), np.empty(BLOCK), np.empty(BLOCK), np.empty(BLOCK)
+
+
+@numba.njit(nogil=True, cache=True)
+def sce_load(xs, start, width, select, v, t, base_row, mean, var):
+    """v ← the task vectors of the block at `start` (base_row the base) and, when positions are selected by
+    variance (select 2), var ← their variances."""
+    load_block(xs, start, width, True, v, base_row)
+    if select == 2:
+        sce_variance(v, width, t, mean, var)
+
+
+@numba.njit(nogil=True, cache=True)
+def sce_selected(xs, start, width, select, low, tie, a, b, seen, keep, v, t, base_row, mean, var):
+    """sce_load, then the task vectors zeroed outside the selected positions (sce_keep)."""
+    sce_load(xs, start, width, select, v, t, base_row, mean, var)
+    sce_keep(var, width, select, low, tie, a, b, seen, keep)
+    for j in range(v.shape[0]):
+        v_j = v[j]
+        for e in range(width):
+            v_j[e] = v_j[e] if keep[e] else 0.0
+
+
+@numba.njit(nogil=True, cache=True)
 def sce_keys(xs, keys, first, stop):
     """keys[i] ← the bits of the variance of the task vectors at position i, i in [first, stop)."""
-    n = len(xs) - 1
-    v = np.empty((n, BLOCK))
-    t = np.empty((n, BLOCK))
-    base_row = np.empty(BLOCK)
-    mean = np.empty(BLOCK)
-    var = np.empty(BLOCK)
+    work = sce_work(len(xs) - 1)
+    var = work[4]
     for start in range(first, stop, BLOCK):
         width = min(BLOCK, stop - start)
-        load_block(xs, start, width, True, v, base_row)
-        sce_variance(v, width, t, mean, var)
+        sce_load(xs, start, width, 2, *work)
         k = keys[start : start + width]
         for e in range(width):
             k[e] = f64_to_bits(var[e])
@@ -761,17 +789,12 @@ def sce_keys(xs, keys, first, stop):
 @numba.njit(nogil=True, cache=True)
 def sce_tie_count(xs, tie, first, stop):
     """How many positions in [first, stop) have the variance key `tie` (what sce_keep counts there)."""
-    n = len(xs) - 1
-    v = np.empty((n, BLOCK))
-    t = np.empty((n, BLOCK))
-    base_row = np.empty(BLOCK)
-    mean = np.empty(BLOCK)
-    var = np.empty(BLOCK)
+    work = sce_work(len(xs) - 1)
+    var = work[4]
     count = 0
     for start in range(first, stop, BLOCK):
         width = min(BLOCK, stop - start)
-        load_block(xs, start, width, True, v, base_row)
-        sce_variance(v, width, t, mean, var)
+        sce_load(xs, start, width, 2, *work)
         for e in range(width):
             count += f64_to_bits(var[e]) == tie
     return count
@@ -782,26 +805,19 @@ def sce_sums(xs, select, low, tie, a, b, seen, block, sums, first, stop):
     """sums[j, k] ← Σ over block k (left to right from 0.0) of the selected δ_j², for the blocks of
     [first, stop) (first a multiple of `block`, k counted from first // block)."""
     n = len(xs) - 1
-    v = np.empty((n, BLOCK))
-    t = np.empty((n, BLOCK))
-    base_row = np.empty(BLOCK)
-    mean = np.empty(BLOCK)
-    var = np.empty(BLOCK)
+    work = sce_work(n)
+    v = work[0]
     keep = np.empty(BLOCK, dtype=np.bool_)
     acc = np.zeros(n)
     k = first // block
     start = first
     while start < stop:
         width = min(BLOCK, block - start % block, stop - start)  # never across a block boundary
-        load_block(xs, start, width, True, v, base_row)
-        if select == 2:
-            sce_variance(v, width, t, mean, var)
-        sce_keep(var, width, select, low, tie, a, b, seen, keep)
+        sce_selected(xs, start, width, select, low, tie, a, b, seen, keep, *work)
         for j in range(n):
             v_j, total = v[j], acc[j]
             for e in range(width):
-                d = v_j[e] if keep[e] else 0.0
-                total += d * d
+                total += v_j[e] * v_j[e]
             acc[j] = total
         start += width
         if start % block == 0 or start == stop:
@@ -816,11 +832,8 @@ def sce_out(xs, select, low, tie, a, b, seen, omega, eps, out, first, stop):
     """out[first:stop] ← round(sce's result) (merge/methods/sce.py SceJob.compute): the selected δ_j,
     signs elected by their canonical sum, θ_base + Σ ω_j·agreeing δ_j / max(Σ agreeing ω_j, eps)."""
     n = len(xs) - 1
-    v = np.empty((n, BLOCK))
-    t = np.empty((n, BLOCK))
-    base_row = np.empty(BLOCK)
-    mean = np.empty(BLOCK)
-    var = np.empty(BLOCK)
+    work = sce_work(n)
+    v, t, base_row = work[0], work[1], work[2]
     total = np.empty(BLOCK)
     divisor = np.empty(BLOCK)
     res = np.empty(BLOCK)
@@ -828,17 +841,8 @@ def sce_out(xs, select, low, tie, a, b, seen, omega, eps, out, first, stop):
     w = np.empty((n, BLOCK))
     for start in range(first, stop, BLOCK):
         width = min(BLOCK, stop - start)
-        load_block(xs, start, width, True, v, base_row)
-        if select == 2:
-            sce_variance(v, width, t, mean, var)
-        sce_keep(var, width, select, low, tie, a, b, seen, keep)
-        for j in range(n):
-            v_j, t_j = v[j], t[j]
-            for e in range(width):
-                d = v_j[e] if keep[e] else 0.0
-                v_j[e] = d
-                t_j[e] = d
-        canonical(t, n, width, total)
+        sce_selected(xs, start, width, select, low, tie, a, b, seen, keep, *work)
+        canonical_copy(v, t, width, total)
         for j in range(n):
             v_j, t_j, w_j, o_j = v[j], t[j], w[j], omega[j]
             for e in range(width):
@@ -847,11 +851,7 @@ def sce_out(xs, select, low, tie, a, b, seen, omega, eps, out, first, stop):
                 w_j[e] = o_j if agree else 0.0
                 t_j[e] = d * w_j[e]
         canonical(t, n, width, res)
-        for j in range(n):
-            w_j, t_j = w[j], t[j]
-            for e in range(width):
-                t_j[e] = w_j[e]
-        canonical(t, n, width, divisor)
+        canonical_copy(w, t, width, divisor)
         for e in range(width):
             res[e] = base_row[e] + res[e] / max(divisor[e], eps)
         store_block(out, start, width, res)

@@ -104,12 +104,12 @@ class TaskVectorJob(Job):
 
     def observe_step(self, xs, step: int) -> int:
         if compiled.supports(xs) and not any(m.stage == "norm" for m in self.models):
-            return max(step, xs[0].numel())  # selection only: the compiled loops need no scratch
+            return tensorwise.long_step(xs, step)  # selection only: the compiled loops need no scratch
         return step
 
     def compute_step(self, xs, out, step: int) -> int:
-        if compiled.supports(xs, out.dtype) and not self._draws_out():
-            return max(step, xs[0].numel())  # thresholds only: no draws, no stored decisions, no scratch
+        if compiled.supports(xs, out.dtype) and not self._draws_out():  # thresholds only: no draws,
+            return tensorwise.long_step(xs, step)  # no stored decisions, no scratch
         return step
 
     def _draws_out(self) -> bool:

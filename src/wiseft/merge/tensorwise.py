@@ -21,6 +21,10 @@ from collections.abc import Sequence
 import torch
 
 REDUCE_BLOCK = 1 << 14
+# Elements per call of a compiled loop that needs no scratch (Job.observe_step): long enough that cutting
+# it into parts pays, short enough that the parts' own buffers stay small when a whole in-memory tensor
+# (WeightSpace) is the span: a selection part may gather every key of its part.
+LONG_STEP = 1 << 22
 
 
 class Job:
@@ -36,7 +40,7 @@ class Job:
 
     def observe_step(self, xs: Sequence[torch.Tensor], step: int) -> int:
         """Elements per `observe` call in this pass over the span xs: `step` (what the scratch buffers
-        hold), or more where the pass needs no scratch (a compiled selection pass takes the whole span:
+        hold), or more where the pass needs no scratch (a compiled selection pass takes up to LONG_STEP:
         fewer calls, and parts long enough for both cores)."""
         return step
 
@@ -65,6 +69,11 @@ class Job:
 
     def use_stats(self, stats: object) -> None:
         """Take the statistics of an earlier job with the same cache_key; no observation pass follows."""
+
+
+def long_step(xs: Sequence[torch.Tensor], step: int) -> int:
+    """The step of a loop that needs no scratch over the span xs: up to LONG_STEP elements at once."""
+    return max(step, min(xs[0].numel(), LONG_STEP))
 
 
 def step_for(job: Job, preferred: int) -> int:

@@ -112,11 +112,11 @@ class SceJob(Job):
 
     def observe_step(self, xs, step: int) -> int:
         if compiled.supports(xs) and self.stage == "norm":
-            return max(step, xs[0].numel())  # the block sums need no scratch (the variance keys do)
+            return tensorwise.long_step(xs, step)  # the block sums need no scratch (the variance keys do)
         return step
 
     def compute_step(self, xs, out, step: int) -> int:
-        return max(step, xs[0].numel()) if compiled.supports(xs, out.dtype) else step
+        return tensorwise.long_step(xs, step) if compiled.supports(xs, out.dtype) else step
 
     # --- the compiled loops (merge/_kernels.py, sce_*): the same float64 operations in one pass --------
     def _selection(self) -> tuple[int, int, int, int, int]:

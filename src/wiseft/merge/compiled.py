@@ -134,6 +134,23 @@ def elementwise(name: str, xs: Sequence[torch.Tensor], out: torch.Tensor, *args)
     run_parts(part, spans(out.numel()))
 
 
+def run_parts_in_order(call, parts: list[tuple[int, int]], seen, count=None) -> None:
+    """call(lo, hi, seen at lo) for each part side by side, for loops that count tie ranks in index order
+    in the array `seen`: each part starts from the ties counted before it (`count(lo, hi, seen)` adds
+    those of [lo, hi) to seen in place, a cheap pass over all parts but the last), and `seen` ends where
+    the last part's count ends, as after one loop over the whole span. count None: no ties to order."""
+    if len(parts) == 1 or count is None:
+        run_parts(lambda lo, hi: call(lo, hi, seen), parts)
+        return
+    starts = [seen.copy()]
+    for lo, hi in parts[:-1]:
+        starts.append(starts[-1].copy())
+        count(lo, hi, starts[-1])
+    first = {lo: k for k, (lo, _) in enumerate(parts)}
+    run_parts(lambda lo, hi: call(lo, hi, starts[first[lo]]), parts)
+    seen[:] = starts[-1]
+
+
 def run_parts(call: Callable[[int, int], None], parts: list[tuple[int, int]]) -> None:
     """call(lo, hi) for each part, side by side: the first on this thread, the others on a small pool.
     Every part has finished when this returns or raises (the parts write into shared buffers)."""

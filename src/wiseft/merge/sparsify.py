@@ -108,8 +108,12 @@ def della_probabilities_compiled(
     def part(lo: int, hi: int) -> None:
         kernel(x[lo:hi], base[lo:hi], cols, float(density), float(epsilon), target[lo:hi])
 
-    m = target.shape[0]
-    compiled.run_parts(part, compiled.spans(m, align=cols, min_part=max(cols, compiled.MIN_PART)))
+    compiled.run_parts(part, _row_spans(target.shape[0], cols))
+
+
+def _row_spans(m: int, cols: int) -> list[tuple[int, int]]:
+    """Parts of whole rows for DELLA's per-row ranks."""
+    return compiled.spans(m, align=cols, min_part=max(cols, compiled.MIN_PART))
 
 
 def della_probabilities(delta, cols: int, density: float, epsilon: float, scratch) -> torch.Tensor:
@@ -125,7 +129,7 @@ def della_probabilities(delta, cols: int, density: float, epsilon: float, scratc
         def part(lo: int, hi: int) -> None:  # whole rows, each ranked on its own
             kernel(values[lo:hi], cols, float(density), float(epsilon), target[lo:hi])
 
-        compiled.run_parts(part, compiled.spans(m_len, align=cols, min_part=max(cols, compiled.MIN_PART)))
+        compiled.run_parts(part, _row_spans(m_len, cols))
         return out
     magnitude = torch.abs(delta).view(-1, cols).flip(1)  # flipped: a stable sort puts lower indices last
     order = torch.sort(magnitude, dim=1, stable=True).indices

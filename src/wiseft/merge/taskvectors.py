@@ -39,8 +39,8 @@ from wiseft.merge.spherical import rows_of
 from wiseft.merge.tensorwise import BlockSums, Job, task_vectors
 
 RESCALE = ("none", "l1", "inverse")
-_NONE = np.zeros((0, 0))  # the loops' draws where no model draws (TaskVectorJob.compute_step)
 RESCALE_EPS = 1e-7
+_NONE = np.zeros((0, 0))  # the loops' draws where no model draws (TaskVectorJob.compute_step)
 
 
 def common_params(normalize: bool, rescale: str) -> tuple[Param, ...]:
@@ -104,12 +104,12 @@ class TaskVectorJob(Job):
 
     def observe_step(self, xs, step: int) -> int:
         if compiled.supports(xs) and not any(m.stage == "norm" for m in self.models):
-            return tensorwise.long_step(xs, step)  # selection only: the compiled loops need no scratch
+            return tensorwise.long_step(self, xs, step)  # selection only: the compiled loops need no scratch
         return step
 
     def compute_step(self, xs, out, step: int) -> int:
         if compiled.supports(xs, out.dtype) and not self._draws_out():  # thresholds only: no draws,
-            return tensorwise.long_step(xs, step)  # no stored decisions, no scratch
+            return tensorwise.long_step(self, xs, step)  # no stored decisions, no scratch
         return step
 
     def _draws_out(self) -> bool:
@@ -304,20 +304,14 @@ class TaskVectorJob(Job):
 
 
 def in_parts(a: KeepArrays, arrays: tuple, parts: list[tuple[int, int]], call) -> None:
-    """call(lo, hi, seen) for each part side by side (compiled.run_parts). Tie ranks count in index order,
-    so where magnitudes tie at a threshold (`a.in_order()`) each part starts from the ties counted before
-    it (`_kernels.tie_counts`, a cheap pass over all parts but the last), and `a.seen` ends where the
-    last part's count ends, as after one loop over the whole span."""
-    if len(parts) == 1 or not a.in_order():
-        compiled.run_parts(lambda lo, hi: call(lo, hi, a.seen), parts)
-        return
-    starts = [a.seen.copy()]
-    for lo, hi in parts[:-1]:
-        starts.append(starts[-1].copy())
-        compiled.kernel("tie_counts")(arrays, a.kinds, a.ties, lo, hi, starts[-1])
-    first = {lo: k for k, (lo, _) in enumerate(parts)}
-    compiled.run_parts(lambda lo, hi: call(lo, hi, starts[first[lo]]), parts)
-    a.seen[:] = starts[-1]
+    """call(lo, hi, seen) for each part side by side. Tie ranks count in index order, so where magnitudes
+    tie at a threshold (`a.in_order()`) each part starts from the ties counted before it
+    (`_kernels.tie_counts`; compiled.run_parts_in_order)."""
+
+    def count(lo: int, hi: int, seen) -> None:
+        compiled.kernel("tie_counts")(arrays, a.kinds, a.ties, lo, hi, seen)
+
+    compiled.run_parts_in_order(call, parts, a.seen, count if a.in_order() else None)
 
 
 def check_family(coeffs: dict, n: int) -> str | None:

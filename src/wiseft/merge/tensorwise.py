@@ -71,9 +71,10 @@ class Job:
         """Take the statistics of an earlier job with the same cache_key; no observation pass follows."""
 
 
-def long_step(xs: Sequence[torch.Tensor], step: int) -> int:
-    """The step of a loop that needs no scratch over the span xs: up to LONG_STEP elements at once."""
-    return max(step, min(xs[0].numel(), LONG_STEP))
+def long_step(job: Job, xs: Sequence[torch.Tensor], step: int) -> int:
+    """The step of `job`'s loop that needs no scratch over the span xs: up to LONG_STEP elements at once,
+    in whole granules (the starts of later calls stay multiples of the job's granularity)."""
+    return max(step, min(xs[0].numel(), step_for(job, LONG_STEP)))
 
 
 def step_for(job: Job, preferred: int) -> int:

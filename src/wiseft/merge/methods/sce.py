@@ -52,6 +52,7 @@ class SceJob(Job):
         self.sums = [BlockSums() for _ in range(ctx.n_models)]
         self.omega: list[float] = []
         self.keep: Keep | None = None
+        self._seen = np.zeros(1, dtype=np.int64)  # tie ranks counted in the compiled loops' pass
 
     def needs_observation(self) -> bool:
         return True
@@ -112,11 +113,13 @@ class SceJob(Job):
 
     def observe_step(self, xs, step: int) -> int:
         if compiled.supports(xs) and self.stage == "norm":
-            return tensorwise.long_step(xs, step)  # the block sums need no scratch (the variance keys do)
+            return tensorwise.long_step(
+                self, xs, step
+            )  # the block sums need no scratch (the variance keys do)
         return step
 
     def compute_step(self, xs, out, step: int) -> int:
-        return tensorwise.long_step(xs, step) if compiled.supports(xs, out.dtype) else step
+        return tensorwise.long_step(self, xs, step) if compiled.supports(xs, out.dtype) else step
 
     # --- the compiled loops (merge/_kernels.py, sce_*): the same float64 operations in one pass --------
     def _selection(self) -> tuple[int, int, int, int, int]:
@@ -129,18 +132,14 @@ class SceJob(Job):
         return 2, self.keep.low.value, tie, a, b
 
     def _in_parts(self, arrays, parts, call) -> None:
-        """call(lo, hi, seen) for each part side by side; the tie ranks of each part start from the ties
-        counted before it (as taskvectors.in_parts does for magnitudes), so any cut gives the same bits."""
+        """call(lo, hi, seen) for each part side by side, tie ranks continuing across parts as for TIES
+        (compiled.run_parts_in_order), so any cut gives the same bits."""
         select, _, tie, a, b = self._selection()
-        if len(parts) == 1 or select != 2 or b <= a:
-            compiled.run_parts(lambda lo, hi: call(lo, hi, self._seen), parts)
-            return
-        starts = [self._seen.copy()]
-        for lo, hi in parts[:-1]:
-            starts.append(starts[-1] + compiled.kernel("sce_tie_count")(arrays, tie, lo, hi))
-        first = {lo: k for k, (lo, _) in enumerate(parts)}
-        compiled.run_parts(lambda lo, hi: call(lo, hi, starts[first[lo]]), parts)
-        self._seen[:] = starts[-1]
+
+        def count(lo: int, hi: int, seen) -> None:
+            seen += compiled.kernel("sce_tie_count")(arrays, tie, lo, hi)
+
+        compiled.run_parts_in_order(call, parts, self._seen, count if select == 2 and b > a else None)
 
     def _observe_compiled(self, xs, start, scratch) -> None:
         arrays, m = compiled.arrays(xs), xs[0].numel()
@@ -154,7 +153,7 @@ class SceJob(Job):
             return
         self._start_keep(start)
         if start == 0:
-            self._seen = np.zeros(1, dtype=np.int64)
+            self._seen[:] = 0
         block = tensorwise.REDUCE_BLOCK
         sums = np.empty((len(self.sums), -(-m // block)))
         select, low, tie, a, b = self._selection()
@@ -171,7 +170,7 @@ class SceJob(Job):
             return False
         self._start_keep(start)
         if start == 0:
-            self._seen = np.zeros(1, dtype=np.int64)
+            self._seen[:] = 0
         arrays, target = compiled.arrays(xs), compiled.out_array(out)
         omega = np.array(self.omega, dtype=np.float64)
         select, low, tie, a, b = self._selection()

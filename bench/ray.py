@@ -426,11 +426,16 @@ def sim_table(sim: dict) -> Table:
 
 
 def start_cluster(ray, tries: int = 5) -> None:
-    """The benchmark's local cluster. Ray gives its node 30 s to register, which a loaded, shared machine
+    """The benchmark's local cluster, with the workers' niceness of the cluster `--ray` starts for a run
+    (`cluster.LOCAL_SYSTEM_CONFIG`). Ray gives its node 30 s to register, which a loaded, shared machine
     can miss: try again (the failed try's processes end with this one)."""
+    from wiseft.distributed.cluster import LOCAL_SYSTEM_CONFIG
+
     for attempt in range(1, tries + 1):
         try:
-            ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+            ray.init(
+                num_cpus=2, include_dashboard=False, log_to_driver=False, _system_config=LOCAL_SYSTEM_CONFIG
+            )
             return
         except Exception as exc:  # noqa: BLE001 - Ray raises a bare Exception for a node that timed out
             if attempt == tries or "timed out during startup" not in str(exc):

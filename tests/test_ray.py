@@ -71,6 +71,7 @@ def test_two_cpu_actors_store_the_bytes_of_one_machine(cluster, anchors, tmp_pat
     assert _units(record) == sorted(chunks)  # one unit per session chunk, none twice
     assert record["cluster"]["resources"]["CPU"] == 4 and len(record["actors"]) == 2
     assert all(a["switches"] <= 3 and a["state"] == "stopped" for a in record["actors"])
+    assert all(a["niceness"] == 15 for a in record["actors"])  # Ray's default, kept on a cluster it joins
     labels = {a[0] for a in seen if a[1] == "ray"}
     assert {"queue", "actor 0", "actor 1"} <= labels and all(len(a) == 5 for a in seen if a[1] == "ray")
 
@@ -294,6 +295,7 @@ def test_ray_without_an_address_starts_its_own_local_cluster_and_stops_it(cluste
     theirs = {n["node_id"] for n in machine["cluster"]["nodes"]}
     assert machine["address"] == "local" and ray.get_runtime_context().get_node_id() not in theirs
     assert len(machine["actors"]) == 2 and all(a["state"] == "stopped" for a in machine["actors"])
+    assert all(a["niceness"] == 0 for a in machine["actors"])  # its own cluster: the command's priority
     cfg = sweep_cfg(*anchors, n=3, k=(1, 3), max_new_tokens=24, chunk=1, seed=0, val_fraction=0.5)
     run_sweep(cfg, tmp_path / "local", report=False)
     assert rows(out / "samples.db") == rows(tmp_path / "local" / "samples.db")

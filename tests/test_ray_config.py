@@ -275,9 +275,10 @@ def test_addresses_ray_cannot_join_are_refused_in_one_line(address, message, tmp
 @pytest.mark.parametrize(
     "address, want",
     [
-        (None, dict(address="local", include_dashboard=False)),
-        ("local", dict(address="local", include_dashboard=False)),
-        ("auto", dict(address="auto", include_dashboard=False)),
+        # a cluster of the run's own: its workers (the actors) at the command's priority, not Ray's 15
+        (None, dict(address="local", include_dashboard=False, _system_config={"worker_niceness": 0})),
+        ("local", dict(address="local", include_dashboard=False, _system_config={"worker_niceness": 0})),
+        ("auto", dict(address="auto", include_dashboard=False)),  # a running cluster keeps its settings
         ("10.0.0.1:6379", dict(address="10.0.0.1:6379", include_dashboard=False)),
         ("ray://head:10001", dict(address="ray://head:10001")),  # forwarded to the server's ray.init: no dashboard
     ],

@@ -181,12 +181,14 @@ def _plain(info: dict) -> dict:
 
 
 def where() -> dict[str, Any]:
-    """The actor's process, node and accelerators."""
+    """The actor's process (with its niceness: Ray's default 15 lets any other process starve it, see
+    `cluster.LOCAL_SYSTEM_CONFIG`), node and accelerators."""
     import ray
 
     ctx = ray.get_runtime_context()
     return {
         "pid": os.getpid(),
+        "niceness": os.getpriority(os.PRIO_PROCESS, 0),
         "host": socket.gethostname(),
         "ip": ray.util.get_node_ip_address(),
         "node_id": ctx.get_node_id(),

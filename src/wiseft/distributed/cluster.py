@@ -5,6 +5,8 @@
   machine becomes a driver node: it must reach every node), "ray://HOST:PORT" a cluster through its Ray
   Client server (only that port is needed; the driver's Ray calls go over it).
   A driver that is already connected (a test, a notebook) keeps its connection, and keeps it afterwards.
+  A local cluster runs its workers at the command's own priority (`LOCAL_SYSTEM_CONFIG`); a cluster the
+  run joins keeps its own settings, and each actor records its niceness (`actor.where`).
 - `snapshot()`: the cluster's total resources and its nodes, as the run records them.
 - `place(shape, strategy, timeout)`: the placement group of the actors' bundles (`shape.ActorShape`),
   ready, or a ConfigError that says what the cluster has.
@@ -39,15 +41,32 @@ def address_kind(address: str | None) -> str:
     return "client" if address.startswith("ray://") else "gcs"
 
 
+# Ray starts its worker processes, and so the actors, at niceness 15 (its `worker_niceness` setting), which
+# suits a driver that must stay responsive beside many short tasks. Here the actors do the run's work and the
+# driver only dispatches and stores, so at 15 any other process on the node starves them. A toy sweep on 2
+# cores beside two busy one-thread processes took 205-260 s with one actor at 15 (its start alone 97-114 s),
+# 37-39 s at 0, and 30 s without Ray (README, "Sampling on Ray").
+# A local cluster is the run's own, so it gets niceness 0, what the same command gets without --ray. A
+# cluster started with `ray start` keeps its setting (`RAY_worker_niceness=0 ray start ...`, README).
+LOCAL_SYSTEM_CONFIG = {"worker_niceness": 0}
+
+
 def init_kwargs(address: str | None) -> dict:
     """`ray.init`'s arguments for `address`. A Ray Client connection forwards its arguments to the
-    `ray.init` the server runs for this driver, so it gets only the quiet logging; the dashboard is the
-    cluster's business there, as with any existing cluster."""
+    `ray.init` the server runs for this driver, so it gets only the quiet logging; the dashboard and the
+    workers' niceness are the cluster's business there, as with any existing cluster."""
     kind = address_kind(address)
     quiet = dict(log_to_driver=False, logging_level=logging.WARNING)
     if kind == "client":
         return {"address": address, **quiet}
-    return {"address": "local" if kind == "local" else address, "include_dashboard": False, **quiet}
+    if kind == "local":
+        return {
+            "address": "local",
+            "include_dashboard": False,
+            "_system_config": LOCAL_SYSTEM_CONFIG,
+            **quiet,
+        }
+    return {"address": address, "include_dashboard": False, **quiet}
 
 
 CONNECT_HINTS = {

@@ -45,7 +45,9 @@ def address_kind(address: str | None) -> str:
 # suits a driver that must stay responsive beside many short tasks. Here the actors do the run's work and the
 # driver only dispatches and stores, so at 15 any other process on the node starves them. A toy sweep on 2
 # cores beside two busy one-thread processes took 205-260 s with one actor at 15 (its start alone 97-114 s),
-# 37-39 s at 0, and 30 s without Ray (README, "Sampling on Ray").
+# 37-39 s at 0, and 30 s without Ray (README, "Sampling on Ray"). The cost: the driver no longer comes first,
+# so 8 actors starting on 2 cores slow its dispatch (the scheduling benchmark's span 7.3-7.9 s at 15, 10.4-11 s
+# at 0); a middle value starves less but still 2-5x (niceness 5: 55 s and 10: 162 s against 28 s at 0).
 # A local cluster is the run's own, so it gets niceness 0, what the same command gets without --ray. A
 # cluster started with `ray start` keeps its setting (`RAY_worker_niceness=0 ray start ...`, README).
 LOCAL_SYSTEM_CONFIG = {"worker_niceness": 0}

@@ -341,3 +341,14 @@ def test_ray_client_without_grpcio_says_how_to_get_it(monkeypatch):
     _grpc_installed(monkeypatch, False)
     with pytest.raises(ConfigError, match=re.escape("--ray ray://h:1: Ray Client needs grpcio: pip install")):
         connect("ray://h:1")
+
+
+@pytest.mark.parametrize("niceness, shown", [(0, False), (15, True), (None, False)])
+def test_an_actor_below_normal_priority_says_so_in_its_progress_line(niceness, shown):
+    """Ray's default worker niceness (15) lets any other process starve an actor; the progress line says
+    so, so that a slow run on a busy node explains itself (a local cluster's actors run at 0)."""
+    monitor = Monitor()
+    stats = monitor.add_actor(0)
+    where = {"host": "node", "pid": 7} | ({} if niceness is None else {"niceness": niceness})
+    monitor.ready(stats, where)
+    assert stats.detail().endswith(", niceness 15") is shown and "on node:7" in stats.detail()

@@ -54,8 +54,9 @@ class ActorStats:
 
     def detail(self) -> str:
         host = f"{self.where.get('host', '?')}:{self.where.get('pid', '?')}"
+        nice = self.where.get("niceness") or 0  # > 0: every other process on its node comes first
         return (f"{self.rate():.1f} samples/s, busy {self.busy():.0%}, {self.switches} switches, "
-                f"{self.state} on {host}")  # fmt: skip
+                f"{self.state} on {host}" + (f", niceness {nice}" if nice > 0 else ""))  # fmt: skip
 
     def as_dict(self) -> dict:
         return {"actor": self.label, "bundle": self.bundle, "state": self.state, **self.where,

@@ -44,10 +44,10 @@ def address_kind(address: str | None) -> str:
 # Ray starts its worker processes, and so the actors, at niceness 15 (its `worker_niceness` setting), which
 # suits a driver that must stay responsive beside many short tasks. Here the actors do the run's work and the
 # driver only dispatches and stores, so at 15 any other process on the node starves them. A toy sweep on 2
-# cores beside two busy one-thread processes took 205-260 s with one actor at 15 (its start alone 97-114 s),
+# cores beside two busy one-thread processes took 205-260 s with one actor at 15 (its start alone 92-114 s),
 # 37-39 s at 0, and 30 s without Ray (README, "Sampling on Ray"). The cost: the driver no longer comes first,
 # so 8 actors starting on 2 cores slow its dispatch (the scheduling benchmark's span 7.3-7.9 s at 15, 10.4-11 s
-# at 0); a middle value starves less but still 2-5x (niceness 5: 55 s and 10: 162 s against 28 s at 0).
+# at 0); a middle value starves less but still 2-6x (niceness 5: 55 s and 10: 162 s against 28 s at 0).
 # A local cluster is the run's own, so it gets niceness 0, what the same command gets without --ray. A
 # cluster started with `ray start` keeps its setting (`RAY_worker_niceness=0 ray start ...`, README).
 LOCAL_SYSTEM_CONFIG = {"worker_niceness": 0}
@@ -61,14 +61,8 @@ def init_kwargs(address: str | None) -> dict:
     quiet = dict(log_to_driver=False, logging_level=logging.WARNING)
     if kind == "client":
         return {"address": address, **quiet}
-    if kind == "local":
-        return {
-            "address": "local",
-            "include_dashboard": False,
-            "_system_config": LOCAL_SYSTEM_CONFIG,
-            **quiet,
-        }
-    return {"address": address, "include_dashboard": False, **quiet}
+    kwargs = {"address": "local" if kind == "local" else address, "include_dashboard": False, **quiet}
+    return {**kwargs, "_system_config": LOCAL_SYSTEM_CONFIG} if kind == "local" else kwargs
 
 
 CONNECT_HINTS = {

@@ -113,9 +113,8 @@ class SceJob(Job):
 
     def observe_step(self, xs, step: int) -> int:
         if compiled.supports(xs) and self.stage == "norm":
-            return tensorwise.long_step(
-                self, xs, step
-            )  # the block sums need no scratch (the variance keys do)
+            # the block sums need no scratch (the variance keys do)
+            return tensorwise.long_step(self, xs, step)
         return step
 
     def compute_step(self, xs, out, step: int) -> int:

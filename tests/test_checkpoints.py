@@ -81,6 +81,85 @@ def test_writer_streams_arbitrary_pieces_into_shards(tmp_path):
         assert torch.equal(loaded[name], t), name
 
 
+def _big_stream(tmp_path, monkeypatch, direct: bool, name: str):
+    """Shards of a few staging blocks (STAGE made small) with sizes that are not multiples of ALIGN,
+    written in pieces of 1,000 bytes; returns (writer, {file name: bytes})."""
+    import wiseft.checkpoints.writer as writer_module
+
+    monkeypatch.setattr(writer_module, "STAGE", 2 * writer_module.ALIGN)
+    g = torch.Generator().manual_seed(1)
+    tensors = {f"t{i}": torch.randn(n, generator=g) for i, n in enumerate((3001, 5, 7000, 2048))}
+    entries = [(n, "F32", tuple(t.shape)) for n, t in tensors.items()]
+    directory = tmp_path / name
+    directory.mkdir()
+    writer = ShardWriter(directory, plan_shards(entries, 20_000, {"format": "pt"}), direct=direct)
+    stream = b"".join(t.numpy().tobytes() for t in tensors.values())
+    for i in range(0, len(stream), 1000):
+        writer.write(stream[i : i + 1000])
+    writer.close()
+    files = {p.name: p.read_bytes() for p in sorted(directory.glob("*.safetensors"))}
+    loaded = {}
+    for f in files:
+        loaded.update(load_file(str(directory / f)))
+    assert all(torch.equal(loaded[n], t) for n, t in tensors.items())
+    return writer, files
+
+
+def _direct_io_works(path) -> bool:
+    import os
+
+    if not hasattr(os, "O_DIRECT"):
+        return False
+    try:
+        fd = os.open(path / "probe", os.O_WRONLY | os.O_CREAT | os.O_DIRECT, 0o644)
+    except OSError:
+        return False
+    os.close(fd)
+    return True
+
+
+def test_writer_direct_and_buffered_write_the_same_bytes(tmp_path, monkeypatch):
+    direct, a = _big_stream(tmp_path, monkeypatch, True, "direct")
+    buffered, b = _big_stream(tmp_path, monkeypatch, False, "buffered")
+    assert len(a) > 1 and a == b and not buffered.direct
+    assert direct.direct == _direct_io_works(tmp_path)  # O_DIRECT used wherever the file system takes it
+
+
+def test_writer_falls_back_when_the_file_system_refuses_direct_io(tmp_path, monkeypatch):
+    import errno
+    import os
+
+    import wiseft.checkpoints.writer as writer_module
+
+    if not hasattr(os, "O_DIRECT"):
+        pytest.skip("no O_DIRECT on this platform")
+    real_open, real_write = os.open, os.write
+
+    def refuse_open(path, flags, mode=0o777):
+        if flags & os.O_DIRECT:
+            raise OSError(errno.EINVAL, "Invalid argument")
+        return real_open(path, flags, mode)
+
+    _, want = _big_stream(tmp_path, monkeypatch, False, "want")
+    monkeypatch.setattr(writer_module.os, "open", refuse_open)
+    w, got = _big_stream(tmp_path, monkeypatch, True, "open-refused")
+    assert got == want and not w.direct
+    monkeypatch.setattr(writer_module.os, "open", real_open)
+    if not _direct_io_works(tmp_path):
+        return  # the second case needs a file system that takes the open
+    calls = [0]
+
+    def refuse_first_write(fd, data):  # the open is taken, the first direct write is not
+        calls[0] += 1
+        if calls[0] == 1:
+            raise OSError(errno.EINVAL, "Invalid argument")
+        return real_write(fd, data)
+
+    monkeypatch.setattr(writer_module.os, "write", refuse_first_write)
+    w, got = _big_stream(tmp_path, monkeypatch, True, "write-refused")
+    assert got == want and not w.direct and calls[0] > 1
+
+
 def test_writer_refuses_an_incomplete_stream(tmp_path):
     shards = plan_shards([("a", "F32", (4,))], shard_size=10**9)
     writer = ShardWriter(tmp_path, shards)

@@ -258,6 +258,13 @@ def test_cli_recipe_yaml_dry_run_and_list(models, tmp_path, capsys):
     )
     again = load_dir(tmp_path / "o3")
     assert all(bits_equal(again[n], got[n]) for n in got)
+    # --buffered-io writes the same files through the page cache
+    args = ["merge", "--config", str(out / "recipe.yaml"), "--dtype", "float32", "--buffered-io"]
+    assert main([*args, "-o", str(tmp_path / "o4")]) == 0
+    assert all(
+        (tmp_path / "o4" / p.name).read_bytes() == p.read_bytes()
+        for p in (tmp_path / "o3").glob("*.safetensors")
+    )
     assert main(["merge", "--list"]) == 0
     listed = capsys.readouterr().out
     assert all(m in listed for m in ("wise-ft", "linear", "task_arithmetic"))

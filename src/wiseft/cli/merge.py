@@ -62,6 +62,12 @@ def register(subparsers) -> None:
     p.add_argument("-o", "--output", help="output model directory (written atomically)")
     p.add_argument("--force", action="store_true", help="replace an existing output directory")
     p.add_argument("--shard-size", default="5GB", help="maximum shard size (default 5GB)")
+    p.add_argument(
+        "--buffered-io",
+        action="store_true",
+        help="write the shards through the page cache instead of with direct I/O (the output then stays "
+        "cached for a load right after; on some machines writing is slower)",
+    )
     p.add_argument("--dtype", help="output dtype: bfloat16, float16, float32, float64 (default: the inputs')")
     p.add_argument(
         "--dry-run", action="store_true", help="check the inputs and print the plan; write nothing"
@@ -217,6 +223,7 @@ def _run_merge(console, plan, args, shard_size: int) -> int:
             shard_size=shard_size,
             allow_nonfinite=args.allow_nonfinite,
             progress=lambda done, total: bar.update(task, completed=done),
+            direct_io=not args.buffered_io,
         )
     for name in result.nonfinite:
         console.print(f"[yellow]warning:[/] tensor {name} has non-finite values (--allow-nonfinite)")

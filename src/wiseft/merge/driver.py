@@ -111,8 +111,12 @@ def merge(
     allow_nonfinite: bool = False,
     progress: Progress | None = None,
     provenance_extra: Mapping[str, object] | None = None,
+    direct_io: bool = True,
 ) -> MergeResult:
     """Write the merge described by `plan` into the model directory `out` (atomically).
+
+    `direct_io`: write the shards with O_DIRECT where the file system takes it (checkpoints/writer.py);
+    False writes through the page cache.
 
     `provenance_extra`: more top-level sections of the output's wiseft.json (e.g. `wiseft soup`'s
     `soup`), written with the rest in its one write; a key the driver writes itself is a ConfigError."""
@@ -124,7 +128,7 @@ def merge(
     shards = plan_shards([(t.name, t.out_dtype, t.shape) for t in plan.tensors], shard_size, _metadata(prov))
     try:
         with atomic_dir(out, force=force) as tmp:
-            writer = ShardWriter(tmp, shards)
+            writer = ShardWriter(tmp, shards, direct=direct_io)
             hashes = MergeHashes(len(plan.inputs))
             try:
                 nonfinite = _stream(plan, writer, hashes, allow_nonfinite, progress)

@@ -168,8 +168,9 @@ def files_of(model: Path) -> list[Path]:
     return sorted(model.glob("*.safetensors"))
 
 
-def warm(paths: list[Path], buf: bytearray) -> int:
-    """Read every file with readinto into `buf`; returns bytes read (also puts them in the page cache)."""
+def warm(paths: list[Path], buf) -> int:
+    """Read every file with readinto into `buf` (a bytearray or mmap); returns bytes read (also puts them
+    in the page cache)."""
     total = 0
     view = memoryview(buf)
     for p in paths:

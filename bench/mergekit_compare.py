@@ -234,12 +234,10 @@ def warm(config: Path) -> None:
     )
     for s in cfg.get("slices", []):
         paths |= {src["model"] for src in s.get("sources", [])}
-    buf = bytearray(16 << 20)
-    for path in sorted(paths):
-        for f in sorted(Path(path).glob("*.safetensors")):
-            with open(f, "rb", buffering=0) as fh:
-                while fh.readinto(buf):
-                    pass
+    from merge import files_of
+    from merge import warm as read_all  # bench/merge.py's plain reads into one buffer
+
+    read_all([f for path in sorted(paths) for f in files_of(Path(path))], bytearray(16 << 20))
 
 
 def measure(config: Path, tmp: Path, runs: int, label: str) -> tuple[list[float], list[float]]:

@@ -270,6 +270,41 @@ def test_cli_recipe_yaml_dry_run_and_list(models, tmp_path, capsys):
     assert all(m in listed for m in ("wise-ft", "linear", "task_arithmetic"))
 
 
+def test_the_merge_table_says_how_the_shards_were_written(models, tmp_path, capsys, monkeypatch):
+    """direct, buffered on request, or buffered because the file system refused O_DIRECT: never silent."""
+    import errno
+    import os
+
+    import wiseft.checkpoints.writer as writer_module
+    from wiseft.cli import main
+
+    early, final = models.get("qwen2", 1, torch.bfloat16), models.get("qwen2", 2, torch.bfloat16)
+    merge_args = ["merge", str(early), str(final), "--delta", "0.5"]
+
+    def writes(*extra) -> str:
+        capsys.readouterr()
+        assert main([*merge_args, *extra, "-o", str(tmp_path / "out"), "--force"]) == 0
+        return next(line for line in capsys.readouterr().out.splitlines() if "writes" in line)
+
+    assert "buffered (--buffered-io)" in writes("--buffered-io")
+    try:
+        os.close(os.open(tmp_path / "probe", os.O_WRONLY | os.O_CREAT | os.O_DIRECT, 0o644))
+        takes = True
+    except (AttributeError, OSError):  # no O_DIRECT here, or a file system that refuses it
+        takes = False
+    line = writes()
+    assert ("refused" in line) is not takes and ("direct" in line) is takes
+    real_open = os.open
+
+    def refuse(path, flags, mode=0o777):
+        if flags & getattr(os, "O_DIRECT", 0):
+            raise OSError(errno.EINVAL, "Invalid argument")
+        return real_open(path, flags, mode)
+
+    monkeypatch.setattr(writer_module.os, "open", refuse)
+    assert "the file system refused O_DIRECT" in writes()
+
+
 def test_recipe_validation_messages(tmp_path):
     from wiseft.errors import ConfigError
     from wiseft.merge import load_recipe

@@ -98,7 +98,7 @@ class ShardWriter:
     """Stream tensor bytes into pre-planned shards inside `directory` (a temporary directory).
 
     `direct`: write with O_DIRECT where the file system allows it (module docstring); `self.direct` says
-    whether the last shard opened was written that way."""
+    whether the writes go that way now (False once the file system refused it)."""
 
     def __init__(self, directory: Path, shards: list[Shard], direct: bool = True):
         self.directory = Path(directory)
@@ -106,12 +106,11 @@ class ShardWriter:
         self._shard = -1
         self._fd: int | None = None
         self._left = 0  # data bytes still expected in the open shard
-        self._size = 0  # bytes of the open shard handed to the file so far (staged ones included)
         self.bytes_written = 0
         self.direct = direct and hasattr(os, "O_DIRECT")
         self._stage = mmap.mmap(-1, STAGE)  # page-aligned, so its start is ALIGN-aligned
         self._view = memoryview(self._stage)
-        self._staged = 0
+        self._staged = 0  # bytes in the staging buffer (direct writes only)
         self._next_shard()
 
     def _next_shard(self) -> None:
@@ -133,8 +132,7 @@ class ShardWriter:
                 self.direct = False  # the file system refuses O_DIRECT
         if self._fd is None:
             self._fd = os.open(path, flags, 0o644)
-        self._size = 0
-        self._stage_bytes(memoryview(shard.header))
+        self._put(memoryview(shard.header))
         self._left = shard.data_bytes
         if self._left == 0:
             self._next_shard()
@@ -146,27 +144,34 @@ class ShardWriter:
             if self._fd is None:
                 raise OutputError("internal error: more tensor bytes than the planned shards hold")
             take = min(self._left, len(view))
-            self._stage_bytes(view[:take])
+            self._put(view[:take])
             self.bytes_written += take
             self._left -= take
             view = view[take:]
             if self._left == 0:
                 self._next_shard()
 
-    def _stage_bytes(self, view: memoryview) -> None:
-        """Copy `view` into the staging buffer, writing it out each time it fills."""
+    def _put(self, view: memoryview) -> None:
+        """Hand `view` to the open shard: buffered, straight to the file; direct, through the staging
+        buffer, written out each time it fills."""
+        if not self.direct:
+            self._flush()  # what was staged before a fallback goes first
+            self._write_all(view)
+            return
         while len(view):
             take = min(STAGE - self._staged, len(view))
             self._view[self._staged : self._staged + take] = view[:take]
             self._staged += take
-            self._size += take
             view = view[take:]
             if self._staged == STAGE:
-                self._flush(STAGE)
+                self._flush()
 
-    def _flush(self, nbytes: int) -> None:
-        """Write the first `nbytes` staged bytes (a multiple of ALIGN when direct) and empty the stage."""
-        view = self._view[:nbytes]
+    def _flush(self, nbytes: int | None = None) -> None:
+        """Write the first `nbytes` (default: all) of the staging buffer and empty it."""
+        self._write_all(self._view[: self._staged if nbytes is None else nbytes])
+        self._staged = 0
+
+    def _write_all(self, view: memoryview) -> None:
         while len(view):
             try:
                 n = os.write(self._fd, view)
@@ -176,7 +181,6 @@ class ShardWriter:
                 self._buffered()  # the file system took the open but not the write
                 continue
             view = view[n:]
-        self._staged = 0
 
     def _buffered(self) -> None:
         import fcntl
@@ -193,9 +197,9 @@ class ShardWriter:
                     padded = -(-staged // ALIGN) * ALIGN
                     self._view[staged:padded] = bytes(padded - staged)
                     self._flush(padded)
-                    os.ftruncate(fd, self._size)
-                elif staged:
-                    self._flush(staged)
+                    os.ftruncate(fd, os.lseek(fd, 0, os.SEEK_CUR) - (padded - staged))
+                else:
+                    self._flush()
                 os.fsync(fd)  # a finished shard goes to disk while the next one is written
         finally:
             self._fd = None

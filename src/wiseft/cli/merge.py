@@ -237,6 +237,12 @@ def _run_merge(console, plan, args, shard_size: int) -> int:
     table.add_row("shards", str(result.shards))
     table.add_row("read", _gb(result.bytes_read))
     table.add_row("written", _gb(result.bytes_written))
+    if args.buffered_io:
+        table.add_row("writes", "buffered (--buffered-io)")
+    else:  # a file system that refuses O_DIRECT is said, not passed over
+        table.add_row(
+            "writes", "direct" if result.direct_io else "buffered (the file system refused O_DIRECT)"
+        )
     table.add_row("time", f"{result.seconds:.2f} s")
     rate = (result.bytes_read + result.bytes_written) / max(result.seconds, 1e-9)
     table.add_row("throughput", f"{rate / 1e9:.2f} GB/s")

@@ -50,6 +50,7 @@ class MergeResult:
     seconds: float
     shards: int
     nonfinite: tuple[str, ...]  # tensors with non-finite output values (only with allow_nonfinite)
+    direct_io: bool  # whether the shards went to disk with O_DIRECT (False: asked, or refused)
 
 
 def _checked_extra(prov: dict, provenance_extra: Mapping[str, object] | None) -> dict:
@@ -156,6 +157,7 @@ def merge(
         seconds=time.perf_counter() - start,
         shards=len(shards),
         nonfinite=tuple(nonfinite),
+        direct_io=writer.direct,
     )
 
 

@@ -228,19 +228,22 @@ def test_the_terminal_tables_show_every_lambda_the_boundaries_and_each_claim():
     assert "time: base 1.0s, eval 2.5s, total 4.0s (CPU 0.0s)" in lines
 
 
-def test_the_default_base_is_wiseft_demos_cached_base(tmp_path):
-    # after `wiseft demo` (or `make demo`) the thinking demo finds its base in the same cache entry
-    assert ThinkingDemoConfig().recipe == DemoConfig().recipe
-    assert base_path(ThinkingDemoConfig(), tmp_path) == base_path(DemoConfig(), tmp_path)
+def test_the_default_base_is_round_10s_three_layer_base_in_wiseft_demos_cache(tmp_path):
+    # the thinking demo's seeds were measured on round 10's three-layer base; `wiseft demo` moved to two
+    # layers (round 11), so the two demos keep their bases side by side in one cache
+    three_layers = dataclasses.replace(DemoConfig().recipe, model=toy.ToyModelConfig(layers=3))
+    assert ThinkingDemoConfig().recipe == three_layers
+    assert ThinkingDemoConfig().recipe.model == toy.ToyModelConfig()
+    assert base_path(ThinkingDemoConfig(), tmp_path).parent == base_path(DemoConfig(), tmp_path).parent
+    assert base_path(ThinkingDemoConfig(), tmp_path) != base_path(DemoConfig(), tmp_path)
 
 
 @pytest.mark.parametrize("seed", [0, 1, 7])
 def test_a_replicate_seeds_the_whole_story(seed):
     cfg = ThinkingDemoConfig().for_seed(seed)
     assert (cfg.recipe.pretrain_seed, cfg.sft.seed, cfg.sample_seed) == (seed, seed, seed)
-    assert (
-        cfg.recipe.base_key() == DemoConfig().for_seed(seed).recipe.base_key()
-    )  # `wiseft demo --seeds`'s base
+    demo_seed = DemoConfig().for_seed(seed).recipe  # `wiseft demo --seeds`'s seeds, with three layers
+    assert cfg.recipe.base_key() == dataclasses.replace(demo_seed, model=toy.ToyModelConfig()).base_key()
     assert dataclasses.replace(cfg.recipe, pretrain_seed=0, sft_seed=0) == ThinkingDemoConfig().recipe
     assert cfg.lambdas == ThinkingDemoConfig().lambdas and cfg.sft.steps == ThinkingDemoConfig().sft.steps
 

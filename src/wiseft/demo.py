@@ -51,8 +51,8 @@ class DemoConfig:
     """What the demo runs: the toy recipe, and how its variants are evaluated (seeds pinned)."""
 
     recipe: toy.ToyRecipe = toy.ToyRecipe()
-    n: int = 32
-    ks: tuple[int, ...] = (1, 2, 4, 8, 16, 32)
+    n: int = 16  # samples per problem (round 11: half of round 10's 32, half the evaluation; docs/TOY-LOG.md)
+    ks: tuple[int, ...] = (1, 2, 4, 8, 16)
     deltas: tuple[float, ...] = (0.25, 0.5, 0.75)
     temperatures: tuple[float, ...] = (0.7, 1.3, 1.6)
     early_step: int | None = None  # None: the recipe's rule, its first SFT checkpoint

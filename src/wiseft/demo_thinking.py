@@ -66,9 +66,9 @@ SATURATION = 0.05  # claim (d): Pass@1 moves less than this in stage 3
 class ThinkingDemoConfig:
     """What `wiseft demo --thinking` runs: the base recipe, the two fine-tunes, the λ grid and sampling."""
 
-    # The base and the test problems: `wiseft demo`'s default toy recipe, so its cached base (same key, same
-    # cache directory) serves both demos and a thinking demo after `wiseft demo` costs only its own stages.
-    recipe: toy.ToyRecipe = toy.ToyRecipe()
+    # The base and the test problems: `wiseft demo`'s toy recipe with round 10's three-layer model, the base
+    # this demo's seeds were measured on (docs/TOY-LOG.md, rounds 5 and 11); cached in `wiseft demo`'s cache.
+    recipe: toy.ToyRecipe = toy.ToyRecipe(model=toy.ToyModelConfig(layers=3))
     sft: StyleSFT = StyleSFT()
     lambdas: tuple[float, ...] = tuple(i / 20 for i in range(21))
     n_eval: int = 100

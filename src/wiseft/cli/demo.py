@@ -15,10 +15,10 @@ def register(subparsers) -> None:
         "demo",
         help="the whole effect end to end on a tiny model (a few minutes on a CPU)",
         description="Pretrain a tiny sloppy base (cached), fine-tune it on 48 clean problems with checkpoints "
-        "that double from 1/32 of SFT (the first is the early checkpoint), evaluate the trajectory, "
+        "that double from 1/64 of SFT (the first is the early checkpoint), evaluate the trajectory, "
         "early⊕final mixes (one chosen on validation problems) and temperatures of the final model "
-        "(Pass@1…Pass@32, maj@32, distinct answers, bias²/Var[ρ], bootstrap intervals), train a toy outcome "
-        "verifier on the base's samples of the SFT problems for Best@32 and weighted maj@32 of the final "
+        "(Pass@1…Pass@16, maj@16, distinct answers, bias²/Var[ρ], bootstrap intervals), train a toy outcome "
+        "verifier on the base's samples of the SFT problems for Best@16 and weighted maj@16 of the final "
         "model, the mix and the temperatures, check the paper's claims on this run, and write results.json "
         "and the report. --seeds/--replicates repeat the "
         "whole story per seed and count the seeds each claim held on.",
@@ -38,7 +38,7 @@ def register(subparsers) -> None:
         "--n-val", type=int, default=None,
         help="the next test problems, which choose the mix (default 100; 0: choose in-sample)",
     )  # fmt: skip
-    p.add_argument("--n", type=int, default=None, help="samples per problem (default 32)")
+    p.add_argument("--n", type=int, default=None, help="samples per problem (default 16)")
     p.add_argument("--delta", default=None, help="δ grid of the early⊕final mixes, e.g. 0.25,0.5,0.75")
     p.add_argument("--temperature", default=None, help="temperatures of the final model, e.g. 0.7,1.3,1.6")
     p.add_argument(

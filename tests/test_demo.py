@@ -286,6 +286,17 @@ def test_demo_refuses_an_existing_output_before_any_work(tmp_path, cli):
 
 
 @pytest.mark.parametrize(
+    ("n", "ks"),
+    [(8, (1, 2, 4, 8)), (16, (1, 2, 4, 8, 16)), (24, (1, 2, 4, 8, 16)), (32, (1, 2, 4, 8, 16, 32))],
+)
+def test_n_sets_the_pass_at_k_grid_to_the_powers_of_two_up_to_it(n, ks):
+    from wiseft.cli.demo import sample_ks
+
+    assert sample_ks(n) == ks
+    assert DemoConfig().ks == sample_ks(DemoConfig().n)  # the default n = 16 and its grid agree
+
+
+@pytest.mark.parametrize(
     "flags, message",
     [
         (["--replicates", "0"], "--replicates must be at least 1, got 0"),
@@ -296,7 +307,7 @@ def test_demo_refuses_an_existing_output_before_any_work(tmp_path, cli):
         (["--replicates", "2", "--pretrain-seed", "3"], "drop --pretrain-seed/--sft-seed"),
         (["--delta", "0.5,x"], "--delta must be comma-separated numbers"),
         (["--delta", "1.5"], "--delta values must lie strictly between 0 and 1"),
-        (["--n", "16"], "--n 16 is smaller than the largest k 32"),
+        (["--n", "4"], "--n must be at least 8: the claims judge Pass@k for k >= 8"),
         (["--eval-steps", "20,x"], "--eval-steps must be comma-separated integers or 'all'"),
         (["--eval-steps", ","], "--eval-steps is empty"),
         (["--eval-steps", "20,30"], "eval steps [30] are not checkpoint steps"),

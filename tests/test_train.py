@@ -659,15 +659,20 @@ def test_chain_probability_is_the_same_bits_for_any_thread_count():
 
 
 def test_the_toy_recipe_keeps_the_base_key_and_the_split_of_its_validated_rounds():
-    """Round 9's recipe (validated on 10 runs) is the default: round 6's model and steps (equal-row
-    micro-batches, the tanh GELU), 700 test problems and up to 3 pretraining attempts of 1,600 steps; the
-    base key is the one its cached bases carry (docs/TOY-LOG.md: round 8 measured the alternatives)."""
+    """Round 11b's recipe (validated on 10 runs) is the default: round 9's pretraining (equal-row
+    micro-batches, the tanh GELU, 700 test problems, up to 3 attempts of 1,600 steps) on a two-layer model,
+    SFT batches of 16; the base keys are the ones their cached bases carry (docs/TOY-LOG.md: round 8
+    measured the alternatives, round 11 the depth)."""
     recipe = toy.ToyRecipe()
     assert recipe.micro_split == "rows" and recipe.pretrain_config().micro_split == "rows"
     assert recipe.sft_config().micro_split == "rows" and recipe.model.activation == "gelu_pytorch_tanh"
     assert (recipe.n_test, recipe.pretrain_steps, recipe.pretrain_attempts) == (700, 1600, 3)
+    assert (recipe.model.layers, recipe.sft_batch, recipe.sft_config().batch_size) == (2, 16, 16)
     assert recipe.pretrain_ceiling == 4800  # what the progress bars count to
-    assert recipe.base_key() == "691eb1291c01"
+    assert recipe.base_key() == "733df3cb38f1"
+    # round 10's three-layer base (the thinking demo's) keeps its key, so its bases stay where they were cached
+    round10 = dataclasses.replace(recipe, model=toy.ToyModelConfig(), sft_batch=32)
+    assert round10.base_key() == "691eb1291c01"
     # round 6's recipe keeps its key, so its bases stay where they were cached
-    round6 = dataclasses.replace(recipe, n_test=400, pretrain_steps=2400, pretrain_attempts=1)
+    round6 = dataclasses.replace(round10, n_test=400, pretrain_steps=2400, pretrain_attempts=1)
     assert round6.base_key() == "8d0955d993d3"

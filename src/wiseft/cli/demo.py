@@ -141,6 +141,7 @@ def build_config(args):
         for k, v in {
             "recipe": recipe,
             "n": args.n,
+            "ks": sample_ks(args.n) if args.n is not None else None,
             "n_eval": n_eval,
             "n_val": args.n_val
             if args.n_val is not None
@@ -157,6 +158,16 @@ def build_config(args):
     if args.no_verifier:
         changes["verifier"] = None
     return DemoConfig(**changes)
+
+
+def sample_ks(n: int) -> tuple[int, ...]:
+    """The k of Pass@k for `--n N`: the powers of two up to N (`--n 32`: 1, 2, …, 32), at least 8, the
+    smallest k the claims judge; below that a one-line error."""
+    from wiseft.paired import BIG_K_MIN
+
+    if n < BIG_K_MIN:
+        raise ConfigError(f"--n must be at least {BIG_K_MIN}: the claims judge Pass@k for k >= {BIG_K_MIN}")
+    return tuple(2**i for i in range(n.bit_length()) if 2**i <= n)
 
 
 def run(args) -> int:

@@ -290,10 +290,10 @@ def test_demo_refuses_an_existing_output_before_any_work(tmp_path, cli):
     [(8, (1, 2, 4, 8)), (16, (1, 2, 4, 8, 16)), (24, (1, 2, 4, 8, 16)), (32, (1, 2, 4, 8, 16, 32))],
 )
 def test_n_sets_the_pass_at_k_grid_to_the_powers_of_two_up_to_it(n, ks):
-    from wiseft.cli.demo import sample_ks
+    from wiseft.demo import ks_up_to
 
-    assert sample_ks(n) == ks
-    assert DemoConfig().ks == sample_ks(DemoConfig().n)  # the default n = 16 and its grid agree
+    assert ks_up_to(n) == ks
+    assert DemoConfig().ks == ks_up_to(DemoConfig().n)  # the default n = 16 and its grid agree
 
 
 @pytest.mark.parametrize(

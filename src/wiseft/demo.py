@@ -36,6 +36,7 @@ from wiseft.evaluate.verifying import verify_in_store
 from wiseft.machine import Clock, busy_cores_now, choose_threads
 from wiseft.merge.recipe import Recipe
 from wiseft.metrics import problem_table, summarize
+from wiseft.paired import BIG_K_MIN
 from wiseft.results import RunResults, VariantResult
 from wiseft.store import SampleStore, VariantRow
 from wiseft.tasks import get_task
@@ -46,13 +47,21 @@ from wiseft.verify.toy import ToyVerifierConfig, heldout_ranking, train_toy_veri
 DemoProgress = Callable[[str, int, int, str], None]
 
 
+def ks_up_to(n: int) -> tuple[int, ...]:
+    """The k of Pass@k for n samples per problem: the powers of two up to n (32: 1, 2, …, 32). n must reach
+    the smallest k the claims judge (`paired.BIG_K_MIN`); below that a one-line error naming --n."""
+    if n < BIG_K_MIN:
+        raise ConfigError(f"--n must be at least {BIG_K_MIN}: the claims judge Pass@k for k >= {BIG_K_MIN}")
+    return tuple(2**i for i in range(n.bit_length()) if 2**i <= n)
+
+
 @dataclasses.dataclass(frozen=True)
 class DemoConfig:
     """What the demo runs: the toy recipe, and how its variants are evaluated (seeds pinned)."""
 
     recipe: toy.ToyRecipe = toy.ToyRecipe()
     n: int = 16  # samples per problem (round 11: half of round 10's 32, half the evaluation; docs/TOY-LOG.md)
-    ks: tuple[int, ...] = (1, 2, 4, 8, 16)
+    ks: tuple[int, ...] = ks_up_to(16)
     deltas: tuple[float, ...] = (0.25, 0.5, 0.75)
     temperatures: tuple[float, ...] = (0.7, 1.3, 1.6)
     early_step: int | None = None  # None: the recipe's rule, its first SFT checkpoint

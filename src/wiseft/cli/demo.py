@@ -119,7 +119,7 @@ def parse_seeds(args) -> list[int] | None:
 def build_config(args):
     import dataclasses
 
-    from wiseft.demo import DemoConfig
+    from wiseft.demo import DemoConfig, ks_up_to
     from wiseft.demo_rl import RLStageConfig
     from wiseft.train.toy import ToyRecipe
 
@@ -141,7 +141,7 @@ def build_config(args):
         for k, v in {
             "recipe": recipe,
             "n": args.n,
-            "ks": sample_ks(args.n) if args.n is not None else None,
+            "ks": ks_up_to(args.n) if args.n is not None else None,
             "n_eval": n_eval,
             "n_val": args.n_val
             if args.n_val is not None
@@ -158,16 +158,6 @@ def build_config(args):
     if args.no_verifier:
         changes["verifier"] = None
     return DemoConfig(**changes)
-
-
-def sample_ks(n: int) -> tuple[int, ...]:
-    """The k of Pass@k for `--n N`: the powers of two up to N (`--n 32`: 1, 2, …, 32), at least 8, the
-    smallest k the claims judge; below that a one-line error."""
-    from wiseft.paired import BIG_K_MIN
-
-    if n < BIG_K_MIN:
-        raise ConfigError(f"--n must be at least {BIG_K_MIN}: the claims judge Pass@k for k >= {BIG_K_MIN}")
-    return tuple(2**i for i in range(n.bit_length()) if 2**i <= n)
 
 
 def run(args) -> int:

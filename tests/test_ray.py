@@ -299,3 +299,72 @@ def test_ray_without_an_address_starts_its_own_local_cluster_and_stops_it(cluste
     cfg = sweep_cfg(*anchors, n=3, k=(1, 3), max_new_tokens=24, chunk=1, seed=0, val_fraction=0.5)
     run_sweep(cfg, tmp_path / "local", report=False)
     assert rows(out / "samples.db") == rows(tmp_path / "local" / "samples.db")
+
+
+def _counting_create_actor(monkeypatch) -> list[int]:
+    """Record each actor `early.create_actor` makes (by index), calling through."""
+    from wiseft.distributed import early
+
+    made: list[int] = []
+    real = early.create_actor
+
+    def create(ray, shape, pg, actor, engine, setup):
+        made.append(actor)
+        return real(ray, shape, pg, actor, engine, setup)
+
+    monkeypatch.setattr(early, "create_actor", create)
+    return made
+
+
+def test_actors_asked_for_before_the_imports_are_adopted_and_store_the_bytes_of_one_machine(
+    cluster, anchors, tmp_path, monkeypatch
+):
+    """`early.prestart` (what the CLI calls before importing torch) asks for the run's two actors; the run
+    adopts them (no other actor is made), gives them its setup before they load the model, and stores
+    the bytes of one machine. Nothing waits afterwards."""
+    from wiseft.distributed import early
+
+    made = _counting_create_actor(monkeypatch)
+    cfg = sweep_cfg(*anchors, n=3, chunk=4, max_new_tokens=10)
+    local = tmp_path / "local"
+    run_sweep(cfg, local, report=False)
+    cfg_ray = sweep_cfg(*anchors, n=3, chunk=4, max_new_tokens=10, ray=RayConfig(actors=2))
+    early.prestart(cfg_ray)
+    assert made == [0, 1] and early._waiting is not None
+    remote = run_sweep(cfg_ray, tmp_path / "ray", report=False)
+    assert made == [0, 1] and early._waiting is None  # adopted: no other actor was made
+    assert rows(tmp_path / "ray" / "samples.db") == rows(local / "samples.db")
+    record = remote.machine["ray"]
+    assert len(record["actors"]) == 2 and all(a["state"] == "stopped" for a in record["actors"])
+    _wait_for_free_cpus(4)
+
+
+def test_early_actors_of_another_shape_are_stopped_and_the_run_makes_its_own(
+    cluster, anchors, tmp_path, monkeypatch
+):
+    """Actors asked for with other settings (one actor) than the run's (two) are not adopted: they are
+    stopped, their placement group freed, and the run makes and uses its own."""
+    from wiseft.distributed import early
+
+    made = _counting_create_actor(monkeypatch)
+    cfg = sweep_cfg(*anchors, n=2, chunk=4, max_new_tokens=8)
+    run_sweep(cfg, tmp_path / "local", report=False)
+    early.prestart(sweep_cfg(*anchors, n=2, chunk=4, max_new_tokens=8, ray=RayConfig(actors=1)))
+    cfg_ray = sweep_cfg(*anchors, n=2, chunk=4, max_new_tokens=8, ray=RayConfig(actors=2))
+    remote = run_sweep(cfg_ray, tmp_path / "ray", report=False)
+    assert made == [0, 0, 1] and early._waiting is None
+    assert rows(tmp_path / "ray" / "samples.db") == rows(tmp_path / "local" / "samples.db")
+    assert len(remote.machine["ray"]["actors"]) == 2
+    _wait_for_free_cpus(4)
+
+
+def test_early_actors_never_adopted_are_stopped_at_exit(cluster, anchors, monkeypatch):
+    """A command that asked for its actors and then failed (bad input) or had nothing left to sample:
+    at exit its actors are stopped and their CPUs given back."""
+    from wiseft.distributed import early
+
+    early.prestart(sweep_cfg(*anchors, ray=RayConfig(actors=2)))
+    assert early._waiting is not None
+    early._stop_unadopted()
+    assert early._waiting is None
+    _wait_for_free_cpus(4)

@@ -7,6 +7,7 @@ import importlib.machinery
 import importlib.util
 import logging
 import re
+import subprocess
 import sys
 
 import pytest
@@ -150,7 +151,7 @@ def test_the_session_passes_detail_by_keyword_only_to_callbacks_that_take_it(fn,
 )  # fmt: skip
 def test_actors_get_the_drivers_openmp_policy(monkeypatch, policy, want):
     """The CLI sets OMP_WAIT_POLICY before torch loads; actors' interpreters must get it the same way."""
-    from wiseft.distributed.engine import actor_runtime_env
+    from wiseft.distributed.early import actor_runtime_env
 
     if policy is None:
         monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
@@ -352,3 +353,33 @@ def test_an_actor_below_normal_priority_says_so_in_its_progress_line(niceness, s
     where = {"host": "node", "pid": 7} | ({} if niceness is None else {"niceness": niceness})
     monitor.ready(stats, where)
     assert stats.detail().endswith(", niceness 15") is shown and "on node:7" in stats.detail()
+
+
+def test_a_command_can_ask_for_ray_actors_before_it_imports_torch():
+    """`distributed.early` (and the actor class it names) imports neither torch nor transformers, so the
+    CLI can ask for a run's actors first and let their imports overlap its own (`start_ray_early`)."""
+    code = (
+        "import sys; import wiseft.distributed.early, wiseft.cli._common; "
+        "print(sorted(m for m in ('torch', 'transformers', 'numpy') if m in sys.modules))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"
+
+
+def test_early_actors_are_adopted_only_by_a_run_that_needs_the_same_ones():
+    from wiseft.distributed.early import prestart_key
+
+    key = prestart_key(RayConfig(actors=2), "", 1, "hf")
+    assert key == prestart_key(RayConfig(actors=2), None, 1, "hf")  # no device named either way
+    assert key != prestart_key(RayConfig(actors=1), "", 1, "hf")
+    assert key != prestart_key(RayConfig(actors=2), "cuda", 1, "hf")
+    assert key != prestart_key(RayConfig(actors=2), "", 2, "hf")
+    assert key != prestart_key(RayConfig(actors=2), "", 1, "vllm")
+
+
+def test_commands_without_ray_ask_for_no_actors(monkeypatch):
+    from wiseft.cli._common import start_ray_early
+    from wiseft.distributed import early
+
+    monkeypatch.setattr(early, "prestart", lambda cfg: pytest.fail("no ray: section, no actors"))
+    start_ray_early(SweepConfig(anchors=("a", "b"), task="toy"))

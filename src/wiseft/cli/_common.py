@@ -23,3 +23,15 @@ def load_config(cls: type, args: argparse.Namespace, **fixed: Any):
     flags = {name: getattr(args, name) for name in option_dests(cls) if getattr(args, name, None) is not None}
     flags.update({k: v for k, v in fixed.items() if v is not None})
     return load(cls, args.config, flags)
+
+
+def start_ray_early(cfg) -> None:
+    """With a `ray:` section, ask the cluster for the run's actors now, before this command imports torch
+    and transformers, so that the actors' own imports run meanwhile (`distributed.early`; ~4 s of a Ray
+    command's start on the project's VM). Errors are the run's own (an unreachable cluster, one too small
+    for the actors); the actors are stopped at exit if the run never uses them."""
+    if getattr(cfg, "ray", None) is None:
+        return
+    from wiseft.distributed.early import prestart
+
+    prestart(cfg)

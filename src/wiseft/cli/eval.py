@@ -6,7 +6,7 @@ config.yaml the resolved settings, samples.db the store (a rerun resumes from it
 
 from __future__ import annotations
 
-from wiseft.cli._common import add_eval_args, load_config
+from wiseft.cli._common import add_eval_args, load_config, start_ray_early
 from wiseft.cli.progress import ProgressView, stderr_console
 from wiseft.evaluate.config import ModelEvalConfig
 
@@ -24,11 +24,12 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
+    cfg = load_config(ModelEvalConfig, args, model=args.model)
+    start_ray_early(cfg)
     from wiseft.cli.tables import metrics_tables, print_warnings, table_console
     from wiseft.evaluate.runners import run_eval
     from wiseft.results import metrics_json
 
-    cfg = load_config(ModelEvalConfig, args, model=args.model)
     console = stderr_console()
     with ProgressView(console) as view:
         results = run_eval(cfg, args.output, progress=view, force=args.force)

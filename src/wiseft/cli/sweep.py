@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from wiseft.cli._common import add_eval_args, load_config
+from wiseft.cli._common import add_eval_args, load_config, start_ray_early
 from wiseft.cli.progress import ProgressView, stderr_console
 from wiseft.evaluate.config import SweepConfig
 
@@ -25,10 +25,12 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
+    cfg = load_config(SweepConfig, args, anchors=tuple(args.anchors) or None)
+    if not args.dry_run:
+        start_ray_early(cfg)
     from wiseft.cli.tables import print_warnings, results_table, table_console
     from wiseft.evaluate.runners import dry_run_sweep, run_sweep
 
-    cfg = load_config(SweepConfig, args, anchors=tuple(args.anchors) or None)
     if args.dry_run:
         show_dry_run(table_console(), dry_run_sweep(cfg))
         return 0

@@ -3,7 +3,7 @@ checkpoint, evaluated and tabulated by step (results.json, config.yaml, report/)
 
 from __future__ import annotations
 
-from wiseft.cli._common import add_eval_args, load_config
+from wiseft.cli._common import add_eval_args, load_config, start_ray_early
 from wiseft.cli.progress import ProgressView, stderr_console
 from wiseft.evaluate.config import TrajectoryConfig
 
@@ -22,10 +22,11 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
+    cfg = load_config(TrajectoryConfig, args, run_dir=args.run_dir)
+    start_ray_early(cfg)
     from wiseft.cli.tables import print_warnings, results_table, table_console
     from wiseft.evaluate.runners import run_trajectory
 
-    cfg = load_config(TrajectoryConfig, args, run_dir=args.run_dir)
     console = stderr_console()
     with ProgressView(console) as view:
         results = run_trajectory(cfg, args.output, progress=view, report=not args.no_report, force=args.force)

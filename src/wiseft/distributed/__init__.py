@@ -6,6 +6,8 @@
   free, lost units re-queued, lost actors replaced, the next variant started while the last units run;
 - `actor`: `EngineWorker`, the actor (one engine replica: a sampler and its anchors) and the actor-side
   engines by name (`ACTOR_ENGINES`);
+- `early`: the actors asked for at the start of a command, before its own imports, and adopted by
+  `RayEngine.start`, so that the actors' start overlaps the driver's;
 - `cluster`: connecting to a cluster (or starting one), its resources, the placement group;
 - `monitor`: per-actor throughput, the queue, and the run's record of which actor drew each unit;
 - `fake`: a scripted engine with a cost per token, for tests and the scheduling benchmark.

@@ -27,14 +27,15 @@ import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from wiseft.checkpoints import model_fingerprint
 from wiseft.errors import CheckpointError, ConfigError
-from wiseft.evaluate.engine import Engine, hf_engine, vllm_engine
-from wiseft.evaluate.plan import VariantSpec
 from wiseft.memory import tune_allocator
 from wiseft.sampling import Completion, SamplingParams
+
+if TYPE_CHECKING:  # (torch and transformers come with these: the actor imports them in `warm`, so that a
+    from wiseft.evaluate.engine import Engine  # driver can ask for actors before it has imported them)
+    from wiseft.evaluate.plan import VariantSpec
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,8 @@ class ActorSetup:
 
 def hf_actor_engine(setup: ActorSetup) -> Engine:
     """The transformers engine: the model on the actor's device, `HFSampler`, `AnchorWeights`."""
+    from wiseft.evaluate.engine import hf_engine
+
     return hf_engine(setup.model_dir, setup.device, setup.threads, setup.tokenizer_dirs)
 
 
@@ -70,11 +73,13 @@ def vllm_options(options, device: str, backend: str | None = None):
 
 def vllm_actor_engine(setup: ActorSetup) -> Engine:
     """The vLLM engine with `setup.options["vllm"]` (the run's `EngineOptions`), see `vllm_options`."""
+    from wiseft.evaluate.engine import vllm_engine
+
     options = vllm_options(setup.options["vllm"], setup.device, setup.vllm_backend)
     return vllm_engine(setup.model_dir, options, setup.tokenizer_dirs)
 
 
-ActorEngineFactory = Callable[[ActorSetup], Engine]
+ActorEngineFactory = Callable[[ActorSetup], "Engine"]
 ACTOR_ENGINES: dict[str, ActorEngineFactory] = {"hf": hf_actor_engine, "vllm": vllm_actor_engine}
 
 
@@ -102,7 +107,11 @@ class UnitResult:
 
 
 class EngineWorker:
-    """One engine replica. Ray calls its methods one at a time (a plain, synchronous actor)."""
+    """One engine replica. Ray calls its methods one at a time (a plain, synchronous actor).
+
+    The constructor sets the actor's environment (`setup.env`) and imports the engine's libraries
+    (`warm`); `start` loads the model. An actor asked for before the run's models are known (`early`)
+    gets the rest of its setup from `configure`, which Ray runs before `start` (one caller, in order)."""
 
     def __init__(self, engine: str | ActorEngineFactory, setup: ActorSetup):
         self.factory = engine
@@ -110,13 +119,22 @@ class EngineWorker:
         self.engine: Engine | None = None
         self.current: VariantSpec | None = None
         self.checked: dict[str, str] = {}
+        apply_env(setup.env)
+        tune_allocator()  # as the CLI does for the commands that run models (`wiseft.memory`)
+        warm(engine)
+
+    def configure(self, setup: ActorSetup) -> None:
+        """The run's setup for an actor made early; its environment must be the one it was made with."""
+        if setup.env != self.setup.env:
+            raise ConfigError(
+                f"an actor made with the environment {self.setup.env} cannot run with {setup.env}"
+            )
+        self.setup = setup
 
     def start(self) -> dict:
         """Build the engine (load the model); return where this actor runs and what engine it holds
         (`engine_info`: versions and options, as `Engine.info`)."""
         if self.engine is None:
-            apply_env(self.setup.env)
-            tune_allocator()  # as the CLI does for the commands that run models (`wiseft.memory`)
             self.engine = resolve_factory(self.factory)(self.setup)
         return {**where(), "engine_info": _plain(self.engine.info)}
 
@@ -156,12 +174,29 @@ class EngineWorker:
         """This node reads the models the driver fingerprinted, or the unit fails with a typed error."""
         for path, expected in fingerprints.items():
             if path not in self.checked:
+                from wiseft.checkpoints import model_fingerprint
+
                 self.checked[path] = model_fingerprint(path)
             if self.checked[path] != expected:
                 raise CheckpointError(
                     f"{path} on node {socket.gethostname()} is not the driver's copy (fingerprint "
                     f"{self.checked[path]} vs {expected}); give every node the same model files at that path"
                 )
+
+
+def warm(engine: str | ActorEngineFactory) -> None:
+    """Import what the project's engines load a model with (torch, transformers' model base and the
+    engine module: ~4 s of a fresh actor's start on the project's VM), so that `start` only reads the
+    model. Best effort: a transformers that moves its modules only loses the head start."""
+    if not isinstance(engine, str):
+        return
+    import importlib
+
+    for name in ("wiseft.evaluate.engine", "transformers.modeling_utils", "transformers.activations"):
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            pass
 
 
 def apply_env(env: dict) -> None:

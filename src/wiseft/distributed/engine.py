@@ -12,7 +12,8 @@
 
 `start()` joins the cluster (or starts a local one), makes the placement group and asks for the actors
 without waiting for them to load their engines; `ray_engine` calls it, so the actors load while the
-session opens (otherwise the first unit of work starts them). They are stopped after the
+session opens (otherwise the first unit of work starts them). When the command asked for the same actors
+before its own imports (`early.prestart`, from the CLI), `start()` adopts those instead. They are stopped after the
 plan's last variant is sampled, on any error, and on Ctrl-C (KeyboardInterrupt); a driver that dies
 outright takes them with it (Ray ends the actors and placement group of a job whose driver is gone).
 `describe()` is the run's record (results.json, machine.ray): the cluster's resources and nodes, the
@@ -32,8 +33,8 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 from wiseft.checkpoints import model_fingerprint, validate_model_dir
-from wiseft.distributed import cluster
-from wiseft.distributed.actor import ActorEngineFactory, ActorSetup, EngineWorker, resolve_factory
+from wiseft.distributed import cluster, early
+from wiseft.distributed.actor import ActorEngineFactory, ActorSetup, resolve_factory
 from wiseft.distributed.dispatch import Dispatcher
 from wiseft.distributed.monitor import Monitor
 from wiseft.distributed.shape import ActorShape, actor_shape
@@ -41,7 +42,6 @@ from wiseft.errors import SamplingError
 from wiseft.evaluate.config import EvalConfig, RayConfig
 from wiseft.evaluate.engine import Engine, context_length, find_tokenizer
 from wiseft.evaluate.plan import VariantSpec
-from wiseft.openmp import VARIABLE
 from wiseft.sampling import Completion, SamplingParams
 
 
@@ -112,33 +112,37 @@ class RayEngine:
 
     # --- the cluster -------------------------------------------------------------------------------
     def start(self) -> Dispatcher:
-        """Join the cluster, place and ask for the actors (once; again after `close`)."""
+        """Join the cluster, place and ask for the actors (once; again after `close`), or adopt the ones
+        the command asked for before its imports (`early.prestart`) when they are the ones needed."""
         if self._dispatcher is not None:
             return self._dispatcher
         ray = cluster.ray_module()
-        from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
-
-        self._owns_connection = cluster.connect(self.cfg.address)
-        self.cluster = cluster.snapshot()
         vllm = self.setup.options.get("vllm")
-        self.shape = shape = actor_shape(
-            self.cfg, self.setup.device, self.cluster["resources"],
-            vllm.tensor_parallel_size if vllm is not None else 1, self.cluster["nodes"],
-        )  # fmt: skip
-        self._pg = cluster.place(shape, self.cfg.strategy, self.cfg.start_timeout)
-        remote = ray.remote(EngineWorker)
-        setup = self._setup_for(shape)
+        tp = vllm.tensor_parallel_size if vllm is not None else 1
+        waiting = early.adopt(early.prestart_key(self.cfg, self.setup.device, tp, self.actor_engine))
+        if waiting is not None:
+            self._owns_connection, self.cluster, self.shape = (
+                waiting.owns_connection,
+                waiting.cluster,
+                waiting.shape,
+            )
+            self._pg, handles = waiting.pg, waiting.handles
+        else:
+            self._owns_connection = cluster.connect(self.cfg.address)
+            self.cluster = cluster.snapshot()
+            self.shape = actor_shape(
+                self.cfg, self.setup.device, self.cluster["resources"], tp, self.cluster["nodes"]
+            )
+            self._pg, handles = cluster.place(self.shape, self.cfg.strategy, self.cfg.start_timeout), {}
+        shape, setup = self.shape, self._setup_for(self.shape)
 
         def new_actor(actor: int):
-            options = shape.actor_options(actor)
-            where = PlacementGroupSchedulingStrategy(
-                self._pg, placement_group_bundle_index=options.pop("placement_group_bundle_index"),
-                placement_group_capture_child_tasks=options.pop("placement_group_capture_child_tasks"),
-            )  # fmt: skip
             actor_setup = dataclasses.replace(setup, env=shape.actor_env(actor))
-            return remote.options(
-                **options, max_restarts=0, scheduling_strategy=where, runtime_env=actor_runtime_env()
-            ).remote(self.actor_engine, actor_setup)
+            handle = handles.pop(actor, None)  # made early: its setup comes before its start (one caller)
+            if handle is not None:
+                handle.configure.remote(actor_setup)
+                return handle
+            return early.create_actor(ray, shape, self._pg, actor, self.actor_engine, actor_setup)
 
         self._dispatcher = Dispatcher(
             new_actor, shape.actors, self.fingerprints, self.monitor, self.cfg.start_timeout, self.lookahead
@@ -179,14 +183,6 @@ class RayEngine:
             "actors_planned": shape.actors if shape else None,
             "lookahead": self.lookahead, **self.monitor.record(),
         }}  # fmt: skip
-
-
-def actor_runtime_env() -> dict | None:
-    """The actors' process environment, where it must be set before their interpreter imports torch:
-    the driver's OpenMP waiting policy (the CLI sets PASSIVE for the commands that run models, see
-    `wiseft.openmp`), so that actors spend their cores as the same command run locally would."""
-    policy = os.environ.get(VARIABLE)
-    return {"env_vars": {VARIABLE: policy}} if policy else None
 
 
 def _engine_name(engine) -> str:

@@ -98,6 +98,20 @@ def test_orm_batched_scores_equal_one_by_one_forward(models, name, max_rows):
     assert len(ident["sha256"]["weights"]) == 64 and ident["path"] == str(models[name].resolve())
 
 
+@pytest.mark.parametrize("name", ["orm-llama", "orm-qwen2-chat", "orm-gpt2"])
+def test_orm_encodes_a_list_in_one_call_as_one_by_one(models, name):
+    """`encode_many` tokenises every text in one tokenizer call: the same ids and pooled positions as
+    `encode` of each, also for empty completions, non-ASCII text and the chat template."""
+    items = random_items(1) + [
+        Item("q", "", "empty"),
+        Item("é–ü ", "ß\n\n∑", "unicode"),
+        Item("", "x", "no-prompt"),
+    ]
+    ver = load_verifier(models[name], "orm")
+    assert ver.encode_many(items) == [ver.encode(item) for item in items]
+    assert ver.encode_many([]) == []
+
+
 def test_orm_identity_follows_content_not_path(models, tmp_path):
     a = load_verifier(models["orm-llama"], "orm").identity
     shutil.copytree(models["orm-llama"], tmp_path / "copy")

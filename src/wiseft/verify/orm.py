@@ -14,6 +14,7 @@ sigmoid is the chance it beats a reward of 0).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,7 +22,7 @@ import torch
 
 from wiseft.errors import VerifierError
 from wiseft.verify.base import Encoded, Item, Verifier
-from wiseft.verify.text import check_system, encode_pair, resolve_template
+from wiseft.verify.text import check_system, encode_pair, encode_pairs, resolve_template
 
 
 def pool_index(ids: list[int], pad_id: int | None) -> int:
@@ -66,6 +67,13 @@ class OutcomeRewardModel(Verifier):
     def encode(self, item: Item) -> Encoded:
         ids = encode_pair(self.tokenizer, item.prompt, item.completion, self.template, self.system)
         return Encoded(ids, (pool_index(ids, self._pool_pad),))
+
+    def encode_many(self, items: Sequence[Item]) -> list[Encoded]:
+        pairs = [(item.prompt, item.completion) for item in items]
+        return [
+            Encoded(ids, (pool_index(ids, self._pool_pad),))
+            for ids in encode_pairs(self.tokenizer, pairs, self.template, self.system)
+        ]
 
     def forward(self, input_ids, mask, positions, batch: list[Encoded]) -> torch.Tensor:
         """Scores (float32, one per row) of a left-padded batch; differentiable (used in training too)."""

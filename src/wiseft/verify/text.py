@@ -46,10 +46,31 @@ def encode_pair(tokenizer: Any, prompt: str, completion: str, template: str, sys
     """Token ids of the pair under a resolved template ("chat" or "plain")."""
     if template == "plain":
         return list(tokenizer(prompt + completion, add_special_tokens=True)["input_ids"])
+    text = _chat_text(tokenizer, prompt, completion, system)
+    return list(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+
+def encode_pairs(
+    tokenizer: Any, pairs: list[tuple[str, str]], template: str, system: str | None
+) -> list[list[int]]:
+    """`encode_pair` of each (prompt, completion), the texts tokenised in one call of the tokenizer (the
+    same ids as one call each: no padding, no truncation; a fast tokenizer batches them natively)."""
+    if not pairs:
+        return []
+    if template == "plain":
+        texts, special = [prompt + completion for prompt, completion in pairs], True
+    else:
+        texts, special = (
+            [_chat_text(tokenizer, prompt, completion, system) for prompt, completion in pairs],
+            False,
+        )
+    return [list(ids) for ids in tokenizer(texts, add_special_tokens=special)["input_ids"]]
+
+
+def _chat_text(tokenizer: Any, prompt: str, completion: str, system: str | None) -> str:
     messages = [{"role": "system", "content": system}] if system else []
     messages += [{"role": "user", "content": prompt}, {"role": "assistant", "content": completion}]
-    text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=False)
-    return list(tokenizer(text, add_special_tokens=False)["input_ids"])
+    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=False)
 
 
 def split_steps(completion: str, delimiter: str, separator: str) -> list[str]:

@@ -365,6 +365,23 @@ def test_early_actors_never_adopted_are_stopped_at_exit(cluster, anchors, monkey
 
     early.prestart(sweep_cfg(*anchors, ray=RayConfig(actors=2)))
     assert early._waiting is not None
-    early._stop_unadopted()
+    early.stop_unadopted()
     assert early._waiting is None
+    _wait_for_free_cpus(4)
+
+
+def test_bad_input_after_the_early_actors_exits_2_and_stops_them(
+    cluster, anchors, tmp_path, cli, monkeypatch
+):
+    """The actors are asked for before the model directories are read: a missing one is still the
+    one-line error with exit 2 and nothing written, and the command stops its actors as it ends (in
+    this process too, where no exit follows)."""
+    from wiseft.distributed import early
+
+    made = _counting_create_actor(monkeypatch)
+    out = tmp_path / "out"
+    code, err = cli(["sweep", tmp_path / "missing", anchors[1], "--task", "toy", "--limit", "4", "--n", "2",
+                     "--k", "1", "--device", "cpu", "--no-report", "-o", out, "--ray-actors", "2", "--ray"])  # fmt: skip
+    assert code == 2 and "missing" in err and len(err.strip().splitlines()) == 1, err
+    assert made == [0, 1] and not out.exists() and early._waiting is None
     _wait_for_free_cpus(4)

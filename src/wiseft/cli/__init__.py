@@ -12,6 +12,7 @@ import logging
 import sys
 
 from wiseft import __version__
+from wiseft.cli._common import stop_early_actors
 from wiseft.errors import WiseftError
 from wiseft.memory import tune_allocator
 from wiseft.openmp import passive_openmp
@@ -86,6 +87,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"wiseft {args.command}: interrupted", file=sys.stderr)
         return 130
+    finally:
+        stop_early_actors()
 
 
 if __name__ == "__main__":  # pragma: no cover

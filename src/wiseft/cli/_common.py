@@ -5,6 +5,7 @@ and argument parsing import this module; the closing tables (`cli.tables`) load 
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import Any
 
 from wiseft.config import add_options, load, option_dests
@@ -35,3 +36,11 @@ def start_ray_early(cfg) -> None:
     from wiseft.distributed.early import prestart
 
     prestart(cfg)
+
+
+def stop_early_actors() -> None:
+    """When a command ends (also on an error): stop the actors `start_ray_early` asked for that its run
+    never adopted, so that an error in this process leaves no actor holding the cluster's CPUs."""
+    early = sys.modules.get("wiseft.distributed.early")
+    if early is not None:
+        early.stop_unadopted()

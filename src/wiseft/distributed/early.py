@@ -7,7 +7,7 @@ flags (this module imports neither library), joins the cluster, places the actor
 their imports (`actor.warm`) run while the driver does its own. `RayEngine.start` then `adopt`s them, and
 gives each the run's setup (`EngineWorker.configure`) before it loads the model, as a run that asked for
 its actors itself would. A run that asks for other actors (another shape or engine) stops these and makes
-its own; actors never adopted are stopped when the process exits, with the cluster this process started.
+its own; actors never adopted are stopped when the command ends (`stop_unadopted`), with the cluster it started.
 
 `create_actor` and `actor_runtime_env` are how both paths make an actor.
 """
@@ -98,9 +98,9 @@ def _stop(waiting: Prestarted, disconnect: bool) -> None:
 
 
 @atexit.register
-def _stop_unadopted() -> None:
-    """Actors never adopted (a run that failed on bad input, or had nothing left to sample) are stopped,
-    and a local cluster this process started with them goes too."""
+def stop_unadopted() -> None:
+    """Stop the actors no run adopted (it failed on bad input, or had nothing left to sample), and a
+    local cluster this process started for them. The CLI calls it when a command ends; also at exit."""
     global _waiting
     waiting, _waiting = _waiting, None
     if waiting is not None:

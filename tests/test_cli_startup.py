@@ -5,6 +5,7 @@ the evaluation session, the engine or checkpoints."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -151,3 +152,50 @@ def _loaded(modules: list[str], cwd) -> str:
 )
 def test_report_and_eval_path_load_no_matplotlib(tmp_path, modules):
     assert "matplotlib" not in _loaded(modules, tmp_path).split()
+
+
+def _python(code: str, cwd=None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=cwd)
+
+
+def test_the_command_exits_with_mains_status_and_all_of_its_output():
+    """`python -m wiseft` ends through `exit_now`: the status main returned (0, or 2 for bad input), and
+    stdout and stderr complete though they are pipes (block-buffered) when it skips the teardown."""
+    listed = subprocess.run([sys.executable, "-m", "wiseft", "merge", "--list"], capture_output=True, text=True,
+                            timeout=120)  # fmt: skip
+    assert listed.returncode == 0 and listed.stdout.rstrip().endswith("┘") and "slerp" in listed.stdout
+    bad = subprocess.run([sys.executable, "-m", "wiseft", "merge", "/nonexistent-a", "/nonexistent-b", "--delta",
+                          "0.5", "-o", "/nonexistent-out"], capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert bad.returncode == 2 and bad.stderr.startswith("wiseft merge: error:")
+
+
+def test_exit_now_runs_the_exit_handlers_and_flushes_before_it_leaves(tmp_path):
+    """What must happen at exit still does (atexit handlers: Ray's shutdown, unused actors stopped,
+    temporary directories removed), buffered output is written, and the status is the one given."""
+    code = (
+        "import atexit, pathlib, sys, tempfile\n"
+        "from wiseft.cli import exit_now\n"
+        f"atexit.register(lambda: pathlib.Path({str(tmp_path / 'handler')!r}).write_text('ran'))\n"
+        "keep = tempfile.TemporaryDirectory()\n"
+        f"pathlib.Path({str(tmp_path / 'tmpdir')!r}).write_text(keep.name)\n"
+        "sys.stdout.write('x' * 100000)\n"  # more than a pipe's buffer: written, not dropped
+        "exit_now(3)\n"
+    )
+    done = _python(code)
+    assert done.returncode == 3 and done.stdout == "x" * 100000
+    assert (tmp_path / "handler").read_text() == "ran"
+    assert not os.path.exists((tmp_path / "tmpdir").read_text())
+
+
+def test_exit_now_waits_for_a_running_thread_as_an_ordinary_exit_does(tmp_path):
+    code = (
+        "import pathlib, threading, time\n"
+        "from wiseft.cli import exit_now\n"
+        "def late():\n"
+        "    time.sleep(0.5)\n"
+        f"    pathlib.Path({str(tmp_path / 'late')!r}).write_text('done')\n"
+        "threading.Thread(target=late).start()\n"
+        "exit_now(0)\n"
+    )
+    done = _python(code)
+    assert done.returncode == 0 and (tmp_path / "late").read_text() == "done"

@@ -1,5 +1,3 @@
-import sys
+from wiseft.cli import entry
 
-from wiseft.cli import main
-
-sys.exit(main())
+entry()

@@ -30,7 +30,8 @@ def start_ray_early(cfg) -> None:
     """With a `ray:` section, ask the cluster for the run's actors now, before this command imports torch
     and transformers, so that the actors' own imports run meanwhile (`distributed.early`; ~4 s of a Ray
     command's start on the project's VM). Errors are the run's own (an unreachable cluster, one too small
-    for the actors); the actors are stopped at exit if the run never uses them."""
+    for the actors); the actors are stopped when the command ends if its run never used them
+    (`stop_early_actors`)."""
     if getattr(cfg, "ray", None) is None:
         return
     from wiseft.distributed.early import prestart

@@ -109,6 +109,8 @@ def test_orm_encodes_a_list_in_one_call_as_one_by_one(models, name):
     ]
     ver = load_verifier(models[name], "orm")
     assert ver.encode_many(items) == [ver.encode(item) for item in items]
+    chat = name.endswith("chat")  # and each text's ids as the tokenizer gives them for that text alone
+    assert [e.ids for e in ver.encode_many(items)] == [list(ids_of(ver.tokenizer, it, chat)) for it in items]
     assert ver.encode_many([]) == []
 
 

@@ -83,6 +83,11 @@ ActorEngineFactory = Callable[[ActorSetup], "Engine"]
 ACTOR_ENGINES: dict[str, ActorEngineFactory] = {"hf": hf_actor_engine, "vllm": vllm_actor_engine}
 
 
+def engine_name(engine: str | ActorEngineFactory) -> str:
+    """The actors' engine as the run records it: its name, or the factory's class name."""
+    return engine if isinstance(engine, str) else type(engine).__name__
+
+
 def resolve_factory(engine: str | ActorEngineFactory) -> ActorEngineFactory:
     if callable(engine):
         return engine

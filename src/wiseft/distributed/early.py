@@ -20,9 +20,20 @@ import os
 from typing import Any
 
 from wiseft.distributed import cluster
-from wiseft.distributed.actor import ActorSetup, EngineWorker
+from wiseft.distributed.actor import ActorSetup, EngineWorker, engine_name
 from wiseft.distributed.shape import ActorShape, actor_shape
 from wiseft.openmp import VARIABLE
+
+
+@dataclasses.dataclass
+class Placed:
+    """A run's place on the cluster: whether this process started the connection (and a local cluster),
+    the cluster's snapshot, the actors' shape and their placement group."""
+
+    owns_connection: bool
+    cluster: dict
+    shape: ActorShape
+    pg: Any
 
 
 @dataclasses.dataclass
@@ -30,10 +41,7 @@ class Prestarted:
     """Actors asked for by `prestart`, waiting for the run's engine to adopt them."""
 
     key: tuple
-    owns_connection: bool
-    cluster: dict
-    shape: ActorShape
-    pg: Any
+    placed: Placed
     handles: dict[int, Any]
 
 
@@ -42,7 +50,21 @@ _waiting: Prestarted | None = None
 
 def prestart_key(ray_cfg, device: str, tp: int, engine) -> tuple:
     """What decides the actors: the `ray:` settings, the device, vLLM's tensor parallelism, the engine."""
-    return (ray_cfg, device or "", tp, engine if isinstance(engine, str) else type(engine).__name__)
+    return (ray_cfg, device or "", tp, engine_name(engine))
+
+
+def join_and_place(ray_cfg, device: str, tp: int) -> Placed:
+    """Join the cluster `ray_cfg` names (or start a local one), snapshot it, and place the actors' shape;
+    a failure leaves no connection this call made."""
+    owns = cluster.connect(ray_cfg.address)
+    try:
+        snap = cluster.snapshot()
+        shape = actor_shape(ray_cfg, device or "", snap["resources"], tp, snap["nodes"])
+        return Placed(owns, snap, shape, cluster.place(shape, ray_cfg.strategy, ray_cfg.start_timeout))
+    except BaseException:
+        if owns:
+            cluster.disconnect()
+        raise
 
 
 def prestart(cfg) -> None:
@@ -54,21 +76,16 @@ def prestart(cfg) -> None:
     options = cfg.engine_options()
     tp = options.tensor_parallel_size if options is not None else 1
     ray = cluster.ray_module()
-    owns = cluster.connect(cfg.ray.address)
-    try:
-        snap = cluster.snapshot()
-        shape = actor_shape(cfg.ray, cfg.device or "", snap["resources"], tp, snap["nodes"])
-        pg = cluster.place(shape, cfg.ray.strategy, cfg.ray.start_timeout)
-    except BaseException:
-        if owns:
-            cluster.disconnect()
-        raise
+    placed = join_and_place(cfg.ray, cfg.device, tp)
+    shape = placed.shape
     setup = ActorSetup("", env={})  # the env each actor needs is its shape's; the rest comes in `configure`
     handles = {
-        a: create_actor(ray, shape, pg, a, cfg.engine, dataclasses.replace(setup, env=shape.actor_env(a)))
+        a: create_actor(
+            ray, shape, placed.pg, a, cfg.engine, dataclasses.replace(setup, env=shape.actor_env(a))
+        )
         for a in range(shape.actors)
     }
-    _waiting = Prestarted(prestart_key(cfg.ray, cfg.device, tp, cfg.engine), owns, snap, shape, pg, handles)
+    _waiting = Prestarted(prestart_key(cfg.ray, cfg.device, tp, cfg.engine), placed, handles)
 
 
 def adopt(key: tuple) -> Prestarted | None:
@@ -92,8 +109,8 @@ def _stop(waiting: Prestarted, disconnect: bool) -> None:
                 ray.kill(handle, no_restart=True)
             except Exception:  # noqa: BLE001 - already gone
                 pass
-        cluster.release(waiting.pg)
-    if disconnect and waiting.owns_connection:
+        cluster.release(waiting.placed.pg)
+    if disconnect and waiting.placed.owns_connection:
         cluster.disconnect()
 
 

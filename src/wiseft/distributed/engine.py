@@ -34,10 +34,10 @@ from pathlib import Path
 
 from wiseft.checkpoints import model_fingerprint, validate_model_dir
 from wiseft.distributed import cluster, early
-from wiseft.distributed.actor import ActorEngineFactory, ActorSetup, resolve_factory
+from wiseft.distributed.actor import ActorEngineFactory, ActorSetup, engine_name, resolve_factory
 from wiseft.distributed.dispatch import Dispatcher
 from wiseft.distributed.monitor import Monitor
-from wiseft.distributed.shape import ActorShape, actor_shape
+from wiseft.distributed.shape import ActorShape
 from wiseft.errors import SamplingError
 from wiseft.evaluate.config import EvalConfig, RayConfig
 from wiseft.evaluate.engine import Engine, context_length, find_tokenizer
@@ -120,20 +120,12 @@ class RayEngine:
         vllm = self.setup.options.get("vllm")
         tp = vllm.tensor_parallel_size if vllm is not None else 1
         waiting = early.adopt(early.prestart_key(self.cfg, self.setup.device, tp, self.actor_engine))
-        if waiting is not None:
-            self._owns_connection, self.cluster, self.shape = (
-                waiting.owns_connection,
-                waiting.cluster,
-                waiting.shape,
-            )
-            self._pg, handles = waiting.pg, waiting.handles
-        else:
-            self._owns_connection = cluster.connect(self.cfg.address)
-            self.cluster = cluster.snapshot()
-            self.shape = actor_shape(
-                self.cfg, self.setup.device, self.cluster["resources"], tp, self.cluster["nodes"]
-            )
-            self._pg, handles = cluster.place(self.shape, self.cfg.strategy, self.cfg.start_timeout), {}
+        placed = (
+            waiting.placed if waiting is not None else early.join_and_place(self.cfg, self.setup.device, tp)
+        )
+        handles = waiting.handles if waiting is not None else {}
+        self._owns_connection, self.cluster = placed.owns_connection, placed.cluster
+        self.shape, self._pg = placed.shape, placed.pg
         shape, setup = self.shape, self._setup_for(self.shape)
 
         def new_actor(actor: int):
@@ -175,7 +167,7 @@ class RayEngine:
         """What results.json records under machine.ray."""
         shape = self.shape
         return {"ray": {
-            "address": self.cfg.address or "local", "engine": _engine_name(self.actor_engine),
+            "address": self.cfg.address or "local", "engine": engine_name(self.actor_engine),
             "strategy": self.cfg.strategy, "cluster": self.cluster,
             "actor_resources": shape.bundle() if shape else None,
             "replica_bundles": shape.replica_bundles() if shape else None,
@@ -183,10 +175,6 @@ class RayEngine:
             "actors_planned": shape.actors if shape else None,
             "lookahead": self.lookahead, **self.monitor.record(),
         }}  # fmt: skip
-
-
-def _engine_name(engine) -> str:
-    return engine if isinstance(engine, str) else type(engine).__name__
 
 
 def _driver_side(model_dir: Path, tokenizer_dirs, options) -> tuple:

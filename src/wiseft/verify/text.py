@@ -44,17 +44,15 @@ def check_system(template: str, system: str | None, where: str) -> None:
 
 def encode_pair(tokenizer: Any, prompt: str, completion: str, template: str, system: str | None) -> list[int]:
     """Token ids of the pair under a resolved template ("chat" or "plain")."""
-    if template == "plain":
-        return list(tokenizer(prompt + completion, add_special_tokens=True)["input_ids"])
-    text = _chat_text(tokenizer, prompt, completion, system)
-    return list(tokenizer(text, add_special_tokens=False)["input_ids"])
+    return encode_pairs(tokenizer, [(prompt, completion)], template, system)[0]
 
 
 def encode_pairs(
     tokenizer: Any, pairs: list[tuple[str, str]], template: str, system: str | None
 ) -> list[list[int]]:
-    """`encode_pair` of each (prompt, completion), the texts tokenised in one call of the tokenizer (the
-    same ids as one call each: no padding, no truncation; a fast tokenizer batches them natively)."""
+    """Token ids of each (prompt, completion) under a resolved template ("chat": the tokenizer's chat
+    template, no special tokens added; "plain": prompt + completion with the tokenizer's own), the texts
+    tokenised in one call (the same ids as one call each: no padding, no truncation)."""
     if not pairs:
         return []
     if template == "plain":

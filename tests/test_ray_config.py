@@ -383,3 +383,42 @@ def test_commands_without_ray_ask_for_no_actors(monkeypatch):
 
     monkeypatch.setattr(early, "prestart", lambda cfg: pytest.fail("no ray: section, no actors"))
     start_ray_early(SweepConfig(anchors=("a", "b"), task="toy"))
+
+
+def test_without_ray_installed_the_run_checks_its_inputs_then_says_how_to_get_it(
+    monkeypatch, tmp_path, cli, capsys
+):
+    """The head start is skipped where Ray is not installed (as in CI): a bad input is still reported as
+    itself, and a good one gets "needs Ray" from the run, exit 2, with no sample written."""
+    from wiseft.cli._common import start_ray_early
+    from wiseft.distributed import early
+
+    monkeypatch.setitem(sys.modules, "ray", None)  # as if not installed
+    monkeypatch.setattr(early, "prestart", lambda cfg: pytest.fail("no Ray, no head start"))
+    start_ray_early(SweepConfig(anchors=("a", "b"), task="toy", ray=RayConfig()))
+    final = tiny_model_dir(tmp_path, "final", seed=2)
+    capsys.readouterr()  # (saving the model prints its progress)
+    out = tmp_path / "out"
+    code, err = cli(["sweep", tmp_path / "missing", final, "--task", "toy", "--n", "2", "--ray", "-o", out])
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "missing" in err and "Ray" not in err, err
+    code, err = cli(["sweep", final, final, "--task", "toy", "--n", "2", "--ray", "-o", out])
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert "--ray needs Ray: pip install 'wiseft[ray]'" in err
+    assert not out.exists()
+
+
+def test_a_local_clusters_auth_notice_is_dropped_and_the_auth_off_warning_kept(caplog):
+    """Ray 2.60 logs "Token authentication is enabled" on every local `ray.init`, which would put a line
+    before a bad input's one-line error; only that notice is dropped, only while connecting."""
+    from wiseft.distributed.cluster import AUTH_LOGGER, _quiet_local_auth_notice
+
+    log = logging.getLogger(AUTH_LOGGER)
+    with caplog.at_level(logging.WARNING, logger=AUTH_LOGGER):
+        with _quiet_local_auth_notice():
+            log.warning("Token authentication is enabled for this Ray cluster. Set RAY_AUTH_MODE=disabled")
+            log.warning("Token authentication is disabled for this Ray cluster. Anyone with network access")
+        log.warning("Token authentication is enabled (after connecting)")
+    assert [r.getMessage()[:37] for r in caplog.records] == [
+        "Token authentication is disabled for ",
+        "Token authentication is enabled (afte",
+    ]

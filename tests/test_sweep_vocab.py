@@ -4,6 +4,8 @@ for token, the merged checkpoint evaluated from disk; the engines that cannot do
 
 from __future__ import annotations
 
+import sys
+
 import pytest
 import yaml
 from support.vocab import vocab_models
@@ -99,8 +101,17 @@ def test_the_in_memory_variant_samples_the_merged_checkpoints_token_ids(models, 
     assert in_memory == fresh and all(c.token_ids for row in fresh for c in row)
 
 
-@pytest.mark.parametrize("extra, flag", [(["--engine", "vllm"], "--engine vllm"), (["--ray"], "--ray")])
-def test_engines_that_cannot_resize_are_refused_up_front(models, tmp_path, cli, extra, flag):
+@pytest.mark.parametrize(
+    "extra, flag, ray_installed",
+    [(["--engine", "vllm"], "--engine vllm", True), (["--ray"], "--ray", True), (["--ray"], "--ray", False)],
+)
+def test_engines_that_cannot_resize_are_refused_up_front(
+    models, tmp_path, cli, monkeypatch, extra, flag, ray_installed
+):
+    """The recipe's refusal comes first whether or not Ray is installed (CI has no Ray): the command's
+    head start on the cluster (`start_ray_early`) must not put "install Ray" before the input's error."""
+    if not ray_installed:
+        monkeypatch.setitem(sys.modules, "ray", None)
     recipe = _recipe_file(tmp_path, RECIPES["wise-ft-union"](models))
     out = tmp_path / "out"
     code, err = cli(_sweep_args(recipe, out, *extra))

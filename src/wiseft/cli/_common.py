@@ -5,6 +5,7 @@ and argument parsing import this module; the closing tables (`cli.tables`) load 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import sys
 from typing import Any
 
@@ -31,8 +32,9 @@ def start_ray_early(cfg) -> None:
     and transformers, so that the actors' own imports run meanwhile (`distributed.early`; ~4 s of a Ray
     command's start on the project's VM). Errors are the run's own (an unreachable cluster, one too small
     for the actors); the actors are stopped when the command ends if its run never used them
-    (`stop_early_actors`)."""
-    if getattr(cfg, "ray", None) is None:
+    (`stop_early_actors`). Without Ray installed it does nothing: the run checks its own inputs first and
+    then says how to install Ray, as it would without this head start."""
+    if getattr(cfg, "ray", None) is None or importlib.util.find_spec("ray") is None:
         return
     from wiseft.distributed.early import prestart
 

@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import logging
 import warnings
@@ -87,12 +88,35 @@ def connect(address: str | None) -> bool:
             f"--ray {address}: Ray Client needs grpcio: pip install 'wiseft[ray]' (grpcio==1.85.3)"
         )
     try:
-        with warnings.catch_warnings():  # (Ray Client warns of a timeout before it raises; the error says it)
+        with warnings.catch_warnings(), _quiet_local_auth_notice():
+            # (Ray Client warns of a timeout before it raises; the error says it)
             warnings.simplefilter("ignore")
             ray.init(**init_kwargs(address))  # "local": a new cluster, not `ray start`'s
     except (ConnectionError, RuntimeError, ValueError, TimeoutError) as exc:
         raise connect_error(address, exc) from None
     return True
+
+
+AUTH_LOGGER = "ray._private.authentication.authentication_token_setup"
+
+
+class _DropNotice(logging.Filter):
+    """Drops Ray's notice that a cluster it starts has token authentication on (Ray 2.60 says so on every
+    local `ray.init`, on stderr, before a run's own output). The local cluster is this command's, ends with
+    it, and is the safe default; the opposite warning (authentication off) still shows."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("Token authentication is enabled")
+
+
+@contextlib.contextmanager
+def _quiet_local_auth_notice():
+    log, drop = logging.getLogger(AUTH_LOGGER), _DropNotice()
+    log.addFilter(drop)
+    try:
+        yield
+    finally:
+        log.removeFilter(drop)
 
 
 def connect_error(address: str | None, exc: BaseException) -> ConfigError:

@@ -310,6 +310,52 @@ def test_an_interrupted_micro_batch_run_leaves_no_worker_threads(tmp_path):
     assert {t.ident for t in threading.enumerate() if t.is_alive()} <= before
 
 
+def test_each_batch_is_made_once_in_step_order_the_next_one_while_a_step_trains(tmp_path):
+    """The prefetch (`sft._Prefetch`) asks the source for step s+1 in its own thread while step s trains,
+    once per step and in order (so a source with state sees what it saw without it), never past the run's
+    last step; a run that a stop rule ends has made one batch it does not use."""
+    import threading
+
+    pairs = _pairs()
+    source = data.epoch_batches(pairs, 4, 1)
+    calls: list[tuple[int, str]] = []
+
+    def batch_at(step):
+        calls.append((step, threading.current_thread().name))
+        return source(step)
+
+    model, tok = _model()
+    sft.train(model, tok, batch_at, _cfg(steps=5), tmp_path / "a")
+    assert [s for s, _ in calls] == [1, 2, 3, 4, 5]
+    assert calls[0][1] == threading.current_thread().name
+    assert all(name.startswith("wiseft-batches") for _, name in calls[1:])
+    calls.clear()
+    model, tok = _model()
+    sft.train(model, tok, batch_at, _cfg(steps=5), tmp_path / "b", stop_when=lambda step, m: step == 3)
+    assert [s for s, _ in calls] == [1, 2, 3, 4]
+
+
+def test_a_batch_that_cannot_be_made_fails_its_own_step_and_leaves_no_thread(tmp_path):
+    import threading
+
+    source = data.epoch_batches(_pairs(), 4, 1)
+    trained: list[int] = []
+
+    def batch_at(step):
+        if step == 3:
+            raise TrainError("bad example at step 3")
+        return source(step)
+
+    model, tok = _model()
+    before = {t.ident for t in threading.enumerate()}
+    with pytest.raises(TrainError, match="step 3"):
+        sft.train(
+            model, tok, batch_at, _cfg(steps=5), tmp_path / "r", on_step=lambda p: trained.append(p.step)
+        )
+    assert trained == [1, 2]
+    assert {t.ident for t in threading.enumerate() if t.is_alive()} <= before
+
+
 def _interrupt_at(step):
     def on_step(p):
         if p.step == step:

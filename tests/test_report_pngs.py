@@ -63,3 +63,37 @@ def test_a_failed_or_hung_child_is_replaced_by_rendering_here(monkeypatch, actio
     monkeypatch.setattr(os, "kill", lambda pid, sig: (kills.append(sig), real_kill(pid, sig)))
     assert pngs.render_pngs(figs, workers=2, timeout=timeout) == serial
     assert kills == ([9] if killed else [])
+
+
+def _builders(count: int, absent=()) -> dict:
+    figs = _figs(count)
+    return {name: (lambda n=name: None if n in absent else figs[n]) for name in figs}
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_builders_are_built_where_they_are_rendered_and_a_missing_plot_is_left_out(workers):
+    serial = {name: render_png(fig) for name, fig in _figs(5).items()}
+    got = pngs.render_pngs(_builders(5, absent={"fig1", "fig2"}), workers=workers)
+    assert list(got) == ["fig0", "fig3", "fig4"] and got == {n: serial[n] for n in got}
+    parent, built_in = os.getpid(), {}
+
+    def where(name, fig):
+        def build():
+            built_in[name] = os.getpid() == parent
+            return fig
+
+        return build
+
+    figs = _figs(4)
+    assert pngs.render_pngs({n: where(n, f) for n, f in figs.items()}, workers=workers) == {
+        n: serial[n] for n in figs
+    }
+    assert built_in == ({n: True for n in figs} if workers == 1 else {"fig0": True, "fig2": True})
+
+
+def test_a_builder_that_fails_fails_here_too():
+    def broken():
+        raise ValueError("no data for this plot")
+
+    with pytest.raises(ValueError, match="no data"):
+        pngs.render_pngs({"a": _builders(1)["fig0"], "b": broken}, workers=2)

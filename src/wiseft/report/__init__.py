@@ -21,10 +21,10 @@ from wiseft.report import thinking
 from wiseft.report.captions import caption, omitted
 from wiseft.report.data import FAMILIES, Results
 from wiseft.report.from_store import results_from_store
-from wiseft.report.plots import PLOTS, make_figures, quiet
+from wiseft.report.plots import PLOTS, figure_builders, make_figures, quiet
 from wiseft.report.pngs import render_pngs
 from wiseft.report.render import RLSection, Table, html_doc, markdown
-from wiseft.report.rl import RL_PLOTS, RLRun, find_rl_logs, load_rl_runs, rl_figures, rl_table
+from wiseft.report.rl import RL_PLOTS, RLRun, find_rl_logs, load_rl_runs, rl_figure_builders, rl_table
 from wiseft.report.sources import is_metrics_json, results_from_metrics
 from wiseft.results import RunResults, selection_note
 from wiseft.store import is_store
@@ -98,17 +98,19 @@ def build(
     check_output_dir(out, force)  # before the slow part
     res = Results(results, source or "results")
     headline, curve_ks = resolve_ks(res, ks)
-    figs = make_figures(res, headline, curve_ks)
+    builders = figure_builders(res, headline, curve_ks)
     meta = {name: (title, caption) for name, title, caption, _ in PLOTS}
-    sections = thinking_hook(res, figs, meta)
-    pngs = render_pngs(figs, dpi)
+    sections = thinking_hook(res, builders, meta)
+    rl_builders = {name: _quietly(build) for name, build in rl_figure_builders(rl).items()} if rl else {}
+    pngs = render_pngs({**builders, **rl_builders}, dpi)  # every figure at once, on two cores
     rendered = [
         (f"{name}.png", meta[name][0], caption(name, res, meta[name][1], headline, curve_ks), pngs[name])
-        for name in figs
+        for name in builders
+        if name in pngs
     ]
     metric_names = res.metric_names(headline) if ks is not None else res.metric_names(vote_ks=headline)
-    left_out = omitted(res, list(figs))
-    section = rl_section(rl, dpi)
+    left_out = omitted(res, [name for name in builders if name in pngs])
+    section = rl_section(rl, {name: pngs[name] for name in rl_builders if name in pngs})
     with atomic_dir(out, force) as tmp:
         for fname, _title, _caption, png in rendered + list(section.plots if section else []):
             (tmp / fname).write_bytes(png)
@@ -120,28 +122,36 @@ def build(
     return out
 
 
-def rl_section(runs: Sequence[RLRun], dpi: int = 110) -> RLSection | None:
-    """The RL section of the report (figures rendered, the table of runs), or None without RL runs."""
+def rl_section(
+    runs: Sequence[RLRun], pngs: dict[str, bytes] | None = None, dpi: int = 110
+) -> RLSection | None:
+    """The RL section of the report (figures rendered, the table of runs), or None without RL runs;
+    `pngs`: its figures already rendered by name (`build` renders them with the others)."""
     if not runs:
         return None
-    with quiet():
-        figs = rl_figures(runs)
+    if pngs is None:
+        pngs = render_pngs({name: _quietly(build) for name, build in rl_figure_builders(runs).items()}, dpi)
     meta = {name: (title, caption) for name, title, caption, _ in RL_PLOTS}
-    pngs = render_pngs(figs, dpi)
-    plots = [(f"{name}.png", *meta[name], pngs[name]) for name in figs]
+    plots = [(f"{name}.png", *meta[name], pngs[name]) for name in meta if name in pngs]
     header, rows = rl_table(runs)
     return RLSection(plots, Table("RL runs", header, rows))
 
 
-def thinking_hook(res: Results, figs: dict, meta: dict) -> list:
+def _quietly(build):
+    def quiet_build():
+        with quiet():
+            return build()
+
+    return quiet_build
+
+
+def thinking_hook(res: Results, builders: dict, meta: dict) -> list:
     """The Instruct ↔ Thinking section (`report.thinking`), only when the run has thinking statistics:
-    its figure added to `figs`/`meta`, its (title, notes, header, rows) returned."""
+    its figure's builder added to `builders`/`meta`, its (title, notes, header, rows) returned."""
     if not thinking.has_thinking(res):
         return []
-    fig = thinking.figure_for(res)
-    if fig is not None:
-        figs[thinking.PLOT[0]] = fig
-        meta[thinking.PLOT[0]] = thinking.PLOT[1:]
+    builders[thinking.PLOT[0]] = lambda: thinking.figure_for(res)  # (built outside `quiet`, as it was)
+    meta[thinking.PLOT[0]] = thinking.PLOT[1:]
     found = thinking.section(res)
     return [("Instruct ↔ Thinking", *found)] if found else []
 

@@ -352,17 +352,28 @@ def quiet(caught: list[str] | None = None) -> Iterator[None]:
         caught.extend([f"{w.category.__name__}: {w.message}" for w in seen] + records)
 
 
+def figure_builders(
+    res: Results, headline_ks: Sequence[int], curve_ks: Sequence[int], caught: list[str] | None = None
+) -> dict[str, Callable[[], Figure | None]]:
+    """Each plot's builder, by name in report order: it returns the figure, or None when the run has no
+    data for it (warnings kept off the console, see `quiet`). `report.pngs` builds them on two cores."""
+
+    def builder(fn: PlotFn) -> Callable[[], Figure | None]:
+        def build() -> Figure | None:
+            with quiet(caught):
+                return fn(res, headline_ks, curve_ks)
+
+        return build
+
+    return {name: builder(fn) for name, _title, _caption, fn in PLOTS}
+
+
 def make_figures(
     res: Results, headline_ks: Sequence[int], curve_ks: Sequence[int], caught: list[str] | None = None
 ) -> dict[str, Figure]:
     """Every plot that has data, by name, in report order (warnings kept off the console, see `quiet`)."""
-    figs = {}
-    with quiet(caught):
-        for name, _title, _caption, fn in PLOTS:
-            fig = fn(res, headline_ks, curve_ks)
-            if fig is not None:
-                figs[name] = fig
-    return figs
+    built = {name: build() for name, build in figure_builders(res, headline_ks, curve_ks, caught).items()}
+    return {name: fig for name, fig in built.items() if fig is not None}
 
 
 def render_png(fig: Figure, dpi: int = 110, caught: list[str] | None = None) -> bytes:

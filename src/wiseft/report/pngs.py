@@ -1,11 +1,13 @@
-"""The report's figures rendered to PNG bytes, on two cores where the machine has them.
+"""The report's figures built and rendered to PNG bytes, on two cores where the machine has them.
 
-Rendering (matplotlib's Agg canvas and the PNG encoder) is single-threaded and is most of a report's time.
-`render_pngs` forks one child process that renders every other figure into a temporary file while this
-process renders the rest; PNG bytes do not depend on which process drew them, so the report is the same
-bytes either way (tested). The child touches nothing but its figures and that file, and exits with
-`os._exit`. If it fails or outlives `timeout`, this process renders its figures too, so a report never
-depends on the child. Without `os.fork` (or on one core) everything is rendered here.
+Building a figure (its constrained layout measures every label) and rendering it (matplotlib's Agg canvas
+and the PNG encoder) are single-threaded and most of a report's time. `render_pngs` takes each figure as a
+builder (a function that returns the figure, or None when there is nothing to plot) and forks one child
+process that builds and renders every other figure into a temporary file while this process does the rest;
+PNG bytes do not depend on which process drew them, so the report is the same bytes either way (tested).
+The child touches nothing but its figures and that file, and exits with `os._exit`. If it fails or outlives
+`timeout`, this process builds and renders its figures too, so a report never depends on the child (and a
+builder's own error is raised here). Without `os.fork` (or on one core) everything is done here.
 """
 
 from __future__ import annotations
@@ -14,40 +16,55 @@ import os
 import sys
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING
 
 from wiseft.report.plots import render_png
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 CHILD_TIMEOUT_S = 300.0
 
 
 def render_pngs(
-    figs: Mapping[str, object], dpi: int = 110, workers: int | None = None, timeout: float = CHILD_TIMEOUT_S
-) -> dict[str, bytes]:
-    """PNG bytes of each figure, by name in the order of `figs`; `workers` (default: up to 2 cores) > 1
-    renders every other figure in a forked child."""
+    figs: Mapping[str, Figure | Callable[[], Figure | None]], dpi: int = 110, workers: int | None = None,
+    timeout: float = CHILD_TIMEOUT_S,
+) -> dict[str, bytes]:  # fmt: skip
+    """PNG bytes of each figure, by name in the order of `figs`, leaving out builders that returned None;
+    a value is a Figure or a builder of one. `workers` (default: up to 2 cores) > 1 builds and renders
+    every other figure in a forked child."""
     names = list(figs)
+
+    def png(name: str) -> bytes:
+        fig = figs[name]() if callable(figs[name]) else figs[name]
+        return b"" if fig is None else render_png(fig, dpi)  # (b"": no figure; a PNG is never empty)
+
     workers = min(2, _cores()) if workers is None else workers
     if workers < 2 or len(names) < 2 or not hasattr(os, "fork") or sys.platform != "linux":
-        return {name: render_png(figs[name], dpi) for name in names}
+        return _present({name: png(name) for name in names})
     theirs = names[1::2]
     with tempfile.TemporaryFile() as spool:
         pid = os.fork()
-        if pid == 0:  # the child: render its half into the spool, then leave without any cleanup
+        if pid == 0:  # the child: its half into the spool, then leave without any cleanup
             code = 1
             try:
                 for name in theirs:
-                    png = render_png(figs[name], dpi)
-                    spool.write(len(png).to_bytes(8, "little") + png)
+                    data = png(name)
+                    spool.write(len(data).to_bytes(8, "little") + data)
                 spool.flush()
                 code = 0
             finally:
                 os._exit(code)
-        out = {name: render_png(figs[name], dpi) for name in names[0::2]}
+        out = {name: png(name) for name in names[0::2]}
         got = _child_pngs(pid, spool, len(theirs), timeout)
-    for name, png in zip(theirs, got or [render_png(figs[n], dpi) for n in theirs], strict=True):
-        out[name] = png
-    return {name: out[name] for name in names}
+    for name, data in zip(theirs, got if got is not None else [png(n) for n in theirs], strict=True):
+        out[name] = data
+    return _present({name: out[name] for name in names})
+
+
+def _present(pngs: dict[str, bytes]) -> dict[str, bytes]:
+    return {name: data for name, data in pngs.items() if data}
 
 
 def _cores() -> int:

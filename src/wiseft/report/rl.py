@@ -11,6 +11,7 @@ KL when it was computed). The section appears only when at least one log was fou
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -245,13 +246,9 @@ RL_PLOTS = [
 ]  # fmt: skip
 
 
-def rl_figures(runs: Sequence[RLRun]) -> dict[str, Figure]:
-    figs = {}
-    for name, _title, _caption, fn in RL_PLOTS:
-        fig = fn(runs)
-        if fig is not None:
-            figs[name] = fig
-    return figs
+def rl_figure_builders(runs: Sequence[RLRun]) -> dict:
+    """Each RL plot's builder by name (the figure, or None without data), as `plots.figure_builders`."""
+    return {name: functools.partial(fn, runs) for name, _title, _caption, fn in RL_PLOTS}
 
 
 def _last_mean(values: Sequence[float | None], n: int) -> str:

@@ -3,6 +3,8 @@ spot and frontier, the figure's panels and the paper's table; absent when a run 
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from wiseft.report import build
@@ -126,3 +128,30 @@ def test_the_report_shows_the_section_only_for_thinking_runs(tmp_path):
         not (plain / "thinking_lambda.png").exists()
         and "Instruct ↔ Thinking" not in (plain / "report.md").read_text()
     )
+
+
+def test_a_run_whose_samples_never_think_gets_no_thinking_section(tmp_path):
+    """Every graded run records Think % and thinking tokens (0 where no sample opens a block): a plain
+    WiSE-FT sweep, like the toy demo's, must not be drawn as an Instruct → Thinking λ sweep."""
+
+    def never_thinking():
+        res = synthetic()
+        for v in res.variants:
+            v.summary["thinking"] = {k: {"value": 0.0, "lo": 0.0, "hi": 0.0} for k in v.summary["thinking"]}
+        return res
+
+    out = build(never_thinking(), tmp_path / "r")
+    assert not (out / "thinking_lambda.png").exists() and "Thinking" not in (out / "report.md").read_text()
+    for key in ("think_frac", "thinking_tokens"):  # a closed block, or thinking tokens of a block cut short
+        res = never_thinking()
+        res.variants[-2].summary["thinking"][key] = {"value": 0.25, "lo": 0.1, "hi": 0.4}
+        assert (build(res, tmp_path / key) / "thinking_lambda.png").is_file()
+
+
+def test_wiseft_report_names_what_the_thinking_figure_shows(tmp_path, cli):
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps(synthetic().to_json()))
+    code, err = cli(["report", path, "-o", tmp_path / "r"])
+    assert code == 0, err
+    row = next(line for line in cli.out.splitlines() if "thinking_lambda.png" in line and "KiB" in line)
+    assert "Instruct → Thinking: the λ sweep" in row

@@ -69,6 +69,7 @@ def run(args: argparse.Namespace) -> int:
     for f in files:  # the full paths, one per line, never cut to the terminal width
         console.print(str(f), soft_wrap=True, highlight=False)
     titles = {f"{name}.png": title for name, title, _caption, _fn in [*report.PLOTS, *report.RL_PLOTS]}
+    titles[f"{report.thinking.PLOT[0]}.png"] = report.thinking.PLOT[1]
     table = Table(title=f"wiseft report: {len(results.variants)} variants → {path}")
     table.add_column("file")
     table.add_column("size", justify="right")

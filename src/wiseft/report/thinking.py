@@ -20,6 +20,7 @@ accuracy-per-token frontier with the sweet spot); `section(res)` returns the not
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -91,7 +92,14 @@ def frontier(points: Sequence[tuple[float, float]]) -> list[int]:
 
 # --- the variants of the λ sweep ------------------------------------------------------------------------
 def has_thinking(res: Results) -> bool:
-    return any(v.section("thinking") for v in res.variants)
+    """Whether any variant wrote a thinking block: every graded run records Think % and thinking tokens,
+    and a run whose samples never open one (a plain WiSE-FT sweep, the toy demo) gets no λ section."""
+    return any(_thought(v.section("thinking")) for v in res.variants)
+
+
+def _thought(section: dict) -> bool:
+    values = [(section.get(key) or {}).get("value") for key in ("think_frac", "thinking_tokens")]
+    return any(isinstance(x, (int, float)) and math.isfinite(x) and x > 0 for x in values)
 
 
 def sweep(res: Results) -> list[tuple[float, VariantView]]:

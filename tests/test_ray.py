@@ -370,18 +370,22 @@ def test_early_actors_never_adopted_are_stopped_at_exit(cluster, anchors, monkey
     _wait_for_free_cpus(4)
 
 
-def test_bad_input_after_the_early_actors_exits_2_and_stops_them(
-    cluster, anchors, tmp_path, cli, monkeypatch
+@pytest.mark.parametrize("bad, asked", [("missing", []), ("empty", [0, 1])])
+def test_bad_input_exits_2_and_leaves_no_early_actor(
+    cluster, anchors, tmp_path, cli, monkeypatch, bad, asked
 ):
-    """The actors are asked for before the model directories are read: a missing one is still the
-    one-line error with exit 2 and nothing written, and the command stops its actors as it ends (in
-    this process too, where no exit follows)."""
+    """A model path that does not exist is found before any actor is asked for (`start_ray_early` checks
+    the named paths); a directory that exists but holds no model is found after: either way the one-line
+    error with exit 2 and nothing written, and the command stops its actors as it ends (in this process
+    too, where no exit follows)."""
     from wiseft.distributed import early
 
     made = _counting_create_actor(monkeypatch)
-    out = tmp_path / "out"
-    code, err = cli(["sweep", tmp_path / "missing", anchors[1], "--task", "toy", "--limit", "4", "--n", "2",
+    out, model = tmp_path / "out", tmp_path / bad
+    if bad == "empty":
+        model.mkdir()
+    code, err = cli(["sweep", model, anchors[1], "--task", "toy", "--limit", "4", "--n", "2",
                      "--k", "1", "--device", "cpu", "--no-report", "-o", out, "--ray-actors", "2", "--ray"])  # fmt: skip
-    assert code == 2 and "missing" in err and len(err.strip().splitlines()) == 1, err
-    assert made == [0, 1] and not out.exists() and early._waiting is None
+    assert code == 2 and bad in err and len(err.strip().splitlines()) == 1, err
+    assert made == asked and not out.exists() and early._waiting is None
     _wait_for_free_cpus(4)

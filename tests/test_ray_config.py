@@ -23,7 +23,13 @@ from wiseft.distributed.engine import RayEngine, ray_engine
 from wiseft.distributed.monitor import Monitor, _takes_detail
 from wiseft.distributed.shape import ActorShape, actor_shape
 from wiseft.errors import ConfigError
-from wiseft.evaluate.config import RayConfig, SweepConfig, ray_address_problem
+from wiseft.evaluate.config import (
+    ModelEvalConfig,
+    RayConfig,
+    SweepConfig,
+    TrajectoryConfig,
+    ray_address_problem,
+)
 from wiseft.evaluate.engine import ENGINE_PLUGINS, make_engine
 from wiseft.evaluate.plan import VariantSpec, plan_sweep
 from wiseft.evaluate.session import takes_detail
@@ -422,3 +428,39 @@ def test_a_local_clusters_auth_notice_is_dropped_and_the_auth_off_warning_kept(c
         "Token authentication is disabled for ",
         "Token authentication is enabled (afte",
     ]
+
+
+@pytest.mark.parametrize(
+    "make_cfg, asks",
+    [
+        (lambda d: SweepConfig(anchors=(str(d / "a"), str(d / "b")), task="toy", ray=RayConfig()), True),
+        (lambda d: SweepConfig(anchors=(str(d / "a"), str(d / "nope")), task="toy", ray=RayConfig()), False),
+        (
+            lambda d: SweepConfig(anchors=(str(d / "a"), "Qwen/Qwen2.5-0.5B"), task="toy", ray=RayConfig()),
+            True,
+        ),
+        (lambda d: SweepConfig(recipe=str(d / "nope.yml"), task="toy", ray=RayConfig()), False),
+        (
+            lambda d: ModelEvalConfig(
+                model=str(d / "a"), task="toy", data=str(d / "nope.jsonl"), ray=RayConfig()
+            ),
+            False,
+        ),
+        (lambda d: ModelEvalConfig(model=str(d / "a"), task="toy", ray=RayConfig()), True),
+        (lambda d: TrajectoryConfig(run_dir=str(d / "nope"), task="toy", ray=RayConfig()), False),
+        (lambda d: TrajectoryConfig(run_dir=str(d), task="toy", ray=RayConfig()), True),
+    ],
+)
+def test_no_actor_is_asked_for_while_a_named_input_is_missing(monkeypatch, tmp_path, make_cfg, asks):
+    """The head start waits for nothing, so it must not start a cluster for a run that will stop at its
+    first input check: a path the command names that is neither on disk nor a Hub name skips it."""
+    from wiseft.cli._common import start_ray_early
+    from wiseft.distributed import early
+
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    cfg, asked = make_cfg(tmp_path), []
+    monkeypatch.setattr(early, "prestart", lambda cfg: asked.append(cfg))
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: object())  # as if Ray were installed
+    start_ray_early(cfg)
+    assert bool(asked) is asks

@@ -9,11 +9,18 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 import socket
 from urllib.parse import urlparse
 
 CONNECT_TIMEOUT_S = 3.0
 _TRUE = {"1", "true", "yes", "on"}
+_HUB_NAME = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+
+def looks_like_hub_name(name: str) -> bool:
+    """Whether `name` could be a Hub repository id (OWNER/NAME), not a local path."""
+    return bool(_HUB_NAME.match(name)) and not name.startswith((".", "/", "~"))
 
 
 def offline_by_env() -> bool:

@@ -8,18 +8,14 @@ is used; unknown names fail with a HubError that says what to do.
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 from wiseft.errors import CheckpointError, HubError
-from wiseft.network import hub_reachable, why_offline
+from wiseft.network import hub_reachable, looks_like_hub_name, why_offline
+
+__all__ = ["ALLOW_PATTERNS", "looks_like_hub_name", "resolve"]
 
 ALLOW_PATTERNS = ["*.safetensors", "*.json", "tokenizer.model", "*.txt", "*.jinja"]
-_HUB_NAME = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
-
-
-def looks_like_hub_name(name: str) -> bool:
-    return bool(_HUB_NAME.match(name)) and not name.startswith((".", "/", "~"))
 
 
 def resolve(name: str) -> Path:

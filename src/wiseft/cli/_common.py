@@ -7,9 +7,11 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import sys
+from pathlib import Path
 from typing import Any
 
 from wiseft.config import add_options, load, option_dests
+from wiseft.network import looks_like_hub_name
 
 
 def add_eval_args(p: argparse.ArgumentParser, cls: type, default_out: str) -> None:
@@ -32,9 +34,12 @@ def start_ray_early(cfg) -> None:
     and transformers, so that the actors' own imports run meanwhile (`distributed.early`; ~4 s of a Ray
     command's start on the project's VM). Errors are the run's own (an unreachable cluster, one too small
     for the actors); the actors are stopped when the command ends if its run never used them
-    (`stop_early_actors`). Without Ray installed it does nothing: the run checks its own inputs first and
-    then says how to install Ray, as it would without this head start."""
+    (`stop_early_actors`). It does nothing without Ray installed, or when a model, run directory, recipe
+    or data path the command names is neither on disk nor a Hub name: the run then reports its input (or
+    how to install Ray) in one line before it starts anything, as it would without this head start."""
     if getattr(cfg, "ray", None) is None or importlib.util.find_spec("ray") is None:
+        return
+    if any(not Path(p).expanduser().exists() and not looks_like_hub_name(p) for p in cfg.input_paths()):
         return
     from wiseft.distributed.early import prestart
 

@@ -252,6 +252,11 @@ class EvalConfig:
         """(closing tag, opening tag) of thinking blocks, or None when thinking is not looked for."""
         return (self.thinking_tag, self.thinking_open_tag or None) if self.thinking_tag else None
 
+    def input_paths(self) -> tuple[str, ...]:
+        """The files and directories this run reads that the user named (models, run directory, recipe,
+        data): what must exist, or be a Hub name, before the run starts anything."""
+        return (self.data,) if self.data else ()
+
     def engine_options(self) -> EngineOptions | None:
         """The vLLM engine's options (None for --engine hf, where setting one of them is an error; for
         --engine auto, the options vLLM starts with if auto chooses it)."""
@@ -298,6 +303,9 @@ class ModelEvalConfig(EvalConfig):
         super().__post_init__()
         if not self.model:
             raise ConfigError("wiseft eval needs a MODEL directory")
+
+    def input_paths(self) -> tuple[str, ...]:
+        return (self.model, *super().input_paths())
 
 
 @dataclass(frozen=True)
@@ -357,6 +365,10 @@ class SweepConfig(SelectConfig):
         if not self.extrapolate and any(not 0 <= d <= 1 for d in self.delta):
             raise ConfigError(f"--delta values must lie in [0, 1] (or pass --extrapolate), got {self.delta}")
 
+    def input_paths(self) -> tuple[str, ...]:
+        named = (self.recipe,) if self.recipe else self.anchors  # (a recipe's models are read with it)
+        return (*named, *super().input_paths())
+
 
 @dataclass(frozen=True)
 class TrajectoryConfig(SelectConfig):
@@ -373,6 +385,9 @@ class TrajectoryConfig(SelectConfig):
             raise ConfigError("wiseft trajectory needs a RUN_DIR holding checkpoint-STEP directories")
         if any(not 0 <= d <= 1 for d in self.delta):
             raise ConfigError(f"--delta values must lie in [0, 1], got {self.delta}")
+
+    def input_paths(self) -> tuple[str, ...]:
+        return (self.run_dir, *super().input_paths())
 
 
 def check_metric(metric: str, ks: Sequence[int]) -> None:

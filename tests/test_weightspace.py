@@ -262,3 +262,32 @@ def _counting(fn, seen):
         return fn(*args)
 
     return wrapper
+
+
+def test_warming_loads_the_code_of_every_signature_a_switch_uses():
+    """`fused.warm` (run in the background by engines and the demo, so a first switch does not wait for
+    numba's import and cache) must load the signatures `combine` calls: after it, no switch adds one."""
+    import threading
+
+    from wiseft.merge import fused
+
+    if not fused.available():
+        pytest.skip("numba is not installed")
+    thread = fused.warm_in_background()
+    assert thread.daemon and thread.name == "wiseft-fused-warm"
+    thread.join(120)
+    kernels = fused._build()
+    loaded = {key: list(k.signatures) for key, k in kernels.items()}
+    assert all(loaded.values())
+    for dtype in (torch.float32, torch.bfloat16):
+        a, b = _spread(1000, dtype, 1), _spread(1000, dtype, 2)
+        fused.combine(torch.empty(1000), [a, b], (0.25, 0.75))
+        fused.combine(torch.empty(1000), [a, b], (0.0, 1.0))
+    assert {key: list(k.signatures) for key, k in kernels.items()} == loaded
+    built = []
+    threads = [threading.Thread(target=lambda: built.append(fused._build())) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert all(k is kernels for k in built)

@@ -34,6 +34,7 @@ from wiseft.evaluate.plan import VariantSpec, variant_name
 from wiseft.evaluate.session import EvalSession, store_path
 from wiseft.evaluate.verifying import verify_in_store
 from wiseft.machine import Clock, busy_cores_now, choose_threads
+from wiseft.merge import fused
 from wiseft.merge.recipe import Recipe
 from wiseft.metrics import problem_table, summarize
 from wiseft.paired import BIG_K_MIN
@@ -295,6 +296,9 @@ def _run_into(
     torch.set_num_threads(choose_threads(cfg.threads, busy_before))
     with clock.stage("base"):
         base, cached = ensure_base(cfg, cache, fresh, progress)
+    # The evaluation's first weight switch imports numba and loads its kernels: 3-4 s instead of ~0.6 when
+    # the VM dropped those files from its page cache during pretraining. Loaded during SFT instead.
+    fused.warm_in_background()
     with clock.stage("sft"):
         run = toy.finetune(cfg.recipe, base, tmp / "sft", on_step=_sft_ticks(cfg, progress))
     with clock.stage("eval"):

@@ -38,6 +38,7 @@ from wiseft.checkpoints import (
 from wiseft.devices import resolve_device
 from wiseft.errors import ConfigError, SamplingError
 from wiseft.evaluate.plan import VariantSpec
+from wiseft.merge import fused
 from wiseft.merge.recipe import Recipe
 from wiseft.sampling import Completion, Sampler, SamplingParams
 from wiseft.weightspace import Reindexed, WeightSpace, policy_of, reindexes, reindexing
@@ -112,6 +113,7 @@ class AnchorWeights:
         self._space: WeightSpace | None = None
         self._key: tuple | None = None
         self.fingerprints = Fingerprints()
+        fused.warm_in_background()  # the mixes' kernels, loaded while the run sets up its sampler and store
 
     def materialise(self, spec: VariantSpec) -> None:
         if spec.mix is None:

@@ -88,7 +88,10 @@ def connect(address: str | None) -> bool:
             f"--ray {address}: Ray Client needs grpcio: pip install 'wiseft[ray]' (grpcio==1.85.3)"
         )
     try:
-        with warnings.catch_warnings(), _quiet_local_auth_notice():
+        quiet_auth = (
+            _quiet_local_auth_notice() if address_kind(address) == "local" else contextlib.nullcontext()
+        )
+        with warnings.catch_warnings(), quiet_auth:
             # (Ray Client warns of a timeout before it raises; the error says it)
             warnings.simplefilter("ignore")
             ray.init(**init_kwargs(address))  # "local": a new cluster, not `ray start`'s

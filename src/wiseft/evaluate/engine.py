@@ -113,7 +113,6 @@ class AnchorWeights:
         self._space: WeightSpace | None = None
         self._key: tuple | None = None
         self.fingerprints = Fingerprints()
-        fused.warm_in_background()  # the mixes' kernels, loaded while the run sets up its sampler and store
 
     def materialise(self, spec: VariantSpec) -> None:
         if spec.mix is None:
@@ -279,6 +278,8 @@ def make_engine(
         else:
             name, reason = choose_engine(model_dir, resolve_device(cfg.device))
     if name == "hf":
+        if any(spec.mix is not None for spec in specs):
+            fused.warm_in_background()  # the mixes' kernels, loaded while the model loads
         engine = hf_engine(model_dir, cfg.device, cfg.threads, tokenizer_dirs, sampler_factory, vocabulary)
     elif sampler_factory is not None:
         raise SamplingError("a sampler_factory makes a transformers sampler; it cannot serve --engine vllm")

@@ -21,7 +21,7 @@ from wiseft.report import thinking
 from wiseft.report.captions import caption, omitted
 from wiseft.report.data import FAMILIES, Results
 from wiseft.report.from_store import results_from_store
-from wiseft.report.plots import PLOTS, figure_builders, make_figures, quiet
+from wiseft.report.plots import PLOTS, figure_builders, make_figures, quietly
 from wiseft.report.pngs import render_pngs
 from wiseft.report.render import RLSection, Table, html_doc, markdown
 from wiseft.report.rl import RL_PLOTS, RLRun, find_rl_logs, load_rl_runs, rl_figure_builders, rl_table
@@ -101,16 +101,16 @@ def build(
     builders = figure_builders(res, headline, curve_ks)
     meta = {name: (title, caption) for name, title, caption, _ in PLOTS}
     sections = thinking_hook(res, builders, meta)
-    rl_builders = {name: _quietly(build) for name, build in rl_figure_builders(rl).items()} if rl else {}
+    rl_builders = {name: quietly(build) for name, build in rl_figure_builders(rl).items()}
     pngs = render_pngs({**builders, **rl_builders}, dpi)  # every figure at once, on two cores
+    drawn = [name for name in builders if name in pngs]  # (a builder without data draws nothing)
     rendered = [
         (f"{name}.png", meta[name][0], caption(name, res, meta[name][1], headline, curve_ks), pngs[name])
-        for name in builders
-        if name in pngs
+        for name in drawn
     ]
     metric_names = res.metric_names(headline) if ks is not None else res.metric_names(vote_ks=headline)
-    left_out = omitted(res, [name for name in builders if name in pngs])
-    section = rl_section(rl, {name: pngs[name] for name in rl_builders if name in pngs})
+    left_out = omitted(res, drawn)
+    section = rl_section(rl, pngs)
     with atomic_dir(out, force) as tmp:
         for fname, _title, _caption, png in rendered + list(section.plots if section else []):
             (tmp / fname).write_bytes(png)
@@ -122,27 +122,15 @@ def build(
     return out
 
 
-def rl_section(
-    runs: Sequence[RLRun], pngs: dict[str, bytes] | None = None, dpi: int = 110
-) -> RLSection | None:
-    """The RL section of the report (figures rendered, the table of runs), or None without RL runs;
-    `pngs`: its figures already rendered by name (`build` renders them with the others)."""
+def rl_section(runs: Sequence[RLRun], pngs: dict[str, bytes]) -> RLSection | None:
+    """The RL section of the report (its figures from `pngs`, the report's rendered figures by name, and
+    the table of runs), or None without RL runs."""
     if not runs:
         return None
-    if pngs is None:
-        pngs = render_pngs({name: _quietly(build) for name, build in rl_figure_builders(runs).items()}, dpi)
     meta = {name: (title, caption) for name, title, caption, _ in RL_PLOTS}
     plots = [(f"{name}.png", *meta[name], pngs[name]) for name in meta if name in pngs]
     header, rows = rl_table(runs)
     return RLSection(plots, Table("RL runs", header, rows))
-
-
-def _quietly(build):
-    def quiet_build():
-        with quiet():
-            return build()
-
-    return quiet_build
 
 
 def thinking_hook(res: Results, builders: dict, meta: dict) -> list:

@@ -14,6 +14,7 @@ bias–variance, length) are in `scatter.py`.
 
 from __future__ import annotations
 
+import functools
 import io
 import logging
 import math
@@ -358,14 +359,21 @@ def figure_builders(
     """Each plot's builder, by name in report order: it returns the figure, or None when the run has no
     data for it (warnings kept off the console, see `quiet`). `report.pngs` builds them on two cores."""
 
-    def builder(fn: PlotFn) -> Callable[[], Figure | None]:
-        def build() -> Figure | None:
-            with quiet(caught):
-                return fn(res, headline_ks, curve_ks)
+    return {
+        name: quietly(functools.partial(fn, res, headline_ks, curve_ks), caught) for name, _t, _c, fn in PLOTS
+    }
 
-        return build
 
-    return {name: builder(fn) for name, _title, _caption, fn in PLOTS}
+def quietly(
+    build: Callable[[], Figure | None], caught: list[str] | None = None
+) -> Callable[[], Figure | None]:
+    """`build` run under `quiet` (a figure builder for `report.pngs`)."""
+
+    def quiet_build() -> Figure | None:
+        with quiet(caught):
+            return build()
+
+    return quiet_build
 
 
 def make_figures(

@@ -202,9 +202,6 @@ def warm(engine: str | ActorEngineFactory) -> None:
             importlib.import_module(name)
         except ImportError:
             pass
-    from wiseft.merge import fused
-
-    fused.warm_in_background()  # the mixes' kernels (numba), loaded while the driver starts
 
 
 def apply_env(env: dict) -> None:
